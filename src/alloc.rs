@@ -1,0 +1,1 @@
+//! Extent allocation. (Placeholder: being written.)

@@ -1,0 +1,1 @@
+//! lvm2's checksum. (Placeholder: being written.)

@@ -1,0 +1,1 @@
+//! The PV label and header. (Placeholder: being written.)

@@ -1,0 +1,1 @@
+//! The metadata area header and its circular buffer. (Placeholder: being written.)

@@ -1,0 +1,16 @@
+//! lvmd: LVM for Kubernetes nodes, done natively.
+//!
+//! Layers, bottom up:
+//! - [`format`]: LVM2's on-disk structures as bytes and text (pure, no I/O).
+//! - [`model`]: the typed volume group on top of the metadata text (pure).
+//! - [`alloc`]: extent allocation (pure).
+//! - [`store`]: devices, scanning, crash-safe commits, lvm2's locks and backups.
+//! - [`lvm`]: the operations (create a PV, a VG, an LV, ...) as a library.
+
+pub mod alloc;
+pub mod format;
+pub mod lvm;
+pub mod model;
+pub mod store;
+pub mod units;
+pub mod uuid;

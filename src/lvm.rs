@@ -1,0 +1,1 @@
+//! Operations as a library. (Placeholder: being written.)

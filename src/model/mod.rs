@@ -1,0 +1,1 @@
+//! The typed volume group. (Placeholder: being written.)

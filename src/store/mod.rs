@@ -1,0 +1,1 @@
+//! Devices, scanning and commits. (Placeholder: being written.)

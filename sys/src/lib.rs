@@ -1,0 +1,1 @@
+//! Raw Linux kernel interfaces for lvmd.
