@@ -156,3 +156,6 @@ impl Section {
 /// A whole metadata text: the top-level items (the VG section, `contents`, `version`,
 /// `description`, `creation_host`, `creation_time`).
 pub type Document = Section;
+
+#[cfg(test)]
+mod tests;
