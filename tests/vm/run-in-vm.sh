@@ -360,8 +360,26 @@ if ! cd "$CWD"; then
     echo "run-in-vm: cannot cd to $CWD in the guest" >&4
     finish 125
 fi
-"${CMD[@]}" </dev/null >&3 2>&4 3>&- 4>&-
+# The command gets pipes, not the ttys: on a tty, test harnesses and tools
+# switch to colours and interactive behaviour the caller did not ask for.
+mkfifo /run/vm-stdout /run/vm-stderr
+cat /run/vm-stdout >&3 &
+out_pid=$!
+cat /run/vm-stderr >&4 &
+err_pid=$!
+"${CMD[@]}" </dev/null >/run/vm-stdout 2>/run/vm-stderr 3>&- 4>&-
 rc=$?
+# Background children the command left behind may hold the pipes open:
+# give the copies a few seconds to drain, then stop waiting for them.
+# (`read -t` on an idle FIFO is a sleep without forking, which is slow here.)
+mkfifo /run/vm-idle
+exec 5<>/run/vm-idle
+for _ in {1..30}; do
+    kill -0 "$out_pid" 2>/dev/null || kill -0 "$err_pid" 2>/dev/null || break
+    read -r -t 0.1 -u 5 _
+done
+kill "$out_pid" "$err_pid" 2>/dev/null
+wait "$out_pid" "$err_pid" 2>/dev/null
 exec 3>&- 4>&-
 stamp cmd-done
 finish "$rc"
