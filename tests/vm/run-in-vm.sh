@@ -85,10 +85,13 @@ apt_quiet() {
 
 ensure_host_packages() {
     local missing=() pkg
+    local -A status=()
+    # One dpkg-query for all: this runs on every --setup and should be cheap.
+    while read -r pkg state; do
+        status[$pkg]=$state
+    done < <(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${HOST_PACKAGES[@]}" 2>/dev/null || true)
     for pkg in "${HOST_PACKAGES[@]}"; do
-        if [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) != installed ]]; then
-            missing+=("$pkg")
-        fi
+        [[ ${status[$pkg]:-} == installed ]] || missing+=("$pkg")
     done
     if ((${#missing[@]})); then
         log "installing host packages: ${missing[*]}"
@@ -412,7 +415,11 @@ choose_accel() {
 
 print_console_tail() {
     local console=$1
-    log "VM failed; last lines of the guest console:"
+    if [[ ! -s $console ]]; then
+        log "the guest console is empty: the kernel did not start"
+        return 0
+    fi
+    log "last lines of the guest console:"
     tail -n 40 "$console" | sed 's/^/  | /' >&2 || true
 }
 
@@ -493,6 +500,7 @@ run_vm() {
         exit "$EXIT_TIMEOUT"
     fi
     if [[ ! -s $run/rc ]]; then
+        log "VM failed: no exit status came back (qemu exit $qemu_rc)"
         [[ ! -s $run/qemu.err ]] || sed 's/^/run-in-vm: qemu: /' "$run/qemu.err" >&2
         print_console_tail "$run/console.log"
         exit "$EXIT_VM_FAILED"
@@ -548,7 +556,7 @@ main() {
             --kvm) FORCE_KVM=1 ;;
             -h | --help) usage; exit 0 ;;
             --) shift; COMMAND=("$@"); break ;;
-            -*) usage >&2; die "unknown option $1" ;;
+            -*) die "unknown option $1 (see --help)" ;;
             *)
                 # Cargo runner form: `run-in-vm.sh /path/to/test-binary ARGS...`.
                 COMMAND=("$@")
@@ -564,7 +572,7 @@ main() {
         do_setup
         ((${#COMMAND[@]})) || exit 0
     fi
-    ((${#COMMAND[@]})) || { usage >&2; die "no command given"; }
+    ((${#COMMAND[@]})) || die "no command given (see --help)"
     choose_accel
     run_vm
 }
