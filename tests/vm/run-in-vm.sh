@@ -15,6 +15,9 @@
 # Exit status: CMD's own; 124 if --timeout expired; 125 if the VM or the setup
 # failed (then the end of the guest console log is printed to stderr).
 
+
+# QEMU's option values are comma-separated lists; they are not array mistakes.
+# shellcheck disable=SC2054
 set -euo pipefail
 
 # Snapshot of the caller's environment, taken before this script sets anything,
@@ -111,14 +114,14 @@ kernel_package() {
 # TCG, so cut the xz stream out of the bzImage and decompress it here once.
 extract_vmlinux() {
     local bzimage=$1 out=$2 offset
-    for offset in $(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$bzimage" | cut -d: -f1); do
+    while read -r offset; do
         # xz complains about the trailing data after the stream; that is expected.
         tail -c "+$((offset + 1))" "$bzimage" | xz -dc >"$out.tmp" 2>/dev/null || true
         if [[ $(head -c 4 "$out.tmp" | od -An -tx1 | tr -d ' ') == 7f454c46 ]]; then
             mv "$out.tmp" "$out"
             return 0
         fi
-    done
+    done < <(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$bzimage" | cut -d: -f1)
     rm -f "$out.tmp"
     return 1
 }
@@ -245,12 +248,12 @@ prepare_cache() {
     unpack_into_layer "$debs/$kpkg"_*.deb "$layer"
     unpack_into_layer "$debs"/udev_*.deb "$layer"
     # The hwdb sources are big and useless without a compiled hwdb.bin.
-    rm -rf "$layer/usr/lib/udev/hwdb.d" "$layer/usr/share"
+    rm -rf "${layer:?}/usr/lib/udev/hwdb.d" "${layer:?}/usr/share"
     # Debian's kernel packages ship no modules.dep (the postinst makes it).
     depmod -b "$layer/usr" "$kver"
     extract_vmlinux "$layer/boot/vmlinuz-$kver" "$VM_CACHE/vmlinux" ||
         die "cannot extract vmlinux from the $kpkg bzImage"
-    rm -rf "$layer/boot" "$debs"
+    rm -rf "${layer:?}/boot" "$debs"
     build_initramfs "$kver" "$layer/usr" "$VM_CACHE/initramfs.cpio" ||
         die "cannot build the initramfs"
     echo "$kver" >"$VM_CACHE/kver"
@@ -520,6 +523,7 @@ close_readers() {
     READERS=()
 }
 
+# shellcheck disable=SC2317 # called through trap
 cleanup_run() {
     local pid
     for pid in "${READERS[@]}"; do kill "$pid" 2>/dev/null || true; done
