@@ -20,6 +20,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use lvmd_sys::{blkdev, dm, loopdev};
 
@@ -134,5 +135,10 @@ fn loop_device_through_lvmd_sys_has_the_file_size() {
     assert_eq!(Path::new(listed.trim()), image.0);
 
     dev.detach().unwrap();
-    assert_eq!(loopdev::backing_file(&path).unwrap(), None);
+    // Lazy if udev's probe still holds the new device open: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while loopdev::backing_file(&path).unwrap().is_some() {
+        assert!(Instant::now() < deadline, "{} not detached", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
