@@ -15,7 +15,6 @@
 # Exit status: CMD's own; 124 if --timeout expired; 125 if the VM or the setup
 # failed (then the end of the guest console log is printed to stderr).
 
-
 # QEMU's option values are comma-separated lists; they are not array mistakes.
 # shellcheck disable=SC2054
 set -euo pipefail
@@ -49,6 +48,8 @@ is_host_only_var() {
         PWD | OLDPWD | SHLVL | _ | SHELLOPTS | BASHOPTS | BASH* | TERM | TERMCAP | COLUMNS | LINES) return 0 ;;
         SSH_* | XDG_* | DISPLAY | WAYLAND_DISPLAY | DBUS_* | HOSTNAME | PS1 | PS2 | PS4 | PROMPT_COMMAND) return 0 ;;
         MAIL | MAILPATH | TMUX | TMUX_PANE | STY | WINDOWID | LS_COLORS) return 0 ;;
+        # No VM inside the VM: a cargo run inside must not try to boot one.
+        CARGO_TARGET_*_RUNNER) return 0 ;;
     esac
     return 1
 }
@@ -487,7 +488,12 @@ run_vm() {
 
     started=$(date +%s.%N)
     local qemu_rc=0
-    timeout --kill-after=10 "$TIMEOUT_S" "${qemu[@]}" </dev/null 2>"$run/qemu.err" || qemu_rc=$?
+    # In the background so that our INT/TERM traps run at once (bash delays
+    # traps until a foreground child exits); cleanup_run then stops QEMU.
+    timeout --kill-after=10 "$TIMEOUT_S" "${qemu[@]}" </dev/null 2>"$run/qemu.err" &
+    QEMU_PID=$!
+    wait "$QEMU_PID" || qemu_rc=$?
+    QEMU_PID=
     close_readers "$run"
     local wall
     wall=$(echo "$(date +%s.%N) $started" | awk '{ printf "%.2f", $1 - $2 }')
@@ -526,6 +532,10 @@ close_readers() {
 # shellcheck disable=SC2317 # called through trap
 cleanup_run() {
     local pid
+    if [[ -n ${QEMU_PID:-} ]]; then
+        kill "$QEMU_PID" 2>/dev/null || true # timeout passes it on to QEMU
+        wait "$QEMU_PID" 2>/dev/null || true
+    fi
     for pid in "${READERS[@]}"; do kill "$pid" 2>/dev/null || true; done
     if [[ -n ${RUN_DIR:-} && ${VM_KEEP_RUN:-0} != 1 ]]; then
         rm -rf "$RUN_DIR"
@@ -547,6 +557,7 @@ main() {
     FORCE_KVM=0
     COMMAND=()
     READERS=()
+    QEMU_PID=
 
     while (($#)); do
         case $1 in
