@@ -1,0 +1,558 @@
+//! Loop devices: a regular file attached as a block device `/dev/loopN`.
+//!
+//! Used by the tests (PVs on sparse files) and later by the daemon for
+//! file-backed demo volumes. Attaching follows what util-linux's losetup does:
+//! ask `/dev/loop-control` for a free device, then bind the file to it with
+//! `LOOP_CONFIGURE` (Linux 5.8+), or `LOOP_SET_FD` + `LOOP_SET_STATUS64` on
+//! older kernels.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::{cvt, ioc, IOC_NONE};
+
+/// The loop control node (`misc` 10:237).
+pub const LOOP_CONTROL_PATH: &str = "/dev/loop-control";
+
+/// Block major of loop devices.
+const LOOP_MAJOR: u32 = 7;
+
+const LOOP_SET_FD: u32 = ioc(IOC_NONE, 0x4c, 0x00, 0);
+const LOOP_CLR_FD: u32 = ioc(IOC_NONE, 0x4c, 0x01, 0);
+const LOOP_SET_STATUS64: u32 = ioc(IOC_NONE, 0x4c, 0x04, 0);
+const LOOP_SET_BLOCK_SIZE: u32 = ioc(IOC_NONE, 0x4c, 0x09, 0);
+const LOOP_CONFIGURE: u32 = ioc(IOC_NONE, 0x4c, 0x0a, 0);
+const LOOP_CTL_GET_FREE: u32 = ioc(IOC_NONE, 0x4c, 0x82, 0);
+
+const LO_FLAGS_READ_ONLY: u32 = 1;
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+const LO_NAME_SIZE: usize = 64;
+const LO_KEY_SIZE: usize = 32;
+
+/// How often to ask for another free device when others keep winning the race.
+const MAX_ATTACH_ATTEMPTS: u32 = 64;
+/// How long to wait for devtmpfs to show a freshly created `/dev/loopN`.
+const NODE_WAIT: Duration = Duration::from_secs(2);
+
+/// `struct loop_info64` from `<linux/loop.h>`.
+#[repr(C)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; LO_NAME_SIZE],
+    lo_crypt_name: [u8; LO_NAME_SIZE],
+    lo_encrypt_key: [u8; LO_KEY_SIZE],
+    lo_init: [u64; 2],
+}
+
+/// `struct loop_config` from `<linux/loop.h>`, the argument of `LOOP_CONFIGURE`.
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+const _: () = assert!(std::mem::size_of::<LoopInfo64>() == 232);
+const _: () = assert!(std::mem::size_of::<LoopConfig>() == 304);
+
+/// How to attach a file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoopOptions {
+    /// Attach read-only (the file is opened read-only too).
+    pub read_only: bool,
+    /// Let the kernel detach the device on its last close. The returned
+    /// [`LoopDevice`] holds the device open, so this happens when it is
+    /// dropped, unless something else (a dm table, a mount) still uses it.
+    pub autoclear: bool,
+    /// Where in the file the device starts, in bytes.
+    pub offset: u64,
+    /// The device's size in bytes; 0 means up to the end of the file.
+    pub size_limit: u64,
+    /// Logical block size (512, 1024, 2048 or 4096); 0 keeps the default 512.
+    pub block_size: u32,
+}
+
+impl LoopOptions {
+    fn info(&self, backing: &Path) -> LoopInfo64 {
+        let mut info = LoopInfo64 {
+            lo_device: 0,
+            lo_inode: 0,
+            lo_rdevice: 0,
+            lo_offset: self.offset,
+            lo_sizelimit: self.size_limit,
+            lo_number: 0,
+            lo_encrypt_type: 0,
+            lo_encrypt_key_size: 0,
+            lo_flags: 0,
+            lo_file_name: [0; LO_NAME_SIZE],
+            lo_crypt_name: [0; LO_NAME_SIZE],
+            lo_encrypt_key: [0; LO_KEY_SIZE],
+            lo_init: [0; 2],
+        };
+        if self.read_only {
+            info.lo_flags |= LO_FLAGS_READ_ONLY;
+        }
+        if self.autoclear {
+            info.lo_flags |= LO_FLAGS_AUTOCLEAR;
+        }
+        // Informational only (sysfs shows the real path); keep the NUL.
+        let name = backing.as_os_str().as_bytes();
+        let n = name.len().min(LO_NAME_SIZE - 1);
+        info.lo_file_name[..n].copy_from_slice(&name[..n]);
+        info
+    }
+}
+
+/// An attached loop device, held open.
+#[derive(Debug)]
+pub struct LoopDevice {
+    path: PathBuf,
+    number: u32,
+    file: File,
+}
+
+impl LoopDevice {
+    /// `/dev/loopN`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `N` of `/dev/loopN`.
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// The open device, for I/O and ioctls.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Detach the backing file (`LOOP_CLR_FD`). If the device is still open
+    /// elsewhere, the kernel detaches it lazily, on its last close; note that
+    /// udev's probe (blkid) opens every new loop device for a moment, so right
+    /// after an attach "elsewhere" is common. Poll [`backing_file`] if the
+    /// device must be free before going on.
+    pub fn detach(self) -> io::Result<()> {
+        clear_fd(&self.file)
+    }
+
+    /// Close our handle and keep the attachment (unless `autoclear` was set,
+    /// in which case the kernel detaches it when nothing else holds it).
+    pub fn into_path(self) -> PathBuf {
+        self.path
+    }
+}
+
+/// Attach `backing` (a regular file) to a free loop device.
+///
+/// Another process may take the free device between our `LOOP_CTL_GET_FREE`
+/// and the bind; the bind then fails with `EBUSY`, and we ask for another.
+pub fn attach(backing: impl AsRef<Path>, options: &LoopOptions) -> io::Result<LoopDevice> {
+    attach_with(backing.as_ref(), options, bind)
+}
+
+type BindFn = fn(&File, &File, &LoopInfo64, u32) -> io::Result<()>;
+
+fn attach_with(backing: &Path, options: &LoopOptions, bind: BindFn) -> io::Result<LoopDevice> {
+    let backing_file = OpenOptions::new()
+        .read(true)
+        .write(!options.read_only)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(backing)?;
+    let control = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(LOOP_CONTROL_PATH)?;
+    let info = options.info(backing);
+
+    for _ in 0..MAX_ATTACH_ATTEMPTS {
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a number.
+        let number = cvt(unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) })?;
+        let number = number as u32;
+        let path = PathBuf::from(format!("/dev/loop{number}"));
+        let file = match open_new_node(&path, options.read_only) {
+            Ok(file) => file,
+            // Removed by someone else (LOOP_CTL_REMOVE) since we asked.
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => continue,
+            Err(e) => return Err(e),
+        };
+        match bind(&file, &backing_file, &info, options.block_size) {
+            Ok(()) => return Ok(LoopDevice { path, number, file }),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    // EBUSY's kind (ResourceBusy) with a message naming the file.
+    Err(io::Error::new(
+        io::Error::from_raw_os_error(libc::EBUSY).kind(),
+        format!(
+            "no free loop device for {} after {MAX_ATTACH_ATTEMPTS} attempts",
+            backing.display()
+        ),
+    ))
+}
+
+/// Detach the loop device at `path` (`LOOP_CLR_FD`); lazily if it is open
+/// elsewhere, as for [`LoopDevice::detach`]. `ENXIO` if it is not attached.
+pub fn detach(path: impl AsRef<Path>) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path.as_ref())?;
+    clear_fd(&file)
+}
+
+/// The file attached to the loop device at `path`, or `None` if it is free.
+/// Read from sysfs, so it is the file's current path.
+pub fn backing_file(path: impl AsRef<Path>) -> io::Result<Option<PathBuf>> {
+    let path = path.as_ref();
+    let rdev = std::fs::metadata(path)?.rdev();
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    if major != LOOP_MAJOR {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a loop device", path.display()),
+        ));
+    }
+    let sys = format!("/sys/dev/block/{major}:{minor}/loop/backing_file");
+    match std::fs::read(sys) {
+        Ok(mut name) => {
+            while name.last() == Some(&b'\n') {
+                name.pop();
+            }
+            Ok(Some(PathBuf::from(OsString::from_vec(name))))
+        }
+        // The loop/ directory exists only while a file is attached; while the
+        // kernel tears it down, reading it can fail with ENXIO.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Open a node that `LOOP_CTL_GET_FREE` may have just created: devtmpfs adds
+/// it asynchronously from our point of view, so wait a little for it.
+fn open_new_node(path: &Path, read_only: bool) -> io::Result<File> {
+    let deadline = Instant::now() + NODE_WAIT;
+    loop {
+        match OpenOptions::new()
+            .read(true)
+            .write(!read_only)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+        {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn bind(dev: &File, backing: &File, info: &LoopInfo64, block_size: u32) -> io::Result<()> {
+    let config = LoopConfig {
+        fd: backing.as_raw_fd() as u32,
+        block_size,
+        // SAFETY: LoopInfo64 is plain data (integers and byte arrays).
+        info: unsafe { std::ptr::read(info) },
+        reserved: [0; 8],
+    };
+    // SAFETY: LOOP_CONFIGURE reads one `struct loop_config`.
+    let ret = unsafe {
+        libc::ioctl(
+            dev.as_raw_fd(),
+            LOOP_CONFIGURE as _,
+            &config as *const LoopConfig,
+        )
+    };
+    match cvt(ret) {
+        Ok(_) => Ok(()),
+        // Kernels before 5.8 do not know LOOP_CONFIGURE: EINVAL (or ENOTTY).
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTTY)) => {
+            bind_legacy(dev, backing, info, block_size)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The pre-5.8 way, in three steps; undone if a later step fails so the
+/// device is not left half-configured.
+fn bind_legacy(dev: &File, backing: &File, info: &LoopInfo64, block_size: u32) -> io::Result<()> {
+    let fd = dev.as_raw_fd();
+    // SAFETY: LOOP_SET_FD takes the backing file descriptor by value.
+    cvt(unsafe { libc::ioctl(fd, LOOP_SET_FD as _, backing.as_raw_fd() as libc::c_ulong) })?;
+    let configure = || -> io::Result<()> {
+        // SAFETY: LOOP_SET_STATUS64 reads one `struct loop_info64`.
+        cvt(unsafe { libc::ioctl(fd, LOOP_SET_STATUS64 as _, info as *const LoopInfo64) })?;
+        if block_size != 0 {
+            // SAFETY: LOOP_SET_BLOCK_SIZE takes the size by value.
+            cvt(unsafe { libc::ioctl(fd, LOOP_SET_BLOCK_SIZE as _, block_size as libc::c_ulong) })?;
+        }
+        Ok(())
+    };
+    configure().inspect_err(|_| {
+        let _ = clear_fd(dev);
+    })
+}
+
+fn clear_fd(dev: &File) -> io::Result<()> {
+    // SAFETY: LOOP_CLR_FD takes no argument.
+    cvt(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD as _) }).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blkdev;
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn ioctl_numbers_match_linux_loop_h() {
+        assert_eq!(LOOP_SET_FD, 0x4c00);
+        assert_eq!(LOOP_CLR_FD, 0x4c01);
+        assert_eq!(LOOP_SET_STATUS64, 0x4c04);
+        assert_eq!(LOOP_CONFIGURE, 0x4c0a);
+        assert_eq!(LOOP_CTL_GET_FREE, 0x4c82);
+    }
+
+    #[test]
+    fn info_carries_flags_offset_and_a_terminated_name() {
+        let long = "/x".repeat(100);
+        let opts = LoopOptions {
+            read_only: true,
+            autoclear: true,
+            offset: 4096,
+            size_limit: 1 << 20,
+            block_size: 0,
+        };
+        let info = opts.info(Path::new(&long));
+        assert_eq!(info.lo_flags, LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR);
+        assert_eq!((info.lo_offset, info.lo_sizelimit), (4096, 1 << 20));
+        assert_eq!(info.lo_file_name[LO_NAME_SIZE - 1], 0);
+        assert_eq!(&info.lo_file_name[..4], b"/x/x");
+    }
+
+    #[test]
+    fn attaching_a_missing_file_fails_before_touching_loop_devices() {
+        let err = attach("/nonexistent/backing.img", &LoopOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn backing_file_refuses_other_devices() {
+        assert!(backing_file("/dev/null").is_err());
+    }
+
+    // The tests below attach real loop devices: they need root and a kernel
+    // with loop support (the dev machines and CI have both).
+
+    /// A sparse file removed on drop.
+    struct TempImage(PathBuf);
+
+    impl TempImage {
+        fn new(len: u64) -> TempImage {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "lvmd-sys-loop-{}-{}.img",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            File::create(&path).unwrap().set_len(len).unwrap();
+            TempImage(path)
+        }
+    }
+
+    impl Drop for TempImage {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// Whether this process may attach loop devices; tests that need it
+    /// say so loudly when they cannot run, rather than pass quietly.
+    fn can_attach() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: loop device tests need root");
+            return false;
+        }
+        assert!(
+            Path::new(LOOP_CONTROL_PATH).exists(),
+            "running as root but {LOOP_CONTROL_PATH} is missing (modprobe loop?)"
+        );
+        true
+    }
+
+    /// Our device goes away: free, or (other processes share this host's
+    /// loop devices) already reused for some other file. Detach may be lazy
+    /// (udev in the test VM probes new devices), so give it some time.
+    fn assert_detached(dev: &Path, ours: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while backing_file(dev).unwrap().as_deref() == Some(ours) {
+            assert!(
+                Instant::now() < deadline,
+                "{} still attached to {}",
+                dev.display(),
+                ours.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn attach_gives_a_block_device_of_the_file_size() {
+        if !can_attach() {
+            return;
+        }
+        let image = TempImage::new(5 << 20);
+        let dev = attach(&image.0, &LoopOptions::default()).unwrap();
+        let path = dev.path().to_owned();
+        assert_eq!(path, PathBuf::from(format!("/dev/loop{}", dev.number())));
+        assert!(blkdev::is_block_device(&path).unwrap());
+        assert_eq!(blkdev::device_size_bytes(dev.file()).unwrap(), 5 << 20);
+        assert_eq!(blkdev::logical_block_size(dev.file()).unwrap(), 512);
+        assert_eq!(
+            backing_file(&path).unwrap().as_deref(),
+            Some(image.0.as_path())
+        );
+
+        // Writes through the device land in the file.
+        let mut f = dev.file();
+        f.seek(SeekFrom::Start(1 << 20)).unwrap();
+        f.write_all(b"LABELONE").unwrap();
+        f.sync_all().unwrap();
+        let mut back = [0u8; 8];
+        let mut img = File::open(&image.0).unwrap();
+        img.seek(SeekFrom::Start(1 << 20)).unwrap();
+        img.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"LABELONE");
+
+        dev.detach().unwrap();
+        assert_detached(&path, &image.0);
+    }
+
+    #[test]
+    fn detach_by_path() {
+        if !can_attach() {
+            return;
+        }
+        let image = TempImage::new(1 << 20);
+        let path = attach(&image.0, &LoopOptions::default())
+            .unwrap()
+            .into_path();
+        // Still attached after our handle is closed (no autoclear).
+        assert_eq!(
+            backing_file(&path).unwrap().as_deref(),
+            Some(image.0.as_path())
+        );
+        detach(&path).unwrap();
+        assert_detached(&path, &image.0);
+    }
+
+    #[test]
+    fn offset_size_limit_read_only_and_block_size() {
+        if !can_attach() {
+            return;
+        }
+        let image = TempImage::new(8 << 20);
+        let opts = LoopOptions {
+            read_only: true,
+            offset: 1 << 20,
+            size_limit: 4 << 20,
+            block_size: 4096,
+            ..LoopOptions::default()
+        };
+        let dev = attach(&image.0, &opts).unwrap();
+        assert_eq!(blkdev::device_size_bytes(dev.file()).unwrap(), 4 << 20);
+        assert_eq!(blkdev::logical_block_size(dev.file()).unwrap(), 4096);
+        let ro = std::fs::read_to_string(format!("/sys/block/loop{}/ro", dev.number())).unwrap();
+        assert_eq!(ro.trim(), "1");
+        let path = dev.path().to_owned();
+        dev.detach().unwrap();
+        assert_detached(&path, &image.0);
+    }
+
+    #[test]
+    fn legacy_bind_for_kernels_before_5_8() {
+        if !can_attach() {
+            return;
+        }
+        let image = TempImage::new(3 << 20);
+        let opts = LoopOptions {
+            size_limit: 2 << 20,
+            block_size: 4096,
+            ..LoopOptions::default()
+        };
+        let dev = attach_with(&image.0, &opts, bind_legacy).unwrap();
+        assert_eq!(blkdev::device_size_bytes(dev.file()).unwrap(), 2 << 20);
+        assert_eq!(blkdev::logical_block_size(dev.file()).unwrap(), 4096);
+        let path = dev.path().to_owned();
+        dev.detach().unwrap();
+        assert_detached(&path, &image.0);
+    }
+
+    #[test]
+    fn autoclear_detaches_when_the_handle_is_dropped() {
+        if !can_attach() {
+            return;
+        }
+        let image = TempImage::new(1 << 20);
+        let opts = LoopOptions {
+            autoclear: true,
+            ..LoopOptions::default()
+        };
+        let dev = attach(&image.0, &opts).unwrap();
+        let path = dev.path().to_owned();
+        drop(dev);
+        // The kernel clears it after the last close (ours, or udev's probe).
+        assert_detached(&path, &image.0);
+    }
+
+    #[test]
+    fn parallel_attaches_get_distinct_devices() {
+        if !can_attach() {
+            return;
+        }
+        let images: Vec<TempImage> = (0..6).map(|_| TempImage::new(1 << 20)).collect();
+        let devices: Vec<LoopDevice> = std::thread::scope(|s| {
+            let handles: Vec<_> = images
+                .iter()
+                .map(|img| s.spawn(|| attach(&img.0, &LoopOptions::default())))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap().unwrap())
+                .collect()
+        });
+        let mut numbers: Vec<u32> = devices.iter().map(LoopDevice::number).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), images.len());
+        for (dev, img) in devices.iter().zip(&images) {
+            assert_eq!(
+                backing_file(dev.path()).unwrap().as_deref(),
+                Some(img.0.as_path())
+            );
+        }
+        for dev in devices {
+            dev.detach().unwrap();
+        }
+    }
+}
