@@ -313,7 +313,7 @@ impl FreeSpace {
             .pvs
             .iter()
             .filter(|p| p.allocatable)
-            .filter(|p| req.pvs_allowed.as_ref().map_or(true, |a| a.contains(&p.pv)))
+            .filter(|p| req.pvs_allowed.as_ref().is_none_or(|a| a.contains(&p.pv)))
             .collect();
         match req.layout {
             Layout::Linear => allocate_linear(&usable, req.extents.0, req.after),

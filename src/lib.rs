@@ -1,7 +1,7 @@
 //! lvmd: LVM for Kubernetes nodes, done natively.
 //!
 //! Layers, bottom up:
-//! - [`format`]: LVM2's on-disk structures as bytes and text (pure, no I/O).
+//! - [`format`](mod@format): LVM2's on-disk structures as bytes and text (pure, no I/O).
 //! - [`model`]: the typed volume group on top of the metadata text (pure).
 //! - [`alloc`]: extent allocation (pure).
 //! - [`store`]: devices, scanning, crash-safe commits, lvm2's locks and backups.
@@ -9,6 +9,7 @@
 
 pub mod alloc;
 pub mod format;
+pub mod inspect;
 pub mod lvm;
 pub mod model;
 pub mod store;

@@ -1,1 +1,1090 @@
-//! Operations as a library. (Placeholder: being written.)
+//! The operations, as a library: initialise PVs, create/extend/reduce/remove VGs,
+//! create/remove/resize/rename LVs, tags. Metadata only: activation is elsewhere.
+//!
+//! Every change follows one pattern: take lvm2's lock, read the VG fresh from disk under
+//! it, validate everything, build the new VG in memory, then commit. Validation happens
+//! before the first write, so bad input leaves the disks exactly as they were.
+
+use crate::alloc::{self, AllocError, Allocation, PvSpace};
+use crate::format::label::{DiskLocn, PvLabel, PV_EXT_USED};
+use crate::format::mda::{MdaHeader, MDA_HEADER_SIZE};
+use crate::model::name::{validate_lv_name, validate_tag, validate_vg_name, NameError, TagError};
+use crate::model::{
+    Area, LogicalVolume, ModelError, PhysicalVolume, Segment, SegmentKind, TextHeader, VolumeGroup,
+};
+use crate::store::backup::BackupDirs;
+use crate::store::commit::{commit, CommitStep, CommitTarget};
+use crate::store::lock::{LockGuard, LockMode, Locker, Resource, DEFAULT_LOCK_DIR};
+use crate::store::scan::{read_pv_from, scan_devices, VgOnDisk};
+use crate::store::{Access, Device, StoreError};
+use crate::units::{Bytes, ExtentSize, Extents, Sectors, SECTOR_SIZE};
+use crate::uuid::Uuid;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tracing::info;
+
+/// lvm2's `devices/pv_min_size` default: 2 MiB.
+pub const PV_MIN_SIZE: Bytes = Bytes(2 << 20);
+/// Where lvm2 puts the first metadata area.
+pub const MDA_OFFSET: Bytes = Bytes(4096);
+/// lvm2's default data alignment: extents start at 1 MiB.
+pub const DEFAULT_PE_START: Bytes = Bytes(1 << 20);
+/// lvm2's default stripe size: 64 KiB.
+pub const DEFAULT_STRIPE_SIZE: Sectors = Sectors(128);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LvmError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Tag(#[from] TagError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {size} is too small for a PV (at least {min})")]
+    DeviceTooSmall {
+        path: PathBuf,
+        size: Bytes,
+        min: Bytes,
+    },
+    #[error("{path}: already a PV (uuid {uuid})")]
+    PvExists { path: PathBuf, uuid: Uuid },
+    #[error("{path}: holds {what}; refusing to overwrite it")]
+    DeviceNotEmpty { path: PathBuf, what: &'static str },
+    #[error("{path}: PV is in use by volume group {vg}")]
+    PvInUse { path: PathBuf, vg: String },
+    #[error("{path}: not a PV of volume group {vg}")]
+    PvNotInVg { path: PathBuf, vg: String },
+    #[error("{path}: PV of volume group {vg} holds extents of {lvs}")]
+    PvHasExtents {
+        path: PathBuf,
+        vg: String,
+        lvs: String,
+    },
+    #[error("volume group {0} already exists")]
+    VgExists(String),
+    #[error("volume group {0} not found")]
+    VgNotFound(String),
+    #[error("volume group {vg} still has logical volumes: {lvs}")]
+    VgNotEmpty { vg: String, lvs: String },
+    #[error("volume group {vg} cannot be changed: {why}")]
+    VgNotWritable { vg: String, why: String },
+    #[error("logical volume {vg}/{lv} already exists")]
+    LvExists { vg: String, lv: String },
+    #[error("logical volume {vg}/{lv} not found")]
+    LvNotFound { vg: String, lv: String },
+    #[error("logical volume {vg}/{lv}: {why}")]
+    LvUnsupported { vg: String, lv: String, why: String },
+    #[error("logical volume {vg}/{lv} is used by {by}")]
+    LvInUse { vg: String, lv: String, by: String },
+    #[error("invalid {what} {value}: {why}")]
+    InvalidArgument {
+        what: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("volume group {vg}: {source}")]
+    Alloc {
+        vg: String,
+        #[source]
+        source: AllocError,
+    },
+    #[error("{0}")]
+    Model(#[from] ModelError),
+}
+
+pub type Result<T> = std::result::Result<T, LvmError>;
+
+/// How LV extents are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Linear,
+    Striped { stripes: u32, stripe_size: Sectors },
+}
+
+/// The context every operation runs in: which devices to look at, where lvm2's locks
+/// and backups live, and who we are.
+#[derive(Debug, Clone)]
+pub struct Lvm {
+    /// The devices to scan for PVs (lvm2 would scan all block devices; lvmd is told).
+    pub devices: Vec<PathBuf>,
+    pub locker: Locker,
+    /// `None`: keep no backup files (tests of many VGs in parallel).
+    pub backup: Option<BackupDirs>,
+    pub host: String,
+    /// Fault injection for crash tests: called after each commit step.
+    pub inject: Option<FaultInjector>,
+}
+
+/// Called after each commit step; returning `false` stops the commit there, as a crash
+/// would. Only tests set one.
+#[derive(Clone)]
+pub struct FaultInjector(pub std::sync::Arc<dyn Fn(CommitStep) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for FaultInjector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FaultInjector")
+    }
+}
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Well-known signatures at fixed offsets: what `pvcreate` must not silently destroy.
+fn find_signature(head: &[u8]) -> Option<&'static str> {
+    let at = |off: usize, magic: &[u8]| head.get(off..off + magic.len()) == Some(magic);
+    if at(1080, &[0x53, 0xef]) {
+        Some("an ext2/3/4 filesystem")
+    } else if at(0, b"XFSB") {
+        Some("an XFS filesystem")
+    } else if at(0, b"LUKS\xba\xbe") || at(0, b"SKUL\xba\xbe") {
+        Some("a LUKS header")
+    } else if at(512, b"EFI PART") {
+        Some("a GPT partition table")
+    } else if at(4086, b"SWAPSPACE2") || at(4086, b"SWAP-SPACE") {
+        Some("swap space")
+    } else if at(510, &[0x55, 0xaa]) && head[446..510].iter().any(|b| *b != 0) {
+        Some("an MBR partition table")
+    } else {
+        None
+    }
+}
+
+/// A VG read under its write lock, ready to change.
+struct Locked {
+    _guards: Vec<LockGuard>,
+    found: VgOnDisk,
+}
+
+impl Lvm {
+    pub fn new(devices: Vec<PathBuf>) -> Lvm {
+        Lvm {
+            devices,
+            locker: Locker::new(DEFAULT_LOCK_DIR),
+            backup: Some(BackupDirs::default()),
+            host: host_name(),
+            inject: None,
+        }
+    }
+
+    fn lock(&self, r: Resource, mode: LockMode) -> Result<LockGuard> {
+        self.locker.lock(&r, mode).map_err(|source| {
+            LvmError::Store(StoreError::Lock {
+                what: format!("{r:?} in {}", self.locker.dir().display()),
+                source,
+            })
+        })
+    }
+
+    fn header(&self, description: String) -> TextHeader {
+        TextHeader {
+            description: format!("Written by lvmd: {description}"),
+            creation_host: self.host.clone(),
+            creation_time: now(),
+        }
+    }
+
+    /// All VGs on the configured devices.
+    pub fn volume_groups(&self) -> Result<Vec<VgOnDisk>> {
+        Ok(scan_devices(&self.devices).volume_groups()?)
+    }
+
+    /// One VG, read under a shared lock.
+    pub fn read_vg(&self, name: &str) -> Result<VgOnDisk> {
+        let _g = self.lock(Resource::Vg(name.into()), LockMode::Shared)?;
+        self.find_vg(name)
+    }
+
+    fn find_vg(&self, name: &str) -> Result<VgOnDisk> {
+        let scan = scan_devices(&self.devices);
+        let mut matching: Vec<VgOnDisk> = scan
+            .volume_groups()?
+            .into_iter()
+            .filter(|v| v.vg.name == name)
+            .collect();
+        match matching.len() {
+            0 => Err(LvmError::VgNotFound(name.into())),
+            1 => Ok(matching.remove(0)),
+            _ => Err(LvmError::VgNotWritable {
+                vg: name.into(),
+                why: "two volume groups have this name; rename one with lvm2's vgrename by uuid"
+                    .into(),
+            }),
+        }
+    }
+
+    fn lock_vg_for_write(&self, name: &str) -> Result<Locked> {
+        let guard = self.lock(Resource::Vg(name.into()), LockMode::Exclusive)?;
+        let found = self.find_vg(name)?;
+        check_writable(&found)?;
+        Ok(Locked {
+            _guards: vec![guard],
+            found,
+        })
+    }
+
+    /// Commits `vg` (whose seqno the caller has not touched) over the version in `old`,
+    /// plus any `new_pvs` joining it, then refreshes lvm2's backup files.
+    fn write_vg(
+        &self,
+        old: &VgOnDisk,
+        vg: &mut VolumeGroup,
+        new_pvs: &[(PathBuf, Uuid)],
+        description: String,
+    ) -> Result<()> {
+        vg.seqno = old.vg.seqno + 1;
+        let header = self.header(description);
+        let mut paths: BTreeMap<Uuid, PathBuf> = old.devices.clone();
+        paths.extend(new_pvs.iter().map(|(p, u)| (*u, p.clone())));
+        let mut devices = Vec::new();
+        for pv in &vg.pvs {
+            let path = paths.get(&pv.id).ok_or_else(|| LvmError::VgNotWritable {
+                vg: vg.name.clone(),
+                why: format!("PV {} ({}) is missing", pv.name, pv.id),
+            })?;
+            let dev = Device::open(path, Access::Write)?;
+            let on_disk = read_pv_from(&dev)?.filter(|p| p.label.pv_uuid == pv.id);
+            let Some(on_disk) = on_disk else {
+                return Err(LvmError::VgNotWritable {
+                    vg: vg.name.clone(),
+                    why: format!("{} no longer carries PV {}", path.display(), pv.id),
+                });
+            };
+            devices.push((dev, on_disk.label));
+        }
+        let targets: Vec<CommitTarget> = devices
+            .iter()
+            .map(|(device, label)| CommitTarget { device, label })
+            .collect();
+        let mut inject = |step| self.inject.as_ref().is_none_or(|f| (f.0)(step));
+        if let Some(b) = &self.backup {
+            b.archive(&old.vg, &old.header)?;
+        }
+        commit(vg, &header, &targets, &mut inject)?;
+        // A PV says in its label that it belongs to a VG; set after the metadata is
+        // there, so a crash never leaves a PV marked used with no VG to show for it.
+        for (dev, label) in &devices {
+            if !label.is_used() {
+                let mut l = label.clone();
+                l.ext_flags |= PV_EXT_USED;
+                write_label(dev, &l)?;
+            }
+        }
+        if let Some(b) = &self.backup {
+            b.write_backup(vg, &header)?;
+        }
+        info!(vg = %vg.name, seqno = vg.seqno, "{}", header.description);
+        Ok(())
+    }
+
+    /// Makes `path` a PV outside any VG, as `pvcreate` does with lvm2's defaults: label in
+    /// sector 1, one metadata area from 4 KiB to the 1 MiB data start.
+    pub fn pv_create(&self, path: &Path) -> Result<PvLabel> {
+        let _g = self.lock(Resource::Global, LockMode::Exclusive)?;
+        self.pv_create_locked(path)
+    }
+
+    fn pv_create_locked(&self, path: &Path) -> Result<PvLabel> {
+        let dev = Device::open(path, Access::WriteExclusive)?;
+        let min = PV_MIN_SIZE.max(DEFAULT_PE_START + Bytes(SECTOR_SIZE));
+        if dev.size() < min {
+            return Err(LvmError::DeviceTooSmall {
+                path: path.into(),
+                size: dev.size(),
+                min,
+            });
+        }
+        if let Some(pv) = read_pv_from(&dev)? {
+            return Err(LvmError::PvExists {
+                path: path.into(),
+                uuid: pv.label.pv_uuid,
+            });
+        }
+        let head = dev.read_at(Bytes(0), 8192)?;
+        if let Some(what) = find_signature(&head) {
+            return Err(LvmError::DeviceNotEmpty {
+                path: path.into(),
+                what,
+            });
+        }
+        let mda = DiskLocn {
+            offset: MDA_OFFSET,
+            size: DEFAULT_PE_START - MDA_OFFSET,
+        };
+        let label = PvLabel::new(
+            Uuid::random(),
+            dev.size(),
+            vec![DiskLocn {
+                offset: DEFAULT_PE_START,
+                size: Bytes(0),
+            }],
+            vec![mda],
+        );
+        // Clear what an old label or a stale metadata area could leave, then the empty
+        // area header, and the label last: until it lands the device is not a PV.
+        dev.write_at(Bytes(0), &vec![0u8; MDA_OFFSET.0 as usize])?;
+        dev.write_at(MDA_OFFSET, &[0u8; MDA_HEADER_SIZE as usize])?;
+        let header = MdaHeader::new_empty(mda.offset, mda.size);
+        dev.write_at(mda.offset, &header.to_bytes())?;
+        dev.sync()?;
+        write_label(&dev, &label)?;
+        info!(device = %path.display(), uuid = %label.pv_uuid, "created PV");
+        Ok(label)
+    }
+
+    /// Each device becomes a PV of the VG: an orphan PV as is, a blank device after
+    /// `pvcreate`. Devices in another VG are refused. Nothing is written here.
+    fn check_new_pvs(&self, devices: &[PathBuf]) -> Result<Vec<(PathBuf, Option<PvLabel>)>> {
+        let scan = scan_devices(&self.devices);
+        let vgs = scan.volume_groups()?;
+        let mut out = Vec::new();
+        for path in devices {
+            if out.iter().any(|(p, _)| p == path) {
+                return Err(LvmError::InvalidArgument {
+                    what: "device",
+                    value: path.display().to_string(),
+                    why: "named twice".into(),
+                });
+            }
+            let dev = Device::open(path, Access::Read)?;
+            match read_pv_from(&dev)? {
+                Some(pv) => {
+                    if let Some(vg) = vgs
+                        .iter()
+                        .find(|v| v.devices.contains_key(&pv.label.pv_uuid))
+                    {
+                        return Err(LvmError::PvInUse {
+                            path: path.clone(),
+                            vg: vg.vg.name.clone(),
+                        });
+                    }
+                    if pv.label.is_used() {
+                        return Err(LvmError::PvInUse {
+                            path: path.clone(),
+                            vg: "(a volume group whose metadata was not found)".into(),
+                        });
+                    }
+                    out.push((path.clone(), Some(pv.label)));
+                }
+                None => {
+                    let min = PV_MIN_SIZE.max(DEFAULT_PE_START + Bytes(SECTOR_SIZE));
+                    if dev.size() < min {
+                        return Err(LvmError::DeviceTooSmall {
+                            path: path.clone(),
+                            size: dev.size(),
+                            min,
+                        });
+                    }
+                    let head = dev.read_at(Bytes(0), 8192.min(dev.size().0))?;
+                    if let Some(what) = find_signature(&head) {
+                        return Err(LvmError::DeviceNotEmpty {
+                            path: path.clone(),
+                            what,
+                        });
+                    }
+                    out.push((path.clone(), None));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Turns checked devices into PV entries of `vg`, running `pvcreate` on blank ones.
+    fn add_pvs(
+        &self,
+        vg: &mut VolumeGroup,
+        checked: Vec<(PathBuf, Option<PvLabel>)>,
+    ) -> Result<Vec<(PathBuf, Uuid)>> {
+        let mut added = Vec::new();
+        let mut next = 0;
+        for (path, label) in checked {
+            let label = match label {
+                Some(l) => l,
+                None => self.pv_create_locked(&path)?,
+            };
+            let pv = pv_entry(vg.extent_size, &path, &label)?;
+            while vg.pvs.iter().any(|p| p.name == format!("pv{next}")) {
+                next += 1;
+            }
+            vg.pvs.push(PhysicalVolume {
+                name: format!("pv{next}"),
+                ..pv
+            });
+            added.push((path, label.pv_uuid));
+        }
+        Ok(added)
+    }
+
+    pub fn vg_create(
+        &self,
+        name: &str,
+        devices: &[PathBuf],
+        extent_size: ExtentSize,
+    ) -> Result<VolumeGroup> {
+        validate_vg_name(name)?;
+        if devices.is_empty() {
+            return Err(LvmError::InvalidArgument {
+                what: "device list",
+                value: "[]".into(),
+                why: "a volume group needs at least one PV".into(),
+            });
+        }
+        let _global = self.lock(Resource::Global, LockMode::Exclusive)?;
+        let _vg = self.lock(Resource::Vg(name.into()), LockMode::Exclusive)?;
+        let scan = scan_devices(&self.devices);
+        if scan.volume_groups()?.iter().any(|v| v.vg.name == name) {
+            return Err(LvmError::VgExists(name.into()));
+        }
+        let checked = self.check_new_pvs(devices)?;
+        // Check that each device holds at least one extent before anything is written.
+        for (path, label) in &checked {
+            let size = label.as_ref().map_or_else(
+                || Device::open(path, Access::Read).map(|d| d.size()),
+                |l| Ok(l.device_size),
+            )?;
+            let data = size
+                .to_sectors_floor()
+                .0
+                .saturating_sub(DEFAULT_PE_START.0 / SECTOR_SIZE);
+            if data < extent_size.sectors().0 {
+                return Err(LvmError::DeviceTooSmall {
+                    path: path.clone(),
+                    size,
+                    min: DEFAULT_PE_START + extent_size.bytes(),
+                });
+            }
+        }
+        let mut vg = VolumeGroup {
+            name: name.into(),
+            id: Uuid::random(),
+            seqno: 0,
+            status: vec!["RESIZEABLE".into(), "READ".into(), "WRITE".into()],
+            flags: vec![],
+            tags: vec![],
+            extent_size,
+            max_lv: 0,
+            max_pv: 0,
+            metadata_copies: 0,
+            pvs: vec![],
+            lvs: vec![],
+            extra: Default::default(),
+        };
+        let added = self.add_pvs(&mut vg, checked)?;
+        let empty = VgOnDisk {
+            vg: VolumeGroup {
+                seqno: 0,
+                ..vg.clone()
+            },
+            header: TextHeader::default(),
+            text: String::new(),
+            devices: BTreeMap::new(),
+            stale: vec![],
+        };
+        let saved_backup = self.backup.clone();
+        // There is no previous version to archive.
+        let this = Lvm {
+            backup: saved_backup.map(|b| BackupDirs { archive: None, ..b }),
+            ..self.clone()
+        };
+        this.write_vg(&empty, &mut vg, &added, format!("vgcreate {name}"))?;
+        Ok(vg)
+    }
+
+    pub fn vg_extend(&self, name: &str, devices: &[PathBuf]) -> Result<VolumeGroup> {
+        let _global = self.lock(Resource::Global, LockMode::Exclusive)?;
+        let locked = self.lock_vg_for_write(name)?;
+        let checked = self.check_new_pvs(devices)?;
+        let mut vg = locked.found.vg.clone();
+        let added = self.add_pvs(&mut vg, checked)?;
+        self.write_vg(&locked.found, &mut vg, &added, format!("vgextend {name}"))?;
+        Ok(vg)
+    }
+
+    /// Removes unused PVs from a VG; they stay PVs, outside any VG.
+    pub fn vg_reduce(&self, name: &str, devices: &[PathBuf]) -> Result<VolumeGroup> {
+        let _global = self.lock(Resource::Global, LockMode::Exclusive)?;
+        let locked = self.lock_vg_for_write(name)?;
+        let found = &locked.found;
+        let mut vg = found.vg.clone();
+        let usage = vg.pv_usage();
+        let mut removed = Vec::new();
+        for path in devices {
+            let uuid = found
+                .devices
+                .iter()
+                .find(|(_, p)| *p == path)
+                .map(|(u, _)| *u)
+                .ok_or_else(|| LvmError::PvNotInVg {
+                    path: path.clone(),
+                    vg: name.into(),
+                })?;
+            let pv = vg.pv_by_id(&uuid).expect("devices map only VG PVs");
+            let lvs: Vec<&str> = usage
+                .iter()
+                .filter(|u| u.pv == pv.name)
+                .map(|u| u.lv.as_str())
+                .collect();
+            if !lvs.is_empty() {
+                return Err(LvmError::PvHasExtents {
+                    path: path.clone(),
+                    vg: name.into(),
+                    lvs: lvs.join(", "),
+                });
+            }
+            removed.push((path.clone(), uuid));
+        }
+        vg.pvs
+            .retain(|pv| !removed.iter().any(|(_, u)| *u == pv.id));
+        if vg.pvs.is_empty() {
+            return Err(LvmError::InvalidArgument {
+                what: "device list",
+                value: format!("{devices:?}"),
+                why: format!("would remove every PV of {name}; remove the VG instead"),
+            });
+        }
+        self.write_vg(found, &mut vg, &[], format!("vgreduce {name}"))?;
+        for (path, _) in &removed {
+            orphan_pv(path)?;
+        }
+        Ok(vg)
+    }
+
+    /// Removes an empty VG; its PVs stay PVs.
+    pub fn vg_remove(&self, name: &str) -> Result<()> {
+        let _global = self.lock(Resource::Global, LockMode::Exclusive)?;
+        let locked = self.lock_vg_for_write(name)?;
+        let found = &locked.found;
+        if !found.vg.lvs.is_empty() {
+            return Err(LvmError::VgNotEmpty {
+                vg: name.into(),
+                lvs: found
+                    .vg
+                    .lvs
+                    .iter()
+                    .map(|l| l.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        if let Some(b) = &self.backup {
+            b.archive(&found.vg, &found.header)?;
+        }
+        for path in found.devices.values() {
+            orphan_pv(path)?;
+        }
+        if let Some(b) = &self.backup {
+            b.remove_backup(name)?;
+        }
+        info!(vg = name, "removed volume group");
+        Ok(())
+    }
+
+    fn lv_args(&self, vg: &VolumeGroup, lv: &str) -> Result<()> {
+        if vg.lv(lv).is_none() {
+            return Err(LvmError::LvNotFound {
+                vg: vg.name.clone(),
+                lv: lv.into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn lv_create(
+        &self,
+        vg_name: &str,
+        lv_name: &str,
+        size: Bytes,
+        layout: Layout,
+        tags: &[String],
+    ) -> Result<LogicalVolume> {
+        validate_lv_name(lv_name)?;
+        for t in tags {
+            validate_tag(t)?;
+        }
+        let locked = self.lock_vg_for_write(vg_name)?;
+        let found = &locked.found;
+        let mut vg = found.vg.clone();
+        if vg.lv(lv_name).is_some() {
+            return Err(LvmError::LvExists {
+                vg: vg_name.into(),
+                lv: lv_name.into(),
+            });
+        }
+        let extents = size_to_extents(&vg, size, layout)?;
+        let allocation = allocate(&vg, extents, layout, None)?;
+        let lv = LogicalVolume {
+            name: lv_name.into(),
+            id: Uuid::random(),
+            status: vec!["READ".into(), "WRITE".into(), "VISIBLE".into()],
+            flags: vec![],
+            tags: tags.to_vec(),
+            creation_time: Some(now()),
+            creation_host: Some(self.host.clone()),
+            segments: segments_from(&vg, Extents::ZERO, &allocation, layout),
+            extra: Default::default(),
+        };
+        vg.lvs.push(lv.clone());
+        self.write_vg(found, &mut vg, &[], format!("lvcreate {vg_name}/{lv_name}"))?;
+        Ok(lv)
+    }
+
+    /// Removes a linear or striped LV that nothing else refers to.
+    pub fn lv_remove(&self, vg_name: &str, lv_name: &str) -> Result<()> {
+        let locked = self.lock_vg_for_write(vg_name)?;
+        let found = &locked.found;
+        let mut vg = found.vg.clone();
+        self.lv_args(&vg, lv_name)?;
+        check_plain(&vg, lv_name)?;
+        check_unreferenced(&vg, lv_name)?;
+        vg.lvs.retain(|l| l.name != lv_name);
+        self.write_vg(found, &mut vg, &[], format!("lvremove {vg_name}/{lv_name}"))
+    }
+
+    /// Grows or shrinks a linear or striped LV to `size` (rounded up to whole extents,
+    /// and to whole stripes). Extending keeps the LV's layout.
+    pub fn lv_resize(&self, vg_name: &str, lv_name: &str, size: Bytes) -> Result<LogicalVolume> {
+        let locked = self.lock_vg_for_write(vg_name)?;
+        let found = &locked.found;
+        let mut vg = found.vg.clone();
+        self.lv_args(&vg, lv_name)?;
+        check_plain(&vg, lv_name)?;
+        let lv = vg.lv(lv_name).expect("checked").clone();
+        let layout = layout_of(&lv);
+        let target = size_to_extents(&vg, size, layout)?;
+        let current = lv.extents();
+        let mut new_lv = lv.clone();
+        if target > current {
+            let last = last_linear_area(&vg, &lv);
+            let allocation = allocate(&vg, target - current, layout, last)?;
+            new_lv
+                .segments
+                .extend(segments_from(&vg, current, &allocation, layout));
+            merge_adjacent(&mut new_lv.segments);
+        } else if target < current {
+            truncate_segments(&mut new_lv.segments, target);
+        } else {
+            return Ok(lv);
+        }
+        *vg.lv_mut(lv_name).expect("checked") = new_lv.clone();
+        self.write_vg(
+            found,
+            &mut vg,
+            &[],
+            format!("lvresize {vg_name}/{lv_name} to {} extents", target.0),
+        )?;
+        Ok(new_lv)
+    }
+
+    pub fn lv_rename(&self, vg_name: &str, old: &str, new: &str) -> Result<()> {
+        validate_lv_name(new)?;
+        let locked = self.lock_vg_for_write(vg_name)?;
+        let found = &locked.found;
+        let mut vg = found.vg.clone();
+        self.lv_args(&vg, old)?;
+        if vg.lv(new).is_some() {
+            return Err(LvmError::LvExists {
+                vg: vg_name.into(),
+                lv: new.into(),
+            });
+        }
+        // Other LVs refer to this one by name; renaming would need to rewrite those.
+        check_unreferenced(&vg, old)?;
+        vg.lv_mut(old).expect("checked").name = new.into();
+        self.write_vg(
+            found,
+            &mut vg,
+            &[],
+            format!("lvrename {vg_name}/{old} {new}"),
+        )
+    }
+
+    /// Adds and removes LV tags in one commit.
+    pub fn lv_change_tags(
+        &self,
+        vg_name: &str,
+        lv_name: &str,
+        add: &[String],
+        del: &[String],
+    ) -> Result<LogicalVolume> {
+        for t in add.iter().chain(del) {
+            validate_tag(t)?;
+        }
+        let locked = self.lock_vg_for_write(vg_name)?;
+        let found = &locked.found;
+        let mut vg = found.vg.clone();
+        self.lv_args(&vg, lv_name)?;
+        let lv = vg.lv_mut(lv_name).expect("checked");
+        change_tags(&mut lv.tags, add, del);
+        let lv = lv.clone();
+        self.write_vg(
+            found,
+            &mut vg,
+            &[],
+            format!("lvchange tags {vg_name}/{lv_name}"),
+        )?;
+        Ok(lv)
+    }
+
+    pub fn vg_change_tags(&self, vg_name: &str, add: &[String], del: &[String]) -> Result<()> {
+        for t in add.iter().chain(del) {
+            validate_tag(t)?;
+        }
+        let locked = self.lock_vg_for_write(vg_name)?;
+        let found = &locked.found;
+        let mut vg = found.vg.clone();
+        change_tags(&mut vg.tags, add, del);
+        self.write_vg(found, &mut vg, &[], format!("vgchange tags {vg_name}"))
+    }
+}
+
+fn change_tags(tags: &mut Vec<String>, add: &[String], del: &[String]) {
+    tags.retain(|t| !del.contains(t));
+    for t in add {
+        if !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
+}
+
+fn write_label(dev: &Device, label: &PvLabel) -> Result<()> {
+    dev.write_at(Bytes(label.sector * SECTOR_SIZE), &label.to_sector())?;
+    dev.sync()?;
+    Ok(())
+}
+
+/// Makes a PV that left its VG an orphan again: an empty metadata area, and the
+/// label's "used" flag cleared.
+fn orphan_pv(path: &Path) -> Result<()> {
+    let dev = Device::open(path, Access::Write)?;
+    let Some(pv) = read_pv_from(&dev)? else {
+        return Ok(());
+    };
+    for area in &pv.label.metadata_areas {
+        let header = MdaHeader::new_empty(area.offset, area.size);
+        dev.write_at(area.offset, &header.to_bytes())?;
+    }
+    dev.sync()?;
+    let mut label = pv.label;
+    label.ext_flags &= !PV_EXT_USED;
+    write_label(&dev, &label)
+}
+
+fn check_writable(found: &VgOnDisk) -> Result<()> {
+    let vg = &found.vg;
+    let refuse = |why: String| {
+        Err(LvmError::VgNotWritable {
+            vg: vg.name.clone(),
+            why,
+        })
+    };
+    if !vg.is_writeable() {
+        return refuse("its status lacks WRITE".into());
+    }
+    if vg.status.iter().any(|s| s == "EXPORTED") {
+        return refuse("it is exported".into());
+    }
+    for key in ["lock_type", "system_id"] {
+        if let Some(v) = vg.extra.get_str(key).filter(|v| !v.is_empty()) {
+            return refuse(format!(
+                "it has {key} {v:?}; lvmd does not take part in shared or foreign VGs"
+            ));
+        }
+    }
+    let missing = found.missing_pvs();
+    if let Some(pv) = missing.first() {
+        return refuse(format!(
+            "PV {} ({}) is missing; writing now would lose its copy",
+            pv.name, pv.id
+        ));
+    }
+    if let Some(p) = vg.problems().first() {
+        return refuse(format!("its metadata is inconsistent: {p}"));
+    }
+    Ok(())
+}
+
+/// The PV entry lvm2 writes for a PV joining a VG with this extent size.
+fn pv_entry(extent_size: ExtentSize, path: &Path, label: &PvLabel) -> Result<PhysicalVolume> {
+    let pe_start = label
+        .data_areas
+        .first()
+        .map(|d| d.offset)
+        .unwrap_or(DEFAULT_PE_START);
+    let pe_start = pe_start
+        .to_sectors_exact()
+        .ok_or_else(|| LvmError::InvalidArgument {
+            what: "PV data area",
+            value: pe_start.to_string(),
+            why: "not sector aligned".into(),
+        })?;
+    let dev_size = label.device_size.to_sectors_floor();
+    let pe_count = extent_size.extents_floor(dev_size.checked_sub(pe_start).unwrap_or_default());
+    Ok(PhysicalVolume {
+        name: String::new(),
+        id: label.pv_uuid,
+        device: Some(path.display().to_string()),
+        status: vec!["ALLOCATABLE".into()],
+        flags: vec![],
+        tags: vec![],
+        dev_size,
+        pe_start,
+        pe_count,
+        extra: Default::default(),
+    })
+}
+
+fn size_to_extents(vg: &VolumeGroup, size: Bytes, layout: Layout) -> Result<Extents> {
+    if size == Bytes(0) {
+        return Err(LvmError::InvalidArgument {
+            what: "size",
+            value: "0".into(),
+            why: "a logical volume needs at least one extent".into(),
+        });
+    }
+    let mut extents = vg.extent_size.extents_ceil(size.to_sectors_ceil());
+    if let Layout::Striped {
+        stripes,
+        stripe_size,
+    } = layout
+    {
+        if stripes < 2 {
+            return Err(LvmError::InvalidArgument {
+                what: "stripe count",
+                value: stripes.to_string(),
+                why: "striping needs at least 2 stripes (use linear for 1)".into(),
+            });
+        }
+        let ss = stripe_size.0;
+        if ss < 8 || !ss.is_power_of_two() || ss > vg.extent_size.sectors().0 {
+            return Err(LvmError::InvalidArgument {
+                what: "stripe size",
+                value: Sectors(ss).to_bytes().to_string(),
+                why: format!(
+                    "must be a power of two from 4KiB up to the extent size {}",
+                    vg.extent_size
+                ),
+            });
+        }
+        // lvm2 rounds the size up to a whole number of stripes.
+        extents = Extents(extents.0.div_ceil(stripes as u64) * stripes as u64);
+    }
+    Ok(extents)
+}
+
+fn pv_spaces(vg: &VolumeGroup) -> Vec<PvSpace> {
+    let usage = vg.pv_usage();
+    vg.pvs
+        .iter()
+        .enumerate()
+        .map(|(i, pv)| PvSpace {
+            index: i,
+            pe_count: pv.pe_count,
+            allocatable: pv.is_allocatable() && !pv.is_missing(),
+            used: usage
+                .iter()
+                .filter(|u| u.pv == pv.name)
+                .map(|u| alloc::ExtentRange {
+                    start: u.start,
+                    count: u.count,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn allocate(
+    vg: &VolumeGroup,
+    extents: Extents,
+    layout: Layout,
+    after: Option<alloc::Area>,
+) -> Result<Allocation> {
+    let req = alloc::Request {
+        extents,
+        layout: match layout {
+            Layout::Linear => alloc::Layout::Linear,
+            Layout::Striped { stripes, .. } => alloc::Layout::Striped { stripes },
+        },
+        pvs_allowed: None,
+        after,
+    };
+    alloc::allocate(&pv_spaces(vg), &req).map_err(|source| LvmError::Alloc {
+        vg: vg.name.clone(),
+        source,
+    })
+}
+
+/// Segments for an allocation, starting at LV extent `start`.
+fn segments_from(
+    vg: &VolumeGroup,
+    mut start: Extents,
+    allocation: &Allocation,
+    layout: Layout,
+) -> Vec<Segment> {
+    let area = |a: &alloc::Area| Area {
+        name: vg.pvs[a.pv].name.clone(),
+        start: a.start,
+    };
+    match allocation {
+        Allocation::Linear(areas) => areas
+            .iter()
+            .map(|a| {
+                let seg = Segment {
+                    start_extent: start,
+                    extent_count: a.count,
+                    kind: SegmentKind::Striped {
+                        stripe_size: None,
+                        stripes: vec![area(a)],
+                    },
+                    tags: vec![],
+                    extra: Default::default(),
+                };
+                start += a.count;
+                seg
+            })
+            .collect(),
+        Allocation::Striped { stripes } => {
+            let stripe_size = match layout {
+                Layout::Striped { stripe_size, .. } => stripe_size,
+                Layout::Linear => unreachable!("striped allocation for a linear request"),
+            };
+            let per = stripes.first().map_or(Extents::ZERO, |a| a.count);
+            vec![Segment {
+                start_extent: start,
+                extent_count: Extents(per.0 * stripes.len() as u64),
+                kind: SegmentKind::Striped {
+                    stripe_size: Some(stripe_size),
+                    stripes: stripes.iter().map(area).collect(),
+                },
+                tags: vec![],
+                extra: Default::default(),
+            }]
+        }
+    }
+}
+
+fn layout_of(lv: &LogicalVolume) -> Layout {
+    match lv.segments.last().map(|s| &s.kind) {
+        Some(SegmentKind::Striped {
+            stripe_size: Some(ss),
+            stripes,
+        }) if stripes.len() > 1 => Layout::Striped {
+            stripes: stripes.len() as u32,
+            stripe_size: *ss,
+        },
+        _ => Layout::Linear,
+    }
+}
+
+/// The PV run the LV ends on, when it is linear, so an extension can continue it.
+fn last_linear_area(vg: &VolumeGroup, lv: &LogicalVolume) -> Option<alloc::Area> {
+    let seg = lv.segments.last()?;
+    match &seg.kind {
+        SegmentKind::Striped { stripes, .. } if stripes.len() == 1 => {
+            let pv = vg.pvs.iter().position(|p| p.name == stripes[0].name)?;
+            Some(alloc::Area {
+                pv,
+                start: stripes[0].start,
+                count: seg.extent_count,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Joins consecutive linear segments that continue on the same PV, as lvm2 does.
+fn merge_adjacent(segments: &mut Vec<Segment>) {
+    let mut out: Vec<Segment> = Vec::with_capacity(segments.len());
+    for seg in segments.drain(..) {
+        if let Some(prev) = out.last_mut() {
+            if let (
+                SegmentKind::Striped {
+                    stripes: a,
+                    stripe_size: None,
+                },
+                SegmentKind::Striped {
+                    stripes: b,
+                    stripe_size: None,
+                },
+            ) = (&prev.kind, &seg.kind)
+            {
+                if a.len() == 1
+                    && b.len() == 1
+                    && a[0].name == b[0].name
+                    && a[0].start + prev.extent_count == b[0].start
+                    && prev.tags == seg.tags
+                    && prev.extra == seg.extra
+                {
+                    prev.extent_count += seg.extent_count;
+                    continue;
+                }
+            }
+        }
+        out.push(seg);
+    }
+    *segments = out;
+}
+
+/// Shortens striped/linear segments so the LV has `target` extents.
+fn truncate_segments(segments: &mut Vec<Segment>, target: Extents) {
+    segments.retain(|s| s.start_extent < target);
+    if let Some(last) = segments.last_mut() {
+        let end = last.start_extent + last.extent_count;
+        if end > target {
+            // A striped segment shrinks by whole stripes: `target` was rounded to them.
+            last.extent_count = target - last.start_extent;
+        }
+    }
+}
+
+fn check_plain(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+    let lv = vg.lv(lv_name).expect("caller checked");
+    if !lv.is_plain() {
+        return Err(LvmError::LvUnsupported {
+            vg: vg.name.clone(),
+            lv: lv_name.into(),
+            why: format!(
+                "it is a {} volume; lvmd changes only linear and striped volumes (use lvm2)",
+                lv.type_name()
+            ),
+        });
+    }
+    if !lv.is_visible() {
+        return Err(LvmError::LvUnsupported {
+            vg: vg.name.clone(),
+            lv: lv_name.into(),
+            why: "it is a hidden sub-volume of another volume".into(),
+        });
+    }
+    Ok(())
+}
+
+fn check_unreferenced(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+    for other in &vg.lvs {
+        for seg in &other.segments {
+            let by_area = matches!(&seg.kind, SegmentKind::Striped { stripes, .. }
+                if stripes.iter().any(|a| a.name == lv_name));
+            if by_area || seg.lv_references().contains(&lv_name) {
+                return Err(LvmError::LvInUse {
+                    vg: vg.name.clone(),
+                    lv: lv_name.into(),
+                    by: format!("{} ({} segment)", other.name, seg.kind.type_name()),
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -119,9 +119,15 @@ mod tests {
     #[test]
     fn rejects_bad_text() {
         assert!("abc".parse::<Uuid>().is_err());
-        assert!("Jpw4ZB-AE1X-xX1k-xGlB-Jc0c-lGsA-UR!DX".parse::<Uuid>().is_err());
-        let e = "Jpw4ZB-AE1X-xX1k-xGlB-Jc0c-lGsA-UR?DXp".parse::<Uuid>().unwrap_err();
+        assert!("Jpw4ZB-AE1X-xX1k-xGlB-Jc0c-lGsA-UR!DX"
+            .parse::<Uuid>()
+            .is_err());
+        let e = "Jpw4ZB-AE1X-xX1k-xGlB-Jc0c-lGsA-UR?DXp"
+            .parse::<Uuid>()
+            .unwrap_err();
         assert!(e.why.contains("alphabet"));
-        assert!("Jpw4ZB-AE1X-xX1k-xGlB-Jc0c-lGsA-UR!DXp".parse::<Uuid>().is_ok());
+        assert!("Jpw4ZB-AE1X-xX1k-xGlB-Jc0c-lGsA-UR!DXp"
+            .parse::<Uuid>()
+            .is_ok());
     }
 }

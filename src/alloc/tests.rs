@@ -402,7 +402,7 @@ impl Model {
         self.pvs
             .iter()
             .filter(|(i, (alloc, _))| {
-                *alloc && req.pvs_allowed.as_ref().map_or(true, |a| a.contains(i))
+                *alloc && req.pvs_allowed.as_ref().is_none_or(|a| a.contains(i))
             })
             .map(|(i, _)| *i)
             .collect()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what building and testing lvmd needs on Debian/Ubuntu. Idempotent; run as root.
+set -euo pipefail
+packages=(
+  # build: bindgen-based -sys crates, tonic code generation
+  pkg-config libclang-dev libdevmapper-dev libcryptsetup-dev libudev-dev protobuf-compiler
+  # tests: real lvm2 to check compatibility against, loop devices, filesystems
+  lvm2 dmsetup util-linux e2fsprogs xfsprogs thin-provisioning-tools cryptsetup-bin
+  # the VM harness (tests/vm)
+  qemu-system-x86 busybox-static kmod cpio xz-utils iproute2
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if ! command -v cargo >/dev/null; then
+  echo "install-deps: cargo not found; install Rust (rustup) first" >&2
+  exit 1
+fi

@@ -1,0 +1,158 @@
+//! Reading typed fields out of a section while remembering which keys were used, so
+//! that the rest can be kept as `extra`.
+
+use super::{ModelError, Path};
+use crate::format::text::{Item, Section, Value};
+use crate::uuid::Uuid;
+use std::collections::HashSet;
+
+pub(crate) struct Fields<'a> {
+    pub section: &'a Section,
+    pub path: Path,
+    used: HashSet<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(section: &'a Section, path: Path) -> Fields<'a> {
+        Fields {
+            section,
+            path,
+            used: HashSet::new(),
+        }
+    }
+
+    fn take(&mut self, key: &'static str) -> Option<&'a Value> {
+        let v = self.section.get(key)?;
+        self.used.insert(key);
+        Some(v)
+    }
+
+    fn wrong(&self, key: &str, expected: &'static str) -> ModelError {
+        ModelError::WrongType {
+            path: self.path.clone(),
+            key: key.to_owned(),
+            expected,
+        }
+    }
+
+    pub fn invalid(&self, why: impl Into<String>) -> ModelError {
+        ModelError::Invalid {
+            path: self.path.clone(),
+            why: why.into(),
+        }
+    }
+
+    pub fn opt_u64(&mut self, key: &'static str) -> Result<Option<u64>, ModelError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::Int(i)) if *i >= 0 => Ok(Some(*i as u64)),
+            Some(_) => Err(self.wrong(key, "a non-negative integer")),
+        }
+    }
+    pub fn u64(&mut self, key: &'static str) -> Result<u64, ModelError> {
+        self.opt_u64(key)?.ok_or(ModelError::Missing {
+            path: self.path.clone(),
+            key,
+        })
+    }
+    pub fn opt_i64(&mut self, key: &'static str) -> Result<Option<i64>, ModelError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::Int(i)) => Ok(Some(*i)),
+            Some(_) => Err(self.wrong(key, "an integer")),
+        }
+    }
+    pub fn opt_str(&mut self, key: &'static str) -> Result<Option<String>, ModelError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::Str(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(self.wrong(key, "a string")),
+        }
+    }
+    pub fn str(&mut self, key: &'static str) -> Result<String, ModelError> {
+        self.opt_str(key)?.ok_or(ModelError::Missing {
+            path: self.path.clone(),
+            key,
+        })
+    }
+    /// A string array; absent means empty (lvm2 omits empty `tags`). lvm2 treats a
+    /// single string as a one-element array, and so do we.
+    pub fn str_list(&mut self, key: &'static str) -> Result<Vec<String>, ModelError> {
+        match self.take(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Str(s)) => Ok(vec![s.clone()]),
+            Some(v) => v
+                .as_str_array()
+                .ok_or_else(|| self.wrong(key, "an array of strings")),
+        }
+    }
+    pub fn uuid(&mut self, key: &'static str) -> Result<Uuid, ModelError> {
+        let text = self.str(key)?;
+        text.parse()
+            .map_err(|e: crate::uuid::UuidError| self.invalid(e.to_string()))
+    }
+    pub fn array(&mut self, key: &'static str) -> Result<&'a [Value], ModelError> {
+        match self.take(key) {
+            None => Err(ModelError::Missing {
+                path: self.path.clone(),
+                key,
+            }),
+            Some(Value::Array(a)) => Ok(a),
+            Some(_) => Err(self.wrong(key, "an array")),
+        }
+    }
+    pub fn subsection(&mut self, key: &'static str) -> Option<&'a Section> {
+        let s = self.section.section(key)?;
+        self.used.insert(key);
+        Some(s)
+    }
+    /// Everything not read so far, in order.
+    pub fn rest(&self) -> Section {
+        Section {
+            items: self
+                .section
+                .items
+                .iter()
+                .filter(|item| !self.used.contains(item.name()))
+                .cloned()
+                .collect::<Vec<Item>>(),
+        }
+    }
+}
+
+/// Appends `extra`'s pairs (for unknown scalar settings) to `out`.
+pub(crate) fn push_extra_pairs(out: &mut Section, extra: &Section) {
+    out.items.extend(
+        extra
+            .items
+            .iter()
+            .filter(|i| matches!(i, Item::Pair { .. }))
+            .cloned(),
+    );
+}
+
+/// Appends `extra`'s subsections to `out`.
+pub(crate) fn push_extra_sections(out: &mut Section, extra: &Section) {
+    out.items.extend(
+        extra
+            .items
+            .iter()
+            .filter(|i| matches!(i, Item::Section { .. }))
+            .cloned(),
+    );
+}
+
+pub(crate) fn push_list(out: &mut Section, key: &str, list: &[String]) {
+    out.push(key, Value::str_array(list.iter().cloned()));
+}
+
+/// lvm2 omits `tags` when there are none.
+pub(crate) fn push_tags(out: &mut Section, tags: &[String]) {
+    if !tags.is_empty() {
+        push_list(out, "tags", tags);
+    }
+}
+
+pub(crate) fn int(v: u64) -> Value {
+    Value::Int(v as i64)
+}

@@ -1,0 +1,170 @@
+//! lvm2's naming rules for VGs, LVs and tags (`lib/misc/lvm-string.c`), so that every
+//! name lvmd writes is one lvm2 accepts, and every refusal names the rule.
+
+use std::fmt;
+
+/// lvm2's NAME_LEN includes the terminating NUL: names have at most 127 characters.
+pub const MAX_NAME_LEN: usize = 127;
+
+/// Prefixes lvm2 keeps for its own LVs.
+const RESERVED_LV_PREFIXES: &[&str] = &["pvmove", "snapshot"];
+/// Substrings that mark lvm2's component (sub-)LVs, plus two more it refuses in LV names.
+const RESERVED_LV_SUBSTRINGS: &[&str] = &[
+    "_cdata", "_cmeta", "_corig", "_mimage", "_mlog", "_rimage", "_rmeta", "_tdata", "_tmeta",
+    "_vdata", "_pmspare", "_vorigin",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Vg,
+    Lv,
+}
+
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameKind::Vg => "volume group",
+            NameKind::Lv => "logical volume",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} name {name:?}: {why}")]
+pub struct NameError {
+    pub kind: NameKind,
+    pub name: String,
+    pub why: String,
+}
+
+fn name_char_ok(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+')
+}
+
+fn validate_common(kind: NameKind, name: &str) -> Result<(), NameError> {
+    let err = |why: String| NameError {
+        kind,
+        name: name.to_owned(),
+        why,
+    };
+    if name.is_empty() {
+        return Err(err("empty".into()));
+    }
+    // A leading hyphen would be ambiguous in device-mapper's `VG-LV` names.
+    if name.starts_with('-') {
+        return Err(err("must not start with '-'".into()));
+    }
+    if name == "." || name == ".." {
+        return Err(err("'.' and '..' are not names".into()));
+    }
+    if let Some(c) = name.chars().find(|c| !name_char_ok(*c)) {
+        return Err(err(format!(
+            "character {c:?} is not allowed (only a-z A-Z 0-9 + _ . -)"
+        )));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(err(format!(
+            "{} characters, at most {MAX_NAME_LEN} allowed",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+pub fn validate_vg_name(name: &str) -> Result<(), NameError> {
+    validate_common(NameKind::Vg, name)
+}
+
+/// The rules for an LV name a user chooses. Names of lvm2's own hidden sub-LVs
+/// (`pool_tmeta`, `lvol0_pmspare`, ...) fail here on purpose; they are read, never made.
+pub fn validate_lv_name(name: &str) -> Result<(), NameError> {
+    validate_common(NameKind::Lv, name)?;
+    let err = |why: String| NameError {
+        kind: NameKind::Lv,
+        name: name.to_owned(),
+        why,
+    };
+    if let Some(p) = RESERVED_LV_PREFIXES.iter().find(|p| name.starts_with(*p)) {
+        return Err(err(format!("names starting {p:?} are reserved by lvm2")));
+    }
+    if let Some(s) = RESERVED_LV_SUBSTRINGS.iter().find(|s| name.contains(*s)) {
+        return Err(err(format!("names containing {s:?} are reserved by lvm2")));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid tag {tag:?}: {why}")]
+pub struct TagError {
+    pub tag: String,
+    pub why: String,
+}
+
+/// lvm2's tag alphabet: `A-Za-z0-9._-+/=!:&#`, non-empty.
+pub fn validate_tag(tag: &str) -> Result<(), TagError> {
+    let err = |why: String| TagError {
+        tag: tag.to_owned(),
+        why,
+    };
+    if tag.is_empty() {
+        return Err(err("empty".into()));
+    }
+    if let Some(c) = tag.chars().find(|c| {
+        !(c.is_ascii_alphanumeric()
+            || matches!(c, '.' | '_' | '-' | '+' | '/' | '=' | '!' | ':' | '&' | '#'))
+    }) {
+        return Err(err(format!(
+            "character {c:?} is not allowed (only A-Z a-z 0-9 . _ - + / = ! : & #)"
+        )));
+    }
+    // lvm2 sets no limit; 1024 keeps a metadata area from filling with one tag.
+    if tag.len() > 1024 {
+        return Err(err(format!(
+            "{} characters, at most 1024 allowed",
+            tag.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lvm2_name_rules() {
+        for ok in ["vg0", "my-vg", "a.b+c_d", "x", &"v".repeat(127)] {
+            validate_vg_name(ok).unwrap();
+        }
+        for bad in ["", "-vg", ".", "..", "a/b", "a b", "ä", &"v".repeat(128)] {
+            assert!(validate_vg_name(bad).is_err(), "{bad:?} accepted");
+        }
+        validate_lv_name("data.1").unwrap();
+        assert!(validate_lv_name("snapshot1")
+            .unwrap_err()
+            .why
+            .contains("snapshot"));
+        assert!(validate_lv_name("pool_tmeta")
+            .unwrap_err()
+            .why
+            .contains("_tmeta"));
+        assert!(validate_lv_name("x_pmspare").is_err());
+        assert!(validate_lv_name("pvmove0").is_err());
+        // "snapshot" is reserved only as a prefix.
+        validate_lv_name("my_snapshot").unwrap();
+    }
+
+    #[test]
+    fn error_names_the_value() {
+        let e = validate_lv_name("a b").unwrap_err().to_string();
+        assert!(e.contains("\"a b\"") && e.contains("' '"), "{e}");
+    }
+
+    #[test]
+    fn tags() {
+        validate_tag("pvc/ns=default:x&y#1!").unwrap();
+        assert!(validate_tag("").is_err());
+        assert!(validate_tag("a b").is_err());
+        assert!(validate_tag("a,b").is_err());
+    }
+}

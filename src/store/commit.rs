@@ -1,0 +1,111 @@
+//! Writing a new version of a VG's metadata so that a crash at any point leaves either
+//! the old or the new version readable, never neither (lvm2's order, `_vg_write_raw` /
+//! `_vg_commit_raw_rlocn`):
+//!
+//! 1. plan where the new text goes in every metadata area; refuse before writing
+//!    anything if one is full;
+//! 2. write the text after the live copy in each area (the live copy stays untouched),
+//!    then flush every device;
+//! 3. rewrite each area's header to point at the new text, then flush.
+//!
+//! Until a header is rewritten, that area still names the old text. A reader takes the
+//! highest seqno it finds, so once any header points at the new text the new version
+//! wins, and the remaining copies are repaired by the next commit.
+
+use super::device::Device;
+use super::mda_io::{plan_text, read_header, write_header, write_text};
+use super::StoreError;
+use crate::format::label::PvLabel;
+use crate::format::text::{write_document, Layout};
+use crate::model::{TextHeader, VolumeGroup};
+
+/// A point in a commit, reported to the fault-injection hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitStep {
+    /// The new text was written to metadata area `mda` of target `pv`.
+    TextWritten { pv: usize, mda: usize },
+    /// All texts are written and flushed.
+    TextsSynced,
+    /// The header of that area now points at the new text.
+    HeaderWritten { pv: usize, mda: usize },
+}
+
+/// A PV to write, with its label as read from it.
+pub struct CommitTarget<'a> {
+    pub device: &'a Device,
+    pub label: &'a PvLabel,
+}
+
+/// The metadata text exactly as it goes on disk.
+pub fn render_disk_text(vg: &VolumeGroup, header: &TextHeader) -> String {
+    write_document(&vg.to_document(header, false), Layout::Disk)
+}
+
+/// Writes `vg` to every metadata area of every target. `inject` is called after each
+/// step; returning `false` stops the commit there (for crash tests), as if the process
+/// had died.
+pub fn commit(
+    vg: &VolumeGroup,
+    header: &TextHeader,
+    targets: &[CommitTarget],
+    inject: &mut dyn FnMut(CommitStep) -> bool,
+) -> Result<(), StoreError> {
+    if let Some(p) = vg.problems().first() {
+        return Err(StoreError::Inconsistent {
+            vg: vg.name.clone(),
+            why: format!("refusing to write inconsistent metadata: {p}"),
+        });
+    }
+    let text = render_disk_text(vg, header);
+
+    // 1. Plan everything before the first write.
+    let mut plans = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        for (j, area) in t.label.metadata_areas.iter().enumerate() {
+            let current = read_header(t.device, area)?;
+            if let Some(plan) = plan_text(t.device, &current, text.as_bytes())? {
+                plans.push((i, j, plan));
+            }
+        }
+    }
+    if plans.is_empty() {
+        return Err(StoreError::Inconsistent {
+            vg: vg.name.clone(),
+            why: "no PV of the volume group has a metadata area in use".into(),
+        });
+    }
+
+    // 2. The new text, beside the live one.
+    for (i, j, plan) in &plans {
+        write_text(targets[*i].device, plan)?;
+        if !inject(CommitStep::TextWritten { pv: *i, mda: *j }) {
+            return Err(StoreError::Injected(CommitStep::TextWritten {
+                pv: *i,
+                mda: *j,
+            }));
+        }
+    }
+    for t in targets {
+        t.device.sync()?;
+    }
+    if !inject(CommitStep::TextsSynced) {
+        return Err(StoreError::Injected(CommitStep::TextsSynced));
+    }
+
+    // 3. Switch each header over.
+    for (i, j, plan) in &plans {
+        write_header(targets[*i].device, &plan.new_header)?;
+        if !inject(CommitStep::HeaderWritten { pv: *i, mda: *j }) {
+            return Err(StoreError::Injected(CommitStep::HeaderWritten {
+                pv: *i,
+                mda: *j,
+            }));
+        }
+    }
+    // Any subset of the header writes landing leaves old-or-new, so one flush per
+    // device at the end is enough.
+    for t in targets {
+        t.device.sync()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Shared fixture for tests against Debian's lvm2: sparse loop devices, and lvm2 run on
+//! exactly those devices with activation off (this host's kernel has no device-mapper),
+//! its backups in the test's own directory.
+#![allow(dead_code)]
+
+use lvmd::lvm::Lvm;
+use lvmd::store::backup::BackupDirs;
+use lvmd::store::lock::Locker;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Tests that need root, loop devices and lvm2 run by default and fail loudly when those
+/// are missing; `LVMD_SKIP_HOST_TESTS=1` skips them on purpose (said on stderr).
+pub fn host_tests_enabled(test: &str) -> bool {
+    if std::env::var_os("LVMD_SKIP_HOST_TESTS").is_some() {
+        eprintln!("SKIPPED {test}: LVMD_SKIP_HOST_TESTS is set");
+        return false;
+    }
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "{test} needs root (loop devices, lvm2); set LVMD_SKIP_HOST_TESTS=1 to skip"
+    );
+    assert!(
+        Command::new("lvm").arg("version").output().is_ok(),
+        "{test} needs Debian's lvm2 (apt-get install lvm2)"
+    );
+    true
+}
+
+/// Sparse files attached as loop devices, detached on drop.
+pub struct Loops {
+    pub dir: tempfile::TempDir,
+    pub devs: Vec<PathBuf>,
+}
+
+impl Loops {
+    pub fn new(sizes_mib: &[u64]) -> Loops {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut devs = Vec::new();
+        for (i, size) in sizes_mib.iter().enumerate() {
+            let file = dir.path().join(format!("disk{i}.img"));
+            let f = std::fs::File::create(&file).unwrap();
+            f.set_len(size << 20).unwrap();
+            devs.push(attach(&file));
+        }
+        Loops { dir, devs }
+    }
+
+    /// Attaches an existing image file too (detached on drop with the rest).
+    pub fn add_image(&mut self, file: &Path) -> PathBuf {
+        let dev = attach(file);
+        self.devs.push(dev.clone());
+        dev
+    }
+
+    pub fn backup_dir(&self) -> PathBuf {
+        self.dir.path().join("backup")
+    }
+    pub fn archive_dir(&self) -> PathBuf {
+        self.dir.path().join("archive")
+    }
+
+    /// lvmd's library, on exactly these devices, with backups beside the images.
+    pub fn lvmd(&self) -> Lvm {
+        let mut lvm = Lvm::new(self.devs.clone());
+        lvm.backup = Some(BackupDirs {
+            backup: self.backup_dir(),
+            archive: Some(self.archive_dir()),
+        });
+        lvm.locker = Locker::new(lvmd::store::lock::DEFAULT_LOCK_DIR);
+        lvm
+    }
+
+    /// lvm2's `--config` that confines it to these devices.
+    pub fn lvm_config(&self) -> String {
+        let accept: Vec<String> = self
+            .devs
+            .iter()
+            .map(|d| format!("\"a|^{}$|\"", d.display()))
+            .collect();
+        format!(
+            "global {{ activation=0 }} \
+             devices {{ filter=[{}, \"r|.*|\"] global_filter=[{}, \"r|.*|\"] use_devicesfile=0 obtain_device_list_from_udev=0 }} \
+             backup {{ backup_dir=\"{}\" archive_dir=\"{}\" }}",
+            accept.join(", "),
+            accept.join(", "),
+            self.backup_dir().display(),
+            self.archive_dir().display(),
+        )
+    }
+
+    /// Runs `lvm <args>`; returns (success, stdout, stderr).
+    pub fn lvm(&self, args: &[&str]) -> (bool, String, String) {
+        let (cmd, rest) = args.split_first().expect("a command");
+        let out = Command::new("lvm")
+            .arg(cmd)
+            .arg("--config")
+            .arg(self.lvm_config())
+            .args(rest)
+            .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+            .output()
+            .expect("run lvm");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn lvm_ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.lvm(args);
+        assert!(ok, "lvm {args:?} failed:\n{err}\n{out}");
+        out
+    }
+
+    /// A `--reportformat json` report's rows: `lvm <cmd> ... ` of report `key`.
+    pub fn report(&self, args: &[&str], key: &str) -> Vec<serde_json::Value> {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["--reportformat", "json", "--units", "b", "--nosuffix"]);
+        let out = self.lvm_ok(&full);
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("lvm {args:?} gave bad JSON ({e}):\n{out}"));
+        v["report"][0][key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key} in {out}"))
+            .clone()
+    }
+
+    /// `vgck` must be clean: success and nothing on stderr but harmless notices.
+    pub fn vgck(&self, vg: &str) {
+        let (ok, out, err) = self.lvm(&["vgck", vg]);
+        assert!(ok, "vgck {vg} failed:\n{err}\n{out}");
+        let bad: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter(|l| !l.contains("leaked on lvm invocation"))
+            .filter(|l| !l.contains("Activation disabled"))
+            .collect();
+        assert!(bad.is_empty(), "vgck {vg} complained:\n{err}");
+    }
+}
+
+fn attach(file: &Path) -> PathBuf {
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(file)
+        .output()
+        .expect("run losetup");
+    assert!(
+        out.status.success(),
+        "losetup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+impl Drop for Loops {
+    fn drop(&mut self) {
+        for d in &self.devs {
+            let _ = Command::new("losetup").arg("-d").arg(d).status();
+        }
+    }
+}
+
+/// A unique VG name per test, so tests can run in parallel.
+pub fn vg_name(test: &str) -> String {
+    format!("lvmdt_{test}_{}", std::process::id())
+}
+
+/// A field of an lvm2 JSON report row as a u64.
+pub fn num(row: &serde_json::Value, key: &str) -> u64 {
+    row[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} missing in {row}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} not a number in {row}"))
+}
+
+pub fn text(row: &serde_json::Value, key: &str) -> String {
+    row[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} missing in {row}"))
+        .to_owned()
+}

@@ -1,0 +1,493 @@
+//! lvmd and Debian's lvm2 on the same loop devices, metadata only (activation off): each
+//! reads what the other wrote, and lvm2's `vgck` accepts everything lvmd writes.
+
+mod common;
+
+use common::{host_tests_enabled, num, text, vg_name, Loops};
+use lvmd::lvm::{FaultInjector, Layout, LvmError};
+use lvmd::model::SegmentKind;
+use lvmd::store::scan::VgOnDisk;
+use lvmd::units::{Bytes, ExtentSize, Sectors};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+const MIB: u64 = 1 << 20;
+
+fn striped(stripes: u32) -> Layout {
+    Layout::Striped {
+        stripes,
+        stripe_size: Sectors(128),
+    }
+}
+
+/// lvm2's `seg_pe_ranges` for our model: `dev:first-last` per area.
+fn our_pe_ranges(found: &VgOnDisk, lv: &str) -> Vec<String> {
+    let vg = &found.vg;
+    let lv = vg.lv(lv).unwrap();
+    lv.segments
+        .iter()
+        .map(|seg| match &seg.kind {
+            SegmentKind::Striped { stripes, .. } => {
+                let per = seg.extent_count.0 / stripes.len() as u64;
+                stripes
+                    .iter()
+                    .map(|a| {
+                        let pv = vg.pv(&a.name).unwrap();
+                        format!(
+                            "{}:{}-{}",
+                            found.devices[&pv.id].display(),
+                            a.start.0,
+                            a.start.0 + per - 1
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+            other => panic!("unexpected segment type {}", other.type_name()),
+        })
+        .collect()
+}
+
+/// Checks that lvm2's pvs/vgs/lvs agree with lvmd's reading of the VG on every size,
+/// extent count and range.
+fn assert_lvm2_agrees(loops: &Loops, vg_name: &str) {
+    loops.vgck(vg_name);
+    let found = loops.lvmd().read_vg(vg_name).unwrap();
+    let vg = &found.vg;
+
+    let vgs = loops.report(
+        &[
+            "vgs",
+            "-o",
+            "vg_name,vg_uuid,vg_seqno,vg_extent_size,vg_extent_count,vg_free_count,pv_count,lv_count,vg_tags",
+            vg_name,
+        ],
+        "vg",
+    );
+    assert_eq!(vgs.len(), 1);
+    let r = &vgs[0];
+    assert_eq!(text(r, "vg_uuid"), vg.id.to_string());
+    assert_eq!(num(r, "vg_seqno"), vg.seqno);
+    assert_eq!(num(r, "vg_extent_size"), vg.extent_size.bytes().0);
+    assert_eq!(num(r, "vg_extent_count"), vg.total_extents().0);
+    assert_eq!(num(r, "vg_free_count"), vg.free_extents().0);
+    assert_eq!(num(r, "pv_count"), vg.pvs.len() as u64);
+    assert_eq!(
+        num(r, "lv_count"),
+        vg.lvs.iter().filter(|l| l.is_visible()).count() as u64
+    );
+    assert_eq!(text(r, "vg_tags"), vg.tags.join(","));
+
+    let pvs = loops.report(
+        &[
+            "pvs",
+            "-o",
+            "pv_name,pv_uuid,vg_name,dev_size,pe_start,pv_pe_count,pv_pe_alloc_count",
+            "--select",
+            &format!("vg_name={vg_name}"),
+        ],
+        "pv",
+    );
+    assert_eq!(pvs.len(), vg.pvs.len());
+    let used = vg.used_extents();
+    for r in &pvs {
+        let pv = vg
+            .pvs
+            .iter()
+            .find(|p| p.id.to_string() == text(r, "pv_uuid"))
+            .unwrap_or_else(|| panic!("lvm2 shows a PV lvmd does not: {r}"));
+        assert_eq!(PathBuf::from(text(r, "pv_name")), found.devices[&pv.id]);
+        assert_eq!(num(r, "pe_start"), pv.pe_start.to_bytes().0);
+        assert_eq!(num(r, "pv_pe_count"), pv.pe_count.0);
+        assert_eq!(
+            num(r, "pv_pe_alloc_count"),
+            used.get(&pv.name).map_or(0, |e| e.0)
+        );
+    }
+
+    let lvs = loops.report(
+        &[
+            "lvs",
+            "-a",
+            "--segments",
+            "-o",
+            "lv_name,lv_uuid,lv_size,lv_tags,segtype,stripes,stripe_size,seg_start_pe,seg_size_pe,seg_pe_ranges",
+            vg_name,
+        ],
+        "seg",
+    );
+    let mut rows_by_lv: BTreeMap<String, Vec<&serde_json::Value>> = BTreeMap::new();
+    for r in &lvs {
+        rows_by_lv
+            .entry(text(r, "lv_name").trim_matches(['[', ']']).to_owned())
+            .or_default()
+            .push(r);
+    }
+    assert_eq!(
+        rows_by_lv.keys().cloned().collect::<Vec<_>>(),
+        {
+            let mut names: Vec<String> = vg.lvs.iter().map(|l| l.name.clone()).collect();
+            names.sort();
+            names
+        },
+        "lvm2 and lvmd list different LVs"
+    );
+    for lv in &vg.lvs {
+        let rows = &rows_by_lv[&lv.name];
+        assert_eq!(rows.len(), lv.segments.len(), "segments of {}", lv.name);
+        let size = vg.extent_size.span(lv.extents()).to_bytes().0;
+        assert_eq!(text(rows[0], "lv_uuid"), lv.id.to_string());
+        assert_eq!(num(rows[0], "lv_size"), size, "size of {}", lv.name);
+        assert_eq!(text(rows[0], "lv_tags"), lv.tags.join(","));
+        if !lv.is_plain() {
+            continue;
+        }
+        let ranges = our_pe_ranges(&found, &lv.name);
+        for ((row, seg), ours) in rows.iter().zip(&lv.segments).zip(&ranges) {
+            let SegmentKind::Striped {
+                stripes,
+                stripe_size,
+            } = &seg.kind
+            else {
+                unreachable!()
+            };
+            assert_eq!(num(row, "seg_start_pe"), seg.start_extent.0);
+            assert_eq!(num(row, "seg_size_pe"), seg.extent_count.0);
+            assert_eq!(num(row, "stripes"), stripes.len() as u64);
+            assert_eq!(
+                num(row, "stripe_size"),
+                stripe_size.map_or(0, |s| s.to_bytes().0)
+            );
+            let theirs = text(row, "seg_pe_ranges");
+            assert_eq!(
+                theirs.split_whitespace().collect::<Vec<_>>().join(" "),
+                *ours,
+                "extent ranges of {}",
+                lv.name
+            );
+        }
+    }
+}
+
+#[test]
+fn lvm2_accepts_and_agrees_with_what_lvmd_writes() {
+    if !host_tests_enabled("lvm2_accepts_and_agrees_with_what_lvmd_writes") {
+        return;
+    }
+    let loops = Loops::new(&[64, 64, 96]);
+    let lvm = loops.lvmd();
+    let vg = vg_name("create");
+    lvm.vg_create(&vg, &loops.devs[..2], ExtentSize::DEFAULT)
+        .unwrap();
+    assert_lvm2_agrees(&loops, &vg);
+
+    lvm.lv_create(
+        &vg,
+        "lin",
+        Bytes(20 * MIB),
+        Layout::Linear,
+        &["pvc=a".into()],
+    )
+    .unwrap();
+    lvm.lv_create(&vg, "str", Bytes(30 * MIB), striped(2), &[])
+        .unwrap();
+    // Fills the rest of the first PV and spills over: several segments.
+    lvm.lv_create(&vg, "span", Bytes(50 * MIB), Layout::Linear, &[])
+        .unwrap();
+    assert_lvm2_agrees(&loops, &vg);
+
+    lvm.vg_extend(&vg, &loops.devs[2..]).unwrap();
+    lvm.lv_resize(&vg, "lin", Bytes(60 * MIB)).unwrap();
+    lvm.lv_resize(&vg, "str", Bytes(48 * MIB)).unwrap();
+    lvm.lv_change_tags(&vg, "span", &["owner/ns=x".into()], &[])
+        .unwrap();
+    lvm.vg_change_tags(&vg, &["node1".into()], &[]).unwrap();
+    assert_lvm2_agrees(&loops, &vg);
+    let lin = lvm.read_vg(&vg).unwrap().vg.lv("lin").unwrap().clone();
+    assert!(lin.segments.len() >= 2, "lin should span PVs now: {lin:?}");
+
+    lvm.lv_resize(&vg, "lin", Bytes(8 * MIB)).unwrap();
+    lvm.lv_rename(&vg, "span", "spanned").unwrap();
+    lvm.lv_remove(&vg, "str").unwrap();
+    assert_lvm2_agrees(&loops, &vg);
+
+    // lvm2 can restore from the backup lvmd keeps.
+    let backup = loops.backup_dir().join(&vg);
+    let backup_text = std::fs::read_to_string(&backup).unwrap();
+    assert!(backup_text.contains("spanned {"), "{backup_text}");
+    loops.lvm_ok(&[
+        "vgcfgrestore",
+        "--test",
+        "-f",
+        backup.to_str().unwrap(),
+        &vg,
+    ]);
+    let archives = std::fs::read_dir(loops.archive_dir()).unwrap().count();
+    assert!(archives >= 5, "{archives} archived versions");
+    let listed = loops.lvm_ok(&["vgcfgrestore", "--list", &vg]);
+    assert!(listed.contains("lvmd"), "{listed}");
+
+    for lv in ["lin", "spanned"] {
+        lvm.lv_remove(&vg, lv).unwrap();
+    }
+    lvm.vg_reduce(&vg, &loops.devs[2..]).unwrap();
+    assert_lvm2_agrees(&loops, &vg);
+    lvm.vg_remove(&vg).unwrap();
+    let (ok, _, _) = loops.lvm(&["vgs", &vg]);
+    assert!(!ok, "lvm2 still sees {vg} after vgremove");
+    // The PVs are orphans lvm2 can reuse.
+    let pvs = loops.report(&["pvs", "-o", "pv_name,vg_name"], "pv");
+    assert_eq!(pvs.len(), 3, "{pvs:?}");
+    assert!(pvs.iter().all(|r| text(r, "vg_name").is_empty()));
+    let vg2 = vg_name("reuse");
+    loops.lvm_ok(&["vgcreate", &vg2, loops.devs[0].to_str().unwrap()]);
+    loops.lvm_ok(&["vgremove", "-f", &vg2]);
+}
+
+#[test]
+fn lvmd_reads_and_changes_what_lvm2_writes() {
+    if !host_tests_enabled("lvmd_reads_and_changes_what_lvm2_writes") {
+        return;
+    }
+    let loops = Loops::new(&[64, 64, 64]);
+    let vg = vg_name("import");
+    let devs: Vec<&str> = loops.devs.iter().map(|d| d.to_str().unwrap()).collect();
+    loops.lvm_ok(&["pvcreate", devs[0], devs[1], devs[2]]);
+    loops.lvm_ok(&[
+        "vgcreate", "--addtag", "fromlvm2", &vg, devs[0], devs[1], devs[2],
+    ]);
+    let lvcreate = |args: &[&str]| {
+        let mut full = vec!["lvcreate", "-an", "-Zn", "-y"];
+        full.extend(args);
+        full.push(&vg);
+        loops.lvm_ok(&full);
+    };
+    lvcreate(&["-L", "8M", "-n", "a", "--addtag", "t1"]);
+    lvcreate(&["-L", "8M", "-n", "b"]);
+    loops.lvm_ok(&["lvextend", "-L", "+12M", &format!("{vg}/a")]);
+    lvcreate(&["-L", "16M", "-i", "2", "-I", "64k", "-n", "s"]);
+    lvcreate(&["-L", "20M", "-i", "3", "-I", "128k", "-n", "s3"]);
+    let backup = loops.dir.path().join("lvm2-backup");
+    loops.lvm_ok(&["vgcfgbackup", "-f", backup.to_str().unwrap(), &vg]);
+    let before = std::fs::read_to_string(&backup).unwrap();
+    assert!(before.contains("stripe_count = 3"), "{before}");
+
+    let lvm = loops.lvmd();
+    let found = lvm.read_vg(&vg).unwrap();
+    assert_eq!(found.vg.tags, vec!["fromlvm2".to_string()]);
+    assert_eq!(found.vg.lv("a").unwrap().segments.len(), 2);
+    assert_eq!(found.vg.lv("a").unwrap().tags, vec!["t1".to_string()]);
+    assert_eq!(found.vg.lvs.len(), 4);
+    assert_lvm2_agrees(&loops, &vg);
+
+    lvm.lv_create(&vg, "fromlvmd", Bytes(12 * MIB), Layout::Linear, &[])
+        .unwrap();
+    lvm.lv_remove(&vg, "b").unwrap();
+    assert_lvm2_agrees(&loops, &vg);
+    let lvs = loops.report(&["lvs", "-o", "lv_name", &vg], "lv");
+    let names: Vec<String> = lvs.iter().map(|r| text(r, "lv_name")).collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names.contains(&"fromlvmd".to_string()) && !names.contains(&"b".to_string()));
+    loops.lvm_ok(&["vgremove", "-f", &vg]);
+}
+
+#[test]
+fn lvm2_and_lvmd_take_turns_for_50_rounds() {
+    if !host_tests_enabled("lvm2_and_lvmd_take_turns_for_50_rounds") {
+        return;
+    }
+    let loops = Loops::new(&[128, 128]);
+    let vg = vg_name("turns");
+    let devs: Vec<&str> = loops.devs.iter().map(|d| d.to_str().unwrap()).collect();
+    loops.lvm_ok(&["vgcreate", &vg, devs[0], devs[1]]);
+    let lvm = loops.lvmd();
+    let mut expected: Vec<String> = Vec::new();
+    let mut seqno = lvm.read_vg(&vg).unwrap().vg.seqno;
+    for round in 0..50 {
+        let name = format!("r{round}");
+        if round % 2 == 0 {
+            loops.lvm_ok(&["lvcreate", "-an", "-Zn", "-L", "4M", "-n", &name, &vg]);
+        } else {
+            lvm.lv_create(&vg, &name, Bytes(4 * MIB), Layout::Linear, &[])
+                .unwrap();
+        }
+        expected.push(name);
+        // Every third round, the other side removes the oldest volume.
+        if round % 3 == 2 {
+            let old = expected.remove(0);
+            if round % 2 == 0 {
+                lvm.lv_remove(&vg, &old).unwrap();
+            } else {
+                loops.lvm_ok(&["lvremove", "-y", &format!("{vg}/{old}")]);
+            }
+        }
+        let found = lvm.read_vg(&vg).unwrap();
+        assert!(
+            found.vg.seqno > seqno,
+            "seqno did not move in round {round}"
+        );
+        seqno = found.vg.seqno;
+        let mut ours: Vec<String> = found.vg.lvs.iter().map(|l| l.name.clone()).collect();
+        let lvs = loops.report(&["lvs", "-o", "lv_name", &vg], "lv");
+        let mut theirs: Vec<String> = lvs.iter().map(|r| text(r, "lv_name")).collect();
+        let mut want = expected.clone();
+        ours.sort();
+        theirs.sort();
+        want.sort();
+        assert_eq!(ours, want, "lvmd's view in round {round}");
+        assert_eq!(theirs, want, "lvm2's view in round {round}");
+        let vgs = loops.report(&["vgs", "-o", "vg_seqno", &vg], "vg");
+        assert_eq!(num(&vgs[0], "vg_seqno"), seqno, "round {round}");
+    }
+    assert_lvm2_agrees(&loops, &vg);
+    loops.lvm_ok(&["vgremove", "-f", &vg]);
+}
+
+/// A commit stopped after each of its writes in turn leaves a VG that lvm2 and lvmd
+/// both read, as the old version or the new one, never anything else.
+#[test]
+fn a_commit_stopped_after_any_write_leaves_old_or_new() {
+    if !host_tests_enabled("a_commit_stopped_after_any_write_leaves_old_or_new") {
+        return;
+    }
+    let loops = Loops::new(&[64, 64]);
+    let vg = vg_name("crash");
+    let mut lvm = loops.lvmd();
+    lvm.vg_create(&vg, &loops.devs, ExtentSize::DEFAULT)
+        .unwrap();
+    lvm.lv_create(&vg, "keep", Bytes(8 * MIB), Layout::Linear, &[])
+        .unwrap();
+
+    let mut stopped_at = 0;
+    for step in 0.. {
+        let old = lvm.read_vg(&vg).unwrap();
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        lvm.inject = Some(FaultInjector(Arc::new(move |_| {
+            c.fetch_add(1, Ordering::SeqCst) < step
+        })));
+        let name = format!("new{step}");
+        let result = lvm.lv_create(&vg, &name, Bytes(4 * MIB), Layout::Linear, &[]);
+        lvm.inject = None;
+        let completed = result.is_ok();
+        if !completed {
+            assert!(
+                matches!(
+                    result,
+                    Err(LvmError::Store(lvmd::store::StoreError::Injected(_)))
+                ),
+                "{result:?}"
+            );
+        }
+        let now = lvm.read_vg(&vg).unwrap();
+        let theirs = loops.report(&["vgs", "-o", "vg_seqno", &vg], "vg");
+        let their_seqno = num(&theirs[0], "vg_seqno");
+        assert_eq!(
+            their_seqno, now.vg.seqno,
+            "lvm2 and lvmd disagree after step {step}"
+        );
+        let has_new = now.vg.lv(&name).is_some();
+        if now.vg.seqno == old.vg.seqno {
+            assert_eq!(now.vg, old.vg, "same seqno, different VG after step {step}");
+        } else {
+            assert_eq!(now.vg.seqno, old.vg.seqno + 1);
+            assert!(has_new, "new seqno without the new LV after step {step}");
+        }
+        let lvs = loops.report(&["lvs", "-o", "lv_name", &vg], "lv");
+        assert_eq!(
+            lvs.iter().any(|r| text(r, "lv_name") == name),
+            has_new,
+            "lvm2 and lvmd disagree on {name} after step {step}"
+        );
+        if has_new {
+            // Next round starts from a clean VG: drop the LV (this also rewrites
+            // every copy, repairing any stale one).
+            lvm.lv_remove(&vg, &name).unwrap();
+        }
+        if completed {
+            stopped_at = step;
+            break;
+        }
+    }
+    // 2 PVs x (text + header) + the sync point: every one of them was a stop point.
+    assert!(stopped_at >= 5, "only {stopped_at} steps");
+    loops.vgck(&vg);
+    lvm.lv_remove(&vg, "keep").unwrap();
+    lvm.vg_remove(&vg).unwrap();
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    if !host_tests_enabled("bad_input_is_refused_and_changes_nothing") {
+        return;
+    }
+    let loops = Loops::new(&[64, 1]);
+    let lvm = loops.lvmd();
+    let vg = vg_name("bad");
+    let small = loops.devs[1].clone();
+    let err = lvm
+        .vg_create(
+            &vg,
+            &[loops.devs[0].clone(), small.clone()],
+            ExtentSize::DEFAULT,
+        )
+        .unwrap_err();
+    assert!(matches!(err, LvmError::DeviceTooSmall { .. }), "{err}");
+    assert!(err.to_string().contains(small.to_str().unwrap()), "{err}");
+    // Nothing was written to the good device either.
+    assert!(lvmd::store::scan::read_pv(&loops.devs[0])
+        .unwrap()
+        .is_none());
+
+    let err = lvm
+        .vg_create("bad name", &loops.devs[..1], ExtentSize::DEFAULT)
+        .unwrap_err();
+    assert!(err.to_string().contains("\"bad name\""), "{err}");
+
+    lvm.vg_create(&vg, &loops.devs[..1], ExtentSize::DEFAULT)
+        .unwrap();
+    let before = lvm.read_vg(&vg).unwrap();
+    let cases: Vec<(LvmError, &str)> = vec![
+        (
+            lvm.vg_create(&vg, &loops.devs[..1], ExtentSize::DEFAULT)
+                .unwrap_err(),
+            "already exists",
+        ),
+        (
+            lvm.lv_create(&vg, "x", Bytes(0), Layout::Linear, &[])
+                .unwrap_err(),
+            "size 0",
+        ),
+        (
+            lvm.lv_create(&vg, "x", Bytes(1 << 40), Layout::Linear, &[])
+                .unwrap_err(),
+            "extents",
+        ),
+        (
+            lvm.lv_create(&vg, "x_rimage", Bytes(MIB), Layout::Linear, &[])
+                .unwrap_err(),
+            "_rimage",
+        ),
+        (
+            lvm.lv_create(&vg, "x", Bytes(MIB), striped(2), &[])
+                .unwrap_err(),
+            "stripe",
+        ),
+        (
+            lvm.lv_create(&vg, "x", Bytes(MIB), Layout::Linear, &["bad tag".into()])
+                .unwrap_err(),
+            "\"bad tag\"",
+        ),
+        (lvm.lv_remove(&vg, "nope").unwrap_err(), "nope"),
+        (lvm.vg_remove("nope").unwrap_err(), "nope"),
+    ];
+    for (err, needle) in &cases {
+        assert!(err.to_string().contains(needle), "{err:?} lacks {needle:?}");
+    }
+    let after = lvm.read_vg(&vg).unwrap();
+    assert_eq!(before.vg, after.vg, "a refused request changed the VG");
+    assert_eq!(before.text, after.text);
+    lvm.vg_remove(&vg).unwrap();
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The project's test command (the README's second command; .ci/run calls it).
+# Needs root: loop devices, Debian's lvm2, and the QEMU VM for device-mapper.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== host: unit, property and lvm2-interop tests"
+cargo test --workspace
+
+echo "== host: lvm2-written fixtures (raid1, thin, snapshot, cache) read by lvm2 without DM"
+tests/fixtures/lvm2/check-on-host.sh
+
+echo "== VM: device-mapper tests on a real kernel (tests/vm)"
+tests/vm/run-in-vm.sh --setup
+# Build on the host first, so the VM's timeout covers only the tests.
+cargo test --test vm_smoke --no-run
+CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
+  cargo test --test vm_smoke
