@@ -1063,28 +1063,41 @@ fn check_plain(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
         });
     }
     if !lv.is_visible() {
+        let owner = users_of(vg, lv_name).into_iter().next();
         return Err(LvmError::LvUnsupported {
             vg: vg.name.clone(),
             lv: lv_name.into(),
-            why: "it is a hidden sub-volume of another volume".into(),
+            why: format!(
+                "it is a hidden sub-volume of {}",
+                owner.as_deref().unwrap_or("another volume")
+            ),
         });
     }
     Ok(())
 }
 
-fn check_unreferenced(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+/// The LVs whose segments refer to `lv_name`, as `name (type segment)`.
+fn users_of(vg: &VolumeGroup, lv_name: &str) -> Vec<String> {
+    let mut users = Vec::new();
     for other in &vg.lvs {
         for seg in &other.segments {
             let by_area = matches!(&seg.kind, SegmentKind::Striped { stripes, .. }
                 if stripes.iter().any(|a| a.name == lv_name));
             if by_area || seg.lv_references().contains(&lv_name) {
-                return Err(LvmError::LvInUse {
-                    vg: vg.name.clone(),
-                    lv: lv_name.into(),
-                    by: format!("{} ({} segment)", other.name, seg.kind.type_name()),
-                });
+                users.push(format!("{} ({} segment)", other.name, seg.kind.type_name()));
             }
         }
     }
-    Ok(())
+    users
+}
+
+fn check_unreferenced(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+    match users_of(vg, lv_name).into_iter().next() {
+        Some(by) => Err(LvmError::LvInUse {
+            vg: vg.name.clone(),
+            lv: lv_name.into(),
+            by,
+        }),
+        None => Ok(()),
+    }
 }

@@ -491,3 +491,179 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(before.text, after.text);
     lvm.vg_remove(&vg).unwrap();
 }
+
+/// Attaches an lvm2-made fixture (tests/fixtures/lvm2/<name>): sparse images of the
+/// recorded sizes with the saved heads (label + metadata area) written at offset 0.
+/// Returns the VG name.
+fn attach_fixture(loops: &mut Loops, name: &str) -> String {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/lvm2")
+        .join(name);
+    let manifest = std::fs::read_to_string(dir.join("manifest.tsv")).unwrap();
+    let mut vg = String::new();
+    for line in manifest.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        match cols[0] {
+            "vg" => vg = cols[1].to_owned(),
+            "pv" => {
+                let head = std::process::Command::new("gzip")
+                    .arg("-dc")
+                    .arg(dir.join(cols[1]))
+                    .output()
+                    .unwrap();
+                assert!(head.status.success());
+                let image = loops.dir.path().join(cols[1].trim_end_matches(".head.gz"));
+                let f = std::fs::File::create(&image).unwrap();
+                f.set_len(cols[2].parse().unwrap()).unwrap();
+                std::os::unix::fs::FileExt::write_all_at(&f, &head.stdout, 0).unwrap();
+                loops.add_image(&image);
+            }
+            _ => {}
+        }
+    }
+    vg
+}
+
+/// lvm2's view of every LV (hidden ones too), by name.
+fn lvm2_lvs(loops: &Loops, vg: &str) -> BTreeMap<String, serde_json::Value> {
+    loops
+        .report(
+            &[
+                "lvs",
+                "-a",
+                "-o",
+                "lv_name,lv_uuid,lv_attr,lv_size,segtype,pool_lv,origin,data_lv,metadata_lv,lv_tags,devices",
+                vg,
+            ],
+            "lv",
+        )
+        .into_iter()
+        .map(|r| (text(&r, "lv_name"), r))
+        .collect()
+}
+
+#[test]
+fn lvmd_changes_an_lvm2_vg_with_raid_thin_snapshot_and_cache_intact() {
+    if !host_tests_enabled("lvmd_changes_an_lvm2_vg_with_raid_thin_snapshot_and_cache_intact") {
+        return;
+    }
+    let mut loops = Loops::new(&[]);
+    let vg = attach_fixture(&mut loops, "mixed");
+    loops.vgck(&vg);
+    let before = lvm2_lvs(&loops, &vg);
+
+    let lvm = loops.lvmd();
+    let found = lvm.read_vg(&vg).unwrap();
+    assert!(found.missing_pvs().is_empty());
+    let kind = |lv: &str| found.vg.lv(lv).unwrap().segments[0].kind.clone();
+    assert!(matches!(kind("mirrored"), SegmentKind::Raid1 { ref legs, .. } if legs.len() == 2));
+    assert!(matches!(kind("pool"), SegmentKind::ThinPool { .. }));
+    assert!(
+        matches!(kind("thin_snap"), SegmentKind::Thin { origin: Some(ref o), .. } if o == "thin")
+    );
+    assert!(
+        matches!(kind("snapshot0"), SegmentKind::Snapshot { ref origin, .. } if origin == "lin_b")
+    );
+    assert!(
+        matches!(kind("cached"), SegmentKind::Other { ref type_name, .. } if type_name == "cache")
+    );
+    assert_eq!(
+        found.vg.lvs.len(),
+        before.len() + 1,
+        "lvs -a hides only snapshot0"
+    );
+    assert!(found.vg.problems().is_empty(), "{:?}", found.vg.problems());
+
+    // What lvmd cannot change safely, it refuses, naming why.
+    let refused = [
+        (lvm.lv_remove(&vg, "lin_b").unwrap_err(), "snapshot"),
+        (lvm.lv_remove(&vg, "thin").unwrap_err(), "thin"),
+        (lvm.lv_remove(&vg, "cached").unwrap_err(), "cache"),
+        (
+            lvm.lv_resize(&vg, "mirrored", Bytes(64 * MIB)).unwrap_err(),
+            "raid1",
+        ),
+        (lvm.lv_remove(&vg, "pool_tdata").unwrap_err(), "thin-pool"),
+    ];
+    for (err, needle) in &refused {
+        assert!(err.to_string().contains(needle), "{err} lacks {needle:?}");
+    }
+    assert_eq!(lvm.read_vg(&vg).unwrap().vg.seqno, found.vg.seqno);
+
+    // A read-modify-write: one LV added, one removed.
+    lvm.lv_create(
+        &vg,
+        "added",
+        Bytes(8 * MIB),
+        Layout::Linear,
+        &["by=lvmd".into()],
+    )
+    .unwrap();
+    lvm.lv_remove(&vg, "striped").unwrap();
+    loops.vgck(&vg);
+
+    let after = lvm2_lvs(&loops, &vg);
+    let mut expected = before.clone();
+    expected.remove("striped");
+    let added = after.get("added").expect("lvm2 sees the new LV").clone();
+    assert_eq!(text(&added, "lv_tags"), "by=lvmd");
+    assert_eq!(num(&added, "lv_size"), 8 * MIB);
+    expected.insert("added".into(), added);
+    assert_eq!(after, expected, "lvm2's view changed beyond the two LVs");
+
+    // lvmd's own model of everything it did not touch is unchanged too, unknown parts
+    // (cache, cache-pool with its odd type name) included.
+    let now = lvm.read_vg(&vg).unwrap();
+    for lv in &found.vg.lvs {
+        if lv.name != "striped" {
+            assert_eq!(now.vg.lv(&lv.name), Some(lv), "{} changed", lv.name);
+        }
+    }
+    assert!(now.text.contains("cache-pool+METADATA_FORMAT"));
+
+    // lvmd-ctl inspect reads it all, as JSON.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lvmd-ctl"))
+        .arg("inspect")
+        .arg("--json")
+        .args(&loops.devs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vgs = report["volume_groups"].as_array().unwrap();
+    assert_eq!(vgs.len(), 1);
+    assert_eq!(vgs[0]["name"], vg.as_str());
+    assert_eq!(vgs[0]["seqno"], now.vg.seqno);
+    let lv_type = |name: &str| {
+        vgs[0]["lvs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from inspect"))["type"]
+            .clone()
+    };
+    assert_eq!(lv_type("mirrored"), "raid1");
+    assert_eq!(lv_type("pool"), "thin-pool");
+    assert_eq!(lv_type("cached"), "cache");
+    assert_eq!(lv_type("added"), "linear");
+    assert_eq!(report["devices"].as_array().unwrap().len(), 3);
+    assert!(report["devices"][0]["pv"]["metadata_areas"][0]["seqno"].is_u64());
+
+    // And the human form names the VG and its LVs.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lvmd-ctl"))
+        .arg("inspect")
+        .args(&loops.devs)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains(&format!("Volume group {vg}")), "{table}");
+    assert!(
+        table.contains("[pool_tdata]") && table.contains("added"),
+        "{table}"
+    );
+}
