@@ -113,6 +113,9 @@ pub struct Lvm {
     pub host: String,
     /// Fault injection for crash tests: called after each commit step.
     pub inject: Option<FaultInjector>,
+    /// lvm2's run directory, whose device hints are invalidated after changes to which
+    /// devices are PVs or which VGs exist.
+    pub lvm2_run_dir: PathBuf,
 }
 
 /// Called after each commit step; returning `false` stops the commit there, as a crash
@@ -178,6 +181,7 @@ impl Lvm {
             backup: Some(BackupDirs::default()),
             host: host_name(),
             inject: None,
+            lvm2_run_dir: crate::store::hints::DEFAULT_RUN_DIR.into(),
         }
     }
 
@@ -188,6 +192,15 @@ impl Lvm {
                 source,
             })
         })
+    }
+
+    /// Tells lvm2 to rescan all devices on its next command (see `store::hints`).
+    /// Failing to do so is not worth failing a committed change over: lvm2 also
+    /// rescans when its device list changes, and `pvscan --cache` repairs it.
+    fn invalidate_lvm2_hints(&self) {
+        if let Err(e) = crate::store::hints::invalidate(&self.lvm2_run_dir) {
+            tracing::warn!(dir = %self.lvm2_run_dir.display(), "could not invalidate lvm2's device hints: {e}");
+        }
     }
 
     fn header(&self, description: String) -> TextHeader {
@@ -342,6 +355,7 @@ impl Lvm {
         dev.write_at(mda.offset, &header.to_bytes())?;
         dev.sync()?;
         write_label(&dev, &label)?;
+        self.invalidate_lvm2_hints();
         info!(device = %path.display(), uuid = %label.pv_uuid, "created PV");
         Ok(label)
     }
@@ -501,6 +515,7 @@ impl Lvm {
             ..self.clone()
         };
         this.write_vg(&empty, &mut vg, &added, format!("vgcreate {name}"))?;
+        self.invalidate_lvm2_hints();
         Ok(vg)
     }
 
@@ -511,6 +526,7 @@ impl Lvm {
         let mut vg = locked.found.vg.clone();
         let added = self.add_pvs(&mut vg, checked)?;
         self.write_vg(&locked.found, &mut vg, &added, format!("vgextend {name}"))?;
+        self.invalidate_lvm2_hints();
         Ok(vg)
     }
 
@@ -560,6 +576,7 @@ impl Lvm {
         for (path, _) in &removed {
             orphan_pv(path)?;
         }
+        self.invalidate_lvm2_hints();
         Ok(vg)
     }
 
@@ -589,6 +606,7 @@ impl Lvm {
         if let Some(b) = &self.backup {
             b.remove_backup(name)?;
         }
+        self.invalidate_lvm2_hints();
         info!(vg = name, "removed volume group");
         Ok(())
     }

@@ -5,8 +5,11 @@ use serde::{Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
 
-/// lvm2's uuid alphabet (`lib/uuid/uuid.c`): what `id_create` draws from.
+/// lvm2's uuid alphabet (`lib/uuid/uuid.c`): what it accepts when reading.
 const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!#";
+/// What lvm2 draws new uuids from: the alphabet without `!` and `#` (no uuid lvm2
+/// 2.03 wrote has them, and its reports mangle one that starts with `#`).
+const GENERATED: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const GROUPS: [usize; 7] = [6, 4, 4, 4, 4, 4, 6];
 pub const UUID_LEN: usize = 32;
 
@@ -26,7 +29,14 @@ impl Uuid {
         let mut raw = [0u8; UUID_LEN];
         getrandom::fill(&mut raw).expect("the kernel's random source failed");
         for b in &mut raw {
-            *b = ALPHABET[(*b as usize) % ALPHABET.len()];
+            // 256 is not a multiple of 62: reject the top values so every character is
+            // equally likely.
+            while *b as usize >= 256 - 256 % GENERATED.len() {
+                let mut one = [0u8; 1];
+                getrandom::fill(&mut one).expect("the kernel's random source failed");
+                *b = one[0];
+            }
+            *b = GENERATED[(*b as usize) % GENERATED.len()];
         }
         Uuid(raw)
     }
@@ -114,6 +124,17 @@ mod tests {
         assert_eq!(dashed.len(), 38);
         assert_eq!(dashed.parse::<Uuid>().unwrap(), u);
         assert_eq!(u.compact().parse::<Uuid>().unwrap(), u);
+    }
+
+    #[test]
+    fn generated_uuids_use_only_what_lvm2_generates() {
+        for _ in 0..200 {
+            let u = Uuid::random();
+            assert!(
+                u.compact().bytes().all(|b| b.is_ascii_alphanumeric()),
+                "{u}"
+            );
+        }
     }
 
     #[test]

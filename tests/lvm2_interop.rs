@@ -667,3 +667,123 @@ fn lvmd_changes_an_lvm2_vg_with_raid_thin_snapshot_and_cache_intact() {
         "{table}"
     );
 }
+
+/// lvm2 and lvmd change one VG at the same moment: lvm2's file locks keep them apart,
+/// so no change is lost and the metadata stays consistent.
+#[test]
+fn lvm2_and_lvmd_writing_at_once_lose_nothing() {
+    if !host_tests_enabled("lvm2_and_lvmd_writing_at_once_lose_nothing") {
+        return;
+    }
+    let loops = Arc::new(Loops::new(&[256]));
+    let vg = vg_name("race");
+    loops.lvm_ok(&["vgcreate", &vg, loops.devs[0].to_str().unwrap()]);
+    let rounds = 12;
+    let lvm2_side = {
+        let (loops, vg) = (loops.clone(), vg.clone());
+        std::thread::spawn(move || {
+            for i in 0..rounds {
+                loops.lvm_ok(&[
+                    "lvcreate",
+                    "-an",
+                    "-Zn",
+                    "-L",
+                    "4M",
+                    "-n",
+                    &format!("l2_{i}"),
+                    &vg,
+                ]);
+            }
+        })
+    };
+    let lvm = loops.lvmd();
+    for i in 0..rounds {
+        lvm.lv_create(&vg, &format!("ld_{i}"), Bytes(4 * MIB), Layout::Linear, &[])
+            .unwrap();
+    }
+    lvm2_side.join().unwrap();
+    let found = lvm.read_vg(&vg).unwrap();
+    assert_eq!(found.vg.lvs.len(), 2 * rounds, "a change was lost");
+    assert_lvm2_agrees(&loops, &vg);
+    loops.lvm_ok(&["vgremove", "-f", &vg]);
+}
+
+/// A metadata area too small for the next text is refused before anything is written.
+#[test]
+fn a_full_metadata_area_is_refused_cleanly() {
+    if !host_tests_enabled("a_full_metadata_area_is_refused_cleanly") {
+        return;
+    }
+    let loops = Loops::new(&[512]);
+    let vg = vg_name("full");
+    let dev = loops.devs[0].to_str().unwrap();
+    loops.lvm_ok(&[
+        "pvcreate",
+        "--metadatasize",
+        "32k",
+        "--dataalignment",
+        "4k",
+        dev,
+    ]);
+    loops.lvm_ok(&["vgcreate", "-s", "1m", &vg, dev]);
+    let lvm = loops.lvmd();
+    let mut created = 0;
+    let err = loop {
+        let before = lvm.read_vg(&vg).unwrap();
+        match lvm.lv_create(
+            &vg,
+            &format!("lv{created}"),
+            Bytes(MIB),
+            Layout::Linear,
+            &[],
+        ) {
+            Ok(_) => created += 1,
+            Err(e) => {
+                let after = lvm.read_vg(&vg).unwrap();
+                assert_eq!(before.text, after.text, "a refused commit changed the disk");
+                break e;
+            }
+        }
+        assert!(created < 500, "the metadata area never filled");
+    };
+    assert!(created > 5, "only {created} LVs fit");
+    assert!(err.to_string().contains("full"), "{err}");
+    loops.vgck(&vg);
+    let lvs = loops.report(&["lvs", "-o", "lv_name", &vg], "lv");
+    assert_eq!(lvs.len(), created);
+    loops.lvm_ok(&["vgremove", "-f", &vg]);
+}
+
+#[test]
+fn devices_of_another_vg_or_with_data_are_refused() {
+    if !host_tests_enabled("devices_of_another_vg_or_with_data_are_refused") {
+        return;
+    }
+    let loops = Loops::new(&[64, 64]);
+    let (a, b) = (vg_name("owner"), vg_name("thief"));
+    loops.lvm_ok(&["vgcreate", &a, loops.devs[0].to_str().unwrap()]);
+    let lvm = loops.lvmd();
+    let err = lvm
+        .vg_create(&b, &loops.devs[..1], ExtentSize::DEFAULT)
+        .unwrap_err();
+    assert!(
+        matches!(err, LvmError::PvInUse { ref vg, .. } if *vg == a),
+        "{err}"
+    );
+    let err = lvm.vg_extend(&a, &loops.devs[..1]).unwrap_err();
+    assert!(matches!(err, LvmError::PvInUse { .. }), "{err}");
+    // A filesystem on the second device: never overwritten.
+    let out = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&loops.devs[1])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = lvm
+        .vg_create(&b, &loops.devs[1..], ExtentSize::DEFAULT)
+        .unwrap_err();
+    assert!(err.to_string().contains("ext2/3/4"), "{err}");
+    let err = lvm.pv_create(&loops.devs[1]).unwrap_err();
+    assert!(matches!(err, LvmError::DeviceNotEmpty { .. }), "{err}");
+    loops.lvm_ok(&["vgremove", "-f", &a]);
+}
