@@ -284,7 +284,8 @@ impl Lvm {
             .map(|(device, label)| CommitTarget { device, label })
             .collect();
         let mut inject = |step| self.inject.as_ref().is_none_or(|f| (f.0)(step));
-        if let Some(b) = &self.backup {
+        // A new VG has no previous version to archive.
+        if let (Some(b), false) = (&self.backup, old.text.is_empty()) {
             b.archive(&old.vg, &old.header)?;
         }
         commit(vg, &header, &targets, &mut inject)?;
@@ -365,8 +366,26 @@ impl Lvm {
     fn check_new_pvs(&self, devices: &[PathBuf]) -> Result<Vec<(PathBuf, Option<PvLabel>)>> {
         let scan = scan_devices(&self.devices);
         let vgs = scan.volume_groups()?;
+        let scanned: Vec<PathBuf> = self
+            .devices
+            .iter()
+            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .collect();
         let mut out = Vec::new();
         for path in devices {
+            // A PV outside the scanned set would look missing to every later command.
+            let real = std::fs::canonicalize(path).map_err(|e| LvmError::InvalidArgument {
+                what: "device",
+                value: path.display().to_string(),
+                why: e.to_string(),
+            })?;
+            if !scanned.contains(&real) {
+                return Err(LvmError::InvalidArgument {
+                    what: "device",
+                    value: path.display().to_string(),
+                    why: "not among the devices lvmd is configured to scan".into(),
+                });
+            }
             if out.iter().any(|(p, _)| p == path) {
                 return Err(LvmError::InvalidArgument {
                     what: "device",
@@ -508,13 +527,7 @@ impl Lvm {
             devices: BTreeMap::new(),
             stale: vec![],
         };
-        let saved_backup = self.backup.clone();
-        // There is no previous version to archive.
-        let this = Lvm {
-            backup: saved_backup.map(|b| BackupDirs { archive: None, ..b }),
-            ..self.clone()
-        };
-        this.write_vg(&empty, &mut vg, &added, format!("vgcreate {name}"))?;
+        self.write_vg(&empty, &mut vg, &added, format!("vgcreate {name}"))?;
         self.invalidate_lvm2_hints();
         Ok(vg)
     }

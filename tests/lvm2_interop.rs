@@ -481,6 +481,11 @@ fn bad_input_is_refused_and_changes_nothing() {
             "\"bad tag\"",
         ),
         (lvm.lv_remove(&vg, "nope").unwrap_err(), "nope"),
+        (
+            lvm.vg_extend(&vg, &[PathBuf::from("/dev/null")])
+                .unwrap_err(),
+            "not among the devices",
+        ),
         (lvm.vg_remove("nope").unwrap_err(), "nope"),
     ];
     for (err, needle) in &cases {
