@@ -9,19 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn attach(file: &Path) -> Result<PathBuf, String> {
-    let out = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(file)
-        .output()
-        .map_err(|e| format!("losetup: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "losetup {}: {}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    lvmd_sys::loopdev::attach(file, &lvmd_sys::loopdev::LoopOptions::default())
+        .map(|d| d.into_path())
+        .map_err(|e| format!("attach {} to a loop device: {e}", file.display()))
 }
 
 fn step(what: &str) {
@@ -108,7 +98,7 @@ fn main() -> std::process::ExitCode {
         result = run(&dir, &devs);
     }
     for d in &devs {
-        let _ = Command::new("losetup").arg("-d").arg(d).status();
+        let _ = lvmd_sys::loopdev::detach(d);
     }
     let _ = std::fs::remove_dir_all(&dir);
     match result {

@@ -143,23 +143,15 @@ impl Loops {
 }
 
 fn attach(file: &Path) -> PathBuf {
-    let out = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(file)
-        .output()
-        .expect("run losetup");
-    assert!(
-        out.status.success(),
-        "losetup failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    lvmd_sys::loopdev::attach(file, &lvmd_sys::loopdev::LoopOptions::default())
+        .unwrap_or_else(|e| panic!("attach {} to a loop device: {e}", file.display()))
+        .into_path()
 }
 
 impl Drop for Loops {
     fn drop(&mut self) {
         for d in &self.devs {
-            let _ = Command::new("losetup").arg("-d").arg(d).status();
+            let _ = lvmd_sys::loopdev::detach(d);
         }
     }
 }
