@@ -120,26 +120,10 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Appends `extra`'s pairs (for unknown scalar settings) to `out`.
-pub(crate) fn push_extra_pairs(out: &mut Section, extra: &Section) {
-    out.items.extend(
-        extra
-            .items
-            .iter()
-            .filter(|i| matches!(i, Item::Pair { .. }))
-            .cloned(),
-    );
-}
-
-/// Appends `extra`'s subsections to `out`.
-pub(crate) fn push_extra_sections(out: &mut Section, extra: &Section) {
-    out.items.extend(
-        extra
-            .items
-            .iter()
-            .filter(|i| matches!(i, Item::Section { .. }))
-            .cloned(),
-    );
+/// Appends what lvmd did not interpret, in the order it was read, after the known
+/// items: lvm2 looks keys up by name, and keeping the order makes a re-read identical.
+pub(crate) fn push_extra(out: &mut Section, extra: &Section) {
+    out.items.extend(extra.items.iter().cloned());
 }
 
 pub(crate) fn push_list(out: &mut Section, key: &str, list: &[String]) {

@@ -1,6 +1,6 @@
 //! Logical volumes and their segments.
 
-use super::fields::{int, push_extra_pairs, push_extra_sections, push_list, push_tags, Fields};
+use super::fields::{int, push_extra, push_list, push_tags, Fields};
 use super::{ModelError, Path};
 use crate::format::text::{Item, Section, Value};
 use crate::units::{Extents, Sectors};
@@ -248,12 +248,11 @@ impl LogicalVolume {
         if let Some(h) = &self.creation_host {
             s.push("creation_host", Value::Str(h.clone()));
         }
-        push_extra_pairs(&mut s, &self.extra);
         s.push("segment_count", int(self.segments.len() as u64));
         for (i, seg) in self.segments.iter().enumerate() {
             s.push_section(&format!("segment{}", i + 1), seg.to_section());
         }
-        push_extra_sections(&mut s, &self.extra);
+        push_extra(&mut s, &self.extra);
         s
     }
 }
@@ -395,7 +394,6 @@ impl Segment {
                 if let Some(size) = stripe_size {
                     s.push("stripe_size", int(size.0));
                 }
-                push_extra_pairs(&mut s, &self.extra);
                 s.push(
                     "stripes",
                     Value::Array(
@@ -411,7 +409,6 @@ impl Segment {
                 if let Some(r) = region_size {
                     s.push("region_size", int(r.0));
                 }
-                push_extra_pairs(&mut s, &self.extra);
                 s.push(
                     "raids",
                     Value::str_array(legs.iter().flat_map(|(m, i)| [m.clone(), i.clone()])),
@@ -427,7 +424,6 @@ impl Segment {
                 s.push("pool", Value::Str(pool.clone()));
                 s.push("transaction_id", int(*transaction_id));
                 s.push("chunk_size", int(chunk_size.0));
-                push_extra_pairs(&mut s, &self.extra);
             }
             SegmentKind::Thin {
                 thin_pool,
@@ -441,7 +437,6 @@ impl Segment {
                     s.push("origin", Value::Str(o.clone()));
                 }
                 s.push("device_id", int(*device_id));
-                push_extra_pairs(&mut s, &self.extra);
             }
             SegmentKind::Snapshot {
                 chunk_size,
@@ -451,11 +446,10 @@ impl Segment {
                 s.push("chunk_size", int(chunk_size.0));
                 s.push("origin", Value::Str(origin.clone()));
                 s.push("cow_store", Value::Str(cow_store.clone()));
-                push_extra_pairs(&mut s, &self.extra);
             }
             SegmentKind::Other { body, .. } => s.items.extend(body.items.iter().cloned()),
         }
-        push_extra_sections(&mut s, &self.extra);
+        push_extra(&mut s, &self.extra);
         s
     }
 }

@@ -202,3 +202,23 @@ fn problems_catch_overlaps_and_dangling_references() {
         "{problems:?}"
     );
 }
+
+/// Found by the vg_model fuzz target: unknown pairs after an unknown section came back
+/// in another order, so a re-read gave a different model.
+#[test]
+fn unknown_items_keep_their_order_through_a_rewrite() {
+    let mut doc = parse(DISK).unwrap();
+    let lv1 = doc
+        .section_mut("vgtext")
+        .unwrap()
+        .section_mut("logical_volumes")
+        .unwrap()
+        .section_mut("lv1")
+        .unwrap();
+    lv1.push_section("mystery", Section::new());
+    lv1.push("after_mystery", Value::Int(1));
+    let (vg, header) = VolumeGroup::from_document(&doc).unwrap();
+    let text = write_document(&vg.to_document(&header, false), Layout::Disk);
+    let (again, _) = VolumeGroup::from_document(&parse(&text).unwrap()).unwrap();
+    assert_eq!(again, vg);
+}

@@ -1,6 +1,6 @@
 //! The volume group and its physical volumes, read from and written to the text tree.
 
-use super::fields::{int, push_extra_pairs, push_extra_sections, push_list, push_tags, Fields};
+use super::fields::{int, push_extra, push_list, push_tags, Fields};
 use super::lv::LogicalVolume;
 use super::ModelError;
 use crate::format::text::{Document, Item, Section, Value};
@@ -58,23 +58,13 @@ impl PhysicalVolume {
         if let Some(d) = &self.device {
             s.push("device", Value::Str(d.clone()));
         }
-        // lvm2 writes the device id right after the device hint.
-        for key in ["device_id_type", "device_id"] {
-            if let Some(v) = self.extra.get(key) {
-                s.push(key, v.clone());
-            }
-        }
         push_list(&mut s, "status", &self.status);
         push_list(&mut s, "flags", &self.flags);
         push_tags(&mut s, &self.tags);
         s.push("dev_size", int(self.dev_size.0));
         s.push("pe_start", int(self.pe_start.0));
         s.push("pe_count", int(self.pe_count.0));
-        let mut rest = self.extra.clone();
-        rest.remove("device_id_type");
-        rest.remove("device_id");
-        push_extra_pairs(&mut s, &rest);
-        push_extra_sections(&mut s, &rest);
+        push_extra(&mut s, &self.extra);
         s
     }
 }
@@ -252,7 +242,6 @@ impl VolumeGroup {
         push_list(&mut s, "status", &self.status);
         push_list(&mut s, "flags", &self.flags);
         push_tags(&mut s, &self.tags);
-        push_extra_pairs(&mut s, &self.extra);
         s.push("extent_size", int(self.extent_size.sectors().0));
         s.push("max_lv", int(self.max_lv));
         s.push("max_pv", int(self.max_pv));
@@ -270,7 +259,7 @@ impl VolumeGroup {
             }
             s.push_section("logical_volumes", lvs);
         }
-        push_extra_sections(&mut s, &self.extra);
+        push_extra(&mut s, &self.extra);
         s
     }
 }
