@@ -792,3 +792,57 @@ fn devices_of_another_vg_or_with_data_are_refused() {
     assert!(matches!(err, LvmError::DeviceNotEmpty { .. }), "{err}");
     loops.lvm_ok(&["vgremove", "-f", &a]);
 }
+
+/// PVs with two metadata areas (one at the end of the device) and PVs whose area lvm2
+/// keeps ignored: lvmd writes every area lvm2 would, and leaves the ignored one alone.
+#[test]
+fn second_and_ignored_metadata_areas_are_kept_as_lvm2_keeps_them() {
+    if !host_tests_enabled("second_and_ignored_metadata_areas_are_kept_as_lvm2_keeps_them") {
+        return;
+    }
+    let loops = Loops::new(&[64, 64, 64]);
+    let vg = vg_name("mdas");
+    let devs: Vec<&str> = loops.devs.iter().map(|d| d.to_str().unwrap()).collect();
+    loops.lvm_ok(&[
+        "pvcreate",
+        "--pvmetadatacopies",
+        "2",
+        devs[0],
+        devs[1],
+        devs[2],
+    ]);
+    loops.lvm_ok(&["vgcreate", &vg, devs[0], devs[1], devs[2]]);
+    loops.lvm_ok(&["pvchange", "--metadataignore", "y", devs[2]]);
+    let lvm = loops.lvmd();
+    lvm.lv_create(&vg, "a", Bytes(8 * MIB), Layout::Linear, &[])
+        .unwrap();
+    let seqno = lvm.read_vg(&vg).unwrap().vg.seqno;
+    let pvs: Vec<_> = loops
+        .devs
+        .iter()
+        .map(|d| lvmd::store::scan::read_pv(d).unwrap().unwrap())
+        .collect();
+    for pv in &pvs[..2] {
+        assert_eq!(pv.mdas.len(), 2);
+        for m in &pv.mdas {
+            let text = m.text.as_deref().expect("both areas hold the VG");
+            assert!(
+                text.contains(&format!("seqno = {seqno}")),
+                "{}",
+                pv.path.display()
+            );
+        }
+    }
+    for m in &pvs[2].mdas {
+        assert!(m.header.is_ignored());
+        assert!(m.text.is_none());
+    }
+    assert_lvm2_agrees(&loops, &vg);
+    let pvs = loops.report(
+        &["pvs", "-o", "pv_name,pv_mda_count,pv_mda_used_count"],
+        "pv",
+    );
+    let used: u64 = pvs.iter().map(|r| num(r, "pv_mda_used_count")).sum();
+    assert_eq!(used, 4, "{pvs:?}");
+    loops.lvm_ok(&["vgremove", "-f", &vg]);
+}
