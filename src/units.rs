@@ -30,15 +30,17 @@ macro_rules! unit {
             }
         }
 
+        // Sums saturate: sizes come from metadata on disk, and a sum that cannot be
+        // represented must compare as huge (and fail a bounds check), never wrap small.
         impl Add for $name {
             type Output = $name;
             fn add(self, other: $name) -> $name {
-                $name(self.0 + other.0)
+                $name(self.0.saturating_add(other.0))
             }
         }
         impl AddAssign for $name {
             fn add_assign(&mut self, other: $name) {
-                self.0 += other.0;
+                self.0 = self.0.saturating_add(other.0);
             }
         }
         impl Sub for $name {
@@ -81,7 +83,7 @@ impl Bytes {
 
 impl Sectors {
     pub fn to_bytes(self) -> Bytes {
-        Bytes(self.0 * SECTOR_SIZE)
+        Bytes(self.0.saturating_mul(SECTOR_SIZE))
     }
 }
 
@@ -104,9 +106,9 @@ impl ExtentSize {
     pub fn bytes(self) -> Bytes {
         self.0.to_bytes()
     }
-    /// The sectors spanned by `n` extents.
+    /// The sectors spanned by `n` extents (saturating, like the sums above).
     pub fn span(self, n: Extents) -> Sectors {
-        Sectors(n.0 * self.0 .0)
+        Sectors(n.0.saturating_mul(self.0 .0))
     }
     /// How many whole extents fit in `s` (partial extent dropped).
     pub fn extents_floor(self, s: Sectors) -> Extents {

@@ -323,7 +323,7 @@ impl Segment {
                 let raids = f.array("raids")?;
                 let names: Option<Vec<&str>> = raids.iter().map(Value::as_str).collect();
                 let names = names.ok_or_else(|| f.invalid("raids must hold LV names"))?;
-                if names.len() as u64 != device_count * 2 {
+                if device_count.checked_mul(2) != Some(names.len() as u64) {
                     return Err(f.invalid(format!(
                         "device_count is {device_count} but raids lists {} names",
                         names.len()
