@@ -9,7 +9,10 @@ use std::collections::HashSet;
 pub(crate) struct Fields<'a> {
     pub section: &'a Section,
     pub path: Path,
-    used: HashSet<&'a str>,
+    /// Keys read as pairs and names read as sections: a section may share a name with
+    /// a pair (`flags = []` beside `flags { }`), and only what was read is consumed.
+    used_pairs: HashSet<&'a str>,
+    used_sections: HashSet<&'a str>,
 }
 
 impl<'a> Fields<'a> {
@@ -17,13 +20,14 @@ impl<'a> Fields<'a> {
         Fields {
             section,
             path,
-            used: HashSet::new(),
+            used_pairs: HashSet::new(),
+            used_sections: HashSet::new(),
         }
     }
 
     fn take(&mut self, key: &'static str) -> Option<&'a Value> {
         let v = self.section.get(key)?;
-        self.used.insert(key);
+        self.used_pairs.insert(key);
         Some(v)
     }
 
@@ -103,7 +107,7 @@ impl<'a> Fields<'a> {
     }
     pub fn subsection(&mut self, key: &'static str) -> Option<&'a Section> {
         let s = self.section.section(key)?;
-        self.used.insert(key);
+        self.used_sections.insert(key);
         Some(s)
     }
     /// Everything not read so far, in order.
@@ -113,7 +117,10 @@ impl<'a> Fields<'a> {
                 .section
                 .items
                 .iter()
-                .filter(|item| !self.used.contains(item.name()))
+                .filter(|item| match item {
+                    Item::Pair { key, .. } => !self.used_pairs.contains(key.as_str()),
+                    Item::Section { name, .. } => !self.used_sections.contains(name.as_str()),
+                })
                 .cloned()
                 .collect::<Vec<Item>>(),
         }

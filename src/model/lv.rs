@@ -355,12 +355,8 @@ impl Segment {
                 cow_store: f.str("cow_store")?,
             },
             _ => {
-                // Everything but the keys every segment has stays in the body.
-                let mut body = f.rest();
-                body.remove("start_extent");
-                body.remove("extent_count");
-                body.remove("type");
-                body.remove("tags");
+                // Everything but the keys every segment has (read above) stays in the body.
+                let body = f.rest();
                 return Ok(Segment {
                     start_extent,
                     extent_count,

@@ -67,6 +67,7 @@ fn lvm2_metadata_round_trips_through_the_model() {
     let text = write_document(&out, Layout::Disk);
     let (again, _) = VolumeGroup::from_document(&parse(&text).unwrap()).unwrap();
     assert_eq!(again, vg);
+    assert!(vg.lv("lv1").unwrap().extra.section("flags").is_some());
 }
 
 /// What lvmd does not understand survives a read-modify-write: unknown keys at every
@@ -217,8 +218,16 @@ fn unknown_items_keep_their_order_through_a_rewrite() {
         .unwrap();
     lv1.push_section("mystery", Section::new());
     lv1.push("after_mystery", Value::Int(1));
+    // Also found by fuzzing: a section named like a known key ("flags") must not be
+    // consumed with the key.
+    lv1.push_section("flags", {
+        let mut s = Section::new();
+        s.push("i", Value::Int(15));
+        s
+    });
     let (vg, header) = VolumeGroup::from_document(&doc).unwrap();
     let text = write_document(&vg.to_document(&header, false), Layout::Disk);
     let (again, _) = VolumeGroup::from_document(&parse(&text).unwrap()).unwrap();
     assert_eq!(again, vg);
+    assert!(vg.lv("lv1").unwrap().extra.section("flags").is_some());
 }
