@@ -9,7 +9,11 @@ use crate::units::Sectors;
 use crate::uuid::Uuid;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 use tracing::info;
+
+/// How long an open device may stay open before we call it busy, when udev runs.
+const UDEV_PROBE_GRACE: Duration = Duration::from_millis(1500);
 
 /// An active device-mapper device of an LV, as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +220,25 @@ impl Activator {
         nodes::remove(self.node_mode, &paths)
     }
 
+    /// The device once its opener is gone, or as it is after a short wait. With udev,
+    /// an open can be udev's own: its rules probe a device (blkid) after every change
+    /// event, including the one a writer's close raises through its inotify watch.
+    fn wait_closed(&self, dev: DmDevice) -> Result<DmDevice> {
+        if dev.open_count == 0 || self.node_mode != NodeMode::Udev {
+            return Ok(dev);
+        }
+        let deadline = Instant::now() + UDEV_PROBE_GRACE;
+        let mut dev = dev;
+        while dev.open_count > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            match self.dm.info_by_uuid(&dev.uuid)? {
+                Some(now) => dev = now,
+                None => break,
+            }
+        }
+        Ok(dev)
+    }
+
     /// Deactivates `lv`: removes its device(s) and nodes. Refuses while the device is
     /// open ([`ActivateError::Busy`]). `Ok(false)`: it was not active.
     pub fn deactivate(&self, found: &VgOnDisk, lv: &str) -> Result<bool> {
@@ -231,6 +254,7 @@ impl Activator {
             return Ok(false);
         }
         for dev in &devices {
+            let dev = &self.wait_closed(dev.clone())?;
             let visible = dev.uuid == prefix;
             // A device may be active under an older name (renamed LV): the nodes to drop
             // are the ones of the name it has.
@@ -258,6 +282,11 @@ impl Activator {
         if kernel_table_text(&live) != table_text(&top.table) {
             let from = Sectors(live.iter().map(|l| l.0 + l.1).max().unwrap_or(0));
             let to = top.size();
+            let dev = if to < from {
+                self.wait_closed(dev)?
+            } else {
+                dev
+            };
             if to < from && dev.open_count > 0 {
                 return Err(ActivateError::ShrinkWhileOpen {
                     device: dev.name,

@@ -15,7 +15,7 @@ mod error;
 pub mod nodes;
 pub mod plan;
 
-pub use activator::{Activator, ActiveLv};
+pub use activator::{split_dm_name, Activator, ActiveLv};
 pub use error::{ActivateError, Result};
 pub use nodes::NodeMode;
 pub use plan::{DevNum, TableLine, Target};

@@ -5,7 +5,7 @@
 //! testable without root, and comparable line for line with lvm2's `dmsetup table`.
 
 use super::ActivateError;
-use crate::model::{LogicalVolume, SegmentKind, VolumeGroup};
+use crate::model::{LogicalVolume, Segment, SegmentKind, VolumeGroup};
 use crate::units::{Extents, Sectors};
 use crate::uuid::Uuid;
 use std::collections::BTreeMap;
@@ -313,6 +313,10 @@ fn find_lv<'a>(vg: &'a VolumeGroup, lv_name: &str) -> Result<&'a LogicalVolume, 
 
 /// The table mapping an LV's own segments straight onto its PVs, one line per segment
 /// (what lvm2 loads into an LV, or into its `-real` layer when the LV is an origin).
+///
+/// Adjacent segments that continue each other are one line, as with lvm2: it merges
+/// them when it reads metadata (see [`merged_segments`]), so its tables never show the
+/// seam.
 pub fn lv_table(
     vg: &VolumeGroup,
     lv: &LogicalVolume,
@@ -328,7 +332,13 @@ pub fn lv_table(
     }
     let extent = vg.extent_size;
     let mut table = Vec::with_capacity(lv.segments.len());
-    for (i, seg) in lv.segments.iter().enumerate() {
+    for seg in &merged_segments(vg, lv) {
+        // Errors name the segment as the metadata numbers it (segment1, ...).
+        let i = lv
+            .segments
+            .iter()
+            .position(|s| s.start_extent == seg.start_extent)
+            .unwrap_or(0);
         let start = extent.span(seg.start_extent);
         let length = extent.span(seg.extent_count);
         let target = match &seg.kind {
@@ -387,6 +397,57 @@ pub fn lv_table(
         });
     }
     Ok(table)
+}
+
+/// The LV's segments as lvm2 holds them after reading metadata: it merges a striped
+/// (or linear) segment into the one before when both have the same stripe count, stripe
+/// size and tags, and every stripe continues on the same PV right where the previous
+/// segment's stripe ended (lvm2's `lv_merge_segments` at import). Other types are never
+/// merged. Without this, metadata that lvmd's resize leaves as two segments would give
+/// two table lines where lvm2 loads one.
+pub fn merged_segments(vg: &VolumeGroup, lv: &LogicalVolume) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::with_capacity(lv.segments.len());
+    for seg in &lv.segments {
+        if let Some(prev) = out.last_mut() {
+            if continues(vg, prev, seg) {
+                prev.extent_count += seg.extent_count;
+                continue;
+            }
+        }
+        out.push(seg.clone());
+    }
+    out
+}
+
+fn continues(vg: &VolumeGroup, prev: &Segment, next: &Segment) -> bool {
+    let (
+        SegmentKind::Striped {
+            stripe_size: size_a,
+            stripes: a,
+        },
+        SegmentKind::Striped {
+            stripe_size: size_b,
+            stripes: b,
+        },
+    ) = (&prev.kind, &next.kind)
+    else {
+        return false;
+    };
+    if a.is_empty() || a.len() != b.len() || prev.tags != next.tags {
+        return false;
+    }
+    // lvm2 compares stripe sizes as numbers, where "not written" is 0.
+    if size_a.unwrap_or(Sectors::ZERO) != size_b.unwrap_or(Sectors::ZERO) {
+        return false;
+    }
+    if prev.extent_count.0 % a.len() as u64 != 0 {
+        return false;
+    }
+    let width = prev.extent_count.0 / a.len() as u64;
+    a.iter().zip(b).all(|(x, y)| {
+        // Areas on sub-LVs are never merged, only areas on PVs.
+        x.name == y.name && vg.pv(&x.name).is_some() && x.start.0 + width == y.start.0
+    })
 }
 
 /// Where `count` extents from extent `start` of the PV named `pv_name` are on its device.

@@ -493,3 +493,113 @@ fn over_long_names_are_refused() {
         other => panic!("expected NameTooLong, got {other:?}"),
     }
 }
+
+fn striped_seg(start: u64, count: u64, stripe_size: Option<u64>, areas: &[(&str, u64)]) -> Segment {
+    Segment {
+        start_extent: Extents(start),
+        extent_count: Extents(count),
+        kind: SegmentKind::Striped {
+            stripe_size: stripe_size.map(Sectors),
+            stripes: areas
+                .iter()
+                .map(|(name, at)| Area {
+                    name: (*name).into(),
+                    start: Extents(*at),
+                })
+                .collect(),
+        },
+        tags: vec![],
+        extra: Default::default(),
+    }
+}
+
+#[test]
+fn continuing_segments_are_one_line_as_lvm2_merges_them() {
+    let (mut vg, devices) = dashed();
+    // What lvmd's striped extension writes: a second segment that continues every
+    // stripe of the first. lvm2 loads one line for it.
+    let lv = vg.lv_mut("ro").unwrap();
+    lv.status.push("WRITE".into());
+    lv.segments = vec![
+        striped_seg(0, 2, Some(128), &[("pv0", 0), ("pv1", 0)]),
+        striped_seg(2, 2, Some(128), &[("pv0", 1), ("pv1", 1)]),
+        striped_seg(4, 4, Some(128), &[("pv0", 2), ("pv1", 2)]),
+    ];
+    let plan = plan_lv(&vg, "ro", &devices).unwrap();
+    assert_eq!(
+        table_text(&plan.top().table),
+        "0 65536 striped 2 128 7:0 2048 7:1 4096\n"
+    );
+
+    // Linear pieces that continue each other on one PV: one line.
+    let lv = vg.lv_mut("ro").unwrap();
+    lv.segments = vec![
+        striped_seg(0, 1, None, &[("pv0", 5)]),
+        striped_seg(1, 2, None, &[("pv0", 6)]),
+    ];
+    assert_eq!(
+        table_text(&plan_lv(&vg, "ro", &devices).unwrap().top().table),
+        "0 24576 linear 7:0 43008\n"
+    );
+
+    // Not continued: another PV, a gap, another stripe size or count, other tags.
+    for second in [
+        striped_seg(1, 2, None, &[("pv1", 6)]),
+        striped_seg(1, 2, None, &[("pv0", 7)]),
+    ] {
+        let lv = vg.lv_mut("ro").unwrap();
+        lv.segments = vec![striped_seg(0, 1, None, &[("pv0", 5)]), second];
+        assert_eq!(plan_lv(&vg, "ro", &devices).unwrap().top().table.len(), 2);
+    }
+    for second in [
+        striped_seg(2, 2, Some(256), &[("pv0", 1), ("pv1", 1)]),
+        striped_seg(2, 1, None, &[("pv0", 1)]),
+    ] {
+        let lv = vg.lv_mut("ro").unwrap();
+        lv.segments = vec![
+            striped_seg(0, 2, Some(128), &[("pv0", 0), ("pv1", 0)]),
+            second,
+        ];
+        assert_eq!(plan_lv(&vg, "ro", &devices).unwrap().top().table.len(), 2);
+    }
+    let lv = vg.lv_mut("ro").unwrap();
+    let mut tagged = striped_seg(1, 2, None, &[("pv0", 6)]);
+    tagged.tags = vec!["t".into()];
+    lv.segments = vec![striped_seg(0, 1, None, &[("pv0", 5)]), tagged];
+    assert_eq!(plan_lv(&vg, "ro", &devices).unwrap().top().table.len(), 2);
+
+    // zero and error segments stay apart, as lvm2 has no merge for them.
+    let void = plan_lv(&vg, "void", &devices).unwrap();
+    assert_eq!(void.top().table.len(), 2);
+    let mut vg2 = vg.clone();
+    let lv = vg2.lv_mut("void").unwrap();
+    lv.segments[1].kind = lv.segments[0].kind.clone();
+    assert_eq!(
+        plan_lv(&vg2, "void", &devices).unwrap().top().table.len(),
+        2
+    );
+}
+
+#[test]
+fn errors_number_segments_as_the_metadata_does() {
+    let (mut vg, devices) = dashed();
+    let lv = vg.lv_mut("void").unwrap();
+    lv.segments = vec![
+        striped_seg(0, 1, None, &[("pv0", 5)]),
+        striped_seg(1, 1, None, &[("pv0", 6)]),
+        Segment {
+            start_extent: Extents(2),
+            extent_count: Extents(1),
+            kind: SegmentKind::Other {
+                type_name: "vdo".into(),
+                body: Default::default(),
+            },
+            tags: vec![],
+            extra: Default::default(),
+        },
+    ];
+    assert!(matches!(
+        plan_lv(&vg, "void", &devices),
+        Err(ActivateError::UnsupportedSegment { segment: 3, .. })
+    ));
+}
