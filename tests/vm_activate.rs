@@ -277,7 +277,8 @@ fn node_facts(dm_name: &str, vg: &str) -> String {
             }
         })
         .unwrap_or_default();
-    format!("{mapper_fact}; {lv_fact}")
+    let ra = run_ok("blockdev", &["--getra", &mapper.to_string_lossy()]);
+    format!("{mapper_fact}; {lv_fact}; read-ahead {}", ra.trim())
 }
 
 fn lvmd_lv_of(dm_name: &str) -> Option<String> {
@@ -679,6 +680,24 @@ fn failures_are_named_and_leave_nothing_behind() {
     assert!(bed.lvm2_active("lin"));
     assert_nodes(&active);
     drop(holder);
+
+    // Left suspended with a table loaded but never resumed (a crash in the middle of
+    // a reload): activation resumes it on its live table and drops the other.
+    let dmsetup = |args: &[&str]| {
+        let mut full = vec!["--manglename", "none"];
+        full.extend_from_slice(args);
+        run_ok("dmsetup", &full)
+    };
+    dmsetup(&["suspend", "act--fail-lin"]);
+    dmsetup(&["load", "act--fail-lin", "--table", "0 8 error"]);
+    let before = act.dm().info_by_name("act--fail-lin").unwrap().unwrap();
+    assert!(before.suspended && before.inactive_table);
+    let resumed = act.activate(&found, "lin").unwrap();
+    assert!(!resumed.suspended);
+    let after = act.dm().info_by_name("act--fail-lin").unwrap().unwrap();
+    assert!(!after.suspended && !after.inactive_table, "{after:?}");
+    assert_eq!(resumed.size, Sectors(8 * MIB / 512));
+
     assert!(act.deactivate(&found, "lin").unwrap());
     assert_no_device(&act, "act--fail-lin");
 

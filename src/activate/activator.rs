@@ -143,7 +143,8 @@ impl Activator {
 
     /// Activates `lv`: creates its device(s), loads the tables, resumes them and makes
     /// the nodes. Already active with the same table: nothing changes (the nodes are
-    /// checked). On failure, everything this call created is removed again.
+    /// checked; a device left suspended is resumed). On failure, everything this call
+    /// created is removed again.
     pub fn activate(&self, found: &VgOnDisk, lv: &str) -> Result<ActiveLv> {
         let plan = self.plan(found, lv)?;
         let mut created: Vec<&DevicePlan> = Vec::new();
@@ -173,6 +174,9 @@ impl Activator {
     fn ensure_device(&self, plan: &LvPlan, device: &DevicePlan) -> Result<bool> {
         let paths = self.paths(&plan.vg, &plan.lv, device);
         if let Some(existing) = self.dm.info_by_uuid(&device.uuid)? {
+            if existing.live && existing.suspended {
+                self.dm.resume_suspended(&existing, device.visible)?;
+            }
             if existing.live {
                 let active = kernel_table_text(&self.dm.table(&device.uuid)?);
                 let planned = table_text(&device.table);

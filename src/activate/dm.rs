@@ -24,6 +24,8 @@ pub struct DmDevice {
     pub read_only: bool,
     /// Whether a table is live (false between create and the first resume).
     pub live: bool,
+    /// Whether a table is loaded but not yet live (between a load and its resume).
+    pub inactive_table: bool,
 }
 
 impl DmDevice {
@@ -41,6 +43,7 @@ impl DmDevice {
             suspended: flags.contains(DmFlags::DM_SUSPEND),
             read_only: flags.contains(DmFlags::DM_READONLY),
             live: flags.contains(DmFlags::DM_ACTIVE_PRESENT),
+            inactive_table: flags.contains(DmFlags::DM_INACTIVE_PRESENT),
         }
     }
 }
@@ -303,6 +306,29 @@ impl DmControl {
             });
         }
         self.resume(&id, plan)
+    }
+
+    /// Resumes a device left suspended (by a crash between the suspend and the resume of
+    /// a reload, or by hand) on its live table: a table loaded but never made live is
+    /// dropped first, so what resumes is what was running.
+    pub fn resume_suspended(&self, dev: &DmDevice, visible: bool) -> Result<()> {
+        let id = DevId::Uuid(Self::uuid_id(&dev.uuid)?);
+        if dev.inactive_table {
+            self.dm.table_clear(&id).map_err(|e| ActivateError::Dm {
+                op: "clear inactive table",
+                device: dev.name.clone(),
+                source: dm_io_error(&e),
+            })?;
+        }
+        let options = DmOptions::default().set_udev_flags(udev_flags(visible));
+        self.dm
+            .device_suspend(&id, options)
+            .map(|_| ())
+            .map_err(|e| ActivateError::Dm {
+                op: "resume",
+                device: dev.name.clone(),
+                source: dm_io_error(&e),
+            })
     }
 
     /// Removes the device with this uuid; refuses while it is open.
