@@ -174,6 +174,14 @@ impl Activator {
     fn ensure_device(&self, plan: &LvPlan, device: &DevicePlan) -> Result<bool> {
         let paths = self.paths(&plan.vg, &plan.lv, device);
         if let Some(existing) = self.dm.info_by_uuid(&device.uuid)? {
+            if existing.name != device.name {
+                return Err(ActivateError::ActiveUnderOtherName {
+                    vg: plan.vg.clone(),
+                    lv: plan.lv.clone(),
+                    device: existing.name,
+                    expected: device.name.clone(),
+                });
+            }
             if existing.live && existing.suspended {
                 self.dm.resume_suspended(&existing, device.visible)?;
             }

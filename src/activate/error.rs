@@ -106,6 +106,16 @@ pub enum ActivateError {
         active: String,
         planned: String,
     },
+    #[error(
+        "logical volume {vg}/{lv} is active as {device}, not {expected} (renamed while \
+         active?); deactivate it first"
+    )]
+    ActiveUnderOtherName {
+        vg: String,
+        lv: String,
+        device: String,
+        expected: String,
+    },
     #[error("logical volume {vg}/{lv} is not active")]
     NotActive { vg: String, lv: String },
     #[error("device-mapper {op} of {device} failed: {source}")]
