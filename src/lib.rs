@@ -6,7 +6,9 @@
 //! - [`alloc`]: extent allocation (pure).
 //! - [`store`]: devices, scanning, crash-safe commits, lvm2's locks and backups.
 //! - [`lvm`]: the operations (create a PV, a VG, an LV, ...) as a library.
+//! - [`activate`]: LVs as block devices, through device-mapper ioctls.
 
+pub mod activate;
 pub mod alloc;
 pub mod format;
 pub mod inspect;

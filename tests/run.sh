@@ -13,6 +13,12 @@ tests/fixtures/lvm2/check-on-host.sh
 echo "== VM: device-mapper tests on a real kernel (tests/vm)"
 tests/vm/run-in-vm.sh --setup
 # Build on the host first, so the VM's timeout covers only the tests.
-cargo test --test vm_smoke --no-run
+cargo test --test vm_smoke --test vm_activate --no-run
 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
   cargo test --test vm_smoke
+
+echo "== VM: native activation against lvm2, with udev and without (tests/vm_activate.rs)"
+CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
+  cargo test --test vm_activate
+VM_NO_UDEV=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
+  cargo test --test vm_activate

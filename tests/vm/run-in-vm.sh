@@ -75,7 +75,8 @@ Options:
   --console       stream the guest kernel console to stderr
   --kvm           force KVM (default: only if kvm_intel or kvm_amd is loaded)
 Environment: VM_CACHE, VM_TIMEOUT, VM_CONSOLE_LOG=FILE (keep the console log),
-  VM_TIMING=1 (print boot timings), VM_KVM_CPU (CPU model under KVM), VM_KEEP_RUN=1.
+  VM_TIMING=1 (print boot timings), VM_KVM_CPU (CPU model under KVM), VM_KEEP_RUN=1,
+  VM_NO_UDEV=1 (same as --no-udev: for cargo runs, where the runner takes no options).
 EOF
 }
 
@@ -549,6 +550,8 @@ cleanup_run() {
 main() {
     SETUP_ONLY=0
     USE_UDEV=1
+    # Cargo calls a runner without our options: the environment can ask for no udev.
+    [[ ${VM_NO_UDEV:-0} != 1 ]] || USE_UDEV=0
     MEM_MB=2048
     DISKS=()
     RW_DIRS=()

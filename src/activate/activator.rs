@@ -1,0 +1,470 @@
+//! The public operations: activate, deactivate, refresh (resize), and what is active.
+
+use super::dm::{kernel_table_text, DmControl, DmDevice};
+use super::error::{ActivateError, Result};
+use super::nodes::{self, NodeMode, NodePaths};
+use super::plan::{self, table_text, DevNum, DevicePlan, LvPlan};
+use crate::store::scan::VgOnDisk;
+use crate::units::Sectors;
+use crate::uuid::Uuid;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tracing::info;
+
+/// How long an open device may stay open before we call it busy, when udev runs.
+const UDEV_PROBE_GRACE: Duration = Duration::from_millis(1500);
+
+/// An active device-mapper device of an LV, as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveLv {
+    pub vg: String,
+    /// The LV the device belongs to; `None` when its uuid names no LV of the metadata
+    /// given (an LV removed while active, or metadata older than the device).
+    pub lv: Option<String>,
+    /// `None` for the LV's own device; `real`, `tpool`, ... for a layer device.
+    pub layer: Option<String>,
+    pub dm_name: String,
+    pub dm_uuid: String,
+    pub devnum: DevNum,
+    pub size: Sectors,
+    pub open_count: u32,
+    pub read_only: bool,
+    pub suspended: bool,
+    /// `/dev/<VG>/<LV>` for an LV's own device, the path people open;
+    /// `/dev/mapper/<name>` for a layer.
+    pub dev_path: PathBuf,
+    pub mapper_path: PathBuf,
+}
+
+impl ActiveLv {
+    pub fn major(&self) -> u32 {
+        self.devnum.major
+    }
+    pub fn minor(&self) -> u32 {
+        self.devnum.minor
+    }
+}
+
+/// Activates and deactivates LVs through device-mapper. Holds an open
+/// `/dev/mapper/control` and knows who makes device nodes; nothing else.
+pub struct Activator {
+    dm: DmControl,
+    node_mode: NodeMode,
+    dev_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Activator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Activator")
+            .field("node_mode", &self.node_mode)
+            .field("dev_dir", &self.dev_dir)
+            .finish()
+    }
+}
+
+impl Activator {
+    /// Checks that device-mapper answers (the `DM_VERSION` ioctl: a control node alone
+    /// proves nothing) and finds out whether udev makes the device nodes.
+    pub fn new() -> Result<Activator> {
+        let (major, minor, patch) =
+            lvmd_sys::dm::dm_version().map_err(|source| ActivateError::DmUnavailable {
+                control: lvmd_sys::dm::DM_CONTROL_PATH.into(),
+                source,
+            })?;
+        if major != 4 {
+            return Err(ActivateError::DmVersion {
+                version: format!("{major}.{minor}.{patch}"),
+            });
+        }
+        Ok(Activator {
+            dm: DmControl::open()?,
+            node_mode: nodes::detect()?,
+            dev_dir: PathBuf::from("/dev"),
+        })
+    }
+
+    pub fn node_mode(&self) -> NodeMode {
+        self.node_mode
+    }
+
+    /// The device-mapper layer underneath, for reading the kernel's view directly.
+    pub fn dm(&self) -> &DmControl {
+        &self.dm
+    }
+
+    /// The device numbers of the VG's PVs found on this host.
+    fn pv_devices(found: &VgOnDisk) -> (BTreeMap<Uuid, DevNum>, BTreeMap<Uuid, String>) {
+        let mut ok = BTreeMap::new();
+        let mut bad = BTreeMap::new();
+        for (uuid, path) in &found.devices {
+            match nodes::block_devnum(path) {
+                Ok(Some(devnum)) => {
+                    ok.insert(*uuid, devnum);
+                }
+                Ok(None) => {
+                    bad.insert(
+                        *uuid,
+                        "not a block device (attach it to a loop device)".into(),
+                    );
+                }
+                Err(e) => {
+                    bad.insert(*uuid, e.to_string());
+                }
+            }
+        }
+        (ok, bad)
+    }
+
+    /// The plan for `lv`, against the PV devices of this host.
+    pub fn plan(&self, found: &VgOnDisk, lv: &str) -> Result<LvPlan> {
+        let (devices, bad) = Self::pv_devices(found);
+        plan::plan_lv(&found.vg, lv, &devices).map_err(|e| match e {
+            // A PV we found but cannot map is a device problem, not a missing PV.
+            ActivateError::MissingPv { vg, pv, uuid, .. } if bad.contains_key(&uuid) => {
+                ActivateError::PvDevice {
+                    vg,
+                    pv,
+                    path: found.devices[&uuid].clone(),
+                    why: bad[&uuid].clone(),
+                }
+            }
+            other => other,
+        })
+    }
+
+    fn paths(&self, vg: &str, lv: &str, device: &DevicePlan) -> NodePaths {
+        NodePaths::new(
+            &self.dev_dir,
+            &device.name,
+            device.visible.then_some((vg, lv)),
+        )
+    }
+
+    /// Activates `lv`: creates its device(s), loads the tables, resumes them and makes
+    /// the nodes. Already active with the same table: nothing changes (the nodes are
+    /// checked; a device left suspended is resumed). On failure, everything this call
+    /// created is removed again.
+    pub fn activate(&self, found: &VgOnDisk, lv: &str) -> Result<ActiveLv> {
+        let plan = self.plan(found, lv)?;
+        let mut created: Vec<&DevicePlan> = Vec::new();
+        for device in &plan.devices {
+            match self.ensure_device(&plan, device) {
+                Ok(true) => created.push(device),
+                Ok(false) => {}
+                Err(e) => {
+                    // Undo in reverse order; the failed device cleaned up after itself.
+                    for done in created.iter().rev() {
+                        let _ = self.remove_device(&plan, done);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let top = plan.top();
+        info!(vg = %plan.vg, lv = %plan.lv, device = %top.name, "activated");
+        self.status_of(found, &top.uuid)?
+            .ok_or_else(|| ActivateError::NotActive {
+                vg: plan.vg.clone(),
+                lv: plan.lv.clone(),
+            })
+    }
+
+    /// Makes one planned device active; `Ok(true)` if this call created it.
+    fn ensure_device(&self, plan: &LvPlan, device: &DevicePlan) -> Result<bool> {
+        let paths = self.paths(&plan.vg, &plan.lv, device);
+        if let Some(existing) = self.dm.info_by_uuid(&device.uuid)? {
+            if existing.name != device.name {
+                return Err(ActivateError::ActiveUnderOtherName {
+                    vg: plan.vg.clone(),
+                    lv: plan.lv.clone(),
+                    device: existing.name,
+                    expected: device.name.clone(),
+                });
+            }
+            if existing.live && existing.suspended {
+                self.dm.resume_suspended(&existing, device.visible)?;
+            }
+            if existing.live {
+                let active = kernel_table_text(&self.dm.table(&device.uuid)?);
+                let planned = table_text(&device.table);
+                if active != planned {
+                    return Err(ActivateError::ActiveWithOtherTable {
+                        vg: plan.vg.clone(),
+                        lv: plan.lv.clone(),
+                        device: existing.name,
+                        active,
+                        planned,
+                    });
+                }
+                nodes::add(self.node_mode, &paths, existing.devnum)?;
+                return Ok(false);
+            }
+            // Created but never resumed: left over from a crash between the steps.
+            self.dm.remove(&existing, device.visible)?;
+        }
+        if let Some(other) = self.dm.info_by_name(&device.name)? {
+            return Err(ActivateError::NameTaken {
+                name: device.name.clone(),
+                uuid: other.uuid,
+                wanted: device.uuid.clone(),
+            });
+        }
+        let dev = self.dm.create(device)?;
+        if let Err(e) = nodes::add(self.node_mode, &paths, dev.devnum) {
+            let _ = self.remove_device(plan, device);
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    fn remove_device(&self, plan: &LvPlan, device: &DevicePlan) -> Result<bool> {
+        let Some(dev) = self.dm.info_by_uuid(&device.uuid)? else {
+            return Ok(false);
+        };
+        self.remove_active(&plan.vg, &plan.lv, &dev, device.visible)?;
+        Ok(true)
+    }
+
+    fn remove_active(&self, vg: &str, lv: &str, dev: &DmDevice, visible: bool) -> Result<()> {
+        self.dm.remove(dev, visible)?;
+        let paths = NodePaths::new(&self.dev_dir, &dev.name, visible.then_some((vg, lv)));
+        nodes::remove(self.node_mode, &paths)
+    }
+
+    /// The device once its opener is gone, or as it is after a short wait. With udev,
+    /// an open can be udev's own: its rules probe a device (blkid) after every change
+    /// event, including the one a writer's close raises through its inotify watch.
+    fn wait_closed(&self, dev: DmDevice) -> Result<DmDevice> {
+        if dev.open_count == 0 || self.node_mode != NodeMode::Udev {
+            return Ok(dev);
+        }
+        let deadline = Instant::now() + UDEV_PROBE_GRACE;
+        let mut dev = dev;
+        while dev.open_count > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            match self.dm.info_by_uuid(&dev.uuid)? {
+                Some(now) => dev = now,
+                None => break,
+            }
+        }
+        Ok(dev)
+    }
+
+    /// Deactivates `lv`: removes its device(s) and nodes. Refuses while the device is
+    /// open ([`ActivateError::Busy`]). `Ok(false)`: it was not active.
+    pub fn deactivate(&self, found: &VgOnDisk, lv: &str) -> Result<bool> {
+        let model = found.vg.lv(lv).ok_or_else(|| ActivateError::LvNotFound {
+            vg: found.vg.name.clone(),
+            lv: lv.to_owned(),
+        })?;
+        let prefix = plan::dm_uuid(&found.vg.id, &model.id, None);
+        // The LV's own device first, then its layers: each is held open by the one above.
+        let mut devices = self.dm.list_with_uuid_prefix(&prefix)?;
+        devices.sort_by_key(|d| d.uuid != prefix);
+        if devices.is_empty() {
+            return Ok(false);
+        }
+        for dev in &devices {
+            let dev = &self.wait_closed(dev.clone())?;
+            let visible = dev.uuid == prefix;
+            // A device may be active under an older name (renamed LV): the nodes to drop
+            // are the ones of the name it has.
+            let (vg_name, lv_name) =
+                split_dm_name(&dev.name).unwrap_or_else(|| (found.vg.name.clone(), lv.to_owned()));
+            self.remove_active(&vg_name, &lv_name, dev, visible)?;
+        }
+        info!(vg = %found.vg.name, lv, "deactivated");
+        Ok(true)
+    }
+
+    /// Brings an active LV's table in line with `found` (after a resize): loads the new
+    /// table, suspends, resumes. Growing is always allowed; shrinking an open device is
+    /// refused ([`ActivateError::ShrinkWhileOpen`]). An unchanged table is left alone.
+    pub fn refresh(&self, found: &VgOnDisk, lv: &str) -> Result<ActiveLv> {
+        let plan = self.plan(found, lv)?;
+        let top = plan.top();
+        let Some(dev) = self.dm.info_by_uuid(&top.uuid)? else {
+            return Err(ActivateError::NotActive {
+                vg: plan.vg.clone(),
+                lv: plan.lv.clone(),
+            });
+        };
+        let live = self.dm.table(&top.uuid)?;
+        if kernel_table_text(&live) != table_text(&top.table) {
+            let from = Sectors(live.iter().map(|l| l.0 + l.1).max().unwrap_or(0));
+            let to = top.size();
+            let dev = if to < from {
+                self.wait_closed(dev)?
+            } else {
+                dev
+            };
+            if to < from && dev.open_count > 0 {
+                return Err(ActivateError::ShrinkWhileOpen {
+                    device: dev.name,
+                    open_count: dev.open_count,
+                    from,
+                    to,
+                });
+            }
+            self.dm.reload(top)?;
+            info!(vg = %plan.vg, lv = %plan.lv, from = %from, to = %to, "reloaded");
+        }
+        self.status_of(found, &top.uuid)?
+            .ok_or_else(|| ActivateError::NotActive {
+                vg: plan.vg.clone(),
+                lv: plan.lv.clone(),
+            })
+    }
+
+    /// Every active device of the VG, found by device-mapper uuid (`LVM-<VG uuid>...`),
+    /// whoever activated it.
+    pub fn list_active(&self, found: &VgOnDisk) -> Result<Vec<ActiveLv>> {
+        let prefix = plan::vg_uuid_prefix(&found.vg.id);
+        let mut out = Vec::new();
+        for dev in self.dm.list_with_uuid_prefix(&prefix)? {
+            out.push(self.describe(found, dev)?);
+        }
+        Ok(out)
+    }
+
+    /// The LV's own active device, if it is active.
+    pub fn status(&self, found: &VgOnDisk, lv: &str) -> Result<Option<ActiveLv>> {
+        let model = found.vg.lv(lv).ok_or_else(|| ActivateError::LvNotFound {
+            vg: found.vg.name.clone(),
+            lv: lv.to_owned(),
+        })?;
+        self.status_of(found, &plan::dm_uuid(&found.vg.id, &model.id, None))
+    }
+
+    pub fn is_active(&self, found: &VgOnDisk, lv: &str) -> Result<bool> {
+        Ok(self.status(found, lv)?.is_some())
+    }
+
+    fn status_of(&self, found: &VgOnDisk, uuid: &str) -> Result<Option<ActiveLv>> {
+        match self.dm.info_by_uuid(uuid)? {
+            Some(dev) => Ok(Some(self.describe(found, dev)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn describe(&self, found: &VgOnDisk, dev: DmDevice) -> Result<ActiveLv> {
+        let (lv, layer) = match plan::parse_dm_uuid(&found.vg.id, &dev.uuid) {
+            Some((lv_id, layer)) => (
+                found
+                    .vg
+                    .lvs
+                    .iter()
+                    .find(|l| l.id == lv_id)
+                    .map(|l| l.name.clone()),
+                layer,
+            ),
+            None => (None, None),
+        };
+        let size = if dev.live {
+            Sectors(
+                self.dm
+                    .table(&dev.uuid)?
+                    .iter()
+                    .map(|l| l.0 + l.1)
+                    .max()
+                    .unwrap_or(0),
+            )
+        } else {
+            Sectors::ZERO
+        };
+        let mapper_path = self.dev_dir.join("mapper").join(&dev.name);
+        let dev_path = match (&lv, &layer) {
+            (Some(lv), None) => self.dev_dir.join(&found.vg.name).join(lv),
+            _ => mapper_path.clone(),
+        };
+        Ok(ActiveLv {
+            vg: found.vg.name.clone(),
+            lv,
+            layer,
+            dm_name: dev.name,
+            dm_uuid: dev.uuid,
+            devnum: dev.devnum,
+            size,
+            open_count: dev.open_count,
+            read_only: dev.read_only,
+            suspended: dev.suspended,
+            dev_path,
+            mapper_path,
+        })
+    }
+}
+
+/// Undoes lvm2's name escaping: `my--vg-data--1` -> (`my-vg`, `data-1`); a layer
+/// suffix (`-real`) is dropped. `None` if the name is not of that form.
+pub fn split_dm_name(name: &str) -> Option<(String, String)> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '-' {
+            if chars.peek() == Some(&'-') {
+                chars.next();
+                cur.push('-');
+            } else {
+                parts.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+    }
+    parts.push(cur);
+    match parts.as_slice() {
+        [vg, lv] | [vg, lv, _] if !vg.is_empty() && !lv.is_empty() => {
+            Some((vg.clone(), lv.clone()))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn split_undoes_dm_name() {
+        for (vg, lv) in [
+            ("vg", "lv"),
+            ("my-vg", "data-1"),
+            ("a--b", "x"),
+            ("v", "l-"),
+        ] {
+            let name = plan::dm_name(vg, lv, None);
+            assert_eq!(split_dm_name(&name), Some((vg.into(), lv.into())), "{name}");
+            let layered = plan::dm_name(vg, lv, Some("real"));
+            assert_eq!(split_dm_name(&layered), Some((vg.into(), lv.into())));
+        }
+        assert_eq!(split_dm_name("nodash"), None);
+    }
+
+    #[test]
+    fn without_device_mapper_new_says_so() {
+        // The dev and CI hosts have no device-mapper (and a stale control node); there
+        // the activator must refuse by the DM_VERSION ioctl, naming the control node.
+        // On a host with device-mapper, it must agree with lvmd-sys instead.
+        match Activator::new() {
+            Err(ActivateError::DmUnavailable { control, .. }) => {
+                assert!(!lvmd_sys::dm::dm_available());
+                assert_eq!(control, Path::new(lvmd_sys::dm::DM_CONTROL_PATH));
+            }
+            Ok(_) => assert!(lvmd_sys::dm::dm_available()),
+            Err(other) => {
+                // DM answers but nodes or udev are unusable here: still DM is there.
+                assert!(lvmd_sys::dm::dm_available(), "{other}");
+            }
+        }
+        if std::env::var_os("LVMD_VM").is_none() && std::env::var_os("LVMD_ALLOW_HOST_DM").is_none()
+        {
+            assert!(
+                !lvmd_sys::dm::dm_available(),
+                "this host has device-mapper: set LVMD_ALLOW_HOST_DM=1 if that is intended"
+            );
+        }
+    }
+}

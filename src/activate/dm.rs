@@ -1,0 +1,371 @@
+//! Applying plans through device-mapper ioctls (the `devicemapper` crate): create, load,
+//! resume; reload a live device; remove; and reading back what the kernel has.
+//!
+//! The kernel is the only record of what is active: nothing here keeps state between
+//! calls. Every multi-step change undoes its own steps when a later one fails.
+
+use super::error::{ActivateError, Result};
+use super::plan::{table_text, DevNum, DevicePlan, TableLine};
+use crate::units::Sectors;
+use devicemapper::{
+    DevId, DeviceInfo, DmError, DmFlags, DmName, DmOptions, DmUdevFlags, DmUuid, DM,
+};
+use std::io;
+use tracing::{debug, warn};
+
+/// What the kernel says about one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmDevice {
+    pub name: String,
+    pub uuid: String,
+    pub devnum: DevNum,
+    pub open_count: u32,
+    pub suspended: bool,
+    pub read_only: bool,
+    /// Whether a table is live (false between create and the first resume).
+    pub live: bool,
+    /// Whether a table is loaded but not yet live (between a load and its resume).
+    pub inactive_table: bool,
+}
+
+impl DmDevice {
+    fn from_info(info: &DeviceInfo) -> DmDevice {
+        let flags = info.flags();
+        let dev = info.device();
+        DmDevice {
+            name: info.name().map(|n| n.to_string()).unwrap_or_default(),
+            uuid: info.uuid().map(|u| u.to_string()).unwrap_or_default(),
+            devnum: DevNum {
+                major: dev.major,
+                minor: dev.minor,
+            },
+            open_count: info.open_count().max(0) as u32,
+            suspended: flags.contains(DmFlags::DM_SUSPEND),
+            read_only: flags.contains(DmFlags::DM_READONLY),
+            live: flags.contains(DmFlags::DM_ACTIVE_PRESENT),
+            inactive_table: flags.contains(DmFlags::DM_INACTIVE_PRESENT),
+        }
+    }
+}
+
+/// A table line as the kernel reports it: `(start, length, type, params)`.
+pub type KernelLine = (u64, u64, String, String);
+
+/// The text of a table read from the kernel, as `dmsetup table` prints it.
+pub fn kernel_table_text(lines: &[KernelLine]) -> String {
+    lines
+        .iter()
+        .map(|(start, len, ty, params)| {
+            if params.is_empty() {
+                format!("{start} {len} {ty}\n")
+            } else {
+                format!("{start} {len} {ty} {params}\n")
+            }
+        })
+        .collect()
+}
+
+/// The errno inside a devicemapper-crate error, as an `io::Error`.
+pub(crate) fn dm_io_error(err: &DmError) -> io::Error {
+    match err {
+        DmError::Core(devicemapper::errors::Error::Ioctl(_, _, _, errno)) => {
+            io::Error::from_raw_os_error(**errno as i32)
+        }
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+fn errno_of(err: &DmError) -> Option<i32> {
+    dm_io_error(err).raw_os_error()
+}
+
+/// lvm2 asks udev rules not to have libdm make nodes behind their back; we do the same
+/// so `dmsetup udevflags` reads alike for its devices and ours.
+fn udev_flags(plan_visible: bool) -> DmUdevFlags {
+    let mut flags = DmUdevFlags::DM_UDEV_DISABLE_LIBRARY_FALLBACK;
+    if !plan_visible {
+        // Layers: no /dev/VG/LV link, no blkid or other rules on them (lvm2 does this).
+        flags |= DmUdevFlags::DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG
+            | DmUdevFlags::DM_UDEV_DISABLE_DISK_RULES_FLAG
+            | DmUdevFlags::DM_UDEV_DISABLE_OTHER_RULES_FLAG;
+    }
+    flags
+}
+
+/// An open `/dev/mapper/control`.
+pub struct DmControl {
+    dm: DM,
+}
+
+impl DmControl {
+    pub fn open() -> Result<DmControl> {
+        let dm = DM::new().map_err(|e| ActivateError::DmUnavailable {
+            control: lvmd_sys::dm::DM_CONTROL_PATH.into(),
+            source: dm_io_error(&e),
+        })?;
+        Ok(DmControl { dm })
+    }
+
+    fn uuid_id(uuid: &str) -> Result<&DmUuid> {
+        DmUuid::new(uuid).map_err(|e| ActivateError::Dm {
+            op: "uuid check",
+            device: uuid.to_owned(),
+            source: dm_io_error(&e),
+        })
+    }
+
+    /// The device with this uuid, if there is one.
+    pub fn info_by_uuid(&self, uuid: &str) -> Result<Option<DmDevice>> {
+        self.info(&DevId::Uuid(Self::uuid_id(uuid)?), uuid)
+    }
+
+    /// The device with this name, if there is one.
+    pub fn info_by_name(&self, name: &str) -> Result<Option<DmDevice>> {
+        let id = DmName::new(name).map_err(|e| ActivateError::Dm {
+            op: "name check",
+            device: name.to_owned(),
+            source: dm_io_error(&e),
+        })?;
+        self.info(&DevId::Name(id), name)
+    }
+
+    fn info(&self, id: &DevId<'_>, what: &str) -> Result<Option<DmDevice>> {
+        match self.dm.device_info(id) {
+            Ok(info) => Ok(Some(DmDevice::from_info(&info))),
+            Err(e) if errno_of(&e) == Some(libc::ENXIO) => Ok(None),
+            Err(e) => Err(ActivateError::Dm {
+                op: "info",
+                device: what.to_owned(),
+                source: dm_io_error(&e),
+            }),
+        }
+    }
+
+    /// The live table of the device with this uuid.
+    pub fn table(&self, uuid: &str) -> Result<Vec<KernelLine>> {
+        let id = DevId::Uuid(Self::uuid_id(uuid)?);
+        let (_, lines) = self
+            .dm
+            .table_status(
+                &id,
+                DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
+            )
+            .map_err(|e| ActivateError::Dm {
+                op: "table status",
+                device: uuid.to_owned(),
+                source: dm_io_error(&e),
+            })?;
+        Ok(lines)
+    }
+
+    /// Every device whose uuid starts with `prefix`, sorted by name.
+    pub fn list_with_uuid_prefix(&self, prefix: &str) -> Result<Vec<DmDevice>> {
+        let all = self.dm.list_devices().map_err(|e| ActivateError::Dm {
+            op: "list",
+            device: "(all devices)".into(),
+            source: dm_io_error(&e),
+        })?;
+        let mut out = Vec::new();
+        for (name, _, _) in all {
+            // A device may vanish between the list and the info: that is not an error.
+            if let Some(dev) = self.info(&DevId::Name(&name), &name.to_string())? {
+                if dev.uuid.starts_with(prefix) {
+                    out.push(dev);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The kernel's loaded target types (after any module autoloading it did).
+    pub fn target_types(&self) -> Result<Vec<String>> {
+        let list = self.dm.list_versions().map_err(|e| ActivateError::Dm {
+            op: "list versions",
+            device: "(targets)".into(),
+            source: dm_io_error(&e),
+        })?;
+        Ok(list.into_iter().map(|(name, ..)| name).collect())
+    }
+
+    /// Creates the device, loads its table and resumes it. On any failure the device is
+    /// removed again, so nothing is left half-made.
+    pub fn create(&self, plan: &DevicePlan) -> Result<DmDevice> {
+        let name = DmName::new(&plan.name).map_err(|e| ActivateError::Dm {
+            op: "name check",
+            device: plan.name.clone(),
+            source: dm_io_error(&e),
+        })?;
+        let uuid = Self::uuid_id(&plan.uuid)?;
+        debug!(device = %plan.name, uuid = %plan.uuid, "creating device-mapper device");
+        self.dm
+            .device_create(name, Some(uuid), DmOptions::default())
+            .map_err(|e| ActivateError::Dm {
+                op: "create",
+                device: plan.name.clone(),
+                source: dm_io_error(&e),
+            })?;
+        let id = DevId::Uuid(uuid);
+        let result = self
+            .load(&id, plan)
+            .and_then(|()| self.resume(&id, plan))
+            .and_then(|()| {
+                self.info(&id, &plan.name)?
+                    .ok_or_else(|| ActivateError::Dm {
+                        op: "info after resume",
+                        device: plan.name.clone(),
+                        source: io::Error::from_raw_os_error(libc::ENXIO),
+                    })
+            });
+        if result.is_err() {
+            if let Err(e) = self.dm.device_remove(&id, DmOptions::default()) {
+                warn!(device = %plan.name, error = %dm_io_error(&e), "cannot remove a half-created device");
+            }
+        }
+        result
+    }
+
+    fn load(&self, id: &DevId<'_>, plan: &DevicePlan) -> Result<()> {
+        let lines: Vec<KernelLine> = plan.table.iter().map(TableLine::to_ioctl).collect();
+        let flags = if plan.read_only {
+            DmFlags::DM_READONLY
+        } else {
+            DmFlags::empty()
+        };
+        self.dm
+            .table_load(id, &lines, DmOptions::default().set_flags(flags))
+            .map(|_| ())
+            .map_err(|e| self.explain_load_failure(plan, dm_io_error(&e)))
+    }
+
+    /// The kernel answers a bad table with a bare EINVAL (the reason goes to its log):
+    /// find the likely reason ourselves, so the error says what to fix.
+    fn explain_load_failure(&self, plan: &DevicePlan, source: io::Error) -> ActivateError {
+        if source.raw_os_error() == Some(libc::EINVAL) {
+            if let Ok(loaded) = self.target_types() {
+                if let Some(line) = plan
+                    .table
+                    .iter()
+                    .find(|l| !loaded.iter().any(|t| t == l.target.type_name()))
+                {
+                    return ActivateError::TargetMissing {
+                        device: plan.name.clone(),
+                        target: line.target.type_name().to_owned(),
+                    };
+                }
+            }
+            for line in &plan.table {
+                for (dev, end) in line.target.device_ends(line.length) {
+                    if let Some(size) = block_device_size(dev) {
+                        if size < end {
+                            return ActivateError::DeviceTooSmall {
+                                device: plan.name.clone(),
+                                pv_device: dev,
+                                needed: end,
+                                size,
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        ActivateError::TableRejected {
+            device: plan.name.clone(),
+            table: table_text(&plan.table),
+            source,
+        }
+    }
+
+    fn resume(&self, id: &DevId<'_>, plan: &DevicePlan) -> Result<()> {
+        let options = DmOptions::default().set_udev_flags(udev_flags(plan.visible));
+        self.dm
+            .device_suspend(id, options)
+            .map(|_| ())
+            .map_err(|e| ActivateError::Dm {
+                op: "resume",
+                device: plan.name.clone(),
+                source: dm_io_error(&e),
+            })
+    }
+
+    /// Replaces the table of a live device: load into the inactive slot, suspend (which
+    /// waits for in-flight I/O), resume onto the new table. A failed load or suspend
+    /// leaves the device as it was.
+    pub fn reload(&self, plan: &DevicePlan) -> Result<()> {
+        let id = DevId::Uuid(Self::uuid_id(&plan.uuid)?);
+        self.load(&id, plan)?;
+        let suspend = DmOptions::default().set_flags(DmFlags::DM_SUSPEND);
+        if let Err(e) = self.dm.device_suspend(&id, suspend) {
+            if let Err(clear) = self.dm.table_clear(&id) {
+                warn!(device = %plan.name, error = %dm_io_error(&clear), "cannot clear the inactive table");
+            }
+            return Err(ActivateError::Dm {
+                op: "suspend",
+                device: plan.name.clone(),
+                source: dm_io_error(&e),
+            });
+        }
+        self.resume(&id, plan)
+    }
+
+    /// Resumes a device left suspended (by a crash between the suspend and the resume of
+    /// a reload, or by hand) on its live table: a table loaded but never made live is
+    /// dropped first, so what resumes is what was running.
+    pub fn resume_suspended(&self, dev: &DmDevice, visible: bool) -> Result<()> {
+        let id = DevId::Uuid(Self::uuid_id(&dev.uuid)?);
+        if dev.inactive_table {
+            self.dm.table_clear(&id).map_err(|e| ActivateError::Dm {
+                op: "clear inactive table",
+                device: dev.name.clone(),
+                source: dm_io_error(&e),
+            })?;
+        }
+        let options = DmOptions::default().set_udev_flags(udev_flags(visible));
+        self.dm
+            .device_suspend(&id, options)
+            .map(|_| ())
+            .map_err(|e| ActivateError::Dm {
+                op: "resume",
+                device: dev.name.clone(),
+                source: dm_io_error(&e),
+            })
+    }
+
+    /// Removes the device with this uuid; refuses while it is open.
+    pub fn remove(&self, dev: &DmDevice, visible: bool) -> Result<()> {
+        if dev.open_count > 0 {
+            return Err(ActivateError::Busy {
+                device: dev.name.clone(),
+                open_count: dev.open_count,
+            });
+        }
+        let id = DevId::Uuid(Self::uuid_id(&dev.uuid)?);
+        let options = DmOptions::default().set_udev_flags(udev_flags(visible));
+        match self.dm.device_remove(&id, options) {
+            Ok(_) => Ok(()),
+            Err(e) if errno_of(&e) == Some(libc::EBUSY) => {
+                // Opened between our check and the ioctl (the crate retried for a while).
+                let open_count = self
+                    .info(&id, &dev.name)
+                    .ok()
+                    .flatten()
+                    .map_or(dev.open_count, |d| d.open_count);
+                Err(ActivateError::Busy {
+                    device: dev.name.clone(),
+                    open_count,
+                })
+            }
+            Err(e) => Err(ActivateError::Dm {
+                op: "remove",
+                device: dev.name.clone(),
+                source: dm_io_error(&e),
+            }),
+        }
+    }
+}
+
+/// The size of the block device `dev`, from sysfs; `None` when it cannot be read.
+fn block_device_size(dev: DevNum) -> Option<Sectors> {
+    let text = std::fs::read_to_string(format!("/sys/dev/block/{dev}/size")).ok()?;
+    text.trim().parse().ok().map(Sectors)
+}

@@ -1,0 +1,349 @@
+//! Device nodes: `/dev/mapper/<name>` and `/dev/<VG>/<LV>`.
+//!
+//! With udev running, udev's rules make them (dmsetup's `55-dm.rules` the mapper link,
+//! lvm2's `56-lvm.rules` the VG/LV link) and the devicemapper crate waits for udev
+//! through device-mapper's cookie protocol (`95-dm-notify.rules` releases it); here we
+//! only check the result. Without udev we make them ourselves, exactly as lvm2 does with
+//! `udev_rules = 0`: a real block node `/dev/mapper/<name>` (0660 root:disk) and an
+//! absolute symlink `/dev/<VG>/<LV>` -> `/dev/mapper/<name>`.
+
+use super::error::{ActivateError, Result};
+use super::plan::DevNum;
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// udevd's control socket: it exists while udevd runs (libudev and libdm test the same).
+pub const UDEV_CONTROL: &str = "/run/udev/control";
+
+/// The rule file that completes device-mapper's udev cookies. Without it a resume or
+/// remove would wait forever for udev.
+const DM_NOTIFY_RULES: &str = "95-dm-notify.rules";
+const RULE_DIRS: &[&str] = &[
+    "/etc/udev/rules.d",
+    "/run/udev/rules.d",
+    "/usr/lib/udev/rules.d",
+    "/lib/udev/rules.d",
+];
+
+/// How long udev may take to show or drop a node after the cookie completed.
+const UDEV_SETTLE: Duration = Duration::from_secs(10);
+
+/// Who makes the device nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeMode {
+    /// udevd runs with device-mapper's rules: it makes the nodes, we wait for it.
+    Udev,
+    /// No udev: we make the nodes ourselves.
+    Direct,
+}
+
+/// Finds out at runtime who makes nodes here. A control socket nobody answers on is
+/// an error, not "no udev": the devicemapper crate would still wait for udev on it.
+pub fn detect() -> Result<NodeMode> {
+    detect_at(Path::new(UDEV_CONTROL))
+}
+
+fn detect_at(control: &Path) -> Result<NodeMode> {
+    if std::fs::symlink_metadata(control).is_err() {
+        return Ok(NodeMode::Direct);
+    }
+    if let Err(e) = connect_seqpacket(control) {
+        return Err(ActivateError::Udev {
+            why: format!(
+                "{} exists but udevd does not answer on it ({e}); device-mapper's udev \
+                 sync would hang: start udevd or remove the stale socket",
+                control.display()
+            ),
+        });
+    }
+    if !RULE_DIRS
+        .iter()
+        .any(|d| Path::new(d).join(DM_NOTIFY_RULES).exists())
+    {
+        return Err(ActivateError::Udev {
+            why: format!(
+                "udevd runs but device-mapper's {DM_NOTIFY_RULES} is in none of {RULE_DIRS:?} \
+                 (install dmsetup); activation would wait for udev forever"
+            ),
+        });
+    }
+    Ok(NodeMode::Udev)
+}
+
+/// Connects to a SOCK_SEQPACKET unix socket (udevd's control socket type) and hangs up.
+fn connect_seqpacket(path: &Path) -> io::Result<()> {
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data; all zeros is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: addr is a valid sockaddr_un of the given length; fd is ours.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_un).cast(),
+            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        )
+    };
+    let result = if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    };
+    // SAFETY: fd is ours and closed once.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// The paths of one device's nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePaths {
+    /// `/dev/mapper/<dm name>`
+    pub mapper: PathBuf,
+    /// `/dev/<VG>/<LV>`, for an LV's own (visible) device only.
+    pub lv_link: Option<PathBuf>,
+}
+
+impl NodePaths {
+    pub fn new(dev_dir: &Path, dm_name: &str, vg_lv: Option<(&str, &str)>) -> NodePaths {
+        NodePaths {
+            mapper: dev_dir.join("mapper").join(dm_name),
+            lv_link: vg_lv.map(|(vg, lv)| dev_dir.join(vg).join(lv)),
+        }
+    }
+}
+
+fn node_err<'a>(
+    path: &'a Path,
+    what: &'static str,
+) -> impl FnOnce(io::Error) -> ActivateError + 'a {
+    move |source| ActivateError::Node {
+        path: path.to_owned(),
+        what,
+        source,
+    }
+}
+
+/// The device number of the block device at `path` (following symlinks).
+pub fn block_devnum(path: &Path) -> io::Result<Option<DevNum>> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.file_type().is_block_device() {
+        return Ok(None);
+    }
+    let rdev = meta.rdev();
+    Ok(Some(DevNum {
+        major: libc::major(rdev),
+        minor: libc::minor(rdev),
+    }))
+}
+
+/// Makes the nodes for a device that has just become active.
+pub fn add(mode: NodeMode, paths: &NodePaths, devnum: DevNum) -> Result<()> {
+    match mode {
+        NodeMode::Udev => wait_until(paths, |p| block_devnum(p).ok().flatten() == Some(devnum))
+            .map_err(|missing| ActivateError::Udev {
+                why: format!(
+                    "{} did not appear for device {devnum} within {UDEV_SETTLE:?} \
+                 (are lvm2's and dmsetup's udev rules installed?)",
+                    missing.display()
+                ),
+            }),
+        NodeMode::Direct => {
+            make_block_node(&paths.mapper, devnum)?;
+            if let Some(link) = &paths.lv_link {
+                make_link(link, &paths.mapper)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Drops the nodes of a device that has just been removed. In udev mode udev drops
+/// them; a link still dangling after a while is removed here, so that `/dev/VG/LV`
+/// never points at nothing.
+pub fn remove(mode: NodeMode, paths: &NodePaths) -> Result<()> {
+    if mode == NodeMode::Udev && wait_until(paths, |p| !exists_no_follow(p)).is_ok() {
+        return Ok(());
+    }
+    if let Some(link) = &paths.lv_link {
+        remove_if_present(link)?;
+        if let Some(dir) = link.parent() {
+            // lvm2 drops /dev/VG with its last LV; ENOTEMPTY just means others remain.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    remove_if_present(&paths.mapper)
+}
+
+/// Waits until `ok` holds for every path; on timeout returns the first that fails it.
+fn wait_until(paths: &NodePaths, ok: impl Fn(&Path) -> bool) -> std::result::Result<(), PathBuf> {
+    let all = || std::iter::once(&paths.mapper).chain(paths.lv_link.iter());
+    let deadline = Instant::now() + UDEV_SETTLE;
+    loop {
+        match all().find(|p| !ok(p)) {
+            None => return Ok(()),
+            Some(p) if Instant::now() >= deadline => return Err(p.clone()),
+            Some(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+fn exists_no_follow(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(node_err(path, "remove")(e)),
+    }
+}
+
+fn make_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(node_err(dir, "create directory"))
+}
+
+/// The group lvm2's nodes get: `disk`, or root's when there is no such group.
+fn disk_gid() -> libc::gid_t {
+    let name = CString::new("disk").expect("no NUL");
+    // SAFETY: getgrnam returns NULL or a pointer to static storage we only read at once.
+    let gr = unsafe { libc::getgrnam(name.as_ptr()) };
+    if gr.is_null() {
+        0
+    } else {
+        // SAFETY: non-null pointer from getgrnam.
+        unsafe { (*gr).gr_gid }
+    }
+}
+
+/// A block node at `path` for `devnum`, replacing whatever stale entry is there.
+fn make_block_node(path: &Path, devnum: DevNum) -> Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        let same = meta.file_type().is_block_device()
+            && meta.rdev() == libc::makedev(devnum.major, devnum.minor);
+        if same {
+            return Ok(());
+        }
+        remove_if_present(path)?;
+    }
+    if let Some(dir) = path.parent() {
+        make_dir(dir)?;
+    }
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| node_err(path, "encode")(io::Error::from_raw_os_error(libc::EINVAL)))?;
+    // SAFETY: c_path is a valid NUL-terminated path.
+    let rc = unsafe {
+        libc::mknod(
+            c_path.as_ptr(),
+            libc::S_IFBLK | 0o660,
+            libc::makedev(devnum.major, devnum.minor),
+        )
+    };
+    if rc != 0 {
+        return Err(node_err(path, "create block node")(
+            io::Error::last_os_error(),
+        ));
+    }
+    // mknod's mode went through the umask; set it exactly, as lvm2's nodes are.
+    // SAFETY: valid path; chown/chmod have no other preconditions.
+    let rc = unsafe {
+        let mut rc = libc::chown(c_path.as_ptr(), 0, disk_gid());
+        if rc == 0 {
+            rc = libc::chmod(c_path.as_ptr(), 0o660);
+        }
+        rc
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        let _ = std::fs::remove_file(path);
+        return Err(node_err(path, "set owner and mode of")(e));
+    }
+    Ok(())
+}
+
+/// `link` -> `target` (absolute, as lvm2 makes it), replacing a stale entry.
+fn make_link(link: &Path, target: &Path) -> Result<()> {
+    if let Ok(current) = std::fs::read_link(link) {
+        if current == target {
+            return Ok(());
+        }
+    }
+    if exists_no_follow(link) {
+        remove_if_present(link)?;
+    }
+    if let Some(dir) = link.parent() {
+        make_dir(dir)?;
+    }
+    std::os::unix::fs::symlink(target, link).map_err(node_err(link, "create symlink"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_control_socket_means_direct_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            detect_at(&dir.path().join("control")).unwrap(),
+            NodeMode::Direct
+        );
+    }
+
+    #[test]
+    fn a_dead_control_socket_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control");
+        std::fs::write(&path, b"").unwrap();
+        let e = detect_at(&path).unwrap_err().to_string();
+        assert!(e.contains("does not answer"), "{e}");
+    }
+
+    #[test]
+    fn paths_follow_lvm2() {
+        let p = NodePaths::new(Path::new("/dev"), "my--vg-lv", Some(("my-vg", "lv")));
+        assert_eq!(p.mapper, Path::new("/dev/mapper/my--vg-lv"));
+        assert_eq!(p.lv_link.as_deref(), Some(Path::new("/dev/my-vg/lv")));
+    }
+
+    #[test]
+    fn direct_links_and_removal_in_a_scratch_dev_dir() {
+        // Symlinks and directories only (mknod needs root and a real /dev): the link
+        // is made, replaced when stale, and removed with its then-empty VG directory.
+        let dir = tempfile::tempdir().unwrap();
+        let p = NodePaths::new(dir.path(), "vg-lv", Some(("vg", "lv")));
+        make_link(p.lv_link.as_ref().unwrap(), &p.mapper).unwrap();
+        make_link(p.lv_link.as_ref().unwrap(), &p.mapper).unwrap();
+        assert_eq!(
+            std::fs::read_link(p.lv_link.as_ref().unwrap()).unwrap(),
+            p.mapper
+        );
+        std::fs::create_dir_all(p.mapper.parent().unwrap()).unwrap();
+        std::fs::write(&p.mapper, b"").unwrap();
+        remove(NodeMode::Direct, &p).unwrap();
+        assert!(!dir.path().join("vg").exists());
+        assert!(!p.mapper.exists());
+        // Removing again is fine.
+        remove(NodeMode::Direct, &p).unwrap();
+    }
+}

@@ -1,0 +1,820 @@
+//! lvmd's native activation against a real device-mapper and Debian's lvm2, inside the
+//! throw-away VM of `tests/vm/run-in-vm.sh` (one boot for all cases of this binary):
+//!
+//! ```sh
+//! CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" \
+//!     cargo test --test vm_activate                  # guest with udev
+//! VM_NO_UDEV=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" \
+//!     cargo test --test vm_activate                  # guest without udev
+//! ```
+//!
+//! Like `vm_smoke`, every case fails (never skips) outside the VM. The cases run one at a
+//! time (they share the kernel's module loader and udev), each on its own loop devices
+//! and VG, and remove their devices even when they fail.
+
+mod common;
+
+use common::Loops;
+use lvmd::activate::{ActivateError, Activator, ActiveLv, NodeMode};
+use lvmd::lvm::{Layout, Lvm};
+use lvmd::model::{LogicalVolume, Segment, SegmentKind};
+use lvmd::store::scan::VgOnDisk;
+use lvmd::units::{Bytes, ExtentSize, Extents, Sectors};
+use lvmd::uuid::Uuid;
+use lvmd_sys::dm;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, Once};
+
+const MIB: u64 = 1 << 20;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Panics unless we are where DM tests may run and device-mapper answers; then holds
+/// the lock that runs the cases one at a time.
+fn vm_case() -> MutexGuard<'static, ()> {
+    let in_vm = std::env::var_os("LVMD_VM").is_some_and(|v| v == "1");
+    let host_ok = std::env::var_os("LVMD_ALLOW_HOST_DM").is_some_and(|v| v == "1");
+    if !in_vm && !host_ok {
+        panic!(
+            "\n\nvm_activate needs a kernel with device-mapper: run it inside the test VM:\n\n    \
+             CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER=\"$PWD/tests/vm/run-in-vm.sh\" \
+             cargo test --test vm_activate\n\n\
+             (dm_version() here: {:?}; set LVMD_ALLOW_HOST_DM=1 to run on a host with real DM)\n",
+            dm::dm_version()
+        );
+    }
+    if let Err(e) = dm::dm_version() {
+        panic!("device-mapper does not answer DM_VERSION: {e} (LVMD_VM={in_vm})");
+    }
+    if in_vm {
+        NO_AUTOACTIVATION.call_once(disable_event_autoactivation);
+    }
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+static NO_AUTOACTIVATION: Once = Once::new();
+
+/// With udev, lvm2's `69-lvm.rules` activates a whole VG by itself when a loop device
+/// turns into a complete PV (the change event after lvmd writes metadata runs
+/// `pvscan --autoactivation event`, then `vgchange -aay` directly, as there is no
+/// systemd). That would race every case here, so the guest's lvm2 (the throw-away
+/// copy of /etc/lvm in the VM, never a host's) is told not to.
+fn disable_event_autoactivation() {
+    let path = "/etc/lvm/lvmlocal.conf";
+    let mut text = std::fs::read_to_string(path).unwrap_or_default();
+    text.push_str("\nglobal {\n\tevent_activation = 0\n}\n");
+    std::fs::write(path, text).unwrap();
+}
+
+fn expected_node_mode() -> NodeMode {
+    if std::env::var_os("VM_NO_UDEV").is_some_and(|v| v == "1") {
+        NodeMode::Direct
+    } else {
+        NodeMode::Udev
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(cmd)
+        .args(args)
+        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn run_ok(cmd: &str, args: &[&str]) -> String {
+    let (ok, out, err) = run(cmd, args);
+    assert!(ok, "{cmd} {args:?} failed:\n{err}\n{out}");
+    out
+}
+
+/// Loop devices with one VG on them, and lvm2 confined to those devices with
+/// activation on. Drop removes whatever devices of the VG are still active.
+struct Bed {
+    loops: Loops,
+    vg: String,
+}
+
+impl Bed {
+    /// A VG made by lvmd's library.
+    fn made_by_lvmd(vg: &str, sizes_mib: &[u64]) -> Bed {
+        let bed = Bed {
+            loops: Loops::new(sizes_mib),
+            vg: vg.into(),
+        };
+        bed.lvm()
+            .vg_create(vg, &bed.loops.devs, ExtentSize::DEFAULT)
+            .unwrap();
+        bed
+    }
+
+    /// A VG made by lvm2.
+    fn made_by_lvm2(vg: &str, sizes_mib: &[u64]) -> Bed {
+        let bed = Bed {
+            loops: Loops::new(sizes_mib),
+            vg: vg.into(),
+        };
+        let mut args = vec!["vgcreate", vg];
+        let devs: Vec<String> = bed
+            .loops
+            .devs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        args.extend(devs.iter().map(String::as_str));
+        bed.lvm2_ok(&args);
+        bed
+    }
+
+    fn lvm(&self) -> Lvm {
+        self.loops.lvmd()
+    }
+
+    fn found(&self) -> VgOnDisk {
+        self.lvm().read_vg(&self.vg).unwrap()
+    }
+
+    fn lvm2_config(&self) -> String {
+        let config = self.loops.lvm_config();
+        assert!(config.contains("activation=0"));
+        config.replace("activation=0", "activation=1")
+    }
+
+    fn lvm2(&self, args: &[&str]) -> (bool, String, String) {
+        let (cmd, rest) = args.split_first().unwrap();
+        let config = self.lvm2_config();
+        let mut full = vec![*cmd, "--config", &config];
+        full.extend_from_slice(rest);
+        run("lvm", &full)
+    }
+
+    fn lvm2_ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.lvm2(args);
+        assert!(ok, "lvm {args:?} failed:\n{err}\n{out}");
+        out
+    }
+
+    /// `lvs -o lv_active` for one LV: lvm2's own view of whether it is active.
+    fn lvm2_active(&self, lv: &str) -> bool {
+        let target = format!("{}/{lv}", self.vg);
+        let out = self.lvm2_ok(&["lvs", "--noheadings", "-o", "lv_active", &target]);
+        match out.trim() {
+            "active" => true,
+            "" => false,
+            other => panic!("lvs says {other:?} for {target}"),
+        }
+    }
+
+    fn uuid_prefix(&self) -> String {
+        format!("LVM-{}", self.found().vg.id.compact())
+    }
+
+    /// What device-mapper holds for this VG, as dmsetup shows it: per device, its
+    /// name, uuid, attributes and table, plus what its nodes look like.
+    fn dm_snapshot(&self) -> Vec<String> {
+        let prefix = self.uuid_prefix();
+        // lvm2's uuid alphabet has '!', which dmsetup's default name mangling refuses
+        // to print; lvm2 itself passes uuids unmangled, and so do we.
+        let info = run_ok(
+            "dmsetup",
+            &[
+                "--manglename",
+                "none",
+                "info",
+                "-c",
+                "--noheadings",
+                "--separator",
+                " ",
+                "-o",
+                "name,uuid,attr",
+            ],
+        );
+        let mut out = Vec::new();
+        for line in info.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 3 || !f[1].starts_with(&prefix) {
+                continue;
+            }
+            let table = run_ok("dmsetup", &["--manglename", "none", "table", f[0]]);
+            out.push(format!(
+                "{} {} {}\n{}nodes: {}",
+                f[0],
+                f[1],
+                f[2],
+                table,
+                node_facts(f[0], &self.vg)
+            ));
+        }
+        out.sort();
+        out
+    }
+
+    fn assert_nothing_active(&self) {
+        let left = self.dm_snapshot();
+        assert!(left.is_empty(), "devices left behind: {left:#?}");
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        let Ok(found) = self.lvm().read_vg(&self.vg) else {
+            return;
+        };
+        if let Ok(act) = Activator::new() {
+            for lv in &found.vg.lvs {
+                let _ = act.deactivate(&found, &lv.name);
+            }
+        }
+    }
+}
+
+/// How the nodes of a device look, with names that differ between runs normalised:
+/// the type of `/dev/mapper/NAME` (a udev symlink to `../dm-N` or a real block node,
+/// with its mode and group) and where `/dev/VG/LV` points.
+fn node_facts(dm_name: &str, vg: &str) -> String {
+    let mapper = Path::new("/dev/mapper").join(dm_name);
+    let mapper_fact = match std::fs::symlink_metadata(&mapper) {
+        Err(_) => "absent".to_owned(),
+        Ok(m) if m.file_type().is_symlink() => {
+            let target = std::fs::read_link(&mapper).unwrap();
+            let t = target.to_string_lossy();
+            let t = if t.starts_with("../dm-") {
+                "../dm-N"
+            } else {
+                &t
+            };
+            format!("symlink {t}")
+        }
+        Ok(m) if m.file_type().is_block_device() => {
+            format!("block {:o} gid {}", m.mode() & 0o7777, m.gid())
+        }
+        Ok(_) => "other".to_owned(),
+    };
+    // The LV link: find the LV name by undoing the escaping of the dm name.
+    let lv_fact = lvmd_lv_of(dm_name)
+        .map(|lv| {
+            let link = Path::new("/dev").join(vg).join(&lv);
+            match std::fs::read_link(&link) {
+                Ok(t) => {
+                    let t = t.to_string_lossy().into_owned();
+                    let t = if t.starts_with("../dm-") {
+                        "../dm-N".into()
+                    } else {
+                        t
+                    };
+                    format!("{} -> {t}", link.display())
+                }
+                Err(_) => format!("{} absent", link.display()),
+            }
+        })
+        .unwrap_or_default();
+    let ra = run_ok("blockdev", &["--getra", &mapper.to_string_lossy()]);
+    format!("{mapper_fact}; {lv_fact}; read-ahead {}", ra.trim())
+}
+
+fn lvmd_lv_of(dm_name: &str) -> Option<String> {
+    lvmd::activate::split_dm_name(dm_name).map(|(_, lv)| lv)
+}
+
+fn activator() -> Activator {
+    let act = Activator::new().expect("activator in the VM");
+    assert_eq!(act.node_mode(), expected_node_mode());
+    act
+}
+
+/// Checks the nodes of an active LV: `/dev/VG/LV` and `/dev/mapper/NAME` both reach the
+/// device's number.
+fn assert_nodes(active: &ActiveLv) {
+    for path in [&active.dev_path, &active.mapper_path] {
+        let meta = std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{} for {}: {e}", path.display(), active.dm_name));
+        assert!(meta.file_type().is_block_device(), "{}", path.display());
+        let rdev = meta.rdev();
+        assert_eq!(
+            (libc::major(rdev), libc::minor(rdev)),
+            (active.major(), active.minor()),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+fn assert_no_nodes(vg: &str, lv: &str, dm_name: &str) {
+    for path in [
+        Path::new("/dev").join(vg).join(lv),
+        Path::new("/dev/mapper").join(dm_name),
+    ] {
+        assert!(
+            std::fs::symlink_metadata(&path).is_err(),
+            "{} still there",
+            path.display()
+        );
+    }
+}
+
+fn size_of(path: &Path) -> u64 {
+    lvmd_sys::blkdev::device_size_bytes(File::open(path).unwrap()).unwrap()
+}
+
+/// A reproducible pattern: byte `i` of the LV is a function of `i` and `seed`.
+fn pattern(seed: u64, offset: u64, len: usize) -> Vec<u8> {
+    (0..len as u64)
+        .map(|i| {
+            let x = (offset + i).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed;
+            (x >> 29) as u8
+        })
+        .collect()
+}
+
+fn write_pattern(path: &Path, seed: u64, offset: u64, len: u64) {
+    let mut f = OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut at = offset;
+    while at < offset + len {
+        let n = MIB.min(offset + len - at);
+        f.write_all(&pattern(seed, at, n as usize)).unwrap();
+        at += n;
+    }
+    f.sync_all().unwrap();
+}
+
+fn drop_caches() {
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+}
+
+fn assert_pattern(path: &Path, seed: u64, offset: u64, len: u64) {
+    drop_caches();
+    let mut f = File::open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut at = offset;
+    let mut buf = vec![0u8; MIB as usize];
+    while at < offset + len {
+        let n = MIB.min(offset + len - at) as usize;
+        f.read_exact(&mut buf[..n]).unwrap();
+        assert!(
+            buf[..n] == pattern(seed, at, n)[..],
+            "{}: data differs in the MiB at byte {at}",
+            path.display()
+        );
+        at += n as u64;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn dm_is_detected_by_ioctl_and_node_mode_by_udev() {
+    let _serial = vm_case();
+    assert!(dm::dm_available());
+    let act = activator();
+    eprintln!("node mode: {:?}", act.node_mode());
+    // The mode follows udevd's control socket, which only a running udevd provides.
+    assert_eq!(
+        Path::new(lvmd::activate::nodes::UDEV_CONTROL).exists(),
+        act.node_mode() == NodeMode::Udev
+    );
+}
+
+/// Case 1: for the same metadata (written by lvmd), lvmd's activation and lvm2's give
+/// identical names, uuids, attributes, tables and nodes.
+#[test]
+fn tables_names_and_nodes_equal_lvm2s() {
+    let _serial = vm_case();
+    let bed = Bed::made_by_lvmd("act-tables", &[48, 48, 48]);
+    let lvm = bed.lvm();
+    lvm.lv_create(&bed.vg, "lin-1", Bytes(8 * MIB), Layout::Linear, &[])
+        .unwrap();
+    // Three segments: every extension is blocked by a spacer LV.
+    lvm.lv_create(&bed.vg, "multi", Bytes(4 * MIB), Layout::Linear, &[])
+        .unwrap();
+    for (i, size) in [8, 12].into_iter().enumerate() {
+        lvm.lv_create(
+            &bed.vg,
+            &format!("spacer{i}"),
+            Bytes(4 * MIB),
+            Layout::Linear,
+            &[],
+        )
+        .unwrap();
+        lvm.lv_resize(&bed.vg, "multi", Bytes(size * MIB)).unwrap();
+    }
+    let striped = Layout::Striped {
+        stripes: 2,
+        stripe_size: Sectors(128),
+    };
+    lvm.lv_create(&bed.vg, "str-ipe", Bytes(16 * MIB), striped, &[])
+        .unwrap();
+    let found = bed.found();
+    assert!(found.vg.lv("multi").unwrap().segments.len() >= 3);
+    bed.assert_nothing_active();
+    // lvm2 adds a zero and an error LV to the same VG: the other targets we plan.
+    bed.lvm2_ok(&[
+        "lvcreate", "--type", "zero", "-an", "-Zn", "-L", "8M", "-n", "nothing", &bed.vg,
+    ]);
+    bed.assert_nothing_active();
+    bed.lvm2_ok(&[
+        "lvcreate", "--type", "error", "-an", "-Zn", "-L", "4M", "-n", "broken", &bed.vg,
+    ]);
+    let found = bed.found();
+    let lvs = ["lin-1", "multi", "str-ipe", "nothing", "broken", "spacer0"];
+
+    let act = activator();
+    for lv in lvs {
+        let active = act.activate(&found, lv).unwrap();
+        assert_eq!(active.lv.as_deref(), Some(lv));
+        assert_nodes(&active);
+        // What the kernel holds is exactly the plan.
+        let plan = act.plan(&found, lv).unwrap();
+        let table = run_ok(
+            "dmsetup",
+            &["--manglename", "none", "table", &active.dm_name],
+        );
+        assert_eq!(
+            table.lines().map(str::trim_end).collect::<Vec<_>>(),
+            lvmd::activate::plan::table_text(&plan.top().table)
+                .lines()
+                .collect::<Vec<_>>(),
+            "{lv}"
+        );
+        assert_eq!(active.size, plan.top().size());
+        assert!(bed.lvm2_active(lv), "lvs does not see {lv} active");
+    }
+    let listed = act.list_active(&found).unwrap();
+    let names: Vec<&str> = listed.iter().map(|a| a.dm_name.as_str()).collect();
+    assert_eq!(listed.len(), lvs.len(), "{names:?}");
+    let ours = bed.dm_snapshot();
+    for lv in lvs {
+        assert!(act.deactivate(&found, lv).unwrap());
+        assert!(
+            !act.deactivate(&found, lv).unwrap(),
+            "second deactivate of {lv}"
+        );
+    }
+    bed.assert_nothing_active();
+    assert!(act.list_active(&found).unwrap().is_empty());
+
+    for lv in lvs {
+        bed.lvm2_ok(&["lvchange", "-ay", &format!("{}/{lv}", bed.vg)]);
+    }
+    let theirs = bed.dm_snapshot();
+    bed.lvm2_ok(&["vgchange", "-an", &bed.vg]);
+    bed.assert_nothing_active();
+    assert_eq!(ours, theirs);
+    for lv in lvs {
+        assert_no_nodes(
+            &bed.vg,
+            lv,
+            &lvmd::activate::plan::dm_name(&bed.vg, lv, None),
+        );
+    }
+}
+
+/// Case 2: lvm2 and lvmd activate and deactivate each other's devices, and agree on
+/// what is active.
+#[test]
+fn lvm2_and_lvmd_take_over_each_others_devices() {
+    let _serial = vm_case();
+    let bed = Bed::made_by_lvm2("act-mix", &[32, 32]);
+    // lvcreate activates (and wipes the start of) the new LVs.
+    bed.lvm2_ok(&["lvcreate", "-L", "8M", "-n", "lin", &bed.vg]);
+    bed.lvm2_ok(&["lvcreate", "-i2", "-I64k", "-L", "8M", "-n", "str", &bed.vg]);
+    let found = bed.found();
+    let act = activator();
+    let listed: Vec<String> = act
+        .list_active(&found)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.lv.unwrap())
+        .collect();
+    assert_eq!(listed, ["lin", "str"], "list from device-mapper");
+    let before = act
+        .status(&found, "str")
+        .unwrap()
+        .expect("lvm2 activated str");
+    let theirs = bed.dm_snapshot();
+
+    // Active by lvm2, deactivated by us.
+    assert!(act.deactivate(&found, "lin").unwrap());
+    assert!(!bed.lvm2_active("lin"));
+    assert_no_nodes(&bed.vg, "lin", "act--mix-lin");
+    // Activating what lvm2 already activated changes nothing.
+    let again = act.activate(&found, "str").unwrap();
+    assert_eq!(again.devnum, before.devnum);
+    assert!(act.deactivate(&found, "str").unwrap());
+    assert!(!bed.lvm2_active("str"));
+    bed.assert_nothing_active();
+
+    // Active by us, deactivated by lvm2.
+    for lv in ["lin", "str"] {
+        let active = act.activate(&found, lv).unwrap();
+        assert_nodes(&active);
+        assert!(bed.lvm2_active(lv));
+    }
+    assert_eq!(bed.dm_snapshot(), theirs, "our devices differ from lvm2's");
+    bed.lvm2_ok(&["lvchange", "-an", &format!("{}/lin", bed.vg)]);
+    assert!(!act.is_active(&found, "lin").unwrap());
+    assert!(act.is_active(&found, "str").unwrap());
+    assert_no_nodes(&bed.vg, "lin", "act--mix-lin");
+    bed.lvm2_ok(&["vgchange", "-an", &bed.vg]);
+    assert!(act.list_active(&found).unwrap().is_empty());
+    assert_no_nodes(&bed.vg, "str", "act--mix-str");
+}
+
+/// Case 3: data written through an active striped LV survives online extension and
+/// reduction (lvmd's metadata change, then our refresh).
+#[test]
+fn online_resize_of_a_striped_lv_keeps_the_data() {
+    let _serial = vm_case();
+    let bed = Bed::made_by_lvmd("act-resize", &[48, 48]);
+    let lvm = bed.lvm();
+    let striped = Layout::Striped {
+        stripes: 2,
+        stripe_size: Sectors(128),
+    };
+    lvm.lv_create(&bed.vg, "data", Bytes(8 * MIB), striped, &[])
+        .unwrap();
+    let act = activator();
+    let active = act.activate(&bed.found(), "data").unwrap();
+    assert_eq!(size_of(&active.dev_path), 8 * MIB);
+    write_pattern(&active.dev_path, 1, 0, 8 * MIB);
+
+    // Extend while open: allowed.
+    let holder = File::open(&active.dev_path).unwrap();
+    lvm.lv_resize(&bed.vg, "data", Bytes(24 * MIB)).unwrap();
+    let grown = act.refresh(&bed.found(), "data").unwrap();
+    assert_eq!(grown.devnum, active.devnum, "same device, new table");
+    assert_eq!(grown.size, Sectors(24 * MIB / 512));
+    assert_eq!(size_of(&active.dev_path), 24 * MIB);
+    assert_nodes(&grown);
+    write_pattern(&active.dev_path, 2, 8 * MIB, 16 * MIB);
+    assert_pattern(&active.dev_path, 1, 0, 8 * MIB);
+    assert_pattern(&active.dev_path, 2, 8 * MIB, 16 * MIB);
+    // A refresh with nothing to change is a no-op.
+    act.refresh(&bed.found(), "data").unwrap();
+
+    // Reduce: refused while open, done once closed.
+    lvm.lv_resize(&bed.vg, "data", Bytes(16 * MIB)).unwrap();
+    match act.refresh(&bed.found(), "data") {
+        Err(e @ ActivateError::ShrinkWhileOpen { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("act--resize-data"), "{text}");
+        }
+        other => panic!("expected ShrinkWhileOpen, got {other:?}"),
+    }
+    assert_eq!(
+        size_of(&active.dev_path),
+        24 * MIB,
+        "a refused shrink changed the size"
+    );
+    drop(holder);
+    let shrunk = act.refresh(&bed.found(), "data").unwrap();
+    assert_eq!(shrunk.size, Sectors(16 * MIB / 512));
+    assert_eq!(size_of(&active.dev_path), 16 * MIB);
+    assert_pattern(&active.dev_path, 1, 0, 8 * MIB);
+    assert_pattern(&active.dev_path, 2, 8 * MIB, 8 * MIB);
+    let lvs = bed.lvm2_ok(&[
+        "lvs",
+        "--noheadings",
+        "--units",
+        "b",
+        "--nosuffix",
+        "-o",
+        "lv_size",
+        &format!("{}/data", bed.vg),
+    ]);
+    assert_eq!(lvs.trim(), (16 * MIB).to_string());
+
+    // And the resized table is the one lvm2 makes for the new metadata.
+    let ours = bed.dm_snapshot();
+    act.deactivate(&bed.found(), "data").unwrap();
+    bed.lvm2_ok(&["lvchange", "-ay", &format!("{}/data", bed.vg)]);
+    assert_eq!(bed.dm_snapshot(), ours);
+    assert_pattern(Path::new(&format!("/dev/{}/data", bed.vg)), 1, 0, 8 * MIB);
+    bed.lvm2_ok(&["vgchange", "-an", &bed.vg]);
+}
+
+/// Restores `/proc/sys/kernel/modprobe` on drop.
+struct ModprobePath(String);
+
+impl ModprobePath {
+    fn break_it() -> ModprobePath {
+        let old = std::fs::read_to_string("/proc/sys/kernel/modprobe").unwrap();
+        std::fs::write("/proc/sys/kernel/modprobe", "/nonexistent/modprobe").unwrap();
+        ModprobePath(old.trim().to_owned())
+    }
+}
+
+impl Drop for ModprobePath {
+    fn drop(&mut self) {
+        std::fs::write("/proc/sys/kernel/modprobe", &self.0).unwrap();
+    }
+}
+
+fn zero_lv(name: &str, extents: u64) -> LogicalVolume {
+    LogicalVolume {
+        name: name.into(),
+        id: Uuid::random(),
+        status: vec!["READ".into(), "WRITE".into(), "VISIBLE".into()],
+        flags: vec![],
+        tags: vec![],
+        creation_time: None,
+        creation_host: None,
+        segments: vec![Segment {
+            start_extent: Extents(0),
+            extent_count: Extents(extents),
+            kind: SegmentKind::Other {
+                type_name: "zero".into(),
+                body: Default::default(),
+            },
+            tags: vec![],
+            extra: Default::default(),
+        }],
+        extra: Default::default(),
+    }
+}
+
+fn assert_no_device(act: &Activator, name: &str) {
+    assert!(
+        act.dm().info_by_name(name).unwrap().is_none(),
+        "{name} was left behind"
+    );
+    let (ok, _, _) = run("dmsetup", &["--manglename", "none", "info", name]);
+    assert!(!ok, "dmsetup still sees {name}");
+}
+
+/// Case 4: busy devices, tables the kernel refuses, missing targets and PVs, taken
+/// names: clear errors, and nothing left half-made.
+#[test]
+fn failures_are_named_and_leave_nothing_behind() {
+    let _serial = vm_case();
+    let bed = Bed::made_by_lvmd("act-fail", &[32, 32]);
+    let lvm = bed.lvm();
+    lvm.lv_create(&bed.vg, "lin", Bytes(8 * MIB), Layout::Linear, &[])
+        .unwrap();
+    let act = activator();
+    let found = bed.found();
+
+    // Busy: an open device is not deactivated, and stays usable.
+    let active = act.activate(&found, "lin").unwrap();
+    let holder = File::open(&active.dev_path).unwrap();
+    match act.deactivate(&found, "lin") {
+        Err(e @ ActivateError::Busy { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("act--fail-lin") && text.contains("busy"),
+                "{text}"
+            );
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    assert!(act.is_active(&found, "lin").unwrap());
+    assert!(bed.lvm2_active("lin"));
+    assert_nodes(&active);
+    drop(holder);
+
+    // Left suspended with a table loaded but never resumed (a crash in the middle of
+    // a reload): activation resumes it on its live table and drops the other.
+    let dmsetup = |args: &[&str]| {
+        let mut full = vec!["--manglename", "none"];
+        full.extend_from_slice(args);
+        run_ok("dmsetup", &full)
+    };
+    dmsetup(&["suspend", "act--fail-lin"]);
+    dmsetup(&["load", "act--fail-lin", "--table", "0 8 error"]);
+    let before = act.dm().info_by_name("act--fail-lin").unwrap().unwrap();
+    assert!(before.suspended && before.inactive_table);
+    let resumed = act.activate(&found, "lin").unwrap();
+    assert!(!resumed.suspended);
+    let after = act.dm().info_by_name("act--fail-lin").unwrap().unwrap();
+    assert!(!after.suspended && !after.inactive_table, "{after:?}");
+    assert_eq!(resumed.size, Sectors(8 * MIB / 512));
+
+    assert!(act.deactivate(&found, "lin").unwrap());
+    assert_no_device(&act, "act--fail-lin");
+
+    // A missing PV: refused by name before anything reaches the kernel; an LV on the
+    // PVs that are there still activates.
+    lvm.lv_create(&bed.vg, "far", Bytes(28 * MIB), Layout::Linear, &[])
+        .unwrap();
+    let found = bed.found();
+    let far = found.vg.lv("far").unwrap();
+    let far_pvs: Vec<&str> = far
+        .segments
+        .iter()
+        .flat_map(|s| match &s.kind {
+            SegmentKind::Striped { stripes, .. } => {
+                stripes.iter().map(|a| a.name.as_str()).collect()
+            }
+            _ => vec![],
+        })
+        .collect();
+    let lin_pv = match &found.vg.lv("lin").unwrap().segments[0].kind {
+        SegmentKind::Striped { stripes, .. } => stripes[0].name.clone(),
+        _ => unreachable!(),
+    };
+    let gone = found
+        .vg
+        .pvs
+        .iter()
+        .find(|p| p.name != lin_pv && far_pvs.contains(&p.name.as_str()))
+        .expect("far spans the PV that lin is not on");
+    let mut partial = found.clone();
+    partial.devices.remove(&gone.id);
+    match act.activate(&partial, "far") {
+        Err(e @ ActivateError::MissingPv { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("far") && text.contains(&gone.name), "{text}");
+        }
+        other => panic!("expected MissingPv, got {other:?}"),
+    }
+    assert_no_device(&act, "act--fail-far");
+    act.activate(&partial, "lin").unwrap();
+    act.deactivate(&partial, "lin").unwrap();
+
+    // A name taken by a foreign device.
+    run_ok(
+        "dmsetup",
+        &["create", "act--fail-lin", "--table", "0 8 error"],
+    );
+    match act.activate(&found, "lin") {
+        Err(ActivateError::NameTaken { name, .. }) => assert_eq!(name, "act--fail-lin"),
+        other => panic!("expected NameTaken, got {other:?}"),
+    }
+    run_ok("dmsetup", &["remove", "act--fail-lin"]);
+
+    // A target the kernel does not have (module autoload broken): named, nothing left.
+    let mut with_zero = found.clone();
+    with_zero.vg.lvs.push(zero_lv("void", 2));
+    let _ = run("rmmod", &["dm_zero"]);
+    assert!(
+        !act.dm().target_types().unwrap().iter().any(|t| t == "zero"),
+        "dm-zero is loaded and cannot be unloaded"
+    );
+    {
+        let _broken = ModprobePath::break_it();
+        match act.activate(&with_zero, "void") {
+            Err(e @ ActivateError::TargetMissing { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("\"zero\"") && text.contains("act--fail-void"),
+                    "{text}"
+                );
+            }
+            other => panic!("expected TargetMissing, got {other:?}"),
+        }
+        assert_no_device(&act, "act--fail-void");
+        assert_no_nodes(&bed.vg, "void", "act--fail-void");
+    }
+    // With the loader back, the kernel loads dm-zero itself and the same plan works.
+    let void = act.activate(&with_zero, "void").unwrap();
+    let mut head = vec![1u8; 4096];
+    File::open(&void.dev_path)
+        .unwrap()
+        .read_exact(&mut head)
+        .unwrap();
+    assert!(head.iter().all(|b| *b == 0));
+    act.deactivate(&with_zero, "void").unwrap();
+
+    // A table the kernel rejects: the PV's device shrank under the metadata.
+    let far_plan = act.plan(&found, "far").unwrap();
+    let image = bed.loops.dir.path().join(format!(
+        "disk{}.img",
+        bed.loops
+            .devs
+            .iter()
+            .position(|d| *d == found.devices[&gone.id])
+            .unwrap()
+    ));
+    OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap()
+        .set_len(4 * MIB)
+        .unwrap();
+    let gone_dev: PathBuf = found.devices[&gone.id].clone();
+    run_ok("losetup", &["-c", gone_dev.to_str().unwrap()]);
+    assert_eq!(size_of(&gone_dev), 4 * MIB);
+    match act.activate(&found, "far") {
+        Err(e @ ActivateError::DeviceTooSmall { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("act--fail-far"), "{text}");
+        }
+        other => panic!(
+            "expected DeviceTooSmall, got {other:?}\nplan:\n{}",
+            lvmd::activate::plan::table_text(&far_plan.top().table)
+        ),
+    }
+    assert_no_device(&act, "act--fail-far");
+    assert_no_nodes(&bed.vg, "far", "act--fail-far");
+    assert!(!bed.lvm2_active("lin"));
+    bed.assert_nothing_active();
+}
