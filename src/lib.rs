@@ -8,6 +8,8 @@
 //! - [`lvm`]: the operations (create a PV, a VG, an LV, ...) as a library.
 
 pub mod alloc;
+pub mod api;
+pub mod daemon;
 pub mod format;
 pub mod inspect;
 pub mod lvm;
