@@ -9,11 +9,17 @@
 //! - [`view`]: sizes and free space read off a VG.
 
 pub mod activation;
+pub mod classes;
+pub mod config;
 pub mod engine;
+pub mod listen;
+pub mod logging;
 pub mod node;
 pub mod node_work;
 pub mod paths;
 pub mod real;
+pub mod run;
+pub mod setup;
 pub mod sim;
 pub mod view;
 pub mod volumes;
