@@ -2,6 +2,6 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/lvmd.proto");
-    tonic_prost_build::configure().compile_protos(&["proto/lvmd.proto"], &["proto"])?;
+    tonic_build::configure().compile_protos(&["proto/lvmd.proto"], &["proto"])?;
     Ok(())
 }

@@ -234,17 +234,17 @@ pub fn rounded_size(size: Bytes, extent_size: Bytes, layout: LvLayout) -> Bytes 
 
 /// Why an existing LV does not match a create request, or `None` when it does.
 pub fn spec_mismatch(existing: &LvInfo, spec: &LvSpec, extent_size: Bytes) -> Option<String> {
+    if existing.layout != spec.layout {
+        return Some(format!(
+            "with layout {} (asked for {})",
+            existing.layout, spec.layout
+        ));
+    }
     let want = rounded_size(spec.size, extent_size, spec.layout);
     if existing.size != want {
         return Some(format!(
             "with size {} (asked for {}, which rounds to {})",
             existing.size.0, spec.size.0, want.0
-        ));
-    }
-    if existing.layout != spec.layout {
-        return Some(format!(
-            "with layout {} (asked for {})",
-            existing.layout, spec.layout
         ));
     }
     let mut a = existing.tags.clone();

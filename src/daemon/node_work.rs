@@ -59,6 +59,19 @@ impl NodeWork {
         })
     }
 
+    /// Refuses a target that something is mounted on when the volume to go there is not
+    /// even active yet (so it cannot be the volume): checked before activating it.
+    pub fn check_free_target(&self, target: &Path, active: bool) -> Result<()> {
+        if !active && self.node.is_mount_point(target)? {
+            return Err(NodeError::Busy {
+                path: target.to_owned(),
+                why: "something else is mounted there".into(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     /// Formats `device` if it holds no filesystem, then mounts it. `spec` as returned
     /// by [`check_mount`](Self::check_mount).
     pub fn mount_filesystem(&self, device: &Path, spec: &MountSpec) -> Result<Mounted> {

@@ -51,20 +51,24 @@ pub fn real_engine(config: &Config) -> Arc<dyn Engine> {
     Arc::new(engine)
 }
 
-/// Everything in memory: one 100 GiB device per class (or its loop file's size).
+/// Everything in memory: per class, as many devices as its default stripes, 100 GiB in
+/// all (or its loop file's size).
 pub fn simulated_engine(config: &Config) -> Arc<dyn Engine> {
-    let devices: Vec<(PathBuf, Bytes)> = config
-        .device_classes
-        .iter()
-        .map(|(name, c)| {
-            let size = c.loop_file.as_ref().map_or(Bytes(100 << 30), |l| l.size);
-            (PathBuf::from(format!("/dev/lvmd-sim/{name}")), size)
-        })
-        .collect();
+    let mut devices: Vec<(PathBuf, Bytes)> = Vec::new();
+    let mut per_class: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for (name, c) in &config.device_classes {
+        let total = c.loop_file.as_ref().map_or(Bytes(100 << 30), |l| l.size);
+        let n = u64::from(c.stripes.max(1));
+        let devs: Vec<PathBuf> = (0..n)
+            .map(|i| PathBuf::from(format!("/dev/lvmd-sim/{name}{i}")))
+            .collect();
+        devices.extend(devs.iter().map(|d| (d.clone(), Bytes(total.0 / n))));
+        per_class.push((c.volume_group.clone(), devs));
+    }
     let (engine, _, _) = SimEngine::with_sims(&devices, config.mount_roots.clone());
-    for ((_, c), (dev, _)) in config.device_classes.iter().zip(&devices) {
-        if let Err(e) = engine.create_volume_group(&c.volume_group, std::slice::from_ref(dev)) {
-            tracing::error!(vg = c.volume_group, "simulated volume group: {e}");
+    for (vg, devs) in &per_class {
+        if let Err(e) = engine.create_volume_group(vg, devs) {
+            tracing::error!(vg, "simulated volume group: {e}");
         }
     }
     tracing::warn!("running the simulated engine: nothing on this machine is changed");

@@ -358,6 +358,9 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 
     fn mount_volume(&self, vg: &str, lv: &str, spec: &MountSpec) -> Result<Mounted> {
         let spec = self.node.check_mount(spec)?;
+        let before = self.logical_volume(vg, lv)?;
+        self.node
+            .check_free_target(&spec.target, before.device.is_some())?;
         let info = self.activate(vg, lv)?;
         let device = info.device.expect("activate sets the device");
         self.node.mount_filesystem(&device, &spec)
@@ -369,6 +372,9 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 
     fn publish_block(&self, vg: &str, lv: &str, target: &Path, read_only: bool) -> Result<PathBuf> {
         let target = self.node.check_path(target)?;
+        let before = self.logical_volume(vg, lv)?;
+        self.node
+            .check_free_target(&target, before.device.is_some())?;
         let info = self.activate(vg, lv)?;
         let device = info.device.expect("activate sets the device");
         self.node.publish_block(&device, &target, read_only)?;
