@@ -342,7 +342,9 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         r: Request<pb::ListLogicalVolumesRequest>,
     ) -> Reply<pb::ListLogicalVolumesResponse> {
         let r = r.into_inner();
-        let vgs: Vec<String> = if r.device_class.is_empty() && r.volume_group.is_empty() {
+        // Every class's VG, skipping classes whose VG does not exist (yet); or one VG.
+        let every = r.device_class.is_empty() && r.volume_group.is_empty();
+        let vgs: Vec<String> = if every {
             self.classes.all().map(|c| c.vg.clone()).collect()
         } else {
             vec![self.classes.resolve(&r.device_class, &r.volume_group)?.vg]
@@ -351,7 +353,11 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         let lvs = blocking(move || {
             let mut all = Vec::new();
             for vg in &vgs {
-                all.extend(e.logical_volumes(vg)?);
+                match e.logical_volumes(vg) {
+                    Ok(lvs) => all.extend(lvs),
+                    Err(EngineError::Lvm(crate::lvm::LvmError::VgNotFound(_))) if every => {}
+                    Err(err) => return Err(err),
+                }
             }
             Ok(all)
         })

@@ -116,14 +116,18 @@ impl LvmMetadata {
             })
     }
 
-    /// Runs a change, then drops the VG from the cache whatever happened.
+    /// Runs a change; a committed one drops the VG from the cache. (A refused one
+    /// wrote nothing; a failed commit leaves texts the next read's check will not
+    /// match, so the cache cannot serve a stale VG either way.)
     fn change<T>(
         &self,
         vg: &str,
         f: impl FnOnce(&Lvm) -> Result<T, LvmError>,
     ) -> Result<(), LvmError> {
         let r = f(&self.lvm());
-        self.forget(vg);
+        if r.is_ok() {
+            self.forget(vg);
+        }
         r.map(drop)
     }
 }
