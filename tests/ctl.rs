@@ -285,3 +285,81 @@ fn the_daemon_binary_serves_a_simulated_engine() {
     let v: Value = serde_json::from_str(line).unwrap();
     assert_eq!(v["lv"], "a");
 }
+
+/// systemd's side of the protocol: `systemd-socket-activate` binds the socket and starts
+/// lvmd on the first connection with it as fd 3 (LISTEN_FDS/LISTEN_PID); lvmd reports
+/// READY=1 on NOTIFY_SOCKET. Skipped (said on stderr) where systemd's tools are missing.
+#[test]
+fn socket_activation_and_readiness() {
+    let Ok(tool) = which("systemd-socket-activate") else {
+        eprintln!("SKIPPED socket_activation_and_readiness: no systemd-socket-activate");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("activated.sock");
+    let notify_path = dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let cfg = dir.path().join("lvmd.toml");
+    // The config names another path: the socket systemd passes wins.
+    std::fs::write(
+        &cfg,
+        format!(
+            "socket = \"{}\"\nmount_roots = [\"{}\"]\n[device_classes.ssd]\nvolume_group = \"vg-ssd\"\n",
+            dir.path().join("unused.sock").display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut activator = Command::new(tool)
+        .arg("--listen")
+        .arg(&socket)
+        .arg(format!("--setenv=NOTIFY_SOCKET={}", notify_path.display()))
+        .arg(env!("CARGO_BIN_EXE_lvmd"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--simulate")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no socket from the activator"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The first connection starts lvmd, which then serves it.
+    let out = Command::new(env!("CARGO_BIN_EXE_lvmd-ctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("health")
+        .output()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("READY=1 from lvmd");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("unused.sock").exists());
+    // SAFETY: the activator exec'd lvmd in place, so this pid is lvmd's.
+    unsafe { libc::kill(activator.id() as i32, libc::SIGTERM) };
+    assert!(activator.wait().unwrap().success());
+    let n = notify.recv(&mut buf).expect("STOPPING=1 from lvmd");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}
+
+fn which(tool: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
