@@ -285,10 +285,14 @@ impl Node for HostNode {
         };
         let out = Self::run(program, args, device)?;
         if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            tracing::error!(program, device = %device.display(), "failed: {stderr}");
+            // The first line says why; the rest is often a usage text.
+            let why = stderr.trim().lines().next().unwrap_or("failed").to_owned();
             return Err(NodeError::Command {
                 program: program.into(),
                 device: device.to_owned(),
-                why: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                why: format!("{why} ({})", out.status),
             });
         }
         Ok(())
