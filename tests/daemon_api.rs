@@ -941,7 +941,10 @@ fn peers_outside_the_allow_list_are_refused() {
                     .await
                     .expect_err("a refused peer got an answer");
                 assert!(
-                    matches!(s.code(), Code::Unavailable | Code::Unknown | Code::Internal),
+                    matches!(
+                        s.code(),
+                        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
+                    ),
                     "{s:?}"
                 );
                 format!("call: {s:?}")

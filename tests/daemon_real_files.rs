@@ -44,6 +44,21 @@ fn real_engine_on_image_files() {
         Arc::new(HostNode),
         vec![root.clone()],
     ));
+    // The daemon refuses files as PVs: a client could name any file on the host.
+    let etc_file = images[0].display().to_string();
+    let refused = engine
+        .create_volume_group("vg-fast", &[images[0].clone()])
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("not a block device"),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains(&etc_file));
+    let engine = Arc::new(
+        Arc::try_unwrap(engine)
+            .unwrap_or_else(|_| unreachable!())
+            .allow_image_files(),
+    );
     let outside = lvm_on(dir.path(), &images);
     let d = Daemon::start_in(
         dir,

@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub struct LvmMetadata {
     lvm: RwLock<Lvm>,
+    /// Accept regular files as PVs of VGs created or extended through the API. Off in
+    /// the daemon: a client must not make lvmd write a PV label into any file it names.
+    pub allow_files: bool,
     cache: Mutex<HashMap<String, VgOnDisk>>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -46,6 +49,12 @@ impl RealEngine {
     pub fn metadata(&self) -> &LvmMetadata {
         &self.meta
     }
+
+    /// For tests on image files: accept regular files as new PVs.
+    pub fn allow_image_files(mut self) -> RealEngine {
+        self.meta.allow_files = true;
+        self
+    }
 }
 
 fn to_read(found: &VgOnDisk) -> VgRead {
@@ -59,6 +68,7 @@ impl LvmMetadata {
     pub fn new(lvm: Lvm) -> LvmMetadata {
         LvmMetadata {
             lvm: RwLock::new(lvm),
+            allow_files: false,
             cache: Mutex::new(HashMap::new()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -86,6 +96,32 @@ impl LvmMetadata {
             self.hits.load(Ordering::Relaxed),
             self.misses.load(Ordering::Relaxed),
         )
+    }
+
+    fn check_block_devices(&self, devices: &[PathBuf]) -> Result<(), LvmError> {
+        if self.allow_files {
+            return Ok(());
+        }
+        for d in devices {
+            match lvmd_sys::blkdev::is_block_device(d) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(LvmError::InvalidArgument {
+                        what: "device",
+                        value: d.display().to_string(),
+                        why: "not a block device".into(),
+                    })
+                }
+                Err(source) => {
+                    return Err(LvmError::Store(crate::store::StoreError::Io {
+                        path: d.clone(),
+                        what: "open",
+                        source,
+                    }))
+                }
+            }
+        }
+        Ok(())
     }
 
     fn lvm(&self) -> Lvm {
@@ -166,6 +202,7 @@ impl Metadata for LvmMetadata {
     }
 
     fn vg_create(&self, vg: &str, devices: &[PathBuf]) -> Result<(), LvmError> {
+        self.check_block_devices(devices)?;
         let mut lvm = self.lvm();
         for d in devices {
             if !lvm.devices.contains(d) {
@@ -180,6 +217,7 @@ impl Metadata for LvmMetadata {
     }
 
     fn vg_extend(&self, vg: &str, devices: &[PathBuf]) -> Result<(), LvmError> {
+        self.check_block_devices(devices)?;
         let mut lvm = self.lvm();
         for d in devices {
             if !lvm.devices.contains(d) {
