@@ -368,6 +368,13 @@ loop_file = { path = "/var/lib/lvmd/trial.img", size = "1GiB" }
         assert_eq!(d.mount_roots, vec![PathBuf::from(DEFAULT_MOUNT_ROOT)]);
     }
 
+    #[test]
+    fn the_shipped_example_parses() {
+        let c = Config::parse(include_str!("../../systemd/lvmd.toml")).unwrap();
+        assert_eq!(c.default_class(), Some("ssd"));
+        assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET));
+    }
+
     fn refused(text: &str) -> ConfigError {
         Config::parse(text).unwrap_err()
     }
