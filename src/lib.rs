@@ -7,9 +7,14 @@
 //! - [`store`]: devices, scanning, crash-safe commits, lvm2's locks and backups.
 //! - [`lvm`]: the operations (create a PV, a VG, an LV, ...) as a library.
 //! - [`activate`]: LVs as block devices, through device-mapper ioctls.
+//! - [`daemon`]: the engine (the daemon's one interface to the machine: real or
+//!   simulated), activation and node traits, configuration, socket, start-up.
+//! - [`api`]: the gRPC front-end (`proto/lvmd.proto`): it translates, the engine decides.
 
 pub mod activate;
 pub mod alloc;
+pub mod api;
+pub mod daemon;
 pub mod format;
 pub mod inspect;
 pub mod lvm;

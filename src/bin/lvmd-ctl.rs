@@ -1,48 +1,562 @@
-//! lvmd-ctl: the admin's tool for lvmd. `inspect` reads devices directly, no daemon.
+//! lvmd-ctl: the admin's tool for lvmd. `inspect` reads devices directly, no daemon; every
+//! other command talks to the daemon over its socket.
+//!
+//! Exit codes: 0 ok; 1 the daemon refused (its message on stderr); 3 no daemon to talk
+//! to; 2 bad usage (clap's).
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use lvmd::api::client::connect;
+use lvmd::api::pb;
+use lvmd::units::{human_bytes, parse_size, Bytes};
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tonic::transport::Channel;
 
 #[derive(Parser)]
 #[command(name = "lvmd-ctl", version, about = "Inspect and drive lvmd")]
 struct Cli {
+    /// The daemon's socket.
+    #[arg(long, global = true, env = "LVMD_SOCKET", default_value = lvmd::daemon::config::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print JSON (snake_case keys, sizes in bytes) instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Read PV labels, metadata areas and volume groups straight from devices.
+    /// Read PV labels, metadata areas and volume groups straight from devices (no daemon).
     Inspect {
         /// Block devices (or image files) to read.
         #[arg(required = true)]
         devices: Vec<PathBuf>,
-        /// Print JSON (snake_case keys, sizes in bytes) instead of tables.
-        #[arg(long)]
-        json: bool,
     },
+    /// Volume groups.
+    #[command(subcommand)]
+    Vg(VgCommand),
+    /// Logical volumes.
+    #[command(subcommand)]
+    Lv(LvCommand),
+    /// Free and total space per device class.
+    Capacity {
+        #[arg(long)]
+        class: Option<String>,
+    },
+    /// Print capacity now and on every change.
+    Watch {
+        #[arg(long)]
+        class: Option<String>,
+        /// Stop after this many updates.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// The daemon's gRPC health (exit 1 unless serving).
+    Health {
+        /// A service name (e.g. lvmd.v1.LogicalVolumeService); empty: the whole server.
+        #[arg(long, default_value = "")]
+        service: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum VgCommand {
+    List,
+    Create {
+        name: String,
+        #[arg(required = true)]
+        devices: Vec<String>,
+    },
+    Extend {
+        name: String,
+        #[arg(required = true)]
+        devices: Vec<String>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Where {
+    /// Device class (default: the daemon's default class).
+    #[arg(long)]
+    class: Option<String>,
+    /// Volume group, instead of a device class.
+    #[arg(long)]
+    vg: Option<String>,
+}
+
+impl Where {
+    fn volume(&self, name: &str) -> pb::VolumeRef {
+        pb::VolumeRef {
+            device_class: self.class.clone().unwrap_or_default(),
+            volume_group: self.vg.clone().unwrap_or_default(),
+            name: name.into(),
+        }
+    }
+}
+
+fn size_arg(s: &str) -> Result<Bytes, String> {
+    parse_size(s)
+}
+
+#[derive(Subcommand)]
+enum LvCommand {
+    List {
+        #[command(flatten)]
+        at: Where,
+    },
+    Create {
+        name: String,
+        /// 64MiB, 1G, or bytes.
+        #[arg(value_parser = size_arg)]
+        size: Bytes,
+        #[command(flatten)]
+        at: Where,
+        /// Linear, whatever the class's default.
+        #[arg(long, conflicts_with = "stripes")]
+        linear: bool,
+        /// Stripe over this many PVs.
+        #[arg(long)]
+        stripes: Option<u32>,
+        #[arg(long, value_parser = size_arg)]
+        stripe_size: Option<Bytes>,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    Remove {
+        name: String,
+        #[command(flatten)]
+        at: Where,
+    },
+    Resize {
+        name: String,
+        #[arg(value_parser = size_arg)]
+        size: Bytes,
+        #[command(flatten)]
+        at: Where,
+    },
+    Activate {
+        name: String,
+        #[command(flatten)]
+        at: Where,
+    },
+    Deactivate {
+        name: String,
+        #[command(flatten)]
+        at: Where,
+    },
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(headers.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn hb(n: u64) -> String {
+    human_bytes(Bytes(n))
+}
+
+fn layout_name(l: i32) -> &'static str {
+    match pb::Layout::try_from(l) {
+        Ok(pb::Layout::Linear) => "linear",
+        Ok(pb::Layout::Striped) => "striped",
+        _ => "unspecified",
+    }
+}
+
+fn vg_json(v: &pb::VolumeGroup) -> Value {
+    json!({
+        "name": v.name,
+        "uuid": v.uuid,
+        "seqno": v.seqno,
+        "extent_size": v.extent_size_bytes,
+        "total": v.total_bytes,
+        "free": v.free_bytes,
+        "logical_volume_count": v.logical_volume_count,
+        "device_classes": v.device_classes,
+        "tags": v.tags,
+        "physical_volumes": v.physical_volumes.iter().map(|p| json!({
+            "device": p.device,
+            "uuid": p.uuid,
+            "size": p.size_bytes,
+            "free": p.free_bytes,
+            "present": p.present,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn lv_json(v: &pb::LogicalVolume) -> Value {
+    json!({
+        "name": v.name,
+        "volume_group": v.volume_group,
+        "device_class": v.device_class,
+        "uuid": v.uuid,
+        "size": v.size_bytes,
+        "layout": layout_name(v.layout),
+        "stripes": v.stripes,
+        "stripe_size": v.stripe_size_bytes,
+        "tags": v.tags,
+        "active": v.active,
+        "device_path": v.device_path,
+    })
+}
+
+fn capacity_json(c: &pb::DeviceClassCapacity) -> Value {
+    json!({
+        "device_class": c.device_class,
+        "volume_group": c.volume_group,
+        "is_default": c.is_default,
+        "total": c.total_bytes,
+        "free": c.free_bytes,
+        "largest": c.largest_bytes,
+        "largest_linear": c.largest_linear_bytes,
+        "default_stripes": c.default_stripes,
+        "extent_size": c.extent_size_bytes,
+        "error": c.error,
+    })
+}
+
+fn vg_table(vgs: &[pb::VolumeGroup]) -> String {
+    let rows: Vec<Vec<String>> = vgs
+        .iter()
+        .map(|v| {
+            vec![
+                v.name.clone(),
+                v.device_classes.join(","),
+                v.physical_volumes.len().to_string(),
+                v.logical_volume_count.to_string(),
+                hb(v.total_bytes),
+                hb(v.free_bytes),
+                hb(v.extent_size_bytes),
+            ]
+        })
+        .collect();
+    table(
+        &["VG", "CLASS", "PVS", "LVS", "SIZE", "FREE", "EXTENT"],
+        &rows,
+    )
+}
+
+fn lv_table(lvs: &[pb::LogicalVolume]) -> String {
+    let rows: Vec<Vec<String>> = lvs
+        .iter()
+        .map(|v| {
+            let layout = if v.layout == pb::Layout::Striped as i32 {
+                format!("striped {}x{}", v.stripes, hb(v.stripe_size_bytes))
+            } else {
+                "linear".into()
+            };
+            vec![
+                v.volume_group.clone(),
+                v.name.clone(),
+                hb(v.size_bytes),
+                layout,
+                if v.active {
+                    v.device_path.clone()
+                } else {
+                    "-".into()
+                },
+                v.tags.join(","),
+            ]
+        })
+        .collect();
+    table(&["VG", "LV", "SIZE", "LAYOUT", "DEVICE", "TAGS"], &rows)
+}
+
+fn capacity_table(cs: &[pb::DeviceClassCapacity]) -> String {
+    let rows: Vec<Vec<String>> = cs
+        .iter()
+        .map(|c| {
+            let name = if c.is_default {
+                format!("{} (default)", c.device_class)
+            } else {
+                c.device_class.clone()
+            };
+            if !c.error.is_empty() {
+                return vec![
+                    name,
+                    c.volume_group.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    c.error.clone(),
+                ];
+            }
+            vec![
+                name,
+                c.volume_group.clone(),
+                hb(c.total_bytes),
+                hb(c.free_bytes),
+                hb(c.largest_bytes),
+                String::new(),
+            ]
+        })
+        .collect();
+    table(&["CLASS", "VG", "SIZE", "FREE", "LARGEST", "ERROR"], &rows)
+}
+
+enum Failure {
+    Connect(String),
+    Refused(tonic::Status),
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(s: tonic::Status) -> Failure {
+        Failure::Refused(s)
+    }
+}
+
+fn print(json: bool, value: Value, text: String) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value).expect("JSON"));
+    } else {
+        print!("{text}");
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let json = cli.json;
+    let channel: Channel = connect(&cli.socket).await.map_err(|e| {
+        Failure::Connect(format!("cannot connect to {}: {e}", cli.socket.display()))
+    })?;
+    let mut vgc = pb::volume_group_service_client::VolumeGroupServiceClient::new(channel.clone());
+    let mut lvc =
+        pb::logical_volume_service_client::LogicalVolumeServiceClient::new(channel.clone());
+    let mut capc = pb::capacity_service_client::CapacityServiceClient::new(channel.clone());
+    match cli.command {
+        Command::Inspect { .. } => unreachable!("handled without the daemon"),
+        Command::Vg(VgCommand::List) => {
+            let vgs = vgc
+                .list_volume_groups(pb::ListVolumeGroupsRequest {})
+                .await?
+                .into_inner()
+                .volume_groups;
+            print(
+                json,
+                Value::Array(vgs.iter().map(vg_json).collect()),
+                vg_table(&vgs),
+            );
+        }
+        Command::Vg(VgCommand::Create { name, devices }) => {
+            let v = vgc
+                .create_volume_group(pb::CreateVolumeGroupRequest { name, devices })
+                .await?
+                .into_inner();
+            print(json, vg_json(&v), vg_table(std::slice::from_ref(&v)));
+        }
+        Command::Vg(VgCommand::Extend { name, devices }) => {
+            let v = vgc
+                .extend_volume_group(pb::ExtendVolumeGroupRequest { name, devices })
+                .await?
+                .into_inner();
+            print(json, vg_json(&v), vg_table(std::slice::from_ref(&v)));
+        }
+        Command::Lv(LvCommand::List { at }) => {
+            let lvs = lvc
+                .list_logical_volumes(pb::ListLogicalVolumesRequest {
+                    device_class: at.class.unwrap_or_default(),
+                    volume_group: at.vg.unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .logical_volumes;
+            print(
+                json,
+                Value::Array(lvs.iter().map(lv_json).collect()),
+                lv_table(&lvs),
+            );
+        }
+        Command::Lv(LvCommand::Create {
+            name,
+            size,
+            at,
+            linear,
+            stripes,
+            stripe_size,
+            tags,
+        }) => {
+            let layout = if linear {
+                pb::Layout::Linear
+            } else if stripes.is_some_and(|s| s > 1) {
+                pb::Layout::Striped
+            } else if stripes == Some(1) {
+                pb::Layout::Linear
+            } else {
+                pb::Layout::Unspecified
+            };
+            let v = lvc
+                .create_logical_volume(pb::CreateLogicalVolumeRequest {
+                    volume: Some(at.volume(&name)),
+                    size_bytes: size.0,
+                    layout: layout as i32,
+                    stripes: stripes.unwrap_or(0),
+                    stripe_size_bytes: stripe_size.map_or(0, |s| s.0),
+                    tags,
+                })
+                .await?
+                .into_inner();
+            print(json, lv_json(&v), lv_table(std::slice::from_ref(&v)));
+        }
+        Command::Lv(LvCommand::Remove { name, at }) => {
+            let r = lvc
+                .remove_logical_volume(pb::RemoveLogicalVolumeRequest {
+                    volume: Some(at.volume(&name)),
+                })
+                .await?
+                .into_inner();
+            let text = if r.existed {
+                format!("removed {name}\n")
+            } else {
+                format!("{name} did not exist\n")
+            };
+            print(json, json!({"name": name, "existed": r.existed}), text);
+        }
+        Command::Lv(LvCommand::Resize { name, size, at }) => {
+            let v = lvc
+                .resize_logical_volume(pb::ResizeLogicalVolumeRequest {
+                    volume: Some(at.volume(&name)),
+                    size_bytes: size.0,
+                })
+                .await?
+                .into_inner();
+            print(json, lv_json(&v), lv_table(std::slice::from_ref(&v)));
+        }
+        Command::Lv(LvCommand::Activate { name, at }) => {
+            let v = lvc
+                .activate_logical_volume(pb::ActivateLogicalVolumeRequest {
+                    volume: Some(at.volume(&name)),
+                })
+                .await?
+                .into_inner();
+            print(json, lv_json(&v), lv_table(std::slice::from_ref(&v)));
+        }
+        Command::Lv(LvCommand::Deactivate { name, at }) => {
+            let v = lvc
+                .deactivate_logical_volume(pb::DeactivateLogicalVolumeRequest {
+                    volume: Some(at.volume(&name)),
+                })
+                .await?
+                .into_inner();
+            print(json, lv_json(&v), lv_table(std::slice::from_ref(&v)));
+        }
+        Command::Capacity { class } => {
+            let c = capc
+                .get_capacity(pb::GetCapacityRequest {
+                    device_class: class.unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .device_classes;
+            print(
+                json,
+                Value::Array(c.iter().map(capacity_json).collect()),
+                capacity_table(&c),
+            );
+        }
+        Command::Watch { class, count } => {
+            let mut stream = capc
+                .watch_capacity(pb::GetCapacityRequest {
+                    device_class: class.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            let mut seen = 0;
+            while let Some(update) = stream.message().await? {
+                let c = update.device_classes;
+                if json {
+                    // One line per update, for `jq` and line-reading scripts.
+                    println!("{}", Value::Array(c.iter().map(capacity_json).collect()));
+                } else {
+                    println!("{}", capacity_table(&c));
+                }
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                seen += 1;
+                if count.is_some_and(|n| seen >= n) {
+                    break;
+                }
+            }
+        }
+        Command::Health { service } => {
+            use tonic_health::pb::health_check_response::ServingStatus;
+            let mut h = tonic_health::pb::health_client::HealthClient::new(channel);
+            let r = h
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: service.clone(),
+                })
+                .await?
+                .into_inner();
+            let status = ServingStatus::try_from(r.status).unwrap_or(ServingStatus::Unknown);
+            print(
+                json,
+                json!({"service": service, "status": status.as_str_name()}),
+                format!("{}\n", status.as_str_name()),
+            );
+            if status != ServingStatus::Serving {
+                return Err(Failure::Refused(tonic::Status::unavailable(format!(
+                    "not serving: {}",
+                    status.as_str_name()
+                ))));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Inspect { devices, json } => {
-            let report = lvmd::inspect::inspect(&devices);
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("report serialises")
-                );
-            } else {
-                print!("{}", report.to_text());
-            }
-            // Something unreadable is worth a non-zero exit for scripts.
-            if report.errors.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+    if let Command::Inspect { devices } = &cli.command {
+        let report = lvmd::inspect::inspect(devices);
+        if cli.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("report serialises")
+            );
+        } else {
+            print!("{}", report.to_text());
+        }
+        // Something unreadable is worth a non-zero exit for scripts.
+        return if report.errors.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Connect(msg)) => {
+            eprintln!("lvmd-ctl: {msg}");
+            ExitCode::from(3)
+        }
+        Err(Failure::Refused(s)) => {
+            eprintln!("lvmd-ctl: {:?}: {}", s.code(), s.message());
+            ExitCode::from(1)
         }
     }
 }

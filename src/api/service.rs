@@ -1,0 +1,541 @@
+//! The gRPC services: each call translates its request, runs one engine call on a
+//! blocking thread, and translates the answer. No policy lives here.
+
+// tonic's `Status` is the error every handler returns; boxing it in helpers would only
+// be unboxed again at the handler.
+#![allow(clippy::result_large_err)]
+
+use super::pb;
+use crate::daemon::classes::{DeviceClasses, Resolved};
+use crate::daemon::engine::{
+    Engine, EngineError, LvInfo, LvLayout, LvSpec, MountSpec, PathStats, VgInfo,
+};
+use crate::units::Bytes;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// Runs an engine call off the async threads (it blocks on disks and file locks).
+async fn blocking<T, F>(f: F) -> Result<T, Status>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, EngineError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("engine call failed: {e}")))?
+        .map_err(Status::from)
+}
+
+fn path(field: &'static str, p: &str) -> Result<PathBuf, Status> {
+    if p.is_empty() {
+        return Err(Status::invalid_argument(format!("{field} is empty")));
+    }
+    Ok(PathBuf::from(p))
+}
+
+/// Capacity per device class, recomputed after changes and now and then (changes by
+/// lvm2 or another lvmd are only seen that way); watchers get each new value.
+pub struct CapacityHub {
+    tx: watch::Sender<Arc<Vec<pb::DeviceClassCapacity>>>,
+    poke: Notify,
+}
+
+impl CapacityHub {
+    fn new() -> CapacityHub {
+        CapacityHub {
+            tx: watch::channel(Arc::new(Vec::new())).0,
+            poke: Notify::new(),
+        }
+    }
+
+    /// Asks for a recomputation soon; many pokes in a burst make one.
+    pub fn poke(&self) {
+        self.poke.notify_one();
+    }
+}
+
+fn capacity_of(engine: &dyn Engine, classes: &DeviceClasses) -> Vec<pb::DeviceClassCapacity> {
+    classes
+        .all()
+        .map(|c| {
+            let mut out = pb::DeviceClassCapacity {
+                device_class: c.name.clone(),
+                volume_group: c.vg.clone(),
+                is_default: c.is_default,
+                default_stripes: c.stripes,
+                ..Default::default()
+            };
+            match engine.space(&c.vg, c.stripes) {
+                Ok(s) => {
+                    out.total_bytes = s.total.0;
+                    out.free_bytes = s.free.0;
+                    out.largest_bytes = s.largest_striped.0;
+                    out.largest_linear_bytes = s.largest_linear.0;
+                    out.extent_size_bytes = s.extent_size.0;
+                }
+                Err(e) => out.error = e.to_string(),
+            }
+            out
+        })
+        .collect()
+}
+
+/// The shared state of all services.
+#[derive(Clone)]
+pub struct Api {
+    engine: Arc<dyn Engine>,
+    classes: Arc<DeviceClasses>,
+    capacity: Arc<CapacityHub>,
+}
+
+impl Api {
+    pub fn new(engine: Arc<dyn Engine>, classes: DeviceClasses) -> Api {
+        Api {
+            engine,
+            classes: Arc::new(classes),
+            capacity: Arc::new(CapacityHub::new()),
+        }
+    }
+
+    /// Computes capacity now and publishes it if it changed.
+    pub async fn refresh_capacity(&self) {
+        let (engine, classes) = (self.engine.clone(), self.classes.clone());
+        let Ok(now) = tokio::task::spawn_blocking(move || capacity_of(&*engine, &classes)).await
+        else {
+            return;
+        };
+        self.capacity.tx.send_if_modified(|old| {
+            if **old == now {
+                false
+            } else {
+                *old = Arc::new(now);
+                true
+            }
+        });
+    }
+
+    /// Recomputes capacity when poked and every `poll`, until the process ends.
+    pub fn spawn_capacity_task(&self, poll: Duration) -> tokio::task::JoinHandle<()> {
+        let api = self.clone();
+        tokio::spawn(async move {
+            loop {
+                api.refresh_capacity().await;
+                tokio::select! {
+                    _ = api.capacity.poke.notified() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                }
+            }
+        })
+    }
+
+    fn changed(&self) {
+        self.capacity.poke();
+    }
+
+    fn resolve(&self, r: Option<&pb::VolumeRef>) -> Result<(Resolved, String), Status> {
+        let r = r.ok_or_else(|| Status::invalid_argument("volume is missing"))?;
+        let resolved = self
+            .classes
+            .resolve(&r.device_class, &r.volume_group)
+            .map_err(Status::from)?;
+        if r.name.is_empty() {
+            return Err(Status::invalid_argument("volume name is empty"));
+        }
+        Ok((resolved, r.name.clone()))
+    }
+
+    fn vg_out(&self, v: VgInfo) -> pb::VolumeGroup {
+        pb::VolumeGroup {
+            device_classes: self
+                .classes
+                .all()
+                .filter(|c| c.vg == v.name)
+                .map(|c| c.name.clone())
+                .collect(),
+            name: v.name,
+            uuid: v.uuid,
+            seqno: v.seqno,
+            extent_size_bytes: v.extent_size.0,
+            total_bytes: v.total.0,
+            free_bytes: v.free.0,
+            physical_volumes: v
+                .pvs
+                .into_iter()
+                .map(|p| pb::PhysicalVolume {
+                    device: p.device.display().to_string(),
+                    uuid: p.uuid,
+                    size_bytes: p.size.0,
+                    free_bytes: p.free.0,
+                    present: p.present,
+                })
+                .collect(),
+            logical_volume_count: v.lv_count,
+            tags: v.tags,
+        }
+    }
+
+    fn lv_out(&self, v: LvInfo) -> pb::LogicalVolume {
+        let (layout, stripes, stripe_size) = match v.layout {
+            LvLayout::Linear => (pb::Layout::Linear, 1, 0),
+            LvLayout::Striped {
+                stripes,
+                stripe_size,
+            } => (pb::Layout::Striped, stripes, stripe_size.0),
+        };
+        pb::LogicalVolume {
+            device_class: self
+                .classes
+                .by_vg(&v.vg)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+            name: v.name,
+            volume_group: v.vg,
+            uuid: v.uuid,
+            size_bytes: v.size.0,
+            layout: layout as i32,
+            stripes,
+            stripe_size_bytes: stripe_size,
+            tags: v.tags,
+            active: v.device.is_some(),
+            device_path: v
+                .device
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn layout_in(
+        &self,
+        resolved: &Resolved,
+        layout: i32,
+        stripes: u32,
+        stripe_size: u64,
+    ) -> Result<LvLayout, Status> {
+        let class = resolved.class.as_ref();
+        let default_stripe_size = class.map_or(crate::lvm::DEFAULT_STRIPE_SIZE.to_bytes(), |c| {
+            c.stripe_size
+        });
+        let striped = |stripes: u32| LvLayout::Striped {
+            stripes,
+            stripe_size: if stripe_size == 0 {
+                default_stripe_size
+            } else {
+                Bytes(stripe_size)
+            },
+        };
+        match pb::Layout::try_from(layout) {
+            Ok(pb::Layout::Linear) => Ok(LvLayout::Linear),
+            Ok(pb::Layout::Striped) => {
+                let n = if stripes == 0 {
+                    class.map_or(0, |c| c.stripes)
+                } else {
+                    stripes
+                };
+                Ok(striped(n))
+            }
+            Ok(pb::Layout::Unspecified) => {
+                if stripes > 1 {
+                    return Ok(striped(stripes));
+                }
+                Ok(
+                    class.map_or(LvLayout::Linear, |c| match c.default_layout() {
+                        LvLayout::Striped { stripes, .. } => striped(stripes),
+                        l => l,
+                    }),
+                )
+            }
+            Err(_) => Err(Status::invalid_argument(format!("unknown layout {layout}"))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::volume_group_service_server::VolumeGroupService for Api {
+    async fn list_volume_groups(
+        &self,
+        _: Request<pb::ListVolumeGroupsRequest>,
+    ) -> Reply<pb::ListVolumeGroupsResponse> {
+        let e = self.engine.clone();
+        let vgs = blocking(move || e.volume_groups()).await?;
+        Ok(Response::new(pb::ListVolumeGroupsResponse {
+            volume_groups: vgs.into_iter().map(|v| self.vg_out(v)).collect(),
+        }))
+    }
+
+    async fn get_volume_group(
+        &self,
+        r: Request<pb::GetVolumeGroupRequest>,
+    ) -> Reply<pb::VolumeGroup> {
+        let name = r.into_inner().name;
+        let e = self.engine.clone();
+        let v = blocking(move || e.volume_group(&name)).await?;
+        Ok(Response::new(self.vg_out(v)))
+    }
+
+    async fn create_volume_group(
+        &self,
+        r: Request<pb::CreateVolumeGroupRequest>,
+    ) -> Reply<pb::VolumeGroup> {
+        let r = r.into_inner();
+        let devices: Vec<PathBuf> = r.devices.iter().map(PathBuf::from).collect();
+        let e = self.engine.clone();
+        let v = blocking(move || e.create_volume_group(&r.name, &devices)).await?;
+        self.changed();
+        Ok(Response::new(self.vg_out(v)))
+    }
+
+    async fn extend_volume_group(
+        &self,
+        r: Request<pb::ExtendVolumeGroupRequest>,
+    ) -> Reply<pb::VolumeGroup> {
+        let r = r.into_inner();
+        let devices: Vec<PathBuf> = r.devices.iter().map(PathBuf::from).collect();
+        let e = self.engine.clone();
+        let v = blocking(move || e.extend_volume_group(&r.name, &devices)).await?;
+        self.changed();
+        Ok(Response::new(self.vg_out(v)))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::logical_volume_service_server::LogicalVolumeService for Api {
+    async fn create_logical_volume(
+        &self,
+        r: Request<pb::CreateLogicalVolumeRequest>,
+    ) -> Reply<pb::LogicalVolume> {
+        let r = r.into_inner();
+        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let spec = LvSpec {
+            name,
+            size: Bytes(r.size_bytes),
+            layout: self.layout_in(&resolved, r.layout, r.stripes, r.stripe_size_bytes)?,
+            tags: r.tags,
+        };
+        let e = self.engine.clone();
+        let vg = resolved.vg;
+        let created = blocking(move || e.create_logical_volume(&vg, &spec)).await?;
+        if created.created {
+            self.changed();
+        }
+        Ok(Response::new(self.lv_out(created.value)))
+    }
+
+    async fn get_logical_volume(
+        &self,
+        r: Request<pb::GetLogicalVolumeRequest>,
+    ) -> Reply<pb::LogicalVolume> {
+        let (resolved, name) = self.resolve(r.into_inner().volume.as_ref())?;
+        let e = self.engine.clone();
+        let v = blocking(move || e.logical_volume(&resolved.vg, &name)).await?;
+        Ok(Response::new(self.lv_out(v)))
+    }
+
+    async fn list_logical_volumes(
+        &self,
+        r: Request<pb::ListLogicalVolumesRequest>,
+    ) -> Reply<pb::ListLogicalVolumesResponse> {
+        let r = r.into_inner();
+        // Every class's VG, skipping classes whose VG does not exist (yet); or one VG.
+        let every = r.device_class.is_empty() && r.volume_group.is_empty();
+        let vgs: Vec<String> = if every {
+            self.classes.all().map(|c| c.vg.clone()).collect()
+        } else {
+            vec![self.classes.resolve(&r.device_class, &r.volume_group)?.vg]
+        };
+        let e = self.engine.clone();
+        let lvs = blocking(move || {
+            let mut all = Vec::new();
+            for vg in &vgs {
+                match e.logical_volumes(vg) {
+                    Ok(lvs) => all.extend(lvs),
+                    Err(EngineError::Lvm(crate::lvm::LvmError::VgNotFound(_))) if every => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(all)
+        })
+        .await?;
+        Ok(Response::new(pb::ListLogicalVolumesResponse {
+            logical_volumes: lvs.into_iter().map(|v| self.lv_out(v)).collect(),
+        }))
+    }
+
+    async fn remove_logical_volume(
+        &self,
+        r: Request<pb::RemoveLogicalVolumeRequest>,
+    ) -> Reply<pb::RemoveLogicalVolumeResponse> {
+        let (resolved, name) = self.resolve(r.into_inner().volume.as_ref())?;
+        let e = self.engine.clone();
+        let existed = blocking(move || e.remove_logical_volume(&resolved.vg, &name)).await?;
+        if existed {
+            self.changed();
+        }
+        Ok(Response::new(pb::RemoveLogicalVolumeResponse { existed }))
+    }
+
+    async fn resize_logical_volume(
+        &self,
+        r: Request<pb::ResizeLogicalVolumeRequest>,
+    ) -> Reply<pb::LogicalVolume> {
+        let r = r.into_inner();
+        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let e = self.engine.clone();
+        let size = Bytes(r.size_bytes);
+        let v = blocking(move || e.resize_logical_volume(&resolved.vg, &name, size)).await?;
+        self.changed();
+        Ok(Response::new(self.lv_out(v)))
+    }
+
+    async fn activate_logical_volume(
+        &self,
+        r: Request<pb::ActivateLogicalVolumeRequest>,
+    ) -> Reply<pb::LogicalVolume> {
+        let (resolved, name) = self.resolve(r.into_inner().volume.as_ref())?;
+        let e = self.engine.clone();
+        let v = blocking(move || e.activate(&resolved.vg, &name)).await?;
+        Ok(Response::new(self.lv_out(v)))
+    }
+
+    async fn deactivate_logical_volume(
+        &self,
+        r: Request<pb::DeactivateLogicalVolumeRequest>,
+    ) -> Reply<pb::LogicalVolume> {
+        let (resolved, name) = self.resolve(r.into_inner().volume.as_ref())?;
+        let e = self.engine.clone();
+        let v = blocking(move || e.deactivate(&resolved.vg, &name)).await?;
+        Ok(Response::new(self.lv_out(v)))
+    }
+}
+
+type CapacityStream = Pin<Box<dyn Stream<Item = Result<pb::GetCapacityResponse, Status>> + Send>>;
+
+fn filter_classes(all: &[pb::DeviceClassCapacity], class: &str) -> pb::GetCapacityResponse {
+    pb::GetCapacityResponse {
+        device_classes: all
+            .iter()
+            .filter(|c| class.is_empty() || c.device_class == class)
+            .cloned()
+            .collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::capacity_service_server::CapacityService for Api {
+    async fn get_capacity(
+        &self,
+        r: Request<pb::GetCapacityRequest>,
+    ) -> Reply<pb::GetCapacityResponse> {
+        let class = r.into_inner().device_class;
+        if !class.is_empty() {
+            self.classes.get(&class)?;
+        }
+        let (engine, classes) = (self.engine.clone(), self.classes.clone());
+        let all = blocking(move || Ok(capacity_of(&*engine, &classes))).await?;
+        Ok(Response::new(filter_classes(&all, &class)))
+    }
+
+    type WatchCapacityStream = CapacityStream;
+
+    async fn watch_capacity(&self, r: Request<pb::GetCapacityRequest>) -> Reply<CapacityStream> {
+        let class = r.into_inner().device_class;
+        if !class.is_empty() {
+            self.classes.get(&class)?;
+        }
+        let rx = self.capacity.tx.subscribe();
+        // The current value first, then each change; unchanged classes are not resent
+        // to a watcher of one class.
+        let mut last: Option<pb::GetCapacityResponse> = None;
+        let stream = tokio_stream::wrappers::WatchStream::new(rx).filter_map(move |all| {
+            let now = filter_classes(&all, &class);
+            if last.as_ref() == Some(&now) {
+                None
+            } else {
+                last = Some(now.clone());
+                Some(Ok(now))
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+fn stats_out(s: PathStats) -> pb::PathStats {
+    pb::PathStats {
+        block: s.block,
+        total_bytes: s.total.0,
+        available_bytes: s.available.0,
+        used_bytes: s.used.0,
+        total_inodes: s.total_inodes,
+        free_inodes: s.free_inodes,
+        used_inodes: s.used_inodes,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::node_service_server::NodeService for Api {
+    async fn mount_volume(
+        &self,
+        r: Request<pb::MountVolumeRequest>,
+    ) -> Reply<pb::MountVolumeResponse> {
+        let r = r.into_inner();
+        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let spec = MountSpec {
+            target: path("target_path", &r.target_path)?,
+            fs_type: r.fs_type,
+            options: r.mount_options,
+            read_only: r.read_only,
+        };
+        let e = self.engine.clone();
+        let m = blocking(move || e.mount_volume(&resolved.vg, &name, &spec)).await?;
+        Ok(Response::new(pb::MountVolumeResponse {
+            device_path: m.device.display().to_string(),
+            fs_type: m.fs_type,
+            formatted: m.formatted,
+        }))
+    }
+
+    async fn bind_mount(&self, r: Request<pb::BindMountRequest>) -> Reply<pb::BindMountResponse> {
+        let r = r.into_inner();
+        let source = path("source_path", &r.source_path)?;
+        let target = path("target_path", &r.target_path)?;
+        let e = self.engine.clone();
+        blocking(move || e.bind_mount(&source, &target, r.read_only)).await?;
+        Ok(Response::new(pb::BindMountResponse {}))
+    }
+
+    async fn publish_block(
+        &self,
+        r: Request<pb::PublishBlockRequest>,
+    ) -> Reply<pb::PublishBlockResponse> {
+        let r = r.into_inner();
+        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let target = path("target_path", &r.target_path)?;
+        let e = self.engine.clone();
+        let dev =
+            blocking(move || e.publish_block(&resolved.vg, &name, &target, r.read_only)).await?;
+        Ok(Response::new(pb::PublishBlockResponse {
+            device_path: dev.display().to_string(),
+        }))
+    }
+
+    async fn unmount(&self, r: Request<pb::UnmountRequest>) -> Reply<pb::UnmountResponse> {
+        let r = r.into_inner();
+        let target = path("target_path", &r.target_path)?;
+        let e = self.engine.clone();
+        let was = blocking(move || e.unmount(&target, r.remove_target)).await?;
+        Ok(Response::new(pb::UnmountResponse { was_mounted: was }))
+    }
+
+    async fn get_path_stats(&self, r: Request<pb::GetPathStatsRequest>) -> Reply<pb::PathStats> {
+        let p = path("path", &r.into_inner().path)?;
+        let e = self.engine.clone();
+        let s = blocking(move || e.path_stats(&p)).await?;
+        Ok(Response::new(stats_out(s)))
+    }
+}

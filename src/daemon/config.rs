@@ -1,0 +1,413 @@
+//! `/etc/lvmd/lvmd.toml`: where the socket is and who may use it, where lvmd may mount,
+//! and the device classes (a name for a VG, and where its PVs come from).
+//!
+//! A bad file is refused at start with a message naming the key; unknown keys are
+//! errors, not ignored, so a typo does not silently fall back to a default.
+//!
+//! ```toml
+//! socket = "/run/lvmd/lvmd.sock"
+//! socket_group = "lvmd"            # group that may connect (mode 0660)
+//! allowed_uids = [0]
+//! allowed_gids = []
+//! mount_roots = ["/var/lib/kubelet"]
+//!
+//! [device_classes.ssd]
+//! volume_group = "lvmd-ssd"
+//! default = true
+//! devices = ["/dev/disk/by-id/nvme-*"]   # globs: PVs to create the VG from, or add
+//! stripes = 1
+//!
+//! [device_classes.trial]
+//! volume_group = "lvmd-trial"
+//! loop_file = { path = "/var/lib/lvmd/trial.img", size = "10GiB" }
+//! ```
+
+use crate::model::name::validate_vg_name;
+use crate::units::{parse_size, Bytes};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+pub const DEFAULT_CONFIG: &str = "/etc/lvmd/lvmd.toml";
+pub const DEFAULT_SOCKET: &str = "/run/lvmd/lvmd.sock";
+pub const DEFAULT_MOUNT_ROOT: &str = "/var/lib/kubelet";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+    /// Group owning the socket (name or number); `None`: root's group.
+    #[serde(default)]
+    pub socket_group: Option<String>,
+    /// Peers (by SO_PEERCRED) allowed to talk to the daemon besides root.
+    #[serde(default)]
+    pub allowed_uids: Vec<u32>,
+    #[serde(default)]
+    pub allowed_gids: Vec<u32>,
+    /// Root (uid 0) may always connect unless this is false.
+    #[serde(default = "yes")]
+    pub allow_root: bool,
+    #[serde(default = "default_roots")]
+    pub mount_roots: Vec<PathBuf>,
+    #[serde(default = "default_backup_dir")]
+    pub backup_dir: PathBuf,
+    #[serde(default = "default_archive_dir")]
+    pub archive_dir: PathBuf,
+    #[serde(default = "default_lock_dir")]
+    pub lock_dir: PathBuf,
+    /// Globs of further devices to look for PVs on (the classes' devices always are).
+    #[serde(default)]
+    pub scan_devices: Vec<String>,
+    /// How often capacity is re-read to notice changes made by others (lvm2).
+    #[serde(default = "default_poll")]
+    pub capacity_poll_seconds: u64,
+    #[serde(default)]
+    pub device_classes: BTreeMap<String, DeviceClass>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceClass {
+    pub volume_group: String,
+    #[serde(default)]
+    pub default: bool,
+    /// Globs: devices the VG is created from at start, or extended with when new ones
+    /// appear (blank devices or PVs outside any VG; anything else is left alone).
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// A sparse file attached as a loop device and used as a PV: for trial clusters.
+    #[serde(default)]
+    pub loop_file: Option<LoopFile>,
+    /// Stripes for volumes created without a layout (1: linear).
+    #[serde(default = "one")]
+    pub stripes: u32,
+    #[serde(default = "default_stripe_size", deserialize_with = "size")]
+    pub stripe_size: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopFile {
+    pub path: PathBuf,
+    #[serde(deserialize_with = "size")]
+    pub size: Bytes,
+}
+
+fn default_socket() -> PathBuf {
+    DEFAULT_SOCKET.into()
+}
+fn yes() -> bool {
+    true
+}
+fn one() -> u32 {
+    1
+}
+fn default_roots() -> Vec<PathBuf> {
+    vec![DEFAULT_MOUNT_ROOT.into()]
+}
+fn default_backup_dir() -> PathBuf {
+    crate::store::backup::DEFAULT_BACKUP_DIR.into()
+}
+fn default_archive_dir() -> PathBuf {
+    crate::store::backup::DEFAULT_ARCHIVE_DIR.into()
+}
+fn default_lock_dir() -> PathBuf {
+    crate::store::lock::DEFAULT_LOCK_DIR.into()
+}
+fn default_poll() -> u64 {
+    30
+}
+fn default_stripe_size() -> Bytes {
+    crate::lvm::DEFAULT_STRIPE_SIZE.to_bytes()
+}
+
+/// A size as a number of bytes or a string like `"64MiB"`.
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Int(n) => Ok(Bytes(n)),
+        Raw::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse("").expect("the empty config is valid")
+    }
+}
+
+/// A refused configuration: which file, which key, why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {key}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    /// Dotted path of the key at fault (`device_classes.ssd.stripes`), or `(file)`.
+    pub key: String,
+    pub message: String,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            key: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            ..e
+        })
+    }
+
+    /// Parses and checks a config text (`file` in errors is `(text)`).
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let err = |key: String, message: String| ConfigError {
+            file: "(text)".into(),
+            key,
+            message,
+        };
+        let line_of = |span: Option<std::ops::Range<usize>>| {
+            span.map(|s| {
+                format!(
+                    " (line {})",
+                    text[..s.start.min(text.len())].matches('\n').count() + 1
+                )
+            })
+            .unwrap_or_default()
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            err(
+                "(syntax)".into(),
+                format!("{}{}", e.message(), line_of(e.span())),
+            )
+        })?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            err(
+                if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
+                format!("{}{}", inner.message(), line_of(inner.span())),
+            )
+        })?;
+        config.check().map_err(|(k, m)| err(k, m))?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), (String, String)> {
+        let plain_abs = |key: &str, p: &Path| {
+            if !p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+                Err((
+                    key.to_owned(),
+                    format!(
+                        "{:?} must be an absolute path without '..'",
+                        p.display().to_string()
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        plain_abs("socket", &self.socket)?;
+        if self.mount_roots.is_empty() {
+            return Err((
+                "mount_roots".into(),
+                "must name at least one directory".into(),
+            ));
+        }
+        for (i, r) in self.mount_roots.iter().enumerate() {
+            plain_abs(&format!("mount_roots[{i}]"), r)?;
+            if r == Path::new("/") {
+                return Err((
+                    format!("mount_roots[{i}]"),
+                    "\"/\" would allow mounting anywhere".into(),
+                ));
+            }
+        }
+        plain_abs("backup_dir", &self.backup_dir)?;
+        plain_abs("archive_dir", &self.archive_dir)?;
+        plain_abs("lock_dir", &self.lock_dir)?;
+        if self.capacity_poll_seconds == 0 {
+            return Err(("capacity_poll_seconds".into(), "must be at least 1".into()));
+        }
+        let mut vgs: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, class) in &self.device_classes {
+            let key = |k: &str| format!("device_classes.{name}.{k}");
+            validate_vg_name(name).map_err(|e| {
+                (
+                    format!("device_classes.{name}"),
+                    format!("invalid device class name: {}", e.why),
+                )
+            })?;
+            validate_vg_name(&class.volume_group)
+                .map_err(|e| (key("volume_group"), e.to_string()))?;
+            if let Some(other) = vgs.insert(&class.volume_group, name) {
+                return Err((
+                    key("volume_group"),
+                    format!(
+                        "{} is already the volume group of device class {other}",
+                        class.volume_group
+                    ),
+                ));
+            }
+            if class.stripes == 0 {
+                return Err((key("stripes"), "must be at least 1".into()));
+            }
+            let ss = class.stripe_size.0;
+            if ss < 4096 || !ss.is_power_of_two() {
+                return Err((
+                    key("stripe_size"),
+                    format!("{ss} is not a power of two of at least 4KiB"),
+                ));
+            }
+            for (i, g) in class.devices.iter().enumerate() {
+                glob::Pattern::new(g).map_err(|e| {
+                    (
+                        format!("{}[{i}]", key("devices")),
+                        format!("bad glob {g:?}: {e}"),
+                    )
+                })?;
+            }
+            if let Some(l) = &class.loop_file {
+                plain_abs(&key("loop_file.path"), &l.path)?;
+                if l.size.0 < 8 << 20 {
+                    return Err((key("loop_file.size"), "must be at least 8MiB".into()));
+                }
+            }
+        }
+        for (i, g) in self.scan_devices.iter().enumerate() {
+            glob::Pattern::new(g)
+                .map_err(|e| (format!("scan_devices[{i}]"), format!("bad glob {g:?}: {e}")))?;
+        }
+        let defaults: Vec<&String> = self
+            .device_classes
+            .iter()
+            .filter(|(_, c)| c.default)
+            .map(|(n, _)| n)
+            .collect();
+        if defaults.len() > 1 {
+            return Err((
+                format!("device_classes.{}.default", defaults[1]),
+                format!(
+                    "only one device class can be the default ({} already is)",
+                    defaults[0]
+                ),
+            ));
+        }
+        if defaults.is_empty() && self.device_classes.len() > 1 {
+            return Err((
+                "device_classes".into(),
+                "with more than one device class, mark one `default = true`".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The default device class's name (the only one, or the one marked default).
+    pub fn default_class(&self) -> Option<&str> {
+        self.device_classes
+            .iter()
+            .find(|(_, c)| c.default)
+            .or_else(|| {
+                (self.device_classes.len() == 1)
+                    .then(|| self.device_classes.iter().next())
+                    .flatten()
+            })
+            .map(|(n, _)| n.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+socket = "/run/lvmd/test.sock"
+socket_group = "lvmd"
+allowed_uids = [1000]
+allowed_gids = [2000]
+mount_roots = ["/var/lib/kubelet", "/mnt/extra"]
+
+[device_classes.ssd]
+volume_group = "vg-ssd"
+default = true
+devices = ["/dev/disk/by-id/nvme-*"]
+stripes = 2
+stripe_size = "128KiB"
+
+[device_classes.trial]
+volume_group = "vg-trial"
+loop_file = { path = "/var/lib/lvmd/trial.img", size = "1GiB" }
+"#;
+
+    #[test]
+    fn good_file() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.socket, PathBuf::from("/run/lvmd/test.sock"));
+        assert_eq!(c.allowed_uids, vec![1000]);
+        assert!(c.allow_root);
+        assert_eq!(c.default_class(), Some("ssd"));
+        let ssd = &c.device_classes["ssd"];
+        assert_eq!((ssd.stripes, ssd.stripe_size), (2, Bytes(128 << 10)));
+        assert_eq!(
+            c.device_classes["trial"].loop_file.as_ref().unwrap().size,
+            Bytes(1 << 30)
+        );
+        assert_eq!(c.device_classes["trial"].stripe_size, Bytes(64 << 10));
+        let d = Config::default();
+        assert_eq!(d.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(d.mount_roots, vec![PathBuf::from(DEFAULT_MOUNT_ROOT)]);
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let c = Config::parse(include_str!("../../systemd/lvmd.toml")).unwrap();
+        assert_eq!(c.default_class(), Some("ssd"));
+        assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET));
+    }
+
+    fn refused(text: &str) -> ConfigError {
+        Config::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = refused("sockett = \"/x\"");
+        assert!(e.message.contains("sockett"), "{e}");
+        let e = refused("[device_classes.a]\nvolume_group = \"vg\"\nstrips = 2\n");
+        assert_eq!(e.key, "device_classes.a.strips", "{e}");
+        assert!(e.message.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = refused("[device_classes.a]\nvolume_group = \"vg\"\nstripes = \"two\"\n");
+        assert_eq!(e.key, "device_classes.a.stripes", "{e}");
+        let e = refused("[device_classes.a]\nvolume_group = \"vg\"\nstripe_size = \"12Q\"\n");
+        assert_eq!(e.key, "device_classes.a.stripe_size", "{e}");
+        assert!(e.message.contains("12Q"), "{e}");
+        let e = refused("[device_classes.a]\nvolume_group = \"bad name\"\n");
+        assert_eq!(e.key, "device_classes.a.volume_group", "{e}");
+        let e = refused("mount_roots = [\"relative\"]");
+        assert_eq!(e.key, "mount_roots[0]", "{e}");
+        let e = refused("allowed_uids = [-1]");
+        assert!(e.key.starts_with("allowed_uids"), "{e}");
+        let e = refused(
+            "[device_classes.a]\nvolume_group = \"x\"\n[device_classes.b]\nvolume_group = \"y\"\n",
+        );
+        assert_eq!(e.key, "device_classes", "{e}");
+        let e = refused("[device_classes.a]\nvolume_group = \"x\"\ndefault = true\n[device_classes.b]\nvolume_group = \"x\"\n");
+        assert_eq!(e.key, "device_classes.b.volume_group", "{e}");
+        let e = refused("socket = ");
+        assert_eq!(e.key, "(syntax)", "{e}");
+    }
+}

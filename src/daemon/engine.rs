@@ -1,0 +1,311 @@
+//! The daemon's one interface to the machine: what lvmd can do, as a trait.
+//!
+//! Front-ends (the gRPC services) only translate requests into calls of [`Engine`].
+//! [`RealEngine`](super::real::RealEngine) does the work with the `Lvm` library, an
+//! [`Activation`](super::activation::Activation) and a [`Node`](super::node::Node);
+//! [`SimEngine`](super::sim::SimEngine) keeps everything in memory, so the API and the
+//! tools are testable in milliseconds without root.
+//!
+//! Engine calls block (disk I/O, lvm2's file locks): async callers run them on a
+//! blocking thread.
+
+use super::activation::ActivationError;
+use super::node::NodeError;
+use crate::lvm::LvmError;
+use crate::units::{Bytes, Sectors};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Errors of the metadata library, kept whole so the status mapping can see which.
+    #[error(transparent)]
+    Lvm(#[from] LvmError),
+    #[error(transparent)]
+    Activation(#[from] ActivationError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("{what} {name:?} not found")]
+    NotFound { what: &'static str, name: String },
+    #[error("{what} {name} already exists {why}")]
+    AlreadyExists {
+        what: &'static str,
+        name: String,
+        why: String,
+    },
+    #[error("invalid {what} {value:?}: {why}")]
+    InvalidArgument {
+        what: &'static str,
+        value: String,
+        why: String,
+    },
+    /// A size no free space could ever satisfy: larger than the whole VG.
+    #[error("{what} {value} is larger than volume group {vg} ({total})")]
+    OutOfRange {
+        what: &'static str,
+        value: Bytes,
+        vg: String,
+        total: Bytes,
+    },
+    #[error("{what} {name}: {why}")]
+    FailedPrecondition {
+        what: &'static str,
+        name: String,
+        why: String,
+    },
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// How a logical volume's extents are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LvLayout {
+    Linear,
+    Striped { stripes: u32, stripe_size: Bytes },
+}
+
+impl LvLayout {
+    pub fn to_lvm(self) -> crate::lvm::Layout {
+        match self {
+            LvLayout::Linear => crate::lvm::Layout::Linear,
+            LvLayout::Striped {
+                stripes,
+                stripe_size,
+            } => crate::lvm::Layout::Striped {
+                stripes,
+                stripe_size: Sectors(stripe_size.0 / crate::units::SECTOR_SIZE),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for LvLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LvLayout::Linear => f.write_str("linear"),
+            LvLayout::Striped {
+                stripes,
+                stripe_size,
+            } => write!(
+                f,
+                "striped ({stripes} stripes of {})",
+                crate::units::human_bytes(*stripe_size)
+            ),
+        }
+    }
+}
+
+/// What to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LvSpec {
+    pub name: String,
+    pub size: Bytes,
+    pub layout: LvLayout,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PvInfo {
+    pub device: PathBuf,
+    pub uuid: String,
+    pub size: Bytes,
+    pub free: Bytes,
+    pub present: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VgInfo {
+    pub name: String,
+    pub uuid: String,
+    pub seqno: u64,
+    pub extent_size: Bytes,
+    pub total: Bytes,
+    pub free: Bytes,
+    pub pvs: Vec<PvInfo>,
+    pub lv_count: u32,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LvInfo {
+    pub vg: String,
+    pub name: String,
+    pub uuid: String,
+    pub size: Bytes,
+    pub layout: LvLayout,
+    pub tags: Vec<String>,
+    /// The block device when the volume is active.
+    pub device: Option<PathBuf>,
+}
+
+/// Free space of a VG, for capacity reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VgSpace {
+    pub extent_size: Bytes,
+    pub total: Bytes,
+    pub free: Bytes,
+    pub largest_linear: Bytes,
+    /// The largest volume with `stripes` stripes (as asked); equals `largest_linear`
+    /// when asked for 1 stripe.
+    pub largest_striped: Bytes,
+}
+
+/// Whether a create made something or found it there already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created<T> {
+    pub value: T,
+    pub created: bool,
+}
+
+/// A filesystem mount of a volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    pub target: PathBuf,
+    /// `ext4` or `xfs`.
+    pub fs_type: String,
+    pub options: Vec<String>,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mounted {
+    pub device: PathBuf,
+    pub fs_type: String,
+    pub formatted: bool,
+}
+
+/// Space of a mounted filesystem or size of a block device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PathStats {
+    pub block: bool,
+    pub total: Bytes,
+    pub available: Bytes,
+    pub used: Bytes,
+    pub total_inodes: u64,
+    pub free_inodes: u64,
+    pub used_inodes: u64,
+}
+
+pub trait Engine: Send + Sync + 'static {
+    /// VGs on the devices the engine knows, by name.
+    fn volume_groups(&self) -> Result<Vec<VgInfo>>;
+    fn volume_group(&self, vg: &str) -> Result<VgInfo>;
+    fn create_volume_group(&self, vg: &str, devices: &[PathBuf]) -> Result<VgInfo>;
+    fn extend_volume_group(&self, vg: &str, devices: &[PathBuf]) -> Result<VgInfo>;
+    /// The VG's space, and the largest volume with `stripes` stripes (1: linear).
+    fn space(&self, vg: &str, stripes: u32) -> Result<VgSpace>;
+
+    fn logical_volumes(&self, vg: &str) -> Result<Vec<LvInfo>>;
+    fn logical_volume(&self, vg: &str, lv: &str) -> Result<LvInfo>;
+    /// Idempotent: an LV of this name with the same size (after rounding), layout and
+    /// tags is returned as it is (`created: false`); any difference is `AlreadyExists`.
+    fn create_logical_volume(&self, vg: &str, spec: &LvSpec) -> Result<Created<LvInfo>>;
+    /// Deactivates first if active. `Ok(false)`: there was no such LV.
+    fn remove_logical_volume(&self, vg: &str, lv: &str) -> Result<bool>;
+    fn resize_logical_volume(&self, vg: &str, lv: &str, size: Bytes) -> Result<LvInfo>;
+    fn activate(&self, vg: &str, lv: &str) -> Result<LvInfo>;
+    fn deactivate(&self, vg: &str, lv: &str) -> Result<LvInfo>;
+
+    /// Activates the LV, makes a filesystem if it holds none, mounts it.
+    fn mount_volume(&self, vg: &str, lv: &str, spec: &MountSpec) -> Result<Mounted>;
+    fn bind_mount(&self, source: &Path, target: &Path, read_only: bool) -> Result<()>;
+    /// Activates the LV and bind-mounts its device node onto the file `target`.
+    fn publish_block(&self, vg: &str, lv: &str, target: &Path, read_only: bool) -> Result<PathBuf>;
+    /// `Ok(false)`: nothing was mounted there.
+    fn unmount(&self, target: &Path, remove_target: bool) -> Result<bool>;
+    fn path_stats(&self, path: &Path) -> Result<PathStats>;
+}
+
+/// Extents a request for `size` takes, as lvm2 rounds: up to whole extents, and for
+/// striped volumes up to a whole number of stripes. `None` for a zero extent size.
+pub fn rounded_size(size: Bytes, extent_size: Bytes, layout: LvLayout) -> Bytes {
+    if extent_size.0 == 0 {
+        return size;
+    }
+    let mut extents = size.0.div_ceil(extent_size.0);
+    if let LvLayout::Striped { stripes, .. } = layout {
+        let s = u64::from(stripes.max(1));
+        extents = extents.div_ceil(s) * s;
+    }
+    Bytes(extents.saturating_mul(extent_size.0))
+}
+
+/// Why an existing LV does not match a create request, or `None` when it does.
+pub fn spec_mismatch(existing: &LvInfo, spec: &LvSpec, extent_size: Bytes) -> Option<String> {
+    if existing.layout != spec.layout {
+        return Some(format!(
+            "with layout {} (asked for {})",
+            existing.layout, spec.layout
+        ));
+    }
+    let want = rounded_size(spec.size, extent_size, spec.layout);
+    if existing.size != want {
+        return Some(format!(
+            "with size {} (asked for {}, which rounds to {})",
+            existing.size.0, spec.size.0, want.0
+        ));
+    }
+    let mut a = existing.tags.clone();
+    let mut b = spec.tags.clone();
+    a.sort();
+    a.dedup();
+    b.sort();
+    b.dedup();
+    if a != b {
+        return Some(format!("with tags {a:?} (asked for {b:?})"));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_matches_lvm2() {
+        let es = Bytes(4 << 20);
+        assert_eq!(rounded_size(Bytes(1), es, LvLayout::Linear), Bytes(4 << 20));
+        let striped = LvLayout::Striped {
+            stripes: 3,
+            stripe_size: Bytes(65536),
+        };
+        // 5 extents round up to 6 for 3 stripes.
+        assert_eq!(rounded_size(Bytes(17 << 20), es, striped), Bytes(24 << 20));
+    }
+
+    #[test]
+    fn mismatch_names_the_difference() {
+        let lv = LvInfo {
+            vg: "vg".into(),
+            name: "a".into(),
+            uuid: String::new(),
+            size: Bytes(8 << 20),
+            layout: LvLayout::Linear,
+            tags: vec!["x".into()],
+            device: None,
+        };
+        let spec = LvSpec {
+            name: "a".into(),
+            size: Bytes(5 << 20),
+            layout: LvLayout::Linear,
+            tags: vec!["x".into()],
+        };
+        assert_eq!(spec_mismatch(&lv, &spec, Bytes(4 << 20)), None);
+        let bigger = LvSpec {
+            size: Bytes(9 << 20),
+            ..spec.clone()
+        };
+        assert!(spec_mismatch(&lv, &bigger, Bytes(4 << 20))
+            .unwrap()
+            .contains("size"));
+        let tagged = LvSpec {
+            tags: vec![],
+            ..spec
+        };
+        assert!(spec_mismatch(&lv, &tagged, Bytes(4 << 20))
+            .unwrap()
+            .contains("tags"));
+    }
+}

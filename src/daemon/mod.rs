@@ -1,0 +1,31 @@
+//! The daemon: the engine (what lvmd can do to the machine) and what runs it.
+//!
+//! - [`engine`]: the [`Engine`](engine::Engine) trait, its types and errors.
+//! - [`volumes`]: the engine's policy, once, over a [`Metadata`](volumes::Metadata) store;
+//!   [`real`] (the `Lvm` library) and [`sim`] (in memory) provide the store.
+//! - [`activation`]: the device-mapper interface the activation layer implements, and
+//!   [`SimActivation`](activation::SimActivation) until it does.
+//! - [`node`], [`node_work`], [`paths`]: filesystems and mounts, and which paths are allowed.
+//! - [`view`]: sizes and free space read off a VG.
+
+pub mod activation;
+pub mod classes;
+pub mod config;
+pub mod engine;
+pub mod listen;
+pub mod logging;
+pub mod node;
+pub mod node_work;
+pub mod paths;
+pub mod real;
+pub mod run;
+pub mod setup;
+pub mod sim;
+pub mod view;
+pub mod volumes;
+
+pub use activation::{Activation, ActivationError, ActiveVolume, SimActivation};
+pub use engine::{Engine, EngineError};
+pub use node::{HostNode, Node, NodeError, SimNode};
+pub use real::RealEngine;
+pub use sim::SimEngine;

@@ -1,0 +1,629 @@
+//! Node-side volume work as a trait: filesystems, mounts, stats. [`HostNode`] does it on
+//! this machine (mount(2), and mkfs/blkid run as programs); [`SimNode`] remembers it.
+//!
+//! Policy (which paths, when to format) is not here but in `node_work`: these are the
+//! bare operations.
+
+use super::engine::PathStats;
+use crate::units::Bytes;
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// Filesystems lvmd makes.
+pub const FILESYSTEMS: &[&str] = &["ext4", "xfs"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("path {path}: {why}")]
+    BadPath { path: PathBuf, why: String },
+    #[error("{path} not found")]
+    NotFound { path: PathBuf },
+    #[error("{path}: {why}")]
+    Busy { path: PathBuf, why: String },
+    #[error("filesystem type {fs_type:?} is not supported (only {})", FILESYSTEMS.join(", "))]
+    UnsupportedFs { fs_type: String },
+    #[error("mount option {option:?}: {why}")]
+    BadOption { option: String, why: String },
+    #[error("{device}: holds {what}; refusing to make a filesystem on it")]
+    DeviceNotEmpty { device: PathBuf, what: String },
+    #[error("{program} {device}: {why}")]
+    Command {
+        program: String,
+        device: PathBuf,
+        why: String,
+    },
+    #[error("{path}: cannot {what}: {source}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, NodeError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A mount point for a filesystem or a bind-mounted directory.
+    Directory,
+    /// A file for a bind-mounted block device.
+    File,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    Filesystem { fs_type: String },
+    Bind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountRequest {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub kind: MountKind,
+    pub read_only: bool,
+    /// mount(8)-style options (already split at commas).
+    pub options: Vec<String>,
+}
+
+/// What is mounted at a target, compared with what the caller wants there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountState {
+    NotMounted,
+    /// `source` is mounted there.
+    Same,
+    /// Something else is, described.
+    Other(String),
+}
+
+pub trait Node: Send + Sync + 'static {
+    /// The filesystem on `device` (`Ok(None)` when it holds no signature at all); a
+    /// device holding something that is not a filesystem is `DeviceNotEmpty`.
+    fn filesystem_type(&self, device: &Path) -> Result<Option<String>>;
+    fn make_filesystem(&self, device: &Path, fs_type: &str) -> Result<()>;
+    fn mount(&self, req: &MountRequest) -> Result<()>;
+    fn unmount(&self, target: &Path) -> Result<()>;
+    /// Whether `source` (a device, or a directory for binds) is mounted at `target`.
+    fn mount_state(&self, target: &Path, source: &Path) -> Result<MountState>;
+    /// Whether anything is mounted at `target`.
+    fn is_mount_point(&self, target: &Path) -> Result<bool>;
+    /// Creates the target (and missing parents) unless it exists with the right kind.
+    fn create_target(&self, target: &Path, kind: TargetKind) -> Result<()>;
+    /// Removes an unmounted target (an empty directory or a file); missing is fine.
+    fn remove_target(&self, target: &Path) -> Result<()>;
+    fn stats(&self, path: &Path) -> Result<PathStats>;
+}
+
+/// Splits options at commas and sorts them into mount(2) flags and filesystem data.
+pub fn parse_mount_options(options: &[String]) -> Result<(libc::c_ulong, String)> {
+    let mut flags: libc::c_ulong = 0;
+    let mut data: Vec<&str> = Vec::new();
+    for opt in options.iter().flat_map(|o| o.split(',')) {
+        let opt = opt.trim();
+        let flag = match opt {
+            "" | "defaults" | "rw" | "async" | "atime" | "dev" | "exec" | "suid" => 0,
+            "ro" => libc::MS_RDONLY,
+            "noatime" => libc::MS_NOATIME,
+            "nodiratime" => libc::MS_NODIRATIME,
+            "relatime" => libc::MS_RELATIME,
+            "strictatime" => libc::MS_STRICTATIME,
+            "lazytime" => libc::MS_LAZYTIME,
+            "nodev" => libc::MS_NODEV,
+            "nosuid" => libc::MS_NOSUID,
+            "noexec" => libc::MS_NOEXEC,
+            "sync" => libc::MS_SYNCHRONOUS,
+            "dirsync" => libc::MS_DIRSYNC,
+            "bind" | "rbind" | "remount" | "move" | "shared" | "rshared" | "private"
+            | "rprivate" | "slave" | "rslave" | "unbindable" | "runbindable" => {
+                return Err(NodeError::BadOption {
+                    option: opt.into(),
+                    why: "changes what kind of mount this is; not accepted".into(),
+                })
+            }
+            other => {
+                if other.chars().any(|c| c.is_control()) {
+                    return Err(NodeError::BadOption {
+                        option: other.into(),
+                        why: "contains a control character".into(),
+                    });
+                }
+                data.push(other);
+                0
+            }
+        };
+        flags |= flag;
+    }
+    Ok((flags, data.join(",")))
+}
+
+fn cstring(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| NodeError::BadPath {
+        path: p.to_owned(),
+        why: "contains a NUL byte".into(),
+    })
+}
+
+fn io<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> NodeError + 'a {
+    move |source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            NodeError::NotFound {
+                path: path.to_owned(),
+            }
+        } else {
+            NodeError::Io {
+                path: path.to_owned(),
+                what,
+                source,
+            }
+        }
+    }
+}
+
+/// Undoes the octal escapes of `/proc/self/mountinfo` (`\040` for a space, ...).
+fn unescape_mountinfo(field: &str) -> PathBuf {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            let oct = std::str::from_utf8(&b[i + 1..i + 4]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(oct, 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    PathBuf::from(std::ffi::OsString::from(
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&out),
+    ))
+}
+
+/// One line of mountinfo: (mount point, fs type, source).
+fn mountinfo_entries(text: &str) -> Vec<(PathBuf, String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let dash = fields.iter().position(|f| *f == "-")?;
+            Some((
+                unescape_mountinfo(fields.get(4)?),
+                fields.get(dash + 1)?.to_string(),
+                fields.get(dash + 2)?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// This machine.
+#[derive(Debug, Default)]
+pub struct HostNode;
+
+impl HostNode {
+    fn run(program: &str, args: &[&str], device: &Path) -> Result<std::process::Output> {
+        Command::new(program)
+            .args(args)
+            .arg(device)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| NodeError::Command {
+                program: program.into(),
+                device: device.to_owned(),
+                why: format!("cannot run it: {e}"),
+            })
+    }
+
+    fn mount_entry(target: &Path) -> Result<Option<(String, String)>> {
+        let p = Path::new("/proc/self/mountinfo");
+        let text = std::fs::read_to_string(p).map_err(io(p, "read"))?;
+        // The last entry for a mount point is the one on top.
+        Ok(mountinfo_entries(&text)
+            .into_iter()
+            .rev()
+            .find(|(mp, _, _)| mp == target)
+            .map(|(_, fs, src)| (fs, src)))
+    }
+}
+
+impl Node for HostNode {
+    fn filesystem_type(&self, device: &Path) -> Result<Option<String>> {
+        // -p: probe the device itself, not blkid's cache, which may predate a wipe.
+        let out = Self::run("blkid", &["-p", "-o", "export"], device)?;
+        match out.status.code() {
+            // 2: nothing found.
+            Some(2) => return Ok(None),
+            Some(0) => {}
+            _ => {
+                return Err(NodeError::Command {
+                    program: "blkid".into(),
+                    device: device.to_owned(),
+                    why: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                })
+            }
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+                .map(str::to_owned)
+        };
+        if let Some(t) = value("TYPE") {
+            if value("USAGE").as_deref().is_some_and(|u| u != "filesystem") {
+                return Err(NodeError::DeviceNotEmpty {
+                    device: device.to_owned(),
+                    what: format!("a {t} signature that is not a filesystem"),
+                });
+            }
+            return Ok(Some(t));
+        }
+        if let Some(pt) = value("PTTYPE") {
+            return Err(NodeError::DeviceNotEmpty {
+                device: device.to_owned(),
+                what: format!("a {pt} partition table"),
+            });
+        }
+        Ok(None)
+    }
+
+    fn make_filesystem(&self, device: &Path, fs_type: &str) -> Result<()> {
+        let (program, args): (&str, &[&str]) = match fs_type {
+            // -F: mkfs.ext4 would otherwise ask on a terminal about a whole device.
+            "ext4" => ("mkfs.ext4", &["-q", "-F"]),
+            "xfs" => ("mkfs.xfs", &["-q"]),
+            other => {
+                return Err(NodeError::UnsupportedFs {
+                    fs_type: other.into(),
+                })
+            }
+        };
+        let out = Self::run(program, args, device)?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            tracing::error!(program, device = %device.display(), "failed: {stderr}");
+            // The first line says why; the rest is often a usage text.
+            let why = stderr.trim().lines().next().unwrap_or("failed").to_owned();
+            return Err(NodeError::Command {
+                program: program.into(),
+                device: device.to_owned(),
+                why: format!("{why} ({})", out.status),
+            });
+        }
+        Ok(())
+    }
+
+    fn mount(&self, req: &MountRequest) -> Result<()> {
+        let (mut flags, data) = parse_mount_options(&req.options)?;
+        if req.read_only {
+            flags |= libc::MS_RDONLY;
+        }
+        let src = cstring(&req.source)?;
+        let dst = cstring(&req.target)?;
+        let mount = |src: &CString, fs: Option<&CString>, flags, data: Option<&CString>| {
+            // SAFETY: all pointers are NUL-terminated strings that outlive the call.
+            let rc = unsafe {
+                libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    fs.map_or(std::ptr::null(), |f| f.as_ptr()),
+                    flags,
+                    data.map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io(&req.target, "mount on")(std::io::Error::last_os_error()))
+            }
+        };
+        match &req.kind {
+            MountKind::Filesystem { fs_type } => {
+                let fs = CString::new(fs_type.as_str()).map_err(|_| NodeError::UnsupportedFs {
+                    fs_type: fs_type.clone(),
+                })?;
+                let data = CString::new(data).expect("options checked for control characters");
+                mount(&src, Some(&fs), flags, Some(&data))
+            }
+            MountKind::Bind => {
+                mount(&src, None, libc::MS_BIND, None)?;
+                // A bind mount takes other flags only on a remount.
+                let extra = flags & !libc::MS_BIND;
+                if extra != 0 {
+                    if let Err(e) =
+                        mount(&src, None, libc::MS_REMOUNT | libc::MS_BIND | extra, None)
+                    {
+                        let _ = self.unmount(&req.target);
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn unmount(&self, target: &Path) -> Result<()> {
+        let dst = cstring(target)?;
+        // SAFETY: a NUL-terminated path; UMOUNT_NOFOLLOW so a swapped-in symlink is not
+        // followed.
+        let rc = unsafe { libc::umount2(dst.as_ptr(), libc::UMOUNT_NOFOLLOW) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EBUSY) {
+            return Err(NodeError::Busy {
+                path: target.to_owned(),
+                why: "the mount is busy (files open on it)".into(),
+            });
+        }
+        Err(io(target, "unmount")(e))
+    }
+
+    fn mount_state(&self, target: &Path, source: &Path) -> Result<MountState> {
+        let Some((fs, src)) = Self::mount_entry(target)? else {
+            return Ok(MountState::NotMounted);
+        };
+        let s = std::fs::metadata(source).map_err(io(source, "inspect"))?;
+        let t = std::fs::metadata(target).map_err(io(target, "inspect"))?;
+        let same = if s.file_type().is_block_device() {
+            if t.file_type().is_block_device() {
+                // A block device bind-mounted onto a file shows the device node itself.
+                t.rdev() == s.rdev()
+            } else {
+                // A filesystem's root lives on the device it was mounted from.
+                t.dev() == s.rdev()
+            }
+        } else {
+            t.dev() == s.dev() && t.ino() == s.ino()
+        };
+        Ok(if same {
+            MountState::Same
+        } else {
+            MountState::Other(format!("{src} ({fs}) is mounted there"))
+        })
+    }
+
+    fn is_mount_point(&self, target: &Path) -> Result<bool> {
+        Ok(Self::mount_entry(target)?.is_some())
+    }
+
+    fn create_target(&self, target: &Path, kind: TargetKind) -> Result<()> {
+        match (std::fs::symlink_metadata(target), kind) {
+            (Ok(m), TargetKind::Directory) if m.is_dir() => Ok(()),
+            (Ok(m), TargetKind::File) if !m.is_dir() && !m.file_type().is_symlink() => Ok(()),
+            (Ok(_), _) => Err(NodeError::BadPath {
+                path: target.to_owned(),
+                why: format!(
+                    "exists and is not a {}",
+                    match kind {
+                        TargetKind::Directory => "directory",
+                        TargetKind::File => "file",
+                    }
+                ),
+            }),
+            (Err(_), TargetKind::Directory) => {
+                std::fs::create_dir_all(target).map_err(io(target, "create"))
+            }
+            (Err(_), TargetKind::File) => {
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).map_err(io(parent, "create"))?;
+                }
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(target)
+                    .map(drop)
+                    .map_err(io(target, "create"))
+            }
+        }
+    }
+
+    fn remove_target(&self, target: &Path) -> Result<()> {
+        let r = match std::fs::symlink_metadata(target) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => Err(e),
+            Ok(m) if m.is_dir() => std::fs::remove_dir(target),
+            Ok(_) => std::fs::remove_file(target),
+        };
+        r.map_err(io(target, "remove"))
+    }
+
+    fn stats(&self, path: &Path) -> Result<PathStats> {
+        let m = std::fs::metadata(path).map_err(io(path, "inspect"))?;
+        if m.file_type().is_block_device() {
+            let f = std::fs::File::open(path).map_err(io(path, "open"))?;
+            let size = lvmd_sys::blkdev::device_size_bytes(&f).map_err(io(path, "size"))?;
+            return Ok(PathStats {
+                block: true,
+                total: Bytes(size),
+                ..PathStats::default()
+            });
+        }
+        let c = cstring(path)?;
+        // SAFETY: statvfs writes into the zeroed struct we own.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return Err(io(path, "statvfs")(std::io::Error::last_os_error()));
+        }
+        let frsize = st.f_frsize as u64;
+        let total = st.f_blocks as u64 * frsize;
+        let free = st.f_bfree as u64 * frsize;
+        Ok(PathStats {
+            block: false,
+            total: Bytes(total),
+            available: Bytes(st.f_bavail as u64 * frsize),
+            used: Bytes(total.saturating_sub(free)),
+            total_inodes: st.f_files as u64,
+            free_inodes: st.f_ffree as u64,
+            used_inodes: (st.f_files as u64).saturating_sub(st.f_ffree as u64),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SimMount {
+    source: PathBuf,
+    kind: MountKind,
+    read_only: bool,
+}
+
+/// Node work in memory: filesystems and mounts are remembered, nothing is touched.
+#[derive(Debug, Default)]
+pub struct SimNode {
+    filesystems: Mutex<BTreeMap<PathBuf, String>>,
+    mounts: Mutex<BTreeMap<PathBuf, SimMount>>,
+    targets: Mutex<BTreeMap<PathBuf, TargetKind>>,
+}
+
+impl SimNode {
+    /// The filesystem "on" a device, as the sim remembers it.
+    pub fn filesystem_on(&self, device: &Path) -> Option<String> {
+        self.filesystems.lock().unwrap().get(device).cloned()
+    }
+    /// What is mounted at `target`: (source, read-only).
+    pub fn mounted(&self, target: &Path) -> Option<(PathBuf, bool)> {
+        self.mounts
+            .lock()
+            .unwrap()
+            .get(target)
+            .map(|m| (m.source.clone(), m.read_only))
+    }
+    pub fn mount_count(&self) -> usize {
+        self.mounts.lock().unwrap().len()
+    }
+}
+
+impl Node for SimNode {
+    fn filesystem_type(&self, device: &Path) -> Result<Option<String>> {
+        Ok(self.filesystem_on(device))
+    }
+    fn make_filesystem(&self, device: &Path, fs_type: &str) -> Result<()> {
+        if !FILESYSTEMS.contains(&fs_type) {
+            return Err(NodeError::UnsupportedFs {
+                fs_type: fs_type.into(),
+            });
+        }
+        self.filesystems
+            .lock()
+            .unwrap()
+            .insert(device.to_owned(), fs_type.into());
+        Ok(())
+    }
+    fn mount(&self, req: &MountRequest) -> Result<()> {
+        let (flags, _) = parse_mount_options(&req.options)?;
+        let mut mounts = self.mounts.lock().unwrap();
+        if mounts.contains_key(&req.target) {
+            return Err(NodeError::Busy {
+                path: req.target.clone(),
+                why: "already a mount point".into(),
+            });
+        }
+        mounts.insert(
+            req.target.clone(),
+            SimMount {
+                source: req.source.clone(),
+                kind: req.kind.clone(),
+                read_only: req.read_only || flags & libc::MS_RDONLY != 0,
+            },
+        );
+        Ok(())
+    }
+    fn unmount(&self, target: &Path) -> Result<()> {
+        match self.mounts.lock().unwrap().remove(target) {
+            Some(_) => Ok(()),
+            None => Err(NodeError::Io {
+                path: target.to_owned(),
+                what: "unmount",
+                source: std::io::Error::from_raw_os_error(libc::EINVAL),
+            }),
+        }
+    }
+    fn mount_state(&self, target: &Path, source: &Path) -> Result<MountState> {
+        Ok(match self.mounts.lock().unwrap().get(target) {
+            None => MountState::NotMounted,
+            Some(m) if m.source == source => MountState::Same,
+            Some(m) => MountState::Other(format!("{} is mounted there", m.source.display())),
+        })
+    }
+    fn is_mount_point(&self, target: &Path) -> Result<bool> {
+        Ok(self.mounts.lock().unwrap().contains_key(target))
+    }
+    fn create_target(&self, target: &Path, kind: TargetKind) -> Result<()> {
+        let mut targets = self.targets.lock().unwrap();
+        match targets.get(target) {
+            Some(k) if *k != kind => Err(NodeError::BadPath {
+                path: target.to_owned(),
+                why: format!("exists as a {k:?}"),
+            }),
+            _ => {
+                targets.insert(target.to_owned(), kind);
+                Ok(())
+            }
+        }
+    }
+    fn remove_target(&self, target: &Path) -> Result<()> {
+        self.targets.lock().unwrap().remove(target);
+        Ok(())
+    }
+    fn stats(&self, path: &Path) -> Result<PathStats> {
+        let mounts = self.mounts.lock().unwrap();
+        let m = mounts.get(path).ok_or_else(|| NodeError::NotFound {
+            path: path.to_owned(),
+        })?;
+        Ok(match m.kind {
+            MountKind::Bind if !self.filesystems.lock().unwrap().contains_key(&m.source) => {
+                PathStats {
+                    block: true,
+                    total: Bytes(1 << 30),
+                    ..PathStats::default()
+                }
+            }
+            _ => PathStats {
+                block: false,
+                total: Bytes(1 << 30),
+                available: Bytes(3 << 28),
+                used: Bytes(1 << 28),
+                total_inodes: 65536,
+                free_inodes: 65000,
+                used_inodes: 536,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        let (flags, data) =
+            parse_mount_options(&["noatime,nodev".into(), "discard".into(), "ro".into()]).unwrap();
+        assert_eq!(flags, libc::MS_NOATIME | libc::MS_NODEV | libc::MS_RDONLY);
+        assert_eq!(data, "discard");
+        let e = parse_mount_options(&["bind".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"bind\""), "{e}");
+    }
+
+    #[test]
+    fn mountinfo_lines() {
+        let text = "36 35 98:0 /mnt1 /mnt/a\\040b rw,noatime master:1 - ext4 /dev/dm-0 rw\n";
+        let e = mountinfo_entries(text);
+        assert_eq!(
+            e,
+            vec![(
+                PathBuf::from("/mnt/a b"),
+                "ext4".to_string(),
+                "/dev/dm-0".to_string()
+            )]
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! The node-side flows both engines share: check the request, then format, mount,
+//! bind, unmount through a [`Node`]. Every check runs before anything changes, and a
+//! repeated request that is already done is success (kubelet retries).
+
+use super::engine::{EngineError, MountSpec, Mounted, PathStats, Result};
+use super::node::{
+    parse_mount_options, MountKind, MountRequest, MountState, Node, NodeError, TargetKind,
+    FILESYSTEMS,
+};
+use super::paths::check_path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// lvmd's default filesystem, as most CSI drivers.
+pub const DEFAULT_FS: &str = "ext4";
+
+#[derive(Clone)]
+pub struct NodeWork {
+    pub node: Arc<dyn Node>,
+    /// Where clients may have lvmd mount (see `paths`).
+    pub roots: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for NodeWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeWork")
+            .field("roots", &self.roots)
+            .finish()
+    }
+}
+
+impl NodeWork {
+    pub fn new(node: Arc<dyn Node>, roots: Vec<PathBuf>) -> NodeWork {
+        NodeWork { node, roots }
+    }
+
+    pub fn check_path(&self, path: &Path) -> Result<PathBuf> {
+        Ok(check_path(path, &self.roots)?)
+    }
+
+    /// Checks a mount request completely (path, filesystem, options): call before
+    /// activating anything for it. Returns it in normal form, fs type filled in.
+    pub fn check_mount(&self, spec: &MountSpec) -> Result<MountSpec> {
+        let target = self.check_path(&spec.target)?;
+        let fs_type = if spec.fs_type.is_empty() {
+            DEFAULT_FS.to_owned()
+        } else {
+            spec.fs_type.clone()
+        };
+        if !FILESYSTEMS.contains(&fs_type.as_str()) {
+            return Err(NodeError::UnsupportedFs { fs_type }.into());
+        }
+        parse_mount_options(&spec.options)?;
+        Ok(MountSpec {
+            target,
+            fs_type,
+            options: spec.options.clone(),
+            read_only: spec.read_only,
+        })
+    }
+
+    /// Refuses a target that something is mounted on when the volume to go there is not
+    /// even active yet (so it cannot be the volume): checked before activating it.
+    pub fn check_free_target(&self, target: &Path, active: bool) -> Result<()> {
+        if !active && self.node.is_mount_point(target)? {
+            return Err(NodeError::Busy {
+                path: target.to_owned(),
+                why: "something else is mounted there".into(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Formats `device` if it holds no filesystem, then mounts it. `spec` as returned
+    /// by [`check_mount`](Self::check_mount).
+    pub fn mount_filesystem(&self, device: &Path, spec: &MountSpec) -> Result<Mounted> {
+        let node = &self.node;
+        match node.mount_state(&spec.target, device)? {
+            MountState::Same => {
+                let fs = node.filesystem_type(device)?.unwrap_or_default();
+                return Ok(Mounted {
+                    device: device.to_owned(),
+                    fs_type: fs,
+                    formatted: false,
+                });
+            }
+            MountState::Other(what) => {
+                return Err(NodeError::Busy {
+                    path: spec.target.clone(),
+                    why: what,
+                }
+                .into())
+            }
+            MountState::NotMounted => {}
+        }
+        let (formatted, fs_type) = match node.filesystem_type(device)? {
+            Some(existing) => {
+                if existing != spec.fs_type {
+                    // Mount what is there rather than reformat someone's data; but say
+                    // so, since the caller asked for something else.
+                    tracing::warn!(device = %device.display(), existing, asked = spec.fs_type,
+                        "device already holds another filesystem; mounting it as it is");
+                }
+                (false, existing)
+            }
+            None => {
+                if spec.read_only {
+                    return Err(EngineError::FailedPrecondition {
+                        what: "device",
+                        name: device.display().to_string(),
+                        why: "holds no filesystem, and a read-only mount cannot make one".into(),
+                    });
+                }
+                node.make_filesystem(device, &spec.fs_type)?;
+                (true, spec.fs_type.clone())
+            }
+        };
+        node.create_target(&spec.target, TargetKind::Directory)?;
+        node.mount(&MountRequest {
+            source: device.to_owned(),
+            target: spec.target.clone(),
+            kind: MountKind::Filesystem {
+                fs_type: fs_type.clone(),
+            },
+            read_only: spec.read_only,
+            options: spec.options.clone(),
+        })?;
+        tracing::info!(device = %device.display(), target = %spec.target.display(), fs_type, formatted, "mounted");
+        Ok(Mounted {
+            device: device.to_owned(),
+            fs_type,
+            formatted,
+        })
+    }
+
+    pub fn bind(&self, source: &Path, target: &Path, read_only: bool) -> Result<()> {
+        let source = self.check_path(source)?;
+        let target = self.check_path(target)?;
+        self.bind_checked(&source, &target, TargetKind::Directory, read_only)
+    }
+
+    /// Bind-mounts an active volume's device node onto the file `target`, which must
+    /// have been checked.
+    pub fn publish_block(&self, device: &Path, target: &Path, read_only: bool) -> Result<()> {
+        self.bind_checked(device, target, TargetKind::File, read_only)
+    }
+
+    fn bind_checked(
+        &self,
+        source: &Path,
+        target: &Path,
+        kind: TargetKind,
+        read_only: bool,
+    ) -> Result<()> {
+        match self.node.mount_state(target, source)? {
+            MountState::Same => return Ok(()),
+            MountState::Other(what) => {
+                return Err(NodeError::Busy {
+                    path: target.to_owned(),
+                    why: what,
+                }
+                .into())
+            }
+            MountState::NotMounted => {}
+        }
+        self.node.create_target(target, kind)?;
+        self.node.mount(&MountRequest {
+            source: source.to_owned(),
+            target: target.to_owned(),
+            kind: MountKind::Bind,
+            read_only,
+            options: vec![],
+        })?;
+        tracing::info!(source = %source.display(), target = %target.display(), read_only, "bind-mounted");
+        Ok(())
+    }
+
+    pub fn unmount(&self, target: &Path, remove_target: bool) -> Result<bool> {
+        let target = self.check_path(target)?;
+        let mut was = false;
+        // Stacked mounts (a retried publish) come off one by one.
+        while self.node.is_mount_point(&target)? {
+            self.node.unmount(&target)?;
+            was = true;
+        }
+        if remove_target {
+            self.node.remove_target(&target)?;
+        }
+        if was {
+            tracing::info!(target = %target.display(), "unmounted");
+        }
+        Ok(was)
+    }
+
+    pub fn stats(&self, path: &Path) -> Result<PathStats> {
+        let path = self.check_path(path)?;
+        Ok(self.node.stats(&path)?)
+    }
+}

@@ -1,0 +1,112 @@
+//! Putting the daemon together: engine, socket, services, systemd, signals.
+
+use super::activation::SimActivation;
+use super::classes::DeviceClasses;
+use super::config::Config;
+use super::engine::Engine;
+use super::listen::{listen, notify, Source};
+use super::node::HostNode;
+use super::real::RealEngine;
+use super::setup;
+use super::sim::SimEngine;
+use crate::api::{serve, AccessPolicy, Api};
+use crate::lvm::Lvm;
+use crate::store::backup::BackupDirs;
+use crate::store::lock::Locker;
+use crate::units::Bytes;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The real engine on this machine's devices, with each class's VG prepared.
+///
+/// Activation is simulated until the device-mapper layer (`crate::activate`) lands:
+/// metadata changes are real, activate/deactivate only pretend. Wire the real
+/// `Activation` here.
+pub fn real_engine(config: &Config) -> Arc<dyn Engine> {
+    let class_devices = setup::class_devices(config);
+    let mut devices: BTreeSet<PathBuf> = setup::expand_globs(&config.scan_devices)
+        .into_iter()
+        .collect();
+    for (_, devs) in &class_devices {
+        devices.extend(devs.iter().cloned());
+    }
+    let mut lvm = Lvm::new(devices.into_iter().collect());
+    lvm.locker = Locker::new(&config.lock_dir);
+    lvm.backup = Some(BackupDirs {
+        backup: config.backup_dir.clone(),
+        archive: Some(config.archive_dir.clone()),
+    });
+    tracing::warn!("device-mapper activation is simulated in this build: volumes are created on disk but not activated");
+    let engine = RealEngine::real(
+        lvm,
+        Arc::new(SimActivation::default()),
+        Arc::new(HostNode),
+        config.mount_roots.clone(),
+    );
+    setup::prepare_classes(config, &engine, &class_devices);
+    Arc::new(engine)
+}
+
+/// Everything in memory: per class, as many devices as its default stripes, 100 GiB in
+/// all (or its loop file's size).
+pub fn simulated_engine(config: &Config) -> Arc<dyn Engine> {
+    let mut devices: Vec<(PathBuf, Bytes)> = Vec::new();
+    let mut per_class: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for (name, c) in &config.device_classes {
+        let total = c.loop_file.as_ref().map_or(Bytes(100 << 30), |l| l.size);
+        let n = u64::from(c.stripes.max(1));
+        let devs: Vec<PathBuf> = (0..n)
+            .map(|i| PathBuf::from(format!("/dev/lvmd-sim/{name}{i}")))
+            .collect();
+        devices.extend(devs.iter().map(|d| (d.clone(), Bytes(total.0 / n))));
+        per_class.push((c.volume_group.clone(), devs));
+    }
+    let (engine, _, _) = SimEngine::with_sims(&devices, config.mount_roots.clone());
+    for (vg, devs) in &per_class {
+        if let Err(e) = engine.create_volume_group(vg, devs) {
+            tracing::error!(vg, "simulated volume group: {e}");
+        }
+    }
+    tracing::warn!("running the simulated engine: nothing on this machine is changed");
+    Arc::new(engine)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    let _ = notify("STOPPING=1");
+}
+
+/// Serves `engine` as `config` says until SIGTERM/SIGINT.
+pub async fn run(config: Config, engine: Arc<dyn Engine>) -> Result<(), Error> {
+    let (listener, source) = listen(&config.socket, config.socket_group.as_deref())?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    let api = Api::new(engine, DeviceClasses::from_config(&config));
+    let policy = AccessPolicy {
+        allow_root: config.allow_root,
+        uids: config.allowed_uids.clone(),
+        gids: config.allowed_gids.clone(),
+    };
+    tracing::info!(socket = %config.socket.display(), from_systemd = (source == Source::Systemd), "listening");
+    match notify("READY=1") {
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot notify systemd: {e}"),
+    }
+    let poll = Duration::from_secs(config.capacity_poll_seconds);
+    let r = serve(listener, api, policy, poll, shutdown_signal()).await;
+    if source == Source::Bound {
+        let _ = std::fs::remove_file(&config.socket);
+    }
+    r?;
+    Ok(())
+}

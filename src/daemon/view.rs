@@ -1,0 +1,122 @@
+//! Reading the engine's answers off a typed VG: sizes, layouts, free space. Shared by
+//! the real and the simulated engine, so both report the same numbers for the same VG.
+
+use super::engine::{LvInfo, LvLayout, PvInfo, VgInfo, VgSpace};
+use crate::alloc::{ExtentRange, FreeSpace, Layout, PvSpace};
+use crate::model::{LogicalVolume, SegmentKind, VolumeGroup};
+use crate::units::{Bytes, Extents};
+use crate::uuid::Uuid;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Each PV's space as the allocator sees it (what `Lvm` does before allocating).
+pub fn pv_spaces(vg: &VolumeGroup) -> Vec<PvSpace> {
+    let usage = vg.pv_usage();
+    vg.pvs
+        .iter()
+        .enumerate()
+        .map(|(i, pv)| PvSpace {
+            index: i,
+            pe_count: pv.pe_count,
+            allocatable: pv.is_allocatable() && !pv.is_missing(),
+            used: usage
+                .iter()
+                .filter(|u| u.pv == pv.name)
+                .map(|u| ExtentRange {
+                    start: u.start,
+                    count: u.count,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn bytes(vg: &VolumeGroup, e: Extents) -> Bytes {
+    vg.extent_size.span(e).to_bytes()
+}
+
+pub fn vg_space(vg: &VolumeGroup, stripes: u32) -> VgSpace {
+    let free = FreeSpace::new(&pv_spaces(vg)).ok();
+    let largest = |layout| {
+        free.as_ref()
+            .map_or(Extents::ZERO, |f| f.largest_allocation(layout))
+    };
+    let linear = largest(Layout::Linear);
+    let striped = if stripes <= 1 {
+        linear
+    } else {
+        largest(Layout::Striped { stripes })
+    };
+    VgSpace {
+        extent_size: vg.extent_size.bytes(),
+        total: bytes(vg, vg.total_extents()),
+        free: bytes(vg, vg.free_extents()),
+        largest_linear: bytes(vg, linear),
+        largest_striped: bytes(vg, striped),
+    }
+}
+
+/// `devices`: where each PV was found (missing ones are absent).
+pub fn vg_info(vg: &VolumeGroup, devices: &BTreeMap<Uuid, PathBuf>) -> VgInfo {
+    let used = vg.used_extents();
+    let pvs = vg
+        .pvs
+        .iter()
+        .map(|pv| {
+            let used = used.get(&pv.name).copied().unwrap_or(Extents::ZERO);
+            PvInfo {
+                device: devices
+                    .get(&pv.id)
+                    .cloned()
+                    .or_else(|| pv.device.as_ref().map(PathBuf::from))
+                    .unwrap_or_default(),
+                uuid: pv.id.to_string(),
+                size: pv.dev_size.to_bytes(),
+                free: bytes(vg, pv.pe_count.checked_sub(used).unwrap_or(Extents::ZERO)),
+                present: devices.contains_key(&pv.id),
+            }
+        })
+        .collect();
+    VgInfo {
+        name: vg.name.clone(),
+        uuid: vg.id.to_string(),
+        seqno: vg.seqno,
+        extent_size: vg.extent_size.bytes(),
+        total: bytes(vg, vg.total_extents()),
+        free: bytes(vg, vg.free_extents()),
+        pvs,
+        lv_count: visible_lvs(vg).count() as u32,
+        tags: vg.tags.clone(),
+    }
+}
+
+/// The LVs a user made and sees (lvm2's hidden sub-LVs left out).
+pub fn visible_lvs(vg: &VolumeGroup) -> impl Iterator<Item = &LogicalVolume> {
+    vg.lvs.iter().filter(|lv| lv.is_visible())
+}
+
+/// The layout of a plain LV (its last segment's, as lvm2 extends with it).
+pub fn layout_of(lv: &LogicalVolume) -> LvLayout {
+    match lv.segments.last().map(|s| &s.kind) {
+        Some(SegmentKind::Striped {
+            stripe_size: Some(ss),
+            stripes,
+        }) if stripes.len() > 1 => LvLayout::Striped {
+            stripes: stripes.len() as u32,
+            stripe_size: ss.to_bytes(),
+        },
+        _ => LvLayout::Linear,
+    }
+}
+
+pub fn lv_info(vg: &VolumeGroup, lv: &LogicalVolume, device: Option<PathBuf>) -> LvInfo {
+    LvInfo {
+        vg: vg.name.clone(),
+        name: lv.name.clone(),
+        uuid: lv.id.to_string(),
+        size: bytes(vg, lv.extents()),
+        layout: layout_of(lv),
+        tags: lv.tags.clone(),
+        device,
+    }
+}

@@ -1,0 +1,391 @@
+//! The engine's policy, written once over where the metadata is kept.
+//!
+//! [`VolumeEngine`] implements [`Engine`] on top of a [`Metadata`] (lvmd's `Lvm`
+//! library on real devices, or VGs in memory), an [`Activation`] and a [`Node`]. So the
+//! simulated engine runs exactly the policy the real one runs — idempotent creates,
+//! deactivating before removing, refusing to shrink what is in use, checking every
+//! argument before the first change — and tests of the one hold for the other.
+//!
+//! [`Node`]: super::node::Node
+
+use super::activation::Activation;
+use super::engine::{
+    rounded_size, spec_mismatch, Created, Engine, EngineError, LvInfo, LvLayout, LvSpec, MountSpec,
+    Mounted, PathStats, Result, VgInfo, VgSpace,
+};
+use super::node_work::NodeWork;
+use super::view;
+use crate::lvm::LvmError;
+use crate::model::name::{validate_lv_name, validate_tag, validate_vg_name};
+use crate::model::VolumeGroup;
+use crate::units::{human_bytes, Bytes};
+use crate::uuid::Uuid;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// A VG as read, with the device each present PV was found on.
+#[derive(Debug, Clone)]
+pub struct VgRead {
+    pub vg: VolumeGroup,
+    pub devices: BTreeMap<Uuid, PathBuf>,
+}
+
+/// Where VGs live. Errors are the `Lvm` library's, so both stores fail alike.
+pub trait Metadata: Send + Sync + 'static {
+    fn read_all(&self) -> std::result::Result<Vec<VgRead>, LvmError>;
+    fn read(&self, vg: &str) -> std::result::Result<VgRead, LvmError>;
+    fn vg_create(&self, vg: &str, devices: &[PathBuf]) -> std::result::Result<(), LvmError>;
+    fn vg_extend(&self, vg: &str, devices: &[PathBuf]) -> std::result::Result<(), LvmError>;
+    fn lv_create(&self, vg: &str, spec: &LvSpec) -> std::result::Result<(), LvmError>;
+    fn lv_remove(&self, vg: &str, lv: &str) -> std::result::Result<(), LvmError>;
+    fn lv_resize(&self, vg: &str, lv: &str, size: Bytes) -> std::result::Result<(), LvmError>;
+}
+
+/// One writer per VG at a time, many readers, inside this process. (lvm2's file locks,
+/// taken inside `Lvm`, order lvmd against other processes.)
+#[derive(Debug, Default)]
+struct VgLocks(Mutex<HashMap<String, Arc<RwLock<()>>>>);
+
+impl VgLocks {
+    fn get(&self, vg: &str) -> Arc<RwLock<()>> {
+        self.0
+            .lock()
+            .unwrap()
+            .entry(vg.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+pub struct VolumeEngine<M> {
+    pub(crate) meta: M,
+    activation: Arc<dyn Activation>,
+    node: NodeWork,
+    locks: VgLocks,
+}
+
+fn lv_not_found(vg: &str, lv: &str) -> EngineError {
+    LvmError::LvNotFound {
+        vg: vg.into(),
+        lv: lv.into(),
+    }
+    .into()
+}
+
+fn invalid(what: &'static str, value: impl ToString, why: impl Into<String>) -> EngineError {
+    LvmError::InvalidArgument {
+        what,
+        value: value.to_string(),
+        why: why.into(),
+    }
+    .into()
+}
+
+/// Checks a create request against lvm2's rules before anything is read or written.
+fn check_spec(spec: &LvSpec) -> Result<()> {
+    validate_lv_name(&spec.name).map_err(LvmError::from)?;
+    for t in &spec.tags {
+        validate_tag(t).map_err(LvmError::from)?;
+    }
+    check_size(spec.size)?;
+    if let LvLayout::Striped {
+        stripes,
+        stripe_size,
+    } = spec.layout
+    {
+        if stripes < 2 {
+            return Err(invalid(
+                "stripe count",
+                stripes,
+                "striping needs at least 2 stripes (use linear for 1)",
+            ));
+        }
+        let ss = stripe_size.0;
+        if ss < 4096 || !ss.is_power_of_two() {
+            return Err(invalid(
+                "stripe size",
+                ss,
+                "must be a power of two of at least 4KiB",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_size(size: Bytes) -> Result<()> {
+    if size == Bytes(0) {
+        return Err(invalid(
+            "size",
+            0,
+            "a logical volume needs at least one extent",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses sizes the VG could not hold even empty: OUT_OF_RANGE rather than "no space".
+fn check_fits(vg: &VolumeGroup, size: Bytes, layout: LvLayout) -> Result<()> {
+    let total = vg.extent_size.span(vg.total_extents()).to_bytes();
+    let want = rounded_size(size, vg.extent_size.bytes(), layout);
+    if want > total {
+        return Err(EngineError::OutOfRange {
+            what: "size",
+            value: size,
+            vg: vg.name.clone(),
+            total,
+        });
+    }
+    if let LvLayout::Striped { stripe_size, .. } = layout {
+        if stripe_size > vg.extent_size.bytes() {
+            return Err(invalid(
+                "stripe size",
+                stripe_size.0,
+                format!(
+                    "must not exceed the extent size of {} ({})",
+                    vg.name,
+                    human_bytes(vg.extent_size.bytes())
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl<M: Metadata> VolumeEngine<M> {
+    pub fn new(meta: M, activation: Arc<dyn Activation>, node: NodeWork) -> Self {
+        VolumeEngine {
+            meta,
+            activation,
+            node,
+            locks: VgLocks::default(),
+        }
+    }
+
+    /// Where each active LV of `vg` is; an activation layer that cannot answer leaves
+    /// the volumes shown inactive rather than failing a listing.
+    fn devices(&self, vg: &str) -> BTreeMap<String, PathBuf> {
+        match self.activation.active_volumes(vg) {
+            Ok(list) => list.into_iter().map(|a| (a.lv, a.device)).collect(),
+            Err(e) => {
+                tracing::warn!(vg, "cannot list active volumes: {e}");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    fn info(&self, read: &VgRead, lv: &str) -> Result<LvInfo> {
+        let model = read
+            .vg
+            .lv(lv)
+            .filter(|l| l.is_visible())
+            .ok_or_else(|| lv_not_found(&read.vg.name, lv))?;
+        let device = self.devices(&read.vg.name).remove(lv);
+        Ok(view::lv_info(&read.vg, model, device))
+    }
+
+    fn create_locked(&self, vg: &str, spec: &LvSpec) -> Result<Created<LvInfo>> {
+        let read = self.meta.read(vg)?;
+        if read.vg.lv(&spec.name).is_some() {
+            return self.existing(&read, spec);
+        }
+        check_fits(&read.vg, spec.size, spec.layout)?;
+        match self.meta.lv_create(vg, spec) {
+            Ok(()) => {}
+            // Another writer (lvm2) made it between our read and our lock.
+            Err(LvmError::LvExists { .. }) => return self.existing(&self.meta.read(vg)?, spec),
+            Err(e) => return Err(e.into()),
+        }
+        let read = self.meta.read(vg)?;
+        tracing::info!(vg, lv = spec.name, size = spec.size.0, layout = %spec.layout, "created logical volume");
+        Ok(Created {
+            value: self.info(&read, &spec.name)?,
+            created: true,
+        })
+    }
+
+    fn existing(&self, read: &VgRead, spec: &LvSpec) -> Result<Created<LvInfo>> {
+        let info = self.info(read, &spec.name)?;
+        match spec_mismatch(&info, spec, read.vg.extent_size.bytes()) {
+            None => Ok(Created {
+                value: info,
+                created: false,
+            }),
+            Some(why) => Err(EngineError::AlreadyExists {
+                what: "logical volume",
+                name: format!("{}/{}", read.vg.name, spec.name),
+                why,
+            }),
+        }
+    }
+}
+
+impl<M: Metadata> Engine for VolumeEngine<M> {
+    fn volume_groups(&self) -> Result<Vec<VgInfo>> {
+        Ok(self
+            .meta
+            .read_all()?
+            .iter()
+            .map(|r| view::vg_info(&r.vg, &r.devices))
+            .collect())
+    }
+
+    fn volume_group(&self, vg: &str) -> Result<VgInfo> {
+        let lock = self.locks.get(vg);
+        let _g = lock.read().unwrap();
+        let r = self.meta.read(vg)?;
+        Ok(view::vg_info(&r.vg, &r.devices))
+    }
+
+    fn create_volume_group(&self, vg: &str, devices: &[PathBuf]) -> Result<VgInfo> {
+        validate_vg_name(vg).map_err(LvmError::from)?;
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        self.meta.vg_create(vg, devices)?;
+        let r = self.meta.read(vg)?;
+        Ok(view::vg_info(&r.vg, &r.devices))
+    }
+
+    fn extend_volume_group(&self, vg: &str, devices: &[PathBuf]) -> Result<VgInfo> {
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        self.meta.vg_extend(vg, devices)?;
+        let r = self.meta.read(vg)?;
+        Ok(view::vg_info(&r.vg, &r.devices))
+    }
+
+    fn space(&self, vg: &str, stripes: u32) -> Result<VgSpace> {
+        let lock = self.locks.get(vg);
+        let _g = lock.read().unwrap();
+        Ok(view::vg_space(&self.meta.read(vg)?.vg, stripes))
+    }
+
+    fn logical_volumes(&self, vg: &str) -> Result<Vec<LvInfo>> {
+        let lock = self.locks.get(vg);
+        let _g = lock.read().unwrap();
+        let r = self.meta.read(vg)?;
+        let mut devices = self.devices(vg);
+        Ok(view::visible_lvs(&r.vg)
+            .map(|lv| view::lv_info(&r.vg, lv, devices.remove(&lv.name)))
+            .collect())
+    }
+
+    fn logical_volume(&self, vg: &str, lv: &str) -> Result<LvInfo> {
+        let lock = self.locks.get(vg);
+        let _g = lock.read().unwrap();
+        self.info(&self.meta.read(vg)?, lv)
+    }
+
+    fn create_logical_volume(&self, vg: &str, spec: &LvSpec) -> Result<Created<LvInfo>> {
+        check_spec(spec)?;
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        self.create_locked(vg, spec)
+    }
+
+    fn remove_logical_volume(&self, vg: &str, lv: &str) -> Result<bool> {
+        validate_lv_name(lv).map_err(LvmError::from)?;
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        let read = self.meta.read(vg)?;
+        if read.vg.lv(lv).is_none() {
+            return Ok(false);
+        }
+        // Busy (mounted, open) stops here, before the metadata changes.
+        self.activation.deactivate(vg, lv)?;
+        self.meta.lv_remove(vg, lv)?;
+        tracing::info!(vg, lv, "removed logical volume");
+        Ok(true)
+    }
+
+    fn resize_logical_volume(&self, vg: &str, lv: &str, size: Bytes) -> Result<LvInfo> {
+        check_size(size)?;
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        let read = self.meta.read(vg)?;
+        let current = self.info(&read, lv)?;
+        check_fits(&read.vg, size, current.layout)?;
+        let target = rounded_size(size, read.vg.extent_size.bytes(), current.layout);
+        if target == current.size {
+            return Ok(current);
+        }
+        if target < current.size && current.device.is_some() {
+            return Err(EngineError::FailedPrecondition {
+                what: "logical volume",
+                name: format!("{vg}/{lv}"),
+                why: format!(
+                    "is active; shrinking it from {} to {} under a user could destroy data (deactivate it first)",
+                    current.size.0, target.0
+                ),
+            });
+        }
+        self.meta.lv_resize(vg, lv, size)?;
+        let read = self.meta.read(vg)?;
+        if current.device.is_some() {
+            // Grown on disk: the active table must follow, or the new space is invisible.
+            self.activation.refresh(&read.vg, lv)?;
+        }
+        tracing::info!(
+            vg,
+            lv,
+            from = current.size.0,
+            to = target.0,
+            "resized logical volume"
+        );
+        self.info(&read, lv)
+    }
+
+    fn activate(&self, vg: &str, lv: &str) -> Result<LvInfo> {
+        // A write lock: activation must not race a resize or remove of the same VG.
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        let read = self.meta.read(vg)?;
+        self.info(&read, lv)?;
+        let active = self.activation.activate(&read.vg, lv)?;
+        let mut info = self.info(&read, lv)?;
+        info.device = Some(active.device);
+        Ok(info)
+    }
+
+    fn deactivate(&self, vg: &str, lv: &str) -> Result<LvInfo> {
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        let read = self.meta.read(vg)?;
+        self.info(&read, lv)?;
+        self.activation.deactivate(vg, lv)?;
+        self.info(&read, lv)
+    }
+
+    fn mount_volume(&self, vg: &str, lv: &str, spec: &MountSpec) -> Result<Mounted> {
+        let spec = self.node.check_mount(spec)?;
+        let before = self.logical_volume(vg, lv)?;
+        self.node
+            .check_free_target(&spec.target, before.device.is_some())?;
+        let info = self.activate(vg, lv)?;
+        let device = info.device.expect("activate sets the device");
+        self.node.mount_filesystem(&device, &spec)
+    }
+
+    fn bind_mount(&self, source: &Path, target: &Path, read_only: bool) -> Result<()> {
+        self.node.bind(source, target, read_only)
+    }
+
+    fn publish_block(&self, vg: &str, lv: &str, target: &Path, read_only: bool) -> Result<PathBuf> {
+        let target = self.node.check_path(target)?;
+        let before = self.logical_volume(vg, lv)?;
+        self.node
+            .check_free_target(&target, before.device.is_some())?;
+        let info = self.activate(vg, lv)?;
+        let device = info.device.expect("activate sets the device");
+        self.node.publish_block(&device, &target, read_only)?;
+        Ok(device)
+    }
+
+    fn unmount(&self, target: &Path, remove_target: bool) -> Result<bool> {
+        self.node.unmount(target, remove_target)
+    }
+
+    fn path_stats(&self, path: &Path) -> Result<PathStats> {
+        self.node.stats(path)
+    }
+}

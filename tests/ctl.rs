@@ -1,0 +1,365 @@
+//! lvmd-ctl (the built binary) against a daemon serving the simulated engine in this
+//! process; and the lvmd binary's refusal of a bad configuration. No root needed.
+
+mod harness;
+
+use harness::*;
+use lvmd::api::AccessPolicy;
+use serde_json::Value;
+use std::process::{Command, Output};
+
+fn ctl(d: &Daemon, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lvmd-ctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(args)
+        .output()
+        .expect("run lvmd-ctl")
+}
+
+fn ok(d: &Daemon, args: &[&str]) -> String {
+    let out = ctl(d, args);
+    assert!(
+        out.status.success(),
+        "lvmd-ctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(d: &Daemon, args: &[&str]) -> Value {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    let out = ok(d, &a);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+}
+
+#[test]
+fn tables_and_json() {
+    let (d, _sim) = sim_daemon(AccessPolicy::default());
+    assert_eq!(ok(&d, &["health"]).trim(), "SERVING");
+    assert_eq!(json(&d, &["health"])["status"], "SERVING");
+
+    let vgs = ok(&d, &["vg", "list"]);
+    let mut lines = vgs.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["VG", "CLASS", "PVS", "LVS", "SIZE", "FREE", "EXTENT"]
+    );
+    assert!(lines.next().unwrap().starts_with("vg-fast  fast"), "{vgs}");
+
+    let v = json(&d, &["lv", "create", "a", "64MiB", "--tag", "pvc=x"]);
+    assert_eq!(v["name"], "a");
+    assert_eq!(v["size"], 64 * MIB);
+    assert_eq!(v["layout"], "linear");
+    assert_eq!(v["volume_group"], "vg-fast");
+    assert_eq!(v["tags"][0], "pvc=x");
+    let w = json(&d, &["lv", "create", "w", "1G", "--class", "wide"]);
+    assert_eq!(
+        (w["layout"].as_str(), w["stripes"].as_u64()),
+        (Some("striped"), Some(2))
+    );
+    let s = json(
+        &d,
+        &[
+            "lv",
+            "create",
+            "s",
+            "8M",
+            "--vg",
+            "vg-wide",
+            "--stripes",
+            "2",
+            "--stripe-size",
+            "128KiB",
+        ],
+    );
+    assert_eq!(s["stripe_size"], 128 << 10);
+    let bytes = json(
+        &d,
+        &[
+            "lv", "create", "b", "4194304", "--linear", "--class", "wide",
+        ],
+    );
+    assert_eq!(
+        (bytes["size"].as_u64(), bytes["layout"].as_str()),
+        (Some(4 * MIB), Some("linear"))
+    );
+
+    let table = ok(&d, &["lv", "list"]);
+    assert!(table.starts_with("VG "), "{table}");
+    assert!(
+        table.contains("vg-wide  w   1GiB   striped 2x64KiB"),
+        "{table}"
+    );
+    let list = json(&d, &["lv", "list", "--class", "fast"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let r = json(&d, &["lv", "resize", "a", "128M"]);
+    assert_eq!(r["size"], 128 * MIB);
+    let act = json(&d, &["lv", "activate", "a"]);
+    assert_eq!(
+        (act["active"].as_bool(), act["device_path"].as_str()),
+        (Some(true), Some("/dev/lvmd-sim/vg-fast-a"))
+    );
+    let de = json(&d, &["lv", "deactivate", "a"]);
+    assert_eq!(de["active"], false);
+
+    let cap = json(&d, &["capacity"]);
+    let fast = &cap.as_array().unwrap()[0];
+    assert_eq!(fast["device_class"], "fast");
+    assert_eq!(fast["free"], (1020 - 128) * MIB);
+    assert!(ok(&d, &["capacity", "--class", "wide"]).contains("vg-wide"));
+
+    // One line of JSON per update.
+    let watched = ok(&d, &["--json", "watch", "--class", "fast", "--count", "1"]);
+    let first: Value = serde_json::from_str(watched.lines().next().unwrap()).unwrap();
+    assert_eq!(first[0]["free"], (1020 - 128) * MIB);
+
+    assert_eq!(json(&d, &["lv", "remove", "a"])["existed"], true);
+    assert_eq!(ok(&d, &["lv", "remove", "a"]).trim(), "a did not exist");
+
+    let created = json(&d, &["vg", "create", "vg-x", "/dev/sim/spare0"]);
+    assert_eq!(created["physical_volumes"][0]["device"], "/dev/sim/spare0");
+    let extended = json(&d, &["vg", "extend", "vg-x", "/dev/sim/spare1"]);
+    assert_eq!(extended["physical_volumes"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn errors_exit_non_zero_with_the_servers_message() {
+    let (d, _sim) = sim_daemon(AccessPolicy::default());
+    ok(&d, &["lv", "create", "a", "8M"]);
+    for (args, words) in [
+        (
+            vec!["lv", "create", "a", "16M"],
+            vec!["AlreadyExists", "vg-fast/a"],
+        ),
+        (
+            vec!["lv", "create", "z", "0"],
+            vec!["InvalidArgument", "size"],
+        ),
+        (
+            vec!["lv", "create", "big", "5G"],
+            vec!["OutOfRange", "vg-fast"],
+        ),
+        (
+            vec!["lv", "create", "n", "8M", "--class", "nvme"],
+            vec!["NotFound", "nvme"],
+        ),
+        (
+            vec!["lv", "resize", "ghost", "8M"],
+            vec!["NotFound", "ghost"],
+        ),
+        (
+            vec!["vg", "create", "vg-y", "/dev/sim/fast0"],
+            vec!["FailedPrecondition", "vg-fast"],
+        ),
+    ] {
+        let out = ctl(&d, &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for w in words {
+            assert!(err.contains(w), "{args:?}: {err}");
+        }
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    // A size lvmd-ctl cannot parse never reaches the daemon.
+    let out = ctl(&d, &["lv", "create", "q", "12Q"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("12Q"));
+    // No daemon.
+    let out = Command::new(env!("CARGO_BIN_EXE_lvmd-ctl"))
+        .args(["--socket", "/nonexistent/lvmd.sock", "vg", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/lvmd.sock"));
+}
+
+#[test]
+fn inspect_still_works_without_a_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("blank.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(4 << 20)
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lvmd-ctl"))
+        .args(["--socket", "/nonexistent/lvmd.sock", "inspect", "--json"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.is_object(), "{v}");
+}
+
+#[test]
+fn the_daemon_refuses_a_bad_config_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, key) in [
+        (
+            "[device_classes.ssd]\nvolume_group = \"vg\"\nstripes = 0\n",
+            "device_classes.ssd.stripes",
+        ),
+        ("sockett = \"/x\"\n", "sockett"),
+        ("allowed_uids = \"root\"\n", "allowed_uids"),
+    ] {
+        let cfg = dir.path().join("lvmd.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_lvmd"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--simulate")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(key) && err.contains("lvmd.toml"),
+            "{text}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_daemon_binary_serves_a_simulated_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/lvmd.sock");
+    let cfg = dir.path().join("lvmd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "mount_roots = [\"{}\"]\n[device_classes.ssd]\nvolume_group = \"vg-ssd\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_lvmd"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--simulate", "--log-format", "json"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lvmd-ctl"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !ctl(&["health"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not come up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let m = std::fs::metadata(&socket).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777,
+        0o660
+    );
+    assert!(ctl(&["lv", "create", "a", "1G"]).status.success());
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!socket.exists(), "the socket is removed on exit");
+    // JSON logs, one object per line.
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.contains("created logical volume"))
+        .expect(&log);
+    let v: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["lv"], "a");
+}
+
+/// systemd's side of the protocol: `systemd-socket-activate` binds the socket and starts
+/// lvmd on the first connection with it as fd 3 (LISTEN_FDS/LISTEN_PID); lvmd reports
+/// READY=1 on NOTIFY_SOCKET. Skipped (said on stderr) where systemd's tools are missing.
+#[test]
+fn socket_activation_and_readiness() {
+    let Ok(tool) = which("systemd-socket-activate") else {
+        eprintln!("SKIPPED socket_activation_and_readiness: no systemd-socket-activate");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("activated.sock");
+    let notify_path = dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let cfg = dir.path().join("lvmd.toml");
+    // The config names another path: the socket systemd passes wins.
+    std::fs::write(
+        &cfg,
+        format!(
+            "socket = \"{}\"\nmount_roots = [\"{}\"]\n[device_classes.ssd]\nvolume_group = \"vg-ssd\"\n",
+            dir.path().join("unused.sock").display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut activator = Command::new(tool)
+        .arg("--listen")
+        .arg(&socket)
+        .arg(format!("--setenv=NOTIFY_SOCKET={}", notify_path.display()))
+        .arg(env!("CARGO_BIN_EXE_lvmd"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--simulate")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no socket from the activator"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The first connection starts lvmd, which then serves it.
+    let out = Command::new(env!("CARGO_BIN_EXE_lvmd-ctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("health")
+        .output()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("READY=1 from lvmd");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("unused.sock").exists());
+    // SAFETY: the activator exec'd lvmd in place, so this pid is lvmd's.
+    unsafe { libc::kill(activator.id() as i32, libc::SIGTERM) };
+    assert!(activator.wait().unwrap().success());
+    let n = notify.recv(&mut buf).expect("STOPPING=1 from lvmd");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}
+
+fn which(tool: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .ok_or(())
+}

@@ -1,0 +1,269 @@
+//! Node-side work for real: the host node (mkfs, blkid, mount(2), bind mounts, statvfs)
+//! behind the gRPC API, on loop devices standing in for active volumes (an `Activation`
+//! that hands out loop devices, since this host has no device-mapper). Needs root;
+//! `LVMD_SKIP_HOST_TESTS=1` skips it.
+
+mod common;
+mod harness;
+
+use common::{host_tests_enabled, Loops};
+use harness::*;
+use lvmd::api::pb;
+use lvmd::api::AccessPolicy;
+use lvmd::daemon::activation::{Activation, ActivationError, ActiveVolume};
+use lvmd::daemon::{HostNode, SimEngine};
+use lvmd::model::VolumeGroup;
+use lvmd::units::Bytes;
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tonic::Code;
+
+/// "Activates" LV `n` of any VG as the n-th loop device, in order of first activation.
+struct LoopActivation {
+    devs: Vec<PathBuf>,
+    active: Mutex<BTreeMap<(String, String), PathBuf>>,
+}
+
+impl Activation for LoopActivation {
+    fn activate(&self, vg: &VolumeGroup, lv: &str) -> Result<ActiveVolume, ActivationError> {
+        let mut a = self.active.lock().unwrap();
+        let n = a.len();
+        let dev = a
+            .entry((vg.name.clone(), lv.into()))
+            .or_insert_with(|| self.devs[n].clone())
+            .clone();
+        Ok(ActiveVolume {
+            vg: vg.name.clone(),
+            lv: lv.into(),
+            device: dev,
+            size: Bytes(64 * MIB),
+            open_count: 0,
+        })
+    }
+    fn refresh(&self, vg: &VolumeGroup, lv: &str) -> Result<Option<ActiveVolume>, ActivationError> {
+        Ok(Some(self.activate(vg, lv)?))
+    }
+    fn deactivate(&self, vg: &str, lv: &str) -> Result<bool, ActivationError> {
+        Ok(self
+            .active
+            .lock()
+            .unwrap()
+            .remove(&(vg.into(), lv.into()))
+            .is_some())
+    }
+    fn active_volumes(&self, vg: &str) -> Result<Vec<ActiveVolume>, ActivationError> {
+        Ok(self
+            .active
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((v, _), _)| v == vg)
+            .map(|((v, l), d)| ActiveVolume {
+                vg: v.clone(),
+                lv: l.clone(),
+                device: d.clone(),
+                size: Bytes(64 * MIB),
+                open_count: 0,
+            })
+            .collect())
+    }
+}
+
+fn is_mount_point(p: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let p = p.display().to_string();
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+}
+
+#[test]
+fn mkfs_mount_bind_block_unmount_on_the_host() {
+    if !host_tests_enabled("mkfs_mount_bind_block_unmount_on_the_host") {
+        return;
+    }
+    // mkfs.xfs wants at least 300 MB.
+    let loops = Loops::new(&[64, 320, 64]);
+    let act = Arc::new(LoopActivation {
+        devs: loops.devs.clone(),
+        active: Mutex::new(BTreeMap::new()),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("kubelet");
+    std::fs::create_dir(&root).unwrap();
+    let engine = SimEngine::simulated(
+        &[(sim_dev("fast0"), Bytes(GIB))],
+        act,
+        Arc::new(HostNode),
+        vec![root.clone()],
+    );
+    use lvmd::daemon::engine::Engine;
+    engine
+        .create_volume_group("vg-fast", &[sim_dev("fast0")])
+        .unwrap();
+    let d = Daemon::start_in(
+        dir,
+        root,
+        Arc::new(engine),
+        classes(),
+        AccessPolicy::default(),
+    );
+    let (_, mut lv, _, mut node) = d.clients();
+    let stage = d.target("plugins/lvmd/staging/fs");
+    let publish = d.target("pods/p/volumes/fs");
+    let xfs_target = d.target("plugins/lvmd/staging/xfs");
+    let block = d.target("pods/p/volumeDevices/raw");
+    let cleanup_targets = [
+        publish.clone(),
+        stage.clone(),
+        xfs_target.clone(),
+        block.clone(),
+    ];
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        d.block_on(async {
+            for n in ["fs", "xfs", "raw"] {
+                lv.create_logical_volume(create_req("", n, 64 * MIB))
+                    .await
+                    .unwrap();
+            }
+            let req = |name: &str, target: &str, fs: &str| pb::MountVolumeRequest {
+                volume: vref("", name),
+                target_path: target.into(),
+                fs_type: fs.into(),
+                mount_options: vec!["noatime".into(), "nodev".into()],
+                read_only: false,
+            };
+            let m = node
+                .mount_volume(req("fs", &stage, ""))
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(m.formatted);
+            assert_eq!(m.fs_type, "ext4");
+            assert!(is_mount_point(Path::new(&stage)));
+            std::fs::write(Path::new(&stage).join("hello"), "data").unwrap();
+            let again = node
+                .mount_volume(req("fs", &stage, ""))
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(!again.formatted, "formatted twice");
+            // Something else is mounted there.
+            let s = node
+                .mount_volume(req("xfs", &stage, "xfs"))
+                .await
+                .unwrap_err();
+            assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+
+            let x = node
+                .mount_volume(req("xfs", &xfs_target, "xfs"))
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!((x.fs_type.as_str(), x.formatted), ("xfs", true));
+
+            let st = node
+                .get_path_stats(pb::GetPathStatsRequest {
+                    path: stage.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(!st.block);
+            assert!(
+                st.total_bytes > 40 * MIB && st.total_bytes <= 64 * MIB,
+                "{st:?}"
+            );
+            assert!(st.used_inodes > 0 && st.free_inodes > 0, "{st:?}");
+
+            // Read-only bind of the staged filesystem.
+            node.bind_mount(pb::BindMountRequest {
+                source_path: stage.clone(),
+                target_path: publish.clone(),
+                read_only: true,
+            })
+            .await
+            .unwrap();
+            assert_eq!(
+                std::fs::read_to_string(Path::new(&publish).join("hello")).unwrap(),
+                "data"
+            );
+            let e = std::fs::write(Path::new(&publish).join("x"), "x").unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+            node.bind_mount(pb::BindMountRequest {
+                source_path: stage.clone(),
+                target_path: publish.clone(),
+                read_only: true,
+            })
+            .await
+            .expect("a repeated bind is success");
+
+            // Raw block: the device node bound onto a file.
+            let b = node
+                .publish_block(pb::PublishBlockRequest {
+                    volume: vref("", "raw"),
+                    target_path: block.clone(),
+                    read_only: false,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let t = std::fs::metadata(&block).unwrap();
+            assert!(t.file_type().is_block_device());
+            assert_eq!(t.rdev(), std::fs::metadata(&b.device_path).unwrap().rdev());
+            let st = node
+                .get_path_stats(pb::GetPathStatsRequest {
+                    path: block.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!((st.block, st.total_bytes), (true, 64 * MIB));
+
+            for t in [&publish, &stage, &xfs_target, &block] {
+                let u = node
+                    .unmount(pb::UnmountRequest {
+                        target_path: t.clone(),
+                        remove_target: true,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert!(u.was_mounted, "{t}");
+                assert!(!Path::new(t).exists(), "{t} not removed");
+            }
+            // The filesystem survived: mounting again does not format.
+            let m = node
+                .mount_volume(req("fs", &stage, ""))
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(!m.formatted);
+            assert_eq!(
+                std::fs::read_to_string(Path::new(&stage).join("hello")).unwrap(),
+                "data"
+            );
+            node.unmount(pb::UnmountRequest {
+                target_path: stage.clone(),
+                remove_target: true,
+            })
+            .await
+            .unwrap();
+        })
+    }));
+    // Never leave mounts behind, even when an assertion failed.
+    for t in cleanup_targets.iter().rev() {
+        while is_mount_point(Path::new(t)) {
+            let c = std::ffi::CString::new(t.as_str()).unwrap();
+            // SAFETY: a NUL-terminated path.
+            if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+                break;
+            }
+        }
+    }
+    drop(d);
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
