@@ -6,6 +6,8 @@ packages=(
   pkg-config libclang-dev libdevmapper-dev libcryptsetup-dev libudev-dev protobuf-compiler
   # tests: real lvm2 to check compatibility against, loop devices, filesystems
   lvm2 dmsetup util-linux e2fsprogs xfsprogs thin-provisioning-tools cryptsetup-bin
+  # systemd-analyze verify of the units
+  systemd
   # the VM harness (tests/vm)
   qemu-system-x86 busybox-static kmod cpio xz-utils iproute2
 )

@@ -6,7 +6,6 @@ mod harness;
 use harness::*;
 use lvmd::api::pb;
 use lvmd::api::AccessPolicy;
-use lvmd::daemon::Activation;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio_stream::StreamExt;
@@ -495,7 +494,7 @@ fn activation_and_in_use_refusals() {
         })
         .await
         .unwrap();
-        let active = sim.act.active_volumes("vg-fast").unwrap();
+        let active = sim.act.active_in("vg-fast");
         assert_eq!(active[0].size.0, 32 * MIB);
         // Open: neither deactivate nor remove.
         sim.act.set_open_count("vg-fast", "v", 1);
@@ -534,7 +533,7 @@ fn activation_and_in_use_refusals() {
         })
         .await
         .unwrap();
-        assert!(sim.act.active_volumes("vg-fast").unwrap().is_empty());
+        assert!(sim.act.active_in("vg-fast").is_empty());
         // No device-mapper: UNAVAILABLE.
         lv.create_logical_volume(create_req("", "w", MIB))
             .await
@@ -631,11 +630,7 @@ fn node_work() {
         let s = code(node.mount_volume(opt).await);
         assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
         assert!(
-            !sim.act
-                .active_volumes("vg-fast")
-                .unwrap()
-                .iter()
-                .any(|a| a.lv == "other"),
+            !sim.act.active_in("vg-fast").iter().any(|a| a.lv == "other"),
             "a refused mount activated the volume"
         );
         let s = code(node.mount_volume(mount("ghost", &d.target("t5"))).await);

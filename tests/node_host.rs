@@ -11,8 +11,8 @@ use harness::*;
 use lvmd::api::pb;
 use lvmd::api::AccessPolicy;
 use lvmd::daemon::activation::{Activation, ActivationError, ActiveVolume};
+use lvmd::daemon::volumes::VgRead;
 use lvmd::daemon::{HostNode, SimEngine};
-use lvmd::model::VolumeGroup;
 use lvmd::units::Bytes;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -27,7 +27,8 @@ struct LoopActivation {
 }
 
 impl Activation for LoopActivation {
-    fn activate(&self, vg: &VolumeGroup, lv: &str) -> Result<ActiveVolume, ActivationError> {
+    fn activate(&self, vg: &VgRead, lv: &str) -> Result<ActiveVolume, ActivationError> {
+        let vg = &vg.vg;
         let mut a = self.active.lock().unwrap();
         let n = a.len();
         let dev = a
@@ -42,10 +43,11 @@ impl Activation for LoopActivation {
             open_count: 0,
         })
     }
-    fn refresh(&self, vg: &VolumeGroup, lv: &str) -> Result<Option<ActiveVolume>, ActivationError> {
+    fn refresh(&self, vg: &VgRead, lv: &str) -> Result<Option<ActiveVolume>, ActivationError> {
         Ok(Some(self.activate(vg, lv)?))
     }
-    fn deactivate(&self, vg: &str, lv: &str) -> Result<bool, ActivationError> {
+    fn deactivate(&self, vg: &VgRead, lv: &str) -> Result<bool, ActivationError> {
+        let vg = vg.vg.name.as_str();
         Ok(self
             .active
             .lock()
@@ -53,7 +55,8 @@ impl Activation for LoopActivation {
             .remove(&(vg.into(), lv.into()))
             .is_some())
     }
-    fn active_volumes(&self, vg: &str) -> Result<Vec<ActiveVolume>, ActivationError> {
+    fn active_volumes(&self, vg: &VgRead) -> Result<Vec<ActiveVolume>, ActivationError> {
+        let vg = vg.vg.name.as_str();
         Ok(self
             .active
             .lock()

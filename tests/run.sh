@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 echo "== host: unit, property and lvm2-interop tests"
 cargo test --workspace
 
+echo "== host: systemd units (systemd-analyze verify)"
+systemd/verify.sh
+
 echo "== host: lvm2-written fixtures (raid1, thin, snapshot, cache) read by lvm2 without DM"
 tests/fixtures/lvm2/check-on-host.sh
 

@@ -1,8 +1,8 @@
 //! What the daemon needs from device-mapper activation, as a trait.
 //!
-//! The real implementation lives in `crate::activate` (another branch); until it lands
-//! the daemon runs with [`SimActivation`], which keeps active volumes in memory and
-//! creates no device. Contract for the real one:
+//! [`DmActivation`] is the real one, over `crate::activate` (device-mapper ioctls);
+//! [`SimActivation`] keeps active volumes in memory and creates no device, for tests and
+//! `lvmd --simulate`. The contract:
 //!
 //! - [`activate`](Activation::activate) builds the tables from the VG metadata given
 //!   (the caller has just read it under the VG lock) and creates or reloads the dm
@@ -16,7 +16,10 @@
 //!   the kernel (dm uuids starting `LVM-<vg uuid>`), so the daemon's view survives a
 //!   restart.
 
+use super::volumes::VgRead;
+use crate::activate::{ActivateError, Activator, ActiveLv};
 use crate::model::VolumeGroup;
+use crate::store::scan::VgOnDisk;
 use crate::units::Bytes;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,7 +39,8 @@ pub struct ActiveVolume {
 #[derive(Debug, thiserror::Error)]
 pub enum ActivationError {
     /// Device-mapper is not there or not usable (no kernel support, no permission).
-    #[error("device-mapper unavailable: {0}")]
+    /// The message says why (it comes from the device-mapper probe).
+    #[error("{0}")]
     Unavailable(String),
     #[error("logical volume {vg}/{lv} is open ({by}); refusing to deactivate it")]
     Busy { vg: String, lv: String, by: String },
@@ -46,15 +50,144 @@ pub enum ActivationError {
     Failed { vg: String, lv: String, why: String },
 }
 
+/// Every call gets the VG as just read (metadata and the device of each PV): tables are
+/// built from it, and active devices are found by its uuid.
 pub trait Activation: Send + Sync + 'static {
     /// Makes `lv` of `vg` active; returns where its device is.
-    fn activate(&self, vg: &VolumeGroup, lv: &str) -> Result<ActiveVolume, ActivationError>;
+    fn activate(&self, vg: &VgRead, lv: &str) -> Result<ActiveVolume, ActivationError>;
     /// Reloads an active volume's table from `vg`; `Ok(None)` when it is not active.
-    fn refresh(&self, vg: &VolumeGroup, lv: &str) -> Result<Option<ActiveVolume>, ActivationError>;
+    fn refresh(&self, vg: &VgRead, lv: &str) -> Result<Option<ActiveVolume>, ActivationError>;
     /// Removes the volume's device; not active is success (`Ok(false)`).
-    fn deactivate(&self, vg: &str, lv: &str) -> Result<bool, ActivationError>;
+    fn deactivate(&self, vg: &VgRead, lv: &str) -> Result<bool, ActivationError>;
     /// The active volumes of `vg`.
-    fn active_volumes(&self, vg: &str) -> Result<Vec<ActiveVolume>, ActivationError>;
+    fn active_volumes(&self, vg: &VgRead) -> Result<Vec<ActiveVolume>, ActivationError>;
+}
+
+/// A host without device-mapper: nothing can be active there, so listing, refreshing
+/// and deactivating have nothing to do, and activating says why it cannot.
+#[derive(Debug)]
+pub struct NoDeviceMapper {
+    pub why: String,
+}
+
+impl Activation for NoDeviceMapper {
+    fn activate(&self, _: &VgRead, _: &str) -> Result<ActiveVolume, ActivationError> {
+        Err(ActivationError::Unavailable(self.why.clone()))
+    }
+    fn refresh(&self, _: &VgRead, _: &str) -> Result<Option<ActiveVolume>, ActivationError> {
+        Ok(None)
+    }
+    fn deactivate(&self, _: &VgRead, _: &str) -> Result<bool, ActivationError> {
+        Ok(false)
+    }
+    fn active_volumes(&self, _: &VgRead) -> Result<Vec<ActiveVolume>, ActivationError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Activation through device-mapper ioctls ([`crate::activate::Activator`]).
+#[derive(Debug)]
+pub struct DmActivation {
+    activator: Activator,
+}
+
+impl DmActivation {
+    /// Fails when device-mapper is not usable here (asked through its version ioctl).
+    pub fn new() -> Result<DmActivation, ActivationError> {
+        Activator::new()
+            .map(|activator| DmActivation { activator })
+            .map_err(|e| ActivationError::Unavailable(e.to_string()))
+    }
+}
+
+fn on_disk(read: &VgRead) -> VgOnDisk {
+    VgOnDisk {
+        vg: read.vg.clone(),
+        header: Default::default(),
+        text: String::new(),
+        devices: read.devices.clone(),
+        stale: Vec::new(),
+    }
+}
+
+fn active_volume(vg: &str, lv: &str, a: ActiveLv) -> ActiveVolume {
+    ActiveVolume {
+        vg: vg.to_owned(),
+        lv: lv.to_owned(),
+        device: a.dev_path,
+        size: a.size.to_bytes(),
+        open_count: a.open_count,
+    }
+}
+
+fn activate_error(vg: &str, lv: &str, e: ActivateError) -> ActivationError {
+    match e {
+        ActivateError::Busy { device, open_count } => ActivationError::Busy {
+            vg: vg.into(),
+            lv: lv.into(),
+            by: format!("{device} has {open_count} opener(s)"),
+        },
+        ActivateError::DmUnavailable { .. } => ActivationError::Unavailable(e.to_string()),
+        ActivateError::Unsupported { .. }
+        | ActivateError::UnsupportedSegment { .. }
+        | ActivateError::HiddenLv { .. }
+        | ActivateError::MissingPv { .. } => ActivationError::Unsupported {
+            vg: vg.into(),
+            lv: lv.into(),
+            why: e.to_string(),
+        },
+        other => ActivationError::Failed {
+            vg: vg.into(),
+            lv: lv.into(),
+            why: other.to_string(),
+        },
+    }
+}
+
+impl Activation for DmActivation {
+    fn activate(&self, vg: &VgRead, lv: &str) -> Result<ActiveVolume, ActivationError> {
+        let name = &vg.vg.name;
+        self.activator
+            .activate(&on_disk(vg), lv)
+            .map(|a| active_volume(name, lv, a))
+            .map_err(|e| activate_error(name, lv, e))
+    }
+
+    fn refresh(&self, vg: &VgRead, lv: &str) -> Result<Option<ActiveVolume>, ActivationError> {
+        let name = &vg.vg.name;
+        let found = on_disk(vg);
+        let err = |e| activate_error(name, lv, e);
+        if !self.activator.is_active(&found, lv).map_err(err)? {
+            return Ok(None);
+        }
+        self.activator
+            .refresh(&found, lv)
+            .map(|a| Some(active_volume(name, lv, a)))
+            .map_err(err)
+    }
+
+    fn deactivate(&self, vg: &VgRead, lv: &str) -> Result<bool, ActivationError> {
+        self.activator
+            .deactivate(&on_disk(vg), lv)
+            .map_err(|e| activate_error(&vg.vg.name, lv, e))
+    }
+
+    fn active_volumes(&self, vg: &VgRead) -> Result<Vec<ActiveVolume>, ActivationError> {
+        let name = &vg.vg.name;
+        let list = self
+            .activator
+            .list_active(&on_disk(vg))
+            .map_err(|e| activate_error(name, "*", e))?;
+        // Layer devices (`-real`, `-tpool`) are not volumes of their own.
+        Ok(list
+            .into_iter()
+            .filter(|a| a.layer.is_none())
+            .filter_map(|a| {
+                let lv = a.lv.clone()?;
+                Some(active_volume(name, &lv, a))
+            })
+            .collect())
+    }
 }
 
 /// Activation in memory: devices are names under `dev_dir` that do not exist. For tests
@@ -93,6 +226,17 @@ impl SimActivation {
         }
     }
 
+    /// The volumes of `vg` this simulation holds active, for tests.
+    pub fn active_in(&self, vg: &str) -> Vec<ActiveVolume> {
+        self.active
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|a| a.vg == vg)
+            .cloned()
+            .collect()
+    }
+
     /// Makes every call fail as if device-mapper were missing (`None`: works again).
     pub fn set_unavailable(&self, why: Option<&str>) {
         *self.unavailable.lock().unwrap() = why.map(str::to_owned);
@@ -122,7 +266,8 @@ impl SimActivation {
 }
 
 impl Activation for SimActivation {
-    fn activate(&self, vg: &VolumeGroup, lv: &str) -> Result<ActiveVolume, ActivationError> {
+    fn activate(&self, vg: &VgRead, lv: &str) -> Result<ActiveVolume, ActivationError> {
+        let vg = &vg.vg;
         self.check()?;
         let mut active = self.active.lock().unwrap();
         let key = (vg.name.clone(), lv.to_owned());
@@ -134,7 +279,8 @@ impl Activation for SimActivation {
         Ok(a)
     }
 
-    fn refresh(&self, vg: &VolumeGroup, lv: &str) -> Result<Option<ActiveVolume>, ActivationError> {
+    fn refresh(&self, vg: &VgRead, lv: &str) -> Result<Option<ActiveVolume>, ActivationError> {
+        let vg = &vg.vg;
         self.check()?;
         let mut active = self.active.lock().unwrap();
         let key = (vg.name.clone(), lv.to_owned());
@@ -149,7 +295,8 @@ impl Activation for SimActivation {
         Ok(Some(a))
     }
 
-    fn deactivate(&self, vg: &str, lv: &str) -> Result<bool, ActivationError> {
+    fn deactivate(&self, vg: &VgRead, lv: &str) -> Result<bool, ActivationError> {
+        let vg = vg.vg.name.as_str();
         self.check()?;
         let mut active = self.active.lock().unwrap();
         let key = (vg.to_owned(), lv.to_owned());
@@ -167,15 +314,8 @@ impl Activation for SimActivation {
         }
     }
 
-    fn active_volumes(&self, vg: &str) -> Result<Vec<ActiveVolume>, ActivationError> {
+    fn active_volumes(&self, vg: &VgRead) -> Result<Vec<ActiveVolume>, ActivationError> {
         self.check()?;
-        Ok(self
-            .active
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|a| a.vg == vg)
-            .cloned()
-            .collect())
+        Ok(self.active_in(&vg.vg.name))
     }
 }

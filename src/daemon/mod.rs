@@ -24,7 +24,7 @@ pub mod sim;
 pub mod view;
 pub mod volumes;
 
-pub use activation::{Activation, ActivationError, ActiveVolume, SimActivation};
+pub use activation::{Activation, ActivationError, ActiveVolume, DmActivation, SimActivation};
 pub use engine::{Engine, EngineError};
 pub use node::{HostNode, Node, NodeError, SimNode};
 pub use real::RealEngine;

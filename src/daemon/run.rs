@@ -1,6 +1,6 @@
 //! Putting the daemon together: engine, socket, services, systemd, signals.
 
-use super::activation::SimActivation;
+use super::activation::{Activation, DmActivation, NoDeviceMapper};
 use super::classes::DeviceClasses;
 use super::config::Config;
 use super::engine::Engine;
@@ -40,10 +40,17 @@ pub fn real_engine(config: &Config) -> Arc<dyn Engine> {
         backup: config.backup_dir.clone(),
         archive: Some(config.archive_dir.clone()),
     });
-    tracing::warn!("device-mapper activation is simulated in this build: volumes are created on disk but not activated");
+    let activation: Arc<dyn Activation> = match DmActivation::new() {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            // Metadata work still goes on; activating answers with why it cannot.
+            tracing::error!("{e}; volumes can be created and removed but not activated");
+            Arc::new(NoDeviceMapper { why: e.to_string() })
+        }
+    };
     let engine = RealEngine::real(
         lvm,
-        Arc::new(SimActivation::default()),
+        activation,
         Arc::new(HostNode),
         config.mount_roots.clone(),
     );

@@ -164,8 +164,9 @@ impl<M: Metadata> VolumeEngine<M> {
 
     /// Where each active LV of `vg` is; an activation layer that cannot answer leaves
     /// the volumes shown inactive rather than failing a listing.
-    fn devices(&self, vg: &str) -> BTreeMap<String, PathBuf> {
-        match self.activation.active_volumes(vg) {
+    fn devices(&self, read: &VgRead) -> BTreeMap<String, PathBuf> {
+        let vg = &read.vg.name;
+        match self.activation.active_volumes(read) {
             Ok(list) => list.into_iter().map(|a| (a.lv, a.device)).collect(),
             Err(e) => {
                 tracing::warn!(vg, "cannot list active volumes: {e}");
@@ -180,7 +181,7 @@ impl<M: Metadata> VolumeEngine<M> {
             .lv(lv)
             .filter(|l| l.is_visible())
             .ok_or_else(|| lv_not_found(&read.vg.name, lv))?;
-        let device = self.devices(&read.vg.name).remove(lv);
+        let device = self.devices(read).remove(lv);
         Ok(view::lv_info(&read.vg, model, device))
     }
 
@@ -264,7 +265,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let lock = self.locks.get(vg);
         let _g = lock.read().unwrap();
         let r = self.meta.read(vg)?;
-        let mut devices = self.devices(vg);
+        let mut devices = self.devices(&r);
         Ok(view::visible_lvs(&r.vg)
             .map(|lv| view::lv_info(&r.vg, lv, devices.remove(&lv.name)))
             .collect())
@@ -292,7 +293,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
             return Ok(false);
         }
         // Busy (mounted, open) stops here, before the metadata changes.
-        self.activation.deactivate(vg, lv)?;
+        self.activation.deactivate(&read, lv)?;
         self.meta.lv_remove(vg, lv)?;
         tracing::info!(vg, lv, "removed logical volume");
         Ok(true)
@@ -323,7 +324,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let read = self.meta.read(vg)?;
         if current.device.is_some() {
             // Grown on disk: the active table must follow, or the new space is invisible.
-            self.activation.refresh(&read.vg, lv)?;
+            self.activation.refresh(&read, lv)?;
         }
         tracing::info!(
             vg,
@@ -341,7 +342,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let _g = lock.write().unwrap();
         let read = self.meta.read(vg)?;
         self.info(&read, lv)?;
-        let active = self.activation.activate(&read.vg, lv)?;
+        let active = self.activation.activate(&read, lv)?;
         let mut info = self.info(&read, lv)?;
         info.device = Some(active.device);
         Ok(info)
@@ -352,7 +353,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let _g = lock.write().unwrap();
         let read = self.meta.read(vg)?;
         self.info(&read, lv)?;
-        self.activation.deactivate(vg, lv)?;
+        self.activation.deactivate(&read, lv)?;
         self.info(&read, lv)
     }
 
