@@ -916,7 +916,8 @@ fn size_to_extents(vg: &VolumeGroup, size: Bytes, layout: Layout) -> Result<Exte
     Ok(extents)
 }
 
-fn pv_spaces(vg: &VolumeGroup) -> Vec<PvSpace> {
+/// Each PV's space as the allocator sees it: used runs, and whether it may be allocated.
+pub fn pv_spaces(vg: &VolumeGroup) -> Vec<PvSpace> {
     let usage = vg.pv_usage();
     vg.pvs
         .iter()

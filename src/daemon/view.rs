@@ -2,34 +2,13 @@
 //! the real and the simulated engine, so both report the same numbers for the same VG.
 
 use super::engine::{LvInfo, LvLayout, PvInfo, VgInfo, VgSpace};
-use crate::alloc::{ExtentRange, FreeSpace, Layout, PvSpace};
+use crate::alloc::{FreeSpace, Layout};
+pub use crate::lvm::pv_spaces;
 use crate::model::{LogicalVolume, SegmentKind, VolumeGroup};
 use crate::units::{Bytes, Extents};
 use crate::uuid::Uuid;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-/// Each PV's space as the allocator sees it (what `Lvm` does before allocating).
-pub fn pv_spaces(vg: &VolumeGroup) -> Vec<PvSpace> {
-    let usage = vg.pv_usage();
-    vg.pvs
-        .iter()
-        .enumerate()
-        .map(|(i, pv)| PvSpace {
-            index: i,
-            pe_count: pv.pe_count,
-            allocatable: pv.is_allocatable() && !pv.is_missing(),
-            used: usage
-                .iter()
-                .filter(|u| u.pv == pv.name)
-                .map(|u| ExtentRange {
-                    start: u.start,
-                    count: u.count,
-                })
-                .collect(),
-        })
-        .collect()
-}
 
 fn bytes(vg: &VolumeGroup, e: Extents) -> Bytes {
     vg.extent_size.span(e).to_bytes()
