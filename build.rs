@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/lvmd.proto");
     println!("cargo:rerun-if-changed=proto/csi.proto");
     println!("cargo:rerun-if-changed=proto/google/protobuf/wrappers.proto");
-    tonic_build::configure().compile_protos(&["proto/lvmd.proto", "proto/csi.proto"], &["proto"])?;
+    tonic_build::configure()
+        .compile_protos(&["proto/lvmd.proto", "proto/csi.proto"], &["proto"])?;
     Ok(())
 }
