@@ -5,6 +5,7 @@
 //!
 //! The simulated daemon's mounts exist only in its memory, so the plugin runs with
 //! `--mount-check lvmd`; the mountinfo check is covered by `tests/vm_csi.rs` in the VM.
+#![allow(clippy::result_large_err)]
 
 use lvmd::csi::pb::controller_client::ControllerClient;
 use lvmd::csi::pb::identity_client::IdentityClient;
