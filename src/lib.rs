@@ -14,6 +14,7 @@
 pub mod activate;
 pub mod alloc;
 pub mod api;
+pub mod csi;
 pub mod daemon;
 pub mod format;
 pub mod inspect;

@@ -1,0 +1,615 @@
+//! CSI Controller, run on every node beside its lvmd (external-provisioner
+//! `--node-deployment`): volumes are created on this node's device classes only.
+
+use super::metrics::timed;
+use super::params::{self, Access, Layout, VolumeParams};
+use super::pb::controller_server::Controller;
+use super::pb::controller_service_capability::{rpc, Rpc, Type as CapType};
+use super::pb::*;
+use super::status::{from_lvmd, invalid};
+use super::volume_id::{lv_name, tag_value, VolumeId};
+use super::Plugin;
+use crate::api::pb as lvmd;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tonic::{Code, Request, Response, Status};
+
+/// Volumes are created at 1 GiB when the CO names no size.
+pub const DEFAULT_SIZE: u64 = 1 << 30;
+
+#[derive(Clone)]
+pub struct ControllerService(pub Arc<Plugin>);
+
+/// The tag that marks an LV as this driver's (and ListVolumes' filter).
+pub fn driver_tag(driver: &str) -> String {
+    format!("csi.driver={}", tag_value(driver))
+}
+
+fn round_up(n: u64, unit: u64) -> u64 {
+    if unit == 0 {
+        return n;
+    }
+    n.div_ceil(unit).saturating_mul(unit)
+}
+
+/// The bytes a request asks for: `(size, limit)` with limit 0 meaning none.
+fn sized(range: Option<&CapacityRange>, unit: u64) -> Result<(u64, u64), Status> {
+    let (req, lim) = range.map_or((0, 0), |r| (r.required_bytes, r.limit_bytes));
+    if req < 0 || lim < 0 {
+        return Err(Status::out_of_range(format!(
+            "capacity_range with negative bytes (required {req}, limit {lim})"
+        )));
+    }
+    let (req, lim) = (req as u64, lim as u64);
+    if lim > 0 && req > lim {
+        return Err(Status::out_of_range(format!(
+            "capacity_range: required_bytes {req} exceeds limit_bytes {lim}"
+        )));
+    }
+    let size = if req > 0 {
+        round_up(req, unit)
+    } else if lim > 0 {
+        // No minimum: the default, or the largest whole unit under the limit.
+        let d = round_up(DEFAULT_SIZE.min(lim), unit);
+        if d > lim {
+            lim / unit.max(1) * unit.max(1)
+        } else {
+            d
+        }
+    } else {
+        round_up(DEFAULT_SIZE, unit)
+    };
+    if size == 0 || (lim > 0 && size > lim) {
+        return Err(Status::out_of_range(format!(
+            "capacity_range [{req}, {lim}]: volumes come in whole extents of {unit} bytes; \
+             {size} is outside the range"
+        )));
+    }
+    Ok((size, lim))
+}
+
+fn lvmd_layout(l: Layout) -> lvmd::Layout {
+    match l {
+        Layout::Default => lvmd::Layout::Unspecified,
+        Layout::Linear => lvmd::Layout::Linear,
+        Layout::Striped => lvmd::Layout::Striped,
+    }
+}
+
+impl ControllerService {
+    /// The capacity entry of a device class (empty: the default class).
+    pub async fn class(&self, class: &str) -> Result<lvmd::DeviceClassCapacity, Status> {
+        let all = self
+            .0
+            .cap()
+            .get_capacity(lvmd::GetCapacityRequest {
+                device_class: class.into(),
+            })
+            .await
+            .map_err(|s| match s.code() {
+                Code::NotFound => invalid(format!(
+                    "device class {class:?} is not configured in lvmd on node {}: {}",
+                    self.0.config.node_id,
+                    s.message()
+                )),
+                _ => from_lvmd(s, &format!("GetCapacity {class:?}")),
+            })?
+            .into_inner()
+            .device_classes;
+        all.into_iter()
+            .find(|d| {
+                if class.is_empty() {
+                    d.is_default
+                } else {
+                    d.device_class == class
+                }
+            })
+            .ok_or_else(|| {
+                invalid(format!(
+                    "no device class {class:?} (and no default class) in lvmd on node {}",
+                    self.0.config.node_id
+                ))
+            })
+    }
+
+    async fn get_lv(&self, id: &VolumeId) -> Result<Option<lvmd::LogicalVolume>, Status> {
+        let r = self
+            .0
+            .lv()
+            .get_logical_volume(lvmd::GetLogicalVolumeRequest {
+                volume: Some(vref(id)),
+            })
+            .await;
+        match r {
+            Ok(v) => Ok(Some(v.into_inner())),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(from_lvmd(s, &format!("GetLogicalVolume {id}"))),
+        }
+    }
+
+    fn volume(
+        &self,
+        id: &VolumeId,
+        lv: &lvmd::LogicalVolume,
+        ctx: HashMap<String, String>,
+    ) -> Volume {
+        Volume {
+            capacity_bytes: lv.size_bytes as i64,
+            volume_id: id.to_string(),
+            volume_context: ctx,
+            content_source: None,
+            accessible_topology: vec![self.0.topology()],
+        }
+    }
+
+    /// Whether the CO lets the volume live on this node.
+    fn topology_allows(&self, req: Option<&TopologyRequirement>) -> bool {
+        let Some(req) = req else { return true };
+        let all: Vec<&Topology> = req.requisite.iter().chain(&req.preferred).collect();
+        all.is_empty()
+            || all.iter().any(|t| {
+                t.segments.get(&self.0.config.topology_key) == Some(&self.0.config.node_id)
+            })
+    }
+
+    fn mine(&self, id: &VolumeId) -> Result<(), Status> {
+        if id.node != self.0.config.node_id {
+            return Err(Status::failed_precondition(format!(
+                "volume {id} lives on node {}, this is {}",
+                id.node, self.0.config.node_id
+            )));
+        }
+        Ok(())
+    }
+
+    async fn create(&self, r: CreateVolumeRequest) -> Result<CreateVolumeResponse, Status> {
+        if r.name.is_empty() {
+            return Err(invalid("name missing"));
+        }
+        let caps = params::capabilities(&r.volume_capabilities)?;
+        let p: VolumeParams = params::parse(&r.parameters)?;
+        if r.volume_content_source.is_some() {
+            return Err(invalid(
+                "volume_content_source: lvmd-csi has no snapshots or clones (yet)",
+            ));
+        }
+        if !r.mutable_parameters.is_empty() {
+            return Err(invalid("mutable_parameters are not supported"));
+        }
+        for c in &caps {
+            if let (Access::Mount { fs_type, .. }, Some(f)) = (&c.access, &p.fs_type) {
+                if fs_type != f && fs_type != params::DEFAULT_FS {
+                    return Err(invalid(format!(
+                        "parameter fsType={f} contradicts the capability's fs_type {fs_type}"
+                    )));
+                }
+            }
+        }
+        if !self.topology_allows(r.accessibility_requirements.as_ref()) {
+            return Err(Status::resource_exhausted(format!(
+                "accessibility_requirements do not include this node ({}={}); lvmd-csi only \
+                 creates volumes on the node it runs on",
+                self.0.config.topology_key, self.0.config.node_id
+            )));
+        }
+        let class = self.class(&p.device_class).await?;
+        if !class.error.is_empty() {
+            return Err(Status::unavailable(format!(
+                "device class {} cannot be used now: {}",
+                class.device_class, class.error
+            )));
+        }
+        let stripes = match p.layout {
+            Layout::Linear => 1,
+            Layout::Striped if p.stripes > 0 => p.stripes,
+            _ => class.default_stripes.max(1),
+        };
+        let unit = class.extent_size_bytes.max(1) * u64::from(stripes);
+        let (size, limit) = sized(r.capacity_range.as_ref(), unit)?;
+        let required = r
+            .capacity_range
+            .as_ref()
+            .map_or(0, |c| c.required_bytes as u64);
+        let id = VolumeId {
+            node: self.0.config.node_id.clone(),
+            class: class.device_class.clone(),
+            lv: lv_name(&r.name),
+        };
+        let mut ctx: HashMap<String, String> = HashMap::new();
+        ctx.insert("deviceClass".into(), class.device_class.clone());
+        if let Some(f) = &p.fs_type {
+            ctx.insert("fsType".into(), f.clone());
+        }
+        let marker = driver_tag(&self.0.config.driver_name);
+        if let Some(lv) = self.get_lv(&id).await? {
+            let fits = lv.size_bytes >= required && (limit == 0 || lv.size_bytes <= limit);
+            let layout_ok = match p.layout {
+                Layout::Default => true,
+                Layout::Linear => lv.stripes <= 1,
+                Layout::Striped => lv.stripes == stripes,
+            };
+            if lv.tags.contains(&marker) && fits && layout_ok {
+                return Ok(CreateVolumeResponse {
+                    volume: Some(self.volume(&id, &lv, ctx)),
+                });
+            }
+            return Err(Status::already_exists(format!(
+                "volume {id} exists with {} bytes, {} stripe(s){}: incompatible with this request",
+                lv.size_bytes,
+                lv.stripes,
+                if lv.tags.contains(&marker) {
+                    ""
+                } else {
+                    ", not made by this driver"
+                }
+            )));
+        }
+        let mut tags = vec![marker];
+        for (k, v) in [
+            ("pv", &p.pv_name),
+            ("pvc", &p.pvc_name),
+            ("ns", &p.pvc_namespace),
+        ] {
+            if let Some(v) = v {
+                tags.push(format!("csi.{k}={}", tag_value(v)));
+            }
+        }
+        let lv = self
+            .0
+            .lv()
+            .create_logical_volume(lvmd::CreateLogicalVolumeRequest {
+                volume: Some(vref(&id)),
+                size_bytes: size,
+                layout: lvmd_layout(p.layout) as i32,
+                stripes: if p.layout == Layout::Striped {
+                    p.stripes
+                } else {
+                    0
+                },
+                stripe_size_bytes: p.stripe_size,
+                tags,
+            })
+            .await
+            .map_err(|s| from_lvmd(s, &format!("CreateLogicalVolume {id} ({size} bytes)")))?
+            .into_inner();
+        tracing::info!(volume = %id, size = lv.size_bytes, name = %r.name, "created");
+        Ok(CreateVolumeResponse {
+            volume: Some(self.volume(&id, &lv, ctx)),
+        })
+    }
+
+    async fn delete(&self, r: DeleteVolumeRequest) -> Result<DeleteVolumeResponse, Status> {
+        if r.volume_id.is_empty() {
+            return Err(invalid("volume_id missing"));
+        }
+        // An id we never made names no volume of ours: already gone.
+        let Some(id) = VolumeId::parse(&r.volume_id) else {
+            return Ok(DeleteVolumeResponse {});
+        };
+        self.mine(&id)?;
+        let lv = match self.get_lv(&id).await {
+            Ok(Some(lv)) => lv,
+            Ok(None) => return Ok(DeleteVolumeResponse {}),
+            // The device class is gone from lvmd's configuration: so is the volume for us.
+            Err(s) if s.code() == Code::InvalidArgument => return Ok(DeleteVolumeResponse {}),
+            Err(s) => return Err(s),
+        };
+        if !lv.tags.contains(&driver_tag(&self.0.config.driver_name)) {
+            return Err(Status::failed_precondition(format!(
+                "{id}: the logical volume was not made by this driver; refusing to remove it"
+            )));
+        }
+        self.0
+            .lv()
+            .remove_logical_volume(lvmd::RemoveLogicalVolumeRequest {
+                volume: Some(vref(&id)),
+            })
+            .await
+            .map_err(|s| from_lvmd(s, &format!("RemoveLogicalVolume {id}")))?;
+        tracing::info!(volume = %id, "deleted");
+        Ok(DeleteVolumeResponse {})
+    }
+
+    async fn validate(
+        &self,
+        r: ValidateVolumeCapabilitiesRequest,
+    ) -> Result<ValidateVolumeCapabilitiesResponse, Status> {
+        if r.volume_id.is_empty() {
+            return Err(invalid("volume_id missing"));
+        }
+        if r.volume_capabilities.is_empty() {
+            return Err(invalid("volume_capabilities missing"));
+        }
+        let id = VolumeId::parse(&r.volume_id)
+            .ok_or_else(|| Status::not_found(format!("no volume {:?}", r.volume_id)))?;
+        if self.get_lv(&id).await?.is_none() {
+            return Err(Status::not_found(format!("no volume {id}")));
+        }
+        if let Err(e) = params::parse(&r.parameters) {
+            return Ok(ValidateVolumeCapabilitiesResponse {
+                confirmed: None,
+                message: e.message().into(),
+            });
+        }
+        Ok(match params::capabilities(&r.volume_capabilities) {
+            Ok(_) => ValidateVolumeCapabilitiesResponse {
+                confirmed: Some(validate_volume_capabilities_response::Confirmed {
+                    volume_context: r.volume_context,
+                    volume_capabilities: r.volume_capabilities,
+                    parameters: r.parameters,
+                    mutable_parameters: Default::default(),
+                }),
+                message: String::new(),
+            },
+            Err(e) => ValidateVolumeCapabilitiesResponse {
+                confirmed: None,
+                message: e.message().into(),
+            },
+        })
+    }
+
+    async fn list(&self, r: ListVolumesRequest) -> Result<ListVolumesResponse, Status> {
+        if r.max_entries < 0 {
+            return Err(invalid("max_entries is negative"));
+        }
+        let start: usize = if r.starting_token.is_empty() {
+            0
+        } else {
+            r.starting_token.parse().map_err(|_| {
+                Status::aborted(format!(
+                    "starting_token {:?} is not one of ours",
+                    r.starting_token
+                ))
+            })?
+        };
+        let marker = driver_tag(&self.0.config.driver_name);
+        let lvs = self
+            .0
+            .lv()
+            .list_logical_volumes(lvmd::ListLogicalVolumesRequest::default())
+            .await
+            .map_err(|s| from_lvmd(s, "ListLogicalVolumes"))?
+            .into_inner()
+            .logical_volumes;
+        let mut vols: Vec<Volume> = lvs
+            .iter()
+            .filter(|l| l.tags.contains(&marker) && !l.device_class.is_empty())
+            .map(|l| {
+                let id = VolumeId {
+                    node: self.0.config.node_id.clone(),
+                    class: l.device_class.clone(),
+                    lv: l.name.clone(),
+                };
+                self.volume(&id, l, Default::default())
+            })
+            .collect();
+        vols.sort_by(|a, b| a.volume_id.cmp(&b.volume_id));
+        if start > vols.len() {
+            return Err(Status::aborted(format!(
+                "starting_token {start} is past the {} volumes",
+                vols.len()
+            )));
+        }
+        let n = if r.max_entries == 0 {
+            usize::MAX
+        } else {
+            r.max_entries as usize
+        };
+        let page: Vec<Volume> = vols.iter().skip(start).take(n).cloned().collect();
+        let next = start + page.len();
+        Ok(ListVolumesResponse {
+            entries: page
+                .into_iter()
+                .map(|v| list_volumes_response::Entry {
+                    volume: Some(v),
+                    status: None,
+                })
+                .collect(),
+            next_token: if next < vols.len() {
+                next.to_string()
+            } else {
+                String::new()
+            },
+        })
+    }
+
+    async fn capacity(&self, r: GetCapacityRequest) -> Result<GetCapacityResponse, Status> {
+        params::capabilities(&r.volume_capabilities).or_else(|e| {
+            if r.volume_capabilities.is_empty() {
+                Ok(vec![])
+            } else {
+                Err(e)
+            }
+        })?;
+        let p = params::parse(&r.parameters)?;
+        let none = GetCapacityResponse {
+            available_capacity: 0,
+            maximum_volume_size: Some(0),
+            minimum_volume_size: None,
+        };
+        if let Some(t) = &r.accessible_topology {
+            if t.segments.get(&self.0.config.topology_key) != Some(&self.0.config.node_id) {
+                return Ok(none);
+            }
+        }
+        let c = self.class(&p.device_class).await?;
+        if !c.error.is_empty() {
+            return Ok(none);
+        }
+        let largest = match p.layout {
+            Layout::Linear => c.largest_linear_bytes,
+            _ => c.largest_bytes,
+        };
+        Ok(GetCapacityResponse {
+            available_capacity: c.free_bytes as i64,
+            maximum_volume_size: Some(largest as i64),
+            minimum_volume_size: Some(c.extent_size_bytes as i64),
+        })
+    }
+
+    async fn expand(
+        &self,
+        r: ControllerExpandVolumeRequest,
+    ) -> Result<ControllerExpandVolumeResponse, Status> {
+        if r.volume_id.is_empty() {
+            return Err(invalid("volume_id missing"));
+        }
+        let range = r
+            .capacity_range
+            .as_ref()
+            .ok_or_else(|| invalid("capacity_range missing"))?;
+        let block = match &r.volume_capability {
+            Some(c) => params::capability(c)?.access == Access::Block,
+            None => false,
+        };
+        let id = VolumeId::parse(&r.volume_id)
+            .ok_or_else(|| Status::not_found(format!("no volume {:?}", r.volume_id)))?;
+        self.mine(&id)?;
+        let lv = self
+            .get_lv(&id)
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no volume {id}")))?;
+        let class = self.class(&id.class).await?;
+        let unit = class.extent_size_bytes.max(1) * u64::from(lv.stripes.max(1));
+        if range.required_bytes <= 0 {
+            return Err(Status::out_of_range(
+                "capacity_range.required_bytes must be > 0",
+            ));
+        }
+        let (size, _) = sized(Some(range), unit)?;
+        let now = if lv.size_bytes >= size {
+            lv.size_bytes
+        } else {
+            let lv = self
+                .0
+                .lv()
+                .resize_logical_volume(lvmd::ResizeLogicalVolumeRequest {
+                    volume: Some(vref(&id)),
+                    size_bytes: size,
+                })
+                .await
+                .map_err(|s| from_lvmd(s, &format!("ResizeLogicalVolume {id} to {size}")))?
+                .into_inner();
+            tracing::info!(volume = %id, size = lv.size_bytes, "expanded");
+            lv.size_bytes
+        };
+        Ok(ControllerExpandVolumeResponse {
+            capacity_bytes: now as i64,
+            node_expansion_required: !block,
+        })
+    }
+}
+
+pub fn vref(id: &VolumeId) -> lvmd::VolumeRef {
+    lvmd::VolumeRef {
+        device_class: id.class.clone(),
+        volume_group: String::new(),
+        name: id.lv.clone(),
+    }
+}
+
+fn rpc_cap(t: rpc::Type) -> ControllerServiceCapability {
+    ControllerServiceCapability {
+        r#type: Some(CapType::Rpc(Rpc { r#type: t as i32 })),
+    }
+}
+
+#[tonic::async_trait]
+impl Controller for ControllerService {
+    async fn create_volume(
+        &self,
+        r: Request<CreateVolumeRequest>,
+    ) -> Result<Response<CreateVolumeResponse>, Status> {
+        timed(&self.0.metrics, "CreateVolume", self.create(r.into_inner())).await
+    }
+    async fn delete_volume(
+        &self,
+        r: Request<DeleteVolumeRequest>,
+    ) -> Result<Response<DeleteVolumeResponse>, Status> {
+        timed(&self.0.metrics, "DeleteVolume", self.delete(r.into_inner())).await
+    }
+    async fn validate_volume_capabilities(
+        &self,
+        r: Request<ValidateVolumeCapabilitiesRequest>,
+    ) -> Result<Response<ValidateVolumeCapabilitiesResponse>, Status> {
+        timed(
+            &self.0.metrics,
+            "ValidateVolumeCapabilities",
+            self.validate(r.into_inner()),
+        )
+        .await
+    }
+    async fn list_volumes(
+        &self,
+        r: Request<ListVolumesRequest>,
+    ) -> Result<Response<ListVolumesResponse>, Status> {
+        timed(&self.0.metrics, "ListVolumes", self.list(r.into_inner())).await
+    }
+    async fn get_capacity(
+        &self,
+        r: Request<GetCapacityRequest>,
+    ) -> Result<Response<GetCapacityResponse>, Status> {
+        timed(
+            &self.0.metrics,
+            "GetCapacity",
+            self.capacity(r.into_inner()),
+        )
+        .await
+    }
+    async fn controller_get_capabilities(
+        &self,
+        _: Request<ControllerGetCapabilitiesRequest>,
+    ) -> Result<Response<ControllerGetCapabilitiesResponse>, Status> {
+        timed(&self.0.metrics, "ControllerGetCapabilities", async {
+            Ok(ControllerGetCapabilitiesResponse {
+                capabilities: [
+                    rpc::Type::CreateDeleteVolume,
+                    rpc::Type::ListVolumes,
+                    rpc::Type::GetCapacity,
+                    rpc::Type::ExpandVolume,
+                ]
+                .into_iter()
+                .map(rpc_cap)
+                .collect(),
+            })
+        })
+        .await
+    }
+    async fn controller_expand_volume(
+        &self,
+        r: Request<ControllerExpandVolumeRequest>,
+    ) -> Result<Response<ControllerExpandVolumeResponse>, Status> {
+        timed(
+            &self.0.metrics,
+            "ControllerExpandVolume",
+            self.expand(r.into_inner()),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(r: i64, l: i64) -> CapacityRange {
+        CapacityRange {
+            required_bytes: r,
+            limit_bytes: l,
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        let e = 4 << 20;
+        assert_eq!(sized(None, e).unwrap(), (DEFAULT_SIZE, 0));
+        assert_eq!(sized(Some(&range(1, 0)), e).unwrap().0, e);
+        assert_eq!(sized(Some(&range(e as i64 + 1, 0)), e).unwrap().0, 2 * e);
+        assert_eq!(sized(Some(&range(0, 10 << 20)), e).unwrap().0, 2 * e);
+        let oor = |r, l| sized(Some(&range(r, l)), e).unwrap_err().code();
+        assert_eq!(oor(5 << 20, 6 << 20), Code::OutOfRange);
+        assert_eq!(oor(10, 5), Code::OutOfRange);
+        assert_eq!(oor(-1, 0), Code::OutOfRange);
+        assert_eq!(oor(0, 1 << 20), Code::OutOfRange);
+    }
+}

@@ -1,0 +1,412 @@
+//! CSI Node: staging (activate, mkfs only if empty, mount: all lvmd's MountVolume),
+//! publishing (bind from staging, or the block device), stats and expansion. Every mount
+//! is made by lvmd in the host's namespace; this plugin then checks it can see it.
+
+use super::controller::vref;
+use super::metrics::timed;
+use super::mounts;
+use super::params::{self, Access};
+use super::pb::node_server::Node;
+use super::pb::node_service_capability::{rpc, Rpc, Type as CapType};
+use super::pb::*;
+use super::status::{from_lvmd, invalid};
+use super::volume_id::VolumeId;
+use super::{MountCheck, Plugin};
+use crate::api::pb as lvmd;
+use std::path::Path;
+use std::sync::Arc;
+use tonic::{Code, Request, Response, Status};
+
+#[derive(Clone)]
+pub struct NodeService(pub Arc<Plugin>);
+
+fn need<'a>(v: &'a str, what: &str) -> Result<&'a str, Status> {
+    if v.is_empty() {
+        Err(invalid(format!("{what} missing")))
+    } else {
+        Ok(v)
+    }
+}
+
+impl NodeService {
+    /// The id of a volume on this node, or NOT_FOUND.
+    fn id(&self, v: &str) -> Result<VolumeId, Status> {
+        let id = VolumeId::parse(need(v, "volume_id")?)
+            .ok_or_else(|| Status::not_found(format!("no volume {v:?} (not an lvmd-csi id)")))?;
+        if id.node != self.0.config.node_id {
+            return Err(Status::not_found(format!(
+                "volume {id} lives on node {}, not on {}",
+                id.node, self.0.config.node_id
+            )));
+        }
+        Ok(id)
+    }
+
+    async fn lv(&self, id: &VolumeId) -> Result<lvmd::LogicalVolume, Status> {
+        self.0
+            .lv()
+            .get_logical_volume(lvmd::GetLogicalVolumeRequest {
+                volume: Some(vref(id)),
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| from_lvmd(s, &format!("GetLogicalVolume {id}")))
+    }
+
+    /// Whether `path` is a mount point, as the configured check sees it.
+    async fn mounted(&self, path: &str) -> Result<bool, Status> {
+        match self.0.config.mount_check {
+            MountCheck::Mountinfo => mounts::is_mounted_here(Path::new(path))
+                .map_err(|e| Status::internal(format!("reading /proc/self/mountinfo: {e}"))),
+            MountCheck::Lvmd => match self.path_stats(path).await {
+                Ok(_) => Ok(true),
+                Err(s) if s.code() == Code::NotFound => Ok(false),
+                Err(s) => Err(s),
+            },
+        }
+    }
+
+    async fn path_stats(&self, path: &str) -> Result<lvmd::PathStats, Status> {
+        self.0
+            .node()
+            .get_path_stats(lvmd::GetPathStatsRequest { path: path.into() })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| from_lvmd(s, &format!("GetPathStats {path}")))
+    }
+
+    async fn unmount(&self, path: &str, remove: bool) -> Result<bool, Status> {
+        self.0
+            .node()
+            .unmount(lvmd::UnmountRequest {
+                target_path: path.into(),
+                remove_target: remove,
+            })
+            .await
+            .map(|r| r.into_inner().was_mounted)
+            .map_err(|s| from_lvmd(s, &format!("Unmount {path}")))
+    }
+
+    /// After lvmd mounted `path` on the host: fail, undone, unless this namespace sees it.
+    async fn confirm_visible(&self, path: &str, remove: bool) -> Result<(), Status> {
+        if self.0.config.mount_check == MountCheck::Mountinfo && !self.mounted(path).await? {
+            let _ = self.unmount(path, remove).await;
+            return Err(Status::failed_precondition(mounts::propagation_hint(
+                Path::new(path),
+            )));
+        }
+        Ok(())
+    }
+
+    async fn stage(&self, r: NodeStageVolumeRequest) -> Result<NodeStageVolumeResponse, Status> {
+        let id = self.id(&r.volume_id)?;
+        let staging = need(&r.staging_target_path, "staging_target_path")?;
+        let cap = params::capability(
+            r.volume_capability
+                .as_ref()
+                .ok_or_else(|| invalid("volume_capability missing"))?,
+        )?;
+        match cap.access {
+            // Nothing to stage: publishing binds the device node itself.
+            Access::Block => {
+                self.lv(&id).await?;
+            }
+            Access::Mount { flags, .. } => {
+                let fs_type = fs_type_for(&r.volume_capability, &r.volume_context)?;
+                self.0
+                    .node()
+                    .mount_volume(lvmd::MountVolumeRequest {
+                        volume: Some(vref(&id)),
+                        target_path: staging.into(),
+                        fs_type: fs_type.clone(),
+                        mount_options: flags,
+                        read_only: cap.read_only_mode,
+                    })
+                    .await
+                    .map_err(|s| from_lvmd(s, &format!("MountVolume {id} at {staging}")))?;
+                self.confirm_visible(staging, false).await?;
+                tracing::info!(volume = %id, staging, fs_type, "staged");
+            }
+        }
+        Ok(NodeStageVolumeResponse {})
+    }
+
+    async fn unstage(
+        &self,
+        r: NodeUnstageVolumeRequest,
+    ) -> Result<NodeUnstageVolumeResponse, Status> {
+        need(&r.volume_id, "volume_id")?;
+        let staging = need(&r.staging_target_path, "staging_target_path")?;
+        // The LV stays active: a block publish of it may still be live elsewhere.
+        self.unmount(staging, false).await?;
+        Ok(NodeUnstageVolumeResponse {})
+    }
+
+    async fn publish(
+        &self,
+        r: NodePublishVolumeRequest,
+    ) -> Result<NodePublishVolumeResponse, Status> {
+        let id = self.id(&r.volume_id)?;
+        let target = need(&r.target_path, "target_path")?;
+        let cap = params::capability(
+            r.volume_capability
+                .as_ref()
+                .ok_or_else(|| invalid("volume_capability missing"))?,
+        )?;
+        let read_only = r.readonly || cap.read_only_mode;
+        self.lv(&id).await?;
+        match cap.access {
+            Access::Block => {
+                self.0
+                    .node()
+                    .publish_block(lvmd::PublishBlockRequest {
+                        volume: Some(vref(&id)),
+                        target_path: target.into(),
+                        read_only,
+                    })
+                    .await
+                    .map_err(|s| from_lvmd(s, &format!("PublishBlock {id} at {target}")))?;
+            }
+            Access::Mount { .. } => {
+                let staging = need(&r.staging_target_path, "staging_target_path")?;
+                // Binding an unmounted staging directory would hand the pod an empty
+                // directory on the node's disk.
+                if !self.mounted(staging).await? {
+                    return Err(Status::failed_precondition(format!(
+                        "volume {id} is not staged at {staging}"
+                    )));
+                }
+                self.0
+                    .node()
+                    .bind_mount(lvmd::BindMountRequest {
+                        source_path: staging.into(),
+                        target_path: target.into(),
+                        read_only,
+                    })
+                    .await
+                    .map_err(|s| from_lvmd(s, &format!("BindMount {staging} to {target}")))?;
+            }
+        }
+        self.confirm_visible(target, true).await?;
+        tracing::info!(volume = %id, target, read_only, "published");
+        Ok(NodePublishVolumeResponse {})
+    }
+
+    async fn unpublish(
+        &self,
+        r: NodeUnpublishVolumeRequest,
+    ) -> Result<NodeUnpublishVolumeResponse, Status> {
+        need(&r.volume_id, "volume_id")?;
+        let target = need(&r.target_path, "target_path")?;
+        self.unmount(target, true).await?;
+        Ok(NodeUnpublishVolumeResponse {})
+    }
+
+    async fn stats(
+        &self,
+        r: NodeGetVolumeStatsRequest,
+    ) -> Result<NodeGetVolumeStatsResponse, Status> {
+        let id = self.id(&r.volume_id)?;
+        let path = need(&r.volume_path, "volume_path")?;
+        self.lv(&id).await?;
+        if self.0.config.mount_check == MountCheck::Mountinfo && !Path::new(path).exists() {
+            return Err(Status::not_found(format!(
+                "volume_path {path} does not exist"
+            )));
+        }
+        if !self.mounted(path).await? {
+            return Ok(NodeGetVolumeStatsResponse {
+                usage: vec![],
+                volume_condition: Some(VolumeCondition {
+                    abnormal: true,
+                    message: format!("volume {id} is not mounted at {path}"),
+                }),
+            });
+        }
+        let s = self.path_stats(path).await?;
+        let bytes = VolumeUsage {
+            available: s.available_bytes as i64,
+            total: s.total_bytes as i64,
+            used: s.used_bytes as i64,
+            unit: volume_usage::Unit::Bytes as i32,
+        };
+        let usage = if s.block {
+            vec![VolumeUsage {
+                available: 0,
+                used: 0,
+                ..bytes
+            }]
+        } else {
+            vec![
+                bytes,
+                VolumeUsage {
+                    available: s.free_inodes as i64,
+                    total: s.total_inodes as i64,
+                    used: s.used_inodes as i64,
+                    unit: volume_usage::Unit::Inodes as i32,
+                },
+            ]
+        };
+        Ok(NodeGetVolumeStatsResponse {
+            usage,
+            volume_condition: Some(VolumeCondition {
+                abnormal: false,
+                message: String::new(),
+            }),
+        })
+    }
+
+    async fn expand(&self, r: NodeExpandVolumeRequest) -> Result<NodeExpandVolumeResponse, Status> {
+        let id = self.id(&r.volume_id)?;
+        let path = need(&r.volume_path, "volume_path")?;
+        let lv = self.lv(&id).await?;
+        if let Some(c) = &r.capacity_range {
+            if c.required_bytes > 0 && (lv.size_bytes as i64) < c.required_bytes {
+                return Err(Status::out_of_range(format!(
+                    "volume {id} is {} bytes, less than the {} asked for: expand it first",
+                    lv.size_bytes, c.required_bytes
+                )));
+            }
+        }
+        let block = match &r.volume_capability {
+            Some(c) => params::capability(c)?.access == Access::Block,
+            None => self.path_stats(path).await?.block,
+        };
+        if block {
+            return Ok(NodeExpandVolumeResponse {
+                capacity_bytes: lv.size_bytes as i64,
+            });
+        }
+        Err(Status::unimplemented(format!(
+            "growing the filesystem of {id} at {path} needs a filesystem-grow RPC in lvmd \
+             (resize2fs / xfs_growfs run by the daemon), which lvmd.v1 does not have yet"
+        )))
+    }
+}
+
+/// The filesystem to stage with: the capability's, else the StorageClass's `fsType`
+/// (carried in the volume context), else ext4.
+fn fs_type_for(
+    cap: &Option<VolumeCapability>,
+    ctx: &std::collections::HashMap<String, String>,
+) -> Result<String, Status> {
+    use super::pb::volume_capability::AccessType;
+    let from_cap = match cap.as_ref().and_then(|c| c.access_type.as_ref()) {
+        Some(AccessType::Mount(m)) => m.fs_type.as_str(),
+        _ => "",
+    };
+    let chosen = if from_cap.is_empty() {
+        ctx.get("fsType").map_or("", String::as_str)
+    } else {
+        from_cap
+    };
+    Ok(params::fs_type(chosen)?.to_string())
+}
+
+fn rpc_cap(t: rpc::Type) -> NodeServiceCapability {
+    NodeServiceCapability {
+        r#type: Some(CapType::Rpc(Rpc { r#type: t as i32 })),
+    }
+}
+
+#[tonic::async_trait]
+impl Node for NodeService {
+    async fn node_stage_volume(
+        &self,
+        r: Request<NodeStageVolumeRequest>,
+    ) -> Result<Response<NodeStageVolumeResponse>, Status> {
+        timed(
+            &self.0.metrics,
+            "NodeStageVolume",
+            self.stage(r.into_inner()),
+        )
+        .await
+    }
+    async fn node_unstage_volume(
+        &self,
+        r: Request<NodeUnstageVolumeRequest>,
+    ) -> Result<Response<NodeUnstageVolumeResponse>, Status> {
+        timed(
+            &self.0.metrics,
+            "NodeUnstageVolume",
+            self.unstage(r.into_inner()),
+        )
+        .await
+    }
+    async fn node_publish_volume(
+        &self,
+        r: Request<NodePublishVolumeRequest>,
+    ) -> Result<Response<NodePublishVolumeResponse>, Status> {
+        timed(
+            &self.0.metrics,
+            "NodePublishVolume",
+            self.publish(r.into_inner()),
+        )
+        .await
+    }
+    async fn node_unpublish_volume(
+        &self,
+        r: Request<NodeUnpublishVolumeRequest>,
+    ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
+        timed(
+            &self.0.metrics,
+            "NodeUnpublishVolume",
+            self.unpublish(r.into_inner()),
+        )
+        .await
+    }
+    async fn node_get_volume_stats(
+        &self,
+        r: Request<NodeGetVolumeStatsRequest>,
+    ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
+        timed(
+            &self.0.metrics,
+            "NodeGetVolumeStats",
+            self.stats(r.into_inner()),
+        )
+        .await
+    }
+    async fn node_expand_volume(
+        &self,
+        r: Request<NodeExpandVolumeRequest>,
+    ) -> Result<Response<NodeExpandVolumeResponse>, Status> {
+        timed(
+            &self.0.metrics,
+            "NodeExpandVolume",
+            self.expand(r.into_inner()),
+        )
+        .await
+    }
+    async fn node_get_capabilities(
+        &self,
+        _: Request<NodeGetCapabilitiesRequest>,
+    ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
+        timed(&self.0.metrics, "NodeGetCapabilities", async {
+            Ok(NodeGetCapabilitiesResponse {
+                capabilities: [
+                    rpc::Type::StageUnstageVolume,
+                    rpc::Type::GetVolumeStats,
+                    rpc::Type::ExpandVolume,
+                    rpc::Type::VolumeCondition,
+                ]
+                .into_iter()
+                .map(rpc_cap)
+                .collect(),
+            })
+        })
+        .await
+    }
+    async fn node_get_info(
+        &self,
+        _: Request<NodeGetInfoRequest>,
+    ) -> Result<Response<NodeGetInfoResponse>, Status> {
+        timed(&self.0.metrics, "NodeGetInfo", async {
+            Ok(NodeGetInfoResponse {
+                node_id: self.0.config.node_id.clone(),
+                max_volumes_per_node: self.0.config.max_volumes,
+                accessible_topology: Some(self.0.topology()),
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,249 @@
+//! StorageClass parameters and volume capabilities, validated before anything is asked
+//! of lvmd. Unknown parameters are refused so a typo never silently falls back to a
+//! default.
+
+use super::pb::volume_capability::access_mode::Mode;
+use super::pb::volume_capability::AccessType;
+use super::pb::VolumeCapability;
+use super::status::invalid;
+use crate::units::parse_size;
+use std::collections::HashMap;
+use tonic::Status;
+
+pub const FILESYSTEMS: &[&str] = &["ext4", "xfs"];
+pub const DEFAULT_FS: &str = "ext4";
+
+pub const P_DEVICE_CLASS: &str = "deviceClass";
+pub const P_LAYOUT: &str = "layout";
+pub const P_STRIPES: &str = "stripes";
+pub const P_STRIPE_SIZE: &str = "stripeSize";
+pub const P_FS_TYPE: &str = "fsType";
+pub const PV_NAME: &str = "csi.storage.k8s.io/pv/name";
+pub const PVC_NAME: &str = "csi.storage.k8s.io/pvc/name";
+pub const PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
+
+/// Parameters lvm2 has but lvmd-csi does not offer (yet): refused with that said.
+const UNSUPPORTED: &[&str] = &[
+    "encryption",
+    "encrypted",
+    "luks",
+    "thin",
+    "thinPool",
+    "mirror",
+    "mirrors",
+    "raid",
+    "raidLevel",
+    "type",
+    "cache",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// The device class's default.
+    Default,
+    Linear,
+    Striped,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeParams {
+    /// Empty: lvmd's default class.
+    pub device_class: String,
+    pub layout: Layout,
+    /// 0: the class's default.
+    pub stripes: u32,
+    /// 0: lvmd's default (64 KiB).
+    pub stripe_size: u64,
+    pub fs_type: Option<String>,
+    pub pv_name: Option<String>,
+    pub pvc_name: Option<String>,
+    pub pvc_namespace: Option<String>,
+}
+
+pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
+    let mut p = VolumeParams {
+        device_class: String::new(),
+        layout: Layout::Default,
+        stripes: 0,
+        stripe_size: 0,
+        fs_type: None,
+        pv_name: None,
+        pvc_name: None,
+        pvc_namespace: None,
+    };
+    let mut keys: Vec<&String> = params.keys().collect();
+    keys.sort();
+    for k in keys {
+        let v = params[k].trim();
+        match k.as_str() {
+            P_DEVICE_CLASS => p.device_class = v.into(),
+            P_LAYOUT => {
+                p.layout = match v {
+                    "linear" => Layout::Linear,
+                    "striped" => Layout::Striped,
+                    "" => Layout::Default,
+                    other => {
+                        return Err(invalid(format!(
+                            "parameter {P_LAYOUT}={other:?}: only \"linear\" and \"striped\" \
+                             are supported (mirror, raid and thin are not offered by lvmd-csi)"
+                        )))
+                    }
+                }
+            }
+            P_STRIPES => {
+                p.stripes = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=128).contains(n))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "parameter {P_STRIPES}={v:?}: a number from 1 to 128"
+                        ))
+                    })?
+            }
+            P_STRIPE_SIZE => {
+                let b = parse_size(v)
+                    .map_err(|e| invalid(format!("parameter {P_STRIPE_SIZE}={v:?}: {e}")))?;
+                if b.0 < 4096 || !b.0.is_power_of_two() {
+                    return Err(invalid(format!(
+                        "parameter {P_STRIPE_SIZE}={v:?}: a power of two of at least 4KiB"
+                    )));
+                }
+                p.stripe_size = b.0;
+            }
+            P_FS_TYPE | "csi.storage.k8s.io/fstype" => p.fs_type = Some(fs_type(v)?.into()),
+            PV_NAME => p.pv_name = Some(v.into()),
+            PVC_NAME => p.pvc_name = Some(v.into()),
+            PVC_NAMESPACE => p.pvc_namespace = Some(v.into()),
+            // Other keys under the reserved prefix are the CO's business, not ours.
+            other if other.starts_with("csi.storage.k8s.io/") => {}
+            other if UNSUPPORTED.iter().any(|u| u.eq_ignore_ascii_case(other)) => {
+                return Err(invalid(format!(
+                    "parameter {other:?} is not supported by lvmd-csi: volumes are linear or \
+                     striped, unencrypted, thick"
+                )))
+            }
+            other => {
+                return Err(invalid(format!(
+                    "unknown parameter {other:?} (known: {P_DEVICE_CLASS}, {P_LAYOUT}, \
+                     {P_STRIPES}, {P_STRIPE_SIZE}, {P_FS_TYPE})"
+                )))
+            }
+        }
+    }
+    if p.layout == Layout::Linear && (p.stripes > 1 || p.stripe_size != 0) {
+        return Err(invalid(format!(
+            "parameters {P_STRIPES}/{P_STRIPE_SIZE} contradict {P_LAYOUT}=linear"
+        )));
+    }
+    if p.layout == Layout::Default && (p.stripes > 1 || p.stripe_size != 0) {
+        p.layout = Layout::Striped;
+    }
+    Ok(p)
+}
+
+pub fn fs_type(v: &str) -> Result<&str, Status> {
+    match v {
+        "" => Ok(DEFAULT_FS),
+        f if FILESYSTEMS.contains(&f) => Ok(f),
+        other => Err(invalid(format!(
+            "filesystem {other:?} is not supported (ext4 or xfs)"
+        ))),
+    }
+}
+
+/// What a capability asks for, once checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    Block,
+    Mount { fs_type: String, flags: Vec<String> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capability {
+    pub access: Access,
+    pub read_only_mode: bool,
+}
+
+/// A volume is local to one node: single-node modes only.
+pub fn capability(c: &VolumeCapability) -> Result<Capability, Status> {
+    let mode = c
+        .access_mode
+        .as_ref()
+        .ok_or_else(|| invalid("volume capability without access_mode"))?
+        .mode();
+    let read_only_mode = match mode {
+        Mode::SingleNodeWriter | Mode::SingleNodeSingleWriter | Mode::SingleNodeMultiWriter => {
+            false
+        }
+        Mode::SingleNodeReaderOnly => true,
+        other => {
+            return Err(invalid(format!(
+                "access mode {} is not supported: lvmd volumes are local to one node",
+                other.as_str_name()
+            )))
+        }
+    };
+    let access = match c
+        .access_type
+        .as_ref()
+        .ok_or_else(|| invalid("volume capability without access_type (block or mount)"))?
+    {
+        AccessType::Block(_) => Access::Block,
+        AccessType::Mount(m) => Access::Mount {
+            fs_type: fs_type(&m.fs_type)?.into(),
+            flags: m.mount_flags.clone(),
+        },
+    };
+    Ok(Capability {
+        access,
+        read_only_mode,
+    })
+}
+
+pub fn capabilities(cs: &[VolumeCapability]) -> Result<Vec<Capability>, Status> {
+    if cs.is_empty() {
+        return Err(invalid("volume_capabilities missing"));
+    }
+    cs.iter().map(capability).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(kv: &[(&str, &str)]) -> Result<VolumeParams, Status> {
+        parse(
+            &kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn parameters() {
+        let v = p(&[("deviceClass", "ssd"), ("stripes", "2"), (PV_NAME, "pvc-1")]).unwrap();
+        assert_eq!(v.layout, Layout::Striped);
+        assert_eq!((v.stripes, v.pv_name.as_deref()), (2, Some("pvc-1")));
+        assert_eq!(
+            p(&[("stripeSize", "128KiB")]).unwrap().stripe_size,
+            128 << 10
+        );
+        let code = |kv: &[(&str, &str)]| p(kv).unwrap_err().code();
+        assert_eq!(code(&[("colour", "red")]), tonic::Code::InvalidArgument);
+        assert_eq!(code(&[("layout", "raid1")]), tonic::Code::InvalidArgument);
+        assert_eq!(code(&[("stripes", "0")]), tonic::Code::InvalidArgument);
+        assert_eq!(
+            code(&[("stripeSize", "3000")]),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            code(&[("layout", "linear"), ("stripes", "2")]),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(code(&[("fsType", "btrfs")]), tonic::Code::InvalidArgument);
+        let e = p(&[("encryption", "true")]).unwrap_err();
+        assert!(e.message().contains("not supported"), "{e:?}");
+        assert!(p(&[("csi.storage.k8s.io/whatever", "x")]).is_ok());
+    }
+}

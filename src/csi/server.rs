@@ -1,0 +1,78 @@
+//! Start-up: the lazy channel to lvmd, the CSI socket, the metrics port.
+
+use super::controller::ControllerService;
+use super::identity::IdentityService;
+use super::metrics::Metrics;
+use super::node::NodeService;
+use super::pb::controller_server::ControllerServer;
+use super::pb::identity_server::IdentityServer;
+use super::pb::node_server::NodeServer;
+use super::{Plugin, PluginConfig};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// A channel to lvmd that connects on first use and reconnects after lvmd restarts, so
+/// the plugin starts (and Probe answers "not ready") while lvmd is still coming up.
+pub fn lvmd_channel(socket: &Path) -> Channel {
+    let socket: PathBuf = socket.to_owned();
+    Endpoint::from_static("http://lvmd.local").connect_with_connector_lazy(tower::service_fn(
+        move |_: Uri| {
+            let socket = socket.clone();
+            async move {
+                let s = tokio::net::UnixStream::connect(&socket).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+            }
+        },
+    ))
+}
+
+/// The unix socket path of a `unix://` endpoint (or a plain path).
+pub fn endpoint_path(endpoint: &str) -> Result<PathBuf, String> {
+    let p = endpoint
+        .strip_prefix("unix://")
+        .or_else(|| endpoint.strip_prefix("unix:"))
+        .unwrap_or(endpoint);
+    if !p.starts_with('/') {
+        return Err(format!(
+            "CSI endpoint {endpoint:?}: expected unix:///absolute/path"
+        ));
+    }
+    Ok(PathBuf::from(p))
+}
+
+pub fn plugin(config: PluginConfig, lvmd_socket: &Path) -> Arc<Plugin> {
+    Arc::new(Plugin::new(
+        config,
+        lvmd_channel(lvmd_socket),
+        Arc::new(Metrics::default()),
+    ))
+}
+
+/// Serves Identity, Controller and Node on `csi_socket` (a stale socket file is replaced)
+/// until `shutdown` completes.
+pub async fn serve(
+    plugin: Arc<Plugin>,
+    csi_socket: &Path,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    if let Some(dir) = csi_socket.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(csi_socket) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    let listener = tokio::net::UnixListener::bind(csi_socket)?;
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    tracing::info!(socket = %csi_socket.display(), driver = %plugin.config.driver_name,
+        node = %plugin.config.node_id, "serving CSI");
+    tonic::transport::Server::builder()
+        .add_service(IdentityServer::new(IdentityService(plugin.clone())))
+        .add_service(ControllerServer::new(ControllerService(plugin.clone())))
+        .add_service(NodeServer::new(NodeService(plugin)))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    let _ = std::fs::remove_file(csi_socket);
+    Ok(())
+}

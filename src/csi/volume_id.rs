@@ -1,0 +1,129 @@
+//! Volume ids and LV names.
+//!
+//! A volume id is `<node>#<device class>#<lv name>`: everything needed to find the LV
+//! again without a lookup, and the node it lives on (a volume is local to its node).
+//! `#` cannot occur in Kubernetes node names, lvmd device class names or LV names.
+
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeId {
+    pub node: String,
+    pub class: String,
+    pub lv: String,
+}
+
+impl fmt::Display for VolumeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}#{}", self.node, self.class, self.lv)
+    }
+}
+
+impl VolumeId {
+    /// None for anything lvmd-csi did not make.
+    pub fn parse(id: &str) -> Option<VolumeId> {
+        let mut it = id.split('#');
+        let (node, class, lv) = (it.next()?, it.next()?, it.next()?);
+        if it.next().is_some() || node.is_empty() || class.is_empty() || !valid_lv_name(lv) {
+            return None;
+        }
+        Some(VolumeId {
+            node: node.into(),
+            class: class.into(),
+            lv: lv.into(),
+        })
+    }
+}
+
+const MAX_PLAIN: usize = 64;
+
+fn valid_lv_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 127
+        && !n.starts_with('-')
+        && n != "."
+        && n != ".."
+        && !n.starts_with("snapshot")
+        && !n.starts_with("pvmove")
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '_' | '.' | '-'))
+}
+
+/// FNV-1a, 64 bits: stable across releases, unlike std's hasher.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The LV name for a CSI volume name: the name itself when lvm2 takes it as is (the
+/// provisioner's `pvc-<uid>`), otherwise a sanitised prefix and a hash of the whole name,
+/// so the same CSI name always maps to the same LV (CreateVolume's idempotency).
+pub fn lv_name(csi_name: &str) -> String {
+    if csi_name.len() <= MAX_PLAIN && valid_lv_name(csi_name) {
+        return csi_name.into();
+    }
+    let clean: String = csi_name
+        .chars()
+        .filter(|c| c.is_ascii())
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    format!("csi-{clean}-{:016x}", fnv1a(csi_name))
+}
+
+/// A value in lvm2's tag alphabet (`A-Za-z0-9._-+/=!:&#`): anything else becomes `_`.
+pub fn tag_value(v: &str) -> String {
+    v.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-+/=!:&#".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(200)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let id = VolumeId {
+            node: "node-1".into(),
+            class: "ssd".into(),
+            lv: "pvc-0b1c".into(),
+        };
+        assert_eq!(id.to_string(), "node-1#ssd#pvc-0b1c");
+        assert_eq!(VolumeId::parse("node-1#ssd#pvc-0b1c"), Some(id));
+        for bad in [
+            "", "a#b", "a#b#c#d", "#b#c", "a##c", "a#b#", "a#b#-x", "a#b#x y",
+        ] {
+            assert_eq!(VolumeId::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn lv_names() {
+        let uid = "pvc-6f0a3c1e-2b9d-4e0f-9a51-1c2d3e4f5a6b";
+        assert_eq!(lv_name(uid), uid);
+        let odd = lv_name("my volume/1");
+        assert!(odd.starts_with("csi-my_volume_1-"), "{odd}");
+        assert!(valid_lv_name(&odd));
+        assert_eq!(odd, lv_name("my volume/1"));
+        assert_ne!(odd, lv_name("my volume/2"));
+        let long = lv_name(&"x".repeat(300));
+        assert!(valid_lv_name(&long) && long.len() < 70, "{long}");
+        assert!(lv_name("snapshot1").starts_with("csi-"));
+        assert_eq!(tag_value("ns/a b"), "ns/a_b");
+    }
+}
