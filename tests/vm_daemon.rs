@@ -8,7 +8,6 @@
 //! VM only, like `tests/vm_activate.rs` (`test = false`; it fails outside the VM):
 //!
 //! ```sh
-//! cargo build --bins   # the test runs the lvmd and lvmd-ctl binaries
 //! CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" \
 //!     cargo test --test vm_daemon
 //! ```

@@ -3,6 +3,8 @@
 //!
 //! For each VG the daemon manages, once, before it serves:
 //!
+//! - a VG whose metadata areas hold different versions (killed between the headers of
+//!   a commit) is written again, so every area has the newest and lvm2 stops warning;
 //! - an active LV whose table is not the one its metadata makes (a resize committed,
 //!   then the daemon died before the table reload) is refreshed, so the space is there;
 //! - a device of the VG whose LV the metadata no longer has is removed when nothing
@@ -19,6 +21,8 @@ use super::volumes::{Metadata, VolumeEngine};
 /// What reconciliation did or found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Repair {
+    /// The newest metadata written to every area again.
+    Rewrote { vg: String },
     /// An active LV's table reloaded from the metadata.
     Refreshed { vg: String, lv: String },
     /// A device whose LV is gone from the metadata, removed.
@@ -58,6 +62,20 @@ impl<M: Metadata> VolumeEngine<M> {
                 why,
             }
         };
+        match self.meta.has_stale_copies(vg) {
+            Ok(false) => {}
+            Ok(true) => match self.meta.rewrite(vg) {
+                Ok(()) => {
+                    tracing::warn!(
+                        vg,
+                        "reconciliation: metadata areas held different versions (a commit cut short); wrote the newest to all"
+                    );
+                    out.push(Repair::Rewrote { vg: vg.into() });
+                }
+                Err(e) => out.push(failed("rewrite", e.to_string())),
+            },
+            Err(e) => return out.push(failed("read", e.to_string())),
+        }
         let read = match self.meta.read(vg) {
             Ok(r) => r,
             Err(e) => return out.push(failed("read", e.to_string())),
@@ -220,6 +238,56 @@ mod tests {
         assert_eq!(r.len(), 2, "{r:?}");
         let left: Vec<String> = act.active_in("vg").into_iter().map(|a| a.lv).collect();
         assert_eq!(left, ["held", "kept"]);
+    }
+
+    #[test]
+    fn a_commit_cut_between_headers_is_rewritten() {
+        use crate::daemon::{RealEngine, SimActivation, SimNode};
+        use crate::lvm::{FaultInjector, Layout, Lvm};
+        use crate::store::lock::Locker;
+        use crate::store::CommitStep;
+        use crate::units::ExtentSize;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let images: Vec<PathBuf> = (0..2)
+            .map(|i| {
+                let p = dir.path().join(format!("disk{i}.img"));
+                std::fs::File::create(&p)
+                    .unwrap()
+                    .set_len(16 * MIB)
+                    .unwrap();
+                p
+            })
+            .collect();
+        let mut lvm = Lvm::new(images.clone());
+        lvm.locker = Locker::new(dir.path().join("locks"));
+        lvm.backup = None;
+        lvm.lvm2_run_dir = dir.path().join("lvm2-run");
+        lvm.vg_create("vg", &images, ExtentSize::DEFAULT).unwrap();
+        // The process "dies" after the first PV's header points at the new text.
+        let mut cut = lvm.clone();
+        cut.inject = Some(FaultInjector(Arc::new(|step| {
+            !matches!(step, CommitStep::HeaderWritten { .. })
+        })));
+        cut.lv_create("vg", "a", Bytes(4 * MIB), Layout::Linear, &[])
+            .unwrap_err();
+        assert!(!lvm.read_vg("vg").unwrap().stale.is_empty());
+
+        let engine = RealEngine::real(
+            lvm.clone(),
+            Arc::new(SimActivation::default()),
+            Arc::new(SimNode::default()),
+            vec![],
+        );
+        assert_eq!(
+            engine.reconcile(&["vg".into()]),
+            vec![Repair::Rewrote { vg: "vg".into() }]
+        );
+        let found = lvm.read_vg("vg").unwrap();
+        assert!(found.stale.is_empty(), "{:?}", found.stale);
+        assert!(found.vg.lv("a").is_some(), "the newest copy wins");
+        assert_eq!(engine.reconcile(&["vg".into()]), vec![]);
     }
 
     #[test]

@@ -41,6 +41,16 @@ pub trait Metadata: Send + Sync + 'static {
     fn lv_create(&self, vg: &str, spec: &LvSpec) -> std::result::Result<(), LvmError>;
     fn lv_remove(&self, vg: &str, lv: &str) -> std::result::Result<(), LvmError>;
     fn lv_resize(&self, vg: &str, lv: &str, size: Bytes) -> std::result::Result<(), LvmError>;
+    /// Whether some metadata area of `vg` holds an older copy than the newest (a
+    /// commit cut short between its headers). Default: a store that cannot.
+    fn has_stale_copies(&self, _vg: &str) -> std::result::Result<bool, LvmError> {
+        Ok(false)
+    }
+    /// Writes the newest metadata to every area again, unchanged but for the seqno
+    /// (what lvm2's `vgck --updatemetadata` does).
+    fn rewrite(&self, _vg: &str) -> std::result::Result<(), LvmError> {
+        Ok(())
+    }
 }
 
 /// One writer per VG at a time, many readers, inside this process. (lvm2's file locks,
@@ -65,7 +75,9 @@ impl VgLocks {
 ///
 /// A metadata commit is atomic (new texts first, then the headers; a reader takes the
 /// highest seqno it finds, and the next commit rewrites every area), so a `kill -9`
-/// leaves each change either committed or not. Each operation orders its steps so that
+/// leaves each change either committed or not. Killed between the headers of two PVs,
+/// the older copies left behind make lvm2 warn ("inconsistent metadata") until the next
+/// commit: reconciliation rewrites such a VG at start. Each operation orders its steps so that
 /// both outcomes, at every point, are consistent or completed by start-up
 /// reconciliation ([`super::reconcile`]) or by the caller retrying (every call is
 /// idempotent by name):
