@@ -30,7 +30,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [[ -t 1 ]]; then bold=$'\033[1m' plain=$'\033[0m'; else bold= plain=; fi
+step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 show() { printf '+ %s\n' "$*"; "$@"; }
 ctl() { show "$bin/lvmd-ctl" --socket "$socket" "$@"; }
 

@@ -597,6 +597,13 @@ fn kill_9_at_every_step_then_retry_converges() {
         bed.stop();
     }
 
+    // Killed between the headers of the two PVs: the areas disagreed until the restart.
+    assert!(
+        bed.log_text()
+            .contains("metadata areas held different versions"),
+        "no rewrite logged after a crash between the headers"
+    );
+
     // Resize of an active volume: the table reaches the target too (reconciliation at
     // start, or the retry), data before the old end intact.
     bed.start(None);
