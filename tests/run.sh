@@ -26,6 +26,8 @@ CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIM
 VM_NO_UDEV=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
   cargo test --test vm_activate
 
-echo "== VM: the lvmd daemon end to end: lvm2/dmsetup cross-checks, 32 clients, kill -9 (tests/vm_daemon.rs)"
+echo "== VM: the lvmd daemon end to end, with udev and without: lvm2/dmsetup cross-checks, 32 clients, kill -9 (tests/vm_daemon.rs)"
 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
+  cargo test --test vm_daemon
+VM_NO_UDEV=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
   cargo test --test vm_daemon

@@ -464,7 +464,21 @@ fn a_volume_through_the_daemon_end_to_end() {
 
     // Remove: refused while mounted, done after the unmount; nothing left behind.
     bed.refused(&["lv", "remove", "lin"], "FailedPrecondition");
-    assert!(bed.dm_table("lin").is_some());
+    let open = run_ok(
+        "dmsetup",
+        &[
+            "info",
+            "-c",
+            "--noheadings",
+            "-o",
+            "open",
+            &bed.dm_name("lin"),
+        ],
+    );
+    assert!(
+        open.trim().parse::<u32>().unwrap() >= 1,
+        "open count {open}"
+    );
     assert_eq!(bed.lvm2_size("lin"), Some(160 * MIB));
     bed.json(&["lv", "unmount", t, "--remove-target"]);
     assert!(!target.exists());
