@@ -76,9 +76,9 @@ impl VgLocks {
 /// A metadata commit is atomic (new texts first, then the headers; a reader takes the
 /// highest seqno it finds, and the next commit rewrites every area), so a `kill -9`
 /// leaves each change either committed or not. Killed between the headers of two PVs,
-/// the older copies left behind make lvm2 warn ("inconsistent metadata") until the next
-/// commit: reconciliation rewrites such a VG at start. Each operation orders its steps so that
-/// both outcomes, at every point, are consistent or completed by start-up
+/// the older copies left behind make lvm2 warn ("inconsistent metadata") until the
+/// next commit: reconciliation rewrites such a VG at start. Each operation orders its
+/// steps so that both outcomes, at every point, are consistent or completed by start-up
 /// reconciliation ([`super::reconcile`]) or by the caller retrying (every call is
 /// idempotent by name):
 ///
@@ -90,8 +90,10 @@ impl VgLocks {
 ///   size, the kernel still maps the old one; the mapped old extents are unchanged
 ///   (growing only appends), so data is safe; reconciliation reloads the table at
 ///   start, and so does the retry (it finds the target size committed and refreshes an
-///   active volume, a no-op when the table is current). Shrinking is refused while
-///   active, so never needs a reload.
+///   active volume, a no-op when the table is current). A reload cut between its
+///   suspend and resume leaves the old table live (suspended): the same check finds it
+///   and the refresh resumes with the new one. Shrinking is refused while active, so
+///   never needs a reload.
 /// - **remove**: deactivate, then commit. Killed before the deactivation: nothing
 ///   changed. Between: the LV is inactive but still in the metadata; the retry removes
 ///   it. The other order could leave a device mapping extents the metadata calls free,
