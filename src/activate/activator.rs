@@ -317,6 +317,40 @@ impl Activator {
             })
     }
 
+    /// Removes one device of [`list_active`](Self::list_active)'s answer whose LV the
+    /// metadata no longer has (a crash or another tool left it), with its nodes.
+    /// Refuses while it is open ([`ActivateError::Busy`]). `Ok(false)`: already gone.
+    pub fn remove_leftover(&self, found: &VgOnDisk, leftover: &ActiveLv) -> Result<bool> {
+        let Some(dev) = self.dm.info_by_uuid(&leftover.dm_uuid)? else {
+            return Ok(false);
+        };
+        let dev = self.wait_closed(dev)?;
+        if dev.open_count > 0 {
+            return Err(ActivateError::Busy {
+                device: dev.name.clone(),
+                open_count: dev.open_count,
+            });
+        }
+        let visible = leftover.layer.is_none();
+        let (vg_name, lv_name) =
+            split_dm_name(&dev.name).unwrap_or_else(|| (found.vg.name.clone(), dev.name.clone()));
+        self.remove_active(&vg_name, &lv_name, &dev, visible)?;
+        info!(vg = %found.vg.name, device = %dev.name, "removed leftover device");
+        Ok(true)
+    }
+
+    /// Whether the active table of `lv` is the one its metadata in `found` makes;
+    /// `None` when it is not active.
+    pub fn table_current(&self, found: &VgOnDisk, lv: &str) -> Result<Option<bool>> {
+        let plan = self.plan(found, lv)?;
+        let top = plan.top();
+        if self.dm.info_by_uuid(&top.uuid)?.is_none() {
+            return Ok(None);
+        }
+        let live = self.dm.table(&top.uuid)?;
+        Ok(Some(kernel_table_text(&live) == table_text(&top.table)))
+    }
+
     /// Every active device of the VG, found by device-mapper uuid (`LVM-<VG uuid>...`),
     /// whoever activated it.
     pub fn list_active(&self, found: &VgOnDisk) -> Result<Vec<ActiveLv>> {

@@ -146,6 +146,29 @@ enum LvCommand {
         #[command(flatten)]
         at: Where,
     },
+    /// Activate, make a filesystem if there is none, and mount at TARGET (below one of
+    /// the daemon's mount_roots).
+    Mount {
+        name: String,
+        target: PathBuf,
+        #[command(flatten)]
+        at: Where,
+        /// ext4 or xfs.
+        #[arg(long, default_value = "ext4")]
+        fs: String,
+        /// Mount options (repeatable): noatime, nodev, ...
+        #[arg(long = "option")]
+        options: Vec<String>,
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Unmount TARGET (not mounted is fine).
+    Unmount {
+        target: PathBuf,
+        /// Remove the (empty) target directory too.
+        #[arg(long)]
+        remove_target: bool,
+    },
 }
 
 /// Left-aligned columns, two spaces apart.
@@ -460,6 +483,63 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             print(json, lv_json(&v), lv_table(std::slice::from_ref(&v)));
+        }
+        Command::Lv(LvCommand::Mount {
+            name,
+            target,
+            at,
+            fs,
+            options,
+            read_only,
+        }) => {
+            let mut node = pb::node_service_client::NodeServiceClient::new(channel.clone());
+            let r = node
+                .mount_volume(pb::MountVolumeRequest {
+                    volume: Some(at.volume(&name)),
+                    target_path: target.display().to_string(),
+                    fs_type: fs,
+                    mount_options: options,
+                    read_only,
+                })
+                .await?
+                .into_inner();
+            print(
+                json,
+                json!({"device": r.device_path, "fs_type": r.fs_type, "formatted": r.formatted, "target": target}),
+                format!(
+                    "mounted {} ({}{}) at {}\n",
+                    r.device_path,
+                    r.fs_type,
+                    if r.formatted { ", new filesystem" } else { "" },
+                    target.display()
+                ),
+            );
+        }
+        Command::Lv(LvCommand::Unmount {
+            target,
+            remove_target,
+        }) => {
+            let mut node = pb::node_service_client::NodeServiceClient::new(channel.clone());
+            let r = node
+                .unmount(pb::UnmountRequest {
+                    target_path: target.display().to_string(),
+                    remove_target,
+                })
+                .await?
+                .into_inner();
+            print(
+                json,
+                json!({"was_mounted": r.was_mounted, "target": target}),
+                format!(
+                    "{} {}\n",
+                    if r.was_mounted {
+                        "unmounted"
+                    } else {
+                        "nothing mounted at"
+                    },
+                    target.display()
+                ),
+            );
         }
         Command::Capacity { class } => {
             let c = capc

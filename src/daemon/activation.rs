@@ -61,6 +61,33 @@ pub trait Activation: Send + Sync + 'static {
     fn deactivate(&self, vg: &VgRead, lv: &str) -> Result<bool, ActivationError>;
     /// The active volumes of `vg`.
     fn active_volumes(&self, vg: &VgRead) -> Result<Vec<ActiveVolume>, ActivationError>;
+    /// Whether an active `lv` runs the table its metadata in `vg` makes (`Ok(true)`
+    /// when it is not active: nothing to bring in line).
+    fn table_current(&self, _vg: &VgRead, _lv: &str) -> Result<bool, ActivationError> {
+        Ok(true)
+    }
+    /// Devices of `vg` (found by its uuid) whose LV the metadata given does not have.
+    /// (Default: an activation layer that cannot leave devices behind has none.)
+    fn leftovers(&self, _vg: &VgRead) -> Result<Vec<Leftover>, ActivationError> {
+        Ok(Vec::new())
+    }
+    /// Removes such a device; open is [`ActivationError::Busy`], gone is `Ok(false)`.
+    fn remove_leftover(&self, _vg: &VgRead, _: &Leftover) -> Result<bool, ActivationError> {
+        Ok(false)
+    }
+}
+
+/// An active device of a VG whose LV is not in its metadata (see
+/// [`Activation::leftovers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub vg: String,
+    /// The device-mapper name (`<vg>-<lv>`, maybe with a layer suffix).
+    pub dm_name: String,
+    pub dm_uuid: String,
+    /// A layer device (`-real`, `-tpool`) rather than an LV's own.
+    pub layer: Option<String>,
+    pub open_count: u32,
 }
 
 /// A host without device-mapper: nothing can be active there, so listing, refreshing
@@ -82,6 +109,12 @@ impl Activation for NoDeviceMapper {
     }
     fn active_volumes(&self, _: &VgRead) -> Result<Vec<ActiveVolume>, ActivationError> {
         Ok(Vec::new())
+    }
+    fn leftovers(&self, _: &VgRead) -> Result<Vec<Leftover>, ActivationError> {
+        Ok(Vec::new())
+    }
+    fn remove_leftover(&self, _: &VgRead, _: &Leftover) -> Result<bool, ActivationError> {
+        Ok(false)
     }
 }
 
@@ -187,6 +220,53 @@ impl Activation for DmActivation {
                 Some(active_volume(name, &lv, a))
             })
             .collect())
+    }
+
+    fn table_current(&self, vg: &VgRead, lv: &str) -> Result<bool, ActivationError> {
+        let name = &vg.vg.name;
+        self.activator
+            .table_current(&on_disk(vg), lv)
+            .map(|c| c.unwrap_or(true))
+            .map_err(|e| activate_error(name, lv, e))
+    }
+
+    fn leftovers(&self, vg: &VgRead) -> Result<Vec<Leftover>, ActivationError> {
+        let name = &vg.vg.name;
+        let mut list: Vec<Leftover> = self
+            .activator
+            .list_active(&on_disk(vg))
+            .map_err(|e| activate_error(name, "*", e))?
+            .into_iter()
+            .filter(|a| a.lv.is_none())
+            .map(|a| Leftover {
+                vg: name.clone(),
+                dm_name: a.dm_name,
+                dm_uuid: a.dm_uuid,
+                layer: a.layer,
+                open_count: a.open_count,
+            })
+            .collect();
+        // An LV's own device holds its layers open: remove it first.
+        list.sort_by_key(|l| l.layer.is_some());
+        Ok(list)
+    }
+
+    fn remove_leftover(&self, vg: &VgRead, leftover: &Leftover) -> Result<bool, ActivationError> {
+        let name = &vg.vg.name;
+        let found = on_disk(vg);
+        let err = |e| activate_error(name, &leftover.dm_name, e);
+        let Some(active) = self
+            .activator
+            .list_active(&found)
+            .map_err(err)?
+            .into_iter()
+            .find(|a| a.dm_uuid == leftover.dm_uuid)
+        else {
+            return Ok(false);
+        };
+        self.activator
+            .remove_leftover(&found, &active)
+            .map_err(|e| activate_error(name, &leftover.dm_name, e))
     }
 }
 
@@ -317,5 +397,49 @@ impl Activation for SimActivation {
     fn active_volumes(&self, vg: &VgRead) -> Result<Vec<ActiveVolume>, ActivationError> {
         self.check()?;
         Ok(self.active_in(&vg.vg.name))
+    }
+
+    fn table_current(&self, vg: &VgRead, lv: &str) -> Result<bool, ActivationError> {
+        self.check()?;
+        let key = (vg.vg.name.clone(), lv.to_owned());
+        let Some(a) = self.active.lock().unwrap().get(&key).cloned() else {
+            return Ok(true);
+        };
+        Ok(self.volume(&vg.vg, lv)?.size == a.size)
+    }
+
+    fn leftovers(&self, vg: &VgRead) -> Result<Vec<Leftover>, ActivationError> {
+        self.check()?;
+        Ok(self
+            .active_in(&vg.vg.name)
+            .into_iter()
+            .filter(|a| vg.vg.lv(&a.lv).is_none())
+            .map(|a| Leftover {
+                vg: a.vg.clone(),
+                dm_name: format!("{}-{}", a.vg, a.lv),
+                // The simulation keys devices by LV name.
+                dm_uuid: a.lv,
+                layer: None,
+                open_count: a.open_count,
+            })
+            .collect())
+    }
+
+    fn remove_leftover(&self, vg: &VgRead, leftover: &Leftover) -> Result<bool, ActivationError> {
+        self.check()?;
+        let mut active = self.active.lock().unwrap();
+        let key = (vg.vg.name.clone(), leftover.dm_uuid.clone());
+        match active.get(&key) {
+            None => Ok(false),
+            Some(a) if a.open_count > 0 => Err(ActivationError::Busy {
+                vg: key.0.clone(),
+                lv: key.1.clone(),
+                by: format!("open count {}", a.open_count),
+            }),
+            Some(_) => {
+                active.remove(&key);
+                Ok(true)
+            }
+        }
     }
 }

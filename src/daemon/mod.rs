@@ -6,11 +6,14 @@
 //! - [`activation`]: the device-mapper interface the activation layer implements, and
 //!   [`SimActivation`](activation::SimActivation) until it does.
 //! - [`node`], [`node_work`], [`paths`]: filesystems and mounts, and which paths are allowed.
+//! - [`reconcile`]: start-up repair of device-mapper state a crash left behind;
+//!   [`crash`]: the crash points tests kill the daemon at.
 //! - [`view`]: sizes and free space read off a VG.
 
 pub mod activation;
 pub mod classes;
 pub mod config;
+pub mod crash;
 pub mod engine;
 pub mod listen;
 pub mod logging;
@@ -18,6 +21,7 @@ pub mod node;
 pub mod node_work;
 pub mod paths;
 pub mod real;
+pub mod reconcile;
 pub mod run;
 pub mod setup;
 pub mod sim;

@@ -21,11 +21,8 @@ use std::time::Duration;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// The real engine on this machine's devices, with each class's VG prepared.
-///
-/// Activation is simulated until the device-mapper layer (`crate::activate`) lands:
-/// metadata changes are real, activate/deactivate only pretend. Wire the real
-/// `Activation` here.
+/// The real engine on this machine's devices, with each class's VG prepared and
+/// reconciled with the kernel's device-mapper state ([`super::reconcile`]).
 pub fn real_engine(config: &Config) -> Arc<dyn Engine> {
     let class_devices = setup::class_devices(config);
     let mut devices: BTreeSet<PathBuf> = setup::expand_globs(&config.scan_devices)
@@ -36,6 +33,7 @@ pub fn real_engine(config: &Config) -> Arc<dyn Engine> {
     }
     let mut lvm = Lvm::new(devices.into_iter().collect());
     lvm.locker = Locker::new(&config.lock_dir);
+    lvm.inject = super::crash::injector();
     lvm.backup = Some(BackupDirs {
         backup: config.backup_dir.clone(),
         archive: Some(config.archive_dir.clone()),
@@ -55,6 +53,19 @@ pub fn real_engine(config: &Config) -> Arc<dyn Engine> {
         config.mount_roots.clone(),
     );
     setup::prepare_classes(config, &engine, &class_devices);
+    // After a crash: tables behind their metadata, devices of removed volumes.
+    let vgs: BTreeSet<String> = config
+        .device_classes
+        .values()
+        .map(|c| c.volume_group.clone())
+        .collect();
+    let repairs = engine.reconcile(&vgs.into_iter().collect::<Vec<_>>());
+    if !repairs.is_empty() {
+        tracing::info!(
+            count = repairs.len(),
+            "start-up reconciliation: {repairs:?}"
+        );
+    }
     Arc::new(engine)
 }
 

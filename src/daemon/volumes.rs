@@ -9,6 +9,7 @@
 //! [`Node`]: super::node::Node
 
 use super::activation::Activation;
+use super::crash;
 use super::engine::{
     rounded_size, spec_mismatch, Created, Engine, EngineError, LvInfo, LvLayout, LvSpec, MountSpec,
     Mounted, PathStats, Result, VgInfo, VgSpace,
@@ -40,15 +41,25 @@ pub trait Metadata: Send + Sync + 'static {
     fn lv_create(&self, vg: &str, spec: &LvSpec) -> std::result::Result<(), LvmError>;
     fn lv_remove(&self, vg: &str, lv: &str) -> std::result::Result<(), LvmError>;
     fn lv_resize(&self, vg: &str, lv: &str, size: Bytes) -> std::result::Result<(), LvmError>;
+    /// Whether some metadata area of `vg` holds an older copy than the newest (a
+    /// commit cut short between its headers). Default: a store that cannot.
+    fn has_stale_copies(&self, _vg: &str) -> std::result::Result<bool, LvmError> {
+        Ok(false)
+    }
+    /// Writes the newest metadata to every area again, unchanged but for the seqno
+    /// (what lvm2's `vgck --updatemetadata` does).
+    fn rewrite(&self, _vg: &str) -> std::result::Result<(), LvmError> {
+        Ok(())
+    }
 }
 
 /// One writer per VG at a time, many readers, inside this process. (lvm2's file locks,
 /// taken inside `Lvm`, order lvmd against other processes.)
 #[derive(Debug, Default)]
-struct VgLocks(Mutex<HashMap<String, Arc<RwLock<()>>>>);
+pub(crate) struct VgLocks(Mutex<HashMap<String, Arc<RwLock<()>>>>);
 
 impl VgLocks {
-    fn get(&self, vg: &str) -> Arc<RwLock<()>> {
+    pub(crate) fn get(&self, vg: &str) -> Arc<RwLock<()>> {
         self.0
             .lock()
             .unwrap()
@@ -58,11 +69,46 @@ impl VgLocks {
     }
 }
 
+/// The engine's policy over a metadata store, an activation layer and a node.
+///
+/// # Crash safety
+///
+/// A metadata commit is atomic (new texts first, then the headers; a reader takes the
+/// highest seqno it finds, and the next commit rewrites every area), so a `kill -9`
+/// leaves each change either committed or not. Killed between the headers of two PVs,
+/// the older copies left behind make lvm2 warn ("inconsistent metadata") until the
+/// next commit: reconciliation rewrites such a VG at start. Each operation orders its
+/// steps so that both outcomes, at every point, are consistent or completed by start-up
+/// reconciliation ([`super::reconcile`]) or by the caller retrying (every call is
+/// idempotent by name):
+///
+/// - **create**: one commit, no device. Before it: nothing happened, the retry
+///   creates. After it: the LV exists; the retry finds it with the same spec and
+///   returns it (`created: false`).
+/// - **resize** (grow): commit, then reload the active table. Killed before the commit:
+///   old size everywhere, the retry grows. Killed between: the metadata says the new
+///   size, the kernel still maps the old one; the mapped old extents are unchanged
+///   (growing only appends), so data is safe; reconciliation reloads the table at
+///   start, and so does the retry (it finds the target size committed and refreshes an
+///   active volume, a no-op when the table is current). A reload cut between its
+///   suspend and resume leaves the old table live (suspended): the same check finds it
+///   and the refresh resumes with the new one. Shrinking is refused while active, so
+///   never needs a reload.
+/// - **remove**: deactivate, then commit. Killed before the deactivation: nothing
+///   changed. Between: the LV is inactive but still in the metadata; the retry removes
+///   it. The other order could leave a device mapping extents the metadata calls free,
+///   which a later create would hand out again: hence this order; reconciliation still
+///   removes such a device (lvm2 or an old version could leave one) unless it is open.
+/// - **activate/deactivate**: no metadata change; the activation layer removes a
+///   device it created but never resumed on the next activation, and both calls are
+///   idempotent.
+///
+/// Crash points for tests ([`super::crash`]) sit at the steps named above.
 pub struct VolumeEngine<M> {
     pub(crate) meta: M,
-    activation: Arc<dyn Activation>,
+    pub(crate) activation: Arc<dyn Activation>,
     node: NodeWork,
-    locks: VgLocks,
+    pub(crate) locks: VgLocks,
 }
 
 fn lv_not_found(vg: &str, lv: &str) -> EngineError {
@@ -197,6 +243,7 @@ impl<M: Metadata> VolumeEngine<M> {
             Err(LvmError::LvExists { .. }) => return self.existing(&self.meta.read(vg)?, spec),
             Err(e) => return Err(e.into()),
         }
+        crash::point("committed");
         let read = self.meta.read(vg)?;
         tracing::info!(vg, lv = spec.name, size = spec.size.0, layout = %spec.layout, "created logical volume");
         Ok(Created {
@@ -294,7 +341,9 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         }
         // Busy (mounted, open) stops here, before the metadata changes.
         self.activation.deactivate(&read, lv)?;
+        crash::point("deactivated");
         self.meta.lv_remove(vg, lv)?;
+        crash::point("committed");
         tracing::info!(vg, lv, "removed logical volume");
         Ok(true)
     }
@@ -308,6 +357,11 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         check_fits(&read.vg, size, current.layout)?;
         let target = rounded_size(size, read.vg.extent_size.bytes(), current.layout);
         if target == current.size {
+            if current.device.is_some() {
+                // A retry after a crash between the commit and the reload: reload now.
+                // (Unchanged tables are left alone.)
+                self.activation.refresh(&read, lv)?;
+            }
             return Ok(current);
         }
         if target < current.size && current.device.is_some() {
@@ -321,6 +375,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
             });
         }
         self.meta.lv_resize(vg, lv, size)?;
+        crash::point("committed");
         let read = self.meta.read(vg)?;
         if current.device.is_some() {
             // Grown on disk: the active table must follow, or the new space is invisible.

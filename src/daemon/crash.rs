@@ -1,0 +1,51 @@
+//! Crash points for tests: `LVMD_TEST_CRASH_AFTER=<point>` makes the daemon kill itself
+//! with SIGKILL there, the first time it gets there, as a power cut or `kill -9` would.
+//! Unset (always, outside tests) nothing happens.
+//!
+//! Points inside a metadata commit (through the `Lvm` library's fault injector):
+//! `text` (the new text is in the first metadata area, no header points at it),
+//! `synced` (every new text written and flushed, headers still old), `header` (the
+//! first header points at the new text, the others not yet). Points of the engine
+//! (`src/daemon/volumes.rs`): `committed` (a create, resize or remove is committed,
+//! before the table reload of a resize and before answering), `deactivated` (a remove
+//! took the device away, the metadata still has the LV).
+
+use crate::lvm::FaultInjector;
+use crate::store::CommitStep;
+use std::sync::{Arc, OnceLock};
+
+pub const ENV: &str = "LVMD_TEST_CRASH_AFTER";
+
+fn wanted() -> Option<&'static str> {
+    static WANTED: OnceLock<Option<String>> = OnceLock::new();
+    WANTED
+        .get_or_init(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()))
+        .as_deref()
+}
+
+/// Dies here if the crash point asked for is `name`.
+pub fn point(name: &str) {
+    if wanted() == Some(name) {
+        tracing::error!(point = name, "{ENV}: killing myself with SIGKILL");
+        // SAFETY: kill(2) on our own pid.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        // SIGKILL cannot be caught; should it not be delivered at once, stop anyway.
+        std::process::abort();
+    }
+}
+
+/// The commit hook for the library, when a commit step is asked for.
+pub fn injector() -> Option<FaultInjector> {
+    let w = wanted()?;
+    if !matches!(w, "text" | "synced" | "header") {
+        return None;
+    }
+    Some(FaultInjector(Arc::new(|step| {
+        point(match step {
+            CommitStep::TextWritten { .. } => "text",
+            CommitStep::TextsSynced => "synced",
+            CommitStep::HeaderWritten { .. } => "header",
+        });
+        true
+    })))
+}

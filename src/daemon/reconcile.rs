@@ -1,0 +1,301 @@
+//! Start-up reconciliation: brings the kernel's device-mapper state in line with the
+//! metadata on disk after a crash (or another tool) left them apart.
+//!
+//! For each VG the daemon manages, once, before it serves:
+//!
+//! - a VG whose metadata areas hold different versions (killed between the headers of
+//!   a commit) is written again, so every area has the newest and lvm2 stops warning;
+//! - an active LV whose table is not the one its metadata makes (a resize committed,
+//!   then the daemon died before the table reload) is refreshed, so the space is there;
+//! - a device of the VG whose LV the metadata no longer has is removed when nothing
+//!   holds it open, and logged when something does (lvmd never pulls a device from
+//!   under a mount).
+//!
+//! Every repair is logged and returned. Problems are logged too; the daemon starts
+//! anyway. See [`VolumeEngine`]'s doc comment for why these two are all a crash of
+//! lvmd can leave behind.
+
+use super::activation::ActivationError;
+use super::volumes::{Metadata, VolumeEngine};
+
+/// What reconciliation did or found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    /// The newest metadata written to every area again.
+    Rewrote { vg: String },
+    /// An active LV's table reloaded from the metadata.
+    Refreshed { vg: String, lv: String },
+    /// A device whose LV is gone from the metadata, removed.
+    RemovedLeftover { vg: String, device: String },
+    /// Such a device, left alone because it is open.
+    LeftoverOpen {
+        vg: String,
+        device: String,
+        open_count: u32,
+    },
+    /// Something could not be checked or repaired.
+    Failed {
+        vg: String,
+        what: String,
+        why: String,
+    },
+}
+
+impl<M: Metadata> VolumeEngine<M> {
+    /// Reconciles each VG of `vgs` (see the module doc). Takes each VG's write lock.
+    pub fn reconcile(&self, vgs: &[String]) -> Vec<Repair> {
+        let mut out = Vec::new();
+        for vg in vgs {
+            let lock = self.locks.get(vg);
+            let _g = lock.write().unwrap();
+            self.reconcile_vg(vg, &mut out);
+        }
+        out
+    }
+
+    fn reconcile_vg(&self, vg: &str, out: &mut Vec<Repair>) {
+        let failed = |what: &str, why: String| {
+            tracing::warn!(vg, what, "reconciliation: {why}");
+            Repair::Failed {
+                vg: vg.into(),
+                what: what.into(),
+                why,
+            }
+        };
+        match self.meta.has_stale_copies(vg) {
+            Ok(false) => {}
+            Ok(true) => match self.meta.rewrite(vg) {
+                Ok(()) => {
+                    tracing::warn!(
+                        vg,
+                        "reconciliation: metadata areas held different versions (a commit cut short); wrote the newest to all"
+                    );
+                    out.push(Repair::Rewrote { vg: vg.into() });
+                }
+                Err(e) => out.push(failed("rewrite", e.to_string())),
+            },
+            Err(e) => return out.push(failed("read", e.to_string())),
+        }
+        let read = match self.meta.read(vg) {
+            Ok(r) => r,
+            Err(e) => return out.push(failed("read", e.to_string())),
+        };
+        let act = &self.activation;
+        match act.active_volumes(&read) {
+            Ok(active) => {
+                // Devices whose LV is gone are leftovers, below.
+                for a in active.into_iter().filter(|a| read.vg.lv(&a.lv).is_some()) {
+                    match act.table_current(&read, &a.lv) {
+                        Ok(true) => {}
+                        Ok(false) => match act.refresh(&read, &a.lv) {
+                            Ok(now) => {
+                                tracing::warn!(
+                                    vg,
+                                    lv = a.lv,
+                                    from = a.size.0,
+                                    to = now.map_or(0, |n| n.size.0),
+                                    "reconciliation: active table differed from the metadata; refreshed"
+                                );
+                                out.push(Repair::Refreshed {
+                                    vg: vg.into(),
+                                    lv: a.lv,
+                                });
+                            }
+                            Err(e) => out.push(failed(&a.lv, e.to_string())),
+                        },
+                        // Types lvmd does not activate (raid, thin, ...): not ours to fix.
+                        Err(ActivationError::Unsupported { .. }) => {}
+                        Err(e) => out.push(failed(&a.lv, e.to_string())),
+                    }
+                }
+            }
+            Err(ActivationError::Unavailable(_)) => return,
+            Err(e) => return out.push(failed("active volumes", e.to_string())),
+        }
+        let leftovers = match act.leftovers(&read) {
+            Ok(l) => l,
+            Err(e) => return out.push(failed("leftover devices", e.to_string())),
+        };
+        for l in leftovers {
+            let open = |open_count| {
+                tracing::warn!(
+                    vg,
+                    device = l.dm_name,
+                    open_count,
+                    "reconciliation: device of a logical volume no longer in the metadata is open; left alone"
+                );
+                Repair::LeftoverOpen {
+                    vg: vg.into(),
+                    device: l.dm_name.clone(),
+                    open_count,
+                }
+            };
+            if l.open_count > 0 {
+                out.push(open(l.open_count));
+                continue;
+            }
+            match act.remove_leftover(&read, &l) {
+                Ok(true) => {
+                    tracing::warn!(
+                        vg,
+                        device = l.dm_name,
+                        "reconciliation: removed the device of a logical volume no longer in the metadata"
+                    );
+                    out.push(Repair::RemovedLeftover {
+                        vg: vg.into(),
+                        device: l.dm_name.clone(),
+                    });
+                }
+                Ok(false) => {}
+                Err(ActivationError::Busy { .. }) => out.push(open(1)),
+                Err(e) => out.push(failed(&l.dm_name, e.to_string())),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::engine::{Engine, LvLayout, LvSpec};
+    use crate::daemon::SimEngine;
+    use crate::units::Bytes;
+    use std::path::PathBuf;
+
+    const MIB: u64 = 1 << 20;
+
+    fn engine() -> (SimEngine, std::sync::Arc<crate::daemon::SimActivation>) {
+        let devs = vec![(PathBuf::from("/dev/sim0"), Bytes(256 * MIB))];
+        let (e, act, _) = SimEngine::with_sims(&devs, vec![]);
+        e.create_volume_group("vg", &[PathBuf::from("/dev/sim0")])
+            .unwrap();
+        (e, act)
+    }
+
+    fn create(e: &SimEngine, name: &str) {
+        e.create_logical_volume(
+            "vg",
+            &LvSpec {
+                name: name.into(),
+                size: Bytes(8 * MIB),
+                layout: LvLayout::Linear,
+                tags: vec![],
+            },
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn nothing_to_do_is_quiet() {
+        let (e, _) = engine();
+        create(&e, "a");
+        e.activate("vg", "a").unwrap();
+        assert_eq!(e.reconcile(&["vg".into()]), vec![]);
+    }
+
+    #[test]
+    fn a_grow_committed_before_the_reload_is_refreshed() {
+        let (e, act) = engine();
+        create(&e, "a");
+        e.activate("vg", "a").unwrap();
+        // The commit of a resize, then a crash before the table reload.
+        e.meta.lv_resize("vg", "a", Bytes(20 * MIB)).unwrap();
+        assert_eq!(act.active_in("vg")[0].size, Bytes(8 * MIB));
+        let r = e.reconcile(&["vg".into()]);
+        assert_eq!(
+            r,
+            vec![Repair::Refreshed {
+                vg: "vg".into(),
+                lv: "a".into()
+            }]
+        );
+        assert_eq!(act.active_in("vg")[0].size, Bytes(20 * MIB));
+        // Done once: a second pass finds nothing.
+        assert_eq!(e.reconcile(&["vg".into()]), vec![]);
+    }
+
+    #[test]
+    fn devices_of_removed_volumes_go_unless_open() {
+        let (e, act) = engine();
+        for n in ["gone", "held", "kept"] {
+            create(&e, n);
+            e.activate("vg", n).unwrap();
+        }
+        act.set_open_count("vg", "held", 1);
+        // Removed from the metadata behind the daemon's back while active.
+        e.meta.lv_remove("vg", "gone").unwrap();
+        e.meta.lv_remove("vg", "held").unwrap();
+        let r = e.reconcile(&["vg".into()]);
+        assert!(r.contains(&Repair::RemovedLeftover {
+            vg: "vg".into(),
+            device: "vg-gone".into()
+        }));
+        assert!(r.contains(&Repair::LeftoverOpen {
+            vg: "vg".into(),
+            device: "vg-held".into(),
+            open_count: 1
+        }));
+        assert_eq!(r.len(), 2, "{r:?}");
+        let left: Vec<String> = act.active_in("vg").into_iter().map(|a| a.lv).collect();
+        assert_eq!(left, ["held", "kept"]);
+    }
+
+    #[test]
+    fn a_commit_cut_between_headers_is_rewritten() {
+        use crate::daemon::{RealEngine, SimActivation, SimNode};
+        use crate::lvm::{FaultInjector, Layout, Lvm};
+        use crate::store::lock::Locker;
+        use crate::store::CommitStep;
+        use crate::units::ExtentSize;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let images: Vec<PathBuf> = (0..2)
+            .map(|i| {
+                let p = dir.path().join(format!("disk{i}.img"));
+                std::fs::File::create(&p)
+                    .unwrap()
+                    .set_len(16 * MIB)
+                    .unwrap();
+                p
+            })
+            .collect();
+        let mut lvm = Lvm::new(images.clone());
+        lvm.locker = Locker::new(dir.path().join("locks"));
+        lvm.backup = None;
+        lvm.lvm2_run_dir = dir.path().join("lvm2-run");
+        lvm.vg_create("vg", &images, ExtentSize::DEFAULT).unwrap();
+        // The process "dies" after the first PV's header points at the new text.
+        let mut cut = lvm.clone();
+        cut.inject = Some(FaultInjector(Arc::new(|step| {
+            !matches!(step, CommitStep::HeaderWritten { .. })
+        })));
+        cut.lv_create("vg", "a", Bytes(4 * MIB), Layout::Linear, &[])
+            .unwrap_err();
+        assert!(!lvm.read_vg("vg").unwrap().stale.is_empty());
+
+        let engine = RealEngine::real(
+            lvm.clone(),
+            Arc::new(SimActivation::default()),
+            Arc::new(SimNode::default()),
+            vec![],
+        );
+        assert_eq!(
+            engine.reconcile(&["vg".into()]),
+            vec![Repair::Rewrote { vg: "vg".into() }]
+        );
+        let found = lvm.read_vg("vg").unwrap();
+        assert!(found.stale.is_empty(), "{:?}", found.stale);
+        assert!(found.vg.lv("a").is_some(), "the newest copy wins");
+        assert_eq!(engine.reconcile(&["vg".into()]), vec![]);
+    }
+
+    #[test]
+    fn unreadable_vg_and_missing_dm_are_reported_not_fatal() {
+        let (e, act) = engine();
+        let r = e.reconcile(&["nope".into()]);
+        assert!(matches!(&r[..], [Repair::Failed { what, .. }] if what == "read"));
+        act.set_unavailable(Some("no device-mapper"));
+        assert_eq!(e.reconcile(&["vg".into()]), vec![]);
+    }
+}

@@ -1,0 +1,731 @@
+//! The real `lvmd` binary on loop devices in the test VM, driven through `lvmd-ctl` and
+//! the Rust gRPC client, and every change cross-checked with lvm2 (`vgs`, `lvs`,
+//! `vgck`) and `dmsetup`: volumes end to end (create, activate, mount, write, grow
+//! while mounted, remove), 32 parallel clients, lvm2 changing the same VG, `kill -9` at
+//! each step of create, resize and remove (then restart, retry, nothing leaked), and the
+//! socket's SO_PEERCRED check.
+//!
+//! VM only, like `tests/vm_activate.rs` (`test = false`; it fails outside the VM):
+//!
+//! ```sh
+//! CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" \
+//!     cargo test --test vm_daemon
+//! ```
+
+mod common;
+
+use common::{num, text, Loops};
+use lvmd::api::client::connect;
+use lvmd::api::pb;
+use lvmd_sys::dm;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+static NO_AUTOACTIVATION: Once = Once::new();
+
+/// Panics unless in the VM (or on a host with real DM, when allowed); then holds the
+/// lock that runs the cases one at a time.
+fn vm_case() -> MutexGuard<'static, ()> {
+    let in_vm = std::env::var_os("LVMD_VM").is_some_and(|v| v == "1");
+    let host_ok = std::env::var_os("LVMD_ALLOW_HOST_DM").is_some_and(|v| v == "1");
+    if !in_vm && !host_ok {
+        panic!(
+            "\n\nvm_daemon needs a kernel with device-mapper: run it inside the test VM:\n\n    \
+             CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER=\"$PWD/tests/vm/run-in-vm.sh\" \
+             cargo test --test vm_daemon\n\n\
+             (dm_version() here: {:?}; set LVMD_ALLOW_HOST_DM=1 to run on a host with real DM)\n",
+            dm::dm_version()
+        );
+    }
+    if let Err(e) = dm::dm_version() {
+        panic!("device-mapper does not answer DM_VERSION: {e} (LVMD_VM={in_vm})");
+    }
+    if in_vm {
+        // lvm2's udev rules would activate the whole VG behind the daemon's back when a
+        // loop device becomes a complete PV (see tests/vm/README.md). The guest's copy
+        // of /etc/lvm only.
+        NO_AUTOACTIVATION.call_once(|| {
+            let path = "/etc/lvm/lvmlocal.conf";
+            let mut t = std::fs::read_to_string(path).unwrap_or_default();
+            t.push_str("\nglobal {\n\tevent_activation = 0\n}\n");
+            std::fs::write(path, t).unwrap();
+        });
+    }
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn run(cmd: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn run_ok(cmd: &str, args: &[&str]) -> String {
+    let (ok, out, err) = run(cmd, args);
+    assert!(ok, "{cmd} {args:?} failed:\n{err}\n{out}");
+    out
+}
+
+/// Loop devices, a daemon configuration on them, and the daemon when running.
+struct Bed {
+    loops: Loops,
+    vg: String,
+    socket: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    root: PathBuf,
+    child: Option<Child>,
+}
+
+impl Bed {
+    fn new(vg: &str, sizes_mib: &[u64]) -> Bed {
+        let loops = Loops::new(sizes_mib);
+        let dir = loops.dir.path().to_owned();
+        // Other users must reach the socket (the permission case).
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bed = Bed {
+            vg: vg.into(),
+            socket: dir.join("lvmd.sock"),
+            config: dir.join("lvmd.toml"),
+            log: dir.join("lvmd.log"),
+            root: dir.join("kubelet"),
+            loops,
+            child: None,
+        };
+        bed.write_config("");
+        bed
+    }
+
+    /// The configuration, with `extra` top-level keys.
+    fn write_config(&self, extra: &str) {
+        let devices: Vec<String> = self
+            .loops
+            .devs
+            .iter()
+            .map(|d| format!("\"{}\"", d.display()))
+            .collect();
+        std::fs::write(
+            &self.config,
+            format!(
+                r#"socket = "{socket}"
+mount_roots = ["{root}"]
+backup_dir = "{backup}"
+archive_dir = "{archive}"
+{extra}
+
+[device_classes.disks]
+volume_group = "{vg}"
+default = true
+devices = [{devices}]
+"#,
+                socket = self.socket.display(),
+                root = self.root.display(),
+                backup = self.loops.backup_dir().display(),
+                archive = self.loops.archive_dir().display(),
+                vg = self.vg,
+                devices = devices.join(", "),
+            ),
+        )
+        .unwrap();
+    }
+
+    /// Starts lvmd (with `crash_after` as its LVMD_TEST_CRASH_AFTER) and waits until
+    /// it answers health checks.
+    fn start(&mut self, crash_after: Option<&str>) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lvmd"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .env_remove("LVMD_TEST_CRASH_AFTER");
+        if let Some(p) = crash_after {
+            cmd.env("LVMD_TEST_CRASH_AFTER", p);
+        }
+        self.child = Some(cmd.spawn().expect("start lvmd"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.ctl(&["health"]).status.success() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("lvmd exited with {status}:\n{}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lvmd did not come up:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stop(&mut self) {
+        let Some(child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "lvmd exited with {:?}", out.status);
+    }
+
+    /// Waits for a daemon that should have killed itself; panics if it did not.
+    fn expect_killed(&mut self, point: &str) {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert_eq!(
+                    status.signal(),
+                    Some(libc::SIGKILL),
+                    "lvmd at {point}: {status}\n{}",
+                    self.log_text()
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("lvmd did not kill itself at {point}:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_lvmd-ctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run lvmd-ctl")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.ctl(&a);
+        assert!(
+            out.status.success(),
+            "lvmd-ctl {args:?}: {}\n--- lvmd log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// lvmd-ctl must refuse with this gRPC code; returns its stderr.
+    fn refused(&self, args: &[&str], code: &str) -> String {
+        let out = self.ctl(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "lvmd-ctl {args:?}: {err}");
+        assert!(err.contains(code), "lvmd-ctl {args:?}: {err}");
+        err
+    }
+
+    fn lvmd_names(&self) -> BTreeSet<String> {
+        self.json(&["lv", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn lvm2_config(&self) -> String {
+        self.loops
+            .lvm_config()
+            .replace("activation=0", "activation=1")
+    }
+
+    fn lvm2(&self, args: &[&str]) -> String {
+        let (cmd, rest) = args.split_first().unwrap();
+        let config = self.lvm2_config();
+        let mut full = vec![*cmd, "--config", &config];
+        full.extend_from_slice(rest);
+        run_ok("lvm", &full)
+    }
+
+    /// lvm2's LV rows: name -> (size in bytes, stripes).
+    fn lvs(&self) -> Vec<(String, u64, u64)> {
+        let out = self.lvm2(&[
+            "lvs",
+            &self.vg,
+            "-o",
+            "lv_name,lv_size,stripes",
+            "--reportformat",
+            "json",
+            "--units",
+            "b",
+            "--nosuffix",
+        ]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["report"][0]["lv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (text(r, "lv_name"), num(r, "lv_size"), num(r, "stripes")))
+            .collect()
+    }
+
+    fn lvm2_names(&self) -> BTreeSet<String> {
+        self.lvs().into_iter().map(|r| r.0).collect()
+    }
+
+    fn lvm2_size(&self, lv: &str) -> Option<u64> {
+        self.lvs().into_iter().find(|r| r.0 == lv).map(|r| r.1)
+    }
+
+    fn vgck(&self) {
+        let config = self.lvm2_config();
+        let (ok, out, err) = run("lvm", &["vgck", "--config", &config, &self.vg]);
+        let bad: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.contains("leaked on lvm invocation"))
+            .collect();
+        assert!(ok && bad.is_empty(), "vgck {}:\n{err}\n{out}", self.vg);
+    }
+
+    /// lvmd and lvm2 list the same volumes, and vgck is clean.
+    fn agree(&self) -> BTreeSet<String> {
+        let names = self.lvm2_names();
+        assert_eq!(self.lvmd_names(), names, "lvmd and lvm2 differ");
+        self.vgck();
+        names
+    }
+
+    fn dm_name(&self, lv: &str) -> String {
+        format!("{}-{}", self.vg.replace('-', "--"), lv.replace('-', "--"))
+    }
+
+    /// `dmsetup table` of the LV's device; `None` when there is no such device.
+    fn dm_table(&self, lv: &str) -> Option<String> {
+        let (ok, out, _) = run("dmsetup", &["table", &self.dm_name(lv)]);
+        ok.then_some(out)
+    }
+
+    /// Names of the dm devices of this VG.
+    fn dm_devices(&self) -> BTreeSet<String> {
+        let out = run_ok("dmsetup", &["ls"]);
+        let prefix = format!("{}-", self.vg.replace('-', "--"));
+        out.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn dm_size(&self, lv: &str) -> u64 {
+        let dev = format!("/dev/mapper/{}", self.dm_name(lv));
+        run_ok("blockdev", &["--getsize64", &dev])
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("umount")
+            .args(["-R", "-l"])
+            .arg(&self.root)
+            .output();
+        for d in self.dm_devices() {
+            let _ = Command::new("dmsetup").args(["remove", &d]).output();
+        }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn volume(name: &str) -> Option<pb::VolumeRef> {
+    Some(pb::VolumeRef {
+        device_class: String::new(),
+        volume_group: String::new(),
+        name: name.into(),
+    })
+}
+
+#[test]
+fn a_volume_through_the_daemon_end_to_end() {
+    let _serial = vm_case();
+    let mut bed = Bed::new("vmd-e2e", &[256, 256]);
+    bed.start(None);
+
+    // Create linear and striped through lvmd-ctl; lvm2 reads them the same.
+    bed.json(&["lv", "create", "lin", "64MiB"]);
+    bed.json(&["lv", "create", "str", "32MiB", "--stripes", "2"]);
+    let rows = bed.lvs();
+    assert!(rows.contains(&("lin".into(), 64 * MIB, 1)), "{rows:?}");
+    assert!(rows.contains(&("str".into(), 32 * MIB, 2)), "{rows:?}");
+    bed.agree();
+
+    // Activate: the node exists, and the table is the one lvm2 makes for the same LV.
+    for lv in ["lin", "str"] {
+        let v = bed.json(&["lv", "activate", lv]);
+        assert_eq!(v["active"], true, "{v}");
+        let dev = PathBuf::from(v["device_path"].as_str().unwrap());
+        assert!(dev.exists(), "{}", dev.display());
+        let ours = bed.dm_table(lv).expect("active");
+        bed.json(&["lv", "deactivate", lv]);
+        assert_eq!(bed.dm_table(lv), None);
+        let target = format!("{}/{lv}", bed.vg);
+        bed.lvm2(&["lvchange", "-ay", &target]);
+        let theirs = bed.dm_table(lv).expect("lvm2 activated it");
+        bed.lvm2(&["lvchange", "-an", &target]);
+        assert_eq!(ours, theirs, "{lv}: lvmd's table differs from lvm2's");
+    }
+
+    // Mount (mkfs), write, unmount, mount again, read back.
+    let target = bed.root.join("pods/a/vol");
+    let t = target.to_str().unwrap();
+    let m = bed.json(&["lv", "mount", "lin", t]);
+    assert_eq!(m["formatted"], true, "{m}");
+    std::fs::write(target.join("hello"), b"written through lvmd\n").unwrap();
+    assert_eq!(bed.json(&["lv", "unmount", t])["was_mounted"], true);
+    assert!(!target.join("hello").exists());
+    let m = bed.json(&["lv", "mount", "lin", t]);
+    assert_eq!(m["formatted"], false, "{m}");
+    assert_eq!(
+        std::fs::read(target.join("hello")).unwrap(),
+        b"written through lvmd\n"
+    );
+
+    // Grow while mounted: the table follows, then the filesystem; the gRPC client sees
+    // the new space.
+    let rt = rt();
+    let stats = |path: &Path| {
+        rt.block_on(async {
+            let ch = connect(&bed.socket).await.unwrap();
+            let mut node = pb::node_service_client::NodeServiceClient::new(ch);
+            node.get_path_stats(pb::GetPathStatsRequest {
+                path: path.display().to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        })
+    };
+    let before = stats(&target).total_bytes;
+    rt.block_on(async {
+        let ch = connect(&bed.socket).await.unwrap();
+        let mut lvc = pb::logical_volume_service_client::LogicalVolumeServiceClient::new(ch);
+        let v = lvc
+            .resize_logical_volume(pb::ResizeLogicalVolumeRequest {
+                volume: volume("lin"),
+                size_bytes: 160 * MIB,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(v.size_bytes, 160 * MIB);
+    });
+    assert_eq!(bed.dm_size("lin"), 160 * MIB);
+    assert_eq!(bed.lvm2_size("lin"), Some(160 * MIB));
+    run_ok("resize2fs", &[&format!("/dev/{}/lin", bed.vg)]);
+    let after = stats(&target).total_bytes;
+    assert!(after > before + 64 * MIB, "{before} -> {after}");
+    assert_eq!(
+        std::fs::read(target.join("hello")).unwrap(),
+        b"written through lvmd\n"
+    );
+
+    // Remove: refused while mounted, done after the unmount; nothing left behind.
+    bed.refused(&["lv", "remove", "lin"], "FailedPrecondition");
+    let open = run_ok(
+        "dmsetup",
+        &[
+            "info",
+            "-c",
+            "--noheadings",
+            "-o",
+            "open",
+            &bed.dm_name("lin"),
+        ],
+    );
+    assert!(
+        open.trim().parse::<u32>().unwrap() >= 1,
+        "open count {open}"
+    );
+    assert_eq!(bed.lvm2_size("lin"), Some(160 * MIB));
+    bed.json(&["lv", "unmount", t, "--remove-target"]);
+    assert!(!target.exists());
+    assert_eq!(bed.json(&["lv", "remove", "lin"])["existed"], true);
+    assert_eq!(bed.json(&["lv", "remove", "str"])["existed"], true);
+    assert!(bed.dm_devices().is_empty(), "{:?}", bed.dm_devices());
+    assert!(bed.agree().is_empty());
+    bed.stop();
+}
+
+#[test]
+fn thirty_two_parallel_clients() {
+    let _serial = vm_case();
+    let mut bed = Bed::new("vmd-par", &[256, 256]);
+    bed.start(None);
+    const CLIENTS: usize = 32;
+    const EACH: usize = 3;
+    let rt = rt();
+    let socket = bed.socket.clone();
+    let started = Instant::now();
+    let kept: Vec<String> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for c in 0..CLIENTS {
+            let socket = socket.clone();
+            tasks.push(tokio::spawn(async move {
+                let ch = connect(&socket).await.unwrap();
+                let mut lvc =
+                    pb::logical_volume_service_client::LogicalVolumeServiceClient::new(ch);
+                let names: Vec<String> = (0..EACH).map(|i| format!("c{c}-{i}")).collect();
+                for n in &names {
+                    lvc.create_logical_volume(pb::CreateLogicalVolumeRequest {
+                        volume: volume(n),
+                        size_bytes: 4 * MIB,
+                        layout: pb::Layout::Linear as i32,
+                        stripes: 0,
+                        stripe_size_bytes: 0,
+                        tags: vec![format!("client={c}")],
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("create {n}: {e}"));
+                }
+                // Keep the last one, remove the others.
+                for n in &names[..EACH - 1] {
+                    let r = lvc
+                        .remove_logical_volume(pb::RemoveLogicalVolumeRequest { volume: volume(n) })
+                        .await
+                        .unwrap_or_else(|e| panic!("remove {n}: {e}"))
+                        .into_inner();
+                    assert!(r.existed, "{n}");
+                }
+                names[EACH - 1].clone()
+            }));
+        }
+        let mut kept = Vec::new();
+        for t in tasks {
+            kept.push(t.await.unwrap());
+        }
+        kept
+    });
+    eprintln!(
+        "{CLIENTS} clients x {EACH} creates + {} removes: {:?}",
+        EACH - 1,
+        started.elapsed()
+    );
+    let want: BTreeSet<String> = kept.into_iter().collect();
+    assert_eq!(want.len(), CLIENTS);
+    assert_eq!(bed.agree(), want);
+    for (name, size, _) in bed.lvs() {
+        assert_eq!(size, 4 * MIB, "{name}");
+    }
+    bed.stop();
+}
+
+#[test]
+fn lvm2_changes_the_vg_while_lvmd_runs() {
+    let _serial = vm_case();
+    let mut bed = Bed::new("vmd-both", &[128]);
+    bed.start(None);
+    bed.json(&["lv", "create", "first", "8MiB"]);
+    bed.lvm2(&[
+        "lvcreate", "-an", "-Zn", "-L", "12m", "-n", "bylvm", &bed.vg,
+    ]);
+    assert!(bed.lvmd_names().contains("bylvm"));
+    bed.json(&["lv", "create", "after", "8MiB"]);
+    let names = bed.agree();
+    assert_eq!(names, ["after", "bylvm", "first"].map(String::from).into());
+    // lvmd activates what lvm2 made, lvm2 sees it active.
+    bed.json(&["lv", "activate", "bylvm"]);
+    let target = format!("{}/bylvm", bed.vg);
+    let attr = bed.lvm2(&["lvs", "--noheadings", "-o", "lv_active", &target]);
+    assert_eq!(attr.trim(), "active");
+    bed.lvm2(&["lvremove", "-y", &format!("{}/first", bed.vg)]);
+    assert_eq!(bed.json(&["lv", "remove", "bylvm"])["existed"], true);
+    assert_eq!(bed.agree(), ["after"].map(String::from).into());
+    assert!(bed.dm_devices().is_empty());
+    bed.stop();
+}
+
+/// Runs `args` against a daemon set to kill itself at `point`; the call fails, the
+/// daemon dies by SIGKILL, and is started again (which reconciles).
+fn crash_at(bed: &mut Bed, point: &str, args: &[&str]) {
+    bed.start(Some(point));
+    let out = bed.ctl(args);
+    assert!(
+        !out.status.success(),
+        "lvmd-ctl {args:?} succeeded though lvmd was to die at {point}"
+    );
+    bed.expect_killed(point);
+    bed.start(None);
+}
+
+#[test]
+fn kill_9_at_every_step_then_retry_converges() {
+    let _serial = vm_case();
+    let mut bed = Bed::new("vmd-kill", &[128, 128]);
+    let commit_points = ["text", "synced", "header", "committed"];
+    // The VG is made at the first start, which must not be a crashing one.
+    bed.start(None);
+    bed.stop();
+
+    // Create: after the restart, the retry returns the volume (once), lvm2 agrees.
+    for (i, point) in commit_points.iter().enumerate() {
+        let name = format!("c{i}");
+        crash_at(&mut bed, point, &["lv", "create", &name, "8MiB"]);
+        bed.vgck();
+        let v = bed.json(&["lv", "create", &name, "8MiB"]);
+        assert_eq!(v["size"], 8 * MIB, "{point}: {v}");
+        assert_eq!(bed.lvm2_size(&name), Some(8 * MIB), "{point}");
+        bed.agree();
+        bed.stop();
+    }
+
+    // Killed between the headers of the two PVs: the areas disagreed until the restart.
+    assert!(
+        bed.log_text()
+            .contains("metadata areas held different versions"),
+        "no rewrite logged after a crash between the headers"
+    );
+
+    // Resize of an active volume: the table reaches the target too (reconciliation at
+    // start, or the retry), data before the old end intact.
+    bed.start(None);
+    bed.json(&["lv", "create", "r", "8MiB"]);
+    bed.json(&["lv", "activate", "r"]);
+    bed.stop();
+    for (i, point) in commit_points.iter().enumerate() {
+        let size = format!("{}MiB", 8 * (i + 2));
+        crash_at(&mut bed, point, &["lv", "resize", "r", &size]);
+        bed.vgck();
+        let v = bed.json(&["lv", "resize", "r", &size]);
+        let want = 8 * (i as u64 + 2) * MIB;
+        assert_eq!(v["size"], want, "{point}: {v}");
+        assert_eq!(bed.lvm2_size("r"), Some(want), "{point}");
+        assert_eq!(bed.dm_size("r"), want, "{point}: table not refreshed");
+        bed.agree();
+        bed.stop();
+    }
+    assert!(
+        bed.log_text().contains("reconciliation"),
+        "no repair logged after a crash between commit and reload"
+    );
+
+    // Remove of active volumes: the retry removes; no device or LV is left.
+    let remove_points = ["deactivated", "text", "synced", "header", "committed"];
+    for (i, point) in remove_points.iter().enumerate() {
+        let name = format!("c{i}");
+        if i >= commit_points.len() {
+            bed.start(None);
+            bed.json(&["lv", "create", &name, "8MiB"]);
+            bed.stop();
+        }
+        bed.start(None);
+        bed.json(&["lv", "activate", &name]);
+        bed.stop();
+        crash_at(&mut bed, point, &["lv", "remove", &name]);
+        bed.vgck();
+        bed.json(&["lv", "remove", &name]);
+        assert_eq!(bed.lvm2_size(&name), None, "{point}");
+        assert_eq!(bed.dm_table(&name), None, "{point}: device leaked");
+        bed.agree();
+        bed.stop();
+    }
+
+    // A device whose LV vanished from the metadata (lvm2, or a crash of an older
+    // order): reconciliation removes it at start.
+    bed.start(None);
+    bed.json(&["lv", "create", "ghost", "8MiB"]);
+    bed.json(&["lv", "activate", "ghost"]);
+    bed.stop();
+    bed.loops.lvmd().lv_remove(&bed.vg, "ghost").unwrap();
+    assert!(bed.dm_table("ghost").is_some());
+    bed.start(None);
+    assert_eq!(bed.dm_table("ghost"), None, "leftover device not removed");
+    assert!(bed
+        .log_text()
+        .contains("removed the device of a logical volume"));
+    let left = bed.agree();
+    assert_eq!(left, ["r"].map(String::from).into());
+    assert_eq!(bed.dm_devices(), [bed.dm_name("r")].into());
+    bed.json(&["lv", "remove", "r"]);
+    assert!(bed.dm_devices().is_empty());
+    bed.stop();
+}
+
+#[test]
+fn socket_peers_are_checked_by_uid() {
+    let _serial = vm_case();
+    let mut bed = Bed::new("vmd-perm", &[64]);
+    // A copy of lvmd-ctl any user can run.
+    let ctl = bed.loops.dir.path().join("lvmd-ctl");
+    std::fs::copy(env!("CARGO_BIN_EXE_lvmd-ctl"), &ctl).unwrap();
+    std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_1000 = |bed: &Bed| {
+        Command::new("setpriv")
+            .args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
+            .arg(&ctl)
+            .arg("--socket")
+            .arg(&bed.socket)
+            .args(["lv", "list"])
+            .output()
+            .unwrap()
+    };
+    // The socket's group lets uid 1000 connect; the daemon's allow list does not.
+    bed.write_config("socket_group = \"1000\"");
+    bed.start(None);
+    let meta = std::fs::metadata(&bed.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    let out = as_1000(&bed);
+    assert!(
+        !out.status.success(),
+        "uid 1000 was let in: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        bed.log_text()
+            .contains("refused a client not in the allow list"),
+        "{}",
+        bed.log_text()
+    );
+    bed.stop();
+    bed.write_config("socket_group = \"1000\"\nallowed_uids = [1000]");
+    bed.start(None);
+    let out = as_1000(&bed);
+    assert!(
+        out.status.success(),
+        "uid 1000 refused though allowed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bed.stop();
+}
