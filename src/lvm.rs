@@ -770,6 +770,20 @@ impl Lvm {
         Ok(lv)
     }
 
+    /// Commits the VG unchanged but for its seqno: brings every metadata area (one a cut
+    /// commit left behind, one a PV missed) up to the newest version.
+    pub fn vg_rewrite(&self, vg_name: &str) -> Result<()> {
+        let locked = self.lock_vg_for_write(vg_name)?;
+        let found = &locked.found;
+        let mut vg = found.vg.clone();
+        self.write_vg(
+            found,
+            &mut vg,
+            &[],
+            format!("rewrite {vg_name} to repair stale metadata copies"),
+        )
+    }
+
     pub fn vg_change_tags(&self, vg_name: &str, add: &[String], del: &[String]) -> Result<()> {
         for t in add.iter().chain(del) {
             validate_tag(t)?;

@@ -251,6 +251,6 @@ impl Metadata for LvmMetadata {
 
     fn rewrite(&self, vg: &str) -> Result<(), LvmError> {
         // A commit that changes nothing: every area gets the newest text, seqno + 1.
-        self.change(vg, |lvm| lvm.vg_change_tags(vg, &[], &[]))
+        self.change(vg, |lvm| lvm.vg_rewrite(vg))
     }
 }
