@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::Loops;
+use common::{run, run_ok, Loops};
 use lvmd::activate::{ActivateError, Activator, ActiveLv, NodeMode};
 use lvmd::lvm::{Layout, Lvm};
 use lvmd::model::{LogicalVolume, Segment, SegmentKind};
@@ -76,25 +76,6 @@ fn expected_node_mode() -> NodeMode {
     } else {
         NodeMode::Udev
     }
-}
-
-fn run(cmd: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(cmd)
-        .args(args)
-        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn run_ok(cmd: &str, args: &[&str]) -> String {
-    let (ok, out, err) = run(cmd, args);
-    assert!(ok, "{cmd} {args:?} failed:\n{err}\n{out}");
-    out
 }
 
 /// Loop devices with one VG on them, and lvm2 confined to those devices with

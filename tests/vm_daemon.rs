@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{num, text, Loops};
+use common::{num, run, run_ok, text, Loops};
 use lvmd::api::client::connect;
 use lvmd::api::pb;
 use lvmd_sys::dm;
@@ -60,24 +60,6 @@ fn vm_case() -> MutexGuard<'static, ()> {
         });
     }
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn run(cmd: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn run_ok(cmd: &str, args: &[&str]) -> String {
-    let (ok, out, err) = run(cmd, args);
-    assert!(ok, "{cmd} {args:?} failed:\n{err}\n{out}");
-    out
 }
 
 /// Loop devices, a daemon configuration on them, and the daemon when running.

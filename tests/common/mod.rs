@@ -156,6 +156,27 @@ impl Drop for Loops {
     }
 }
 
+/// Runs a program (lvm2's fd-leak warnings off); returns (success, stdout, stderr).
+pub fn run(cmd: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(cmd)
+        .args(args)
+        .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`run`] that must succeed; returns stdout.
+pub fn run_ok(cmd: &str, args: &[&str]) -> String {
+    let (ok, out, err) = run(cmd, args);
+    assert!(ok, "{cmd} {args:?} failed:\n{err}\n{out}");
+    out
+}
+
 /// A unique VG name per test, so tests can run in parallel.
 pub fn vg_name(test: &str) -> String {
     format!("lvmdt_{test}_{}", std::process::id())
