@@ -11,8 +11,8 @@
 use super::activation::Activation;
 use super::crash;
 use super::engine::{
-    rounded_size, spec_mismatch, Created, Engine, EngineError, LvInfo, LvLayout, LvSpec, MountSpec,
-    Mounted, PathStats, Result, VgInfo, VgSpace,
+    rounded_size, spec_mismatch, Created, Engine, EngineError, Expanded, LvInfo, LvLayout, LvSpec,
+    MountSpec, Mounted, PathStats, Result, VgInfo, VgSpace,
 };
 use super::node_work::NodeWork;
 use super::view;
@@ -443,5 +443,60 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 
     fn path_stats(&self, path: &Path) -> Result<PathStats> {
         self.node.stats(path)
+    }
+
+    fn expand_volume(
+        &self,
+        vg: &str,
+        lv: &str,
+        size: Bytes,
+        target: Option<&Path>,
+    ) -> Result<Expanded> {
+        // Every check before the first change: size, path, the LV, where it is mounted.
+        check_size(size)?;
+        let target = target.map(|t| self.node.check_path(t)).transpose()?;
+        let current = {
+            let lock = self.locks.get(vg);
+            let _g = lock.read().unwrap();
+            let read = self.meta.read(vg)?;
+            let current = self.info(&read, lv)?;
+            let want = rounded_size(size, read.vg.extent_size.bytes(), current.layout);
+            if want < current.size {
+                return Err(invalid(
+                    "size",
+                    size.0,
+                    format!(
+                        "is smaller than {vg}/{lv} ({} bytes); volumes only grow",
+                        current.size.0
+                    ),
+                ));
+            }
+            current
+        };
+        let fs = match &target {
+            None => None,
+            Some(t) => {
+                let Some(device) = &current.device else {
+                    return Err(EngineError::FailedPrecondition {
+                        what: "logical volume",
+                        name: format!("{vg}/{lv}"),
+                        why: format!("is not active, so it cannot be mounted at {}", t.display()),
+                    });
+                };
+                Some((device.clone(), self.node.check_grow_target(device, t)?))
+            }
+        };
+        // Grows, or finds it grown and refreshes an active table (a retry).
+        let info = self.resize_logical_volume(vg, lv, size)?;
+        let filesystem_size = match (&target, fs) {
+            (Some(t), Some((device, fs_type))) => {
+                self.node.grow_filesystem(&device, t, &fs_type)?.total
+            }
+            _ => Bytes(0),
+        };
+        Ok(Expanded {
+            lv: info,
+            filesystem_size,
+        })
     }
 }
