@@ -591,9 +591,18 @@ impl Node for SimNode {
         }
     }
     fn mount_state(&self, target: &Path, source: &Path) -> Result<MountState> {
-        Ok(match self.mounts.lock().unwrap().get(target) {
+        let mounts = self.mounts.lock().unwrap();
+        Ok(match mounts.get(target) {
             None => MountState::NotMounted,
             Some(m) if m.source == source => MountState::Same,
+            // A bind of a directory where `source` is mounted (a CSI publish of a staged
+            // volume): the host sees the same filesystem there too.
+            Some(m)
+                if m.kind == MountKind::Bind
+                    && mounts.get(&m.source).is_some_and(|s| s.source == source) =>
+            {
+                MountState::Same
+            }
             Some(m) => MountState::Other(format!("{} is mounted there", m.source.display())),
         })
     }
