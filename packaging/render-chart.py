@@ -105,7 +105,20 @@ def check(text):
     assert drv["storageCapacity"] is True and drv["attachRequired"] is False
     ds = kinds["DaemonSet"][0]["spec"]["template"]["spec"]
     c = {x["name"]: x for x in ds["containers"]}
-    assert set(c) == {"lvmd-csi", "node-driver-registrar", "csi-provisioner", "csi-resizer", "liveness-probe"}, set(c)
+    assert set(c) == {"lvmd-csi", "node-driver-registrar", "csi-provisioner", "liveness-probe"}, set(c)
+    # The resizer: one leader-elected replica for the cluster, not one per node.
+    deps = {d["metadata"]["name"]: d for d in kinds["Deployment"]}
+    rs = deps["lvmd-csi-resizer"]["spec"]
+    assert rs["replicas"] == 1, rs
+    rc = {x["name"]: x for x in rs["template"]["spec"]["containers"]}
+    assert set(rc) == {"lvmd-csi", "csi-resizer"}, set(rc)
+    assert "--leader-election" in rc["csi-resizer"]["args"], rc["csi-resizer"]["args"]
+    for x in rc.values():
+        assert not x.get("securityContext", {}).get("privileged"), x["name"]
+    rvols = {v["name"] for v in rs["template"]["spec"]["volumes"]}
+    for x in rc.values():
+        for m in x.get("volumeMounts", []):
+            assert m["name"] in rvols, m
     plugin = c["lvmd-csi"]
     assert plugin["securityContext"]["privileged"] is False
     kube = [m for m in plugin["volumeMounts"] if m["name"] == "kubelet-dir"][0]

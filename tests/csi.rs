@@ -497,8 +497,26 @@ fn capacity_goes_down_and_up() {
     assert_eq!(e.capacity(&[]), (avail, max), "back up");
 }
 
+/// The volume's size as ListVolumes reports it (lvmd's LV).
+fn size_of(e: &Env, id: &str) -> i64 {
+    e.rt.block_on(async {
+        let all = e
+            .ctl()
+            .list_volumes(ListVolumesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .entries;
+        all.into_iter()
+            .filter_map(|en| en.volume)
+            .find(|v| v.volume_id == id)
+            .map(|v| v.capacity_bytes)
+            .unwrap_or_else(|| panic!("no volume {id}"))
+    })
+}
+
 #[test]
-fn expansion() {
+fn controller_expansion_changes_nothing() {
     let e = start();
     let v = e.create(req("pvc-grow", 8 * MIB, &[])).unwrap();
     let mut ctl = e.ctl();
@@ -512,30 +530,41 @@ fn expansion() {
             secrets: Default::default(),
             volume_capability: cap,
         };
-        for _ in 0..2 {
+        for cap in [Some(mount_cap("ext4")), Some(block_cap()), None] {
             let r = ctl
-                .controller_expand_volume(grow(30, Some(mount_cap("ext4"))))
+                .controller_expand_volume(grow(30, cap))
                 .await
                 .unwrap()
                 .into_inner();
+            // Rounded up to whole 4 MiB extents; the node grows it.
             assert_eq!(r.capacity_bytes, 32 * MIB);
             assert!(r.node_expansion_required);
         }
-        // Smaller than now: nothing to do.
+        // Any node's volume: the resizer is one replica for the whole cluster.
         let r = ctl
-            .controller_expand_volume(grow(8, Some(block_cap())))
+            .controller_expand_volume(ControllerExpandVolumeRequest {
+                volume_id: "node-b#ssd#elsewhere".into(),
+                ..grow(64, None)
+            })
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(r.capacity_bytes, 32 * MIB);
-        assert!(!r.node_expansion_required);
+        assert_eq!(r.capacity_bytes, 64 * MIB);
+        assert!(r.node_expansion_required);
         let s = ctl
             .controller_expand_volume(ControllerExpandVolumeRequest {
-                volume_id: "node-a#ssd#nope".into(),
+                volume_id: "not-an-id".into(),
                 ..grow(64, None)
             })
             .await;
         assert_eq!(code(s).code(), Code::NotFound);
+        let s = ctl
+            .controller_expand_volume(ControllerExpandVolumeRequest {
+                volume_id: String::new(),
+                ..grow(64, None)
+            })
+            .await;
+        assert_eq!(code(s).code(), Code::InvalidArgument);
         let s = ctl
             .controller_expand_volume(ControllerExpandVolumeRequest {
                 capacity_range: None,
@@ -543,9 +572,24 @@ fn expansion() {
             })
             .await;
         assert_eq!(code(s).code(), Code::InvalidArgument);
-        let s = ctl.controller_expand_volume(grow(1 << 30, None)).await;
-        assert_eq!(code(s).code(), Code::OutOfRange);
+        for (required, limit) in [(0, 0), (-1, 0), (64 * MIB, 32 * MIB), (33 * MIB, 34 * MIB)] {
+            let s = ctl
+                .controller_expand_volume(ControllerExpandVolumeRequest {
+                    capacity_range: Some(CapacityRange {
+                        required_bytes: required,
+                        limit_bytes: limit,
+                    }),
+                    ..grow(64, None)
+                })
+                .await;
+            assert_eq!(code(s).code(), Code::OutOfRange, "[{required}, {limit}]");
+        }
     });
+    assert_eq!(
+        size_of(&e, &v.volume_id),
+        8 * MIB,
+        "the controller grew nothing"
+    );
 }
 
 fn stage_req(e: &Env, id: &str, cap: VolumeCapability) -> NodeStageVolumeRequest {
@@ -601,16 +645,57 @@ fn filesystem_lifecycle() {
         assert!(!stats.usage.is_empty(), "{stats:?}");
         assert_eq!(stats.usage[0].unit, volume_usage::Unit::Bytes as i32);
         assert!(!stats.volume_condition.unwrap().abnormal);
-        // Online expansion of a filesystem needs lvmd's filesystem-grow RPC.
+        // Online expansion: lvmd grows the LV and the filesystem, at the staging path
+        // or (kubelet naming none) through the pod's bind of it; again is a no-op.
+        for (mib, staging) in [
+            (100, stage.staging_target_path.clone()),
+            (100, String::new()),
+            (130, String::new()),
+        ] {
+            let grown = node
+                .node_expand_volume(NodeExpandVolumeRequest {
+                    volume_id: id.clone(),
+                    volume_path: publish.target_path.clone(),
+                    staging_target_path: staging,
+                    capacity_range: Some(CapacityRange {
+                        required_bytes: mib * MIB,
+                        limit_bytes: 0,
+                    }),
+                    volume_capability: Some(mount_cap("")),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(grown.capacity_bytes, (mib + 3) / 4 * 4 * MIB);
+        }
+        // Shrinking is refused; another node's volume is not here.
         let s = node
             .node_expand_volume(NodeExpandVolumeRequest {
                 volume_id: id.clone(),
                 volume_path: publish.target_path.clone(),
+                capacity_range: Some(CapacityRange {
+                    required_bytes: 64 * MIB,
+                    limit_bytes: 0,
+                }),
                 volume_capability: Some(mount_cap("")),
                 ..Default::default()
             })
             .await;
-        assert_eq!(code(s).code(), Code::Unimplemented);
+        assert_eq!(code(s).code(), Code::InvalidArgument);
+        let s = node
+            .node_expand_volume(NodeExpandVolumeRequest {
+                volume_id: id.replacen(NODE, "node-b", 1),
+                volume_path: publish.target_path.clone(),
+                capacity_range: Some(CapacityRange {
+                    required_bytes: 200 * MIB,
+                    limit_bytes: 0,
+                }),
+                volume_capability: Some(mount_cap("")),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(code(s).code(), Code::NotFound);
         for _ in 0..2 {
             node.node_unpublish_volume(NodeUnpublishVolumeRequest {
                 volume_id: id.clone(),
@@ -689,7 +774,22 @@ fn block_lifecycle() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(grown.capacity_bytes, 16 * MIB);
+        assert_eq!(grown.capacity_bytes, 16 * MIB, "no size asked: as it is");
+        let grown = node
+            .node_expand_volume(NodeExpandVolumeRequest {
+                volume_id: id.clone(),
+                volume_path: publish.target_path.clone(),
+                capacity_range: Some(CapacityRange {
+                    required_bytes: 40 * MIB,
+                    limit_bytes: 0,
+                }),
+                volume_capability: Some(block_cap()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(grown.capacity_bytes, 40 * MIB);
         for _ in 0..2 {
             node.node_unpublish_volume(NodeUnpublishVolumeRequest {
                 volume_id: id.clone(),

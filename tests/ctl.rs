@@ -103,19 +103,25 @@ fn tables_and_json() {
         (act["active"].as_bool(), act["device_path"].as_str()),
         (Some(true), Some("/dev/lvmd-sim/vg-fast-a"))
     );
+    let x = json(&d, &["lv", "expand", "a", "160M"]);
+    assert_eq!(
+        (x["size"].as_u64(), x["active"].as_bool()),
+        (Some(160 << 20), Some(true))
+    );
+    assert_eq!(x["filesystem_size_bytes"], 0);
     let de = json(&d, &["lv", "deactivate", "a"]);
     assert_eq!(de["active"], false);
 
     let cap = json(&d, &["capacity"]);
     let fast = &cap.as_array().unwrap()[0];
     assert_eq!(fast["device_class"], "fast");
-    assert_eq!(fast["free"], (1020 - 128) * MIB);
+    assert_eq!(fast["free"], (1020 - 160) * MIB);
     assert!(ok(&d, &["capacity", "--class", "wide"]).contains("vg-wide"));
 
     // One line of JSON per update.
     let watched = ok(&d, &["--json", "watch", "--class", "fast", "--count", "1"]);
     let first: Value = serde_json::from_str(watched.lines().next().unwrap()).unwrap();
-    assert_eq!(first[0]["free"], (1020 - 128) * MIB);
+    assert_eq!(first[0]["free"], (1020 - 160) * MIB);
 
     assert_eq!(json(&d, &["lv", "remove", "a"])["existed"], true);
     assert_eq!(ok(&d, &["lv", "remove", "a"]).trim(), "a did not exist");

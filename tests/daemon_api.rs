@@ -967,3 +967,118 @@ fn peers_outside_the_allow_list_are_refused() {
             .unwrap_or_else(|e| panic!("{policy:?}: {e:?}"));
     }
 }
+
+#[test]
+fn expand_volume_grows_the_lv_and_its_filesystem() {
+    let (d, sim) = sim_daemon(AccessPolicy::default());
+    let (_, mut lv, _, mut node) = d.clients();
+    d.block_on(async {
+        lv.create_logical_volume(create_req("", "fs", 64 * MIB))
+            .await
+            .unwrap();
+        lv.create_logical_volume(create_req("", "raw", 64 * MIB))
+            .await
+            .unwrap();
+        lv.create_logical_volume(create_req("", "idle", 64 * MIB))
+            .await
+            .unwrap();
+        let target = d.target("pods/p1/volumes/fs/mount");
+        let m = node
+            .mount_volume(pb::MountVolumeRequest {
+                volume: vref("", "fs"),
+                target_path: target.clone(),
+                fs_type: "xfs".into(),
+                mount_options: vec![],
+                read_only: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let expand = |name: &str, size: u64, path: &str| pb::ExpandVolumeRequest {
+            volume: vref("", name),
+            size_bytes: size,
+            target_path: path.into(),
+        };
+
+        // Grows the LV (rounded up to whole extents) and the filesystem on it.
+        let x = node
+            .expand_volume(expand("fs", 100 * MIB + 1, &target))
+            .await
+            .unwrap()
+            .into_inner();
+        let v = x.volume.unwrap();
+        assert_eq!(v.size_bytes, 104 * MIB);
+        assert!(v.active);
+        assert!(x.filesystem_size_bytes > 0);
+        let grows = sim.node.grows();
+        assert_eq!(grows.len(), 1);
+        assert_eq!(grows[0].device, std::path::Path::new(&m.device_path));
+        assert_eq!(grows[0].target, std::path::Path::new(&target));
+        assert_eq!(grows[0].fs_type, "xfs");
+        // Again: the same size, no change to the LV (the grow is harmless to repeat).
+        let again = node
+            .expand_volume(expand("fs", 104 * MIB, &target))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(again.volume.unwrap().size_bytes, 104 * MIB);
+        let got = lv
+            .get_logical_volume(pb::GetLogicalVolumeRequest {
+                volume: vref("", "fs"),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.size_bytes, 104 * MIB);
+
+        // Shrinking: refused, nothing changed.
+        let s = code(node.expand_volume(expand("fs", 64 * MIB, &target)).await);
+        assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+        assert!(s.message().contains("only grow"), "{s:?}");
+        let s = code(node.expand_volume(expand("fs", 0, &target)).await);
+        assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+
+        // Bad paths: refused before the LV grows.
+        std::os::unix::fs::symlink("/etc", d.root.join("evil2")).unwrap();
+        for (bad, want) in [
+            (d.target("pods/../../../etc/x"), Code::InvalidArgument),
+            (d.target("evil2/x"), Code::InvalidArgument),
+            ("/etc".to_string(), Code::InvalidArgument),
+            // Under the roots but nothing mounted there.
+            (d.target("pods/p1/volumes/none"), Code::FailedPrecondition),
+        ] {
+            let s = code(node.expand_volume(expand("fs", 200 * MIB, &bad)).await);
+            assert_eq!(s.code(), want, "{bad}: {s:?}");
+        }
+        // Another volume's mount point: refused.
+        let s = code(node.expand_volume(expand("raw", 200 * MIB, &target)).await);
+        assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+        // An inactive volume cannot be mounted anywhere.
+        let s = code(node.expand_volume(expand("idle", 200 * MIB, &target)).await);
+        assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+        for name in ["fs", "raw", "idle"] {
+            let got = lv
+                .get_logical_volume(pb::GetLogicalVolumeRequest {
+                    volume: vref("", name),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let want = if name == "fs" { 104 } else { 64 };
+            assert_eq!(got.size_bytes, want * MIB, "{name} changed");
+        }
+        assert_eq!(sim.node.grows().len(), 2, "only the two good calls grew");
+
+        // A block volume: no path, no filesystem grow.
+        let x = node
+            .expand_volume(expand("raw", 128 * MIB, ""))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(x.volume.unwrap().size_bytes, 128 * MIB);
+        assert_eq!(x.filesystem_size_bytes, 0);
+        assert_eq!(sim.node.grows().len(), 2);
+        let s = code(node.expand_volume(expand("ghost", 128 * MIB, "")).await);
+        assert_eq!(s.code(), Code::NotFound, "{s:?}");
+    });
+}

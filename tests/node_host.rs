@@ -270,3 +270,111 @@ fn mkfs_mount_bind_block_unmount_on_the_host() {
         std::panic::resume_unwind(p);
     }
 }
+
+/// Unmounts on drop, so a failed assertion leaves no mount behind.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        use lvmd::daemon::Node;
+        let _ = HostNode.unmount(&self.0);
+    }
+}
+
+/// Whether this process may resize an ext4 online (EXT4_IOC_RESIZE_FS wants
+/// CAP_SYS_RESOURCE, which some containers drop).
+fn has_cap_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    // CAP_SYS_RESOURCE is capability 24.
+    eff & (1 << 24) != 0
+}
+
+/// Makes `fs_type` on a loop device of `from` MiB, mounts it, grows the device to `to`
+/// MiB and the filesystem with `HostNode::grow_filesystem`: (size before, result).
+fn grow_mounted(fs_type: &str, from: u64, to: u64) -> (u64, Result<u64, lvmd::daemon::NodeError>) {
+    use lvmd::daemon::node::{MountKind, MountRequest};
+    use lvmd::daemon::Node;
+    let loops = Loops::new(&[from]);
+    let dev = loops.devs[0].clone();
+    let node = HostNode;
+    node.make_filesystem(&dev, fs_type).unwrap();
+    let mnt = loops.dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    node.mount(&MountRequest {
+        source: dev.clone(),
+        target: mnt.clone(),
+        kind: MountKind::Filesystem {
+            fs_type: fs_type.into(),
+        },
+        read_only: false,
+        options: vec![],
+    })
+    .unwrap();
+    let _guard = Unmount(mnt.clone());
+    let before = node.stats(&mnt).unwrap().total.0;
+    std::fs::write(mnt.join("data"), b"kept").unwrap();
+
+    // The "LV" grows: a longer backing file, and the loop device told so.
+    let image = loops.dir.path().join("disk0.img");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap()
+        .set_len(to << 20)
+        .unwrap();
+    let ok = std::process::Command::new("losetup")
+        .arg("-c")
+        .arg(&dev)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "losetup -c {}", dev.display());
+
+    let r = node.grow_filesystem(&dev, &mnt, fs_type).and_then(|()| {
+        // Again: nothing to do, still success.
+        node.grow_filesystem(&dev, &mnt, fs_type)?;
+        Ok(node.stats(&mnt).unwrap().total.0)
+    });
+    assert_eq!(std::fs::read(mnt.join("data")).unwrap(), b"kept");
+    (before, r)
+}
+
+#[test]
+fn grow_mounted_filesystems_online() {
+    use lvmd::daemon::Node;
+    if !host_tests_enabled("grow_mounted_filesystems_online") {
+        return;
+    }
+    // mkfs.xfs wants at least 300 MB.
+    let (before, after) = grow_mounted("xfs", 320, 480);
+    let after = after.unwrap();
+    assert!(
+        after > before + (128 << 20),
+        "xfs grew from {before} to {after}"
+    );
+
+    let (before, after) = grow_mounted("ext4", 32, 64);
+    if has_cap_sys_resource() {
+        let after = after.unwrap();
+        assert!(
+            after > before + (24 << 20),
+            "ext4 grew from {before} to {after}"
+        );
+    } else {
+        // resize2fs ran and its refusal came back whole.
+        let e = after.unwrap_err().to_string();
+        assert!(e.contains("resize2fs") && e.contains("ermission"), "{e}");
+        eprintln!(
+            "no CAP_SYS_RESOURCE here: ext4's online grow checked up to the kernel's refusal"
+        );
+    }
+    let e = HostNode
+        .grow_filesystem(Path::new("/dev/null"), Path::new("/"), "btrfs")
+        .unwrap_err();
+    assert!(e.to_string().contains("btrfs"), "{e}");
+}

@@ -538,4 +538,22 @@ impl pb::node_service_server::NodeService for Api {
         let s = blocking(move || e.path_stats(&p)).await?;
         Ok(Response::new(stats_out(s)))
     }
+
+    async fn expand_volume(
+        &self,
+        r: Request<pb::ExpandVolumeRequest>,
+    ) -> Reply<pb::ExpandVolumeResponse> {
+        let r = r.into_inner();
+        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let target = (!r.target_path.is_empty()).then(|| PathBuf::from(&r.target_path));
+        let size = Bytes(r.size_bytes);
+        let e = self.engine.clone();
+        let x =
+            blocking(move || e.expand_volume(&resolved.vg, &name, size, target.as_deref())).await?;
+        self.changed();
+        Ok(Response::new(pb::ExpandVolumeResponse {
+            volume: Some(self.lv_out(x.lv)),
+            filesystem_size_bytes: x.filesystem_size.0,
+        }))
+    }
 }

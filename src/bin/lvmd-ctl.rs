@@ -136,6 +136,17 @@ enum LvCommand {
         #[command(flatten)]
         at: Where,
     },
+    /// Grow to SIZE (never shrinks) and, with --path, the filesystem mounted there.
+    Expand {
+        name: String,
+        #[arg(value_parser = size_arg)]
+        size: Bytes,
+        #[command(flatten)]
+        at: Where,
+        /// Where the volume's filesystem is mounted (ext4: resize2fs, xfs: xfs_growfs).
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
     Activate {
         name: String,
         #[command(flatten)]
@@ -465,6 +476,37 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             print(json, lv_json(&v), lv_table(std::slice::from_ref(&v)));
+        }
+        Command::Lv(LvCommand::Expand {
+            name,
+            size,
+            at,
+            path,
+        }) => {
+            let mut node = pb::node_service_client::NodeServiceClient::new(channel.clone());
+            let r = node
+                .expand_volume(pb::ExpandVolumeRequest {
+                    volume: Some(at.volume(&name)),
+                    size_bytes: size.0,
+                    target_path: path
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            let v = r.volume.unwrap_or_default();
+            let mut text = lv_table(std::slice::from_ref(&v));
+            if let Some(p) = &path {
+                text.push_str(&format!(
+                    "filesystem at {}: {} bytes\n",
+                    p.display(),
+                    r.filesystem_size_bytes
+                ));
+            }
+            let mut j = lv_json(&v);
+            j["filesystem_size_bytes"] = json!(r.filesystem_size_bytes);
+            print(json, j, text);
         }
         Command::Lv(LvCommand::Activate { name, at }) => {
             let v = lvc

@@ -17,6 +17,9 @@ use tonic::{Code, Request, Response, Status};
 /// Volumes are created at 1 GiB when the CO names no size.
 pub const DEFAULT_SIZE: u64 = 1 << 30;
 
+/// What ControllerExpandVolume rounds to, knowing no VG: lvm2's default extent size.
+pub const EXPAND_UNIT: u64 = 4 << 20;
+
 #[derive(Clone)]
 pub struct ControllerService(pub Arc<Plugin>);
 
@@ -447,6 +450,12 @@ impl ControllerService {
         })
     }
 
+    /// Node-agnostic: checks the request and answers the size the volume will have,
+    /// changing nothing. The external-resizer runs as one replica (a Deployment with
+    /// leader election), not beside each lvmd, so this call may land on any node's
+    /// plugin, or on one with no lvmd at all. The LV grows where it lives: the owning
+    /// node's kubelet calls NodeExpandVolume (`node_expansion_required`), whose plugin
+    /// asks its lvmd to grow the LV and then the filesystem on it.
     async fn expand(
         &self,
         r: ControllerExpandVolumeRequest,
@@ -458,44 +467,27 @@ impl ControllerService {
             .capacity_range
             .as_ref()
             .ok_or_else(|| invalid("capacity_range missing"))?;
-        let block = match &r.volume_capability {
-            Some(c) => params::capability(c)?.access == Access::Block,
-            None => false,
-        };
+        if let Some(c) = &r.volume_capability {
+            params::capability(c)?;
+        }
+        // No volume can have an id that is not ours.
         let id = VolumeId::parse(&r.volume_id)
             .ok_or_else(|| Status::not_found(format!("no volume {:?}", r.volume_id)))?;
-        self.mine(&id)?;
-        let lv = self
-            .get_lv(&id)
-            .await?
-            .ok_or_else(|| Status::not_found(format!("no volume {id}")))?;
-        let class = self.class(&id.class).await?;
-        let unit = class.extent_size_bytes.max(1) * u64::from(lv.stripes.max(1));
         if range.required_bytes <= 0 {
             return Err(Status::out_of_range(
                 "capacity_range.required_bytes must be > 0",
             ));
         }
-        let (size, _) = sized(Some(range), unit)?;
-        let now = if lv.size_bytes >= size {
-            lv.size_bytes
-        } else {
-            let lv = self
-                .0
-                .lv()
-                .resize_logical_volume(lvmd::ResizeLogicalVolumeRequest {
-                    volume: Some(vref(&id)),
-                    size_bytes: size,
-                })
-                .await
-                .map_err(|s| from_lvmd(s, &format!("ResizeLogicalVolume {id} to {size}")))?
-                .into_inner();
-            tracing::info!(volume = %id, size = lv.size_bytes, "expanded");
-            lv.size_bytes
-        };
+        // lvm2's default extent: the real size (whole extents of the VG, whole stripes)
+        // may come out larger; NodeExpandVolume answers it.
+        let (size, _) = sized(Some(range), EXPAND_UNIT)?;
+        let capacity = i64::try_from(size).map_err(|_| {
+            Status::out_of_range(format!("capacity {size} does not fit CSI's int64"))
+        })?;
+        tracing::info!(volume = %id, size, "expansion accepted; the owning node grows it");
         Ok(ControllerExpandVolumeResponse {
-            capacity_bytes: now as i64,
-            node_expansion_required: !block,
+            capacity_bytes: capacity,
+            node_expansion_required: true,
         })
     }
 }

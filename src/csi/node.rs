@@ -256,31 +256,60 @@ impl NodeService {
         })
     }
 
+    /// Grows the LV through this node's lvmd, then (filesystem volumes) the filesystem
+    /// mounted at the staging path, or at `volume_path` when kubelet names none.
     async fn expand(&self, r: NodeExpandVolumeRequest) -> Result<NodeExpandVolumeResponse, Status> {
         let id = self.id(&r.volume_id)?;
         let path = need(&r.volume_path, "volume_path")?;
-        let lv = self.lv(&id).await?;
-        if let Some(c) = &r.capacity_range {
-            if c.required_bytes > 0 && (lv.size_bytes as i64) < c.required_bytes {
-                return Err(Status::out_of_range(format!(
-                    "volume {id} is {} bytes, less than the {} asked for: expand it first",
-                    lv.size_bytes, c.required_bytes
-                )));
-            }
+        let (required, limit) = r
+            .capacity_range
+            .as_ref()
+            .map_or((0, 0), |c| (c.required_bytes, c.limit_bytes));
+        if required < 0 || limit < 0 || (limit > 0 && required > limit) {
+            return Err(Status::out_of_range(format!(
+                "capacity_range [{required}, {limit}] is not a range"
+            )));
         }
         let block = match &r.volume_capability {
             Some(c) => params::capability(c)?.access == Access::Block,
             None => self.path_stats(path).await?.block,
         };
-        if block {
-            return Ok(NodeExpandVolumeResponse {
-                capacity_bytes: lv.size_bytes as i64,
-            });
+        // No size asked for: grow the filesystem to the LV as it is.
+        let size = if required > 0 {
+            required as u64
+        } else {
+            self.lv(&id).await?.size_bytes
+        };
+        let target = if block {
+            String::new()
+        } else if r.staging_target_path.is_empty() {
+            path.to_owned()
+        } else {
+            r.staging_target_path.clone()
+        };
+        let x = self
+            .0
+            .node()
+            .expand_volume(lvmd::ExpandVolumeRequest {
+                volume: Some(vref(&id)),
+                size_bytes: size,
+                target_path: target.clone(),
+            })
+            .await
+            .map_err(|s| from_lvmd(s, &format!("ExpandVolume {id} to {size} at {target:?}")))?
+            .into_inner();
+        let lv = x
+            .volume
+            .ok_or_else(|| Status::internal("lvmd's ExpandVolume answered no volume"))?;
+        if limit > 0 && lv.size_bytes > limit as u64 {
+            tracing::warn!(volume = %id, size = lv.size_bytes, limit,
+                "volume is larger than capacity_range.limit_bytes (whole extents)");
         }
-        Err(Status::unimplemented(format!(
-            "growing the filesystem of {id} at {path} needs a filesystem-grow RPC in lvmd \
-             (resize2fs / xfs_growfs run by the daemon), which lvmd.v1 does not have yet"
-        )))
+        tracing::info!(volume = %id, size = lv.size_bytes, filesystem = x.filesystem_size_bytes,
+            "expanded");
+        Ok(NodeExpandVolumeResponse {
+            capacity_bytes: lv.size_bytes as i64,
+        })
     }
 }
 

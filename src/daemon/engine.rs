@@ -176,6 +176,14 @@ pub struct Mounted {
     pub formatted: bool,
 }
 
+/// A volume grown, with the filesystem on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expanded {
+    pub lv: LvInfo,
+    /// The filesystem's size after growing it; 0 when no filesystem was named.
+    pub filesystem_size: Bytes,
+}
+
 /// Space of a mounted filesystem or size of a block device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PathStats {
@@ -216,6 +224,15 @@ pub trait Engine: Send + Sync + 'static {
     /// `Ok(false)`: nothing was mounted there.
     fn unmount(&self, target: &Path, remove_target: bool) -> Result<bool>;
     fn path_stats(&self, path: &Path) -> Result<PathStats>;
+    /// Grows the LV to `size` (never shrinks; the same size is a no-op) and, given a
+    /// `target` where the LV's filesystem is mounted, grows that filesystem online.
+    fn expand_volume(
+        &self,
+        vg: &str,
+        lv: &str,
+        size: Bytes,
+        target: Option<&Path>,
+    ) -> Result<Expanded>;
 }
 
 /// Extents a request for `size` takes, as lvm2 rounds: up to whole extents, and for

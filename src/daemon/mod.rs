@@ -30,6 +30,6 @@ pub mod volumes;
 
 pub use activation::{Activation, ActivationError, ActiveVolume, DmActivation, SimActivation};
 pub use engine::{Engine, EngineError};
-pub use node::{HostNode, Node, NodeError, SimNode};
+pub use node::{FsGrow, HostNode, Node, NodeError, SimNode};
 pub use real::RealEngine;
 pub use sim::SimEngine;

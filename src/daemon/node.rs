@@ -98,6 +98,9 @@ pub trait Node: Send + Sync + 'static {
     /// Removes an unmounted target (an empty directory or a file); missing is fine.
     fn remove_target(&self, target: &Path) -> Result<()>;
     fn stats(&self, path: &Path) -> Result<PathStats>;
+    /// Grows the filesystem `fs_type` on `device`, mounted at `target`, to fill the
+    /// device (online: ext4 with `resize2fs <device>`, xfs with `xfs_growfs <target>`).
+    fn grow_filesystem(&self, device: &Path, target: &Path, fs_type: &str) -> Result<()>;
 }
 
 /// Splits options at commas and sorts them into mount(2) flags and filesystem data.
@@ -464,6 +467,36 @@ impl Node for HostNode {
             used_inodes: (st.f_files as u64).saturating_sub(st.f_ffree as u64),
         })
     }
+
+    fn grow_filesystem(&self, device: &Path, target: &Path, fs_type: &str) -> Result<()> {
+        // resize2fs takes the device (and finds the mount); xfs_growfs the mount point.
+        let (program, arg) = match fs_type {
+            "ext4" => ("resize2fs", device),
+            "xfs" => ("xfs_growfs", target),
+            other => {
+                return Err(NodeError::UnsupportedFs {
+                    fs_type: other.into(),
+                })
+            }
+        };
+        let out = Self::run(program, &[], arg)?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            tracing::error!(program, path = %arg.display(), "failed: {stderr}");
+            let why = stderr
+                .trim()
+                .lines()
+                .rfind(|l| !l.trim().is_empty())
+                .unwrap_or("failed")
+                .to_owned();
+            return Err(NodeError::Command {
+                program: program.into(),
+                device: arg.to_owned(),
+                why: format!("{why} ({})", out.status),
+            });
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -479,6 +512,15 @@ pub struct SimNode {
     filesystems: Mutex<BTreeMap<PathBuf, String>>,
     mounts: Mutex<BTreeMap<PathBuf, SimMount>>,
     targets: Mutex<BTreeMap<PathBuf, TargetKind>>,
+    grows: Mutex<Vec<FsGrow>>,
+}
+
+/// A filesystem grow the sim was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsGrow {
+    pub device: PathBuf,
+    pub target: PathBuf,
+    pub fs_type: String,
 }
 
 impl SimNode {
@@ -496,6 +538,10 @@ impl SimNode {
     }
     pub fn mount_count(&self) -> usize {
         self.mounts.lock().unwrap().len()
+    }
+    /// Every filesystem grow asked for, in order.
+    pub fn grows(&self) -> Vec<FsGrow> {
+        self.grows.lock().unwrap().clone()
     }
 }
 
@@ -545,9 +591,18 @@ impl Node for SimNode {
         }
     }
     fn mount_state(&self, target: &Path, source: &Path) -> Result<MountState> {
-        Ok(match self.mounts.lock().unwrap().get(target) {
+        let mounts = self.mounts.lock().unwrap();
+        Ok(match mounts.get(target) {
             None => MountState::NotMounted,
             Some(m) if m.source == source => MountState::Same,
+            // A bind of a directory where `source` is mounted (a CSI publish of a staged
+            // volume): the host sees the same filesystem there too.
+            Some(m)
+                if m.kind == MountKind::Bind
+                    && mounts.get(&m.source).is_some_and(|s| s.source == source) =>
+            {
+                MountState::Same
+            }
             Some(m) => MountState::Other(format!("{} is mounted there", m.source.display())),
         })
     }
@@ -594,6 +649,19 @@ impl Node for SimNode {
                 used_inodes: 536,
             },
         })
+    }
+    fn grow_filesystem(&self, device: &Path, target: &Path, fs_type: &str) -> Result<()> {
+        if !FILESYSTEMS.contains(&fs_type) {
+            return Err(NodeError::UnsupportedFs {
+                fs_type: fs_type.into(),
+            });
+        }
+        self.grows.lock().unwrap().push(FsGrow {
+            device: device.to_owned(),
+            target: target.to_owned(),
+            fs_type: fs_type.into(),
+        });
+        Ok(())
     }
 }
 

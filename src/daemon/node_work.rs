@@ -193,6 +193,52 @@ impl NodeWork {
         Ok(was)
     }
 
+    /// Checks that `target` (checked already) is where `device` is mounted, and returns
+    /// the type of the filesystem there. Call before changing anything.
+    pub fn check_grow_target(&self, device: &Path, target: &Path) -> Result<String> {
+        match self.node.mount_state(target, device)? {
+            MountState::Same => {}
+            MountState::NotMounted => {
+                return Err(EngineError::FailedPrecondition {
+                    what: "path",
+                    name: target.display().to_string(),
+                    why: format!("is not a mount point of {}", device.display()),
+                })
+            }
+            MountState::Other(what) => {
+                return Err(EngineError::FailedPrecondition {
+                    what: "path",
+                    name: target.display().to_string(),
+                    why: format!("{what}, not {}", device.display()),
+                })
+            }
+        }
+        match self.node.filesystem_type(device)? {
+            Some(fs) if FILESYSTEMS.contains(&fs.as_str()) => Ok(fs),
+            Some(fs) => Err(NodeError::UnsupportedFs { fs_type: fs }.into()),
+            None => Err(EngineError::FailedPrecondition {
+                what: "device",
+                name: device.display().to_string(),
+                why: "holds no filesystem to grow".into(),
+            }),
+        }
+    }
+
+    /// Grows the filesystem on `device` mounted at `target` (both checked by
+    /// [`check_grow_target`](Self::check_grow_target)); returns its new size.
+    pub fn grow_filesystem(
+        &self,
+        device: &Path,
+        target: &Path,
+        fs_type: &str,
+    ) -> Result<PathStats> {
+        self.node.grow_filesystem(device, target, fs_type)?;
+        let stats = self.node.stats(target)?;
+        tracing::info!(device = %device.display(), target = %target.display(), fs_type,
+            size = stats.total.0, "grew filesystem");
+        Ok(stats)
+    }
+
     pub fn stats(&self, path: &Path) -> Result<PathStats> {
         let path = self.check_path(path)?;
         Ok(self.node.stats(&path)?)

@@ -11,8 +11,8 @@
 use super::activation::Activation;
 use super::crash;
 use super::engine::{
-    rounded_size, spec_mismatch, Created, Engine, EngineError, LvInfo, LvLayout, LvSpec, MountSpec,
-    Mounted, PathStats, Result, VgInfo, VgSpace,
+    rounded_size, spec_mismatch, Created, Engine, EngineError, Expanded, LvInfo, LvLayout, LvSpec,
+    MountSpec, Mounted, PathStats, Result, VgInfo, VgSpace,
 };
 use super::node_work::NodeWork;
 use super::view;
@@ -266,6 +266,55 @@ impl<M: Metadata> VolumeEngine<M> {
             }),
         }
     }
+
+    /// Resizes `lv` with the VG's write lock held, once `check` has approved the LV as
+    /// it is now and the size it would get.
+    fn resize_locked(
+        &self,
+        vg: &str,
+        lv: &str,
+        size: Bytes,
+        check: impl FnOnce(&LvInfo, Bytes) -> Result<()>,
+    ) -> Result<LvInfo> {
+        let read = self.meta.read(vg)?;
+        let current = self.info(&read, lv)?;
+        check_fits(&read.vg, size, current.layout)?;
+        let target = rounded_size(size, read.vg.extent_size.bytes(), current.layout);
+        check(&current, target)?;
+        if target == current.size {
+            if current.device.is_some() {
+                // A retry after a crash between the commit and the reload: reload now.
+                // (Unchanged tables are left alone.)
+                self.activation.refresh(&read, lv)?;
+            }
+            return Ok(current);
+        }
+        if target < current.size && current.device.is_some() {
+            return Err(EngineError::FailedPrecondition {
+                what: "logical volume",
+                name: format!("{vg}/{lv}"),
+                why: format!(
+                    "is active; shrinking it from {} to {} under a user could destroy data (deactivate it first)",
+                    current.size.0, target.0
+                ),
+            });
+        }
+        self.meta.lv_resize(vg, lv, size)?;
+        crash::point("committed");
+        let read = self.meta.read(vg)?;
+        if current.device.is_some() {
+            // Grown on disk: the active table must follow, or the new space is invisible.
+            self.activation.refresh(&read, lv)?;
+        }
+        tracing::info!(
+            vg,
+            lv,
+            from = current.size.0,
+            to = target.0,
+            "resized logical volume"
+        );
+        self.info(&read, lv)
+    }
 }
 
 impl<M: Metadata> Engine for VolumeEngine<M> {
@@ -352,43 +401,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         check_size(size)?;
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
-        let read = self.meta.read(vg)?;
-        let current = self.info(&read, lv)?;
-        check_fits(&read.vg, size, current.layout)?;
-        let target = rounded_size(size, read.vg.extent_size.bytes(), current.layout);
-        if target == current.size {
-            if current.device.is_some() {
-                // A retry after a crash between the commit and the reload: reload now.
-                // (Unchanged tables are left alone.)
-                self.activation.refresh(&read, lv)?;
-            }
-            return Ok(current);
-        }
-        if target < current.size && current.device.is_some() {
-            return Err(EngineError::FailedPrecondition {
-                what: "logical volume",
-                name: format!("{vg}/{lv}"),
-                why: format!(
-                    "is active; shrinking it from {} to {} under a user could destroy data (deactivate it first)",
-                    current.size.0, target.0
-                ),
-            });
-        }
-        self.meta.lv_resize(vg, lv, size)?;
-        crash::point("committed");
-        let read = self.meta.read(vg)?;
-        if current.device.is_some() {
-            // Grown on disk: the active table must follow, or the new space is invisible.
-            self.activation.refresh(&read, lv)?;
-        }
-        tracing::info!(
-            vg,
-            lv,
-            from = current.size.0,
-            to = target.0,
-            "resized logical volume"
-        );
-        self.info(&read, lv)
+        self.resize_locked(vg, lv, size, |_, _| Ok(()))
     }
 
     fn activate(&self, vg: &str, lv: &str) -> Result<LvInfo> {
@@ -443,5 +456,61 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 
     fn path_stats(&self, path: &Path) -> Result<PathStats> {
         self.node.stats(path)
+    }
+
+    fn expand_volume(
+        &self,
+        vg: &str,
+        lv: &str,
+        size: Bytes,
+        target: Option<&Path>,
+    ) -> Result<Expanded> {
+        // Every check before the first change: size, path, the LV, where it is mounted;
+        // the LV's checks and its growth under one write lock, so no other resize can
+        // come between (and turn this grow into a shrink).
+        check_size(size)?;
+        let target = target.map(|t| self.node.check_path(t)).transpose()?;
+        let mut fs = None;
+        let info = {
+            let lock = self.locks.get(vg);
+            let _g = lock.write().unwrap();
+            self.resize_locked(vg, lv, size, |current, want| {
+                if want < current.size {
+                    return Err(invalid(
+                        "size",
+                        size.0,
+                        format!(
+                            "is smaller than {vg}/{lv} ({} bytes); volumes only grow",
+                            current.size.0
+                        ),
+                    ));
+                }
+                if let Some(t) = &target {
+                    let Some(device) = &current.device else {
+                        return Err(EngineError::FailedPrecondition {
+                            what: "logical volume",
+                            name: format!("{vg}/{lv}"),
+                            why: format!(
+                                "is not active, so it cannot be mounted at {}",
+                                t.display()
+                            ),
+                        });
+                    };
+                    fs = Some((device.clone(), self.node.check_grow_target(device, t)?));
+                }
+                Ok(())
+            })?
+        };
+        // The filesystem grows outside the lock: resize2fs may take a while.
+        let filesystem_size = match (&target, fs) {
+            (Some(t), Some((device, fs_type))) => {
+                self.node.grow_filesystem(&device, t, &fs_type)?.total
+            }
+            _ => Bytes(0),
+        };
+        Ok(Expanded {
+            lv: info,
+            filesystem_size,
+        })
     }
 }
