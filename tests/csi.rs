@@ -943,3 +943,67 @@ fn metrics_port() {
         assert!(text.contains(want), "missing {want}:\n{text}");
     }
 }
+
+/// The resizer's pod runs the plugin with no lvmd beside it: with `--controller-only`
+/// Probe says ready (csi-resizer waits for that) and ControllerExpandVolume answers;
+/// without it, a missing lvmd means not ready.
+#[test]
+fn controller_only_plugin_is_ready_without_lvmd() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for controller_only in [true, false] {
+        let sock = dir.path().join(format!("csi-{controller_only}.sock"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lvmd-csi"));
+        cmd.arg(format!("--csi-endpoint=unix://{}", sock.display()))
+            .arg("--lvmd-socket")
+            .arg(dir.path().join("no-lvmd.sock"))
+            .args(["--node-id", NODE, "--metrics-address="])
+            .stderr(Stdio::null());
+        if controller_only {
+            cmd.arg("--controller-only");
+        }
+        let mut child = cmd.spawn().unwrap();
+        wait_for(&sock, "lvmd-csi");
+        let ch = rt.block_on(async {
+            let sock = sock.clone();
+            Endpoint::from_static("http://csi.local")
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let sock = sock.clone();
+                    async move {
+                        let s = tokio::net::UnixStream::connect(&sock).await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+                    }
+                }))
+                .await
+                .unwrap()
+        });
+        let ready = rt
+            .block_on(IdentityClient::new(ch.clone()).probe(ProbeRequest {}))
+            .unwrap()
+            .into_inner()
+            .ready;
+        assert_eq!(ready, Some(controller_only));
+        if controller_only {
+            let r = rt
+                .block_on(ControllerClient::new(ch).controller_expand_volume(
+                    ControllerExpandVolumeRequest {
+                        volume_id: format!("{NODE}#ssd#pvc-1"),
+                        capacity_range: Some(CapacityRange {
+                            required_bytes: 10 << 20,
+                            limit_bytes: 0,
+                        }),
+                        ..Default::default()
+                    },
+                ))
+                .unwrap()
+                .into_inner();
+            assert!(r.node_expansion_required);
+            assert_eq!(r.capacity_bytes, 12 << 20);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

@@ -39,6 +39,9 @@ struct Cli {
     metrics_address: String,
     #[arg(long, value_enum, default_value = "mountinfo")]
     mount_check: Check,
+    /// For the cluster-wide resizer's pod, which has no lvmd beside it.
+    #[arg(long)]
+    controller_only: bool,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
 }
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
             Check::Mountinfo => MountCheck::Mountinfo,
             Check::Lvmd => MountCheck::Lvmd,
         },
+        controller_only: cli.controller_only,
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

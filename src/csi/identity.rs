@@ -58,6 +58,9 @@ impl Identity for IdentityService {
 
     async fn probe(&self, _: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {
         timed(&self.0.metrics, "Probe", async {
+            if self.0.config.controller_only {
+                return Ok(ProbeResponse { ready: Some(true) });
+            }
             let mut h = HealthClient::new(self.0.channel());
             let r = tokio::time::timeout(
                 Duration::from_secs(5),

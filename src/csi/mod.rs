@@ -53,6 +53,9 @@ pub struct PluginConfig {
     /// 0: no limit announced to the scheduler.
     pub max_volumes: i64,
     pub mount_check: MountCheck,
+    /// Serves only what the cluster-wide resizer calls (ControllerExpandVolume needs no
+    /// lvmd): Probe answers ready without asking lvmd, since there is none beside it.
+    pub controller_only: bool,
 }
 
 /// The state the three services share: configuration, the channel to lvmd, metrics.
