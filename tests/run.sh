@@ -16,7 +16,7 @@ tests/fixtures/lvm2/check-on-host.sh
 echo "== VM: device-mapper tests on a real kernel (tests/vm)"
 tests/vm/run-in-vm.sh --setup
 # Build on the host first, so the VM's timeout covers only the tests.
-cargo test --test vm_smoke --test vm_activate --test vm_daemon --no-run
+cargo test --test vm_smoke --test vm_activate --test vm_daemon --test vm_csi --no-run
 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
   cargo test --test vm_smoke
 
@@ -31,3 +31,7 @@ CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIM
   cargo test --test vm_daemon
 VM_NO_UDEV=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
   cargo test --test vm_daemon
+
+echo "== VM: lvmd-csi in its own mount namespace against the real lvmd: HostToContainer propagation and none (tests/vm_csi.rs)"
+CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
+  cargo test --test vm_csi
