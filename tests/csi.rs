@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use tonic::Code;
 
 const NODE: &str = "node-a";
@@ -111,19 +111,7 @@ fn start() -> Env {
         .enable_all()
         .build()
         .unwrap();
-    let ch = rt.block_on(async {
-        let sock = csi_sock.clone();
-        Endpoint::from_static("http://csi.local")
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let sock = sock.clone();
-                async move {
-                    let s = tokio::net::UnixStream::connect(&sock).await?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-                }
-            }))
-            .await
-            .unwrap()
-    });
+    let ch = rt.block_on(lvmd::api::client::connect(&csi_sock)).unwrap();
     Env {
         dir,
         rt,
@@ -967,19 +955,7 @@ fn controller_only_plugin_is_ready_without_lvmd() {
         }
         let mut child = cmd.spawn().unwrap();
         wait_for(&sock, "lvmd-csi");
-        let ch = rt.block_on(async {
-            let sock = sock.clone();
-            Endpoint::from_static("http://csi.local")
-                .connect_with_connector(tower::service_fn(move |_: Uri| {
-                    let sock = sock.clone();
-                    async move {
-                        let s = tokio::net::UnixStream::connect(&sock).await?;
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-                    }
-                }))
-                .await
-                .unwrap()
-        });
+        let ch = rt.block_on(lvmd::api::client::connect(&sock)).unwrap();
         let ready = rt
             .block_on(IdentityClient::new(ch.clone()).probe(ProbeRequest {}))
             .unwrap()

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use tonic::Code;
 
 const NODE: &str = "vm-node";
@@ -161,19 +161,7 @@ devices = ["{dev}"]
             .enable_all()
             .build()
             .unwrap();
-        let ch = rt.block_on(async {
-            let sock = csi_sock.clone();
-            Endpoint::from_static("http://csi.local")
-                .connect_with_connector(tower::service_fn(move |_: Uri| {
-                    let sock = sock.clone();
-                    async move {
-                        let s = tokio::net::UnixStream::connect(&sock).await?;
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-                    }
-                }))
-                .await
-                .unwrap()
-        });
+        let ch = rt.block_on(lvmd::api::client::connect(&csi_sock)).unwrap();
         Bed {
             loops,
             vg: vg.into(),
