@@ -31,45 +31,6 @@ use std::sync::{Mutex, MutexGuard, Once};
 
 const MIB: u64 = 1 << 20;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Panics unless we are where DM tests may run and device-mapper answers; then holds
-/// the lock that runs the cases one at a time.
-fn vm_case() -> MutexGuard<'static, ()> {
-    let in_vm = std::env::var_os("LVMD_VM").is_some_and(|v| v == "1");
-    let host_ok = std::env::var_os("LVMD_ALLOW_HOST_DM").is_some_and(|v| v == "1");
-    if !in_vm && !host_ok {
-        panic!(
-            "\n\nvm_activate needs a kernel with device-mapper: run it inside the test VM:\n\n    \
-             CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER=\"$PWD/tests/vm/run-in-vm.sh\" \
-             cargo test --test vm_activate\n\n\
-             (dm_version() here: {:?}; set LVMD_ALLOW_HOST_DM=1 to run on a host with real DM)\n",
-            dm::dm_version()
-        );
-    }
-    if let Err(e) = dm::dm_version() {
-        panic!("device-mapper does not answer DM_VERSION: {e} (LVMD_VM={in_vm})");
-    }
-    if in_vm {
-        NO_AUTOACTIVATION.call_once(disable_event_autoactivation);
-    }
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-static NO_AUTOACTIVATION: Once = Once::new();
-
-/// With udev, lvm2's `69-lvm.rules` activates a whole VG by itself when a loop device
-/// turns into a complete PV (the change event after lvmd writes metadata runs
-/// `pvscan --autoactivation event`, then `vgchange -aay` directly, as there is no
-/// systemd). That would race every case here, so the guest's lvm2 (the throw-away
-/// copy of /etc/lvm in the VM, never a host's) is told not to.
-fn disable_event_autoactivation() {
-    let path = "/etc/lvm/lvmlocal.conf";
-    let mut text = std::fs::read_to_string(path).unwrap_or_default();
-    text.push_str("\nglobal {\n\tevent_activation = 0\n}\n");
-    std::fs::write(path, text).unwrap();
-}
-
 fn expected_node_mode() -> NodeMode {
     if std::env::var_os("VM_NO_UDEV").is_some_and(|v| v == "1") {
         NodeMode::Direct
@@ -354,7 +315,7 @@ fn assert_pattern(path: &Path, seed: u64, offset: u64, len: u64) {
 
 #[test]
 fn dm_is_detected_by_ioctl_and_node_mode_by_udev() {
-    let _serial = vm_case();
+    let _serial = common::vm_case("vm_activate");
     assert!(dm::dm_available());
     let act = activator();
     eprintln!("node mode: {:?}", act.node_mode());
@@ -369,7 +330,7 @@ fn dm_is_detected_by_ioctl_and_node_mode_by_udev() {
 /// identical names, uuids, attributes, tables and nodes.
 #[test]
 fn tables_names_and_nodes_equal_lvm2s() {
-    let _serial = vm_case();
+    let _serial = common::vm_case("vm_activate");
     let bed = Bed::made_by_lvmd("act-tables", &[48, 48, 48]);
     let lvm = bed.lvm();
     lvm.lv_create(&bed.vg, "lin-1", Bytes(8 * MIB), Layout::Linear, &[])
@@ -463,7 +424,7 @@ fn tables_names_and_nodes_equal_lvm2s() {
 /// what is active.
 #[test]
 fn lvm2_and_lvmd_take_over_each_others_devices() {
-    let _serial = vm_case();
+    let _serial = common::vm_case("vm_activate");
     let bed = Bed::made_by_lvm2("act-mix", &[32, 32]);
     // lvcreate activates (and wipes the start of) the new LVs.
     bed.lvm2_ok(&["lvcreate", "-L", "8M", "-n", "lin", &bed.vg]);
@@ -514,7 +475,7 @@ fn lvm2_and_lvmd_take_over_each_others_devices() {
 /// reduction (lvmd's metadata change, then our refresh).
 #[test]
 fn online_resize_of_a_striped_lv_keeps_the_data() {
-    let _serial = vm_case();
+    let _serial = common::vm_case("vm_activate");
     let bed = Bed::made_by_lvmd("act-resize", &[48, 48]);
     let lvm = bed.lvm();
     let striped = Layout::Striped {
@@ -636,7 +597,7 @@ fn assert_no_device(act: &Activator, name: &str) {
 /// names: clear errors, and nothing left half-made.
 #[test]
 fn failures_are_named_and_leave_nothing_behind() {
-    let _serial = vm_case();
+    let _serial = common::vm_case("vm_activate");
     let bed = Bed::made_by_lvmd("act-fail", &[32, 32]);
     let lvm = bed.lvm();
     lvm.lv_create(&bed.vg, "lin", Bytes(8 * MIB), Layout::Linear, &[])

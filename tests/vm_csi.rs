@@ -35,38 +35,6 @@ const NODE: &str = "vm-node";
 const KEY: &str = "topology.lvmd.csi.local/node";
 const MIB: i64 = 1 << 20;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-static NO_AUTOACTIVATION: Once = Once::new();
-
-/// Panics unless in the VM (or on a host with real DM, when allowed); then holds the
-/// lock that runs the cases one at a time.
-fn vm_case() -> MutexGuard<'static, ()> {
-    let in_vm = std::env::var_os("LVMD_VM").is_some_and(|v| v == "1");
-    let host_ok = std::env::var_os("LVMD_ALLOW_HOST_DM").is_some_and(|v| v == "1");
-    if !in_vm && !host_ok {
-        panic!(
-            "\n\nvm_csi needs a kernel with device-mapper: run it inside the test VM:\n\n    \
-             CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER=\"$PWD/tests/vm/run-in-vm.sh\" \
-             cargo test --test vm_csi\n\n\
-             (dm_version() here: {:?}; set LVMD_ALLOW_HOST_DM=1 to run on a host with real DM)\n",
-            dm::dm_version()
-        );
-    }
-    if let Err(e) = dm::dm_version() {
-        panic!("device-mapper does not answer DM_VERSION: {e} (LVMD_VM={in_vm})");
-    }
-    if in_vm {
-        // As in tests/vm_daemon.rs: no udev activation of the VG behind lvmd's back.
-        NO_AUTOACTIVATION.call_once(|| {
-            let path = "/etc/lvm/lvmlocal.conf";
-            let mut t = std::fs::read_to_string(path).unwrap_or_default();
-            t.push_str("\nglobal {\n\tevent_activation = 0\n}\n");
-            std::fs::write(path, t).unwrap();
-        });
-    }
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// The mount points this (the host's) namespace sees.
 fn host_mounts() -> Vec<PathBuf> {
     lvmd::csi::mounts::mount_points(&std::fs::read_to_string("/proc/self/mountinfo").unwrap())
@@ -309,7 +277,7 @@ fn mount_cap() -> VolumeCapability {
 
 #[test]
 fn host_to_container_propagation_volume_lifecycle() {
-    let _serial = vm_case();
+    let _serial = common::vm_case("vm_csi");
     let bed = Bed::new("vmcsi-slave", "slave");
     let id = bed.create("pvc-slave");
     assert_eq!(bed.lvm2_names().len(), 1, "{:?}", bed.lvm2_names());
@@ -367,7 +335,7 @@ fn host_to_container_propagation_volume_lifecycle() {
 
 #[test]
 fn no_propagation_fails_staging_and_leaves_nothing_mounted() {
-    let _serial = vm_case();
+    let _serial = common::vm_case("vm_csi");
     let bed = Bed::new("vmcsi-private", "private");
     let id = bed.create("pvc-private");
     let stage = bed.stage_req(&id);

@@ -28,40 +28,6 @@ use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-static NO_AUTOACTIVATION: Once = Once::new();
-
-/// Panics unless in the VM (or on a host with real DM, when allowed); then holds the
-/// lock that runs the cases one at a time.
-fn vm_case() -> MutexGuard<'static, ()> {
-    let in_vm = std::env::var_os("LVMD_VM").is_some_and(|v| v == "1");
-    let host_ok = std::env::var_os("LVMD_ALLOW_HOST_DM").is_some_and(|v| v == "1");
-    if !in_vm && !host_ok {
-        panic!(
-            "\n\nvm_daemon needs a kernel with device-mapper: run it inside the test VM:\n\n    \
-             CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER=\"$PWD/tests/vm/run-in-vm.sh\" \
-             cargo test --test vm_daemon\n\n\
-             (dm_version() here: {:?}; set LVMD_ALLOW_HOST_DM=1 to run on a host with real DM)\n",
-            dm::dm_version()
-        );
-    }
-    if let Err(e) = dm::dm_version() {
-        panic!("device-mapper does not answer DM_VERSION: {e} (LVMD_VM={in_vm})");
-    }
-    if in_vm {
-        // lvm2's udev rules would activate the whole VG behind the daemon's back when a
-        // loop device becomes a complete PV (see tests/vm/README.md). The guest's copy
-        // of /etc/lvm only.
-        NO_AUTOACTIVATION.call_once(|| {
-            let path = "/etc/lvm/lvmlocal.conf";
-            let mut t = std::fs::read_to_string(path).unwrap_or_default();
-            t.push_str("\nglobal {\n\tevent_activation = 0\n}\n");
-            std::fs::write(path, t).unwrap();
-        });
-    }
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Loop devices, a daemon configuration on them, and the daemon when running.
 struct Bed {
     loops: Loops,
@@ -362,7 +328,7 @@ fn volume(name: &str) -> Option<pb::VolumeRef> {
 
 #[test]
 fn a_volume_through_the_daemon_end_to_end() {
-    let _serial = vm_case();
+    let _serial = common::vm_case("vm_daemon");
     let mut bed = Bed::new("vmd-e2e", &[256, 256]);
     bed.start(None);
 
@@ -473,7 +439,7 @@ fn a_volume_through_the_daemon_end_to_end() {
 
 #[test]
 fn thirty_two_parallel_clients() {
-    let _serial = vm_case();
+    let _serial = common::vm_case("vm_daemon");
     let mut bed = Bed::new("vmd-par", &[256, 256]);
     bed.start(None);
     const CLIENTS: usize = 32;
@@ -536,7 +502,7 @@ fn thirty_two_parallel_clients() {
 
 #[test]
 fn lvm2_changes_the_vg_while_lvmd_runs() {
-    let _serial = vm_case();
+    let _serial = common::vm_case("vm_daemon");
     let mut bed = Bed::new("vmd-both", &[128]);
     bed.start(None);
     bed.json(&["lv", "create", "first", "8MiB"]);
@@ -574,7 +540,7 @@ fn crash_at(bed: &mut Bed, point: &str, args: &[&str]) {
 
 #[test]
 fn kill_9_at_every_step_then_retry_converges() {
-    let _serial = vm_case();
+    let _serial = common::vm_case("vm_daemon");
     let mut bed = Bed::new("vmd-kill", &[128, 128]);
     let commit_points = ["text", "synced", "header", "committed"];
     // The VG is made at the first start, which must not be a crashing one.
@@ -667,7 +633,7 @@ fn kill_9_at_every_step_then_retry_converges() {
 
 #[test]
 fn socket_peers_are_checked_by_uid() {
-    let _serial = vm_case();
+    let _serial = common::vm_case("vm_daemon");
     let mut bed = Bed::new("vmd-perm", &[64]);
     // A copy of lvmd-ctl any user can run.
     let ctl = bed.loops.dir.path().join("lvmd-ctl");

@@ -156,6 +156,47 @@ impl Drop for Loops {
     }
 }
 
+static VM_SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static NO_AUTOACTIVATION: std::sync::Once = std::sync::Once::new();
+
+/// For test binaries that need device-mapper (`tests/vm_*.rs`, named by `binary`):
+/// panics unless inside the test VM (or on a host with real DM, when
+/// `LVMD_ALLOW_HOST_DM=1`), so they never pass silently without it; then holds the lock
+/// that runs the binary's cases one at a time.
+pub fn vm_case(binary: &str) -> std::sync::MutexGuard<'static, ()> {
+    use lvmd_sys::dm;
+    let in_vm = std::env::var_os("LVMD_VM").is_some_and(|v| v == "1");
+    let host_ok = std::env::var_os("LVMD_ALLOW_HOST_DM").is_some_and(|v| v == "1");
+    if !in_vm && !host_ok {
+        panic!(
+            "\n\n{binary} needs a kernel with device-mapper: run it inside the test VM:\n\n    \
+             CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER=\"$PWD/tests/vm/run-in-vm.sh\" \
+             cargo test --test {binary}\n\n\
+             (dm_version() here: {:?}; set LVMD_ALLOW_HOST_DM=1 to run on a host with real DM)\n",
+            dm::dm_version()
+        );
+    }
+    if let Err(e) = dm::dm_version() {
+        panic!("device-mapper does not answer DM_VERSION: {e} (LVMD_VM={in_vm})");
+    }
+    if in_vm {
+        NO_AUTOACTIVATION.call_once(disable_event_autoactivation);
+    }
+    VM_SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// With udev, lvm2's `69-lvm.rules` activates a whole VG by itself when a loop device
+/// turns into a complete PV (the change event after a metadata write runs
+/// `pvscan --autoactivation event`, then `vgchange -aay` directly, as there is no
+/// systemd). That would race the tests, so the guest's lvm2 (the throw-away copy of
+/// /etc/lvm in the VM, never a host's) is told not to.
+fn disable_event_autoactivation() {
+    let path = "/etc/lvm/lvmlocal.conf";
+    let mut text = std::fs::read_to_string(path).unwrap_or_default();
+    text.push_str("\nglobal {\n\tevent_activation = 0\n}\n");
+    std::fs::write(path, text).unwrap();
+}
+
 /// Runs a program (lvm2's fd-leak warnings off); returns (success, stdout, stderr).
 pub fn run(cmd: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(cmd)
