@@ -32,6 +32,6 @@ CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIM
 VM_NO_UDEV=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
   cargo test --test vm_daemon
 
-echo "== VM: lvmd-csi in its own mount namespace against the real lvmd: HostToContainer propagation and none (tests/vm_csi.rs)"
+echo "== VM: the CSI suite against the real lvmd, plugin in its own mount namespace (HostToContainer), and with no propagation (tests/vm_csi.rs)"
 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
   cargo test --test vm_csi
