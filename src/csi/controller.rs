@@ -71,6 +71,29 @@ fn sized(range: Option<&CapacityRange>, unit: u64) -> Result<(u64, u64), Status>
     Ok((size, lim))
 }
 
+/// `size` raised to the minimum of the filesystem the volume will get, within `limit`:
+/// a volume too small for mkfs would be created fine and then fail every staging, the
+/// pod stuck in ContainerCreating.
+fn at_least_filesystem_minimum(
+    size: u64,
+    limit: u64,
+    unit: u64,
+    fs: Option<&str>,
+) -> Result<u64, Status> {
+    let Some(fs) = fs else { return Ok(size) };
+    let min = params::min_filesystem_bytes(fs);
+    if size >= min {
+        return Ok(size);
+    }
+    let raised = round_up(min, unit);
+    if limit > 0 && raised > limit {
+        return Err(Status::out_of_range(format!(
+            "capacity_range limit_bytes {limit} is below the smallest {fs} filesystem              ({min} bytes; mkfs.{fs} refuses less)"
+        )));
+    }
+    Ok(raised)
+}
+
 fn lvmd_layout(l: Layout) -> lvmd::Layout {
     match l {
         Layout::Default => lvmd::Layout::Unspecified,
@@ -209,6 +232,13 @@ impl ControllerService {
         };
         let unit = class.extent_size_bytes.max(1) * u64::from(stripes);
         let (size, limit) = sized(r.capacity_range.as_ref(), unit)?;
+        let fs = p.fs_type.as_deref().or_else(|| {
+            caps.iter().find_map(|c| match &c.access {
+                Access::Mount { fs_type, .. } => Some(fs_type.as_str()),
+                Access::Block => None,
+            })
+        });
+        let size = at_least_filesystem_minimum(size, limit, unit, fs)?;
         let required = r
             .capacity_range
             .as_ref()
@@ -583,12 +613,43 @@ impl Controller for ControllerService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::Code;
 
     fn range(r: i64, l: i64) -> CapacityRange {
         CapacityRange {
             required_bytes: r,
             limit_bytes: l,
         }
+    }
+
+    #[test]
+    fn filesystem_minimum() {
+        let e = 4 << 20;
+        let min = 300 << 20;
+        assert_eq!(
+            at_least_filesystem_minimum(e, 0, e, Some("xfs")).unwrap(),
+            min
+        );
+        assert_eq!(
+            at_least_filesystem_minimum(e, 0, 7 << 20, Some("xfs")).unwrap(),
+            301 << 20
+        );
+        assert_eq!(
+            at_least_filesystem_minimum(2 * min, 0, e, Some("xfs")).unwrap(),
+            2 * min
+        );
+        assert_eq!(
+            at_least_filesystem_minimum(e, 0, e, Some("ext4")).unwrap(),
+            e
+        );
+        assert_eq!(at_least_filesystem_minimum(e, 0, e, None).unwrap(), e);
+        assert_eq!(
+            at_least_filesystem_minimum(e, min, e, Some("xfs")).unwrap(),
+            min
+        );
+        let s = at_least_filesystem_minimum(e, min - 1, e, Some("xfs")).unwrap_err();
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert!(s.message().contains("xfs"), "{s:?}");
     }
 
     #[test]

@@ -142,6 +142,16 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
     Ok(p)
 }
 
+/// The smallest filesystem of `fs` that mkfs makes: mkfs.xfs (xfsprogs 5.19 and later)
+/// refuses anything under 300 MiB; ext4 has no floor that matters at extent sizes.
+pub fn min_filesystem_bytes(fs: &str) -> u64 {
+    if fs == "xfs" {
+        300 << 20
+    } else {
+        0
+    }
+}
+
 pub fn fs_type(v: &str) -> Result<&str, Status> {
     match v {
         "" => Ok(DEFAULT_FS),

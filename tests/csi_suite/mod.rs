@@ -164,6 +164,17 @@ pub fn create_volume_rules(e: &Env) {
     let mut r = req("pvc-default", 0, &[]);
     r.capacity_range = None;
     assert_eq!(e.create(r).unwrap().capacity_bytes, GIB);
+    // xfs volumes come at least as big as mkfs.xfs makes them, within the limit.
+    let x = e
+        .create(req("pvc-small-xfs", 64 * MIB, &[("fsType", "xfs")]))
+        .unwrap();
+    assert_eq!(x.capacity_bytes, 300 * MIB);
+    let mut r = req("pvc-tiny-xfs", 64 * MIB, &[("fsType", "xfs")]);
+    r.capacity_range.as_mut().unwrap().limit_bytes = 100 * MIB;
+    let s = code(e.create(r));
+    assert_eq!(s.code(), Code::OutOfRange);
+    assert!(s.message().contains("xfs"), "{s:?}");
+    e.delete(&x.volume_id);
     // Limit below the rounded size.
     let mut r = req("pvc-oor", 5 * MIB, &[]);
     r.capacity_range.as_mut().unwrap().limit_bytes = 6 * MIB;
