@@ -164,6 +164,16 @@ pub fn create_volume_rules(e: &Env) {
     let mut r = req("pvc-default", 0, &[]);
     r.capacity_range = None;
     assert_eq!(e.create(r).unwrap().capacity_bytes, GIB);
+    // No topology asked for: this plugin's node.
+    let n = e
+        .create(CreateVolumeRequest {
+            accessibility_requirements: None,
+            ..req("pvc-anywhere", MIB, &[])
+        })
+        .unwrap();
+    assert_eq!(n.accessible_topology, vec![topo(NODE)]);
+    assert_eq!(n.volume_id, "node-a#ssd#pvc-anywhere");
+    e.delete(&n.volume_id);
     // xfs volumes come at least as big as mkfs.xfs makes them, within the limit.
     let x = e
         .create(req("pvc-small-xfs", 64 * MIB, &[("fsType", "xfs")]))
