@@ -214,8 +214,8 @@ pub fn ephemeral(ctx: &HashMap<String, String>) -> Result<EphemeralParams, Statu
             }
         }
     }
-    e.volume = parse(&rest)
-        .map_err(|s| invalid(format!("inline ephemeral volume: {}", s.message())))?;
+    e.volume =
+        parse(&rest).map_err(|s| invalid(format!("inline ephemeral volume: {}", s.message())))?;
     Ok(e)
 }
 
@@ -385,8 +385,12 @@ mod tests {
             let key = k.rsplit('/').next().unwrap();
             assert!(m.contains(key) && m.contains(v), "{k}={v}: {m}");
         }
-        assert!(is_ephemeral(&[(EPHEMERAL.to_string(), "true".to_string())].into()));
-        assert!(!is_ephemeral(&[(EPHEMERAL.to_string(), "false".to_string())].into()));
+        assert!(is_ephemeral(
+            &[(EPHEMERAL.to_string(), "true".to_string())].into()
+        ));
+        assert!(!is_ephemeral(
+            &[(EPHEMERAL.to_string(), "false".to_string())].into()
+        ));
         assert!(!is_ephemeral(&HashMap::new()));
     }
 }

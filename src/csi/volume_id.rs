@@ -87,7 +87,9 @@ pub fn lv_name(csi_name: &str) -> String {
 /// names (`pvc-…`, `csi-…`).
 pub fn ephemeral_lv_name(volume_id: &str) -> String {
     let hex = volume_id.strip_prefix("csi-").filter(|h| {
-        h.len() == 64 && h.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        h.len() == 64
+            && h.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
     });
     match hex {
         Some(h) => format!("eph-{h}"),
@@ -162,7 +164,10 @@ mod tests {
             "x".repeat(500),
         ] {
             let n = ephemeral_lv_name(&other);
-            assert!(valid_lv_name(&n) && n.starts_with("eph-") && n.len() == 36, "{n}");
+            assert!(
+                valid_lv_name(&n) && n.starts_with("eph-") && n.len() == 36,
+                "{n}"
+            );
             assert_eq!(n, ephemeral_lv_name(&other));
         }
         assert_ne!(ephemeral_lv_name("a"), ephemeral_lv_name("b"));
