@@ -77,41 +77,18 @@ fn start() -> Env {
         ),
     )
     .unwrap();
-    let lvmd_sock = dir.path().join("run/lvmd.sock");
-    let lvmd = Command::new(env!("CARGO_BIN_EXE_lvmd"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--socket")
-        .arg(&lvmd_sock)
-        .arg("--simulate")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let csi_sock = dir.path().join("csi/csi.sock");
+    let lvmd = spawn_lvmd(dir.path());
     let metrics_port = free_port();
-    let csi = Command::new(env!("CARGO_BIN_EXE_lvmd-csi"))
-        .arg(format!("--csi-endpoint=unix://{}", csi_sock.display()))
-        .arg("--lvmd-socket")
-        .arg(&lvmd_sock)
-        .args([
-            "--node-id",
-            NODE,
-            "--max-volumes",
-            "100",
-            "--mount-check",
-            "lvmd",
-        ])
-        .arg(format!("--metrics-address=127.0.0.1:{metrics_port}"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&lvmd_sock, "lvmd");
-    wait_for(&csi_sock, "lvmd-csi");
+    let csi = spawn_csi(dir.path(), &format!("127.0.0.1:{metrics_port}"));
+    wait_for(&lvmd_socket(dir.path()), "lvmd");
+    wait_for(&csi_socket(dir.path()), "lvmd-csi");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let ch = rt.block_on(lvmd::api::client::connect(&csi_sock)).unwrap();
+    let ch = rt
+        .block_on(lvmd::api::client::connect(&csi_socket(dir.path())))
+        .unwrap();
     Env {
         dir,
         rt,
@@ -120,6 +97,50 @@ fn start() -> Env {
         metrics_port,
         ch,
     }
+}
+
+fn lvmd_socket(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("run/lvmd.sock")
+}
+
+fn csi_socket(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("csi/csi.sock")
+}
+
+/// `lvmd --simulate` with `dir`'s lvmd.toml (its volumes live in its memory only).
+fn spawn_lvmd(dir: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_lvmd"))
+        .arg("--config")
+        .arg(dir.join("lvmd.toml"))
+        .arg("--socket")
+        .arg(lvmd_socket(dir))
+        .arg("--simulate")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// lvmd-csi on `dir`'s sockets; an empty `metrics` address serves no metrics.
+fn spawn_csi(dir: &std::path::Path, metrics: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_lvmd-csi"))
+        .arg(format!(
+            "--csi-endpoint=unix://{}",
+            csi_socket(dir).display()
+        ))
+        .arg("--lvmd-socket")
+        .arg(lvmd_socket(dir))
+        .args([
+            "--node-id",
+            NODE,
+            "--max-volumes",
+            "100",
+            "--mount-check",
+            "lvmd",
+        ])
+        .arg(format!("--metrics-address={metrics}"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 impl Env {
@@ -982,4 +1003,443 @@ fn controller_only_plugin_is_ready_without_lvmd() {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+// ---------------------------------------------------------------- inline ephemeral volumes
+
+use lvmd::api::pb as lvmd_pb;
+use lvmd::csi::volume_id::ephemeral_lv_name;
+
+/// A kubelet-made volume id (`csi-` and 64 hex digits).
+fn eph_id(n: u8) -> String {
+    format!("csi-{}", format!("{n:02x}").repeat(32))
+}
+
+/// What kubelet sends for a pod's inline volume with `attrs` as its volumeAttributes
+/// (podInfoOnMount: true).
+fn eph_publish(e: &Env, vid: &str, attrs: &[(&str, &str)]) -> NodePublishVolumeRequest {
+    let mut ctx = map(attrs);
+    for (k, v) in [
+        ("csi.storage.k8s.io/ephemeral", "true"),
+        ("csi.storage.k8s.io/pod.name", "web-0"),
+        ("csi.storage.k8s.io/pod.namespace", "team-a"),
+        (
+            "csi.storage.k8s.io/pod.uid",
+            "4c1e7d2a-0000-4000-8000-000000000001",
+        ),
+        ("csi.storage.k8s.io/serviceAccount.name", "default"),
+    ] {
+        ctx.insert(k.into(), v.into());
+    }
+    NodePublishVolumeRequest {
+        volume_id: vid.into(),
+        target_path: e.path(&format!(
+            "pods/pod-{}/volumes/kubernetes.io~csi/scratch/mount",
+            &vid[vid.len() - 8..]
+        )),
+        volume_capability: Some(mount_cap("")),
+        volume_context: ctx,
+        ..Default::default()
+    }
+}
+
+fn eph_unpublish(e: &Env, vid: &str, target: &str) -> Result<(), tonic::Status> {
+    e.rt.block_on(e.node().node_unpublish_volume(NodeUnpublishVolumeRequest {
+        volume_id: vid.into(),
+        target_path: target.into(),
+    }))
+    .map(|_| ())
+}
+
+fn eph_stats(
+    e: &Env,
+    vid: &str,
+    target: &str,
+) -> Result<NodeGetVolumeStatsResponse, tonic::Status> {
+    e.rt.block_on(e.node().node_get_volume_stats(NodeGetVolumeStatsRequest {
+        volume_id: vid.into(),
+        volume_path: target.into(),
+        staging_target_path: String::new(),
+    }))
+    .map(|r| r.into_inner())
+}
+
+fn publish(e: &Env, r: &NodePublishVolumeRequest) -> Result<(), tonic::Status> {
+    e.rt.block_on(e.node().node_publish_volume(r.clone()))
+        .map(|_| ())
+}
+
+/// lvmd's own view (every device class), asked on its socket, not through the plugin.
+fn lvmd_lv(e: &Env, name: &str) -> Option<lvmd_pb::LogicalVolume> {
+    e.rt.block_on(async {
+        let ch = lvmd::api::client::connect(&lvmd_socket(e.dir.path()))
+            .await
+            .unwrap();
+        lvmd_pb::logical_volume_service_client::LogicalVolumeServiceClient::new(ch)
+            .list_logical_volumes(lvmd_pb::ListLogicalVolumesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .logical_volumes
+            .into_iter()
+            .find(|l| l.name == name)
+    })
+}
+
+/// Makes an LV straight through lvmd: what a publish that died after creating it leaves
+/// (`tags` = the plugin's), or someone else's LV that happens to have the name.
+fn lvmd_create(e: &Env, name: &str, tags: Vec<String>) -> lvmd_pb::LogicalVolume {
+    e.rt.block_on(async {
+        let ch = lvmd::api::client::connect(&lvmd_socket(e.dir.path()))
+            .await
+            .unwrap();
+        lvmd_pb::logical_volume_service_client::LogicalVolumeServiceClient::new(ch)
+            .create_logical_volume(lvmd_pb::CreateLogicalVolumeRequest {
+                volume: Some(lvmd_pb::VolumeRef {
+                    device_class: "ssd".into(),
+                    volume_group: String::new(),
+                    name: name.into(),
+                }),
+                size_bytes: (32 * MIB) as u64,
+                tags,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    })
+}
+
+/// The tags lvmd-csi puts on `vid`'s LV, as a publish of `eph_publish`'s request would.
+fn plugin_tags(vid: &str) -> Vec<String> {
+    let ctx = map(&[
+        ("csi.storage.k8s.io/pod.name", "web-0"),
+        ("csi.storage.k8s.io/pod.namespace", "team-a"),
+    ]);
+    let p = lvmd::csi::params::ephemeral(&ctx).unwrap();
+    lvmd::csi::ephemeral::ephemeral_tags("lvmd.csi.local", vid, &p)
+}
+
+fn listed_ids(e: &Env) -> Vec<String> {
+    e.rt.block_on(e.ctl().list_volumes(ListVolumesRequest::default()))
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .map(|en| en.volume.unwrap().volume_id)
+        .collect()
+}
+
+/// Publish makes, tags and mounts the LV (twice is fine); stats find it by kubelet's id;
+/// ListVolumes, DeleteVolume and expansion leave it alone; unpublish removes it and gives
+/// the space back (twice is fine).
+fn ephemeral_lifecycle(e: &Env) {
+    let pvc = e.create(req("pvc-beside", 8 * MIB, &[])).unwrap();
+    let (free, _) = e.capacity(&[]);
+    let vid = eph_id(1);
+    let name = ephemeral_lv_name(&vid);
+    let r = eph_publish(e, &vid, &[("size", "100Mi")]);
+    for _ in 0..2 {
+        publish(e, &r).unwrap();
+    }
+    let lv = lvmd_lv(e, &name).expect("publish made the LV");
+    assert_eq!(name, format!("eph-{}", &vid[4..]));
+    assert_eq!(
+        (lv.size_bytes, lv.device_class.as_str()),
+        (100 << 20, "ssd")
+    );
+    for t in [
+        "csi.driver=lvmd.csi.local".to_string(),
+        format!("csi.ephemeral={vid}"),
+        "csi.ns=team-a".into(),
+        "csi.pod=web-0".into(),
+    ] {
+        assert!(lv.tags.contains(&t), "{t} not in {:?}", lv.tags);
+    }
+    assert_eq!(e.capacity(&[]).0, free - 100 * MIB, "used space");
+    assert_eq!(
+        listed_ids(e),
+        vec![pvc.volume_id.clone()],
+        "not a PV: not listed"
+    );
+
+    let stats = eph_stats(e, &vid, &r.target_path).unwrap();
+    assert!(!stats.usage.is_empty(), "{stats:?}");
+    assert!(!stats.volume_condition.unwrap().abnormal);
+    let s = code(
+        e.rt.block_on(e.node().node_expand_volume(NodeExpandVolumeRequest {
+            volume_id: vid.clone(),
+            volume_path: r.target_path.clone(),
+            capacity_range: Some(CapacityRange {
+                required_bytes: 200 * MIB,
+                limit_bytes: 0,
+            }),
+            ..Default::default()
+        })),
+    );
+    assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+    assert!(s.message().contains("ephemeral"), "{s:?}");
+    let s = code(e.rt.block_on(e.ctl().delete_volume(DeleteVolumeRequest {
+        volume_id: format!("{NODE}#ssd#{name}"),
+        secrets: Default::default(),
+    })));
+    assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+    assert!(lvmd_lv(e, &name).is_some(), "DeleteVolume left it");
+
+    for _ in 0..2 {
+        eph_unpublish(e, &vid, &r.target_path).unwrap();
+    }
+    assert!(lvmd_lv(e, &name).is_none(), "unpublish removed the LV");
+    assert_eq!(e.capacity(&[]).0, free, "space back");
+    assert_eq!(
+        code(eph_stats(e, &vid, &r.target_path)).code(),
+        Code::NotFound
+    );
+    // Never published, or long gone: nothing to do.
+    eph_unpublish(e, &eph_id(99), &r.target_path).unwrap();
+    assert_eq!(listed_ids(e), [pvc.volume_id]);
+}
+
+/// No size: CreateVolume's default; a striped class rounds to whole extents per stripe.
+fn ephemeral_sizes_and_classes(e: &Env) {
+    let (plain, wide) = (eph_id(2), eph_id(3));
+    let rp = eph_publish(e, &plain, &[("fsType", "xfs")]);
+    let rw = eph_publish(e, &wide, &[("size", "10Mi"), ("deviceClass", "wide")]);
+    publish(e, &rp).unwrap();
+    publish(e, &rw).unwrap();
+    let p = lvmd_lv(e, &ephemeral_lv_name(&plain)).unwrap();
+    assert_eq!((p.size_bytes, p.device_class.as_str()), (GIB as u64, "ssd"));
+    let w = lvmd_lv(e, &ephemeral_lv_name(&wide)).unwrap();
+    assert_eq!((w.device_class.as_str(), w.stripes), ("wide", 2));
+    assert_eq!(w.size_bytes, 16 << 20, "2 stripes of 4 MiB extents");
+    eph_stats(e, &wide, &rw.target_path).unwrap();
+    eph_unpublish(e, &plain, &rp.target_path).unwrap();
+    eph_unpublish(e, &wide, &rw.target_path).unwrap();
+    assert!(lvmd_lv(e, &ephemeral_lv_name(&plain)).is_none());
+    assert!(lvmd_lv(e, &ephemeral_lv_name(&wide)).is_none());
+}
+
+/// Bad attributes and block access are refused naming what is wrong, and leave no LV.
+fn ephemeral_refusals(e: &Env) {
+    let vid = eph_id(4);
+    let (free, _) = e.capacity(&[]);
+    for (k, v) in [
+        ("colour", "red"),
+        ("size", "lots"),
+        ("size", "0"),
+        ("fsType", "btrfs"),
+        ("layout", "mirror"),
+        ("stripes", "999"),
+        ("deviceClass", "nope"),
+    ] {
+        let s = code(publish(e, &eph_publish(e, &vid, &[(k, v)])));
+        assert_eq!(s.code(), Code::InvalidArgument, "{k}={v}: {s:?}");
+        assert!(
+            s.message().contains(k) && s.message().contains(v),
+            "{k}={v}: {s:?}"
+        );
+    }
+    let mut block = eph_publish(e, &vid, &[]);
+    block.volume_capability = Some(block_cap());
+    let s = code(publish(e, &block));
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("block"), "{s:?}");
+    // Larger than the volume group: lvmd refuses, nothing stays.
+    let s = code(publish(e, &eph_publish(e, &vid, &[("size", "1Pi")])));
+    assert_eq!(s.code(), Code::OutOfRange, "{s:?}");
+    assert!(lvmd_lv(e, &ephemeral_lv_name(&vid)).is_none());
+    assert_eq!(e.capacity(&[]).0, free);
+}
+
+/// A publish that fails after making the LV (here lvmd refuses the mount) removes it;
+/// the retry works.
+fn ephemeral_failed_publish_leaves_nothing(e: &Env) {
+    let vid = eph_id(5);
+    let name = ephemeral_lv_name(&vid);
+    let mut r = eph_publish(e, &vid, &[("size", "8Mi")]);
+    let good = r.target_path.clone();
+    r.target_path = e.dir.path().join("outside/mount").display().to_string();
+    let s = code(publish(e, &r));
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(
+        lvmd_lv(e, &name).is_none(),
+        "the LV this publish made went again"
+    );
+    r.target_path = good;
+    publish(e, &r).unwrap();
+    assert!(lvmd_lv(e, &name).is_some());
+    eph_unpublish(e, &vid, &r.target_path).unwrap();
+    assert!(lvmd_lv(e, &name).is_none());
+}
+
+/// An LV with the ephemeral name that is not this driver's ephemeral volume is never
+/// used nor removed.
+fn ephemeral_leaves_foreign_lv_alone(e: &Env) {
+    let vid = eph_id(6);
+    let name = ephemeral_lv_name(&vid);
+    let foreign = lvmd_create(e, &name, vec!["owner=someone".into()]);
+    let r = eph_publish(e, &vid, &[]);
+    let s = code(publish(e, &r));
+    assert_eq!(s.code(), Code::AlreadyExists, "{s:?}");
+    assert!(s.message().contains(&name), "{s:?}");
+    eph_unpublish(e, &vid, &r.target_path).unwrap();
+    assert_eq!(lvmd_lv(e, &name), Some(foreign.clone()), "left alone");
+    // Another volume's marker is not this one's either.
+    let other = eph_id(7);
+    let name7 = ephemeral_lv_name(&other);
+    lvmd_create(e, &name7, plugin_tags(&eph_id(8)));
+    eph_unpublish(e, &other, &r.target_path).unwrap();
+    assert!(lvmd_lv(e, &name7).is_some(), "left alone");
+}
+
+/// Clean-up after a crash. `restart` kills and restarts lvmd-csi (and, against a daemon
+/// that keeps its volumes, lvmd) between the calls, returning whatever keeps the new
+/// processes running; kubelet then reconstructs and calls again with nothing in the
+/// plugin's memory:
+/// - a published volume is unpublished: unmounted and removed;
+/// - a publish died after creating the LV, before mounting: kubelet's retry succeeds
+///   with that LV, and its unpublish removes it;
+/// - the same, but kubelet gives up and only unpublishes: the LV is removed.
+fn ephemeral_crash_cleanup<G>(e: &Env, restart: impl FnOnce(&Env) -> G) {
+    let (free, _) = e.capacity(&[]);
+    let (mounted, retried, abandoned) = (eph_id(10), eph_id(11), eph_id(12));
+    let rm = eph_publish(e, &mounted, &[("size", "16Mi")]);
+    publish(e, &rm).unwrap();
+    let rr = eph_publish(e, &retried, &[]);
+    let ra = eph_publish(e, &abandoned, &[]);
+    let half = lvmd_create(e, &ephemeral_lv_name(&retried), plugin_tags(&retried));
+    lvmd_create(e, &ephemeral_lv_name(&abandoned), plugin_tags(&abandoned));
+
+    let _alive = restart(e);
+    wait_ready(e);
+
+    assert!(
+        !eph_stats(e, &mounted, &rm.target_path)
+            .unwrap()
+            .volume_condition
+            .unwrap()
+            .abnormal
+    );
+    for _ in 0..2 {
+        eph_unpublish(e, &mounted, &rm.target_path).unwrap();
+    }
+    assert!(lvmd_lv(e, &ephemeral_lv_name(&mounted)).is_none());
+    assert_eq!(
+        code(eph_stats(e, &mounted, &rm.target_path)).code(),
+        Code::NotFound
+    );
+
+    publish(e, &rr).unwrap();
+    let lv = lvmd_lv(e, &ephemeral_lv_name(&retried)).unwrap();
+    assert_eq!(lv.uuid, half.uuid, "the retry took over the LV");
+    assert!(
+        !eph_stats(e, &retried, &rr.target_path)
+            .unwrap()
+            .volume_condition
+            .unwrap()
+            .abnormal
+    );
+    eph_unpublish(e, &retried, &rr.target_path).unwrap();
+    assert!(lvmd_lv(e, &ephemeral_lv_name(&retried)).is_none());
+
+    eph_unpublish(e, &abandoned, &ra.target_path).unwrap();
+    assert!(lvmd_lv(e, &ephemeral_lv_name(&abandoned)).is_none());
+    assert_eq!(e.capacity(&[]).0, free, "nothing left behind");
+}
+
+/// Until the (restarted) plugin answers Probe with lvmd ready.
+fn wait_ready(e: &Env) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r =
+            e.rt.block_on(IdentityClient::new(e.ch.clone()).probe(ProbeRequest {}));
+        if matches!(r, Ok(ref p) if p.get_ref().ready == Some(true)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "lvmd-csi not ready: {r:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A process started in place of one of Env's, killed with the test.
+struct Respawned(Child);
+
+impl Drop for Respawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// SIGKILL, no clean shutdown: the socket file stays behind, as after a crash.
+fn crash(c: &Child) {
+    // SAFETY: a plain kill(2) of our own child; it stays a zombie (so its pid is not
+    // reused) until Env's drop waits for it.
+    unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+    let stat = format!("/proc/{}/stat", c.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Dead (a zombie, `Z`): the restart that follows really starts from nothing.
+    while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
+        assert!(Instant::now() < deadline, "pid {} did not die", c.id());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Host: restarts lvmd-csi only; the simulated lvmd keeps the volumes in its memory.
+fn restart_plugin(e: &Env) -> Respawned {
+    crash(&e.csi);
+    Respawned(spawn_csi(e.dir.path(), ""))
+}
+
+#[test]
+fn ephemeral_volume_lifecycle() {
+    ephemeral_lifecycle(&start())
+}
+
+#[test]
+fn ephemeral_volume_sizes_and_classes() {
+    ephemeral_sizes_and_classes(&start())
+}
+
+#[test]
+fn ephemeral_volume_refusals() {
+    ephemeral_refusals(&start())
+}
+
+#[test]
+fn ephemeral_volume_failed_publish_leaves_nothing() {
+    ephemeral_failed_publish_leaves_nothing(&start())
+}
+
+#[test]
+fn ephemeral_volume_foreign_lv_left_alone() {
+    ephemeral_leaves_foreign_lv_alone(&start())
+}
+
+#[test]
+fn ephemeral_volume_crash_cleanup_plugin_restarted() {
+    ephemeral_crash_cleanup(&start(), restart_plugin)
+}
+
+/// Host: both killed; the simulated lvmd comes back empty (a real one keeps its volumes:
+/// `ephemeral_crash_cleanup` with both restarted is for the VM). kubelet's unpublish of
+/// a volume that is gone with it is still fine, and publishing again works.
+#[test]
+fn ephemeral_volume_unpublish_after_both_restarted() {
+    let e = start();
+    let vid = eph_id(20);
+    let r = eph_publish(&e, &vid, &[("size", "8Mi")]);
+    publish(&e, &r).unwrap();
+    crash(&e.csi);
+    crash(&e.lvmd);
+    let _lvmd = Respawned(spawn_lvmd(e.dir.path()));
+    let _csi = Respawned(spawn_csi(e.dir.path(), ""));
+    wait_ready(&e);
+    for _ in 0..2 {
+        eph_unpublish(&e, &vid, &r.target_path).unwrap();
+    }
+    publish(&e, &r).unwrap();
+    assert!(lvmd_lv(&e, &ephemeral_lv_name(&vid)).is_some());
+    eph_unpublish(&e, &vid, &r.target_path).unwrap();
+    assert!(lvmd_lv(&e, &ephemeral_lv_name(&vid)).is_none());
 }
