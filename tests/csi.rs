@@ -1244,6 +1244,11 @@ fn ephemeral_refusals(e: &Env) {
     let s = code(publish(e, &block));
     assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
     assert!(s.message().contains("block"), "{s:?}");
+    let mut ro = eph_publish(e, &vid, &[]);
+    ro.readonly = true;
+    let s = code(publish(e, &ro));
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("read-only"), "{s:?}");
     // Larger than the volume group: lvmd refuses, nothing stays.
     let s = code(publish(e, &eph_publish(e, &vid, &[("size", "1Pi")])));
     assert_eq!(s.code(), Code::OutOfRange, "{s:?}");

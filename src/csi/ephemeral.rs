@@ -123,12 +123,17 @@ impl NodeService {
         };
         let p = params::ephemeral(&r.volume_context)?;
         let fs = fs_type(&r.volume_capability, &p)?;
-        let read_only = r.readonly || cap.read_only_mode;
+        // A new LV holds no filesystem and a read-only mount cannot make one: refused
+        // here, rather than by lvmd after creating the LV for nothing.
+        if r.readonly || cap.read_only_mode {
+            return Err(invalid(format!(
+                "inline ephemeral volume {vid}: read-only (csi.readOnly or a read-only \
+                 access mode) is not supported, the volume starts empty; make the \
+                 container's volumeMount readOnly instead"
+            )));
+        }
         let (lv, created) = self.ensure_ephemeral(vid, &p).await?;
-        if let Err(s) = self
-            .mount_ephemeral(&lv, target, &fs, flags, read_only)
-            .await
-        {
+        if let Err(s) = self.mount_ephemeral(&lv, target, &fs, flags).await {
             // Nothing half-done: the LV goes again if this call made it. One found
             // stays: kubelet retries publish, or unpublish removes it.
             if created {
@@ -137,7 +142,7 @@ impl NodeService {
             return Err(s);
         }
         tracing::info!(volume = vid, lv = %lv.name, vg = %lv.volume_group, target, fs,
-            read_only, created, "published inline ephemeral volume");
+            created, "published inline ephemeral volume");
         Ok(NodePublishVolumeResponse {})
     }
 
@@ -209,7 +214,6 @@ impl NodeService {
         target: &str,
         fs: &str,
         flags: Vec<String>,
-        read_only: bool,
     ) -> Result<(), Status> {
         self.0
             .node()
@@ -218,7 +222,7 @@ impl NodeService {
                 target_path: target.into(),
                 fs_type: fs.into(),
                 mount_options: flags,
-                read_only,
+                read_only: false,
             })
             .await
             .map_err(|s| from_lvmd(s, &format!("MountVolume {} at {target}", lv.name)))?;
