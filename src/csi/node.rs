@@ -1,6 +1,8 @@
 //! CSI Node: staging (activate, mkfs only if empty, mount: all lvmd's MountVolume),
 //! publishing (bind from staging, or the block device), stats and expansion. Every mount
 //! is made by lvmd in the host's namespace; this plugin then checks it can see it.
+//! Inline ephemeral volumes (publish and unpublish with kubelet's ids) are in
+//! [`super::ephemeral`].
 
 use super::controller::vref;
 use super::metrics::timed;
