@@ -145,7 +145,8 @@ pub fn human_bytes(b: Bytes) -> String {
     }
 }
 
-/// Parses a size as people write it: `1048576`, `64MiB`, `64M`, `1G`, `1.5GiB`, `512B`.
+/// Parses a size as people write it: `1048576`, `64MiB`, `64M`, `1G`, `1.5GiB`, `512B`,
+/// and Kubernetes' `1Gi`.
 /// Suffixes are binary (K = KiB), as lvm2's own `-L` treats them.
 pub fn parse_size(text: &str) -> Result<Bytes, String> {
     let t = text.trim();
@@ -158,11 +159,11 @@ pub fn parse_size(text: &str) -> Result<Bytes, String> {
     }
     let shift = match suffix.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        "p" | "pb" | "pib" => 50,
+        "k" | "kb" | "ki" | "kib" => 10,
+        "m" | "mb" | "mi" | "mib" => 20,
+        "g" | "gb" | "gi" | "gib" => 30,
+        "t" | "tb" | "ti" | "tib" => 40,
+        "p" | "pb" | "pi" | "pib" => 50,
         other => return Err(format!("size {text:?} has an unknown unit {other:?}")),
     };
     let bytes = if num.contains('.') {
@@ -209,6 +210,9 @@ mod tests {
         assert_eq!(parse_size("4096").unwrap(), Bytes(4096));
         assert!(parse_size("12Q").unwrap_err().contains("\"q\""));
         assert!(parse_size("MiB").is_err());
+        // Kubernetes' binary suffixes, as written in volumeAttributes.
+        assert_eq!(parse_size("1Gi").unwrap(), Bytes(1 << 30));
+        assert_eq!(parse_size("512Mi").unwrap(), Bytes(512 << 20));
         assert!(parse_size("99999999999999999999").is_err());
         assert_eq!(human_bytes(Bytes(4 << 20)), "4MiB");
         assert_eq!(human_bytes(Bytes(3 << 29)), "1.50GiB");

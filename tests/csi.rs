@@ -76,3 +76,25 @@ fn controller_only_plugin_is_ready_without_lvmd() {
         let _ = child.wait();
     }
 }
+
+/// Both killed: the simulated lvmd comes back empty (the real one keeps its volumes:
+/// `ephemeral_crash_cleanup` restarts both in the VM). kubelet's unpublish of a volume
+/// that is gone with it is still fine, and publishing again works.
+#[test]
+fn ephemeral_unpublish_after_both_restarted() {
+    use csi_suite::{eph_id, eph_publish, eph_unpublish, lvmd_lv, publish, wait_ready};
+    use lvmd::csi::volume_id::ephemeral_lv_name;
+    let mut e = Env::simulated();
+    let vid = eph_id(20);
+    let r = eph_publish(&e, &vid, &[("size", "8Mi")]);
+    publish(&e, &r).unwrap();
+    e.crash_and_restart(true);
+    wait_ready(&e);
+    for _ in 0..2 {
+        eph_unpublish(&e, &vid, &r.target_path).unwrap();
+    }
+    publish(&e, &r).unwrap();
+    assert!(lvmd_lv(&e, &ephemeral_lv_name(&vid)).is_some());
+    eph_unpublish(&e, &vid, &r.target_path).unwrap();
+    assert!(lvmd_lv(&e, &ephemeral_lv_name(&vid)).is_none());
+}

@@ -28,7 +28,30 @@ pub fn driver_tag(driver: &str) -> String {
     format!("csi.driver={}", tag_value(driver))
 }
 
-fn round_up(n: u64, unit: u64) -> u64 {
+/// The tag that marks an inline ephemeral volume, naming kubelet's volume id: what
+/// unpublish checks before removing an LV, and what keeps it out of ListVolumes.
+pub fn ephemeral_tag(volume_id: &str) -> String {
+    format!("{EPHEMERAL_TAG_PREFIX}{}", tag_value(volume_id))
+}
+
+pub const EPHEMERAL_TAG_PREFIX: &str = "csi.ephemeral=";
+
+pub fn is_ephemeral_lv(lv: &lvmd::LogicalVolume) -> bool {
+    lv.tags.iter().any(|t| t.starts_with(EPHEMERAL_TAG_PREFIX))
+}
+
+/// Stripes and the size unit (whole extents on every stripe) for a volume of `p` in
+/// `class`.
+pub fn stripes_and_unit(p: &VolumeParams, class: &lvmd::DeviceClassCapacity) -> (u32, u64) {
+    let stripes = match p.layout {
+        Layout::Linear => 1,
+        Layout::Striped if p.stripes > 0 => p.stripes,
+        _ => class.default_stripes.max(1),
+    };
+    (stripes, class.extent_size_bytes.max(1) * u64::from(stripes))
+}
+
+pub fn round_up(n: u64, unit: u64) -> u64 {
     if unit == 0 {
         return n;
     }
@@ -74,7 +97,7 @@ fn sized(range: Option<&CapacityRange>, unit: u64) -> Result<(u64, u64), Status>
 /// `size` raised to the minimum of the filesystem the volume will get, within `limit`:
 /// a volume too small for mkfs would be created fine and then fail every staging, the
 /// pod stuck in ContainerCreating.
-fn at_least_filesystem_minimum(
+pub(super) fn at_least_filesystem_minimum(
     size: u64,
     limit: u64,
     unit: u64,
@@ -88,13 +111,14 @@ fn at_least_filesystem_minimum(
     let raised = round_up(min, unit);
     if limit > 0 && raised > limit {
         return Err(Status::out_of_range(format!(
-            "capacity_range limit_bytes {limit} is below the smallest {fs} filesystem              ({min} bytes; mkfs.{fs} refuses less)"
+            "capacity_range limit_bytes {limit} is below the smallest {fs} filesystem \
+             ({min} bytes; mkfs.{fs} refuses less)"
         )));
     }
     Ok(raised)
 }
 
-fn lvmd_layout(l: Layout) -> lvmd::Layout {
+pub fn lvmd_layout(l: Layout) -> lvmd::Layout {
     match l {
         Layout::Default => lvmd::Layout::Unspecified,
         Layout::Linear => lvmd::Layout::Linear,
@@ -225,12 +249,7 @@ impl ControllerService {
                 class.device_class, class.error
             )));
         }
-        let stripes = match p.layout {
-            Layout::Linear => 1,
-            Layout::Striped if p.stripes > 0 => p.stripes,
-            _ => class.default_stripes.max(1),
-        };
-        let unit = class.extent_size_bytes.max(1) * u64::from(stripes);
+        let (stripes, unit) = stripes_and_unit(&p, &class);
         let (size, limit) = sized(r.capacity_range.as_ref(), unit)?;
         let fs = p.fs_type.as_deref().or_else(|| {
             caps.iter().find_map(|c| match &c.access {
@@ -261,6 +280,11 @@ impl ControllerService {
                 Layout::Linear => lv.stripes <= 1,
                 Layout::Striped => lv.stripes == stripes,
             };
+            if is_ephemeral_lv(&lv) {
+                return Err(Status::already_exists(format!(
+                    "volume {id}: the name is taken by an inline ephemeral volume"
+                )));
+            }
             if lv.tags.contains(&marker) && fits && layout_ok {
                 return Ok(CreateVolumeResponse {
                     volume: Some(self.volume(&id, &lv, ctx)),
@@ -330,6 +354,12 @@ impl ControllerService {
         if !lv.tags.contains(&driver_tag(&self.0.config.driver_name)) {
             return Err(Status::failed_precondition(format!(
                 "{id}: the logical volume was not made by this driver; refusing to remove it"
+            )));
+        }
+        // Its pod's NodeUnpublishVolume removes it, after unmounting it.
+        if is_ephemeral_lv(&lv) {
+            return Err(Status::failed_precondition(format!(
+                "{id} is an inline ephemeral volume; it goes with its pod, not DeleteVolume"
             )));
         }
         self.0
@@ -406,7 +436,11 @@ impl ControllerService {
             .logical_volumes;
         let mut vols: Vec<Volume> = lvs
             .iter()
-            .filter(|l| l.tags.contains(&marker) && !l.device_class.is_empty())
+            // Inline ephemeral volumes are the pods' (kubelet's ids, no PV): not listed,
+            // so the provisioner and health monitor only see volumes they made.
+            .filter(|l| {
+                l.tags.contains(&marker) && !l.device_class.is_empty() && !is_ephemeral_lv(l)
+            })
             .map(|l| {
                 let id = VolumeId {
                     node: self.0.config.node_id.clone(),

@@ -6,6 +6,8 @@
 //! - [`status`]: lvmd's gRPC codes to CSI's, in one place.
 //! - [`mounts`]: what this plugin's own mount namespace sees (`/proc/self/mountinfo`).
 //! - [`identity`], [`controller`], [`node`]: the three CSI services.
+//! - [`ephemeral`]: the node's inline ephemeral volumes (made at publish, removed at
+//!   unpublish, found again by name and tags alone).
 //! - [`metrics`]: Prometheus text on a TCP port.
 //! - [`server`]: the socket, the lvmd channel, start-up.
 
@@ -14,6 +16,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod controller;
+pub mod ephemeral;
 pub mod identity;
 pub mod metrics;
 pub mod mounts;

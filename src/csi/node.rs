@@ -1,6 +1,8 @@
 //! CSI Node: staging (activate, mkfs only if empty, mount: all lvmd's MountVolume),
 //! publishing (bind from staging, or the block device), stats and expansion. Every mount
 //! is made by lvmd in the host's namespace; this plugin then checks it can see it.
+//! Inline ephemeral volumes (publish and unpublish with kubelet's ids) are in
+//! [`super::ephemeral`].
 
 use super::controller::vref;
 use super::metrics::timed;
@@ -20,7 +22,7 @@ use tonic::{Code, Request, Response, Status};
 #[derive(Clone)]
 pub struct NodeService(pub Arc<Plugin>);
 
-fn need<'a>(v: &'a str, what: &str) -> Result<&'a str, Status> {
+pub(super) fn need<'a>(v: &'a str, what: &str) -> Result<&'a str, Status> {
     if v.is_empty() {
         Err(invalid(format!("{what} missing")))
     } else {
@@ -40,6 +42,17 @@ impl NodeService {
             )));
         }
         Ok(id)
+    }
+
+    /// Like [`Self::id`], and an inline ephemeral volume's id (kubelet's, which never
+    /// parses as ours) resolves to its LV, found by name and tags.
+    async fn resolve(&self, v: &str) -> Result<VolumeId, Status> {
+        if VolumeId::parse(need(v, "volume_id")?).is_none() {
+            if let Some(id) = self.ephemeral_id(v).await? {
+                return Ok(id);
+            }
+        }
+        self.id(v)
     }
 
     async fn lv(&self, id: &VolumeId) -> Result<lvmd::LogicalVolume, Status> {
@@ -75,7 +88,7 @@ impl NodeService {
             .map_err(|s| from_lvmd(s, &format!("GetPathStats {path}")))
     }
 
-    async fn unmount(&self, path: &str, remove: bool) -> Result<bool, Status> {
+    pub(super) async fn unmount(&self, path: &str, remove: bool) -> Result<bool, Status> {
         self.0
             .node()
             .unmount(lvmd::UnmountRequest {
@@ -88,7 +101,7 @@ impl NodeService {
     }
 
     /// After lvmd mounted `path` on the host: fail, undone, unless this namespace sees it.
-    async fn confirm_visible(&self, path: &str, remove: bool) -> Result<(), Status> {
+    pub(super) async fn confirm_visible(&self, path: &str, remove: bool) -> Result<(), Status> {
         if self.0.config.mount_check == MountCheck::Mountinfo && !self.mounted(path).await? {
             let _ = self.unmount(path, remove).await;
             return Err(Status::failed_precondition(mounts::propagation_hint(
@@ -146,6 +159,9 @@ impl NodeService {
         &self,
         r: NodePublishVolumeRequest,
     ) -> Result<NodePublishVolumeResponse, Status> {
+        if params::is_ephemeral(&r.volume_context) {
+            return self.publish_ephemeral(r).await;
+        }
         let id = self.id(&r.volume_id)?;
         let target = need(&r.target_path, "target_path")?;
         let cap = params::capability(
@@ -196,9 +212,16 @@ impl NodeService {
         &self,
         r: NodeUnpublishVolumeRequest,
     ) -> Result<NodeUnpublishVolumeResponse, Status> {
-        need(&r.volume_id, "volume_id")?;
+        let vid = need(&r.volume_id, "volume_id")?;
         let target = need(&r.target_path, "target_path")?;
-        self.unmount(target, true).await?;
+        // Only inline ephemeral volumes have ids that are not ours (kubelet makes them);
+        // their LV goes with the mount. This needs no memory of the publish, so it works
+        // after lvmd-csi or lvmd restarted in between.
+        if VolumeId::parse(vid).is_none() {
+            self.unpublish_ephemeral(vid, target).await?;
+        } else {
+            self.unmount(target, true).await?;
+        }
         Ok(NodeUnpublishVolumeResponse {})
     }
 
@@ -206,7 +229,7 @@ impl NodeService {
         &self,
         r: NodeGetVolumeStatsRequest,
     ) -> Result<NodeGetVolumeStatsResponse, Status> {
-        let id = self.id(&r.volume_id)?;
+        let id = self.resolve(&r.volume_id).await?;
         let path = need(&r.volume_path, "volume_path")?;
         self.lv(&id).await?;
         if self.0.config.mount_check == MountCheck::Mountinfo && !Path::new(path).exists() {
@@ -259,6 +282,15 @@ impl NodeService {
     /// Grows the LV through this node's lvmd, then (filesystem volumes) the filesystem
     /// mounted at the staging path, or at `volume_path` when kubelet names none.
     async fn expand(&self, r: NodeExpandVolumeRequest) -> Result<NodeExpandVolumeResponse, Status> {
+        if VolumeId::parse(need(&r.volume_id, "volume_id")?).is_none()
+            && self.find_ephemeral(&r.volume_id).await?.is_some()
+        {
+            return Err(Status::failed_precondition(format!(
+                "{} is an inline ephemeral volume: its size is the pod's volumeAttributes \
+                 size, fixed for the pod's life",
+                r.volume_id
+            )));
+        }
         let id = self.id(&r.volume_id)?;
         let path = need(&r.volume_path, "volume_path")?;
         let (required, limit) = r

@@ -21,6 +21,13 @@ pub const P_FS_TYPE: &str = "fsType";
 pub const PV_NAME: &str = "csi.storage.k8s.io/pv/name";
 pub const PVC_NAME: &str = "csi.storage.k8s.io/pvc/name";
 pub const PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
+/// Inline ephemeral volumes: the size attribute, and what kubelet adds to the context.
+pub const P_SIZE: &str = "size";
+pub const EPHEMERAL: &str = "csi.storage.k8s.io/ephemeral";
+pub const POD_NAME: &str = "csi.storage.k8s.io/pod.name";
+pub const POD_NAMESPACE: &str = "csi.storage.k8s.io/pod.namespace";
+pub const POD_UID: &str = "csi.storage.k8s.io/pod.uid";
+const RESERVED_PREFIX: &str = "csi.storage.k8s.io/";
 
 /// Parameters lvm2 has but lvmd-csi does not offer (yet): refused with that said.
 const UNSUPPORTED: &[&str] = &[
@@ -111,7 +118,11 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
                 }
                 p.stripe_size = b.0;
             }
-            P_FS_TYPE | "csi.storage.k8s.io/fstype" => p.fs_type = Some(fs_type(v)?.into()),
+            P_FS_TYPE | "csi.storage.k8s.io/fstype" => {
+                let f = fs_type(v)
+                    .map_err(|e| invalid(format!("parameter {k}={v:?}: {}", e.message())))?;
+                p.fs_type = Some(f.into())
+            }
             PV_NAME => p.pv_name = Some(v.into()),
             PVC_NAME => p.pvc_name = Some(v.into()),
             PVC_NAMESPACE => p.pvc_namespace = Some(v.into()),
@@ -149,6 +160,84 @@ pub fn min_filesystem_bytes(fs: &str) -> u64 {
         300 << 20
     } else {
         0
+    }
+}
+
+/// Whether kubelet publishes an inline ephemeral volume (no CreateVolume before it).
+pub fn is_ephemeral(ctx: &HashMap<String, String>) -> bool {
+    ctx.get(EPHEMERAL).is_some_and(|v| v.trim() == "true")
+}
+
+/// An inline ephemeral volume's `volumeAttributes`, with the pod kubelet names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EphemeralParams {
+    pub volume: VolumeParams,
+    /// Bytes asked for (before rounding to whole extents); None: the default size.
+    pub size: Option<u64>,
+    pub pod_namespace: Option<String>,
+    pub pod_name: Option<String>,
+    pub pod_uid: Option<String>,
+}
+
+/// The attributes a pod may set on an inline volume: the StorageClass parameters that
+/// make sense for it, and `size`. The pod author writes these by hand, so any other key
+/// is refused with its value, rather than ignored.
+const EPHEMERAL_KEYS: &[&str] = &[
+    P_SIZE,
+    P_DEVICE_CLASS,
+    P_FS_TYPE,
+    P_LAYOUT,
+    P_STRIPES,
+    P_STRIPE_SIZE,
+];
+
+pub fn ephemeral(ctx: &HashMap<String, String>) -> Result<EphemeralParams, Status> {
+    let mut rest = HashMap::new();
+    let mut e = EphemeralParams {
+        volume: parse(&HashMap::new())?,
+        size: None,
+        pod_namespace: None,
+        pod_name: None,
+        pod_uid: None,
+    };
+    let mut keys: Vec<&String> = ctx.keys().collect();
+    keys.sort();
+    for k in keys {
+        let v = ctx[k].trim();
+        match k.as_str() {
+            P_SIZE => e.size = Some(ephemeral_size(v)?),
+            POD_NAMESPACE => e.pod_namespace = Some(v.into()),
+            POD_NAME => e.pod_name = Some(v.into()),
+            POD_UID => e.pod_uid = Some(v.into()),
+            known if EPHEMERAL_KEYS.contains(&known) => {
+                rest.insert(k.clone(), v.to_string());
+            }
+            // kubelet's own keys (the ephemeral flag, the service account, tokens):
+            // not ours to check, and never logged.
+            other if other.starts_with(RESERVED_PREFIX) => {}
+            other => {
+                return Err(invalid(format!(
+                    "inline ephemeral volume: unknown volumeAttributes key {other:?} \
+                     (value {v:?}); known: {}",
+                    EPHEMERAL_KEYS.join(", ")
+                )))
+            }
+        }
+    }
+    e.volume =
+        parse(&rest).map_err(|s| invalid(format!("inline ephemeral volume: {}", s.message())))?;
+    Ok(e)
+}
+
+fn ephemeral_size(v: &str) -> Result<u64, Status> {
+    match parse_size(v) {
+        Ok(b) if b.0 > 0 => Ok(b.0),
+        Ok(_) => Err(invalid(format!(
+            "inline ephemeral volume: {P_SIZE}={v:?} must be more than 0"
+        ))),
+        Err(e) => Err(invalid(format!(
+            "inline ephemeral volume: {P_SIZE}={v:?}: {e} (e.g. 1Gi, 512MiB)"
+        ))),
     }
 }
 
@@ -255,5 +344,63 @@ mod tests {
         let e = p(&[("encryption", "true")]).unwrap_err();
         assert!(e.message().contains("not supported"), "{e:?}");
         assert!(p(&[("csi.storage.k8s.io/whatever", "x")]).is_ok());
+    }
+
+    fn eph(kv: &[(&str, &str)]) -> Result<EphemeralParams, Status> {
+        ephemeral(
+            &kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn ephemeral_attributes() {
+        let e = eph(&[
+            (EPHEMERAL, "true"),
+            ("size", "512Mi"),
+            ("deviceClass", "wide"),
+            ("fsType", "xfs"),
+            ("stripes", "2"),
+            (POD_NAME, "web-0"),
+            (POD_NAMESPACE, "team-a"),
+            (POD_UID, "u-1"),
+            ("csi.storage.k8s.io/serviceAccount.name", "default"),
+        ])
+        .unwrap();
+        assert_eq!(e.size, Some(512 << 20));
+        assert_eq!(e.volume.device_class, "wide");
+        assert_eq!(e.volume.fs_type.as_deref(), Some("xfs"));
+        assert_eq!((e.volume.layout, e.volume.stripes), (Layout::Striped, 2));
+        assert_eq!(e.pod_name.as_deref(), Some("web-0"));
+        assert_eq!(e.pod_namespace.as_deref(), Some("team-a"));
+        assert_eq!(e.pod_uid.as_deref(), Some("u-1"));
+        let none = eph(&[]).unwrap();
+        assert_eq!((none.size, none.volume.layout), (None, Layout::Default));
+        assert_eq!(eph(&[("size", "1Gi")]).unwrap().size, Some(1 << 30));
+        assert_eq!(eph(&[("size", "3GiB")]).unwrap().size, Some(3 << 30));
+        // Every refusal names the key and the value.
+        for (k, v) in [
+            ("colour", "red"),
+            ("size", "lots"),
+            ("size", "0"),
+            ("size", "1Qi"),
+            ("fsType", "btrfs"),
+            ("layout", "raid1"),
+            ("stripes", "0"),
+        ] {
+            let s = eph(&[(k, v)]).unwrap_err();
+            assert_eq!(s.code(), tonic::Code::InvalidArgument, "{k}={v}");
+            let m = s.message();
+            let key = k.rsplit('/').next().unwrap();
+            assert!(m.contains(key) && m.contains(v), "{k}={v}: {m}");
+        }
+        assert!(is_ephemeral(
+            &[(EPHEMERAL.to_string(), "true".to_string())].into()
+        ));
+        assert!(!is_ephemeral(
+            &[(EPHEMERAL.to_string(), "false".to_string())].into()
+        ));
+        assert!(!is_ephemeral(&HashMap::new()));
     }
 }

@@ -78,6 +78,29 @@ pub fn lv_name(csi_name: &str) -> String {
     format!("csi-{clean}-{:016x}", fnv1a(csi_name))
 }
 
+/// The LV name of an inline ephemeral volume, from its kubelet-made volume id alone, so
+/// unpublish finds it after any restart with no state kept. kubelet's ids are `csi-`
+/// and a sha256 in hex: the hex is kept (`eph-<hex>`, 68 characters), readable next to
+/// kubelet's logs. Any other id is hashed (two FNV-1a variants, 128 bits); the LV's
+/// `csi.ephemeral=<id>` tag is what proves which volume it is, so a collision could
+/// never remove another volume. The `eph-` prefix keeps these apart from [`lv_name`]'s
+/// names (`pvc-…`, `csi-…`).
+pub fn ephemeral_lv_name(volume_id: &str) -> String {
+    let hex = volume_id.strip_prefix("csi-").filter(|h| {
+        h.len() == 64
+            && h.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    });
+    match hex {
+        Some(h) => format!("eph-{h}"),
+        None => format!(
+            "eph-{:016x}{:016x}",
+            fnv1a(volume_id),
+            fnv1a(&format!("ephemeral:{volume_id}"))
+        ),
+    }
+}
+
 /// A value in lvm2's tag alphabet (`A-Za-z0-9._-+/=!:&#`): anything else becomes `_`.
 pub fn tag_value(v: &str) -> String {
     v.chars()
@@ -125,5 +148,31 @@ mod tests {
         assert!(valid_lv_name(&long) && long.len() < 70, "{long}");
         assert!(lv_name("snapshot1").starts_with("csi-"));
         assert_eq!(tag_value("ns/a b"), "ns/a_b");
+    }
+
+    #[test]
+    fn ephemeral_names() {
+        let hex = "0123456789abcdef".repeat(4);
+        let kubelet = format!("csi-{hex}");
+        assert_eq!(ephemeral_lv_name(&kubelet), format!("eph-{hex}"));
+        assert!(valid_lv_name(&ephemeral_lv_name(&kubelet)));
+        // Not kubelet's form (upper case, short, odd characters): hashed, still stable.
+        for other in [
+            format!("csi-{}", hex.to_uppercase()),
+            "csi-abc".to_string(),
+            "my vol/1".to_string(),
+            "x".repeat(500),
+        ] {
+            let n = ephemeral_lv_name(&other);
+            assert!(
+                valid_lv_name(&n) && n.starts_with("eph-") && n.len() == 36,
+                "{n}"
+            );
+            assert_eq!(n, ephemeral_lv_name(&other));
+        }
+        assert_ne!(ephemeral_lv_name("a"), ephemeral_lv_name("b"));
+        // Never a persistent volume's name, nor an id this plugin parses.
+        assert_ne!(ephemeral_lv_name(&kubelet), lv_name(&kubelet));
+        assert_eq!(VolumeId::parse(&kubelet), None);
     }
 }

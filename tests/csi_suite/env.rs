@@ -35,7 +35,7 @@ pub struct Env {
     pub metrics_port: u16,
     /// Volume group of each device class: `ssd` (default, linear) and `wide` (2 stripes).
     pub vgs: [String; 2],
-    lvmd_sock: PathBuf,
+    pub lvmd_sock: PathBuf,
     csi_sock: PathBuf,
     config: PathBuf,
     lvmd: Option<Child>,

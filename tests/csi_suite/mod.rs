@@ -9,8 +9,10 @@
 #![allow(dead_code)]
 
 mod env;
+mod ephemeral;
 
 pub use env::*;
+pub use ephemeral::*;
 use lvmd::csi::pb::controller_client::ControllerClient;
 use lvmd::csi::pb::identity_client::IdentityClient;
 use lvmd::csi::pb::node_client::NodeClient;
@@ -63,6 +65,30 @@ macro_rules! csi_cases {
         #[test]
         fn metrics_port() {
             csi_suite::metrics_port(&$env)
+        }
+        #[test]
+        fn ephemeral_lifecycle() {
+            csi_suite::ephemeral_lifecycle(&$env)
+        }
+        #[test]
+        fn ephemeral_sizes_and_classes() {
+            csi_suite::ephemeral_sizes_and_classes(&$env)
+        }
+        #[test]
+        fn ephemeral_refusals() {
+            csi_suite::ephemeral_refusals(&$env)
+        }
+        #[test]
+        fn ephemeral_failed_publish_leaves_nothing() {
+            csi_suite::ephemeral_failed_publish_leaves_nothing(&$env)
+        }
+        #[test]
+        fn ephemeral_leaves_foreign_lv_alone() {
+            csi_suite::ephemeral_leaves_foreign_lv_alone(&$env)
+        }
+        #[test]
+        fn ephemeral_crash_cleanup() {
+            csi_suite::ephemeral_crash_cleanup(&mut $env)
         }
     };
 }
