@@ -4,7 +4,7 @@
 helm is not packaged for Debian, PyPI or npm, so this implements the small subset of
 Go templates the chart uses (and refuses anything else, so the chart cannot silently
 outgrow it): `{{ .Values.a.b }}`, `{{ .Release.Namespace }}`, `{{ $.Values.x }}`,
-`| quote`, `{{- range .Values.list }}`, `{{- if .field }}`, `{{- end }}`.
+`{{ . }}` (the range item), `| quote`, `{{- range .Values.list }}`, `{{- if .field }}`, `{{- end }}`.
 
   render-chart.py                 print the manifests (namespace lvmd-csi)
   render-chart.py --write         write packaging/manifests/lvmd-csi.yaml
@@ -22,6 +22,8 @@ EXPR = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}")
 
 
 def lookup(path, ctx, root):
+    if path == ".":
+        return ctx
     if path.startswith("$."):
         obj, parts = root, path[2:].split(".")
     elif path.startswith(".Values.") or path.startswith(".Release."):
@@ -144,7 +146,27 @@ def check(text):
             assert isinstance(v, str), (k, v)
             assert k in known or k.startswith("csi.storage.k8s.io/"), k
     assert "ClusterRole" in kinds and "ClusterRoleBinding" in kinds and "ServiceAccount" in kinds
+    csi_peers_allowed(ds)
+    csi_peers_allowed(rs["template"]["spec"])
     return len(objs)
+
+
+def ids(args, flag):
+    return {int(i) for a in args if a.startswith(flag + "=") for i in a.split("=", 1)[1].split(",")}
+
+
+def csi_peers_allowed(pod):
+    """Every container beside the plugin on its socket runs as a uid (or primary gid) the
+    plugin's allow list lets in. No runAsUser: the sidecar images' own user, root."""
+    c = {x["name"]: x for x in pod["containers"]}
+    args = c["lvmd-csi"]["args"]
+    uids, gids = {0} | ids(args, "--allow-uid"), ids(args, "--allow-gid")
+    for x in pod["containers"]:
+        if x["name"] == "lvmd-csi" or not any(m["name"] == "socket-dir" for m in x.get("volumeMounts", [])):
+            continue
+        sc = {**(pod.get("securityContext") or {}), **(x.get("securityContext") or {})}
+        uid, gid = sc.get("runAsUser", 0), sc.get("runAsGroup", 0)
+        assert uid in uids or gid in gids, f"{x['name']} runs as {uid}:{gid}, not in lvmd-csi's allow list {args}"
 
 
 def main():

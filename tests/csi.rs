@@ -98,3 +98,214 @@ fn ephemeral_unpublish_after_both_restarted() {
     eph_unpublish(&e, &vid, &r.target_path).unwrap();
     assert!(lvmd_lv(&e, &ephemeral_lv_name(&vid)).is_none());
 }
+
+/// The CSI socket lets in only the peers its allow list names (SO_PEERCRED, as lvmd's
+/// own socket): root by default (kubelet and the sidecars), others by `--allow-uid` or
+/// `--allow-gid`. Self-contained: its own helpers, below.
+mod csi_socket_peers {
+    use lvmd::csi::pb::identity_client::IdentityClient;
+    use lvmd::csi::pb::ProbeRequest;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    const REFUSED: &str = "refused a client not in the allow list";
+
+    /// `lvmd-csi --controller-only` (ready without an lvmd), JSON logs in a file.
+    struct Plugin {
+        child: Child,
+        sock: PathBuf,
+        log: PathBuf,
+    }
+
+    impl Drop for Plugin {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Plugin {
+        fn start(dir: &Path, name: &str, extra: &[String]) -> Plugin {
+            let sock = dir.join(format!("{name}.sock"));
+            let log = dir.join(format!("{name}.log"));
+            let child = Command::new(env!("CARGO_BIN_EXE_lvmd-csi"))
+                .arg(format!("--csi-endpoint=unix://{}", sock.display()))
+                .arg("--lvmd-socket")
+                .arg(dir.join("no-lvmd.sock"))
+                .args(["--node-id=node-a", "--metrics-address="])
+                .args(["--controller-only", "--log-format=json"])
+                .args(extra)
+                .env_remove("CSI_ALLOW_UIDS")
+                .env_remove("CSI_ALLOW_GIDS")
+                .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+                .spawn()
+                .unwrap();
+            let p = Plugin { child, sock, log };
+            // Bound with mode 0600 first (umask), then chmod: wait for the final mode,
+            // else a peer outside the owner could see EACCES instead of the allow list.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(m) = std::fs::metadata(&p.sock) {
+                    if m.permissions().mode() & 0o777 == 0o660 {
+                        break;
+                    }
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "lvmd-csi did not come up (socket mode 0660): {}",
+                    std::fs::read_to_string(&p.log).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            p
+        }
+
+        /// The refusals logged so far, as (uid, gid, pid).
+        fn refusals(&self) -> Vec<(u64, u64, u64)> {
+            let text = std::fs::read_to_string(&self.log).unwrap();
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v["message"] == REFUSED)
+                .map(|v| {
+                    let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+                    (n("uid"), n("gid"), n("pid"))
+                })
+                .collect()
+        }
+
+        fn wait_for_refusal(&self) -> (u64, u64, u64) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(r) = self.refusals().pop() {
+                    return r;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no refusal logged: {}",
+                    std::fs::read_to_string(&self.log).unwrap()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// CSI Probe on a thread of its own. With `creds` that thread first becomes
+    /// (uid, gid), keeping the caller's primary gid as its one supplementary group (so
+    /// it passes the socket's 0660 as a sidecar sharing the plugin's group would). Raw
+    /// syscalls change only the calling thread's credentials, which is what
+    /// SO_PEERCRED reports for a connect() (glibc's setuid() would change every thread
+    /// of this test process; a fork of a threaded process may only exec).
+    fn probe_as(sock: &Path, creds: Option<(u32, u32)>) -> Result<bool, String> {
+        let sock = sock.to_owned();
+        std::thread::spawn(move || {
+            if let Some((uid, gid)) = creds {
+                // SAFETY: getegid has no preconditions; the raw set*id syscalls take
+                // plain integers and a pointer to one live gid.
+                unsafe {
+                    let groups = [libc::getegid()];
+                    for (what, rc) in [
+                        (
+                            "setgroups",
+                            libc::syscall(libc::SYS_setgroups, 1 as libc::c_long, groups.as_ptr()),
+                        ),
+                        (
+                            "setresgid",
+                            libc::syscall(
+                                libc::SYS_setresgid,
+                                gid as libc::c_long,
+                                gid as libc::c_long,
+                                gid as libc::c_long,
+                            ),
+                        ),
+                        (
+                            "setresuid",
+                            libc::syscall(
+                                libc::SYS_setresuid,
+                                uid as libc::c_long,
+                                uid as libc::c_long,
+                                uid as libc::c_long,
+                            ),
+                        ),
+                    ] {
+                        assert_eq!(rc, 0, "{what}: {}", std::io::Error::last_os_error());
+                    }
+                    assert_eq!((libc::geteuid(), libc::getegid()), (uid, gid));
+                }
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let probe = async {
+                    let ch = lvmd::api::client::connect(&sock)
+                        .await
+                        .map_err(|e| format!("connect: {e:?}"))?;
+                    IdentityClient::new(ch)
+                        .probe(ProbeRequest {})
+                        .await
+                        .map(|r| r.into_inner().ready == Some(true))
+                        .map_err(|s| format!("probe: {s:?}"))
+                };
+                tokio::time::timeout(Duration::from_secs(10), probe)
+                    .await
+                    .map_err(|_| "timed out".to_string())?
+            })
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn csi_socket_refuses_peers_outside_the_allow_list() {
+        // SAFETY: geteuid/getegid have no preconditions.
+        let (me, my_gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        // As root: root is let in, and a thread become nobody (65534) is the outsider.
+        // Otherwise this process is the outsider (the default lets in root only).
+        let (outsider, as_outsider) = if me == 0 {
+            ((65534, 65534), Some((65534, 65534)))
+        } else {
+            eprintln!("not root: checking this uid ({me}) only, not root's access");
+            ((me, my_gid), None)
+        };
+        // In /tmp (not $TMPDIR, which nobody may not be able to enter), and enterable.
+        let dir = tempfile::Builder::new()
+            .prefix("lvmd-csi-peers")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        // Default: root only.
+        let p = Plugin::start(dir.path(), "default", &[]);
+        if me == 0 {
+            assert_eq!(probe_as(&p.sock, None), Ok(true), "root refused");
+        }
+        let e = probe_as(&p.sock, as_outsider).expect_err("outsider let in");
+        eprintln!("refused as expected: {e}");
+        let (uid, gid, pid) = p.wait_for_refusal();
+        assert_eq!(
+            (uid, gid, pid),
+            (
+                outsider.0.into(),
+                outsider.1.into(),
+                std::process::id().into()
+            )
+        );
+        drop(p);
+
+        // Let in by uid, then by gid; root still is.
+        for (name, flag) in [
+            ("uid", format!("--allow-uid={}", outsider.0)),
+            ("gid", format!("--allow-gid=1,{}", outsider.1)),
+        ] {
+            let p = Plugin::start(dir.path(), name, std::slice::from_ref(&flag));
+            assert_eq!(probe_as(&p.sock, as_outsider), Ok(true), "{flag}");
+            if me == 0 {
+                assert_eq!(probe_as(&p.sock, None), Ok(true), "{flag}: root refused");
+            }
+            assert_eq!(p.refusals(), [], "{flag}");
+        }
+    }
+}

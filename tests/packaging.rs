@@ -1,7 +1,9 @@
 //! Packaging checks that need no cluster: the Helm chart renders (with
 //! `packaging/render-chart.py`, helm's template subset, as helm is not packaged here) to
 //! the committed manifests and they hold what the driver needs; the Debian package
-//! builds with dpkg-deb and contains the daemon, lvmd-ctl, the units and the config.
+//! builds with dpkg-deb and contains the daemon, lvmd-ctl, the units and the config; the
+//! Containerfile's build stage installs the build packages and lvmd-csi links only what
+//! its distroless/cc runtime image has (the image itself is not built here).
 
 use std::path::Path;
 use std::process::Command;
@@ -91,4 +93,155 @@ fn debian_package_builds_and_holds_the_daemon() {
         !list.contains("lvmd-csi"),
         "the plugin ships as an image, not in the .deb"
     );
+}
+
+fn read(rel: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The packages under `install-deps.sh`'s `# build:` comment (up to the next comment).
+fn build_packages(install_deps: &str) -> Vec<String> {
+    let mut lines = install_deps.lines().map(str::trim);
+    lines
+        .find(|l| l.starts_with("# build"))
+        .expect("install-deps.sh has no `# build:` group");
+    let pkgs: Vec<String> = lines
+        .take_while(|l| !l.starts_with('#') && *l != ")")
+        .flat_map(str::split_whitespace)
+        .map(String::from)
+        .collect();
+    assert!(!pkgs.is_empty(), "install-deps.sh's build group is empty");
+    pkgs
+}
+
+/// The Containerfile's stages as (FROM line, instructions with continuations joined).
+fn stages(containerfile: &str) -> Vec<(String, Vec<String>)> {
+    let joined = containerfile.replace("\\\n", " ");
+    let mut stages: Vec<(String, Vec<String>)> = Vec::new();
+    for line in joined.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with("FROM ") {
+            stages.push((line.to_string(), vec![]));
+        } else {
+            stages
+                .last_mut()
+                .expect("an instruction before FROM")
+                .1
+                .push(line.to_string());
+        }
+    }
+    stages
+}
+
+/// What the `apt-get install` commands of these instructions install.
+fn apt_installed(instructions: &[String]) -> Vec<String> {
+    let mut pkgs = Vec::new();
+    for i in instructions.iter().filter(|i| i.starts_with("RUN ")) {
+        for cmd in i.split("&&") {
+            let words: Vec<&str> = cmd.split_whitespace().collect();
+            if let Some(at) = words.windows(2).position(|w| w == ["apt-get", "install"]) {
+                pkgs.extend(
+                    words[at + 2..]
+                        .iter()
+                        .filter(|w| !w.starts_with('-'))
+                        .map(|w| w.to_string()),
+                );
+            }
+        }
+    }
+    pkgs
+}
+
+#[test]
+fn parsers_read_install_deps_and_containerfile() {
+    let deps = "packages=(\n  # build: x\n  a b\n  c\n  # tests\n  d\n)\n";
+    assert_eq!(build_packages(deps), ["a", "b", "c"]);
+    let cf = "# c\nFROM x AS build\nRUN apt-get update && apt-get install -y \\\n  p q \\\n  && rm -rf l\nCOPY . .\nFROM y\nENTRYPOINT [\"z\"]\n";
+    let s = stages(cf);
+    assert_eq!(s.len(), 2);
+    assert_eq!(s[0].0, "FROM x AS build");
+    assert_eq!(apt_installed(&s[0].1), ["p", "q"]);
+    assert!(apt_installed(&s[1].1).is_empty());
+}
+
+/// The image cannot be built here (no container engine), so: its build stage installs
+/// what install-deps.sh says building lvmd needs (devicemapper-sys runs bindgen against
+/// libdevmapper, protoc for tonic), and its runtime stage is distroless/cc, which has
+/// glibc and libgcc_s and nothing else lvmd-csi could link.
+#[test]
+fn containerfile_build_stage_installs_the_build_packages() {
+    let want = build_packages(&read("packaging/install-deps.sh"));
+    for p in [
+        "libdevmapper-dev",
+        "libclang-dev",
+        "pkg-config",
+        "protobuf-compiler",
+    ] {
+        assert!(
+            want.contains(&p.to_string()),
+            "install-deps.sh's build group lost {p}"
+        );
+    }
+    let stages = stages(&read("packaging/Containerfile"));
+    let (from, build) = stages
+        .iter()
+        .find(|(from, _)| from.ends_with(" AS build"))
+        .expect("a build stage");
+    assert!(from.contains("rust:"), "{from}");
+    let have = apt_installed(build);
+    let missing: Vec<&String> = want.iter().filter(|p| !have.contains(p)).collect();
+    assert!(
+        missing.is_empty(),
+        "packaging/Containerfile's build stage lacks {missing:?} (install-deps.sh's build group)"
+    );
+    let (runtime, _) = stages.last().unwrap();
+    assert!(
+        runtime.contains("distroless/cc"),
+        "{runtime}: the ldd check below assumes distroless/cc"
+    );
+    // The build context: sources, not the host's target directory.
+    let ignore = read(".dockerignore");
+    assert!(ignore.lines().any(|l| l == "/target"), "{ignore}");
+}
+
+/// distroless/cc has glibc and libgcc_s only: lvmd-csi must need nothing else (e.g. no
+/// libdevmapper from devicemapper-sys's link line, no libudev, no libcryptsetup).
+#[test]
+fn lvmd_csi_needs_only_what_distroless_cc_has() {
+    if !have("ldd", &["--version"]) {
+        eprintln!("SKIPPED: ldd is not installed");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_lvmd-csi");
+    let out = Command::new("ldd").arg(bin).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "ldd {bin}: {text}");
+    // glibc's libraries (libpthread, libdl, librt are stubs since 2.34 but older
+    // toolchains still name them), libgcc_s, the dynamic loader and the vDSO.
+    let glibc = [
+        "libc.so.6",
+        "libm.so.6",
+        "libpthread.so.0",
+        "libdl.so.2",
+        "librt.so.1",
+        "libgcc_s.so.1",
+    ];
+    let mut libs = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let name = line.split_whitespace().next().unwrap();
+        let base = name.rsplit('/').next().unwrap();
+        let ok = glibc.contains(&base)
+            || base.starts_with("ld-linux")
+            || base.starts_with("linux-vdso")
+            || base.starts_with("linux-gate");
+        assert!(
+            ok,
+            "lvmd-csi needs {name}, which distroless/cc lacks:\n{text}"
+        );
+        libs.push(base.to_string());
+    }
+    assert!(libs.iter().any(|l| l == "libc.so.6"), "{text}");
 }

@@ -4,6 +4,7 @@
 use clap::Parser;
 use lvmd::csi::{server, MountCheck, PluginConfig, DEFAULT_DRIVER_NAME, DEFAULT_TOPOLOGY_KEY};
 use lvmd::daemon::logging::{self, LogFormat};
+use lvmd::peer::AccessPolicy;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -44,6 +45,25 @@ struct Cli {
     controller_only: bool,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// A uid, besides root, that may connect to the CSI socket (repeat, or comma-separated).
+    /// Kubelet and the sidecars run as root; name here a sidecar given a runAsUser.
+    #[arg(long = "allow-uid", env = "CSI_ALLOW_UIDS", value_delimiter = ',')]
+    allow_uids: Vec<u32>,
+    /// A primary gid whose processes may connect to the CSI socket (repeat, or
+    /// comma-separated).
+    #[arg(long = "allow-gid", env = "CSI_ALLOW_GIDS", value_delimiter = ',')]
+    allow_gids: Vec<u32>,
+}
+
+impl Cli {
+    /// Root always: kubelet is root and the plugin is useless without it.
+    fn access_policy(&self) -> AccessPolicy {
+        AccessPolicy {
+            allow_root: true,
+            uids: self.allow_uids.clone(),
+            gids: self.allow_gids.clone(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -60,6 +80,7 @@ fn main() -> ExitCode {
         eprintln!("lvmd-csi: --node-id must be a node name (non-empty, no '#')");
         return ExitCode::from(2);
     }
+    let policy = cli.access_policy();
     let config = PluginConfig {
         driver_name: cli.driver_name,
         node_id: cli.node_id,
@@ -85,7 +106,7 @@ fn main() -> ExitCode {
             tracing::info!(address = %l.local_addr()?, "metrics");
             tokio::spawn(lvmd::csi::metrics::serve(l, plugin.clone()));
         }
-        server::serve(plugin, &socket, shutdown_signal()).await
+        server::serve(plugin, &socket, policy, shutdown_signal()).await
     });
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -108,5 +129,32 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["lvmd-csi", "--node-id", "n"]).unwrap();
+        assert_eq!(cli.access_policy(), AccessPolicy::default());
+        let cli = Cli::try_parse_from([
+            "lvmd-csi",
+            "--node-id=n",
+            "--allow-uid=1000",
+            "--allow-uid",
+            "1001,1002",
+            "--allow-gid=50",
+        ])
+        .unwrap();
+        let p = cli.access_policy();
+        assert!(p.allow_root);
+        assert_eq!(p.uids, [1000, 1001, 1002]);
+        assert_eq!(p.gids, [50]);
+        assert!(Cli::try_parse_from(["lvmd-csi", "--node-id=n", "--allow-uid=-1"]).is_err());
     }
 }

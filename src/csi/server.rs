@@ -1,4 +1,5 @@
-//! Start-up: the lazy channel to lvmd, the CSI socket, the metrics port.
+//! Start-up: the lazy channel to lvmd, the CSI socket (peers checked against an allow
+//! list), the metrics port.
 
 use super::controller::ControllerService;
 use super::identity::IdentityService;
@@ -8,6 +9,7 @@ use super::pb::controller_server::ControllerServer;
 use super::pb::identity_server::IdentityServer;
 use super::pb::node_server::NodeServer;
 use super::{Plugin, PluginConfig};
+use crate::peer::{checked_connections, AccessPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -49,24 +51,30 @@ pub fn plugin(config: PluginConfig, lvmd_socket: &Path) -> Arc<Plugin> {
     ))
 }
 
-/// Serves Identity, Controller and Node on `csi_socket` (a stale socket file is replaced)
-/// until `shutdown` completes.
+/// Serves Identity, Controller and Node on `csi_socket` until `shutdown` completes. A
+/// stale socket file is replaced; one another plugin still answers on is not.
+///
+/// Only peers `policy` allows get through (SO_PEERCRED, [`crate::peer`]): kubelet and
+/// the sidecars run as root, so the default lets in root only.
+///
+/// The socket file is mode 0660 (owner and group: the plugin's uid and primary gid),
+/// the same as lvmd's. The file mode is only the first gate: root with
+/// CAP_DAC_OVERRIDE passes it anyway, so the allow list is what decides. 0600 would
+/// make `--allow-uid`/`--allow-gid` useless for any uid but the plugin's own; with
+/// 0660, sidecars run as another uid reach the socket by sharing the plugin's group
+/// (the pod's `runAsGroup`/`supplementalGroups`) and are then checked by uid or gid.
 pub async fn serve(
     plugin: Arc<Plugin>,
     csi_socket: &Path,
+    policy: AccessPolicy,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    if let Some(dir) = csi_socket.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    match std::fs::remove_file(csi_socket) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
-    }
-    let listener = tokio::net::UnixListener::bind(csi_socket)?;
-    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let listener = crate::daemon::listen::bind(csi_socket, None)?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
     tracing::info!(socket = %csi_socket.display(), driver = %plugin.config.driver_name,
-        node = %plugin.config.node_id, "serving CSI");
+        node = %plugin.config.node_id, allow = %policy, "serving CSI");
+    let incoming = checked_connections(listener, policy);
     tonic::transport::Server::builder()
         .add_service(IdentityServer::new(IdentityService(plugin.clone())))
         .add_service(ControllerServer::new(ControllerService(plugin.clone())))

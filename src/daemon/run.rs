@@ -115,7 +115,7 @@ pub async fn run(config: Config, engine: Arc<dyn Engine>) -> Result<(), Error> {
         uids: config.allowed_uids.clone(),
         gids: config.allowed_gids.clone(),
     };
-    tracing::info!(socket = %config.socket.display(), from_systemd = (source == Source::Systemd), "listening");
+    tracing::info!(socket = %config.socket.display(), from_systemd = (source == Source::Systemd), allow = %policy, "listening");
     match notify("READY=1") {
         Ok(_) => {}
         Err(e) => tracing::warn!("cannot notify systemd: {e}"),
