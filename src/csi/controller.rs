@@ -426,14 +426,7 @@ impl ControllerService {
             })?
         };
         let marker = driver_tag(&self.0.config.driver_name);
-        let lvs = self
-            .0
-            .lv()
-            .list_logical_volumes(lvmd::ListLogicalVolumesRequest::default())
-            .await
-            .map_err(|s| from_lvmd(s, "ListLogicalVolumes"))?
-            .into_inner()
-            .logical_volumes;
+        let lvs = self.0.all_lvs().await?;
         let mut vols: Vec<Volume> = lvs
             .iter()
             // Inline ephemeral volumes are the pods' (kubelet's ids, no PV): not listed,

@@ -83,14 +83,7 @@ impl NodeService {
         volume_id: &str,
     ) -> Result<Option<lvmd::LogicalVolume>, Status> {
         let name = ephemeral_lv_name(volume_id);
-        let all = self
-            .0
-            .lv()
-            .list_logical_volumes(lvmd::ListLogicalVolumesRequest::default())
-            .await
-            .map_err(|s| from_lvmd(s, "ListLogicalVolumes"))?
-            .into_inner()
-            .logical_volumes;
+        let all = self.0.all_lvs().await?;
         let Some(lv) = all.into_iter().find(|l| l.name == name) else {
             return Ok(None);
         };
@@ -110,11 +103,7 @@ impl NodeService {
     ) -> Result<NodePublishVolumeResponse, Status> {
         let vid = need(&r.volume_id, "volume_id")?;
         let target = need(&r.target_path, "target_path")?;
-        let cap = params::capability(
-            r.volume_capability
-                .as_ref()
-                .ok_or_else(|| invalid("volume_capability missing"))?,
-        )?;
+        let cap = params::required_capability(r.volume_capability.as_ref())?;
         let Access::Mount { flags, .. } = cap.access else {
             return Err(invalid(format!(
                 "inline ephemeral volume {vid}: block access is not supported (inline \

@@ -89,6 +89,14 @@ impl Plugin {
     fn node(&self) -> NodeClient {
         NodeClient::new(self.lvmd.clone())
     }
+    /// Every LV lvmd knows, in every device class.
+    async fn all_lvs(&self) -> Result<Vec<lvmd::LogicalVolume>, tonic::Status> {
+        self.lv()
+            .list_logical_volumes(lvmd::ListLogicalVolumesRequest::default())
+            .await
+            .map_err(|s| status::from_lvmd(s, "ListLogicalVolumes"))
+            .map(|r| r.into_inner().logical_volumes)
+    }
     pub fn channel(&self) -> Channel {
         self.lvmd.clone()
     }

@@ -114,11 +114,7 @@ impl NodeService {
     async fn stage(&self, r: NodeStageVolumeRequest) -> Result<NodeStageVolumeResponse, Status> {
         let id = self.id(&r.volume_id)?;
         let staging = need(&r.staging_target_path, "staging_target_path")?;
-        let cap = params::capability(
-            r.volume_capability
-                .as_ref()
-                .ok_or_else(|| invalid("volume_capability missing"))?,
-        )?;
+        let cap = params::required_capability(r.volume_capability.as_ref())?;
         match cap.access {
             // Nothing to stage: publishing binds the device node itself.
             Access::Block => {
@@ -164,11 +160,7 @@ impl NodeService {
         }
         let id = self.id(&r.volume_id)?;
         let target = need(&r.target_path, "target_path")?;
-        let cap = params::capability(
-            r.volume_capability
-                .as_ref()
-                .ok_or_else(|| invalid("volume_capability missing"))?,
-        )?;
+        let cap = params::required_capability(r.volume_capability.as_ref())?;
         let read_only = r.readonly || cap.read_only_mode;
         self.lv(&id).await?;
         match cap.access {

@@ -265,6 +265,11 @@ pub struct Capability {
 }
 
 /// A volume is local to one node: single-node modes only.
+/// A request's capability, which the Node calls require.
+pub fn required_capability(c: Option<&VolumeCapability>) -> Result<Capability, Status> {
+    capability(c.ok_or_else(|| invalid("volume_capability missing"))?)
+}
+
 pub fn capability(c: &VolumeCapability) -> Result<Capability, Status> {
     let mode = c
         .access_mode
