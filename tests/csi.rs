@@ -82,7 +82,7 @@ fn controller_only_plugin_is_ready_without_lvmd() {
 /// that is gone with it is still fine, and publishing again works.
 #[test]
 fn ephemeral_unpublish_after_both_restarted() {
-    use csi_suite::{eph_id, eph_publish, eph_unpublish, lvmd_lv, publish, wait_ready};
+    use csi_suite::{eph_id, eph_publish, lvmd_lv, publish, unpublish, wait_ready};
     use lvmd::csi::volume_id::ephemeral_lv_name;
     let mut e = Env::simulated();
     let vid = eph_id(20);
@@ -91,11 +91,11 @@ fn ephemeral_unpublish_after_both_restarted() {
     e.crash_and_restart(true);
     wait_ready(&e);
     for _ in 0..2 {
-        eph_unpublish(&e, &vid, &r.target_path).unwrap();
+        unpublish(&e, &vid, &r.target_path).unwrap();
     }
     publish(&e, &r).unwrap();
     assert!(lvmd_lv(&e, &ephemeral_lv_name(&vid)).is_some());
-    eph_unpublish(&e, &vid, &r.target_path).unwrap();
+    unpublish(&e, &vid, &r.target_path).unwrap();
     assert!(lvmd_lv(&e, &ephemeral_lv_name(&vid)).is_none());
 }
 

@@ -40,14 +40,6 @@ pub fn eph_publish(e: &Env, vid: &str, attrs: &[(&str, &str)]) -> NodePublishVol
     }
 }
 
-pub fn eph_unpublish(e: &Env, vid: &str, target: &str) -> Result<(), tonic::Status> {
-    e.rt.block_on(e.node().node_unpublish_volume(NodeUnpublishVolumeRequest {
-        volume_id: vid.into(),
-        target_path: target.into(),
-    }))
-    .map(|_| ())
-}
-
 pub fn eph_stats(
     e: &Env,
     vid: &str,
@@ -188,7 +180,7 @@ pub fn ephemeral_lifecycle(e: &Env) {
     assert!(lvmd_lv(e, &name).is_some(), "DeleteVolume left it");
 
     for _ in 0..2 {
-        eph_unpublish(e, &vid, &r.target_path).unwrap();
+        unpublish(e, &vid, &r.target_path).unwrap();
     }
     assert!(lvmd_lv(e, &name).is_none(), "unpublish removed the LV");
     if e.is_real() {
@@ -201,7 +193,7 @@ pub fn ephemeral_lifecycle(e: &Env) {
         Code::NotFound
     );
     // Never published, or long gone: nothing to do.
-    eph_unpublish(e, &eph_id(99), &r.target_path).unwrap();
+    unpublish(e, &eph_id(99), &r.target_path).unwrap();
     assert_eq!(listed_ids(e), [pvc.volume_id]);
 }
 
@@ -222,8 +214,8 @@ pub fn ephemeral_sizes_and_classes(e: &Env) {
         assert_eq!(e.host_fs_type(&rp.target_path).as_deref(), Some("xfs"));
         assert_eq!(e.host_fs_type(&rw.target_path).as_deref(), Some("ext4"));
     }
-    eph_unpublish(e, &plain, &rp.target_path).unwrap();
-    eph_unpublish(e, &wide, &rw.target_path).unwrap();
+    unpublish(e, &plain, &rp.target_path).unwrap();
+    unpublish(e, &wide, &rw.target_path).unwrap();
     assert!(lvmd_lv(e, &ephemeral_lv_name(&plain)).is_none());
     assert!(lvmd_lv(e, &ephemeral_lv_name(&wide)).is_none());
 }
@@ -282,7 +274,7 @@ pub fn ephemeral_failed_publish_leaves_nothing(e: &Env) {
     r.target_path = good;
     publish(e, &r).unwrap();
     assert!(lvmd_lv(e, &name).is_some());
-    eph_unpublish(e, &vid, &r.target_path).unwrap();
+    unpublish(e, &vid, &r.target_path).unwrap();
     assert!(lvmd_lv(e, &name).is_none());
 }
 
@@ -296,13 +288,13 @@ pub fn ephemeral_leaves_foreign_lv_alone(e: &Env) {
     let s = code(publish(e, &r));
     assert_eq!(s.code(), Code::AlreadyExists, "{s:?}");
     assert!(s.message().contains(&name), "{s:?}");
-    eph_unpublish(e, &vid, &r.target_path).unwrap();
+    unpublish(e, &vid, &r.target_path).unwrap();
     assert_eq!(lvmd_lv(e, &name), Some(foreign.clone()), "left alone");
     // Another volume's marker is not this one's either.
     let other = eph_id(7);
     let name7 = ephemeral_lv_name(&other);
     lvmd_create(e, &name7, plugin_tags(&eph_id(8)));
-    eph_unpublish(e, &other, &r.target_path).unwrap();
+    unpublish(e, &other, &r.target_path).unwrap();
     assert!(lvmd_lv(e, &name7).is_some(), "left alone");
 }
 
@@ -336,7 +328,7 @@ pub fn ephemeral_crash_cleanup(e: &mut Env) {
             .abnormal
     );
     for _ in 0..2 {
-        eph_unpublish(e, &mounted, &rm.target_path).unwrap();
+        unpublish(e, &mounted, &rm.target_path).unwrap();
     }
     assert!(lvmd_lv(e, &ephemeral_lv_name(&mounted)).is_none());
     assert_eq!(
@@ -354,10 +346,10 @@ pub fn ephemeral_crash_cleanup(e: &mut Env) {
             .unwrap()
             .abnormal
     );
-    eph_unpublish(e, &retried, &rr.target_path).unwrap();
+    unpublish(e, &retried, &rr.target_path).unwrap();
     assert!(lvmd_lv(e, &ephemeral_lv_name(&retried)).is_none());
 
-    eph_unpublish(e, &abandoned, &ra.target_path).unwrap();
+    unpublish(e, &abandoned, &ra.target_path).unwrap();
     assert!(lvmd_lv(e, &ephemeral_lv_name(&abandoned)).is_none());
     assert_eq!(e.capacity(&[]).0, free, "nothing left behind");
     if e.is_real() {

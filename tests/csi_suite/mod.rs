@@ -707,14 +707,11 @@ pub fn filesystem_lifecycle(e: &Env, fs: &str) {
             ))
             .await;
         assert_eq!(code(s).code(), Code::NotFound);
-        for _ in 0..2 {
-            node.node_unpublish_volume(NodeUnpublishVolumeRequest {
-                volume_id: id.clone(),
-                target_path: target.clone(),
-            })
-            .await
-            .unwrap();
-        }
+    });
+    for _ in 0..2 {
+        unpublish(e, &id, &target).unwrap();
+    }
+    e.rt.block_on(async {
         let stats = node
             .node_get_volume_stats(NodeGetVolumeStatsRequest {
                 volume_id: id.clone(),
@@ -732,15 +729,10 @@ pub fn filesystem_lifecycle(e: &Env, fs: &str) {
             assert!(e.is_real());
             assert_eq!(code(stats).code(), Code::NotFound);
         }
-        for _ in 0..2 {
-            node.node_unstage_volume(NodeUnstageVolumeRequest {
-                volume_id: id.clone(),
-                staging_target_path: staging.clone(),
-            })
-            .await
-            .unwrap();
-        }
     });
+    for _ in 0..2 {
+        unstage(e, &id, &staging).unwrap();
+    }
     if e.is_real() {
         assert_eq!(e.host_mounts(), Vec::<PathBuf>::new());
         assert!(!Path::new(&target).exists(), "unpublish removes the target");
@@ -756,11 +748,7 @@ pub fn filesystem_lifecycle(e: &Env, fs: &str) {
             "the data survived unstage and stage"
         );
     }
-    e.rt.block_on(node.node_unstage_volume(NodeUnstageVolumeRequest {
-        volume_id: id.clone(),
-        staging_target_path: staging.clone(),
-    }))
-    .unwrap();
+    unstage(e, &id, &staging).unwrap();
     for _ in 0..2 {
         e.delete(&id);
     }
@@ -841,24 +829,12 @@ pub fn block_lifecycle(e: &Env) {
         assert_eq!(read_at(&b.target_path, MIB as u64, 4096), pattern);
         assert_eq!(e.lvm2_lvs(0)["pvc-blk"].0, 40 * MIB);
     }
-    e.rt.block_on(async {
-        for _ in 0..2 {
-            for p in [&a, &b] {
-                node.node_unpublish_volume(NodeUnpublishVolumeRequest {
-                    volume_id: id.clone(),
-                    target_path: p.target_path.clone(),
-                })
-                .await
-                .unwrap();
-            }
-            node.node_unstage_volume(NodeUnstageVolumeRequest {
-                volume_id: id.clone(),
-                staging_target_path: stage.staging_target_path.clone(),
-            })
-            .await
-            .unwrap();
+    for _ in 0..2 {
+        for p in [&a, &b] {
+            unpublish(e, &id, &p.target_path).unwrap();
         }
-    });
+        unstage(e, &id, &stage.staging_target_path).unwrap();
+    }
     if e.is_real() {
         assert_eq!(e.host_mounts(), Vec::<PathBuf>::new());
     }
@@ -907,26 +883,13 @@ pub fn read_only_publish(e: &Env) {
         let err = std::fs::write(Path::new(&ro.target_path).join("nope"), b"x").unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
     }
-    e.rt.block_on(async {
-        for p in [&ro, &rw] {
-            node.node_unpublish_volume(NodeUnpublishVolumeRequest {
-                volume_id: id.clone(),
-                target_path: p.target_path.clone(),
-            })
-            .await
-            .unwrap();
-        }
-        node.node_unstage_volume(NodeUnstageVolumeRequest {
-            volume_id: id.clone(),
-            staging_target_path: stage.staging_target_path.clone(),
-        })
-        .await
+    for p in [&ro, &rw] {
+        unpublish(e, &id, &p.target_path).unwrap();
+    }
+    unstage(e, &id, &stage.staging_target_path).unwrap();
+    // Now it holds ext4: a reader-only stage mounts it read-only.
+    e.rt.block_on(node.node_stage_volume(stage_req(e, &id, reader.clone())))
         .unwrap();
-        // Now it holds ext4: a reader-only stage mounts it read-only.
-        node.node_stage_volume(stage_req(e, &id, reader.clone()))
-            .await
-            .unwrap();
-    });
     if e.is_real() {
         let staged = Path::new(&stage.staging_target_path);
         assert_eq!(
@@ -936,11 +899,7 @@ pub fn read_only_publish(e: &Env) {
         let err = std::fs::write(staged.join("nope"), b"x").unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
     }
-    e.rt.block_on(node.node_unstage_volume(NodeUnstageVolumeRequest {
-        volume_id: id.clone(),
-        staging_target_path: stage.staging_target_path.clone(),
-    }))
-    .unwrap();
+    unstage(e, &id, &stage.staging_target_path).unwrap();
     e.delete(&id);
 }
 
@@ -985,22 +944,31 @@ pub fn read_only_block_publish(e: &Env) {
         );
         assert_eq!(read_at(&writer.target_path, 0, 4096), data);
     }
-    e.rt.block_on(async {
-        for p in [&reader, &writer] {
-            for _ in 0..2 {
-                node.node_unpublish_volume(NodeUnpublishVolumeRequest {
-                    volume_id: bid.clone(),
-                    target_path: p.target_path.clone(),
-                })
-                .await
-                .unwrap();
-            }
+    for p in [&reader, &writer] {
+        for _ in 0..2 {
+            unpublish(e, &bid, &p.target_path).unwrap();
         }
-    });
+    }
     if e.is_real() {
         assert_eq!(e.host_mounts(), Vec::<PathBuf>::new());
     }
     e.delete(&bid);
+}
+
+pub fn unpublish(e: &Env, id: &str, target: &str) -> Result<(), tonic::Status> {
+    e.rt.block_on(e.node().node_unpublish_volume(NodeUnpublishVolumeRequest {
+        volume_id: id.into(),
+        target_path: target.into(),
+    }))
+    .map(|_| ())
+}
+
+pub fn unstage(e: &Env, id: &str, staging: &str) -> Result<(), tonic::Status> {
+    e.rt.block_on(e.node().node_unstage_volume(NodeUnstageVolumeRequest {
+        volume_id: id.into(),
+        staging_target_path: staging.into(),
+    }))
+    .map(|_| ())
 }
 
 /// The size of the block device behind `path`.
