@@ -609,11 +609,21 @@ impl Node for HostNode {
 
     fn detach_loop(&self, loop_dev: &Path) -> Result<()> {
         match lvmd_sys::loopdev::detach(loop_dev) {
-            Ok(()) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO)) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io(loop_dev, "detach")(e)),
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO)) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(loop_dev, "detach")(e)),
         }
+        // Opened elsewhere (udev's probe of a new device, a process), the kernel
+        // detaches on the last close; until then the device still holds the volume
+        // open, and deactivating it would fail. Wait a little for that, not forever.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while matches!(lvmd_sys::loopdev::status(loop_dev), Ok(Some(_)))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(())
     }
 
     fn loop_at(&self, target: &Path) -> Result<Option<LoopDev>> {
