@@ -117,11 +117,13 @@ fn mkfs_mount_bind_block_unmount_on_the_host() {
     let publish = d.target("pods/p/volumes/fs");
     let xfs_target = d.target("plugins/lvmd/staging/xfs");
     let block = d.target("pods/p/volumeDevices/raw");
+    let block_ro = d.target("pods/r/volumeDevices/raw");
     let cleanup_targets = [
         publish.clone(),
         stage.clone(),
         xfs_target.clone(),
         block.clone(),
+        block_ro.clone(),
     ];
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         d.block_on(async {
@@ -223,6 +225,98 @@ fn mkfs_mount_bind_block_unmount_on_the_host() {
                 .unwrap()
                 .into_inner();
             assert_eq!((st.block, st.total_bytes), (true, 64 * MIB));
+            // Written through the read-write publish, read through the read-only one.
+            {
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&block)
+                    .unwrap();
+                f.write_all_at(&[0xa5; 4096], 8192).unwrap();
+                f.sync_all().unwrap();
+            }
+
+            // Read-only raw block: a read-only loop device over the volume, bound.
+            let loops_before = lvmd_sys::loopdev::attached().unwrap();
+            let ro = |read_only| pb::PublishBlockRequest {
+                volume: vref("", "raw"),
+                target_path: block_ro.clone(),
+                read_only,
+            };
+            node.publish_block(ro(true)).await.unwrap();
+            let t = std::fs::metadata(&block_ro).unwrap();
+            assert!(t.file_type().is_block_device());
+            assert_eq!(libc::major(t.rdev()), 7, "a loop device");
+            let lo = PathBuf::from(format!("/dev/loop{}", libc::minor(t.rdev())));
+            let status = lvmd_sys::loopdev::status(&lo).unwrap().expect("attached");
+            assert!(status.read_only, "{status:?}");
+            assert_eq!(
+                status.backing_rdev,
+                std::fs::metadata(&b.device_path).unwrap().rdev()
+            );
+            {
+                use std::os::unix::fs::FileExt;
+                let mut buf = [0u8; 4096];
+                std::fs::File::open(&block_ro)
+                    .unwrap()
+                    .read_exact_at(&mut buf, 8192)
+                    .unwrap();
+                assert_eq!(buf, [0xa5; 4096]);
+                // Even opened for writing through the node, every write fails.
+                match std::fs::OpenOptions::new().write(true).open(&block_ro) {
+                    Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}"),
+                    Ok(f) => {
+                        let e = f.write_at(&[0u8; 512], 0).unwrap_err();
+                        assert!(
+                            matches!(e.raw_os_error(), Some(libc::EPERM | libc::EROFS)),
+                            "{e}"
+                        );
+                    }
+                }
+            }
+            let st = node
+                .get_path_stats(pb::GetPathStatsRequest {
+                    path: block_ro.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!((st.block, st.total_bytes), (true, 64 * MIB));
+            // A retry: the same loop device, no second one.
+            node.publish_block(ro(true)).await.unwrap();
+            assert_eq!(std::fs::metadata(&block_ro).unwrap().rdev(), t.rdev());
+            let loops_now = lvmd_sys::loopdev::attached().unwrap();
+            let new: Vec<_> = loops_now
+                .iter()
+                .filter(|l| !loops_before.contains(l))
+                .collect();
+            assert_eq!(new, [&lo], "one new loop device");
+            // Read-write at the read-only target: refused.
+            let s = node.publish_block(ro(false)).await.unwrap_err();
+            assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+            // Unpublish: unmounted, removed, and the loop device detached.
+            let u = node
+                .unmount(pb::UnmountRequest {
+                    target_path: block_ro.clone(),
+                    remove_target: true,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(u.was_mounted);
+            assert!(!Path::new(&block_ro).exists());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while lvmd_sys::loopdev::status(&lo)
+                .unwrap()
+                .is_some_and(|s| s.backing_rdev == status.backing_rdev)
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} not detached",
+                    lo.display()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
 
             for t in [&publish, &stage, &xfs_target, &block] {
                 let u = node

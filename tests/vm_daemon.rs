@@ -17,13 +17,11 @@ mod common;
 use common::{num, run, run_ok, text, Loops};
 use lvmd::api::client::connect;
 use lvmd::api::pb;
-use lvmd_sys::dm;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
@@ -675,5 +673,220 @@ fn socket_peers_are_checked_by_uid() {
         "uid 1000 refused though allowed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    bed.stop();
+}
+
+/// The attached loop devices reading from the block device `rdev`.
+fn loops_over(rdev: u64) -> Vec<PathBuf> {
+    lvmd_sys::loopdev::attached()
+        .unwrap()
+        .into_iter()
+        .filter(|l| {
+            lvmd_sys::loopdev::status(l)
+                .ok()
+                .flatten()
+                .is_some_and(|s| s.backing_rdev == rdev)
+        })
+        .collect()
+}
+
+/// Waits for the (maybe lazy: udev probes new loop devices) detach of every loop
+/// device over `rdev`.
+fn wait_no_loops_over(rdev: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = loops_over(rdev);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still attached: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Detaches loop devices over the VG's LVs when the test failed half-way, so the
+/// Bed's clean-up can remove the dm devices.
+struct DetachLoopsOver(Vec<u64>);
+
+impl Drop for DetachLoopsOver {
+    fn drop(&mut self) {
+        for &rdev in &self.0 {
+            for l in loops_over(rdev) {
+                let _ = lvmd_sys::loopdev::detach(&l);
+            }
+        }
+    }
+}
+
+#[test]
+fn read_only_raw_block_publish_refuses_writes() {
+    use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-ro", &[256]);
+    bed.start(None);
+    bed.json(&["lv", "create", "raw", "64MiB"]);
+    let rt = rt();
+    let node = || async {
+        pb::node_service_client::NodeServiceClient::new(connect(&bed.socket).await.unwrap())
+    };
+    let publish = |target: &Path, read_only: bool| {
+        rt.block_on(async {
+            node()
+                .await
+                .publish_block(pb::PublishBlockRequest {
+                    volume: volume("raw"),
+                    target_path: target.display().to_string(),
+                    read_only,
+                })
+                .await
+                .map(|r| r.into_inner().device_path)
+                .map_err(|s| s.code())
+        })
+    };
+    let unpublish = |target: &Path| {
+        rt.block_on(async {
+            node()
+                .await
+                .unmount(pb::UnmountRequest {
+                    target_path: target.display().to_string(),
+                    remove_target: true,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .was_mounted
+        })
+    };
+
+    // Data written through a read-write publish.
+    let rw = bed.root.join("pods/w/volumeDevices/raw");
+    let device = publish(&rw, false).unwrap();
+    let dm_rdev = std::fs::metadata(&device).unwrap().rdev();
+    let _cleanup = DetachLoopsOver(vec![dm_rdev]);
+    {
+        let f = std::fs::OpenOptions::new().write(true).open(&rw).unwrap();
+        f.write_all_at(&[0x5a; 4096], MIB).unwrap();
+        f.sync_all().unwrap();
+    }
+    assert!(unpublish(&rw));
+
+    // Read-only: the target is a read-only loop device over the LV's dm device.
+    let ro = bed.root.join("pods/r/volumeDevices/raw");
+    assert_eq!(publish(&ro, true).unwrap(), device);
+    let t = std::fs::metadata(&ro).unwrap();
+    assert!(t.file_type().is_block_device());
+    assert_eq!(libc::major(t.rdev()), lvmd_sys::loopdev::LOOP_MAJOR);
+    let lo = PathBuf::from(format!("/dev/loop{}", libc::minor(t.rdev())));
+    assert_eq!(loops_over(dm_rdev), std::slice::from_ref(&lo));
+    let status = lvmd_sys::loopdev::status(&lo).unwrap().unwrap();
+    assert!(status.read_only, "{status:?}");
+    let backing = lvmd_sys::loopdev::backing_file(&lo).unwrap().unwrap();
+    let backing = backing.display().to_string();
+    assert!(
+        backing.starts_with("/dev/dm-") || backing.starts_with("/dev/mapper/"),
+        "{backing}"
+    );
+    // Reads see the data; writes fail, though the node may be opened for writing.
+    let mut buf = [0u8; 4096];
+    std::fs::File::open(&ro)
+        .unwrap()
+        .read_exact_at(&mut buf, MIB)
+        .unwrap();
+    assert_eq!(buf, [0x5a; 4096]);
+    match std::fs::OpenOptions::new().write(true).open(&ro) {
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}"),
+        Ok(f) => {
+            let e = f.write_at(&[0u8; 512], 0).unwrap_err();
+            assert!(
+                matches!(e.raw_os_error(), Some(libc::EPERM | libc::EROFS)),
+                "{e}"
+            );
+        }
+    }
+    // Retried: the same loop device, no second one.
+    publish(&ro, true).unwrap();
+    assert_eq!(loops_over(dm_rdev), std::slice::from_ref(&lo));
+    // Read-write at the read-only target: refused.
+    assert_eq!(
+        publish(&ro, false).unwrap_err(),
+        tonic::Code::FailedPrecondition
+    );
+
+    // Grown while published read-only (ExpandVolume without a target): the
+    // read-only view follows.
+    rt.block_on(async {
+        node()
+            .await
+            .expand_volume(pb::ExpandVolumeRequest {
+                volume: volume("raw"),
+                size_bytes: 96 * MIB,
+                target_path: String::new(),
+            })
+            .await
+            .unwrap()
+    });
+    let size = |p: &Path| lvmd_sys::blkdev::device_size_bytes(std::fs::File::open(p).unwrap());
+    assert_eq!(size(Path::new(&device)).unwrap(), 96 * MIB);
+    assert_eq!(size(&ro).unwrap(), 96 * MIB);
+
+    // Deactivating or removing is refused while published, saying what holds it.
+    for args in [&["lv", "deactivate", "raw"][..], &["lv", "remove", "raw"]] {
+        let msg = bed.refused(args, "FailedPrecondition");
+        assert!(
+            msg.contains(&lo.display().to_string()) && msg.contains("unpublish"),
+            "{msg}"
+        );
+    }
+
+    // Unpublish: unmounted, and the loop device detached; then the LV goes.
+    assert!(unpublish(&ro));
+    assert!(!ro.exists());
+    wait_no_loops_over(dm_rdev);
+    assert_eq!(bed.json(&["lv", "deactivate", "raw"])["active"], false);
+
+    // A crash between attaching and binding leaves lvmd's loop device behind:
+    // start-up reconciliation detaches it; someone else's is left alone.
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "raw"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    let dm_rdev = std::fs::metadata(&dev).unwrap().rdev();
+    let _cleanup2 = DetachLoopsOver(vec![dm_rdev]);
+    let attach = |label: Option<String>| {
+        lvmd_sys::loopdev::attach(
+            &dev,
+            &lvmd_sys::loopdev::LoopOptions {
+                read_only: true,
+                label,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .into_path()
+    };
+    let leftover = attach(Some(format!("lvmd-ro {}", dev.display())));
+    let theirs = attach(None);
+    bed.stop();
+    bed.start(None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while loops_over(dm_rdev).contains(&leftover) {
+        assert!(
+            Instant::now() < deadline,
+            "leftover not detached:\n{}",
+            bed.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(loops_over(dm_rdev), std::slice::from_ref(&theirs));
+    assert!(
+        bed.log_text().contains("detached a read-only loop device"),
+        "{}",
+        bed.log_text()
+    );
+    lvmd_sys::loopdev::detach(&theirs).unwrap();
+    wait_no_loops_over(dm_rdev);
+    assert_eq!(bed.json(&["lv", "remove", "raw"])["existed"], true);
+    assert!(bed.dm_devices().is_empty(), "{:?}", bed.dm_devices());
     bed.stop();
 }

@@ -82,6 +82,23 @@ pub enum MountState {
     Other(String),
 }
 
+/// What lvmd writes as the `lo_file_name` of a loop device it attaches for a read-only
+/// block publish (followed by the device's path), so that it only ever detaches loop
+/// devices it made for that.
+pub const READ_ONLY_LOOP_LABEL: &str = "lvmd-ro";
+
+/// A loop device over a block device, as the node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopDev {
+    /// `/dev/loopN`.
+    pub path: PathBuf,
+    /// The device it reads from (`/dev/dm-N` on the host).
+    pub backing: PathBuf,
+    pub read_only: bool,
+    /// Attached by lvmd for a read-only publish (its label is [`READ_ONLY_LOOP_LABEL`]).
+    pub lvmd: bool,
+}
+
 pub trait Node: Send + Sync + 'static {
     /// The filesystem on `device` (`Ok(None)` when it holds no signature at all); a
     /// device holding something that is not a filesystem is `DeviceNotEmpty`.
@@ -101,6 +118,23 @@ pub trait Node: Send + Sync + 'static {
     /// Grows the filesystem `fs_type` on `device`, mounted at `target`, to fill the
     /// device (online: ext4 with `resize2fs <device>`, xfs with `xfs_growfs <target>`).
     fn grow_filesystem(&self, device: &Path, target: &Path, fs_type: &str) -> Result<()>;
+
+    /// Attaches a read-only loop device over the block device `device`, labelled as
+    /// lvmd's ([`READ_ONLY_LOOP_LABEL`]); returns its path.
+    fn attach_read_only_loop(&self, device: &Path) -> Result<PathBuf>;
+    /// Detaches a loop device (lazily if something has it open); not attached is fine.
+    fn detach_loop(&self, loop_dev: &Path) -> Result<()>;
+    /// The attached loop device whose node is bind-mounted at `target`, if one is.
+    fn loop_at(&self, target: &Path) -> Result<Option<LoopDev>>;
+    /// The attached loop devices reading from `device`.
+    fn loops_over(&self, device: &Path) -> Result<Vec<LoopDev>>;
+    /// Who uses a loop device besides its open file descriptors (which the kernel does
+    /// not show): mounts of it or of its node, and holders (another dm table), described.
+    fn loop_users(&self, loop_dev: &Path) -> Result<Vec<String>>;
+    /// Makes a loop device take its backing device's current size (after a grow).
+    fn refresh_loop_size(&self, loop_dev: &Path) -> Result<()>;
+    /// Whether two paths name the same device (or file).
+    fn same_device(&self, a: &Path, b: &Path) -> Result<bool>;
 }
 
 /// Splits options at commas and sorts them into mount(2) flags and filesystem data.
@@ -205,6 +239,43 @@ fn mountinfo_entries(text: &str) -> Vec<(PathBuf, String, String)> {
         .collect()
 }
 
+/// One line of mountinfo, the fields loop devices are found by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MountLine {
+    /// `major:minor` of the mounted filesystem.
+    dev: String,
+    /// The path inside that filesystem mounted there (`/loop3` for a bind of
+    /// `/dev/loop3`).
+    root: PathBuf,
+    mount_point: PathBuf,
+    source: String,
+}
+
+fn mountinfo_lines(text: &str) -> Vec<MountLine> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let dash = fields.iter().position(|f| *f == "-")?;
+            Some(MountLine {
+                dev: fields.get(2)?.to_string(),
+                root: unescape_mountinfo(fields.get(3)?),
+                mount_point: unescape_mountinfo(fields.get(4)?),
+                source: fields.get(dash + 2)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `/dev/<kernel name>` of the block device `major:minor` (devtmpfs makes that node
+/// whether or not udev runs).
+fn block_node(major: u32, minor: u32) -> std::io::Result<PathBuf> {
+    let link = std::fs::read_link(format!("/sys/dev/block/{major}:{minor}"))?;
+    let name = link.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "odd /sys/dev/block link")
+    })?;
+    Ok(Path::new("/dev").join(name))
+}
+
 /// This machine.
 #[derive(Debug, Default)]
 pub struct HostNode;
@@ -232,6 +303,26 @@ impl HostNode {
             .rev()
             .find(|(mp, _, _)| mp == target)
             .map(|(_, fs, src)| (fs, src)))
+    }
+
+    fn loop_dev(path: &Path) -> Result<Option<LoopDev>> {
+        let Some(st) = lvmd_sys::loopdev::status(path).map_err(io(path, "inspect"))? else {
+            return Ok(None);
+        };
+        let backing = if st.backing_rdev != 0 {
+            let rdev = st.backing_rdev as libc::dev_t;
+            block_node(libc::major(rdev), libc::minor(rdev)).map_err(io(path, "inspect"))?
+        } else {
+            lvmd_sys::loopdev::backing_file(path)
+                .map_err(io(path, "inspect"))?
+                .unwrap_or_default()
+        };
+        Ok(Some(LoopDev {
+            path: path.to_owned(),
+            backing,
+            read_only: st.read_only,
+            lvmd: st.file_name.starts_with(READ_ONLY_LOOP_LABEL),
+        }))
     }
 }
 
@@ -497,6 +588,123 @@ impl Node for HostNode {
         }
         Ok(())
     }
+
+    fn attach_read_only_loop(&self, device: &Path) -> Result<PathBuf> {
+        use lvmd_sys::{blkdev, loopdev};
+        let f = std::fs::File::open(device).map_err(io(device, "open"))?;
+        // The same logical block size as the volume, so the read-only view looks like
+        // it (and direct I/O to it stays aligned).
+        let block_size = blkdev::logical_block_size(&f).map_err(io(device, "inspect"))?;
+        drop(f);
+        let opts = loopdev::LoopOptions {
+            read_only: true,
+            direct_io: true,
+            block_size,
+            label: Some(format!("{READ_ONLY_LOOP_LABEL} {}", device.display())),
+            ..Default::default()
+        };
+        let dev = loopdev::attach(device, &opts).map_err(io(device, "attach a loop device to"))?;
+        Ok(dev.into_path())
+    }
+
+    fn detach_loop(&self, loop_dev: &Path) -> Result<()> {
+        match lvmd_sys::loopdev::detach(loop_dev) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO)) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(loop_dev, "detach")(e)),
+        }
+        // Opened elsewhere (udev's probe of a new device, a process), the kernel
+        // detaches on the last close; until then the device still holds the volume
+        // open, and deactivating it would fail. Wait a little for that, not forever.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while matches!(lvmd_sys::loopdev::status(loop_dev), Ok(Some(_)))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    fn loop_at(&self, target: &Path) -> Result<Option<LoopDev>> {
+        if !self.is_mount_point(target)? {
+            return Ok(None);
+        }
+        let m = match std::fs::metadata(target) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(target, "inspect")(e)),
+        };
+        let rdev = m.rdev() as libc::dev_t;
+        if !m.file_type().is_block_device() || libc::major(rdev) != lvmd_sys::loopdev::LOOP_MAJOR {
+            return Ok(None);
+        }
+        let node =
+            block_node(libc::major(rdev), libc::minor(rdev)).map_err(io(target, "inspect"))?;
+        Self::loop_dev(&node)
+    }
+
+    fn loops_over(&self, device: &Path) -> Result<Vec<LoopDev>> {
+        let mut out = Vec::new();
+        let p = Path::new("/sys/block");
+        for l in lvmd_sys::loopdev::attached().map_err(io(p, "list loop devices in"))? {
+            // One detached since the listing is no error.
+            match Self::loop_dev(&l) {
+                Ok(Some(d)) if self.same_device(&d.backing, device).unwrap_or(false) => out.push(d),
+                Ok(_) | Err(NodeError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn loop_users(&self, loop_dev: &Path) -> Result<Vec<String>> {
+        let m = std::fs::metadata(loop_dev).map_err(io(loop_dev, "inspect"))?;
+        let rdev = m.rdev() as libc::dev_t;
+        let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+        let name = loop_dev.file_name().unwrap_or_default();
+        let p = Path::new("/proc/self/mountinfo");
+        let text = std::fs::read_to_string(p).map_err(io(p, "read"))?;
+        let mut users = Vec::new();
+        for l in mountinfo_lines(&text) {
+            if l.dev == format!("{major}:{minor}") || Path::new(&l.source) == loop_dev {
+                users.push(format!("mounted at {}", l.mount_point.display()));
+            } else if l.root.file_name() == Some(name) {
+                // A bind of a node named like it: the same device if the node there is.
+                let same = std::fs::metadata(&l.mount_point)
+                    .is_ok_and(|t| t.file_type().is_block_device() && t.rdev() == m.rdev());
+                if same {
+                    users.push(format!("bound at {}", l.mount_point.display()));
+                }
+            }
+        }
+        let holders = format!("/sys/dev/block/{major}:{minor}/holders");
+        if let Ok(dir) = std::fs::read_dir(&holders) {
+            for h in dir.flatten() {
+                users.push(format!("held by {}", h.file_name().to_string_lossy()));
+            }
+        }
+        Ok(users)
+    }
+
+    fn refresh_loop_size(&self, loop_dev: &Path) -> Result<()> {
+        lvmd_sys::loopdev::set_capacity(loop_dev).map_err(io(loop_dev, "resize"))
+    }
+
+    fn same_device(&self, a: &Path, b: &Path) -> Result<bool> {
+        let ma = std::fs::metadata(a).map_err(io(a, "inspect"))?;
+        let mb = std::fs::metadata(b).map_err(io(b, "inspect"))?;
+        Ok(
+            match (
+                ma.file_type().is_block_device(),
+                mb.file_type().is_block_device(),
+            ) {
+                (true, true) => ma.rdev() == mb.rdev(),
+                (false, false) => ma.dev() == mb.dev() && ma.ino() == mb.ino(),
+                _ => false,
+            },
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -513,6 +721,34 @@ pub struct SimNode {
     mounts: Mutex<BTreeMap<PathBuf, SimMount>>,
     targets: Mutex<BTreeMap<PathBuf, TargetKind>>,
     grows: Mutex<Vec<FsGrow>>,
+    loops: Mutex<SimLoops>,
+    fail_mounts: std::sync::atomic::AtomicBool,
+}
+
+/// The sim's loop devices: `/dev/sim-loopN`.
+#[derive(Debug, Default)]
+struct SimLoops {
+    next: u32,
+    attached: BTreeMap<PathBuf, SimLoop>,
+}
+
+#[derive(Debug, Clone)]
+struct SimLoop {
+    backing: PathBuf,
+    read_only: bool,
+    lvmd: bool,
+    size_refreshes: u32,
+}
+
+impl SimLoop {
+    fn view(&self, path: &Path) -> LoopDev {
+        LoopDev {
+            path: path.to_owned(),
+            backing: self.backing.clone(),
+            read_only: self.read_only,
+            lvmd: self.lvmd,
+        }
+    }
 }
 
 /// A filesystem grow the sim was asked for.
@@ -543,6 +779,58 @@ impl SimNode {
     pub fn grows(&self) -> Vec<FsGrow> {
         self.grows.lock().unwrap().clone()
     }
+    /// The loop devices attached, in order of attachment.
+    pub fn loops(&self) -> Vec<LoopDev> {
+        let loops = self.loops.lock().unwrap();
+        let mut v: Vec<(u32, LoopDev)> = loops
+            .attached
+            .iter()
+            .map(|(p, l)| (sim_loop_number(p), l.view(p)))
+            .collect();
+        v.sort_by_key(|(n, _)| *n);
+        v.into_iter().map(|(_, l)| l).collect()
+    }
+    /// How often a loop device was told its backing device's size changed.
+    pub fn loop_size_refreshes(&self, loop_dev: &Path) -> u32 {
+        self.loops
+            .lock()
+            .unwrap()
+            .attached
+            .get(loop_dev)
+            .map_or(0, |l| l.size_refreshes)
+    }
+    /// Attaches a loop device as something other than lvmd would (a user's `losetup`).
+    pub fn attach_foreign_loop(&self, backing: &Path, read_only: bool) -> PathBuf {
+        self.attach(backing, read_only, false)
+    }
+    /// Makes every mount fail (`true`) or work again, for tests of undoing.
+    pub fn set_fail_mounts(&self, fail: bool) {
+        self.fail_mounts
+            .store(fail, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn attach(&self, backing: &Path, read_only: bool, lvmd: bool) -> PathBuf {
+        let mut loops = self.loops.lock().unwrap();
+        let path = PathBuf::from(format!("/dev/sim-loop{}", loops.next));
+        loops.next += 1;
+        loops.attached.insert(
+            path.clone(),
+            SimLoop {
+                backing: backing.to_owned(),
+                read_only,
+                lvmd,
+                size_refreshes: 0,
+            },
+        );
+        path
+    }
+}
+
+fn sim_loop_number(p: &Path) -> u32 {
+    p.to_str()
+        .and_then(|s| s.strip_prefix("/dev/sim-loop"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u32::MAX)
 }
 
 impl Node for SimNode {
@@ -563,6 +851,13 @@ impl Node for SimNode {
     }
     fn mount(&self, req: &MountRequest) -> Result<()> {
         let (flags, _) = parse_mount_options(&req.options)?;
+        if self.fail_mounts.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(NodeError::Io {
+                path: req.target.clone(),
+                what: "mount on",
+                source: std::io::Error::from_raw_os_error(libc::EIO),
+            });
+        }
         let mut mounts = self.mounts.lock().unwrap();
         if mounts.contains_key(&req.target) {
             return Err(NodeError::Busy {
@@ -662,6 +957,58 @@ impl Node for SimNode {
             fs_type: fs_type.into(),
         });
         Ok(())
+    }
+
+    fn attach_read_only_loop(&self, device: &Path) -> Result<PathBuf> {
+        Ok(self.attach(device, true, true))
+    }
+    fn detach_loop(&self, loop_dev: &Path) -> Result<()> {
+        self.loops.lock().unwrap().attached.remove(loop_dev);
+        Ok(())
+    }
+    fn loop_at(&self, target: &Path) -> Result<Option<LoopDev>> {
+        let Some(source) = self
+            .mounts
+            .lock()
+            .unwrap()
+            .get(target)
+            .map(|m| m.source.clone())
+        else {
+            return Ok(None);
+        };
+        let loops = self.loops.lock().unwrap();
+        Ok(loops.attached.get(&source).map(|l| l.view(&source)))
+    }
+    fn loops_over(&self, device: &Path) -> Result<Vec<LoopDev>> {
+        Ok(self
+            .loops()
+            .into_iter()
+            .filter(|l| l.backing == device)
+            .collect())
+    }
+    fn loop_users(&self, loop_dev: &Path) -> Result<Vec<String>> {
+        Ok(self
+            .mounts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, m)| m.source == loop_dev)
+            .map(|(t, _)| format!("bound at {}", t.display()))
+            .collect())
+    }
+    fn refresh_loop_size(&self, loop_dev: &Path) -> Result<()> {
+        match self.loops.lock().unwrap().attached.get_mut(loop_dev) {
+            Some(l) => {
+                l.size_refreshes += 1;
+                Ok(())
+            }
+            None => Err(NodeError::NotFound {
+                path: loop_dev.to_owned(),
+            }),
+        }
+    }
+    fn same_device(&self, a: &Path, b: &Path) -> Result<bool> {
+        Ok(a == b)
     }
 }
 

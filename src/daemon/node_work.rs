@@ -4,7 +4,7 @@
 
 use super::engine::{EngineError, MountSpec, Mounted, PathStats, Result};
 use super::node::{
-    parse_mount_options, MountKind, MountRequest, MountState, Node, NodeError, TargetKind,
+    parse_mount_options, LoopDev, MountKind, MountRequest, MountState, Node, NodeError, TargetKind,
     FILESYSTEMS,
 };
 use super::paths::check_path;
@@ -142,8 +142,73 @@ impl NodeWork {
 
     /// Bind-mounts an active volume's device node onto the file `target`, which must
     /// have been checked.
+    ///
+    /// Read-only, it binds a read-only loop device over the volume instead: a
+    /// read-only bind mount of a device node stops nobody from opening the node for
+    /// writing (the mount's flag covers the file, not the device behind it), while a
+    /// read-only loop device refuses every write. Kubelet attaches loop devices to
+    /// block volumes the same way. One loop device per target; a retry finds it bound
+    /// there and is done.
     pub fn publish_block(&self, device: &Path, target: &Path, read_only: bool) -> Result<()> {
-        self.bind_checked(device, target, TargetKind::File, read_only)
+        let node = &self.node;
+        let ro_loop_here = |l: &LoopDev| -> Result<bool> {
+            Ok(l.read_only && node.same_device(&l.backing, device)?)
+        };
+        if !read_only {
+            if let Some(l) = node.loop_at(target)? {
+                if ro_loop_here(&l)? {
+                    return Err(NodeError::Busy {
+                        path: target.to_owned(),
+                        why: format!(
+                            "{} is published there read-only (through {}); unpublish it first",
+                            device.display(),
+                            l.path.display()
+                        ),
+                    }
+                    .into());
+                }
+            }
+            return self.bind_checked(device, target, TargetKind::File, false);
+        }
+        if node.is_mount_point(target)? {
+            if let Some(l) = node.loop_at(target)? {
+                if ro_loop_here(&l)? {
+                    return Ok(());
+                }
+            }
+            let why = match node.mount_state(target, device)? {
+                MountState::Same => format!(
+                    "{} is published there read-write; unpublish it first",
+                    device.display()
+                ),
+                MountState::Other(what) => what,
+                MountState::NotMounted => "something is mounted there".into(),
+            };
+            return Err(NodeError::Busy {
+                path: target.to_owned(),
+                why,
+            }
+            .into());
+        }
+        node.create_target(target, TargetKind::File)?;
+        let lo = node.attach_read_only_loop(device)?;
+        let bound = node.mount(&MountRequest {
+            source: lo.clone(),
+            target: target.to_owned(),
+            kind: MountKind::Bind,
+            read_only: true,
+            options: vec![],
+        });
+        if let Err(e) = bound {
+            // Nothing half-done: the loop device goes with the failed bind.
+            if let Err(d) = node.detach_loop(&lo) {
+                tracing::warn!(loop_device = %lo.display(), "cannot detach after a failed bind: {d}");
+            }
+            return Err(e.into());
+        }
+        tracing::info!(device = %device.display(), loop_device = %lo.display(),
+            target = %target.display(), "published read-only through a loop device");
+        Ok(())
     }
 
     fn bind_checked(

@@ -9,13 +9,20 @@
 //!   then the daemon died before the table reload) is refreshed, so the space is there;
 //! - a device of the VG whose LV the metadata no longer has is removed when nothing
 //!   holds it open, and logged when something does (lvmd never pulls a device from
-//!   under a mount).
+//!   under a mount);
+//! - a read-only loop device lvmd attached over an active LV for a read-only block
+//!   publish, that is now mounted nowhere (lvmd died between attaching and binding it,
+//!   or an unpublish could not detach it), is detached. Only lvmd's (its label),
+//!   read-only, over an LV of the VG, and with no mount and no holder; an open file
+//!   descriptor, which the kernel does not show, only makes the detach lazy (it lands
+//!   on the last close). This assumes lvmd sees the mounts it made, i.e. runs in the
+//!   host's mount namespace, as it must to publish anyway.
 //!
 //! Every repair is logged and returned. Problems are logged too; the daemon starts
 //! anyway. See [`VolumeEngine`]'s doc comment for why these two are all a crash of
 //! lvmd can leave behind.
 
-use super::activation::ActivationError;
+use super::activation::{ActivationError, ActiveVolume};
 use super::volumes::{Metadata, VolumeEngine};
 
 /// What reconciliation did or found.
@@ -33,6 +40,13 @@ pub enum Repair {
         device: String,
         open_count: u32,
     },
+    /// A read-only loop device over an LV, attached by lvmd and mounted nowhere,
+    /// detached.
+    DetachedLoop {
+        vg: String,
+        lv: String,
+        device: String,
+    },
     /// Something could not be checked or repaired.
     Failed {
         vg: String,
@@ -42,6 +56,54 @@ pub enum Repair {
 }
 
 impl<M: Metadata> VolumeEngine<M> {
+    fn unused_read_only_loops(&self, vg: &str, active: &[ActiveVolume], out: &mut Vec<Repair>) {
+        let node = &self.node.node;
+        for a in active {
+            let loops = match node.loops_over(&a.device) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(
+                        vg,
+                        lv = a.lv,
+                        "reconciliation: cannot list loop devices: {e}"
+                    );
+                    out.push(Repair::Failed {
+                        vg: vg.into(),
+                        what: format!("loop devices over {}", a.lv),
+                        why: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            for l in loops.into_iter().filter(|l| l.read_only && l.lvmd) {
+                let done = node.loop_users(&l.path).and_then(|users| {
+                    if users.is_empty() {
+                        node.detach_loop(&l.path).map(|()| true)
+                    } else {
+                        Ok(false)
+                    }
+                });
+                match done {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        tracing::warn!(vg, lv = a.lv, loop_device = %l.path.display(),
+                            "reconciliation: detached a read-only loop device lvmd attached that nothing mounts");
+                        out.push(Repair::DetachedLoop {
+                            vg: vg.into(),
+                            lv: a.lv.clone(),
+                            device: l.path.display().to_string(),
+                        });
+                    }
+                    Err(e) => out.push(Repair::Failed {
+                        vg: vg.into(),
+                        what: l.path.display().to_string(),
+                        why: e.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+
     /// Reconciles each VG of `vgs` (see the module doc). Takes each VG's write lock.
     pub fn reconcile(&self, vgs: &[String]) -> Vec<Repair> {
         let mut out = Vec::new();
@@ -83,6 +145,7 @@ impl<M: Metadata> VolumeEngine<M> {
         let act = &self.activation;
         match act.active_volumes(&read) {
             Ok(active) => {
+                self.unused_read_only_loops(vg, &active, out);
                 // Devices whose LV is gone are leftovers, below.
                 for a in active.into_iter().filter(|a| read.vg.lv(&a.lv).is_some()) {
                     match act.table_current(&read, &a.lv) {
@@ -288,6 +351,42 @@ mod tests {
         assert!(found.stale.is_empty(), "{:?}", found.stale);
         assert!(found.vg.lv("a").is_some(), "the newest copy wins");
         assert_eq!(engine.reconcile(&["vg".into()]), vec![]);
+    }
+
+    #[test]
+    fn unused_read_only_loops_of_lvmd_are_detached_others_kept() {
+        use crate::daemon::node::Node;
+        use crate::daemon::SimNode;
+        use std::path::Path;
+        let devs = vec![(PathBuf::from("/dev/sim0"), Bytes(256 * MIB))];
+        let (e, _, node): (SimEngine, _, std::sync::Arc<SimNode>) =
+            SimEngine::with_sims(&devs, vec![PathBuf::from("/k")]);
+        e.create_volume_group("vg", &[PathBuf::from("/dev/sim0")])
+            .unwrap();
+        for n in ["a", "b"] {
+            create(&e, n);
+        }
+        // Published read-only: bound, so in use.
+        e.publish_block("vg", "a", Path::new("/k/a"), true).unwrap();
+        let dev = e.activate("vg", "b").unwrap().device.unwrap();
+        // Attached, then lvmd died before binding it: a leftover.
+        let leftover = node.attach_read_only_loop(&dev).unwrap();
+        // Someone else's, unused: not ours to detach.
+        let theirs = node.attach_foreign_loop(&dev, true);
+        let r = e.reconcile(&["vg".into()]);
+        assert_eq!(
+            r,
+            vec![Repair::DetachedLoop {
+                vg: "vg".into(),
+                lv: "b".into(),
+                device: leftover.display().to_string(),
+            }]
+        );
+        let left: Vec<PathBuf> = node.loops().into_iter().map(|l| l.path).collect();
+        assert_eq!(left.len(), 2);
+        assert!(left.contains(&theirs));
+        assert!(!left.contains(&leftover));
+        assert_eq!(e.reconcile(&["vg".into()]), vec![]);
     }
 
     #[test]

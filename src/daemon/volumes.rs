@@ -8,12 +8,13 @@
 //!
 //! [`Node`]: super::node::Node
 
-use super::activation::Activation;
+use super::activation::{Activation, ActivationError};
 use super::crash;
 use super::engine::{
     rounded_size, spec_mismatch, Created, Engine, EngineError, Expanded, LvInfo, LvLayout, LvSpec,
     MountSpec, Mounted, PathStats, Result, VgInfo, VgSpace,
 };
+use super::node::LoopDev;
 use super::node_work::NodeWork;
 use super::view;
 use crate::lvm::LvmError;
@@ -107,7 +108,7 @@ impl VgLocks {
 pub struct VolumeEngine<M> {
     pub(crate) meta: M,
     pub(crate) activation: Arc<dyn Activation>,
-    node: NodeWork,
+    pub(crate) node: NodeWork,
     pub(crate) locks: VgLocks,
 }
 
@@ -286,6 +287,7 @@ impl<M: Metadata> VolumeEngine<M> {
                 // A retry after a crash between the commit and the reload: reload now.
                 // (Unchanged tables are left alone.)
                 self.activation.refresh(&read, lv)?;
+                self.refresh_read_only_loops(&current)?;
             }
             return Ok(current);
         }
@@ -303,8 +305,10 @@ impl<M: Metadata> VolumeEngine<M> {
         crash::point("committed");
         let read = self.meta.read(vg)?;
         if current.device.is_some() {
-            // Grown on disk: the active table must follow, or the new space is invisible.
+            // Grown on disk: the active table must follow, or the new space is invisible;
+            // and so must read-only publishes of it.
             self.activation.refresh(&read, lv)?;
+            self.refresh_read_only_loops(&current)?;
         }
         tracing::info!(
             vg,
@@ -314,6 +318,95 @@ impl<M: Metadata> VolumeEngine<M> {
             "resized logical volume"
         );
         self.info(&read, lv)
+    }
+}
+
+impl<M: Metadata> VolumeEngine<M> {
+    /// Tells the read-only loop devices over an active, grown volume its new size
+    /// (`LOOP_SET_CAPACITY`), so read-only block publishes see it too.
+    fn refresh_read_only_loops(&self, lv: &LvInfo) -> Result<()> {
+        let Some(device) = &lv.device else {
+            return Ok(());
+        };
+        for l in self.node.node.loops_over(device)? {
+            if l.read_only && l.lvmd {
+                self.node.node.refresh_loop_size(&l.path)?;
+                tracing::info!(device = %device.display(), loop_device = %l.path.display(),
+                    "read-only loop device takes the new size");
+            }
+        }
+        Ok(())
+    }
+
+    /// Deactivates, saying what holds the volume when it is busy: a read-only block
+    /// publish holds it through its loop device, which the kernel's open count does
+    /// not name.
+    fn deactivate_volume(&self, read: &VgRead, lv: &str) -> Result<bool> {
+        match self.activation.deactivate(read, lv) {
+            Err(ActivationError::Busy { vg, lv: name, by }) => {
+                let loops = match self.devices(read).get(lv) {
+                    Some(device) => self.node.node.loops_over(device).unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                let mut by = by;
+                for l in loops {
+                    let users = self.node.node.loop_users(&l.path).unwrap_or_default();
+                    by.push_str(&format!(
+                        "; {}loop device {} reads from it{}",
+                        if l.read_only { "read-only " } else { "" },
+                        l.path.display(),
+                        if users.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", users.join(", "))
+                        }
+                    ));
+                    if l.lvmd {
+                        by.push_str(" (a read-only block publish: unpublish it first)");
+                    }
+                }
+                Err(ActivationError::Busy { vg, lv: name, by }.into())
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The managed VG and LV whose active device is `device`.
+    fn managed_volume(&self, device: &Path) -> Result<Option<(String, String)>> {
+        for read in self.meta.read_all()? {
+            for (lv, dev) in self.devices(&read) {
+                if self.node.node.same_device(&dev, device).unwrap_or(false) {
+                    return Ok(Some((read.vg.name.clone(), lv)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// After `target` was unpublished: detaches the loop device a read-only block
+    /// publish bound there. Only one that is surely lvmd's and unused: read-only,
+    /// labelled by lvmd when attached, reading from an active LV of a VG lvmd manages,
+    /// and mounted nowhere else (an open file descriptor on it, which the kernel does
+    /// not show, makes the detach lazy: it lands on the last close and breaks no
+    /// reader). Anything else is left alone, and logged.
+    fn release_read_only_loop(&self, l: &LoopDev) -> Result<()> {
+        if !(l.read_only && l.lvmd) {
+            return Ok(());
+        }
+        let Some((vg, lv)) = self.managed_volume(&l.backing)? else {
+            tracing::warn!(loop_device = %l.path.display(), backing = %l.backing.display(),
+                "loop device reads from no active volume lvmd manages; left attached");
+            return Ok(());
+        };
+        let users = self.node.node.loop_users(&l.path)?;
+        if !users.is_empty() {
+            tracing::warn!(vg, lv, loop_device = %l.path.display(), users = users.join(", "),
+                "read-only loop device still used elsewhere; left attached");
+            return Ok(());
+        }
+        self.node.node.detach_loop(&l.path)?;
+        tracing::info!(vg, lv, loop_device = %l.path.display(), "detached read-only loop device");
+        Ok(())
     }
 }
 
@@ -389,7 +482,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
             return Ok(false);
         }
         // Busy (mounted, open) stops here, before the metadata changes.
-        self.activation.deactivate(&read, lv)?;
+        self.deactivate_volume(&read, lv)?;
         crash::point("deactivated");
         self.meta.lv_remove(vg, lv)?;
         crash::point("committed");
@@ -421,7 +514,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let _g = lock.write().unwrap();
         let read = self.meta.read(vg)?;
         self.info(&read, lv)?;
-        self.activation.deactivate(&read, lv)?;
+        self.deactivate_volume(&read, lv)?;
         self.info(&read, lv)
     }
 
@@ -451,7 +544,19 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
     }
 
     fn unmount(&self, target: &Path, remove_target: bool) -> Result<bool> {
-        self.node.unmount(target, remove_target)
+        let checked = self.node.check_path(target)?;
+        // A read-only block publish: its loop device goes too, after the unmount.
+        let lo = self.node.node.loop_at(&checked)?;
+        let was = self.node.unmount(target, remove_target)?;
+        if let Some(l) = lo {
+            // The unmount is done and a retry would not find the loop device again, so
+            // a failure here is logged rather than failing the call; start-up
+            // reconciliation detaches such a leftover.
+            if let Err(e) = self.release_read_only_loop(&l) {
+                tracing::warn!(loop_device = %l.path.display(), "cannot detach: {e}");
+            }
+        }
+        Ok(was)
     }
 
     fn path_stats(&self, path: &Path) -> Result<PathStats> {
@@ -512,5 +617,147 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
             lv: info,
             filesystem_size,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::engine::{LvLayout, LvSpec};
+    use crate::daemon::node::{MountKind, MountRequest, Node};
+    use crate::daemon::{SimActivation, SimEngine, SimNode};
+
+    const MIB: u64 = 1 << 20;
+
+    fn engine() -> (SimEngine, Arc<SimActivation>, Arc<SimNode>) {
+        let devs = vec![(PathBuf::from("/dev/sim0"), Bytes(256 * MIB))];
+        let (e, act, node) = SimEngine::with_sims(&devs, vec![PathBuf::from("/k")]);
+        e.create_volume_group("vg", &[PathBuf::from("/dev/sim0")])
+            .unwrap();
+        e.create_logical_volume(
+            "vg",
+            &LvSpec {
+                name: "raw".into(),
+                size: Bytes(8 * MIB),
+                layout: LvLayout::Linear,
+                tags: vec![],
+            },
+        )
+        .unwrap();
+        (e, act, node)
+    }
+
+    #[test]
+    fn read_only_block_publish_goes_through_a_read_only_loop_device() {
+        let (e, _, node) = engine();
+        let target = Path::new("/k/pods/p/raw");
+        let dev = e.publish_block("vg", "raw", target, true).unwrap();
+        let loops = node.loops();
+        assert_eq!(loops.len(), 1, "{loops:?}");
+        let l = &loops[0];
+        assert!(l.read_only && l.lvmd, "{l:?}");
+        assert_eq!(l.backing, dev);
+        assert_eq!(node.mounted(target), Some((l.path.clone(), true)));
+
+        // A retry finds it bound there: no second loop device.
+        e.publish_block("vg", "raw", target, true).unwrap();
+        assert_eq!(node.loops(), loops);
+        // Read-write at the same target is refused, saying why.
+        let err = e.publish_block("vg", "raw", target, false).unwrap_err();
+        assert!(err.to_string().contains("read-only"), "{err}");
+
+        // A read-write publish elsewhere is the plain bind it always was.
+        let rw = Path::new("/k/pods/q/raw");
+        e.publish_block("vg", "raw", rw, false).unwrap();
+        assert_eq!(node.mounted(rw), Some((dev.clone(), false)));
+        // ... and read-only on top of it is refused.
+        let err = e.publish_block("vg", "raw", rw, true).unwrap_err();
+        assert!(err.to_string().contains("read-write"), "{err}");
+        assert_eq!(node.loops().len(), 1);
+
+        // Unpublish: unmounted, and the loop device detached.
+        assert!(e.unmount(target, true).unwrap());
+        assert_eq!(node.mounted(target), None);
+        assert!(node.loops().is_empty(), "{:?}", node.loops());
+        assert!(e.unmount(rw, true).unwrap());
+    }
+
+    #[test]
+    fn a_failed_bind_leaves_no_loop_device() {
+        let (e, _, node) = engine();
+        node.set_fail_mounts(true);
+        e.publish_block("vg", "raw", Path::new("/k/raw"), true)
+            .unwrap_err();
+        assert!(node.loops().is_empty(), "{:?}", node.loops());
+        node.set_fail_mounts(false);
+        e.publish_block("vg", "raw", Path::new("/k/raw"), true)
+            .unwrap();
+        assert_eq!(node.loops().len(), 1);
+    }
+
+    #[test]
+    fn unpublish_leaves_loop_devices_lvmd_did_not_make() {
+        let (e, _, node) = engine();
+        let dev = e.activate("vg", "raw").unwrap().device.unwrap();
+        // Someone's own read-only loop over the LV, bound under the mount root.
+        let theirs = node.attach_foreign_loop(&dev, true);
+        let target = PathBuf::from("/k/theirs");
+        node.mount(&MountRequest {
+            source: theirs.clone(),
+            target: target.clone(),
+            kind: MountKind::Bind,
+            read_only: true,
+            options: vec![],
+        })
+        .unwrap();
+        assert!(e.unmount(&target, false).unwrap());
+        assert_eq!(node.loops().len(), 1);
+        assert_eq!(node.loops()[0].path, theirs);
+        // Ours, but over a device of no volume lvmd manages: left too.
+        let stranger = node.attach_read_only_loop(Path::new("/dev/sdz")).unwrap();
+        node.mount(&MountRequest {
+            source: stranger,
+            target: target.clone(),
+            kind: MountKind::Bind,
+            read_only: true,
+            options: vec![],
+        })
+        .unwrap();
+        assert!(e.unmount(&target, false).unwrap());
+        assert_eq!(node.loops().len(), 2);
+    }
+
+    #[test]
+    fn growing_a_volume_published_read_only_resizes_its_loop_device() {
+        let (e, _, node) = engine();
+        let target = Path::new("/k/raw");
+        e.publish_block("vg", "raw", target, true).unwrap();
+        let l = node.loops()[0].path.clone();
+        assert_eq!(node.loop_size_refreshes(&l), 0);
+        let x = e.expand_volume("vg", "raw", Bytes(16 * MIB), None).unwrap();
+        assert_eq!(x.lv.size, Bytes(16 * MIB));
+        assert_eq!(node.loop_size_refreshes(&l), 1);
+        // A retry (same size) refreshes again, harmlessly.
+        e.expand_volume("vg", "raw", Bytes(16 * MIB), None).unwrap();
+        assert_eq!(node.loop_size_refreshes(&l), 2);
+    }
+
+    #[test]
+    fn busy_deactivation_names_the_read_only_publish() {
+        let (e, act, node) = engine();
+        let target = Path::new("/k/pods/p/raw");
+        e.publish_block("vg", "raw", target, true).unwrap();
+        // The sim's activation knows nothing of loop devices: make it see an opener.
+        act.set_open_count("vg", "raw", 1);
+        let l = node.loops()[0].path.clone();
+        for err in [
+            e.deactivate("vg", "raw").unwrap_err(),
+            e.remove_logical_volume("vg", "raw").unwrap_err(),
+        ] {
+            let msg = err.to_string();
+            assert!(msg.contains(&l.display().to_string()), "{msg}");
+            assert!(msg.contains("/k/pods/p/raw"), "{msg}");
+            assert!(msg.contains("unpublish"), "{msg}");
+        }
     }
 }

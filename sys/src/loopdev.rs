@@ -21,17 +21,21 @@ use crate::{cvt, ioc, IOC_NONE};
 pub const LOOP_CONTROL_PATH: &str = "/dev/loop-control";
 
 /// Block major of loop devices.
-const LOOP_MAJOR: u32 = 7;
+pub const LOOP_MAJOR: u32 = 7;
 
 const LOOP_SET_FD: u32 = ioc(IOC_NONE, 0x4c, 0x00, 0);
 const LOOP_CLR_FD: u32 = ioc(IOC_NONE, 0x4c, 0x01, 0);
 const LOOP_SET_STATUS64: u32 = ioc(IOC_NONE, 0x4c, 0x04, 0);
+const LOOP_GET_STATUS64: u32 = ioc(IOC_NONE, 0x4c, 0x05, 0);
+const LOOP_SET_CAPACITY: u32 = ioc(IOC_NONE, 0x4c, 0x07, 0);
+const LOOP_SET_DIRECT_IO: u32 = ioc(IOC_NONE, 0x4c, 0x08, 0);
 const LOOP_SET_BLOCK_SIZE: u32 = ioc(IOC_NONE, 0x4c, 0x09, 0);
 const LOOP_CONFIGURE: u32 = ioc(IOC_NONE, 0x4c, 0x0a, 0);
 const LOOP_CTL_GET_FREE: u32 = ioc(IOC_NONE, 0x4c, 0x82, 0);
 
 const LO_FLAGS_READ_ONLY: u32 = 1;
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
+const LO_FLAGS_DIRECT_IO: u32 = 16;
 const LO_NAME_SIZE: usize = 64;
 const LO_KEY_SIZE: usize = 32;
 
@@ -85,6 +89,15 @@ pub struct LoopOptions {
     pub size_limit: u64,
     /// Logical block size (512, 1024, 2048 or 4096); 0 keeps the default 512.
     pub block_size: u32,
+    /// Ask for direct I/O to the backing file (`LO_FLAGS_DIRECT_IO`, as kubelet's
+    /// `losetup --direct-io=on`): no second copy in the page cache. The kernel quietly
+    /// falls back to buffered I/O where the backing file cannot do it.
+    pub direct_io: bool,
+    /// What `LOOP_GET_STATUS64` reports as the file name (`lo_file_name`, at most 63
+    /// bytes); `None` puts the backing path there. The kernel keeps it as given and
+    /// never looks at it, so it can mark who attached the device (sysfs's
+    /// `backing_file`, which `losetup -l` shows, stays the real path).
+    pub label: Option<String>,
 }
 
 impl LoopOptions {
@@ -110,8 +123,14 @@ impl LoopOptions {
         if self.autoclear {
             info.lo_flags |= LO_FLAGS_AUTOCLEAR;
         }
+        if self.direct_io {
+            info.lo_flags |= LO_FLAGS_DIRECT_IO;
+        }
         // Informational only (sysfs shows the real path); keep the NUL.
-        let name = backing.as_os_str().as_bytes();
+        let name = match &self.label {
+            Some(label) => label.as_bytes(),
+            None => backing.as_os_str().as_bytes(),
+        };
         let n = name.len().min(LO_NAME_SIZE - 1);
         info.lo_file_name[..n].copy_from_slice(&name[..n]);
         info
@@ -246,6 +265,104 @@ pub fn backing_file(path: impl AsRef<Path>) -> io::Result<Option<PathBuf>> {
     }
 }
 
+/// What the kernel says about an attached loop device (`LOOP_GET_STATUS64`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoopStatus {
+    /// `N` of `/dev/loopN`.
+    pub number: u32,
+    /// `st_dev` and `st_ino` of the backing file.
+    pub backing_dev: u64,
+    pub backing_inode: u64,
+    /// `st_rdev` of the backing file: the device number when it is a block device
+    /// node, 0 for a regular file.
+    pub backing_rdev: u64,
+    pub read_only: bool,
+    pub autoclear: bool,
+    pub direct_io: bool,
+    pub offset: u64,
+    pub size_limit: u64,
+    /// `lo_file_name`: the backing path as given at attach time, or the
+    /// [`LoopOptions::label`] given then.
+    pub file_name: String,
+}
+
+/// The status of the loop device at `path`, or `None` if no file is attached
+/// (`ENXIO`). Opens the device read-only, which changes nothing.
+pub fn status(path: impl AsRef<Path>) -> io::Result<Option<LoopStatus>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path.as_ref())?;
+    // SAFETY: LoopInfo64 is plain data; all zeroes is a valid value.
+    let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
+    // SAFETY: LOOP_GET_STATUS64 writes one `struct loop_info64`.
+    let ret = unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            LOOP_GET_STATUS64 as _,
+            &mut info as *mut LoopInfo64,
+        )
+    };
+    match cvt(ret) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let name_len = info
+        .lo_file_name
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(LO_NAME_SIZE);
+    Ok(Some(LoopStatus {
+        number: info.lo_number,
+        backing_dev: info.lo_device,
+        backing_inode: info.lo_inode,
+        backing_rdev: info.lo_rdevice,
+        read_only: info.lo_flags & LO_FLAGS_READ_ONLY != 0,
+        autoclear: info.lo_flags & LO_FLAGS_AUTOCLEAR != 0,
+        direct_io: info.lo_flags & LO_FLAGS_DIRECT_IO != 0,
+        offset: info.lo_offset,
+        size_limit: info.lo_sizelimit,
+        file_name: String::from_utf8_lossy(&info.lo_file_name[..name_len]).into_owned(),
+    }))
+}
+
+/// Makes the loop device at `path` take the current size of its backing file
+/// (`LOOP_SET_CAPACITY`), after the file or device behind it grew.
+pub fn set_capacity(path: impl AsRef<Path>) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path.as_ref())?;
+    // SAFETY: LOOP_SET_CAPACITY takes no argument.
+    cvt(unsafe { libc::ioctl(file.as_raw_fd(), LOOP_SET_CAPACITY as _) }).map(drop)
+}
+
+/// The loop devices that have a file attached, as `/dev/loopN`, in order of `N`
+/// (from sysfs: `/sys/block/loopN/loop/` exists only while attached).
+pub fn attached() -> io::Result<Vec<PathBuf>> {
+    let mut found: Vec<u32> = Vec::new();
+    for entry in std::fs::read_dir("/sys/block")? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(n) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("loop"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if entry.path().join("loop").exists() {
+            found.push(n);
+        }
+    }
+    found.sort_unstable();
+    Ok(found
+        .into_iter()
+        .map(|n| PathBuf::from(format!("/dev/loop{n}")))
+        .collect())
+}
+
 /// Open a node that `LOOP_CTL_GET_FREE` may have just created: devtmpfs adds
 /// it asynchronously from our point of view, so wait a little for it.
 fn open_new_node(path: &Path, read_only: bool) -> io::Result<File> {
@@ -304,6 +421,12 @@ fn bind_legacy(dev: &File, backing: &File, info: &LoopInfo64, block_size: u32) -
             // SAFETY: LOOP_SET_BLOCK_SIZE takes the size by value.
             cvt(unsafe { libc::ioctl(fd, LOOP_SET_BLOCK_SIZE as _, block_size as libc::c_ulong) })?;
         }
+        if info.lo_flags & LO_FLAGS_DIRECT_IO != 0 {
+            // LOOP_SET_STATUS64 ignores the flag. Best effort, as with LOOP_CONFIGURE:
+            // a backing file that cannot do direct I/O keeps buffered I/O.
+            // SAFETY: LOOP_SET_DIRECT_IO takes 0 or 1 by value.
+            let _ = unsafe { libc::ioctl(fd, LOOP_SET_DIRECT_IO as _, 1 as libc::c_ulong) };
+        }
         Ok(())
     };
     configure().inspect_err(|_| {
@@ -328,6 +451,9 @@ mod tests {
         assert_eq!(LOOP_SET_FD, 0x4c00);
         assert_eq!(LOOP_CLR_FD, 0x4c01);
         assert_eq!(LOOP_SET_STATUS64, 0x4c04);
+        assert_eq!(LOOP_GET_STATUS64, 0x4c05);
+        assert_eq!(LOOP_SET_CAPACITY, 0x4c07);
+        assert_eq!(LOOP_SET_DIRECT_IO, 0x4c08);
         assert_eq!(LOOP_CONFIGURE, 0x4c0a);
         assert_eq!(LOOP_CTL_GET_FREE, 0x4c82);
     }
@@ -341,9 +467,14 @@ mod tests {
             offset: 4096,
             size_limit: 1 << 20,
             block_size: 0,
+            direct_io: true,
+            label: None,
         };
         let info = opts.info(Path::new(&long));
-        assert_eq!(info.lo_flags, LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR);
+        assert_eq!(
+            info.lo_flags,
+            LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO
+        );
         assert_eq!((info.lo_offset, info.lo_sizelimit), (4096, 1 << 20));
         assert_eq!(info.lo_file_name[LO_NAME_SIZE - 1], 0);
         assert_eq!(&info.lo_file_name[..4], b"/x/x");
@@ -487,6 +618,91 @@ mod tests {
         let path = dev.path().to_owned();
         dev.detach().unwrap();
         assert_detached(&path, &image.0);
+    }
+
+    #[test]
+    fn read_only_loop_over_a_block_device_refuses_writes_and_follows_growth() {
+        if !can_attach() {
+            return;
+        }
+        use std::os::unix::fs::FileExt;
+        // A loop device over a file stands in for an LV's dm device.
+        let image = TempImage::new(2 << 20);
+        let lower = attach(&image.0, &LoopOptions::default()).unwrap();
+        lower.file().write_all_at(b"lower data", 4096).unwrap();
+        lower.file().sync_all().unwrap();
+        let lower_rdev = std::fs::metadata(lower.path()).unwrap().rdev();
+
+        let opts = LoopOptions {
+            read_only: true,
+            direct_io: true,
+            label: Some("lvmd-test-ro".into()),
+            ..LoopOptions::default()
+        };
+        let upper = attach(lower.path(), &opts).unwrap().into_path();
+        let st = status(&upper).unwrap().expect("attached");
+        assert!(st.read_only);
+        assert_eq!(st.backing_rdev, lower_rdev);
+        assert_eq!(st.file_name, "lvmd-test-ro");
+        assert_eq!(backing_file(&upper).unwrap().as_deref(), Some(lower.path()));
+        assert!(attached().unwrap().contains(&upper));
+
+        // Writing is refused (the open itself may succeed: Linux checks a block
+        // device's read-only flag on each write, EPERM); reading shows the lower
+        // device's data.
+        match OpenOptions::new().write(true).open(&upper) {
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}"),
+            Ok(f) => {
+                let e = f.write_at(&[0u8; 512], 0).unwrap_err();
+                assert!(
+                    matches!(e.raw_os_error(), Some(libc::EPERM | libc::EROFS)),
+                    "{e}"
+                );
+            }
+        }
+        let mut buf = [0u8; 10];
+        File::open(&upper)
+            .unwrap()
+            .read_exact_at(&mut buf, 4096)
+            .unwrap();
+        assert_eq!(&buf, b"lower data");
+
+        // The lower device grows: the read-only view follows after LOOP_SET_CAPACITY.
+        File::options()
+            .write(true)
+            .open(&image.0)
+            .unwrap()
+            .set_len(3 << 20)
+            .unwrap();
+        set_capacity(lower.path()).unwrap();
+        set_capacity(&upper).unwrap();
+        let size = |p: &Path| blkdev::device_size_bytes(File::open(p).unwrap()).unwrap();
+        assert_eq!(size(lower.path()), 3 << 20);
+        assert_eq!(size(&upper), 3 << 20);
+
+        detach(&upper).unwrap();
+        assert_detached(&upper, lower.path());
+        let lower_path = lower.path().to_owned();
+        lower.detach().unwrap();
+        assert_detached(&lower_path, &image.0);
+    }
+
+    #[test]
+    fn status_of_a_free_device_is_none() {
+        if !can_attach() {
+            return;
+        }
+        let image = TempImage::new(1 << 20);
+        let path = attach(&image.0, &LoopOptions::default())
+            .unwrap()
+            .into_path();
+        assert!(status(&path).unwrap().is_some());
+        detach(&path).unwrap();
+        assert_detached(&path, &image.0);
+        // Free, or already reused by another process on this host.
+        if let Some(st) = status(&path).unwrap() {
+            assert_ne!(st.file_name, image.0.display().to_string());
+        }
     }
 
     #[test]
