@@ -59,6 +59,10 @@ macro_rules! csi_cases {
             csi_suite::read_only_publish(&$env)
         }
         #[test]
+        fn read_only_block_publish() {
+            csi_suite::read_only_block_publish(&$env)
+        }
+        #[test]
         fn node_errors() {
             csi_suite::node_errors(&$env)
         }
