@@ -14,6 +14,7 @@ use crate::model::{
 };
 use crate::store::backup::BackupDirs;
 use crate::store::commit::{commit, CommitStep, CommitTarget};
+use crate::store::devices_file::DevicesFileLocation;
 use crate::store::lock::{LockGuard, LockMode, Locker, Resource, DEFAULT_LOCK_DIR};
 use crate::store::scan::{read_pv_from, scan_devices, VgOnDisk};
 use crate::store::{Access, Device, StoreError};
@@ -116,6 +117,10 @@ pub struct Lvm {
     /// lvm2's run directory, whose device hints are invalidated after changes to which
     /// devices are PVs or which VGs exist.
     pub lvm2_run_dir: PathBuf,
+    /// lvm2's devices file: when it exists, each PV lvmd creates or puts in a VG gets an
+    /// entry, as lvm2's pvcreate/vgcreate/vgextend give it, so lvm2 with
+    /// `use_devicesfile=1` sees it. Its lock is `D_<name>` in the locker's directory.
+    pub lvm2_devices_file: DevicesFileLocation,
 }
 
 /// Called after each commit step; returning `false` stops the commit there, as a crash
@@ -182,6 +187,7 @@ impl Lvm {
             host: host_name(),
             inject: None,
             lvm2_run_dir: crate::store::hints::DEFAULT_RUN_DIR.into(),
+            lvm2_devices_file: DevicesFileLocation::default(),
         }
     }
 
@@ -200,6 +206,24 @@ impl Lvm {
     fn invalidate_lvm2_hints(&self) {
         if let Err(e) = crate::store::hints::invalidate(&self.lvm2_run_dir) {
             tracing::warn!(dir = %self.lvm2_run_dir.display(), "could not invalidate lvm2's device hints: {e}");
+        }
+    }
+
+    /// Lists new PVs in lvm2's devices file, if there is one. Like lvm2 (whose commands
+    /// go on when `device_ids_write` fails), a failure is a warning, not an error: the
+    /// PVs exist and lvmd sees them; `lvmdevices --adddev` makes lvm2 see them too.
+    fn record_in_devices_file(&self, pvs: &[(PathBuf, Uuid)]) {
+        let loc = &self.lvm2_devices_file;
+        match crate::store::devices_file::record_pvs(loc, &self.locker, pvs) {
+            Ok(true) => {
+                info!(file = %loc.path().display(), pvs = pvs.len(), "updated lvm2's devices file")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                file = %loc.path().display(),
+                "could not add PVs to lvm2's devices file, so lvm2 may not see them \
+                 (lvmdevices --adddev adds them): {e}"
+            ),
         }
     }
 
@@ -309,7 +333,9 @@ impl Lvm {
     /// sector 1, one metadata area from 4 KiB to the 1 MiB data start.
     pub fn pv_create(&self, path: &Path) -> Result<PvLabel> {
         let _g = self.lock(Resource::Global, LockMode::Exclusive)?;
-        self.pv_create_locked(path)
+        let label = self.pv_create_locked(path)?;
+        self.record_in_devices_file(&[(path.to_path_buf(), label.pv_uuid)]);
+        Ok(label)
     }
 
     fn pv_create_locked(&self, path: &Path) -> Result<PvLabel> {
@@ -459,6 +485,9 @@ impl Lvm {
             });
             added.push((path, label.pv_uuid));
         }
+        // lvm2's vgcreate and vgextend list both the PVs they create and the orphan
+        // PVs they take in.
+        self.record_in_devices_file(&added);
         Ok(added)
     }
 

@@ -108,6 +108,7 @@ fn daemon_on_loop_devices_agrees_with_lvm2() {
 mount_roots = ["{root}"]
 backup_dir = "{backup}"
 archive_dir = "{archive}"
+lvm2_devices_file = "{devices_file}"
 
 [device_classes.disks]
 volume_group = "{vg}"
@@ -122,6 +123,7 @@ loop_file = {{ path = "{trial}", size = "64MiB" }}
             root = dir.join("kubelet").display(),
             backup = loops.backup_dir().display(),
             archive = loops.archive_dir().display(),
+            devices_file = dir.join("lvm2-devices/system.devices").display(),
             devices = devices.join(", "),
             trial = trial_img.display(),
         ),

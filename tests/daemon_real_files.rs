@@ -19,6 +19,7 @@ fn lvm_on(dir: &std::path::Path, images: &[std::path::PathBuf]) -> Lvm {
     lvm.locker = Locker::new(dir.join("locks"));
     lvm.backup = None;
     lvm.lvm2_run_dir = dir.join("lvm2-run");
+    lvm.lvm2_devices_file.dir = dir.join("lvm2-devices");
     lvm
 }
 

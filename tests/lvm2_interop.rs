@@ -846,3 +846,169 @@ fn second_and_ignored_metadata_areas_are_kept_as_lvm2_keeps_them() {
     assert_eq!(used, 4, "{pvs:?}");
     loops.lvm_ok(&["vgremove", "-f", &vg]);
 }
+
+/// A uniquely named devices file in lvm2's `/etc/lvm/devices` (lvm2 2.03.16 takes
+/// `devices/devicesfile` only as a name in that directory), removed on drop with its lock
+/// file, and the directory too when this test created it. Never `system.devices`.
+struct TestDevicesFile {
+    name: String,
+    created_dir: bool,
+}
+
+const LVM2_DEVICES_DIR: &str = "/etc/lvm/devices";
+
+impl TestDevicesFile {
+    fn new(test: &str) -> TestDevicesFile {
+        let created_dir = !std::path::Path::new(LVM2_DEVICES_DIR).exists();
+        std::fs::create_dir_all(LVM2_DEVICES_DIR).unwrap();
+        let name = format!("lvmdt_{test}_{}.devices", std::process::id());
+        assert_ne!(name, "system.devices");
+        TestDevicesFile { name, created_dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        std::path::Path::new(LVM2_DEVICES_DIR).join(&self.name)
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(self.path()).unwrap()
+    }
+
+    fn counter(&self) -> u32 {
+        let f = lvmd::store::devices_file::DevicesFile::parse(&self.text());
+        f.version().unwrap().expect("a VERSION line").2
+    }
+
+    /// `lvm <args>` confined to the loop devices, using this devices file.
+    fn lvm(&self, loops: &Loops, args: &[&str]) -> (bool, String, String) {
+        let mut config = loops.lvm_config().replace(
+            "use_devicesfile=0",
+            &format!("use_devicesfile=1 devicesfile=\"{}\"", self.name),
+        );
+        assert!(config.contains("use_devicesfile=1"));
+        // lvm2 ignores global_filter with a devices file, and says so; `filter` stays.
+        let start = config.find("global_filter=[").unwrap();
+        let end = start + config[start..].find("] ").unwrap() + 2;
+        config.replace_range(start..end, "");
+        let (cmd, rest) = args.split_first().unwrap();
+        let mut full = vec![*cmd, "--config", &config];
+        full.extend(rest);
+        common::run("lvm", &full)
+    }
+
+    fn lvm_ok(&self, loops: &Loops, args: &[&str]) -> String {
+        let (ok, out, err) = self.lvm(loops, args);
+        assert!(
+            ok,
+            "lvm {args:?} failed:\n{err}\n{out}\nfile:\n{}",
+            self.text()
+        );
+        out
+    }
+}
+
+impl Drop for TestDevicesFile {
+    fn drop(&mut self) {
+        let path = self.path();
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(format!("{}_new", path.display()));
+        let _ = std::fs::remove_file(
+            std::path::Path::new(lvmd::store::lock::DEFAULT_LOCK_DIR)
+                .join(format!("D_{}", self.name)),
+        );
+        if self.created_dir {
+            let _ = std::fs::remove_dir(LVM2_DEVICES_DIR);
+        }
+    }
+}
+
+/// lvm2 restricted to a devices file it made sees the PV and VG lvmd creates next to its
+/// own, finds nothing to correct in the entry lvmd wrote, and lvmd counted the version up.
+#[test]
+fn lvm2_using_a_devices_file_sees_what_lvmd_creates() {
+    if !host_tests_enabled("lvm2_using_a_devices_file_sees_what_lvmd_creates") {
+        return;
+    }
+    let loops = Loops::new(&[64, 64]);
+    let vg = vg_name("devfile");
+    let df = TestDevicesFile::new("devfile");
+    let (a, b) = (
+        loops.devs[0].display().to_string(),
+        loops.devs[1].display().to_string(),
+    );
+    // lvm2 makes the file with its first PV.
+    df.lvm_ok(&loops, &["pvcreate", &a]);
+    let made = df.text();
+    assert!(
+        made.starts_with("# LVM uses devices listed in this file.\n"),
+        "{made}"
+    );
+    assert_eq!(made.matches("IDTYPE=").count(), 1, "{made}");
+    let before = df.counter();
+    // Without an entry lvm2 would not see lvmd's PV at all.
+    let pvs = df.lvm_ok(&loops, &["pvs", "--noheadings", "-o", "pv_name"]);
+    assert_eq!(pvs.split_whitespace().collect::<Vec<_>>(), vec![a.as_str()]);
+
+    let mut lvm = loops.lvmd();
+    lvm.lvm2_devices_file = lvmd::store::devices_file::DevicesFileLocation {
+        dir: LVM2_DEVICES_DIR.into(),
+        name: df.name.clone(),
+    };
+    let label = lvm.pv_create(&loops.devs[1]).unwrap();
+    assert_eq!(df.counter(), before + 1);
+    lvm.vg_create(&vg, &[loops.devs[1].clone()], ExtentSize::DEFAULT)
+        .unwrap();
+    // The PV was already listed: vgcreate had nothing to add.
+    assert_eq!(df.counter(), before + 1);
+
+    let text = df.text();
+    let backing = std::fs::read_to_string(format!(
+        "/sys/block/{}/loop/backing_file",
+        loops.devs[1].file_name().unwrap().to_str().unwrap()
+    ))
+    .unwrap();
+    let line = format!(
+        "IDTYPE=loop_file IDNAME={} DEVNAME={b} PVID={}",
+        backing.trim_end(),
+        label.pv_uuid.compact()
+    );
+    assert!(
+        text.lines().any(|l| l == line),
+        "{line} missing from:\n{text}"
+    );
+    // lvm2's own first entry and header comments are untouched.
+    for l in made.lines().filter(|l| !l.starts_with("VERSION")) {
+        assert!(text.lines().any(|t| t == l), "{l} lost from:\n{text}");
+    }
+
+    let (ok, out, err) = df.lvm(&loops, &["lvmdevices", "--check"]);
+    let complaints: Vec<&str> = err
+        .lines()
+        .chain(out.lines())
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.contains("Activation disabled") && !l.contains("leaked on lvm"))
+        .collect();
+    assert!(
+        ok && complaints.is_empty(),
+        "lvmdevices --check:\n{err}\n{out}"
+    );
+
+    let pvs = df.lvm_ok(&loops, &["pvs", "--noheadings", "-o", "pv_name,vg_name"]);
+    let mut rows: Vec<Vec<&str>> = pvs
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    rows.sort();
+    assert_eq!(rows, vec![vec![a.as_str()], vec![b.as_str(), vg.as_str()]]);
+    let vgs = df.lvm_ok(
+        &loops,
+        &["vgs", "--noheadings", "-o", "vg_name,pv_count", &vg],
+    );
+    assert_eq!(
+        vgs.split_whitespace().collect::<Vec<_>>(),
+        vec![vg.as_str(), "1"]
+    );
+    // lvm2 found nothing in the file to correct, or it would have rewritten it.
+    assert_eq!(df.text(), text);
+    df.lvm_ok(&loops, &["vgremove", "-f", &vg]);
+}

@@ -71,6 +71,7 @@ impl Bed {
 mount_roots = ["{root}"]
 backup_dir = "{backup}"
 archive_dir = "{archive}"
+lvm2_devices_file = "{devices_file}"
 {extra}
 
 [device_classes.disks]
@@ -82,6 +83,12 @@ devices = [{devices}]
                 root = self.root.display(),
                 backup = self.loops.backup_dir().display(),
                 archive = self.loops.archive_dir().display(),
+                devices_file = self
+                    .loops
+                    .dir
+                    .path()
+                    .join("lvm2-devices/system.devices")
+                    .display(),
                 vg = self.vg,
                 devices = devices.join(", "),
             ),

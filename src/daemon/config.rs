@@ -56,6 +56,10 @@ pub struct Config {
     pub archive_dir: PathBuf,
     #[serde(default = "default_lock_dir")]
     pub lock_dir: PathBuf,
+    /// lvm2's devices file (lvm.conf `devices/devicesfile` in `/etc/lvm/devices`): when
+    /// it exists, lvmd lists the PVs it creates there, as lvm2's pvcreate does.
+    #[serde(default = "default_devices_file")]
+    pub lvm2_devices_file: PathBuf,
     /// Globs of further devices to look for PVs on (the classes' devices always are).
     #[serde(default)]
     pub scan_devices: Vec<String>,
@@ -114,6 +118,9 @@ fn default_archive_dir() -> PathBuf {
 }
 fn default_lock_dir() -> PathBuf {
     crate::store::lock::DEFAULT_LOCK_DIR.into()
+}
+fn default_devices_file() -> PathBuf {
+    crate::store::devices_file::DevicesFileLocation::default().path()
 }
 fn default_poll() -> u64 {
     30
@@ -236,6 +243,13 @@ impl Config {
         plain_abs("backup_dir", &self.backup_dir)?;
         plain_abs("archive_dir", &self.archive_dir)?;
         plain_abs("lock_dir", &self.lock_dir)?;
+        plain_abs("lvm2_devices_file", &self.lvm2_devices_file)?;
+        if self.lvm2_devices_file.file_name().is_none() {
+            return Err((
+                "lvm2_devices_file".into(),
+                "must name a file, not a directory".into(),
+            ));
+        }
         if self.capacity_poll_seconds == 0 {
             return Err(("capacity_poll_seconds".into(), "must be at least 1".into()));
         }
@@ -399,6 +413,14 @@ loop_file = { path = "/var/lib/lvmd/trial.img", size = "1GiB" }
         assert_eq!(e.key, "device_classes.a.volume_group", "{e}");
         let e = refused("mount_roots = [\"relative\"]");
         assert_eq!(e.key, "mount_roots[0]", "{e}");
+        let e = refused("lvm2_devices_file = \"system.devices\"");
+        assert_eq!(e.key, "lvm2_devices_file", "{e}");
+        let e = refused("lvm2_devices_file = \"/\"");
+        assert_eq!(e.key, "lvm2_devices_file", "{e}");
+        assert_eq!(
+            Config::default().lvm2_devices_file,
+            PathBuf::from("/etc/lvm/devices/system.devices")
+        );
         let e = refused("allowed_uids = [-1]");
         assert!(e.key.starts_with("allowed_uids"), "{e}");
         let e = refused(

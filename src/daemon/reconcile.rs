@@ -327,6 +327,7 @@ mod tests {
         lvm.locker = Locker::new(dir.path().join("locks"));
         lvm.backup = None;
         lvm.lvm2_run_dir = dir.path().join("lvm2-run");
+        lvm.lvm2_devices_file.dir = dir.path().join("lvm2-devices");
         lvm.vg_create("vg", &images, ExtentSize::DEFAULT).unwrap();
         // The process "dies" after the first PV's header points at the new text.
         let mut cut = lvm.clone();

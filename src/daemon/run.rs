@@ -15,7 +15,7 @@ use crate::store::backup::BackupDirs;
 use crate::store::lock::Locker;
 use crate::units::Bytes;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,17 @@ pub fn real_engine(config: &Config) -> Arc<dyn Engine> {
     }
     let mut lvm = Lvm::new(devices.into_iter().collect());
     lvm.locker = Locker::new(&config.lock_dir);
+    let devices_file = &config.lvm2_devices_file;
+    lvm.lvm2_devices_file = crate::store::devices_file::DevicesFileLocation {
+        dir: devices_file
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .to_path_buf(),
+        name: devices_file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
     lvm.inject = super::crash::injector();
     lvm.backup = Some(BackupDirs {
         backup: config.backup_dir.clone(),

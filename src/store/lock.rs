@@ -6,6 +6,10 @@
 //! locker re-checks after `flock` that the path still names the inode it locked. With
 //! `prioritise_write_locks` (lvm2's default) every locker first takes `<file>:aux`
 //! exclusively, so a waiting writer is not starved by a stream of readers.
+//!
+//! The devices file (`/etc/lvm/devices/<name>`) has its own lock, `<dir>/D_<name>`
+//! (`lib/device/device_id.c`): a plain `flock` on a file created with mode 0600, no aux
+//! file, and never unlinked, since lvm2 does not re-check the inode after waiting.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -47,6 +51,8 @@ impl Resource {
 pub struct LockGuard {
     path: PathBuf,
     file: Option<File>,
+    /// lvm2 removes VG and global lock files on release, but never `D_` ones.
+    unlink: bool,
 }
 
 fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
@@ -103,7 +109,9 @@ fn unlock_file(path: &Path, file: File) {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if let Some(file) = self.file.take() {
-            unlock_file(&self.path, file);
+            if self.unlink {
+                unlock_file(&self.path, file);
+            }
         }
     }
 }
@@ -144,6 +152,27 @@ impl Locker {
         Ok(LockGuard {
             path,
             file: Some(file),
+            unlink: true,
+        })
+    }
+
+    /// Blocks until lvm2's exclusive lock on the devices file `name` is held.
+    pub fn lock_devices_file(&self, name: &str) -> io::Result<LockGuard> {
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.dir.join(format!("D_{name}"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)?;
+        flock(&file, libc::LOCK_EX)?;
+        Ok(LockGuard {
+            path,
+            file: Some(file),
+            unlink: false,
         })
     }
 }
@@ -180,6 +209,25 @@ mod tests {
         assert!(entered.load(Ordering::SeqCst));
         assert!(!dir.path().join("V_vg0").exists());
         assert!(!dir.path().join("V_vg0:aux").exists());
+    }
+
+    #[test]
+    fn devices_file_lock_excludes_and_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let locker = Locker::new(dir.path());
+        let guard = locker.lock_devices_file("system.devices").unwrap();
+        let path = dir.path().join("D_system.devices");
+        let other = File::open(&path).unwrap();
+        // SAFETY: flock on a descriptor we own.
+        let rc = unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        assert_eq!(rc, -1, "lvm2's shared lock must wait while we write");
+        drop(guard);
+        // SAFETY: as above.
+        let rc = unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+        assert_eq!(rc, 0);
+        assert!(path.exists(), "lvm2 never removes D_ files; neither do we");
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert!(!dir.path().join("D_system.devices:aux").exists());
     }
 
     #[test]

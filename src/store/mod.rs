@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod commit;
 pub mod device;
+pub mod devices_file;
 pub mod hints;
 pub mod lock;
 mod mda_io;

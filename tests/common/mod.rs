@@ -70,6 +70,8 @@ impl Loops {
             archive: Some(self.archive_dir()),
         });
         lvm.locker = Locker::new(lvmd::store::lock::DEFAULT_LOCK_DIR);
+        // Never the machine's /etc/lvm/devices; a test that wants one sets its own.
+        lvm.lvm2_devices_file.dir = self.dir.path().join("lvm2-devices");
         lvm
     }
 
