@@ -291,9 +291,9 @@ fn mkfs_mount_bind_block_unmount_on_the_host() {
                 .filter(|l| !loops_before.contains(l))
                 .collect();
             assert_eq!(new, [&lo], "one new loop device");
-            // Read-write at the read-only target: refused.
+            // Read-write at the read-only target: there already, incompatible.
             let s = node.publish_block(ro(false)).await.unwrap_err();
-            assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+            assert_eq!(s.code(), Code::AlreadyExists, "{s:?}");
             // Unpublish: unmounted, removed, and the loop device detached.
             let u = node
                 .unmount(pb::UnmountRequest {

@@ -813,11 +813,8 @@ fn read_only_raw_block_publish_refuses_writes() {
     // Retried: the same loop device, no second one.
     publish(&ro, true).unwrap();
     assert_eq!(loops_over(dm_rdev), std::slice::from_ref(&lo));
-    // Read-write at the read-only target: refused.
-    assert_eq!(
-        publish(&ro, false).unwrap_err(),
-        tonic::Code::FailedPrecondition
-    );
+    // Read-write at the read-only target: there already, incompatible.
+    assert_eq!(publish(&ro, false).unwrap_err(), tonic::Code::AlreadyExists);
 
     // Grown while published read-only (ExpandVolume without a target): the
     // read-only view follows.

@@ -76,8 +76,10 @@ pub struct MountRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountState {
     NotMounted,
-    /// `source` is mounted there.
-    Same,
+    /// `source` is mounted there, read-only or not.
+    Same {
+        read_only: bool,
+    },
     /// Something else is, described.
     Other(String),
 }
@@ -224,17 +226,27 @@ fn unescape_mountinfo(field: &str) -> PathBuf {
     ))
 }
 
-/// One line of mountinfo: (mount point, fs type, source).
-fn mountinfo_entries(text: &str) -> Vec<(PathBuf, String, String)> {
+/// One line of mountinfo, the fields a mount point is judged by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MountEntry {
+    point: PathBuf,
+    fs: String,
+    source: String,
+    /// The mount's own `ro` flag (a bind can be read-only on a read-write filesystem).
+    read_only: bool,
+}
+
+fn mountinfo_entries(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
             let dash = fields.iter().position(|f| *f == "-")?;
-            Some((
-                unescape_mountinfo(fields.get(4)?),
-                fields.get(dash + 1)?.to_string(),
-                fields.get(dash + 2)?.to_string(),
-            ))
+            Some(MountEntry {
+                point: unescape_mountinfo(fields.get(4)?),
+                read_only: fields.get(5)?.split(',').any(|o| o == "ro"),
+                fs: fields.get(dash + 1)?.to_string(),
+                source: fields.get(dash + 2)?.to_string(),
+            })
         })
         .collect()
 }
@@ -294,15 +306,14 @@ impl HostNode {
             })
     }
 
-    fn mount_entry(target: &Path) -> Result<Option<(String, String)>> {
+    fn mount_entry(target: &Path) -> Result<Option<MountEntry>> {
         let p = Path::new("/proc/self/mountinfo");
         let text = std::fs::read_to_string(p).map_err(io(p, "read"))?;
         // The last entry for a mount point is the one on top.
         Ok(mountinfo_entries(&text)
             .into_iter()
             .rev()
-            .find(|(mp, _, _)| mp == target)
-            .map(|(_, fs, src)| (fs, src)))
+            .find(|m| m.point == target))
     }
 
     fn loop_dev(path: &Path) -> Result<Option<LoopDev>> {
@@ -460,7 +471,7 @@ impl Node for HostNode {
     }
 
     fn mount_state(&self, target: &Path, source: &Path) -> Result<MountState> {
-        let Some((fs, src)) = Self::mount_entry(target)? else {
+        let Some(entry) = Self::mount_entry(target)? else {
             return Ok(MountState::NotMounted);
         };
         let s = std::fs::metadata(source).map_err(io(source, "inspect"))?;
@@ -477,9 +488,11 @@ impl Node for HostNode {
             t.dev() == s.dev() && t.ino() == s.ino()
         };
         Ok(if same {
-            MountState::Same
+            MountState::Same {
+                read_only: entry.read_only,
+            }
         } else {
-            MountState::Other(format!("{src} ({fs}) is mounted there"))
+            MountState::Other(format!("{} ({}) is mounted there", entry.source, entry.fs))
         })
     }
 
@@ -889,14 +902,18 @@ impl Node for SimNode {
         let mounts = self.mounts.lock().unwrap();
         Ok(match mounts.get(target) {
             None => MountState::NotMounted,
-            Some(m) if m.source == source => MountState::Same,
+            Some(m) if m.source == source => MountState::Same {
+                read_only: m.read_only,
+            },
             // A bind of a directory where `source` is mounted (a CSI publish of a staged
             // volume): the host sees the same filesystem there too.
             Some(m)
                 if m.kind == MountKind::Bind
                     && mounts.get(&m.source).is_some_and(|s| s.source == source) =>
             {
-                MountState::Same
+                MountState::Same {
+                    read_only: m.read_only,
+                }
             }
             Some(m) => MountState::Other(format!("{} is mounted there", m.source.display())),
         })
@@ -1030,15 +1047,15 @@ mod tests {
 
     #[test]
     fn mountinfo_lines() {
-        let text = "36 35 98:0 /mnt1 /mnt/a\\040b rw,noatime master:1 - ext4 /dev/dm-0 rw\n";
+        let text = "36 35 98:0 /mnt1 /mnt/a\\040b rw,noatime master:1 - ext4 /dev/dm-0 rw\n\
+                    37 36 98:0 /mnt1 /pod ro,relatime master:1 - ext4 /dev/dm-0 rw\n";
         let e = mountinfo_entries(text);
-        assert_eq!(
-            e,
-            vec![(
-                PathBuf::from("/mnt/a b"),
-                "ext4".to_string(),
-                "/dev/dm-0".to_string()
-            )]
-        );
+        let entry = |point: &str, read_only| MountEntry {
+            point: PathBuf::from(point),
+            fs: "ext4".into(),
+            source: "/dev/dm-0".into(),
+            read_only,
+        };
+        assert_eq!(e, vec![entry("/mnt/a b", false), entry("/pod", true)]);
     }
 }

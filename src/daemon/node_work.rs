@@ -14,6 +14,24 @@ use std::sync::Arc;
 /// lvmd's default filesystem, as most CSI drivers.
 pub const DEFAULT_FS: &str = "ext4";
 
+/// `source` is already mounted at `target`, but read-only where read-write was asked
+/// or the other way round: the caller must unmount first (CSI: ALREADY_EXISTS).
+fn incompatible(target: &Path, source: &Path, mounted_read_only: bool) -> EngineError {
+    let (is, asked) = if mounted_read_only {
+        ("read-only", "read-write")
+    } else {
+        ("read-write", "read-only")
+    };
+    EngineError::AlreadyExists {
+        what: "mount at",
+        name: target.display().to_string(),
+        why: format!(
+            "of {} {is}; it cannot be made {asked} in place: unmount it first",
+            source.display()
+        ),
+    }
+}
+
 #[derive(Clone)]
 pub struct NodeWork {
     pub node: Arc<dyn Node>,
@@ -77,7 +95,12 @@ impl NodeWork {
     pub fn mount_filesystem(&self, device: &Path, spec: &MountSpec) -> Result<Mounted> {
         let node = &self.node;
         match node.mount_state(&spec.target, device)? {
-            MountState::Same => {
+            MountState::Same { read_only } => {
+                let asked =
+                    spec.read_only || parse_mount_options(&spec.options)?.0 & libc::MS_RDONLY != 0;
+                if read_only != asked {
+                    return Err(incompatible(&spec.target, device, read_only));
+                }
                 let fs = node.filesystem_type(device)?.unwrap_or_default();
                 return Ok(Mounted {
                     device: device.to_owned(),
@@ -157,15 +180,7 @@ impl NodeWork {
         if !read_only {
             if let Some(l) = node.loop_at(target)? {
                 if ro_loop_here(&l)? {
-                    return Err(NodeError::Busy {
-                        path: target.to_owned(),
-                        why: format!(
-                            "{} is published there read-only (through {}); unpublish it first",
-                            device.display(),
-                            l.path.display()
-                        ),
-                    }
-                    .into());
+                    return Err(incompatible(target, device, true));
                 }
             }
             return self.bind_checked(device, target, TargetKind::File, false);
@@ -177,10 +192,7 @@ impl NodeWork {
                 }
             }
             let why = match node.mount_state(target, device)? {
-                MountState::Same => format!(
-                    "{} is published there read-write; unpublish it first",
-                    device.display()
-                ),
+                MountState::Same { .. } => return Err(incompatible(target, device, false)),
                 MountState::Other(what) => what,
                 MountState::NotMounted => "something is mounted there".into(),
             };
@@ -219,7 +231,8 @@ impl NodeWork {
         read_only: bool,
     ) -> Result<()> {
         match self.node.mount_state(target, source)? {
-            MountState::Same => return Ok(()),
+            MountState::Same { read_only: ro } if ro == read_only => return Ok(()),
+            MountState::Same { read_only: ro } => return Err(incompatible(target, source, ro)),
             MountState::Other(what) => {
                 return Err(NodeError::Busy {
                     path: target.to_owned(),
@@ -262,7 +275,7 @@ impl NodeWork {
     /// the type of the filesystem there. Call before changing anything.
     pub fn check_grow_target(&self, device: &Path, target: &Path) -> Result<String> {
         match self.node.mount_state(target, device)? {
-            MountState::Same => {}
+            MountState::Same { .. } => {}
             MountState::NotMounted => {
                 return Err(EngineError::FailedPrecondition {
                     what: "path",

@@ -873,6 +873,23 @@ pub fn read_only_publish(e: &Env) {
         for _ in 0..2 {
             node.node_publish_volume(ro.clone()).await.unwrap();
         }
+        // Already there with the other read-only flag: ALREADY_EXISTS, as the spec says.
+        for (r, ro_flag) in [(&rw, true), (&ro, false)] {
+            let s = node
+                .node_publish_volume(NodePublishVolumeRequest {
+                    readonly: ro_flag,
+                    ..r.clone()
+                })
+                .await;
+            assert_eq!(code(s).code(), Code::AlreadyExists, "readonly={ro_flag}");
+        }
+        let s = node
+            .node_stage_volume(NodeStageVolumeRequest {
+                volume_capability: Some(reader.clone()),
+                ..stage.clone()
+            })
+            .await;
+        assert_eq!(code(s).code(), Code::AlreadyExists, "staged read-write");
     });
     if e.is_real() {
         std::fs::write(
@@ -931,6 +948,15 @@ pub fn read_only_block_publish(e: &Env) {
         node.node_publish_volume(writer.clone()).await.unwrap();
         for _ in 0..2 {
             node.node_publish_volume(reader.clone()).await.unwrap();
+        }
+        for (r, ro_flag) in [(&writer, true), (&reader, false)] {
+            let s = node
+                .node_publish_volume(NodePublishVolumeRequest {
+                    readonly: ro_flag,
+                    ..r.clone()
+                })
+                .await;
+            assert_eq!(code(s).code(), Code::AlreadyExists, "readonly={ro_flag}");
         }
     });
     if e.is_real() {
