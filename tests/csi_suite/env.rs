@@ -108,10 +108,12 @@ impl Env {
         let vgs = [format!("csi{n}-ssd"), format!("csi{n}-wide")];
         let classes = format!(
             "backup_dir = \"{}\"\narchive_dir = \"{}\"\n\
+             lvm2_devices_file = \"{}/system.devices\"\n\
              [device_classes.ssd]\nvolume_group = \"{}\"\ndefault = true\ndevices = [\"{}\"]\n\
              [device_classes.wide]\nvolume_group = \"{}\"\nstripes = 2\ndevices = [\"{}\", \"{}\"]\n",
             loops.backup_dir().display(),
             loops.archive_dir().display(),
+            dir.display(),
             vgs[0],
             loops.devs[0].display(),
             vgs[1],
