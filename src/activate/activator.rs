@@ -12,6 +12,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tracing::info;
 
+#[path = "activator_layers.rs"]
+mod layers;
+
 /// How long an open device may stay open before we call it busy, when udev runs.
 const UDEV_PROBE_GRACE: Duration = Duration::from_millis(1500);
 
@@ -147,11 +150,14 @@ impl Activator {
     /// created is removed again.
     pub fn activate(&self, found: &VgOnDisk, lv: &str) -> Result<ActiveLv> {
         let plan = self.plan(found, lv)?;
-        let mut created: Vec<&DevicePlan> = Vec::new();
+        let mut created: Vec<DevicePlan> = Vec::new();
         for device in &plan.devices {
-            match self.ensure_device(&plan, device) {
-                Ok(true) => created.push(device),
-                Ok(false) => {}
+            let step = self
+                .resolved(device)
+                .and_then(|d| Ok((self.ensure_device(&plan, &d)?, d)));
+            match step {
+                Ok((true, device)) => created.push(device),
+                Ok((false, _)) => {}
                 Err(e) => {
                     // Undo in reverse order; the failed device cleaned up after itself.
                     for done in created.iter().rev() {
@@ -262,6 +268,8 @@ impl Activator {
         // The LV's own device first, then its layers: each is held open by the one above.
         let mut devices = self.dm.list_with_uuid_prefix(&prefix)?;
         devices.sort_by_key(|d| d.uuid != prefix);
+        let top_active = devices.iter().any(|d| d.uuid == prefix);
+        devices.extend(self.sub_lv_devices(found, model, top_active)?);
         if devices.is_empty() {
             return Ok(false);
         }
@@ -283,6 +291,15 @@ impl Activator {
     /// refused ([`ActivateError::ShrinkWhileOpen`]). An unchanged table is left alone.
     pub fn refresh(&self, found: &VgOnDisk, lv: &str) -> Result<ActiveLv> {
         let plan = self.plan(found, lv)?;
+        if plan.devices.len() > 1 && !self.layers_current(&plan)? {
+            return Err(ActivateError::Unsupported {
+                vg: plan.vg.clone(),
+                lv: plan.lv.clone(),
+                why: "its active devices differ from its metadata (resized?); lvmd \
+                      does not reload LVs made of several devices"
+                    .into(),
+            });
+        }
         let top = plan.top();
         let Some(dev) = self.dm.info_by_uuid(&top.uuid)? else {
             return Err(ActivateError::NotActive {
@@ -347,6 +364,9 @@ impl Activator {
         if self.dm.info_by_uuid(&top.uuid)?.is_none() {
             return Ok(None);
         }
+        if plan.devices.len() > 1 {
+            return Ok(Some(self.layers_current(&plan)?));
+        }
         let live = self.dm.table(&top.uuid)?;
         Ok(Some(kernel_table_text(&live) == table_text(&top.table)))
     }
@@ -408,8 +428,9 @@ impl Activator {
             Sectors::ZERO
         };
         let mapper_path = self.dev_dir.join("mapper").join(&dev.name);
+        let visible = |lv: &str| found.vg.lv(lv).is_some_and(|l| l.is_visible());
         let dev_path = match (&lv, &layer) {
-            (Some(lv), None) => self.dev_dir.join(&found.vg.name).join(lv),
+            (Some(lv), None) if visible(lv) => self.dev_dir.join(&found.vg.name).join(lv),
             _ => mapper_path.clone(),
         };
         Ok(ActiveLv {

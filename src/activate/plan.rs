@@ -54,6 +54,8 @@ pub enum Target {
     Zero,
     /// Fails every I/O: lvm2's `error` segment type.
     Error,
+    /// dm-raid over metadata/data leg pairs: lvm2's raid1 ([`super::raid`]).
+    Raid(super::raid::RaidTarget),
 }
 
 impl Target {
@@ -64,6 +66,7 @@ impl Target {
             Target::Striped { .. } => "striped",
             Target::Zero => "zero",
             Target::Error => "error",
+            Target::Raid(_) => "raid",
         }
     }
 
@@ -79,6 +82,7 @@ impl Target {
                 s
             }
             Target::Zero | Target::Error => String::new(),
+            Target::Raid(raid) => raid.params(),
         }
     }
 
@@ -91,7 +95,7 @@ impl Target {
                 let per = Sectors(length.0 / stripes.len().max(1) as u64);
                 stripes.iter().map(|a| (a.device, a.offset + per)).collect()
             }
-            Target::Zero | Target::Error => Vec::new(),
+            Target::Zero | Target::Error | Target::Raid(_) => Vec::new(),
         }
     }
 }
@@ -225,7 +229,7 @@ pub fn parse_dm_uuid(vg: &Uuid, dm_uuid: &str) -> Option<(Uuid, Option<String>)>
     }
 }
 
-fn check_lengths(name: &str, uuid: &str) -> Result<(), ActivateError> {
+pub(super) fn check_lengths(name: &str, uuid: &str) -> Result<(), ActivateError> {
     if name.len() > DM_NAME_MAX {
         return Err(ActivateError::NameTooLong {
             what: "name",
@@ -285,6 +289,9 @@ pub fn plan_lv(
             vg: vg.name.clone(),
             lv: lv.name.clone(),
         });
+    }
+    if super::raid::is_raid(lv) {
+        return super::raid::plan_raid_lv(vg, lv, pv_devices);
     }
     let table = lv_table(vg, lv, pv_devices)?;
     let name = dm_name(&vg.name, &lv.name, None);

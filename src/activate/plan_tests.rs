@@ -169,7 +169,6 @@ fn fixture_hidden_lvs_and_the_real_layers_of_other_types_match_lvm2_too() {
 fn fixture_unsupported_types_are_named() {
     let (vg, devices) = mixed();
     for (lv, ty) in [
-        ("mirrored", "raid1"),
         ("pool", "thin-pool"),
         ("thin", "thin"),
         ("snapshot0", "snapshot"),

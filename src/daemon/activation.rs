@@ -211,10 +211,12 @@ impl Activation for DmActivation {
             .activator
             .list_active(&on_disk(vg))
             .map_err(|e| activate_error(name, "*", e))?;
-        // Layer devices (`-real`, `-tpool`) are not volumes of their own.
+        // Layer devices (`-real`, `-tpool`) and hidden sub-LVs (raid legs) are not
+        // volumes of their own.
+        let hidden = |lv: &str| vg.vg.lv(lv).is_some_and(|l| !l.is_visible());
         Ok(list
             .into_iter()
-            .filter(|a| a.layer.is_none())
+            .filter(|a| a.layer.is_none() && !a.lv.as_deref().is_some_and(hidden))
             .filter_map(|a| {
                 let lv = a.lv.clone()?;
                 Some(active_volume(name, &lv, a))

@@ -1,0 +1,240 @@
+use super::*;
+use crate::activate::plan::{plan_lv, table_text};
+use crate::format::text;
+use std::path::{Path, PathBuf};
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lvm2/mixed")
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(fixture_dir().join(name)).unwrap()
+}
+
+fn vg_from_text(metadata: &str) -> VolumeGroup {
+    let doc = text::parse(metadata).unwrap();
+    VolumeGroup::from_document(&doc).unwrap().0
+}
+
+/// The fixture VG with its PVs' device numbers in the VM (virtio disks 254:0, 254:16..).
+fn mixed() -> (VolumeGroup, BTreeMap<Uuid, DevNum>) {
+    let vg = vg_from_text(&read("vgcfgbackup.txt"));
+    let mut devices = BTreeMap::new();
+    for line in read("manifest.tsv").lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        if fields[0] != "pv" {
+            continue;
+        }
+        let disk = fields[5].strip_prefix("/dev/vd").unwrap().as_bytes()[0];
+        devices.insert(
+            fields[4].parse().unwrap(),
+            DevNum {
+                major: 254,
+                minor: 16 * u32::from(disk - b'a'),
+            },
+        );
+    }
+    (vg, devices)
+}
+
+fn lvm2_table(dm_name: &str) -> String {
+    let prefix = format!("{dm_name}: ");
+    read("dmsetup-table.txt")
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn lvm2_uuid(dm_name: &str) -> String {
+    read("dmsetup-uuids.txt")
+        .lines()
+        .find_map(|l| {
+            let (name, uuid) = l.split_once(' ')?;
+            (name == dm_name).then(|| uuid.to_owned())
+        })
+        .unwrap_or_else(|| panic!("no uuid for {dm_name}"))
+}
+
+/// The device numbers lvm2's raid table names, by leg device, in the table's order.
+fn lvm2_leg_devnums() -> Vec<DevNum> {
+    let table = lvm2_table("lvmd_mixed-mirrored");
+    let words: Vec<&str> = table.split_whitespace().collect();
+    words[words.len() - 4..]
+        .iter()
+        .map(|w| {
+            let (major, minor) = w.split_once(':').unwrap();
+            DevNum {
+                major: major.parse().unwrap(),
+                minor: minor.parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// Plans `lv` and resolves its legs to the numbers lvm2's devices had.
+fn planned_with_lvm2_numbers(
+    vg: &VolumeGroup,
+    lv: &str,
+    devices: &BTreeMap<Uuid, DevNum>,
+) -> LvPlan {
+    let mut plan = plan_lv(vg, lv, devices).unwrap();
+    let order: Vec<String> = plan.devices[..plan.devices.len() - 1]
+        .iter()
+        .map(|d| d.uuid.clone())
+        .collect();
+    let numbers = lvm2_leg_devnums();
+    let top = plan.devices.last_mut().unwrap();
+    resolve_table(&mut top.table, |uuid, _| {
+        let i = order.iter().position(|u| u == uuid).unwrap();
+        Ok::<_, ()>(numbers[i])
+    })
+    .unwrap();
+    plan
+}
+
+#[test]
+fn fixture_raid1_devices_equal_lvm2s() {
+    let (vg, devices) = mixed();
+    let plan = planned_with_lvm2_numbers(&vg, "mirrored", &devices);
+    let names: Vec<&str> = plan.devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "lvmd_mixed-mirrored_rmeta_0",
+            "lvmd_mixed-mirrored_rimage_0",
+            "lvmd_mixed-mirrored_rmeta_1",
+            "lvmd_mixed-mirrored_rimage_1",
+            "lvmd_mixed-mirrored",
+        ]
+    );
+    for dev in &plan.devices {
+        assert_eq!(dev.uuid, lvm2_uuid(&dev.name), "{}", dev.name);
+        assert_eq!(
+            table_text(&dev.table),
+            lvm2_table(&dev.name),
+            "{}",
+            dev.name
+        );
+        assert!(!dev.read_only);
+        // Only the LV itself gets /dev/VG/LV; its legs are hidden.
+        assert_eq!(
+            dev.visible,
+            dev.name == "lvmd_mixed-mirrored",
+            "{}",
+            dev.name
+        );
+    }
+    assert_eq!(
+        table_text(&plan.top().table),
+        "0 16384 raid raid1 3 0 region_size 4096 2 253:3 253:4 253:5 253:6\n"
+    );
+    assert_eq!(plan.top().size(), Sectors(16384));
+}
+
+#[test]
+fn unresolved_legs_are_named_and_listed() {
+    let (vg, devices) = mixed();
+    let plan = plan_lv(&vg, "mirrored", &devices).unwrap();
+    let Target::Raid(raid) = &plan.top().table[0].target else {
+        panic!("not raid: {:?}", plan.top().table);
+    };
+    assert_eq!(raid.unresolved().len(), 4);
+    assert!(raid.devices().is_empty());
+    assert!(
+        table_text(&plan.top().table).contains("/dev/mapper/lvmd_mixed-mirrored_rmeta_0"),
+        "{}",
+        table_text(&plan.top().table)
+    );
+}
+
+#[test]
+fn sub_lvs_are_the_legs_in_order() {
+    let (vg, _) = mixed();
+    let names: Vec<&str> = sub_lvs(&vg, vg.lv("mirrored").unwrap())
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "mirrored_rmeta_0",
+            "mirrored_rimage_0",
+            "mirrored_rmeta_1",
+            "mirrored_rimage_1"
+        ]
+    );
+    assert!(sub_lvs(&vg, vg.lv("lin_a").unwrap()).is_empty());
+    assert!(is_raid(vg.lv("mirrored").unwrap()));
+    assert!(!is_raid(vg.lv("mirrored_rimage_0").unwrap()));
+}
+
+#[test]
+fn a_missing_leg_pv_refuses_naming_the_raid_lv() {
+    let (vg, mut devices) = mixed();
+    let pv2 = vg.pv("pv2").unwrap().id;
+    devices.remove(&pv2);
+    match plan_lv(&vg, "mirrored", &devices) {
+        Err(ActivateError::MissingPv { lv, pv, .. }) => {
+            assert_eq!((lv.as_str(), pv.as_str()), ("mirrored", "pv2"));
+        }
+        other => panic!("expected MissingPv, got {other:?}"),
+    }
+}
+
+/// Edits the fixture's metadata text: the raid LV's segment, or one of its sub-LVs.
+fn edited(from: &str, to: &str) -> VolumeGroup {
+    let text = read("vgcfgbackup.txt");
+    assert!(text.contains(from), "{from}");
+    vg_from_text(&text.replacen(from, to, 1))
+}
+
+#[test]
+fn flags_and_options_are_lvm2s_parameters_in_its_order() {
+    let (_, devices) = mixed();
+    // Image 1 rebuilding and write-mostly, with rates and write-behind on the segment.
+    let seg = "\t\t\t\tregion_size = 4096\n";
+    let text = read("vgcfgbackup.txt")
+        .replacen(
+            seg,
+            "\t\t\t\tregion_size = 4096\n\t\t\t\twritebehind = 512\n\
+             \t\t\t\tmin_recovery_rate = 100\n\t\t\t\tmax_recovery_rate = 2000\n",
+            1,
+        )
+        .replacen(
+            "\t\tmirrored_rimage_1 {\n\t\t\tid = \"C1fpmS-FRKd-CReA-sKyK-yNDo-0uXb-NwSPEU\"\n\t\t\tstatus = [\"READ\", \"WRITE\"]",
+            "\t\tmirrored_rimage_1 {\n\t\t\tid = \"C1fpmS-FRKd-CReA-sKyK-yNDo-0uXb-NwSPEU\"\n\t\t\tstatus = [\"READ\", \"WRITE\", \"REBUILD\", \"WRITEMOSTLY\"]",
+            1,
+        );
+    let vg = vg_from_text(&text);
+    let plan = planned_with_lvm2_numbers(&vg, "mirrored", &devices);
+    assert_eq!(
+        table_text(&plan.top().table),
+        "0 16384 raid raid1 13 0 rebuild 1 min_recovery_rate 100 max_recovery_rate 2000 \
+         write_mostly 1 max_write_behind 512 region_size 4096 2 253:3 253:4 253:5 253:6\n"
+    );
+}
+
+#[test]
+fn odd_raid_metadata_is_refused() {
+    let (_, devices) = mixed();
+    let no_region = edited("\t\t\t\tregion_size = 4096\n", "");
+    assert!(matches!(
+        plan_lv(&no_region, "mirrored", &devices),
+        Err(ActivateError::InvalidMetadata { .. })
+    ));
+    let reshaping = edited(
+        "\t\t\t\tregion_size = 4096\n",
+        "\t\t\t\tregion_size = 4096\n\t\t\t\tdata_offset = 0\n",
+    );
+    assert!(matches!(
+        plan_lv(&reshaping, "mirrored", &devices),
+        Err(ActivateError::Unsupported { .. })
+    ));
+    // The legs themselves stay hidden LVs.
+    let (vg, _) = mixed();
+    assert!(matches!(
+        plan_lv(&vg, "mirrored_rimage_0", &devices),
+        Err(ActivateError::HiddenLv { .. })
+    ));
+}
