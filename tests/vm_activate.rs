@@ -758,3 +758,188 @@ fn failures_are_named_and_leave_nothing_behind() {
     assert!(!bed.lvm2_active("lin"));
     bed.assert_nothing_active();
 }
+
+/// lvm2's view of a raid LV: (`lv_active`, `lv_health_status`, `sync_percent`).
+fn lvm2_raid_state(bed: &Bed, lv: &str) -> (String, String, String) {
+    let target = format!("{}/{lv}", bed.vg);
+    let out = bed.lvm2_ok(&[
+        "lvs",
+        "--noheadings",
+        "--separator",
+        "|",
+        "-o",
+        "lv_active,lv_health_status,sync_percent",
+        &target,
+    ]);
+    let f: Vec<String> = out.trim().split('|').map(|s| s.trim().to_owned()).collect();
+    assert_eq!(f.len(), 3, "{out:?}");
+    (f[0].clone(), f[1].clone(), f[2].clone())
+}
+
+/// Waits until lvm2 reports the raid LV fully in sync and healthy.
+fn wait_raid_healthy(bed: &Bed, lv: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let state = lvm2_raid_state(bed, lv);
+        if state == ("active".into(), String::new(), "100.00".into()) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{lv} not in sync and healthy: {state:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// Case 5: a raid1 LV made by lvm2: lvmd activates the same five devices (two metadata
+/// and two image legs, hidden, under the LV's dm-raid device) with the same names,
+/// uuids, tables and nodes; the data reads back; lvm2 calls it active and healthy;
+/// either side deactivates what the other activated; failures leave nothing behind.
+#[test]
+fn raid1_made_by_lvm2_activates_as_lvm2_does() {
+    let _serial = common::vm_case("vm_activate");
+    let bed = Bed::made_by_lvm2("act-raid", &[32, 32]);
+    bed.lvm2_ok(&[
+        "lvcreate", "--type", "raid1", "-m1", "-L", "8M", "-n", "r", &bed.vg,
+    ]);
+    wait_raid_healthy(&bed, "r");
+    let lv_path = Path::new("/dev").join(&bed.vg).join("r");
+    write_pattern(&lv_path, 0x5eed, 0, 8 * MIB);
+    let theirs = bed.dm_snapshot();
+    eprintln!("lvm2's devices:\n{}", theirs.join("\n"));
+    assert_eq!(theirs.len(), 5, "{theirs:#?}");
+    assert!(
+        theirs
+            .iter()
+            .any(|d| d.contains("raid raid1 3 0 region_size 4096 2 ")),
+        "{theirs:#?}"
+    );
+    bed.lvm2_ok(&["lvchange", "-an", &format!("{}/r", bed.vg)]);
+    bed.assert_nothing_active();
+
+    let found = bed.found();
+    let act = activator();
+    let legs = ["r_rmeta_0", "r_rimage_0", "r_rmeta_1", "r_rimage_1"];
+
+    // A missing leg PV: refused by name before anything reaches the kernel.
+    let leg_pv = found.vg.pvs[1].clone();
+    let mut partial = found.clone();
+    partial.devices.remove(&leg_pv.id);
+    match act.activate(&partial, "r") {
+        Err(e @ ActivateError::MissingPv { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("act-raid/r") && text.contains(&leg_pv.name),
+                "{text}"
+            );
+        }
+        other => panic!("expected MissingPv, got {other:?}"),
+    }
+    bed.assert_nothing_active();
+
+    // No raid target (module unloaded, loader broken): the legs made first are removed.
+    let _ = run("rmmod", &["dm_raid"]);
+    if !act.dm().target_types().unwrap().iter().any(|t| t == "raid") {
+        let _broken = ModprobePath::break_it();
+        match act.activate(&found, "r") {
+            Err(e @ ActivateError::TargetMissing { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("\"raid\"") && text.contains("act--raid-r"),
+                    "{text}"
+                );
+            }
+            other => panic!("expected TargetMissing, got {other:?}"),
+        }
+        bed.assert_nothing_active();
+        for leg in legs {
+            assert_no_nodes(&bed.vg, leg, &format!("act--raid-{leg}"));
+        }
+    } else {
+        eprintln!("dm-raid cannot be unloaded here: rollback case skipped");
+    }
+
+    // lvmd activates: the same devices as lvm2's.
+    let active = act.activate(&found, "r").unwrap();
+    assert_eq!(active.lv.as_deref(), Some("r"));
+    assert_eq!(active.size, Sectors(8 * MIB / 512));
+    assert_nodes(&active);
+    let ours = bed.dm_snapshot();
+    assert_eq!(ours, theirs, "our devices differ from lvm2's");
+    assert_pattern(&active.dev_path, 0x5eed, 0, 8 * MIB);
+    wait_raid_healthy(&bed, "r");
+    for leg in legs {
+        assert!(bed
+            .lvm2_ok(&[
+                "lvs",
+                "-a",
+                "--noheadings",
+                "-o",
+                "lv_name,lv_active",
+                &bed.vg
+            ])
+            .lines()
+            .any(|l| l.contains(&format!("[{leg}]")) && l.contains("active")));
+    }
+    let listed = act.list_active(&found).unwrap();
+    assert_eq!(listed.len(), 5, "{listed:#?}");
+    for a in &listed {
+        if a.lv.as_deref() != Some("r") {
+            // Legs: only /dev/mapper, as lvm2 has them.
+            assert_eq!(a.dev_path, a.mapper_path, "{a:?}");
+            assert!(a.layer.is_none());
+        }
+    }
+    assert_eq!(act.table_current(&found, "r").unwrap(), Some(true));
+    assert_eq!(act.refresh(&found, "r").unwrap().devnum, active.devnum);
+    // Activating again changes nothing.
+    assert_eq!(act.activate(&found, "r").unwrap().devnum, active.devnum);
+    assert_eq!(bed.dm_snapshot(), theirs);
+
+    // Busy: the LV open, or a leg open by someone else: nothing is removed.
+    {
+        let _holder = File::open(&active.dev_path).unwrap();
+        assert!(matches!(
+            act.deactivate(&found, "r"),
+            Err(ActivateError::Busy { .. })
+        ));
+    }
+    {
+        let leg = Path::new("/dev/mapper").join("act--raid-r_rimage_1");
+        let _holder = File::open(&leg).unwrap();
+        match act.deactivate(&found, "r") {
+            Err(e @ ActivateError::Busy { .. }) => {
+                assert!(e.to_string().contains("act--raid-r_rimage_1"), "{e}");
+            }
+            other => panic!("expected Busy for the leg, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        bed.dm_snapshot(),
+        theirs,
+        "a refused deactivation changed something"
+    );
+
+    // Ours, deactivated by lvm2.
+    bed.lvm2_ok(&["lvchange", "-an", &format!("{}/r", bed.vg)]);
+    bed.assert_nothing_active();
+    assert!(!act.is_active(&found, "r").unwrap());
+    assert_no_nodes(&bed.vg, "r", "act--raid-r");
+
+    // lvm2's, deactivated by us.
+    bed.lvm2_ok(&["lvchange", "-ay", &format!("{}/r", bed.vg)]);
+    wait_raid_healthy(&bed, "r");
+    assert_eq!(bed.dm_snapshot(), theirs);
+    let again = act.activate(&found, "r").unwrap();
+    assert_eq!(bed.dm_snapshot(), theirs);
+    assert_pattern(&again.dev_path, 0x5eed, 0, 8 * MIB);
+    assert!(act.deactivate(&found, "r").unwrap());
+    assert!(!act.deactivate(&found, "r").unwrap(), "second deactivate");
+    bed.assert_nothing_active();
+    assert!(!bed.lvm2_active("r"));
+    assert_no_nodes(&bed.vg, "r", "act--raid-r");
+    for leg in legs {
+        assert_no_nodes(&bed.vg, leg, &format!("act--raid-{leg}"));
+    }
+}

@@ -274,7 +274,11 @@ impl Activator {
             return Ok(false);
         }
         for dev in &devices {
-            let dev = &self.wait_closed(dev.clone())?;
+            // Read again: removing the device above closed this one.
+            let Some(dev) = self.dm.info_by_uuid(&dev.uuid)? else {
+                continue;
+            };
+            let dev = &self.wait_closed(dev)?;
             let visible = dev.uuid == prefix;
             // A device may be active under an older name (renamed LV): the nodes to drop
             // are the ones of the name it has.
