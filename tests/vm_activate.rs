@@ -938,6 +938,11 @@ fn raid1_made_by_lvm2_activates_as_lvm2_does() {
     assert!(!act.deactivate(&found, "r").unwrap(), "second deactivate");
     bed.assert_nothing_active();
     assert!(!bed.lvm2_active("r"));
+    assert!(matches!(
+        act.refresh(&found, "r"),
+        Err(ActivateError::NotActive { .. })
+    ));
+    assert_eq!(act.table_current(&found, "r").unwrap(), None);
     assert_no_nodes(&bed.vg, "r", "act--raid-r");
     for leg in legs {
         assert_no_nodes(&bed.vg, leg, &format!("act--raid-{leg}"));

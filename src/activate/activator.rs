@@ -295,7 +295,8 @@ impl Activator {
     /// refused ([`ActivateError::ShrinkWhileOpen`]). An unchanged table is left alone.
     pub fn refresh(&self, found: &VgOnDisk, lv: &str) -> Result<ActiveLv> {
         let plan = self.plan(found, lv)?;
-        if plan.devices.len() > 1 && !self.layers_current(&plan)? {
+        let top_active = self.dm.info_by_uuid(&plan.top().uuid)?.is_some();
+        if top_active && plan.devices.len() > 1 && !self.layers_current(&plan)? {
             return Err(ActivateError::Unsupported {
                 vg: plan.vg.clone(),
                 lv: plan.lv.clone(),

@@ -2,6 +2,7 @@
 //! never lvm2 or dmsetup), so that lvm2 and lvmd see the same devices.
 //!
 //! - [`plan`]: metadata -> device-mapper names, uuids and tables, exactly as lvm2 (pure).
+//! - [`raid`]: lvm2's raid1 LVs: hidden leg devices under a dm-raid device (pure).
 //! - [`dm`]: applying plans with the `devicemapper` crate; reading back what is active.
 //! - [`nodes`]: `/dev/mapper/<name>` and `/dev/<VG>/<LV>`, via udev or made directly.
 //! - [`Activator`]: the public operations on top.
