@@ -158,6 +158,20 @@ impl DmControl {
         Ok(lines)
     }
 
+    /// The status lines of the device with this uuid (`dmsetup status`).
+    pub fn status(&self, uuid: &str) -> Result<Vec<KernelLine>> {
+        let id = DevId::Uuid(Self::uuid_id(uuid)?);
+        let (_, lines) = self
+            .dm
+            .table_status(&id, DmOptions::default())
+            .map_err(|e| ActivateError::Dm {
+                op: "status",
+                device: uuid.to_owned(),
+                source: dm_io_error(&e),
+            })?;
+        Ok(lines)
+    }
+
     /// Every device whose uuid starts with `prefix`, sorted by name.
     pub fn list_with_uuid_prefix(&self, prefix: &str) -> Result<Vec<DmDevice>> {
         let all = self.dm.list_devices().map_err(|e| ActivateError::Dm {

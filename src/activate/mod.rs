@@ -14,6 +14,7 @@ pub mod dm;
 mod error;
 pub mod nodes;
 pub mod plan;
+mod thin;
 
 pub use activator::{split_dm_name, Activator, ActiveLv};
 pub use error::{ActivateError, Result};

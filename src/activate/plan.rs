@@ -54,6 +54,20 @@ pub enum Target {
     Zero,
     /// Fails every I/O: lvm2's `error` segment type.
     Error,
+    /// dm-thin's pool (lvm2's `-tpool` layer): metadata and data devices, block size,
+    /// low water mark in blocks, feature arguments (`skip_block_zeroing`, ...).
+    ThinPool {
+        metadata: DevNum,
+        data: DevNum,
+        block_size: Sectors,
+        low_water_mark: u64,
+        features: Vec<String>,
+    },
+    /// A thin volume: the `-tpool` device and the volume's device id in the pool.
+    Thin {
+        pool: DevNum,
+        device_id: u64,
+    },
 }
 
 impl Target {
@@ -64,6 +78,8 @@ impl Target {
             Target::Striped { .. } => "striped",
             Target::Zero => "zero",
             Target::Error => "error",
+            Target::ThinPool { .. } => "thin-pool",
+            Target::Thin { .. } => "thin",
         }
     }
 
@@ -79,6 +95,26 @@ impl Target {
                 s
             }
             Target::Zero | Target::Error => String::new(),
+            // The kernel ends the pool's line with a space; the same text loads as well.
+            Target::ThinPool {
+                metadata,
+                data,
+                block_size,
+                low_water_mark,
+                features,
+            } => {
+                let mut s = format!(
+                    "{metadata} {data} {} {low_water_mark} {} ",
+                    block_size.0,
+                    features.len()
+                );
+                for f in features {
+                    s.push_str(f);
+                    s.push(' ');
+                }
+                s
+            }
+            Target::Thin { pool, device_id } => format!("{pool} {device_id}"),
         }
     }
 
@@ -92,6 +128,9 @@ impl Target {
                 stripes.iter().map(|a| (a.device, a.offset + per)).collect()
             }
             Target::Zero | Target::Error => Vec::new(),
+            Target::ThinPool { data, .. } => vec![(*data, length)],
+            // A thin volume may be larger than its pool.
+            Target::Thin { .. } => Vec::new(),
         }
     }
 }
@@ -225,7 +264,7 @@ pub fn parse_dm_uuid(vg: &Uuid, dm_uuid: &str) -> Option<(Uuid, Option<String>)>
     }
 }
 
-fn check_lengths(name: &str, uuid: &str) -> Result<(), ActivateError> {
+pub(super) fn check_lengths(name: &str, uuid: &str) -> Result<(), ActivateError> {
     if name.len() > DM_NAME_MAX {
         return Err(ActivateError::NameTooLong {
             what: "name",
@@ -279,6 +318,9 @@ pub fn plan_lv(
                 }
             }
         }
+    }
+    if let Some(plan) = super::thin::plan_thin(vg, lv, pv_devices)? {
+        return Ok(plan);
     }
     if !lv.is_visible() {
         return Err(ActivateError::HiddenLv {

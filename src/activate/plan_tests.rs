@@ -170,8 +170,6 @@ fn fixture_unsupported_types_are_named() {
     let (vg, devices) = mixed();
     for (lv, ty) in [
         ("mirrored", "raid1"),
-        ("pool", "thin-pool"),
-        ("thin", "thin"),
         ("snapshot0", "snapshot"),
         ("cached", "cache"),
     ] {
