@@ -834,10 +834,24 @@ fn thin_lvs_lvm2_made_activate_with_lvm2s_devices() {
     bed.assert_nothing_active();
     assert_no_nodes(&vg, "t1", "act--thin-t1");
 
+    // A pool that only thin LVs hold is not active as itself (lvm2's `lvs` agrees),
+    // and deactivating it leaves the thin LVs alone.
+    act.activate(&found, "t1").unwrap();
+    assert!(!act.is_active(&found, "pool").unwrap());
+    assert!(!bed.lvm2_active("pool"));
+    assert!(!act.deactivate(&found, "pool").unwrap());
+    assert_eq!(bed.dm_snapshot(), theirs_t1);
+
     // The pool and both thin LVs: what vgchange -ay makes.
     for lv in ["pool", "t1", "t2"] {
         act.activate(&found, lv).unwrap();
     }
+    assert!(act.is_active(&found, "pool").unwrap());
+    assert!(bed.lvm2_active("pool"));
+    eprintln!(
+        "lvmd's devices for pool, t1, t2:\n{}",
+        bed.dm_snapshot().join("\n")
+    );
     assert_eq!(
         bed.dm_snapshot(),
         theirs_all,
@@ -883,4 +897,27 @@ fn thin_lvs_lvm2_made_activate_with_lvm2s_devices() {
     bed.lvm2_ok(&["lvchange", "-ay", &format!("{vg}/t1")]);
     assert_eq!(bed.dm_snapshot(), theirs_t1);
     bed.lvm2_ok(&["vgchange", "-an", &vg]);
+
+    // A pool no thin LV used yet (transaction id 0): lvm2 maps the pool target as
+    // the pool's own device, with the -tpool uuid.
+    bed.lvm2_ok(&[
+        "lvcreate",
+        "--type",
+        "thin-pool",
+        "-L",
+        "8M",
+        "-n",
+        "pool2",
+        &vg,
+    ]);
+    let theirs_pool2 = bed.dm_snapshot();
+    assert_eq!(theirs_pool2.len(), 3, "{theirs_pool2:#?}");
+    bed.lvm2_ok(&["vgchange", "-an", &vg]);
+    let found = bed.found();
+    act.activate(&found, "pool2").unwrap();
+    assert_eq!(bed.dm_snapshot(), theirs_pool2, "lvmd's new pool differs");
+    assert!(act.is_active(&found, "pool2").unwrap());
+    assert!(bed.lvm2_active("pool2"));
+    assert!(act.deactivate(&found, "pool2").unwrap());
+    bed.assert_nothing_active();
 }

@@ -392,7 +392,9 @@ impl Activator {
             vg: found.vg.name.clone(),
             lv: lv.to_owned(),
         })?;
-        self.status_of(found, &plan::dm_uuid(&found.vg.id, &model.id, None))
+        let uuid = super::thin::own_uuid(&found.vg, model)
+            .unwrap_or_else(|| plan::dm_uuid(&found.vg.id, &model.id, None));
+        self.status_of(found, &uuid)
     }
 
     pub fn is_active(&self, found: &VgOnDisk, lv: &str) -> Result<bool> {

@@ -7,7 +7,7 @@
 //! - the pool itself, once it has thin LVs (transaction id > 0): the same three layers
 //!   and `vg-pool`, a read-only `linear` over the whole `-tpool` (uuid suffix `-pool`);
 //! - a pool without any thin LV yet (transaction id 0): the layers and the thin-pool
-//!   target itself as `vg-pool` (uuid suffix `-tpool`).
+//!   target itself as `vg-pool` (uuid suffix `-tpool`, with `/dev/vg/pool`).
 //!
 //! Only activation: lvmd sends no thin-pool messages (`create_thin`, `delete`, ...), so
 //! it neither creates nor removes thin volumes, and refuses a pool whose metadata has
@@ -107,8 +107,11 @@ pub(super) fn plan_thin(
     let devices = match &first.kind {
         SegmentKind::ThinPool { transaction_id, .. } => {
             if *transaction_id == 0 {
-                // A pool no thin LV ever used: lvm2 maps the pool target itself.
-                pool_layers(vg, lv, pv_devices, None)?
+                // A pool no thin LV ever used: lvm2 maps the pool target itself, as a
+                // visible LV (with /dev/VG/LV).
+                let mut devices = pool_layers(vg, lv, pv_devices, None)?;
+                devices[2].visible = true;
+                devices
             } else {
                 let mut devices = pool_layers(vg, lv, pv_devices, Some("tpool"))?;
                 devices.push(DevicePlan {
@@ -321,6 +324,24 @@ pub(super) fn check_transaction(
     Ok(())
 }
 
+/// The uuid of the device that makes a thin pool active as itself (what `lvs` reports
+/// as the pool's state): `-pool`, or `-tpool` for a pool no thin LV used yet. `None`
+/// for other LVs, whose own device has the LV's plain uuid.
+pub(super) fn own_uuid(vg: &VolumeGroup, lv: &LogicalVolume) -> Option<String> {
+    match &lv.segments.first()?.kind {
+        SegmentKind::ThinPool { transaction_id, .. } => Some(dm_uuid(
+            &vg.id,
+            &lv.id,
+            Some(if *transaction_id == 0 {
+                "tpool"
+            } else {
+                "pool"
+            }),
+        )),
+        _ => None,
+    }
+}
+
 /// The pool `lv` is or uses.
 fn pool_of<'a>(vg: &'a VolumeGroup, lv: &str) -> Option<&'a LogicalVolume> {
     let model = vg.lv(lv)?;
@@ -347,14 +368,11 @@ pub(super) fn deactivate(
     let dm = act.dm();
     let mut removed = false;
     // The LV's own device: the thin volume, or the pool's public device.
-    let own = if is_pool {
-        dm_uuid(&vg.id, &lv.id, Some("pool"))
-    } else {
-        dm_uuid(&vg.id, &lv.id, None)
-    };
+    let own = own_uuid(vg, lv).unwrap_or_else(|| dm_uuid(&vg.id, &lv.id, None));
     if let Some(dev) = dm.info_by_uuid(&own)? {
         let dev = act.wait_closed(dev)?;
-        act.remove_active(&vg.name, &lv.name, &dev, !is_pool)?;
+        let visible = !is_pool || own.ends_with("-tpool");
+        act.remove_active(&vg.name, &lv.name, &dev, visible)?;
         removed = true;
     }
     let own_removed = removed;
@@ -362,13 +380,8 @@ pub(super) fn deactivate(
     let tpool = dm_uuid(&vg.id, &pool.id, Some("tpool"));
     if let Some(dev) = dm.info_by_uuid(&tpool)? {
         if dev.open_count > 0 {
-            if is_pool && !removed {
-                // Only thin LVs hold the pool: lvm2 refuses too.
-                return Err(ActivateError::Busy {
-                    device: dev.name,
-                    open_count: dev.open_count,
-                });
-            }
+            // Thin LVs still use it. A pool held only by thin LVs is not active as
+            // itself (lvm2's `lvs` says so, and `lvchange -an` of it does nothing).
             return Ok(Some(removed));
         }
         act.remove_active(&vg.name, &pool.name, &dev, false)?;

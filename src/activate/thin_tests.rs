@@ -224,6 +224,10 @@ fn unused_pool_is_the_pool_target_itself() {
         ]
     );
     assert!(plan.top().uuid.ends_with("-tpool"));
+    assert!(
+        plan.top().visible,
+        "lvm2 links /dev/VG/LV to an unused pool"
+    );
     assert!(matches!(
         plan.top().table[0].target,
         Target::ThinPool { .. }
