@@ -876,6 +876,19 @@ fn thin_lvs_lvm2_made_activate_with_lvm2s_devices() {
     assert!(act.deactivate(&found, "t2").unwrap());
     bed.assert_nothing_active();
 
+    // Both at once: lvmd's thin LV on the pool lvm2 activated, and lvm2 keeps the
+    // pool for it when it deactivates its own thin LV.
+    bed.lvm2_ok(&["lvchange", "-ay", &format!("{vg}/t1")]);
+    let t2 = act.activate(&found, "t2").unwrap();
+    assert_nodes(&t2);
+    assert_pattern(&t2.dev_path, 14, 4 * MIB, 2 * MIB);
+    assert!(bed.lvm2_active("t2"));
+    bed.lvm2_ok(&["lvchange", "-an", &format!("{vg}/t1")]);
+    assert!(act.is_active(&found, "t2").unwrap());
+    assert_eq!(bed.dm_snapshot().len(), 4);
+    assert!(act.deactivate(&found, "t2").unwrap());
+    bed.assert_nothing_active();
+
     // Metadata whose transaction id is not the pool's: refused, nothing left behind.
     let mut skewed = found.clone();
     let pool_lv = skewed.vg.lvs.iter_mut().find(|l| l.name == "pool").unwrap();
