@@ -948,3 +948,179 @@ fn raid1_made_by_lvm2_activates_as_lvm2_does() {
         assert_no_nodes(&bed.vg, leg, &format!("act--raid-{leg}"));
     }
 }
+
+/// Case 5: a thin pool and thin LVs that lvm2 made: lvmd activates a thin LV (and the
+/// pool) with the very devices lvm2 makes (names, uuids, attributes, tables, nodes),
+/// the data lvm2 wrote reads back, and each side deactivates what the other activated.
+#[test]
+fn thin_lvs_lvm2_made_activate_with_lvm2s_devices() {
+    let _serial = common::vm_case("vm_activate");
+    let bed = Bed::made_by_lvm2("act-thin", &[64, 32]);
+    let vg = bed.vg.clone();
+    let pool = format!("{vg}/pool");
+    bed.lvm2_ok(&[
+        "lvcreate",
+        "--type",
+        "thin-pool",
+        "-L",
+        "32M",
+        "-n",
+        "pool",
+        &vg,
+    ]);
+    bed.lvm2_ok(&["lvcreate", "-V", "24M", "-T", &pool, "-n", "t1"]);
+    bed.lvm2_ok(&["lvcreate", "-V", "8M", "-T", &pool, "-n", "t2"]);
+    let t1_path = PathBuf::from(format!("/dev/{vg}/t1"));
+    let t2_path = PathBuf::from(format!("/dev/{vg}/t2"));
+    write_pattern(&t1_path, 11, 0, 4 * MIB);
+    write_pattern(&t1_path, 12, 20 * MIB, 2 * MIB);
+    write_pattern(&t2_path, 13, 0, 2 * MIB);
+    bed.lvm2_ok(&["vgchange", "-an", &vg]);
+    bed.assert_nothing_active();
+
+    // What lvm2 makes for t1 alone, and for the pool and both thin LVs.
+    bed.lvm2_ok(&["lvchange", "-ay", &format!("{vg}/t1")]);
+    let theirs_t1 = bed.dm_snapshot();
+    assert_eq!(theirs_t1.len(), 4, "{theirs_t1:#?}");
+    bed.lvm2_ok(&["lvchange", "-an", &format!("{vg}/t1")]);
+    bed.assert_nothing_active();
+    bed.lvm2_ok(&["vgchange", "-ay", &vg]);
+    let theirs_all = bed.dm_snapshot();
+    assert_eq!(theirs_all.len(), 6, "{theirs_all:#?}");
+    bed.lvm2_ok(&["vgchange", "-an", &vg]);
+    bed.assert_nothing_active();
+
+    let act = activator();
+    let found = bed.found();
+    let t1 = act.activate(&found, "t1").unwrap();
+    assert_eq!(t1.lv.as_deref(), Some("t1"));
+    assert_nodes(&t1);
+    assert_eq!(
+        bed.dm_snapshot(),
+        theirs_t1,
+        "lvmd's t1 differs from lvm2's"
+    );
+    assert_pattern(&t1.dev_path, 11, 0, 4 * MIB);
+    assert_pattern(&t1.dev_path, 12, 20 * MIB, 2 * MIB);
+    assert!(bed.lvm2_active("t1"));
+    assert!(!bed.lvm2_active("t2"));
+    // Again: nothing changes.
+    assert_eq!(act.activate(&found, "t1").unwrap().devnum, t1.devnum);
+    assert_eq!(bed.dm_snapshot(), theirs_t1);
+
+    // Open: refused, and the pool under it stays.
+    let holder = File::open(&t1.dev_path).unwrap();
+    match act.deactivate(&found, "t1") {
+        Err(e @ ActivateError::Busy { .. }) => {
+            assert!(e.to_string().contains("act--thin-t1"), "{e}")
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    drop(holder);
+    assert_eq!(bed.dm_snapshot(), theirs_t1);
+    // The last thin LV takes its pool's devices along, as with lvm2.
+    assert!(act.deactivate(&found, "t1").unwrap());
+    assert!(!act.deactivate(&found, "t1").unwrap());
+    bed.assert_nothing_active();
+    assert_no_nodes(&vg, "t1", "act--thin-t1");
+
+    // A pool that only thin LVs hold is not active as itself (lvm2's `lvs` agrees),
+    // and deactivating it leaves the thin LVs alone.
+    act.activate(&found, "t1").unwrap();
+    assert!(!act.is_active(&found, "pool").unwrap());
+    assert!(!bed.lvm2_active("pool"));
+    assert!(!act.deactivate(&found, "pool").unwrap());
+    assert_eq!(bed.dm_snapshot(), theirs_t1);
+
+    // The pool and both thin LVs: what vgchange -ay makes.
+    for lv in ["pool", "t1", "t2"] {
+        act.activate(&found, lv).unwrap();
+    }
+    assert!(act.is_active(&found, "pool").unwrap());
+    assert!(bed.lvm2_active("pool"));
+    eprintln!(
+        "lvmd's devices for pool, t1, t2:\n{}",
+        bed.dm_snapshot().join("\n")
+    );
+    assert_eq!(
+        bed.dm_snapshot(),
+        theirs_all,
+        "lvmd's pool differs from lvm2's"
+    );
+    assert_pattern(&t2_path, 13, 0, 2 * MIB);
+    write_pattern(&t2_path, 14, 4 * MIB, 2 * MIB);
+    // lvm2 deactivates what lvmd activated.
+    bed.lvm2_ok(&["vgchange", "-an", &vg]);
+    bed.assert_nothing_active();
+    assert!(act.list_active(&found).unwrap().is_empty());
+
+    // lvmd deactivates what lvm2 activated: the pool's layers stay while a thin LV
+    // or the pool itself still uses them.
+    bed.lvm2_ok(&["vgchange", "-ay", &vg]);
+    assert!(act.deactivate(&found, "pool").unwrap());
+    assert!(act.deactivate(&found, "t1").unwrap());
+    assert!(act.is_active(&found, "t2").unwrap());
+    assert!(bed.lvm2_active("t2"));
+    assert_eq!(bed.dm_snapshot().len(), 4);
+    assert_pattern(&t2_path, 14, 4 * MIB, 2 * MIB);
+    assert!(act.deactivate(&found, "t2").unwrap());
+    bed.assert_nothing_active();
+
+    // Both at once: lvmd's thin LV on the pool lvm2 activated, and lvm2 keeps the
+    // pool for it when it deactivates its own thin LV.
+    bed.lvm2_ok(&["lvchange", "-ay", &format!("{vg}/t1")]);
+    let t2 = act.activate(&found, "t2").unwrap();
+    assert_nodes(&t2);
+    assert_pattern(&t2.dev_path, 14, 4 * MIB, 2 * MIB);
+    assert!(bed.lvm2_active("t2"));
+    bed.lvm2_ok(&["lvchange", "-an", &format!("{vg}/t1")]);
+    assert!(act.is_active(&found, "t2").unwrap());
+    assert_eq!(bed.dm_snapshot().len(), 4);
+    assert!(act.deactivate(&found, "t2").unwrap());
+    bed.assert_nothing_active();
+
+    // Metadata whose transaction id is not the pool's: refused, nothing left behind.
+    let mut skewed = found.clone();
+    let pool_lv = skewed.vg.lvs.iter_mut().find(|l| l.name == "pool").unwrap();
+    if let SegmentKind::ThinPool { transaction_id, .. } = &mut pool_lv.segments[0].kind {
+        *transaction_id += 1;
+    }
+    match act.activate(&skewed, "t1") {
+        Err(e @ ActivateError::ThinTransaction { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("pool") && text.contains("transaction"),
+                "{text}"
+            );
+        }
+        other => panic!("expected ThinTransaction, got {other:?}"),
+    }
+    bed.assert_nothing_active();
+    // And lvm2 still activates it as before.
+    bed.lvm2_ok(&["lvchange", "-ay", &format!("{vg}/t1")]);
+    assert_eq!(bed.dm_snapshot(), theirs_t1);
+    bed.lvm2_ok(&["vgchange", "-an", &vg]);
+
+    // A pool no thin LV used yet (transaction id 0): lvm2 maps the pool target as
+    // the pool's own device, with the -tpool uuid.
+    bed.lvm2_ok(&[
+        "lvcreate",
+        "--type",
+        "thin-pool",
+        "-L",
+        "8M",
+        "-n",
+        "pool2",
+        &vg,
+    ]);
+    let theirs_pool2 = bed.dm_snapshot();
+    assert_eq!(theirs_pool2.len(), 3, "{theirs_pool2:#?}");
+    bed.lvm2_ok(&["vgchange", "-an", &vg]);
+    let found = bed.found();
+    act.activate(&found, "pool2").unwrap();
+    assert_eq!(bed.dm_snapshot(), theirs_pool2, "lvmd's new pool differs");
+    assert!(act.is_active(&found, "pool2").unwrap());
+    assert!(bed.lvm2_active("pool2"));
+    assert!(act.deactivate(&found, "pool2").unwrap());
+    bed.assert_nothing_active();
+}

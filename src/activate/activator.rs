@@ -122,7 +122,7 @@ impl Activator {
     /// The plan for `lv`, against the PV devices of this host.
     pub fn plan(&self, found: &VgOnDisk, lv: &str) -> Result<LvPlan> {
         let (devices, bad) = Self::pv_devices(found);
-        plan::plan_lv(&found.vg, lv, &devices).map_err(|e| match e {
+        let mut plan = plan::plan_lv(&found.vg, lv, &devices).map_err(|e| match e {
             // A PV we found but cannot map is a device problem, not a missing PV.
             ActivateError::MissingPv { vg, pv, uuid, .. } if bad.contains_key(&uuid) => {
                 ActivateError::PvDevice {
@@ -133,7 +133,15 @@ impl Activator {
                 }
             }
             other => other,
-        })
+        })?;
+        // Devices of the plan that are active already: their numbers, for the layers
+        // above that name them (thin pools).
+        for i in 0..plan.devices.len().saturating_sub(1) {
+            if let Some(dev) = self.dm.info_by_uuid(&plan.devices[i].uuid)? {
+                plan.resolve(i, dev.devnum);
+            }
+        }
+        Ok(plan)
     }
 
     fn paths(&self, vg: &str, lv: &str, device: &DevicePlan) -> NodePaths {
@@ -149,22 +157,26 @@ impl Activator {
     /// checked; a device left suspended is resumed). On failure, everything this call
     /// created is removed again.
     pub fn activate(&self, found: &VgOnDisk, lv: &str) -> Result<ActiveLv> {
-        let plan = self.plan(found, lv)?;
+        let mut plan = self.plan(found, lv)?;
         let mut created: Vec<DevicePlan> = Vec::new();
-        for device in &plan.devices {
-            let step = self
-                .resolved(device)
-                .and_then(|d| Ok((self.ensure_device(&plan, &d)?, d)));
-            match step {
-                Ok((true, device)) => created.push(device),
-                Ok((false, _)) => {}
-                Err(e) => {
-                    // Undo in reverse order; the failed device cleaned up after itself.
-                    for done in created.iter().rev() {
-                        let _ = self.remove_device(&plan, done);
-                    }
-                    return Err(e);
+        for i in 0..plan.devices.len() {
+            // raid legs are named by the numbers of their active devices.
+            let step = self.resolved(&plan.devices[i]).and_then(|device| {
+                if self.ensure_device(&plan, &device)? {
+                    created.push(device.clone());
                 }
+                // Layers above name this device by its number (thin pools).
+                if let Some(dev) = self.dm.info_by_uuid(&device.uuid)? {
+                    plan.resolve(i, dev.devnum);
+                }
+                super::thin::check_transaction(&self.dm, &found.vg, &plan, &device)
+            });
+            if let Err(e) = step {
+                // Undo in reverse order; the failed device cleaned up after itself.
+                for done in created.iter().rev() {
+                    let _ = self.remove_device(&plan, done);
+                }
+                return Err(e);
             }
         }
         let top = plan.top();
@@ -232,7 +244,13 @@ impl Activator {
         Ok(true)
     }
 
-    fn remove_active(&self, vg: &str, lv: &str, dev: &DmDevice, visible: bool) -> Result<()> {
+    pub(super) fn remove_active(
+        &self,
+        vg: &str,
+        lv: &str,
+        dev: &DmDevice,
+        visible: bool,
+    ) -> Result<()> {
         self.dm.remove(dev, visible)?;
         let paths = NodePaths::new(&self.dev_dir, &dev.name, visible.then_some((vg, lv)));
         nodes::remove(self.node_mode, &paths)
@@ -241,7 +259,7 @@ impl Activator {
     /// The device once its opener is gone, or as it is after a short wait. With udev,
     /// an open can be udev's own: its rules probe a device (blkid) after every change
     /// event, including the one a writer's close raises through its inotify watch.
-    fn wait_closed(&self, dev: DmDevice) -> Result<DmDevice> {
+    pub(super) fn wait_closed(&self, dev: DmDevice) -> Result<DmDevice> {
         if dev.open_count == 0 || self.node_mode != NodeMode::Udev {
             return Ok(dev);
         }
@@ -264,6 +282,9 @@ impl Activator {
             vg: found.vg.name.clone(),
             lv: lv.to_owned(),
         })?;
+        if let Some(done) = super::thin::deactivate(self, found, model)? {
+            return Ok(done);
+        }
         let prefix = plan::dm_uuid(&found.vg.id, &model.id, None);
         // The LV's own device first, then its layers: each is held open by the one above.
         let mut devices = self.dm.list_with_uuid_prefix(&prefix)?;
@@ -393,7 +414,9 @@ impl Activator {
             vg: found.vg.name.clone(),
             lv: lv.to_owned(),
         })?;
-        self.status_of(found, &plan::dm_uuid(&found.vg.id, &model.id, None))
+        let uuid = super::thin::own_uuid(&found.vg, model)
+            .unwrap_or_else(|| plan::dm_uuid(&found.vg.id, &model.id, None));
+        self.status_of(found, &uuid)
     }
 
     pub fn is_active(&self, found: &VgOnDisk, lv: &str) -> Result<bool> {

@@ -81,9 +81,14 @@ fn errno_of(err: &DmError) -> Option<i32> {
 
 /// lvm2 asks udev rules not to have libdm make nodes behind their back; we do the same
 /// so `dmsetup udevflags` reads alike for its devices and ours.
-fn udev_flags(plan_visible: bool) -> DmUdevFlags {
+fn udev_flags(plan_visible: bool, uuid: &str) -> DmUdevFlags {
     let mut flags = DmUdevFlags::DM_UDEV_DISABLE_LIBRARY_FALLBACK;
-    if !plan_visible {
+    if plan_visible && uuid.ends_with("-tpool") {
+        // A thin pool no thin LV used yet is the pool target itself: lvm2 gives it
+        // /dev/VG/LV but no blkid or other rules.
+        flags |= DmUdevFlags::DM_UDEV_DISABLE_DISK_RULES_FLAG
+            | DmUdevFlags::DM_UDEV_DISABLE_OTHER_RULES_FLAG;
+    } else if !plan_visible {
         // Layers: no /dev/VG/LV link, no blkid or other rules on them (lvm2 does this).
         flags |= DmUdevFlags::DM_UDEV_DISABLE_SUBSYSTEM_RULES_FLAG
             | DmUdevFlags::DM_UDEV_DISABLE_DISK_RULES_FLAG
@@ -152,6 +157,20 @@ impl DmControl {
             )
             .map_err(|e| ActivateError::Dm {
                 op: "table status",
+                device: uuid.to_owned(),
+                source: dm_io_error(&e),
+            })?;
+        Ok(lines)
+    }
+
+    /// The status lines of the device with this uuid (`dmsetup status`).
+    pub fn status(&self, uuid: &str) -> Result<Vec<KernelLine>> {
+        let id = DevId::Uuid(Self::uuid_id(uuid)?);
+        let (_, lines) = self
+            .dm
+            .table_status(&id, DmOptions::default())
+            .map_err(|e| ActivateError::Dm {
+                op: "status",
                 device: uuid.to_owned(),
                 source: dm_io_error(&e),
             })?;
@@ -277,7 +296,7 @@ impl DmControl {
     }
 
     fn resume(&self, id: &DevId<'_>, plan: &DevicePlan) -> Result<()> {
-        let options = DmOptions::default().set_udev_flags(udev_flags(plan.visible));
+        let options = DmOptions::default().set_udev_flags(udev_flags(plan.visible, &plan.uuid));
         self.dm
             .device_suspend(id, options)
             .map(|_| ())
@@ -320,7 +339,7 @@ impl DmControl {
                 source: dm_io_error(&e),
             })?;
         }
-        let options = DmOptions::default().set_udev_flags(udev_flags(visible));
+        let options = DmOptions::default().set_udev_flags(udev_flags(visible, &dev.uuid));
         self.dm
             .device_suspend(&id, options)
             .map(|_| ())
@@ -340,7 +359,7 @@ impl DmControl {
             });
         }
         let id = DevId::Uuid(Self::uuid_id(&dev.uuid)?);
-        let options = DmOptions::default().set_udev_flags(udev_flags(visible));
+        let options = DmOptions::default().set_udev_flags(udev_flags(visible, &dev.uuid));
         match self.dm.device_remove(&id, options) {
             Ok(_) => Ok(()),
             Err(e) if errno_of(&e) == Some(libc::EBUSY) => {

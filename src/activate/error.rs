@@ -134,6 +134,17 @@ pub enum ActivateError {
     },
     #[error("udev: {why}")]
     Udev { why: String },
+    #[error(
+        "thin pool {vg}/{pool}: the kernel's transaction id is {kernel} but the metadata's \
+         is {metadata}; lvmd does not reconcile them (it sends no thin-pool messages): \
+         activate once with lvm2, or check the pool with thin_check"
+    )]
+    ThinTransaction {
+        vg: String,
+        pool: String,
+        kernel: u64,
+        metadata: u64,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, ActivateError>;

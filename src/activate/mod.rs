@@ -16,6 +16,7 @@ mod error;
 pub mod nodes;
 pub mod plan;
 pub mod raid;
+mod thin;
 
 pub use activator::{split_dm_name, Activator, ActiveLv};
 pub use error::{ActivateError, Result};

@@ -56,6 +56,20 @@ pub enum Target {
     Error,
     /// dm-raid over metadata/data leg pairs: lvm2's raid1 ([`super::raid`]).
     Raid(super::raid::RaidTarget),
+    /// dm-thin's pool (lvm2's `-tpool` layer): metadata and data devices, block size,
+    /// low water mark in blocks, feature arguments (`skip_block_zeroing`, ...).
+    ThinPool {
+        metadata: DevNum,
+        data: DevNum,
+        block_size: Sectors,
+        low_water_mark: u64,
+        features: Vec<String>,
+    },
+    /// A thin volume: the `-tpool` device and the volume's device id in the pool.
+    Thin {
+        pool: DevNum,
+        device_id: u64,
+    },
 }
 
 impl Target {
@@ -67,6 +81,8 @@ impl Target {
             Target::Zero => "zero",
             Target::Error => "error",
             Target::Raid(_) => "raid",
+            Target::ThinPool { .. } => "thin-pool",
+            Target::Thin { .. } => "thin",
         }
     }
 
@@ -83,6 +99,26 @@ impl Target {
             }
             Target::Zero | Target::Error => String::new(),
             Target::Raid(raid) => raid.params(),
+            // The kernel ends the pool's line with a space; the same text loads as well.
+            Target::ThinPool {
+                metadata,
+                data,
+                block_size,
+                low_water_mark,
+                features,
+            } => {
+                let mut s = format!(
+                    "{metadata} {data} {} {low_water_mark} {} ",
+                    block_size.0,
+                    features.len()
+                );
+                for f in features {
+                    s.push_str(f);
+                    s.push(' ');
+                }
+                s
+            }
+            Target::Thin { pool, device_id } => format!("{pool} {device_id}"),
         }
     }
 
@@ -96,6 +132,9 @@ impl Target {
                 stripes.iter().map(|a| (a.device, a.offset + per)).collect()
             }
             Target::Zero | Target::Error | Target::Raid(_) => Vec::new(),
+            Target::ThinPool { data, .. } => vec![(*data, length)],
+            // A thin volume may be larger than its pool.
+            Target::Thin { .. } => Vec::new(),
         }
     }
 }
@@ -283,6 +322,9 @@ pub fn plan_lv(
                 }
             }
         }
+    }
+    if let Some(plan) = super::thin::plan_thin(vg, lv, pv_devices)? {
+        return Ok(plan);
     }
     if !lv.is_visible() {
         return Err(ActivateError::HiddenLv {
