@@ -949,7 +949,7 @@ fn raid1_made_by_lvm2_activates_as_lvm2_does() {
     }
 }
 
-/// Case 5: a thin pool and thin LVs that lvm2 made: lvmd activates a thin LV (and the
+/// Case 6: a thin pool and thin LVs that lvm2 made: lvmd activates a thin LV (and the
 /// pool) with the very devices lvm2 makes (names, uuids, attributes, tables, nodes),
 /// the data lvm2 wrote reads back, and each side deactivates what the other activated.
 #[test]
