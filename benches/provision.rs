@@ -83,31 +83,13 @@ impl Bed {
         let socket = dir.join("lvmd.sock");
         let config = dir.join("lvmd.toml");
         let log = dir.join("lvmd.log");
-        let devices: Vec<String> = loops
-            .devs
-            .iter()
-            .map(|d| format!("\"{}\"", d.display()))
-            .collect();
         std::fs::write(
             &config,
             format!(
-                r#"socket = "{socket}"
-mount_roots = ["{root}"]
-backup_dir = "{backup}"
-archive_dir = "{archive}"
-lvm2_devices_file = "{devices_file}"
-
-[device_classes.bench]
-volume_group = "{vg}"
-default = true
-devices = [{devices}]
-"#,
-                socket = socket.display(),
-                root = dir.join("kubelet").display(),
-                backup = loops.backup_dir().display(),
-                archive = loops.archive_dir().display(),
-                devices_file = dir.join("lvm2-devices/system.devices").display(),
-                devices = devices.join(", "),
+                "{}\n[device_classes.bench]\nvolume_group = \"{vg}\"\ndefault = true\n\
+                 devices = {}\n",
+                loops.daemon_config(&socket, &dir.join("kubelet")),
+                loops.toml_devices(),
             ),
         )
         .unwrap();

@@ -96,35 +96,21 @@ fn daemon_on_loop_devices_agrees_with_lvm2() {
     let socket = dir.join("lvmd.sock");
     let trial_img = dir.join("trial.img");
     let config = dir.join("lvmd.toml");
-    let devices: Vec<String> = loops
-        .devs
-        .iter()
-        .map(|d| format!("\"{}\"", d.display()))
-        .collect();
     std::fs::write(
         &config,
         format!(
-            r#"socket = "{socket}"
-mount_roots = ["{root}"]
-backup_dir = "{backup}"
-archive_dir = "{archive}"
-lvm2_devices_file = "{devices_file}"
-
+            r#"{head}
 [device_classes.disks]
 volume_group = "{vg}"
 default = true
-devices = [{devices}]
+devices = {devices}
 
 [device_classes.trial]
 volume_group = "{vg}_trial"
 loop_file = {{ path = "{trial}", size = "64MiB" }}
 "#,
-            socket = socket.display(),
-            root = dir.join("kubelet").display(),
-            backup = loops.backup_dir().display(),
-            archive = loops.archive_dir().display(),
-            devices_file = dir.join("lvm2-devices/system.devices").display(),
-            devices = devices.join(", "),
+            head = loops.daemon_config(&socket, &dir.join("kubelet")),
+            devices = loops.toml_devices(),
             trial = trial_img.display(),
         ),
     )

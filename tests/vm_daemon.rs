@@ -58,39 +58,14 @@ impl Bed {
 
     /// The configuration, with `extra` top-level keys.
     fn write_config(&self, extra: &str) {
-        let devices: Vec<String> = self
-            .loops
-            .devs
-            .iter()
-            .map(|d| format!("\"{}\"", d.display()))
-            .collect();
         std::fs::write(
             &self.config,
             format!(
-                r#"socket = "{socket}"
-mount_roots = ["{root}"]
-backup_dir = "{backup}"
-archive_dir = "{archive}"
-lvm2_devices_file = "{devices_file}"
-{extra}
-
-[device_classes.disks]
-volume_group = "{vg}"
-default = true
-devices = [{devices}]
-"#,
-                socket = self.socket.display(),
-                root = self.root.display(),
-                backup = self.loops.backup_dir().display(),
-                archive = self.loops.archive_dir().display(),
-                devices_file = self
-                    .loops
-                    .dir
-                    .path()
-                    .join("lvm2-devices/system.devices")
-                    .display(),
-                vg = self.vg,
-                devices = devices.join(", "),
+                "{}{extra}\n\n[device_classes.disks]\nvolume_group = \"{}\"\n\
+                 default = true\ndevices = {}\n",
+                self.loops.daemon_config(&self.socket, &self.root),
+                self.vg,
+                self.loops.toml_devices(),
             ),
         )
         .unwrap();

@@ -16,6 +16,8 @@ mod error;
 pub mod nodes;
 pub mod plan;
 pub mod raid;
+#[cfg(test)]
+mod test_fixture;
 mod thin;
 
 pub use activator::{split_dm_name, Activator, ActiveLv};

@@ -1,41 +1,6 @@
 use super::*;
 use crate::activate::plan::{plan_lv, table_text};
-use crate::format::text;
-use std::path::{Path, PathBuf};
-
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lvm2/mixed")
-}
-
-fn read(name: &str) -> String {
-    std::fs::read_to_string(fixture_dir().join(name)).unwrap()
-}
-
-fn vg_from_text(metadata: &str) -> VolumeGroup {
-    let doc = text::parse(metadata).unwrap();
-    VolumeGroup::from_document(&doc).unwrap().0
-}
-
-/// The fixture VG with its PVs' device numbers in the VM (virtio disks 254:0, 254:16..).
-fn mixed() -> (VolumeGroup, BTreeMap<Uuid, DevNum>) {
-    let vg = vg_from_text(&read("vgcfgbackup.txt"));
-    let mut devices = BTreeMap::new();
-    for line in read("manifest.tsv").lines() {
-        let fields: Vec<&str> = line.split('\t').collect();
-        if fields[0] != "pv" {
-            continue;
-        }
-        let disk = fields[5].strip_prefix("/dev/vd").unwrap().as_bytes()[0];
-        devices.insert(
-            fields[4].parse().unwrap(),
-            DevNum {
-                major: 254,
-                minor: 16 * u32::from(disk - b'a'),
-            },
-        );
-    }
-    (vg, devices)
-}
+use crate::activate::test_fixture::{mixed, read, vg_from_text};
 
 fn lvm2_table(dm_name: &str) -> String {
     let prefix = format!("{dm_name}: ");

@@ -75,6 +75,34 @@ impl Loops {
         lvm
     }
 
+    /// The top-level keys of an lvmd config for a daemon on these devices: its socket
+    /// and mount root as given, backups, archives and lvm2's devices file in the
+    /// fixture's directory. Device classes follow.
+    pub fn daemon_config(&self, socket: &Path, mount_root: &Path) -> String {
+        format!(
+            "socket = \"{}\"\nmount_roots = [\"{}\"]\nbackup_dir = \"{}\"\n\
+             archive_dir = \"{}\"\nlvm2_devices_file = \"{}\"\n",
+            socket.display(),
+            mount_root.display(),
+            self.backup_dir().display(),
+            self.archive_dir().display(),
+            self.dir
+                .path()
+                .join("lvm2-devices/system.devices")
+                .display(),
+        )
+    }
+
+    /// Every device as a TOML string list, for a device class's `devices = [...]`.
+    pub fn toml_devices(&self) -> String {
+        let quoted: Vec<String> = self
+            .devs
+            .iter()
+            .map(|d| format!("\"{}\"", d.display()))
+            .collect();
+        format!("[{}]", quoted.join(", "))
+    }
+
     /// lvm2's `--config` that confines it to these devices.
     pub fn lvm_config(&self) -> String {
         let accept: Vec<String> = self
