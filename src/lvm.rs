@@ -1125,16 +1125,41 @@ fn truncate_segments(segments: &mut Vec<Segment>, target: Extents) {
     }
 }
 
+/// Whether lvmd may remove `lv_name` of `vg` (which must exist): a visible linear or
+/// striped LV nothing else refers to. The daemon asks before it deactivates anything,
+/// so a refused removal changes nothing at all.
+pub fn check_removable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+    check_plain(vg, lv_name)?;
+    check_unreferenced(vg, lv_name)
+}
+
+/// Whether lvmd may resize `lv_name` of `vg` (which must exist): a visible linear or
+/// striped LV.
+pub fn check_resizable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+    check_plain(vg, lv_name)
+}
+
 fn check_plain(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
     let lv = vg.lv(lv_name).expect("caller checked");
     if !lv.is_plain() {
+        let kind = lv.type_name();
+        let why = match kind {
+            "thin" => "it is a thin volume; removing or resizing one takes thin-pool \
+                       messages (delete, ...) that lvmd does not send, and lvmd changes \
+                       only linear and striped volumes (use lvm2)"
+                .to_owned(),
+            "thin-pool" => "it is a thin pool; lvmd does not change thin pools or their \
+                            thin volumes, and changes only linear and striped volumes \
+                            (use lvm2)"
+                .to_owned(),
+            _ => format!(
+                "it is a {kind} volume; lvmd changes only linear and striped volumes (use lvm2)"
+            ),
+        };
         return Err(LvmError::LvUnsupported {
             vg: vg.name.clone(),
             lv: lv_name.into(),
-            why: format!(
-                "it is a {} volume; lvmd changes only linear and striped volumes (use lvm2)",
-                lv.type_name()
-            ),
+            why,
         });
     }
     if !lv.is_visible() {

@@ -4,6 +4,7 @@ use super::dm::{kernel_table_text, DmControl, DmDevice};
 use super::error::{ActivateError, Result};
 use super::nodes::{self, NodeMode, NodePaths};
 use super::plan::{self, table_text, DevNum, DevicePlan, LvPlan};
+use crate::model::VolumeGroup;
 use crate::store::scan::VgOnDisk;
 use crate::units::Sectors;
 use crate::uuid::Uuid;
@@ -41,6 +42,22 @@ pub struct ActiveLv {
 }
 
 impl ActiveLv {
+    /// Whether this is the device of its LV as lvm2 counts it active (what `status`
+    /// finds): an LV's own device, or a thin pool's public device (uuid suffix `-pool`,
+    /// or `-tpool` for a pool no thin LV ever used). Layers and hidden sub-LVs are not.
+    pub fn is_own_device_of(&self, vg: &VolumeGroup) -> bool {
+        let Some(model) = self.lv.as_deref().and_then(|lv| vg.lv(lv)) else {
+            return false;
+        };
+        if !model.is_visible() {
+            return false;
+        }
+        match super::thin::own_uuid(vg, model) {
+            Some(own) => own == self.dm_uuid,
+            None => self.layer.is_none(),
+        }
+    }
+
     pub fn major(&self) -> u32 {
         self.devnum.major
     }

@@ -211,12 +211,12 @@ impl Activation for DmActivation {
             .activator
             .list_active(&on_disk(vg))
             .map_err(|e| activate_error(name, "*", e))?;
-        // Layer devices (`-real`, `-tpool`) and hidden sub-LVs (raid legs) are not
-        // volumes of their own.
-        let hidden = |lv: &str| vg.vg.lv(lv).is_some_and(|l| !l.is_visible());
+        // Layer devices (`-real`, `-tpool`, a pool's `_tmeta`) and hidden sub-LVs (raid
+        // legs) are not volumes of their own; a thin pool's public device (`-pool`) is
+        // the pool's. Devices whose LV is gone are leftovers, not volumes.
         Ok(list
             .into_iter()
-            .filter(|a| a.layer.is_none() && !a.lv.as_deref().is_some_and(hidden))
+            .filter(|a| a.is_own_device_of(&vg.vg))
             .filter_map(|a| {
                 let lv = a.lv.clone()?;
                 Some(active_volume(name, &lv, a))

@@ -65,6 +65,17 @@ impl SimEngine {
         )
     }
 
+    /// Puts a VG model (one lvm2 made, say) into the simulated store as it is.
+    #[cfg(test)]
+    pub(crate) fn insert_vg(&self, vg: VolumeGroup) {
+        self.meta
+            .state
+            .lock()
+            .unwrap()
+            .vgs
+            .insert(vg.name.clone(), vg);
+    }
+
     /// Makes another device appear.
     pub fn add_device(&self, path: &Path, size: Bytes) {
         self.meta

@@ -279,6 +279,9 @@ impl<M: Metadata> VolumeEngine<M> {
     ) -> Result<LvInfo> {
         let read = self.meta.read(vg)?;
         let current = self.info(&read, lv)?;
+        // raid, thin and pools: refused before anything (a same-size retry reloads
+        // tables) reaches them.
+        crate::lvm::check_resizable(&read.vg, lv)?;
         check_fits(&read.vg, size, current.layout)?;
         let target = rounded_size(size, read.vg.extent_size.bytes(), current.layout);
         check(&current, target)?;
@@ -481,6 +484,10 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         if read.vg.lv(lv).is_none() {
             return Ok(false);
         }
+        // What lvmd cannot remove (raid, thin, a pool, a hidden or used sub-LV) is
+        // refused before anything changes: deactivating first, then finding out, would
+        // take a thin LV's pool layers or a raid LV's legs down for nothing.
+        crate::lvm::check_removable(&read.vg, lv)?;
         // Busy (mounted, open) stops here, before the metadata changes.
         self.deactivate_volume(&read, lv)?;
         crash::point("deactivated");
@@ -740,6 +747,69 @@ mod tests {
         // A retry (same size) refreshes again, harmlessly.
         e.expand_volume("vg", "raw", Bytes(16 * MIB), None).unwrap();
         assert_eq!(node.loop_size_refreshes(&l), 2);
+    }
+
+    /// lvm2's `mixed` fixture VG (raid1, thin pool, thin LVs, cache, snapshot).
+    fn lvm2_mixed() -> (SimEngine, Arc<SimActivation>, String) {
+        use crate::format::text;
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lvm2/mixed/vgcfgbackup.txt");
+        let doc = text::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let vg = VolumeGroup::from_document(&doc).unwrap().0;
+        let name = vg.name.clone();
+        let (e, act, _) = SimEngine::with_sims(&[], vec![]);
+        e.insert_vg(vg);
+        (e, act, name)
+    }
+
+    #[test]
+    fn volumes_lvmd_cannot_remove_are_refused_before_anything_changes() {
+        let (e, act, vg) = lvm2_mixed();
+        for lv in ["mirrored", "thin", "pool", "cached", "snapshot0"] {
+            e.activate(&vg, lv).unwrap();
+        }
+        let seqno = e.volume_group(&vg).unwrap().seqno;
+        let active = act.active_in(&vg);
+        for (lv, says) in [
+            ("mirrored", "raid1"),
+            ("thin", "thin-pool messages"),
+            ("pool", "thin pool"),
+            ("cached", "cache"),
+            // A snapshot's origin, its hidden COW LV: refused by what refers to them.
+            // (Names like `pool_tmeta` are refused as lvm2's reserved names.)
+            ("lin_b", "snapshot0"),
+            ("lin_b_snap", "hidden sub-volume of snapshot0"),
+        ] {
+            let err = e.remove_logical_volume(&vg, lv).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(says), "{lv}: {msg}");
+            assert!(
+                matches!(
+                    &err,
+                    EngineError::Lvm(LvmError::LvUnsupported { .. } | LvmError::LvInUse { .. })
+                ),
+                "{lv}: {err:?}"
+            );
+            // Not deactivated first, not removed from the metadata.
+            assert_eq!(act.active_in(&vg), active, "{lv}");
+            assert_eq!(e.volume_group(&vg).unwrap().seqno, seqno, "{lv}");
+        }
+        // Resizing them is refused too, before any reload; same size included.
+        for lv in ["mirrored", "thin", "pool"] {
+            let size = e.logical_volume(&vg, lv).unwrap().size;
+            for to in [size, Bytes(size.0 * 2)] {
+                let err = e.resize_logical_volume(&vg, lv, to).unwrap_err();
+                assert!(
+                    matches!(&err, EngineError::Lvm(LvmError::LvUnsupported { .. })),
+                    "{lv}: {err:?}"
+                );
+            }
+        }
+        assert_eq!(e.volume_group(&vg).unwrap().seqno, seqno);
+        // A plain LV of the same VG is still removed (deactivated first).
+        e.activate(&vg, "lin_a").unwrap();
+        assert!(e.remove_logical_volume(&vg, "lin_a").unwrap());
+        assert!(act.active_in(&vg).iter().all(|a| a.lv != "lin_a"));
     }
 
     #[test]
