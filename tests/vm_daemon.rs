@@ -265,6 +265,109 @@ impl Bed {
             .collect()
     }
 
+    /// Every dm device of this VG as `dmsetup` shows it: name, uuid, attributes, open
+    /// count, device number and table, sorted by name. With `by_name`, device numbers
+    /// (this device's, and in tables the dm devices it maps to) are replaced by names,
+    /// so devices made again compare equal. Waits for udev's probes first.
+    fn dm_capture(&self, by_name: bool) -> Vec<String> {
+        if !no_udev() {
+            let _ = run("udevadm", &["settle", "--timeout=10"]);
+        }
+        let info = run_ok(
+            "dmsetup",
+            &[
+                "--manglename",
+                "none",
+                "info",
+                "-c",
+                "--noheadings",
+                "--separator",
+                " ",
+                "-o",
+                "name,uuid,attr,open,major,minor",
+            ],
+        );
+        let rows: Vec<Vec<String>> = info
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_owned).collect())
+            .filter(|f: &Vec<String>| f.len() == 6)
+            .collect();
+        let names: std::collections::BTreeMap<String, String> = rows
+            .iter()
+            .map(|f| (format!("{}:{}", f[4], f[5]), f[0].clone()))
+            .collect();
+        let mut out = Vec::new();
+        for f in rows.iter().filter(|f| self.dm_devices().contains(&f[0])) {
+            let table = run_ok("dmsetup", &["--manglename", "none", "table", &f[0]]);
+            let (devnum, table) = if by_name {
+                let t = table
+                    .split(' ')
+                    .map(|w| {
+                        names
+                            .get(w.trim_end())
+                            .map_or(w.to_owned(), |n| format!("<{n}>"))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                ("-".to_owned(), t)
+            } else {
+                (format!("{}:{}", f[4], f[5]), table)
+            };
+            out.push(format!(
+                "{} {} attr={} open={} dev={devnum}\n{}",
+                f[0],
+                f[1],
+                f[2],
+                f[3],
+                table.trim_end()
+            ));
+        }
+        out.sort();
+        out
+    }
+
+    /// lvm2's view of the VG's visible LVs: name -> (size, active).
+    fn lvm2_states(&self) -> std::collections::BTreeMap<String, (u64, bool)> {
+        let out = self.lvm2(&[
+            "lvs",
+            &self.vg,
+            "-o",
+            "lv_name,lv_size,lv_active",
+            "--reportformat",
+            "json",
+            "--units",
+            "b",
+            "--nosuffix",
+        ]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["report"][0]["lv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    text(r, "lv_name"),
+                    (num(r, "lv_size"), text(r, "lv_active") == "active"),
+                )
+            })
+            .collect()
+    }
+
+    /// lvmd's view of the same: name -> (size, active).
+    fn lvmd_states(&self) -> std::collections::BTreeMap<String, (u64, bool)> {
+        self.json(&["lv", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["name"].as_str().unwrap().to_owned(),
+                    (v["size"].as_u64().unwrap(), v["active"] == true),
+                )
+            })
+            .collect()
+    }
+
     fn dm_size(&self, lv: &str) -> u64 {
         let dev = format!("/dev/mapper/{}", self.dm_name(lv));
         run_ok("blockdev", &["--getsize64", &dev])
@@ -284,10 +387,49 @@ impl Drop for Bed {
             .args(["-R", "-l"])
             .arg(&self.root)
             .output();
-        for d in self.dm_devices() {
-            let _ = Command::new("dmsetup").args(["remove", &d]).output();
+        // Layered devices (raid legs, thin pools) go only after the devices above them.
+        for _ in 0..4 {
+            for d in self.dm_devices() {
+                let _ = Command::new("dmsetup").args(["remove", &d]).output();
+            }
         }
     }
+}
+
+fn no_udev() -> bool {
+    std::env::var_os("VM_NO_UDEV").is_some_and(|v| v == "1")
+}
+
+fn pattern(seed: u64, offset: u64, len: usize) -> Vec<u8> {
+    (0..len as u64)
+        .map(|i| {
+            let x = (offset + i).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed;
+            (x >> 29) as u8
+        })
+        .collect()
+}
+
+fn write_pattern(path: &Path, seed: u64, offset: u64, len: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(&pattern(seed, offset, len as usize), offset)
+        .unwrap();
+    f.sync_all().unwrap();
+}
+
+fn assert_pattern(path: &Path, seed: u64, offset: u64, len: u64) {
+    use std::os::unix::fs::FileExt;
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+    let mut buf = vec![0u8; len as usize];
+    std::fs::File::open(path)
+        .unwrap()
+        .read_exact_at(&mut buf, offset)
+        .unwrap();
+    assert!(
+        buf == pattern(seed, offset, len as usize),
+        "{}: data differs",
+        path.display()
+    );
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -867,5 +1009,169 @@ fn read_only_raw_block_publish_refuses_writes() {
     wait_no_loops_over(dm_rdev);
     assert_eq!(bed.json(&["lv", "remove", "raw"])["existed"], true);
     assert!(bed.dm_devices().is_empty(), "{:?}", bed.dm_devices());
+    bed.stop();
+}
+
+/// raid1 and thin LVs lvm2 made in the VG lvmd manages: start-up reconciliation (also
+/// after a `kill -9`) leaves every one of their devices exactly as it was; lvmd lists
+/// them as lvm2 does, deactivates and activates them with lvm2's tables, and refuses to
+/// remove or resize them (which would take raid or thin-pool work lvm2 does) before
+/// anything changes.
+#[test]
+fn raid1_and_thin_lvs_lvm2_made_are_left_alone_and_served() {
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-layers", &[128, 128]);
+    let vg = bed.vg.clone();
+    // lvmd makes the VG on both devices, and a plain LV of its own.
+    bed.start(None);
+    bed.json(&["lv", "create", "plain", "8MiB"]);
+    bed.json(&["lv", "activate", "plain"]);
+    bed.stop();
+
+    // lvm2 adds a raid1 LV, a thin pool and a thin LV, active, with data.
+    bed.lvm2(&[
+        "lvcreate", "--type", "raid1", "-m1", "-L", "8M", "-n", "r", &vg,
+    ]);
+    bed.lvm2(&[
+        "lvcreate",
+        "--type",
+        "thin-pool",
+        "-L",
+        "32M",
+        "-n",
+        "pool",
+        &vg,
+    ]);
+    bed.lvm2(&[
+        "lvcreate",
+        "-V",
+        "24M",
+        "-T",
+        &format!("{vg}/pool"),
+        "-n",
+        "t1",
+    ]);
+    let r_path = PathBuf::from(format!("/dev/{vg}/r"));
+    let t1_path = PathBuf::from(format!("/dev/{vg}/t1"));
+    write_pattern(&r_path, 1, 0, 8 * MIB);
+    write_pattern(&t1_path, 2, 0, 2 * MIB);
+    write_pattern(&t1_path, 3, 20 * MIB, 2 * MIB);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let sync = bed.lvm2(&[
+            "lvs",
+            "--noheadings",
+            "-o",
+            "sync_percent",
+            &format!("{vg}/r"),
+        ]);
+        if sync.trim() == "100.00" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "r not in sync: {sync}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let before = bed.dm_capture(false);
+    eprintln!("lvm2's devices:\n{}", before.join("\n"));
+    let expected = ["r", "r_rimage_0", "r_rmeta_1", "t1", "pool_tmeta", "plain"]
+        .map(|lv| bed.dm_name(lv))
+        .into_iter()
+        .chain([format!("{}-tpool", bed.dm_name("pool"))]);
+    for name in expected {
+        assert!(
+            before.iter().any(|c| c.starts_with(&format!("{name} "))),
+            "{name} not active: {before:#?}"
+        );
+    }
+    let lvm2_before = bed.lvm2_states();
+    assert_eq!(
+        lvm2_before.keys().collect::<Vec<_>>(),
+        ["plain", "pool", "r", "t1"]
+    );
+
+    // Start-up reconciliation: not one device touched, nothing logged.
+    let log_at = bed.log_text().len();
+    bed.start(None);
+    assert_eq!(
+        bed.dm_capture(false),
+        before,
+        "lvmd's start changed devices"
+    );
+    let log = bed.log_text()[log_at..].to_owned();
+    assert!(!log.contains("reconciliation"), "{log}");
+
+    // Listed as lvm2 lists them: the same LVs, sizes and active states.
+    assert_eq!(bed.lvmd_states(), lvm2_before);
+    bed.agree();
+
+    // Removing or resizing them is refused, saying why, and changes nothing.
+    for (lv, says) in [
+        ("t1", "thin-pool messages"),
+        ("r", "raid1"),
+        ("pool", "thin pool"),
+    ] {
+        let err = bed.refused(&["lv", "remove", lv], "FailedPrecondition");
+        assert!(err.contains(says), "{lv}: {err}");
+        let err = bed.refused(&["lv", "resize", lv, "64MiB"], "FailedPrecondition");
+        assert!(err.contains(says), "{lv}: {err}");
+    }
+    assert_eq!(
+        bed.dm_capture(false),
+        before,
+        "a refused call changed devices"
+    );
+    assert_eq!(bed.lvm2_states(), lvm2_before);
+    bed.vgck();
+
+    // Deactivated and activated through lvmd: lvm2's devices again, data intact.
+    let normalised = bed.dm_capture(true);
+    for lv in ["r", "t1"] {
+        let v = bed.json(&["lv", "deactivate", lv]);
+        assert_eq!(v["active"], false, "{v}");
+        assert_eq!(bed.dm_table(lv), None, "{lv} still active");
+        assert!(!bed.lvm2_states()[lv].1, "lvm2 calls {lv} active");
+        let v = bed.json(&["lv", "activate", lv]);
+        assert_eq!(v["active"], true, "{v}");
+        assert_eq!(
+            bed.dm_capture(true),
+            normalised,
+            "{lv}: lvmd's devices differ from lvm2's"
+        );
+    }
+    assert_pattern(&r_path, 1, 0, 8 * MIB);
+    assert_pattern(&t1_path, 2, 0, 2 * MIB);
+    assert_pattern(&t1_path, 3, 20 * MIB, 2 * MIB);
+    assert_eq!(bed.lvm2_states(), lvm2_before);
+    assert_eq!(bed.lvmd_states(), lvm2_before);
+
+    // Killed while they are active: the next start leaves them alone again.
+    let active = bed.dm_capture(false);
+    let mut child = bed.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log_at = bed.log_text().len();
+    bed.start(None);
+    assert_eq!(
+        bed.dm_capture(false),
+        active,
+        "restart after kill -9 changed devices"
+    );
+    let log = bed.log_text()[log_at..].to_owned();
+    assert!(!log.contains("reconciliation"), "{log}");
+    assert_eq!(bed.lvmd_states(), lvm2_before);
+    bed.stop();
+
+    // lvm2 takes them down; lvmd removes its own.
+    bed.lvm2(&[
+        "lvchange",
+        "-an",
+        &format!("{vg}/r"),
+        &format!("{vg}/t1"),
+        &format!("{vg}/pool"),
+    ]);
+    bed.start(None);
+    assert_eq!(bed.json(&["lv", "remove", "plain"])["existed"], true);
+    assert!(bed.dm_devices().is_empty(), "{:?}", bed.dm_devices());
+    bed.agree();
     bed.stop();
 }
