@@ -380,10 +380,39 @@ impl Activator {
     /// Removes one device of [`list_active`](Self::list_active)'s answer whose LV the
     /// metadata no longer has (a crash or another tool left it), with its nodes.
     /// Refuses while it is open ([`ActivateError::Busy`]). `Ok(false)`: already gone.
+    ///
+    /// Only a device lvmd could have made for a plain LV: an LV's own device (no layer
+    /// suffix) mapping `linear`, `striped`, `zero` or `error` targets. Anything else (a
+    /// raid, thin, thin-pool, cache or snapshot device, or a layer such as `-tpool` or
+    /// `-real`) belongs to a stack lvmd does not manage, maybe one lvm2 is changing
+    /// right now: [`ActivateError::Unsupported`], and it stays.
     pub fn remove_leftover(&self, found: &VgOnDisk, leftover: &ActiveLv) -> Result<bool> {
         let Some(dev) = self.dm.info_by_uuid(&leftover.dm_uuid)? else {
             return Ok(false);
         };
+        let unsupported = |why: String| ActivateError::Unsupported {
+            vg: found.vg.name.clone(),
+            lv: dev.name.clone(),
+            why,
+        };
+        if let Some(layer) = &leftover.layer {
+            return Err(unsupported(format!(
+                "a leftover `-{layer}` layer device; lvmd removes only the devices of plain \
+                 volumes"
+            )));
+        }
+        if dev.live {
+            let table = self.dm.table(&dev.uuid)?;
+            if let Some((_, _, ty, _)) = table
+                .iter()
+                .find(|l| !matches!(l.2.as_str(), "linear" | "striped" | "zero" | "error"))
+            {
+                return Err(unsupported(format!(
+                    "a leftover device with a {ty} target; lvmd removes only the devices \
+                     of plain volumes"
+                )));
+            }
+        }
         let dev = self.wait_closed(dev)?;
         if dev.open_count > 0 {
             return Err(ActivateError::Busy {

@@ -9,7 +9,10 @@
 //!   then the daemon died before the table reload) is refreshed, so the space is there;
 //! - a device of the VG whose LV the metadata no longer has is removed when nothing
 //!   holds it open, and logged when something does (lvmd never pulls a device from
-//!   under a mount);
+//!   under a mount); only a plain volume's device (linear, striped), never a raid,
+//!   thin, ... device or a layer, which is logged and left;
+//! - devices of LVs lvmd does not change (raid1, thin pools, thin LVs) are never
+//!   reloaded: a table that differs from their metadata is reported, not refreshed;
 //! - a read-only loop device lvmd attached over an active LV for a read-only block
 //!   publish, that is now mounted nowhere (lvmd died between attaching and binding it,
 //!   or an unpublish could not detach it), is detached. Only lvmd's (its label),
@@ -39,6 +42,13 @@ pub enum Repair {
         vg: String,
         device: String,
         open_count: u32,
+    },
+    /// Such a device, left alone because it is not a plain volume's (a raid, thin,
+    /// ... device, or a layer): lvmd does not remove what it does not manage.
+    LeftoverKept {
+        vg: String,
+        device: String,
+        why: String,
     },
     /// A read-only loop device over an LV, attached by lvmd and mounted nowhere,
     /// detached.
@@ -148,8 +158,19 @@ impl<M: Metadata> VolumeEngine<M> {
                 self.unused_read_only_loops(vg, &active, out);
                 // Devices whose LV is gone are leftovers, below.
                 for a in active.into_iter().filter(|a| read.vg.lv(&a.lv).is_some()) {
+                    let model = read.vg.lv(&a.lv).expect("filtered");
                     match act.table_current(&read, &a.lv) {
                         Ok(true) => {}
+                        // raid1, thin pools, thin LVs: lvmd never resizes them, so a
+                        // difference is not a resize of its own cut short; lvm2's to fix.
+                        Ok(false) if !model.is_plain() => out.push(failed(
+                            &a.lv,
+                            format!(
+                                "its active devices differ from its metadata; lvmd does not \
+                                 reload {} volumes (lvm2's lvchange --refresh does)",
+                                model.type_name()
+                            ),
+                        )),
                         Ok(false) => match act.refresh(&read, &a.lv) {
                             Ok(now) => {
                                 tracing::warn!(
@@ -211,6 +232,19 @@ impl<M: Metadata> VolumeEngine<M> {
                 }
                 Ok(false) => {}
                 Err(ActivationError::Busy { .. }) => out.push(open(1)),
+                // A raid, thin, ... device or a layer: not lvmd's to remove.
+                Err(e @ ActivationError::Unsupported { .. }) => {
+                    tracing::warn!(
+                        vg,
+                        device = l.dm_name,
+                        "reconciliation: device of a logical volume no longer in the metadata left alone: {e}"
+                    );
+                    out.push(Repair::LeftoverKept {
+                        vg: vg.into(),
+                        device: l.dm_name.clone(),
+                        why: e.to_string(),
+                    });
+                }
                 Err(e) => out.push(failed(&l.dm_name, e.to_string())),
             }
         }
@@ -388,6 +422,41 @@ mod tests {
         assert!(left.contains(&theirs));
         assert!(!left.contains(&leftover));
         assert_eq!(e.reconcile(&["vg".into()]), vec![]);
+    }
+
+    #[test]
+    fn raid_and_thin_volumes_are_never_reloaded() {
+        use crate::format::text;
+        use crate::model::VolumeGroup;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/lvm2/mixed/vgcfgbackup.txt");
+        let doc = text::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut vg = VolumeGroup::from_document(&doc).unwrap().0;
+        let name = vg.name.clone();
+        let (e, act, _) = SimEngine::with_sims(&[], vec![]);
+        e.insert_vg(vg.clone());
+        for lv in ["mirrored", "thin", "pool", "lin_a"] {
+            e.activate(&name, lv).unwrap();
+        }
+        assert_eq!(e.reconcile(std::slice::from_ref(&name)), vec![]);
+        // Their metadata changed behind the daemon's back (lvm2 extended them).
+        for lv in ["mirrored", "thin"] {
+            let seg = &mut vg.lv_mut(lv).unwrap().segments[0];
+            seg.extent_count = seg.extent_count + seg.extent_count;
+        }
+        e.insert_vg(vg);
+        let before = act.active_in(&name);
+        let r = e.reconcile(std::slice::from_ref(&name));
+        assert_eq!(r.len(), 2, "{r:?}");
+        for (lv, kind) in [("mirrored", "raid1"), ("thin", "thin")] {
+            assert!(
+                r.iter()
+                    .any(|x| matches!(x, Repair::Failed { what, why, .. }
+                    if what == lv && why.contains(&format!("does not reload {kind} volumes")))),
+                "{r:?}"
+            );
+        }
+        assert_eq!(act.active_in(&name), before, "reloaded");
     }
 
     #[test]
