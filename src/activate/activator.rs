@@ -179,13 +179,12 @@ impl Activator {
         for i in 0..plan.devices.len() {
             // raid legs are named by the numbers of their active devices.
             let step = self.resolved(&plan.devices[i]).and_then(|device| {
-                if self.ensure_device(&plan, &device)? {
+                let (made, devnum) = self.ensure_device(&plan, &device)?;
+                if made {
                     created.push(device.clone());
                 }
                 // Layers above name this device by its number (thin pools).
-                if let Some(dev) = self.dm.info_by_uuid(&device.uuid)? {
-                    plan.resolve(i, dev.devnum);
-                }
+                plan.resolve(i, devnum);
                 super::thin::check_transaction(&self.dm, &found.vg, &plan, &device)
             });
             if let Err(e) = step {
@@ -205,8 +204,8 @@ impl Activator {
             })
     }
 
-    /// Makes one planned device active; `Ok(true)` if this call created it.
-    fn ensure_device(&self, plan: &LvPlan, device: &DevicePlan) -> Result<bool> {
+    /// Makes one planned device active: whether this call created it, and its number.
+    fn ensure_device(&self, plan: &LvPlan, device: &DevicePlan) -> Result<(bool, DevNum)> {
         let paths = self.paths(&plan.vg, &plan.lv, device);
         if let Some(existing) = self.dm.info_by_uuid(&device.uuid)? {
             if existing.name != device.name {
@@ -233,7 +232,7 @@ impl Activator {
                     });
                 }
                 nodes::add(self.node_mode, &paths, existing.devnum)?;
-                return Ok(false);
+                return Ok((false, existing.devnum));
             }
             // Created but never resumed: left over from a crash between the steps.
             self.dm.remove(&existing, device.visible)?;
@@ -250,7 +249,7 @@ impl Activator {
             let _ = self.remove_device(plan, device);
             return Err(e);
         }
-        Ok(true)
+        Ok((true, dev.devnum))
     }
 
     fn remove_device(&self, plan: &LvPlan, device: &DevicePlan) -> Result<bool> {
