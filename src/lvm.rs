@@ -825,7 +825,8 @@ impl Lvm {
     }
 }
 
-fn change_tags(tags: &mut Vec<String>, add: &[String], del: &[String]) {
+/// Deletions first, additions not doubled, as lvm2's `lvchange --addtag/--deltag`.
+pub(crate) fn change_tags(tags: &mut Vec<String>, add: &[String], del: &[String]) {
     tags.retain(|t| !del.contains(t));
     for t in add {
         if !tags.contains(t) {

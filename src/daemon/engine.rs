@@ -264,7 +264,8 @@ pub fn spec_mismatch(existing: &LvInfo, spec: &LvSpec, extent_size: Bytes) -> Op
             existing.size.0, spec.size.0, want.0
         ));
     }
-    let mut a = existing.tags.clone();
+    // lvmd's own marks are not the client's to ask for.
+    let mut a = super::marks::client_tags(&existing.tags);
     let mut b = spec.tags.clone();
     a.sort();
     a.dedup();

@@ -9,6 +9,7 @@
 //! - [`reconcile`]: start-up repair of device-mapper state a crash left behind;
 //!   [`crash`]: the crash points tests kill the daemon at.
 //! - [`view`]: sizes and free space read off a VG.
+//! - [`marks`]: the tags lvmd keeps on its own LVs (fresh, formatted).
 
 pub mod activation;
 pub mod classes;
@@ -17,6 +18,7 @@ pub mod crash;
 pub mod engine;
 pub mod listen;
 pub mod logging;
+pub mod marks;
 pub mod node;
 pub mod node_work;
 pub mod paths;

@@ -245,6 +245,16 @@ impl Metadata for LvmMetadata {
         self.change(vg, |lvm| lvm.lv_resize(vg, lv, size))
     }
 
+    fn lv_change_tags(
+        &self,
+        vg: &str,
+        lv: &str,
+        add: &[String],
+        del: &[String],
+    ) -> Result<(), LvmError> {
+        self.change(vg, |lvm| lvm.lv_change_tags(vg, lv, add, del))
+    }
+
     fn has_stale_copies(&self, vg: &str) -> Result<bool, LvmError> {
         Ok(!self.lvm().read_vg(vg)?.stale.is_empty())
     }

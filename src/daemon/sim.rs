@@ -367,4 +367,26 @@ impl Metadata for SimMetadata {
         vg.seqno += 1;
         Ok(())
     }
+
+    fn lv_change_tags(
+        &self,
+        vg_name: &str,
+        lv_name: &str,
+        add: &[String],
+        del: &[String],
+    ) -> Result<(), LvmError> {
+        for t in add.iter().chain(del) {
+            crate::model::name::validate_tag(t)?;
+        }
+        let mut s = self.state.lock().unwrap();
+        s.vg(vg_name)?;
+        let vg = s.vgs.get_mut(vg_name).expect("checked");
+        let lv = vg.lv_mut(lv_name).ok_or_else(|| LvmError::LvNotFound {
+            vg: vg_name.into(),
+            lv: lv_name.into(),
+        })?;
+        crate::lvm::change_tags(&mut lv.tags, add, del);
+        vg.seqno += 1;
+        Ok(())
+    }
 }

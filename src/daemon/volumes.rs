@@ -42,6 +42,14 @@ pub trait Metadata: Send + Sync + 'static {
     fn lv_create(&self, vg: &str, spec: &LvSpec) -> std::result::Result<(), LvmError>;
     fn lv_remove(&self, vg: &str, lv: &str) -> std::result::Result<(), LvmError>;
     fn lv_resize(&self, vg: &str, lv: &str, size: Bytes) -> std::result::Result<(), LvmError>;
+    /// Adds and removes tags of one LV in one commit.
+    fn lv_change_tags(
+        &self,
+        vg: &str,
+        lv: &str,
+        add: &[String],
+        del: &[String],
+    ) -> std::result::Result<(), LvmError>;
     /// Whether some metadata area of `vg` holds an older copy than the newest (a
     /// commit cut short between its headers). Default: a store that cannot.
     fn has_stale_copies(&self, _vg: &str) -> std::result::Result<bool, LvmError> {
@@ -134,6 +142,16 @@ fn check_spec(spec: &LvSpec) -> Result<()> {
     validate_lv_name(&spec.name).map_err(LvmError::from)?;
     for t in &spec.tags {
         validate_tag(t).map_err(LvmError::from)?;
+        if super::marks::is_internal(t) {
+            return Err(invalid(
+                "tag",
+                t,
+                format!(
+                    "tags starting with {:?} are lvmd's own",
+                    super::marks::PREFIX
+                ),
+            ));
+        }
     }
     check_size(spec.size)?;
     if let LvLayout::Striped {

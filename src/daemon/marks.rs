@@ -1,0 +1,66 @@
+//! Tags lvmd keeps on its own LVs, in the LV's metadata (lvm2 keeps tags intact across
+//! its own changes), so that what lvmd knows about a volume's contents survives
+//! restarts, crashes and other tools.
+//!
+//! All start with [`PREFIX`]; clients may not set such tags themselves, and they are
+//! left out when a create request's tags are compared with an existing LV's.
+
+/// Every lvmd-owned tag starts with this.
+pub const PREFIX: &str = "lvmd.";
+
+/// lvmd created this LV, cleared what earlier volumes could have left at its edges,
+/// and has not handed it to anyone yet: no filesystem made, never published or
+/// activated for a client. Only such an LV may get a filesystem from lvmd.
+pub const FRESH: &str = "lvmd.fresh";
+
+/// `lvmd.mkfs=<fs>`: lvmd is making a filesystem of type `<fs>` (committed before
+/// mkfs runs; nothing was mounted yet, so a crash here leaves nothing worth keeping).
+pub const MKFS_PREFIX: &str = "lvmd.mkfs=";
+
+/// `lvmd.fs=<fs>`: lvmd made a filesystem of type `<fs>` on this LV. Never formatted
+/// again, whatever a signature probe says.
+pub const FS_PREFIX: &str = "lvmd.fs=";
+
+/// Whether `tag` is one of lvmd's own.
+pub fn is_internal(tag: &str) -> bool {
+    tag.starts_with(PREFIX)
+}
+
+/// The tags a client set: lvmd's own left out.
+pub fn client_tags(tags: &[String]) -> Vec<String> {
+    tags.iter().filter(|t| !is_internal(t)).cloned().collect()
+}
+
+/// The filesystem type lvmd recorded as made (`lvmd.fs=`).
+pub fn formatted_as(tags: &[String]) -> Option<&str> {
+    tags.iter().find_map(|t| t.strip_prefix(FS_PREFIX))
+}
+
+/// The filesystem type lvmd was making when it last stopped (`lvmd.mkfs=`).
+pub fn formatting_as(tags: &[String]) -> Option<&str> {
+    tags.iter().find_map(|t| t.strip_prefix(MKFS_PREFIX))
+}
+
+pub fn is_fresh(tags: &[String]) -> bool {
+    tags.iter().any(|t| t == FRESH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_tags_are_told_apart() {
+        let tags: Vec<String> = ["csi.pv=x", "lvmd.fresh", "lvmd.fs=xfs", "lvmdx"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(client_tags(&tags), vec!["csi.pv=x", "lvmdx"]);
+        assert!(is_fresh(&tags));
+        assert_eq!(formatted_as(&tags), Some("xfs"));
+        assert_eq!(formatting_as(&tags), None);
+        // Every mark is a tag lvm2 accepts.
+        for t in [FRESH, "lvmd.mkfs=ext4", "lvmd.fs=ext4"] {
+            crate::model::name::validate_tag(t).unwrap();
+        }
+    }
+}
