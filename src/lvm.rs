@@ -437,6 +437,17 @@ impl Lvm {
                             vg: "(a volume group whose metadata was not found)".into(),
                         });
                     }
+                    // Its metadata may name a VG we cannot read: never taken over.
+                    if let Some(m) = pv.damaged_mdas.first() {
+                        return Err(LvmError::PvInUse {
+                            path: path.clone(),
+                            vg: format!(
+                                "(unknown: its metadata area at byte {} is damaged: {}; \
+                                 see lvmd-ctl inspect)",
+                                m.start, m.why
+                            ),
+                        });
+                    }
                     out.push((path.clone(), Some(pv.label)));
                 }
                 None => {
@@ -555,6 +566,8 @@ impl Lvm {
             text: String::new(),
             devices: BTreeMap::new(),
             stale: vec![],
+            damaged: vec![],
+            unwritable: None,
         };
         self.write_vg(&empty, &mut vg, &added, format!("vgcreate {name}"))?;
         self.invalidate_lvm2_hints();
@@ -878,6 +891,9 @@ fn check_writable(found: &VgOnDisk) -> Result<()> {
                 "it has {key} {v:?}; lvmd does not take part in shared or foreign VGs"
             ));
         }
+    }
+    if let Some(why) = &found.unwritable {
+        return refuse(why.clone());
     }
     let missing = found.missing_pvs();
     if let Some(pv) = missing.first() {
