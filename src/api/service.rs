@@ -151,6 +151,23 @@ impl Api {
         Ok((resolved, r.name.clone()))
     }
 
+    /// [`Self::resolve`] for a request that changes the volume: only in a device
+    /// class's VG, unless configured otherwise.
+    async fn resolve_for_change(
+        &self,
+        r: Option<&pb::VolumeRef>,
+    ) -> Result<(Resolved, String), Status> {
+        let (resolved, name) = self.resolve(r)?;
+        if let Err(refused) = self.classes.check_changeable(&resolved) {
+            // A VG that does not exist at all is NOT_FOUND, as it always was.
+            let e = self.engine.clone();
+            let vg = resolved.vg.clone();
+            blocking(move || e.volume_group(&vg)).await?;
+            return Err(refused.into());
+        }
+        Ok((resolved, name))
+    }
+
     fn vg_out(&self, v: VgInfo) -> pb::VolumeGroup {
         pb::VolumeGroup {
             device_classes: self
@@ -311,7 +328,7 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         r: Request<pb::CreateLogicalVolumeRequest>,
     ) -> Reply<pb::LogicalVolume> {
         let r = r.into_inner();
-        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
         let spec = LvSpec {
             name,
             size: Bytes(r.size_bytes),
@@ -371,7 +388,9 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         &self,
         r: Request<pb::RemoveLogicalVolumeRequest>,
     ) -> Reply<pb::RemoveLogicalVolumeResponse> {
-        let (resolved, name) = self.resolve(r.into_inner().volume.as_ref())?;
+        let (resolved, name) = self
+            .resolve_for_change(r.into_inner().volume.as_ref())
+            .await?;
         let e = self.engine.clone();
         let existed = blocking(move || e.remove_logical_volume(&resolved.vg, &name)).await?;
         if existed {
@@ -385,7 +404,7 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         r: Request<pb::ResizeLogicalVolumeRequest>,
     ) -> Reply<pb::LogicalVolume> {
         let r = r.into_inner();
-        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
         let e = self.engine.clone();
         let size = Bytes(r.size_bytes);
         let v = blocking(move || e.resize_logical_volume(&resolved.vg, &name, size)).await?;
@@ -397,7 +416,9 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         &self,
         r: Request<pb::ActivateLogicalVolumeRequest>,
     ) -> Reply<pb::LogicalVolume> {
-        let (resolved, name) = self.resolve(r.into_inner().volume.as_ref())?;
+        let (resolved, name) = self
+            .resolve_for_change(r.into_inner().volume.as_ref())
+            .await?;
         let e = self.engine.clone();
         let v = blocking(move || e.activate(&resolved.vg, &name)).await?;
         Ok(Response::new(self.lv_out(v)))
@@ -407,7 +428,9 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         &self,
         r: Request<pb::DeactivateLogicalVolumeRequest>,
     ) -> Reply<pb::LogicalVolume> {
-        let (resolved, name) = self.resolve(r.into_inner().volume.as_ref())?;
+        let (resolved, name) = self
+            .resolve_for_change(r.into_inner().volume.as_ref())
+            .await?;
         let e = self.engine.clone();
         let v = blocking(move || e.deactivate(&resolved.vg, &name)).await?;
         Ok(Response::new(self.lv_out(v)))
@@ -484,7 +507,7 @@ impl pb::node_service_server::NodeService for Api {
         r: Request<pb::MountVolumeRequest>,
     ) -> Reply<pb::MountVolumeResponse> {
         let r = r.into_inner();
-        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
         let spec = MountSpec {
             target: path("target_path", &r.target_path)?,
             fs_type: r.fs_type,
@@ -514,7 +537,7 @@ impl pb::node_service_server::NodeService for Api {
         r: Request<pb::PublishBlockRequest>,
     ) -> Reply<pb::PublishBlockResponse> {
         let r = r.into_inner();
-        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
         let target = path("target_path", &r.target_path)?;
         let e = self.engine.clone();
         let dev =
@@ -544,7 +567,7 @@ impl pb::node_service_server::NodeService for Api {
         r: Request<pb::ExpandVolumeRequest>,
     ) -> Reply<pb::ExpandVolumeResponse> {
         let r = r.into_inner();
-        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
         let target = (!r.target_path.is_empty()).then(|| PathBuf::from(&r.target_path));
         let size = Bytes(r.size_bytes);
         let e = self.engine.clone();
