@@ -398,6 +398,8 @@ impl Lvm {
             .filter_map(|d| std::fs::canonicalize(d).ok())
             .collect();
         let mut out = Vec::new();
+        // The devices as the kernel names them: a path and a symlink to it are one disk.
+        let mut seen: Vec<PathBuf> = Vec::new();
         for path in devices {
             // A PV outside the scanned set would look missing to every later command.
             let real = std::fs::canonicalize(path).map_err(|e| LvmError::InvalidArgument {
@@ -412,13 +414,14 @@ impl Lvm {
                     why: "not among the devices lvmd is configured to scan".into(),
                 });
             }
-            if out.iter().any(|(p, _)| p == path) {
+            if seen.contains(&real) {
                 return Err(LvmError::InvalidArgument {
                     what: "device",
                     value: path.display().to_string(),
-                    why: "named twice".into(),
+                    why: format!("named twice (it is {})", real.display()),
                 });
             }
+            seen.push(real.clone());
             let dev = Device::open(path, Access::Read)?;
             match read_pv_from(&dev)? {
                 Some(pv) => {
