@@ -273,7 +273,23 @@ devices = ["{dev}"]
     assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
     // The class's own VG is changed as always.
     d.json(&["lv", "create", "mine", "8MiB"]);
-    d.stop();
+    // Every change and every refusal has an audit line naming the peer (this test,
+    // root) and the RPC; the engine's own line carries the peer too.
+    let log = d.stop();
+    let line = |rpc: &str, word: &str| {
+        log.lines().any(|l| {
+            l.contains(rpc) && l.contains(word) && l.contains("uid=0") && l.contains("pid=")
+        })
+    };
+    assert!(line("RemoveLogicalVolume", "refused"), "{log}");
+    assert!(line("ResizeLogicalVolume", "refused"), "{log}");
+    assert!(line("CreateLogicalVolume", "done"), "{log}");
+    assert!(
+        line("CreateLogicalVolume", "created logical volume"),
+        "{log}"
+    );
+    // Reads that succeed are not audited.
+    assert!(!line("ListLogicalVolumes", "done"), "{log}");
 
     // Configured to manage other VGs: the same remove goes through.
     let mut d = Daemon::start(&write_config("manage_other_volume_groups = true"), &socket);

@@ -27,7 +27,10 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, EngineError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
+    // The request's span (who asked, which RPC: `super::audit`) goes along, so the
+    // engine's log lines name the peer too.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| Status::internal(format!("engine call failed: {e}")))?
         .map_err(Status::from)
