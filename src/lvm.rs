@@ -303,6 +303,7 @@ impl Lvm {
             };
             devices.push((dev, on_disk.label));
         }
+        check_within_devices(&old.vg, vg, &devices)?;
         let targets: Vec<CommitTarget> = devices
             .iter()
             .map(|(device, label)| CommitTarget { device, label })
@@ -907,6 +908,59 @@ fn check_writable(found: &VgOnDisk) -> Result<()> {
     }
     if let Some(p) = vg.problems().first() {
         return refuse(format!("its metadata is inconsistent: {p}"));
+    }
+    Ok(())
+}
+
+/// Refuses a change that puts extents past the end of a PV's device: a device that
+/// shrank since its PV was made (a smaller LUN, a truncated image) still claims its old
+/// `pe_count`, and data written there would be lost. `devices` are `vg.pvs`' devices, in
+/// order. Extents some LV already held before the change are left to it (lvmd did not
+/// put them there, and removing that LV must stay possible).
+fn check_within_devices(
+    old: &VolumeGroup,
+    vg: &VolumeGroup,
+    devices: &[(Device, PvLabel)],
+) -> Result<()> {
+    let before = old.pv_usage();
+    for (pv, (dev, _)) in vg.pvs.iter().zip(devices) {
+        let data = dev
+            .size()
+            .to_sectors_floor()
+            .0
+            .saturating_sub(pv.pe_start.0);
+        let usable = vg.extent_size.extents_floor(Sectors(data));
+        if usable >= pv.pe_count {
+            continue;
+        }
+        for u in vg.pv_usage().iter().filter(|u| u.pv == pv.name) {
+            let end = u.start + u.count;
+            if end <= usable {
+                continue;
+            }
+            let past = u.start.max(usable);
+            let held_before = before
+                .iter()
+                .any(|b| b.pv == u.pv && b.start <= past && end <= b.start + b.count);
+            if !held_before {
+                return Err(LvmError::VgNotWritable {
+                    vg: vg.name.clone(),
+                    why: format!(
+                        "PV {} on {} is {} now, room for {} extents, but its metadata says {}: \
+                         {} would get extents {}..{} past the device's end (did the device \
+                         shrink?)",
+                        pv.name,
+                        dev.path().display(),
+                        dev.size(),
+                        usable.0,
+                        pv.pe_count.0,
+                        u.lv,
+                        past.0,
+                        end.0
+                    ),
+                });
+            }
+        }
     }
     Ok(())
 }

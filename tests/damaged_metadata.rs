@@ -164,3 +164,52 @@ fn a_pv_found_on_two_devices_is_never_written_through() {
     loops.vgck(&vg);
     loops.lvm_ok(&["vgremove", "-f", &vg]);
 }
+
+/// A device that shrank under its PV (a smaller LUN, a truncated image): lvmd never
+/// hands out extents past its end, and still removes what is there.
+#[test]
+fn no_extent_is_handed_out_past_the_end_of_a_shrunk_device() {
+    if !host_tests_enabled("no_extent_is_handed_out_past_the_end_of_a_shrunk_device") {
+        return;
+    }
+    let loops = Loops::new(&[64]);
+    let vg = vg_name("shrunk");
+    let lvm = loops.lvmd();
+    lvm.vg_create(&vg, &loops.devs, ExtentSize::DEFAULT)
+        .unwrap();
+    lvm.lv_create(&vg, "a", Bytes(8 * MIB), Layout::Linear, &[])
+        .unwrap();
+    // The image shrinks to 32 MiB: 1 MiB of metadata, room for 7 extents of 4 MiB.
+    let image = loops.dir.path().join("disk0.img");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap()
+        .set_len(32 * MIB)
+        .unwrap();
+    common::run_ok("losetup", &["-c", loops.devs[0].to_str().unwrap()]);
+    // Within the device: fine.
+    lvm.lv_create(&vg, "b", Bytes(8 * MIB), Layout::Linear, &[])
+        .unwrap();
+    let before = lvm.read_vg(&vg).unwrap().text;
+    let err = lvm
+        .lv_create(&vg, "c", Bytes(24 * MIB), Layout::Linear, &[])
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, LvmError::VgNotWritable { .. })
+            && msg.contains("shrink")
+            && msg.contains("room for 7"),
+        "{msg}"
+    );
+    let err = lvm.lv_resize(&vg, "b", Bytes(40 * MIB)).unwrap_err();
+    assert!(err.to_string().contains("past the device's end"), "{err}");
+    assert_eq!(
+        lvm.read_vg(&vg).unwrap().text,
+        before,
+        "a refused change wrote"
+    );
+    // Removing is always possible.
+    lvm.lv_remove(&vg, "a").unwrap();
+    lvm.lv_remove(&vg, "b").unwrap();
+}
