@@ -13,10 +13,11 @@
 # The image's name and tag are the chart's (packaging/helm/lvmd-csi/values.yaml,
 # image.repository and image.tag), and the tag must be the crate's version, so the
 # chart names exactly what this builds. The archive's index carries the name both ways
-# the usual loaders read it (`io.containerd.image.name`, and the tag as
-# `org.opencontainers.image.ref.name`):
+# the usual loaders read it (`io.containerd.image.name` for containerd, and the tag as
+# `org.opencontainers.image.ref.name`, the OCI layout's own):
 #   ctr -n k8s.io images import target/lvmd-csi-image.tar
-#   podman load -i target/lvmd-csi-image.tar
+#   skopeo copy oci-archive:target/lvmd-csi-image.tar:0.1.0 \
+#     containers-storage:ghcr.io/lvmd/lvmd-csi:0.1.0
 # packaging/check-image.sh runs it.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,7 +58,10 @@ assemble_root() {
     # The version this machine runs (what BIN was linked against); the archive's
     # current one if that is no longer offered.
     v=$(dpkg-query -W -f='${Version}' "$p")
-    (cd "$debs" && { apt-get download -qq "$p=$v" 2>/dev/null || apt-get download -qq "$p"; })
+    (cd "$debs" && { apt-get download -qq "$p=$v" 2>/dev/null || apt-get download -qq "$p"; }) || {
+      # No package lists yet (a fresh or cleaned machine): fetch them once.
+      apt-get update -qq && (cd "$debs" && { apt-get download -qq "$p=$v" 2>/dev/null || apt-get download -qq "$p"; })
+    }
   done
   for d in "$debs"/*.deb; do
     dpkg-deb -x "$d" "$root"
@@ -110,7 +114,9 @@ umoci new --image "$layout:$tag"
 umoci unpack --image "$layout:$tag" "$work/bundle" >/dev/null
 assemble_root "$work/bundle/rootfs" "$bin"
 created=$(date -u -d "@$(git log -1 --format=%ct 2>/dev/null || date +%s)" +%Y-%m-%dT%H:%M:%SZ)
-umoci repack --image "$layout:$tag" --no-history "$work/bundle"
+umoci repack --image "$layout:$tag" \
+  --history.created_by "packaging/build-image.sh: lvmd-csi and the Debian packages of its libraries" \
+  --history.created "$created" "$work/bundle"
 umoci config --image "$layout:$tag" --no-history \
   --created "$created" --os linux --architecture "$(dpkg --print-architecture)" \
   --config.user "$IMAGE_UID:$IMAGE_GID" \
