@@ -57,9 +57,8 @@ fn refused_storage_class_is_logged_once_and_counted_by_reason() {
         params.insert("csi.storage.k8s.io/pvc/name".into(), pvc.into());
         params.insert("csi.storage.k8s.io/pvc/namespace".into(), "default".into());
         params.insert("csi.storage.k8s.io/pv/name".into(), format!("pvc-{pvc}"));
-        let s = e
-            .rt
-            .block_on(e.ctl().create_volume(CreateVolumeRequest {
+        let s =
+            e.rt.block_on(e.ctl().create_volume(CreateVolumeRequest {
                 name: format!("pvc-{pvc}"),
                 volume_capabilities: vec![mount_cap("ext4")],
                 parameters: params,
@@ -90,5 +89,8 @@ fn refused_storage_class_is_logged_once_and_counted_by_reason() {
         lines[1]
     );
     assert!(lines[1].contains("unknown_device_class"), "{}", lines[1]);
-    assert!(lines.iter().all(|l| l.contains("stay Pending")), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l.contains("stay Pending")),
+        "{lines:?}"
+    );
 }
