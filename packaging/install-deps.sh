@@ -6,8 +6,13 @@ packages=(
   pkg-config libclang-dev libdevmapper-dev libcryptsetup-dev libudev-dev protobuf-compiler
   # tests: real lvm2 to check compatibility against, loop devices, filesystems
   lvm2 dmsetup util-linux e2fsprogs xfsprogs thin-provisioning-tools cryptsetup-bin
-  # systemd-analyze verify of the units
+  # systemd-analyze verify of the units, systemd-socket-activate (tests/ctl.rs)
   systemd
+  # tests/packaging.rs: render-chart.py (PyYAML), the .deb (dpkg-deb), ldd
+  python3 python3-yaml dpkg libc-bin
+  # the plugin's image: built (packaging/build-image.sh: objcopy, apt-get download,
+  # umoci) and run (packaging/check-image.sh: runc)
+  binutils apt umoci runc
   # the VM harness (tests/vm)
   qemu-system-x86 busybox-static kmod cpio xz-utils iproute2
 )

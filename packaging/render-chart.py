@@ -9,9 +9,12 @@ outgrow it): `{{ .Values.a.b }}`, `{{ .Release.Namespace }}`, `{{ $.Values.x }}`
   render-chart.py                 print the manifests (namespace lvmd-csi)
   render-chart.py --write         write packaging/manifests/lvmd-csi.yaml
   render-chart.py --check         fail if that file is stale, and check the rendered
-                                  objects (parse as YAML, the properties the driver needs)
+                                  objects (parse as YAML, the properties the driver needs,
+                                  every sidecar flag and RBAC rule against the SIDECARS
+                                  table; with LVMD_CSI=<binary>, every lvmd-csi flag
+                                  against its --help)
 """
-import json, os, re, sys
+import json, os, re, subprocess, sys
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -97,7 +100,7 @@ def render_chart():
     return header + "---\n".join(docs)
 
 
-def check(text):
+def check(text, values):
     objs = [o for o in yaml.safe_load_all(text) if o]
     kinds = {}
     for o in objs:
@@ -148,7 +151,131 @@ def check(text):
     assert "ClusterRole" in kinds and "ClusterRoleBinding" in kinds and "ServiceAccount" in kinds
     csi_peers_allowed(ds)
     csi_peers_allowed(rs["template"]["spec"])
-    return len(objs)
+    pods = [ds, rs["template"]["spec"]]
+    check_sidecars(pods, kinds["ClusterRole"][0])
+    # The image's user (packaging/build-image.sh) runs the resizer's plugin; the node's
+    # runs as root with no capabilities (see the DaemonSet).
+    image_ids = dict(re.findall(r"^IMAGE_(UID|GID)=(\d+)$", open(os.path.join(HERE, "build-image.sh")).read(), re.M))
+    sc = rc["lvmd-csi"]["securityContext"]
+    assert sc.get("runAsNonRoot") is True, sc
+    assert (str(sc["runAsUser"]), str(sc["runAsGroup"])) == (image_ids["UID"], image_ids["GID"]), (sc, image_ids)
+    assert plugin["securityContext"].get("runAsUser") == 0, plugin["securityContext"]
+    for x in [plugin, rc["lvmd-csi"]]:
+        assert x["image"] == f"{values['image']['repository']}:{values['image']['tag']}", x["image"]
+        assert x["securityContext"]["capabilities"]["drop"] == ["ALL"], x["name"]
+        assert x["securityContext"]["readOnlyRootFilesystem"] is True, x["name"]
+    flags_checked = check_plugin_flags(pods)
+    return len(objs), flags_checked
+
+
+# The sidecars the chart runs, at the release values.yaml pins, with the flags their
+# README documents at that tag that the chart may pass and the RBAC rules their own
+# deploy/kubernetes/rbac.yaml asks for (snapshot rules left out: lvmd-csi has none).
+# Bumping a tag in values.yaml fails --check until this table is checked against the
+# new release and its tag updated here. `--feature-gates` is left out on purpose: the
+# provisioner's Topology gate is GA and setting it only warns that it will go.
+SIDECARS = {
+    "csi-provisioner": {
+        "image": "registry.k8s.io/sig-storage/csi-provisioner",
+        "tag": "v6.3.0",
+        "flags": {
+            "--csi-address", "--node-deployment", "--strict-topology", "--immediate-topology",
+            "--extra-create-metadata", "--enable-capacity", "--capacity-ownerref-level",
+            "--capacity-poll-interval", "--timeout", "--worker-threads", "--http-endpoint",
+            "--metrics-path", "--default-fstype", "--v",
+        },
+        "rbac": [
+            ("", "persistentvolumes", "get list watch create patch delete"),
+            ("", "persistentvolumeclaims", "get list watch update"),
+            ("storage.k8s.io", "storageclasses", "get list watch"),
+            ("", "events", "list watch create update patch"),
+            ("storage.k8s.io", "csinodes", "get list watch"),
+            ("", "nodes", "get list watch"),
+            ("storage.k8s.io", "volumeattachments", "get list watch"),
+            ("storage.k8s.io", "csistoragecapacities", "get list watch create update patch delete"),
+            ("", "pods", "get"),
+            ("apps", "replicasets", "get"),
+        ],
+    },
+    "node-driver-registrar": {
+        "image": "registry.k8s.io/sig-storage/csi-node-driver-registrar",
+        "tag": "v2.17.0",
+        "flags": {"--csi-address", "--kubelet-registration-path", "--health-port", "--http-endpoint", "--timeout", "--v"},
+        "rbac": [],
+    },
+    "liveness-probe": {
+        "image": "registry.k8s.io/sig-storage/livenessprobe",
+        "tag": "v2.19.0",
+        "flags": {"--csi-address", "--health-port", "--http-endpoint", "--probe-timeout", "--metrics-address", "--v"},
+        "rbac": [],
+    },
+    "csi-resizer": {
+        "image": "registry.k8s.io/sig-storage/csi-resizer",
+        "tag": "v2.2.1",
+        "flags": {
+            "--csi-address", "--leader-election", "--leader-election-namespace", "--timeout",
+            "--workers", "--http-endpoint", "--metrics-path", "--handle-volume-inuse-error", "--v",
+        },
+        "rbac": [
+            ("", "persistentvolumes", "get list watch patch"),
+            ("", "persistentvolumeclaims", "get list watch"),
+            ("", "pods", "get list watch"),
+            ("", "persistentvolumeclaims/status", "patch"),
+            ("", "events", "list watch create update patch"),
+            ("storage.k8s.io", "volumeattributesclasses", "get list watch"),
+            ("coordination.k8s.io", "leases", "get watch list delete update create"),
+        ],
+    },
+}
+
+
+def flag_names(args):
+    return [a.split("=", 1)[0] for a in args if a.startswith("-")]
+
+
+def check_sidecars(pods, role):
+    seen = set()
+    for pod in pods:
+        for x in pod["containers"]:
+            if x["name"] == "lvmd-csi":
+                continue
+            want = SIDECARS.get(x["name"])
+            assert want, f"container {x['name']} is not in render-chart.py's SIDECARS table"
+            seen.add(x["name"])
+            image, _, tag = x["image"].rpartition(":")
+            assert image == want["image"], (x["name"], x["image"])
+            assert tag == want["tag"], (
+                f"{x['name']} is pinned at {tag} but render-chart.py's SIDECARS table was "
+                f"checked against {want['tag']}: check its flags and RBAC in that release, "
+                f"then update the table"
+            )
+            for f in flag_names(x.get("args", [])):
+                assert f in want["flags"], f"{x['name']} {want['tag']} has no flag {f} (SIDECARS table)"
+    assert seen == set(SIDECARS), seen
+    granted = {}
+    for r in role["rules"]:
+        for g in r["apiGroups"]:
+            for res in r["resources"]:
+                granted.setdefault((g, res), set()).update(r["verbs"])
+    for name, want in SIDECARS.items():
+        for group, res, verbs in want["rbac"]:
+            lacks = set(verbs.split()) - granted.get((group, res), set())
+            assert not lacks, f"{name} {want['tag']} needs {sorted(lacks)} on {group or 'core'}/{res}"
+
+
+def check_plugin_flags(pods):
+    """Every flag the chart passes lvmd-csi is one its --help lists (LVMD_CSI: the binary)."""
+    binary = os.environ.get("LVMD_CSI")
+    if not binary:
+        return False
+    known = set(re.findall(r"--[a-z][a-z0-9-]*", subprocess.run(
+        [binary, "--help"], check=True, capture_output=True, text=True).stdout))
+    for pod in pods:
+        for x in pod["containers"]:
+            if x["name"] == "lvmd-csi":
+                for f in flag_names(x["args"]):
+                    assert f in known, f"lvmd-csi has no flag {f} ({binary} --help)"
+    return True
 
 
 def ids(args, flag):
@@ -179,7 +306,10 @@ def main():
         with open(OUT) as f:
             if f.read() != text:
                 raise SystemExit(f"{OUT} is stale: run packaging/render-chart.py --write")
-        print(f"ok: {check(text)} objects")
+        with open(os.path.join(CHART, "values.yaml")) as f:
+            values = yaml.safe_load(f)
+        n, flags_checked = check(text, values)
+        print(f"ok: {n} objects" + ("" if flags_checked else "; lvmd-csi's flags not checked (set LVMD_CSI to the binary)"))
     else:
         sys.stdout.write(text)
 

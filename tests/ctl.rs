@@ -2,6 +2,7 @@
 //! process; and the lvmd binary's refusal of a bad configuration. No root needed.
 
 mod harness;
+mod tools;
 
 use harness::*;
 use lvmd::api::AccessPolicy;
@@ -294,13 +295,20 @@ fn the_daemon_binary_serves_a_simulated_engine() {
 
 /// systemd's side of the protocol: `systemd-socket-activate` binds the socket and starts
 /// lvmd on the first connection with it as fd 3 (LISTEN_FDS/LISTEN_PID); lvmd reports
-/// READY=1 on NOTIFY_SOCKET. Skipped (said on stderr) where systemd's tools are missing.
+/// READY=1 on NOTIFY_SOCKET. Skipped (said loudly on stderr) where systemd's tools are
+/// missing, and a failure then under CI (tests/tools).
 #[test]
 fn socket_activation_and_readiness() {
-    let Ok(tool) = which("systemd-socket-activate") else {
-        eprintln!("SKIPPED socket_activation_and_readiness: no systemd-socket-activate");
+    let tool = which("systemd-socket-activate");
+    if !tools::require(
+        "socket_activation_and_readiness",
+        "systemd-socket-activate",
+        "systemd",
+        tool.is_ok(),
+    ) {
         return;
-    };
+    }
+    let tool = tool.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("activated.sock");
     let notify_path = dir.path().join("notify");

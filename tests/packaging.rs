@@ -1,25 +1,28 @@
 //! Packaging checks that need no cluster: the Helm chart renders (with
 //! `packaging/render-chart.py`, helm's template subset, as helm is not packaged here) to
-//! the committed manifests and they hold what the driver needs; the Debian package
-//! builds with dpkg-deb and contains the daemon, lvmd-ctl, the units and the config; the
-//! Containerfile's build stage installs the build packages and lvmd-csi links only what
-//! its distroless/cc runtime image has (the image itself is not built here).
+//! the committed manifests and they hold what the driver needs, every sidecar flag and
+//! lvmd-csi flag the chart passes included; the Debian package builds with dpkg-deb and
+//! contains the daemon, lvmd-ctl, the units and the config; the Containerfile agrees
+//! with packaging/build-image.sh (the image CI builds and runs: packaging/check-image.sh
+//! from tests/run.sh), and lvmd-csi links nothing beyond glibc and libgcc_s.
+
+mod tools;
 
 use std::path::Path;
 use std::process::Command;
 
-fn have(cmd: &str, args: &[&str]) -> bool {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+fn have_pyyaml(test: &str) -> bool {
+    tools::require(
+        test,
+        "python3 with PyYAML",
+        "python3-yaml",
+        tools::runs("python3", &["-c", "import yaml"]),
+    )
 }
 
 #[test]
 fn helm_chart_renders_to_the_committed_manifests() {
-    if !have("python3", &["-c", "import yaml"]) {
-        eprintln!("SKIPPED: python3 with PyYAML (Debian: python3-yaml) is not installed");
+    if !have_pyyaml("helm_chart_renders_to_the_committed_manifests") {
         return;
     }
     let out = Command::new("python3")
@@ -28,20 +31,79 @@ fn helm_chart_renders_to_the_committed_manifests() {
             "/packaging/render-chart.py"
         ))
         .arg("--check")
+        // lvmd-csi's --help: every flag the chart passes the plugin must be there.
+        .env("LVMD_CSI", env!("CARGO_BIN_EXE_lvmd-csi"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
+    let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with("ok: "), "{text}");
+    assert!(!text.contains("not checked"), "{text}");
+}
+
+/// What a chart edit or a sidecar bump that nobody checked looks like to `--check`:
+/// each mutation of the rendered chart must be refused, naming the problem.
+#[test]
+fn chart_check_refuses_unchecked_flags_pins_and_rules() {
+    if !have_pyyaml("chart_check_refuses_unchecked_flags_pins_and_rules") {
+        return;
+    }
+    let script = r#"
+import importlib.util, os, sys, yaml
+spec = importlib.util.spec_from_file_location("rc", sys.argv[1])
+rc = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rc)
+values = yaml.safe_load(open(os.path.join(rc.CHART, "values.yaml")))
+text = rc.render_chart()
+rc.check(text, values)
+cases = [
+    ("- --capacity-ownerref-level=1", "- --capacity-ownerref-level=1\n            - --feature-gates=Topology=true", "no flag --feature-gates"),
+    ("csi-provisioner:v6.3.0", "csi-provisioner:v6.9.0", "checked against v6.3.0"),
+    ("- --leader-election\n", "- --leader-election\n            - --leader-elect-namespace=x\n", "no flag --leader-elect-namespace"),
+    ('resources: ["volumeattributesclasses"]', 'resources: ["none"]', "volumeattributesclasses"),
+    ("- --max-volumes=", "- --max-volume=", "lvmd-csi has no flag --max-volume"),
+]
+for old, new, want in cases:
+    bad = text.replace(old, new)
+    assert bad != text, old
+    try:
+        rc.check(bad, values)
+    except AssertionError as e:
+        assert want in str(e), (want, str(e))
+    else:
+        raise SystemExit(f"--check accepted {new!r}")
+print("refused", len(cases))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packaging/render-chart.py"
+        ))
+        .env("LVMD_CSI", env!("CARGO_BIN_EXE_lvmd-csi"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.trim(), "refused 5");
 }
 
 #[test]
 fn debian_package_builds_and_holds_the_daemon() {
-    if !have("dpkg-deb", &["--version"]) {
-        eprintln!("SKIPPED: dpkg-deb is not installed");
+    if !tools::require(
+        "debian_package_builds_and_holds_the_daemon",
+        "dpkg-deb",
+        "dpkg",
+        tools::runs("dpkg-deb", &["--version"]),
+    ) {
         return;
     }
     let bins = Path::new(env!("CARGO_BIN_EXE_lvmd")).parent().unwrap();
@@ -167,12 +229,12 @@ fn parsers_read_install_deps_and_containerfile() {
     assert!(apt_installed(&s[1].1).is_empty());
 }
 
-/// The image cannot be built here (no container engine), so: its build stage installs
+/// Podman users build the image CI builds: the Containerfile's build stage installs
 /// what install-deps.sh says building lvmd needs (devicemapper-sys runs bindgen against
-/// libdevmapper, protoc for tonic), and its runtime stage is distroless/cc, which has
-/// glibc and libgcc_s and nothing else lvmd-csi could link.
+/// libdevmapper, protoc for tonic) and assembles the root with build-image.sh's own
+/// `--root`, and its runtime stage is that root alone, run as build-image.sh's user.
 #[test]
-fn containerfile_build_stage_installs_the_build_packages() {
+fn containerfile_agrees_with_build_image() {
     let want = build_packages(&read("packaging/install-deps.sh"));
     for p in [
         "libdevmapper-dev",
@@ -197,22 +259,51 @@ fn containerfile_build_stage_installs_the_build_packages() {
         missing.is_empty(),
         "packaging/Containerfile's build stage lacks {missing:?} (install-deps.sh's build group)"
     );
-    let (runtime, _) = stages.last().unwrap();
     assert!(
-        runtime.contains("distroless/cc"),
-        "{runtime}: the ldd check below assumes distroless/cc"
+        build
+            .iter()
+            .any(|i| i.contains("packaging/build-image.sh --root /out target/release/lvmd-csi")),
+        "the build stage must assemble the root with build-image.sh --root: {build:?}"
+    );
+    let (runtime, run) = stages.last().unwrap();
+    assert_eq!(
+        runtime, "FROM scratch",
+        "the runtime stage is build-image.sh's root alone"
+    );
+    let script = read("packaging/build-image.sh");
+    let id = |key: &str| {
+        script
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("build-image.sh sets no {key}"))
+            .to_string()
+    };
+    let user = format!("USER {}:{}", id("IMAGE_UID"), id("IMAGE_GID"));
+    assert_eq!(
+        run,
+        &vec![
+            "COPY --from=build /out/ /".to_string(),
+            user,
+            r#"ENTRYPOINT ["/usr/bin/lvmd-csi"]"#.to_string()
+        ]
     );
     // The build context: sources, not the host's target directory.
     let ignore = read(".dockerignore");
     assert!(ignore.lines().any(|l| l == "/target"), "{ignore}");
 }
 
-/// distroless/cc has glibc and libgcc_s only: lvmd-csi must need nothing else (e.g. no
-/// libdevmapper from devicemapper-sys's link line, no libudev, no libcryptsetup).
+/// The image holds the Debian packages of what lvmd-csi links (build-image.sh asks
+/// ldd), so each library it links grows the image: glibc and libgcc_s are all it may
+/// need (e.g. no libdevmapper from devicemapper-sys's link line, no libudev, no
+/// libcryptsetup: those belong to lvmd on the host).
 #[test]
-fn lvmd_csi_needs_only_what_distroless_cc_has() {
-    if !have("ldd", &["--version"]) {
-        eprintln!("SKIPPED: ldd is not installed");
+fn lvmd_csi_needs_only_glibc_and_libgcc() {
+    if !tools::require(
+        "lvmd_csi_needs_only_glibc_and_libgcc",
+        "ldd",
+        "libc-bin",
+        tools::runs("ldd", &["--version"]),
+    ) {
         return;
     }
     let bin = env!("CARGO_BIN_EXE_lvmd-csi");
@@ -239,7 +330,7 @@ fn lvmd_csi_needs_only_what_distroless_cc_has() {
             || base.starts_with("linux-gate");
         assert!(
             ok,
-            "lvmd-csi needs {name}, which distroless/cc lacks:\n{text}"
+            "lvmd-csi needs {name}, beyond glibc and libgcc_s:\n{text}"
         );
         libs.push(base.to_string());
     }

@@ -13,6 +13,10 @@ systemd/verify.sh
 echo "== host: lvm2-written fixtures (raid1, thin, snapshot, cache) read by lvm2 without DM"
 tests/fixtures/lvm2/check-on-host.sh
 
+echo "== image: lvmd-csi's OCI image built from Debian packages and run with runc (packaging/build-image.sh, check-image.sh)"
+image=$(packaging/build-image.sh)
+packaging/check-image.sh "$image"
+
 echo "== VM: device-mapper tests on a real kernel (tests/vm)"
 tests/vm/run-in-vm.sh --setup
 # Build on the host first, so the VM's timeout covers only the tests.

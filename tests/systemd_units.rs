@@ -1,14 +1,19 @@
 //! `systemd-analyze verify` on systemd/lvmd.service and lvmd.socket (through
-//! systemd/verify.sh, which CI can also run alone). Skipped, said on stderr, where
-//! systemd-analyze is missing.
+//! systemd/verify.sh, which CI can also run alone). Where systemd-analyze is missing:
+//! skipped, said loudly on stderr, and a failure under CI (tests/tools).
+
+mod tools;
 
 use std::process::Command;
 
 #[test]
 fn units_verify() {
-    let found = Command::new("systemd-analyze").arg("--version").output();
-    if found.is_err() {
-        eprintln!("SKIPPED units_verify: systemd-analyze not installed");
+    if !tools::require(
+        "units_verify",
+        "systemd-analyze",
+        "systemd",
+        tools::runs("systemd-analyze", &["--version"]),
+    ) {
         return;
     }
     let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/verify.sh"))

@@ -118,6 +118,26 @@ pub(super) fn at_least_filesystem_minimum(
     Ok(raised)
 }
 
+/// Why a StorageClass's parameters are refused: the `reason` label of
+/// `lvmd_csi_storage_class_refused_total`.
+pub const REFUSED_PARAMETER: &str = "invalid_parameter";
+pub const REFUSED_DEVICE_CLASS: &str = "unknown_device_class";
+
+/// A StorageClass's parameters as one stable string (sorted `key=value`), without the
+/// per-PVC keys `--extra-create-metadata` adds: GetCapacity and CreateVolume for PVCs
+/// of one StorageClass give the same key.
+pub fn storage_class_key(params: &HashMap<String, String>) -> String {
+    let mut kv: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| {
+            ![params::PV_NAME, params::PVC_NAME, params::PVC_NAMESPACE].contains(&k.as_str())
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    kv.sort();
+    kv.join(",")
+}
+
 pub fn lvmd_layout(l: Layout) -> lvmd::Layout {
     match l {
         Layout::Default => lvmd::Layout::Unspecified,
@@ -160,6 +180,49 @@ impl ControllerService {
                     self.0.config.node_id
                 ))
             })
+    }
+
+    /// A StorageClass's parameters refused (`e`, INVALID_ARGUMENT naming the value):
+    /// counted by reason, and logged at ERROR the first time these parameters are seen,
+    /// since the user's only symptom is a PVC that stays Pending (the provisioner polls
+    /// GetCapacity per StorageClass; with no capacity the scheduler keeps the pod off
+    /// this node) and the provisioner's log repeats the error every poll.
+    fn refused(
+        &self,
+        rpc: &'static str,
+        reason: &'static str,
+        params: &HashMap<String, String>,
+        e: Status,
+    ) -> Status {
+        let key = storage_class_key(params);
+        if self.0.metrics.storage_class_refused(reason, &key) {
+            tracing::error!(
+                rpc,
+                reason,
+                parameters = %key,
+                node = %self.0.config.node_id,
+                "refused StorageClass parameters: {}; PVCs of a StorageClass with these \
+                 parameters stay Pending until it is fixed (logged once per parameter set)",
+                e.message()
+            );
+        }
+        e
+    }
+
+    /// The device class a StorageClass names, an unknown one counted as refused.
+    async fn storage_class_device_class(
+        &self,
+        rpc: &'static str,
+        p: &VolumeParams,
+        params: &HashMap<String, String>,
+    ) -> Result<lvmd::DeviceClassCapacity, Status> {
+        self.class(&p.device_class).await.map_err(|e| {
+            if e.code() == Code::InvalidArgument {
+                self.refused(rpc, REFUSED_DEVICE_CLASS, params, e)
+            } else {
+                e
+            }
+        })
     }
 
     async fn get_lv(&self, id: &VolumeId) -> Result<Option<lvmd::LogicalVolume>, Status> {
@@ -217,7 +280,8 @@ impl ControllerService {
             return Err(invalid("name missing"));
         }
         let caps = params::capabilities(&r.volume_capabilities)?;
-        let p: VolumeParams = params::parse(&r.parameters)?;
+        let p: VolumeParams = params::parse(&r.parameters)
+            .map_err(|e| self.refused("CreateVolume", REFUSED_PARAMETER, &r.parameters, e))?;
         if r.volume_content_source.is_some() {
             return Err(invalid(
                 "volume_content_source: lvmd-csi has no snapshots or clones (yet)",
@@ -242,7 +306,9 @@ impl ControllerService {
                 self.0.config.topology_key, self.0.config.node_id
             )));
         }
-        let class = self.class(&p.device_class).await?;
+        let class = self
+            .storage_class_device_class("CreateVolume", &p, &r.parameters)
+            .await?;
         if !class.error.is_empty() {
             return Err(Status::unavailable(format!(
                 "device class {} cannot be used now: {}",
@@ -481,7 +547,8 @@ impl ControllerService {
                 Err(e)
             }
         })?;
-        let p = params::parse(&r.parameters)?;
+        let p = params::parse(&r.parameters)
+            .map_err(|e| self.refused("GetCapacity", REFUSED_PARAMETER, &r.parameters, e))?;
         let none = GetCapacityResponse {
             available_capacity: 0,
             maximum_volume_size: Some(0),
@@ -492,7 +559,9 @@ impl ControllerService {
                 return Ok(none);
             }
         }
-        let c = self.class(&p.device_class).await?;
+        let c = self
+            .storage_class_device_class("GetCapacity", &p, &r.parameters)
+            .await?;
         if !c.error.is_empty() {
             return Ok(none);
         }

@@ -4,7 +4,7 @@
 
 use super::Plugin;
 use crate::api::pb as lvmd;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,7 +27,26 @@ struct Rpc {
 #[derive(Default)]
 pub struct Metrics {
     rpcs: Mutex<BTreeMap<&'static str, Rpc>>,
+    refused: Mutex<Refused>,
 }
+
+/// StorageClass parameters the controller refused: counts by reason, and which
+/// parameter sets were already logged.
+#[derive(Default)]
+struct Refused {
+    by_reason: BTreeMap<&'static str, u64>,
+    logged: HashSet<String>,
+}
+
+/// Parameter sets remembered as logged; past that every refusal is logged again rather
+/// than the memory growing with whatever a client sends.
+const REFUSED_REMEMBERED: usize = 1024;
+
+/// The `reason` labels exported even at 0, so an alert on their increase sees the first.
+const REFUSED_REASONS: &[&str] = &[
+    super::controller::REFUSED_PARAMETER,
+    super::controller::REFUSED_DEVICE_CLASS,
+];
 
 fn code_name(c: Code) -> &'static str {
     match c {
@@ -67,6 +86,20 @@ impl Metrics {
         r.count += 1;
         r.sum += s;
         *r.codes.entry(code_name(code)).or_default() += 1;
+    }
+
+    /// Counts a refused StorageClass parameter set (`key`, see
+    /// `controller::storage_class_key`); true when it should be logged: the first time.
+    pub fn storage_class_refused(&self, reason: &'static str, key: &str) -> bool {
+        let mut r = self.refused.lock().unwrap();
+        *r.by_reason.entry(reason).or_default() += 1;
+        if r.logged.contains(key) {
+            return false;
+        }
+        if r.logged.len() < REFUSED_REMEMBERED {
+            r.logged.insert(key.to_string());
+        }
+        true
     }
 
     /// The RPC metrics in text format.
@@ -118,6 +151,20 @@ impl Metrics {
                 .map(|(_, n)| n)
                 .sum();
             let _ = writeln!(out, "lvmd_csi_rpc_errors_total{{rpc=\"{name}\"}} {errors}");
+        }
+        drop(rpcs);
+        let refused = self.refused.lock().unwrap();
+        out.push_str(
+            "# HELP lvmd_csi_storage_class_refused_total StorageClass parameters refused by \
+             GetCapacity or CreateVolume (their PVCs stay Pending), by reason.\n",
+        );
+        out.push_str("# TYPE lvmd_csi_storage_class_refused_total counter\n");
+        for reason in REFUSED_REASONS {
+            let n = refused.by_reason.get(reason).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "lvmd_csi_storage_class_refused_total{{reason=\"{reason}\"}} {n}"
+            );
         }
     }
 }
