@@ -14,7 +14,7 @@ use super::engine::{
     rounded_size, spec_mismatch, Created, Engine, EngineError, Expanded, LvInfo, LvLayout, LvSpec,
     MountSpec, Mounted, PathStats, Result, VgInfo, VgSpace,
 };
-use super::node::LoopDev;
+use super::node::{LoopDev, NodeError};
 use super::node_work::NodeWork;
 use super::view;
 use crate::lvm::LvmError;
@@ -118,6 +118,9 @@ pub struct VolumeEngine<M> {
     pub(crate) activation: Arc<dyn Activation>,
     pub(crate) node: NodeWork,
     pub(crate) locks: VgLocks,
+    /// One per LV (`vg/lv`): staging and handing out are decided and done one at a
+    /// time, so two stages of a fresh LV cannot both format it.
+    pub(crate) handouts: VgLocks,
 }
 
 fn lv_not_found(vg: &str, lv: &str) -> EngineError {
@@ -224,6 +227,7 @@ impl<M: Metadata> VolumeEngine<M> {
             activation,
             node,
             locks: VgLocks::default(),
+            handouts: VgLocks::default(),
         }
     }
 
@@ -256,7 +260,12 @@ impl<M: Metadata> VolumeEngine<M> {
             return self.existing(&read, spec);
         }
         check_fits(&read.vg, spec.size, spec.layout)?;
-        match self.meta.lv_create(vg, spec) {
+        // Marked fresh in the creating commit: only such an LV may get a filesystem.
+        let marked = LvSpec {
+            tags: [spec.tags.clone(), vec![super::marks::FRESH.to_owned()]].concat(),
+            ..spec.clone()
+        };
+        match self.meta.lv_create(vg, &marked) {
             Ok(()) => {}
             // Another writer (lvm2) made it between our read and our lock.
             Err(LvmError::LvExists { .. }) => return self.existing(&self.meta.read(vg)?, spec),
@@ -431,6 +440,140 @@ impl<M: Metadata> VolumeEngine<M> {
     }
 }
 
+/// lvmd's marks that a hand-out as a raw device ends: after it, what is on the LV may
+/// be an application's, never to be formatted.
+fn unformattable_marks(tags: &[String]) -> Vec<String> {
+    tags.iter()
+        .filter(|t| *t == super::marks::FRESH || t.starts_with(super::marks::MKFS_PREFIX))
+        .cloned()
+        .collect()
+}
+
+impl<M: Metadata> VolumeEngine<M> {
+    /// Activates with the VG's write lock (no resize or remove of the VG in between),
+    /// leaving lvmd's marks as they are.
+    fn activate_volume(&self, vg: &str, lv: &str) -> Result<LvInfo> {
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        let read = self.meta.read(vg)?;
+        self.info(&read, lv)?;
+        let active = self.activation.activate(&read, lv)?;
+        let mut info = self.info(&read, lv)?;
+        info.device = Some(active.device);
+        Ok(info)
+    }
+
+    /// Replaces lvmd's mark `from` by `to` on `vg/lv` in one commit, checking under the
+    /// VG's write lock that the LV is still as it was read: `from` there, or with
+    /// `None` no mark of lvmd's at all (another writer may have changed it since).
+    fn swap_mark(&self, vg: &str, lv: &str, from: Option<&str>, to: &str) -> Result<()> {
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        let read = self.meta.read(vg)?;
+        let tags = &self.info(&read, lv)?.tags;
+        let still = match from {
+            Some(f) => tags.iter().any(|t| t == f),
+            None => !tags.iter().any(|t| super::marks::is_internal(t)),
+        };
+        if !still {
+            return Err(EngineError::FailedPrecondition {
+                what: "logical volume",
+                name: format!("{vg}/{lv}"),
+                why: format!(
+                    "its marks changed while it was being staged (now {}); retry",
+                    tags.join(", ")
+                ),
+            });
+        }
+        let del: Vec<String> = from.iter().map(|f| f.to_string()).collect();
+        self.meta.lv_change_tags(vg, lv, &[to.to_owned()], &del)?;
+        tracing::info!(vg, lv, from, to, "marked");
+        Ok(())
+    }
+
+    /// Before `vg/lv` is handed out as a raw device (a client's activate, a block
+    /// publish): drops the marks that would let lvmd format it later, in one commit.
+    fn end_formattable(&self, vg: &str, lv: &str) -> Result<()> {
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        let read = self.meta.read(vg)?;
+        let drop = unformattable_marks(&self.info(&read, lv)?.tags);
+        if drop.is_empty() {
+            return Ok(());
+        }
+        self.meta.lv_change_tags(vg, lv, &[], &drop)?;
+        tracing::info!(vg, lv, dropped = ?drop, "handed out as a raw device: lvmd will never format it");
+        Ok(())
+    }
+
+    /// Decides from the marks and the probe ([`super::formatting`]), formats if that
+    /// says so, and mounts. `device`: the LV's, active.
+    fn stage(&self, vg: &str, lv: &str, device: &Path, spec: &MountSpec) -> Result<Mounted> {
+        use super::formatting::{decide, Plan};
+        use super::marks::{FRESH, FS_PREFIX, MKFS_PREFIX};
+        let name = format!("{vg}/{lv}");
+        let tags = self.logical_volume(vg, lv)?.tags;
+        let found = self.node.node.probe(device)?;
+        let plan = decide(&tags, &found, &spec.fs_type, spec.read_only).map_err(|why| {
+            tracing::warn!(vg, lv, device = %device.display(), found = found.describe(), "not staging: {why}");
+            EngineError::FailedPrecondition {
+                what: "logical volume",
+                name: name.clone(),
+                why,
+            }
+        })?;
+        let (fs_type, formatted) = match plan {
+            Plan::Mount { fs_type, adopt } => {
+                if adopt {
+                    // Recorded before the mount: from here on lvmd never formats it.
+                    self.swap_mark(vg, lv, None, &format!("{FS_PREFIX}{fs_type}"))?;
+                    tracing::info!(vg, lv, fs_type, "adopted a filesystem lvmd did not make");
+                }
+                (fs_type, false)
+            }
+            Plan::Format { fs_type, again } => {
+                let mkfs = format!("{MKFS_PREFIX}{fs_type}");
+                if again {
+                    tracing::warn!(
+                        vg,
+                        lv,
+                        fs_type,
+                        "an earlier mkfs was cut short: formatting again"
+                    );
+                } else {
+                    self.swap_mark(vg, lv, Some(FRESH), &mkfs)?;
+                    crash::point("mkfs-marked");
+                }
+                self.node.node.make_filesystem(device, &fs_type, again)?;
+                crash::point("formatted");
+                self.swap_mark(vg, lv, Some(&mkfs), &format!("{FS_PREFIX}{fs_type}"))?;
+                crash::point("fs-marked");
+                tracing::info!(vg, lv, device = %device.display(), fs_type, "made a filesystem");
+                (fs_type, true)
+            }
+        };
+        if fs_type != spec.fs_type {
+            // Mount what is there rather than reformat someone's data; but say so,
+            // since the caller asked for something else.
+            tracing::warn!(vg, lv, device = %device.display(), existing = fs_type, asked = spec.fs_type,
+                "volume holds another filesystem; mounting it as it is");
+        }
+        match self.node.mount_as(device, spec, &fs_type, formatted) {
+            Err(EngineError::Node(NodeError::Io { source, .. })) if !formatted => {
+                Err(EngineError::FailedPrecondition {
+                    what: "logical volume",
+                    name,
+                    why: format!(
+                        "its {fs_type} filesystem ({}) does not mount: {source}; lvmd does not format it",
+                        found.describe()
+                    ),
+                })
+            }
+            other => other,
+        }
+    }
+}
+
 impl<M: Metadata> Engine for VolumeEngine<M> {
     fn volume_groups(&self) -> Result<Vec<VgInfo>> {
         Ok(self
@@ -523,15 +666,12 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
     }
 
     fn activate(&self, vg: &str, lv: &str) -> Result<LvInfo> {
-        // A write lock: activation must not race a resize or remove of the same VG.
-        let lock = self.locks.get(vg);
-        let _g = lock.write().unwrap();
-        let read = self.meta.read(vg)?;
-        self.info(&read, lv)?;
-        let active = self.activation.activate(&read, lv)?;
-        let mut info = self.info(&read, lv)?;
-        info.device = Some(active.device);
-        Ok(info)
+        // A client's activation hands the device out: what it writes there is never
+        // formatted by a later stage.
+        let h = self.handouts.get(&format!("{vg}/{lv}"));
+        let _h = h.write().unwrap();
+        self.end_formattable(vg, lv)?;
+        self.activate_volume(vg, lv)
     }
 
     fn deactivate(&self, vg: &str, lv: &str) -> Result<LvInfo> {
@@ -545,12 +685,17 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 
     fn mount_volume(&self, vg: &str, lv: &str, spec: &MountSpec) -> Result<Mounted> {
         let spec = self.node.check_mount(spec)?;
+        let h = self.handouts.get(&format!("{vg}/{lv}"));
+        let _h = h.write().unwrap();
         let before = self.logical_volume(vg, lv)?;
         self.node
             .check_free_target(&spec.target, before.device.is_some())?;
-        let info = self.activate(vg, lv)?;
+        let info = self.activate_volume(vg, lv)?;
         let device = info.device.expect("activate sets the device");
-        self.node.mount_filesystem(&device, &spec)
+        if let Some(m) = self.node.mounted_already(&device, &spec)? {
+            return Ok(m);
+        }
+        self.stage(vg, lv, &device, &spec)
     }
 
     fn bind_mount(&self, source: &Path, target: &Path, read_only: bool) -> Result<()> {
@@ -559,10 +704,14 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 
     fn publish_block(&self, vg: &str, lv: &str, target: &Path, read_only: bool) -> Result<PathBuf> {
         let target = self.node.check_path(target)?;
+        let h = self.handouts.get(&format!("{vg}/{lv}"));
+        let _h = h.write().unwrap();
         let before = self.logical_volume(vg, lv)?;
         self.node
             .check_free_target(&target, before.device.is_some())?;
-        let info = self.activate(vg, lv)?;
+        // Before the device is given: from here it may hold an application's data.
+        self.end_formattable(vg, lv)?;
+        let info = self.activate_volume(vg, lv)?;
         let device = info.device.expect("activate sets the device");
         self.node.publish_block(&device, &target, read_only)?;
         Ok(device)
