@@ -59,7 +59,12 @@ impl fmt::Display for Signature {
             Usage::PartitionTable => "partition table",
             Usage::Other => "signature",
         };
-        write!(f, "a {} {what}", self.name)?;
+        let article = if self.name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        write!(f, "{article} {} {what}", self.name)?;
         if let Some(o) = self.offset {
             write!(f, " at byte {}", o.0)?;
         }

@@ -396,7 +396,7 @@ fn grow_mounted(fs_type: &str, from: u64, to: u64) -> (u64, Result<u64, lvmd::da
     let loops = Loops::new(&[from]);
     let dev = loops.devs[0].clone();
     let node = HostNode;
-    node.make_filesystem(&dev, fs_type).unwrap();
+    node.make_filesystem(&dev, fs_type, false).unwrap();
     let mnt = loops.dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     node.mount(&MountRequest {

@@ -42,7 +42,7 @@ pub fn decide(
     let plan = if let Some(t) = marks::formatted_as(tags) {
         if found.filesystem(t).is_none() {
             return Err(format!(
-                "lvmd made a {t} filesystem on it, but the probe finds {}: it is damaged or was overwritten; lvmd never formats it again (repair it with the filesystem's tools, or delete the volume)",
+                "lvmd formatted it as {t}, but the probe finds {}: it is damaged or was overwritten; lvmd never formats it again (repair it with the filesystem's tools, or delete the volume)",
                 found.describe()
             ));
         }
@@ -173,7 +173,7 @@ mod tests {
         for other in [&empty, &xfs, &luks] {
             let e = decide(&fs, other, "ext4", false).unwrap_err();
             assert!(
-                e.contains("lvmd made a ext4") && e.contains("never formats"),
+                e.contains("lvmd formatted it as ext4") && e.contains("never formats"),
                 "{e}"
             );
         }

@@ -916,6 +916,304 @@ mod tests {
         assert_eq!(node.loop_size_refreshes(&l), 2);
     }
 
+    fn fs_spec(target: &str, fs: &str, read_only: bool) -> MountSpec {
+        MountSpec {
+            target: PathBuf::from(target),
+            fs_type: fs.into(),
+            options: vec![],
+            read_only,
+        }
+    }
+
+    fn lv(name: &str) -> LvSpec {
+        LvSpec {
+            name: name.into(),
+            size: Bytes(8 * MIB),
+            layout: LvLayout::Linear,
+            tags: vec!["csi.pv=x".into()],
+        }
+    }
+
+    fn marks_of(e: &SimEngine, name: &str) -> Vec<String> {
+        let tags = e.logical_volume("vg", name).unwrap().tags;
+        tags.into_iter()
+            .filter(|t| crate::daemon::marks::is_internal(t))
+            .collect()
+    }
+
+    /// The LV's device, active (without ending its freshness).
+    fn device_of(e: &SimEngine, name: &str) -> PathBuf {
+        e.activate_volume("vg", name).unwrap().device.unwrap()
+    }
+
+    fn sig(name: &str, usage: crate::probe::Usage) -> crate::probe::Signature {
+        crate::probe::Signature {
+            name: name.into(),
+            usage,
+            offset: Some(Bytes(0)),
+            size: None,
+            bad_checksum: false,
+        }
+    }
+
+    fn refused(err: EngineError, says: &str) {
+        assert!(
+            matches!(err, EngineError::FailedPrecondition { .. }),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(says), "{msg}");
+    }
+
+    #[test]
+    fn a_fresh_volume_is_formatted_once_then_only_mounted() {
+        let (e, _, node) = engine();
+        e.create_logical_volume("vg", &lv("fs")).unwrap();
+        assert_eq!(marks_of(&e, "fs"), ["lvmd.fresh"]);
+        // The client's tags are as asked: the mark is lvmd's own.
+        let retry = e.create_logical_volume("vg", &lv("fs")).unwrap();
+        assert!(!retry.created);
+        let m = e
+            .mount_volume("vg", "fs", &fs_spec("/k/s", "", false))
+            .unwrap();
+        assert!(m.formatted);
+        assert_eq!(m.fs_type, "ext4");
+        assert_eq!(marks_of(&e, "fs"), ["lvmd.fs=ext4"]);
+        // A retry while mounted, and a mount after unmounting: never formatted again.
+        let again = e
+            .mount_volume("vg", "fs", &fs_spec("/k/s", "", false))
+            .unwrap();
+        assert!(!again.formatted);
+        assert!(e.unmount(Path::new("/k/s"), true).unwrap());
+        let later = e
+            .mount_volume("vg", "fs", &fs_spec("/k/s", "", true))
+            .unwrap();
+        assert!(!later.formatted);
+        assert_eq!(node.formats().len(), 1, "{:?}", node.formats());
+        // Asked as xfs: mounted as the ext4 it is, and said so.
+        e.unmount(Path::new("/k/s"), true).unwrap();
+        let x = e
+            .mount_volume("vg", "fs", &fs_spec("/k/s", "xfs", false))
+            .unwrap();
+        assert_eq!((x.fs_type.as_str(), x.formatted), ("ext4", false));
+        assert_eq!(node.mount_count(), 1);
+    }
+
+    #[test]
+    fn a_damaged_filesystem_of_lvmds_is_refused_never_formatted_again() {
+        let (e, _, node) = engine();
+        e.create_logical_volume("vg", &lv("fs")).unwrap();
+        e.mount_volume("vg", "fs", &fs_spec("/k/s", "xfs", false))
+            .unwrap();
+        e.unmount(Path::new("/k/s"), true).unwrap();
+        let dev = device_of(&e, "fs");
+        // Its superblock zeroed: the probe finds nothing.
+        node.clear_signatures(&dev);
+        let err = e
+            .mount_volume("vg", "fs", &fs_spec("/k/s", "xfs", false))
+            .unwrap_err();
+        refused(
+            err,
+            "lvmd formatted it as xfs, but the probe finds no signature",
+        );
+        // Overwritten by something else.
+        node.write_signature(&dev, sig("crypto_LUKS", crate::probe::Usage::Crypto));
+        let err = e
+            .mount_volume("vg", "fs", &fs_spec("/k/s", "xfs", false))
+            .unwrap_err();
+        refused(err, "crypto_LUKS");
+        assert_eq!(node.formats().len(), 1);
+        assert_eq!(node.mount_count(), 0);
+        assert_eq!(marks_of(&e, "fs"), ["lvmd.fs=xfs"]);
+    }
+
+    #[test]
+    fn a_fresh_volume_someone_wrote_to_is_refused() {
+        let (e, _, node) = engine();
+        e.create_logical_volume("vg", &lv("fs")).unwrap();
+        let dev = device_of(&e, "fs");
+        node.write_signature(&dev, sig("btrfs", crate::probe::Usage::Filesystem));
+        let err = e
+            .mount_volume("vg", "fs", &fs_spec("/k/s", "", false))
+            .unwrap_err();
+        refused(err, "a btrfs filesystem");
+        assert!(node.formats().is_empty());
+        assert_eq!(marks_of(&e, "fs"), ["lvmd.fresh"]);
+        // Read-only, a fresh LV has nothing to mount and is not formatted either.
+        e.create_logical_volume("vg", &lv("ro")).unwrap();
+        let err = e
+            .mount_volume("vg", "ro", &fs_spec("/k/r", "", true))
+            .unwrap_err();
+        refused(err, "read-only");
+        assert!(node.formats().is_empty());
+    }
+
+    #[test]
+    fn a_crash_between_the_steps_of_formatting_is_finished_by_the_retry() {
+        use crate::daemon::marks::FRESH;
+        let (e, _, node) = engine();
+        let set = |name: &str, add: &str| {
+            e.meta
+                .lv_change_tags("vg", name, &[add.into()], &[FRESH.into()])
+                .unwrap();
+        };
+        // Killed after marking mkfs, before mkfs ran: nothing on the device.
+        e.create_logical_volume("vg", &lv("a")).unwrap();
+        set("a", "lvmd.mkfs=xfs");
+        let m = e
+            .mount_volume("vg", "a", &fs_spec("/k/a", "ext4", false))
+            .unwrap();
+        // The type recorded is the one made, whatever the retry asks.
+        assert_eq!((m.fs_type.as_str(), m.formatted), ("xfs", true));
+        assert_eq!(marks_of(&e, "a"), ["lvmd.fs=xfs"]);
+        // Killed after mkfs, before marking it done: made again (nothing was mounted).
+        e.create_logical_volume("vg", &lv("b")).unwrap();
+        set("b", "lvmd.mkfs=ext4");
+        let dev = device_of(&e, "b");
+        node.make_filesystem(&dev, "ext4", false).unwrap();
+        let n = node.formats().len();
+        let m = e
+            .mount_volume("vg", "b", &fs_spec("/k/b", "", false))
+            .unwrap();
+        assert!(m.formatted);
+        assert_eq!(node.formats().len(), n + 1);
+        assert_eq!(marks_of(&e, "b"), ["lvmd.fs=ext4"]);
+        // Killed after marking it done, before the mount: only mounted.
+        e.create_logical_volume("vg", &lv("c")).unwrap();
+        set("c", "lvmd.fs=ext4");
+        let dev = device_of(&e, "c");
+        node.make_filesystem(&dev, "ext4", false).unwrap();
+        let n = node.formats().len();
+        let m = e
+            .mount_volume("vg", "c", &fs_spec("/k/c", "", false))
+            .unwrap();
+        assert!(!m.formatted);
+        assert_eq!(node.formats().len(), n);
+        // Killed before anything: still fresh, formatted by the retry.
+        e.create_logical_volume("vg", &lv("d")).unwrap();
+        assert!(
+            e.mount_volume("vg", "d", &fs_spec("/k/d", "", false))
+                .unwrap()
+                .formatted
+        );
+    }
+
+    #[test]
+    fn volumes_lvmd_did_not_create_are_adopted_or_refused_never_formatted() {
+        let (e, _, node) = engine();
+        // LVs as lvm2 (or an older lvmd) made them: no mark.
+        for n in ["ext", "empty", "btrfs", "two"] {
+            e.meta.lv_create("vg", &lv(n)).unwrap();
+        }
+        let ext = device_of(&e, "ext");
+        node.write_signature(&ext, sig("ext4", crate::probe::Usage::Filesystem));
+        let m = e
+            .mount_volume("vg", "ext", &fs_spec("/k/e", "xfs", false))
+            .unwrap();
+        assert_eq!((m.fs_type.as_str(), m.formatted), ("ext4", false));
+        assert_eq!(marks_of(&e, "ext"), ["lvmd.fs=ext4"]);
+        let err = e
+            .mount_volume("vg", "empty", &fs_spec("/k/m", "", false))
+            .unwrap_err();
+        refused(err, "may hold data");
+        let b = device_of(&e, "btrfs");
+        node.write_signature(&b, sig("btrfs", crate::probe::Usage::Filesystem));
+        refused(
+            e.mount_volume("vg", "btrfs", &fs_spec("/k/b", "", false))
+                .unwrap_err(),
+            "a btrfs filesystem",
+        );
+        let two = device_of(&e, "two");
+        node.write_signature(&two, sig("ext4", crate::probe::Usage::Filesystem));
+        node.write_signature(&two, sig("gpt", crate::probe::Usage::PartitionTable));
+        refused(
+            e.mount_volume("vg", "two", &fs_spec("/k/t", "", false))
+                .unwrap_err(),
+            "a gpt partition table",
+        );
+        assert!(node.formats().is_empty(), "{:?}", node.formats());
+        for n in ["empty", "btrfs", "two"] {
+            assert!(marks_of(&e, n).is_empty(), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_raw_hand_out_ends_formatting_for_good() {
+        let (e, _, node) = engine();
+        e.create_logical_volume("vg", &lv("blk")).unwrap();
+        e.publish_block("vg", "blk", Path::new("/k/blk"), false)
+            .unwrap();
+        assert!(marks_of(&e, "blk").is_empty());
+        e.unmount(Path::new("/k/blk"), true).unwrap();
+        // An application may have written anything there since.
+        refused(
+            e.mount_volume("vg", "blk", &fs_spec("/k/s", "", false))
+                .unwrap_err(),
+            "may hold data",
+        );
+        // A client's explicit activation too, and an mkfs cut short with it.
+        e.create_logical_volume("vg", &lv("act")).unwrap();
+        e.meta
+            .lv_change_tags(
+                "vg",
+                "act",
+                &["lvmd.mkfs=ext4".into()],
+                &["lvmd.fresh".into()],
+            )
+            .unwrap();
+        e.activate("vg", "act").unwrap();
+        assert!(marks_of(&e, "act").is_empty());
+        refused(
+            e.mount_volume("vg", "act", &fs_spec("/k/a", "", false))
+                .unwrap_err(),
+            "may hold data",
+        );
+        assert!(node.formats().is_empty());
+        // Handing out a formatted volume raw keeps what lvmd knows of it.
+        e.create_logical_volume("vg", &lv("fs")).unwrap();
+        e.mount_volume("vg", "fs", &fs_spec("/k/f", "", false))
+            .unwrap();
+        e.activate("vg", "fs").unwrap();
+        assert_eq!(marks_of(&e, "fs"), ["lvmd.fs=ext4"]);
+    }
+
+    #[test]
+    fn a_filesystem_larger_than_its_device_is_refused_with_both_sizes() {
+        let (e, _, node) = engine();
+        // grown to 16 MiB and formatted, deleted; a new 8 MiB LV at the same place.
+        e.create_logical_volume("vg", &lv("big")).unwrap();
+        let dev = device_of(&e, "big");
+        node.set_device_size(&dev, Bytes(16 * MIB));
+        e.mount_volume("vg", "big", &fs_spec("/k/b", "", false))
+            .unwrap();
+        e.unmount(Path::new("/k/b"), true).unwrap();
+        assert!(e.remove_logical_volume("vg", "big").unwrap());
+        node.set_device_size(&dev, Bytes(8 * MIB));
+        // Recreated fresh: the old signature found is refused, not mounted.
+        e.create_logical_volume("vg", &lv("big")).unwrap();
+        assert_eq!(device_of(&e, "big"), dev);
+        refused(
+            e.mount_volume("vg", "big", &fs_spec("/k/b", "", false))
+                .unwrap_err(),
+            "written outside lvmd",
+        );
+        // One lvmd itself formatted, whose device shrank under it: both sizes named.
+        e.meta
+            .lv_change_tags(
+                "vg",
+                "big",
+                &["lvmd.fs=ext4".into()],
+                &["lvmd.fresh".into()],
+            )
+            .unwrap();
+        refused(
+            e.mount_volume("vg", "big", &fs_spec("/k/b", "", false))
+                .unwrap_err(),
+            "is 16777216 bytes, larger than the device's 8388608 bytes",
+        );
+        assert_eq!(node.formats().len(), 1);
+    }
+
     /// lvm2's `mixed` fixture VG (raid1, thin pool, thin LVs, cache, snapshot).
     fn lvm2_mixed() -> (SimEngine, Arc<SimActivation>, String) {
         use crate::format::text;
