@@ -381,7 +381,7 @@ fn class_devices_holding_anything_are_refused_and_left_unchanged() {
             .find(|v| v["name"] == vg.as_str())
             .unwrap_or_else(|| panic!("{vg} not made of the blank device: {vgs}"))
             .clone();
-        ours["pvs"]
+        ours["physical_volumes"]
             .as_array()
             .unwrap()
             .iter()
