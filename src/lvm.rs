@@ -1236,3 +1236,43 @@ fn check_unreferenced(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::label::{LABEL_ID, LABEL_TYPE};
+    use crate::format::mda::MDA_MAGIC;
+
+    #[test]
+    fn any_trace_of_lvm_in_the_first_mib_is_found() {
+        let blank = vec![0u8; TRACE_SCAN as usize];
+        assert_eq!(lvm_traces(&blank), None);
+        let with = |at: usize, bytes: &[u8]| {
+            let mut b = blank.clone();
+            b[at..at + bytes.len()].copy_from_slice(bytes);
+            lvm_traces(&b).unwrap()
+        };
+        // A label in any of sectors 0-3, by its id or only its type; not in sector 4.
+        assert_eq!(with(3 * 512, LABEL_ID), "an LVM label in sector 3");
+        assert_eq!(with(24, LABEL_TYPE), "an LVM label in sector 0");
+        assert_eq!(
+            lvm_traces(&{
+                let mut b = blank.clone();
+                b[4 * 512..4 * 512 + 8].copy_from_slice(LABEL_ID);
+                b
+            }),
+            None
+        );
+        assert_eq!(
+            with(4096 + 4, MDA_MAGIC),
+            "an LVM metadata area header at byte 4096"
+        );
+        let text = format!("contents = \"{}\"", crate::model::CONTENTS);
+        assert_eq!(
+            with(900_000 + 11, text.as_bytes()),
+            "LVM metadata text at byte 900023"
+        );
+        // A short device is scanned as far as it goes.
+        assert_eq!(lvm_traces(&[0u8; 100]), None);
+    }
+}
