@@ -69,6 +69,12 @@ pub struct VgReport {
     pub lvs: Vec<LvReport>,
     /// Devices holding an older copy of the metadata, with its seqno.
     pub stale_copies: Vec<(PathBuf, u64)>,
+    /// Copies that cannot be read or parsed: (device, why); the VG is read from the
+    /// others and the next change rewrites these.
+    pub damaged_copies: Vec<(PathBuf, String)>,
+    /// Why lvmd would refuse to write this VG (copies that disagree, a PV on two
+    /// devices).
+    pub unwritable: Option<String>,
     pub problems: Vec<String>,
 }
 
@@ -230,6 +236,8 @@ fn vg_report(found: &VgOnDisk) -> VgReport {
             .collect(),
         lvs: vg.lvs.iter().map(|lv| lv_report(vg, lv)).collect(),
         stale_copies: found.stale.clone(),
+        damaged_copies: found.damaged.clone(),
+        unwritable: found.unwritable.clone(),
         problems: vg.problems().iter().map(|p| p.to_string()).collect(),
     }
 }
@@ -426,6 +434,16 @@ impl Report {
                     "note: {} holds an older copy (seqno {seqno}); the next change updates it",
                     path.display()
                 );
+            }
+            for (path, why) in &vg.damaged_copies {
+                let _ = writeln!(
+                    out,
+                    "WARNING: {}: {why}; read from the other copies, the next change rewrites it",
+                    path.display()
+                );
+            }
+            if let Some(why) = &vg.unwritable {
+                let _ = writeln!(out, "PROBLEM: lvmd will not write this VG: {why}");
             }
             for p in &vg.problems {
                 let _ = writeln!(out, "PROBLEM: {p}");

@@ -349,6 +349,7 @@ impl Lvm {
             };
             devices.push((dev, on_disk.label));
         }
+        check_within_devices(&old.vg, vg, &devices)?;
         let targets: Vec<CommitTarget> = devices
             .iter()
             .map(|(device, label)| CommitTarget { device, label })
@@ -438,6 +439,8 @@ impl Lvm {
             .filter_map(|d| std::fs::canonicalize(d).ok())
             .collect();
         let mut out = Vec::new();
+        // The devices as the kernel names them: a path and a symlink to it are one disk.
+        let mut seen: Vec<PathBuf> = Vec::new();
         for path in devices {
             // A PV outside the scanned set would look missing to every later command.
             let real = std::fs::canonicalize(path).map_err(|e| LvmError::InvalidArgument {
@@ -452,13 +455,14 @@ impl Lvm {
                     why: "not among the devices lvmd is configured to scan".into(),
                 });
             }
-            if out.iter().any(|(p, _)| p == path) {
+            if seen.contains(&real) {
                 return Err(LvmError::InvalidArgument {
                     what: "device",
                     value: path.display().to_string(),
-                    why: "named twice".into(),
+                    why: format!("named twice (it is {})", real.display()),
                 });
             }
+            seen.push(real.clone());
             let dev = Device::open(path, Access::Read)?;
             match read_pv_or_traces(&dev, path)? {
                 Some(pv) => {
@@ -475,6 +479,17 @@ impl Lvm {
                         return Err(LvmError::PvInUse {
                             path: path.clone(),
                             vg: "(a volume group whose metadata was not found)".into(),
+                        });
+                    }
+                    // Its metadata may name a VG we cannot read: never taken over.
+                    if let Some(m) = pv.damaged_mdas.first() {
+                        return Err(LvmError::PvInUse {
+                            path: path.clone(),
+                            vg: format!(
+                                "(unknown: its metadata area at byte {} is damaged: {}; \
+                                 see lvmd-ctl inspect)",
+                                m.start, m.why
+                            ),
                         });
                     }
                     out.push((path.clone(), Some(pv.label)));
@@ -589,6 +604,8 @@ impl Lvm {
             text: String::new(),
             devices: BTreeMap::new(),
             stale: vec![],
+            damaged: vec![],
+            unwritable: None,
         };
         self.write_vg(&empty, &mut vg, &added, format!("vgcreate {name}"))?;
         self.invalidate_lvm2_hints();
@@ -913,6 +930,9 @@ fn check_writable(found: &VgOnDisk) -> Result<()> {
             ));
         }
     }
+    if let Some(why) = &found.unwritable {
+        return refuse(why.clone());
+    }
     let missing = found.missing_pvs();
     if let Some(pv) = missing.first() {
         return refuse(format!(
@@ -922,6 +942,59 @@ fn check_writable(found: &VgOnDisk) -> Result<()> {
     }
     if let Some(p) = vg.problems().first() {
         return refuse(format!("its metadata is inconsistent: {p}"));
+    }
+    Ok(())
+}
+
+/// Refuses a change that puts extents past the end of a PV's device: a device that
+/// shrank since its PV was made (a smaller LUN, a truncated image) still claims its old
+/// `pe_count`, and data written there would be lost. `devices` are `vg.pvs`' devices, in
+/// order. Extents some LV already held before the change are left to it (lvmd did not
+/// put them there, and removing that LV must stay possible).
+fn check_within_devices(
+    old: &VolumeGroup,
+    vg: &VolumeGroup,
+    devices: &[(Device, PvLabel)],
+) -> Result<()> {
+    let before = old.pv_usage();
+    for (pv, (dev, _)) in vg.pvs.iter().zip(devices) {
+        let data = dev
+            .size()
+            .to_sectors_floor()
+            .0
+            .saturating_sub(pv.pe_start.0);
+        let usable = vg.extent_size.extents_floor(Sectors(data));
+        if usable >= pv.pe_count {
+            continue;
+        }
+        for u in vg.pv_usage().iter().filter(|u| u.pv == pv.name) {
+            let end = u.start + u.count;
+            if end <= usable {
+                continue;
+            }
+            let past = u.start.max(usable);
+            let held_before = before
+                .iter()
+                .any(|b| b.pv == u.pv && b.start <= past && end <= b.start + b.count);
+            if !held_before {
+                return Err(LvmError::VgNotWritable {
+                    vg: vg.name.clone(),
+                    why: format!(
+                        "PV {} on {} is {} now, room for {} extents, but its metadata says {}: \
+                         {} would get extents {}..{} past the device's end (did the device \
+                         shrink?)",
+                        pv.name,
+                        dev.path().display(),
+                        dev.size(),
+                        usable.0,
+                        pv.pe_count.0,
+                        u.lv,
+                        past.0,
+                        end.0
+                    ),
+                });
+            }
+        }
     }
     Ok(())
 }

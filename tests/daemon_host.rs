@@ -216,6 +216,95 @@ impl Drop for DetachTrial {
     }
 }
 
+/// A VG lvm2 made on a device lvmd scans, which no device class names: lvmd lists it
+/// and its LVs, and changes nothing in it (remove, resize, create all refused, lvm2's
+/// view unchanged) unless `manage_other_volume_groups` says otherwise.
+#[test]
+fn volume_groups_of_no_class_are_read_only_unless_configured() {
+    if !host_tests_enabled("volume_groups_of_no_class_are_read_only_unless_configured") {
+        return;
+    }
+    let loops = Loops::new(&[64, 64]);
+    let (ours, theirs) = (vg_name("ours"), vg_name("theirs"));
+    loops.lvm_ok(&["vgcreate", &theirs, loops.devs[1].to_str().unwrap()]);
+    loops.lvm_ok(&["lvcreate", "-an", "-Zn", "-L", "8m", "-n", "data", &theirs]);
+    let dir = loops.dir.path();
+    let socket = dir.join("lvmd.sock");
+    let write_config = |extra: &str| {
+        let config = dir.join("lvmd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{head}{extra}
+scan_devices = ["{scan}"]
+[device_classes.disks]
+volume_group = "{ours}"
+default = true
+devices = ["{dev}"]
+"#,
+                head = loops.daemon_config(&socket, &dir.join("kubelet")),
+                scan = loops.devs[1].display(),
+                dev = loops.devs[0].display(),
+            ),
+        )
+        .unwrap();
+        config
+    };
+    let mut d = Daemon::start(&write_config(""), &socket);
+    let listed = d.json(&["lv", "list", "--vg", &theirs]);
+    assert_eq!(listed[0]["name"], "data", "{listed}");
+    let before = lv_rows(&loops, &theirs);
+    for args in [
+        vec!["lv", "remove", "data", "--vg", &theirs],
+        vec!["lv", "resize", "data", "16MiB", "--vg", &theirs],
+        vec!["lv", "create", "new", "8MiB", "--vg", &theirs],
+        vec!["lv", "activate", "data", "--vg", &theirs],
+    ] {
+        let out = d.ctl(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("FailedPrecondition") && err.contains("no device class"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(lv_rows(&loops, &theirs), before);
+    // A VG that does not exist is still NOT_FOUND, not refused for its name.
+    let out = d.ctl(&["lv", "remove", "x", "--vg", "nosuchvg"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
+    // The class's own VG is changed as always.
+    d.json(&["lv", "create", "mine", "8MiB"]);
+    // Every change and every refusal has an audit line naming the peer (this test,
+    // root) and the RPC; the engine's own line carries the peer too.
+    let log = d.stop();
+    let line = |rpc: &str, word: &str| {
+        log.lines().any(|l| {
+            l.contains(rpc) && l.contains(word) && l.contains("uid=0") && l.contains("pid=")
+        })
+    };
+    assert!(line("RemoveLogicalVolume", "refused"), "{log}");
+    assert!(line("ResizeLogicalVolume", "refused"), "{log}");
+    assert!(line("CreateLogicalVolume", "done"), "{log}");
+    assert!(
+        line("CreateLogicalVolume", "created logical volume"),
+        "{log}"
+    );
+    // Reads that succeed are not audited.
+    assert!(!line("ListLogicalVolumes", "done"), "{log}");
+
+    // Configured to manage other VGs: the same remove goes through.
+    let mut d = Daemon::start(&write_config("manage_other_volume_groups = true"), &socket);
+    assert_eq!(
+        d.json(&["lv", "remove", "data", "--vg", &theirs])["existed"],
+        true
+    );
+    assert!(lv_rows(&loops, &theirs).is_empty());
+    d.stop();
+    loops.vgck(&theirs);
+    loops.lvm_ok(&["vgremove", "-f", &theirs]);
+    loops.lvm_ok(&["vgremove", "-f", &ours]);
+}
+
 /// A whole device's bytes, hashed.
 fn device_hash(dev: &Path) -> u64 {
     use std::hash::Hasher;

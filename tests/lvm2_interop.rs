@@ -1012,3 +1012,32 @@ fn lvm2_using_a_devices_file_sees_what_lvmd_creates() {
     assert_eq!(df.text(), text);
     df.lvm_ok(&loops, &["vgremove", "-f", &vg]);
 }
+
+/// One disk named twice, by its path and by a symlink to it (as /dev/disk/by-id gives):
+/// refused before anything is written, so no orphan PV is left behind.
+#[test]
+fn one_device_named_twice_is_refused_before_any_write() {
+    if !host_tests_enabled("one_device_named_twice_is_refused_before_any_write") {
+        return;
+    }
+    let loops = Loops::new(&[64]);
+    let link = loops.dir.path().join("by-id-disk0");
+    std::os::unix::fs::symlink(&loops.devs[0], &link).unwrap();
+    let mut lvm = loops.lvmd();
+    lvm.devices.push(link.clone());
+    let before = std::fs::read(&loops.devs[0]).unwrap()[..1 << 20].to_vec();
+    let err = lvm
+        .vg_create(
+            &vg_name("twice"),
+            &[loops.devs[0].clone(), link],
+            ExtentSize::DEFAULT,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, LvmError::InvalidArgument { why, .. } if why.contains("named twice")),
+        "{err}"
+    );
+    assert!(before == std::fs::read(&loops.devs[0]).unwrap()[..1 << 20]);
+    let (ok, _, _) = loops.lvm(&["pvs", loops.devs[0].to_str().unwrap()]);
+    assert!(!ok, "lvm2 finds a PV that should not exist");
+}

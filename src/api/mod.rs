@@ -1,6 +1,7 @@
 //! The gRPC front-end: generated types, the one error mapping, the services, the server
 //! and a client connector. It translates; the engine decides.
 
+pub mod audit;
 pub mod client;
 pub mod server;
 pub mod service;

@@ -35,6 +35,7 @@ pub async fn serve(
     let capacity_task = api.spawn_capacity_task(capacity_poll);
     let incoming = checked_connections(listener, policy);
     let result = Server::builder()
+        .layer(super::audit::AuditLayer)
         .add_service(health_service)
         .add_service(pb::volume_group_service_server::VolumeGroupServiceServer::new(api.clone()))
         .add_service(

@@ -27,7 +27,10 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, EngineError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
+    // The request's span (who asked, which RPC: `super::audit`) goes along, so the
+    // engine's log lines name the peer too.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| Status::internal(format!("engine call failed: {e}")))?
         .map_err(Status::from)
@@ -149,6 +152,23 @@ impl Api {
             return Err(Status::invalid_argument("volume name is empty"));
         }
         Ok((resolved, r.name.clone()))
+    }
+
+    /// [`Self::resolve`] for a request that changes the volume: only in a device
+    /// class's VG, unless configured otherwise.
+    async fn resolve_for_change(
+        &self,
+        r: Option<&pb::VolumeRef>,
+    ) -> Result<(Resolved, String), Status> {
+        let (resolved, name) = self.resolve(r)?;
+        if let Err(refused) = self.classes.check_changeable(&resolved) {
+            // A VG that does not exist at all is NOT_FOUND, as it always was.
+            let e = self.engine.clone();
+            let vg = resolved.vg.clone();
+            blocking(move || e.volume_group(&vg)).await?;
+            return Err(refused.into());
+        }
+        Ok((resolved, name))
     }
 
     fn vg_out(&self, v: VgInfo) -> pb::VolumeGroup {
@@ -311,7 +331,7 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         r: Request<pb::CreateLogicalVolumeRequest>,
     ) -> Reply<pb::LogicalVolume> {
         let r = r.into_inner();
-        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
         let spec = LvSpec {
             name,
             size: Bytes(r.size_bytes),
@@ -371,7 +391,9 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         &self,
         r: Request<pb::RemoveLogicalVolumeRequest>,
     ) -> Reply<pb::RemoveLogicalVolumeResponse> {
-        let (resolved, name) = self.resolve(r.into_inner().volume.as_ref())?;
+        let (resolved, name) = self
+            .resolve_for_change(r.into_inner().volume.as_ref())
+            .await?;
         let e = self.engine.clone();
         let existed = blocking(move || e.remove_logical_volume(&resolved.vg, &name)).await?;
         if existed {
@@ -385,7 +407,7 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         r: Request<pb::ResizeLogicalVolumeRequest>,
     ) -> Reply<pb::LogicalVolume> {
         let r = r.into_inner();
-        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
         let e = self.engine.clone();
         let size = Bytes(r.size_bytes);
         let v = blocking(move || e.resize_logical_volume(&resolved.vg, &name, size)).await?;
@@ -397,7 +419,9 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         &self,
         r: Request<pb::ActivateLogicalVolumeRequest>,
     ) -> Reply<pb::LogicalVolume> {
-        let (resolved, name) = self.resolve(r.into_inner().volume.as_ref())?;
+        let (resolved, name) = self
+            .resolve_for_change(r.into_inner().volume.as_ref())
+            .await?;
         let e = self.engine.clone();
         let v = blocking(move || e.activate(&resolved.vg, &name)).await?;
         Ok(Response::new(self.lv_out(v)))
@@ -407,7 +431,9 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         &self,
         r: Request<pb::DeactivateLogicalVolumeRequest>,
     ) -> Reply<pb::LogicalVolume> {
-        let (resolved, name) = self.resolve(r.into_inner().volume.as_ref())?;
+        let (resolved, name) = self
+            .resolve_for_change(r.into_inner().volume.as_ref())
+            .await?;
         let e = self.engine.clone();
         let v = blocking(move || e.deactivate(&resolved.vg, &name)).await?;
         Ok(Response::new(self.lv_out(v)))
@@ -484,7 +510,7 @@ impl pb::node_service_server::NodeService for Api {
         r: Request<pb::MountVolumeRequest>,
     ) -> Reply<pb::MountVolumeResponse> {
         let r = r.into_inner();
-        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
         let spec = MountSpec {
             target: path("target_path", &r.target_path)?,
             fs_type: r.fs_type,
@@ -514,7 +540,7 @@ impl pb::node_service_server::NodeService for Api {
         r: Request<pb::PublishBlockRequest>,
     ) -> Reply<pb::PublishBlockResponse> {
         let r = r.into_inner();
-        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
         let target = path("target_path", &r.target_path)?;
         let e = self.engine.clone();
         let dev =
@@ -544,7 +570,7 @@ impl pb::node_service_server::NodeService for Api {
         r: Request<pb::ExpandVolumeRequest>,
     ) -> Reply<pb::ExpandVolumeResponse> {
         let r = r.into_inner();
-        let (resolved, name) = self.resolve(r.volume.as_ref())?;
+        let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
         let target = (!r.target_path.is_empty()).then(|| PathBuf::from(&r.target_path));
         let size = Bytes(r.size_bytes);
         let e = self.engine.clone();

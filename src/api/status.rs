@@ -5,6 +5,7 @@ use crate::alloc::AllocError;
 use crate::daemon::activation::ActivationError;
 use crate::daemon::engine::EngineError;
 use crate::daemon::node::NodeError;
+use crate::format::mda::MdaError;
 use crate::lvm::LvmError;
 use crate::store::StoreError;
 use std::io::ErrorKind;
@@ -19,6 +20,8 @@ fn io_code(e: &std::io::Error) -> Code {
         _ => match e.raw_os_error() {
             Some(libc::EBUSY) => Code::FailedPrecondition,
             Some(libc::ENOSPC) => Code::ResourceExhausted,
+            // A path or name the kernel will not take: the request's fault.
+            Some(libc::ENAMETOOLONG) => Code::InvalidArgument,
             _ => Code::Internal,
         },
     }
@@ -31,6 +34,12 @@ fn store_code(e: &StoreError) -> Code {
         StoreError::Lock { .. } => Code::Unavailable,
         // Disks that say something lvmd will not act on.
         StoreError::Inconsistent { .. } | StoreError::Model { .. } => Code::FailedPrecondition,
+        // No room for another version of the metadata: more volumes cannot be described
+        // in this VG, whatever its free space.
+        StoreError::Mda {
+            source: MdaError::MetadataAreaFull { .. } | MdaError::TextWouldOverlap { .. },
+            ..
+        } => Code::ResourceExhausted,
         StoreError::OutOfRange { .. }
         | StoreError::Label { .. }
         | StoreError::Mda { .. }
@@ -168,5 +177,25 @@ mod tests {
         .into();
         assert_eq!(s.code(), Code::NotFound);
         assert!(s.message().contains("/dev/nope"));
+        // A full metadata area: no room for more volumes, not an internal fault.
+        let s: Status = LvmError::Store(StoreError::Mda {
+            path: "/dev/sdb".into(),
+            mda_start: crate::units::Bytes(4096),
+            source: MdaError::MetadataAreaFull {
+                needed: 2 << 20,
+                available: 1 << 20,
+            },
+        })
+        .into();
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert!(s.message().contains("full"), "{s:?}");
+        // An over-long path from a request.
+        let s: Status = EngineError::from(NodeError::Io {
+            path: "/k/xxx".into(),
+            what: "create",
+            source: std::io::Error::from_raw_os_error(libc::ENAMETOOLONG),
+        })
+        .into();
+        assert_eq!(s.code(), Code::InvalidArgument);
     }
 }

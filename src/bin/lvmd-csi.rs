@@ -35,8 +35,9 @@ struct Cli {
     /// Volumes the scheduler may place on this node (0: no limit).
     #[arg(long, env = "CSI_MAX_VOLUMES", default_value_t = 0)]
     max_volumes: i64,
-    /// Prometheus metrics at http://ADDR/metrics (empty: off).
-    #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:9808")]
+    /// Prometheus metrics at http://ADDR/metrics (empty: off). Loopback unless told:
+    /// the chart passes the pod's address for Prometheus to scrape.
+    #[arg(long, env = "METRICS_ADDRESS", default_value = "127.0.0.1:9808")]
     metrics_address: String,
     #[arg(long, value_enum, default_value = "mountinfo")]
     mount_check: Check,

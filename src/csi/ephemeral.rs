@@ -104,6 +104,14 @@ impl NodeService {
         let vid = need(&r.volume_id, "volume_id")?;
         let target = need(&r.target_path, "target_path")?;
         let cap = params::required_capability(r.volume_capability.as_ref())?;
+        // Unpublish tells the two kinds apart by the id alone: an inline volume with an
+        // id shaped like a persistent one would never be removed.
+        if VolumeId::parse(vid).is_some() {
+            return Err(invalid(format!(
+                "inline ephemeral volume {vid}: the id has the form of this plugin's \
+                 persistent volume ids (<node>#<class>#<lv>); kubelet's ids never do"
+            )));
+        }
         let Access::Mount { flags, .. } = cap.access else {
             return Err(invalid(format!(
                 "inline ephemeral volume {vid}: block access is not supported (inline \

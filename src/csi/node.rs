@@ -112,9 +112,12 @@ impl NodeService {
     }
 
     async fn stage(&self, r: NodeStageVolumeRequest) -> Result<NodeStageVolumeResponse, Status> {
-        let id = self.id(&r.volume_id)?;
+        // The spec's order: every required field, then the lookup (a request missing
+        // one is INVALID_ARGUMENT even for an unknown volume).
+        need(&r.volume_id, "volume_id")?;
         let staging = need(&r.staging_target_path, "staging_target_path")?;
         let cap = params::required_capability(r.volume_capability.as_ref())?;
+        let id = self.id(&r.volume_id)?;
         match cap.access {
             // Nothing to stage: publishing binds the device node itself.
             Access::Block => {
@@ -147,7 +150,8 @@ impl NodeService {
         need(&r.volume_id, "volume_id")?;
         let staging = need(&r.staging_target_path, "staging_target_path")?;
         // The LV stays active: a block publish of it may still be live elsewhere.
-        self.unmount(staging, false).await?;
+        let was_mounted = self.unmount(staging, false).await?;
+        tracing::info!(volume = r.volume_id, staging, was_mounted, "unstaged");
         Ok(NodeUnstageVolumeResponse {})
     }
 
@@ -158,9 +162,15 @@ impl NodeService {
         if params::is_ephemeral(&r.volume_context) {
             return self.publish_ephemeral(r).await;
         }
-        let id = self.id(&r.volume_id)?;
+        need(&r.volume_id, "volume_id")?;
         let target = need(&r.target_path, "target_path")?;
         let cap = params::required_capability(r.volume_capability.as_ref())?;
+        // Required because this plugin stages (STAGE_UNSTAGE_VOLUME): checked with the
+        // other fields, before the lookup.
+        if matches!(cap.access, Access::Mount { .. }) {
+            need(&r.staging_target_path, "staging_target_path")?;
+        }
+        let id = self.id(&r.volume_id)?;
         let read_only = r.readonly || cap.read_only_mode;
         self.lv(&id).await?;
         match cap.access {
@@ -176,7 +186,7 @@ impl NodeService {
                     .map_err(|s| from_lvmd(s, &format!("PublishBlock {id} at {target}")))?;
             }
             Access::Mount { .. } => {
-                let staging = need(&r.staging_target_path, "staging_target_path")?;
+                let staging = r.staging_target_path.as_str();
                 // Binding an unmounted staging directory would hand the pod an empty
                 // directory on the node's disk.
                 if !self.mounted(staging).await? {
@@ -212,7 +222,8 @@ impl NodeService {
         if VolumeId::parse(vid).is_none() {
             self.unpublish_ephemeral(vid, target).await?;
         } else {
-            self.unmount(target, true).await?;
+            let was_mounted = self.unmount(target, true).await?;
+            tracing::info!(volume = vid, target, was_mounted, "unpublished");
         }
         Ok(NodeUnpublishVolumeResponse {})
     }
@@ -221,8 +232,9 @@ impl NodeService {
         &self,
         r: NodeGetVolumeStatsRequest,
     ) -> Result<NodeGetVolumeStatsResponse, Status> {
-        let id = self.resolve(&r.volume_id).await?;
+        need(&r.volume_id, "volume_id")?;
         let path = need(&r.volume_path, "volume_path")?;
+        let id = self.resolve(&r.volume_id).await?;
         self.lv(&id).await?;
         if self.0.config.mount_check == MountCheck::Mountinfo && !Path::new(path).exists() {
             return Err(Status::not_found(format!(
@@ -274,16 +286,7 @@ impl NodeService {
     /// Grows the LV through this node's lvmd, then (filesystem volumes) the filesystem
     /// mounted at the staging path, or at `volume_path` when kubelet names none.
     async fn expand(&self, r: NodeExpandVolumeRequest) -> Result<NodeExpandVolumeResponse, Status> {
-        if VolumeId::parse(need(&r.volume_id, "volume_id")?).is_none()
-            && self.find_ephemeral(&r.volume_id).await?.is_some()
-        {
-            return Err(Status::failed_precondition(format!(
-                "{} is an inline ephemeral volume: its size is the pod's volumeAttributes \
-                 size, fixed for the pod's life",
-                r.volume_id
-            )));
-        }
-        let id = self.id(&r.volume_id)?;
+        let vid = need(&r.volume_id, "volume_id")?;
         let path = need(&r.volume_path, "volume_path")?;
         let (required, limit) = r
             .capacity_range
@@ -294,6 +297,13 @@ impl NodeService {
                 "capacity_range [{required}, {limit}] is not a range"
             )));
         }
+        if VolumeId::parse(vid).is_none() && self.find_ephemeral(vid).await?.is_some() {
+            return Err(Status::failed_precondition(format!(
+                "{vid} is an inline ephemeral volume: its size is the pod's volumeAttributes \
+                 size, fixed for the pod's life"
+            )));
+        }
+        let id = self.id(vid)?;
         let block = match &r.volume_capability {
             Some(c) => params::capability(c)?.access == Access::Block,
             None => self.path_stats(path).await?.block,

@@ -37,16 +37,14 @@ impl VolumeId {
 
 const MAX_PLAIN: usize = 64;
 
+/// Prefixes of the names this module makes itself ([`lv_name`]'s hashed names,
+/// [`ephemeral_lv_name`]'s): a CSI name that starts like one is hashed too, so no plain
+/// name can ever equal another name's hashed form.
+const MADE_PREFIXES: &[&str] = &["csi-", "eph-"];
+
+/// The daemon's own LV name rules (lvm2's), so a name passed through is one lvmd takes.
 fn valid_lv_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 127
-        && !n.starts_with('-')
-        && n != "."
-        && n != ".."
-        && !n.starts_with("snapshot")
-        && !n.starts_with("pvmove")
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '_' | '.' | '-'))
+    crate::model::name::validate_lv_name(n).is_ok()
 }
 
 /// FNV-1a, 64 bits: stable across releases, unlike std's hasher.
@@ -60,14 +58,17 @@ fn fnv1a(s: &str) -> u64 {
 /// provisioner's `pvc-<uid>`), otherwise a sanitised prefix and a hash of the whole name,
 /// so the same CSI name always maps to the same LV (CreateVolume's idempotency).
 pub fn lv_name(csi_name: &str) -> String {
-    if csi_name.len() <= MAX_PLAIN && valid_lv_name(csi_name) {
+    if csi_name.len() <= MAX_PLAIN
+        && valid_lv_name(csi_name)
+        && !MADE_PREFIXES.iter().any(|p| csi_name.starts_with(p))
+    {
         return csi_name.into();
     }
+    // '+' is a name character too, but kept out of made names for readability.
     let clean: String = csi_name
         .chars()
-        .filter(|c| c.is_ascii())
         .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+            if c != '+' && crate::model::name::name_char_ok(c) {
                 c
             } else {
                 '_'
@@ -75,7 +76,12 @@ pub fn lv_name(csi_name: &str) -> String {
         })
         .take(40)
         .collect();
-    format!("csi-{clean}-{:016x}", fnv1a(csi_name))
+    let made = format!("csi-{clean}-{:016x}", fnv1a(csi_name));
+    if valid_lv_name(&made) {
+        return made;
+    }
+    // The sanitised prefix kept one of lvm2's reserved substrings (`_tmeta`, ...).
+    format!("csi-{:016x}", fnv1a(csi_name))
 }
 
 /// The LV name of an inline ephemeral volume, from its kubelet-made volume id alone, so
@@ -105,7 +111,7 @@ pub fn ephemeral_lv_name(volume_id: &str) -> String {
 pub fn tag_value(v: &str) -> String {
     v.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-+/=!:&#".contains(c) {
+            if crate::model::name::tag_char_ok(c) {
                 c
             } else {
                 '_'
@@ -147,6 +153,20 @@ mod tests {
         let long = lv_name(&"x".repeat(300));
         assert!(valid_lv_name(&long) && long.len() < 70, "{long}");
         assert!(lv_name("snapshot1").starts_with("csi-"));
+        // lvm2's reserved substrings are hashed away, not passed to the daemon to be
+        // refused on every retry.
+        for reserved in ["db_tmeta", "pvc_mlog", "x_rimage_0", "a_pmspare"] {
+            let n = lv_name(reserved);
+            assert!(
+                n.starts_with("csi-") && valid_lv_name(&n),
+                "{reserved}: {n}"
+            );
+        }
+        // A plain name shaped like another name's hashed form is hashed as well, so
+        // two CSI names never share an LV.
+        let hashed = lv_name("my volume/1");
+        assert_ne!(lv_name(&hashed), hashed);
+        assert!(lv_name("eph-0123").starts_with("csi-"));
         assert_eq!(tag_value("ns/a b"), "ns/a_b");
     }
 

@@ -140,6 +140,8 @@ fn on_disk(read: &VgRead) -> VgOnDisk {
         text: String::new(),
         devices: read.devices.clone(),
         stale: Vec::new(),
+        damaged: Vec::new(),
+        unwritable: None,
     }
 }
 

@@ -33,6 +33,10 @@ impl Class {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceClasses {
     classes: BTreeMap<String, Class>,
+    /// Whether LVs of VGs that are no class's may be changed through the API (config
+    /// `manage_other_volume_groups`). Off by default: lvmd's clients own its classes'
+    /// VGs, not every VG on a scanned device.
+    pub manage_other_vgs: bool,
 }
 
 /// Where a request's volume lives.
@@ -62,13 +66,30 @@ impl DeviceClasses {
                     )
                 })
                 .collect(),
+            manage_other_vgs: config.manage_other_volume_groups,
         }
     }
 
     pub fn new(classes: Vec<Class>) -> DeviceClasses {
         DeviceClasses {
             classes: classes.into_iter().map(|c| (c.name.clone(), c)).collect(),
+            manage_other_vgs: false,
         }
+    }
+
+    /// Refuses a change to a volume of a VG no device class names, unless configured:
+    /// a request naming another VG (one lvm2 made, another tool's) changes nothing.
+    pub fn check_changeable(&self, resolved: &Resolved) -> Result<()> {
+        if resolved.class.is_some() || self.manage_other_vgs {
+            return Ok(());
+        }
+        Err(EngineError::FailedPrecondition {
+            what: "volume group",
+            name: resolved.vg.clone(),
+            why: "belongs to no device class; lvmd changes volumes only in its device \
+                  classes' volume groups (set manage_other_volume_groups = true to allow it)"
+                .into(),
+        })
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Class> {

@@ -68,6 +68,10 @@ pub struct Config {
     pub capacity_poll_seconds: u64,
     #[serde(default)]
     pub device_classes: BTreeMap<String, DeviceClass>,
+    /// Let clients create, remove, resize, activate and mount volumes of VGs that are no
+    /// device class's (any VG on a scanned device). Off: such VGs can be read only.
+    #[serde(default)]
+    pub manage_other_volume_groups: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -1,6 +1,6 @@
 //! Structured logs with `tracing`: plain lines without timestamps or colour under
 //! systemd (journald stamps and stores them), JSON on request. `RUST_LOG` filters
-//! (default `info`).
+//! (default `info`, and h2's server at `debug` for the streams it resets).
 
 use tracing_subscriber::EnvFilter;
 
@@ -11,7 +11,11 @@ pub enum LogFormat {
 }
 
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // h2's server says at debug level why it reset a stream, and that is the only
+    // trace of a client whose `:authority` it refuses (gRPC C-core clients send the
+    // socket's path %-encoded over a unix socket): worth seeing by default.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,h2::server=debug"));
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

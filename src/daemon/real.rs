@@ -134,7 +134,10 @@ impl LvmMetadata {
 
     /// Whether every PV of the cached VG still carries exactly the text it was read from.
     fn unchanged(cached: &VgOnDisk) -> bool {
-        if !cached.stale.is_empty() || cached.devices.len() != cached.vg.pvs.len() {
+        if !cached.stale.is_empty()
+            || !cached.damaged.is_empty()
+            || cached.devices.len() != cached.vg.pvs.len()
+        {
             return false;
         }
         cached
@@ -256,7 +259,8 @@ impl Metadata for LvmMetadata {
     }
 
     fn has_stale_copies(&self, vg: &str) -> Result<bool, LvmError> {
-        Ok(!self.lvm().read_vg(vg)?.stale.is_empty())
+        let found = self.lvm().read_vg(vg)?;
+        Ok(!found.stale.is_empty() || !found.damaged.is_empty())
     }
 
     fn rewrite(&self, vg: &str) -> Result<(), LvmError> {

@@ -127,6 +127,9 @@ pub async fn run(config: Config, engine: Arc<dyn Engine>) -> Result<(), Error> {
         gids: config.allowed_gids.clone(),
     };
     tracing::info!(socket = %config.socket.display(), from_systemd = (source == Source::Systemd), allow = %policy, "listening");
+    if let Some(why) = unreachable_peers(&config, &source) {
+        tracing::warn!(socket = %config.socket.display(), "{why}");
+    }
     match notify("READY=1") {
         Ok(_) => {}
         Err(e) => tracing::warn!("cannot notify systemd: {e}"),
@@ -138,4 +141,36 @@ pub async fn run(config: Config, engine: Arc<dyn Engine>) -> Result<(), Error> {
     }
     r?;
     Ok(())
+}
+
+/// Why peers the config lets in could still not connect: lvmd binds its socket 0660
+/// with root's group unless `socket_group` names another, so a non-root uid or gid in
+/// the allow lists cannot even open it. (A socket systemd made has the unit's mode and
+/// group, which lvmd does not second-guess.)
+fn unreachable_peers(config: &Config, source: &Source) -> Option<String> {
+    let others = config.allowed_uids.iter().any(|u| *u != 0) || !config.allowed_gids.is_empty();
+    (others && config.socket_group.is_none() && *source == Source::Bound).then(|| {
+        format!(
+            "allowed_uids {:?} / allowed_gids {:?} are let in by lvmd, but the socket is \
+             mode 0660 with root's group: they cannot open it. Set socket_group to a group \
+             they are in",
+            config.allowed_uids, config.allowed_gids
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_lists_without_a_socket_group_are_pointed_out() {
+        let with = |text: &str| Config::parse(text).unwrap();
+        assert!(unreachable_peers(&with("allowed_uids = [1000]"), &Source::Bound).is_some());
+        assert!(unreachable_peers(&with("allowed_gids = [50]"), &Source::Bound).is_some());
+        let grouped = with("allowed_uids = [1000]\nsocket_group = \"lvmd\"");
+        assert!(unreachable_peers(&grouped, &Source::Bound).is_none());
+        assert!(unreachable_peers(&with(""), &Source::Bound).is_none());
+        assert!(unreachable_peers(&with("allowed_uids = [1000]"), &Source::Systemd).is_none());
+    }
 }

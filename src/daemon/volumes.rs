@@ -51,7 +51,8 @@ pub trait Metadata: Send + Sync + 'static {
         del: &[String],
     ) -> std::result::Result<(), LvmError>;
     /// Whether some metadata area of `vg` holds an older copy than the newest (a
-    /// commit cut short between its headers). Default: a store that cannot.
+    /// commit cut short between its headers) or a damaged one. Default: a store that
+    /// cannot.
     fn has_stale_copies(&self, _vg: &str) -> std::result::Result<bool, LvmError> {
         Ok(false)
     }

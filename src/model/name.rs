@@ -37,7 +37,8 @@ pub struct NameError {
     pub why: String,
 }
 
-fn name_char_ok(c: char) -> bool {
+/// A character lvm2 allows in VG and LV names.
+pub fn name_char_ok(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+')
 }
 
@@ -100,6 +101,12 @@ pub struct TagError {
     pub why: String,
 }
 
+/// A character of lvm2's tag alphabet (`A-Za-z0-9._-+/=!:&#`).
+pub fn tag_char_ok(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(c, '.' | '_' | '-' | '+' | '/' | '=' | '!' | ':' | '&' | '#')
+}
+
 /// lvm2's tag alphabet: `A-Za-z0-9._-+/=!:&#`, non-empty.
 pub fn validate_tag(tag: &str) -> Result<(), TagError> {
     let err = |why: String| TagError {
@@ -109,10 +116,7 @@ pub fn validate_tag(tag: &str) -> Result<(), TagError> {
     if tag.is_empty() {
         return Err(err("empty".into()));
     }
-    if let Some(c) = tag.chars().find(|c| {
-        !(c.is_ascii_alphanumeric()
-            || matches!(c, '.' | '_' | '-' | '+' | '/' | '=' | '!' | ':' | '&' | '#'))
-    }) {
+    if let Some(c) = tag.chars().find(|c| !tag_char_ok(*c)) {
         return Err(err(format!(
             "character {c:?} is not allowed (only A-Z a-z 0-9 . _ - + / = ! : & #)"
         )));

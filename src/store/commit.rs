@@ -16,6 +16,7 @@ use super::device::Device;
 use super::mda_io::{plan_text, read_header, write_header, write_text};
 use super::StoreError;
 use crate::format::label::PvLabel;
+use crate::format::mda::MdaHeader;
 use crate::format::text::{write_document, Layout};
 use crate::model::{TextHeader, VolumeGroup};
 
@@ -62,7 +63,17 @@ pub fn commit(
     let mut plans = Vec::new();
     for (i, t) in targets.iter().enumerate() {
         for (j, area) in t.label.metadata_areas.iter().enumerate() {
-            let current = read_header(t.device, area)?;
+            let current = match read_header(t.device, area) {
+                Ok(h) => h,
+                // A damaged area (the VG was read from its other copies) starts over
+                // empty, as lvm2 repairs it; its old contents were unreadable anyway.
+                Err(StoreError::Mda { .. } | StoreError::MdaSizeMismatch { .. }) => {
+                    tracing::warn!(device = %t.device.path().display(), mda = area.offset.0,
+                        "rewriting a damaged metadata area");
+                    MdaHeader::new_empty(area.offset, area.size)
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(plan) = plan_text(t.device, &current, text.as_bytes())? {
                 plans.push((i, j, plan));
             }

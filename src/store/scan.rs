@@ -17,7 +17,19 @@ pub struct PvOnDisk {
     pub path: PathBuf,
     pub size: Bytes,
     pub label: PvLabel,
+    /// The metadata areas that could be read.
     pub mdas: Vec<MdaOnDisk>,
+    /// Areas that could not be read (bad header, checksum, text): as lvm2, the PV
+    /// still counts and the VG is read from its other copies; the next commit rewrites
+    /// these areas.
+    pub damaged_mdas: Vec<DamagedMda>,
+}
+
+/// A metadata area (or the copy it holds) that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedMda {
+    pub start: Bytes,
+    pub why: String,
 }
 
 /// What a scan of a list of devices found.
@@ -42,6 +54,12 @@ pub struct VgOnDisk {
     /// Metadata copies older than `vg.seqno` (a crashed or interrupted commit, or a PV
     /// that was away): (device, seqno). The next commit brings them up to date.
     pub stale: Vec<(PathBuf, u64)>,
+    /// Copies on this VG's PVs that cannot be read or parsed: (device, why). Read from
+    /// the good copies; the next commit rewrites the damaged ones.
+    pub damaged: Vec<(PathBuf, String)>,
+    /// Why nothing may be written to this VG, though it can be read (two copies with
+    /// one seqno that differ; a PV found on two devices).
+    pub unwritable: Option<String>,
 }
 
 impl VgOnDisk {
@@ -73,16 +91,27 @@ pub fn read_pv_from(dev: &Device) -> Result<Option<PvOnDisk>, StoreError> {
             })
         }
     };
-    let mdas = label
-        .metadata_areas
-        .iter()
-        .map(|area| read_mda(dev, area))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut mdas = Vec::new();
+    let mut damaged_mdas = Vec::new();
+    for area in &label.metadata_areas {
+        match read_mda(dev, area) {
+            Ok(m) => mdas.push(m),
+            Err(e) => {
+                tracing::warn!(device = %dev.path().display(), mda = area.offset.0,
+                    "metadata area cannot be read, using the other copies: {e}");
+                damaged_mdas.push(DamagedMda {
+                    start: area.offset,
+                    why: e.to_string(),
+                });
+            }
+        }
+    }
     Ok(Some(PvOnDisk {
         path: dev.path().to_owned(),
         size: dev.size(),
         label,
         mdas,
+        damaged_mdas,
     }))
 }
 
@@ -124,36 +153,46 @@ impl Scan {
     }
 
     /// Assembles VGs from all copies: per VG uuid the highest seqno wins, as in lvm2.
-    /// Two copies with the same seqno and different content are an error: lvmd will
-    /// not guess which one is right.
+    ///
+    /// Nothing on one device stops the others from being read: a copy that does not
+    /// parse is skipped (and listed in its VG's `damaged`, when another copy says which
+    /// VG its PV belongs to); a VG whose copies disagree at one seqno, or with a PV found
+    /// on two devices, is listed `unwritable` with the reason: lvmd will not guess which
+    /// one is right, and never writes through a clone.
     pub fn volume_groups(&self) -> Result<Vec<VgOnDisk>, StoreError> {
-        let mut parsed: BTreeMap<&str, (VolumeGroup, TextHeader)> = BTreeMap::new();
+        let mut parsed: BTreeMap<&str, Option<(VolumeGroup, TextHeader)>> = BTreeMap::new();
         let mut copies: Vec<Copy> = Vec::new();
+        // Copies that did not parse, by the PV they are on.
+        let mut unparsed: Vec<(&PvOnDisk, String)> = Vec::new();
         for pv in &self.pvs {
             for mda in &pv.mdas {
                 let Some(text) = mda.text.as_deref() else {
                     continue;
                 };
-                if !parsed.contains_key(text) {
-                    let doc = text::parse(text).map_err(|source| StoreError::Text {
-                        path: pv.path.clone(),
-                        mda_start: mda.header.start,
-                        source,
-                    })?;
-                    let vg =
-                        VolumeGroup::from_document(&doc).map_err(|source| StoreError::Model {
-                            path: pv.path.clone(),
-                            source,
-                        })?;
-                    parsed.insert(text, vg);
-                }
-                let (vg, header) = parsed[text].clone();
-                copies.push(Copy {
-                    path: &pv.path,
-                    text,
-                    vg,
-                    header,
+                let entry = parsed.entry(text).or_insert_with(|| {
+                    match parse_copy(text, &pv.path, mda.header.start) {
+                        Ok(v) => Some(v),
+                        Err(e) => {
+                            tracing::warn!("skipping a metadata copy: {e}");
+                            None
+                        }
+                    }
                 });
+                match entry {
+                    Some((vg, header)) => copies.push(Copy {
+                        path: &pv.path,
+                        text,
+                        vg: vg.clone(),
+                        header: header.clone(),
+                    }),
+                    None => unparsed.push((
+                        pv,
+                        format!(
+                            "metadata area at byte {}: the text does not parse",
+                            mda.header.start
+                        ),
+                    )),
+                }
             }
         }
 
@@ -165,25 +204,63 @@ impl Scan {
         for (_, mut list) in by_id {
             list.sort_by_key(|c| std::cmp::Reverse(c.vg.seqno));
             let newest = &list[0];
-            if let Some(conflict) = list[1..]
+            let mut unwritable = list[1..]
                 .iter()
                 .find(|c| c.vg.seqno == newest.vg.seqno && c.vg != newest.vg)
-            {
-                return Err(StoreError::Inconsistent {
-                    vg: newest.vg.name.clone(),
-                    why: format!(
+                .map(|conflict| {
+                    format!(
                         "{} and {} hold different metadata with the same seqno {}",
                         newest.path.display(),
                         conflict.path.display(),
                         newest.vg.seqno
-                    ),
+                    )
                 });
-            }
             let mut devices = BTreeMap::new();
+            let mut damaged = Vec::new();
             for pv in &newest.vg.pvs {
-                if let Some(found) = self.pvs.iter().find(|d| d.label.pv_uuid == pv.id) {
-                    devices.insert(pv.id, found.path.clone());
+                let found: Vec<&PvOnDisk> = self
+                    .pvs
+                    .iter()
+                    .filter(|d| d.label.pv_uuid == pv.id)
+                    .collect();
+                match found.as_slice() {
+                    [] => {}
+                    [one] => {
+                        devices.insert(pv.id, one.path.clone());
+                    }
+                    [a, b, ..] => {
+                        // A `dd` copy of a disk, or one disk seen twice. Either could
+                        // be the one the VG's other PVs go with: the PV counts as
+                        // missing, so nothing is activated or written through it.
+                        let why = format!(
+                            "PV {} ({}) is on both {} and {}; lvmd uses neither (remove \
+                             or change the copy, e.g. with lvm2's vgimportclone)",
+                            pv.name,
+                            pv.id,
+                            a.path.display(),
+                            b.path.display()
+                        );
+                        tracing::warn!(vg = %newest.vg.name, "{why}");
+                        unwritable.get_or_insert(why);
+                    }
                 }
+                for d in &found {
+                    damaged.extend(d.damaged_mdas.iter().map(|m| {
+                        (
+                            d.path.clone(),
+                            format!("metadata area at byte {}: {}", m.start, m.why),
+                        )
+                    }));
+                    damaged.extend(
+                        unparsed
+                            .iter()
+                            .filter(|(u, _)| std::ptr::eq(*u, *d))
+                            .map(|(_, why)| (d.path.clone(), why.clone())),
+                    );
+                }
+            }
+            if let Some(why) = &unwritable {
+                tracing::warn!(vg = %newest.vg.name, "volume group is read-only to lvmd: {why}");
             }
             let stale = list
                 .iter()
@@ -196,9 +273,97 @@ impl Scan {
                 text: newest.text.to_owned(),
                 devices,
                 stale,
+                damaged,
+                unwritable,
             });
         }
         out.sort_by(|a, b| a.vg.name.cmp(&b.vg.name));
         Ok(out)
+    }
+}
+
+/// One copy's text, parsed into a VG.
+fn parse_copy(
+    text: &str,
+    path: &Path,
+    mda_start: Bytes,
+) -> Result<(VolumeGroup, TextHeader), StoreError> {
+    let doc = text::parse(text).map_err(|source| StoreError::Text {
+        path: path.to_owned(),
+        mda_start,
+        source,
+    })?;
+    VolumeGroup::from_document(&doc).map_err(|source| StoreError::Model {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::mda::MdaHeader;
+
+    fn fixture_text() -> String {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/lvm2/simple/vgcfgbackup.txt");
+        std::fs::read_to_string(p).unwrap()
+    }
+
+    /// The fixture VG's first PV, holding one copy per text given.
+    fn pv_with_copies(texts: &[&str]) -> PvOnDisk {
+        let doc = text::parse(&fixture_text()).unwrap();
+        let vg = VolumeGroup::from_document(&doc).unwrap().0;
+        let mdas = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| MdaOnDisk {
+                header: MdaHeader::new_empty(Bytes(4096 + i as u64 * 1024), Bytes(1024)),
+                text: Some(t.to_string()),
+                location: None,
+            })
+            .collect();
+        PvOnDisk {
+            path: PathBuf::from("/dev/fake0"),
+            size: Bytes(1 << 30),
+            label: PvLabel::new(vg.pvs[0].id, Bytes(1 << 30), vec![], vec![]),
+            mdas,
+            damaged_mdas: vec![],
+        }
+    }
+
+    #[test]
+    fn a_copy_that_does_not_parse_is_skipped_and_named() {
+        let good = fixture_text();
+        let scan = Scan {
+            pvs: vec![pv_with_copies(&["garbage { {", &good])],
+            ..Default::default()
+        };
+        let vgs = scan.volume_groups().unwrap();
+        assert_eq!(vgs.len(), 1);
+        assert_eq!(vgs[0].damaged.len(), 1, "{:?}", vgs[0].damaged);
+        assert!(vgs[0].damaged[0].1.contains("does not parse"));
+        assert!(vgs[0].unwritable.is_none());
+        // Alone, it hides nothing else and fails nothing.
+        let scan = Scan {
+            pvs: vec![pv_with_copies(&["garbage { {"])],
+            ..Default::default()
+        };
+        assert!(scan.volume_groups().unwrap().is_empty());
+    }
+
+    #[test]
+    fn copies_that_disagree_at_one_seqno_make_the_vg_unwritable_not_the_scan_fail() {
+        let good = fixture_text();
+        let other = good.replacen("extent_size = ", "max_lv = 7\nextent_size = ", 1);
+        assert_ne!(good, other);
+        let scan = Scan {
+            pvs: vec![pv_with_copies(&[&good, &other])],
+            ..Default::default()
+        };
+        let vgs = scan.volume_groups().unwrap();
+        assert_eq!(vgs.len(), 1);
+        let why = vgs[0].unwritable.as_deref().unwrap();
+        assert!(why.contains("same seqno"), "{why}");
     }
 }

@@ -245,6 +245,12 @@ pub fn ephemeral_refusals(e: &Env) {
     let s = code(publish(e, &block));
     assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
     assert!(s.message().contains("block"), "{s:?}");
+    // An id shaped like a persistent volume's: unpublish could never tell it is inline
+    // (and would leave its LV behind), so publish refuses it before creating anything.
+    let shaped = eph_publish(e, &format!("{NODE}#ssd#eph-shaped"), &[]);
+    let s = code(publish(e, &shaped));
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("<node>#<class>#<lv>"), "{s:?}");
     let mut ro = eph_publish(e, &vid, &[]);
     ro.readonly = true;
     let s = code(publish(e, &ro));

@@ -67,6 +67,10 @@ macro_rules! csi_cases {
             csi_suite::node_errors(&$env)
         }
         #[test]
+        fn required_fields_before_lookup() {
+            $crate::csi_suite::required_fields_before_lookup(&$env);
+        }
+        #[test]
         fn metrics_port() {
             csi_suite::metrics_port(&$env)
         }
@@ -1136,6 +1140,143 @@ pub fn node_errors(e: &Env) {
             })
             .await;
         assert_eq!(code(st).code(), Code::InvalidArgument);
+    });
+}
+
+/// The spec's order for every RPC that takes a volume: a request missing a required
+/// field is INVALID_ARGUMENT whatever its volume id, known or not (csi-sanity sends
+/// unknown ids with fields left out). Unknown ids are of three kinds: ours but missing,
+/// not ours at all, and kubelet's inline-ephemeral form.
+pub fn required_fields_before_lookup(e: &Env) {
+    let unknown = [
+        format!("{NODE}#ssd#unknown"),
+        "not-ours".to_string(),
+        format!("csi-{}", "ab".repeat(32)),
+    ];
+    let mut node = e.node();
+    let mut ctl = e.ctl();
+    let staging = e.path("plugins/kubernetes.io/csi/lvmd.csi.local/u/globalmount");
+    let target = e.path("pods/u/volumes/kubernetes.io~csi/pv/mount");
+    let range = Some(CapacityRange {
+        required_bytes: 8 * MIB,
+        limit_bytes: 0,
+    });
+    e.rt.block_on(async {
+        for id in &unknown {
+            let mut got: Vec<(String, tonic::Status)> = Vec::new();
+            let stage = NodeStageVolumeRequest {
+                volume_id: id.clone(),
+                staging_target_path: staging.clone(),
+                volume_capability: Some(mount_cap("")),
+                ..Default::default()
+            };
+            for (what, r) in [
+                (
+                    "stage without staging path",
+                    NodeStageVolumeRequest {
+                        staging_target_path: String::new(),
+                        ..stage.clone()
+                    },
+                ),
+                (
+                    "stage without capability",
+                    NodeStageVolumeRequest {
+                        volume_capability: None,
+                        ..stage.clone()
+                    },
+                ),
+            ] {
+                got.push((what.into(), code(node.node_stage_volume(r).await)));
+            }
+            let unstage = NodeUnstageVolumeRequest {
+                volume_id: id.clone(),
+                staging_target_path: String::new(),
+            };
+            got.push((
+                "unstage without staging path".into(),
+                code(node.node_unstage_volume(unstage).await),
+            ));
+            let publish = NodePublishVolumeRequest {
+                volume_id: id.clone(),
+                staging_target_path: staging.clone(),
+                target_path: target.clone(),
+                volume_capability: Some(mount_cap("")),
+                ..Default::default()
+            };
+            for (what, r) in [
+                (
+                    "publish without target path",
+                    NodePublishVolumeRequest {
+                        target_path: String::new(),
+                        ..publish.clone()
+                    },
+                ),
+                (
+                    "publish without capability",
+                    NodePublishVolumeRequest {
+                        volume_capability: None,
+                        ..publish.clone()
+                    },
+                ),
+                (
+                    "publish (mount) without staging path",
+                    NodePublishVolumeRequest {
+                        staging_target_path: String::new(),
+                        ..publish.clone()
+                    },
+                ),
+            ] {
+                got.push((what.into(), code(node.node_publish_volume(r).await)));
+            }
+            let unpublish = NodeUnpublishVolumeRequest {
+                volume_id: id.clone(),
+                target_path: String::new(),
+            };
+            got.push((
+                "unpublish without target path".into(),
+                code(node.node_unpublish_volume(unpublish).await),
+            ));
+            let stats = NodeGetVolumeStatsRequest {
+                volume_id: id.clone(),
+                volume_path: String::new(),
+                staging_target_path: String::new(),
+            };
+            got.push((
+                "stats without volume path".into(),
+                code(node.node_get_volume_stats(stats).await),
+            ));
+            let expand = NodeExpandVolumeRequest {
+                volume_id: id.clone(),
+                volume_path: String::new(),
+                capacity_range: range,
+                ..Default::default()
+            };
+            got.push((
+                "node expand without volume path".into(),
+                code(node.node_expand_volume(expand).await),
+            ));
+            let validate = ValidateVolumeCapabilitiesRequest {
+                volume_id: id.clone(),
+                volume_capabilities: vec![],
+                ..Default::default()
+            };
+            got.push((
+                "validate without capabilities".into(),
+                code(ctl.validate_volume_capabilities(validate).await),
+            ));
+            let cexpand = ControllerExpandVolumeRequest {
+                volume_id: id.clone(),
+                capacity_range: None,
+                ..Default::default()
+            };
+            got.push((
+                "controller expand without capacity range".into(),
+                code(ctl.controller_expand_volume(cexpand).await),
+            ));
+            for (what, s) in got {
+                assert_eq!(s.code(), Code::InvalidArgument, "{what}, id {id}: {s:?}");
+            }
+        }
     });
 }
 
