@@ -74,6 +74,14 @@ impl Activation for LoopActivation {
     }
 }
 
+/// The tests here attach loop devices, and one counts the loop devices attached while
+/// it runs: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn is_mount_point(p: &Path) -> bool {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let p = p.display().to_string();
@@ -86,6 +94,7 @@ fn mkfs_mount_bind_block_unmount_on_the_host() {
     if !host_tests_enabled("mkfs_mount_bind_block_unmount_on_the_host") {
         return;
     }
+    let _serial = serial();
     // mkfs.xfs wants at least 300 MB.
     let loops = Loops::new(&[64, 320, 64]);
     let act = Arc::new(LoopActivation {
@@ -444,6 +453,7 @@ fn grow_mounted_filesystems_online() {
     if !host_tests_enabled("grow_mounted_filesystems_online") {
         return;
     }
+    let _serial = serial();
     // mkfs.xfs wants at least 300 MB.
     let (before, after) = grow_mounted("xfs", 320, 480);
     let after = after.unwrap();
@@ -510,6 +520,7 @@ fn staging_formats_only_what_lvmd_created_blank() {
     if !host_tests_enabled("staging_formats_only_what_lvmd_created_blank") {
         return;
     }
+    let _serial = serial();
     let loops = Loops::new(&[64, 64, 64, 64, 64]);
     let act = Arc::new(LoopActivation {
         devs: loops.devs.clone(),
