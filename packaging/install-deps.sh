@@ -3,9 +3,11 @@
 set -euo pipefail
 packages=(
   # build: bindgen-based -sys crates, tonic code generation
-  pkg-config libclang-dev libdevmapper-dev libcryptsetup-dev libudev-dev protobuf-compiler
+  pkg-config libclang-dev libdevmapper-dev libcryptsetup-dev libudev-dev libblkid-dev protobuf-compiler
   # tests: real lvm2 to check compatibility against, loop devices, filesystems
   lvm2 dmsetup util-linux e2fsprogs xfsprogs thin-provisioning-tools cryptsetup-bin
+  # tests: foreign signatures lvmd must refuse (btrfs; sfdisk for partition tables)
+  btrfs-progs fdisk
   # systemd-analyze verify of the units, systemd-socket-activate (tests/ctl.rs)
   systemd
   # tests/packaging.rs: render-chart.py (PyYAML), the .deb (dpkg-deb), ldd

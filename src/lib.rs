@@ -5,6 +5,7 @@
 //! - [`model`]: the typed volume group on top of the metadata text (pure).
 //! - [`alloc`]: extent allocation (pure).
 //! - [`store`]: devices, scanning, crash-safe commits, lvm2's locks and backups.
+//! - [`probe`]: what libblkid finds on a device (signatures, partition tables).
 //! - [`lvm`]: the operations (create a PV, a VG, an LV, ...) as a library.
 //! - [`activate`]: LVs as block devices, through device-mapper ioctls.
 //! - [`daemon`]: the engine (the daemon's one interface to the machine: real or
@@ -23,6 +24,7 @@ pub mod inspect;
 pub mod lvm;
 pub mod model;
 pub mod peer;
+pub mod probe;
 pub mod store;
 pub mod units;
 pub mod uuid;

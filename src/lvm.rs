@@ -50,7 +50,12 @@ pub enum LvmError {
     #[error("{path}: already a PV (uuid {uuid})")]
     PvExists { path: PathBuf, uuid: Uuid },
     #[error("{path}: holds {what}; refusing to overwrite it")]
-    DeviceNotEmpty { path: PathBuf, what: &'static str },
+    DeviceNotEmpty { path: PathBuf, what: String },
+    /// Something of LVM is on a device that is no PV lvmd can read: a damaged label, a
+    /// metadata area, metadata text. Never initialised again automatically: an admin
+    /// decides.
+    #[error("{path}: shows traces of LVM ({what}); refusing to make it a new PV, it may hold a volume group's metadata: see `lvmd-ctl inspect {path}`")]
+    LvmTraces { path: PathBuf, what: String },
     #[error("{path}: PV is in use by volume group {vg}")]
     PvInUse { path: PathBuf, vg: String },
     #[error("{path}: not a PV of volume group {vg}")]
@@ -152,23 +157,64 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Well-known signatures at fixed offsets: what `pvcreate` must not silently destroy.
-fn find_signature(head: &[u8]) -> Option<&'static str> {
-    let at = |off: usize, magic: &[u8]| head.get(off..off + magic.len()) == Some(magic);
-    if at(1080, &[0x53, 0xef]) {
-        Some("an ext2/3/4 filesystem")
-    } else if at(0, b"XFSB") {
-        Some("an XFS filesystem")
-    } else if at(0, b"LUKS\xba\xbe") || at(0, b"SKUL\xba\xbe") {
-        Some("a LUKS header")
-    } else if at(512, b"EFI PART") {
-        Some("a GPT partition table")
-    } else if at(4086, b"SWAPSPACE2") || at(4086, b"SWAP-SPACE") {
-        Some("swap space")
-    } else if at(510, &[0x55, 0xaa]) && head[446..510].iter().any(|b| *b != 0) {
-        Some("an MBR partition table")
-    } else {
-        None
+/// How far [`lvm_traces`] looks: lvm2's first metadata area ends at the 1 MiB data start.
+const TRACE_SCAN: u64 = 1 << 20;
+
+/// Anything of LVM in the first MiB of a device, `head` (a label in sectors 0-3 even
+/// with a bad checksum or only its type, a metadata area header at 4 KiB, metadata
+/// text), in words; `None` when there is none.
+pub fn lvm_traces(head: &[u8]) -> Option<String> {
+    use crate::format::label::{LABEL_ID, LABEL_SCAN_SECTORS, LABEL_TYPE};
+    use crate::format::mda::MDA_MAGIC;
+    for sector in 0..LABEL_SCAN_SECTORS as usize {
+        let s = head.get(sector * 512..(sector + 1) * 512).unwrap_or(&[]);
+        if s.get(..8) == Some(&LABEL_ID[..]) || s.get(24..32) == Some(&LABEL_TYPE[..]) {
+            return Some(format!("an LVM label in sector {sector}"));
+        }
+    }
+    let mda = MDA_OFFSET.0 as usize;
+    if head.get(mda + 4..mda + 20) == Some(&MDA_MAGIC[..]) {
+        return Some(format!("an LVM metadata area header at byte {mda}"));
+    }
+    let text = crate::model::CONTENTS.as_bytes();
+    if let Some(at) = head.windows(text.len()).position(|w| w == text) {
+        return Some(format!("LVM metadata text at byte {at}"));
+    }
+    None
+}
+
+/// Refuses a device that is not a PV unless it is blank: no trace of LVM, nothing
+/// libblkid recognises anywhere on it. What `pvcreate` must not silently destroy.
+fn check_blank(dev: &Device, path: &Path) -> Result<()> {
+    let head = dev.read_at(Bytes(0), TRACE_SCAN.min(dev.size().0))?;
+    if let Some(what) = lvm_traces(&head) {
+        return Err(LvmError::LvmTraces {
+            path: path.into(),
+            what,
+        });
+    }
+    let found = crate::probe::probe(path).map_err(|e| LvmError::InvalidArgument {
+        what: "device",
+        value: path.display().to_string(),
+        why: e.to_string(),
+    })?;
+    if !found.is_empty() {
+        return Err(LvmError::DeviceNotEmpty {
+            path: path.into(),
+            what: found.describe(),
+        });
+    }
+    Ok(())
+}
+
+/// The PV on `dev`, a damaged label reported as a trace of LVM (never as blank).
+fn read_pv_or_traces(dev: &Device, path: &Path) -> Result<Option<crate::store::scan::PvOnDisk>> {
+    match read_pv_from(dev) {
+        Err(StoreError::Label { source, .. }) => Err(LvmError::LvmTraces {
+            path: path.into(),
+            what: source.to_string(),
+        }),
+        other => Ok(other?),
     }
 }
 
@@ -349,19 +395,13 @@ impl Lvm {
                 min,
             });
         }
-        if let Some(pv) = read_pv_from(&dev)? {
+        if let Some(pv) = read_pv_or_traces(&dev, path)? {
             return Err(LvmError::PvExists {
                 path: path.into(),
                 uuid: pv.label.pv_uuid,
             });
         }
-        let head = dev.read_at(Bytes(0), 8192)?;
-        if let Some(what) = find_signature(&head) {
-            return Err(LvmError::DeviceNotEmpty {
-                path: path.into(),
-                what,
-            });
-        }
+        check_blank(&dev, path)?;
         let mda = DiskLocn {
             offset: MDA_OFFSET,
             size: DEFAULT_PE_START - MDA_OFFSET,
@@ -424,7 +464,7 @@ impl Lvm {
             }
             seen.push(real.clone());
             let dev = Device::open(path, Access::Read)?;
-            match read_pv_from(&dev)? {
+            match read_pv_or_traces(&dev, path)? {
                 Some(pv) => {
                     if let Some(vg) = vgs
                         .iter()
@@ -463,13 +503,7 @@ impl Lvm {
                             min,
                         });
                     }
-                    let head = dev.read_at(Bytes(0), 8192.min(dev.size().0))?;
-                    if let Some(what) = find_signature(&head) {
-                        return Err(LvmError::DeviceNotEmpty {
-                            path: path.clone(),
-                            what,
-                        });
-                    }
+                    check_blank(&dev, path)?;
                     out.push((path.clone(), None));
                 }
             }
@@ -1273,5 +1307,45 @@ fn check_unreferenced(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
             by,
         }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::label::{LABEL_ID, LABEL_TYPE};
+    use crate::format::mda::MDA_MAGIC;
+
+    #[test]
+    fn any_trace_of_lvm_in_the_first_mib_is_found() {
+        let blank = vec![0u8; TRACE_SCAN as usize];
+        assert_eq!(lvm_traces(&blank), None);
+        let with = |at: usize, bytes: &[u8]| {
+            let mut b = blank.clone();
+            b[at..at + bytes.len()].copy_from_slice(bytes);
+            lvm_traces(&b).unwrap()
+        };
+        // A label in any of sectors 0-3, by its id or only its type; not in sector 4.
+        assert_eq!(with(3 * 512, LABEL_ID), "an LVM label in sector 3");
+        assert_eq!(with(24, LABEL_TYPE), "an LVM label in sector 0");
+        assert_eq!(
+            lvm_traces(&{
+                let mut b = blank.clone();
+                b[4 * 512..4 * 512 + 8].copy_from_slice(LABEL_ID);
+                b
+            }),
+            None
+        );
+        assert_eq!(
+            with(4096 + 4, MDA_MAGIC),
+            "an LVM metadata area header at byte 4096"
+        );
+        let text = format!("contents = \"{}\"", crate::model::CONTENTS);
+        assert_eq!(
+            with(900_000 + 11, text.as_bytes()),
+            "LVM metadata text at byte 900023"
+        );
+        // A short device is scanned as far as it goes.
+        assert_eq!(lvm_traces(&[0u8; 100]), None);
     }
 }

@@ -147,7 +147,8 @@ loop_file = {{ path = "{trial}", size = "64MiB" }}
             .clone()
     };
     assert_eq!(num(&by_name("lin"), "lv_size"), 20 << 20);
-    assert_eq!(text(&by_name("lin"), "lv_tags"), "pvc=one");
+    // lvm2 sees lvmd's own mark too (created blank, never handed out).
+    assert_eq!(text(&by_name("lin"), "lv_tags"), "lvmd.fresh,pvc=one");
     assert_eq!(num(&by_name("str"), "lv_size"), 16 << 20);
     assert_eq!(num(&by_name("str"), "stripes"), 2);
     loops.vgck(&vg);
@@ -302,4 +303,206 @@ devices = ["{dev}"]
     loops.vgck(&theirs);
     loops.lvm_ok(&["vgremove", "-f", &theirs]);
     loops.lvm_ok(&["vgremove", "-f", &ours]);
+}
+
+/// A whole device's bytes, hashed.
+fn device_hash(dev: &Path) -> u64 {
+    use std::hash::Hasher;
+    use std::io::Read;
+    let mut f = std::fs::File::open(dev).unwrap();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.write(&buf[..n]);
+    }
+    h.finish()
+}
+
+fn zero(dev: &Path, offset: u64, len: usize) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(dev).unwrap();
+    f.write_all_at(&vec![0u8; len], offset).unwrap();
+    f.sync_all().unwrap();
+}
+
+fn size_of(dev: &Path) -> u64 {
+    use std::io::Seek;
+    let mut f = std::fs::File::open(dev).unwrap();
+    f.seek(std::io::SeekFrom::End(0)).unwrap()
+}
+
+/// An md 1.2 member superblock at 4 KiB, checksummed as md does (the host's kernel has
+/// no md driver for mdadm to create an array with).
+fn write_md_superblock(dev: &Path) {
+    use std::os::unix::fs::FileExt;
+    let mut sb = [0u8; 256];
+    sb[0..4].copy_from_slice(&0xa92b4efcu32.to_le_bytes()); // magic
+    sb[4..8].copy_from_slice(&1u32.to_le_bytes()); // major_version
+    sb[16..32].copy_from_slice(&[0x5a; 16]); // set_uuid
+    sb[32..36].copy_from_slice(b"test"); // set_name
+    sb[72..76].copy_from_slice(&1u32.to_le_bytes()); // level: raid1
+    sb[92..96].copy_from_slice(&2u32.to_le_bytes()); // raid_disks
+    sb[128..136].copy_from_slice(&2048u64.to_le_bytes()); // data_offset (sectors)
+    sb[144..152].copy_from_slice(&8u64.to_le_bytes()); // super_offset: 4 KiB
+    sb[168..184].copy_from_slice(&[0xa5; 16]); // device_uuid
+                                               // max_dev 0: the checksum covers the 256 bytes, sb_csum (at 216) counted as 0.
+    let sum: u64 = sb
+        .chunks(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as u64)
+        .sum();
+    let csum = ((sum & 0xffff_ffff) + (sum >> 32)) as u32;
+    sb[216..220].copy_from_slice(&csum.to_le_bytes());
+    let f = std::fs::OpenOptions::new().write(true).open(dev).unwrap();
+    f.write_all_at(&sb, 4096).unwrap();
+    f.sync_all().unwrap();
+}
+
+fn sh(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn gpt(dev: &Path) {
+    let mut c = Command::new("sfdisk")
+        .args(["-q", "--wipe", "never"])
+        .arg(dev)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sfdisk (apt-get install fdisk)");
+    use std::io::Write;
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: gpt\n,\n")
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+}
+
+#[test]
+fn class_devices_holding_anything_are_refused_and_left_unchanged() {
+    if !host_tests_enabled("class_devices_holding_anything_are_refused_and_left_unchanged") {
+        return;
+    }
+    // The last one is blank: the class's VG is made of it alone.
+    let loops = Loops::new(&[16, 16, 128, 32, 16, 16, 16, 16, 16, 16, 16]);
+    let dir = loops.dir.path();
+    let dev = |i: usize| loops.devs[i].to_str().unwrap().to_owned();
+    sh("mkfs.minix", &[&dev(0)]);
+    sh("mkfs.bfs", &[&dev(1)]);
+    sh("mkfs.btrfs", &["-q", "-f", &dev(2)]);
+    let key = dir.join("key");
+    std::fs::write(&key, "secret").unwrap();
+    #[rustfmt::skip]
+    sh("cryptsetup", &["luksFormat", "-q", "--type", "luks2", "--pbkdf", "pbkdf2",
+        "--pbkdf-force-iterations", "1000", "--key-file", key.to_str().unwrap(), &dev(3)]);
+    write_md_superblock(&loops.devs[4]);
+    // A GPT with its backup gone, and one with only its backup (PMBR, header and
+    // entries at the front zeroed).
+    gpt(&loops.devs[5]);
+    zero(&loops.devs[5], size_of(&loops.devs[5]) - 33 * 512, 33 * 512);
+    gpt(&loops.devs[6]);
+    zero(&loops.devs[6], 0, 34 * 512);
+    // lvm2's VGs, damaged: the label's checksum; the label gone (the metadata area
+    // header and text left); label and header gone (the text left).
+    for (i, n) in [(7, "crc"), (8, "nolabel"), (9, "textonly")] {
+        loops.lvm_ok(&["vgcreate", &format!("{}_{n}", vg_name("refuse")), &dev(i)]);
+    }
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&loops.devs[7])
+            .unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, 512 + 40).unwrap();
+        f.write_all_at(&[b[0] ^ 0xff], 512 + 40).unwrap();
+        f.sync_all().unwrap();
+    }
+    zero(&loops.devs[8], 0, 4096);
+    zero(&loops.devs[9], 0, 4096 + 512);
+    let says = [
+        "minix",
+        "bfs",
+        "btrfs",
+        "crypto_LUKS",
+        "linux_raid_member",
+        "gpt partition table at byte 512",
+        "gpt partition table at byte",
+        "traces of LVM (label in sector 1 has checksum",
+        "traces of LVM (an LVM metadata area header at byte 4096)",
+        "traces of LVM (LVM metadata text at byte",
+    ];
+    let before: Vec<u64> = loops.devs.iter().map(|d| device_hash(d)).collect();
+
+    let vg = vg_name("refused");
+    let socket = dir.join("lvmd.sock");
+    let config = dir.join("lvmd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{head}\n[device_classes.disks]\nvolume_group = \"{vg}\"\ndefault = true\ndevices = {devices}\n",
+            head = loops.daemon_config(&socket, &dir.join("kubelet")),
+            devices = loops.toml_devices(),
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(&config, &socket);
+    let pvs_of = |d: &Daemon| -> Vec<String> {
+        let vgs = d.json(&["vg", "list"]);
+        let ours = vgs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == vg.as_str())
+            .unwrap_or_else(|| panic!("{vg} not made of the blank device: {vgs}"))
+            .clone();
+        ours["physical_volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["device"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(pvs_of(&d), [dev(10)]);
+    // Through the API too (CreateVolumeGroup, ExtendVolumeGroup): each refused,
+    // FAILED_PRECONDITION, saying why.
+    let other = vg_name("other");
+    for (i, why) in says.iter().enumerate() {
+        for (verb, name) in [("create", &other), ("extend", &vg)] {
+            let out = d.ctl(&["vg", verb, name, &dev(i)]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{verb} {}: {err}", dev(i));
+            assert!(err.contains(why), "{verb} {}: {err}", dev(i));
+            assert!(err.contains("FailedPrecondition"), "{}: {err}", dev(i));
+        }
+    }
+    assert_eq!(pvs_of(&d), [dev(10)]);
+    let log = d.stop();
+    for (i, why) in says.iter().enumerate() {
+        let line = log
+            .lines()
+            .find(|l| l.contains("refusing the device") && l.contains(&dev(i)))
+            .unwrap_or_else(|| panic!("{}: no refusal logged:\n{log}", dev(i)));
+        assert!(line.contains(why), "{}: {line}", dev(i));
+        assert!(line.contains("lvmd-ctl inspect"), "{line}");
+    }
+    let after: Vec<u64> = loops.devs.iter().map(|d| device_hash(d)).collect();
+    for i in 0..says.len() {
+        assert_eq!(before[i], after[i], "{} ({}) changed", dev(i), says[i]);
+    }
+    loops.lvm_ok(&["vgremove", "-f", &vg]);
 }

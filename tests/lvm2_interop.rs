@@ -787,7 +787,7 @@ fn devices_of_another_vg_or_with_data_are_refused() {
     let err = lvm
         .vg_create(&b, &loops.devs[1..], ExtentSize::DEFAULT)
         .unwrap_err();
-    assert!(err.to_string().contains("ext2/3/4"), "{err}");
+    assert!(err.to_string().contains("ext4 filesystem"), "{err}");
     let err = lvm.pv_create(&loops.devs[1]).unwrap_err();
     assert!(matches!(err, LvmError::DeviceNotEmpty { .. }), "{err}");
     loops.lvm_ok(&["vgremove", "-f", &a]);

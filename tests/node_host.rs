@@ -74,6 +74,14 @@ impl Activation for LoopActivation {
     }
 }
 
+/// The tests here attach loop devices, and one counts the loop devices attached while
+/// it runs: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn is_mount_point(p: &Path) -> bool {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let p = p.display().to_string();
@@ -86,6 +94,7 @@ fn mkfs_mount_bind_block_unmount_on_the_host() {
     if !host_tests_enabled("mkfs_mount_bind_block_unmount_on_the_host") {
         return;
     }
+    let _serial = serial();
     // mkfs.xfs wants at least 300 MB.
     let loops = Loops::new(&[64, 320, 64]);
     let act = Arc::new(LoopActivation {
@@ -396,7 +405,7 @@ fn grow_mounted(fs_type: &str, from: u64, to: u64) -> (u64, Result<u64, lvmd::da
     let loops = Loops::new(&[from]);
     let dev = loops.devs[0].clone();
     let node = HostNode;
-    node.make_filesystem(&dev, fs_type).unwrap();
+    node.make_filesystem(&dev, fs_type, false).unwrap();
     let mnt = loops.dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     node.mount(&MountRequest {
@@ -444,6 +453,7 @@ fn grow_mounted_filesystems_online() {
     if !host_tests_enabled("grow_mounted_filesystems_online") {
         return;
     }
+    let _serial = serial();
     // mkfs.xfs wants at least 300 MB.
     let (before, after) = grow_mounted("xfs", 320, 480);
     let after = after.unwrap();
@@ -471,4 +481,148 @@ fn grow_mounted_filesystems_online() {
         .grow_filesystem(Path::new("/dev/null"), Path::new("/"), "btrfs")
         .unwrap_err();
     assert!(e.to_string().contains("btrfs"), "{e}");
+}
+
+fn hash_of(dev: &Path) -> u64 {
+    use std::hash::Hasher;
+    let bytes = std::fs::read(dev).unwrap();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(&bytes);
+    h.finish()
+}
+
+fn write_at(dev: &Path, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(dev).unwrap();
+    f.write_all_at(bytes, offset).unwrap();
+    f.sync_all().unwrap();
+}
+
+fn run_ok(cmd: &str, args: &[&str]) {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Staging on real devices with the real prober, mkfs and mount(2): formats only what
+/// lvmd created blank, refuses (FAILED_PRECONDITION, saying why) and leaves every byte
+/// of anything else.
+#[test]
+fn staging_formats_only_what_lvmd_created_blank() {
+    use lvmd::daemon::engine::{Engine, EngineError, LvLayout, LvSpec, MountSpec};
+    if !host_tests_enabled("staging_formats_only_what_lvmd_created_blank") {
+        return;
+    }
+    let _serial = serial();
+    let loops = Loops::new(&[64, 64, 64, 64, 64]);
+    let act = Arc::new(LoopActivation {
+        devs: loops.devs.clone(),
+        active: Mutex::new(BTreeMap::new()),
+    });
+    let root = loops.dir.path().join("kubelet");
+    std::fs::create_dir(&root).unwrap();
+    let e = SimEngine::simulated(
+        &[(sim_dev("d0"), Bytes(GIB))],
+        act,
+        Arc::new(HostNode),
+        vec![root.clone()],
+    );
+    e.create_volume_group("vg", &[sim_dev("d0")]).unwrap();
+    let target = root.join("stage");
+    let _cleanup = Unmount(target.clone());
+    let spec = MountSpec {
+        target: target.clone(),
+        fs_type: String::new(),
+        options: vec![],
+        read_only: false,
+    };
+    let create = |n: &str| {
+        e.create_logical_volume(
+            "vg",
+            &LvSpec {
+                name: n.into(),
+                size: Bytes(64 * MIB),
+                layout: LvLayout::Linear,
+                tags: vec![],
+            },
+        )
+        .unwrap();
+    };
+    let refused = |n: &str, says: &[&str]| {
+        let err = e.mount_volume("vg", n, &spec).unwrap_err();
+        assert!(
+            matches!(err, EngineError::FailedPrecondition { .. }),
+            "{n}: {err:?}"
+        );
+        let msg = err.to_string();
+        for s in says {
+            assert!(msg.contains(s), "{n}: {msg}");
+        }
+        assert!(!is_mount_point(&target), "{n} mounted");
+    };
+    // Activated in this order, so each LV gets the loop device of its index.
+    let dev = |i: usize| loops.devs[i].clone();
+
+    // Fresh: formatted; then damaged at its superblock: refused, not formatted again.
+    create("a");
+    let m = e.mount_volume("vg", "a", &spec).unwrap();
+    assert!(m.formatted);
+    assert_eq!(m.device, dev(0));
+    std::fs::write(target.join("f"), "kept").unwrap();
+    e.unmount(&target, false).unwrap();
+    write_at(&dev(0), 1024, &[0u8; 1024]);
+    let h = hash_of(&dev(0));
+    refused("a", &["lvmd formatted it as ext4", "finds no signature"]);
+    assert_eq!(hash_of(&dev(0)), h, "a's bytes changed");
+
+    // Handed out raw, an application made ext4 on it: adopted, mounted, its file there.
+    create("b");
+    let blk = root.join("blk");
+    e.publish_block("vg", "b", &blk, false).unwrap();
+    e.unmount(&blk, true).unwrap();
+    run_ok("mkfs.ext4", &["-q", "-F", dev(1).to_str().unwrap()]);
+    let m = e.mount_volume("vg", "b", &spec).unwrap();
+    assert!(!m.formatted);
+    assert_eq!(m.fs_type, "ext4");
+    let tags = e.logical_volume("vg", "b").unwrap().tags;
+    assert_eq!(tags, ["lvmd.fs=ext4"]);
+    e.unmount(&target, false).unwrap();
+
+    // Raw data an application wrote: refused, never formatted.
+    create("c");
+    e.publish_block("vg", "c", &blk, false).unwrap();
+    e.unmount(&blk, true).unwrap();
+    let data: Vec<u8> = (0..(4 << 20)).map(|i: u32| (i * 7 + 3) as u8).collect();
+    write_at(&dev(2), 0, &data);
+    let h = hash_of(&dev(2));
+    refused("c", &["may hold data"]);
+    assert_eq!(hash_of(&dev(2)), h, "c's bytes changed");
+
+    // The csi-sanity case: a 128 MiB ext4's superblock on a 64 MiB device: both sizes.
+    create("d");
+    e.publish_block("vg", "d", &blk, false).unwrap();
+    e.unmount(&blk, true).unwrap();
+    let img = loops.dir.path().join("big.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(128 * MIB)
+        .unwrap();
+    run_ok("mkfs.ext4", &["-q", "-F", img.to_str().unwrap()]);
+    let head = std::fs::read(&img).unwrap()[..(4 << 20)].to_vec();
+    write_at(&dev(3), 0, &head);
+    refused("d", &["134217728 bytes", "67108864 bytes"]);
+
+    // Fresh, but written to outside lvmd (a minix filesystem): refused, unchanged.
+    create("e");
+    run_ok("mkfs.minix", &[dev(4).to_str().unwrap()]);
+    let h = hash_of(&dev(4));
+    refused("e", &["a minix filesystem", "written outside lvmd"]);
+    assert_eq!(hash_of(&dev(4)), h, "e's bytes changed");
 }

@@ -462,6 +462,16 @@ fn a_volume_through_the_daemon_end_to_end() {
     assert!(rows.contains(&("str".into(), 32 * MIB, 2)), "{rows:?}");
     bed.agree();
 
+    // Mount (mkfs), write, unmount. First: a client's activation hands the raw device
+    // out, after which lvmd never formats it.
+    let target = bed.root.join("pods/a/vol");
+    let t = target.to_str().unwrap();
+    let m = bed.json(&["lv", "mount", "lin", t]);
+    assert_eq!(m["formatted"], true, "{m}");
+    std::fs::write(target.join("hello"), b"written through lvmd\n").unwrap();
+    assert_eq!(bed.json(&["lv", "unmount", t])["was_mounted"], true);
+    assert!(!target.join("hello").exists());
+
     // Activate: the node exists, and the table is the one lvm2 makes for the same LV.
     for lv in ["lin", "str"] {
         let v = bed.json(&["lv", "activate", lv]);
@@ -478,20 +488,21 @@ fn a_volume_through_the_daemon_end_to_end() {
         assert_eq!(ours, theirs, "{lv}: lvmd's table differs from lvm2's");
     }
 
-    // Mount (mkfs), write, unmount, mount again, read back.
-    let target = bed.root.join("pods/a/vol");
-    let t = target.to_str().unwrap();
-    let m = bed.json(&["lv", "mount", "lin", t]);
-    assert_eq!(m["formatted"], true, "{m}");
-    std::fs::write(target.join("hello"), b"written through lvmd\n").unwrap();
-    assert_eq!(bed.json(&["lv", "unmount", t])["was_mounted"], true);
-    assert!(!target.join("hello").exists());
+    // Mount again, read back (marked formatted by lvmd: mounted, never formatted).
     let m = bed.json(&["lv", "mount", "lin", t]);
     assert_eq!(m["formatted"], false, "{m}");
     assert_eq!(
         std::fs::read(target.join("hello")).unwrap(),
         b"written through lvmd\n"
     );
+    // "str" was handed out raw by the client's activation above, never formatted:
+    // staging it is refused, not a mkfs over what a client may have written.
+    let str_target = bed.root.join("pods/a/str");
+    let err = bed.refused(
+        &["lv", "mount", "str", str_target.to_str().unwrap()],
+        "FailedPrecondition",
+    );
+    assert!(err.contains("may hold data"), "{err}");
 
     // Grow while mounted: the table follows, then the filesystem; the gRPC client sees
     // the new space.
@@ -1173,5 +1184,201 @@ fn raid1_and_thin_lvs_lvm2_made_are_left_alone_and_served() {
     assert_eq!(bed.json(&["lv", "remove", "plain"])["existed"], true);
     assert!(bed.dm_devices().is_empty(), "{:?}", bed.dm_devices());
     bed.agree();
+    bed.stop();
+}
+
+fn device_hash(dev: &Path) -> u64 {
+    use std::hash::Hasher;
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(&std::fs::read(dev).unwrap());
+    h.finish()
+}
+
+fn read_head(dev: &Path, offset: u64) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+    let mut b = vec![0u8; 4096];
+    std::fs::File::open(dev)
+        .unwrap()
+        .read_exact_at(&mut b, offset)
+        .unwrap();
+    b
+}
+
+/// Staging through the real daemon decides from lvmd's marks, never from a probe
+/// alone: a filesystem lvmd made and that was then damaged is refused, not formatted
+/// again; an LV lvm2 made with a filesystem and a file is adopted and mounted; one with
+/// raw data is refused and keeps it; the csi-sanity sequence (grow, delete, a smaller
+/// volume on the same extents, stage) never mounts the old filesystem.
+#[test]
+fn staging_never_formats_what_lvmd_did_not_create_blank() {
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-fmt", &[256]);
+    bed.start(None);
+    let vg = bed.vg.clone();
+    let tags = |bed: &Bed, lv: &str| {
+        bed.lvm2(&[
+            "lvs",
+            "--noheadings",
+            "-o",
+            "lv_tags",
+            &format!("{vg}/{lv}"),
+        ])
+        .trim()
+        .to_owned()
+    };
+    let root = bed.root.clone();
+    let target = move |n: &str| root.join(format!("staging/{n}"));
+
+    // lvmd's own filesystem, then its superblock zeroed through the dm device.
+    bed.json(&["lv", "create", "fs", "32MiB"]);
+    let t = target("fs");
+    let m = bed.json(&["lv", "mount", "fs", t.to_str().unwrap()]);
+    assert_eq!(m["formatted"], true, "{m}");
+    let dev = PathBuf::from(m["device"].as_str().unwrap());
+    std::fs::write(t.join("f"), b"data").unwrap();
+    bed.json(&["lv", "unmount", t.to_str().unwrap()]);
+    assert_eq!(tags(&bed, "fs"), "lvmd.fs=ext4");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&dev).unwrap();
+        f.write_all_at(&[0u8; 1024], 1024).unwrap();
+        f.sync_all().unwrap();
+    }
+    let h = device_hash(&dev);
+    let err = bed.refused(
+        &["lv", "mount", "fs", t.to_str().unwrap()],
+        "FailedPrecondition",
+    );
+    assert!(err.contains("lvmd formatted it as ext4"), "{err}");
+    assert_eq!(device_hash(&dev), h, "the damaged volume was written to");
+    assert_eq!(tags(&bed, "fs"), "lvmd.fs=ext4");
+
+    // An LV lvm2 made, with a filesystem and a file: mounted as it is, adopted.
+    bed.lvm2(&["lvcreate", "-an", "-Zn", "-L", "32m", "-n", "bylvm", &vg]);
+    let v = bed.json(&["lv", "activate", "bylvm"]);
+    let dev = PathBuf::from(v["device_path"].as_str().unwrap());
+    run_ok("mkfs.ext4", &["-q", "-F", dev.to_str().unwrap()]);
+    let mnt = bed.loops.dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    run_ok("mount", &[dev.to_str().unwrap(), mnt.to_str().unwrap()]);
+    std::fs::write(mnt.join("theirs"), b"lvm2's data").unwrap();
+    run_ok("umount", &[mnt.to_str().unwrap()]);
+    let t = target("bylvm");
+    let m = bed.json(&["lv", "mount", "bylvm", t.to_str().unwrap()]);
+    assert_eq!(
+        (m["formatted"].as_bool(), m["fs_type"].as_str()),
+        (Some(false), Some("ext4")),
+        "{m}"
+    );
+    assert_eq!(std::fs::read(t.join("theirs")).unwrap(), b"lvm2's data");
+    assert_eq!(tags(&bed, "bylvm"), "lvmd.fs=ext4");
+    bed.json(&["lv", "unmount", t.to_str().unwrap(), "--remove-target"]);
+
+    // An LV lvm2 made, with raw data: refused, the data kept.
+    bed.lvm2(&["lvcreate", "-an", "-Zn", "-L", "16m", "-n", "rawlvm", &vg]);
+    let v = bed.json(&["lv", "activate", "rawlvm"]);
+    let dev = PathBuf::from(v["device_path"].as_str().unwrap());
+    write_pattern(&dev, 7, 0, 16 * MIB);
+    let err = bed.refused(
+        &["lv", "mount", "rawlvm", target("rawlvm").to_str().unwrap()],
+        "FailedPrecondition",
+    );
+    assert!(err.contains("may hold data"), "{err}");
+    assert_pattern(&dev, 7, 0, 16 * MIB);
+    assert_eq!(tags(&bed, "rawlvm"), "");
+
+    // Grow a volume and its filesystem, delete it, create a smaller one on the same
+    // extents, stage it.
+    bed.json(&["lv", "create", "g", "32MiB"]);
+    let t = target("g");
+    bed.json(&["lv", "mount", "g", t.to_str().unwrap()]);
+    bed.json(&["lv", "resize", "g", "64MiB"]);
+    run_ok("resize2fs", &[&format!("/dev/{vg}/g")]);
+    bed.json(&["lv", "unmount", t.to_str().unwrap(), "--remove-target"]);
+    let ranges = |bed: &Bed, lv: &str| {
+        bed.lvm2(&[
+            "lvs",
+            "--noheadings",
+            "-o",
+            "seg_pe_ranges",
+            &format!("{vg}/{lv}"),
+        ])
+        .trim()
+        .to_owned()
+    };
+    let old = ranges(&bed, "g");
+    assert_eq!(bed.json(&["lv", "remove", "g"])["existed"], true);
+    bed.json(&["lv", "create", "small", "32MiB"]);
+    let new = ranges(&bed, "small");
+    // "loopN:a-b": the new LV starts on the old one's first extent.
+    let start = |r: &str| r.split('-').next().unwrap().to_owned();
+    assert_eq!(start(&new), start(&old), "{old} / {new}");
+    // What the old filesystem left at the LV's start, read through the PV (an
+    // activation would hand the LV out): 4 MiB extents after the 1 MiB data start.
+    let (pv, pe) = new.split_once(':').unwrap();
+    let pe: u64 = pe.split('-').next().unwrap().parse().unwrap();
+    let head = read_head(Path::new(pv), MIB + pe * 4 * MIB);
+    let old_ext4_there = head[1080..1082] == [0x53, 0xef];
+    let t = target("small");
+    if old_ext4_there {
+        // Nothing cleared the extents at creation: the fresh LV holds the grown
+        // filesystem (64 MiB on 32), refused instead of mounted with the wrong
+        // geometry or failing INTERNAL.
+        let err = bed.refused(
+            &["lv", "mount", "small", t.to_str().unwrap()],
+            "FailedPrecondition",
+        );
+        assert!(err.contains("written outside lvmd"), "{err}");
+        assert_eq!(tags(&bed, "small"), "lvmd.fresh");
+    } else {
+        // Cleared at creation: formatted fresh, mounted, its own size.
+        let m = bed.json(&["lv", "mount", "small", t.to_str().unwrap()]);
+        assert_eq!(m["formatted"], true, "{m}");
+        let dev = PathBuf::from(m["device"].as_str().unwrap());
+        assert_eq!(
+            lvmd::probe::filesystem_size("ext4", &read_head(&dev, 0)),
+            Some(lvmd::units::Bytes(32 * MIB))
+        );
+        bed.json(&["lv", "unmount", t.to_str().unwrap(), "--remove-target"]);
+    }
+    eprintln!("grow/delete/create/stage: old ext4 left at the new LV's start: {old_ext4_there}");
+
+    // kill -9 at each step of formatting, then the retry: formatted again while only
+    // lvmd's own mkfs can be there, only mounted once it is marked done.
+    bed.stop();
+    for (i, (point, left)) in [
+        ("mkfs-marked", "lvmd.mkfs=ext4"),
+        ("formatted", "lvmd.mkfs=ext4"),
+        ("fs-marked", "lvmd.fs=ext4"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("k{i}");
+        bed.start(None);
+        bed.json(&["lv", "create", &name, "16MiB"]);
+        bed.stop();
+        let t = target(&name);
+        crash_at(
+            &mut bed,
+            point,
+            &["lv", "mount", &name, t.to_str().unwrap()],
+        );
+        assert_eq!(tags(&bed, &name), left, "{point}");
+        let m = bed.json(&["lv", "mount", &name, t.to_str().unwrap()]);
+        assert_eq!(m["formatted"], point != "fs-marked", "{point}: {m}");
+        assert_eq!(tags(&bed, &name), "lvmd.fs=ext4", "{point}");
+        std::fs::write(t.join("f"), b"after the crash").unwrap();
+        bed.json(&["lv", "unmount", t.to_str().unwrap(), "--remove-target"]);
+        bed.stop();
+    }
+    bed.start(None);
+
+    for lv in ["fs", "bylvm", "rawlvm", "small", "k0", "k1", "k2"] {
+        assert_eq!(bed.json(&["lv", "remove", lv])["existed"], true, "{lv}");
+    }
+    assert!(bed.agree().is_empty());
     bed.stop();
 }

@@ -63,6 +63,7 @@ pub fn lvm_code(e: &LvmError) -> Code {
             Code::AlreadyExists
         }
         LvmError::DeviceNotEmpty { .. }
+        | LvmError::LvmTraces { .. }
         | LvmError::PvInUse { .. }
         | LvmError::PvHasExtents { .. }
         | LvmError::VgNotEmpty { .. }
@@ -99,7 +100,7 @@ pub fn engine_code(e: &EngineError) -> Code {
             | NodeError::BadOption { .. } => Code::InvalidArgument,
             NodeError::NotFound { .. } => Code::NotFound,
             NodeError::Busy { .. } | NodeError::DeviceNotEmpty { .. } => Code::FailedPrecondition,
-            NodeError::Command { .. } => Code::Internal,
+            NodeError::Command { .. } | NodeError::Probe(_) => Code::Internal,
             NodeError::Io { source, .. } => io_code(source),
         },
         EngineError::NotFound { .. } => Code::NotFound,

@@ -8,7 +8,9 @@
 //! first header points at the new text, the others not yet). Points of the engine
 //! (`src/daemon/volumes.rs`): `committed` (a create, resize or remove is committed,
 //! before the table reload of a resize and before answering), `deactivated` (a remove
-//! took the device away, the metadata still has the LV).
+//! took the device away, the metadata still has the LV); and of staging: `mkfs-marked`
+//! (`lvmd.mkfs=` committed, mkfs not run), `formatted` (mkfs done, not yet marked),
+//! `fs-marked` (`lvmd.fs=` committed, not yet mounted).
 
 use crate::lvm::FaultInjector;
 use crate::store::CommitStep;

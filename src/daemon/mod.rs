@@ -16,6 +16,7 @@ pub mod classes;
 pub mod config;
 pub mod crash;
 pub mod engine;
+pub mod formatting;
 pub mod listen;
 pub mod logging;
 pub mod marks;

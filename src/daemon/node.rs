@@ -1,10 +1,11 @@
 //! Node-side volume work as a trait: filesystems, mounts, stats. [`HostNode`] does it on
-//! this machine (mount(2), and mkfs/blkid run as programs); [`SimNode`] remembers it.
+//! this machine (mount(2), libblkid, mkfs run as a program); [`SimNode`] remembers it.
 //!
 //! Policy (which paths, when to format) is not here but in `node_work`: these are the
 //! bare operations.
 
 use super::engine::PathStats;
+use crate::probe::{Contents, Signature, Usage};
 use crate::units::Bytes;
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -37,6 +38,8 @@ pub enum NodeError {
         device: PathBuf,
         why: String,
     },
+    #[error(transparent)]
+    Probe(#[from] crate::probe::ProbeError),
     #[error("{path}: cannot {what}: {source}")]
     Io {
         path: PathBuf,
@@ -102,10 +105,11 @@ pub struct LoopDev {
 }
 
 pub trait Node: Send + Sync + 'static {
-    /// The filesystem on `device` (`Ok(None)` when it holds no signature at all); a
-    /// device holding something that is not a filesystem is `DeviceNotEmpty`.
-    fn filesystem_type(&self, device: &Path) -> Result<Option<String>>;
-    fn make_filesystem(&self, device: &Path, fs_type: &str) -> Result<()>;
+    /// Every signature on `device`, and its size ([`crate::probe`]).
+    fn probe(&self, device: &Path) -> Result<Contents>;
+    /// Makes a filesystem. `again`: over what an interrupted mkfs of lvmd's left, which
+    /// mkfs.xfs would otherwise refuse to overwrite.
+    fn make_filesystem(&self, device: &Path, fs_type: &str, again: bool) -> Result<()>;
     fn mount(&self, req: &MountRequest) -> Result<()>;
     fn unmount(&self, target: &Path) -> Result<()>;
     /// Whether `source` (a device, or a directory for binds) is mounted at `target`.
@@ -338,49 +342,16 @@ impl HostNode {
 }
 
 impl Node for HostNode {
-    fn filesystem_type(&self, device: &Path) -> Result<Option<String>> {
-        // -p: probe the device itself, not blkid's cache, which may predate a wipe.
-        let out = Self::run("blkid", &["-p", "-o", "export"], device)?;
-        match out.status.code() {
-            // 2: nothing found.
-            Some(2) => return Ok(None),
-            Some(0) => {}
-            _ => {
-                return Err(NodeError::Command {
-                    program: "blkid".into(),
-                    device: device.to_owned(),
-                    why: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-                })
-            }
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let value = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-                .map(str::to_owned)
-        };
-        if let Some(t) = value("TYPE") {
-            if value("USAGE").as_deref().is_some_and(|u| u != "filesystem") {
-                return Err(NodeError::DeviceNotEmpty {
-                    device: device.to_owned(),
-                    what: format!("a {t} signature that is not a filesystem"),
-                });
-            }
-            return Ok(Some(t));
-        }
-        if let Some(pt) = value("PTTYPE") {
-            return Err(NodeError::DeviceNotEmpty {
-                device: device.to_owned(),
-                what: format!("a {pt} partition table"),
-            });
-        }
-        Ok(None)
+    fn probe(&self, device: &Path) -> Result<Contents> {
+        Ok(crate::probe::probe(device)?)
     }
 
-    fn make_filesystem(&self, device: &Path, fs_type: &str) -> Result<()> {
+    fn make_filesystem(&self, device: &Path, fs_type: &str, again: bool) -> Result<()> {
         let (program, args): (&str, &[&str]) = match fs_type {
             // -F: mkfs.ext4 would otherwise ask on a terminal about a whole device.
             "ext4" => ("mkfs.ext4", &["-q", "-F"]),
+            // Not forced the first time: mkfs.xfs refusing a signature is one more guard.
+            "xfs" if again => ("mkfs.xfs", &["-q", "-f"]),
             "xfs" => ("mkfs.xfs", &["-q"]),
             other => {
                 return Err(NodeError::UnsupportedFs {
@@ -730,7 +701,10 @@ struct SimMount {
 /// Node work in memory: filesystems and mounts are remembered, nothing is touched.
 #[derive(Debug, Default)]
 pub struct SimNode {
-    filesystems: Mutex<BTreeMap<PathBuf, String>>,
+    /// What each device "holds".
+    disks: Mutex<BTreeMap<PathBuf, Contents>>,
+    /// Every mkfs asked for: (device, type).
+    formats: Mutex<Vec<(PathBuf, String)>>,
     mounts: Mutex<BTreeMap<PathBuf, SimMount>>,
     targets: Mutex<BTreeMap<PathBuf, TargetKind>>,
     grows: Mutex<Vec<FsGrow>>,
@@ -775,7 +749,36 @@ pub struct FsGrow {
 impl SimNode {
     /// The filesystem "on" a device, as the sim remembers it.
     pub fn filesystem_on(&self, device: &Path) -> Option<String> {
-        self.filesystems.lock().unwrap().get(device).cloned()
+        let disks = self.disks.lock().unwrap();
+        let c = disks.get(device)?;
+        c.signatures
+            .iter()
+            .find(|s| s.usage == Usage::Filesystem)
+            .map(|s| s.name.clone())
+    }
+    /// Every mkfs asked for, in order: (device, type).
+    pub fn formats(&self) -> Vec<(PathBuf, String)> {
+        self.formats.lock().unwrap().clone()
+    }
+    /// Puts a signature on a device, as something other than lvmd would write it.
+    pub fn write_signature(&self, device: &Path, sig: Signature) {
+        let mut disks = self.disks.lock().unwrap();
+        disks
+            .entry(device.to_owned())
+            .or_default()
+            .signatures
+            .push(sig);
+    }
+    /// Clears every signature on a device (a damaged superblock, or a wipe).
+    pub fn clear_signatures(&self, device: &Path) {
+        if let Some(c) = self.disks.lock().unwrap().get_mut(device) {
+            c.signatures.clear();
+        }
+    }
+    /// Gives a device a size; a filesystem made on it then has that size too.
+    pub fn set_device_size(&self, device: &Path, size: Bytes) {
+        let mut disks = self.disks.lock().unwrap();
+        disks.entry(device.to_owned()).or_default().device_size = Some(size);
     }
     /// What is mounted at `target`: (source, read-only).
     pub fn mounted(&self, target: &Path) -> Option<(PathBuf, bool)> {
@@ -847,19 +850,35 @@ fn sim_loop_number(p: &Path) -> u32 {
 }
 
 impl Node for SimNode {
-    fn filesystem_type(&self, device: &Path) -> Result<Option<String>> {
-        Ok(self.filesystem_on(device))
+    fn probe(&self, device: &Path) -> Result<Contents> {
+        Ok(self
+            .disks
+            .lock()
+            .unwrap()
+            .get(device)
+            .cloned()
+            .unwrap_or_default())
     }
-    fn make_filesystem(&self, device: &Path, fs_type: &str) -> Result<()> {
+    fn make_filesystem(&self, device: &Path, fs_type: &str, _again: bool) -> Result<()> {
         if !FILESYSTEMS.contains(&fs_type) {
             return Err(NodeError::UnsupportedFs {
                 fs_type: fs_type.into(),
             });
         }
-        self.filesystems
+        self.formats
             .lock()
             .unwrap()
-            .insert(device.to_owned(), fs_type.into());
+            .push((device.to_owned(), fs_type.into()));
+        let mut disks = self.disks.lock().unwrap();
+        let c = disks.entry(device.to_owned()).or_default();
+        // mkfs overwrites what was there.
+        c.signatures = vec![Signature {
+            name: fs_type.into(),
+            usage: Usage::Filesystem,
+            offset: Some(Bytes(if fs_type == "xfs" { 0 } else { 1080 })),
+            size: c.device_size,
+            bad_checksum: false,
+        }];
         Ok(())
     }
     fn mount(&self, req: &MountRequest) -> Result<()> {
@@ -944,13 +963,11 @@ impl Node for SimNode {
             path: path.to_owned(),
         })?;
         Ok(match m.kind {
-            MountKind::Bind if !self.filesystems.lock().unwrap().contains_key(&m.source) => {
-                PathStats {
-                    block: true,
-                    total: Bytes(1 << 30),
-                    ..PathStats::default()
-                }
-            }
+            MountKind::Bind if self.filesystem_on(&m.source).is_none() => PathStats {
+                block: true,
+                total: Bytes(1 << 30),
+                ..PathStats::default()
+            },
             _ => PathStats {
                 block: false,
                 total: Bytes(1 << 30),

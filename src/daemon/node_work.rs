@@ -1,6 +1,7 @@
-//! The node-side flows both engines share: check the request, then format, mount,
-//! bind, unmount through a [`Node`]. Every check runs before anything changes, and a
-//! repeated request that is already done is success (kubelet retries).
+//! The node-side flows both engines share: check the request, then mount, bind,
+//! unmount through a [`Node`] (whether to format is the engine's: `formatting`). Every
+//! check runs before anything changes, and a repeated request that is already done is
+//! success (kubelet retries).
 
 use super::engine::{EngineError, MountSpec, Mounted, PathStats, Result};
 use super::node::{
@@ -90,61 +91,55 @@ impl NodeWork {
         Ok(())
     }
 
-    /// Formats `device` if it holds no filesystem, then mounts it. `spec` as returned
-    /// by [`check_mount`](Self::check_mount).
-    pub fn mount_filesystem(&self, device: &Path, spec: &MountSpec) -> Result<Mounted> {
-        let node = &self.node;
-        match node.mount_state(&spec.target, device)? {
+    /// Whether `device` is mounted at `spec.target` already (a retry): its mount, if it
+    /// is there as asked; an error if it is there the other way (read-only or not) or
+    /// something else is. `spec` as returned by [`check_mount`](Self::check_mount).
+    pub fn mounted_already(&self, device: &Path, spec: &MountSpec) -> Result<Option<Mounted>> {
+        match self.node.mount_state(&spec.target, device)? {
             MountState::Same { read_only } => {
                 let asked =
                     spec.read_only || parse_mount_options(&spec.options)?.0 & libc::MS_RDONLY != 0;
                 if read_only != asked {
                     return Err(incompatible(&spec.target, device, read_only));
                 }
-                let fs = node.filesystem_type(device)?.unwrap_or_default();
-                return Ok(Mounted {
+                let found = self.node.probe(device)?;
+                let fs = found
+                    .signatures
+                    .iter()
+                    .find(|s| s.usage == crate::probe::Usage::Filesystem)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                Ok(Some(Mounted {
                     device: device.to_owned(),
                     fs_type: fs,
                     formatted: false,
-                });
+                }))
             }
-            MountState::Other(what) => {
-                return Err(NodeError::Busy {
-                    path: spec.target.clone(),
-                    why: what,
-                }
-                .into())
+            MountState::Other(what) => Err(NodeError::Busy {
+                path: spec.target.clone(),
+                why: what,
             }
-            MountState::NotMounted => {}
+            .into()),
+            MountState::NotMounted => Ok(None),
         }
-        let (formatted, fs_type) = match node.filesystem_type(device)? {
-            Some(existing) => {
-                if existing != spec.fs_type {
-                    // Mount what is there rather than reformat someone's data; but say
-                    // so, since the caller asked for something else.
-                    tracing::warn!(device = %device.display(), existing, asked = spec.fs_type,
-                        "device already holds another filesystem; mounting it as it is");
-                }
-                (false, existing)
-            }
-            None => {
-                if spec.read_only {
-                    return Err(EngineError::FailedPrecondition {
-                        what: "device",
-                        name: device.display().to_string(),
-                        why: "holds no filesystem, and a read-only mount cannot make one".into(),
-                    });
-                }
-                node.make_filesystem(device, &spec.fs_type)?;
-                (true, spec.fs_type.clone())
-            }
-        };
+    }
+
+    /// Mounts the `fs_type` filesystem on `device` at `spec.target` (whether to format
+    /// first is the engine's to decide, from the LV's marks: see `formatting`).
+    pub fn mount_as(
+        &self,
+        device: &Path,
+        spec: &MountSpec,
+        fs_type: &str,
+        formatted: bool,
+    ) -> Result<Mounted> {
+        let node = &self.node;
         node.create_target(&spec.target, TargetKind::Directory)?;
         node.mount(&MountRequest {
             source: device.to_owned(),
             target: spec.target.clone(),
             kind: MountKind::Filesystem {
-                fs_type: fs_type.clone(),
+                fs_type: fs_type.to_owned(),
             },
             read_only: spec.read_only,
             options: spec.options.clone(),
@@ -152,7 +147,7 @@ impl NodeWork {
         tracing::info!(device = %device.display(), target = %spec.target.display(), fs_type, formatted, "mounted");
         Ok(Mounted {
             device: device.to_owned(),
-            fs_type,
+            fs_type: fs_type.to_owned(),
             formatted,
         })
     }
@@ -291,7 +286,12 @@ impl NodeWork {
                 })
             }
         }
-        match self.node.filesystem_type(device)? {
+        let found = self.node.probe(device)?;
+        let fs = found
+            .signatures
+            .iter()
+            .find(|s| s.usage == crate::probe::Usage::Filesystem);
+        match fs.map(|s| s.name.clone()) {
             Some(fs) if FILESYSTEMS.contains(&fs.as_str()) => Ok(fs),
             Some(fs) => Err(NodeError::UnsupportedFs { fs_type: fs }.into()),
             None => Err(EngineError::FailedPrecondition {

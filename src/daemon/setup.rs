@@ -1,8 +1,9 @@
 //! Start-up: which devices to scan, loop-backed trial devices, and each device class's
 //! VG created from (or extended with) the devices its globs match.
 //!
-//! Devices that cannot become PVs (they hold data, or belong to another VG) are left
-//! alone and logged; the daemon starts anyway, serving what it can.
+//! Devices that cannot become PVs (they hold data, show traces of LVM, or belong to
+//! another VG) are left alone and logged; the daemon starts anyway, serving what it
+//! can. Nothing that holds anything is ever initialised automatically: an admin decides.
 
 use super::config::{Config, LoopFile};
 use super::engine::{Engine, EngineError};
@@ -108,9 +109,7 @@ pub fn prepare_classes(config: &Config, engine: &dyn Engine, devices: &[(String,
                         Ok(_) => {
                             tracing::info!(class = name, vg, device = %d.display(), "extended volume group")
                         }
-                        Err(e) => {
-                            tracing::warn!(class = name, vg, device = %d.display(), "not adding the device: {e}")
-                        }
+                        Err(e) => not_using(name, vg, d, &e),
                     }
                 }
             }
@@ -127,6 +126,19 @@ pub fn prepare_classes(config: &Config, engine: &dyn Engine, devices: &[(String,
             }
             Err(e) => tracing::error!(class = name, vg, "cannot read the volume group: {e}"),
         }
+    }
+}
+
+/// Logs why a class device is not used; one that holds something (data, a damaged
+/// PV) as an error, with where to look.
+fn not_using(class: &str, vg: &str, device: &Path, e: &EngineError) {
+    match e {
+        EngineError::Lvm(LvmError::DeviceNotEmpty { .. } | LvmError::LvmTraces { .. }) => {
+            tracing::error!(class, vg, device = %device.display(),
+                "refusing the device: {e}; lvmd never initialises a device that holds anything (`lvmd-ctl inspect {}` shows its LVM side; wipe it yourself if it is meant for lvmd)",
+                device.display())
+        }
+        _ => tracing::warn!(class, vg, device = %device.display(), "not using the device: {e}"),
     }
 }
 
@@ -157,7 +169,7 @@ fn create(class: &str, vg: &str, devs: &[PathBuf], engine: &dyn Engine) {
                 exists = true;
                 tracing::info!(class, vg, device = %d.display(), "added device to volume group");
             }
-            Err(e) => tracing::warn!(class, vg, device = %d.display(), "not using the device: {e}"),
+            Err(e) => not_using(class, vg, d, &e),
         }
     }
 }

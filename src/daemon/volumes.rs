@@ -14,7 +14,7 @@ use super::engine::{
     rounded_size, spec_mismatch, Created, Engine, EngineError, Expanded, LvInfo, LvLayout, LvSpec,
     MountSpec, Mounted, PathStats, Result, VgInfo, VgSpace,
 };
-use super::node::LoopDev;
+use super::node::{LoopDev, NodeError};
 use super::node_work::NodeWork;
 use super::view;
 use crate::lvm::LvmError;
@@ -119,6 +119,9 @@ pub struct VolumeEngine<M> {
     pub(crate) activation: Arc<dyn Activation>,
     pub(crate) node: NodeWork,
     pub(crate) locks: VgLocks,
+    /// One per LV (`vg/lv`): staging and handing out are decided and done one at a
+    /// time, so two stages of a fresh LV cannot both format it.
+    pub(crate) handouts: VgLocks,
 }
 
 fn lv_not_found(vg: &str, lv: &str) -> EngineError {
@@ -225,6 +228,7 @@ impl<M: Metadata> VolumeEngine<M> {
             activation,
             node,
             locks: VgLocks::default(),
+            handouts: VgLocks::default(),
         }
     }
 
@@ -257,7 +261,12 @@ impl<M: Metadata> VolumeEngine<M> {
             return self.existing(&read, spec);
         }
         check_fits(&read.vg, spec.size, spec.layout)?;
-        match self.meta.lv_create(vg, spec) {
+        // Marked fresh in the creating commit: only such an LV may get a filesystem.
+        let marked = LvSpec {
+            tags: [spec.tags.clone(), vec![super::marks::FRESH.to_owned()]].concat(),
+            ..spec.clone()
+        };
+        match self.meta.lv_create(vg, &marked) {
             Ok(()) => {}
             // Another writer (lvm2) made it between our read and our lock.
             Err(LvmError::LvExists { .. }) => return self.existing(&self.meta.read(vg)?, spec),
@@ -432,6 +441,140 @@ impl<M: Metadata> VolumeEngine<M> {
     }
 }
 
+/// lvmd's marks that a hand-out as a raw device ends: after it, what is on the LV may
+/// be an application's, never to be formatted.
+fn unformattable_marks(tags: &[String]) -> Vec<String> {
+    tags.iter()
+        .filter(|t| *t == super::marks::FRESH || t.starts_with(super::marks::MKFS_PREFIX))
+        .cloned()
+        .collect()
+}
+
+impl<M: Metadata> VolumeEngine<M> {
+    /// Activates with the VG's write lock (no resize or remove of the VG in between),
+    /// leaving lvmd's marks as they are.
+    fn activate_volume(&self, vg: &str, lv: &str) -> Result<LvInfo> {
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        let read = self.meta.read(vg)?;
+        self.info(&read, lv)?;
+        let active = self.activation.activate(&read, lv)?;
+        let mut info = self.info(&read, lv)?;
+        info.device = Some(active.device);
+        Ok(info)
+    }
+
+    /// Replaces lvmd's mark `from` by `to` on `vg/lv` in one commit, checking under the
+    /// VG's write lock that the LV is still as it was read: `from` there, or with
+    /// `None` no mark of lvmd's at all (another writer may have changed it since).
+    fn swap_mark(&self, vg: &str, lv: &str, from: Option<&str>, to: &str) -> Result<()> {
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        let read = self.meta.read(vg)?;
+        let tags = &self.info(&read, lv)?.tags;
+        let still = match from {
+            Some(f) => tags.iter().any(|t| t == f),
+            None => !tags.iter().any(|t| super::marks::is_internal(t)),
+        };
+        if !still {
+            return Err(EngineError::FailedPrecondition {
+                what: "logical volume",
+                name: format!("{vg}/{lv}"),
+                why: format!(
+                    "its marks changed while it was being staged (now {}); retry",
+                    tags.join(", ")
+                ),
+            });
+        }
+        let del: Vec<String> = from.iter().map(|f| f.to_string()).collect();
+        self.meta.lv_change_tags(vg, lv, &[to.to_owned()], &del)?;
+        tracing::info!(vg, lv, from, to, "marked");
+        Ok(())
+    }
+
+    /// Before `vg/lv` is handed out as a raw device (a client's activate, a block
+    /// publish): drops the marks that would let lvmd format it later, in one commit.
+    fn end_formattable(&self, vg: &str, lv: &str) -> Result<()> {
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        let read = self.meta.read(vg)?;
+        let drop = unformattable_marks(&self.info(&read, lv)?.tags);
+        if drop.is_empty() {
+            return Ok(());
+        }
+        self.meta.lv_change_tags(vg, lv, &[], &drop)?;
+        tracing::info!(vg, lv, dropped = ?drop, "handed out as a raw device: lvmd will never format it");
+        Ok(())
+    }
+
+    /// Decides from the marks and the probe ([`super::formatting`]), formats if that
+    /// says so, and mounts. `device`: the LV's, active.
+    fn stage(&self, vg: &str, lv: &str, device: &Path, spec: &MountSpec) -> Result<Mounted> {
+        use super::formatting::{decide, Plan};
+        use super::marks::{FRESH, FS_PREFIX, MKFS_PREFIX};
+        let name = format!("{vg}/{lv}");
+        let tags = self.logical_volume(vg, lv)?.tags;
+        let found = self.node.node.probe(device)?;
+        let plan = decide(&tags, &found, &spec.fs_type, spec.read_only).map_err(|why| {
+            tracing::warn!(vg, lv, device = %device.display(), found = found.describe(), "not staging: {why}");
+            EngineError::FailedPrecondition {
+                what: "logical volume",
+                name: name.clone(),
+                why,
+            }
+        })?;
+        let (fs_type, formatted) = match plan {
+            Plan::Mount { fs_type, adopt } => {
+                if adopt {
+                    // Recorded before the mount: from here on lvmd never formats it.
+                    self.swap_mark(vg, lv, None, &format!("{FS_PREFIX}{fs_type}"))?;
+                    tracing::info!(vg, lv, fs_type, "adopted a filesystem lvmd did not make");
+                }
+                (fs_type, false)
+            }
+            Plan::Format { fs_type, again } => {
+                let mkfs = format!("{MKFS_PREFIX}{fs_type}");
+                if again {
+                    tracing::warn!(
+                        vg,
+                        lv,
+                        fs_type,
+                        "an earlier mkfs was cut short: formatting again"
+                    );
+                } else {
+                    self.swap_mark(vg, lv, Some(FRESH), &mkfs)?;
+                    crash::point("mkfs-marked");
+                }
+                self.node.node.make_filesystem(device, &fs_type, again)?;
+                crash::point("formatted");
+                self.swap_mark(vg, lv, Some(&mkfs), &format!("{FS_PREFIX}{fs_type}"))?;
+                crash::point("fs-marked");
+                tracing::info!(vg, lv, device = %device.display(), fs_type, "made a filesystem");
+                (fs_type, true)
+            }
+        };
+        if fs_type != spec.fs_type {
+            // Mount what is there rather than reformat someone's data; but say so,
+            // since the caller asked for something else.
+            tracing::warn!(vg, lv, device = %device.display(), existing = fs_type, asked = spec.fs_type,
+                "volume holds another filesystem; mounting it as it is");
+        }
+        match self.node.mount_as(device, spec, &fs_type, formatted) {
+            Err(EngineError::Node(NodeError::Io { source, .. })) if !formatted => {
+                Err(EngineError::FailedPrecondition {
+                    what: "logical volume",
+                    name,
+                    why: format!(
+                        "its {fs_type} filesystem ({}) does not mount: {source}; lvmd does not format it",
+                        found.describe()
+                    ),
+                })
+            }
+            other => other,
+        }
+    }
+}
+
 impl<M: Metadata> Engine for VolumeEngine<M> {
     fn volume_groups(&self) -> Result<Vec<VgInfo>> {
         Ok(self
@@ -524,15 +667,12 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
     }
 
     fn activate(&self, vg: &str, lv: &str) -> Result<LvInfo> {
-        // A write lock: activation must not race a resize or remove of the same VG.
-        let lock = self.locks.get(vg);
-        let _g = lock.write().unwrap();
-        let read = self.meta.read(vg)?;
-        self.info(&read, lv)?;
-        let active = self.activation.activate(&read, lv)?;
-        let mut info = self.info(&read, lv)?;
-        info.device = Some(active.device);
-        Ok(info)
+        // A client's activation hands the device out: what it writes there is never
+        // formatted by a later stage.
+        let h = self.handouts.get(&format!("{vg}/{lv}"));
+        let _h = h.write().unwrap();
+        self.end_formattable(vg, lv)?;
+        self.activate_volume(vg, lv)
     }
 
     fn deactivate(&self, vg: &str, lv: &str) -> Result<LvInfo> {
@@ -546,12 +686,17 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 
     fn mount_volume(&self, vg: &str, lv: &str, spec: &MountSpec) -> Result<Mounted> {
         let spec = self.node.check_mount(spec)?;
+        let h = self.handouts.get(&format!("{vg}/{lv}"));
+        let _h = h.write().unwrap();
         let before = self.logical_volume(vg, lv)?;
         self.node
             .check_free_target(&spec.target, before.device.is_some())?;
-        let info = self.activate(vg, lv)?;
+        let info = self.activate_volume(vg, lv)?;
         let device = info.device.expect("activate sets the device");
-        self.node.mount_filesystem(&device, &spec)
+        if let Some(m) = self.node.mounted_already(&device, &spec)? {
+            return Ok(m);
+        }
+        self.stage(vg, lv, &device, &spec)
     }
 
     fn bind_mount(&self, source: &Path, target: &Path, read_only: bool) -> Result<()> {
@@ -560,10 +705,14 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 
     fn publish_block(&self, vg: &str, lv: &str, target: &Path, read_only: bool) -> Result<PathBuf> {
         let target = self.node.check_path(target)?;
+        let h = self.handouts.get(&format!("{vg}/{lv}"));
+        let _h = h.write().unwrap();
         let before = self.logical_volume(vg, lv)?;
         self.node
             .check_free_target(&target, before.device.is_some())?;
-        let info = self.activate(vg, lv)?;
+        // Before the device is given: from here it may hold an application's data.
+        self.end_formattable(vg, lv)?;
+        let info = self.activate_volume(vg, lv)?;
         let device = info.device.expect("activate sets the device");
         self.node.publish_block(&device, &target, read_only)?;
         Ok(device)
@@ -766,6 +915,304 @@ mod tests {
         // A retry (same size) refreshes again, harmlessly.
         e.expand_volume("vg", "raw", Bytes(16 * MIB), None).unwrap();
         assert_eq!(node.loop_size_refreshes(&l), 2);
+    }
+
+    fn fs_spec(target: &str, fs: &str, read_only: bool) -> MountSpec {
+        MountSpec {
+            target: PathBuf::from(target),
+            fs_type: fs.into(),
+            options: vec![],
+            read_only,
+        }
+    }
+
+    fn lv(name: &str) -> LvSpec {
+        LvSpec {
+            name: name.into(),
+            size: Bytes(8 * MIB),
+            layout: LvLayout::Linear,
+            tags: vec!["csi.pv=x".into()],
+        }
+    }
+
+    fn marks_of(e: &SimEngine, name: &str) -> Vec<String> {
+        let tags = e.logical_volume("vg", name).unwrap().tags;
+        tags.into_iter()
+            .filter(|t| crate::daemon::marks::is_internal(t))
+            .collect()
+    }
+
+    /// The LV's device, active (without ending its freshness).
+    fn device_of(e: &SimEngine, name: &str) -> PathBuf {
+        e.activate_volume("vg", name).unwrap().device.unwrap()
+    }
+
+    fn sig(name: &str, usage: crate::probe::Usage) -> crate::probe::Signature {
+        crate::probe::Signature {
+            name: name.into(),
+            usage,
+            offset: Some(Bytes(0)),
+            size: None,
+            bad_checksum: false,
+        }
+    }
+
+    fn refused(err: EngineError, says: &str) {
+        assert!(
+            matches!(err, EngineError::FailedPrecondition { .. }),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(says), "{msg}");
+    }
+
+    #[test]
+    fn a_fresh_volume_is_formatted_once_then_only_mounted() {
+        let (e, _, node) = engine();
+        e.create_logical_volume("vg", &lv("fs")).unwrap();
+        assert_eq!(marks_of(&e, "fs"), ["lvmd.fresh"]);
+        // The client's tags are as asked: the mark is lvmd's own.
+        let retry = e.create_logical_volume("vg", &lv("fs")).unwrap();
+        assert!(!retry.created);
+        let m = e
+            .mount_volume("vg", "fs", &fs_spec("/k/s", "", false))
+            .unwrap();
+        assert!(m.formatted);
+        assert_eq!(m.fs_type, "ext4");
+        assert_eq!(marks_of(&e, "fs"), ["lvmd.fs=ext4"]);
+        // A retry while mounted, and a mount after unmounting: never formatted again.
+        let again = e
+            .mount_volume("vg", "fs", &fs_spec("/k/s", "", false))
+            .unwrap();
+        assert!(!again.formatted);
+        assert!(e.unmount(Path::new("/k/s"), true).unwrap());
+        let later = e
+            .mount_volume("vg", "fs", &fs_spec("/k/s", "", true))
+            .unwrap();
+        assert!(!later.formatted);
+        assert_eq!(node.formats().len(), 1, "{:?}", node.formats());
+        // Asked as xfs: mounted as the ext4 it is, and said so.
+        e.unmount(Path::new("/k/s"), true).unwrap();
+        let x = e
+            .mount_volume("vg", "fs", &fs_spec("/k/s", "xfs", false))
+            .unwrap();
+        assert_eq!((x.fs_type.as_str(), x.formatted), ("ext4", false));
+        assert_eq!(node.mount_count(), 1);
+    }
+
+    #[test]
+    fn a_damaged_filesystem_of_lvmds_is_refused_never_formatted_again() {
+        let (e, _, node) = engine();
+        e.create_logical_volume("vg", &lv("fs")).unwrap();
+        e.mount_volume("vg", "fs", &fs_spec("/k/s", "xfs", false))
+            .unwrap();
+        e.unmount(Path::new("/k/s"), true).unwrap();
+        let dev = device_of(&e, "fs");
+        // Its superblock zeroed: the probe finds nothing.
+        node.clear_signatures(&dev);
+        let err = e
+            .mount_volume("vg", "fs", &fs_spec("/k/s", "xfs", false))
+            .unwrap_err();
+        refused(
+            err,
+            "lvmd formatted it as xfs, but the probe finds no signature",
+        );
+        // Overwritten by something else.
+        node.write_signature(&dev, sig("crypto_LUKS", crate::probe::Usage::Crypto));
+        let err = e
+            .mount_volume("vg", "fs", &fs_spec("/k/s", "xfs", false))
+            .unwrap_err();
+        refused(err, "crypto_LUKS");
+        assert_eq!(node.formats().len(), 1);
+        assert_eq!(node.mount_count(), 0);
+        assert_eq!(marks_of(&e, "fs"), ["lvmd.fs=xfs"]);
+    }
+
+    #[test]
+    fn a_fresh_volume_someone_wrote_to_is_refused() {
+        let (e, _, node) = engine();
+        e.create_logical_volume("vg", &lv("fs")).unwrap();
+        let dev = device_of(&e, "fs");
+        node.write_signature(&dev, sig("btrfs", crate::probe::Usage::Filesystem));
+        let err = e
+            .mount_volume("vg", "fs", &fs_spec("/k/s", "", false))
+            .unwrap_err();
+        refused(err, "a btrfs filesystem");
+        assert!(node.formats().is_empty());
+        assert_eq!(marks_of(&e, "fs"), ["lvmd.fresh"]);
+        // Read-only, a fresh LV has nothing to mount and is not formatted either.
+        e.create_logical_volume("vg", &lv("ro")).unwrap();
+        let err = e
+            .mount_volume("vg", "ro", &fs_spec("/k/r", "", true))
+            .unwrap_err();
+        refused(err, "read-only");
+        assert!(node.formats().is_empty());
+    }
+
+    #[test]
+    fn a_crash_between_the_steps_of_formatting_is_finished_by_the_retry() {
+        use crate::daemon::marks::FRESH;
+        let (e, _, node) = engine();
+        let set = |name: &str, add: &str| {
+            e.meta
+                .lv_change_tags("vg", name, &[add.into()], &[FRESH.into()])
+                .unwrap();
+        };
+        // Killed after marking mkfs, before mkfs ran: nothing on the device.
+        e.create_logical_volume("vg", &lv("a")).unwrap();
+        set("a", "lvmd.mkfs=xfs");
+        let m = e
+            .mount_volume("vg", "a", &fs_spec("/k/a", "ext4", false))
+            .unwrap();
+        // The type recorded is the one made, whatever the retry asks.
+        assert_eq!((m.fs_type.as_str(), m.formatted), ("xfs", true));
+        assert_eq!(marks_of(&e, "a"), ["lvmd.fs=xfs"]);
+        // Killed after mkfs, before marking it done: made again (nothing was mounted).
+        e.create_logical_volume("vg", &lv("b")).unwrap();
+        set("b", "lvmd.mkfs=ext4");
+        let dev = device_of(&e, "b");
+        node.make_filesystem(&dev, "ext4", false).unwrap();
+        let n = node.formats().len();
+        let m = e
+            .mount_volume("vg", "b", &fs_spec("/k/b", "", false))
+            .unwrap();
+        assert!(m.formatted);
+        assert_eq!(node.formats().len(), n + 1);
+        assert_eq!(marks_of(&e, "b"), ["lvmd.fs=ext4"]);
+        // Killed after marking it done, before the mount: only mounted.
+        e.create_logical_volume("vg", &lv("c")).unwrap();
+        set("c", "lvmd.fs=ext4");
+        let dev = device_of(&e, "c");
+        node.make_filesystem(&dev, "ext4", false).unwrap();
+        let n = node.formats().len();
+        let m = e
+            .mount_volume("vg", "c", &fs_spec("/k/c", "", false))
+            .unwrap();
+        assert!(!m.formatted);
+        assert_eq!(node.formats().len(), n);
+        // Killed before anything: still fresh, formatted by the retry.
+        e.create_logical_volume("vg", &lv("d")).unwrap();
+        assert!(
+            e.mount_volume("vg", "d", &fs_spec("/k/d", "", false))
+                .unwrap()
+                .formatted
+        );
+    }
+
+    #[test]
+    fn volumes_lvmd_did_not_create_are_adopted_or_refused_never_formatted() {
+        let (e, _, node) = engine();
+        // LVs as lvm2 (or an older lvmd) made them: no mark.
+        for n in ["ext", "empty", "btrfs", "two"] {
+            e.meta.lv_create("vg", &lv(n)).unwrap();
+        }
+        let ext = device_of(&e, "ext");
+        node.write_signature(&ext, sig("ext4", crate::probe::Usage::Filesystem));
+        let m = e
+            .mount_volume("vg", "ext", &fs_spec("/k/e", "xfs", false))
+            .unwrap();
+        assert_eq!((m.fs_type.as_str(), m.formatted), ("ext4", false));
+        assert_eq!(marks_of(&e, "ext"), ["lvmd.fs=ext4"]);
+        let err = e
+            .mount_volume("vg", "empty", &fs_spec("/k/m", "", false))
+            .unwrap_err();
+        refused(err, "may hold data");
+        let b = device_of(&e, "btrfs");
+        node.write_signature(&b, sig("btrfs", crate::probe::Usage::Filesystem));
+        refused(
+            e.mount_volume("vg", "btrfs", &fs_spec("/k/b", "", false))
+                .unwrap_err(),
+            "a btrfs filesystem",
+        );
+        let two = device_of(&e, "two");
+        node.write_signature(&two, sig("ext4", crate::probe::Usage::Filesystem));
+        node.write_signature(&two, sig("gpt", crate::probe::Usage::PartitionTable));
+        refused(
+            e.mount_volume("vg", "two", &fs_spec("/k/t", "", false))
+                .unwrap_err(),
+            "a gpt partition table",
+        );
+        assert!(node.formats().is_empty(), "{:?}", node.formats());
+        for n in ["empty", "btrfs", "two"] {
+            assert!(marks_of(&e, n).is_empty(), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_raw_hand_out_ends_formatting_for_good() {
+        let (e, _, node) = engine();
+        e.create_logical_volume("vg", &lv("blk")).unwrap();
+        e.publish_block("vg", "blk", Path::new("/k/blk"), false)
+            .unwrap();
+        assert!(marks_of(&e, "blk").is_empty());
+        e.unmount(Path::new("/k/blk"), true).unwrap();
+        // An application may have written anything there since.
+        refused(
+            e.mount_volume("vg", "blk", &fs_spec("/k/s", "", false))
+                .unwrap_err(),
+            "may hold data",
+        );
+        // A client's explicit activation too, and an mkfs cut short with it.
+        e.create_logical_volume("vg", &lv("act")).unwrap();
+        e.meta
+            .lv_change_tags(
+                "vg",
+                "act",
+                &["lvmd.mkfs=ext4".into()],
+                &["lvmd.fresh".into()],
+            )
+            .unwrap();
+        e.activate("vg", "act").unwrap();
+        assert!(marks_of(&e, "act").is_empty());
+        refused(
+            e.mount_volume("vg", "act", &fs_spec("/k/a", "", false))
+                .unwrap_err(),
+            "may hold data",
+        );
+        assert!(node.formats().is_empty());
+        // Handing out a formatted volume raw keeps what lvmd knows of it.
+        e.create_logical_volume("vg", &lv("fs")).unwrap();
+        e.mount_volume("vg", "fs", &fs_spec("/k/f", "", false))
+            .unwrap();
+        e.activate("vg", "fs").unwrap();
+        assert_eq!(marks_of(&e, "fs"), ["lvmd.fs=ext4"]);
+    }
+
+    #[test]
+    fn a_filesystem_larger_than_its_device_is_refused_with_both_sizes() {
+        let (e, _, node) = engine();
+        // grown to 16 MiB and formatted, deleted; a new 8 MiB LV at the same place.
+        e.create_logical_volume("vg", &lv("big")).unwrap();
+        let dev = device_of(&e, "big");
+        node.set_device_size(&dev, Bytes(16 * MIB));
+        e.mount_volume("vg", "big", &fs_spec("/k/b", "", false))
+            .unwrap();
+        e.unmount(Path::new("/k/b"), true).unwrap();
+        assert!(e.remove_logical_volume("vg", "big").unwrap());
+        node.set_device_size(&dev, Bytes(8 * MIB));
+        // Recreated fresh: the old signature found is refused, not mounted.
+        e.create_logical_volume("vg", &lv("big")).unwrap();
+        assert_eq!(device_of(&e, "big"), dev);
+        refused(
+            e.mount_volume("vg", "big", &fs_spec("/k/b", "", false))
+                .unwrap_err(),
+            "written outside lvmd",
+        );
+        // One lvmd itself formatted, whose device shrank under it: both sizes named.
+        e.meta
+            .lv_change_tags(
+                "vg",
+                "big",
+                &["lvmd.fs=ext4".into()],
+                &["lvmd.fresh".into()],
+            )
+            .unwrap();
+        refused(
+            e.mount_volume("vg", "big", &fs_spec("/k/b", "", false))
+                .unwrap_err(),
+            "is 16777216 bytes, larger than the device's 8388608 bytes",
+        );
+        assert_eq!(node.formats().len(), 1);
     }
 
     /// lvm2's `mixed` fixture VG (raid1, thin pool, thin LVs, cache, snapshot).

@@ -13,7 +13,7 @@ mod vg;
 
 pub use check::{Problem, PvUsage};
 pub use lv::{Area, LogicalVolume, Segment, SegmentKind};
-pub use vg::{PhysicalVolume, TextHeader, VolumeGroup};
+pub use vg::{PhysicalVolume, TextHeader, VolumeGroup, CONTENTS};
 
 /// Where in the metadata a problem sits, e.g. `vg0/logical_volumes/lv1/segment2`.
 pub type Path = String;

@@ -96,7 +96,8 @@ pub struct TextHeader {
     pub creation_time: i64,
 }
 
-const CONTENTS: &str = "Text Format Volume Group";
+/// The `contents` value of every metadata text lvm2 writes (on disk and in backups).
+pub const CONTENTS: &str = "Text Format Volume Group";
 
 impl VolumeGroup {
     pub fn lv(&self, name: &str) -> Option<&LogicalVolume> {
