@@ -202,7 +202,8 @@ fn logical_volumes_and_idempotency() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(got.tags, ["pvc=a"]);
+        // The client's tags, and lvmd's mark of a volume never handed out.
+        assert_eq!(got.tags, ["pvc=a", "lvmd.fresh"]);
         // Addressed by VG name too.
         let by_vg = lv
             .get_logical_volume(pb::GetLogicalVolumeRequest {
