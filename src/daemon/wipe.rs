@@ -357,6 +357,7 @@ impl<M: Metadata> VolumeEngine<M> {
     fn finish_wipe(&self, read: &VgRead, lv: &LogicalVolume) -> Result<bool> {
         let vg = &read.vg.name;
         let ranges = freed_ranges(read, lv, Extents::ZERO)?;
+        crash::hold_wipes();
         tracing::info!(
             vg,
             lv = lv.name,
