@@ -388,6 +388,11 @@ loop_file = { path = "/var/lib/lvmd/trial.img", size = "1GiB" }
         let d = Config::default();
         assert_eq!(d.socket, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(d.mount_roots, vec![PathBuf::from(DEFAULT_MOUNT_ROOT)]);
+        assert_eq!(d.inline_wipe_limit, Bytes(1 << 30));
+        let c = Config::parse("inline_wipe_limit = \"64MiB\"").unwrap();
+        assert_eq!(c.inline_wipe_limit, Bytes(64 << 20));
+        let e = Config::parse("inline_wipe_limit = \"lots\"").unwrap_err();
+        assert!(e.to_string().contains("inline_wipe_limit"), "{e}");
     }
 
     #[test]
