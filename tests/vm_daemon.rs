@@ -1245,7 +1245,7 @@ fn wait_no_wipe_lv(bed: &Bed) {
 fn zeroed_lines(bed: &Bed) -> Vec<String> {
     bed.log_text()
         .lines()
-        .filter(|l| l.contains("zeroed") && !l.contains("edges"))
+        .filter(|l| l.contains("zeroed"))
         .map(String::from)
         .collect()
 }

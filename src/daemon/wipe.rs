@@ -249,8 +249,8 @@ fn total(ranges: &[DeviceRange]) -> Bytes {
 }
 
 impl<M: Metadata> VolumeEngine<M> {
-    /// Zeroes `ranges` in chunks, then flushes each device. `crash_at`: the crash point
-    /// (for tests) reached after the first chunk.
+    /// Zeroes `ranges` in chunks, then flushes each device, and logs what it did.
+    /// `crash_at`: the crash point (for tests) reached after the first chunk.
     pub(crate) fn zero_ranges(
         &self,
         vg: &str,
@@ -259,6 +259,28 @@ impl<M: Metadata> VolumeEngine<M> {
         ranges: &[DeviceRange],
         crash_at: Option<&str>,
     ) -> Result<()> {
+        let secs = self.zero(vg, lv, ranges, crash_at)?;
+        let all = total(ranges);
+        tracing::info!(
+            vg,
+            lv,
+            bytes = all.0,
+            ranges = ranges.len(),
+            seconds = format!("{secs:.3}"),
+            "zeroed {} ({why})",
+            human_bytes(all)
+        );
+        Ok(())
+    }
+
+    /// Zeroes and flushes; returns the seconds it took.
+    fn zero(
+        &self,
+        vg: &str,
+        lv: &str,
+        ranges: &[DeviceRange],
+        crash_at: Option<&str>,
+    ) -> Result<f64> {
         let all = total(ranges);
         let started = Instant::now();
         let mut done = Bytes(0);
@@ -294,29 +316,22 @@ impl<M: Metadata> VolumeEngine<M> {
                 source,
             })?;
         }
-        let secs = started.elapsed().as_secs_f64();
-        tracing::info!(
-            vg,
-            lv,
-            bytes = all.0,
-            ranges = ranges.len(),
-            seconds = format!("{secs:.3}"),
-            "zeroed {} ({why})",
-            human_bytes(all)
-        );
-        Ok(())
+        Ok(started.elapsed().as_secs_f64())
     }
 
     /// Clears the first and last MiB of a new LV (committed with [`marks::FRESH`]).
     pub(crate) fn clear_edges(&self, read: &VgRead, lv: &LogicalVolume) -> Result<()> {
         let ranges = edge_ranges(read, lv)?;
-        self.zero_ranges(
-            &read.vg.name,
-            &lv.name,
-            "edges of a new volume",
-            &ranges,
-            None,
-        )
+        let secs = self.zero(&read.vg.name, &lv.name, &ranges, None)?;
+        // Every create does this: the create's own log line is enough at info.
+        tracing::debug!(
+            vg = read.vg.name,
+            lv = lv.name,
+            bytes = total(&ranges).0,
+            seconds = format!("{secs:.3}"),
+            "cleared the edges of a new volume"
+        );
+        Ok(())
     }
 
     /// Zeroes every wipe LV of every VG and removes it; returns how many were finished.
