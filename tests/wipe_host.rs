@@ -299,6 +299,7 @@ fn removed_volumes_leave_zeros_and_new_ones_read_none_of_the_old_bytes() {
     // (lvm2's lvremove zeroes nothing); lvmd's next LV there gets its first and last
     // MiB cleared at creation (the middle is the documented limit of that guarantee).
     d.json(&["lv", "remove", "after"]);
+    s.wait_for_no_wipe_lv();
     s.loops.lvm_ok(&[
         "lvcreate", "-an", "-Zn", "-Wn", "-L", "16m", "-n", "bylvm", &s.vg,
     ]);

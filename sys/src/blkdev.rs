@@ -85,10 +85,13 @@ pub fn logical_block_size(fd: impl AsFd) -> io::Result<u32> {
 
 /// Makes `len` bytes at `offset` of an open block device or regular file read as zeros.
 ///
-/// A block device gets `BLKZEROOUT`: the kernel sends WRITE ZEROES (or an unmap the
-/// device guarantees to read back as zeros) where the device has it, and writes zero
-/// pages otherwise, so the result never depends on what a discard happens to do. The
-/// range must be aligned to the logical block size. A regular file gets
+/// A block device gets the kernel's zero-out (`blkdev_issue_zeroout`), never a plain
+/// discard, so the result never depends on what a discard happens to do. First as
+/// `fallocate(PUNCH_HOLE | KEEP_SIZE)`: WRITE ZEROES that may unmap (thin and
+/// SSD devices give the space back; a loop device punches a hole in its file), refused
+/// with `EOPNOTSUPP` where the device has no such command; then as `BLKZEROOUT`, which
+/// writes zero pages where the device has no WRITE ZEROES. The range must be aligned
+/// to the logical block size. A regular file gets
 /// `FALLOC_FL_ZERO_RANGE`, or a hole punched with its size kept where the filesystem
 /// has no zero-range, or zeros written where it has neither. Nothing here flushes a
 /// volatile cache: callers that need the zeros to survive a power cut `fsync` after.
@@ -98,6 +101,15 @@ pub fn zero_range(file: &fs::File, offset: u64, len: u64) -> io::Result<()> {
     }
     let st = fstat(file)?;
     if is_blk(&st) {
+        let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        // SAFETY: fallocate on an open fd; the kernel checks the range.
+        if unsafe { libc::fallocate(file.as_raw_fd(), mode, offset as i64, len as i64) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+            return Err(e);
+        }
         let range: [u64; 2] = [offset, len];
         // SAFETY: BLKZEROOUT reads two u64 through the pointer.
         cvt(unsafe { libc::ioctl(file.as_raw_fd(), BLKZEROOUT as _, range.as_ptr()) })?;
