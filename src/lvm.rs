@@ -823,6 +823,41 @@ impl Lvm {
         )
     }
 
+    /// Renames an LV and replaces its tags in one commit: either both happen or
+    /// neither (lvmd turns a removed LV into a wipe LV this way).
+    pub fn lv_rename_retag(
+        &self,
+        vg_name: &str,
+        old: &str,
+        new: &str,
+        tags: &[String],
+    ) -> Result<()> {
+        validate_lv_name(new)?;
+        for t in tags {
+            validate_tag(t)?;
+        }
+        let locked = self.lock_vg_for_write(vg_name)?;
+        let found = &locked.found;
+        let mut vg = found.vg.clone();
+        self.lv_args(&vg, old)?;
+        if vg.lv(new).is_some() {
+            return Err(LvmError::LvExists {
+                vg: vg_name.into(),
+                lv: new.into(),
+            });
+        }
+        check_unreferenced(&vg, old)?;
+        let lv = vg.lv_mut(old).expect("checked");
+        lv.name = new.into();
+        lv.tags = tags.to_vec();
+        self.write_vg(
+            found,
+            &mut vg,
+            &[],
+            format!("lvrename {vg_name}/{old} {new} (tags {tags:?})"),
+        )
+    }
+
     /// Adds and removes LV tags in one commit.
     pub fn lv_change_tags(
         &self,

@@ -202,7 +202,7 @@ fn logical_volumes_and_idempotency() {
             .await
             .unwrap()
             .into_inner();
-        // lvmd's own mark (created blank, never handed out) shows beside the client's.
+        // The client's tags, and lvmd's mark of a volume never handed out.
         assert_eq!(got.tags, ["pvc=a", "lvmd.fresh"]);
         // Addressed by VG name too.
         let by_vg = lv

@@ -7,79 +7,11 @@
 
 mod common;
 
+use common::daemon::Daemon;
 use common::{host_tests_enabled, num, text, vg_name, Loops};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-struct Daemon {
-    child: Option<Child>,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn start(config: &Path, socket: &Path) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_lvmd"))
-            .arg("--config")
-            .arg(config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start lvmd");
-        let d = Daemon {
-            child: Some(child),
-            socket: socket.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !d.ctl(&["health"]).status.success() {
-            assert!(Instant::now() < deadline, "lvmd did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        d
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_lvmd-ctl"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run lvmd-ctl")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let out = self.ctl(&a);
-        assert!(
-            out.status.success(),
-            "lvmd-ctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// Stops the daemon (SIGTERM) and returns its log.
-    fn stop(&mut self) -> String {
-        let Some(child) = self.child.take() else {
-            return String::new();
-        };
-        // SAFETY: kill on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "lvmd exited with {:?}", out.status);
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use std::process::{Command, Stdio};
 
 fn lv_rows(loops: &Loops, vg: &str) -> Vec<Value> {
     loops.report(&["lvs", vg, "-o", "lv_name,lv_size,stripes,lv_tags"], "lv")
@@ -147,7 +79,7 @@ loop_file = {{ path = "{trial}", size = "64MiB" }}
             .clone()
     };
     assert_eq!(num(&by_name("lin"), "lv_size"), 20 << 20);
-    // lvm2 sees lvmd's own mark too (created blank, never handed out).
+    // The client's tag, and lvmd's mark of a volume never handed out (lvm2 sorts them).
     assert_eq!(text(&by_name("lin"), "lv_tags"), "lvmd.fresh,pvc=one");
     assert_eq!(num(&by_name("str"), "lv_size"), 16 << 20);
     assert_eq!(num(&by_name("str"), "stripes"), 2);

@@ -2,8 +2,9 @@
 //! the Rust gRPC client, and every change cross-checked with lvm2 (`vgs`, `lvs`,
 //! `vgck`) and `dmsetup`: volumes end to end (create, activate, mount, write, grow
 //! while mounted, remove), 32 parallel clients, lvm2 changing the same VG, `kill -9` at
-//! each step of create, resize and remove (then restart, retry, nothing leaked), and the
-//! socket's SO_PEERCRED check.
+//! each step of create, resize and remove (then restart, retry, nothing leaked), the
+//! socket's SO_PEERCRED check, and no data remanence (a removed volume's bytes never
+//! readable through a new one, also across a kill -9 mid-wipe).
 //!
 //! VM only, like `tests/vm_activate.rs` (`test = false`; it fails outside the VM):
 //!
@@ -1380,5 +1381,246 @@ fn staging_never_formats_what_lvmd_did_not_create_blank() {
         assert_eq!(bed.json(&["lv", "remove", lv])["existed"], true, "{lv}");
     }
     assert!(bed.agree().is_empty());
+    bed.stop();
+}
+
+/// lvm2's PV extent runs of `lv` (`seg_pe_ranges`, hidden LVs included), sorted.
+fn pe_ranges(bed: &Bed, lv: &str) -> Vec<String> {
+    let rows = bed.loops.report(
+        &[
+            "lvs",
+            "-a",
+            "--segments",
+            &bed.vg,
+            "-o",
+            "lv_name,seg_pe_ranges",
+        ],
+        "seg",
+    );
+    let mut out: Vec<String> = rows
+        .iter()
+        .filter(|r| text(r, "lv_name") == lv)
+        .flat_map(|r| {
+            text(r, "seg_pe_ranges")
+                .split_whitespace()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Bytes of the whole device that are not zero (page cache dropped first).
+fn nonzero_bytes(dev: &Path) -> u64 {
+    use std::io::Read;
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+    let mut f = std::fs::File::open(dev).unwrap();
+    let mut buf = vec![0u8; MIB as usize];
+    let mut count = 0;
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            return count;
+        }
+        count += buf[..n].iter().filter(|&&b| b != 0).count() as u64;
+    }
+}
+
+fn wait_no_wipe_lv(bed: &Bed) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows = bed
+            .loops
+            .report(&["lvs", "-a", &bed.vg, "-o", "lv_name"], "lv");
+        if !rows
+            .iter()
+            .any(|r| text(r, "lv_name").starts_with("lvmd-wipe-"))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wipe LV still there:\n{}",
+            bed.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The "zeroed" lines lvmd logged (size, what, seconds), for the report.
+fn zeroed_lines(bed: &Bed) -> Vec<String> {
+    bed.log_text()
+        .lines()
+        .filter(|l| l.contains("zeroed"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_new_volume_never_shows_a_removed_volumes_bytes() {
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-wipe", &[384, 384]);
+    // 32 MiB and less inline, larger in the background: both paths below.
+    bed.write_config("inline_wipe_limit = \"32MiB\"");
+    bed.start(None);
+
+    // A raw block volume (inline wipe) and a filesystem volume (background wipe), each
+    // filled with a pattern through device-mapper.
+    bed.json(&["lv", "create", "raw", "24MiB"]);
+    bed.json(&["lv", "create", "fs", "96MiB", "--stripes", "2"]);
+    let raw_pe = pe_ranges(&bed, "raw");
+    let fs_pe = pe_ranges(&bed, "fs");
+    let raw = PathBuf::from(
+        bed.json(&["lv", "activate", "raw"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    write_pattern(&raw, 7, 0, 24 * MIB);
+    assert_pattern(&raw, 7, 0, 24 * MIB);
+    let target = bed.root.join("pods/w/fs");
+    let t = target.to_str().unwrap();
+    assert_eq!(bed.json(&["lv", "mount", "fs", t])["formatted"], true);
+    std::fs::write(target.join("data"), pattern(9, 0, 60 * MIB as usize)).unwrap();
+    bed.json(&["lv", "unmount", t, "--remove-target"]);
+    let fs_dev = PathBuf::from(format!("/dev/{}/fs", bed.vg));
+    // (The pattern has a zero byte in 256.)
+    assert!(nonzero_bytes(&fs_dev) > 59 * MIB);
+
+    assert_eq!(bed.json(&["lv", "remove", "raw"])["existed"], true);
+    assert_eq!(bed.json(&["lv", "remove", "fs"])["existed"], true);
+    assert!(bed.lvmd_names().is_empty());
+    wait_no_wipe_lv(&bed);
+    assert!(bed.agree().is_empty());
+
+    // New volumes on exactly those extents (lvm2 says so): nothing but zeros.
+    bed.json(&["lv", "create", "raw2", "24MiB"]);
+    bed.json(&["lv", "create", "fs2", "96MiB", "--stripes", "2"]);
+    assert_eq!(pe_ranges(&bed, "raw2"), raw_pe);
+    assert_eq!(pe_ranges(&bed, "fs2"), fs_pe);
+    for lv in ["raw2", "fs2"] {
+        let dev = PathBuf::from(
+            bed.json(&["lv", "activate", lv])["device_path"]
+                .as_str()
+                .unwrap(),
+        );
+        assert_eq!(nonzero_bytes(&dev), 0, "{lv}: old bytes readable");
+        bed.json(&["lv", "deactivate", lv]);
+    }
+    // The new filesystem volume gets a fresh filesystem.
+    let target = bed.root.join("pods/w/fs2");
+    let t = target.to_str().unwrap();
+    assert_eq!(bed.json(&["lv", "mount", "fs2", t])["formatted"], true);
+    assert!(!target.join("data").exists());
+    bed.json(&["lv", "unmount", t, "--remove-target"]);
+    for lv in ["raw2", "fs2"] {
+        bed.json(&["lv", "remove", lv]);
+    }
+    wait_no_wipe_lv(&bed);
+
+    // The csi-sanity sequence of issue 10: grow a filesystem volume, delete it, create
+    // a smaller one on the same extents: no trace of the old filesystem, formatted
+    // fresh, mounted at its own size.
+    bed.json(&["lv", "create", "g", "64MiB"]);
+    let g_pe = pe_ranges(&bed, "g");
+    let target = bed.root.join("pods/w/g");
+    let t = target.to_str().unwrap();
+    assert_eq!(bed.json(&["lv", "mount", "g", t])["formatted"], true);
+    bed.json(&["lv", "expand", "g", "128MiB", "--path", t]);
+    std::fs::write(target.join("old"), b"previous tenant").unwrap();
+    bed.json(&["lv", "unmount", t, "--remove-target"]);
+    bed.json(&["lv", "remove", "g"]);
+    wait_no_wipe_lv(&bed);
+    bed.json(&["lv", "create", "s", "64MiB"]);
+    assert!(pe_ranges(&bed, "s")[0].starts_with(g_pe[0].split('-').next().unwrap()));
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "s"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(nonzero_bytes(&dev), 0);
+    let (found, out, _) = run("blkid", &["-p", dev.to_str().unwrap()]);
+    assert!(!found, "blkid finds a signature: {out}");
+    let target = bed.root.join("pods/w/s");
+    let t = target.to_str().unwrap();
+    assert_eq!(bed.json(&["lv", "mount", "s", t])["formatted"], true);
+    assert!(!target.join("old").exists());
+    let df = run_ok("df", &["-B1", "--output=size", t]);
+    let size: u64 = df.lines().nth(1).unwrap().trim().parse().unwrap();
+    assert!(size <= 64 * MIB && size > 48 * MIB, "{size}");
+    bed.json(&["lv", "unmount", t, "--remove-target"]);
+    bed.json(&["lv", "remove", "s"]);
+
+    // Cost on the VM's loop devices: a 256 MiB volume full of data, zeroed in the
+    // background (logged with its time).
+    bed.json(&["lv", "create", "m", "256MiB"]);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&dev).unwrap();
+        let chunk = vec![0xa5u8; MIB as usize];
+        for i in 0..256 {
+            f.write_all_at(&chunk, i * MIB).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    bed.json(&["lv", "deactivate", "m"]);
+    let started = Instant::now();
+    bed.json(&["lv", "remove", "m"]);
+    let answered = started.elapsed();
+    wait_no_wipe_lv(&bed);
+    eprintln!(
+        "VM: removal of 256 MiB answered in {answered:?}; zeroing logged:\n{}",
+        zeroed_lines(&bed).join("\n")
+    );
+    assert!(bed.agree().is_empty());
+    assert!(bed.dm_devices().is_empty(), "{:?}", bed.dm_devices());
+    bed.stop();
+
+    // kill -9 after the first 64 MiB chunk of a background wipe: the wipe LV holds the
+    // extents across the crash (lvm2 sees it, vgck clean); the restarted daemon
+    // finishes it; the next volume there reads zeros.
+    bed.start(None);
+    bed.json(&["lv", "create", "k", "160MiB"]);
+    let k_pe = pe_ranges(&bed, "k");
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "k"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    write_pattern(&dev, 5, 0, 160 * MIB);
+    bed.json(&["lv", "deactivate", "k"]);
+    bed.stop();
+    bed.start(Some("wipe-chunk"));
+    // The answer may or may not get out before the wipe thread dies.
+    let _ = bed.ctl(&["lv", "remove", "k"]);
+    bed.expect_killed("wipe-chunk");
+    let wipe: Vec<String> = bed
+        .loops
+        .report(&["lvs", "-a", &bed.vg, "-o", "lv_name"], "lv")
+        .iter()
+        .map(|r| text(r, "lv_name"))
+        .filter(|n| n.starts_with("lvmd-wipe-"))
+        .collect();
+    assert_eq!(wipe.len(), 1, "{wipe:?}");
+    assert_eq!(pe_ranges(&bed, &wipe[0]), k_pe);
+    bed.vgck();
+    bed.start(None);
+    wait_no_wipe_lv(&bed);
+    bed.json(&["lv", "create", "k2", "160MiB"]);
+    assert_eq!(pe_ranges(&bed, "k2"), k_pe);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "k2"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(nonzero_bytes(&dev), 0);
+    bed.json(&["lv", "remove", "k2"]);
+    assert!(bed.agree().is_empty());
+    assert!(bed.dm_devices().is_empty(), "{:?}", bed.dm_devices());
     bed.stop();
 }

@@ -82,6 +82,7 @@ fn capacity_of(engine: &dyn Engine, classes: &DeviceClasses) -> Vec<pb::DeviceCl
                     out.largest_bytes = s.largest_striped.0;
                     out.largest_linear_bytes = s.largest_linear.0;
                     out.extent_size_bytes = s.extent_size.0;
+                    out.wiping_bytes = s.wiping.0;
                 }
                 Err(e) => out.error = e.to_string(),
             }

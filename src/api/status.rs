@@ -108,6 +108,12 @@ pub fn engine_code(e: &EngineError) -> Code {
         EngineError::InvalidArgument { .. } => Code::InvalidArgument,
         EngineError::OutOfRange { .. } => Code::OutOfRange,
         EngineError::FailedPrecondition { .. } => Code::FailedPrecondition,
+        EngineError::Zero { source, .. } => match io_code(source) {
+            // A PV that went away, or an I/O error: the call may be retried.
+            Code::Internal | Code::NotFound => Code::Unavailable,
+            c => c,
+        },
+        EngineError::NoSpaceWhileWiping { .. } => Code::ResourceExhausted,
         EngineError::Internal(_) => Code::Internal,
     }
 }

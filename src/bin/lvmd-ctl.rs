@@ -268,6 +268,7 @@ fn capacity_json(c: &pb::DeviceClassCapacity) -> Value {
         "largest_linear": c.largest_linear_bytes,
         "default_stripes": c.default_stripes,
         "extent_size": c.extent_size_bytes,
+        "wiping": c.wiping_bytes,
         "error": c.error,
     })
 }
@@ -335,6 +336,7 @@ fn capacity_table(cs: &[pb::DeviceClassCapacity]) -> String {
                     "-".into(),
                     "-".into(),
                     "-".into(),
+                    "-".into(),
                     c.error.clone(),
                 ];
             }
@@ -344,11 +346,15 @@ fn capacity_table(cs: &[pb::DeviceClassCapacity]) -> String {
                 hb(c.total_bytes),
                 hb(c.free_bytes),
                 hb(c.largest_bytes),
+                hb(c.wiping_bytes),
                 String::new(),
             ]
         })
         .collect();
-    table(&["CLASS", "VG", "SIZE", "FREE", "LARGEST", "ERROR"], &rows)
+    table(
+        &["CLASS", "VG", "SIZE", "FREE", "LARGEST", "WIPING", "ERROR"],
+        &rows,
+    )
 }
 
 enum Failure {

@@ -10,6 +10,7 @@
 //! allowed_uids = [0]
 //! allowed_gids = []
 //! mount_roots = ["/var/lib/kubelet"]
+//! inline_wipe_limit = "1GiB"       # larger removed volumes are zeroed in the background
 //!
 //! [device_classes.ssd]
 //! volume_group = "lvmd-ssd"
@@ -66,6 +67,10 @@ pub struct Config {
     /// How often capacity is re-read to notice changes made by others (lvm2).
     #[serde(default = "default_poll")]
     pub capacity_poll_seconds: u64,
+    /// Removed volumes up to this size are zeroed before DeleteVolume returns; larger
+    /// ones in the background, their space held until they are zeros.
+    #[serde(default = "default_inline_wipe", deserialize_with = "size")]
+    pub inline_wipe_limit: Bytes,
     #[serde(default)]
     pub device_classes: BTreeMap<String, DeviceClass>,
     /// Let clients create, remove, resize, activate and mount volumes of VGs that are no
@@ -128,6 +133,9 @@ fn default_devices_file() -> PathBuf {
 }
 fn default_poll() -> u64 {
     30
+}
+fn default_inline_wipe() -> Bytes {
+    crate::daemon::wipe::DEFAULT_INLINE_LIMIT
 }
 fn default_stripe_size() -> Bytes {
     crate::lvm::DEFAULT_STRIPE_SIZE.to_bytes()
@@ -384,6 +392,11 @@ loop_file = { path = "/var/lib/lvmd/trial.img", size = "1GiB" }
         let d = Config::default();
         assert_eq!(d.socket, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(d.mount_roots, vec![PathBuf::from(DEFAULT_MOUNT_ROOT)]);
+        assert_eq!(d.inline_wipe_limit, Bytes(1 << 30));
+        let c = Config::parse("inline_wipe_limit = \"64MiB\"").unwrap();
+        assert_eq!(c.inline_wipe_limit, Bytes(64 << 20));
+        let e = Config::parse("inline_wipe_limit = \"lots\"").unwrap_err();
+        assert!(e.to_string().contains("inline_wipe_limit"), "{e}");
     }
 
     #[test]

@@ -8,9 +8,16 @@
 //! first header points at the new text, the others not yet). Points of the engine
 //! (`src/daemon/volumes.rs`): `committed` (a create, resize or remove is committed,
 //! before the table reload of a resize and before answering), `deactivated` (a remove
-//! took the device away, the metadata still has the LV); and of staging: `mkfs-marked`
-//! (`lvmd.mkfs=` committed, mkfs not run), `formatted` (mkfs done, not yet marked),
-//! `fs-marked` (`lvmd.fs=` committed, not yet mounted).
+//! took the device away, the metadata still has the LV), `zeroing` (the first chunk of
+//! an inline removal's zeroing written), `zeroed` (an inline removal zeroed, not yet
+//! committed), `cleared` (a new LV's edges cleared, before answering), `wipe-chunk`
+//! (the first chunk of a background wipe written), `wiped` (a background wipe zeroed,
+//! its LV not yet removed); and of staging: `mkfs-marked` (`lvmd.mkfs=` committed,
+//! mkfs not run), `formatted` (mkfs done, not yet marked), `fs-marked` (`lvmd.fs=`
+//! committed, not yet mounted).
+//!
+//! `LVMD_TEST_HOLD_WIPES=<file>`: background wipes wait while that file exists, so a
+//! test can look at a wipe in progress on devices that zero too fast to catch.
 
 use crate::lvm::FaultInjector;
 use crate::store::CommitStep;
@@ -33,6 +40,26 @@ pub fn point(name: &str) {
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
         // SIGKILL cannot be caught; should it not be delivered at once, stop anyway.
         std::process::abort();
+    }
+}
+
+pub const HOLD_ENV: &str = "LVMD_TEST_HOLD_WIPES";
+
+/// Waits while the file [`HOLD_ENV`] names exists (tests only; unset: returns at once).
+pub fn hold_wipes() {
+    static HOLD: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    let Some(path) = HOLD.get_or_init(|| {
+        std::env::var_os(HOLD_ENV)
+            .filter(|s| !s.is_empty())
+            .map(Into::into)
+    }) else {
+        return;
+    };
+    if path.exists() {
+        tracing::warn!(file = %path.display(), "{HOLD_ENV}: background wipes wait for the file to go");
+        while path.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 

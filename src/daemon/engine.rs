@@ -52,6 +52,21 @@ pub enum EngineError {
         name: String,
         why: String,
     },
+    /// Zeroing extents a volume gave back, or the edges of a new one, failed.
+    #[error("cannot zero {len} at offset {offset} of {device}: {source}", device = device.display())]
+    Zero {
+        device: PathBuf,
+        offset: Bytes,
+        len: Bytes,
+        source: std::io::Error,
+    },
+    /// No space now, while removed volumes are still being zeroed in the background.
+    #[error("{source}; {wiping} more of volume group {vg} are being zeroed after removals and free up when that is done", wiping = crate::units::human_bytes(*wiping))]
+    NoSpaceWhileWiping {
+        source: LvmError,
+        vg: String,
+        wiping: Bytes,
+    },
     #[error("{0}")]
     Internal(String),
 }
@@ -150,6 +165,9 @@ pub struct VgSpace {
     /// The largest volume with `stripes` stripes (as asked); equals `largest_linear`
     /// when asked for 1 stripe.
     pub largest_striped: Bytes,
+    /// Held by removed volumes still being zeroed in the background (not in `free`
+    /// yet; it will be when they are done).
+    pub wiping: Bytes,
 }
 
 /// Whether a create made something or found it there already.

@@ -21,6 +21,22 @@ pub const MKFS_PREFIX: &str = "lvmd.mkfs=";
 /// again, whatever a signature probe says.
 pub const FS_PREFIX: &str = "lvmd.fs=";
 
+/// An LV lvmd removed whose extents it is still zeroing (in the background, for
+/// volumes too large to zero inside DeleteVolume): it keeps them allocated, so nothing
+/// gets them before they are zeros. Such an LV is named [`WIPE_NAME_PREFIX`]`<uuid>`,
+/// is hidden from clients, and lvmd removes it when the zeroing is done (also after a
+/// restart).
+pub const WIPE: &str = "lvmd.wipe";
+
+/// LV names lvmd keeps for the LVs it is wiping; clients may not use them.
+pub const WIPE_NAME_PREFIX: &str = "lvmd-wipe-";
+
+/// Whether an LV with this name and these tags is one of lvmd's wipe LVs. Both must
+/// hold: a client's LV with a look-alike name made by lvm2 is not wiped away.
+pub fn is_wipe(name: &str, tags: &[String]) -> bool {
+    name.starts_with(WIPE_NAME_PREFIX) && tags.iter().any(|t| t == WIPE)
+}
+
 /// Whether `tag` is one of lvmd's own.
 pub fn is_internal(tag: &str) -> bool {
     tag.starts_with(PREFIX)
@@ -59,8 +75,16 @@ mod tests {
         assert_eq!(formatted_as(&tags), Some("xfs"));
         assert_eq!(formatting_as(&tags), None);
         // Every mark is a tag lvm2 accepts.
-        for t in [FRESH, "lvmd.mkfs=ext4", "lvmd.fs=ext4"] {
+        for t in [FRESH, WIPE, "lvmd.mkfs=ext4", "lvmd.fs=ext4"] {
             crate::model::name::validate_tag(t).unwrap();
         }
+        crate::model::name::validate_lv_name(&format!(
+            "{WIPE_NAME_PREFIX}{}",
+            crate::uuid::Uuid::random()
+        ))
+        .unwrap();
+        assert!(is_wipe("lvmd-wipe-x", &[WIPE.into()]));
+        assert!(!is_wipe("lvmd-wipe-x", &[]));
+        assert!(!is_wipe("data", &[WIPE.into()]));
     }
 }

@@ -9,7 +9,9 @@
 //! - [`reconcile`]: start-up repair of device-mapper state a crash left behind;
 //!   [`crash`]: the crash points tests kill the daemon at.
 //! - [`view`]: sizes and free space read off a VG.
-//! - [`marks`]: the tags lvmd keeps on its own LVs (fresh, formatted).
+//! - [`marks`]: the tags lvmd keeps on its own LVs (fresh, formatted, being wiped).
+//! - [`wipe`]: zeroing what volumes give back and the edges of new ones; the
+//!   background wipe thread.
 
 pub mod activation;
 pub mod classes;
@@ -30,6 +32,7 @@ pub mod setup;
 pub mod sim;
 pub mod view;
 pub mod volumes;
+pub mod wipe;
 
 pub use activation::{Activation, ActivationError, ActiveVolume, DmActivation, SimActivation};
 pub use engine::{Engine, EngineError};

@@ -43,6 +43,7 @@ impl RealEngine {
             LvmMetadata::new(lvm),
             activation,
             NodeWork::new(node, roots),
+            Arc::new(super::wipe::DeviceZeroer),
         )
     }
 
@@ -256,6 +257,16 @@ impl Metadata for LvmMetadata {
         del: &[String],
     ) -> Result<(), LvmError> {
         self.change(vg, |lvm| lvm.lv_change_tags(vg, lv, add, del))
+    }
+
+    fn lv_rename_retag(
+        &self,
+        vg: &str,
+        lv: &str,
+        new: &str,
+        tags: &[String],
+    ) -> Result<(), LvmError> {
+        self.change(vg, |lvm| lvm.lv_rename_retag(vg, lv, new, tags))
     }
 
     fn has_stale_copies(&self, vg: &str) -> Result<bool, LvmError> {

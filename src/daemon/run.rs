@@ -62,7 +62,8 @@ pub fn real_engine(config: &Config) -> Arc<dyn Engine> {
         activation,
         Arc::new(HostNode),
         config.mount_roots.clone(),
-    );
+    )
+    .with_inline_wipe_limit(config.inline_wipe_limit);
     setup::prepare_classes(config, &engine, &class_devices);
     // After a crash: tables behind their metadata, devices of removed volumes.
     let vgs: BTreeSet<String> = config
@@ -77,7 +78,10 @@ pub fn real_engine(config: &Config) -> Arc<dyn Engine> {
             "start-up reconciliation: {repairs:?}"
         );
     }
-    Arc::new(engine)
+    // Wipes an earlier run left (killed mid-wipe) resume at once.
+    let engine = Arc::new(engine);
+    engine.start_wiper();
+    engine
 }
 
 /// Everything in memory: per class, as many devices as its default stripes, 100 GiB in
@@ -95,13 +99,15 @@ pub fn simulated_engine(config: &Config) -> Arc<dyn Engine> {
         per_class.push((c.volume_group.clone(), devs));
     }
     let (engine, _, _) = SimEngine::with_sims(&devices, config.mount_roots.clone());
+    let engine = Arc::new(engine.with_inline_wipe_limit(config.inline_wipe_limit));
     for (vg, devs) in &per_class {
         if let Err(e) = engine.create_volume_group(vg, devs) {
             tracing::error!(vg, "simulated volume group: {e}");
         }
     }
     tracing::warn!("running the simulated engine: nothing on this machine is changed");
-    Arc::new(engine)
+    engine.start_wiper();
+    engine
 }
 
 async fn shutdown_signal() {

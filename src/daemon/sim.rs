@@ -48,7 +48,12 @@ impl SimEngine {
     ) -> SimEngine {
         let meta = SimMetadata::default();
         meta.state.lock().unwrap().devices = devices.iter().cloned().collect();
-        VolumeEngine::new(meta, activation, NodeWork::new(node, roots))
+        VolumeEngine::new(
+            meta,
+            activation,
+            NodeWork::new(node, roots),
+            Arc::new(super::wipe::SimZeroer::default()),
+        )
     }
 
     /// With [`SimActivation`] and [`SimNode`], returned for inspection.
@@ -386,6 +391,36 @@ impl Metadata for SimMetadata {
             lv: lv_name.into(),
         })?;
         crate::lvm::change_tags(&mut lv.tags, add, del);
+        vg.seqno += 1;
+        Ok(())
+    }
+
+    fn lv_rename_retag(
+        &self,
+        vg_name: &str,
+        lv_name: &str,
+        new: &str,
+        tags: &[String],
+    ) -> Result<(), LvmError> {
+        crate::model::name::validate_lv_name(new)?;
+        for t in tags {
+            crate::model::name::validate_tag(t)?;
+        }
+        let mut s = self.state.lock().unwrap();
+        s.vg(vg_name)?;
+        let vg = s.vgs.get_mut(vg_name).expect("checked");
+        if vg.lv(new).is_some() {
+            return Err(LvmError::LvExists {
+                vg: vg_name.into(),
+                lv: new.into(),
+            });
+        }
+        let lv = vg.lv_mut(lv_name).ok_or_else(|| LvmError::LvNotFound {
+            vg: vg_name.into(),
+            lv: lv_name.into(),
+        })?;
+        lv.name = new.into();
+        lv.tags = tags.to_vec();
         vg.seqno += 1;
         Ok(())
     }

@@ -32,6 +32,7 @@ pub fn vg_space(vg: &VolumeGroup, stripes: u32) -> VgSpace {
         free: bytes(vg, vg.free_extents()),
         largest_linear: bytes(vg, linear),
         largest_striped: bytes(vg, striped),
+        wiping: super::wipe::wiping(vg),
     }
 }
 
@@ -69,9 +70,14 @@ pub fn vg_info(vg: &VolumeGroup, devices: &BTreeMap<Uuid, PathBuf>) -> VgInfo {
     }
 }
 
-/// The LVs a user made and sees (lvm2's hidden sub-LVs left out).
+/// The LVs a user made and sees (lvm2's hidden sub-LVs and lvmd's wipe LVs left out).
 pub fn visible_lvs(vg: &VolumeGroup) -> impl Iterator<Item = &LogicalVolume> {
-    vg.lvs.iter().filter(|lv| lv.is_visible())
+    vg.lvs.iter().filter(|lv| is_client_visible(lv))
+}
+
+/// Whether clients see the LV: visible to lvm2 and not one lvmd is wiping.
+pub fn is_client_visible(lv: &LogicalVolume) -> bool {
+    lv.is_visible() && !super::marks::is_wipe(&lv.name, &lv.tags)
 }
 
 /// The layout of a plain LV (its last segment's, as lvm2 extends with it).

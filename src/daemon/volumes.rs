@@ -17,10 +17,11 @@ use super::engine::{
 use super::node::{LoopDev, NodeError};
 use super::node_work::NodeWork;
 use super::view;
+use super::wipe::{self, Wiper, Zeroer};
 use crate::lvm::LvmError;
 use crate::model::name::{validate_lv_name, validate_tag, validate_vg_name};
 use crate::model::VolumeGroup;
-use crate::units::{human_bytes, Bytes};
+use crate::units::{human_bytes, Bytes, Extents};
 use crate::uuid::Uuid;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,14 @@ pub trait Metadata: Send + Sync + 'static {
         lv: &str,
         add: &[String],
         del: &[String],
+    ) -> std::result::Result<(), LvmError>;
+    /// Renames `lv` to `new` and sets its tags to exactly `tags`, in one commit.
+    fn lv_rename_retag(
+        &self,
+        vg: &str,
+        lv: &str,
+        new: &str,
+        tags: &[String],
     ) -> std::result::Result<(), LvmError>;
     /// Whether some metadata area of `vg` holds an older copy than the newest (a
     /// commit cut short between its headers) or a damaged one. Default: a store that
@@ -122,6 +131,12 @@ pub struct VolumeEngine<M> {
     /// One per LV (`vg/lv`): staging and handing out are decided and done one at a
     /// time, so two stages of a fresh LV cannot both format it.
     pub(crate) handouts: VgLocks,
+    /// Writes the zeros of [`super::wipe`]: removal, shrink, the edges of new volumes.
+    pub(crate) zeroer: Arc<dyn Zeroer>,
+    /// Removals of volumes up to this size zero them inline; larger ones in the
+    /// background.
+    pub(crate) inline_wipe_limit: Bytes,
+    pub(crate) wiper: Arc<Wiper>,
 }
 
 fn lv_not_found(vg: &str, lv: &str) -> EngineError {
@@ -144,6 +159,16 @@ fn invalid(what: &'static str, value: impl ToString, why: impl Into<String>) -> 
 /// Checks a create request against lvm2's rules before anything is read or written.
 fn check_spec(spec: &LvSpec) -> Result<()> {
     validate_lv_name(&spec.name).map_err(LvmError::from)?;
+    if spec.name.starts_with(super::marks::WIPE_NAME_PREFIX) {
+        return Err(invalid(
+            "logical volume name",
+            &spec.name,
+            format!(
+                "names starting with {:?} are lvmd's own (volumes being wiped)",
+                super::marks::WIPE_NAME_PREFIX
+            ),
+        ));
+    }
     for t in &spec.tags {
         validate_tag(t).map_err(LvmError::from)?;
         if super::marks::is_internal(t) {
@@ -222,14 +247,51 @@ fn check_fits(vg: &VolumeGroup, size: Bytes, layout: LvLayout) -> Result<()> {
 }
 
 impl<M: Metadata> VolumeEngine<M> {
-    pub fn new(meta: M, activation: Arc<dyn Activation>, node: NodeWork) -> Self {
+    pub fn new(
+        meta: M,
+        activation: Arc<dyn Activation>,
+        node: NodeWork,
+        zeroer: Arc<dyn Zeroer>,
+    ) -> Self {
         VolumeEngine {
             meta,
             activation,
             node,
             locks: VgLocks::default(),
             handouts: VgLocks::default(),
+            zeroer,
+            inline_wipe_limit: wipe::DEFAULT_INLINE_LIMIT,
+            wiper: Arc::default(),
         }
+    }
+
+    /// Removals of volumes larger than `limit` zero them in the background.
+    pub fn with_inline_wipe_limit(mut self, limit: Bytes) -> Self {
+        self.inline_wipe_limit = limit;
+        self
+    }
+
+    /// Another zeroer (tests: a [`wipe::SimZeroer`] to look at, or make fail).
+    pub fn with_zeroer(mut self, zeroer: Arc<dyn Zeroer>) -> Self {
+        self.zeroer = zeroer;
+        self
+    }
+
+    /// "No space" while removed volumes are still being zeroed says so, with how much.
+    fn no_space(&self, vg: &str, e: LvmError) -> EngineError {
+        if let LvmError::Alloc { .. } = &e {
+            if let Ok(read) = self.meta.read(vg) {
+                let wiping = wipe::wiping(&read.vg);
+                if wiping > Bytes(0) {
+                    return EngineError::NoSpaceWhileWiping {
+                        source: e,
+                        vg: vg.into(),
+                        wiping,
+                    };
+                }
+            }
+        }
+        e.into()
     }
 
     /// Where each active LV of `vg` is; an activation layer that cannot answer leaves
@@ -249,7 +311,7 @@ impl<M: Metadata> VolumeEngine<M> {
         let model = read
             .vg
             .lv(lv)
-            .filter(|l| l.is_visible())
+            .filter(|l| view::is_client_visible(l))
             .ok_or_else(|| lv_not_found(&read.vg.name, lv))?;
         let device = self.devices(read).remove(lv);
         Ok(view::lv_info(&read.vg, model, device))
@@ -261,19 +323,24 @@ impl<M: Metadata> VolumeEngine<M> {
             return self.existing(&read, spec);
         }
         check_fits(&read.vg, spec.size, spec.layout)?;
-        // Marked fresh in the creating commit: only such an LV may get a filesystem.
-        let marked = LvSpec {
-            tags: [spec.tags.clone(), vec![super::marks::FRESH.to_owned()]].concat(),
-            ..spec.clone()
-        };
-        match self.meta.lv_create(vg, &marked) {
+        // Fresh from the creating commit: until it is handed out, a retry may clear its
+        // edges again (a crash between this commit and the zeroing below is safe).
+        let mut fresh = spec.clone();
+        fresh.tags.push(super::marks::FRESH.into());
+        match self.meta.lv_create(vg, &fresh) {
             Ok(()) => {}
             // Another writer (lvm2) made it between our read and our lock.
             Err(LvmError::LvExists { .. }) => return self.existing(&self.meta.read(vg)?, spec),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(self.no_space(vg, e)),
         }
         crash::point("committed");
         let read = self.meta.read(vg)?;
+        let model = read
+            .vg
+            .lv(&spec.name)
+            .ok_or_else(|| lv_not_found(vg, &spec.name))?;
+        self.clear_edges(&read, model)?;
+        crash::point("cleared");
         tracing::info!(vg, lv = spec.name, size = spec.size.0, layout = %spec.layout, "created logical volume");
         Ok(Created {
             value: self.info(&read, &spec.name)?,
@@ -284,10 +351,20 @@ impl<M: Metadata> VolumeEngine<M> {
     fn existing(&self, read: &VgRead, spec: &LvSpec) -> Result<Created<LvInfo>> {
         let info = self.info(read, &spec.name)?;
         match spec_mismatch(&info, spec, read.vg.extent_size.bytes()) {
-            None => Ok(Created {
-                value: info,
-                created: false,
-            }),
+            None => {
+                // Still fresh (never handed out) and inactive: nobody wrote to it, so
+                // the edges are cleared again, in case a crash came before they were.
+                // Anything else of an existing LV is never zeroed.
+                if super::marks::is_fresh(&info.tags) && info.device.is_none() {
+                    if let Some(model) = read.vg.lv(&spec.name) {
+                        self.clear_edges(read, model)?;
+                    }
+                }
+                Ok(Created {
+                    value: info,
+                    created: false,
+                })
+            }
             Some(why) => Err(EngineError::AlreadyExists {
                 what: "logical volume",
                 name: format!("{}/{}", read.vg.name, spec.name),
@@ -332,7 +409,17 @@ impl<M: Metadata> VolumeEngine<M> {
                 ),
             });
         }
-        self.meta.lv_resize(vg, lv, size)?;
+        if target < current.size {
+            // The extents a shrink gives back are zeroed before it is committed (a crash
+            // between: the LV's tail, which its owner asked to drop, reads as zeros).
+            let model = read.vg.lv(lv).ok_or_else(|| lv_not_found(vg, lv))?;
+            let keep = Extents(target.0 / read.vg.extent_size.bytes().0);
+            let ranges = wipe::freed_ranges(&read, model, keep)?;
+            self.zero_ranges(vg, lv, "extents a shrink gives back", &ranges, None)?;
+        }
+        self.meta
+            .lv_resize(vg, lv, size)
+            .map_err(|e| self.no_space(vg, e))?;
         crash::point("committed");
         let read = self.meta.read(vg)?;
         if current.device.is_some() {
@@ -643,19 +730,46 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
         let read = self.meta.read(vg)?;
-        if read.vg.lv(lv).is_none() {
+        let Some(model) = read.vg.lv(lv) else {
+            return Ok(false);
+        };
+        if super::marks::is_wipe(&model.name, &model.tags) {
+            // Already removed; lvmd finishes it.
             return Ok(false);
         }
         // What lvmd cannot remove (raid, thin, a pool, a hidden or used sub-LV) is
         // refused before anything changes: deactivating first, then finding out, would
-        // take a thin LV's pool layers or a raid LV's legs down for nothing.
+        // take a thin LV's pool layers or a raid LV's legs down for nothing. So is an LV
+        // on a missing PV: its extents could not be zeroed.
         crate::lvm::check_removable(&read.vg, lv)?;
+        let ranges = wipe::freed_ranges(&read, model, Extents::ZERO)?;
+        let size = read.vg.extent_size.span(model.extents()).to_bytes();
         // Busy (mounted, open) stops here, before the metadata changes.
         self.deactivate_volume(&read, lv)?;
         crash::point("deactivated");
-        self.meta.lv_remove(vg, lv)?;
-        crash::point("committed");
-        tracing::info!(vg, lv, "removed logical volume");
+        if size <= self.inline_wipe_limit {
+            // Zeroed, then removed: a crash between leaves a zeroed LV the retry removes.
+            self.zero_ranges(vg, lv, "a removed volume", &ranges, Some("zeroing"))?;
+            crash::point("zeroed");
+            self.meta.lv_remove(vg, lv)?;
+            crash::point("committed");
+            tracing::info!(vg, lv, "removed logical volume");
+        } else {
+            // Too large to zero in the caller's time: one commit turns it into a wipe
+            // LV, whose extents stay allocated until the wipe thread zeroed them.
+            let name = wipe::wipe_name(model);
+            self.meta
+                .lv_rename_retag(vg, lv, &name, &[super::marks::WIPE.into()])?;
+            crash::point("committed");
+            self.wiper.poke();
+            tracing::info!(
+                vg,
+                lv,
+                wipe_lv = name,
+                bytes = size.0,
+                "removed logical volume; its extents are zeroed in the background"
+            );
+        }
         Ok(true)
     }
 

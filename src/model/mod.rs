@@ -9,6 +9,7 @@ mod check;
 mod fields;
 mod lv;
 pub mod name;
+pub mod placement;
 mod vg;
 
 pub use check::{Problem, PvUsage};

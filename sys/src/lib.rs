@@ -2,7 +2,7 @@
 //!
 //! Thin, typed wrappers around the ioctls lvmd needs, with no policy:
 //! - [`dm`]: asking the kernel whether device-mapper is there (`DM_VERSION`).
-//! - [`blkdev`]: sizes and sector sizes of block devices (and of plain files
+//! - [`blkdev`]: sizes and sector sizes of block devices, zeroing ranges of them (and of plain files
 //!   standing in for them).
 //! - [`loopdev`]: attaching files as loop devices, for tests and file-backed
 //!   demo volumes.

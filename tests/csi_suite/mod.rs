@@ -55,6 +55,10 @@ macro_rules! csi_cases {
             csi_suite::block_lifecycle(&$env)
         }
         #[test]
+        fn deleted_volumes_leave_nothing_readable() {
+            csi_suite::deleted_volumes_leave_nothing_readable(&$env)
+        }
+        #[test]
         fn read_only_publish() {
             csi_suite::read_only_publish(&$env)
         }
@@ -462,6 +466,12 @@ pub fn capacity_goes_down_and_up(e: &Env) {
     for id in [&v.volume_id, &all.volume_id, &w.volume_id] {
         e.delete(id);
     }
+    // Volumes over lvmd's inline wipe limit (1 GiB) are zeroed in the background after
+    // DeleteVolume: their space comes back when that is done, not before.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while e.capacity(&[]) != (avail, max) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     assert_eq!(e.capacity(&[]), (avail, max), "back up");
     assert_eq!(
         e.capacity(&[("deviceClass", "wide"), ("layout", "striped")]),
@@ -846,6 +856,97 @@ pub fn block_lifecycle(e: &Env) {
     if e.is_real() {
         assert_eq!(e.host_mounts(), Vec::<PathBuf>::new());
     }
+    e.delete(&id);
+}
+
+/// No data remanence (issue 10): a raw block volume filled by its pod, then deleted,
+/// leaves nothing the next volume on its extents can read; and the csi-sanity sequence
+/// that found the bug (grow a filesystem volume, delete it, create a smaller one)
+/// stages a new, empty filesystem of the new size instead of failing to mount the old.
+pub fn deleted_volumes_leave_nothing_readable(e: &Env) {
+    let mut node = e.node();
+    let block_target = e.path("plugins/kubernetes.io/csi/volumeDevices/publish/pv/pod");
+    let fill = vec![0xa5u8; (16 * MIB) as usize];
+    for (name, write) in [("pvc-first-blk", true), ("pvc-next-blk", false)] {
+        let mut r = req(name, 16 * MIB, &[]);
+        r.volume_capabilities = vec![block_cap()];
+        let id = e.create(r).unwrap().volume_id;
+        let stage = stage_req(e, &id, block_cap());
+        let publish = NodePublishVolumeRequest {
+            target_path: block_target.clone(),
+            ..publish_req(e, &id, block_cap())
+        };
+        e.rt.block_on(async {
+            node.node_stage_volume(stage.clone()).await.unwrap();
+            node.node_publish_volume(publish.clone()).await.unwrap();
+        });
+        if e.is_real() {
+            if write {
+                write_at(&block_target, 0, &fill).unwrap();
+                assert_eq!(read_at(&block_target, 0, fill.len()), fill);
+            } else {
+                let back = read_at(&block_target, 0, fill.len());
+                let left = back.iter().filter(|&&b| b != 0).count();
+                assert_eq!(left, 0, "{left} bytes of the deleted volume readable");
+            }
+        }
+        unpublish(e, &id, &block_target).unwrap();
+        unstage(e, &id, &stage.staging_target_path).unwrap();
+        e.delete(&id);
+    }
+
+    let ext4 = [("fsType", "ext4")];
+    let v = e.create(req("pvc-grown", 64 * MIB, &ext4)).unwrap();
+    let id = v.volume_id.clone();
+    let stage = NodeStageVolumeRequest {
+        volume_context: v.volume_context.clone(),
+        ..stage_req(e, &id, mount_cap(""))
+    };
+    let publish = NodePublishVolumeRequest {
+        volume_context: v.volume_context.clone(),
+        ..publish_req(e, &id, mount_cap(""))
+    };
+    let target = publish.target_path.clone();
+    e.rt.block_on(async {
+        node.node_stage_volume(stage.clone()).await.unwrap();
+        node.node_publish_volume(publish.clone()).await.unwrap();
+        node.node_expand_volume(expand_req(&id, &target, "", 128))
+            .await
+            .unwrap();
+    });
+    if e.is_real() {
+        std::fs::write(Path::new(&target).join("old"), b"previous tenant\n").unwrap();
+    }
+    unpublish(e, &id, &target).unwrap();
+    unstage(e, &id, &stage.staging_target_path).unwrap();
+    e.delete(&id);
+
+    let v = e.create(req("pvc-smaller", 64 * MIB, &ext4)).unwrap();
+    let id = v.volume_id.clone();
+    let stage = NodeStageVolumeRequest {
+        volume_context: v.volume_context.clone(),
+        ..stage_req(e, &id, mount_cap(""))
+    };
+    let publish = NodePublishVolumeRequest {
+        volume_context: v.volume_context.clone(),
+        ..publish_req(e, &id, mount_cap(""))
+    };
+    e.rt.block_on(async {
+        node.node_stage_volume(stage.clone())
+            .await
+            .unwrap_or_else(|s| panic!("staging the smaller volume: {s:?}"));
+        node.node_publish_volume(publish.clone()).await.unwrap();
+    });
+    if e.is_real() {
+        assert!(!Path::new(&target).join("old").exists());
+        let (total, _) = fs_stats(e, &id, &target);
+        assert!(
+            total > 48 * MIB && total <= 64 * MIB,
+            "a 64 MiB volume's filesystem reports {total} bytes"
+        );
+    }
+    unpublish(e, &id, &target).unwrap();
+    unstage(e, &id, &stage.staging_target_path).unwrap();
     e.delete(&id);
 }
 
