@@ -11,6 +11,7 @@ use harness::*;
 use lvmd::api::pb;
 use lvmd::api::AccessPolicy;
 use lvmd::daemon::activation::{Activation, ActivationError, ActiveVolume};
+use lvmd::daemon::paths::{check_path, ConfinedPath};
 use lvmd::daemon::volumes::VgRead;
 use lvmd::daemon::{HostNode, SimEngine};
 use lvmd::units::Bytes;
@@ -366,7 +367,7 @@ fn mkfs_mount_bind_block_unmount_on_the_host() {
 }
 
 /// Unmounts on drop, so a failed assertion leaves no mount behind.
-struct Unmount(PathBuf);
+struct Unmount(ConfinedPath);
 
 impl Drop for Unmount {
     fn drop(&mut self) {
@@ -391,16 +392,17 @@ fn has_cap_sys_resource() -> bool {
 /// Makes `fs_type` on a loop device of `from` MiB, mounts it, grows the device to `to`
 /// MiB and the filesystem with `HostNode::grow_filesystem`: (size before, result).
 fn grow_mounted(fs_type: &str, from: u64, to: u64) -> (u64, Result<u64, lvmd::daemon::NodeError>) {
-    use lvmd::daemon::node::{MountKind, MountRequest};
+    use lvmd::daemon::node::{MountKind, MountRequest, MountSource};
     use lvmd::daemon::Node;
     let loops = Loops::new(&[from]);
     let dev = loops.devs[0].clone();
     let node = HostNode;
     node.make_filesystem(&dev, fs_type).unwrap();
-    let mnt = loops.dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let mnt_path = loops.dir.path().join("mnt");
+    std::fs::create_dir(&mnt_path).unwrap();
+    let mnt = check_path(&mnt_path, &[loops.dir.path().to_owned()]).unwrap();
     node.mount(&MountRequest {
-        source: dev.clone(),
+        source: MountSource::Device(dev.clone()),
         target: mnt.clone(),
         kind: MountKind::Filesystem {
             fs_type: fs_type.into(),
@@ -411,7 +413,7 @@ fn grow_mounted(fs_type: &str, from: u64, to: u64) -> (u64, Result<u64, lvmd::da
     .unwrap();
     let _guard = Unmount(mnt.clone());
     let before = node.stats(&mnt).unwrap().total.0;
-    std::fs::write(mnt.join("data"), b"kept").unwrap();
+    std::fs::write(mnt_path.join("data"), b"kept").unwrap();
 
     // The "LV" grows: a longer backing file, and the loop device told so.
     let image = loops.dir.path().join("disk0.img");
@@ -434,7 +436,7 @@ fn grow_mounted(fs_type: &str, from: u64, to: u64) -> (u64, Result<u64, lvmd::da
         node.grow_filesystem(&dev, &mnt, fs_type)?;
         Ok(node.stats(&mnt).unwrap().total.0)
     });
-    assert_eq!(std::fs::read(mnt.join("data")).unwrap(), b"kept");
+    assert_eq!(std::fs::read(mnt_path.join("data")).unwrap(), b"kept");
     (before, r)
 }
 
@@ -467,8 +469,10 @@ fn grow_mounted_filesystems_online() {
             "no CAP_SYS_RESOURCE here: ext4's online grow checked up to the kernel's refusal"
         );
     }
+    let dir = tempfile::tempdir().unwrap();
+    let somewhere = check_path(&dir.path().join("x"), &[dir.path().to_owned()]).unwrap();
     let e = HostNode
-        .grow_filesystem(Path::new("/dev/null"), Path::new("/"), "btrfs")
+        .grow_filesystem(Path::new("/dev/null"), &somewhere, "btrfs")
         .unwrap_err();
     assert!(e.to_string().contains("btrfs"), "{e}");
 }

@@ -545,9 +545,10 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 
     fn mount_volume(&self, vg: &str, lv: &str, spec: &MountSpec) -> Result<Mounted> {
         let spec = self.node.check_mount(spec)?;
+        let target = self.node.check_path(&spec.target)?;
         let before = self.logical_volume(vg, lv)?;
         self.node
-            .check_free_target(&spec.target, before.device.is_some())?;
+            .check_free_target(&target, before.device.is_some())?;
         let info = self.activate(vg, lv)?;
         let device = info.device.expect("activate sets the device");
         self.node.mount_filesystem(&device, &spec)
@@ -620,10 +621,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
                         return Err(EngineError::FailedPrecondition {
                             what: "logical volume",
                             name: format!("{vg}/{lv}"),
-                            why: format!(
-                                "is not active, so it cannot be mounted at {}",
-                                t.display()
-                            ),
+                            why: format!("is not active, so it cannot be mounted at {}", t),
                         });
                     };
                     fs = Some((device.clone(), self.node.check_grow_target(device, t)?));
@@ -649,7 +647,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 mod tests {
     use super::*;
     use crate::daemon::engine::{LvLayout, LvSpec};
-    use crate::daemon::node::{MountKind, MountRequest, Node};
+    use crate::daemon::node::{MountKind, MountRequest, MountSource, Node};
     use crate::daemon::{SimActivation, SimEngine, SimNode};
 
     const MIB: u64 = 1 << 20;
@@ -727,9 +725,10 @@ mod tests {
         // Someone's own read-only loop over the LV, bound under the mount root.
         let theirs = node.attach_foreign_loop(&dev, true);
         let target = PathBuf::from("/k/theirs");
+        let confined = crate::daemon::paths::check_path(&target, &[PathBuf::from("/k")]).unwrap();
         node.mount(&MountRequest {
-            source: theirs.clone(),
-            target: target.clone(),
+            source: MountSource::Device(theirs.clone()),
+            target: confined.clone(),
             kind: MountKind::Bind,
             read_only: true,
             options: vec![],
@@ -741,8 +740,8 @@ mod tests {
         // Ours, but over a device of no volume lvmd manages: left too.
         let stranger = node.attach_read_only_loop(Path::new("/dev/sdz")).unwrap();
         node.mount(&MountRequest {
-            source: stranger,
-            target: target.clone(),
+            source: MountSource::Device(stranger),
+            target: confined,
             kind: MountKind::Bind,
             read_only: true,
             options: vec![],
