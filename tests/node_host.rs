@@ -13,7 +13,7 @@ use lvmd::api::AccessPolicy;
 use lvmd::daemon::activation::{Activation, ActivationError, ActiveVolume};
 use lvmd::daemon::paths::{check_path, ConfinedPath};
 use lvmd::daemon::volumes::VgRead;
-use lvmd::daemon::{HostNode, SimEngine};
+use lvmd::daemon::{HostNode, Node, SimEngine};
 use lvmd::units::Bytes;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -475,4 +475,92 @@ fn grow_mounted_filesystems_online() {
         .grow_filesystem(Path::new("/dev/null"), &somewhere, "btrfs")
         .unwrap_err();
     assert!(e.to_string().contains("btrfs"), "{e}");
+}
+
+/// Runs the test `name` of this binary again in a private mount namespace (its mounts,
+/// even a wrong one, never reach the host's); `true` when already there.
+fn in_private_mount_namespace(name: &str) -> bool {
+    if std::env::var_os("LVMD_TEST_PRIVATE_NS").is_some() {
+        return true;
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("LVMD_TEST_PRIVATE_NS", "1")
+        .output()
+        .expect("run unshare");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{name} in a private mount namespace failed"
+    );
+    assert!(text.contains("1 passed"), "{name} did not run: {text}");
+    false
+}
+
+/// NodeWork on HostNode, mounting a loop device's ext4 (issue 15's race, on the host).
+struct HostOps {
+    work: lvmd::daemon::node_work::NodeWork,
+    device: PathBuf,
+}
+
+impl common::race::Ops for HostOps {
+    fn mount_fs(&self, target: &Path) -> Result<(), String> {
+        let spec = lvmd::daemon::engine::MountSpec {
+            target: target.to_owned(),
+            fs_type: "ext4".into(),
+            options: vec![],
+            read_only: false,
+        };
+        let spec = self.work.check_mount(&spec).map_err(|e| e.to_string())?;
+        self.work
+            .mount_filesystem(&self.device, &spec)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+    fn bind(&self, source: &Path, target: &Path) -> Result<(), String> {
+        self.work
+            .bind(source, target, false)
+            .map_err(|e| e.to_string())
+    }
+    fn unmount_remove(&self, target: &Path) -> Result<(), String> {
+        self.work
+            .unmount(target, true)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn mounts_binds_and_removals_stay_below_the_root_while_a_pod_swaps_paths() {
+    const NAME: &str = "mounts_binds_and_removals_stay_below_the_root_while_a_pod_swaps_paths";
+    if !host_tests_enabled(NAME) || !in_private_mount_namespace(NAME) {
+        return;
+    }
+    let loops = Loops::new(&[32]);
+    let device = loops.devs[0].clone();
+    HostNode.make_filesystem(&device, "ext4").unwrap();
+    let root = loops.dir.path().join("kubelet");
+    std::fs::create_dir(&root).unwrap();
+    let ops = HostOps {
+        work: lvmd::daemon::node_work::NodeWork::new(Arc::new(HostNode), vec![root.clone()]),
+        device,
+    };
+    let started = std::time::Instant::now();
+    let report = common::race::race(&ops, &root, 200);
+    eprintln!(
+        "{} exchanges in {:.1} s",
+        report.swaps,
+        started.elapsed().as_secs_f64()
+    );
+    // The race was on (some requests were refused as the path changed under them) and
+    // lvmd still did its work when the path held still long enough.
+    let (done, refused) = report
+        .scenarios
+        .iter()
+        .fold((0, 0), |(d, r), (_, t)| (d + t.done, r + t.refused));
+    assert!(report.swaps > 1000, "{} exchanges", report.swaps);
+    assert!(refused > 0 && done > 0, "done {done}, refused {refused}");
 }

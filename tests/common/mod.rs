@@ -3,6 +3,8 @@
 //! its backups in the test's own directory.
 #![allow(dead_code)]
 
+pub mod race;
+
 use lvmd::lvm::Lvm;
 use lvmd::store::backup::BackupDirs;
 use lvmd::store::lock::Locker;
