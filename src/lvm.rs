@@ -121,6 +121,9 @@ pub struct Lvm {
     /// entry, as lvm2's pvcreate/vgcreate/vgextend give it, so lvm2 with
     /// `use_devicesfile=1` sees it. Its lock is `D_<name>` in the locker's directory.
     pub lvm2_devices_file: DevicesFileLocation,
+    /// Where device nodes live (`/dev`): a new VG's name must not name an entry there,
+    /// as its LVs' links go to `<dev_dir>/<VG>/<LV>`.
+    pub dev_dir: PathBuf,
 }
 
 /// Called after each commit step; returning `false` stops the commit there, as a crash
@@ -188,6 +191,7 @@ impl Lvm {
             inject: None,
             lvm2_run_dir: crate::store::hints::DEFAULT_RUN_DIR.into(),
             lvm2_devices_file: DevicesFileLocation::default(),
+            dev_dir: PathBuf::from("/dev"),
         }
     }
 
@@ -498,6 +502,20 @@ impl Lvm {
         extent_size: ExtentSize,
     ) -> Result<VolumeGroup> {
         validate_vg_name(name)?;
+        // lvm2's vgcreate refuses the same (validate_new_vg_name): `/dev/mapper`,
+        // `/dev/shm`, `/dev/disk` ... would get the VG's LV links among their entries.
+        let dev_entry = self.dev_dir.join(name);
+        if std::fs::symlink_metadata(&dev_entry).is_ok() {
+            return Err(LvmError::InvalidArgument {
+                what: "volume group name",
+                value: name.into(),
+                why: format!(
+                    "{} already exists in the filesystem; the VG's device links would go \
+                     among its entries (lvm2 refuses such a name too)",
+                    dev_entry.display()
+                ),
+            });
+        }
         if devices.is_empty() {
             return Err(LvmError::InvalidArgument {
                 what: "device list",
