@@ -8,7 +8,9 @@
 use crate::alloc::{self, AllocError, Allocation, PvSpace};
 use crate::format::label::{DiskLocn, PvLabel, PV_EXT_USED};
 use crate::format::mda::{MdaHeader, MDA_HEADER_SIZE};
-use crate::model::name::{validate_lv_name, validate_tag, validate_vg_name, NameError, TagError};
+use crate::model::name::{
+    validate_lv_name_in, validate_tag, validate_vg_name, NameError, TagError,
+};
 use crate::model::{
     Area, LogicalVolume, ModelError, PhysicalVolume, Segment, SegmentKind, TextHeader, VolumeGroup,
 };
@@ -689,7 +691,7 @@ impl Lvm {
         layout: Layout,
         tags: &[String],
     ) -> Result<LogicalVolume> {
-        validate_lv_name(lv_name)?;
+        validate_lv_name_in(vg_name, lv_name)?;
         for t in tags {
             validate_tag(t)?;
         }
@@ -768,7 +770,7 @@ impl Lvm {
     }
 
     pub fn lv_rename(&self, vg_name: &str, old: &str, new: &str) -> Result<()> {
-        validate_lv_name(new)?;
+        validate_lv_name_in(vg_name, new)?;
         let locked = self.lock_vg_for_write(vg_name)?;
         let found = &locked.found;
         let mut vg = found.vg.clone();

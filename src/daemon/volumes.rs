@@ -18,7 +18,7 @@ use super::node::LoopDev;
 use super::node_work::NodeWork;
 use super::view;
 use crate::lvm::LvmError;
-use crate::model::name::{validate_lv_name, validate_tag, validate_vg_name};
+use crate::model::name::{validate_lv_name, validate_lv_name_in, validate_tag, validate_vg_name};
 use crate::model::VolumeGroup;
 use crate::units::{human_bytes, Bytes};
 use crate::uuid::Uuid;
@@ -489,6 +489,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 
     fn create_logical_volume(&self, vg: &str, spec: &LvSpec) -> Result<Created<LvInfo>> {
         check_spec(spec)?;
+        validate_lv_name_in(vg, &spec.name).map_err(LvmError::from)?;
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
         self.create_locked(vg, spec)
@@ -716,6 +717,32 @@ mod tests {
         e.publish_block("vg", "raw", Path::new("/k/raw"), true)
             .unwrap();
         assert_eq!(node.loops().len(), 1);
+    }
+
+    #[test]
+    fn names_lvm2_refuses_are_refused_before_anything_is_written() {
+        let (e, _, _) = engine();
+        let before = e.logical_volumes("vg").unwrap().len();
+        for (name, why) in [
+            // 127 characters is a valid name, but "vg-" + it is no dm name.
+            ("l".repeat(127), "device-mapper name would have 130 characters"),
+            ("data_cpool".into(), "_cpool"),
+            ("x_wcorig".into(), "_wcorig"),
+            ("x_imeta".into(), "_imeta"),
+        ] {
+            let spec = LvSpec {
+                name: name.clone(),
+                size: Bytes(8 * MIB),
+                layout: LvLayout::Linear,
+                tags: vec![],
+            };
+            let err = e.create_logical_volume("vg", &spec).unwrap_err();
+            assert!(
+                matches!(err, EngineError::Lvm(LvmError::Name(_))) && err.to_string().contains(why),
+                "{name}: {err}"
+            );
+        }
+        assert_eq!(e.logical_volumes("vg").unwrap().len(), before);
     }
 
     #[test]
