@@ -383,9 +383,11 @@ impl HostNode {
             MountKind::Bind => {
                 let src = match &req.source {
                     // lvmd's own device path (`/dev/vg/lv` is a symlink): followed.
-                    MountSource::Device(p) => std::fs::File::open(p)
-                        .map(OwnedFd::from)
-                        .map_err(io(p, "open"))?,
+                    // O_PATH: pointed at, not opened (no open count on the device).
+                    MountSource::Device(p) => {
+                        nix::fcntl::open(p, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+                            .map_err(errno(p, "open"))?
+                    }
                     MountSource::Confined(c) => c.open(OFlag::O_PATH)?,
                 };
                 let tree = clone_tree(&src).map_err(io(req.source.path(), "bind"))?;

@@ -725,7 +725,10 @@ mod tests {
         let before = e.logical_volumes("vg").unwrap().len();
         for (name, why) in [
             // 127 characters is a valid name, but "vg-" + it is no dm name.
-            ("l".repeat(127), "device-mapper name would have 130 characters"),
+            (
+                "l".repeat(127),
+                "device-mapper name would have 130 characters",
+            ),
             ("data_cpool".into(), "_cpool"),
             ("x_wcorig".into(), "_wcorig"),
             ("x_imeta".into(), "_imeta"),
