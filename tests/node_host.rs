@@ -564,3 +564,91 @@ fn mounts_binds_and_removals_stay_below_the_root_while_a_pod_swaps_paths() {
     assert!(report.swaps > 1000, "{} exchanges", report.swaps);
     assert!(refused > 0 && done > 0, "done {done}, refused {refused}");
 }
+
+/// What lvmd did before issue 15's fix: check the string, then use it (create_dir_all,
+/// mount(2) by path). The race above must catch it, or its passing would mean nothing.
+struct NaiveOps {
+    device: PathBuf,
+}
+
+fn mount_by_path(
+    source: &Path,
+    target: &Path,
+    fs: Option<&str>,
+    flags: libc::c_ulong,
+) -> Result<(), String> {
+    use std::ffi::CString;
+    let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let (src, dst) = (c(source), c(target));
+    let fs = fs.map(|f| CString::new(f).unwrap());
+    // SAFETY: NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            fs.as_ref().map_or(std::ptr::null(), |f| f.as_ptr()),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().to_string())
+    }
+}
+
+/// The old code's work between check and use (blkid, mkfs, mountinfo reads), shortened.
+fn between() {
+    std::thread::sleep(std::time::Duration::from_micros(300));
+}
+
+impl common::race::Ops for NaiveOps {
+    fn mount_fs(&self, target: &Path) -> Result<(), String> {
+        std::fs::create_dir_all(target).map_err(|e| e.to_string())?;
+        between();
+        mount_by_path(&self.device, target, Some("ext4"), 0)
+    }
+    fn bind(&self, source: &Path, target: &Path) -> Result<(), String> {
+        std::fs::create_dir_all(target).map_err(|e| e.to_string())?;
+        between();
+        mount_by_path(source, target, None, libc::MS_BIND)
+    }
+    fn unmount_remove(&self, target: &Path) -> Result<(), String> {
+        let _ = std::process::Command::new("umount").arg(target).status();
+        between();
+        std::fs::remove_dir(target).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn the_race_catches_a_mounter_that_trusts_a_checked_path() {
+    const NAME: &str = "the_race_catches_a_mounter_that_trusts_a_checked_path";
+    if !host_tests_enabled(NAME) || !in_private_mount_namespace(NAME) {
+        return;
+    }
+    let loops = Loops::new(&[32]);
+    let device = loops.devs[0].clone();
+    HostNode.make_filesystem(&device, "ext4").unwrap();
+    let ops = NaiveOps { device };
+    // Each kind of request on its own: each must be caught escaping.
+    for (i, which) in common::race::SCENARIOS.iter().enumerate() {
+        let root = loops.dir.path().join(format!("kubelet{i}"));
+        std::fs::create_dir(&root).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            common::race::race_only(&ops, &root, 200, &[which])
+        }));
+        let msg = match r {
+            Ok(_) => panic!("{which}: 200 rounds did not catch a mounter that follows symlinks"),
+            Err(p) => p.downcast_ref::<String>().cloned().unwrap_or_default(),
+        };
+        eprintln!("caught: {msg}");
+        assert!(
+            msg.contains("OUTSIDE the root")
+                || msg.contains("was removed")
+                || msg.contains("was taken away")
+                || msg.contains("outside the root was bound"),
+            "{which}: {msg}"
+        );
+    }
+}

@@ -157,7 +157,10 @@ fn lazy_unmount(p: &Path) {
 impl Bed {
     fn new(root: &Path) -> Bed {
         let root_real = root.canonicalize().unwrap();
-        let outside = root_real.parent().unwrap().join("race-outside");
+        let outside = root_real.with_file_name(format!(
+            "{}-race-outside",
+            root_real.file_name().unwrap().to_string_lossy()
+        ));
         for d in ["etc", "src", "tgt", "rm", "rmdir"] {
             std::fs::create_dir_all(outside.join(d)).unwrap();
         }
@@ -219,13 +222,43 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
+        // After a failed check too: whatever appeared, wherever it is.
+        if let Ok(now) = mountinfo::read() {
+            let mut new: Vec<_> = now
+                .into_iter()
+                .filter(|m| !self.before.contains(&m.id))
+                .collect();
+            new.sort_by_key(|m| std::cmp::Reverse(m.point.components().count()));
+            for m in new {
+                lazy_unmount(&m.point);
+            }
+        }
         lazy_unmount(&self.outside.join("rm"));
         let _ = std::fs::remove_dir_all(&self.outside);
     }
 }
 
+/// The scenarios, by name.
+pub const SCENARIOS: [&str; 5] = [
+    MOUNT_LAST,
+    MOUNT_MIDDLE,
+    BIND_SOURCE,
+    BIND_TARGET,
+    UNMOUNT_REMOVE,
+];
+const MOUNT_LAST: &str = "MountVolume, swapped last component";
+const MOUNT_MIDDLE: &str = "MountVolume, swapped middle component";
+const BIND_SOURCE: &str = "BindMount, swapped source";
+const BIND_TARGET: &str = "BindMount, swapped target";
+const UNMOUNT_REMOVE: &str = "Unmount with remove_target, swapped middle component";
+
 /// Runs every scenario `rounds` times against `ops`; panics on any escape.
 pub fn race(ops: &dyn Ops, root: &Path, rounds: usize) -> Report {
+    race_only(ops, root, rounds, &SCENARIOS)
+}
+
+/// Runs the scenarios named in `only`.
+pub fn race_only(ops: &dyn Ops, root: &Path, rounds: usize, only: &[&str]) -> Report {
     let bed = Bed::new(root);
     let race = bed.root.join("race");
     let swapper = Swapper::start(&race);
@@ -235,6 +268,9 @@ pub fn race(ops: &dyn Ops, root: &Path, rounds: usize) -> Report {
                     prepare: &dyn Fn(usize),
                     op: &dyn Fn(usize) -> Result<(), String>,
                     check: &dyn Fn(usize)| {
+        if !only.contains(&name) {
+            return None;
+        }
         let mut t = Tally::default();
         let mut first_refusal = None;
         for round in 0..rounds {
@@ -259,25 +295,25 @@ pub fn race(ops: &dyn Ops, root: &Path, rounds: usize) -> Report {
             t.refused,
             first_refusal.as_deref().unwrap_or("none")
         );
-        (name, t)
+        Some((name, t))
     };
     let nothing = |_: usize| {};
 
-    scenarios.push(scenario(
-        "MountVolume, swapped last component",
+    scenarios.extend(scenario(
+        MOUNT_LAST,
         &nothing,
         &|_| ops.mount_fs(&x),
         &nothing,
     ));
-    scenarios.push(scenario(
-        "MountVolume, swapped middle component",
+    scenarios.extend(scenario(
+        MOUNT_MIDDLE,
         &nothing,
         &|_| ops.mount_fs(&x.join("etc")),
         &nothing,
     ));
     let bind_target = bed.root.join("binds/b");
-    scenarios.push(scenario(
-        "BindMount, swapped source",
+    scenarios.extend(scenario(
+        BIND_SOURCE,
         &nothing,
         &|_| ops.bind(&x.join("src"), &bind_target),
         &|round| {
@@ -292,8 +328,8 @@ pub fn race(ops: &dyn Ops, root: &Path, rounds: usize) -> Report {
         },
     ));
     let stable = bed.root.join("stable-src");
-    scenarios.push(scenario(
-        "BindMount, swapped target",
+    scenarios.extend(scenario(
+        BIND_TARGET,
         &nothing,
         &|_| ops.bind(&stable, &x.join("tgt")),
         &nothing,
@@ -301,8 +337,8 @@ pub fn race(ops: &dyn Ops, root: &Path, rounds: usize) -> Report {
     // Alternately a target whose outside twin is a mount point and one whose twin is
     // an empty directory.
     let name = |round: usize| if round % 2 == 0 { "rm" } else { "rmdir" };
-    scenarios.push(scenario(
-        "Unmount with remove_target, swapped middle component",
+    scenarios.extend(scenario(
+        UNMOUNT_REMOVE,
         &|round| {
             let t = x.join(name(round));
             std::fs::create_dir_all(&t).unwrap();
