@@ -76,10 +76,7 @@ impl Activation for LoopActivation {
 }
 
 fn is_mount_point(p: &Path) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let p = p.display().to_string();
-    info.lines()
-        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+    lvmd::mountinfo::is_mount_point(p).unwrap()
 }
 
 #[test]
