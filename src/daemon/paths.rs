@@ -157,7 +157,19 @@ impl ConfinedPath {
     /// path itself), made where missing, one `mkdirat` on the parent's descriptor at a
     /// time; returns the last one.
     pub fn make_dirs(&self, with_self: bool) -> Result<OwnedFd, NodeError> {
-        let mut dir = self.open_root()?;
+        let mut dir = match self.open_root() {
+            // The root too, as before: its path is the configuration's, not a client's.
+            Err(NodeError::NotFound { .. }) => {
+                std::fs::create_dir_all(&self.root).map_err(|source| NodeError::Io {
+                    path: self.root.clone(),
+                    what: "create",
+                    source,
+                })?;
+                tracing::info!(root = %self.root.display(), "created the mount root");
+                self.open_root()?
+            }
+            r => r?,
+        };
         let comps: Vec<Component> = self.rel.components().collect();
         let upto = if with_self {
             comps.len()
@@ -403,7 +415,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_parts_are_made_and_missing_roots_reported() {
+    fn missing_parts_are_made_and_a_missing_root_too() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
         let c = confined(&root, "a/b/c");
@@ -416,11 +428,15 @@ mod tests {
         assert!(root.join("a/b").is_dir() && !root.join("a/b/c").exists());
         c.make_dirs(true).unwrap();
         assert!(root.join("a/b/c").is_dir());
-        // A path under a root that does not exist passes the check (nothing there can
-        // be a symlink) but is not made: the root is the configuration's.
-        let gone = dir.path().join("gone");
-        let c = check_path(&gone.join("x"), std::slice::from_ref(&gone)).unwrap();
-        assert!(matches!(c.make_dirs(true), Err(NodeError::NotFound { .. })));
-        assert!(!gone.exists());
+        // A path under a root that does not exist yet passes the check (nothing there
+        // can be a symlink); the root is made with it (the configuration names it).
+        let later = dir.path().join("later/kubelet");
+        let c = check_path(&later.join("x"), std::slice::from_ref(&later)).unwrap();
+        assert!(matches!(
+            c.open(OFlag::O_PATH),
+            Err(NodeError::NotFound { .. })
+        ));
+        c.make_dirs(true).unwrap();
+        assert!(later.join("x").is_dir());
     }
 }
