@@ -11,6 +11,7 @@
 //! - [`daemon`]: the engine (the daemon's one interface to the machine: real or
 //!   simulated), activation and node traits, configuration, socket, start-up.
 //! - [`api`]: the gRPC front-end (`proto/lvmd.proto`): it translates, the engine decides.
+//! - [`mountinfo`]: what this process's mount namespace has mounted where.
 //! - [`peer`]: who may connect to a unix socket (SO_PEERCRED against an allow list);
 //!   lvmd's API socket and lvmd-csi's CSI socket both check with it.
 
@@ -23,6 +24,7 @@ pub mod format;
 pub mod inspect;
 pub mod lvm;
 pub mod model;
+pub mod mountinfo;
 pub mod peer;
 pub mod probe;
 pub mod store;

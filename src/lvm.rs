@@ -8,7 +8,9 @@
 use crate::alloc::{self, AllocError, Allocation, PvSpace};
 use crate::format::label::{DiskLocn, PvLabel, PV_EXT_USED};
 use crate::format::mda::{MdaHeader, MDA_HEADER_SIZE};
-use crate::model::name::{validate_lv_name, validate_tag, validate_vg_name, NameError, TagError};
+use crate::model::name::{
+    validate_lv_name_in, validate_tag, validate_vg_name, NameError, TagError,
+};
 use crate::model::{
     Area, LogicalVolume, ModelError, PhysicalVolume, Segment, SegmentKind, TextHeader, VolumeGroup,
 };
@@ -126,6 +128,9 @@ pub struct Lvm {
     /// entry, as lvm2's pvcreate/vgcreate/vgextend give it, so lvm2 with
     /// `use_devicesfile=1` sees it. Its lock is `D_<name>` in the locker's directory.
     pub lvm2_devices_file: DevicesFileLocation,
+    /// Where device nodes live (`/dev`): a new VG's name must not name an entry there,
+    /// as its LVs' links go to `<dev_dir>/<VG>/<LV>`.
+    pub dev_dir: PathBuf,
 }
 
 /// Called after each commit step; returning `false` stops the commit there, as a crash
@@ -234,6 +239,7 @@ impl Lvm {
             inject: None,
             lvm2_run_dir: crate::store::hints::DEFAULT_RUN_DIR.into(),
             lvm2_devices_file: DevicesFileLocation::default(),
+            dev_dir: PathBuf::from("/dev"),
         }
     }
 
@@ -547,6 +553,20 @@ impl Lvm {
         extent_size: ExtentSize,
     ) -> Result<VolumeGroup> {
         validate_vg_name(name)?;
+        // lvm2's vgcreate refuses the same (validate_new_vg_name): `/dev/mapper`,
+        // `/dev/shm`, `/dev/disk` ... would get the VG's LV links among their entries.
+        let dev_entry = self.dev_dir.join(name);
+        if std::fs::symlink_metadata(&dev_entry).is_ok() {
+            return Err(LvmError::InvalidArgument {
+                what: "volume group name",
+                value: name.into(),
+                why: format!(
+                    "{} already exists in the filesystem; the VG's device links would go \
+                     among its entries (lvm2 refuses such a name too)",
+                    dev_entry.display()
+                ),
+            });
+        }
         if devices.is_empty() {
             return Err(LvmError::InvalidArgument {
                 what: "device list",
@@ -722,7 +742,7 @@ impl Lvm {
         layout: Layout,
         tags: &[String],
     ) -> Result<LogicalVolume> {
-        validate_lv_name(lv_name)?;
+        validate_lv_name_in(vg_name, lv_name)?;
         for t in tags {
             validate_tag(t)?;
         }
@@ -801,7 +821,7 @@ impl Lvm {
     }
 
     pub fn lv_rename(&self, vg_name: &str, old: &str, new: &str) -> Result<()> {
-        validate_lv_name(new)?;
+        validate_lv_name_in(vg_name, new)?;
         let locked = self.lock_vg_for_write(vg_name)?;
         let found = &locked.found;
         let mut vg = found.vg.clone();
@@ -832,7 +852,7 @@ impl Lvm {
         new: &str,
         tags: &[String],
     ) -> Result<()> {
-        validate_lv_name(new)?;
+        validate_lv_name_in(vg_name, new)?;
         for t in tags {
             validate_tag(t)?;
         }

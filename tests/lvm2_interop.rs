@@ -445,6 +445,27 @@ fn bad_input_is_refused_and_changes_nothing() {
         .vg_create("bad name", &loops.devs[..1], ExtentSize::DEFAULT)
         .unwrap_err();
     assert!(err.to_string().contains("\"bad name\""), "{err}");
+    // Names of /dev entries: lvm2's vgcreate refuses them as well (its LV links would
+    // land in /dev/shm, /dev/pts ...). Neither writes anything.
+    let dev0 = loops.devs[0].to_str().unwrap();
+    for name in ["shm", "pts"] {
+        let err = lvm
+            .vg_create(name, &loops.devs[..1], ExtentSize::DEFAULT)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("/dev/{name} already exists")),
+            "{err}"
+        );
+        let (ok, _, stderr) = loops.lvm(&["vgcreate", name, dev0]);
+        assert!(
+            !ok && stderr.contains("already exists in filesystem"),
+            "lvm2 vgcreate {name}: {stderr}"
+        );
+    }
+    assert!(lvmd::store::scan::read_pv(&loops.devs[0])
+        .unwrap()
+        .is_none());
 
     lvm.vg_create(&vg, &loops.devs[..1], ExtentSize::DEFAULT)
         .unwrap();
@@ -999,7 +1020,10 @@ fn lvm2_using_a_devices_file_sees_what_lvmd_creates() {
         .map(|l| l.split_whitespace().collect())
         .collect();
     rows.sort();
-    assert_eq!(rows, vec![vec![a.as_str()], vec![b.as_str(), vg.as_str()]]);
+    // Sorted as text, like the rows: /dev/loop10 comes before /dev/loop8.
+    let mut want = vec![vec![a.as_str()], vec![b.as_str(), vg.as_str()]];
+    want.sort();
+    assert_eq!(rows, want);
     let vgs = df.lvm_ok(
         &loops,
         &["vgs", "--noheadings", "-o", "vg_name,pv_count", &vg],

@@ -11,8 +11,9 @@ use harness::*;
 use lvmd::api::pb;
 use lvmd::api::AccessPolicy;
 use lvmd::daemon::activation::{Activation, ActivationError, ActiveVolume};
+use lvmd::daemon::paths::{check_path, ConfinedPath};
 use lvmd::daemon::volumes::VgRead;
-use lvmd::daemon::{HostNode, SimEngine};
+use lvmd::daemon::{HostNode, Node, SimEngine};
 use lvmd::units::Bytes;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -83,10 +84,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn is_mount_point(p: &Path) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let p = p.display().to_string();
-    info.lines()
-        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+    lvmd::mountinfo::is_mount_point(p).unwrap()
 }
 
 #[test]
@@ -375,7 +373,7 @@ fn mkfs_mount_bind_block_unmount_on_the_host() {
 }
 
 /// Unmounts on drop, so a failed assertion leaves no mount behind.
-struct Unmount(PathBuf);
+struct Unmount(ConfinedPath);
 
 impl Drop for Unmount {
     fn drop(&mut self) {
@@ -400,16 +398,17 @@ fn has_cap_sys_resource() -> bool {
 /// Makes `fs_type` on a loop device of `from` MiB, mounts it, grows the device to `to`
 /// MiB and the filesystem with `HostNode::grow_filesystem`: (size before, result).
 fn grow_mounted(fs_type: &str, from: u64, to: u64) -> (u64, Result<u64, lvmd::daemon::NodeError>) {
-    use lvmd::daemon::node::{MountKind, MountRequest};
+    use lvmd::daemon::node::{MountKind, MountRequest, MountSource};
     use lvmd::daemon::Node;
     let loops = Loops::new(&[from]);
     let dev = loops.devs[0].clone();
     let node = HostNode;
     node.make_filesystem(&dev, fs_type, false).unwrap();
-    let mnt = loops.dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let mnt_path = loops.dir.path().join("mnt");
+    std::fs::create_dir(&mnt_path).unwrap();
+    let mnt = check_path(&mnt_path, &[loops.dir.path().to_owned()]).unwrap();
     node.mount(&MountRequest {
-        source: dev.clone(),
+        source: MountSource::Device(dev.clone()),
         target: mnt.clone(),
         kind: MountKind::Filesystem {
             fs_type: fs_type.into(),
@@ -420,7 +419,7 @@ fn grow_mounted(fs_type: &str, from: u64, to: u64) -> (u64, Result<u64, lvmd::da
     .unwrap();
     let _guard = Unmount(mnt.clone());
     let before = node.stats(&mnt).unwrap().total.0;
-    std::fs::write(mnt.join("data"), b"kept").unwrap();
+    std::fs::write(mnt_path.join("data"), b"kept").unwrap();
 
     // The "LV" grows: a longer backing file, and the loop device told so.
     let image = loops.dir.path().join("disk0.img");
@@ -443,7 +442,7 @@ fn grow_mounted(fs_type: &str, from: u64, to: u64) -> (u64, Result<u64, lvmd::da
         node.grow_filesystem(&dev, &mnt, fs_type)?;
         Ok(node.stats(&mnt).unwrap().total.0)
     });
-    assert_eq!(std::fs::read(mnt.join("data")).unwrap(), b"kept");
+    assert_eq!(std::fs::read(mnt_path.join("data")).unwrap(), b"kept");
     (before, r)
 }
 
@@ -477,8 +476,10 @@ fn grow_mounted_filesystems_online() {
             "no CAP_SYS_RESOURCE here: ext4's online grow checked up to the kernel's refusal"
         );
     }
+    let dir = tempfile::tempdir().unwrap();
+    let somewhere = check_path(&dir.path().join("x"), &[dir.path().to_owned()]).unwrap();
     let e = HostNode
-        .grow_filesystem(Path::new("/dev/null"), Path::new("/"), "btrfs")
+        .grow_filesystem(Path::new("/dev/null"), &somewhere, "btrfs")
         .unwrap_err();
     assert!(e.to_string().contains("btrfs"), "{e}");
 }
@@ -536,7 +537,7 @@ fn staging_formats_only_what_lvmd_created_blank() {
     );
     e.create_volume_group("vg", &[sim_dev("d0")]).unwrap();
     let target = root.join("stage");
-    let _cleanup = Unmount(target.clone());
+    let _cleanup = Unmount(check_path(&target, std::slice::from_ref(&root)).unwrap());
     let spec = MountSpec {
         target: target.clone(),
         fs_type: String::new(),
@@ -625,4 +626,189 @@ fn staging_formats_only_what_lvmd_created_blank() {
     let h = hash_of(&dev(4));
     refused("e", &["a minix filesystem", "written outside lvmd"]);
     assert_eq!(hash_of(&dev(4)), h, "e's bytes changed");
+}
+
+/// Runs the test `name` of this binary again in a private mount namespace (its mounts,
+/// even a wrong one, never reach the host's); `true` when already there.
+fn in_private_mount_namespace(name: &str) -> bool {
+    if std::env::var_os("LVMD_TEST_PRIVATE_NS").is_some() {
+        return true;
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("LVMD_TEST_PRIVATE_NS", "1")
+        .output()
+        .expect("run unshare");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{name} in a private mount namespace failed"
+    );
+    assert!(text.contains("1 passed"), "{name} did not run: {text}");
+    false
+}
+
+/// NodeWork on HostNode, mounting a loop device's ext4 (issue 15's race, on the host).
+struct HostOps {
+    work: lvmd::daemon::node_work::NodeWork,
+    device: PathBuf,
+}
+
+impl common::race::Ops for HostOps {
+    fn mount_fs(&self, target: &Path) -> Result<(), String> {
+        let spec = lvmd::daemon::engine::MountSpec {
+            target: target.to_owned(),
+            fs_type: "ext4".into(),
+            options: vec![],
+            read_only: false,
+        };
+        let spec = self.work.check_mount(&spec).map_err(|e| e.to_string())?;
+        // Formatted before the race; what is raced is the mount itself.
+        if self
+            .work
+            .mounted_already(&self.device, &spec)
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            return Ok(());
+        }
+        self.work
+            .mount_as(&self.device, &spec, "ext4", false)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+    fn bind(&self, source: &Path, target: &Path) -> Result<(), String> {
+        self.work
+            .bind(source, target, false)
+            .map_err(|e| e.to_string())
+    }
+    fn unmount_remove(&self, target: &Path) -> Result<(), String> {
+        self.work
+            .unmount(target, true)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn mounts_binds_and_removals_stay_below_the_root_while_a_pod_swaps_paths() {
+    const NAME: &str = "mounts_binds_and_removals_stay_below_the_root_while_a_pod_swaps_paths";
+    if !host_tests_enabled(NAME) || !in_private_mount_namespace(NAME) {
+        return;
+    }
+    let loops = Loops::new(&[32]);
+    let device = loops.devs[0].clone();
+    HostNode.make_filesystem(&device, "ext4", false).unwrap();
+    let root = loops.dir.path().join("kubelet");
+    std::fs::create_dir(&root).unwrap();
+    let ops = HostOps {
+        work: lvmd::daemon::node_work::NodeWork::new(Arc::new(HostNode), vec![root.clone()]),
+        device,
+    };
+    let started = std::time::Instant::now();
+    let report = common::race::race(&ops, &root, 200);
+    eprintln!(
+        "{} exchanges in {:.1} s",
+        report.swaps,
+        started.elapsed().as_secs_f64()
+    );
+    // The race was on (some requests were refused as the path changed under them) and
+    // lvmd still did its work when the path held still long enough.
+    let (done, refused) = report
+        .scenarios
+        .iter()
+        .fold((0, 0), |(d, r), (_, t)| (d + t.done, r + t.refused));
+    assert!(report.swaps > 1000, "{} exchanges", report.swaps);
+    assert!(refused > 0 && done > 0, "done {done}, refused {refused}");
+}
+
+/// What lvmd did before issue 15's fix: check the string, then use it (create_dir_all,
+/// mount(2) by path). The race above must catch it, or its passing would mean nothing.
+struct NaiveOps {
+    device: PathBuf,
+}
+
+fn mount_by_path(
+    source: &Path,
+    target: &Path,
+    fs: Option<&str>,
+    flags: libc::c_ulong,
+) -> Result<(), String> {
+    use std::ffi::CString;
+    let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let (src, dst) = (c(source), c(target));
+    let fs = fs.map(|f| CString::new(f).unwrap());
+    // SAFETY: NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            fs.as_ref().map_or(std::ptr::null(), |f| f.as_ptr()),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().to_string())
+    }
+}
+
+/// The old code's work between check and use (blkid, mkfs, mountinfo reads), shortened.
+fn between() {
+    std::thread::sleep(std::time::Duration::from_micros(300));
+}
+
+impl common::race::Ops for NaiveOps {
+    fn mount_fs(&self, target: &Path) -> Result<(), String> {
+        std::fs::create_dir_all(target).map_err(|e| e.to_string())?;
+        between();
+        mount_by_path(&self.device, target, Some("ext4"), 0)
+    }
+    fn bind(&self, source: &Path, target: &Path) -> Result<(), String> {
+        std::fs::create_dir_all(target).map_err(|e| e.to_string())?;
+        between();
+        mount_by_path(source, target, None, libc::MS_BIND)
+    }
+    fn unmount_remove(&self, target: &Path) -> Result<(), String> {
+        let _ = std::process::Command::new("umount").arg(target).status();
+        between();
+        std::fs::remove_dir(target).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn the_race_catches_a_mounter_that_trusts_a_checked_path() {
+    const NAME: &str = "the_race_catches_a_mounter_that_trusts_a_checked_path";
+    if !host_tests_enabled(NAME) || !in_private_mount_namespace(NAME) {
+        return;
+    }
+    let loops = Loops::new(&[32]);
+    let device = loops.devs[0].clone();
+    HostNode.make_filesystem(&device, "ext4", false).unwrap();
+    let ops = NaiveOps { device };
+    // Each kind of request on its own: each must be caught escaping.
+    for (i, which) in common::race::SCENARIOS.iter().enumerate() {
+        let root = loops.dir.path().join(format!("kubelet{i}"));
+        std::fs::create_dir(&root).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            common::race::race_only(&ops, &root, 200, &[which])
+        }));
+        let msg = match r {
+            Ok(_) => panic!("{which}: 200 rounds did not catch a mounter that follows symlinks"),
+            Err(p) => p.downcast_ref::<String>().cloned().unwrap_or_default(),
+        };
+        eprintln!("caught: {msg}");
+        assert!(
+            msg.contains("OUTSIDE the root")
+                || msg.contains("was removed")
+                || msg.contains("was taken away")
+                || msg.contains("outside the root was bound"),
+            "{which}: {msg}"
+        );
+    }
 }

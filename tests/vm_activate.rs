@@ -1124,3 +1124,65 @@ fn thin_lvs_lvm2_made_activate_with_lvm2s_devices() {
     assert!(act.deactivate(&found, "pool2").unwrap());
     bed.assert_nothing_active();
 }
+
+/// Issue 15: VG names that are entries of /dev. lvmd's vgcreate refuses them, as lvm2's
+/// does; a VG made anyway (here by lvmd's library told of another /dev) activates
+/// without touching what is there: its LV links would be `/dev/mapper/control` and a
+/// user's file in `/dev/shm`. Both stay, activation is refused naming them, and no
+/// device is left behind. (With udev, udev makes the links and this is its business:
+/// the case is about lvmd making them itself, VM_NO_UDEV=1.)
+#[test]
+fn names_colliding_with_dev_entries_leave_them_alone() {
+    let _serial = common::vm_case("vm_activate");
+    let loops = Loops::new(&[32, 32]);
+    let lvm = loops.lvmd();
+    let e = lvm
+        .vg_create("mapper", &loops.devs[..1], ExtentSize::DEFAULT)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/dev/mapper already exists"), "{e}");
+    if expected_node_mode() == NodeMode::Udev {
+        eprintln!("with udev, udev makes the links: the rest of this case runs with VM_NO_UDEV=1");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let mut anyway = loops.lvmd();
+    anyway.dev_dir = scratch.path().to_owned();
+    let control = std::fs::metadata("/dev/mapper/control").unwrap();
+    assert!(control.file_type().is_char_device());
+    let victim = Path::new("/dev/shm/victim");
+    std::fs::write(victim, b"someone's data").unwrap();
+    let act = activator();
+    for (dev, vg, lv, what) in [
+        (
+            &loops.devs[0],
+            "mapper",
+            "control",
+            "character device 10:236",
+        ),
+        (&loops.devs[1], "shm", "victim", "a file"),
+    ] {
+        anyway
+            .vg_create(vg, std::slice::from_ref(dev), ExtentSize::DEFAULT)
+            .unwrap();
+        anyway
+            .lv_create(vg, lv, Bytes(4 * MIB), Layout::Linear, &[])
+            .unwrap();
+        let found = lvm.read_vg(vg).unwrap();
+        let e = act.activate(&found, lv).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            matches!(e, ActivateError::NodeInTheWay { .. })
+                && text.contains(&format!("/dev/{vg}/{lv}"))
+                && text.contains(what),
+            "{vg}/{lv}: {text}"
+        );
+        assert_no_device(&act, &format!("{vg}-{lv}"));
+        assert!(!act.deactivate(&found, lv).unwrap());
+    }
+    let now = std::fs::metadata("/dev/mapper/control").unwrap();
+    assert!(now.file_type().is_char_device() && now.rdev() == control.rdev());
+    dm::dm_version().expect("/dev/mapper/control still answers");
+    assert_eq!(std::fs::read(victim).unwrap(), b"someone's data");
+    std::fs::remove_file(victim).unwrap();
+}

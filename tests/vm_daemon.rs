@@ -1624,3 +1624,101 @@ fn a_new_volume_never_shows_a_removed_volumes_bytes() {
     assert!(bed.dm_devices().is_empty(), "{:?}", bed.dm_devices());
     bed.stop();
 }
+
+/// The real daemon's MountVolume, BindMount and Unmount as [`common::race::Ops`].
+struct DaemonOps<'a> {
+    bed: &'a Bed,
+    rt: tokio::runtime::Runtime,
+}
+
+impl DaemonOps<'_> {
+    fn node<T>(
+        &self,
+        call: impl AsyncFnOnce(
+            pb::node_service_client::NodeServiceClient<tonic::transport::Channel>,
+        ) -> Result<T, tonic::Status>,
+    ) -> Result<(), String> {
+        self.rt.block_on(async {
+            let ch = connect(&self.bed.socket).await.unwrap();
+            call(pb::node_service_client::NodeServiceClient::new(ch))
+                .await
+                .map(drop)
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+        })
+    }
+}
+
+impl common::race::Ops for DaemonOps<'_> {
+    fn mount_fs(&self, target: &Path) -> Result<(), String> {
+        let target_path = target.display().to_string();
+        self.node(async move |mut n| {
+            n.mount_volume(pb::MountVolumeRequest {
+                volume: volume("fs"),
+                target_path,
+                fs_type: "ext4".into(),
+                mount_options: vec![],
+                read_only: false,
+            })
+            .await
+        })
+    }
+    fn bind(&self, source: &Path, target: &Path) -> Result<(), String> {
+        let (source_path, target_path) =
+            (source.display().to_string(), target.display().to_string());
+        self.node(async move |mut n| {
+            n.bind_mount(pb::BindMountRequest {
+                source_path,
+                target_path,
+                read_only: false,
+            })
+            .await
+        })
+    }
+    fn unmount_remove(&self, target: &Path) -> Result<(), String> {
+        let target_path = target.display().to_string();
+        self.node(async move |mut n| {
+            n.unmount(pb::UnmountRequest {
+                target_path,
+                remove_target: true,
+            })
+            .await
+        })
+    }
+}
+
+/// Issue 15's race against the real daemon: a thread exchanges a directory below the
+/// mount root with a symlink to a directory outside it while MountVolume (a real LV,
+/// ext4), BindMount (swapped source, swapped target) and Unmount with remove_target
+/// run, 200 rounds each: nothing mounted, bound, unmounted or removed outside the root.
+#[test]
+fn path_swaps_never_take_a_mount_out_of_the_root() {
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-race", &[256]);
+    std::fs::create_dir_all(&bed.root).unwrap();
+    bed.start(None);
+    bed.json(&["lv", "create", "fs", "64MiB"]);
+    let ops = DaemonOps {
+        bed: &bed,
+        rt: rt(),
+    };
+    // Formatted once, outside the race.
+    let warm = bed.root.join("warm");
+    common::race::Ops::mount_fs(&ops, &warm).unwrap();
+    common::race::Ops::unmount_remove(&ops, &warm).unwrap();
+    let started = Instant::now();
+    let report = common::race::race(&ops, &bed.root, 200);
+    eprintln!(
+        "{} exchanges in {:.1} s",
+        report.swaps,
+        started.elapsed().as_secs_f64()
+    );
+    let (done, refused) = report
+        .scenarios
+        .iter()
+        .fold((0, 0), |(d, r), (_, t)| (d + t.done, r + t.refused));
+    assert!(refused > 0 && done > 0, "done {done}, refused {refused}");
+    drop(ops);
+    let log = bed.log_text();
+    assert!(!log.contains("cannot undo"), "{log}");
+    bed.stop();
+}

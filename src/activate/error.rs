@@ -132,6 +132,11 @@ pub enum ActivateError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "{path} exists and is {what}, not a device node or link lvmd makes; refusing to \
+         replace or remove it (does a VG or LV name collide with an entry of /dev?)"
+    )]
+    NodeInTheWay { path: PathBuf, what: String },
     #[error("udev: {why}")]
     Udev { why: String },
     #[error(

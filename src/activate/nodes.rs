@@ -6,6 +6,12 @@
 //! only check the result. Without udev we make them ourselves, exactly as lvm2 does with
 //! `udev_rules = 0`: a real block node `/dev/mapper/<name>` (0660 root:disk) and an
 //! absolute symlink `/dev/<VG>/<LV>` -> `/dev/mapper/<name>`.
+//!
+//! Whatever else is at those paths is not ours: a VG named `mapper` or `shm` puts its
+//! LV links on `/dev/mapper/control` or a user's file in `/dev/shm`. Only what lvmd,
+//! lvm2 or udev make for a device-mapper device (a block node of device-mapper's major,
+//! a link to `/dev/mapper/<name>` or `../dm-N`) is ever replaced or removed; anything
+//! else is refused, named.
 
 use super::error::{ActivateError, Result};
 use super::plan::DevNum;
@@ -174,19 +180,105 @@ pub fn add(mode: NodeMode, paths: &NodePaths, devnum: DevNum) -> Result<()> {
 
 /// Drops the nodes of a device that has just been removed. In udev mode udev drops
 /// them; a link still dangling after a while is removed here, so that `/dev/VG/LV`
-/// never points at nothing.
+/// never points at nothing. Entries that are not a device-mapper node or link stay
+/// (logged): they were never ours.
 pub fn remove(mode: NodeMode, paths: &NodePaths) -> Result<()> {
     if mode == NodeMode::Udev && wait_until(paths, |p| !exists_no_follow(p)).is_ok() {
         return Ok(());
     }
+    let dm = dm_major();
     if let Some(link) = &paths.lv_link {
-        remove_if_present(link)?;
-        if let Some(dir) = link.parent() {
-            // lvm2 drops /dev/VG with its last LV; ENOTEMPTY just means others remain.
-            let _ = std::fs::remove_dir(dir);
+        if remove_ours(link, &paths.mapper, dm)? {
+            if let Some(dir) = link.parent() {
+                // lvm2 drops /dev/VG with its last LV; ENOTEMPTY just means others
+                // remain. A mount point (/dev/shm, /dev/pts) is never a VG's directory.
+                if !is_mount_point(dir) {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
         }
     }
-    remove_if_present(&paths.mapper)
+    remove_ours(&paths.mapper, &paths.mapper, dm).map(drop)
+}
+
+/// What is at `path` (not followed), judged: `Ok(None)` when nothing is; `Ok(Some(true))`
+/// for a device-mapper node or link (to `mapper`, to `/dev/mapper/...` or `../dm-N`);
+/// `Ok(Some(false))` with what it is otherwise.
+fn judge(path: &Path, mapper: &Path, dm_major: Option<u32>) -> io::Result<Option<(bool, String)>> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let ft = meta.file_type();
+    Ok(Some(if ft.is_symlink() {
+        let to = std::fs::read_link(path)?;
+        let ours = to == mapper || is_dm_link_target(&to, mapper);
+        (ours, format!("a symlink to {}", to.display()))
+    } else if ft.is_block_device() {
+        let major = libc::major(meta.rdev());
+        let ours = dm_major == Some(major);
+        (
+            ours,
+            format!("block device {major}:{}", libc::minor(meta.rdev())),
+        )
+    } else if ft.is_char_device() {
+        let r = meta.rdev();
+        (
+            false,
+            format!("character device {}:{}", libc::major(r), libc::minor(r)),
+        )
+    } else if ft.is_dir() {
+        (false, "a directory".into())
+    } else {
+        (false, "a file".into())
+    }))
+}
+
+/// The link targets lvmd, lvm2 and udev give a device-mapper device's links:
+/// `<dev>/mapper/<name>` (lvm2 without udev, and lvmd) or `../dm-N` (udev).
+fn is_dm_link_target(to: &Path, mapper: &Path) -> bool {
+    let under_mapper =
+        to.parent() == mapper.parent() && to.file_name().is_some_and(|n| !n.is_empty());
+    let dm_n = to
+        .to_str()
+        .and_then(|t| t.strip_prefix("../dm-"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    under_mapper || dm_n
+}
+
+/// Removes `path` if it is a device-mapper node or link; `Ok(true)` if it was removed
+/// (or gone already).
+fn remove_ours(path: &Path, mapper: &Path, dm_major: Option<u32>) -> Result<bool> {
+    match judge(path, mapper, dm_major).map_err(node_err(path, "inspect"))? {
+        None => Ok(true),
+        Some((true, _)) => remove_if_present(path).map(|()| true),
+        Some((false, what)) => {
+            tracing::warn!(path = %path.display(), what,
+                "not a device-mapper node or link; left in place");
+            Ok(false)
+        }
+    }
+}
+
+/// Device-mapper's block major, from /proc/devices.
+fn dm_major() -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/devices").ok()?;
+    text.lines()
+        .skip_while(|l| !l.starts_with("Block devices"))
+        .find_map(|l| {
+            let (num, name) = l.trim().split_once(' ')?;
+            (name == "device-mapper")
+                .then(|| num.parse().ok())
+                .flatten()
+        })
+}
+
+fn is_mount_point(dir: &Path) -> bool {
+    match (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) {
+        (Ok(d), Some(Ok(p))) => d.dev() != p.dev(),
+        _ => false,
+    }
 }
 
 /// Waits until `ok` holds for every path; on timeout returns the first that fails it.
@@ -236,7 +328,8 @@ fn disk_gid() -> libc::gid_t {
     }
 }
 
-/// A block node at `path` for `devnum`, replacing whatever stale entry is there.
+/// A block node at `path` for `devnum` (a device-mapper device), replacing a stale
+/// device-mapper node or link there, nothing else.
 fn make_block_node(path: &Path, devnum: DevNum) -> Result<()> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         let same = meta.file_type().is_block_device()
@@ -244,7 +337,15 @@ fn make_block_node(path: &Path, devnum: DevNum) -> Result<()> {
         if same {
             return Ok(());
         }
-        remove_if_present(path)?;
+        match judge(path, path, Some(devnum.major)).map_err(node_err(path, "inspect"))? {
+            Some((false, what)) => {
+                return Err(ActivateError::NodeInTheWay {
+                    path: path.to_owned(),
+                    what,
+                })
+            }
+            _ => remove_if_present(path)?,
+        }
     }
     if let Some(dir) = path.parent() {
         make_dir(dir)?;
@@ -281,15 +382,24 @@ fn make_block_node(path: &Path, devnum: DevNum) -> Result<()> {
     Ok(())
 }
 
-/// `link` -> `target` (absolute, as lvm2 makes it), replacing a stale entry.
+/// `link` -> `target` (absolute, as lvm2 makes it), replacing a stale link of a
+/// device-mapper device, nothing else.
 fn make_link(link: &Path, target: &Path) -> Result<()> {
     if let Ok(current) = std::fs::read_link(link) {
         if current == target {
             return Ok(());
         }
     }
-    if exists_no_follow(link) {
-        remove_if_present(link)?;
+    // A block node is never an LV's link, so no device-mapper major is "ours" here.
+    match judge(link, target, None).map_err(node_err(link, "inspect"))? {
+        None => {}
+        Some((true, _)) => remove_if_present(link)?,
+        Some((false, what)) => {
+            return Err(ActivateError::NodeInTheWay {
+                path: link.to_owned(),
+                what,
+            })
+        }
     }
     if let Some(dir) = link.parent() {
         make_dir(dir)?;
@@ -327,6 +437,87 @@ mod tests {
     }
 
     #[test]
+    fn what_is_not_ours_is_neither_replaced_nor_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = dir.path();
+        // VG "shm", LV "victim": a user's file in /dev/shm.
+        let p = NodePaths::new(dev, "shm-victim", Some(("shm", "victim")));
+        let victim = dev.join("shm/victim");
+        std::fs::create_dir_all(victim.parent().unwrap()).unwrap();
+        std::fs::write(&victim, b"someone's data").unwrap();
+        let e = make_link(&victim, &p.mapper).unwrap_err().to_string();
+        assert!(
+            e.contains(&victim.display().to_string())
+                && e.contains("a file")
+                && e.contains("refusing"),
+            "{e}"
+        );
+        // A symlink someone else made, to something else.
+        let other = dev.join("vg/other");
+        std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", &other).unwrap();
+        let e = make_link(&other, &dev.join("mapper/vg-other"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a symlink to /etc/passwd"), "{e}");
+        // Removal (a deactivation, or the undo of a failed activation) leaves both.
+        remove(NodeMode::Direct, &p).unwrap();
+        let q = NodePaths::new(dev, "vg-other", Some(("vg", "other")));
+        remove(NodeMode::Direct, &q).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"someone's data");
+        assert_eq!(
+            std::fs::read_link(&other).unwrap(),
+            Path::new("/etc/passwd")
+        );
+        // A file where the mapper node goes is not removed either.
+        std::fs::create_dir_all(dev.join("mapper")).unwrap();
+        std::fs::write(&q.mapper, b"x").unwrap();
+        remove(NodeMode::Direct, &q).unwrap();
+        assert!(q.mapper.exists());
+    }
+
+    #[test]
+    fn stale_links_of_dm_devices_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = dir.path();
+        let p = NodePaths::new(dev, "vg-lv", Some(("vg", "lv")));
+        let link = p.lv_link.clone().unwrap();
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        // udev's shape, and lvm2's for another (renamed) device.
+        for stale in ["../dm-7", &dev.join("mapper/vg-old").display().to_string()] {
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(stale, &link).unwrap();
+            make_link(&link, &p.mapper).unwrap();
+            assert_eq!(std::fs::read_link(&link).unwrap(), p.mapper, "{stale}");
+        }
+        // Look-alikes are not ours.
+        for odd in ["../dm-7x", "../../dm-7", "/dev/mapper/../shm/x"] {
+            assert!(!is_dm_link_target(Path::new(odd), &p.mapper), "{odd}");
+        }
+    }
+
+    #[test]
+    fn a_character_device_is_never_replaced() {
+        // /dev/mapper/control (VG "mapper", LV "control"): /dev/null stands in for a
+        // character device node (mknod needs a real /dev).
+        let e = make_link(Path::new("/dev/null"), Path::new("/dev/mapper/mapper-null"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("character device 1:3"), "{e}");
+        let e = make_block_node(
+            Path::new("/dev/null"),
+            DevNum {
+                major: 253,
+                minor: 0,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("character device"), "{e}");
+        assert!(Path::new("/dev/null").exists());
+    }
+
+    #[test]
     fn direct_links_and_removal_in_a_scratch_dev_dir() {
         // Symlinks and directories only (mknod needs root and a real /dev): the link
         // is made, replaced when stale, and removed with its then-empty VG directory.
@@ -338,11 +529,12 @@ mod tests {
             std::fs::read_link(p.lv_link.as_ref().unwrap()).unwrap(),
             p.mapper
         );
+        // A mapper entry as udev leaves it (mknod needs a real /dev).
         std::fs::create_dir_all(p.mapper.parent().unwrap()).unwrap();
-        std::fs::write(&p.mapper, b"").unwrap();
+        std::os::unix::fs::symlink("../dm-3", &p.mapper).unwrap();
         remove(NodeMode::Direct, &p).unwrap();
         assert!(!dir.path().join("vg").exists());
-        assert!(!p.mapper.exists());
+        assert!(!exists_no_follow(&p.mapper));
         // Removing again is fine.
         remove(NodeMode::Direct, &p).unwrap();
     }

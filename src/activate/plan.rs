@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// device-mapper's `DM_NAME_LEN` and `DM_UUID_LEN` count the terminating NUL.
-pub const DM_NAME_MAX: usize = 127;
+pub const DM_NAME_MAX: usize = crate::model::name::DM_NAME_MAX;
 pub const DM_UUID_MAX: usize = 128;
 
 /// The prefix of every lvm2 device-mapper uuid; `lvs` and `lvchange` look devices up by it.

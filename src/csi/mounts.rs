@@ -4,39 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
-/// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
-fn unescape(field: &str) -> PathBuf {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|d| (b'0'..=b'7').contains(d))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    use std::os::unix::ffi::OsStringExt;
-    PathBuf::from(std::ffi::OsString::from_vec(out))
-}
-
 /// The mount points listed in a mountinfo text.
 pub fn mount_points(mountinfo: &str) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(unescape))
+    crate::mountinfo::parse(mountinfo)
+        .into_iter()
+        .map(|m| m.point)
         .collect()
 }
 
 /// Whether `path` is a mount point in this process's namespace.
 pub fn is_mounted_here(path: &Path) -> std::io::Result<bool> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(mount_points(&text).iter().any(|p| p == path))
+    crate::mountinfo::is_mount_point(path)
 }
 
 pub fn propagation_hint(path: &Path) -> String {

@@ -166,6 +166,7 @@ fn activate_error(vg: &str, lv: &str, e: ActivateError) -> ActivationError {
         ActivateError::Unsupported { .. }
         | ActivateError::UnsupportedSegment { .. }
         | ActivateError::HiddenLv { .. }
+        | ActivateError::NodeInTheWay { .. }
         | ActivateError::MissingPv { .. } => ActivationError::Unsupported {
             vg: vg.into(),
             lv: lv.into(),

@@ -5,10 +5,10 @@
 
 use super::engine::{EngineError, MountSpec, Mounted, PathStats, Result};
 use super::node::{
-    parse_mount_options, LoopDev, MountKind, MountRequest, MountState, Node, NodeError, TargetKind,
-    FILESYSTEMS,
+    parse_mount_options, LoopDev, MountKind, MountRequest, MountSource, MountState, Node,
+    NodeError, TargetKind, FILESYSTEMS,
 };
-use super::paths::check_path;
+use super::paths::{check_path, ConfinedPath};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -53,14 +53,14 @@ impl NodeWork {
         NodeWork { node, roots }
     }
 
-    pub fn check_path(&self, path: &Path) -> Result<PathBuf> {
+    pub fn check_path(&self, path: &Path) -> Result<ConfinedPath> {
         Ok(check_path(path, &self.roots)?)
     }
 
     /// Checks a mount request completely (path, filesystem, options): call before
     /// activating anything for it. Returns it in normal form, fs type filled in.
     pub fn check_mount(&self, spec: &MountSpec) -> Result<MountSpec> {
-        let target = self.check_path(&spec.target)?;
+        let target = self.check_path(&spec.target)?.path().to_owned();
         let fs_type = if spec.fs_type.is_empty() {
             DEFAULT_FS.to_owned()
         } else {
@@ -80,10 +80,10 @@ impl NodeWork {
 
     /// Refuses a target that something is mounted on when the volume to go there is not
     /// even active yet (so it cannot be the volume): checked before activating it.
-    pub fn check_free_target(&self, target: &Path, active: bool) -> Result<()> {
+    pub fn check_free_target(&self, target: &ConfinedPath, active: bool) -> Result<()> {
         if !active && self.node.is_mount_point(target)? {
             return Err(NodeError::Busy {
-                path: target.to_owned(),
+                path: target.path().to_owned(),
                 why: "something else is mounted there".into(),
             }
             .into());
@@ -95,7 +95,11 @@ impl NodeWork {
     /// is there as asked; an error if it is there the other way (read-only or not) or
     /// something else is. `spec` as returned by [`check_mount`](Self::check_mount).
     pub fn mounted_already(&self, device: &Path, spec: &MountSpec) -> Result<Option<Mounted>> {
-        match self.node.mount_state(&spec.target, device)? {
+        let target = self.check_path(&spec.target)?;
+        match self
+            .node
+            .mount_state(&target, &MountSource::Device(device.to_owned()))?
+        {
             MountState::Same { read_only } => {
                 let asked =
                     spec.read_only || parse_mount_options(&spec.options)?.0 & libc::MS_RDONLY != 0;
@@ -134,10 +138,11 @@ impl NodeWork {
         formatted: bool,
     ) -> Result<Mounted> {
         let node = &self.node;
-        node.create_target(&spec.target, TargetKind::Directory)?;
+        let target = self.check_path(&spec.target)?;
+        node.create_target(&target, TargetKind::Directory)?;
         node.mount(&MountRequest {
-            source: device.to_owned(),
-            target: spec.target.clone(),
+            source: MountSource::Device(device.to_owned()),
+            target,
             kind: MountKind::Filesystem {
                 fs_type: fs_type.to_owned(),
             },
@@ -153,7 +158,7 @@ impl NodeWork {
     }
 
     pub fn bind(&self, source: &Path, target: &Path, read_only: bool) -> Result<()> {
-        let source = self.check_path(source)?;
+        let source = MountSource::Confined(self.check_path(source)?);
         let target = self.check_path(target)?;
         self.bind_checked(&source, &target, TargetKind::Directory, read_only)
     }
@@ -167,18 +172,24 @@ impl NodeWork {
     /// read-only loop device refuses every write. Kubelet attaches loop devices to
     /// block volumes the same way. One loop device per target; a retry finds it bound
     /// there and is done.
-    pub fn publish_block(&self, device: &Path, target: &Path, read_only: bool) -> Result<()> {
+    pub fn publish_block(
+        &self,
+        device: &Path,
+        target: &ConfinedPath,
+        read_only: bool,
+    ) -> Result<()> {
         let node = &self.node;
+        let source = MountSource::Device(device.to_owned());
         let ro_loop_here = |l: &LoopDev| -> Result<bool> {
             Ok(l.read_only && node.same_device(&l.backing, device)?)
         };
         if !read_only {
             if let Some(l) = node.loop_at(target)? {
                 if ro_loop_here(&l)? {
-                    return Err(incompatible(target, device, true));
+                    return Err(incompatible(target.path(), device, true));
                 }
             }
-            return self.bind_checked(device, target, TargetKind::File, false);
+            return self.bind_checked(&source, target, TargetKind::File, false);
         }
         if node.is_mount_point(target)? {
             if let Some(l) = node.loop_at(target)? {
@@ -186,13 +197,13 @@ impl NodeWork {
                     return Ok(());
                 }
             }
-            let why = match node.mount_state(target, device)? {
-                MountState::Same { .. } => return Err(incompatible(target, device, false)),
+            let why = match node.mount_state(target, &source)? {
+                MountState::Same { .. } => return Err(incompatible(target.path(), device, false)),
                 MountState::Other(what) => what,
                 MountState::NotMounted => "something is mounted there".into(),
             };
             return Err(NodeError::Busy {
-                path: target.to_owned(),
+                path: target.path().to_owned(),
                 why,
             }
             .into());
@@ -200,8 +211,8 @@ impl NodeWork {
         node.create_target(target, TargetKind::File)?;
         let lo = node.attach_read_only_loop(device)?;
         let bound = node.mount(&MountRequest {
-            source: lo.clone(),
-            target: target.to_owned(),
+            source: MountSource::Device(lo.clone()),
+            target: target.clone(),
             kind: MountKind::Bind,
             read_only: true,
             options: vec![],
@@ -214,23 +225,25 @@ impl NodeWork {
             return Err(e.into());
         }
         tracing::info!(device = %device.display(), loop_device = %lo.display(),
-            target = %target.display(), "published read-only through a loop device");
+            target = %target, "published read-only through a loop device");
         Ok(())
     }
 
     fn bind_checked(
         &self,
-        source: &Path,
-        target: &Path,
+        source: &MountSource,
+        target: &ConfinedPath,
         kind: TargetKind,
         read_only: bool,
     ) -> Result<()> {
         match self.node.mount_state(target, source)? {
             MountState::Same { read_only: ro } if ro == read_only => return Ok(()),
-            MountState::Same { read_only: ro } => return Err(incompatible(target, source, ro)),
+            MountState::Same { read_only: ro } => {
+                return Err(incompatible(target.path(), source.path(), ro))
+            }
             MountState::Other(what) => {
                 return Err(NodeError::Busy {
-                    path: target.to_owned(),
+                    path: target.path().to_owned(),
                     why: what,
                 }
                 .into())
@@ -239,13 +252,13 @@ impl NodeWork {
         }
         self.node.create_target(target, kind)?;
         self.node.mount(&MountRequest {
-            source: source.to_owned(),
-            target: target.to_owned(),
+            source: source.clone(),
+            target: target.clone(),
             kind: MountKind::Bind,
             read_only,
             options: vec![],
         })?;
-        tracing::info!(source = %source.display(), target = %target.display(), read_only, "bind-mounted");
+        tracing::info!(source = %source.path().display(), target = %target, read_only, "bind-mounted");
         Ok(())
     }
 
@@ -261,27 +274,28 @@ impl NodeWork {
             self.node.remove_target(&target)?;
         }
         if was {
-            tracing::info!(target = %target.display(), "unmounted");
+            tracing::info!(target = %target, "unmounted");
         }
         Ok(was)
     }
 
     /// Checks that `target` (checked already) is where `device` is mounted, and returns
     /// the type of the filesystem there. Call before changing anything.
-    pub fn check_grow_target(&self, device: &Path, target: &Path) -> Result<String> {
-        match self.node.mount_state(target, device)? {
+    pub fn check_grow_target(&self, device: &Path, target: &ConfinedPath) -> Result<String> {
+        let source = MountSource::Device(device.to_owned());
+        match self.node.mount_state(target, &source)? {
             MountState::Same { .. } => {}
             MountState::NotMounted => {
                 return Err(EngineError::FailedPrecondition {
                     what: "path",
-                    name: target.display().to_string(),
+                    name: target.to_string(),
                     why: format!("is not a mount point of {}", device.display()),
                 })
             }
             MountState::Other(what) => {
                 return Err(EngineError::FailedPrecondition {
                     what: "path",
-                    name: target.display().to_string(),
+                    name: target.to_string(),
                     why: format!("{what}, not {}", device.display()),
                 })
             }
@@ -307,12 +321,12 @@ impl NodeWork {
     pub fn grow_filesystem(
         &self,
         device: &Path,
-        target: &Path,
+        target: &ConfinedPath,
         fs_type: &str,
     ) -> Result<PathStats> {
         self.node.grow_filesystem(device, target, fs_type)?;
         let stats = self.node.stats(target)?;
-        tracing::info!(device = %device.display(), target = %target.display(), fs_type,
+        tracing::info!(device = %device.display(), target = %target, fs_type,
             size = stats.total.0, "grew filesystem");
         Ok(stats)
     }

@@ -19,7 +19,7 @@ use super::node_work::NodeWork;
 use super::view;
 use super::wipe::{self, Wiper, Zeroer};
 use crate::lvm::LvmError;
-use crate::model::name::{validate_lv_name, validate_tag, validate_vg_name};
+use crate::model::name::{validate_lv_name, validate_lv_name_in, validate_tag, validate_vg_name};
 use crate::model::VolumeGroup;
 use crate::units::{human_bytes, Bytes, Extents};
 use crate::uuid::Uuid;
@@ -720,6 +720,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 
     fn create_logical_volume(&self, vg: &str, spec: &LvSpec) -> Result<Created<LvInfo>> {
         check_spec(spec)?;
+        validate_lv_name_in(vg, &spec.name).map_err(LvmError::from)?;
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
         self.create_locked(vg, spec)
@@ -800,11 +801,12 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 
     fn mount_volume(&self, vg: &str, lv: &str, spec: &MountSpec) -> Result<Mounted> {
         let spec = self.node.check_mount(spec)?;
+        let target = self.node.check_path(&spec.target)?;
         let h = self.handouts.get(&format!("{vg}/{lv}"));
         let _h = h.write().unwrap();
         let before = self.logical_volume(vg, lv)?;
         self.node
-            .check_free_target(&spec.target, before.device.is_some())?;
+            .check_free_target(&target, before.device.is_some())?;
         let info = self.activate_volume(vg, lv)?;
         let device = info.device.expect("activate sets the device");
         if let Some(m) = self.node.mounted_already(&device, &spec)? {
@@ -884,10 +886,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
                         return Err(EngineError::FailedPrecondition {
                             what: "logical volume",
                             name: format!("{vg}/{lv}"),
-                            why: format!(
-                                "is not active, so it cannot be mounted at {}",
-                                t.display()
-                            ),
+                            why: format!("is not active, so it cannot be mounted at {}", t),
                         });
                     };
                     fs = Some((device.clone(), self.node.check_grow_target(device, t)?));
@@ -913,7 +912,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 mod tests {
     use super::*;
     use crate::daemon::engine::{LvLayout, LvSpec};
-    use crate::daemon::node::{MountKind, MountRequest, Node};
+    use crate::daemon::node::{MountKind, MountRequest, MountSource, Node};
     use crate::daemon::{SimActivation, SimEngine, SimNode};
 
     const MIB: u64 = 1 << 20;
@@ -985,15 +984,45 @@ mod tests {
     }
 
     #[test]
+    fn names_lvm2_refuses_are_refused_before_anything_is_written() {
+        let (e, _, _) = engine();
+        let before = e.logical_volumes("vg").unwrap().len();
+        for (name, why) in [
+            // 127 characters is a valid name, but "vg-" + it is no dm name.
+            (
+                "l".repeat(127),
+                "device-mapper name would have 130 characters",
+            ),
+            ("data_cpool".into(), "_cpool"),
+            ("x_wcorig".into(), "_wcorig"),
+            ("x_imeta".into(), "_imeta"),
+        ] {
+            let spec = LvSpec {
+                name: name.clone(),
+                size: Bytes(8 * MIB),
+                layout: LvLayout::Linear,
+                tags: vec![],
+            };
+            let err = e.create_logical_volume("vg", &spec).unwrap_err();
+            assert!(
+                matches!(err, EngineError::Lvm(LvmError::Name(_))) && err.to_string().contains(why),
+                "{name}: {err}"
+            );
+        }
+        assert_eq!(e.logical_volumes("vg").unwrap().len(), before);
+    }
+
+    #[test]
     fn unpublish_leaves_loop_devices_lvmd_did_not_make() {
         let (e, _, node) = engine();
         let dev = e.activate("vg", "raw").unwrap().device.unwrap();
         // Someone's own read-only loop over the LV, bound under the mount root.
         let theirs = node.attach_foreign_loop(&dev, true);
         let target = PathBuf::from("/k/theirs");
+        let confined = crate::daemon::paths::check_path(&target, &[PathBuf::from("/k")]).unwrap();
         node.mount(&MountRequest {
-            source: theirs.clone(),
-            target: target.clone(),
+            source: MountSource::Device(theirs.clone()),
+            target: confined.clone(),
             kind: MountKind::Bind,
             read_only: true,
             options: vec![],
@@ -1005,8 +1034,8 @@ mod tests {
         // Ours, but over a device of no volume lvmd manages: left too.
         let stranger = node.attach_read_only_loop(Path::new("/dev/sdz")).unwrap();
         node.mount(&MountRequest {
-            source: stranger,
-            target: target.clone(),
+            source: MountSource::Device(stranger),
+            target: confined,
             kind: MountKind::Bind,
             read_only: true,
             options: vec![],

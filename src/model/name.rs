@@ -8,11 +8,16 @@ pub const MAX_NAME_LEN: usize = 127;
 
 /// Prefixes lvm2 keeps for its own LVs.
 const RESERVED_LV_PREFIXES: &[&str] = &["pvmove", "snapshot"];
-/// Substrings that mark lvm2's component (sub-)LVs, plus two more it refuses in LV names.
+/// Substrings that mark lvm2's component (sub-)LVs (cache, writecache, mirror, raid,
+/// thin, VDO and integrity layers), plus two more it refuses in LV names (lvm2's
+/// `lib/misc/lvm-string.c`).
 const RESERVED_LV_SUBSTRINGS: &[&str] = &[
-    "_cdata", "_cmeta", "_corig", "_mimage", "_mlog", "_rimage", "_rmeta", "_tdata", "_tmeta",
-    "_vdata", "_pmspare", "_vorigin",
+    "_cdata", "_cmeta", "_corig", "_cpool", "_cvol", "_wcorig", "_mimage", "_mlog", "_rimage",
+    "_rmeta", "_tdata", "_tmeta", "_vdata", "_imeta", "_iorig", "_pmspare", "_vorigin",
 ];
+
+/// device-mapper's `DM_NAME_LEN` less its NUL: the longest name of an LV's device.
+pub const DM_NAME_MAX: usize = 127;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameKind {
@@ -94,6 +99,25 @@ pub fn validate_lv_name(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// An LV name in `vg`: the rules of [`validate_lv_name`], and a device-mapper name
+/// (`VG-LV`, with each `-` inside doubled) the kernel takes, so the LV can be activated.
+pub fn validate_lv_name_in(vg: &str, lv: &str) -> Result<(), NameError> {
+    validate_lv_name(lv)?;
+    let escaped = |s: &str| s.len() + s.matches('-').count();
+    let len = escaped(vg) + 1 + escaped(lv);
+    if len > DM_NAME_MAX {
+        return Err(NameError {
+            kind: NameKind::Lv,
+            name: lv.to_owned(),
+            why: format!(
+                "with volume group {vg:?} its device-mapper name would have {len} characters, \
+                 at most {DM_NAME_MAX} allowed"
+            ),
+        });
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid tag {tag:?}: {why}")]
 pub struct TagError {
@@ -156,6 +180,27 @@ mod tests {
         assert!(validate_lv_name("pvmove0").is_err());
         // "snapshot" is reserved only as a prefix.
         validate_lv_name("my_snapshot").unwrap();
+        // Newer component suffixes (cache pools and volumes, writecache, integrity).
+        for s in ["_cpool", "_cvol", "_wcorig", "_imeta", "_iorig", "_vdata"] {
+            let e = validate_lv_name(&format!("x{s}")).unwrap_err();
+            assert!(e.why.contains(s), "{s}: {e}");
+        }
+        validate_lv_name("cvol").unwrap();
+    }
+
+    #[test]
+    fn lv_names_must_leave_room_for_the_dm_name() {
+        // "vg-" + 124 = 127: the longest that fits.
+        validate_lv_name_in("vg", &"l".repeat(124)).unwrap();
+        let e = validate_lv_name_in("vg", &"l".repeat(125)).unwrap_err();
+        assert!(e.why.contains("128 characters"), "{e}");
+        // 127 characters is a valid LV name alone, never with a VG.
+        validate_lv_name(&"l".repeat(127)).unwrap();
+        assert!(validate_lv_name_in("v", &"l".repeat(127)).is_err());
+        // Hyphens count twice (dm doubles them).
+        let e = validate_lv_name_in("my-vg", &"a-".repeat(41)).unwrap_err();
+        assert!(e.why.contains("my-vg") && e.why.contains("127"), "{e}");
+        validate_lv_name_in("my-vg", &"a-".repeat(40)).unwrap();
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //!   standing in for them).
 //! - [`loopdev`]: attaching files as loop devices, for tests and file-backed
 //!   demo volumes.
+//! - [`mount`]: mounting, binding and unmounting by file descriptor (the kernel's
+//!   `fsopen`/`open_tree`/`move_mount` API), and which mount a descriptor is on.
 
 pub mod blkdev;
 pub mod dm;
 pub mod loopdev;
+pub mod mount;
 
 /// Build an ioctl request number the way `<asm-generic/ioctl.h>` does
 /// (`_IOC(dir, type, nr, size)`), so the numbers below read like the C headers.

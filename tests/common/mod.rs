@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod race;
 
 use lvmd::lvm::Lvm;
 use lvmd::store::backup::BackupDirs;

@@ -355,13 +355,11 @@ impl Env {
 
     /// The filesystem type mounted at `path` in this (the host's) namespace.
     pub fn host_fs_type(&self, path: &str) -> Option<String> {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        info.lines().find_map(|l| {
-            let mut halves = l.splitn(2, " - ");
-            let left: Vec<&str> = halves.next()?.split(' ').collect();
-            let fs = halves.next()?.split(' ').next()?;
-            (left.get(4) == Some(&path)).then(|| fs.to_owned())
-        })
+        lvmd::mountinfo::read()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.point == Path::new(path))
+            .map(|m| m.fs)
     }
 
     /// Mount points under the kubelet directory in this (the host's) namespace.
