@@ -101,9 +101,11 @@ impl VgLocks {
 /// reconciliation ([`super::reconcile`]) or by the caller retrying (every call is
 /// idempotent by name):
 ///
-/// - **create**: one commit, no device. Before it: nothing happened, the retry
-///   creates. After it: the LV exists; the retry finds it with the same spec and
-///   returns it (`created: false`).
+/// - **create**: one commit (the LV tagged `lvmd.fresh`), then its first and last MiB
+///   zeroed on the PVs ([`super::wipe`]). Before the commit: nothing happened, the
+///   retry creates. After it: the LV exists; the retry finds it with the same spec,
+///   zeroes its edges again while it is still fresh and inactive, and returns it
+///   (`created: false`).
 /// - **resize** (grow): commit, then reload the active table. Killed before the commit:
 ///   old size everywhere, the retry grows. Killed between: the metadata says the new
 ///   size, the kernel still maps the old one; the mapped old extents are unchanged
@@ -112,10 +114,12 @@ impl VgLocks {
 ///   active volume, a no-op when the table is current). A reload cut between its
 ///   suspend and resume leaves the old table live (suspended): the same check finds it
 ///   and the refresh resumes with the new one. Shrinking is refused while active, so
-///   never needs a reload.
-/// - **remove**: deactivate, then commit. Killed before the deactivation: nothing
-///   changed. Between: the LV is inactive but still in the metadata; the retry removes
-///   it. The other order could leave a device mapping extents the metadata calls free,
+///   never needs a reload; it zeroes the extents it gives back before its commit.
+/// - **remove**: deactivate, zero the LV's extents, then commit. Killed before the
+///   deactivation: nothing changed. After it: the LV is inactive (maybe zeroed) but
+///   still in the metadata; the retry removes it. An LV over the inline wipe limit is
+///   instead renamed into a wipe LV by the commit, which holds its extents until the
+///   wipe thread has zeroed and removed it (resumed at start-up). The other order could leave a device mapping extents the metadata calls free,
 ///   which a later create would hand out again: hence this order; reconciliation still
 ///   removes such a device (lvm2 or an old version could leave one) unless it is open.
 /// - **activate/deactivate**: no metadata change; the activation layer removes a
