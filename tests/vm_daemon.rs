@@ -1427,6 +1427,24 @@ fn nonzero_bytes(dev: &Path) -> u64 {
     }
 }
 
+/// How many 4 KiB blocks of `dev` hold a 4 KiB block of `pattern(seed, 0, len)`
+/// (wherever a filesystem had put them).
+fn pattern_blocks_on(dev: &Path, seed: u64, len: u64) -> usize {
+    use std::io::Read;
+    let blocks: std::collections::HashSet<Vec<u8>> = pattern(seed, 0, len as usize)
+        .chunks(4096)
+        .map(<[u8]>::to_vec)
+        .collect();
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+    let mut f = std::fs::File::open(dev).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut found = 0;
+    while f.read_exact(&mut buf).is_ok() {
+        found += usize::from(blocks.contains(&buf));
+    }
+    found
+}
+
 fn wait_no_wipe_lv(bed: &Bed) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -1498,21 +1516,28 @@ fn a_new_volume_never_shows_a_removed_volumes_bytes() {
     bed.json(&["lv", "create", "fs2", "96MiB", "--stripes", "2"]);
     assert_eq!(pe_ranges(&bed, "raw2"), raw_pe);
     assert_eq!(pe_ranges(&bed, "fs2"), fs_pe);
-    for lv in ["raw2", "fs2"] {
-        let dev = PathBuf::from(
-            bed.json(&["lv", "activate", lv])["device_path"]
-                .as_str()
-                .unwrap(),
-        );
-        assert_eq!(nonzero_bytes(&dev), 0, "{lv}: old bytes readable");
-        bed.json(&["lv", "deactivate", lv]);
-    }
-    // The new filesystem volume gets a fresh filesystem.
+    // The raw volume, handed out raw: all zeros.
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "raw2"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(nonzero_bytes(&dev), 0, "raw2: old bytes readable");
+    bed.json(&["lv", "deactivate", "raw2"]);
+    // The new filesystem volume is staged first (a client's raw activation would hand it
+    // out and end lvmd's right to format it): a fresh filesystem, and not one block of
+    // the old file's pattern anywhere on the device.
     let target = bed.root.join("pods/w/fs2");
     let t = target.to_str().unwrap();
     assert_eq!(bed.json(&["lv", "mount", "fs2", t])["formatted"], true);
     assert!(!target.join("data").exists());
     bed.json(&["lv", "unmount", t, "--remove-target"]);
+    let fs2_dev = PathBuf::from(format!("/dev/{}/fs2", bed.vg));
+    assert_eq!(
+        pattern_blocks_on(&fs2_dev, 9, 60 * MIB),
+        0,
+        "fs2: blocks of the old file readable"
+    );
     for lv in ["raw2", "fs2"] {
         bed.json(&["lv", "remove", lv]);
     }
