@@ -821,26 +821,7 @@ impl Lvm {
     }
 
     pub fn lv_rename(&self, vg_name: &str, old: &str, new: &str) -> Result<()> {
-        validate_lv_name_in(vg_name, new)?;
-        let locked = self.lock_vg_for_write(vg_name)?;
-        let found = &locked.found;
-        let mut vg = found.vg.clone();
-        self.lv_args(&vg, old)?;
-        if vg.lv(new).is_some() {
-            return Err(LvmError::LvExists {
-                vg: vg_name.into(),
-                lv: new.into(),
-            });
-        }
-        // Other LVs refer to this one by name; renaming would need to rewrite those.
-        check_unreferenced(&vg, old)?;
-        vg.lv_mut(old).expect("checked").name = new.into();
-        self.write_vg(
-            found,
-            &mut vg,
-            &[],
-            format!("lvrename {vg_name}/{old} {new}"),
-        )
+        self.rename(vg_name, old, new, None)
     }
 
     /// Renames an LV and replaces its tags in one commit: either both happen or
@@ -852,8 +833,13 @@ impl Lvm {
         new: &str,
         tags: &[String],
     ) -> Result<()> {
+        self.rename(vg_name, old, new, Some(tags))
+    }
+
+    /// A rename, with the tags replaced too when `tags` says so.
+    fn rename(&self, vg_name: &str, old: &str, new: &str, tags: Option<&[String]>) -> Result<()> {
         validate_lv_name_in(vg_name, new)?;
-        for t in tags {
+        for t in tags.unwrap_or_default() {
             validate_tag(t)?;
         }
         let locked = self.lock_vg_for_write(vg_name)?;
@@ -866,16 +852,16 @@ impl Lvm {
                 lv: new.into(),
             });
         }
+        // Other LVs refer to this one by name; renaming would need to rewrite those.
         check_unreferenced(&vg, old)?;
         let lv = vg.lv_mut(old).expect("checked");
         lv.name = new.into();
-        lv.tags = tags.to_vec();
-        self.write_vg(
-            found,
-            &mut vg,
-            &[],
-            format!("lvrename {vg_name}/{old} {new} (tags {tags:?})"),
-        )
+        let mut description = format!("lvrename {vg_name}/{old} {new}");
+        if let Some(tags) = tags {
+            lv.tags = tags.to_vec();
+            description.push_str(&format!(" (tags {tags:?})"));
+        }
+        self.write_vg(found, &mut vg, &[], description)
     }
 
     /// Adds and removes LV tags in one commit.

@@ -717,10 +717,7 @@ fn mounts_binds_and_removals_stay_below_the_root_while_a_pod_swaps_paths() {
     );
     // The race was on (some requests were refused as the path changed under them) and
     // lvmd still did its work when the path held still long enough.
-    let (done, refused) = report
-        .scenarios
-        .iter()
-        .fold((0, 0), |(d, r), (_, t)| (d + t.done, r + t.refused));
+    let (done, refused) = report.totals();
     assert!(report.swaps > 1000, "{} exchanges", report.swaps);
     assert!(refused > 0 && done > 0, "done {done}, refused {refused}");
 }

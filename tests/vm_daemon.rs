@@ -1739,10 +1739,7 @@ fn path_swaps_never_take_a_mount_out_of_the_root() {
         report.swaps,
         started.elapsed().as_secs_f64()
     );
-    let (done, refused) = report
-        .scenarios
-        .iter()
-        .fold((0, 0), |(d, r), (_, t)| (d + t.done, r + t.refused));
+    let (done, refused) = report.totals();
     assert!(refused > 0 && done > 0, "done {done}, refused {refused}");
     drop(ops);
     let log = bed.log_text();

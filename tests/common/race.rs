@@ -127,6 +127,15 @@ pub struct Report {
     pub swaps: u64,
 }
 
+impl Report {
+    /// (done, refused) over every scenario.
+    pub fn totals(&self) -> (u32, u32) {
+        self.scenarios
+            .iter()
+            .fold((0, 0), |(d, r), (_, t)| (d + t.done, r + t.refused))
+    }
+}
+
 /// The layout below `root` (the daemon's mount root, which must exist) and next to it
 /// (`outside`), and the checks.
 struct Bed {
