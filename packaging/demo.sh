@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One volume through the lvmd daemon, step by step: start lvmd on a file-backed demo
-# device class (a sparse file on a loop device), create a volume with lvmd-ctl, activate
-# it (device-mapper), mount it (mkfs.ext4 on first use), write a file, unmount, mount
-# again and read the file back, unmount, remove; lvm2's `lvs` reads along.
+# device class (a sparse file on a loop device), create a volume with lvmd-ctl, mount it
+# (activated through device-mapper, mkfs.ext4 on first use), write a file, unmount, mount
+# again and read the file back, unmount, remove; lvm2's `lvs` reads along. (It is mounted
+# before anything activates it alone: a volume a client activated raw is its to fill,
+# and lvmd never formats it after that.)
 #
 # Needs root and a kernel with device-mapper. packaging/dev-setup.sh builds lvmd and runs
 # this, inside the project's test VM (tests/vm/run-in-vm.sh) when this kernel has no
@@ -62,12 +64,9 @@ ctl capacity
 step "create a 128 MiB volume"
 ctl lv create demo 128MiB --tag pvc=demo
 
-step "activate it (device-mapper ioctls, no lvm2)"
-ctl lv activate demo
-show dmsetup table "$vg-demo"
-
-step "mount it (no filesystem yet: lvmd makes ext4)"
+step "mount it (activated with device-mapper ioctls, no lvm2; no filesystem yet: lvmd makes ext4)"
 ctl lv mount demo "$mnt"
+show dmsetup table "$vg-demo"
 show df -h "$mnt"
 
 step "write a file, unmount"
