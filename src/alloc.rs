@@ -1,7 +1,7 @@
 //! Extent allocation: deciding which physical extents a new or growing LV gets.
 //!
 //! Pure and self-contained: the caller describes each PV's size and the extents
-//! already in use ([`PvSpace`]), asks for a number of extents in a [`Layout`]
+//! already in use ([`PvSpace`]), asks for a number of extents in a [`Shape`]
 //! ([`Request`]), and gets back where they go ([`Allocation`]). Nothing here knows
 //! about the VG model, so the caller turns the answer into LV segments.
 //!
@@ -68,8 +68,11 @@ impl Area {
     }
 }
 
+/// How the allocator places extents: the part of an LV's layout placement depends on
+/// (stripe sizes and the like do not change where extents go; see
+/// [`crate::model::Layout::shape`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Layout {
+pub enum Shape {
     Linear,
     /// `stripes` parallel runs of equal length on distinct PVs.
     Striped {
@@ -82,7 +85,7 @@ pub enum Layout {
 pub struct Request {
     /// Total LV extents to add (for striped: over all stripes together).
     pub extents: Extents,
-    pub layout: Layout,
+    pub shape: Shape,
     /// Only these PVs (by [`PvSpace::index`]) may be used; `None` means any.
     /// Unknown indices are ignored.
     pub pvs_allowed: Option<Vec<usize>>,
@@ -96,7 +99,7 @@ impl Request {
     pub fn linear(extents: Extents) -> Request {
         Request {
             extents,
-            layout: Layout::Linear,
+            shape: Shape::Linear,
             pvs_allowed: None,
             after: None,
         }
@@ -104,7 +107,7 @@ impl Request {
 
     pub fn striped(extents: Extents, stripes: u32) -> Request {
         Request {
-            layout: Layout::Striped { stripes },
+            shape: Shape::Striped { stripes },
             ..Request::linear(extents)
         }
     }
@@ -278,11 +281,11 @@ impl FreeSpace {
     /// The largest LV [`allocate`](Self::allocate) would succeed on with this layout
     /// and no PV restriction (restrict by passing fewer PVs). Zero when nothing fits,
     /// including for zero stripes. For striped layouts it is a multiple of the stripes.
-    pub fn largest_allocation(&self, layout: Layout) -> Extents {
+    pub fn largest_allocation(&self, layout: Shape) -> Extents {
         match layout {
-            Layout::Linear => self.free_extents(),
-            Layout::Striped { stripes: 0 } => Extents::ZERO,
-            Layout::Striped { stripes } => {
+            Shape::Linear => self.free_extents(),
+            Shape::Striped { stripes: 0 } => Extents::ZERO,
+            Shape::Striped { stripes } => {
                 let n = stripes as usize;
                 let mut largest: Vec<u64> = self
                     .pvs
@@ -303,7 +306,7 @@ impl FreeSpace {
 
     /// Chooses extents for `req`; see the module documentation for the policy.
     pub fn allocate(&self, req: &Request) -> Result<Allocation, AllocError> {
-        if let Layout::Striped { stripes: 0 } = req.layout {
+        if let Shape::Striped { stripes: 0 } = req.shape {
             return Err(AllocError::ZeroStripes);
         }
         if req.extents == Extents::ZERO {
@@ -315,9 +318,9 @@ impl FreeSpace {
             .filter(|p| p.allocatable)
             .filter(|p| req.pvs_allowed.as_ref().is_none_or(|a| a.contains(&p.pv)))
             .collect();
-        match req.layout {
-            Layout::Linear => allocate_linear(&usable, req.extents.0, req.after),
-            Layout::Striped { stripes } => allocate_striped(&usable, req.extents.0, stripes),
+        match req.shape {
+            Shape::Linear => allocate_linear(&usable, req.extents.0, req.after),
+            Shape::Striped { stripes } => allocate_striped(&usable, req.extents.0, stripes),
         }
     }
 }
@@ -517,7 +520,7 @@ pub fn free_extents(pvs: &[PvSpace]) -> Result<Extents, AllocError> {
 }
 
 /// [`FreeSpace::largest_allocation`] in one call.
-pub fn largest_allocation(pvs: &[PvSpace], layout: Layout) -> Result<Extents, AllocError> {
+pub fn largest_allocation(pvs: &[PvSpace], layout: Shape) -> Result<Extents, AllocError> {
     Ok(FreeSpace::new(pvs)?.largest_allocation(layout))
 }
 

@@ -517,7 +517,7 @@ fn run_ok(cmd: &str, args: &[&str]) {
 /// of anything else.
 #[test]
 fn staging_formats_only_what_lvmd_created_blank() {
-    use lvmd::daemon::engine::{Engine, EngineError, LvLayout, LvSpec, MountSpec};
+    use lvmd::daemon::engine::{Engine, EngineError, Layout, LvSpec, MountSpec};
     if !host_tests_enabled("staging_formats_only_what_lvmd_created_blank") {
         return;
     }
@@ -550,7 +550,7 @@ fn staging_formats_only_what_lvmd_created_blank() {
             &LvSpec {
                 name: n.into(),
                 size: Bytes(64 * MIB),
-                layout: LvLayout::Linear,
+                layout: Layout::Linear,
                 tags: vec![],
             },
         )

@@ -359,13 +359,13 @@ fn largest_allocation_per_layout() {
     ];
     pvs[4].allocatable = false;
     let largest = |layout| largest_allocation(&pvs, layout).unwrap();
-    assert_eq!(largest(Layout::Linear), Extents(115));
-    assert_eq!(largest(Layout::Striped { stripes: 1 }), Extents(50));
+    assert_eq!(largest(Shape::Linear), Extents(115));
+    assert_eq!(largest(Shape::Striped { stripes: 1 }), Extents(50));
     // Third-longest per-PV run is 20.
-    assert_eq!(largest(Layout::Striped { stripes: 3 }), Extents(60));
-    assert_eq!(largest(Layout::Striped { stripes: 4 }), Extents(40));
-    assert_eq!(largest(Layout::Striped { stripes: 5 }), Extents(0));
-    assert_eq!(largest(Layout::Striped { stripes: 0 }), Extents(0));
+    assert_eq!(largest(Shape::Striped { stripes: 3 }), Extents(60));
+    assert_eq!(largest(Shape::Striped { stripes: 4 }), Extents(40));
+    assert_eq!(largest(Shape::Striped { stripes: 5 }), Extents(0));
+    assert_eq!(largest(Shape::Striped { stripes: 0 }), Extents(0));
 }
 
 #[test]
@@ -461,16 +461,16 @@ fn arb_pvs() -> impl Strategy<Value = Vec<PvSpace>> {
 
 fn arb_request() -> impl Strategy<Value = Request> {
     let layout_extents = prop_oneof![
-        2 => (0u64..60).prop_map(|e| (Layout::Linear, e)),
+        2 => (0u64..60).prop_map(|e| (Shape::Linear, e)),
         // Mostly divisible, so that striped requests get past validation.
         1 => (1u32..5, 0u64..40)
-            .prop_map(|(s, per)| (Layout::Striped { stripes: s }, per * u64::from(s))),
-        1 => (0u32..5, 0u64..60).prop_map(|(s, e)| (Layout::Striped { stripes: s }, e)),
+            .prop_map(|(s, per)| (Shape::Striped { stripes: s }, per * u64::from(s))),
+        1 => (0u32..5, 0u64..60).prop_map(|(s, e)| (Shape::Striped { stripes: s }, e)),
     ];
     let allowed = prop::option::weighted(0.3, prop::collection::vec(0usize..20, 0..5));
     (layout_extents, allowed).prop_map(|((layout, extents), pvs_allowed)| Request {
         extents: Extents(extents),
-        layout,
+        shape: layout,
         pvs_allowed,
         after: None,
     })
@@ -644,9 +644,9 @@ proptest! {
     fn allocations_are_sound((pvs, req) in arb_case()) {
         let model = Model::new(&pvs);
         let result = allocate(&pvs, &req);
-        match req.layout {
-            Layout::Linear => check_linear(&model, &req, result),
-            Layout::Striped { stripes } => check_striped(&model, &req, stripes, result),
+        match req.shape {
+            Shape::Linear => check_linear(&model, &req, result),
+            Shape::Striped { stripes } => check_striped(&model, &req, stripes, result),
         }
     }
 
@@ -665,13 +665,13 @@ proptest! {
     #[test]
     fn largest_allocation_is_tight(pvs in arb_pvs(), stripes in 1u32..5) {
         let fs = FreeSpace::new(&pvs).unwrap();
-        let largest = fs.largest_allocation(Layout::Linear);
+        let largest = fs.largest_allocation(Shape::Linear);
         if largest.0 > 0 {
             prop_assert!(fs.allocate(&Request::linear(largest)).is_ok());
         }
         prop_assert!(fs.allocate(&Request::linear(Extents(largest.0 + 1))).is_err());
 
-        let layout = Layout::Striped { stripes };
+        let layout = Shape::Striped { stripes };
         let largest = fs.largest_allocation(layout);
         let s = u64::from(stripes);
         prop_assert_eq!(largest.0 % s, 0);

@@ -8,8 +8,9 @@
 use super::pb;
 use crate::daemon::classes::{DeviceClasses, Resolved};
 use crate::daemon::engine::{
-    Engine, EngineError, LvInfo, LvLayout, LvSpec, MountSpec, PathStats, VgInfo,
+    Engine, EngineError, Layout, LvInfo, LvSpec, MountSpec, PathStats, VgInfo,
 };
+use crate::model::layout::DEFAULT_STRIPE_SIZE;
 use crate::units::Bytes;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -204,11 +205,11 @@ impl Api {
 
     fn lv_out(&self, v: LvInfo) -> pb::LogicalVolume {
         let (layout, stripes, stripe_size) = match v.layout {
-            LvLayout::Linear => (pb::Layout::Linear, 1, 0),
-            LvLayout::Striped {
+            Layout::Linear => (pb::Layout::Linear, 1, 0),
+            Layout::Striped {
                 stripes,
                 stripe_size,
-            } => (pb::Layout::Striped, stripes, stripe_size.0),
+            } => (pb::Layout::Striped, stripes, stripe_size.to_bytes().0),
         };
         pb::LogicalVolume {
             device_class: self
@@ -232,45 +233,45 @@ impl Api {
         }
     }
 
+    /// The wire's layout fields as the one [`Layout`], translated here and nowhere
+    /// else: unset fields take the device class's defaults (lvm2's without a class).
     fn layout_in(
         &self,
         resolved: &Resolved,
         layout: i32,
         stripes: u32,
         stripe_size: u64,
-    ) -> Result<LvLayout, Status> {
+    ) -> Result<Layout, Status> {
         let class = resolved.class.as_ref();
-        let default_stripe_size = class.map_or(crate::lvm::DEFAULT_STRIPE_SIZE.to_bytes(), |c| {
-            c.stripe_size
-        });
-        let striped = |stripes: u32| LvLayout::Striped {
-            stripes,
-            stripe_size: if stripe_size == 0 {
-                default_stripe_size
-            } else {
-                Bytes(stripe_size)
-            },
+        let default_stripe_size = class.map_or(DEFAULT_STRIPE_SIZE, |c| c.stripe_size);
+        let striped = |stripes: u32| -> Result<Layout, Status> {
+            if stripe_size == 0 {
+                return Ok(Layout::Striped {
+                    stripes,
+                    stripe_size: default_stripe_size,
+                });
+            }
+            Layout::striped(stripes, Bytes(stripe_size))
+                .map_err(|e| Status::invalid_argument(e.to_string()))
         };
         match pb::Layout::try_from(layout) {
-            Ok(pb::Layout::Linear) => Ok(LvLayout::Linear),
+            Ok(pb::Layout::Linear) => Ok(Layout::Linear),
             Ok(pb::Layout::Striped) => {
                 let n = if stripes == 0 {
                     class.map_or(0, |c| c.stripes)
                 } else {
                     stripes
                 };
-                Ok(striped(n))
+                striped(n)
             }
             Ok(pb::Layout::Unspecified) => {
                 if stripes > 1 {
-                    return Ok(striped(stripes));
+                    return striped(stripes);
                 }
-                Ok(
-                    class.map_or(LvLayout::Linear, |c| match c.default_layout() {
-                        LvLayout::Striped { stripes, .. } => striped(stripes),
-                        l => l,
-                    }),
-                )
+                match class.map(|c| c.default_layout()) {
+                    Some(Layout::Striped { stripes, .. }) => striped(stripes),
+                    _ => Ok(Layout::Linear),
+                }
             }
             Err(_) => Err(Status::invalid_argument(format!("unknown layout {layout}"))),
         }

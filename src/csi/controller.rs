@@ -10,6 +10,8 @@ use super::status::{from_lvmd, invalid};
 use super::volume_id::{lv_name, tag_value, VolumeId};
 use super::Plugin;
 use crate::api::pb as lvmd;
+use crate::model::layout::{self, size_step};
+use crate::units::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tonic::{Code, Request, Response, Status};
@@ -48,14 +50,13 @@ pub fn stripes_and_unit(p: &VolumeParams, class: &lvmd::DeviceClassCapacity) -> 
         Layout::Striped if p.stripes > 0 => p.stripes,
         _ => class.default_stripes.max(1),
     };
-    (stripes, class.extent_size_bytes.max(1) * u64::from(stripes))
+    let step = size_step(stripes, Bytes(class.extent_size_bytes.max(1)));
+    (stripes, step.0)
 }
 
+/// `n` bytes rounded up to whole `unit`s: the daemon's own rounding rule.
 pub fn round_up(n: u64, unit: u64) -> u64 {
-    if unit == 0 {
-        return n;
-    }
-    n.div_ceil(unit).saturating_mul(unit)
+    layout::round_up(Bytes(n), Bytes(unit)).0
 }
 
 /// The bytes a request asks for: `(size, limit)` with limit 0 meaning none.

@@ -1,10 +1,10 @@
 //! Device classes: the names clients use for volume groups, with their defaults.
 
 use super::config::Config;
-use super::engine::{EngineError, LvLayout, Result};
+use super::engine::{EngineError, Layout, Result};
 use crate::lvm::LvmError;
 use crate::model::name::validate_vg_name;
-use crate::units::Bytes;
+use crate::units::Sectors;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,20 +12,20 @@ pub struct Class {
     pub name: String,
     pub vg: String,
     pub stripes: u32,
-    pub stripe_size: Bytes,
+    pub stripe_size: Sectors,
     pub is_default: bool,
 }
 
 impl Class {
     /// The layout of a volume created without one.
-    pub fn default_layout(&self) -> LvLayout {
+    pub fn default_layout(&self) -> Layout {
         if self.stripes > 1 {
-            LvLayout::Striped {
+            Layout::Striped {
                 stripes: self.stripes,
                 stripe_size: self.stripe_size,
             }
         } else {
-            LvLayout::Linear
+            Layout::Linear
         }
     }
 }
@@ -60,7 +60,8 @@ impl DeviceClasses {
                             name: name.clone(),
                             vg: c.volume_group.clone(),
                             stripes: c.stripes,
-                            stripe_size: c.stripe_size,
+                            // Whole sectors: the config's check refused anything else.
+                            stripe_size: c.stripe_size.to_sectors_floor(),
                             is_default: default == Some(name.as_str()),
                         },
                     )
@@ -160,14 +161,14 @@ mod tests {
                 name: "ssd".into(),
                 vg: "vg1".into(),
                 stripes: 1,
-                stripe_size: Bytes(65536),
+                stripe_size: Sectors(128),
                 is_default: true,
             },
             Class {
                 name: "hdd".into(),
                 vg: "vg2".into(),
                 stripes: 2,
-                stripe_size: Bytes(65536),
+                stripe_size: Sectors(128),
                 is_default: false,
             },
         ])

@@ -138,7 +138,7 @@ fn default_inline_wipe() -> Bytes {
     crate::daemon::wipe::DEFAULT_INLINE_LIMIT
 }
 fn default_stripe_size() -> Bytes {
-    crate::lvm::DEFAULT_STRIPE_SIZE.to_bytes()
+    crate::model::layout::DEFAULT_STRIPE_SIZE.to_bytes()
 }
 
 /// A size as a number of bytes or a string like `"64MiB"`.
@@ -288,13 +288,10 @@ impl Config {
             if class.stripes == 0 {
                 return Err((key("stripes"), "must be at least 1".into()));
             }
-            let ss = class.stripe_size.0;
-            if ss < 4096 || !ss.is_power_of_two() {
-                return Err((
-                    key("stripe_size"),
-                    format!("{ss} is not a power of two of at least 4KiB"),
-                ));
-            }
+            // The one stripe-size rule, whether or not this class stripes by default.
+            crate::model::Layout::striped(2, class.stripe_size)
+                .and_then(|l| l.check())
+                .map_err(|e| (key("stripe_size"), format!("{}: {}", e.value, e.why)))?;
             for (i, g) in class.devices.iter().enumerate() {
                 glob::Pattern::new(g).map_err(|e| {
                     (

@@ -12,7 +12,9 @@
 use super::activation::ActivationError;
 use super::node::NodeError;
 use crate::lvm::LvmError;
-use crate::units::{Bytes, Sectors};
+pub use crate::lvm::LvSpec;
+pub use crate::model::Layout;
+use crate::units::{Bytes, ExtentSize};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -73,54 +75,6 @@ pub enum EngineError {
 
 pub type Result<T> = std::result::Result<T, EngineError>;
 
-/// How a logical volume's extents are laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum LvLayout {
-    Linear,
-    Striped { stripes: u32, stripe_size: Bytes },
-}
-
-impl LvLayout {
-    pub fn to_lvm(self) -> crate::lvm::Layout {
-        match self {
-            LvLayout::Linear => crate::lvm::Layout::Linear,
-            LvLayout::Striped {
-                stripes,
-                stripe_size,
-            } => crate::lvm::Layout::Striped {
-                stripes,
-                stripe_size: Sectors(stripe_size.0 / crate::units::SECTOR_SIZE),
-            },
-        }
-    }
-}
-
-impl std::fmt::Display for LvLayout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LvLayout::Linear => f.write_str("linear"),
-            LvLayout::Striped {
-                stripes,
-                stripe_size,
-            } => write!(
-                f,
-                "striped ({stripes} stripes of {})",
-                crate::units::human_bytes(*stripe_size)
-            ),
-        }
-    }
-}
-
-/// What to create.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LvSpec {
-    pub name: String,
-    pub size: Bytes,
-    pub layout: LvLayout,
-    pub tags: Vec<String>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PvInfo {
     pub device: PathBuf,
@@ -149,7 +103,7 @@ pub struct LvInfo {
     pub name: String,
     pub uuid: String,
     pub size: Bytes,
-    pub layout: LvLayout,
+    pub layout: Layout,
     pub tags: Vec<String>,
     /// The block device when the volume is active.
     pub device: Option<PathBuf>,
@@ -253,29 +207,15 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<Expanded>;
 }
 
-/// Extents a request for `size` takes, as lvm2 rounds: up to whole extents, and for
-/// striped volumes up to a whole number of stripes. `None` for a zero extent size.
-pub fn rounded_size(size: Bytes, extent_size: Bytes, layout: LvLayout) -> Bytes {
-    if extent_size.0 == 0 {
-        return size;
-    }
-    let mut extents = size.0.div_ceil(extent_size.0);
-    if let LvLayout::Striped { stripes, .. } = layout {
-        let s = u64::from(stripes.max(1));
-        extents = extents.div_ceil(s) * s;
-    }
-    Bytes(extents.saturating_mul(extent_size.0))
-}
-
 /// Why an existing LV does not match a create request, or `None` when it does.
-pub fn spec_mismatch(existing: &LvInfo, spec: &LvSpec, extent_size: Bytes) -> Option<String> {
+pub fn spec_mismatch(existing: &LvInfo, spec: &LvSpec, extent_size: ExtentSize) -> Option<String> {
     if existing.layout != spec.layout {
         return Some(format!(
             "with layout {} (asked for {})",
             existing.layout, spec.layout
         ));
     }
-    let want = rounded_size(spec.size, extent_size, spec.layout);
+    let want = spec.layout.rounded_size(spec.size, extent_size);
     if existing.size != want {
         return Some(format!(
             "with size {} (asked for {}, which rounds to {})",
@@ -300,47 +240,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rounding_matches_lvm2() {
-        let es = Bytes(4 << 20);
-        assert_eq!(rounded_size(Bytes(1), es, LvLayout::Linear), Bytes(4 << 20));
-        let striped = LvLayout::Striped {
-            stripes: 3,
-            stripe_size: Bytes(65536),
-        };
-        // 5 extents round up to 6 for 3 stripes.
-        assert_eq!(rounded_size(Bytes(17 << 20), es, striped), Bytes(24 << 20));
-    }
-
-    #[test]
     fn mismatch_names_the_difference() {
         let lv = LvInfo {
             vg: "vg".into(),
             name: "a".into(),
             uuid: String::new(),
             size: Bytes(8 << 20),
-            layout: LvLayout::Linear,
+            layout: Layout::Linear,
             tags: vec!["x".into()],
             device: None,
         };
         let spec = LvSpec {
             name: "a".into(),
             size: Bytes(5 << 20),
-            layout: LvLayout::Linear,
+            layout: Layout::Linear,
             tags: vec!["x".into()],
         };
-        assert_eq!(spec_mismatch(&lv, &spec, Bytes(4 << 20)), None);
+        assert_eq!(spec_mismatch(&lv, &spec, ExtentSize::DEFAULT), None);
         let bigger = LvSpec {
             size: Bytes(9 << 20),
             ..spec.clone()
         };
-        assert!(spec_mismatch(&lv, &bigger, Bytes(4 << 20))
+        assert!(spec_mismatch(&lv, &bigger, ExtentSize::DEFAULT)
             .unwrap()
             .contains("size"));
         let tagged = LvSpec {
             tags: vec![],
             ..spec
         };
-        assert!(spec_mismatch(&lv, &tagged, Bytes(4 << 20))
+        assert!(spec_mismatch(&lv, &tagged, ExtentSize::DEFAULT)
             .unwrap()
             .contains("tags"));
     }

@@ -8,13 +8,12 @@
 //! PV gone) means a full read under lvm2's lock.
 
 use super::activation::Activation;
-use super::engine::LvSpec;
 use super::node::Node;
 use super::node_work::NodeWork;
 use super::volumes::{Metadata, VgRead, VolumeEngine};
-use crate::lvm::{Lvm, LvmError};
+use crate::lvm::{Edit, Lvm, LvmError};
 use crate::store::scan::{read_pv, VgOnDisk};
-use crate::units::{Bytes, ExtentSize};
+use crate::units::ExtentSize;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,10 +44,6 @@ impl RealEngine {
             NodeWork::new(node, roots),
             Arc::new(super::wipe::DeviceZeroer),
         )
-    }
-
-    pub fn metadata(&self) -> &LvmMetadata {
-        &self.meta
     }
 
     /// For tests on image files: accept regular files as new PVs.
@@ -235,47 +230,12 @@ impl Metadata for LvmMetadata {
         Ok(())
     }
 
-    fn lv_create(&self, vg: &str, spec: &LvSpec) -> Result<(), LvmError> {
-        self.change(vg, |lvm| {
-            lvm.lv_create(vg, &spec.name, spec.size, spec.layout.to_lvm(), &spec.tags)
-        })
-    }
-
-    fn lv_remove(&self, vg: &str, lv: &str) -> Result<(), LvmError> {
-        self.change(vg, |lvm| lvm.lv_remove(vg, lv))
-    }
-
-    fn lv_resize(&self, vg: &str, lv: &str, size: Bytes) -> Result<(), LvmError> {
-        self.change(vg, |lvm| lvm.lv_resize(vg, lv, size))
-    }
-
-    fn lv_change_tags(
-        &self,
-        vg: &str,
-        lv: &str,
-        add: &[String],
-        del: &[String],
-    ) -> Result<(), LvmError> {
-        self.change(vg, |lvm| lvm.lv_change_tags(vg, lv, add, del))
-    }
-
-    fn lv_rename_retag(
-        &self,
-        vg: &str,
-        lv: &str,
-        new: &str,
-        tags: &[String],
-    ) -> Result<(), LvmError> {
-        self.change(vg, |lvm| lvm.lv_rename_retag(vg, lv, new, tags))
+    fn edit(&self, vg: &str, edit: &Edit) -> Result<(), LvmError> {
+        self.change(vg, |lvm| lvm.edit(vg, edit))
     }
 
     fn has_stale_copies(&self, vg: &str) -> Result<bool, LvmError> {
         let found = self.lvm().read_vg(vg)?;
         Ok(!found.stale.is_empty() || !found.damaged.is_empty())
-    }
-
-    fn rewrite(&self, vg: &str) -> Result<(), LvmError> {
-        // A commit that changes nothing: every area gets the newest text, seqno + 1.
-        self.change(vg, |lvm| lvm.vg_rewrite(vg))
     }
 }

@@ -27,6 +27,7 @@
 
 use super::activation::{ActivationError, ActiveVolume};
 use super::volumes::{Metadata, VolumeEngine};
+use crate::lvm::Edit;
 
 /// What reconciliation did or found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +137,7 @@ impl<M: Metadata> VolumeEngine<M> {
         };
         match self.meta.has_stale_copies(vg) {
             Ok(false) => {}
-            Ok(true) => match self.meta.rewrite(vg) {
+            Ok(true) => match self.meta.edit(vg, &Edit::Rewrite) {
                 Ok(()) => {
                     tracing::warn!(
                         vg,
@@ -254,7 +255,7 @@ impl<M: Metadata> VolumeEngine<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::engine::{Engine, LvLayout, LvSpec};
+    use crate::daemon::engine::{Engine, Layout, LvSpec};
     use crate::daemon::SimEngine;
     use crate::units::Bytes;
     use std::path::PathBuf;
@@ -275,7 +276,7 @@ mod tests {
             &LvSpec {
                 name: name.into(),
                 size: Bytes(8 * MIB),
-                layout: LvLayout::Linear,
+                layout: Layout::Linear,
                 tags: vec![],
             },
         )
@@ -296,7 +297,9 @@ mod tests {
         create(&e, "a");
         e.activate("vg", "a").unwrap();
         // The commit of a resize, then a crash before the table reload.
-        e.meta.lv_resize("vg", "a", Bytes(20 * MIB)).unwrap();
+        let size = Bytes(20 * MIB);
+        let grow = Edit::ResizeLv { lv: "a".into(), size };
+        e.meta.edit("vg", &grow).unwrap();
         assert_eq!(act.active_in("vg")[0].size, Bytes(8 * MIB));
         let r = e.reconcile(&["vg".into()]);
         assert_eq!(
@@ -320,8 +323,9 @@ mod tests {
         }
         act.set_open_count("vg", "held", 1);
         // Removed from the metadata behind the daemon's back while active.
-        e.meta.lv_remove("vg", "gone").unwrap();
-        e.meta.lv_remove("vg", "held").unwrap();
+        for lv in ["gone", "held"] {
+            e.meta.edit("vg", &Edit::RemoveLv { lv: lv.into() }).unwrap();
+        }
         let r = e.reconcile(&["vg".into()]);
         assert!(r.contains(&Repair::RemovedLeftover {
             vg: "vg".into(),

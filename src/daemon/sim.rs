@@ -1,20 +1,19 @@
 //! The simulated engine: volume groups in memory, on devices that are only names with
-//! sizes. Allocation is lvmd's real allocator on the real VG model, so capacity numbers
-//! and "no space" answers are those the real engine would give on the same layout;
-//! errors are the `Lvm` library's own variants, so the status mapping is exercised too.
+//! sizes. Every VG change is the real store's own code ([`crate::lvm::edit`]) on the
+//! real VG model, so the simulator cannot drift from the real engine: capacity numbers,
+//! "no space" answers, layouts after a grow and errors are the real ones (the last are
+//! the `Lvm` library's own variants, so the status mapping is exercised too). Only the
+//! devices are simulated.
 
 use super::activation::{Activation, SimActivation};
-use super::engine::{LvLayout, LvSpec};
 use super::node::{Node, SimNode};
 use super::node_work::NodeWork;
-use super::view::pv_spaces;
 use super::volumes::{Metadata, VgRead, VolumeEngine};
-use crate::alloc::{self, Allocation, Request};
-use crate::format::text::Section;
+use crate::lvm::edit::{self, Edit, NewPv, Origin};
 use crate::lvm::LvmError;
-use crate::model::{Area, LogicalVolume, PhysicalVolume, Segment, SegmentKind, VolumeGroup};
+use crate::model::VolumeGroup;
 use crate::store::StoreError;
-use crate::units::{Bytes, ExtentSize, Extents, Sectors, SECTOR_SIZE};
+use crate::units::{Bytes, ExtentSize, Sectors};
 use crate::uuid::Uuid;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,12 +99,6 @@ fn no_device(path: &Path) -> LvmError {
     })
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 impl State {
     fn vg(&self, name: &str) -> Result<&VolumeGroup, LvmError> {
         self.vgs
@@ -125,14 +118,9 @@ impl State {
         }
     }
 
-    /// New PV entries for `devices`, checked as `Lvm::vg_create` checks them.
-    fn new_pvs(
-        &self,
-        devices: &[PathBuf],
-        extent_size: ExtentSize,
-        taken: usize,
-    ) -> Result<Vec<PhysicalVolume>, LvmError> {
-        let mut out: Vec<PhysicalVolume> = Vec::new();
+    /// PVs for `devices`, checked as `Lvm::vg_create` checks them.
+    fn new_pvs(&self, devices: &[PathBuf]) -> Result<Vec<NewPv>, LvmError> {
+        let mut out = Vec::new();
         for (i, path) in devices.iter().enumerate() {
             if devices[..i].contains(path) {
                 return Err(LvmError::InvalidArgument {
@@ -153,100 +141,15 @@ impl State {
                     vg: vg.name.clone(),
                 });
             }
-            let dev_size = size.to_sectors_floor();
-            let pe_count =
-                extent_size.extents_floor(Sectors(dev_size.0.saturating_sub(PE_START.0)));
-            if pe_count == Extents::ZERO {
-                return Err(LvmError::DeviceTooSmall {
-                    path: path.clone(),
-                    size,
-                    min: PE_START.to_bytes() + extent_size.bytes(),
-                });
-            }
-            out.push(PhysicalVolume {
-                name: format!("pv{}", taken + i),
+            out.push(NewPv {
                 id: Uuid::random(),
-                device: Some(hint),
-                status: vec!["ALLOCATABLE".into()],
-                flags: vec![],
-                tags: vec![],
-                dev_size,
+                device: hint,
+                dev_size: size.to_sectors_floor(),
                 pe_start: PE_START,
-                pe_count,
-                extra: Section::new(),
             });
         }
         Ok(out)
     }
-}
-
-fn alloc_err(vg: &VolumeGroup) -> impl FnOnce(alloc::AllocError) -> LvmError + '_ {
-    move |source| LvmError::Alloc {
-        vg: vg.name.clone(),
-        source,
-    }
-}
-
-/// Extents for `size` in `layout`, rounded as lvm2 rounds.
-fn extents_for(vg: &VolumeGroup, size: Bytes, layout: LvLayout) -> Extents {
-    let mut e = vg.extent_size.extents_ceil(size.to_sectors_ceil());
-    if let LvLayout::Striped { stripes, .. } = layout {
-        e = Extents(e.0.div_ceil(u64::from(stripes)) * u64::from(stripes));
-    }
-    e
-}
-
-fn segments(vg: &VolumeGroup, start: Extents, a: &Allocation, layout: LvLayout) -> Vec<Segment> {
-    let area = |x: &alloc::Area| Area {
-        name: vg.pvs[x.pv].name.clone(),
-        start: x.start,
-    };
-    let seg = |start, count, kind| Segment {
-        start_extent: start,
-        extent_count: count,
-        kind,
-        tags: vec![],
-        extra: Section::new(),
-    };
-    match (a, layout) {
-        (Allocation::Striped { stripes }, LvLayout::Striped { stripe_size, .. }) => {
-            let per = stripes.first().map_or(0, |s| s.count.0);
-            vec![seg(
-                start,
-                Extents(per * stripes.len() as u64),
-                SegmentKind::Striped {
-                    stripe_size: Some(Sectors(stripe_size.0 / SECTOR_SIZE)),
-                    stripes: stripes.iter().map(area).collect(),
-                },
-            )]
-        }
-        _ => {
-            let mut at = start;
-            a.areas()
-                .iter()
-                .map(|x| {
-                    let s = seg(
-                        at,
-                        x.count,
-                        SegmentKind::Striped {
-                            stripe_size: None,
-                            stripes: vec![area(x)],
-                        },
-                    );
-                    at += x.count;
-                    s
-                })
-                .collect()
-        }
-    }
-}
-
-fn allocate(vg: &VolumeGroup, extents: Extents, layout: LvLayout) -> Result<Allocation, LvmError> {
-    let req = match layout {
-        LvLayout::Linear => Request::linear(extents),
-        LvLayout::Striped { stripes, .. } => Request::striped(extents, stripes),
-    };
-    alloc::allocate(&pv_spaces(vg), &req).map_err(alloc_err(vg))
 }
 
 impl Metadata for SimMetadata {
@@ -273,155 +176,35 @@ impl Metadata for SimMetadata {
         if s.vgs.contains_key(name) {
             return Err(LvmError::VgExists(name.into()));
         }
-        let pvs = s.new_pvs(devices, ExtentSize::DEFAULT, 0)?;
-        let vg = VolumeGroup {
-            name: name.into(),
-            id: Uuid::random(),
-            seqno: 1,
-            status: vec!["RESIZEABLE".into(), "READ".into(), "WRITE".into()],
-            flags: vec![],
-            tags: vec![],
-            extent_size: ExtentSize::DEFAULT,
-            max_lv: 0,
-            max_pv: 0,
-            metadata_copies: 0,
-            pvs,
-            lvs: vec![],
-            extra: Section::new(),
-        };
+        let pvs = s.new_pvs(devices)?;
+        let mut vg = edit::new_vg(name, ExtentSize::DEFAULT);
+        edit::add_pvs(&mut vg, &pvs)?;
+        vg.seqno = 1;
         s.vgs.insert(name.into(), vg);
         Ok(())
     }
 
     fn vg_extend(&self, name: &str, devices: &[PathBuf]) -> Result<(), LvmError> {
         let mut s = self.state.lock().unwrap();
-        let vg = s.vg(name)?;
-        let pvs = s.new_pvs(devices, vg.extent_size, vg.pvs.len())?;
-        let vg = s.vgs.get_mut(name).expect("checked");
-        vg.pvs.extend(pvs);
+        s.vg(name)?;
+        let pvs = s.new_pvs(devices)?;
+        let mut vg = s.vg(name)?.clone();
+        edit::add_pvs(&mut vg, &pvs)?;
         vg.seqno += 1;
+        s.vgs.insert(name.into(), vg);
         Ok(())
     }
 
-    fn lv_create(&self, vg_name: &str, spec: &LvSpec) -> Result<(), LvmError> {
+    fn edit(&self, vg: &str, edit: &Edit) -> Result<(), LvmError> {
+        edit.check(vg)?;
         let mut s = self.state.lock().unwrap();
-        let vg = s.vg(vg_name)?;
-        if vg.lv(&spec.name).is_some() {
-            return Err(LvmError::LvExists {
-                vg: vg_name.into(),
-                lv: spec.name.clone(),
-            });
+        let current = s.vg(vg)?;
+        let edited = edit::apply(current, edit, &Origin::now("sim"))?;
+        if edited.changed {
+            let mut new = edited.vg;
+            new.seqno = current.seqno + 1;
+            s.vgs.insert(vg.into(), new);
         }
-        let extents = extents_for(vg, spec.size, spec.layout);
-        let a = allocate(vg, extents, spec.layout)?;
-        let lv = LogicalVolume {
-            name: spec.name.clone(),
-            id: Uuid::random(),
-            status: vec!["READ".into(), "WRITE".into(), "VISIBLE".into()],
-            flags: vec![],
-            tags: spec.tags.clone(),
-            creation_time: Some(now()),
-            creation_host: Some("sim".into()),
-            segments: segments(vg, Extents::ZERO, &a, spec.layout),
-            extra: Section::new(),
-        };
-        let vg = s.vgs.get_mut(vg_name).expect("checked");
-        vg.lvs.push(lv);
-        vg.seqno += 1;
-        Ok(())
-    }
-
-    fn lv_remove(&self, vg_name: &str, lv: &str) -> Result<(), LvmError> {
-        let mut s = self.state.lock().unwrap();
-        s.vg(vg_name)?;
-        let vg = s.vgs.get_mut(vg_name).expect("checked");
-        let before = vg.lvs.len();
-        vg.lvs.retain(|l| l.name != lv);
-        if vg.lvs.len() == before {
-            return Err(LvmError::LvNotFound {
-                vg: vg_name.into(),
-                lv: lv.into(),
-            });
-        }
-        vg.seqno += 1;
-        Ok(())
-    }
-
-    fn lv_resize(&self, vg_name: &str, lv_name: &str, size: Bytes) -> Result<(), LvmError> {
-        let mut s = self.state.lock().unwrap();
-        let vg = s.vg(vg_name)?;
-        let lv = vg.lv(lv_name).ok_or_else(|| LvmError::LvNotFound {
-            vg: vg_name.into(),
-            lv: lv_name.into(),
-        })?;
-        let layout = super::view::layout_of(lv);
-        let target = extents_for(vg, size, layout);
-        let current = lv.extents();
-        let mut segs = lv.segments.clone();
-        if target > current {
-            let a = allocate(vg, target - current, layout)?;
-            segs.extend(segments(vg, current, &a, layout));
-        } else {
-            segs.retain(|sg| sg.start_extent < target);
-            if let Some(last) = segs.last_mut() {
-                last.extent_count = target - last.start_extent;
-            }
-        }
-        let vg = s.vgs.get_mut(vg_name).expect("checked");
-        vg.lv_mut(lv_name).expect("checked").segments = segs;
-        vg.seqno += 1;
-        Ok(())
-    }
-
-    fn lv_change_tags(
-        &self,
-        vg_name: &str,
-        lv_name: &str,
-        add: &[String],
-        del: &[String],
-    ) -> Result<(), LvmError> {
-        for t in add.iter().chain(del) {
-            crate::model::name::validate_tag(t)?;
-        }
-        let mut s = self.state.lock().unwrap();
-        s.vg(vg_name)?;
-        let vg = s.vgs.get_mut(vg_name).expect("checked");
-        let lv = vg.lv_mut(lv_name).ok_or_else(|| LvmError::LvNotFound {
-            vg: vg_name.into(),
-            lv: lv_name.into(),
-        })?;
-        crate::lvm::change_tags(&mut lv.tags, add, del);
-        vg.seqno += 1;
-        Ok(())
-    }
-
-    fn lv_rename_retag(
-        &self,
-        vg_name: &str,
-        lv_name: &str,
-        new: &str,
-        tags: &[String],
-    ) -> Result<(), LvmError> {
-        crate::model::name::validate_lv_name(new)?;
-        for t in tags {
-            crate::model::name::validate_tag(t)?;
-        }
-        let mut s = self.state.lock().unwrap();
-        s.vg(vg_name)?;
-        let vg = s.vgs.get_mut(vg_name).expect("checked");
-        if vg.lv(new).is_some() {
-            return Err(LvmError::LvExists {
-                vg: vg_name.into(),
-                lv: new.into(),
-            });
-        }
-        let lv = vg.lv_mut(lv_name).ok_or_else(|| LvmError::LvNotFound {
-            vg: vg_name.into(),
-            lv: lv_name.into(),
-        })?;
-        lv.name = new.into();
-        lv.tags = tags.to_vec();
-        vg.seqno += 1;
         Ok(())
     }
 }

@@ -1,10 +1,10 @@
 //! Reading the engine's answers off a typed VG: sizes, layouts, free space. Shared by
 //! the real and the simulated engine, so both report the same numbers for the same VG.
 
-use super::engine::{LvInfo, LvLayout, PvInfo, VgInfo, VgSpace};
-use crate::alloc::{FreeSpace, Layout};
+use super::engine::{LvInfo, PvInfo, VgInfo, VgSpace};
+use crate::alloc::{FreeSpace, Shape};
 pub use crate::lvm::pv_spaces;
-use crate::model::{LogicalVolume, SegmentKind, VolumeGroup};
+use crate::model::{Layout, LogicalVolume, VolumeGroup};
 use crate::units::{Bytes, Extents};
 use crate::uuid::Uuid;
 use std::collections::BTreeMap;
@@ -20,11 +20,11 @@ pub fn vg_space(vg: &VolumeGroup, stripes: u32) -> VgSpace {
         free.as_ref()
             .map_or(Extents::ZERO, |f| f.largest_allocation(layout))
     };
-    let linear = largest(Layout::Linear);
+    let linear = largest(Shape::Linear);
     let striped = if stripes <= 1 {
         linear
     } else {
-        largest(Layout::Striped { stripes })
+        largest(Shape::Striped { stripes })
     };
     VgSpace {
         extent_size: vg.extent_size.bytes(),
@@ -80,27 +80,13 @@ pub fn is_client_visible(lv: &LogicalVolume) -> bool {
     lv.is_visible() && !super::marks::is_wipe(&lv.name, &lv.tags)
 }
 
-/// The layout of a plain LV (its last segment's, as lvm2 extends with it).
-pub fn layout_of(lv: &LogicalVolume) -> LvLayout {
-    match lv.segments.last().map(|s| &s.kind) {
-        Some(SegmentKind::Striped {
-            stripe_size: Some(ss),
-            stripes,
-        }) if stripes.len() > 1 => LvLayout::Striped {
-            stripes: stripes.len() as u32,
-            stripe_size: ss.to_bytes(),
-        },
-        _ => LvLayout::Linear,
-    }
-}
-
 pub fn lv_info(vg: &VolumeGroup, lv: &LogicalVolume, device: Option<PathBuf>) -> LvInfo {
     LvInfo {
         vg: vg.name.clone(),
         name: lv.name.clone(),
         uuid: lv.id.to_string(),
         size: bytes(vg, lv.extents()),
-        layout: layout_of(lv),
+        layout: Layout::of(lv),
         tags: lv.tags.clone(),
         device,
     }

@@ -11,17 +11,17 @@
 use super::activation::{Activation, ActivationError};
 use super::crash;
 use super::engine::{
-    rounded_size, spec_mismatch, Created, Engine, EngineError, Expanded, LvInfo, LvLayout, LvSpec,
-    MountSpec, Mounted, PathStats, Result, VgInfo, VgSpace,
+    spec_mismatch, Created, Engine, EngineError, Expanded, Layout, LvInfo, LvSpec, MountSpec, Mounted, PathStats, Result, VgInfo, VgSpace,
 };
 use super::node::{LoopDev, NodeError};
 use super::node_work::NodeWork;
 use super::view;
 use super::wipe::{self, Wiper, Zeroer};
-use crate::lvm::LvmError;
-use crate::model::name::{validate_lv_name, validate_lv_name_in, validate_tag, validate_vg_name};
+use crate::lvm::{Edit, LvmError};
+use crate::lvm::edit::check_size;
+use crate::model::name::{validate_lv_name, validate_vg_name};
 use crate::model::VolumeGroup;
-use crate::units::{human_bytes, Bytes, Extents};
+use crate::units::{Bytes, Extents};
 use crate::uuid::Uuid;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -40,35 +40,14 @@ pub trait Metadata: Send + Sync + 'static {
     fn read(&self, vg: &str) -> std::result::Result<VgRead, LvmError>;
     fn vg_create(&self, vg: &str, devices: &[PathBuf]) -> std::result::Result<(), LvmError>;
     fn vg_extend(&self, vg: &str, devices: &[PathBuf]) -> std::result::Result<(), LvmError>;
-    fn lv_create(&self, vg: &str, spec: &LvSpec) -> std::result::Result<(), LvmError>;
-    fn lv_remove(&self, vg: &str, lv: &str) -> std::result::Result<(), LvmError>;
-    fn lv_resize(&self, vg: &str, lv: &str, size: Bytes) -> std::result::Result<(), LvmError>;
-    /// Adds and removes tags of one LV in one commit.
-    fn lv_change_tags(
-        &self,
-        vg: &str,
-        lv: &str,
-        add: &[String],
-        del: &[String],
-    ) -> std::result::Result<(), LvmError>;
-    /// Renames `lv` to `new` and sets its tags to exactly `tags`, in one commit.
-    fn lv_rename_retag(
-        &self,
-        vg: &str,
-        lv: &str,
-        new: &str,
-        tags: &[String],
-    ) -> std::result::Result<(), LvmError>;
+    /// Applies one VG edit ([`crate::lvm::edit::apply`], the same code for every store)
+    /// to the VG as stored now, and commits it.
+    fn edit(&self, vg: &str, edit: &Edit) -> std::result::Result<(), LvmError>;
     /// Whether some metadata area of `vg` holds an older copy than the newest (a
     /// commit cut short between its headers) or a damaged one. Default: a store that
     /// cannot.
     fn has_stale_copies(&self, _vg: &str) -> std::result::Result<bool, LvmError> {
         Ok(false)
-    }
-    /// Writes the newest metadata to every area again, unchanged but for the seqno
-    /// (what lvm2's `vgck --updatemetadata` does).
-    fn rewrite(&self, _vg: &str) -> std::result::Result<(), LvmError> {
-        Ok(())
     }
 }
 
@@ -160,9 +139,11 @@ fn invalid(what: &'static str, value: impl ToString, why: impl Into<String>) -> 
     .into()
 }
 
-/// Checks a create request against lvm2's rules before anything is read or written.
-fn check_spec(spec: &LvSpec) -> Result<()> {
-    validate_lv_name(&spec.name).map_err(LvmError::from)?;
+/// Checks a create request before anything is read or written: lvm2's rules (the VG
+/// edit's own check, the one set of name, tag, size and layout rules), then lvmd's
+/// reserved names and marks.
+fn check_spec(vg: &str, spec: &LvSpec) -> Result<()> {
+    Edit::CreateLv(spec.clone()).check(vg)?;
     if spec.name.starts_with(super::marks::WIPE_NAME_PREFIX) {
         return Err(invalid(
             "logical volume name",
@@ -174,7 +155,6 @@ fn check_spec(spec: &LvSpec) -> Result<()> {
         ));
     }
     for t in &spec.tags {
-        validate_tag(t).map_err(LvmError::from)?;
         if super::marks::is_internal(t) {
             return Err(invalid(
                 "tag",
@@ -186,46 +166,14 @@ fn check_spec(spec: &LvSpec) -> Result<()> {
             ));
         }
     }
-    check_size(spec.size)?;
-    if let LvLayout::Striped {
-        stripes,
-        stripe_size,
-    } = spec.layout
-    {
-        if stripes < 2 {
-            return Err(invalid(
-                "stripe count",
-                stripes,
-                "striping needs at least 2 stripes (use linear for 1)",
-            ));
-        }
-        let ss = stripe_size.0;
-        if ss < 4096 || !ss.is_power_of_two() {
-            return Err(invalid(
-                "stripe size",
-                ss,
-                "must be a power of two of at least 4KiB",
-            ));
-        }
-    }
     Ok(())
 }
 
-fn check_size(size: Bytes) -> Result<()> {
-    if size == Bytes(0) {
-        return Err(invalid(
-            "size",
-            0,
-            "a logical volume needs at least one extent",
-        ));
-    }
-    Ok(())
-}
-
-/// Refuses sizes the VG could not hold even empty: OUT_OF_RANGE rather than "no space".
-fn check_fits(vg: &VolumeGroup, size: Bytes, layout: LvLayout) -> Result<()> {
+/// Refuses sizes the VG could not hold even empty: OUT_OF_RANGE rather than "no space";
+/// and layouts this VG cannot have.
+fn check_fits(vg: &VolumeGroup, size: Bytes, layout: Layout) -> Result<()> {
     let total = vg.extent_size.span(vg.total_extents()).to_bytes();
-    let want = rounded_size(size, vg.extent_size.bytes(), layout);
+    let want = layout.rounded_size(size, vg.extent_size);
     if want > total {
         return Err(EngineError::OutOfRange {
             what: "size",
@@ -234,19 +182,9 @@ fn check_fits(vg: &VolumeGroup, size: Bytes, layout: LvLayout) -> Result<()> {
             total,
         });
     }
-    if let LvLayout::Striped { stripe_size, .. } = layout {
-        if stripe_size > vg.extent_size.bytes() {
-            return Err(invalid(
-                "stripe size",
-                stripe_size.0,
-                format!(
-                    "must not exceed the extent size of {} ({})",
-                    vg.name,
-                    human_bytes(vg.extent_size.bytes())
-                ),
-            ));
-        }
-    }
+    layout
+        .check_for(&vg.name, vg.extent_size)
+        .map_err(LvmError::from)?;
     Ok(())
 }
 
@@ -267,6 +205,11 @@ impl<M: Metadata> VolumeEngine<M> {
             inline_wipe_limit: wipe::DEFAULT_INLINE_LIMIT,
             wiper: Arc::default(),
         }
+    }
+
+    /// The store the engine keeps its VGs in.
+    pub fn metadata(&self) -> &M {
+        &self.meta
     }
 
     /// Removals of volumes larger than `limit` zero them in the background.
@@ -331,7 +274,7 @@ impl<M: Metadata> VolumeEngine<M> {
         // edges again (a crash between this commit and the zeroing below is safe).
         let mut fresh = spec.clone();
         fresh.tags.push(super::marks::FRESH.into());
-        match self.meta.lv_create(vg, &fresh) {
+        match self.meta.edit(vg, &Edit::CreateLv(fresh)) {
             Ok(()) => {}
             // Another writer (lvm2) made it between our read and our lock.
             Err(LvmError::LvExists { .. }) => return self.existing(&self.meta.read(vg)?, spec),
@@ -354,7 +297,7 @@ impl<M: Metadata> VolumeEngine<M> {
 
     fn existing(&self, read: &VgRead, spec: &LvSpec) -> Result<Created<LvInfo>> {
         let info = self.info(read, &spec.name)?;
-        match spec_mismatch(&info, spec, read.vg.extent_size.bytes()) {
+        match spec_mismatch(&info, spec, read.vg.extent_size) {
             None => {
                 // Still fresh (never handed out) and inactive: nobody wrote to it, so
                 // the edges are cleared again, in case a crash came before they were.
@@ -392,7 +335,7 @@ impl<M: Metadata> VolumeEngine<M> {
         // tables) reaches them.
         crate::lvm::check_resizable(&read.vg, lv)?;
         check_fits(&read.vg, size, current.layout)?;
-        let target = rounded_size(size, read.vg.extent_size.bytes(), current.layout);
+        let target = current.layout.rounded_size(size, read.vg.extent_size);
         check(&current, target)?;
         if target == current.size {
             if current.device.is_some() {
@@ -421,8 +364,12 @@ impl<M: Metadata> VolumeEngine<M> {
             let ranges = wipe::freed_ranges(&read, model, keep)?;
             self.zero_ranges(vg, lv, "extents a shrink gives back", &ranges, None)?;
         }
+        let edit = Edit::ResizeLv {
+            lv: lv.into(),
+            size,
+        };
         self.meta
-            .lv_resize(vg, lv, size)
+            .edit(vg, &edit)
             .map_err(|e| self.no_space(vg, e))?;
         crash::point("committed");
         let read = self.meta.read(vg)?;
@@ -578,7 +525,7 @@ impl<M: Metadata> VolumeEngine<M> {
             });
         }
         let del: Vec<String> = from.iter().map(|f| f.to_string()).collect();
-        self.meta.lv_change_tags(vg, lv, &[to.to_owned()], &del)?;
+        self.meta.edit(vg, &Edit::lv_tags(lv, &[to.to_owned()], &del))?;
         tracing::info!(vg, lv, from, to, "marked");
         Ok(())
     }
@@ -593,7 +540,7 @@ impl<M: Metadata> VolumeEngine<M> {
         if drop.is_empty() {
             return Ok(());
         }
-        self.meta.lv_change_tags(vg, lv, &[], &drop)?;
+        self.meta.edit(vg, &Edit::lv_tags(lv, &[], &drop))?;
         tracing::info!(vg, lv, dropped = ?drop, "handed out as a raw device: lvmd will never format it");
         Ok(())
     }
@@ -723,8 +670,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
     }
 
     fn create_logical_volume(&self, vg: &str, spec: &LvSpec) -> Result<Created<LvInfo>> {
-        check_spec(spec)?;
-        validate_lv_name_in(vg, &spec.name).map_err(LvmError::from)?;
+        check_spec(vg, spec)?;
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
         self.create_locked(vg, spec)
@@ -756,15 +702,19 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
             // Zeroed, then removed: a crash between leaves a zeroed LV the retry removes.
             self.zero_ranges(vg, lv, "a removed volume", &ranges, Some("zeroing"))?;
             crash::point("zeroed");
-            self.meta.lv_remove(vg, lv)?;
+            self.meta.edit(vg, &Edit::RemoveLv { lv: lv.into() })?;
             crash::point("committed");
             tracing::info!(vg, lv, "removed logical volume");
         } else {
             // Too large to zero in the caller's time: one commit turns it into a wipe
             // LV, whose extents stay allocated until the wipe thread zeroed them.
             let name = wipe::wipe_name(model);
-            self.meta
-                .lv_rename_retag(vg, lv, &name, &[super::marks::WIPE.into()])?;
+            let edit = Edit::RenameLv {
+                lv: lv.into(),
+                to: name.clone(),
+                tags: Some(vec![super::marks::WIPE.into()]),
+            };
+            self.meta.edit(vg, &edit)?;
             crash::point("committed");
             self.wiper.poke();
             tracing::info!(
@@ -779,7 +729,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
     }
 
     fn resize_logical_volume(&self, vg: &str, lv: &str, size: Bytes) -> Result<LvInfo> {
-        check_size(size)?;
+        check_size(size).map_err(LvmError::from)?;
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
         self.resize_locked(vg, lv, size, |_, _| Ok(()))
@@ -868,7 +818,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         // Every check before the first change: size, path, the LV, where it is mounted;
         // the LV's checks and its growth under one write lock, so no other resize can
         // come between (and turn this grow into a shrink).
-        check_size(size)?;
+        check_size(size).map_err(LvmError::from)?;
         let target = target.map(|t| self.node.check_path(t)).transpose()?;
         let mut fs = None;
         let info = {
@@ -915,7 +865,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::engine::{LvLayout, LvSpec};
+    use crate::daemon::engine::{Layout, LvSpec};
     use crate::daemon::node::{MountKind, MountRequest, MountSource, Node};
     use crate::daemon::{SimActivation, SimEngine, SimNode};
 
@@ -931,7 +881,7 @@ mod tests {
             &LvSpec {
                 name: "raw".into(),
                 size: Bytes(8 * MIB),
-                layout: LvLayout::Linear,
+                layout: Layout::Linear,
                 tags: vec![],
             },
         )
@@ -1004,7 +954,7 @@ mod tests {
             let spec = LvSpec {
                 name: name.clone(),
                 size: Bytes(8 * MIB),
-                layout: LvLayout::Linear,
+                layout: Layout::Linear,
                 tags: vec![],
             };
             let err = e.create_logical_volume("vg", &spec).unwrap_err();
@@ -1077,7 +1027,7 @@ mod tests {
         LvSpec {
             name: name.into(),
             size: Bytes(8 * MIB),
-            layout: LvLayout::Linear,
+            layout: Layout::Linear,
             tags: vec!["csi.pv=x".into()],
         }
     }
@@ -1201,9 +1151,8 @@ mod tests {
         use crate::daemon::marks::FRESH;
         let (e, _, node) = engine();
         let set = |name: &str, add: &str| {
-            e.meta
-                .lv_change_tags("vg", name, &[add.into()], &[FRESH.into()])
-                .unwrap();
+            let edit = Edit::lv_tags(name, &[add.into()], &[FRESH.into()]);
+            e.meta.edit("vg", &edit).unwrap();
         };
         // Killed after marking mkfs, before mkfs ran: nothing on the device.
         e.create_logical_volume("vg", &lv("a")).unwrap();
@@ -1251,7 +1200,7 @@ mod tests {
         let (e, _, node) = engine();
         // LVs as lvm2 (or an older lvmd) made them: no mark.
         for n in ["ext", "empty", "btrfs", "two"] {
-            e.meta.lv_create("vg", &lv(n)).unwrap();
+            e.meta.edit("vg", &Edit::CreateLv(lv(n))).unwrap();
         }
         let ext = device_of(&e, "ext");
         node.write_signature(&ext, sig("ext4", crate::probe::Usage::Filesystem));
@@ -1301,14 +1250,8 @@ mod tests {
         );
         // A client's explicit activation too, and an mkfs cut short with it.
         e.create_logical_volume("vg", &lv("act")).unwrap();
-        e.meta
-            .lv_change_tags(
-                "vg",
-                "act",
-                &["lvmd.mkfs=ext4".into()],
-                &["lvmd.fresh".into()],
-            )
-            .unwrap();
+        let edit = Edit::lv_tags("act", &["lvmd.mkfs=ext4".into()], &["lvmd.fresh".into()]);
+        e.meta.edit("vg", &edit).unwrap();
         e.activate("vg", "act").unwrap();
         assert!(marks_of(&e, "act").is_empty());
         refused(
@@ -1346,14 +1289,8 @@ mod tests {
             "written outside lvmd",
         );
         // One lvmd itself formatted, whose device shrank under it: both sizes named.
-        e.meta
-            .lv_change_tags(
-                "vg",
-                "big",
-                &["lvmd.fs=ext4".into()],
-                &["lvmd.fresh".into()],
-            )
-            .unwrap();
+        let edit = Edit::lv_tags("big", &["lvmd.fs=ext4".into()], &["lvmd.fresh".into()]);
+        e.meta.edit("vg", &edit).unwrap();
         refused(
             e.mount_volume("vg", "big", &fs_spec("/k/b", "", false))
                 .unwrap_err(),

@@ -16,6 +16,7 @@ use super::engine::{EngineError, Result};
 use super::marks;
 use super::volumes::{Metadata, VgRead, VolumeEngine};
 use crate::model::placement::{self, PvExtents, PvSpan};
+use crate::lvm::Edit;
 use crate::model::LogicalVolume;
 use crate::units::{human_bytes, Bytes, Extents};
 use std::collections::BTreeSet;
@@ -409,7 +410,10 @@ impl<M: Metadata> VolumeEngine<M> {
                 return Ok(false);
             }
         }
-        self.meta.lv_remove(vg, &lv.name)?;
+        let edit = Edit::RemoveLv {
+            lv: lv.name.clone(),
+        };
+        self.meta.edit(vg, &edit)?;
         crash::point("committed");
         tracing::info!(vg, lv = lv.name, "background wipe done; extents free");
         Ok(true)
@@ -438,7 +442,7 @@ impl<M: Metadata> VolumeEngine<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::engine::{Engine, LvLayout, LvSpec};
+    use crate::daemon::engine::{Engine, Layout, LvSpec};
     use crate::daemon::SimEngine;
 
     const MIB: u64 = 1 << 20;
@@ -458,7 +462,7 @@ mod tests {
         (e, z)
     }
 
-    fn spec(name: &str, mib: u64, layout: LvLayout) -> LvSpec {
+    fn spec(name: &str, mib: u64, layout: Layout) -> LvSpec {
         LvSpec {
             name: name.into(),
             size: Bytes(mib * MIB),
@@ -509,10 +513,10 @@ mod tests {
     #[test]
     fn a_small_removal_zeroes_every_extent_before_its_commit() {
         let (e, z) = engine(64 * MIB);
-        e.create_logical_volume("vg", &spec("a", 40, LvLayout::Linear))
+        e.create_logical_volume("vg", &spec("a", 40, Layout::Linear))
             .unwrap();
         // Grown onto a second segment, so the LV has two runs.
-        e.create_logical_volume("vg", &spec("b", 8, LvLayout::Linear))
+        e.create_logical_volume("vg", &spec("b", 8, Layout::Linear))
             .unwrap();
         e.resize_logical_volume("vg", "a", Bytes(60 * MIB)).unwrap();
         let want = held(&e, "a");
@@ -536,10 +540,7 @@ mod tests {
     #[test]
     fn a_large_removal_holds_its_extents_until_the_background_wipe_is_done() {
         let (e, z) = engine(16 * MIB);
-        let striped = LvLayout::Striped {
-            stripes: 2,
-            stripe_size: Bytes(64 << 10),
-        };
+        let striped = Layout::striped(2, Bytes(64 << 10)).unwrap();
         e.create_logical_volume("vg", &spec("big", 200, striped))
             .unwrap();
         let want = held(&e, "big");
@@ -568,13 +569,13 @@ mod tests {
         assert!(e.activate("vg", &name).is_err());
         assert!(!e.remove_logical_volume("vg", &name).unwrap());
         let err = e
-            .create_logical_volume("vg", &spec(&name, 4, LvLayout::Linear))
+            .create_logical_volume("vg", &spec(&name, 4, Layout::Linear))
             .unwrap_err();
         assert!(err.to_string().contains("lvmd's own"), "{err}");
         // No space for a volume that needs the held extents: RESOURCE_EXHAUSTED saying
         // how much is still being wiped.
         let err = e
-            .create_logical_volume("vg", &spec("next", 400, LvLayout::Linear))
+            .create_logical_volume("vg", &spec("next", 400, Layout::Linear))
             .unwrap_err();
         assert!(
             matches!(err, EngineError::NoSpaceWhileWiping { .. }),
@@ -607,7 +608,7 @@ mod tests {
         let (e, z) = engine(64 * MIB);
         z.clear();
         let made = e
-            .create_logical_volume("vg", &spec("a", 12, LvLayout::Linear))
+            .create_logical_volume("vg", &spec("a", 12, Layout::Linear))
             .unwrap();
         assert!(made.created);
         assert!(marks::is_fresh(&made.value.tags), "{:?}", made.value.tags);
@@ -620,7 +621,7 @@ mod tests {
         // A retry finds it fresh and inactive: the edges again, nothing else.
         z.clear();
         assert!(
-            !e.create_logical_volume("vg", &spec("a", 12, LvLayout::Linear))
+            !e.create_logical_volume("vg", &spec("a", 12, Layout::Linear))
                 .unwrap()
                 .created
         );
@@ -628,24 +629,23 @@ mod tests {
         // Active (handed out) or not fresh: never zeroed by a retry.
         e.activate("vg", "a").unwrap();
         z.clear();
-        e.create_logical_volume("vg", &spec("a", 12, LvLayout::Linear))
+        e.create_logical_volume("vg", &spec("a", 12, Layout::Linear))
             .unwrap();
         assert!(z.zeroed().is_empty());
         e.deactivate("vg", "a").unwrap();
-        e.meta
-            .lv_change_tags("vg", "a", &[], &[marks::FRESH.into()])
-            .unwrap();
-        e.create_logical_volume("vg", &spec("a", 12, LvLayout::Linear))
+        let edit = Edit::lv_tags("a", &[], &[marks::FRESH.into()]);
+        e.meta.edit("vg", &edit).unwrap();
+        e.create_logical_volume("vg", &spec("a", 12, Layout::Linear))
             .unwrap();
         assert!(z.zeroed().is_empty());
         // A zeroing that fails fails the create; the retry clears and succeeds.
         z.set_fail(true);
         assert!(e
-            .create_logical_volume("vg", &spec("b", 4, LvLayout::Linear))
+            .create_logical_volume("vg", &spec("b", 4, Layout::Linear))
             .is_err());
         z.set_fail(false);
         assert!(
-            !e.create_logical_volume("vg", &spec("b", 4, LvLayout::Linear))
+            !e.create_logical_volume("vg", &spec("b", 4, Layout::Linear))
                 .unwrap()
                 .created
         );
@@ -659,7 +659,7 @@ mod tests {
     #[test]
     fn a_shrink_zeroes_exactly_what_it_gives_back() {
         let (e, z) = engine(64 * MIB);
-        e.create_logical_volume("vg", &spec("a", 40, LvLayout::Linear))
+        e.create_logical_volume("vg", &spec("a", 40, Layout::Linear))
             .unwrap();
         let (dev, start, _) = held(&e, "a")[0].clone();
         z.clear();
@@ -679,7 +679,7 @@ mod tests {
     #[test]
     fn extents_on_a_missing_pv_are_refused() {
         let (e, _z) = engine(64 * MIB);
-        e.create_logical_volume("vg", &spec("a", 8, LvLayout::Linear))
+        e.create_logical_volume("vg", &spec("a", 8, Layout::Linear))
             .unwrap();
         e.activate("vg", "a").unwrap();
         let mut read = e.meta.read("vg").unwrap();

@@ -7,12 +7,14 @@
 
 mod check;
 mod fields;
+pub mod layout;
 mod lv;
 pub mod name;
 pub mod placement;
 mod vg;
 
 pub use check::{Problem, PvUsage};
+pub use layout::{Layout, LayoutError};
 pub use lv::{Area, LogicalVolume, Segment, SegmentKind};
 pub use vg::{PhysicalVolume, TextHeader, VolumeGroup, CONTENTS};
 

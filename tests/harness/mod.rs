@@ -46,14 +46,14 @@ pub fn classes() -> DeviceClasses {
             name: "fast".into(),
             vg: "vg-fast".into(),
             stripes: 1,
-            stripe_size: Bytes(64 << 10),
+            stripe_size: lvmd::lvm::DEFAULT_STRIPE_SIZE,
             is_default: true,
         },
         Class {
             name: "wide".into(),
             vg: "vg-wide".into(),
             stripes: 2,
-            stripe_size: Bytes(64 << 10),
+            stripe_size: lvmd::lvm::DEFAULT_STRIPE_SIZE,
             is_default: false,
         },
     ])

@@ -5,14 +5,22 @@
 //! it, validate everything, build the new VG in memory, then commit. Validation happens
 //! before the first write, so bad input leaves the disks exactly as they were.
 
-use crate::alloc::{self, AllocError, Allocation, PvSpace};
+pub mod edit;
+mod segments;
+
+pub use crate::model::Layout;
+pub use crate::model::layout::DEFAULT_STRIPE_SIZE;
+pub use edit::{check_removable, check_resizable, pv_spaces, Edit, LvSpec};
+
+use crate::alloc::AllocError;
+use edit::{NewPv, Origin};
 use crate::format::label::{DiskLocn, PvLabel, PV_EXT_USED};
 use crate::format::mda::{MdaHeader, MDA_HEADER_SIZE};
 use crate::model::name::{
-    validate_lv_name_in, validate_tag, validate_vg_name, NameError, TagError,
+    validate_vg_name, NameError, TagError,
 };
 use crate::model::{
-    Area, LogicalVolume, ModelError, PhysicalVolume, Segment, SegmentKind, TextHeader, VolumeGroup,
+    LogicalVolume, ModelError, TextHeader, VolumeGroup,
 };
 use crate::store::backup::BackupDirs;
 use crate::store::commit::{commit, CommitStep, CommitTarget};
@@ -20,7 +28,7 @@ use crate::store::devices_file::DevicesFileLocation;
 use crate::store::lock::{LockGuard, LockMode, Locker, Resource, DEFAULT_LOCK_DIR};
 use crate::store::scan::{read_pv_from, scan_devices, VgOnDisk};
 use crate::store::{Access, Device, StoreError};
-use crate::units::{Bytes, ExtentSize, Extents, Sectors, SECTOR_SIZE};
+use crate::units::{Bytes, ExtentSize, Sectors, SECTOR_SIZE};
 use crate::uuid::Uuid;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,7 +41,6 @@ pub const MDA_OFFSET: Bytes = Bytes(4096);
 /// lvm2's default data alignment: extents start at 1 MiB.
 pub const DEFAULT_PE_START: Bytes = Bytes(1 << 20);
 /// lvm2's default stripe size: 64 KiB.
-pub const DEFAULT_STRIPE_SIZE: Sectors = Sectors(128);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LvmError {
@@ -100,14 +107,18 @@ pub enum LvmError {
     Model(#[from] ModelError),
 }
 
+impl From<crate::model::LayoutError> for LvmError {
+    fn from(e: crate::model::LayoutError) -> LvmError {
+        LvmError::InvalidArgument {
+            what: e.what,
+            value: e.value,
+            why: e.why,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, LvmError>;
 
-/// How LV extents are laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    Linear,
-    Striped { stripes: u32, stripe_size: Sectors },
-}
 
 /// The context every operation runs in: which devices to look at, where lvm2's locks
 /// and backups live, and who we are.
@@ -524,22 +535,16 @@ impl Lvm {
         checked: Vec<(PathBuf, Option<PvLabel>)>,
     ) -> Result<Vec<(PathBuf, Uuid)>> {
         let mut added = Vec::new();
-        let mut next = 0;
+        let mut entries = Vec::new();
         for (path, label) in checked {
             let label = match label {
                 Some(l) => l,
                 None => self.pv_create_locked(&path)?,
             };
-            let pv = pv_entry(vg.extent_size, &path, &label)?;
-            while vg.pvs.iter().any(|p| p.name == format!("pv{next}")) {
-                next += 1;
-            }
-            vg.pvs.push(PhysicalVolume {
-                name: format!("pv{next}"),
-                ..pv
-            });
+            entries.push(new_pv(&path, &label)?);
             added.push((path, label.pv_uuid));
         }
+        edit::add_pvs(vg, &entries)?;
         // lvm2's vgcreate and vgextend list both the PVs they create and the orphan
         // PVs they take in.
         self.record_in_devices_file(&added);
@@ -599,21 +604,7 @@ impl Lvm {
                 });
             }
         }
-        let mut vg = VolumeGroup {
-            name: name.into(),
-            id: Uuid::random(),
-            seqno: 0,
-            status: vec!["RESIZEABLE".into(), "READ".into(), "WRITE".into()],
-            flags: vec![],
-            tags: vec![],
-            extent_size,
-            max_lv: 0,
-            max_pv: 0,
-            metadata_copies: 0,
-            pvs: vec![],
-            lvs: vec![],
-            extra: Default::default(),
-        };
+        let mut vg = edit::new_vg(name, extent_size);
         let added = self.add_pvs(&mut vg, checked)?;
         let empty = VgOnDisk {
             vg: VolumeGroup {
@@ -724,14 +715,26 @@ impl Lvm {
         Ok(())
     }
 
-    fn lv_args(&self, vg: &VolumeGroup, lv: &str) -> Result<()> {
-        if vg.lv(lv).is_none() {
-            return Err(LvmError::LvNotFound {
-                vg: vg.name.clone(),
-                lv: lv.into(),
-            });
+    /// Applies one [`Edit`] under lvm2's lock to the VG as it is on disk now, and commits
+    /// it (unless it changes nothing). Returns the VG as committed.
+    pub fn edit(&self, vg_name: &str, edit: &Edit) -> Result<VolumeGroup> {
+        // Bad input is refused as such before any lock or read.
+        edit.check(vg_name)?;
+        let locked = self.lock_vg_for_write(vg_name)?;
+        let found = &locked.found;
+        let edited = edit::apply(&found.vg, edit, &Origin::now(&self.host))?;
+        let mut vg = edited.vg;
+        if edited.changed {
+            self.write_vg(found, &mut vg, &[], edited.description)?;
         }
-        Ok(())
+        Ok(vg)
+    }
+
+    /// [`Lvm::edit`], returning the LV the edit leaves behind.
+    fn edit_lv(&self, vg_name: &str, edit: Edit) -> Result<LogicalVolume> {
+        let vg = self.edit(vg_name, &edit)?;
+        let name = edit.lv_name().expect("an LV edit");
+        Ok(vg.lv(name).expect("the edit leaves it").clone())
     }
 
     pub fn lv_create(
@@ -742,86 +745,32 @@ impl Lvm {
         layout: Layout,
         tags: &[String],
     ) -> Result<LogicalVolume> {
-        validate_lv_name_in(vg_name, lv_name)?;
-        for t in tags {
-            validate_tag(t)?;
-        }
-        let locked = self.lock_vg_for_write(vg_name)?;
-        let found = &locked.found;
-        let mut vg = found.vg.clone();
-        if vg.lv(lv_name).is_some() {
-            return Err(LvmError::LvExists {
-                vg: vg_name.into(),
-                lv: lv_name.into(),
-            });
-        }
-        let extents = size_to_extents(&vg, size, layout)?;
-        let allocation = allocate(&vg, extents, layout, None)?;
-        let lv = LogicalVolume {
+        let spec = LvSpec {
             name: lv_name.into(),
-            id: Uuid::random(),
-            status: vec!["READ".into(), "WRITE".into(), "VISIBLE".into()],
-            flags: vec![],
+            size,
+            layout,
             tags: tags.to_vec(),
-            creation_time: Some(now()),
-            creation_host: Some(self.host.clone()),
-            segments: segments_from(&vg, Extents::ZERO, &allocation, layout),
-            extra: Default::default(),
         };
-        vg.lvs.push(lv.clone());
-        self.write_vg(found, &mut vg, &[], format!("lvcreate {vg_name}/{lv_name}"))?;
-        Ok(lv)
+        self.edit_lv(vg_name, Edit::CreateLv(spec))
     }
 
     /// Removes a linear or striped LV that nothing else refers to.
     pub fn lv_remove(&self, vg_name: &str, lv_name: &str) -> Result<()> {
-        let locked = self.lock_vg_for_write(vg_name)?;
-        let found = &locked.found;
-        let mut vg = found.vg.clone();
-        self.lv_args(&vg, lv_name)?;
-        check_plain(&vg, lv_name)?;
-        check_unreferenced(&vg, lv_name)?;
-        vg.lvs.retain(|l| l.name != lv_name);
-        self.write_vg(found, &mut vg, &[], format!("lvremove {vg_name}/{lv_name}"))
+        let lv = lv_name.into();
+        self.edit(vg_name, &Edit::RemoveLv { lv }).map(drop)
     }
 
     /// Grows or shrinks a linear or striped LV to `size` (rounded up to whole extents,
     /// and to whole stripes). Extending keeps the LV's layout.
     pub fn lv_resize(&self, vg_name: &str, lv_name: &str, size: Bytes) -> Result<LogicalVolume> {
-        let locked = self.lock_vg_for_write(vg_name)?;
-        let found = &locked.found;
-        let mut vg = found.vg.clone();
-        self.lv_args(&vg, lv_name)?;
-        check_plain(&vg, lv_name)?;
-        let lv = vg.lv(lv_name).expect("checked").clone();
-        let layout = layout_of(&lv);
-        let target = size_to_extents(&vg, size, layout)?;
-        let current = lv.extents();
-        let mut new_lv = lv.clone();
-        if target > current {
-            let last = last_linear_area(&vg, &lv);
-            let allocation = allocate(&vg, target - current, layout, last)?;
-            new_lv
-                .segments
-                .extend(segments_from(&vg, current, &allocation, layout));
-            merge_adjacent(&mut new_lv.segments);
-        } else if target < current {
-            truncate_segments(&mut new_lv.segments, target);
-        } else {
-            return Ok(lv);
-        }
-        *vg.lv_mut(lv_name).expect("checked") = new_lv.clone();
-        self.write_vg(
-            found,
-            &mut vg,
-            &[],
-            format!("lvresize {vg_name}/{lv_name} to {} extents", target.0),
-        )?;
-        Ok(new_lv)
+        let lv = lv_name.into();
+        self.edit_lv(vg_name, Edit::ResizeLv { lv, size })
     }
 
     pub fn lv_rename(&self, vg_name: &str, old: &str, new: &str) -> Result<()> {
-        self.rename(vg_name, old, new, None)
+        let (lv, to) = (old.into(), new.into());
+        let edit = Edit::RenameLv { lv, to, tags: None };
+        self.edit(vg_name, &edit).map(drop)
     }
 
     /// Renames an LV and replaces its tags in one commit: either both happen or
@@ -833,35 +782,8 @@ impl Lvm {
         new: &str,
         tags: &[String],
     ) -> Result<()> {
-        self.rename(vg_name, old, new, Some(tags))
-    }
-
-    /// A rename, with the tags replaced too when `tags` says so.
-    fn rename(&self, vg_name: &str, old: &str, new: &str, tags: Option<&[String]>) -> Result<()> {
-        validate_lv_name_in(vg_name, new)?;
-        for t in tags.unwrap_or_default() {
-            validate_tag(t)?;
-        }
-        let locked = self.lock_vg_for_write(vg_name)?;
-        let found = &locked.found;
-        let mut vg = found.vg.clone();
-        self.lv_args(&vg, old)?;
-        if vg.lv(new).is_some() {
-            return Err(LvmError::LvExists {
-                vg: vg_name.into(),
-                lv: new.into(),
-            });
-        }
-        // Other LVs refer to this one by name; renaming would need to rewrite those.
-        check_unreferenced(&vg, old)?;
-        let lv = vg.lv_mut(old).expect("checked");
-        lv.name = new.into();
-        let mut description = format!("lvrename {vg_name}/{old} {new}");
-        if let Some(tags) = tags {
-            lv.tags = tags.to_vec();
-            description.push_str(&format!(" (tags {tags:?})"));
-        }
-        self.write_vg(found, &mut vg, &[], description)
+        let (lv, to, tags) = (old.into(), new.into(), Some(tags.to_vec()));
+        self.edit(vg_name, &Edit::RenameLv { lv, to, tags }).map(drop)
     }
 
     /// Adds and removes LV tags in one commit.
@@ -872,58 +794,19 @@ impl Lvm {
         add: &[String],
         del: &[String],
     ) -> Result<LogicalVolume> {
-        for t in add.iter().chain(del) {
-            validate_tag(t)?;
-        }
-        let locked = self.lock_vg_for_write(vg_name)?;
-        let found = &locked.found;
-        let mut vg = found.vg.clone();
-        self.lv_args(&vg, lv_name)?;
-        let lv = vg.lv_mut(lv_name).expect("checked");
-        change_tags(&mut lv.tags, add, del);
-        let lv = lv.clone();
-        self.write_vg(
-            found,
-            &mut vg,
-            &[],
-            format!("lvchange tags {vg_name}/{lv_name}"),
-        )?;
-        Ok(lv)
+        let (lv, add, del) = (lv_name.into(), add.to_vec(), del.to_vec());
+        self.edit_lv(vg_name, Edit::ChangeLvTags { lv, add, del })
     }
 
     /// Commits the VG unchanged but for its seqno: brings every metadata area (one a cut
     /// commit left behind, one a PV missed) up to the newest version.
     pub fn vg_rewrite(&self, vg_name: &str) -> Result<()> {
-        let locked = self.lock_vg_for_write(vg_name)?;
-        let found = &locked.found;
-        let mut vg = found.vg.clone();
-        self.write_vg(
-            found,
-            &mut vg,
-            &[],
-            format!("rewrite {vg_name} to repair stale metadata copies"),
-        )
+        self.edit(vg_name, &Edit::Rewrite).map(drop)
     }
 
     pub fn vg_change_tags(&self, vg_name: &str, add: &[String], del: &[String]) -> Result<()> {
-        for t in add.iter().chain(del) {
-            validate_tag(t)?;
-        }
-        let locked = self.lock_vg_for_write(vg_name)?;
-        let found = &locked.found;
-        let mut vg = found.vg.clone();
-        change_tags(&mut vg.tags, add, del);
-        self.write_vg(found, &mut vg, &[], format!("vgchange tags {vg_name}"))
-    }
-}
-
-/// Deletions first, additions not doubled, as lvm2's `lvchange --addtag/--deltag`.
-pub(crate) fn change_tags(tags: &mut Vec<String>, add: &[String], del: &[String]) {
-    tags.retain(|t| !del.contains(t));
-    for t in add {
-        if !tags.contains(t) {
-            tags.push(t.clone());
-        }
+        let (add, del) = (add.to_vec(), del.to_vec());
+        self.edit(vg_name, &Edit::ChangeVgTags { add, del }).map(drop)
     }
 }
 
@@ -1040,8 +923,8 @@ fn check_within_devices(
     Ok(())
 }
 
-/// The PV entry lvm2 writes for a PV joining a VG with this extent size.
-fn pv_entry(extent_size: ExtentSize, path: &Path, label: &PvLabel) -> Result<PhysicalVolume> {
+/// A device with this label, found at `path`, as it joins a VG.
+fn new_pv(path: &Path, label: &PvLabel) -> Result<NewPv> {
     let pe_start = label
         .data_areas
         .first()
@@ -1054,301 +937,12 @@ fn pv_entry(extent_size: ExtentSize, path: &Path, label: &PvLabel) -> Result<Phy
             value: pe_start.to_string(),
             why: "not sector aligned".into(),
         })?;
-    let dev_size = label.device_size.to_sectors_floor();
-    let pe_count = extent_size.extents_floor(dev_size.checked_sub(pe_start).unwrap_or_default());
-    Ok(PhysicalVolume {
-        name: String::new(),
+    Ok(NewPv {
         id: label.pv_uuid,
-        device: Some(path.display().to_string()),
-        status: vec!["ALLOCATABLE".into()],
-        flags: vec![],
-        tags: vec![],
-        dev_size,
+        device: path.display().to_string(),
+        dev_size: label.device_size.to_sectors_floor(),
         pe_start,
-        pe_count,
-        extra: Default::default(),
     })
-}
-
-fn size_to_extents(vg: &VolumeGroup, size: Bytes, layout: Layout) -> Result<Extents> {
-    if size == Bytes(0) {
-        return Err(LvmError::InvalidArgument {
-            what: "size",
-            value: "0".into(),
-            why: "a logical volume needs at least one extent".into(),
-        });
-    }
-    let mut extents = vg.extent_size.extents_ceil(size.to_sectors_ceil());
-    if let Layout::Striped {
-        stripes,
-        stripe_size,
-    } = layout
-    {
-        if stripes < 2 {
-            return Err(LvmError::InvalidArgument {
-                what: "stripe count",
-                value: stripes.to_string(),
-                why: "striping needs at least 2 stripes (use linear for 1)".into(),
-            });
-        }
-        let ss = stripe_size.0;
-        if ss < 8 || !ss.is_power_of_two() || ss > vg.extent_size.sectors().0 {
-            return Err(LvmError::InvalidArgument {
-                what: "stripe size",
-                value: Sectors(ss).to_bytes().to_string(),
-                why: format!(
-                    "must be a power of two from 4KiB up to the extent size {}",
-                    vg.extent_size
-                ),
-            });
-        }
-        // lvm2 rounds the size up to a whole number of stripes.
-        extents = Extents(extents.0.div_ceil(stripes as u64) * stripes as u64);
-    }
-    Ok(extents)
-}
-
-/// Each PV's space as the allocator sees it: used runs, and whether it may be allocated.
-pub fn pv_spaces(vg: &VolumeGroup) -> Vec<PvSpace> {
-    let usage = vg.pv_usage();
-    vg.pvs
-        .iter()
-        .enumerate()
-        .map(|(i, pv)| PvSpace {
-            index: i,
-            pe_count: pv.pe_count,
-            allocatable: pv.is_allocatable() && !pv.is_missing(),
-            used: usage
-                .iter()
-                .filter(|u| u.pv == pv.name)
-                .map(|u| alloc::ExtentRange {
-                    start: u.start,
-                    count: u.count,
-                })
-                .collect(),
-        })
-        .collect()
-}
-
-fn allocate(
-    vg: &VolumeGroup,
-    extents: Extents,
-    layout: Layout,
-    after: Option<alloc::Area>,
-) -> Result<Allocation> {
-    let req = alloc::Request {
-        extents,
-        layout: match layout {
-            Layout::Linear => alloc::Layout::Linear,
-            Layout::Striped { stripes, .. } => alloc::Layout::Striped { stripes },
-        },
-        pvs_allowed: None,
-        after,
-    };
-    alloc::allocate(&pv_spaces(vg), &req).map_err(|source| LvmError::Alloc {
-        vg: vg.name.clone(),
-        source,
-    })
-}
-
-/// Segments for an allocation, starting at LV extent `start`.
-fn segments_from(
-    vg: &VolumeGroup,
-    mut start: Extents,
-    allocation: &Allocation,
-    layout: Layout,
-) -> Vec<Segment> {
-    let area = |a: &alloc::Area| Area {
-        name: vg.pvs[a.pv].name.clone(),
-        start: a.start,
-    };
-    match allocation {
-        Allocation::Linear(areas) => areas
-            .iter()
-            .map(|a| {
-                let seg = Segment {
-                    start_extent: start,
-                    extent_count: a.count,
-                    kind: SegmentKind::Striped {
-                        stripe_size: None,
-                        stripes: vec![area(a)],
-                    },
-                    tags: vec![],
-                    extra: Default::default(),
-                };
-                start += a.count;
-                seg
-            })
-            .collect(),
-        Allocation::Striped { stripes } => {
-            let stripe_size = match layout {
-                Layout::Striped { stripe_size, .. } => stripe_size,
-                Layout::Linear => unreachable!("striped allocation for a linear request"),
-            };
-            let per = stripes.first().map_or(Extents::ZERO, |a| a.count);
-            vec![Segment {
-                start_extent: start,
-                extent_count: Extents(per.0 * stripes.len() as u64),
-                kind: SegmentKind::Striped {
-                    stripe_size: Some(stripe_size),
-                    stripes: stripes.iter().map(area).collect(),
-                },
-                tags: vec![],
-                extra: Default::default(),
-            }]
-        }
-    }
-}
-
-fn layout_of(lv: &LogicalVolume) -> Layout {
-    match lv.segments.last().map(|s| &s.kind) {
-        Some(SegmentKind::Striped {
-            stripe_size: Some(ss),
-            stripes,
-        }) if stripes.len() > 1 => Layout::Striped {
-            stripes: stripes.len() as u32,
-            stripe_size: *ss,
-        },
-        _ => Layout::Linear,
-    }
-}
-
-/// The PV run the LV ends on, when it is linear, so an extension can continue it.
-fn last_linear_area(vg: &VolumeGroup, lv: &LogicalVolume) -> Option<alloc::Area> {
-    let seg = lv.segments.last()?;
-    match &seg.kind {
-        SegmentKind::Striped { stripes, .. } if stripes.len() == 1 => {
-            let pv = vg.pvs.iter().position(|p| p.name == stripes[0].name)?;
-            Some(alloc::Area {
-                pv,
-                start: stripes[0].start,
-                count: seg.extent_count,
-            })
-        }
-        _ => None,
-    }
-}
-
-/// Joins consecutive linear segments that continue on the same PV, as lvm2 does.
-fn merge_adjacent(segments: &mut Vec<Segment>) {
-    let mut out: Vec<Segment> = Vec::with_capacity(segments.len());
-    for seg in segments.drain(..) {
-        if let Some(prev) = out.last_mut() {
-            if let (
-                SegmentKind::Striped {
-                    stripes: a,
-                    stripe_size: None,
-                },
-                SegmentKind::Striped {
-                    stripes: b,
-                    stripe_size: None,
-                },
-            ) = (&prev.kind, &seg.kind)
-            {
-                if a.len() == 1
-                    && b.len() == 1
-                    && a[0].name == b[0].name
-                    && a[0].start + prev.extent_count == b[0].start
-                    && prev.tags == seg.tags
-                    && prev.extra == seg.extra
-                {
-                    prev.extent_count += seg.extent_count;
-                    continue;
-                }
-            }
-        }
-        out.push(seg);
-    }
-    *segments = out;
-}
-
-/// Shortens striped/linear segments so the LV has `target` extents.
-fn truncate_segments(segments: &mut Vec<Segment>, target: Extents) {
-    segments.retain(|s| s.start_extent < target);
-    if let Some(last) = segments.last_mut() {
-        let end = last.start_extent + last.extent_count;
-        if end > target {
-            // A striped segment shrinks by whole stripes: `target` was rounded to them.
-            last.extent_count = target - last.start_extent;
-        }
-    }
-}
-
-/// Whether lvmd may remove `lv_name` of `vg` (which must exist): a visible linear or
-/// striped LV nothing else refers to. The daemon asks before it deactivates anything,
-/// so a refused removal changes nothing at all.
-pub fn check_removable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
-    check_plain(vg, lv_name)?;
-    check_unreferenced(vg, lv_name)
-}
-
-/// Whether lvmd may resize `lv_name` of `vg` (which must exist): a visible linear or
-/// striped LV.
-pub fn check_resizable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
-    check_plain(vg, lv_name)
-}
-
-fn check_plain(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
-    let lv = vg.lv(lv_name).expect("caller checked");
-    if !lv.is_plain() {
-        let kind = lv.type_name();
-        let why = match kind {
-            "thin" => "it is a thin volume; removing or resizing one takes thin-pool \
-                       messages (delete, ...) that lvmd does not send, and lvmd changes \
-                       only linear and striped volumes (use lvm2)"
-                .to_owned(),
-            "thin-pool" => "it is a thin pool; lvmd does not change thin pools or their \
-                            thin volumes, and changes only linear and striped volumes \
-                            (use lvm2)"
-                .to_owned(),
-            _ => format!(
-                "it is a {kind} volume; lvmd changes only linear and striped volumes (use lvm2)"
-            ),
-        };
-        return Err(LvmError::LvUnsupported {
-            vg: vg.name.clone(),
-            lv: lv_name.into(),
-            why,
-        });
-    }
-    if !lv.is_visible() {
-        let owner = users_of(vg, lv_name).into_iter().next();
-        return Err(LvmError::LvUnsupported {
-            vg: vg.name.clone(),
-            lv: lv_name.into(),
-            why: format!(
-                "it is a hidden sub-volume of {}",
-                owner.as_deref().unwrap_or("another volume")
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// The LVs whose segments refer to `lv_name`, as `name (type segment)`.
-fn users_of(vg: &VolumeGroup, lv_name: &str) -> Vec<String> {
-    let mut users = Vec::new();
-    for other in &vg.lvs {
-        for seg in &other.segments {
-            let by_area = matches!(&seg.kind, SegmentKind::Striped { stripes, .. }
-                if stripes.iter().any(|a| a.name == lv_name));
-            if by_area || seg.lv_references().contains(&lv_name) {
-                users.push(format!("{} ({} segment)", other.name, seg.kind.type_name()));
-            }
-        }
-    }
-    users
-}
-
-fn check_unreferenced(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
-    match users_of(vg, lv_name).into_iter().next() {
-        Some(by) => Err(LvmError::LvInUse {
-            vg: vg.name.clone(),
-            lv: lv_name.into(),
-            by,
-        }),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]

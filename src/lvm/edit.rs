@@ -1,0 +1,453 @@
+//! VG edits, pure: a VG and one typed request in, the new VG out. Nothing here reads or
+//! writes a disk, so the real store ([`crate::lvm::Lvm`], which adds lvm2's lock and
+//! the commit) and the daemon's simulated store run the very same code and cannot
+//! disagree about what a request does to a VG.
+//!
+//! A new volume type is one more [`Edit`] (or one more [`Layout`]) and its arm here.
+
+use super::segments::{last_linear_area, merge_adjacent, segments_from, truncate_segments};
+use super::{LvmError, Result};
+use crate::alloc::{self, Allocation, PvSpace};
+use crate::model::name::{validate_lv_name_in, validate_tag};
+use crate::model::{Layout, LogicalVolume, PhysicalVolume, SegmentKind, VolumeGroup};
+use crate::units::{Bytes, ExtentSize, Extents, Sectors};
+use crate::uuid::Uuid;
+
+/// A new LV: the one typed create request from the API down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LvSpec {
+    pub name: String,
+    pub size: Bytes,
+    pub layout: Layout,
+    pub tags: Vec<String>,
+}
+
+/// One change to a VG.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    CreateLv(LvSpec),
+    /// A visible linear or striped LV nothing refers to.
+    RemoveLv { lv: String },
+    /// Grows (continuing the last linear run when it can) or shrinks to `size`, rounded
+    /// as the LV's layout rounds.
+    ResizeLv { lv: String, size: Bytes },
+    /// Renames, and when `tags` says so replaces the tags in the same commit.
+    RenameLv {
+        lv: String,
+        to: String,
+        tags: Option<Vec<String>>,
+    },
+    /// Deletions first, additions not doubled (lvm2's `--deltag`/`--addtag`).
+    ChangeLvTags {
+        lv: String,
+        add: Vec<String>,
+        del: Vec<String>,
+    },
+    ChangeVgTags { add: Vec<String>, del: Vec<String> },
+    /// Nothing but a new seqno: every metadata area gets the newest text again.
+    Rewrite,
+}
+
+/// Who makes a change: what new LVs record as their creation host and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub host: String,
+    pub time: i64,
+}
+
+impl Origin {
+    pub fn now(host: &str) -> Origin {
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Origin {
+            host: host.into(),
+            time,
+        }
+    }
+}
+
+/// The VG after an edit (seqno untouched: the store sets it at commit).
+#[derive(Debug, Clone)]
+pub struct Edited {
+    pub vg: VolumeGroup,
+    /// For lvm2's metadata header and backup files, e.g. `lvcreate vg/a`.
+    pub description: String,
+    /// `false`: the edit changes nothing (a resize to the current size); no commit.
+    pub changed: bool,
+}
+
+impl Edit {
+    /// [`Edit::ChangeLvTags`] from borrowed lists.
+    pub fn lv_tags(lv: &str, add: &[String], del: &[String]) -> Edit {
+        Edit::ChangeLvTags {
+            lv: lv.into(),
+            add: add.to_vec(),
+            del: del.to_vec(),
+        }
+    }
+
+    /// The checks that need no VG: names, tags and the layout's shape. Stores call this
+    /// before taking any lock, so bad input is refused as such even where the VG or LV
+    /// does not exist; [`apply`] calls it again.
+    pub fn check(&self, vg: &str) -> Result<()> {
+        let tags = |t: &[String]| t.iter().try_for_each(|t| validate_tag(t));
+        match self {
+            Edit::CreateLv(spec) => {
+                validate_lv_name_in(vg, &spec.name)?;
+                tags(&spec.tags)?;
+                check_size(spec.size)?;
+                spec.layout.check()?;
+            }
+            Edit::ResizeLv { size, .. } => check_size(*size)?,
+            Edit::RenameLv { to, tags: t, .. } => {
+                validate_lv_name_in(vg, to)?;
+                tags(t.as_deref().unwrap_or_default())?;
+            }
+            Edit::ChangeLvTags { add, del, .. } | Edit::ChangeVgTags { add, del } => {
+                tags(add)?;
+                tags(del)?;
+            }
+            Edit::RemoveLv { .. } | Edit::Rewrite => {}
+        }
+        Ok(())
+    }
+
+    /// The LV the edit leaves behind under this name (created, resized, renamed,
+    /// retagged), looked up in the edited VG.
+    pub fn lv_name(&self) -> Option<&str> {
+        match self {
+            Edit::CreateLv(spec) => Some(&spec.name),
+            Edit::ResizeLv { lv, .. } | Edit::ChangeLvTags { lv, .. } => Some(lv),
+            Edit::RenameLv { to, .. } => Some(to),
+            Edit::RemoveLv { .. } | Edit::ChangeVgTags { .. } | Edit::Rewrite => None,
+        }
+    }
+}
+
+/// A volume has at least one extent.
+pub fn check_size(size: Bytes) -> Result<()> {
+    if size == Bytes(0) {
+        return Err(LvmError::InvalidArgument {
+            what: "size",
+            value: "0".into(),
+            why: "a logical volume needs at least one extent".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Applies `edit` to `vg`. Everything is checked before anything changes; an error
+/// means the VG is as it was.
+pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
+    edit.check(&vg.name)?;
+    let mut new = vg.clone();
+    let name = &vg.name;
+    let description = match edit {
+        Edit::CreateLv(spec) => {
+            create(&mut new, spec, origin)?;
+            format!("lvcreate {name}/{}", spec.name)
+        }
+        Edit::RemoveLv { lv } => {
+            existing(vg, lv)?;
+            check_removable(vg, lv)?;
+            new.lvs.retain(|l| l.name != *lv);
+            format!("lvremove {name}/{lv}")
+        }
+        Edit::ResizeLv { lv, size } => {
+            let Some(target) = resize(&mut new, lv, *size)? else {
+                return Ok(Edited {
+                    vg: new,
+                    description: String::new(),
+                    changed: false,
+                });
+            };
+            format!("lvresize {name}/{lv} to {} extents", target.0)
+        }
+        Edit::RenameLv { lv, to, tags } => {
+            existing(vg, lv)?;
+            if vg.lv(to).is_some() {
+                return Err(LvmError::LvExists {
+                    vg: name.clone(),
+                    lv: to.clone(),
+                });
+            }
+            // Other LVs refer to this one by name; renaming would need to rewrite those.
+            check_unreferenced(vg, lv)?;
+            let l = new.lv_mut(lv).expect("checked");
+            l.name = to.clone();
+            let mut description = format!("lvrename {name}/{lv} {to}");
+            if let Some(tags) = tags {
+                l.tags = tags.clone();
+                description.push_str(&format!(" (tags {tags:?})"));
+            }
+            description
+        }
+        Edit::ChangeLvTags { lv, add, del } => {
+            existing(vg, lv)?;
+            change_tags(&mut new.lv_mut(lv).expect("checked").tags, add, del);
+            format!("lvchange tags {name}/{lv}")
+        }
+        Edit::ChangeVgTags { add, del } => {
+            change_tags(&mut new.tags, add, del);
+            format!("vgchange tags {name}")
+        }
+        Edit::Rewrite => format!("rewrite {name} to repair stale metadata copies"),
+    };
+    Ok(Edited {
+        vg: new,
+        description,
+        changed: true,
+    })
+}
+
+fn existing<'a>(vg: &'a VolumeGroup, lv: &str) -> Result<&'a LogicalVolume> {
+    vg.lv(lv).ok_or_else(|| LvmError::LvNotFound {
+        vg: vg.name.clone(),
+        lv: lv.into(),
+    })
+}
+
+fn create(vg: &mut VolumeGroup, spec: &LvSpec, origin: &Origin) -> Result<()> {
+    if vg.lv(&spec.name).is_some() {
+        return Err(LvmError::LvExists {
+            vg: vg.name.clone(),
+            lv: spec.name.clone(),
+        });
+    }
+    spec.layout.check_for(&vg.name, vg.extent_size)?;
+    let extents = spec.layout.extents_for(spec.size, vg.extent_size);
+    let allocation = allocate(vg, extents, spec.layout, None)?;
+    let lv = LogicalVolume {
+        name: spec.name.clone(),
+        id: Uuid::random(),
+        status: vec!["READ".into(), "WRITE".into(), "VISIBLE".into()],
+        flags: vec![],
+        tags: spec.tags.clone(),
+        creation_time: Some(origin.time),
+        creation_host: Some(origin.host.clone()),
+        segments: segments_from(vg, Extents::ZERO, &allocation, spec.layout),
+        extra: Default::default(),
+    };
+    vg.lvs.push(lv);
+    Ok(())
+}
+
+/// `None`: already that size.
+fn resize(vg: &mut VolumeGroup, lv_name: &str, size: Bytes) -> Result<Option<Extents>> {
+    existing(vg, lv_name)?;
+    check_resizable(vg, lv_name)?;
+    let lv = vg.lv(lv_name).expect("checked").clone();
+    let layout = Layout::of(&lv);
+    let target = layout.extents_for(size, vg.extent_size);
+    let current = lv.extents();
+    let mut new_lv = lv.clone();
+    if target > current {
+        let last = last_linear_area(vg, &lv);
+        let allocation = allocate(vg, target - current, layout, last)?;
+        new_lv
+            .segments
+            .extend(segments_from(vg, current, &allocation, layout));
+        merge_adjacent(&mut new_lv.segments);
+    } else if target < current {
+        truncate_segments(&mut new_lv.segments, target);
+    } else {
+        return Ok(None);
+    }
+    *vg.lv_mut(lv_name).expect("checked") = new_lv;
+    Ok(Some(target))
+}
+
+/// Deletions first, additions not doubled, as lvm2's `lvchange --addtag/--deltag`.
+pub(crate) fn change_tags(tags: &mut Vec<String>, add: &[String], del: &[String]) {
+    tags.retain(|t| !del.contains(t));
+    for t in add {
+        if !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
+}
+
+/// Each PV's space as the allocator sees it: used runs, and whether it may be allocated.
+pub fn pv_spaces(vg: &VolumeGroup) -> Vec<PvSpace> {
+    let usage = vg.pv_usage();
+    vg.pvs
+        .iter()
+        .enumerate()
+        .map(|(i, pv)| PvSpace {
+            index: i,
+            pe_count: pv.pe_count,
+            allocatable: pv.is_allocatable() && !pv.is_missing(),
+            used: usage
+                .iter()
+                .filter(|u| u.pv == pv.name)
+                .map(|u| alloc::ExtentRange {
+                    start: u.start,
+                    count: u.count,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn allocate(
+    vg: &VolumeGroup,
+    extents: Extents,
+    layout: Layout,
+    after: Option<alloc::Area>,
+) -> Result<Allocation> {
+    let req = alloc::Request {
+        extents,
+        shape: layout.shape(),
+        pvs_allowed: None,
+        after,
+    };
+    alloc::allocate(&pv_spaces(vg), &req).map_err(|source| LvmError::Alloc {
+        vg: vg.name.clone(),
+        source,
+    })
+}
+
+/// A VG with no PVs yet, as lvm2's vgcreate writes it.
+pub fn new_vg(name: &str, extent_size: ExtentSize) -> VolumeGroup {
+    VolumeGroup {
+        name: name.into(),
+        id: Uuid::random(),
+        seqno: 0,
+        status: vec!["RESIZEABLE".into(), "READ".into(), "WRITE".into()],
+        flags: vec![],
+        tags: vec![],
+        extent_size,
+        max_lv: 0,
+        max_pv: 0,
+        metadata_copies: 0,
+        pvs: vec![],
+        lvs: vec![],
+        extra: Default::default(),
+    }
+}
+
+/// A device joining a VG: its PV uuid, where it was found, its size and where its
+/// extents start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPv {
+    pub id: Uuid,
+    pub device: String,
+    pub dev_size: Sectors,
+    pub pe_start: Sectors,
+}
+
+/// Adds PV entries as lvm2 writes them, each named by the lowest free `pvN`; a device
+/// that holds no whole extent after `pe_start` is refused (and nothing added).
+pub fn add_pvs(vg: &mut VolumeGroup, pvs: &[NewPv]) -> Result<()> {
+    let mut entries = Vec::with_capacity(pvs.len());
+    for pv in pvs {
+        let data = pv.dev_size.checked_sub(pv.pe_start).unwrap_or_default();
+        let pe_count = vg.extent_size.extents_floor(data);
+        if pe_count == Extents::ZERO {
+            return Err(LvmError::DeviceTooSmall {
+                path: pv.device.clone().into(),
+                size: pv.dev_size.to_bytes(),
+                min: (pv.pe_start + vg.extent_size.sectors()).to_bytes(),
+            });
+        }
+        entries.push(PhysicalVolume {
+            name: String::new(),
+            id: pv.id,
+            device: Some(pv.device.clone()),
+            status: vec!["ALLOCATABLE".into()],
+            flags: vec![],
+            tags: vec![],
+            dev_size: pv.dev_size,
+            pe_start: pv.pe_start,
+            pe_count,
+            extra: Default::default(),
+        });
+    }
+    let mut next = 0;
+    for mut pv in entries {
+        while vg.pvs.iter().any(|p| p.name == format!("pv{next}")) {
+            next += 1;
+        }
+        pv.name = format!("pv{next}");
+        vg.pvs.push(pv);
+    }
+    Ok(())
+}
+
+/// Whether lvmd may remove `lv_name` of `vg` (which must exist): a visible linear or
+/// striped LV nothing else refers to. The daemon asks before it deactivates anything,
+/// so a refused removal changes nothing at all.
+pub fn check_removable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+    check_plain(vg, lv_name)?;
+    check_unreferenced(vg, lv_name)
+}
+
+/// Whether lvmd may resize `lv_name` of `vg` (which must exist): a visible linear or
+/// striped LV.
+pub fn check_resizable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+    check_plain(vg, lv_name)
+}
+
+fn check_plain(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+    let lv = vg.lv(lv_name).expect("caller checked");
+    if !lv.is_plain() {
+        let kind = lv.type_name();
+        let why = match kind {
+            "thin" => "it is a thin volume; removing or resizing one takes thin-pool \
+                       messages (delete, ...) that lvmd does not send, and lvmd changes \
+                       only linear and striped volumes (use lvm2)"
+                .to_owned(),
+            "thin-pool" => "it is a thin pool; lvmd does not change thin pools or their \
+                            thin volumes, and changes only linear and striped volumes \
+                            (use lvm2)"
+                .to_owned(),
+            _ => format!(
+                "it is a {kind} volume; lvmd changes only linear and striped volumes (use lvm2)"
+            ),
+        };
+        return Err(LvmError::LvUnsupported {
+            vg: vg.name.clone(),
+            lv: lv_name.into(),
+            why,
+        });
+    }
+    if !lv.is_visible() {
+        let owner = users_of(vg, lv_name).into_iter().next();
+        return Err(LvmError::LvUnsupported {
+            vg: vg.name.clone(),
+            lv: lv_name.into(),
+            why: format!(
+                "it is a hidden sub-volume of {}",
+                owner.as_deref().unwrap_or("another volume")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The LVs whose segments refer to `lv_name`, as `name (type segment)`.
+fn users_of(vg: &VolumeGroup, lv_name: &str) -> Vec<String> {
+    let mut users = Vec::new();
+    for other in &vg.lvs {
+        for seg in &other.segments {
+            let by_area = matches!(&seg.kind, SegmentKind::Striped { stripes, .. }
+                if stripes.iter().any(|a| a.name == lv_name));
+            if by_area || seg.lv_references().contains(&lv_name) {
+                users.push(format!("{} ({} segment)", other.name, seg.kind.type_name()));
+            }
+        }
+    }
+    users
+}
+
+fn check_unreferenced(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+    match users_of(vg, lv_name).into_iter().next() {
+        Some(by) => Err(LvmError::LvInUse {
+            vg: vg.name.clone(),
+            lv: lv_name.into(),
+            by,
+        }),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,217 @@
+//! How an LV's extents are laid out: the one description every layer uses, from the
+//! API edge (which translates its wire enum once) down to the VG edits, with the one
+//! rounding rule and the one set of checks.
+//!
+//! New layouts (raid1, thin) are added here first; the allocator only sees the part of
+//! a layout that decides placement ([`Layout::shape`]).
+
+use super::{LogicalVolume, SegmentKind};
+use crate::alloc::Shape;
+use crate::units::{human_bytes, Bytes, ExtentSize, Extents, Sectors};
+use std::fmt;
+
+/// The smallest stripe size lvm2 accepts (one 4 KiB page).
+pub const MIN_STRIPE_SIZE: Sectors = Sectors(8);
+/// lvm2's default stripe size (64 KiB).
+pub const DEFAULT_STRIPE_SIZE: Sectors = Sectors(128);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Linear,
+    /// `stripes` runs of equal length on distinct PVs, interleaved in `stripe_size`
+    /// chunks.
+    Striped { stripes: u32, stripe_size: Sectors },
+}
+
+/// A layout no volume can have (before any VG is looked at) or one this VG cannot hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {value}: {why}")]
+pub struct LayoutError {
+    pub what: &'static str,
+    pub value: String,
+    pub why: String,
+}
+
+impl Layout {
+    /// A striped layout from a stripe size in bytes, as requests carry it. The size must
+    /// be a whole number of sectors; the other rules are [`Layout::check`]'s.
+    pub fn striped(stripes: u32, stripe_size: Bytes) -> Result<Layout, LayoutError> {
+        let stripe_size = stripe_size.to_sectors_exact().ok_or_else(|| LayoutError {
+            what: "stripe size",
+            value: stripe_size.0.to_string(),
+            why: "must be a power of two of at least 4KiB".into(),
+        })?;
+        Ok(Layout::Striped {
+            stripes,
+            stripe_size,
+        })
+    }
+
+    /// The layout of a plain LV: its last segment's, as lvm2 extends with it.
+    pub fn of(lv: &LogicalVolume) -> Layout {
+        match lv.segments.last().map(|s| &s.kind) {
+            Some(SegmentKind::Striped {
+                stripe_size: Some(ss),
+                stripes,
+            }) if stripes.len() > 1 => Layout::Striped {
+                stripes: stripes.len() as u32,
+                stripe_size: *ss,
+            },
+            _ => Layout::Linear,
+        }
+    }
+
+    /// Runs the extents are spread over (1 for linear).
+    pub fn stripes(self) -> u32 {
+        match self {
+            Layout::Linear => 1,
+            Layout::Striped { stripes, .. } => stripes,
+        }
+    }
+
+    /// What the allocator needs to know to place the extents.
+    pub fn shape(self) -> Shape {
+        match self {
+            Layout::Linear => Shape::Linear,
+            Layout::Striped { stripes, .. } => Shape::Striped { stripes },
+        }
+    }
+
+    /// The rules that hold whatever the VG: at least 2 stripes, a stripe size that is a
+    /// power of two of at least 4 KiB (lvm2's).
+    pub fn check(self) -> Result<(), LayoutError> {
+        if let Layout::Striped {
+            stripes,
+            stripe_size,
+        } = self
+        {
+            if stripes < 2 {
+                return Err(LayoutError {
+                    what: "stripe count",
+                    value: stripes.to_string(),
+                    why: "striping needs at least 2 stripes (use linear for 1)".into(),
+                });
+            }
+            if stripe_size < MIN_STRIPE_SIZE || !stripe_size.0.is_power_of_two() {
+                return Err(LayoutError {
+                    what: "stripe size",
+                    value: stripe_size.to_bytes().0.to_string(),
+                    why: "must be a power of two of at least 4KiB".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Layout::check`], and what a VG with this extent size adds: a stripe is at most
+    /// one extent.
+    pub fn check_for(self, vg: &str, extent_size: ExtentSize) -> Result<(), LayoutError> {
+        self.check()?;
+        if let Layout::Striped { stripe_size, .. } = self {
+            if stripe_size > extent_size.sectors() {
+                return Err(LayoutError {
+                    what: "stripe size",
+                    value: stripe_size.to_bytes().0.to_string(),
+                    why: format!(
+                        "must not exceed the extent size of {vg} ({})",
+                        human_bytes(extent_size.bytes())
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The extents a volume of `size` takes, as lvm2 rounds (see [`size_step`]).
+    pub fn extents_for(self, size: Bytes, extent_size: ExtentSize) -> Extents {
+        Extents(self.rounded_size(size, extent_size).0 / extent_size.bytes().0)
+    }
+
+    /// The size a request for `size` gets.
+    pub fn rounded_size(self, size: Bytes, extent_size: ExtentSize) -> Bytes {
+        round_up(size, size_step(self.stripes(), extent_size.bytes()))
+    }
+}
+
+/// The step volume sizes come in: one extent on every stripe. lvm2 rounds a size up to
+/// whole extents, then up to a whole number of extents per stripe, which is rounding up
+/// to this step: the one rounding rule, also for clients that know only a class's
+/// extent size and stripes (the CSI controller).
+pub fn size_step(stripes: u32, extent_size: Bytes) -> Bytes {
+    Bytes(extent_size.0.saturating_mul(u64::from(stripes.max(1))))
+}
+
+/// `size` rounded up to a multiple of `step` (a zero step leaves it as it is).
+pub fn round_up(size: Bytes, step: Bytes) -> Bytes {
+    if step.0 == 0 {
+        return size;
+    }
+    Bytes(size.0.div_ceil(step.0).saturating_mul(step.0))
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Layout::Linear => f.write_str("linear"),
+            Layout::Striped {
+                stripes,
+                stripe_size,
+            } => write!(
+                f,
+                "striped ({stripes} stripes of {})",
+                human_bytes(stripe_size.to_bytes())
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn rounding_matches_lvm2() {
+        let es = ExtentSize::DEFAULT;
+        assert_eq!(Layout::Linear.rounded_size(Bytes(1), es), Bytes(4 * MIB));
+        assert_eq!(Layout::Linear.rounded_size(Bytes(4 * MIB), es), Bytes(4 * MIB));
+        let striped = Layout::Striped {
+            stripes: 3,
+            stripe_size: DEFAULT_STRIPE_SIZE,
+        };
+        // 5 extents round up to 6 for 3 stripes (lvm2: "Rounding size ... up to stripe
+        // boundary size").
+        assert_eq!(striped.rounded_size(Bytes(17 * MIB), es), Bytes(24 * MIB));
+        assert_eq!(striped.extents_for(Bytes(12 * MIB), es), Extents(3));
+        // Whole extents first, then whole stripes: the same as one step of 3 extents.
+        for mib in 1..40 {
+            let e = es.extents_ceil(Bytes(mib * MIB).to_sectors_ceil()).0;
+            let want = e.div_ceil(3) * 3;
+            assert_eq!(striped.extents_for(Bytes(mib * MIB), es), Extents(want));
+        }
+        assert_eq!(round_up(Bytes(5), Bytes(0)), Bytes(5));
+    }
+
+    #[test]
+    fn checks_name_the_offending_value() {
+        let bad = |stripes, ss: u64| Layout::striped(stripes, Bytes(ss)).and_then(|l| l.check());
+        assert_eq!(bad(1, 65536).unwrap_err().what, "stripe count");
+        assert_eq!(bad(2, 2048).unwrap_err().value, "2048");
+        assert_eq!(bad(2, 3 << 12).unwrap_err().what, "stripe size");
+        // Not a whole number of sectors: refused at translation, not truncated.
+        assert_eq!(bad(2, 4097).unwrap_err().value, "4097");
+        assert!(bad(2, 4096).is_ok());
+        let big = Layout::striped(2, Bytes(8 * MIB)).unwrap();
+        assert!(big.check().is_ok());
+        let e = big.check_for("vg", ExtentSize::DEFAULT).unwrap_err();
+        assert!(e.why.contains("extent size of vg"), "{e}");
+    }
+
+    #[test]
+    fn linear_is_one_stripe() {
+        assert_eq!(Layout::Linear.stripes(), 1);
+        assert_eq!(Layout::Linear.shape(), Shape::Linear);
+        assert!(Layout::Linear.check().is_ok());
+    }
+}
