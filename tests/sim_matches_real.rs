@@ -104,12 +104,13 @@ fn run<M: Metadata>(e: &lvmd::daemon::volumes::VolumeEngine<M>, vg: &str, op: &O
 
 /// The VG with what is random or of the moment blanked.
 fn comparable(mut vg: VolumeGroup) -> VolumeGroup {
-    vg.id = Uuid::default();
+    let blank = Uuid::from_raw(&[b'0'; 32]).unwrap();
+    vg.id = blank;
     for pv in &mut vg.pvs {
-        pv.id = Uuid::default();
+        pv.id = blank;
     }
     for lv in &mut vg.lvs {
-        lv.id = Uuid::default();
+        lv.id = blank;
         lv.creation_time = None;
         lv.creation_host = None;
     }

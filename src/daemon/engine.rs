@@ -11,8 +11,8 @@
 
 use super::activation::ActivationError;
 use super::node::NodeError;
-use crate::lvm::LvmError;
 pub use crate::lvm::LvSpec;
+use crate::lvm::LvmError;
 pub use crate::model::Layout;
 use crate::units::{Bytes, ExtentSize};
 use std::path::{Path, PathBuf};

@@ -298,7 +298,10 @@ mod tests {
         e.activate("vg", "a").unwrap();
         // The commit of a resize, then a crash before the table reload.
         let size = Bytes(20 * MIB);
-        let grow = Edit::ResizeLv { lv: "a".into(), size };
+        let grow = Edit::ResizeLv {
+            lv: "a".into(),
+            size,
+        };
         e.meta.edit("vg", &grow).unwrap();
         assert_eq!(act.active_in("vg")[0].size, Bytes(8 * MIB));
         let r = e.reconcile(&["vg".into()]);
@@ -324,7 +327,9 @@ mod tests {
         act.set_open_count("vg", "held", 1);
         // Removed from the metadata behind the daemon's back while active.
         for lv in ["gone", "held"] {
-            e.meta.edit("vg", &Edit::RemoveLv { lv: lv.into() }).unwrap();
+            e.meta
+                .edit("vg", &Edit::RemoveLv { lv: lv.into() })
+                .unwrap();
         }
         let r = e.reconcile(&["vg".into()]);
         assert!(r.contains(&Repair::RemovedLeftover {

@@ -11,14 +11,15 @@
 use super::activation::{Activation, ActivationError};
 use super::crash;
 use super::engine::{
-    spec_mismatch, Created, Engine, EngineError, Expanded, Layout, LvInfo, LvSpec, MountSpec, Mounted, PathStats, Result, VgInfo, VgSpace,
+    spec_mismatch, Created, Engine, EngineError, Expanded, Layout, LvInfo, LvSpec, MountSpec,
+    Mounted, PathStats, Result, VgInfo, VgSpace,
 };
 use super::node::{LoopDev, NodeError};
 use super::node_work::NodeWork;
 use super::view;
 use super::wipe::{self, Wiper, Zeroer};
-use crate::lvm::{Edit, LvmError};
 use crate::lvm::edit::check_size;
+use crate::lvm::{Edit, LvmError};
 use crate::model::name::{validate_lv_name, validate_vg_name};
 use crate::model::VolumeGroup;
 use crate::units::{Bytes, Extents};
@@ -525,7 +526,8 @@ impl<M: Metadata> VolumeEngine<M> {
             });
         }
         let del: Vec<String> = from.iter().map(|f| f.to_string()).collect();
-        self.meta.edit(vg, &Edit::lv_tags(lv, &[to.to_owned()], &del))?;
+        self.meta
+            .edit(vg, &Edit::lv_tags(lv, &[to.to_owned()], &del))?;
         tracing::info!(vg, lv, from, to, "marked");
         Ok(())
     }
@@ -729,7 +731,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
     }
 
     fn resize_logical_volume(&self, vg: &str, lv: &str, size: Bytes) -> Result<LvInfo> {
-        check_size(size).map_err(LvmError::from)?;
+        check_size(size)?;
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
         self.resize_locked(vg, lv, size, |_, _| Ok(()))
@@ -818,7 +820,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         // Every check before the first change: size, path, the LV, where it is mounted;
         // the LV's checks and its growth under one write lock, so no other resize can
         // come between (and turn this grow into a shrink).
-        check_size(size).map_err(LvmError::from)?;
+        check_size(size)?;
         let target = target.map(|t| self.node.check_path(t)).transpose()?;
         let mut fs = None;
         let info = {

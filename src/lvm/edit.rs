@@ -27,10 +27,15 @@ pub struct LvSpec {
 pub enum Edit {
     CreateLv(LvSpec),
     /// A visible linear or striped LV nothing refers to.
-    RemoveLv { lv: String },
+    RemoveLv {
+        lv: String,
+    },
     /// Grows (continuing the last linear run when it can) or shrinks to `size`, rounded
     /// as the LV's layout rounds.
-    ResizeLv { lv: String, size: Bytes },
+    ResizeLv {
+        lv: String,
+        size: Bytes,
+    },
     /// Renames, and when `tags` says so replaces the tags in the same commit.
     RenameLv {
         lv: String,
@@ -43,7 +48,10 @@ pub enum Edit {
         add: Vec<String>,
         del: Vec<String>,
     },
-    ChangeVgTags { add: Vec<String>, del: Vec<String> },
+    ChangeVgTags {
+        add: Vec<String>,
+        del: Vec<String>,
+    },
     /// Nothing but a new seqno: every metadata area gets the newest text again.
     Rewrite,
 }

@@ -8,20 +8,15 @@
 pub mod edit;
 mod segments;
 
-pub use crate::model::Layout;
 pub use crate::model::layout::DEFAULT_STRIPE_SIZE;
+pub use crate::model::Layout;
 pub use edit::{check_removable, check_resizable, pv_spaces, Edit, LvSpec};
 
 use crate::alloc::AllocError;
-use edit::{NewPv, Origin};
 use crate::format::label::{DiskLocn, PvLabel, PV_EXT_USED};
 use crate::format::mda::{MdaHeader, MDA_HEADER_SIZE};
-use crate::model::name::{
-    validate_vg_name, NameError, TagError,
-};
-use crate::model::{
-    LogicalVolume, ModelError, TextHeader, VolumeGroup,
-};
+use crate::model::name::{validate_vg_name, NameError, TagError};
+use crate::model::{LogicalVolume, ModelError, TextHeader, VolumeGroup};
 use crate::store::backup::BackupDirs;
 use crate::store::commit::{commit, CommitStep, CommitTarget};
 use crate::store::devices_file::DevicesFileLocation;
@@ -30,6 +25,7 @@ use crate::store::scan::{read_pv_from, scan_devices, VgOnDisk};
 use crate::store::{Access, Device, StoreError};
 use crate::units::{Bytes, ExtentSize, Sectors, SECTOR_SIZE};
 use crate::uuid::Uuid;
+use edit::{NewPv, Origin};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tracing::info;
@@ -118,7 +114,6 @@ impl From<crate::model::LayoutError> for LvmError {
 }
 
 pub type Result<T> = std::result::Result<T, LvmError>;
-
 
 /// The context every operation runs in: which devices to look at, where lvm2's locks
 /// and backups live, and who we are.
@@ -783,7 +778,8 @@ impl Lvm {
         tags: &[String],
     ) -> Result<()> {
         let (lv, to, tags) = (old.into(), new.into(), Some(tags.to_vec()));
-        self.edit(vg_name, &Edit::RenameLv { lv, to, tags }).map(drop)
+        self.edit(vg_name, &Edit::RenameLv { lv, to, tags })
+            .map(drop)
     }
 
     /// Adds and removes LV tags in one commit.
@@ -806,7 +802,8 @@ impl Lvm {
 
     pub fn vg_change_tags(&self, vg_name: &str, add: &[String], del: &[String]) -> Result<()> {
         let (add, del) = (add.to_vec(), del.to_vec());
-        self.edit(vg_name, &Edit::ChangeVgTags { add, del }).map(drop)
+        self.edit(vg_name, &Edit::ChangeVgTags { add, del })
+            .map(drop)
     }
 }
 

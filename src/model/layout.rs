@@ -20,7 +20,10 @@ pub enum Layout {
     Linear,
     /// `stripes` runs of equal length on distinct PVs, interleaved in `stripe_size`
     /// chunks.
-    Striped { stripes: u32, stripe_size: Sectors },
+    Striped {
+        stripes: u32,
+        stripe_size: Sectors,
+    },
 }
 
 /// A layout no volume can have (before any VG is looked at) or one this VG cannot hold.
@@ -175,7 +178,10 @@ mod tests {
     fn rounding_matches_lvm2() {
         let es = ExtentSize::DEFAULT;
         assert_eq!(Layout::Linear.rounded_size(Bytes(1), es), Bytes(4 * MIB));
-        assert_eq!(Layout::Linear.rounded_size(Bytes(4 * MIB), es), Bytes(4 * MIB));
+        assert_eq!(
+            Layout::Linear.rounded_size(Bytes(4 * MIB), es),
+            Bytes(4 * MIB)
+        );
         let striped = Layout::Striped {
             stripes: 3,
             stripe_size: DEFAULT_STRIPE_SIZE,
