@@ -139,14 +139,6 @@ pub fn storage_class_key(params: &HashMap<String, String>) -> String {
     kv.join(",")
 }
 
-pub fn lvmd_layout(l: Layout) -> lvmd::Layout {
-    match l {
-        Layout::Default => lvmd::Layout::Unspecified,
-        Layout::Linear => lvmd::Layout::Linear,
-        Layout::Striped => lvmd::Layout::Striped,
-    }
-}
-
 impl ControllerService {
     /// The capacity entry of a device class (empty: the default class).
     pub async fn class(&self, class: &str) -> Result<lvmd::DeviceClassCapacity, Status> {
@@ -343,7 +335,7 @@ impl ControllerService {
         if let Some(lv) = self.get_lv(&id).await? {
             let fits = lv.size_bytes >= required && (limit == 0 || lv.size_bytes <= limit);
             let layout_ok = match p.layout {
-                Layout::Default => true,
+                Layout::Unspecified => true,
                 Layout::Linear => lv.stripes <= 1,
                 Layout::Striped => lv.stripes == stripes,
             };
@@ -384,7 +376,7 @@ impl ControllerService {
             .create_logical_volume(lvmd::CreateLogicalVolumeRequest {
                 volume: Some(vref(&id)),
                 size_bytes: size,
-                layout: lvmd_layout(p.layout) as i32,
+                layout: p.layout as i32,
                 stripes: if p.layout == Layout::Striped {
                     p.stripes
                 } else {

@@ -14,8 +14,8 @@
 //! publish that fails on its own removes an LV it created in the same call.
 
 use super::controller::{
-    at_least_filesystem_minimum, driver_tag, ephemeral_tag, lvmd_layout, round_up,
-    stripes_and_unit, ControllerService, DEFAULT_SIZE,
+    at_least_filesystem_minimum, driver_tag, ephemeral_tag, round_up, stripes_and_unit,
+    ControllerService, DEFAULT_SIZE,
 };
 use super::node::{need, NodeService};
 use super::params::{self, Access, EphemeralParams, Layout};
@@ -188,7 +188,7 @@ impl NodeService {
             .create_logical_volume(lvmd::CreateLogicalVolumeRequest {
                 volume: Some(super::controller::vref(&id)),
                 size_bytes: size,
-                layout: lvmd_layout(p.volume.layout) as i32,
+                layout: p.volume.layout as i32,
                 stripes: if p.volume.layout == Layout::Striped {
                     p.volume.stripes
                 } else {

@@ -44,13 +44,9 @@ const UNSUPPORTED: &[&str] = &[
     "cache",
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layout {
-    /// The device class's default.
-    Default,
-    Linear,
-    Striped,
-}
+/// The StorageClass's `layout` is the API's own enum (`Unspecified`: the device
+/// class's default); lvmd translates it into its layout, once.
+pub use crate::api::pb::Layout;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumeParams {
@@ -70,7 +66,7 @@ pub struct VolumeParams {
 pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
     let mut p = VolumeParams {
         device_class: String::new(),
-        layout: Layout::Default,
+        layout: Layout::Unspecified,
         stripes: 0,
         stripe_size: 0,
         fs_type: None,
@@ -88,7 +84,7 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
                 p.layout = match v {
                     "linear" => Layout::Linear,
                     "striped" => Layout::Striped,
-                    "" => Layout::Default,
+                    "" => Layout::Unspecified,
                     other => {
                         return Err(invalid(format!(
                             "parameter {P_LAYOUT}={other:?}: only \"linear\" and \"striped\" \
@@ -147,7 +143,7 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
             "parameters {P_STRIPES}/{P_STRIPE_SIZE} contradict {P_LAYOUT}=linear"
         )));
     }
-    if p.layout == Layout::Default && (p.stripes > 1 || p.stripe_size != 0) {
+    if p.layout == Layout::Unspecified && (p.stripes > 1 || p.stripe_size != 0) {
         p.layout = Layout::Striped;
     }
     Ok(p)
@@ -381,7 +377,7 @@ mod tests {
         assert_eq!(e.pod_namespace.as_deref(), Some("team-a"));
         assert_eq!(e.pod_uid.as_deref(), Some("u-1"));
         let none = eph(&[]).unwrap();
-        assert_eq!((none.size, none.volume.layout), (None, Layout::Default));
+        assert_eq!((none.size, none.volume.layout), (None, Layout::Unspecified));
         assert_eq!(eph(&[("size", "1Gi")]).unwrap().size, Some(1 << 30));
         assert_eq!(eph(&[("size", "3GiB")]).unwrap().size, Some(3 << 30));
         // Every refusal names the key and the value.
