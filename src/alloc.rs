@@ -78,12 +78,18 @@ pub enum Shape {
     Striped {
         stripes: u32,
     },
+    /// `legs` copies of `extents` each (a raid1 LV's legs), each leg on one PV of its
+    /// own, so that losing a PV loses at most one copy.
+    Mirrored {
+        legs: u32,
+    },
 }
 
 /// What to allocate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    /// Total LV extents to add (for striped: over all stripes together).
+    /// Total LV extents to add (for striped: over all stripes together; for mirrored:
+    /// of each leg).
     pub extents: Extents,
     pub shape: Shape,
     /// Only these PVs (by [`PvSpace::index`]) may be used; `None` means any.
@@ -136,13 +142,17 @@ pub enum Allocation {
     /// One area per stripe, in stripe order (sorted by PV index), all the same length,
     /// each on a different PV: together one striped segment.
     Striped { stripes: Vec<Area> },
+    /// Per leg, its areas in leg order (each leg's areas on one PV, no PV in two legs).
+    Mirrored { legs: Vec<Vec<Area>> },
 }
 
 impl Allocation {
-    pub fn areas(&self) -> &[Area] {
+    /// Every area allocated, in order (leg after leg for mirrored).
+    pub fn areas(&self) -> Vec<Area> {
         match self {
-            Allocation::Linear(areas) => areas,
-            Allocation::Striped { stripes } => stripes,
+            Allocation::Linear(areas) => areas.clone(),
+            Allocation::Striped { stripes } => stripes.clone(),
+            Allocation::Mirrored { legs } => legs.concat(),
         }
     }
 
@@ -158,6 +168,8 @@ pub enum AllocError {
     ZeroSize,
     #[error("a striped allocation needs at least one stripe")]
     ZeroStripes,
+    #[error("a mirrored allocation needs at least one leg")]
+    ZeroLegs,
     /// The caller rounds up (lvm2 rounds the LV size up to a multiple of the stripes).
     #[error("{extents} cannot be split evenly over {stripes} stripes")]
     StripesDoNotDivide { extents: Extents, stripes: u32 },
@@ -175,6 +187,13 @@ pub enum AllocError {
     NoStripeSpace {
         stripes: u32,
         per_stripe: Extents,
+        fitting: usize,
+    },
+    /// Fewer PVs than legs with room for a whole leg each.
+    #[error("{legs} mirror legs need {legs} PVs with {per_leg} free extents each; only {fitting} have that much")]
+    NoMirrorSpace {
+        legs: u32,
+        per_leg: Extents,
         fitting: usize,
     },
     /// Bad input: a used range does not lie within its PV.
@@ -284,7 +303,18 @@ impl FreeSpace {
     pub fn largest_allocation(&self, layout: Shape) -> Extents {
         match layout {
             Shape::Linear => self.free_extents(),
-            Shape::Striped { stripes: 0 } => Extents::ZERO,
+            Shape::Striped { stripes: 0 } | Shape::Mirrored { legs: 0 } => Extents::ZERO,
+            Shape::Mirrored { legs } => {
+                // A leg may use several runs of its PV: the legs-th freest PV bounds it.
+                let mut free: Vec<u64> = self
+                    .pvs
+                    .iter()
+                    .filter(|p| p.allocatable)
+                    .map(PvFree::free)
+                    .collect();
+                free.sort_unstable_by(|a, b| b.cmp(a));
+                Extents(free.get(legs as usize - 1).copied().unwrap_or(0))
+            }
             Shape::Striped { stripes } => {
                 let n = stripes as usize;
                 let mut largest: Vec<u64> = self
@@ -306,8 +336,10 @@ impl FreeSpace {
 
     /// Chooses extents for `req`; see the module documentation for the policy.
     pub fn allocate(&self, req: &Request) -> Result<Allocation, AllocError> {
-        if let Shape::Striped { stripes: 0 } = req.shape {
-            return Err(AllocError::ZeroStripes);
+        match req.shape {
+            Shape::Striped { stripes: 0 } => return Err(AllocError::ZeroStripes),
+            Shape::Mirrored { legs: 0 } => return Err(AllocError::ZeroLegs),
+            _ => {}
         }
         if req.extents == Extents::ZERO {
             return Err(AllocError::ZeroSize);
@@ -321,6 +353,7 @@ impl FreeSpace {
         match req.shape {
             Shape::Linear => allocate_linear(&usable, req.extents.0, req.after),
             Shape::Striped { stripes } => allocate_striped(&usable, req.extents.0, stripes),
+            Shape::Mirrored { legs } => allocate_mirrored(&usable, req.extents.0, legs),
         }
     }
 }
@@ -367,6 +400,28 @@ fn free_runs(pv: &PvSpace) -> Result<Vec<Run>, AllocError> {
         });
     }
     Ok(runs)
+}
+
+/// Each leg on a PV of its own: PVs where the leg fits in one run first (it stays one
+/// segment), then by PV index; within its PV a leg is placed as a linear allocation.
+fn allocate_mirrored(usable: &[&PvFree], per_leg: u64, legs: u32) -> Result<Allocation, AllocError> {
+    let mut fitting: Vec<&PvFree> = usable.iter().copied().filter(|p| p.free() >= per_leg).collect();
+    if fitting.len() < legs as usize {
+        return Err(AllocError::NoMirrorSpace {
+            legs,
+            per_leg: Extents(per_leg),
+            fitting: fitting.len(),
+        });
+    }
+    fitting.sort_by_key(|p| (p.largest_run() < per_leg, p.pv));
+    let legs = fitting[..legs as usize]
+        .iter()
+        .map(|pv| match allocate_linear(&[pv], per_leg, None)? {
+            Allocation::Linear(areas) => Ok(areas),
+            _ => unreachable!("a linear allocation"),
+        })
+        .collect::<Result<_, AllocError>>()?;
+    Ok(Allocation::Mirrored { legs })
 }
 
 fn allocate_linear(

@@ -466,6 +466,7 @@ fn arb_request() -> impl Strategy<Value = Request> {
         1 => (1u32..5, 0u64..40)
             .prop_map(|(s, per)| (Shape::Striped { stripes: s }, per * u64::from(s))),
         1 => (0u32..5, 0u64..60).prop_map(|(s, e)| (Shape::Striped { stripes: s }, e)),
+        1 => (0u32..5, 0u64..40).prop_map(|(l, e)| (Shape::Mirrored { legs: l }, e)),
     ];
     let allowed = prop::option::weighted(0.3, prop::collection::vec(0usize..20, 0..5));
     (layout_extents, allowed).prop_map(|((layout, extents), pvs_allowed)| Request {
@@ -637,6 +638,45 @@ fn check_striped(
     check_areas(model, &model.usable(req), &areas);
 }
 
+fn check_mirrored(model: &Model, req: &Request, legs: u32, result: Result<Allocation, AllocError>) {
+    let per = req.extents.0;
+    let usable = model.usable(req);
+    let fitting = usable.iter().filter(|&&p| model.free(p) >= per).count();
+    let expected_err = if legs == 0 {
+        Some(AllocError::ZeroLegs)
+    } else if per == 0 {
+        Some(AllocError::ZeroSize)
+    } else if fitting < legs as usize {
+        Some(AllocError::NoMirrorSpace {
+            legs,
+            per_leg: req.extents,
+            fitting,
+        })
+    } else {
+        None
+    };
+    if let Some(err) = expected_err {
+        assert_eq!(result, Err(err));
+        return;
+    }
+    let Ok(Allocation::Mirrored { legs: placed }) = result else {
+        panic!("expected a mirrored allocation, got {result:?}");
+    };
+    // One leg per copy, each whole and on one PV, no PV shared by two legs.
+    assert_eq!(placed.len(), legs as usize);
+    let mut pvs = Vec::new();
+    for leg in &placed {
+        assert_eq!(leg.iter().map(|a| a.count.0).sum::<u64>(), per, "{leg:?}");
+        assert!(leg.iter().all(|a| a.pv == leg[0].pv), "{leg:?}");
+        pvs.push(leg[0].pv);
+    }
+    let n = pvs.len();
+    pvs.sort_unstable();
+    pvs.dedup();
+    assert_eq!(pvs.len(), n, "two legs share a PV: {placed:?}");
+    check_areas(model, &usable, &placed.concat());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -647,6 +687,7 @@ proptest! {
         match req.shape {
             Shape::Linear => check_linear(&model, &req, result),
             Shape::Striped { stripes } => check_striped(&model, &req, stripes, result),
+            Shape::Mirrored { legs } => check_mirrored(&model, &req, legs, result),
         }
     }
 
@@ -679,5 +720,12 @@ proptest! {
             prop_assert!(fs.allocate(&Request::striped(largest, stripes)).is_ok());
         }
         prop_assert!(fs.allocate(&Request::striped(Extents(largest.0 + s), stripes)).is_err());
+
+        let mirrored = |e| Request { shape: Shape::Mirrored { legs: stripes }, ..Request::linear(e) };
+        let largest = fs.largest_allocation(Shape::Mirrored { legs: stripes });
+        if largest.0 > 0 {
+            prop_assert!(fs.allocate(&mirrored(largest)).is_ok());
+        }
+        prop_assert!(fs.allocate(&mirrored(Extents(largest.0 + 1))).is_err());
     }
 }

@@ -10,7 +10,7 @@ use crate::daemon::classes::{DeviceClasses, Resolved};
 use crate::daemon::engine::{
     Engine, EngineError, Layout, LvInfo, LvSpec, MountSpec, PathStats, VgInfo,
 };
-use crate::model::layout::DEFAULT_STRIPE_SIZE;
+use crate::model::layout::{DEFAULT_REGION_SIZE, DEFAULT_STRIPE_SIZE};
 use crate::units::Bytes;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -84,6 +84,7 @@ fn capacity_of(engine: &dyn Engine, classes: &DeviceClasses) -> Vec<pb::DeviceCl
                     out.largest_linear_bytes = s.largest_linear.0;
                     out.extent_size_bytes = s.extent_size.0;
                     out.wiping_bytes = s.wiping.0;
+                    out.largest_raid1_bytes = s.largest_raid1.iter().map(|b| b.0).collect();
                 }
                 Err(e) => out.error = e.to_string(),
             }
@@ -210,7 +211,9 @@ impl Api {
                 stripes,
                 stripe_size,
             } => (pb::Layout::Striped, stripes, stripe_size.to_bytes().0),
+            Layout::Raid1 { .. } => (pb::Layout::Raid1, 1, 0),
         };
+        let mirrors = v.layout.copies() - 1;
         pb::LogicalVolume {
             device_class: self
                 .classes
@@ -224,6 +227,7 @@ impl Api {
             layout: layout as i32,
             stripes,
             stripe_size_bytes: stripe_size,
+            mirrors,
             tags: v.tags,
             active: v.device.is_some(),
             device_path: v
@@ -238,10 +242,9 @@ impl Api {
     fn layout_in(
         &self,
         resolved: &Resolved,
-        layout: i32,
-        stripes: u32,
-        stripe_size: u64,
+        r: &pb::CreateLogicalVolumeRequest,
     ) -> Result<Layout, Status> {
+        let (layout, stripes, stripe_size) = (r.layout, r.stripes, r.stripe_size_bytes);
         let class = resolved.class.as_ref();
         let default_stripe_size = class.map_or(DEFAULT_STRIPE_SIZE, |c| c.stripe_size);
         let striped = |stripes: u32| -> Result<Layout, Status> {
@@ -256,6 +259,10 @@ impl Api {
         };
         match pb::Layout::try_from(layout) {
             Ok(pb::Layout::Linear) => Ok(Layout::Linear),
+            Ok(pb::Layout::Raid1) => Ok(Layout::Raid1 {
+                mirrors: r.mirrors.max(1),
+                region_size: DEFAULT_REGION_SIZE,
+            }),
             Ok(pb::Layout::Striped) => {
                 let n = if stripes == 0 {
                     class.map_or(0, |c| c.stripes)
@@ -337,7 +344,7 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         let spec = LvSpec {
             name,
             size: Bytes(r.size_bytes),
-            layout: self.layout_in(&resolved, r.layout, r.stripes, r.stripe_size_bytes)?,
+            layout: self.layout_in(&resolved, &r)?,
             tags: r.tags,
         };
         let e = self.engine.clone();

@@ -73,9 +73,11 @@ pub fn lvm_code(e: &LvmError) -> Code {
         LvmError::Alloc { source, .. } => match source {
             AllocError::NoSpace { .. }
             | AllocError::NotEnoughPvs { .. }
-            | AllocError::NoStripeSpace { .. } => Code::ResourceExhausted,
+            | AllocError::NoStripeSpace { .. }
+            | AllocError::NoMirrorSpace { .. } => Code::ResourceExhausted,
             AllocError::ZeroSize
             | AllocError::ZeroStripes
+            | AllocError::ZeroLegs
             | AllocError::StripesDoNotDivide { .. } => Code::InvalidArgument,
             AllocError::UsedPastEnd { .. } | AllocError::DuplicatePv { .. } => Code::Internal,
         },

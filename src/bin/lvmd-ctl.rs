@@ -114,11 +114,14 @@ enum LvCommand {
         #[command(flatten)]
         at: Where,
         /// Linear, whatever the class's default.
-        #[arg(long, conflicts_with = "stripes")]
+        #[arg(long, conflicts_with_all = ["stripes", "mirrors"])]
         linear: bool,
         /// Stripe over this many PVs.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "mirrors")]
         stripes: Option<u32>,
+        /// raid1 with this many copies besides the first, each on a PV of its own.
+        #[arg(long)]
+        mirrors: Option<u32>,
         #[arg(long, value_parser = size_arg)]
         stripe_size: Option<Bytes>,
         #[arg(long = "tag")]
@@ -216,6 +219,7 @@ fn layout_name(l: i32) -> &'static str {
     match pb::Layout::try_from(l) {
         Ok(pb::Layout::Linear) => "linear",
         Ok(pb::Layout::Striped) => "striped",
+        Ok(pb::Layout::Raid1) => "raid1",
         _ => "unspecified",
     }
 }
@@ -251,6 +255,7 @@ fn lv_json(v: &pb::LogicalVolume) -> Value {
         "layout": layout_name(v.layout),
         "stripes": v.stripes,
         "stripe_size": v.stripe_size_bytes,
+        "mirrors": v.mirrors,
         "tags": v.tags,
         "active": v.active,
         "device_path": v.device_path,
@@ -269,6 +274,7 @@ fn capacity_json(c: &pb::DeviceClassCapacity) -> Value {
         "default_stripes": c.default_stripes,
         "extent_size": c.extent_size_bytes,
         "wiping": c.wiping_bytes,
+        "largest_raid1": c.largest_raid1_bytes,
         "error": c.error,
     })
 }
@@ -298,10 +304,12 @@ fn lv_table(lvs: &[pb::LogicalVolume]) -> String {
     let rows: Vec<Vec<String>> = lvs
         .iter()
         .map(|v| {
-            let layout = if v.layout == pb::Layout::Striped as i32 {
-                format!("striped {}x{}", v.stripes, hb(v.stripe_size_bytes))
-            } else {
-                "linear".into()
+            let layout = match pb::Layout::try_from(v.layout) {
+                Ok(pb::Layout::Striped) => {
+                    format!("striped {}x{}", v.stripes, hb(v.stripe_size_bytes))
+                }
+                Ok(pb::Layout::Raid1) => format!("raid1 {} legs", v.mirrors + 1),
+                _ => "linear".into(),
             };
             vec![
                 v.volume_group.clone(),
@@ -435,10 +443,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             linear,
             stripes,
             stripe_size,
+            mirrors,
             tags,
         }) => {
             let layout = if linear {
                 pb::Layout::Linear
+            } else if mirrors.is_some() {
+                pb::Layout::Raid1
             } else if stripes.is_some_and(|s| s > 1) {
                 pb::Layout::Striped
             } else if stripes == Some(1) {
@@ -453,6 +464,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     layout: layout as i32,
                     stripes: stripes.unwrap_or(0),
                     stripe_size_bytes: stripe_size.map_or(0, |s| s.0),
+                    mirrors: mirrors.unwrap_or(0),
                     tags,
                 })
                 .await?

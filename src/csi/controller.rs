@@ -46,12 +46,35 @@ pub fn is_ephemeral_lv(lv: &lvmd::LogicalVolume) -> bool {
 /// `class`.
 pub fn stripes_and_unit(p: &VolumeParams, class: &lvmd::DeviceClassCapacity) -> (u32, u64) {
     let stripes = match p.layout {
-        Layout::Linear => 1,
+        // raid1 copies are not side by side: sizes step by one extent.
+        Layout::Linear | Layout::Raid1 => 1,
         Layout::Striped if p.stripes > 0 => p.stripes,
         _ => class.default_stripes.max(1),
     };
     let step = size_step(stripes, Bytes(class.extent_size_bytes.max(1)));
     (stripes, step.0)
+}
+
+/// The daemon's create request for a volume of these parameters.
+pub fn create_request(
+    p: &VolumeParams,
+    volume: lvmd::VolumeRef,
+    size: u64,
+    tags: Vec<String>,
+) -> lvmd::CreateLogicalVolumeRequest {
+    lvmd::CreateLogicalVolumeRequest {
+        volume: Some(volume),
+        size_bytes: size,
+        layout: p.layout as i32,
+        stripes: if p.layout == Layout::Striped {
+            p.stripes
+        } else {
+            0
+        },
+        stripe_size_bytes: p.stripe_size,
+        mirrors: p.mirrors,
+        tags,
+    }
 }
 
 /// `n` bytes rounded up to whole `unit`s: the daemon's own rounding rule.
@@ -336,8 +359,9 @@ impl ControllerService {
             let fits = lv.size_bytes >= required && (limit == 0 || lv.size_bytes <= limit);
             let layout_ok = match p.layout {
                 Layout::Unspecified => true,
-                Layout::Linear => lv.stripes <= 1,
-                Layout::Striped => lv.stripes == stripes,
+                Layout::Linear => lv.layout == Layout::Linear as i32,
+                Layout::Striped => lv.layout == Layout::Striped as i32 && lv.stripes == stripes,
+                Layout::Raid1 => lv.layout == Layout::Raid1 as i32 && lv.mirrors == p.mirrors,
             };
             if is_ephemeral_lv(&lv) {
                 return Err(Status::already_exists(format!(
@@ -373,18 +397,7 @@ impl ControllerService {
         let lv = self
             .0
             .lv()
-            .create_logical_volume(lvmd::CreateLogicalVolumeRequest {
-                volume: Some(vref(&id)),
-                size_bytes: size,
-                layout: p.layout as i32,
-                stripes: if p.layout == Layout::Striped {
-                    p.stripes
-                } else {
-                    0
-                },
-                stripe_size_bytes: p.stripe_size,
-                tags,
-            })
+            .create_logical_volume(create_request(&p, vref(&id), size, tags))
             .await
             .map_err(|s| from_lvmd(s, &format!("CreateLogicalVolume {id} ({size} bytes)")))?
             .into_inner();
@@ -560,6 +573,10 @@ impl ControllerService {
         }
         let largest = match p.layout {
             Layout::Linear => c.largest_linear_bytes,
+            Layout::Raid1 => {
+                let at = p.mirrors.max(1) as usize - 1;
+                c.largest_raid1_bytes.get(at).copied().unwrap_or(0)
+            }
             _ => c.largest_bytes,
         };
         Ok(GetCapacityResponse {

@@ -14,11 +14,11 @@
 //! publish that fails on its own removes an LV it created in the same call.
 
 use super::controller::{
-    at_least_filesystem_minimum, driver_tag, ephemeral_tag, round_up, stripes_and_unit,
+    at_least_filesystem_minimum, create_request, driver_tag, ephemeral_tag, round_up, stripes_and_unit,
     ControllerService, DEFAULT_SIZE,
 };
 use super::node::{need, NodeService};
-use super::params::{self, Access, EphemeralParams, Layout};
+use super::params::{self, Access, EphemeralParams};
 use super::pb::*;
 use super::status::{from_lvmd, invalid};
 use super::volume_id::{ephemeral_lv_name, tag_value, VolumeId};
@@ -185,18 +185,12 @@ impl NodeService {
         let lv = self
             .0
             .lv()
-            .create_logical_volume(lvmd::CreateLogicalVolumeRequest {
-                volume: Some(super::controller::vref(&id)),
-                size_bytes: size,
-                layout: p.volume.layout as i32,
-                stripes: if p.volume.layout == Layout::Striped {
-                    p.volume.stripes
-                } else {
-                    0
-                },
-                stripe_size_bytes: p.volume.stripe_size,
-                tags: ephemeral_tags(&self.0.config.driver_name, vid, p),
-            })
+            .create_logical_volume(create_request(
+                &p.volume,
+                super::controller::vref(&id),
+                size,
+                ephemeral_tags(&self.0.config.driver_name, vid, p),
+            ))
             .await
             .map_err(|s| from_lvmd(s, &format!("CreateLogicalVolume {id} ({size} bytes)")))?
             .into_inner();

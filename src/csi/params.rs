@@ -17,6 +17,7 @@ pub const P_DEVICE_CLASS: &str = "deviceClass";
 pub const P_LAYOUT: &str = "layout";
 pub const P_STRIPES: &str = "stripes";
 pub const P_STRIPE_SIZE: &str = "stripeSize";
+pub const P_MIRRORS: &str = "mirrors";
 pub const P_FS_TYPE: &str = "fsType";
 pub const PV_NAME: &str = "csi.storage.k8s.io/pv/name";
 pub const PVC_NAME: &str = "csi.storage.k8s.io/pvc/name";
@@ -37,7 +38,6 @@ const UNSUPPORTED: &[&str] = &[
     "thin",
     "thinPool",
     "mirror",
-    "mirrors",
     "raid",
     "raidLevel",
     "type",
@@ -57,6 +57,8 @@ pub struct VolumeParams {
     pub stripes: u32,
     /// 0: lvmd's default (64 KiB).
     pub stripe_size: u64,
+    /// raid1: copies besides the first; 0 for other layouts.
+    pub mirrors: u32,
     pub fs_type: Option<String>,
     pub pv_name: Option<String>,
     pub pvc_name: Option<String>,
@@ -69,6 +71,7 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
         layout: Layout::Unspecified,
         stripes: 0,
         stripe_size: 0,
+        mirrors: 0,
         fs_type: None,
         pv_name: None,
         pvc_name: None,
@@ -84,11 +87,13 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
                 p.layout = match v {
                     "linear" => Layout::Linear,
                     "striped" => Layout::Striped,
+                    "raid1" | "mirror" => Layout::Raid1,
                     "" => Layout::Unspecified,
                     other => {
                         return Err(invalid(format!(
-                            "parameter {P_LAYOUT}={other:?}: only \"linear\" and \"striped\" \
-                             are supported (mirror, raid and thin are not offered by lvmd-csi)"
+                            "parameter {P_LAYOUT}={other:?}: \"linear\", \"striped\" and \
+                             \"raid1\" (or \"mirror\") are supported (thin is not offered by \
+                             lvmd-csi yet)"
                         )))
                     }
                 }
@@ -107,12 +112,24 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
             P_STRIPE_SIZE => {
                 let b = parse_size(v)
                     .map_err(|e| invalid(format!("parameter {P_STRIPE_SIZE}={v:?}: {e}")))?;
-                if b.0 < 4096 || !b.0.is_power_of_two() {
-                    return Err(invalid(format!(
-                        "parameter {P_STRIPE_SIZE}={v:?}: a power of two of at least 4KiB"
-                    )));
-                }
+                // lvmd's own stripe-size rule, so a class it would refuse fails here.
+                crate::model::Layout::striped(2, b)
+                    .and_then(|l| l.check())
+                    .map_err(|e| invalid(format!("parameter {P_STRIPE_SIZE}={v:?}: {}", e.why)))?;
                 p.stripe_size = b.0;
+            }
+            P_MIRRORS => {
+                let max = crate::model::layout::MAX_RAID1_LEGS - 1;
+                p.mirrors = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "parameter {P_MIRRORS}={v:?}: a number from 1 to {max} (copies \
+                             besides the first)"
+                        ))
+                    })?
             }
             P_FS_TYPE | "csi.storage.k8s.io/fstype" => {
                 let f = fs_type(v)
@@ -126,14 +143,14 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
             other if other.starts_with("csi.storage.k8s.io/") => {}
             other if UNSUPPORTED.iter().any(|u| u.eq_ignore_ascii_case(other)) => {
                 return Err(invalid(format!(
-                    "parameter {other:?} is not supported by lvmd-csi: volumes are linear or \
-                     striped, unencrypted, thick"
+                    "parameter {other:?} is not supported by lvmd-csi: volumes are linear, \
+                     striped or raid1, unencrypted, thick"
                 )))
             }
             other => {
                 return Err(invalid(format!(
                     "unknown parameter {other:?} (known: {P_DEVICE_CLASS}, {P_LAYOUT}, \
-                     {P_STRIPES}, {P_STRIPE_SIZE}, {P_FS_TYPE})"
+                     {P_STRIPES}, {P_STRIPE_SIZE}, {P_MIRRORS}, {P_FS_TYPE})"
                 )))
             }
         }
@@ -145,6 +162,23 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
     }
     if p.layout == Layout::Unspecified && (p.stripes > 1 || p.stripe_size != 0) {
         p.layout = Layout::Striped;
+    }
+    if p.layout == Layout::Unspecified && p.mirrors > 0 {
+        p.layout = Layout::Raid1;
+    }
+    if p.mirrors > 0 && p.layout != Layout::Raid1 {
+        return Err(invalid(format!(
+            "parameter {P_MIRRORS} contradicts {P_LAYOUT}={}",
+            p.layout.as_str_name()
+        )));
+    }
+    if p.layout == Layout::Raid1 {
+        if p.stripes > 1 || p.stripe_size != 0 {
+            return Err(invalid(format!(
+                "parameters {P_STRIPES}/{P_STRIPE_SIZE} contradict {P_LAYOUT}=raid1"
+            )));
+        }
+        p.mirrors = p.mirrors.max(1);
     }
     Ok(p)
 }

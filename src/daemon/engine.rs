@@ -110,7 +110,7 @@ pub struct LvInfo {
 }
 
 /// Free space of a VG, for capacity reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VgSpace {
     pub extent_size: Bytes,
     pub total: Bytes,
@@ -119,6 +119,9 @@ pub struct VgSpace {
     /// The largest volume with `stripes` stripes (as asked); equals `largest_linear`
     /// when asked for 1 stripe.
     pub largest_striped: Bytes,
+    /// `[i]`: the largest raid1 volume with `i + 1` mirrors (each copy on its own PV,
+    /// with an extent for its metadata).
+    pub largest_raid1: Vec<Bytes>,
     /// Held by removed volumes still being zeroed in the background (not in `free`
     /// yet; it will be when they are done).
     pub wiping: Bytes,

@@ -26,8 +26,14 @@ pub fn vg_space(vg: &VolumeGroup, stripes: u32) -> VgSpace {
     } else {
         largest(Shape::Striped { stripes })
     };
+    // Each leg also holds its one-extent metadata sub-LV.
+    let largest_raid1 = (2..=vg.pvs.len() as u32)
+        .map(|legs| largest(Shape::Mirrored { legs }).checked_sub(Extents(1)))
+        .map(|e| bytes(vg, e.unwrap_or(Extents::ZERO)))
+        .collect();
     VgSpace {
         extent_size: vg.extent_size.bytes(),
+        largest_raid1,
         total: bytes(vg, vg.total_extents()),
         free: bytes(vg, vg.free_extents()),
         largest_linear: bytes(vg, linear),

@@ -174,8 +174,21 @@ fn check_spec(vg: &str, spec: &LvSpec) -> Result<()> {
 /// and layouts this VG cannot have.
 fn check_fits(vg: &VolumeGroup, size: Bytes, layout: Layout) -> Result<()> {
     let total = vg.extent_size.span(vg.total_extents()).to_bytes();
-    let want = layout.rounded_size(size, vg.extent_size);
-    if want > total {
+    if layout.copies() as usize > vg.pvs.len() {
+        return Err(invalid(
+            "mirror count",
+            layout.copies() - 1,
+            format!(
+                "{} copies need as many PVs, and volume group {} has {}",
+                layout.copies(),
+                vg.name,
+                vg.pvs.len()
+            ),
+        ));
+    }
+    // Every copy counts: a mirror larger than the VG over its copies never fits.
+    let need = vg.extent_size.span(layout.footprint(size, vg.extent_size)).to_bytes();
+    if need > total {
         return Err(EngineError::OutOfRange {
             what: "size",
             value: size,

@@ -233,14 +233,15 @@ pub(crate) fn freed_ranges(
     lv: &LogicalVolume,
     keep: Extents,
 ) -> Result<Vec<DeviceRange>> {
-    let list =
-        placement::extents_from(lv, keep).map_err(|e| placement_err(&read.vg.name, &lv.name, e))?;
+    let list = placement::freed_extents(&read.vg, lv, keep)
+        .map_err(|e| placement_err(&read.vg.name, &lv.name, e))?;
     extent_ranges(read, &lv.name, &list)
 }
 
-/// Where the LV's first and last [`EDGE`] lie.
+/// What is cleared on a new LV: where its first and last [`EDGE`] lie (of each copy,
+/// for raid1, and its legs' metadata areas whole).
 pub(crate) fn edge_ranges(read: &VgRead, lv: &LogicalVolume) -> Result<Vec<DeviceRange>> {
-    let spans = placement::edges(&read.vg, lv, EDGE.to_sectors_floor())
+    let spans = placement::clear_on_create(&read.vg, lv, EDGE.to_sectors_floor())
         .map_err(|e| placement_err(&read.vg.name, &lv.name, e))?;
     device_ranges(read, &lv.name, &spans)
 }
@@ -687,5 +688,99 @@ mod tests {
         let model = read.vg.lv("a").unwrap();
         let err = freed_ranges(&read, model, Extents::ZERO).unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    fn mirror(mirrors: u32) -> Layout {
+        Layout::Raid1 {
+            mirrors,
+            region_size: crate::model::layout::DEFAULT_REGION_SIZE,
+        }
+    }
+
+    /// A new mirror: each leg on its own PV, every metadata area zeroed whole (an old
+    /// dm-raid superblock there could pass stale legs as in sync), each copy's edges
+    /// cleared; its removal zeroes every extent of every leg, and takes the legs along.
+    #[test]
+    fn a_mirror_is_cleared_as_made_and_zeroed_whole_when_removed() {
+        let (e, z) = engine(64 * MIB);
+        let made = e
+            .create_logical_volume("vg", &spec("m", 12, mirror(1)))
+            .unwrap();
+        assert_eq!(made.value.size, Bytes(12 * MIB));
+        assert_eq!(made.value.layout, mirror(1));
+        let legs: Vec<_> = (0..2)
+            .flat_map(|i| [format!("m_rmeta_{i}"), format!("m_rimage_{i}")])
+            .collect();
+        let devices: BTreeSet<PathBuf> = legs.iter().map(|l| held(&e, l)[0].0.clone()).collect();
+        assert_eq!(devices.len(), 2, "the two legs share a PV");
+        let cleared = runs(z.zeroed());
+        for i in 0..2 {
+            let meta = runs(held(&e, &format!("m_rmeta_{i}")));
+            assert!(
+                meta.iter().all(|m| cleared.iter().any(|c| c.0 == m.0 && c.1 <= m.1 && c.1 + c.2 >= m.1 + m.2)),
+                "metadata of leg {i} {meta:?} not zeroed whole: {cleared:?}"
+            );
+            let image = runs(held(&e, &format!("m_rimage_{i}")))[0].clone();
+            assert!(
+                cleared.iter().any(|c| c.0 == image.0 && c.1 <= image.1 && c.1 + c.2 >= image.1 + MIB),
+                "first MiB of copy {i} not cleared: {cleared:?}"
+            );
+        }
+        // Only the visible LV is listed; the legs are its.
+        let names: Vec<_> = e.logical_volumes("vg").unwrap().into_iter().map(|l| l.name).collect();
+        assert_eq!(names, vec!["m".to_string()]);
+        let want = runs(legs.iter().flat_map(|l| held(&e, l)).collect());
+        z.clear();
+        assert!(e.remove_logical_volume("vg", "m").unwrap());
+        assert_eq!(runs(z.zeroed()), want);
+        let read = e.meta.read("vg").unwrap();
+        assert!(read.vg.lvs.is_empty(), "{:?}", read.vg.lvs);
+        assert_eq!(read.vg.free_extents(), read.vg.total_extents());
+    }
+
+    #[test]
+    fn mirrors_count_every_copy_in_capacity_and_refusals() {
+        let (e, _) = engine(64 * MIB);
+        let space = e.space("vg", 1).unwrap();
+        // Two equal PVs: each leg needs its extent of metadata beside its copy.
+        let per_pv = space.total.0 / 2;
+        assert_eq!(space.largest_raid1, vec![Bytes(per_pv - 4 * MIB)]);
+        // More copies than PVs can never be made.
+        let e3 = e.create_logical_volume("vg", &spec("m3", 4, mirror(2))).unwrap_err();
+        assert!(e3.to_string().contains("3 copies need as many PVs"), "{e3}");
+        // Space taken on one PV bounds the mirror, though the VG has more free.
+        e.create_logical_volume("vg", &spec("x", 40, Layout::Linear)).unwrap();
+        let space = e.space("vg", 1).unwrap();
+        let largest = space.largest_raid1[0];
+        assert_eq!(largest, Bytes(per_pv - 44 * MIB));
+        let mut big = spec("big", 0, mirror(1));
+        big.size = Bytes(largest.0 + 4 * MIB);
+        assert!(2 * (big.size.0 + 4 * MIB) <= space.free.0);
+        let no = e.create_logical_volume("vg", &big).unwrap_err();
+        assert!(no.to_string().contains("mirror legs need 2 PVs"), "{no}");
+        // "No space" (RESOURCE_EXHAUSTED), not a request that could never fit.
+        assert!(matches!(no, EngineError::Lvm(crate::lvm::LvmError::Alloc { .. })), "{no:?}");
+        big.size = largest;
+        e.create_logical_volume("vg", &big).unwrap();
+        assert_eq!(e.space("vg", 1).unwrap().largest_raid1, vec![Bytes(0)]);
+    }
+
+    /// A large mirror's removal becomes a wipe LV with its legs, renamed along, and
+    /// the name is free again at once, for a mirror too.
+    #[test]
+    fn a_large_mirror_is_wiped_in_the_background_with_its_legs() {
+        let (e, z) = engine(16 * MIB);
+        e.create_logical_volume("vg", &spec("m", 40, mirror(1))).unwrap();
+        z.clear();
+        assert!(e.remove_logical_volume("vg", "m").unwrap());
+        let read = e.meta.read("vg").unwrap();
+        let names: Vec<&str> = read.vg.lvs.iter().map(|l| l.name.as_str()).collect();
+        assert!(names.iter().all(|n| n.starts_with(marks::WIPE_NAME_PREFIX)), "{names:?}");
+        assert_eq!(names.len(), 5, "{names:?}");
+        e.create_logical_volume("vg", &spec("m", 8, mirror(1))).unwrap();
+        assert_eq!(e.finish_wipes().unwrap(), 1);
+        let read = e.meta.read("vg").unwrap();
+        assert_eq!(read.vg.lvs.len(), 5, "the new mirror and its 4 legs");
+        assert!(z.zeroed().iter().map(|(_, _, l)| l.0).sum::<u64>() >= 2 * 44 * MIB);
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! A new volume type is one more [`Edit`] (or one more [`Layout`]) and its arm here.
 
+use super::raid;
 use super::segments::{last_linear_area, merge_adjacent, segments_from, truncate_segments};
 use super::{LvmError, Result};
 use crate::alloc::{self, Allocation, PvSpace};
@@ -159,7 +160,9 @@ pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
         Edit::RemoveLv { lv } => {
             existing(vg, lv)?;
             check_removable(vg, lv)?;
-            new.lvs.retain(|l| l.name != *lv);
+            // A raid1 LV goes with its legs.
+            let subs = raid::sub_lvs(vg, lv).unwrap_or_default();
+            new.lvs.retain(|l| l.name != *lv && !subs.contains(&l.name));
             format!("lvremove {name}/{lv}")
         }
         Edit::ResizeLv { lv, size } => {
@@ -189,6 +192,7 @@ pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
                 l.tags = tags.clone();
                 description.push_str(&format!(" (tags {tags:?})"));
             }
+            raid::rename_legs(&mut new, to)?;
             description
         }
         Edit::ChangeLvTags { lv, add, del } => {
@@ -225,6 +229,9 @@ fn create(vg: &mut VolumeGroup, spec: &LvSpec, origin: &Origin) -> Result<()> {
     }
     spec.layout.check_for(&vg.name, vg.extent_size)?;
     let extents = spec.layout.extents_for(spec.size, vg.extent_size);
+    if let Layout::Raid1 { .. } = spec.layout {
+        return raid::create(vg, &spec.name, extents, spec.layout, &spec.tags, origin);
+    }
     let allocation = allocate(vg, extents, spec.layout, None)?;
     let lv = LogicalVolume {
         name: spec.name.clone(),
@@ -387,7 +394,10 @@ pub fn add_pvs(vg: &mut VolumeGroup, pvs: &[NewPv]) -> Result<()> {
 /// striped LV nothing else refers to. The daemon asks before it deactivates anything,
 /// so a refused removal changes nothing at all.
 pub fn check_removable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
-    check_plain(vg, lv_name)?;
+    if raid::sub_lvs(vg, lv_name).is_none() {
+        check_plain(vg, lv_name)?;
+    }
+    check_visible(vg, lv_name)?;
     check_unreferenced(vg, lv_name)
 }
 
@@ -410,8 +420,12 @@ fn check_plain(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
                             thin volumes, and changes only linear and striped volumes \
                             (use lvm2)"
                 .to_owned(),
+            "raid1" => "it is a raid1 volume; lvmd makes, renames and removes raid1 \
+                        volumes but does not resize them (lvm2's lvextend can)"
+                .to_owned(),
             _ => format!(
-                "it is a {kind} volume; lvmd changes only linear and striped volumes (use lvm2)"
+                "it is a {kind} volume; lvmd changes only linear, striped and raid1 volumes \
+                 (use lvm2)"
             ),
         };
         return Err(LvmError::LvUnsupported {
@@ -420,6 +434,11 @@ fn check_plain(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
             why,
         });
     }
+    check_visible(vg, lv_name)
+}
+
+fn check_visible(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+    let lv = vg.lv(lv_name).expect("caller checked");
     if !lv.is_visible() {
         let owner = users_of(vg, lv_name).into_iter().next();
         return Err(LvmError::LvUnsupported {

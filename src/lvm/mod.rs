@@ -6,6 +6,7 @@
 //! before the first write, so bad input leaves the disks exactly as they were.
 
 pub mod edit;
+mod raid;
 mod segments;
 
 pub use crate::model::layout::DEFAULT_STRIPE_SIZE;

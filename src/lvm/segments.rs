@@ -6,9 +6,37 @@ use crate::model::{Area, Layout, LogicalVolume, Segment, SegmentKind, VolumeGrou
 use crate::units::Extents;
 
 /// Segments for an allocation, starting at LV extent `start`.
-pub(super) fn segments_from(
+/// One linear segment per area, from LV extent `start`.
+pub(super) fn linear_segments(
     vg: &VolumeGroup,
     mut start: Extents,
+    areas: &[alloc::Area],
+) -> Vec<Segment> {
+    areas
+        .iter()
+        .map(|a| {
+            let seg = Segment {
+                start_extent: start,
+                extent_count: a.count,
+                kind: SegmentKind::Striped {
+                    stripe_size: None,
+                    stripes: vec![Area {
+                        name: vg.pvs[a.pv].name.clone(),
+                        start: a.start,
+                    }],
+                },
+                tags: vec![],
+                extra: Default::default(),
+            };
+            start += a.count;
+            seg
+        })
+        .collect()
+}
+
+pub(super) fn segments_from(
+    vg: &VolumeGroup,
+    start: Extents,
     allocation: &Allocation,
     layout: Layout,
 ) -> Vec<Segment> {
@@ -17,27 +45,12 @@ pub(super) fn segments_from(
         start: a.start,
     };
     match allocation {
-        Allocation::Linear(areas) => areas
-            .iter()
-            .map(|a| {
-                let seg = Segment {
-                    start_extent: start,
-                    extent_count: a.count,
-                    kind: SegmentKind::Striped {
-                        stripe_size: None,
-                        stripes: vec![area(a)],
-                    },
-                    tags: vec![],
-                    extra: Default::default(),
-                };
-                start += a.count;
-                seg
-            })
-            .collect(),
+        Allocation::Linear(areas) => linear_segments(vg, start, areas),
+        // Each leg becomes sub-LVs of its own (super::raid).
+        Allocation::Mirrored { .. } => unreachable!("mirror legs are not segments of one LV"),
         Allocation::Striped { stripes } => {
-            let stripe_size = match layout {
-                Layout::Striped { stripe_size, .. } => stripe_size,
-                Layout::Linear => unreachable!("striped allocation for a linear request"),
+            let Layout::Striped { stripe_size, .. } = layout else {
+                unreachable!("striped allocation for a {layout} request")
             };
             let per = stripes.first().map_or(Extents::ZERO, |a| a.count);
             vec![Segment {

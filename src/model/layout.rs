@@ -14,6 +14,11 @@ use std::fmt;
 pub const MIN_STRIPE_SIZE: Sectors = Sectors(8);
 /// lvm2's default stripe size (64 KiB).
 pub const DEFAULT_STRIPE_SIZE: Sectors = Sectors(128);
+/// lvm2's default raid region size (`activation/raid_region_size`, 2 MiB): the unit
+/// dm-raid tracks as in sync or not.
+pub const DEFAULT_REGION_SIZE: Sectors = Sectors(4096);
+/// lvm2's limit on raid1 images (`DEFAULT_RAID1_MAX_IMAGES`).
+pub const MAX_RAID1_LEGS: u32 = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -24,6 +29,10 @@ pub enum Layout {
         stripes: u32,
         stripe_size: Sectors,
     },
+    /// `mirrors + 1` copies of the data (lvm2's `--type raid1 -m mirrors`), each leg on a
+    /// PV of its own with a one-extent metadata area beside it, kept in step by dm-raid
+    /// in regions of `region_size`.
+    Raid1 { mirrors: u32, region_size: Sectors },
 }
 
 /// A layout no volume can have (before any VG is looked at) or one this VG cannot hold.
@@ -60,15 +69,28 @@ impl Layout {
                 stripes: stripes.len() as u32,
                 stripe_size: *ss,
             },
+            Some(SegmentKind::Raid1 { region_size, legs }) => Layout::Raid1 {
+                mirrors: (legs.len() as u32).saturating_sub(1),
+                region_size: region_size.unwrap_or(DEFAULT_REGION_SIZE),
+            },
             _ => Layout::Linear,
         }
     }
 
-    /// Runs the extents are spread over (1 for linear).
+    /// Runs the extents are spread over side by side (1 for linear and mirrors, whose
+    /// legs are copies).
     pub fn stripes(self) -> u32 {
         match self {
-            Layout::Linear => 1,
+            Layout::Linear | Layout::Raid1 { .. } => 1,
             Layout::Striped { stripes, .. } => stripes,
+        }
+    }
+
+    /// Copies of the data (1 but for mirrors).
+    pub fn copies(self) -> u32 {
+        match self {
+            Layout::Raid1 { mirrors, .. } => mirrors + 1,
+            _ => 1,
         }
     }
 
@@ -77,6 +99,7 @@ impl Layout {
         match self {
             Layout::Linear => Shape::Linear,
             Layout::Striped { stripes, .. } => Shape::Striped { stripes },
+            Layout::Raid1 { mirrors, .. } => Shape::Mirrored { legs: mirrors + 1 },
         }
     }
 
@@ -99,6 +122,29 @@ impl Layout {
                 return Err(LayoutError {
                     what: "stripe size",
                     value: stripe_size.to_bytes().0.to_string(),
+                    why: "must be a power of two of at least 4KiB".into(),
+                });
+            }
+        }
+        if let Layout::Raid1 {
+            mirrors,
+            region_size,
+        } = self
+        {
+            if mirrors == 0 || mirrors >= MAX_RAID1_LEGS {
+                return Err(LayoutError {
+                    what: "mirror count",
+                    value: mirrors.to_string(),
+                    why: format!(
+                        "raid1 needs 1 to {} mirrors (legs besides the first)",
+                        MAX_RAID1_LEGS - 1
+                    ),
+                });
+            }
+            if region_size < MIN_STRIPE_SIZE || !region_size.0.is_power_of_two() {
+                return Err(LayoutError {
+                    what: "region size",
+                    value: region_size.to_bytes().0.to_string(),
                     why: "must be a power of two of at least 4KiB".into(),
                 });
             }
@@ -128,6 +174,17 @@ impl Layout {
     /// The extents a volume of `size` takes, as lvm2 rounds (see [`size_step`]).
     pub fn extents_for(self, size: Bytes, extent_size: ExtentSize) -> Extents {
         Extents(self.rounded_size(size, extent_size).0 / extent_size.bytes().0)
+    }
+
+    /// The extents a volume of `size` takes from the VG in all: every copy, and for
+    /// raid1 each leg's one-extent metadata area.
+    pub fn footprint(self, size: Bytes, extent_size: ExtentSize) -> Extents {
+        let meta = match self {
+            Layout::Raid1 { .. } => 1,
+            _ => 0,
+        };
+        let per_copy = self.extents_for(size, extent_size).0 + meta;
+        Extents(per_copy.saturating_mul(u64::from(self.copies())))
     }
 
     /// The size a request for `size` gets.
@@ -164,6 +221,7 @@ impl fmt::Display for Layout {
                 "striped ({stripes} stripes of {})",
                 human_bytes(stripe_size.to_bytes())
             ),
+            Layout::Raid1 { mirrors, .. } => write!(f, "raid1 ({} legs)", mirrors + 1),
         }
     }
 }
@@ -212,6 +270,29 @@ mod tests {
         assert!(big.check().is_ok());
         let e = big.check_for("vg", ExtentSize::DEFAULT).unwrap_err();
         assert!(e.why.contains("extent size of vg"), "{e}");
+    }
+
+    #[test]
+    fn a_mirror_takes_every_copy_and_its_metadata() {
+        let es = ExtentSize::DEFAULT;
+        let m = Layout::Raid1 {
+            mirrors: 2,
+            region_size: DEFAULT_REGION_SIZE,
+        };
+        assert_eq!(m.rounded_size(Bytes(5 * MIB), es), Bytes(8 * MIB));
+        // 3 copies of 2 extents, and 3 metadata extents.
+        assert_eq!(m.footprint(Bytes(5 * MIB), es), Extents(9));
+        assert_eq!(Layout::Linear.footprint(Bytes(5 * MIB), es), Extents(2));
+        let one = Layout::Raid1 {
+            mirrors: 0,
+            region_size: DEFAULT_REGION_SIZE,
+        };
+        assert_eq!(one.check().unwrap_err().what, "mirror count");
+        let odd = Layout::Raid1 {
+            mirrors: 1,
+            region_size: Sectors(3000),
+        };
+        assert_eq!(odd.check().unwrap_err().what, "region size");
     }
 
     #[test]

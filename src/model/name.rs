@@ -103,6 +103,12 @@ pub fn validate_lv_name(name: &str) -> Result<(), NameError> {
 /// (`VG-LV`, with each `-` inside doubled) the kernel takes, so the LV can be activated.
 pub fn validate_lv_name_in(vg: &str, lv: &str) -> Result<(), NameError> {
     validate_lv_name(lv)?;
+    check_dm_name(vg, lv)
+}
+
+/// Whether `VG-LV` (each `-` inside doubled) is a device-mapper name the kernel takes:
+/// also for the hidden sub-LVs lvmd makes (`<lv>_rimage_N`), whose names are lvmd's.
+pub fn check_dm_name(vg: &str, lv: &str) -> Result<(), NameError> {
     let escaped = |s: &str| s.len() + s.matches('-').count();
     let len = escaped(vg) + 1 + escaped(lv);
     if len > DM_NAME_MAX {

@@ -32,6 +32,75 @@ pub enum PlacementError {
     NotOnRow { lv: String, at: u64, stripes: usize },
     #[error("{lv}: segment at extent {at} refers to PV {pv}, which the VG does not have")]
     NoPv { lv: String, at: u64, pv: String },
+    #[error("{lv}: its raid1 leg {sub} is not in the VG")]
+    NoSubLv { lv: String, sub: String },
+    #[error("{lv}: a raid1 volume gives back extents only whole (removal), not from extent {at}")]
+    RaidPart { lv: String, at: u64 },
+}
+
+/// A raid1 LV's legs as (metadata, image) sub-LVs; `None` when the LV is not raid1.
+fn raid1_legs<'a>(
+    vg: &'a VolumeGroup,
+    lv: &LogicalVolume,
+) -> Option<Result<Vec<(&'a LogicalVolume, &'a LogicalVolume)>, PlacementError>> {
+    let [seg] = lv.segments.as_slice() else {
+        return None;
+    };
+    let SegmentKind::Raid1 { legs, .. } = &seg.kind else {
+        return None;
+    };
+    let sub = |name: &String| {
+        vg.lv(name).ok_or_else(|| PlacementError::NoSubLv {
+            lv: lv.name.clone(),
+            sub: name.clone(),
+        })
+    };
+    Some(legs.iter().map(|(m, i)| Ok((sub(m)?, sub(i)?))).collect())
+}
+
+/// The PV extents an LV gives back from logical extent `keep` on (all of them for 0, a
+/// removal): [`extents_from`] for linear and striped LVs, every extent of every leg
+/// (metadata and image) for a raid1 LV, which gives back only whole.
+pub fn freed_extents(
+    vg: &VolumeGroup,
+    lv: &LogicalVolume,
+    keep: Extents,
+) -> Result<Vec<PvExtents>, PlacementError> {
+    let Some(legs) = raid1_legs(vg, lv) else {
+        return extents_from(lv, keep);
+    };
+    if keep > Extents::ZERO {
+        return Err(PlacementError::RaidPart {
+            lv: lv.name.clone(),
+            at: keep.0,
+        });
+    }
+    let mut out = Vec::new();
+    for (meta, image) in legs? {
+        out.extend(extents_from(meta, Extents::ZERO)?);
+        out.extend(extents_from(image, Extents::ZERO)?);
+    }
+    Ok(out)
+}
+
+/// What is cleared on a new LV: its [`edges`], and for a raid1 LV the edges of every
+/// copy plus every metadata area whole (dm-raid must find no old superblock there, or
+/// it could take stale legs for in sync).
+pub fn clear_on_create(
+    vg: &VolumeGroup,
+    lv: &LogicalVolume,
+    edge: Sectors,
+) -> Result<Vec<PvSpan>, PlacementError> {
+    let Some(legs) = raid1_legs(vg, lv) else {
+        return edges(vg, lv, edge);
+    };
+    let mut out = Vec::new();
+    for (meta, image) in legs? {
+        let whole = vg.extent_size.span(meta.extents());
+        out.extend(spans_of(vg, meta, Sectors(0), whole)?);
+        out.extend(edges(vg, image, edge)?);
+    }
+    Ok(merge(out))
 }
 
 /// The PV extents that back the LV's logical extents from `from` to its end: all of
