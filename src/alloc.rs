@@ -404,8 +404,16 @@ fn free_runs(pv: &PvSpace) -> Result<Vec<Run>, AllocError> {
 
 /// Each leg on a PV of its own: PVs where the leg fits in one run first (it stays one
 /// segment), then by PV index; within its PV a leg is placed as a linear allocation.
-fn allocate_mirrored(usable: &[&PvFree], per_leg: u64, legs: u32) -> Result<Allocation, AllocError> {
-    let mut fitting: Vec<&PvFree> = usable.iter().copied().filter(|p| p.free() >= per_leg).collect();
+fn allocate_mirrored(
+    usable: &[&PvFree],
+    per_leg: u64,
+    legs: u32,
+) -> Result<Allocation, AllocError> {
+    let mut fitting: Vec<&PvFree> = usable
+        .iter()
+        .copied()
+        .filter(|p| p.free() >= per_leg)
+        .collect();
     if fitting.len() < legs as usize {
         return Err(AllocError::NoMirrorSpace {
             legs,

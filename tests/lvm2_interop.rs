@@ -1065,3 +1065,86 @@ fn one_device_named_twice_is_refused_before_any_write() {
     let (ok, _, _) = loops.lvm(&["pvs", loops.devs[0].to_str().unwrap()]);
     assert!(!ok, "lvm2 finds a PV that should not exist");
 }
+
+/// A raid1 LV lvmd makes is what lvm2's `lvcreate --type raid1 -m1` makes: lvm2 lists
+/// it as raid1 with its hidden `_rimage_N`/`_rmeta_N` legs, each leg's two sub-LVs on
+/// one PV and no PV shared by two legs; `vgck` is clean; lvm2 renames and removes it
+/// (legs included) and lvmd removes one lvm2 renamed.
+#[test]
+fn lvm2_reads_renames_and_removes_the_mirrors_lvmd_makes() {
+    if !host_tests_enabled("lvm2_reads_renames_and_removes_the_mirrors_lvmd_makes") {
+        return;
+    }
+    let loops = Loops::new(&[64, 64, 64]);
+    let lvm = loops.lvmd();
+    let vg = vg_name("mirror");
+    lvm.vg_create(&vg, &loops.devs, ExtentSize::DEFAULT)
+        .unwrap();
+    let mirror = |mirrors| Layout::Raid1 {
+        mirrors,
+        region_size: lvmd::model::layout::DEFAULT_REGION_SIZE,
+    };
+    lvm.lv_create(&vg, "lin", Bytes(8 * MIB), Layout::Linear, &[])
+        .unwrap();
+    lvm.lv_create(&vg, "m2", Bytes(12 * MIB), mirror(1), &["pvc=a".into()])
+        .unwrap();
+    lvm.lv_create(&vg, "m3", Bytes(8 * MIB), mirror(2), &[])
+        .unwrap();
+    loops.vgck(&vg);
+    let lvs = lvm2_lvs(&loops, &vg);
+    for (lv, legs, size) in [("m2", 2, 12 * MIB), ("m3", 3, 8 * MIB)] {
+        let top = &lvs[lv];
+        assert_eq!(text(top, "segtype"), "raid1", "{top}");
+        // lvm2's attr: r(aid), and i(mage)/e (raid metadata) for the legs.
+        assert!(text(top, "lv_attr").starts_with('r'), "{top}");
+        assert_eq!(num(top, "lv_size"), size);
+        assert_eq!(text(top, "lv_tags"), if lv == "m2" { "pvc=a" } else { "" });
+        let mut pvs = Vec::new();
+        for i in 0..legs {
+            let image = &lvs[&format!("[{lv}_rimage_{i}]")];
+            let meta = &lvs[&format!("[{lv}_rmeta_{i}]")];
+            // (i)mage, or (I)mage out of sync: with activation off lvm2 cannot ask the
+            // kernel how far a sync is.
+            assert!(text(image, "lv_attr").starts_with(['i', 'I']), "{image}");
+            assert!(text(meta, "lv_attr").starts_with('e'), "{meta}");
+            assert_eq!(num(image, "lv_size"), size);
+            assert_eq!(num(meta, "lv_size"), 4 * MIB);
+            let dev =
+                |r: &serde_json::Value| text(r, "devices").split('(').next().unwrap().to_owned();
+            assert_eq!(dev(image), dev(meta), "leg {i} of {lv} spans PVs");
+            pvs.push(dev(image));
+        }
+        pvs.sort();
+        pvs.dedup();
+        assert_eq!(pvs.len(), legs, "{lv}: two legs share a PV");
+        assert!(
+            text(top, "devices").contains(&format!("{lv}_rimage_0(0)")),
+            "{top}"
+        );
+    }
+    // lvm2 renames lvmd's mirror (legs renamed along) and lvmd removes it.
+    loops.lvm_ok(&["lvrename", &vg, "m2", "m2b"]);
+    loops.vgck(&vg);
+    let lvs = lvm2_lvs(&loops, &vg);
+    assert!(lvs.contains_key("[m2b_rimage_1]"), "{:?}", lvs.keys());
+    lvm.lv_remove(&vg, "m2b").unwrap();
+    // lvmd renames one (legs along) and lvm2 removes it.
+    lvm.lv_rename(&vg, "m3", "m3b").unwrap();
+    let lvs = lvm2_lvs(&loops, &vg);
+    assert!(lvs.contains_key("[m3b_rmeta_2]"), "{:?}", lvs.keys());
+    loops.vgck(&vg);
+    loops.lvm_ok(&["lvremove", "-f", &format!("{vg}/m3b")]);
+    let lvs = lvm2_lvs(&loops, &vg);
+    assert_eq!(lvs.keys().collect::<Vec<_>>(), vec!["lin"], "{lvs:?}");
+    // Every extent is free again but the linear LV's.
+    let found = lvm.read_vg(&vg).unwrap();
+    assert_eq!(found.vg.free_extents().0 + 2, found.vg.total_extents().0);
+    // A leg is no LV of its own to remove, and resizing a mirror is refused as such.
+    lvm.lv_create(&vg, "m", Bytes(4 * MIB), mirror(1), &[])
+        .unwrap();
+    let e = lvm.lv_remove(&vg, "m_rimage_0").unwrap_err();
+    assert!(matches!(e, LvmError::LvUnsupported { .. }), "{e}");
+    let e = lvm.lv_resize(&vg, "m", Bytes(8 * MIB)).unwrap_err();
+    assert!(e.to_string().contains("does not resize them"), "{e}");
+    loops.vgck(&vg);
+}

@@ -1,5 +1,5 @@
 //! The simulated engine and the real one cannot disagree: the same random sequence of
-//! operations (create linear and striped volumes, grow, shrink, remove, rename, tags,
+//! operations (create linear, striped and raid1 volumes, grow, shrink, remove, rename, tags,
 //! until space runs out) goes to `lvmd --simulate`'s engine and to the real engine on
 //! this host's loop devices (metadata written to the PVs and read back, removals
 //! zeroed on them), and after every operation both give the same answer and hold the
@@ -29,17 +29,34 @@ const TAGS: [&str; 3] = ["t1", "owner=x", "t3"];
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { lv: usize, mib: u64, stripes: u32 },
-    Resize { lv: usize, mib: u64 },
-    Remove { lv: usize },
-    Rename { lv: usize, to: usize },
-    Tags { lv: usize, add: usize, del: usize },
+    /// `stripes` 1: linear; 2: two stripes; 0: raid1 with one mirror.
+    Create {
+        lv: usize,
+        mib: u64,
+        stripes: u32,
+    },
+    Resize {
+        lv: usize,
+        mib: u64,
+    },
+    Remove {
+        lv: usize,
+    },
+    Rename {
+        lv: usize,
+        to: usize,
+    },
+    Tags {
+        lv: usize,
+        add: usize,
+        del: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let lv = 0..NAMES.len();
     prop_oneof![
-        4 => (lv.clone(), 1u64..30, prop_oneof![Just(1u32), Just(2u32)])
+        4 => (lv.clone(), 1u64..30, 0u32..3)
             .prop_map(|(lv, mib, stripes)| Op::Create { lv, mib, stripes }),
         3 => (lv.clone(), 1u64..40).prop_map(|(lv, mib)| Op::Resize { lv, mib }),
         2 => lv.clone().prop_map(|lv| Op::Remove { lv }),
@@ -54,13 +71,16 @@ fn op() -> impl Strategy<Value = Op> {
 fn run<M: Metadata>(e: &lvmd::daemon::volumes::VolumeEngine<M>, vg: &str, op: &Op) -> String {
     let answer = match op {
         Op::Create { lv, mib, stripes } => {
-            let layout = if *stripes > 1 {
-                Layout::Striped {
-                    stripes: *stripes,
+            let layout = match stripes {
+                0 => Layout::Raid1 {
+                    mirrors: 1,
+                    region_size: lvmd::model::layout::DEFAULT_REGION_SIZE,
+                },
+                1 => Layout::Linear,
+                n => Layout::Striped {
+                    stripes: *n,
                     stripe_size: Sectors(128),
-                }
-            } else {
-                Layout::Linear
+                },
             };
             let spec = LvSpec {
                 name: NAMES[*lv].into(),
@@ -190,5 +210,12 @@ fn a_contiguous_grow_is_one_segment_in_both() {
             stripes: 2,
         },
         Op::Resize { lv: 2, mib: 4 },
+        Op::Create {
+            lv: 3,
+            mib: 8,
+            stripes: 0,
+        },
+        Op::Rename { lv: 3, to: 4 },
+        Op::Remove { lv: 4 },
     ]);
 }

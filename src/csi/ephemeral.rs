@@ -14,8 +14,8 @@
 //! publish that fails on its own removes an LV it created in the same call.
 
 use super::controller::{
-    at_least_filesystem_minimum, create_request, driver_tag, ephemeral_tag, round_up, stripes_and_unit,
-    ControllerService, DEFAULT_SIZE,
+    at_least_filesystem_minimum, create_request, driver_tag, ephemeral_tag, round_up,
+    stripes_and_unit, ControllerService, DEFAULT_SIZE,
 };
 use super::node::{need, NodeService};
 use super::params::{self, Access, EphemeralParams};

@@ -187,7 +187,10 @@ fn check_fits(vg: &VolumeGroup, size: Bytes, layout: Layout) -> Result<()> {
         ));
     }
     // Every copy counts: a mirror larger than the VG over its copies never fits.
-    let need = vg.extent_size.span(layout.footprint(size, vg.extent_size)).to_bytes();
+    let need = vg
+        .extent_size
+        .span(layout.footprint(size, vg.extent_size))
+        .to_bytes();
     if need > total {
         return Err(EngineError::OutOfRange {
             what: "size",

@@ -717,17 +717,26 @@ mod tests {
         for i in 0..2 {
             let meta = runs(held(&e, &format!("m_rmeta_{i}")));
             assert!(
-                meta.iter().all(|m| cleared.iter().any(|c| c.0 == m.0 && c.1 <= m.1 && c.1 + c.2 >= m.1 + m.2)),
+                meta.iter().all(|m| cleared
+                    .iter()
+                    .any(|c| c.0 == m.0 && c.1 <= m.1 && c.1 + c.2 >= m.1 + m.2)),
                 "metadata of leg {i} {meta:?} not zeroed whole: {cleared:?}"
             );
             let image = runs(held(&e, &format!("m_rimage_{i}")))[0].clone();
             assert!(
-                cleared.iter().any(|c| c.0 == image.0 && c.1 <= image.1 && c.1 + c.2 >= image.1 + MIB),
+                cleared
+                    .iter()
+                    .any(|c| c.0 == image.0 && c.1 <= image.1 && c.1 + c.2 >= image.1 + MIB),
                 "first MiB of copy {i} not cleared: {cleared:?}"
             );
         }
         // Only the visible LV is listed; the legs are its.
-        let names: Vec<_> = e.logical_volumes("vg").unwrap().into_iter().map(|l| l.name).collect();
+        let names: Vec<_> = e
+            .logical_volumes("vg")
+            .unwrap()
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
         assert_eq!(names, vec!["m".to_string()]);
         let want = runs(legs.iter().flat_map(|l| held(&e, l)).collect());
         z.clear();
@@ -746,10 +755,13 @@ mod tests {
         let per_pv = space.total.0 / 2;
         assert_eq!(space.largest_raid1, vec![Bytes(per_pv - 4 * MIB)]);
         // More copies than PVs can never be made.
-        let e3 = e.create_logical_volume("vg", &spec("m3", 4, mirror(2))).unwrap_err();
+        let e3 = e
+            .create_logical_volume("vg", &spec("m3", 4, mirror(2)))
+            .unwrap_err();
         assert!(e3.to_string().contains("3 copies need as many PVs"), "{e3}");
         // Space taken on one PV bounds the mirror, though the VG has more free.
-        e.create_logical_volume("vg", &spec("x", 40, Layout::Linear)).unwrap();
+        e.create_logical_volume("vg", &spec("x", 40, Layout::Linear))
+            .unwrap();
         let space = e.space("vg", 1).unwrap();
         let largest = space.largest_raid1[0];
         assert_eq!(largest, Bytes(per_pv - 44 * MIB));
@@ -759,7 +771,10 @@ mod tests {
         let no = e.create_logical_volume("vg", &big).unwrap_err();
         assert!(no.to_string().contains("mirror legs need 2 PVs"), "{no}");
         // "No space" (RESOURCE_EXHAUSTED), not a request that could never fit.
-        assert!(matches!(no, EngineError::Lvm(crate::lvm::LvmError::Alloc { .. })), "{no:?}");
+        assert!(
+            matches!(no, EngineError::Lvm(crate::lvm::LvmError::Alloc { .. })),
+            "{no:?}"
+        );
         big.size = largest;
         e.create_logical_volume("vg", &big).unwrap();
         assert_eq!(e.space("vg", 1).unwrap().largest_raid1, vec![Bytes(0)]);
@@ -770,14 +785,19 @@ mod tests {
     #[test]
     fn a_large_mirror_is_wiped_in_the_background_with_its_legs() {
         let (e, z) = engine(16 * MIB);
-        e.create_logical_volume("vg", &spec("m", 40, mirror(1))).unwrap();
+        e.create_logical_volume("vg", &spec("m", 40, mirror(1)))
+            .unwrap();
         z.clear();
         assert!(e.remove_logical_volume("vg", "m").unwrap());
         let read = e.meta.read("vg").unwrap();
         let names: Vec<&str> = read.vg.lvs.iter().map(|l| l.name.as_str()).collect();
-        assert!(names.iter().all(|n| n.starts_with(marks::WIPE_NAME_PREFIX)), "{names:?}");
+        assert!(
+            names.iter().all(|n| n.starts_with(marks::WIPE_NAME_PREFIX)),
+            "{names:?}"
+        );
         assert_eq!(names.len(), 5, "{names:?}");
-        e.create_logical_volume("vg", &spec("m", 8, mirror(1))).unwrap();
+        e.create_logical_volume("vg", &spec("m", 8, mirror(1)))
+            .unwrap();
         assert_eq!(e.finish_wipes().unwrap(), 1);
         let read = e.meta.read("vg").unwrap();
         assert_eq!(read.vg.lvs.len(), 5, "the new mirror and its 4 legs");

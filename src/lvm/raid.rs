@@ -80,12 +80,11 @@ pub(super) fn create(
         pvs_allowed: None,
         after: None,
     };
-    let allocation = alloc::allocate(&super::edit::pv_spaces(vg), &req).map_err(|source| {
-        LvmError::Alloc {
+    let allocation =
+        alloc::allocate(&super::edit::pv_spaces(vg), &req).map_err(|source| LvmError::Alloc {
             vg: vg.name.clone(),
             source,
-        }
-    })?;
+        })?;
     let Allocation::Mirrored { legs: placed } = allocation else {
         unreachable!("a mirrored allocation")
     };
@@ -108,7 +107,10 @@ pub(super) fn create(
         // the metadata right before the image, on the same PV).
         let (meta, image) = split_areas(areas, META_EXTENTS);
         let (m, i) = (meta_name(name, leg), image_name(name, leg));
-        subs.push(sub_lv(i.clone(), linear_segments(vg, Extents::ZERO, &image)));
+        subs.push(sub_lv(
+            i.clone(),
+            linear_segments(vg, Extents::ZERO, &image),
+        ));
         subs.push(sub_lv(m.clone(), linear_segments(vg, Extents::ZERO, &meta)));
         leg_names.push((m, i));
     }

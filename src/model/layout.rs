@@ -32,7 +32,10 @@ pub enum Layout {
     /// `mirrors + 1` copies of the data (lvm2's `--type raid1 -m mirrors`), each leg on a
     /// PV of its own with a one-extent metadata area beside it, kept in step by dm-raid
     /// in regions of `region_size`.
-    Raid1 { mirrors: u32, region_size: Sectors },
+    Raid1 {
+        mirrors: u32,
+        region_size: Sectors,
+    },
 }
 
 /// A layout no volume can have (before any VG is looked at) or one this VG cannot hold.
