@@ -146,13 +146,13 @@ fn split_areas(areas: &[alloc::Area], n: Extents) -> (Vec<alloc::Area>, Vec<allo
     let mut left = n;
     for a in areas {
         if left == Extents::ZERO {
-            tail.push(a.clone());
+            tail.push(*a);
             continue;
         }
         let take = Extents(a.count.0.min(left.0));
         head.push(alloc::Area {
             count: take,
-            ..a.clone()
+            ..*a
         });
         left -= take;
         if take < a.count {
