@@ -150,10 +150,7 @@ fn split_areas(areas: &[alloc::Area], n: Extents) -> (Vec<alloc::Area>, Vec<allo
             continue;
         }
         let take = Extents(a.count.0.min(left.0));
-        head.push(alloc::Area {
-            count: take,
-            ..*a
-        });
+        head.push(alloc::Area { count: take, ..*a });
         left -= take;
         if take < a.count {
             tail.push(alloc::Area {

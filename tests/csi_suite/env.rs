@@ -329,6 +329,14 @@ impl Env {
         out
     }
 
+    /// lvm2's report rows of every LV of the VG of class `i`, hidden ones included
+    /// (real daemon only).
+    pub fn lvm2_rows(&self, i: usize, fields: &str) -> Vec<serde_json::Value> {
+        let real = self.real.as_ref().expect("lvm2 sees only the real daemon");
+        real.loops
+            .report(&["lvs", "-a", &self.vgs[i], "-o", fields], "lv")
+    }
+
     /// lvm2's view of the VG of class `i` (real daemon only): name -> (size, tags).
     pub fn lvm2_lvs(&self, i: usize) -> HashMap<String, (i64, Vec<String>)> {
         let real = self.real.as_ref().expect("lvm2 sees only the real daemon");

@@ -11,6 +11,7 @@
 mod env;
 mod ephemeral;
 
+use crate::common;
 pub use env::*;
 pub use ephemeral::*;
 use lvmd::csi::pb::controller_client::ControllerClient;
@@ -57,6 +58,10 @@ macro_rules! csi_cases {
         #[test]
         fn deleted_volumes_leave_nothing_readable() {
             csi_suite::deleted_volumes_leave_nothing_readable(&$env)
+        }
+        #[test]
+        fn mirror_lifecycle() {
+            csi_suite::mirror_lifecycle(&$env)
         }
         #[test]
         fn read_only_publish() {
@@ -948,6 +953,131 @@ pub fn deleted_volumes_leave_nothing_readable(e: &Env) {
     unpublish(e, &id, &target).unwrap();
     unstage(e, &id, &stage.staging_target_path).unwrap();
     e.delete(&id);
+}
+
+/// A raid1 StorageClass (`layout: raid1` on the two-PV class): capacity says the
+/// largest mirror, which fits and one extent more does not; three copies on two PVs
+/// are refused; a block volume's bytes land on both copies (read straight from each
+/// leg's device in the VM, where lvm2 shows the mirror in sync with its legs on
+/// different PVs); DeleteVolume takes the legs too.
+pub fn mirror_lifecycle(e: &Env) {
+    let raid = [("deviceClass", "wide"), ("layout", "raid1")];
+    let (_, largest) = e.capacity(&raid);
+    let (_, striped_largest) = e.capacity(&[("deviceClass", "wide")]);
+    assert!(
+        largest > 0 && largest < striped_largest,
+        "{largest} vs {striped_largest}"
+    );
+    // Larger than any mirror could be on these PVs, and three copies on two PVs.
+    let too_big = e.create(req("pvc-mirror-huge", largest + 4 * MIB, &raid));
+    assert_eq!(code(too_big).code(), Code::OutOfRange);
+    let three = [
+        ("deviceClass", "wide"),
+        ("layout", "raid1"),
+        ("mirrors", "2"),
+    ];
+    let s = code(e.create(req("pvc-mirror-3", 16 * MIB, &three)));
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("PVs"), "{s:?}");
+    let bad = [
+        ("deviceClass", "wide"),
+        ("layout", "raid1"),
+        ("stripes", "2"),
+    ];
+    assert_eq!(
+        code(e.create(req("pvc-mirror-x", 16 * MIB, &bad))).code(),
+        Code::InvalidArgument
+    );
+
+    let mut r = req("pvc-mirror", 32 * MIB, &raid);
+    r.volume_capabilities = vec![block_cap()];
+    let id = e.create(r.clone()).unwrap().volume_id;
+    assert_eq!(e.create(r.clone()).unwrap().volume_id, id, "idempotent");
+    // The same name as a linear volume is another volume.
+    let mut linear = r.clone();
+    linear.parameters = map(&[("deviceClass", "wide"), ("layout", "linear")]);
+    assert_eq!(code(e.create(linear)).code(), Code::AlreadyExists);
+    let (_, after) = e.capacity(&raid);
+    assert_eq!(
+        after,
+        largest - 32 * MIB - 4 * MIB,
+        "both copies and their metadata are taken"
+    );
+
+    let mut node = e.node();
+    let target = e.path("plugins/kubernetes.io/csi/volumeDevices/publish/pv/mirror");
+    let stage = stage_req(e, &id, block_cap());
+    let publish = NodePublishVolumeRequest {
+        target_path: target.clone(),
+        ..publish_req(e, &id, block_cap())
+    };
+    e.rt.block_on(async {
+        node.node_stage_volume(stage.clone()).await.unwrap();
+        node.node_publish_volume(publish.clone()).await.unwrap();
+    });
+    if e.is_real() {
+        assert_eq!(device_size(&target), 32 * MIB);
+        let pattern: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+        write_at(&target, 4 << 20, &pattern).unwrap();
+        let rows = e.lvm2_rows(1, "lv_name,segtype,devices,sync_percent");
+        let top = rows
+            .iter()
+            .find(|r| common::text(r, "segtype") == "raid1")
+            .unwrap_or_else(|| panic!("no raid1 LV in {rows:?}"))
+            .clone();
+        let lv = common::text(&top, "lv_name");
+        // Each copy, read from its own leg's device, holds the bytes.
+        let vg = &e.vgs[1];
+        let mut devices = Vec::new();
+        for i in 0..2 {
+            let leg = format!("{lv}_rimage_{i}");
+            let dm = format!(
+                "/dev/mapper/{}-{}",
+                vg.replace('-', "--"),
+                leg.replace('-', "--")
+            );
+            assert_eq!(
+                read_at(&dm, 4 << 20, pattern.len()),
+                pattern,
+                "copy {i} ({dm})"
+            );
+            let row = rows
+                .iter()
+                .find(|r| common::text(r, "lv_name") == format!("[{leg}]"))
+                .unwrap_or_else(|| panic!("no leg {leg} in {rows:?}"));
+            devices.push(
+                common::text(row, "devices")
+                    .split('(')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        assert_ne!(devices[0], devices[1], "both copies on one PV");
+        // dm-raid syncs the copies (the new volume's regions start out of sync).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let rows = e.lvm2_rows(1, "lv_name,sync_percent");
+            let row = rows
+                .iter()
+                .find(|r| common::text(r, "lv_name") == lv)
+                .unwrap();
+            if common::text(row, "sync_percent").starts_with("100") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "not in sync: {row}");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+    unpublish(e, &id, &target).unwrap();
+    unstage(e, &id, &stage.staging_target_path).unwrap();
+    e.delete(&id);
+    let (_, back) = e.capacity(&raid);
+    assert_eq!(back, largest, "the legs went with the volume");
+    if e.is_real() {
+        let rows = e.lvm2_rows(1, "lv_name");
+        assert!(rows.is_empty(), "left behind: {rows:?}");
+    }
 }
 
 /// Read-only publishing of a filesystem: the pod reads what was written through a
