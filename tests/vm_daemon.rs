@@ -595,9 +595,8 @@ fn thirty_two_parallel_clients() {
                         volume: volume(n),
                         size_bytes: 4 * MIB,
                         layout: pb::Layout::Linear as i32,
-                        stripes: 0,
-                        stripe_size_bytes: 0,
                         tags: vec![format!("client={c}")],
+                        ..Default::default()
                     })
                     .await
                     .unwrap_or_else(|e| panic!("create {n}: {e}"));
