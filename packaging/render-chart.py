@@ -140,10 +140,14 @@ def check(text, values):
         for m in x.get("volumeMounts", []):
             assert m["name"] in vols, m
     scs = kinds["StorageClass"]
-    assert {s["metadata"]["name"] for s in scs} == {"lvmd-linear", "lvmd-striped"}
-    known = {"deviceClass", "layout", "stripes", "stripeSize", "fsType"}
+    assert {s["metadata"]["name"] for s in scs} == {"lvmd-linear", "lvmd-striped", "lvmd-mirror"}
+    known = {"deviceClass", "layout", "stripes", "stripeSize", "mirrors", "fsType"}
     for s in scs:
-        assert s["volumeBindingMode"] == "WaitForFirstConsumer" and s["allowVolumeExpansion"] is True
+        assert s["volumeBindingMode"] == "WaitForFirstConsumer"
+        # lvmd grows linear and striped volumes online, raid1 not yet: a class that
+        # allowed it would leave expanded PVCs failing.
+        expandable = s["parameters"]["layout"] in ("linear", "striped")
+        assert s["allowVolumeExpansion"] is expandable, s["metadata"]["name"]
         assert s["provisioner"] == kinds["CSIDriver"][0]["metadata"]["name"]
         for k, v in s["parameters"].items():
             assert isinstance(v, str), (k, v)

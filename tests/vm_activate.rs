@@ -1186,3 +1186,56 @@ fn names_colliding_with_dev_entries_leave_them_alone() {
     assert_eq!(std::fs::read(victim).unwrap(), b"someone's data");
     std::fs::remove_file(victim).unwrap();
 }
+
+/// Case 9: a raid1 LV made by lvmd (`Lvm::lv_create` with `Layout::Raid1`) is lvm2's
+/// too: lvm2 activates it and dm-raid brings it in sync and healthy; lvmd's activation
+/// of it makes exactly the devices lvm2 makes; data written through one side's
+/// activation reads back through the other's; lvmd removes it and one lvm2 made, and
+/// lvm2's `vgck` is clean after each.
+#[test]
+fn raid1_made_by_lvmd_is_one_lvm2_syncs_and_activates() {
+    let _serial = common::vm_case("vm_activate");
+    let bed = Bed::made_by_lvmd("act-lraid", &[32, 32]);
+    let lvm = bed.lvm();
+    let mirror = Layout::Raid1 {
+        mirrors: 1,
+        region_size: lvmd::model::layout::DEFAULT_REGION_SIZE,
+    };
+    lvm.lv_create(&bed.vg, "m", Bytes(8 * MIB), mirror, &[])
+        .unwrap();
+    bed.loops.vgck(&bed.vg);
+    let target = format!("{}/m", bed.vg);
+    bed.lvm2_ok(&["lvchange", "-ay", &target]);
+    wait_raid_healthy(&bed, "m");
+    let theirs = bed.dm_snapshot();
+    assert_eq!(theirs.len(), 5, "{theirs:#?}");
+    bed.lvm2_ok(&["lvchange", "-an", &target]);
+    bed.assert_nothing_active();
+
+    let found = bed.found();
+    let act = activator();
+    let active = act.activate(&found, "m").unwrap();
+    assert_eq!(bed.dm_snapshot(), theirs, "lvmd's devices differ from lvm2's");
+    write_pattern(&active.dev_path, 0x1a1d, 0, 8 * MIB);
+    wait_raid_healthy(&bed, "m");
+    assert!(act.deactivate(&found, "m").unwrap());
+    bed.assert_nothing_active();
+
+    bed.lvm2_ok(&["lvchange", "-ay", &target]);
+    wait_raid_healthy(&bed, "m");
+    assert_pattern(&Path::new("/dev").join(&bed.vg).join("m"), 0x1a1d, 0, 8 * MIB);
+    bed.lvm2_ok(&["lvchange", "-an", &target]);
+    bed.assert_nothing_active();
+
+    lvm.lv_remove(&bed.vg, "m").unwrap();
+    bed.loops.vgck(&bed.vg);
+    bed.lvm2_ok(&[
+        "lvcreate", "--type", "raid1", "-m1", "-L", "8M", "-n", "r", "-an", &bed.vg,
+    ]);
+    lvm.lv_remove(&bed.vg, "r").unwrap();
+    bed.loops.vgck(&bed.vg);
+    let left = bed.lvm2_ok(&["lvs", "-a", "--noheadings", "-o", "lv_name", &bed.vg]);
+    assert!(left.trim().is_empty(), "left behind: {left}");
+    let found = bed.found();
+    assert_eq!(found.vg.free_extents(), found.vg.total_extents());
+}
