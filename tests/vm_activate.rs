@@ -1215,7 +1215,11 @@ fn raid1_made_by_lvmd_is_one_lvm2_syncs_and_activates() {
     let found = bed.found();
     let act = activator();
     let active = act.activate(&found, "m").unwrap();
-    assert_eq!(bed.dm_snapshot(), theirs, "lvmd's devices differ from lvm2's");
+    assert_eq!(
+        bed.dm_snapshot(),
+        theirs,
+        "lvmd's devices differ from lvm2's"
+    );
     write_pattern(&active.dev_path, 0x1a1d, 0, 8 * MIB);
     wait_raid_healthy(&bed, "m");
     assert!(act.deactivate(&found, "m").unwrap());
@@ -1223,7 +1227,12 @@ fn raid1_made_by_lvmd_is_one_lvm2_syncs_and_activates() {
 
     bed.lvm2_ok(&["lvchange", "-ay", &target]);
     wait_raid_healthy(&bed, "m");
-    assert_pattern(&Path::new("/dev").join(&bed.vg).join("m"), 0x1a1d, 0, 8 * MIB);
+    assert_pattern(
+        &Path::new("/dev").join(&bed.vg).join("m"),
+        0x1a1d,
+        0,
+        8 * MIB,
+    );
     bed.lvm2_ok(&["lvchange", "-an", &target]);
     bed.assert_nothing_active();
 

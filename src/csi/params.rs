@@ -365,8 +365,24 @@ mod tests {
         );
         let code = |kv: &[(&str, &str)]| p(kv).unwrap_err().code();
         assert_eq!(code(&[("colour", "red")]), tonic::Code::InvalidArgument);
-        assert_eq!(code(&[("layout", "raid1")]), tonic::Code::InvalidArgument);
+        assert_eq!(code(&[("layout", "thin")]), tonic::Code::InvalidArgument);
         assert_eq!(code(&[("stripes", "0")]), tonic::Code::InvalidArgument);
+        // raid1: one mirror unless said; mirrors alone mean raid1; no stripes with it.
+        let m = p(&[("layout", "raid1")]).unwrap();
+        assert_eq!((m.layout, m.mirrors), (Layout::Raid1, 1));
+        let m = p(&[("layout", "mirror"), ("mirrors", "2")]).unwrap();
+        assert_eq!((m.layout, m.mirrors), (Layout::Raid1, 2));
+        assert_eq!(p(&[("mirrors", "1")]).unwrap().layout, Layout::Raid1);
+        assert_eq!(
+            code(&[("layout", "raid1"), ("stripes", "2")]),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            code(&[("layout", "linear"), ("mirrors", "1")]),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(code(&[("mirrors", "0")]), tonic::Code::InvalidArgument);
+        assert_eq!(code(&[("mirrors", "64")]), tonic::Code::InvalidArgument);
         assert_eq!(
             code(&[("stripeSize", "3000")]),
             tonic::Code::InvalidArgument
@@ -421,7 +437,7 @@ mod tests {
             ("size", "0"),
             ("size", "1Qi"),
             ("fsType", "btrfs"),
-            ("layout", "raid1"),
+            ("layout", "thin"),
             ("stripes", "0"),
         ] {
             let s = eph(&[(k, v)]).unwrap_err();

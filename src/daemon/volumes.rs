@@ -1339,7 +1339,6 @@ mod tests {
         let seqno = e.volume_group(&vg).unwrap().seqno;
         let active = act.active_in(&vg);
         for (lv, says) in [
-            ("mirrored", "raid1"),
             ("thin", "thin-pool messages"),
             ("pool", "thin pool"),
             ("cached", "cache"),
@@ -1378,6 +1377,12 @@ mod tests {
         e.activate(&vg, "lin_a").unwrap();
         assert!(e.remove_logical_volume(&vg, "lin_a").unwrap());
         assert!(act.active_in(&vg).iter().all(|a| a.lv != "lin_a"));
+        // lvm2's mirror is one lvmd removes: deactivated first, legs along.
+        assert!(e.remove_logical_volume(&vg, "mirrored").unwrap());
+        assert!(act.active_in(&vg).iter().all(|a| a.lv != "mirrored"));
+        let read = e.meta.read(&vg).unwrap();
+        let left: Vec<&str> = read.vg.lvs.iter().map(|l| l.name.as_str()).collect();
+        assert!(left.iter().all(|n| !n.starts_with("mirrored")), "{left:?}");
     }
 
     #[test]
