@@ -225,20 +225,35 @@ impl ControllerService {
         e
     }
 
-    /// The device class a StorageClass names, an unknown one counted as refused.
+    /// The device class a StorageClass names, an unknown one counted as refused, and so
+    /// is a raid1 class with more copies than the class's VG has PVs: no volume of it
+    /// could ever be made there.
     async fn storage_class_device_class(
         &self,
         rpc: &'static str,
         p: &VolumeParams,
         params: &HashMap<String, String>,
     ) -> Result<lvmd::DeviceClassCapacity, Status> {
-        self.class(&p.device_class).await.map_err(|e| {
+        let c = self.class(&p.device_class).await.map_err(|e| {
             if e.code() == Code::InvalidArgument {
                 self.refused(rpc, REFUSED_DEVICE_CLASS, params, e)
             } else {
                 e
             }
-        })
+        })?;
+        // One entry per PV beyond the first; none when the VG could not be read.
+        let pvs = c.largest_raid1_bytes.len() + 1;
+        if p.layout == Layout::Raid1 && c.error.is_empty() && p.mirrors as usize >= pvs {
+            let e = invalid(format!(
+                "parameter {}={}: {} copies need as many PVs, and device class {} has {pvs}",
+                params::P_MIRRORS,
+                p.mirrors,
+                p.mirrors + 1,
+                c.device_class
+            ));
+            return Err(self.refused(rpc, REFUSED_PARAMETER, params, e));
+        }
+        Ok(c)
     }
 
     async fn get_lv(&self, id: &VolumeId) -> Result<Option<lvmd::LogicalVolume>, Status> {
