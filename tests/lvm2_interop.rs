@@ -1148,3 +1148,40 @@ fn lvm2_reads_renames_and_removes_the_mirrors_lvmd_makes() {
     assert!(e.to_string().contains("does not resize them"), "{e}");
     loops.vgck(&vg);
 }
+
+/// PVs lvmd creates on large devices get a 16 MiB metadata area, laid out as lvm2's
+/// `pvcreate --metadatasize 16m` lays it out (data from 17 MiB), smaller ones lvm2's
+/// default; a set size is rounded as lvm2 rounds it. lvm2 reads them all, and lvmd
+/// reports how much text the VG's areas take.
+#[test]
+fn metadata_areas_are_sized_for_thousands_of_volumes_as_lvm2_sizes_them() {
+    if !host_tests_enabled("metadata_areas_are_sized_for_thousands_of_volumes_as_lvm2_sizes_them") {
+        return;
+    }
+    use lvmd::lvm::MetadataSize;
+    // 4 GiB (sparse): large; 64 MiB: lvm2's default; 64 MiB with 8 MiB asked.
+    let loops = Loops::new(&[4096, 64, 64]);
+    let mut lvm = loops.lvmd();
+    let vg = vg_name("mda_size");
+    lvm.vg_create(&vg, &loops.devs[..2], ExtentSize::DEFAULT)
+        .unwrap();
+    lvm.metadata_size = MetadataSize::Exactly(Bytes(8 * MIB));
+    lvm.vg_extend(&vg, &loops.devs[2..]).unwrap();
+    loops.vgck(&vg);
+    let rows = loops.report(&["pvs", "-o", "pv_name,pe_start,pv_mda_size"], "pv");
+    let row = |i: usize| {
+        let dev = loops.devs[i].display().to_string();
+        let r = rows.iter().find(|r| text(r, "pv_name") == dev).unwrap();
+        (num(r, "pe_start"), num(r, "pv_mda_size"))
+    };
+    // What lvm2 2.03 writes for --metadatasize 16m and 8m, and by default.
+    assert_eq!(row(0), (17 * MIB, 17 * MIB - 4096));
+    assert_eq!(row(1), (MIB, MIB - 4096));
+    assert_eq!(row(2), (9 * MIB, 9 * MIB - 4096));
+    // The VG's capacity is its smallest area's share (old and new copy side by side).
+    let found = lvm.read_vg(&vg).unwrap();
+    let small = lvmd::format::mda::MdaHeader::new_empty(Bytes(4096), Bytes(MIB - 4096));
+    assert_eq!(found.metadata_capacity, Bytes(small.max_text_size()));
+    assert!(found.metadata_capacity > Bytes(500 << 10));
+    assert!((found.text.len() as u64) < found.metadata_capacity.0);
+}

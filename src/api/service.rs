@@ -85,6 +85,8 @@ fn capacity_of(engine: &dyn Engine, classes: &DeviceClasses) -> Vec<pb::DeviceCl
                     out.extent_size_bytes = s.extent_size.0;
                     out.wiping_bytes = s.wiping.0;
                     out.largest_raid1_bytes = s.largest_raid1.iter().map(|b| b.0).collect();
+                    out.metadata_used_bytes = s.metadata_used.0;
+                    out.metadata_capacity_bytes = s.metadata_capacity.0;
                 }
                 Err(e) => out.error = e.to_string(),
             }

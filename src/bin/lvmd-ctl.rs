@@ -275,6 +275,8 @@ fn capacity_json(c: &pb::DeviceClassCapacity) -> Value {
         "extent_size": c.extent_size_bytes,
         "wiping": c.wiping_bytes,
         "largest_raid1": c.largest_raid1_bytes,
+        "metadata_used": c.metadata_used_bytes,
+        "metadata_capacity": c.metadata_capacity_bytes,
         "error": c.error,
     })
 }
@@ -328,6 +330,15 @@ fn lv_table(lvs: &[pb::LogicalVolume]) -> String {
     table(&["VG", "LV", "SIZE", "LAYOUT", "DEVICE", "TAGS"], &rows)
 }
 
+/// The metadata areas' use, as a share of what they take: `3% of 8.0MiB`.
+fn metadata_use(c: &pb::DeviceClassCapacity) -> String {
+    if c.metadata_capacity_bytes == 0 {
+        return "-".into();
+    }
+    let pct = c.metadata_used_bytes * 100 / c.metadata_capacity_bytes;
+    format!("{pct}% of {}", hb(c.metadata_capacity_bytes))
+}
+
 fn capacity_table(cs: &[pb::DeviceClassCapacity]) -> String {
     let rows: Vec<Vec<String>> = cs
         .iter()
@@ -345,6 +356,7 @@ fn capacity_table(cs: &[pb::DeviceClassCapacity]) -> String {
                     "-".into(),
                     "-".into(),
                     "-".into(),
+                    "-".into(),
                     c.error.clone(),
                 ];
             }
@@ -355,12 +367,15 @@ fn capacity_table(cs: &[pb::DeviceClassCapacity]) -> String {
                 hb(c.free_bytes),
                 hb(c.largest_bytes),
                 hb(c.wiping_bytes),
+                metadata_use(c),
                 String::new(),
             ]
         })
         .collect();
     table(
-        &["CLASS", "VG", "SIZE", "FREE", "LARGEST", "WIPING", "ERROR"],
+        &[
+            "CLASS", "VG", "SIZE", "FREE", "LARGEST", "WIPING", "METADATA", "ERROR",
+        ],
         &rows,
     )
 }

@@ -223,7 +223,7 @@ pub async fn render(plugin: &Plugin) -> String {
         &'static str,
         fn(&lvmd::DeviceClassCapacity) -> u64,
     );
-    let gauges: [Gauge; 3] = [
+    let gauges: [Gauge; 5] = [
         (
             "total_bytes",
             "Size of the device class's volume group.",
@@ -238,6 +238,16 @@ pub async fn render(plugin: &Plugin) -> String {
             "largest_volume_bytes",
             "Largest volume creatable now with the class's default layout.",
             |d| d.largest_bytes,
+        ),
+        (
+            "metadata_used_bytes",
+            "The volume group's metadata text: when it reaches the capacity, no volume more can be described.",
+            |d| d.metadata_used_bytes,
+        ),
+        (
+            "metadata_capacity_bytes",
+            "The longest metadata text the volume group's metadata areas take.",
+            |d| d.metadata_capacity_bytes,
         ),
     ];
     for (name, help, get) in gauges {

@@ -142,6 +142,7 @@ fn on_disk(read: &VgRead) -> VgOnDisk {
         stale: Vec::new(),
         damaged: Vec::new(),
         unwritable: None,
+        metadata_capacity: read.metadata.capacity,
     }
 }
 

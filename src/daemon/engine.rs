@@ -122,6 +122,9 @@ pub struct VgSpace {
     /// `[i]`: the largest raid1 volume with `i + 1` mirrors (each copy on its own PV,
     /// with an extent for its metadata).
     pub largest_raid1: Vec<Bytes>,
+    /// The metadata text and the longest one the VG's areas take.
+    pub metadata_used: Bytes,
+    pub metadata_capacity: Bytes,
     /// Held by removed volumes still being zeroed in the background (not in `free`
     /// yet; it will be when they are done).
     pub wiping: Bytes,

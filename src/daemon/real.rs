@@ -10,10 +10,10 @@
 use super::activation::Activation;
 use super::node::Node;
 use super::node_work::NodeWork;
-use super::volumes::{Metadata, VgRead, VolumeEngine};
-use crate::lvm::{Edit, Lvm, LvmError};
+use super::volumes::{Metadata, MetadataUse, VgRead, VolumeEngine};
+use crate::lvm::{Edit, Lvm, LvmError, MetadataSize};
 use crate::store::scan::{read_pv, VgOnDisk};
-use crate::units::ExtentSize;
+use crate::units::{Bytes, ExtentSize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +25,8 @@ pub struct LvmMetadata {
     /// the daemon: a client must not make lvmd write a PV label into any file it names.
     pub allow_files: bool,
     cache: Mutex<HashMap<String, VgOnDisk>>,
+    /// The metadata area of PVs made for a VG (a device class's `metadata_size`).
+    metadata_sizes: HashMap<String, MetadataSize>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -46,6 +48,12 @@ impl RealEngine {
         )
     }
 
+    /// PVs lvmd creates for `vg` get metadata areas of `size`.
+    pub fn with_metadata_size(mut self, vg: &str, size: MetadataSize) -> RealEngine {
+        self.meta.metadata_sizes.insert(vg.into(), size);
+        self
+    }
+
     /// For tests on image files: accept regular files as new PVs.
     pub fn allow_image_files(mut self) -> RealEngine {
         self.meta.allow_files = true;
@@ -57,6 +65,10 @@ fn to_read(found: &VgOnDisk) -> VgRead {
     VgRead {
         vg: found.vg.clone(),
         devices: found.devices.clone(),
+        metadata: MetadataUse {
+            used: Bytes(found.text.len() as u64),
+            capacity: found.metadata_capacity,
+        },
     }
 }
 
@@ -66,6 +78,7 @@ impl LvmMetadata {
             lvm: RwLock::new(lvm),
             allow_files: false,
             cache: Mutex::new(HashMap::new()),
+            metadata_sizes: HashMap::new(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -118,6 +131,10 @@ impl LvmMetadata {
             }
         }
         Ok(())
+    }
+
+    fn metadata_size(&self, vg: &str) -> MetadataSize {
+        self.metadata_sizes.get(vg).copied().unwrap_or_default()
     }
 
     fn lvm(&self) -> Lvm {
@@ -208,6 +225,7 @@ impl Metadata for LvmMetadata {
                 lvm.devices.push(d.clone());
             }
         }
+        lvm.metadata_size = self.metadata_size(vg);
         let r = lvm.vg_create(vg, devices, ExtentSize::DEFAULT);
         self.forget(vg);
         r?;
@@ -223,6 +241,7 @@ impl Metadata for LvmMetadata {
                 lvm.devices.push(d.clone());
             }
         }
+        lvm.metadata_size = self.metadata_size(vg);
         let r = lvm.vg_extend(vg, devices);
         self.forget(vg);
         r?;

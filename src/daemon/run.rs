@@ -64,6 +64,13 @@ pub fn real_engine(config: &Config) -> Arc<dyn Engine> {
         config.mount_roots.clone(),
     )
     .with_inline_wipe_limit(config.inline_wipe_limit);
+    let engine = config.device_classes.values().fold(engine, |e, c| {
+        let size = c.metadata_size.map_or(
+            crate::lvm::MetadataSize::Auto,
+            crate::lvm::MetadataSize::Exactly,
+        );
+        e.with_metadata_size(&c.volume_group, size)
+    });
     setup::prepare_classes(config, &engine, &class_devices);
     // After a crash: tables behind their metadata, devices of removed volumes.
     let vgs: BTreeSet<String> = config

@@ -8,19 +8,20 @@
 use super::activation::{Activation, SimActivation};
 use super::node::{Node, SimNode};
 use super::node_work::NodeWork;
-use super::volumes::{Metadata, VgRead, VolumeEngine};
+use super::volumes::{Metadata, MetadataUse, VgRead, VolumeEngine};
+use crate::format::mda::MdaHeader;
 use crate::lvm::edit::{self, Edit, NewPv, Origin};
 use crate::lvm::LvmError;
+use crate::lvm::{MetadataSize, MDA_OFFSET};
+use crate::model::TextHeader;
 use crate::model::VolumeGroup;
+use crate::store::commit::render_disk_text;
 use crate::store::StoreError;
-use crate::units::{Bytes, ExtentSize, Sectors};
+use crate::units::{Bytes, ExtentSize};
 use crate::uuid::Uuid;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-/// Where extents start on a simulated PV, as lvm2's default.
-const PE_START: Sectors = Sectors(2048);
 
 #[derive(Debug, Default)]
 struct State {
@@ -112,9 +113,25 @@ impl State {
             .iter()
             .filter_map(|pv| Some((pv.id, PathBuf::from(pv.device.as_ref()?))))
             .collect();
+        // As the real store measures it: the text lvmd would write, and the smallest
+        // area's share (each PV's area runs from 4 KiB to its data start).
+        let capacity = vg
+            .pvs
+            .iter()
+            .map(|pv| {
+                let size = pv.pe_start.to_bytes().0.saturating_sub(MDA_OFFSET.0);
+                MdaHeader::new_empty(MDA_OFFSET, Bytes(size)).max_text_size()
+            })
+            .min()
+            .unwrap_or(0);
+        let text = render_disk_text(vg, &TextHeader::default());
         VgRead {
             vg: vg.clone(),
             devices,
+            metadata: MetadataUse {
+                used: Bytes(text.len() as u64),
+                capacity: Bytes(capacity),
+            },
         }
     }
 
@@ -145,7 +162,8 @@ impl State {
                 id: Uuid::random(),
                 device: hint,
                 dev_size: size.to_sectors_floor(),
-                pe_start: PE_START,
+                // Where the real store would start the data on a device this size.
+                pe_start: MetadataSize::Auto.pe_start(size).to_sectors_floor(),
             });
         }
         Ok(out)

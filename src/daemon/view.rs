@@ -2,6 +2,7 @@
 //! the real and the simulated engine, so both report the same numbers for the same VG.
 
 use super::engine::{LvInfo, PvInfo, VgInfo, VgSpace};
+use super::volumes::VgRead;
 use crate::alloc::{FreeSpace, Shape};
 pub use crate::lvm::pv_spaces;
 use crate::model::{Layout, LogicalVolume, VolumeGroup};
@@ -14,7 +15,8 @@ fn bytes(vg: &VolumeGroup, e: Extents) -> Bytes {
     vg.extent_size.span(e).to_bytes()
 }
 
-pub fn vg_space(vg: &VolumeGroup, stripes: u32) -> VgSpace {
+pub fn vg_space(read: &VgRead, stripes: u32) -> VgSpace {
+    let vg = &read.vg;
     let free = FreeSpace::new(&pv_spaces(vg)).ok();
     let largest = |layout| {
         free.as_ref()
@@ -34,6 +36,8 @@ pub fn vg_space(vg: &VolumeGroup, stripes: u32) -> VgSpace {
     VgSpace {
         extent_size: vg.extent_size.bytes(),
         largest_raid1,
+        metadata_used: read.metadata.used,
+        metadata_capacity: read.metadata.capacity,
         total: bytes(vg, vg.total_extents()),
         free: bytes(vg, vg.free_extents()),
         largest_linear: bytes(vg, linear),

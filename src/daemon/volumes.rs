@@ -22,7 +22,7 @@ use crate::lvm::edit::check_size;
 use crate::lvm::{Edit, LvmError};
 use crate::model::name::{validate_lv_name, validate_vg_name};
 use crate::model::VolumeGroup;
-use crate::units::{Bytes, Extents};
+use crate::units::{human_bytes, Bytes, Extents};
 use crate::uuid::Uuid;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -33,6 +33,17 @@ use std::sync::{Arc, Mutex, RwLock};
 pub struct VgRead {
     pub vg: VolumeGroup,
     pub devices: BTreeMap<Uuid, PathBuf>,
+    pub metadata: MetadataUse,
+}
+
+/// How full the VG's metadata areas are: a VG whose text no longer fits can describe
+/// no more volumes, whatever its free space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetadataUse {
+    /// The current metadata text.
+    pub used: Bytes,
+    /// The longest text every area takes.
+    pub capacity: Bytes,
 }
 
 /// Where VGs live. Errors are the `Lvm` library's, so both stores fail alike.
@@ -170,6 +181,27 @@ fn check_spec(vg: &str, spec: &LvSpec) -> Result<()> {
     Ok(())
 }
 
+/// Metadata areas this full get a warning at each create: when the text no longer
+/// fits, the VG can describe no volume more, however much space it has.
+const METADATA_WARN_PERCENT: u64 = 75;
+
+fn warn_if_metadata_filling(read: &VgRead) {
+    let MetadataUse { used, capacity } = read.metadata;
+    if capacity.0 > 0 && used.0 * 100 >= capacity.0 * METADATA_WARN_PERCENT {
+        tracing::warn!(
+            vg = read.vg.name,
+            used = used.0,
+            capacity = capacity.0,
+            "metadata areas {}% full ({} of {}): once full no volume more can be created \
+             in this volume group (its smallest metadata area bounds it, and an area cannot \
+             grow: see the device class's metadata_size)",
+            used.0 * 100 / capacity.0,
+            human_bytes(used),
+            human_bytes(capacity)
+        );
+    }
+}
+
 /// Refuses sizes the VG could not hold even empty: OUT_OF_RANGE rather than "no space";
 /// and layouts this VG cannot have.
 fn check_fits(vg: &VolumeGroup, size: Bytes, layout: Layout) -> Result<()> {
@@ -299,6 +331,7 @@ impl<M: Metadata> VolumeEngine<M> {
         }
         crash::point("committed");
         let read = self.meta.read(vg)?;
+        warn_if_metadata_filling(&read);
         let model = read
             .vg
             .lv(&spec.name)
@@ -668,7 +701,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
     fn space(&self, vg: &str, stripes: u32) -> Result<VgSpace> {
         let lock = self.locks.get(vg);
         let _g = lock.read().unwrap();
-        Ok(view::vg_space(&self.meta.read(vg)?.vg, stripes))
+        Ok(view::vg_space(&self.meta.read(vg)?, stripes))
     }
 
     fn logical_volumes(&self, vg: &str) -> Result<Vec<LvInfo>> {
@@ -905,6 +938,29 @@ mod tests {
         )
         .unwrap();
         (e, act, node)
+    }
+
+    #[test]
+    fn capacity_says_how_full_the_metadata_areas_are() {
+        let (e, _, _) = engine();
+        let before = e.space("vg", 1).unwrap();
+        // A 256 MiB device gets lvm2's default area: 1020 KiB, half of it per copy.
+        let area = crate::format::mda::MdaHeader::new_empty(Bytes(4096), Bytes((1 << 20) - 4096));
+        assert_eq!(before.metadata_capacity, Bytes(area.max_text_size()));
+        for i in 0..5 {
+            let spec = LvSpec {
+                name: format!("m{i}"),
+                size: Bytes(4 * MIB),
+                layout: Layout::Linear,
+                tags: vec![],
+            };
+            e.create_logical_volume("vg", &spec).unwrap();
+        }
+        let after = e.space("vg", 1).unwrap();
+        assert_eq!(after.metadata_capacity, before.metadata_capacity);
+        // Each volume adds its text: a few hundred bytes.
+        let per = (after.metadata_used.0 - before.metadata_used.0) / 5;
+        assert!((200..2000).contains(&per), "{per} bytes per volume");
     }
 
     #[test]

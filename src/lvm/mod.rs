@@ -37,6 +37,40 @@ pub const PV_MIN_SIZE: Bytes = Bytes(2 << 20);
 pub const MDA_OFFSET: Bytes = Bytes(4096);
 /// lvm2's default data alignment: extents start at 1 MiB.
 pub const DEFAULT_PE_START: Bytes = Bytes(1 << 20);
+
+/// How large the metadata area of a PV lvmd creates is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetadataSize {
+    /// [`LARGE_METADATA_AREA`] on devices of at least [`LARGE_METADATA_FROM`], lvm2's
+    /// default (1020 KiB, data from 1 MiB) on smaller ones.
+    #[default]
+    Auto,
+    /// This much (rounded up so the data starts on a MiB boundary, as lvm2's
+    /// `pvcreate --metadatasize` rounds).
+    Exactly(Bytes),
+}
+
+/// The metadata area lvmd gives PVs of [`LARGE_METADATA_FROM`] or more: lvm2 keeps two
+/// copies of the text in it (old and new), so this holds about 8 MiB of text, some
+/// 10,000 volumes, where lvm2's default 1020 KiB holds about 1,500 and a VG that
+/// reaches that can make no volume more however much space it has (an area cannot be
+/// grown later). 16 MiB is 0.4% of the smallest such device.
+pub const LARGE_METADATA_AREA: Bytes = Bytes(16 << 20);
+/// Devices this large or larger get [`LARGE_METADATA_AREA`].
+pub const LARGE_METADATA_FROM: Bytes = Bytes(4 << 30);
+
+impl MetadataSize {
+    /// Where the data of a PV of `device_size` starts: the area runs from 4 KiB to there.
+    pub fn pe_start(self, device_size: Bytes) -> Bytes {
+        let want = match self {
+            MetadataSize::Auto if device_size >= LARGE_METADATA_FROM => LARGE_METADATA_AREA,
+            MetadataSize::Auto => return DEFAULT_PE_START,
+            MetadataSize::Exactly(b) => b,
+        };
+        let mib = DEFAULT_PE_START.0;
+        Bytes((MDA_OFFSET.0 + want.0).div_ceil(mib) * mib)
+    }
+}
 /// lvm2's default stripe size: 64 KiB.
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +172,8 @@ pub struct Lvm {
     /// Where device nodes live (`/dev`): a new VG's name must not name an entry there,
     /// as its LVs' links go to `<dev_dir>/<VG>/<LV>`.
     pub dev_dir: PathBuf,
+    /// The metadata area of PVs lvmd creates.
+    pub metadata_size: MetadataSize,
 }
 
 /// Called after each commit step; returning `false` stops the commit there, as a crash
@@ -247,6 +283,7 @@ impl Lvm {
             lvm2_run_dir: crate::store::hints::DEFAULT_RUN_DIR.into(),
             lvm2_devices_file: DevicesFileLocation::default(),
             dev_dir: PathBuf::from("/dev"),
+            metadata_size: MetadataSize::Auto,
         }
     }
 
@@ -400,7 +437,8 @@ impl Lvm {
 
     fn pv_create_locked(&self, path: &Path) -> Result<PvLabel> {
         let dev = Device::open(path, Access::WriteExclusive)?;
-        let min = PV_MIN_SIZE.max(DEFAULT_PE_START + Bytes(SECTOR_SIZE));
+        let pe_start = self.metadata_size.pe_start(dev.size());
+        let min = PV_MIN_SIZE.max(pe_start + Bytes(SECTOR_SIZE));
         if dev.size() < min {
             return Err(LvmError::DeviceTooSmall {
                 path: path.into(),
@@ -417,13 +455,13 @@ impl Lvm {
         check_blank(&dev, path)?;
         let mda = DiskLocn {
             offset: MDA_OFFSET,
-            size: DEFAULT_PE_START - MDA_OFFSET,
+            size: pe_start - MDA_OFFSET,
         };
         let label = PvLabel::new(
             Uuid::random(),
             dev.size(),
             vec![DiskLocn {
-                offset: DEFAULT_PE_START,
+                offset: pe_start,
                 size: Bytes(0),
             }],
             vec![mda],
@@ -508,7 +546,8 @@ impl Lvm {
                     out.push((path.clone(), Some(pv.label)));
                 }
                 None => {
-                    let min = PV_MIN_SIZE.max(DEFAULT_PE_START + Bytes(SECTOR_SIZE));
+                    let pe_start = self.metadata_size.pe_start(dev.size());
+                    let min = PV_MIN_SIZE.max(pe_start + Bytes(SECTOR_SIZE));
                     if dev.size() < min {
                         return Err(LvmError::DeviceTooSmall {
                             path: path.clone(),
@@ -584,19 +623,22 @@ impl Lvm {
         let checked = self.check_new_pvs(devices)?;
         // Check that each device holds at least one extent before anything is written.
         for (path, label) in &checked {
-            let size = label.as_ref().map_or_else(
-                || Device::open(path, Access::Read).map(|d| d.size()),
-                |l| Ok(l.device_size),
-            )?;
+            let (size, pe_start) = match label {
+                Some(l) => (l.device_size, new_pv(path, l)?.pe_start.to_bytes()),
+                None => {
+                    let size = Device::open(path, Access::Read)?.size();
+                    (size, self.metadata_size.pe_start(size))
+                }
+            };
             let data = size
                 .to_sectors_floor()
                 .0
-                .saturating_sub(DEFAULT_PE_START.0 / SECTOR_SIZE);
+                .saturating_sub(pe_start.0 / SECTOR_SIZE);
             if data < extent_size.sectors().0 {
                 return Err(LvmError::DeviceTooSmall {
                     path: path.clone(),
                     size,
-                    min: DEFAULT_PE_START + extent_size.bytes(),
+                    min: pe_start + extent_size.bytes(),
                 });
             }
         }
@@ -613,6 +655,7 @@ impl Lvm {
             stale: vec![],
             damaged: vec![],
             unwritable: None,
+            metadata_capacity: Bytes(0),
         };
         self.write_vg(&empty, &mut vg, &added, format!("vgcreate {name}"))?;
         self.invalidate_lvm2_hints();

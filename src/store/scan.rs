@@ -60,6 +60,10 @@ pub struct VgOnDisk {
     /// Why nothing may be written to this VG, though it can be read (two copies with
     /// one seqno that differ; a PV found on two devices).
     pub unwritable: Option<String>,
+    /// The longest text the VG's metadata areas can all take (the smallest area's
+    /// share: each keeps the old copy while the new one is written). 0 when no area
+    /// could be read.
+    pub metadata_capacity: Bytes,
 }
 
 impl VgOnDisk {
@@ -217,6 +221,7 @@ impl Scan {
                 });
             let mut devices = BTreeMap::new();
             let mut damaged = Vec::new();
+            let mut metadata_capacity: Option<u64> = None;
             for pv in &newest.vg.pvs {
                 let found: Vec<&PvOnDisk> = self
                     .pvs
@@ -245,6 +250,10 @@ impl Scan {
                     }
                 }
                 for d in &found {
+                    for m in d.mdas.iter().filter(|m| !m.header.is_ignored()) {
+                        let cap = m.header.max_text_size();
+                        metadata_capacity = Some(metadata_capacity.map_or(cap, |c| c.min(cap)));
+                    }
                     damaged.extend(d.damaged_mdas.iter().map(|m| {
                         (
                             d.path.clone(),
@@ -275,6 +284,7 @@ impl Scan {
                 stale,
                 damaged,
                 unwritable,
+                metadata_capacity: Bytes(metadata_capacity.unwrap_or(0)),
             });
         }
         out.sort_by(|a, b| a.vg.name.cmp(&b.vg.name));
