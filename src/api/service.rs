@@ -8,7 +8,7 @@
 use super::pb;
 use crate::daemon::classes::{DeviceClasses, Resolved};
 use crate::daemon::engine::{
-    Engine, EngineError, Layout, LvInfo, LvSpec, MountSpec, PathStats, VgInfo,
+    Engine, EngineError, Health, Layout, LvInfo, LvSpec, MountSpec, PathStats, VgInfo,
 };
 use crate::model::layout::{DEFAULT_REGION_SIZE, DEFAULT_STRIPE_SIZE};
 use crate::units::Bytes;
@@ -216,6 +216,11 @@ impl Api {
             Layout::Raid1 { .. } => (pb::Layout::Raid1, 1, 0),
         };
         let mirrors = v.layout.copies() - 1;
+        let (health, health_message) = match v.health {
+            Health::Ok => (pb::Health::Ok, String::new()),
+            Health::Degraded(m) => (pb::Health::Degraded, m),
+            Health::Failed(m) => (pb::Health::Failed, m),
+        };
         pb::LogicalVolume {
             device_class: self
                 .classes
@@ -230,6 +235,8 @@ impl Api {
             stripes,
             stripe_size_bytes: stripe_size,
             mirrors,
+            health: health as i32,
+            health_message,
             tags: v.tags,
             active: v.device.is_some(),
             device_path: v

@@ -224,6 +224,14 @@ fn layout_name(l: i32) -> &'static str {
     }
 }
 
+fn health_name(h: i32) -> &'static str {
+    match pb::Health::try_from(h) {
+        Ok(pb::Health::Degraded) => "degraded",
+        Ok(pb::Health::Failed) => "failed",
+        _ => "ok",
+    }
+}
+
 fn vg_json(v: &pb::VolumeGroup) -> Value {
     json!({
         "name": v.name,
@@ -256,6 +264,8 @@ fn lv_json(v: &pb::LogicalVolume) -> Value {
         "stripes": v.stripes,
         "stripe_size": v.stripe_size_bytes,
         "mirrors": v.mirrors,
+        "health": health_name(v.health),
+        "health_message": v.health_message,
         "tags": v.tags,
         "active": v.active,
         "device_path": v.device_path,
@@ -323,11 +333,18 @@ fn lv_table(lvs: &[pb::LogicalVolume]) -> String {
                 } else {
                     "-".into()
                 },
+                match pb::Health::try_from(v.health) {
+                    Ok(pb::Health::Ok) | Err(_) => "ok".into(),
+                    _ => format!("{}: {}", health_name(v.health), v.health_message),
+                },
                 v.tags.join(","),
             ]
         })
         .collect();
-    table(&["VG", "LV", "SIZE", "LAYOUT", "DEVICE", "TAGS"], &rows)
+    table(
+        &["VG", "LV", "SIZE", "LAYOUT", "DEVICE", "HEALTH", "TAGS"],
+        &rows,
+    )
 }
 
 /// The metadata areas' use, as a share of what they take: `3% of 8.0MiB`.

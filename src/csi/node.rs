@@ -235,7 +235,13 @@ impl NodeService {
         need(&r.volume_id, "volume_id")?;
         let path = need(&r.volume_path, "volume_path")?;
         let id = self.resolve(&r.volume_id).await?;
-        self.lv(&id).await?;
+        let lv = self.lv(&id).await?;
+        // A mirror serving from fewer copies, or a volume with extents on a missing PV:
+        // abnormal, whatever its mount says.
+        let health = (lv.health != lvmd::Health::Ok as i32).then(|| VolumeCondition {
+            abnormal: true,
+            message: format!("volume {id}: {}", lv.health_message),
+        });
         if self.0.config.mount_check == MountCheck::Mountinfo && !Path::new(path).exists() {
             return Err(Status::not_found(format!(
                 "volume_path {path} does not exist"
@@ -276,10 +282,10 @@ impl NodeService {
         };
         Ok(NodeGetVolumeStatsResponse {
             usage,
-            volume_condition: Some(VolumeCondition {
+            volume_condition: Some(health.unwrap_or(VolumeCondition {
                 abnormal: false,
                 message: String::new(),
-            }),
+            })),
         })
     }
 

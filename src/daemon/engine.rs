@@ -107,6 +107,20 @@ pub struct LvInfo {
     pub tags: Vec<String>,
     /// The block device when the volume is active.
     pub device: Option<PathBuf>,
+    pub health: Health,
+}
+
+/// Whether all of a volume's data is reachable, read off the metadata and which PVs
+/// are present.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Health {
+    #[default]
+    Ok,
+    /// A mirror with legs on missing PVs and at least one whole copy left: it serves
+    /// I/O from the rest; the message names the missing legs and PVs.
+    Degraded(String),
+    /// Extents on missing PVs and no copy of them elsewhere.
+    Failed(String),
 }
 
 /// Free space of a VG, for capacity reports.
@@ -255,6 +269,7 @@ mod tests {
             layout: Layout::Linear,
             tags: vec!["x".into()],
             device: None,
+            health: Health::Ok,
         };
         let spec = LvSpec {
             name: "a".into(),

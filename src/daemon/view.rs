@@ -1,14 +1,14 @@
 //! Reading the engine's answers off a typed VG: sizes, layouts, free space. Shared by
 //! the real and the simulated engine, so both report the same numbers for the same VG.
 
-use super::engine::{LvInfo, PvInfo, VgInfo, VgSpace};
+use super::engine::{Health, LvInfo, PvInfo, VgInfo, VgSpace};
 use super::volumes::VgRead;
 use crate::alloc::{FreeSpace, Shape};
 pub use crate::lvm::pv_spaces;
-use crate::model::{Layout, LogicalVolume, VolumeGroup};
+use crate::model::{Layout, LogicalVolume, SegmentKind, VolumeGroup};
 use crate::units::{Bytes, Extents};
 use crate::uuid::Uuid;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 fn bytes(vg: &VolumeGroup, e: Extents) -> Bytes {
@@ -90,8 +90,10 @@ pub fn is_client_visible(lv: &LogicalVolume) -> bool {
     lv.is_visible() && !super::marks::is_wipe(&lv.name, &lv.tags)
 }
 
-pub fn lv_info(vg: &VolumeGroup, lv: &LogicalVolume, device: Option<PathBuf>) -> LvInfo {
+pub fn lv_info(read: &VgRead, lv: &LogicalVolume, device: Option<PathBuf>) -> LvInfo {
+    let vg = &read.vg;
     LvInfo {
+        health: health(read, lv),
         vg: vg.name.clone(),
         name: lv.name.clone(),
         uuid: lv.id.to_string(),
@@ -99,5 +101,78 @@ pub fn lv_info(vg: &VolumeGroup, lv: &LogicalVolume, device: Option<PathBuf>) ->
         layout: Layout::of(lv),
         tags: lv.tags.clone(),
         device,
+    }
+}
+
+/// The PVs whose extents hold `lv`'s data, through its sub-LVs (raid legs, pool
+/// layers, snapshot stores), by name.
+fn pvs_under(vg: &VolumeGroup, lv: &LogicalVolume, out: &mut BTreeSet<String>, depth: u32) {
+    if depth > 8 {
+        return; // metadata that loops; the model check reports it elsewhere
+    }
+    for seg in &lv.segments {
+        if let SegmentKind::Striped { stripes, .. } = &seg.kind {
+            for a in stripes {
+                if vg.pv(&a.name).is_some() {
+                    out.insert(a.name.clone());
+                } else if let Some(sub) = vg.lv(&a.name) {
+                    pvs_under(vg, sub, out, depth + 1);
+                }
+            }
+        }
+        for name in seg.lv_references() {
+            if let Some(sub) = vg.lv(name) {
+                pvs_under(vg, sub, out, depth + 1);
+            }
+        }
+    }
+}
+
+/// The missing PVs among `names`, each as `pvN (uuid)`.
+fn missing_of(read: &VgRead, names: &BTreeSet<String>) -> Vec<String> {
+    names
+        .iter()
+        .filter_map(|n| read.vg.pv(n))
+        .filter(|pv| pv.is_missing() || !read.devices.contains_key(&pv.id))
+        .map(|pv| format!("{} ({})", pv.name, pv.id))
+        .collect()
+}
+
+/// A volume's health: a mirror with a leg on a missing PV is degraded while one leg is
+/// whole; anything else with extents on a missing PV has failed.
+pub fn health(read: &VgRead, lv: &LogicalVolume) -> Health {
+    let vg = &read.vg;
+    if let [seg] = lv.segments.as_slice() {
+        if let SegmentKind::Raid1 { legs, .. } = &seg.kind {
+            let mut broken = Vec::new();
+            for (meta, image) in legs {
+                let mut pvs = BTreeSet::new();
+                for sub in [meta, image].into_iter().filter_map(|n| vg.lv(n)) {
+                    pvs_under(vg, sub, &mut pvs, 1);
+                }
+                let missing = missing_of(read, &pvs);
+                if !missing.is_empty() {
+                    broken.push(format!("leg {image} on missing PV {}", missing.join(", ")));
+                }
+            }
+            return match broken.len() {
+                0 => Health::Ok,
+                n if n < legs.len() => Health::Degraded(format!(
+                    "{} of {} copies left: {}",
+                    legs.len() - n,
+                    legs.len(),
+                    broken.join("; ")
+                )),
+                _ => Health::Failed(format!("no copy left: {}", broken.join("; "))),
+            };
+        }
+    }
+    let mut pvs = BTreeSet::new();
+    pvs_under(vg, lv, &mut pvs, 0);
+    let missing = missing_of(read, &pvs);
+    if missing.is_empty() {
+        Health::Ok
+    } else {
+        Health::Failed(format!("extents on missing PV {}", missing.join(", ")))
     }
 }

@@ -310,7 +310,7 @@ impl<M: Metadata> VolumeEngine<M> {
             .filter(|l| view::is_client_visible(l))
             .ok_or_else(|| lv_not_found(&read.vg.name, lv))?;
         let device = self.devices(read).remove(lv);
-        Ok(view::lv_info(&read.vg, model, device))
+        Ok(view::lv_info(read, model, device))
     }
 
     fn create_locked(&self, vg: &str, spec: &LvSpec) -> Result<Created<LvInfo>> {
@@ -710,7 +710,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let r = self.meta.read(vg)?;
         let mut devices = self.devices(&r);
         Ok(view::visible_lvs(&r.vg)
-            .map(|lv| view::lv_info(&r.vg, lv, devices.remove(&lv.name)))
+            .map(|lv| view::lv_info(&r, lv, devices.remove(&lv.name)))
             .collect())
     }
 

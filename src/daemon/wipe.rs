@@ -803,4 +803,37 @@ mod tests {
         assert_eq!(read.vg.lvs.len(), 5, "the new mirror and its 4 legs");
         assert!(z.zeroed().iter().map(|(_, _, l)| l.0).sum::<u64>() >= 2 * 44 * MIB);
     }
+
+    /// A PV gone: the mirror with a leg on it is degraded (one copy left, naming the
+    /// leg and the PV), a linear volume on it has failed, one elsewhere is fine.
+    #[test]
+    fn health_names_what_a_missing_pv_takes() {
+        use crate::daemon::engine::Health;
+        let (e, _) = engine(64 * MIB);
+        e.create_logical_volume("vg", &spec("m", 12, mirror(1)))
+            .unwrap();
+        e.create_logical_volume("vg", &spec("a", 8, Layout::Linear))
+            .unwrap();
+        let read = e.meta.read("vg").unwrap();
+        let on_a = read.vg.lv("a").unwrap().segments[0].clone();
+        let crate::model::SegmentKind::Striped { stripes, .. } = &on_a.kind else {
+            panic!()
+        };
+        let gone = stripes[0].name.clone();
+        let mut vg = read.vg.clone();
+        vg.pvs.iter_mut().find(|p| p.name == gone).unwrap().device = None;
+        e.insert_vg(vg);
+        let info = |lv: &str| e.logical_volume("vg", lv).unwrap().health;
+        match info("m") {
+            Health::Degraded(m) => {
+                assert!(m.contains("1 of 2 copies left"), "{m}");
+                assert!(m.contains("_rimage_") && m.contains(&gone), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match info("a") {
+            Health::Failed(m) => assert!(m.contains(&gone), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
