@@ -4,8 +4,8 @@
 mod harness;
 
 use harness::*;
-use lvmd::api::pb;
-use lvmd::api::AccessPolicy;
+use lvmd::rpc::pb;
+use lvmd::socket::AccessPolicy;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio_stream::StreamExt;
@@ -928,7 +928,7 @@ fn peers_outside_the_allow_list_are_refused() {
     // The server closes the connection before HTTP/2 starts: either the connect or
     // the first call fails.
     let refused = d.block_on(async {
-        match lvmd::api::client::connect(&d.socket).await {
+        match lvmd::rpc::client::connect(&d.socket).await {
             Err(e) => format!("connect: {e}"),
             Ok(ch) => {
                 let mut vg = VgClient::new(ch);

@@ -16,8 +16,8 @@
 mod common;
 
 use common::{num, run, run_ok, text, Loops};
-use lvmd::api::client::connect;
-use lvmd::api::pb;
+use lvmd::rpc::client::connect;
+use lvmd::rpc::pb;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;

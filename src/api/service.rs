@@ -5,11 +5,11 @@
 // be unboxed again at the handler.
 #![allow(clippy::result_large_err)]
 
-use super::pb;
 use crate::daemon::classes::{DeviceClasses, Resolved};
 use crate::daemon::engine::{
     Engine, EngineError, LvInfo, LvLayout, LvSpec, MountSpec, PathStats, VgInfo,
 };
+use crate::rpc::pb;
 use crate::units::Bytes;
 use std::path::PathBuf;
 use std::pin::Pin;

@@ -9,7 +9,7 @@ use super::pb::*;
 use super::status::{from_lvmd, invalid};
 use super::volume_id::{lv_name, tag_value, VolumeId};
 use super::Plugin;
-use crate::api::pb as lvmd;
+use crate::rpc::pb as lvmd;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tonic::{Code, Request, Response, Status};

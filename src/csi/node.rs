@@ -14,7 +14,7 @@ use super::pb::*;
 use super::status::{from_lvmd, invalid};
 use super::volume_id::VolumeId;
 use super::{MountCheck, Plugin};
-use crate::api::pb as lvmd;
+use crate::rpc::pb as lvmd;
 use std::path::Path;
 use std::sync::Arc;
 use tonic::{Code, Request, Response, Status};
