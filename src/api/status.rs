@@ -633,6 +633,17 @@ mod tests {
         .into();
         assert_eq!(s.code(), Code::FailedPrecondition);
         assert!(s.message().contains("dm_mod"), "{s:?}");
+        // The probe's error keeps the variant reconciliation looks for.
+        let gone = ActivationError::dm(
+            Op::List,
+            "vg",
+            None,
+            ActivateError::DmUnavailable {
+                control: "/dev/mapper/control".into(),
+                source: errno(libc::ENODEV),
+            },
+        );
+        assert!(matches!(gone, ActivationError::Unavailable(_)), "{gone:?}");
         // Busy keeps the volume's name and who holds it.
         let s: Status = EngineError::from(ActivationError::dm(
             Op::Deactivate,

@@ -94,9 +94,11 @@ impl std::fmt::Display for Op {
 
 impl ActivationError {
     /// The device-mapper layer's error, with the daemon's context. A busy device keeps
-    /// its own variant (see [`ActivationError::Busy`]).
+    /// its own variant (see [`ActivationError::Busy`]), and so does device-mapper gone
+    /// (the start-up probe's error), which reconciliation takes as "nothing to check".
     pub fn dm(op: Op, vg: &str, lv: Option<&str>, e: ActivateError) -> ActivationError {
         match e {
+            e @ ActivateError::DmUnavailable { .. } => ActivationError::Unavailable(e.to_string()),
             ActivateError::Busy { device, open_count } => ActivationError::Busy {
                 vg: vg.into(),
                 lv: lv.unwrap_or(&device).into(),
