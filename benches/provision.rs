@@ -27,8 +27,8 @@
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use lvmd::api::client::connect;
-use lvmd::api::pb;
+use lvmd::rpc::client::connect;
+use lvmd::rpc::pb;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -48,7 +48,7 @@ fn controller_only_plugin_is_ready_without_lvmd() {
         }
         let mut child = cmd.spawn().unwrap();
         wait_for(&sock, "lvmd-csi");
-        let ch = rt.block_on(lvmd::api::client::connect(&sock)).unwrap();
+        let ch = rt.block_on(lvmd::rpc::client::connect(&sock)).unwrap();
         let ready = rt
             .block_on(IdentityClient::new(ch.clone()).probe(ProbeRequest {}))
             .unwrap()
@@ -240,7 +240,7 @@ mod csi_socket_peers {
                 .unwrap();
             rt.block_on(async {
                 let probe = async {
-                    let ch = lvmd::api::client::connect(&sock)
+                    let ch = lvmd::rpc::client::connect(&sock)
                         .await
                         .map_err(|e| format!("connect: {e:?}"))?;
                     IdentityClient::new(ch)

@@ -5,7 +5,7 @@ mod harness;
 mod tools;
 
 use harness::*;
-use lvmd::api::AccessPolicy;
+use lvmd::socket::AccessPolicy;
 use serde_json::Value;
 use std::process::{Command, Output};
 

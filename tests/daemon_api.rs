@@ -4,8 +4,8 @@
 mod harness;
 
 use harness::*;
-use lvmd::api::pb;
-use lvmd::api::AccessPolicy;
+use lvmd::rpc::pb;
+use lvmd::socket::AccessPolicy;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio_stream::StreamExt;
@@ -535,7 +535,8 @@ fn activation_and_in_use_refusals() {
         .await
         .unwrap();
         assert!(sim.act.active_in("vg-fast").is_empty());
-        // No device-mapper: UNAVAILABLE.
+        // No device-mapper: FAILED_PRECONDITION (a module or the host must change
+        // first; retrying alone never helps), saying why.
         lv.create_logical_volume(create_req("", "w", MIB))
             .await
             .unwrap();
@@ -546,7 +547,8 @@ fn activation_and_in_use_refusals() {
             })
             .await,
         );
-        assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+        assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+        assert!(s.message().contains("/dev/mapper/control"), "{s:?}");
         sim.act.set_unavailable(None);
         let s = code(
             lv.activate_logical_volume(pb::ActivateLogicalVolumeRequest {
@@ -928,7 +930,7 @@ fn peers_outside_the_allow_list_are_refused() {
     // The server closes the connection before HTTP/2 starts: either the connect or
     // the first call fails.
     let refused = d.block_on(async {
-        match lvmd::api::client::connect(&d.socket).await {
+        match lvmd::rpc::client::connect(&d.socket).await {
             Err(e) => format!("connect: {e}"),
             Ok(ch) => {
                 let mut vg = VgClient::new(ch);
@@ -1081,5 +1083,85 @@ fn expand_volume_grows_the_lv_and_its_filesystem() {
         assert_eq!(sim.node.grows().len(), 2);
         let s = code(node.expand_volume(expand("ghost", 128 * MIB, "")).await);
         assert_eq!(s.code(), Code::NotFound, "{s:?}");
+    });
+}
+
+/// What device-mapper says reaches clients with the code its meaning calls for, and the
+/// message naming what is at fault: a taken name, a missing target module, a slow udev,
+/// no privilege, a kernel that refuses a table for no reason lvmd found.
+#[test]
+fn device_mapper_refusals_reach_clients_with_their_codes() {
+    use lvmd::activate::ActivateError;
+    let errno = std::io::Error::from_raw_os_error;
+    let (d, sim) = sim_daemon(AccessPolicy::default());
+    let (_, mut lv, ..) = d.clients();
+    let cases: Vec<(ActivateError, Code, &str)> = vec![
+        (
+            ActivateError::NameTaken {
+                name: "vg-fast-v".into(),
+                uuid: "CRYPT-LUKS2-foreign".into(),
+                wanted: "LVM-x".into(),
+            },
+            Code::FailedPrecondition,
+            "CRYPT-LUKS2-foreign",
+        ),
+        (
+            ActivateError::TargetMissing {
+                device: "vg--fast-v".into(),
+                target: "striped".into(),
+            },
+            Code::FailedPrecondition,
+            "dm-striped",
+        ),
+        (
+            ActivateError::Udev {
+                why: "/dev/vg-fast/v did not appear".into(),
+            },
+            Code::Unavailable,
+            "did not appear",
+        ),
+        (
+            ActivateError::Dm {
+                op: "create",
+                device: "vg--fast-v".into(),
+                source: errno(libc::EPERM),
+            },
+            Code::FailedPrecondition,
+            "create",
+        ),
+        (
+            ActivateError::TableRejected {
+                device: "vg--fast-v".into(),
+                table: "0 2048 linear 7:0 2048".into(),
+                source: errno(libc::EINVAL),
+            },
+            Code::Internal,
+            "linear 7:0",
+        ),
+    ];
+    d.block_on(async {
+        lv.create_logical_volume(create_req("", "v", MIB))
+            .await
+            .unwrap();
+        for (e, want, word) in cases {
+            let what = e.to_string();
+            sim.act.fail_next_activation(e);
+            let s = code(
+                lv.activate_logical_volume(pb::ActivateLogicalVolumeRequest {
+                    volume: vref("", "v"),
+                })
+                .await,
+            );
+            assert_eq!(s.code(), want, "{what}: {s:?}");
+            assert!(s.message().contains(word), "{what}: {s:?}");
+            assert!(s.message().contains("vg-fast/v"), "{what}: {s:?}");
+            assert!(sim.act.active_in("vg-fast").is_empty());
+        }
+        // The fault was one-shot: the next activation works.
+        lv.activate_logical_volume(pb::ActivateLogicalVolumeRequest {
+            volume: vref("", "v"),
+        })
+        .await
+        .unwrap();
     });
 }

@@ -4,11 +4,11 @@
 mod harness;
 
 use harness::*;
-use lvmd::api::pb;
-use lvmd::api::AccessPolicy;
 use lvmd::daemon::engine::Engine;
 use lvmd::daemon::{HostNode, RealEngine, SimActivation};
 use lvmd::lvm::{Layout, Lvm};
+use lvmd::rpc::pb;
+use lvmd::socket::AccessPolicy;
 use lvmd::store::lock::Locker;
 use lvmd::units::Bytes;
 use std::sync::Arc;

@@ -8,12 +8,12 @@ mod harness;
 
 use common::{host_tests_enabled, Loops};
 use harness::*;
-use lvmd::api::pb;
-use lvmd::api::AccessPolicy;
 use lvmd::daemon::activation::{Activation, ActivationError, ActiveVolume};
 use lvmd::daemon::paths::{check_path, ConfinedPath};
 use lvmd::daemon::volumes::VgRead;
 use lvmd::daemon::{HostNode, Node, SimEngine};
+use lvmd::rpc::pb;
+use lvmd::socket::AccessPolicy;
 use lvmd::units::Bytes;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};

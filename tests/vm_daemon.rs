@@ -15,9 +15,9 @@
 
 mod common;
 
-use common::{num, run, run_ok, text, Loops};
-use lvmd::api::client::connect;
-use lvmd::api::pb;
+use common::{daemon, num, run, run_ok, text, Loops};
+use lvmd::rpc::client::connect;
+use lvmd::rpc::pb;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
@@ -144,25 +144,11 @@ impl Bed {
     }
 
     fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_lvmd-ctl"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run lvmd-ctl")
+        daemon::ctl(&self.socket, args)
     }
 
     fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let out = self.ctl(&a);
-        assert!(
-            out.status.success(),
-            "lvmd-ctl {args:?}: {}\n--- lvmd log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.log_text()
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        daemon::json(&self.socket, args, || self.log_text())
     }
 
     /// lvmd-ctl must refuse with this gRPC code; returns its stderr.

@@ -1,10 +1,9 @@
 //! Serving the API on a unix socket, with every peer checked by its kernel-reported
-//! credentials (SO_PEERCRED) before tonic sees a byte from it ([`crate::peer`]).
+//! credentials (SO_PEERCRED) before tonic sees a byte from it ([`crate::socket::peer`]).
 
-use super::pb;
 use super::service::Api;
-use crate::peer::checked_connections;
-pub use crate::peer::AccessPolicy;
+use crate::rpc::pb;
+use crate::socket::peer::{checked_connections, AccessPolicy};
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::UnixListener;

@@ -5,12 +5,12 @@
 // be unboxed again at the handler.
 #![allow(clippy::result_large_err)]
 
-use super::pb;
 use crate::daemon::classes::{DeviceClasses, Resolved};
 use crate::daemon::engine::{
     Engine, EngineError, Health, Layout, LvInfo, LvSpec, MountSpec, PathStats, VgInfo,
 };
 use crate::model::layout::{DEFAULT_REGION_SIZE, DEFAULT_STRIPE_SIZE};
+use crate::rpc::pb;
 use crate::units::Bytes;
 use std::path::PathBuf;
 use std::pin::Pin;

@@ -3,8 +3,8 @@
 
 use clap::Parser;
 use lvmd::csi::{server, MountCheck, PluginConfig, DEFAULT_DRIVER_NAME, DEFAULT_TOPOLOGY_KEY};
-use lvmd::daemon::logging::{self, LogFormat};
-use lvmd::peer::AccessPolicy;
+use lvmd::logging::{self, LogFormat};
+use lvmd::socket::AccessPolicy;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

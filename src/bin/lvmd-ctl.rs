@@ -5,8 +5,8 @@
 //! to; 2 bad usage (clap's).
 
 use clap::{Args, Parser, Subcommand};
-use lvmd::api::client::connect;
-use lvmd::api::pb;
+use lvmd::rpc::client::connect;
+use lvmd::rpc::pb;
 use lvmd::units::{human_bytes, parse_size, Bytes};
 use serde_json::{json, Value};
 use std::path::PathBuf;

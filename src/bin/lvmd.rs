@@ -1,11 +1,23 @@
 //! lvmd: the host daemon that owns LVM on a node, serving gRPC on a unix socket.
+//!
+//! Here the layers meet: the daemon's engine ([`lvmd::daemon`]) served by the gRPC
+//! front-end ([`lvmd::api`]) on a socket ([`lvmd::socket`]). None of them imports the
+//! others above it.
 
 use clap::Parser;
+use lvmd::api::{serve, Api};
+use lvmd::daemon::classes::DeviceClasses;
 use lvmd::daemon::config::{Config, DEFAULT_CONFIG};
-use lvmd::daemon::logging::{self, LogFormat};
+use lvmd::daemon::engine::Engine;
 use lvmd::daemon::run;
+use lvmd::logging::{self, LogFormat};
+use lvmd::socket::listen::{listen, notify, Source};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Parser)]
 #[command(
@@ -68,7 +80,7 @@ fn main() -> ExitCode {
             }
         })
         .await?;
-        run::run(config, engine).await
+        serve_engine(config, engine).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,4 +90,39 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    let _ = notify("STOPPING=1");
+}
+
+/// Serves `engine` as `config` says until SIGTERM/SIGINT.
+async fn serve_engine(config: Config, engine: Arc<dyn Engine>) -> Result<(), Error> {
+    let (listener, source) = listen(&config.socket, config.socket_group.as_deref())?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    let api = Api::new(engine, DeviceClasses::from_config(&config));
+    let policy = config.access_policy();
+    tracing::info!(socket = %config.socket.display(), from_systemd = (source == Source::Systemd), allow = %policy, "listening");
+    if let Some(why) = run::unreachable_peers(&config, &source) {
+        tracing::warn!(socket = %config.socket.display(), "{why}");
+    }
+    match notify("READY=1") {
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot notify systemd: {e}"),
+    }
+    let poll = Duration::from_secs(config.capacity_poll_seconds);
+    let r = serve(listener, api, policy, poll, shutdown_signal()).await;
+    if source == Source::Bound {
+        let _ = std::fs::remove_file(&config.socket);
+    }
+    r?;
+    Ok(())
 }

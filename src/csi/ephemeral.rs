@@ -22,7 +22,7 @@ use super::params::{self, Access, EphemeralParams};
 use super::pb::*;
 use super::status::{from_lvmd, invalid};
 use super::volume_id::{ephemeral_lv_name, tag_value, VolumeId};
-use crate::api::pb as lvmd;
+use crate::rpc::pb as lvmd;
 use tonic::{Code, Status};
 
 /// Whether `lv` is this driver's ephemeral volume for kubelet's `volume_id`.

@@ -3,7 +3,7 @@
 //! capacity and the plugin's volume counts read from lvmd.
 
 use super::Plugin;
-use crate::api::pb as lvmd;
+use crate::rpc::pb as lvmd;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};

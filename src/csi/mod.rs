@@ -31,7 +31,7 @@ pub mod pb {
     tonic::include_proto!("csi.v1");
 }
 
-use crate::api::pb as lvmd;
+use crate::rpc::pb as lvmd;
 use std::sync::Arc;
 use tonic::transport::Channel;
 

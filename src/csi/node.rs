@@ -14,7 +14,7 @@ use super::pb::*;
 use super::status::{from_lvmd, invalid};
 use super::volume_id::VolumeId;
 use super::{MountCheck, Plugin};
-use crate::api::pb as lvmd;
+use crate::rpc::pb as lvmd;
 use std::path::Path;
 use std::sync::Arc;
 use tonic::{Code, Request, Response, Status};
@@ -103,10 +103,23 @@ impl NodeService {
     /// After lvmd mounted `path` on the host: fail, undone, unless this namespace sees it.
     pub(super) async fn confirm_visible(&self, path: &str, remove: bool) -> Result<(), Status> {
         if self.0.config.mount_check == MountCheck::Mountinfo && !self.mounted(path).await? {
-            let _ = self.unmount(path, remove).await;
-            return Err(Status::failed_precondition(mounts::propagation_hint(
-                Path::new(path),
-            )));
+            let hint = mounts::propagation_hint(Path::new(path));
+            // The undo failing leaves lvmd's mount at `path` on the host: say so, to
+            // the log and to the CO, rather than drop it.
+            return Err(match self.unmount(path, remove).await {
+                Ok(_) => Status::failed_precondition(hint),
+                Err(u) => {
+                    tracing::error!(
+                        path,
+                        "cannot undo the mount this namespace does not see: {}",
+                        u.message()
+                    );
+                    Status::failed_precondition(format!(
+                        "{hint}; undoing the mount failed, it is left on the host: {}",
+                        u.message()
+                    ))
+                }
+            });
         }
         Ok(())
     }

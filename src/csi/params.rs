@@ -46,7 +46,7 @@ const UNSUPPORTED: &[&str] = &[
 
 /// The StorageClass's `layout` is the API's own enum (`Unspecified`: the device
 /// class's default); lvmd translates it into its layout, once.
-pub use crate::api::pb::Layout;
+pub use crate::rpc::pb::Layout;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VolumeParams {

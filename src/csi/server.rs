@@ -1,4 +1,4 @@
-//! Start-up: the lazy channel to lvmd, the CSI socket (peers checked against an allow
+//! Start-up: the channel to lvmd (lazy), the CSI socket (peers checked against an allow
 //! list), the metrics port.
 
 use super::controller::ControllerService;
@@ -9,25 +9,9 @@ use super::pb::controller_server::ControllerServer;
 use super::pb::identity_server::IdentityServer;
 use super::pb::node_server::NodeServer;
 use super::{Plugin, PluginConfig};
-use crate::peer::{checked_connections, AccessPolicy};
+use crate::socket::peer::{checked_connections, AccessPolicy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tonic::transport::{Channel, Endpoint, Uri};
-
-/// A channel to lvmd that connects on first use and reconnects after lvmd restarts, so
-/// the plugin starts (and Probe answers "not ready") while lvmd is still coming up.
-pub fn lvmd_channel(socket: &Path) -> Channel {
-    let socket: PathBuf = socket.to_owned();
-    Endpoint::from_static("http://lvmd.local").connect_with_connector_lazy(tower::service_fn(
-        move |_: Uri| {
-            let socket = socket.clone();
-            async move {
-                let s = tokio::net::UnixStream::connect(&socket).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-            }
-        },
-    ))
-}
 
 /// The unix socket path of a `unix://` endpoint (or a plain path).
 pub fn endpoint_path(endpoint: &str) -> Result<PathBuf, String> {
@@ -46,7 +30,7 @@ pub fn endpoint_path(endpoint: &str) -> Result<PathBuf, String> {
 pub fn plugin(config: PluginConfig, lvmd_socket: &Path) -> Arc<Plugin> {
     Arc::new(Plugin::new(
         config,
-        lvmd_channel(lvmd_socket),
+        crate::rpc::client::connect_lazy(lvmd_socket),
         Arc::new(Metrics::default()),
     ))
 }
@@ -54,7 +38,7 @@ pub fn plugin(config: PluginConfig, lvmd_socket: &Path) -> Arc<Plugin> {
 /// Serves Identity, Controller and Node on `csi_socket` until `shutdown` completes. A
 /// stale socket file is replaced; one another plugin still answers on is not.
 ///
-/// Only peers `policy` allows get through (SO_PEERCRED, [`crate::peer`]): kubelet and
+/// Only peers `policy` allows get through (SO_PEERCRED, [`crate::socket::peer`]): kubelet and
 /// the sidecars run as root, so the default lets in root only.
 ///
 /// The socket file is mode 0660 (owner and group: the plugin's uid and primary gid),
@@ -69,7 +53,7 @@ pub async fn serve(
     policy: AccessPolicy,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let listener = crate::daemon::listen::bind(csi_socket, None)?;
+    let listener = crate::socket::listen::bind(csi_socket, None)?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
     tracing::info!(socket = %csi_socket.display(), driver = %plugin.config.driver_name,

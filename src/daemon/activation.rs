@@ -21,7 +21,7 @@ use crate::activate::{ActivateError, Activator, ActiveLv};
 use crate::model::VolumeGroup;
 use crate::store::scan::VgOnDisk;
 use crate::units::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -36,18 +36,100 @@ pub struct ActiveVolume {
     pub open_count: u32,
 }
 
+/// The activation layer's errors as the daemon sees them: the device-mapper layer's own
+/// error kept whole (the status mapping gives each of its variants its code), with what
+/// the daemon was doing to which volume.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivationError {
-    /// Device-mapper is not there or not usable (no kernel support, no permission).
-    /// The message says why (it comes from the device-mapper probe).
+    /// Device-mapper is not there or not usable (no kernel support, no permission),
+    /// found once at start-up. The message says why (the device-mapper probe's error).
     #[error("{0}")]
     Unavailable(String),
+    /// The volume's device is open. A variant of its own because the daemon adds who
+    /// holds it (a loop device, a mount) before the client sees it.
     #[error("logical volume {vg}/{lv} is open ({by}); refusing to deactivate it")]
     Busy { vg: String, lv: String, by: String },
-    #[error("logical volume {vg}/{lv}: {why}")]
-    Unsupported { vg: String, lv: String, why: String },
-    #[error("activating {vg}/{lv}: {why}")]
-    Failed { vg: String, lv: String, why: String },
+    #[error("{op} {object}: {source}")]
+    Dm {
+        op: Op,
+        /// `vg/lv`, `vg`, or a leftover device's name.
+        object: String,
+        #[source]
+        source: Box<ActivateError>,
+    },
+    /// A failed activation whose undo did not remove everything it had made: the
+    /// devices left are named, so an operator (or the next start-up's reconciliation)
+    /// can clean them up. The code is the failure's own.
+    #[error("{source}; undoing it left device(s) {} active", left.join(", "))]
+    Incomplete {
+        #[source]
+        source: Box<ActivationError>,
+        left: Vec<String>,
+    },
+}
+
+/// What the daemon asked of the activation layer, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Activate,
+    Refresh,
+    Deactivate,
+    List,
+    CheckTable,
+    RemoveLeftover,
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Op::Activate => "activating",
+            Op::Refresh => "refreshing",
+            Op::Deactivate => "deactivating",
+            Op::List => "listing the active devices of",
+            Op::CheckTable => "comparing the active table of",
+            Op::RemoveLeftover => "removing the leftover device",
+        })
+    }
+}
+
+impl ActivationError {
+    /// The device-mapper layer's error, with the daemon's context. A busy device keeps
+    /// its own variant (see [`ActivationError::Busy`]), and so does device-mapper gone
+    /// (the start-up probe's error), which reconciliation takes as "nothing to check".
+    pub fn dm(op: Op, vg: &str, lv: Option<&str>, e: ActivateError) -> ActivationError {
+        match e {
+            e @ ActivateError::DmUnavailable { .. } => ActivationError::Unavailable(e.to_string()),
+            ActivateError::Busy { device, open_count } => ActivationError::Busy {
+                vg: vg.into(),
+                lv: lv.unwrap_or(&device).into(),
+                by: format!("{device} has {open_count} opener(s)"),
+            },
+            source => ActivationError::Dm {
+                op,
+                object: match lv {
+                    Some(lv) => format!("{vg}/{lv}"),
+                    None => vg.into(),
+                },
+                source: Box::new(source),
+            },
+        }
+    }
+
+    /// A volume or device lvmd does not make or manage (its kind, a hidden component, a
+    /// missing PV, a foreign entry in /dev): reconciliation leaves such ones alone.
+    pub fn is_unsupported(&self) -> bool {
+        let ActivationError::Dm { source, .. } = self else {
+            return false;
+        };
+        matches!(
+            **source,
+            ActivateError::Unsupported { .. }
+                | ActivateError::UnsupportedSegment { .. }
+                | ActivateError::HiddenLv { .. }
+                | ActivateError::NodeInTheWay { .. }
+                | ActivateError::MissingPv { .. }
+        )
+    }
 }
 
 /// Every call gets the VG as just read (metadata and the device of each PV): tables are
@@ -156,44 +238,86 @@ fn active_volume(vg: &str, lv: &str, a: ActiveLv) -> ActiveVolume {
     }
 }
 
-fn activate_error(vg: &str, lv: &str, e: ActivateError) -> ActivationError {
-    match e {
-        ActivateError::Busy { device, open_count } => ActivationError::Busy {
-            vg: vg.into(),
-            lv: lv.into(),
-            by: format!("{device} has {open_count} opener(s)"),
-        },
-        ActivateError::DmUnavailable { .. } => ActivationError::Unavailable(e.to_string()),
-        ActivateError::Unsupported { .. }
-        | ActivateError::UnsupportedSegment { .. }
-        | ActivateError::HiddenLv { .. }
-        | ActivateError::NodeInTheWay { .. }
-        | ActivateError::MissingPv { .. } => ActivationError::Unsupported {
-            vg: vg.into(),
-            lv: lv.into(),
-            why: e.to_string(),
-        },
-        other => ActivationError::Failed {
-            vg: vg.into(),
-            lv: lv.into(),
-            why: other.to_string(),
-        },
+/// Devices of the VG active now that were not before a failed activation: what its
+/// undo left behind. (The caller holds the VG's lock, so lvmd made no other device of
+/// it meanwhile.)
+fn left_behind(before: &BTreeSet<String>, now: Vec<ActiveLv>) -> Vec<String> {
+    now.into_iter()
+        .filter(|a| !before.contains(&a.dm_uuid))
+        .map(|a| a.dm_name)
+        .collect()
+}
+
+impl DmActivation {
+    fn uuids(&self, found: &VgOnDisk) -> Result<BTreeSet<String>, ActivateError> {
+        Ok(self
+            .activator
+            .list_active(found)?
+            .into_iter()
+            .map(|a| a.dm_uuid)
+            .collect())
+    }
+
+    /// A failed activation, with what its undo left active if it left anything. The
+    /// activation layer undoes what it made on failure; this checks the kernel's view
+    /// afterwards rather than trusting the undo, and says so loudly when it fell short.
+    fn failed_activation(
+        &self,
+        found: &VgOnDisk,
+        lv: &str,
+        before: Option<BTreeSet<String>>,
+        error: ActivationError,
+    ) -> ActivationError {
+        let vg = &found.vg.name;
+        let Some(before) = before else {
+            return error;
+        };
+        let left = match self.activator.list_active(found) {
+            Ok(now) => left_behind(&before, now),
+            Err(e) => {
+                tracing::error!(
+                    vg,
+                    lv,
+                    "activation failed ({error}); cannot check what its undo left: {e}"
+                );
+                return error;
+            }
+        };
+        if left.is_empty() {
+            return error;
+        }
+        tracing::error!(
+            vg,
+            lv,
+            left = left.join(", "),
+            "activation failed and its undo left devices active: {error}"
+        );
+        ActivationError::Incomplete {
+            source: Box::new(error),
+            left,
+        }
     }
 }
 
 impl Activation for DmActivation {
     fn activate(&self, vg: &VgRead, lv: &str) -> Result<ActiveVolume, ActivationError> {
         let name = &vg.vg.name;
+        let found = on_disk(vg);
+        // What was active before, to tell afterwards what a failed attempt left.
+        let before = self.uuids(&found).ok();
         self.activator
-            .activate(&on_disk(vg), lv)
+            .activate(&found, lv)
             .map(|a| active_volume(name, lv, a))
-            .map_err(|e| activate_error(name, lv, e))
+            .map_err(|e| {
+                let error = ActivationError::dm(Op::Activate, name, Some(lv), e);
+                self.failed_activation(&found, lv, before, error)
+            })
     }
 
     fn refresh(&self, vg: &VgRead, lv: &str) -> Result<Option<ActiveVolume>, ActivationError> {
         let name = &vg.vg.name;
         let found = on_disk(vg);
-        let err = |e| activate_error(name, lv, e);
+        let err = |e| ActivationError::dm(Op::Refresh, name, Some(lv), e);
         if !self.activator.is_active(&found, lv).map_err(err)? {
             return Ok(None);
         }
@@ -206,7 +330,7 @@ impl Activation for DmActivation {
     fn deactivate(&self, vg: &VgRead, lv: &str) -> Result<bool, ActivationError> {
         self.activator
             .deactivate(&on_disk(vg), lv)
-            .map_err(|e| activate_error(&vg.vg.name, lv, e))
+            .map_err(|e| ActivationError::dm(Op::Deactivate, &vg.vg.name, Some(lv), e))
     }
 
     fn active_volumes(&self, vg: &VgRead) -> Result<Vec<ActiveVolume>, ActivationError> {
@@ -214,7 +338,7 @@ impl Activation for DmActivation {
         let list = self
             .activator
             .list_active(&on_disk(vg))
-            .map_err(|e| activate_error(name, "*", e))?;
+            .map_err(|e| ActivationError::dm(Op::List, name, None, e))?;
         // Layer devices (`-real`, `-tpool`, a pool's `_tmeta`) and hidden sub-LVs (raid
         // legs) are not volumes of their own; a thin pool's public device (`-pool`) is
         // the pool's. Devices whose LV is gone are leftovers, not volumes.
@@ -233,7 +357,7 @@ impl Activation for DmActivation {
         self.activator
             .table_current(&on_disk(vg), lv)
             .map(|c| c.unwrap_or(true))
-            .map_err(|e| activate_error(name, lv, e))
+            .map_err(|e| ActivationError::dm(Op::CheckTable, name, Some(lv), e))
     }
 
     fn leftovers(&self, vg: &VgRead) -> Result<Vec<Leftover>, ActivationError> {
@@ -241,7 +365,7 @@ impl Activation for DmActivation {
         let mut list: Vec<Leftover> = self
             .activator
             .list_active(&on_disk(vg))
-            .map_err(|e| activate_error(name, "*", e))?
+            .map_err(|e| ActivationError::dm(Op::List, name, None, e))?
             .into_iter()
             .filter(|a| a.lv.is_none())
             .map(|a| Leftover {
@@ -260,7 +384,7 @@ impl Activation for DmActivation {
     fn remove_leftover(&self, vg: &VgRead, leftover: &Leftover) -> Result<bool, ActivationError> {
         let name = &vg.vg.name;
         let found = on_disk(vg);
-        let err = |e| activate_error(name, &leftover.dm_name, e);
+        let err = |e| ActivationError::dm(Op::RemoveLeftover, name, Some(&leftover.dm_name), e);
         let Some(active) = self
             .activator
             .list_active(&found)
@@ -270,9 +394,7 @@ impl Activation for DmActivation {
         else {
             return Ok(false);
         };
-        self.activator
-            .remove_leftover(&found, &active)
-            .map_err(|e| activate_error(name, &leftover.dm_name, e))
+        self.activator.remove_leftover(&found, &active).map_err(err)
     }
 }
 
@@ -283,6 +405,7 @@ pub struct SimActivation {
     dev_dir: PathBuf,
     active: Mutex<BTreeMap<(String, String), ActiveVolume>>,
     unavailable: Mutex<Option<String>>,
+    fault: Mutex<Option<ActivateError>>,
 }
 
 impl Default for SimActivation {
@@ -297,6 +420,7 @@ impl SimActivation {
             dev_dir: dev_dir.into(),
             active: Mutex::new(BTreeMap::new()),
             unavailable: Mutex::new(None),
+            fault: Mutex::new(None),
         }
     }
 
@@ -328,6 +452,12 @@ impl SimActivation {
         *self.unavailable.lock().unwrap() = why.map(str::to_owned);
     }
 
+    /// Makes the next activation fail with `e`, as device-mapper would have (a taken
+    /// name, a missing target module, ...), for tests of what clients see.
+    pub fn fail_next_activation(&self, e: ActivateError) {
+        *self.fault.lock().unwrap() = Some(e);
+    }
+
     fn check(&self) -> Result<(), ActivationError> {
         match &*self.unavailable.lock().unwrap() {
             Some(why) => Err(ActivationError::Unavailable(why.clone())),
@@ -336,10 +466,12 @@ impl SimActivation {
     }
 
     fn volume(&self, vg: &VolumeGroup, lv: &str) -> Result<ActiveVolume, ActivationError> {
-        let model = vg.lv(lv).ok_or_else(|| ActivationError::Failed {
-            vg: vg.name.clone(),
-            lv: lv.into(),
-            why: "not in the metadata given".into(),
+        let model = vg.lv(lv).ok_or_else(|| {
+            let e = ActivateError::LvNotFound {
+                vg: vg.name.clone(),
+                lv: lv.into(),
+            };
+            ActivationError::dm(Op::Activate, &vg.name, Some(lv), e)
         })?;
         Ok(ActiveVolume {
             vg: vg.name.clone(),
@@ -355,6 +487,9 @@ impl Activation for SimActivation {
     fn activate(&self, vg: &VgRead, lv: &str) -> Result<ActiveVolume, ActivationError> {
         let vg = &vg.vg;
         self.check()?;
+        if let Some(e) = self.fault.lock().unwrap().take() {
+            return Err(ActivationError::dm(Op::Activate, &vg.name, Some(lv), e));
+        }
         let mut active = self.active.lock().unwrap();
         let key = (vg.name.clone(), lv.to_owned());
         if let Some(a) = active.get(&key) {
@@ -447,5 +582,95 @@ impl Activation for SimActivation {
                 Ok(true)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activate::DevNum;
+    use crate::units::Sectors;
+
+    fn device(name: &str, uuid: &str) -> ActiveLv {
+        ActiveLv {
+            vg: "vg".into(),
+            lv: Some("lv".into()),
+            layer: None,
+            dm_name: name.into(),
+            dm_uuid: uuid.into(),
+            devnum: DevNum {
+                major: 253,
+                minor: 0,
+            },
+            size: Sectors(8),
+            open_count: 0,
+            read_only: false,
+            suspended: false,
+            dev_path: format!("/dev/mapper/{name}").into(),
+            mapper_path: format!("/dev/mapper/{name}").into(),
+        }
+    }
+
+    #[test]
+    fn an_undo_that_fell_short_names_what_it_left() {
+        let before: BTreeSet<String> = ["LVM-a".to_owned()].into();
+        // Only what was not active before the attempt counts as left by it.
+        let now = vec![
+            device("vg-other", "LVM-a"),
+            device("vg-lv_rimage_0", "LVM-b"),
+        ];
+        assert_eq!(left_behind(&before, now), ["vg-lv_rimage_0"]);
+        assert!(left_behind(&before, vec![device("vg-other", "LVM-a")]).is_empty());
+    }
+
+    #[test]
+    fn errors_keep_the_layer_s_own_and_say_what_was_done() {
+        let e = ActivationError::dm(
+            Op::Activate,
+            "vg",
+            Some("lv"),
+            ActivateError::TargetMissing {
+                device: "vg-lv".into(),
+                target: "raid".into(),
+            },
+        );
+        assert!(
+            matches!(&e, ActivationError::Dm { source, .. }
+                if matches!(&**source, ActivateError::TargetMissing { target, .. } if target == "raid")),
+            "{e:?}"
+        );
+        assert!(e.to_string().starts_with("activating vg/lv: "), "{e}");
+        // Busy keeps its own variant, the volume's name and the device's openers.
+        let e = ActivationError::dm(
+            Op::Deactivate,
+            "vg",
+            Some("lv"),
+            ActivateError::Busy {
+                device: "vg-lv".into(),
+                open_count: 2,
+            },
+        );
+        assert!(
+            matches!(&e, ActivationError::Busy { vg, lv, by } if vg == "vg" && lv == "lv" && by.contains("2 opener")),
+            "{e:?}"
+        );
+        // Reconciliation leaves alone what lvmd does not make.
+        let hidden = ActivationError::dm(
+            Op::CheckTable,
+            "vg",
+            Some("lv_rimage_0"),
+            ActivateError::HiddenLv {
+                vg: "vg".into(),
+                lv: "lv_rimage_0".into(),
+            },
+        );
+        assert!(hidden.is_unsupported());
+        let udev = ActivationError::dm(
+            Op::Activate,
+            "vg",
+            Some("lv"),
+            ActivateError::Udev { why: "slow".into() },
+        );
+        assert!(!udev.is_unsupported());
     }
 }

@@ -24,6 +24,7 @@
 //! ```
 
 use crate::model::name::validate_vg_name;
+use crate::socket::AccessPolicy;
 use crate::units::{parse_size, Bytes};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -352,6 +353,15 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Who may connect to the API socket.
+    pub fn access_policy(&self) -> AccessPolicy {
+        AccessPolicy {
+            allow_root: self.allow_root,
+            uids: self.allowed_uids.clone(),
+            gids: self.allowed_gids.clone(),
+        }
     }
 
     /// The default device class's name (the only one, or the one marked default).

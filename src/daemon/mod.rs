@@ -19,8 +19,6 @@ pub mod config;
 pub mod crash;
 pub mod engine;
 pub mod formatting;
-pub mod listen;
-pub mod logging;
 pub mod marks;
 pub mod node;
 pub mod node_work;

@@ -50,6 +50,14 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// A mount that failed its check and could not be undone: it stays where it landed.
+    #[error("{source}; undoing the mount failed ({undo}): it is left on {target}")]
+    MountLeft {
+        target: PathBuf,
+        #[source]
+        source: Box<NodeError>,
+        undo: std::io::Error,
+    },
 }
 
 type Result<T> = std::result::Result<T, NodeError>;
@@ -424,7 +432,7 @@ impl HostNode {
                 path: target.path().to_owned(),
                 why: format!(
                     "changed while being mounted on: the mount landed at {} (under mount {}), \
-                     not at {} (under mount {under}); undone",
+                     not at {} (under mount {under})",
                     m.point.display(),
                     m.parent,
                     want.display()
@@ -432,7 +440,7 @@ impl HostNode {
             }),
             None => Err(NodeError::BadPath {
                 path: target.path().to_owned(),
-                why: "the new mount is not in this namespace's mountinfo; undone".into(),
+                why: "the new mount is not in this namespace's mountinfo".into(),
             }),
         }
     }
@@ -510,10 +518,23 @@ impl Node for HostNode {
         lvmd_sys::mount::attach(&mount, &at).map_err(io(target.path(), "mount on"))?;
         if let Err(e) = Self::check_landed(&mount, target, under) {
             tracing::error!(target = %target, "{e}");
-            if let Err(u) = lvmd_sys::mount::detach(&mount) {
-                tracing::error!(target = %target, "cannot undo the mount: {u}");
-            }
-            return Err(e);
+            return Err(match lvmd_sys::mount::detach(&mount) {
+                Ok(()) => match e {
+                    NodeError::BadPath { path, why } => NodeError::BadPath {
+                        path,
+                        why: format!("{why}; undone"),
+                    },
+                    other => other,
+                },
+                Err(undo) => {
+                    tracing::error!(target = %target, "cannot undo the mount: {undo}");
+                    NodeError::MountLeft {
+                        target: target.path().to_owned(),
+                        source: Box::new(e),
+                        undo,
+                    }
+                }
+            });
         }
         Ok(())
     }

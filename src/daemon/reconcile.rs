@@ -189,7 +189,7 @@ impl<M: Metadata> VolumeEngine<M> {
                             Err(e) => out.push(failed(&a.lv, e.to_string())),
                         },
                         // Types lvmd does not activate (raid, thin, ...): not ours to fix.
-                        Err(ActivationError::Unsupported { .. }) => {}
+                        Err(e) if e.is_unsupported() => {}
                         Err(e) => out.push(failed(&a.lv, e.to_string())),
                     }
                 }
@@ -234,7 +234,7 @@ impl<M: Metadata> VolumeEngine<M> {
                 Ok(false) => {}
                 Err(ActivationError::Busy { .. }) => out.push(open(1)),
                 // A raid, thin, ... device or a layer: not lvmd's to remove.
-                Err(e @ ActivationError::Unsupported { .. }) => {
+                Err(e) if e.is_unsupported() => {
                     tracing::warn!(
                         vg,
                         device = l.dm_name,

@@ -1,25 +1,21 @@
-//! Putting the daemon together: engine, socket, services, systemd, signals.
+//! Putting the daemon together: the engine (real or simulated) a config describes. The
+//! binary serves it (`src/bin/lvmd.rs`).
 
 use super::activation::{Activation, DmActivation, NoDeviceMapper};
-use super::classes::DeviceClasses;
 use super::config::Config;
 use super::engine::Engine;
-use super::listen::{listen, notify, Source};
 use super::node::HostNode;
 use super::real::RealEngine;
 use super::setup;
 use super::sim::SimEngine;
-use crate::api::{serve, AccessPolicy, Api};
 use crate::lvm::Lvm;
+use crate::socket::listen::Source;
 use crate::store::backup::BackupDirs;
 use crate::store::lock::Locker;
 use crate::units::Bytes;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// The real engine on this machine's devices, with each class's VG prepared and
 /// reconciled with the kernel's device-mapper state ([`super::reconcile`]).
@@ -117,50 +113,11 @@ pub fn simulated_engine(config: &Config) -> Arc<dyn Engine> {
     engine
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
-    let _ = notify("STOPPING=1");
-}
-
-/// Serves `engine` as `config` says until SIGTERM/SIGINT.
-pub async fn run(config: Config, engine: Arc<dyn Engine>) -> Result<(), Error> {
-    let (listener, source) = listen(&config.socket, config.socket_group.as_deref())?;
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::UnixListener::from_std(listener)?;
-    let api = Api::new(engine, DeviceClasses::from_config(&config));
-    let policy = AccessPolicy {
-        allow_root: config.allow_root,
-        uids: config.allowed_uids.clone(),
-        gids: config.allowed_gids.clone(),
-    };
-    tracing::info!(socket = %config.socket.display(), from_systemd = (source == Source::Systemd), allow = %policy, "listening");
-    if let Some(why) = unreachable_peers(&config, &source) {
-        tracing::warn!(socket = %config.socket.display(), "{why}");
-    }
-    match notify("READY=1") {
-        Ok(_) => {}
-        Err(e) => tracing::warn!("cannot notify systemd: {e}"),
-    }
-    let poll = Duration::from_secs(config.capacity_poll_seconds);
-    let r = serve(listener, api, policy, poll, shutdown_signal()).await;
-    if source == Source::Bound {
-        let _ = std::fs::remove_file(&config.socket);
-    }
-    r?;
-    Ok(())
-}
-
 /// Why peers the config lets in could still not connect: lvmd binds its socket 0660
 /// with root's group unless `socket_group` names another, so a non-root uid or gid in
 /// the allow lists cannot even open it. (A socket systemd made has the unit's mode and
 /// group, which lvmd does not second-guess.)
-fn unreachable_peers(config: &Config, source: &Source) -> Option<String> {
+pub fn unreachable_peers(config: &Config, source: &Source) -> Option<String> {
     let others = config.allowed_uids.iter().any(|u| *u != 0) || !config.allowed_gids.is_empty();
     (others && config.socket_group.is_none() && *source == Source::Bound).then(|| {
         format!(

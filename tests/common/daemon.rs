@@ -5,6 +5,37 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// `lvmd-ctl ARGS` against the daemon on `socket`.
+pub fn ctl(socket: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lvmd-ctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run lvmd-ctl")
+}
+
+/// `lvmd-ctl --json ARGS`, parsed. A refusal panics with lvmd-ctl's stderr and `log`
+/// (the daemon's log, where the caller keeps one).
+pub fn json(socket: &Path, args: &[&str], log: impl FnOnce() -> String) -> Value {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    let out = ctl(socket, &a);
+    if !out.status.success() {
+        let log = log();
+        let log = if log.is_empty() {
+            String::new()
+        } else {
+            format!("\n--- lvmd log:\n{log}")
+        };
+        panic!(
+            "lvmd-ctl {args:?}: {}{log}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 pub struct Daemon {
     child: Option<Child>,
     socket: PathBuf,
@@ -37,24 +68,11 @@ impl Daemon {
     }
 
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_lvmd-ctl"))
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run lvmd-ctl")
+        ctl(&self.socket, args)
     }
 
     pub fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let out = self.ctl(&a);
-        assert!(
-            out.status.success(),
-            "lvmd-ctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        json(&self.socket, args, String::new)
     }
 
     /// Stops the daemon (SIGTERM) and returns its log.

@@ -257,7 +257,7 @@ impl Env {
         self.csi = Some(child);
         self.ch = Some(
             self.rt
-                .block_on(lvmd::api::client::connect(&self.csi_sock))
+                .block_on(lvmd::rpc::client::connect(&self.csi_sock))
                 .unwrap(),
         );
     }

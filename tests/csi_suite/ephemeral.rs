@@ -2,9 +2,9 @@
 //! the plugin (and the daemon) crashed in between.
 
 use super::*;
-use lvmd::api::pb as lvmd_pb;
 use lvmd::csi::pb::identity_client::IdentityClient;
 use lvmd::csi::volume_id::ephemeral_lv_name;
+use lvmd::rpc::pb as lvmd_pb;
 use std::time::{Duration, Instant};
 
 /// A kubelet-made volume id (`csi-` and 64 hex digits).
@@ -61,7 +61,7 @@ pub fn publish(e: &Env, r: &NodePublishVolumeRequest) -> Result<(), tonic::Statu
 /// lvmd's own view (every device class), asked on its socket, not through the plugin.
 pub fn lvmd_lv(e: &Env, name: &str) -> Option<lvmd_pb::LogicalVolume> {
     e.rt.block_on(async {
-        let ch = lvmd::api::client::connect(&e.lvmd_sock).await.unwrap();
+        let ch = lvmd::rpc::client::connect(&e.lvmd_sock).await.unwrap();
         lvmd_pb::logical_volume_service_client::LogicalVolumeServiceClient::new(ch)
             .list_logical_volumes(lvmd_pb::ListLogicalVolumesRequest::default())
             .await
@@ -77,7 +77,7 @@ pub fn lvmd_lv(e: &Env, name: &str) -> Option<lvmd_pb::LogicalVolume> {
 /// (`tags` = the plugin's), or someone else's LV that happens to have the name.
 pub fn lvmd_create(e: &Env, name: &str, tags: Vec<String>) -> lvmd_pb::LogicalVolume {
     e.rt.block_on(async {
-        let ch = lvmd::api::client::connect(&e.lvmd_sock).await.unwrap();
+        let ch = lvmd::rpc::client::connect(&e.lvmd_sock).await.unwrap();
         lvmd_pb::logical_volume_service_client::LogicalVolumeServiceClient::new(ch)
             .create_logical_volume(lvmd_pb::CreateLogicalVolumeRequest {
                 volume: Some(lvmd_pb::VolumeRef {

@@ -2,12 +2,13 @@
 //! (or any engine) behind the real gRPC server, peer-credential check included. No root.
 #![allow(dead_code)]
 
-use lvmd::api::client::connect;
-use lvmd::api::pb;
-use lvmd::api::{serve, AccessPolicy, Api};
+use lvmd::api::{serve, Api};
 use lvmd::daemon::classes::{Class, DeviceClasses};
 use lvmd::daemon::engine::Engine;
 use lvmd::daemon::{SimActivation, SimEngine, SimNode};
+use lvmd::rpc::client::connect;
+use lvmd::rpc::pb;
+use lvmd::socket::AccessPolicy;
 use lvmd::units::Bytes;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -106,7 +107,7 @@ impl Daemon {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let listener = {
             let _g = rt.enter();
-            let std = lvmd::daemon::listen::bind(&socket, None).unwrap();
+            let std = lvmd::socket::listen::bind(&socket, None).unwrap();
             std.set_nonblocking(true).unwrap();
             tokio::net::UnixListener::from_std(std).unwrap()
         };

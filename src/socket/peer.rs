@@ -1,7 +1,6 @@
 //! Who may talk on a unix socket: every peer is checked by its kernel-reported
 //! credentials (SO_PEERCRED) against an allow list before tonic sees a byte from it.
-//! Shared by lvmd's API socket ([`crate::api::serve`]) and lvmd-csi's CSI socket
-//! ([`crate::csi::server::serve`]).
+//! Shared by lvmd's API socket and lvmd-csi's CSI socket.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,0 +1,8 @@
+//! Serving on a unix socket, for both binaries (lvmd's API socket, lvmd-csi's CSI
+//! socket): binding it or taking it from systemd ([`listen`]), and checking every peer
+//! against an allow list ([`peer`]).
+
+pub mod listen;
+pub mod peer;
+
+pub use peer::AccessPolicy;
