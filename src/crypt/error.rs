@@ -4,6 +4,7 @@
 //! `InvalidKey`/`InvalidConfig`/`InvalidName` to INVALID_ARGUMENT.
 
 use crate::probe::ProbeError;
+use crate::units::Bytes;
 use std::io;
 use std::path::PathBuf;
 
@@ -27,6 +28,12 @@ pub enum CryptError {
     AlreadyLuks { device: PathBuf },
     #[error("{device} is not blank ({found}): lvmd formats LUKS2 only on an empty volume")]
     NotBlank { device: PathBuf, found: String },
+    #[error("{device} has {size}; a LUKS2 volume needs more than its {header} header")]
+    TooSmall {
+        device: PathBuf,
+        size: Bytes,
+        header: Bytes,
+    },
     #[error("{device} has no LUKS header")]
     NotLuks { device: PathBuf },
     #[error("{device} has LUKS version {version}; lvmd opens only LUKS2")]

@@ -13,7 +13,7 @@ use super::key::Passphrase;
 use super::log;
 use super::name::CryptName;
 use crate::probe;
-use crate::units::Sectors;
+use crate::units::{Bytes, Sectors};
 use libcryptsetup_rs::consts::flags::{CryptActivate, CryptDeactivate, CryptPbkdf, CryptVolumeKey};
 use libcryptsetup_rs::consts::vals::{CryptKdf, CryptStatusInfo, EncryptionFormat, KeyslotInfo};
 use libcryptsetup_rs::{
@@ -27,6 +27,10 @@ use std::path::{Path, PathBuf};
 
 /// LUKS2's keyslot count (`LUKS2_KEYSLOTS_MAX`).
 const LUKS2_KEYSLOTS: u32 = 32;
+/// The size of the LUKS2 header libcryptsetup writes by default (two 16 KiB JSON areas
+/// and the keyslots area), where the data starts. libcryptsetup itself formats a
+/// smaller device, leaving a volume with no room for data.
+const LUKS2_HEADER: Bytes = Bytes(16 << 20);
 /// What lvmd writes in the header's `subsystem` field: `luksDump` shows who made it.
 const SUBSYSTEM: &str = "lvmd";
 
@@ -266,6 +270,24 @@ pub fn format(device: &Path, config: &LuksConfig, key: &Passphrase) -> Result<Lu
         return Err(CryptError::NotBlank {
             device: device.to_owned(),
             found: contents.describe(),
+        });
+    }
+    let size = match contents.device_size {
+        Some(size) => size,
+        None => std::fs::metadata(device)
+            .map(|m| Bytes(m.len()))
+            .map_err(|e| CryptError::Libcryptsetup {
+                op: "stat",
+                target: device.display().to_string(),
+                source: e,
+                detail: String::new(),
+            })?,
+    };
+    if size <= LUKS2_HEADER {
+        return Err(CryptError::TooSmall {
+            device: device.to_owned(),
+            size,
+            header: LUKS2_HEADER,
         });
     }
     begin();
@@ -573,8 +595,6 @@ pub fn rekey(device: &Path, pbkdf: &Pbkdf, old: &Passphrase, new: &Passphrase) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::units::Bytes;
-
     #[test]
     fn pbkdf_settings_map_to_libcryptsetup_s() {
         let p = pbkdf_type(&Pbkdf::Pbkdf2 {
