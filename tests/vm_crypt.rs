@@ -158,6 +158,27 @@ fn device_size(dev: &Path) -> u64 {
     lvmd_sys::blkdev::device_size_bytes(&f).unwrap()
 }
 
+/// Lines of /proc/keys naming the volume (libcryptsetup's `cryptsetup:<uuid>-d0` logon
+/// key, put in the thread keyring for a table load): none must stay behind. An unlinked
+/// key is listed until the kernel's key garbage collector runs, so this waits a little.
+fn keys_of(uuid: &str) -> Vec<String> {
+    let list = || -> Vec<String> {
+        std::fs::read_to_string("/proc/keys")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(uuid))
+            .map(str::to_owned)
+            .collect()
+    };
+    for _ in 0..30 {
+        if list().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    list()
+}
+
 fn wrong_key(r: Result<impl std::fmt::Debug, CryptError>) {
     match r {
         Err(CryptError::WrongKey { .. }) => {}
@@ -369,8 +390,13 @@ fn a_crash_between_the_halves_of_a_rekey_leaves_both_keys_working() {
 fn resize_follows_the_grown_backing_device() {
     let disk = Disk::new("resize", 40 * MIB);
     let k = key("grow me");
-    disk.format(&k);
+    let uuid = disk.format(&k).uuid;
     disk.open(&k).unwrap();
+    assert_eq!(
+        keys_of(&uuid),
+        Vec::<String>::new(),
+        "volume key left in a keyring by open"
+    );
     let data = pattern(5, MIB as usize);
     write_at(&disk.mapper(), 23 * MIB, &data);
 
@@ -391,6 +417,11 @@ fn resize_follows_the_grown_backing_device() {
     let size = luks::resize(&disk.name, &k).unwrap();
     assert_eq!(size, Sectors(48 * MIB / 512));
     assert_eq!(device_size(&disk.mapper()), 48 * MIB);
+    assert_eq!(
+        keys_of(&uuid),
+        Vec::<String>::new(),
+        "volume key left in a keyring by resize"
+    );
     assert_eq!(read_at(&disk.mapper(), 23 * MIB, data.len()), data);
     let more = pattern(6, MIB as usize);
     write_at(&disk.mapper(), 47 * MIB, &more);

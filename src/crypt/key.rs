@@ -39,6 +39,12 @@ impl Passphrase {
         Ok(Passphrase(bytes))
     }
 
+    /// A secret's value (CSI's `passphrase` key), moved in without a copy: take it out
+    /// of the request's map (`remove`) so no other copy stays behind in lvmd's memory.
+    pub fn from_string(text: String) -> Result<Passphrase, CryptError> {
+        Passphrase::new(text.into_bytes())
+    }
+
     /// Reads a key file (`lvmd-ctl`'s `--key-file`): its whole content is the key.
     /// The file is read into a buffer sized once, so no partial copy is left behind
     /// by a reallocation.
@@ -132,6 +138,13 @@ mod tests {
                 .len(),
             MAX_PASSPHRASE
         );
+    }
+
+    #[test]
+    fn a_secret_string_is_the_key_as_is() {
+        let key = Passphrase::from_string(" pass word \n".to_owned()).unwrap();
+        assert_eq!(key.expose(), b" pass word \n");
+        assert!(Passphrase::from_string(String::new()).is_err());
     }
 
     #[test]

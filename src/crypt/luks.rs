@@ -99,6 +99,29 @@ pub struct Rekeyed {
     pub removed: Vec<u32>,
 }
 
+/// Empties the calling thread's keyring when dropped. libcryptsetup 2.6 puts the volume
+/// key in the thread keyring for the dm table load of an open or resize and, on success,
+/// leaves it there (it unlinks it only on failure): harmless for `cryptsetup`, whose
+/// thread ends at once, but lvmd's threads live on, and with them the key, usable to
+/// load dm-crypt tables. lvmd keeps nothing else in a thread keyring.
+struct ThreadKeyringCleared;
+
+impl Drop for ThreadKeyringCleared {
+    fn drop(&mut self) {
+        // <linux/keyctl.h>
+        const KEYCTL_CLEAR: libc::c_long = 7;
+        const KEY_SPEC_THREAD_KEYRING: libc::c_long = -1;
+        // SAFETY: keyctl(KEYCTL_CLEAR, keyring) takes two integers and touches no memory.
+        let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_CLEAR, KEY_SPEC_THREAD_KEYRING) };
+        if r < 0 {
+            tracing::warn!(
+                error = %io::Error::last_os_error(),
+                "cannot clear the thread keyring after a dm-crypt table load"
+            );
+        }
+    }
+}
+
 fn lib_err(op: &'static str, target: impl Display) -> impl FnOnce(LibcryptErr) -> CryptError {
     let target = target.to_string();
     move |e| CryptError::Libcryptsetup {
@@ -389,6 +412,7 @@ pub fn open(
         return Ok(Opened::AlreadyOpen { keyslot });
     }
     begin();
+    let _keyring = ThreadKeyringCleared;
     let mut cd = load_luks(device)?;
     match cd.activate_handle().activate_by_passphrase(
         Some(name.as_str()),
@@ -486,6 +510,7 @@ pub fn resize(name: &CryptName, key: &Passphrase) -> Result<Sectors> {
         });
     };
     begin();
+    let _keyring = ThreadKeyringCleared;
     let mut cd = CryptInit::init_by_name_and_header(name.as_str(), None)
         .map_err(lib_err("crypt_init_by_name", name))?;
     // Checks the key in any case; puts the volume key in the keyring when the table
