@@ -671,3 +671,56 @@ fn too_small_devices_and_libcryptsetup_s_refusals_are_explained() {
         "no message from libcryptsetup in {text:?}"
     );
 }
+
+/// Run in a child of this test binary by `libcryptsetup_prints_nothing_itself`: a
+/// wrong key and a refused format, each of which makes libcryptsetup log an error.
+#[test]
+fn quiet_child() {
+    if std::env::var_os("VM_CRYPT_QUIET_CHILD").is_none() {
+        return;
+    }
+    let disk = Disk::new("quiet", 40 * MIB);
+    disk.format(&key("right"));
+    wrong_key(disk.open(&key("wrong")));
+    let config = LuksConfig {
+        cipher: "nosuchcipher-xts-plain64".into(),
+        ..fast()
+    };
+    let other = Disk::new("quiet2", 40 * MIB);
+    assert!(luks::format(other.path(), &config, &key("k")).is_err());
+    println!("QUIET-CHILD-DONE");
+}
+
+/// libcryptsetup prints its messages on stdout and stderr unless given a callback, and
+/// lvmd's stdout is its JSON log: every message must go through `tracing` instead.
+#[test]
+fn libcryptsetup_prints_nothing_itself() {
+    require_vm();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "quiet_child", "--nocapture", "--test-threads=1"])
+        .env("VM_CRYPT_QUIET_CHILD", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("QUIET-CHILD-DONE"),
+        "the child did not run: {stdout}"
+    );
+    for text in [&stdout, &stderr] {
+        for line in text.lines() {
+            let harness = line.starts_with("running ")
+                || line.starts_with("test ")
+                || line.is_empty()
+                || line == "ok";
+            assert!(
+                harness,
+                "a message reached the output: {line:?}\n{stdout}\n{stderr}"
+            );
+        }
+    }
+}
