@@ -460,6 +460,27 @@ fn open_options_busy_close_and_name_clashes() {
     // The key is in the kernel keyring, not in the table (LUKS2's default).
     assert!(m.key_in_keyring, "{m:?}");
 
+    // Listed for reconciliation; an open mapping of another name is not lvmd's.
+    assert!(luks::open_mappings().unwrap().contains(&disk.name));
+    let kf = key_file("options", "opts");
+    run(
+        "cryptsetup",
+        &[
+            "open",
+            "--key-file",
+            kf.to_str().unwrap(),
+            other.path().to_str().unwrap(),
+            "vmcrypt-admins-own",
+        ],
+    );
+    let listed = luks::open_mappings().unwrap();
+    run("cryptsetup", &["close", "vmcrypt-admins-own"]);
+    std::fs::remove_file(&kf).unwrap();
+    assert!(
+        listed.iter().all(|n| n.as_str() != "vmcrypt-admins-own"),
+        "{listed:?}"
+    );
+
     // The same name on another device is refused, the open mapping kept.
     let e = luks::open(other.path(), &disk.name, &k, &OpenOptions::default()).unwrap_err();
     assert!(matches!(e, CryptError::NameInUse { .. }), "{e}");
@@ -473,6 +494,7 @@ fn open_options_busy_close_and_name_clashes() {
     assert!(luks::status(&disk.name).unwrap().is_some());
     drop(holder);
     disk.close();
+    assert!(!luks::open_mappings().unwrap().contains(&disk.name));
 
     // Read-only.
     luks::open(

@@ -476,6 +476,30 @@ pub fn status(name: &CryptName) -> Result<Option<Mapping>> {
     }))
 }
 
+/// Every lvmd crypt mapping the kernel has open (names [`CryptName::parse`] accepts),
+/// for start-up reconciliation: one whose LV is gone, or that nobody should have open,
+/// is lvmd's to close. Mappings of other names (an admin's `cryptsetup open`) are left
+/// out.
+pub fn open_mappings() -> Result<Vec<CryptName>> {
+    let dm_err = |op: &'static str| {
+        move |e: devicemapper::DmError| CryptError::Libcryptsetup {
+            op,
+            target: "device-mapper".into(),
+            source: io::Error::other(e.to_string()),
+            detail: String::new(),
+        }
+    };
+    let dm = devicemapper::DM::new().map_err(dm_err("DM_VERSION"))?;
+    let mut names: Vec<CryptName> = dm
+        .list_devices()
+        .map_err(dm_err("DM_LIST_DEVICES"))?
+        .into_iter()
+        .filter_map(|(name, _, _)| CryptName::parse(&name.to_string()))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Closes the mapping `name`; `false` when it was not open. A mapping in use (mounted)
 /// is [`CryptError::Busy`] and stays open.
 pub fn close(name: &CryptName) -> Result<bool> {
