@@ -11,8 +11,8 @@
 //! ```
 
 use super::CryptError;
-use crate::units::{parse_size, Bytes};
-use serde::{Deserialize, Deserializer};
+use crate::units::{deserialize_size as size, Bytes};
+use serde::Deserialize;
 
 /// libcryptsetup's own bounds (`lib/utils_pbkdf.c`): refused there anyway, but here the
 /// error names the setting.
@@ -97,19 +97,6 @@ fn default_key_bits() -> u32 {
 }
 fn default_hash() -> String {
     "sha256".into()
-}
-
-fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Int(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Int(n) => Ok(Bytes(n)),
-        Raw::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
-    }
 }
 
 impl LuksConfig {

@@ -24,8 +24,8 @@
 //! ```
 
 use crate::model::name::validate_vg_name;
-use crate::units::{parse_size, Bytes};
-use serde::{Deserialize, Deserializer};
+use crate::units::{deserialize_size as size, Bytes};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
@@ -139,20 +139,6 @@ fn default_inline_wipe() -> Bytes {
 }
 fn default_stripe_size() -> Bytes {
     crate::lvm::DEFAULT_STRIPE_SIZE.to_bytes()
-}
-
-/// A size as a number of bytes or a string like `"64MiB"`.
-fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Int(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Int(n) => Ok(Bytes(n)),
-        Raw::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
-    }
 }
 
 impl Default for Config {
