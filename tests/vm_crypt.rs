@@ -340,6 +340,12 @@ fn rekey_replaces_the_key_and_keeps_the_data() {
     );
     assert_eq!(read_at(&disk.mapper(), 0, data.len()), data);
     disk.close();
+
+    // To the same key: nothing to do, nothing written.
+    let before = disk.header_bytes();
+    let r2 = luks::rekey(disk.path(), &fast().pbkdf, &new, &new).unwrap();
+    assert_eq!((r2.new_keyslot, r2.removed), (r.new_keyslot, vec![]));
+    assert_eq!(disk.header_bytes(), before);
 }
 
 #[test]
@@ -621,10 +627,27 @@ fn lvmd_opens_what_cryptsetup_formatted() {
     let data = pattern(8, MIB as usize);
     write_at(&Path::new("/dev/mapper").join(dm_name), 3 * MIB, &data);
     run("cryptsetup", &["close", dm_name]);
+    // The same key in a second keyslot (an admin's luksAddKey).
+    run(
+        "cryptsetup",
+        &[
+            "luksAddKey",
+            "--batch-mode",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--key-file",
+            kf_s,
+            "--new-keyfile",
+            kf_s,
+            dev,
+        ],
+    );
     std::fs::remove_file(&kf).unwrap();
 
     let header = luks::read_header(disk.path()).unwrap().unwrap();
-    assert_eq!((header.version, header.keyslots.clone()), (2, vec![0]));
+    assert_eq!((header.version, header.keyslots.clone()), (2, vec![0, 1]));
     // Never formatted again, even though lvmd did not make it.
     assert!(matches!(
         luks::format(disk.path(), &fast(), &key(secret)),
@@ -634,6 +657,50 @@ fn lvmd_opens_what_cryptsetup_formatted() {
     disk.open(&key(secret)).unwrap();
     assert_eq!(read_at(&disk.mapper(), 3 * MIB, data.len()), data);
     disk.close();
+
+    // A rekey removes the old key from every keyslot that holds it.
+    let new = key("lvmd's now");
+    let r = luks::rekey(disk.path(), &fast().pbkdf, &key(secret), &new).unwrap();
+    assert_eq!(r.removed, vec![0, 1]);
+    wrong_key(disk.open(&key(secret)));
+    let kf = key_file("fromcryptsetup", secret);
+    let out = Command::new("cryptsetup")
+        .args([
+            "open",
+            "--test-passphrase",
+            "--key-file",
+            kf.to_str().unwrap(),
+            dev,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "cryptsetup still opens with the old key"
+    );
+    std::fs::remove_file(&kf).unwrap();
+    disk.open(&new).unwrap();
+    assert_eq!(read_at(&disk.mapper(), 3 * MIB, data.len()), data);
+    disk.close();
+
+    // With its last keyslot gone (a format that died before its keyslot looks the same):
+    // still LUKS, never formatted, opened by no key.
+    run(
+        "cryptsetup",
+        &[
+            "luksKillSlot",
+            "--batch-mode",
+            dev,
+            &r.new_keyslot.to_string(),
+        ],
+    );
+    let header = luks::read_header(disk.path()).unwrap().unwrap();
+    assert_eq!(header.keyslots, Vec::<u32>::new());
+    assert!(matches!(
+        luks::format(disk.path(), &fast(), &new),
+        Err(CryptError::AlreadyLuks { .. })
+    ));
+    wrong_key(disk.open(&new));
 }
 
 #[test]
