@@ -8,6 +8,7 @@
 //! - [`probe`]: what libblkid finds on a device (signatures, partition tables).
 //! - [`lvm`]: the operations (create a PV, a VG, an LV, ...) as a library.
 //! - [`activate`]: LVs as block devices, through device-mapper ioctls.
+//! - [`crypt`]: LUKS2 encryption of a volume's block device (libcryptsetup).
 //! - [`daemon`]: the engine (the daemon's one interface to the machine: real or
 //!   simulated), activation and node traits, configuration, start-up.
 //! - [`rpc`]: the contract with lvmd's clients (`proto/lvmd.proto`'s generated types)
@@ -25,6 +26,7 @@
 pub mod activate;
 pub mod alloc;
 pub mod api;
+pub mod crypt;
 pub mod csi;
 pub mod daemon;
 pub mod format;

@@ -185,6 +185,21 @@ pub fn parse_size(text: &str) -> Result<Bytes, String> {
     Ok(Bytes(bytes))
 }
 
+/// A size in a config file: a number of bytes or [`parse_size`]'s text (`"64MiB"`),
+/// for `#[serde(deserialize_with = "...")]`.
+pub fn deserialize_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Text(String),
+    }
+    match <Raw as serde::Deserialize>::deserialize(d)? {
+        Raw::Int(n) => Ok(Bytes(n)),
+        Raw::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ packaging/check-image.sh "$image"
 echo "== VM: device-mapper tests on a real kernel (tests/vm)"
 tests/vm/run-in-vm.sh --setup
 # Build on the host first, so the VM's timeout covers only the tests.
-cargo test --test vm_smoke --test vm_activate --test vm_daemon --test vm_csi --no-run
+cargo test --test vm_smoke --test vm_activate --test vm_daemon --test vm_csi --test vm_crypt --no-run
 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
   cargo test --test vm_smoke
 
@@ -39,3 +39,7 @@ VM_NO_UDEV=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-
 echo "== VM: the CSI suite against the real lvmd, plugin in its own mount namespace (HostToContainer), and with no propagation (tests/vm_csi.rs)"
 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
   cargo test --test vm_csi
+
+echo "== VM: LUKS2 through libcryptsetup on dm-crypt, and Debian's cryptsetup both ways (tests/vm_crypt.rs)"
+CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
+  cargo test --test vm_crypt

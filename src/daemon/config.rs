@@ -25,7 +25,7 @@
 
 use crate::model::name::validate_vg_name;
 use crate::socket::AccessPolicy;
-use crate::units::{parse_size, Bytes};
+use crate::units::{deserialize_size as size, Bytes};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -147,22 +147,9 @@ fn default_stripe_size() -> Bytes {
     crate::model::layout::DEFAULT_STRIPE_SIZE.to_bytes()
 }
 
-/// A size as a number of bytes or a string like `"64MiB"`.
+/// An optional size, as [`size`] takes it.
 fn opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bytes>, D::Error> {
     size(d).map(Some)
-}
-
-fn size<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Int(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Int(n) => Ok(Bytes(n)),
-        Raw::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
-    }
 }
 
 impl Default for Config {
