@@ -380,7 +380,7 @@ fn tables_names_and_nodes_equal_lvm2s() {
         );
         assert_eq!(
             table.lines().map(str::trim_end).collect::<Vec<_>>(),
-            lvmd::activate::plan::table_text(&plan.top().table)
+            lvmd::activate::target::table_text(&plan.top().table)
                 .lines()
                 .collect::<Vec<_>>(),
             "{lv}"
@@ -750,7 +750,7 @@ fn failures_are_named_and_leave_nothing_behind() {
         }
         other => panic!(
             "expected DeviceTooSmall, got {other:?}\nplan:\n{}",
-            lvmd::activate::plan::table_text(&far_plan.top().table)
+            lvmd::activate::target::table_text(&far_plan.top().table)
         ),
     }
     assert_no_device(&act, "act--fail-far");

@@ -1,9 +1,11 @@
 //! The public operations: activate, deactivate, refresh (resize), and what is active.
 
-use super::dm::{kernel_table_text, DmControl, DmDevice};
+use super::dm::{kernel_table_text, table_is, DmControl, DmDevice};
 use super::error::{ActivateError, Result};
 use super::nodes::{self, NodeMode, NodePaths};
-use super::plan::{self, table_text, DevNum, DevicePlan, LvPlan};
+use super::plan::{self, DevicePlan, LvPlan};
+use super::planner;
+use super::target::{table_text, DevNum};
 use crate::model::VolumeGroup;
 use crate::store::scan::VgOnDisk;
 use crate::units::Sectors;
@@ -15,6 +17,8 @@ use tracing::info;
 
 #[path = "activator_layers.rs"]
 mod layers;
+#[path = "activator_thin.rs"]
+mod pools;
 
 /// How long an open device may stay open before we call it busy, when udev runs.
 const UDEV_PROBE_GRACE: Duration = Duration::from_millis(1500);
@@ -87,16 +91,6 @@ impl Activator {
     /// Checks that device-mapper answers (the `DM_VERSION` ioctl: a control node alone
     /// proves nothing) and finds out whether udev makes the device nodes.
     pub fn new() -> Result<Activator> {
-        let (major, minor, patch) =
-            lvmd_sys::dm::dm_version().map_err(|source| ActivateError::DmUnavailable {
-                control: lvmd_sys::dm::DM_CONTROL_PATH.into(),
-                source,
-            })?;
-        if major != 4 {
-            return Err(ActivateError::DmVersion {
-                version: format!("{major}.{minor}.{patch}"),
-            });
-        }
         Ok(Activator {
             dm: DmControl::open()?,
             node_mode: nodes::detect()?,
@@ -139,7 +133,7 @@ impl Activator {
     /// The plan for `lv`, against the PV devices of this host.
     pub fn plan(&self, found: &VgOnDisk, lv: &str) -> Result<LvPlan> {
         let (devices, bad) = Self::pv_devices(found);
-        let mut plan = plan::plan_lv(&found.vg, lv, &devices).map_err(|e| match e {
+        let mut plan = planner::plan_lv(&found.vg, lv, &devices).map_err(|e| match e {
             // A PV we found but cannot map is a device problem, not a missing PV.
             ActivateError::MissingPv { vg, pv, uuid, .. } if bad.contains_key(&uuid) => {
                 ActivateError::PvDevice {
@@ -151,8 +145,8 @@ impl Activator {
             }
             other => other,
         })?;
-        // Devices of the plan that are active already: their numbers, for the layers
-        // above that name them (thin pools).
+        // Devices of the plan that are active already: their numbers, for the devices
+        // above that name them (raid legs, thin pools' layers).
         for i in 0..plan.devices.len().saturating_sub(1) {
             if let Some(dev) = self.dm.info_by_uuid(&plan.devices[i].uuid)? {
                 plan.resolve(i, dev.devnum);
@@ -177,15 +171,15 @@ impl Activator {
         let mut plan = self.plan(found, lv)?;
         let mut created: Vec<DevicePlan> = Vec::new();
         for i in 0..plan.devices.len() {
-            // raid legs are named by the numbers of their active devices.
-            let step = self.resolved(&plan.devices[i]).and_then(|device| {
+            let step = Self::resolved(&plan.devices[i]).and_then(|()| {
+                let device = plan.devices[i].clone();
                 let (made, devnum) = self.ensure_device(&plan, &device)?;
                 if made {
                     created.push(device.clone());
                 }
-                // Layers above name this device by its number (thin pools).
+                // Devices above name this one by its number (raid legs, pool layers).
                 plan.resolve(i, devnum);
-                super::thin::check_transaction(&self.dm, &found.vg, &plan, &device)
+                pools::check_transaction(&self.dm, &found.vg, &plan, &device)
             });
             if let Err(e) = step {
                 // Undo in reverse order; the failed device cleaned up after itself.
@@ -220,15 +214,14 @@ impl Activator {
                 self.dm.resume_suspended(&existing, device.visible)?;
             }
             if existing.live {
-                let active = kernel_table_text(&self.dm.table(&device.uuid)?);
-                let planned = table_text(&device.table);
-                if active != planned {
+                let live = self.dm.table(&device.uuid)?;
+                if !table_is(&live, &device.table) {
                     return Err(ActivateError::ActiveWithOtherTable {
                         vg: plan.vg.clone(),
                         lv: plan.lv.clone(),
                         device: existing.name,
-                        active,
-                        planned,
+                        active: kernel_table_text(&live),
+                        planned: table_text(&device.table),
                     });
                 }
                 nodes::add(self.node_mode, &paths, existing.devnum)?;
@@ -298,7 +291,7 @@ impl Activator {
             vg: found.vg.name.clone(),
             lv: lv.to_owned(),
         })?;
-        if let Some(done) = super::thin::deactivate(self, found, model)? {
+        if let Some(done) = pools::deactivate(self, found, model)? {
             return Ok(done);
         }
         let prefix = plan::dm_uuid(&found.vg.id, &model.id, None);
@@ -350,7 +343,7 @@ impl Activator {
             });
         };
         let live = self.dm.table(&top.uuid)?;
-        if kernel_table_text(&live) != table_text(&top.table) {
+        if !table_is(&live, &top.table) {
             let from = Sectors(live.iter().map(|l| l.0 + l.1).max().unwrap_or(0));
             let to = top.size();
             let dev = if to < from {
@@ -439,7 +432,7 @@ impl Activator {
             return Ok(Some(self.layers_current(&plan)?));
         }
         let live = self.dm.table(&top.uuid)?;
-        Ok(Some(kernel_table_text(&live) == table_text(&top.table)))
+        Ok(Some(table_is(&live, &top.table)))
     }
 
     /// Every active device of the VG, found by device-mapper uuid (`LVM-<VG uuid>...`),

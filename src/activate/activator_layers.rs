@@ -1,45 +1,47 @@
-//! The activator's side of LVs made of several devices (raid1: hidden leg devices under
-//! the LV's own): resolving the planned legs to device numbers, and finding the legs
-//! again for deactivation.
+//! The activator's side of LVs made of several devices (raid1 legs, thin pools'
+//! layers): checking that a device's planned references are resolved before it loads,
+//! comparing every device of a plan with the kernel's, and finding raid legs again for
+//! deactivation.
 
 use super::{Activator, DmDevice};
+use crate::activate::dm::table_is;
 use crate::activate::error::{ActivateError, Result};
-use crate::activate::plan::{self, table_text, DevicePlan, LvPlan};
+use crate::activate::plan::{self, DevicePlan, LvPlan};
 use crate::activate::raid;
+use crate::activate::target::{unresolved, DevRef};
 use crate::model::LogicalVolume;
 use crate::store::scan::VgOnDisk;
 use std::io;
 
 impl Activator {
-    /// `device` with every planned leg replaced by the number of its active device
-    /// (which the activation made, or found, before this one).
-    pub(super) fn resolved(&self, device: &DevicePlan) -> Result<DevicePlan> {
-        let mut device = device.clone();
-        raid::resolve_table(&mut device.table, |uuid, name| {
-            match self.dm.info_by_uuid(uuid)? {
-                Some(dev) if dev.live => Ok(dev.devnum),
-                _ => Err(ActivateError::Dm {
-                    op: "find the active leg",
-                    device: name.to_owned(),
-                    source: io::Error::from_raw_os_error(libc::ENXIO),
-                }),
-            }
-        })?;
-        Ok(device)
+    /// `Ok` when every device `device` names has its number: the activation made or
+    /// found the planned ones below it first, and resolved them.
+    pub(super) fn resolved(device: &DevicePlan) -> Result<()> {
+        match unresolved(&device.table).first() {
+            None => Ok(()),
+            Some(r) => Err(ActivateError::Dm {
+                op: "find the active device",
+                device: match r {
+                    DevRef::Planned { name, .. } => name.clone(),
+                    DevRef::Device(n) => n.to_string(),
+                },
+                source: io::Error::from_raw_os_error(libc::ENXIO),
+            }),
+        }
     }
 
-    /// Whether every device of a multi-device plan has its planned table (legs
-    /// resolved); `false` also when one is not active.
+    /// Whether every device of a multi-device plan (from [`Activator::plan`], which
+    /// resolves what is active) has its planned table; `false` also when one is not
+    /// active.
     pub(super) fn layers_current(&self, plan: &LvPlan) -> Result<bool> {
         for device in &plan.devices {
             if self.dm.info_by_uuid(&device.uuid)?.is_none() {
                 return Ok(false);
             }
-            let Ok(resolved) = self.resolved(device) else {
+            if Self::resolved(device).is_err() {
                 return Ok(false);
-            };
-            let live = super::kernel_table_text(&self.dm.table(&device.uuid)?);
-            if live != table_text(&resolved.table) {
+            }
+            if !table_is(&self.dm.table(&device.uuid)?, &device.table) {
                 return Ok(false);
             }
         }

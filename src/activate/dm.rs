@@ -5,11 +5,13 @@
 //! calls. Every multi-step change undoes its own steps when a later one fails.
 
 use super::error::{ActivateError, Result};
-use super::plan::{table_text, DevNum, DevicePlan, TableLine};
+use super::plan::DevicePlan;
+use super::target::{parse_table, table_text, DevNum, TableLine};
 use crate::units::Sectors;
 use devicemapper::{
     DevId, DeviceInfo, DmError, DmFlags, DmName, DmOptions, DmUdevFlags, DmUuid, DM,
 };
+use lvmd_sys::dm::{DM_CONTROL_PATH, DM_VERSION_MAJOR};
 use std::io;
 use tracing::{debug, warn};
 
@@ -31,14 +33,10 @@ pub struct DmDevice {
 impl DmDevice {
     fn from_info(info: &DeviceInfo) -> DmDevice {
         let flags = info.flags();
-        let dev = info.device();
         DmDevice {
             name: info.name().map(|n| n.to_string()).unwrap_or_default(),
             uuid: info.uuid().map(|u| u.to_string()).unwrap_or_default(),
-            devnum: DevNum {
-                major: dev.major,
-                minor: dev.minor,
-            },
+            devnum: info.device().into(),
             open_count: info.open_count().max(0) as u32,
             suspended: flags.contains(DmFlags::DM_SUSPEND),
             read_only: flags.contains(DmFlags::DM_READONLY),
@@ -65,14 +63,15 @@ pub fn kernel_table_text(lines: &[KernelLine]) -> String {
         .collect()
 }
 
+/// Whether the kernel's table is `planned`, compared as values: the kernel's text is
+/// parsed into typed lines first. A table lvmd cannot parse is not one it planned.
+pub fn table_is(kernel: &[KernelLine], planned: &[TableLine]) -> bool {
+    parse_table(kernel).is_ok_and(|live| live == planned)
+}
+
 /// The errno inside a devicemapper-crate error, as an `io::Error`.
-pub(crate) fn dm_io_error(err: &DmError) -> io::Error {
-    match err {
-        DmError::Core(devicemapper::errors::Error::Ioctl(_, _, _, errno)) => {
-            io::Error::from_raw_os_error(**errno as i32)
-        }
-        other => io::Error::other(other.to_string()),
-    }
+fn dm_io_error(err: &DmError) -> io::Error {
+    lvmd_sys::dm::io_error(err)
 }
 
 fn errno_of(err: &DmError) -> Option<i32> {
@@ -103,11 +102,20 @@ pub struct DmControl {
 }
 
 impl DmControl {
+    /// Opens the control node and checks that device-mapper answers `DM_VERSION` in
+    /// the interface lvmd speaks (a control node alone proves nothing).
     pub fn open() -> Result<DmControl> {
-        let dm = DM::new().map_err(|e| ActivateError::DmUnavailable {
-            control: lvmd_sys::dm::DM_CONTROL_PATH.into(),
-            source: dm_io_error(&e),
-        })?;
+        let unavailable = |source| ActivateError::DmUnavailable {
+            control: DM_CONTROL_PATH.into(),
+            source,
+        };
+        let dm = lvmd_sys::dm::open().map_err(unavailable)?;
+        let (major, minor, patch) = lvmd_sys::dm::version(&dm).map_err(unavailable)?;
+        if major != DM_VERSION_MAJOR {
+            return Err(ActivateError::DmVersion {
+                version: format!("{major}.{minor}.{patch}"),
+            });
+        }
         Ok(DmControl { dm })
     }
 

@@ -1,7 +1,7 @@
 //! The one error type of activation. Every variant names the LV or device and the value
 //! at fault, so a message alone tells an operator what to look at.
 
-use super::plan::DevNum;
+use super::target::DevNum;
 use crate::units::Sectors;
 use crate::uuid::Uuid;
 use std::io;

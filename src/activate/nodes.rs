@@ -14,7 +14,7 @@
 //! else is refused, named.
 
 use super::error::{ActivateError, Result};
-use super::plan::DevNum;
+use super::target::DevNum;
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;

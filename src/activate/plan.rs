@@ -1,15 +1,19 @@
-//! From metadata to device-mapper devices, without touching the kernel: which devices an
-//! LV needs, their names and uuids exactly as lvm2 makes them, and their tables.
+//! What a plan is, and the parts every planner shares, without touching the kernel: the
+//! devices an LV needs, their names and uuids exactly as lvm2 makes them, and the table
+//! of an LV's own segments on its PVs ([`lv_table`]). Which LV goes to which planner is
+//! [`super::planner`]'s.
 //!
 //! Pure: the caller passes the major:minor of every PV it found, so everything here is
 //! testable without root, and comparable line for line with lvm2's `dmsetup table`.
 
-use super::ActivateError;
+use super::error::ActivateError;
+use super::target::{
+    table_size, DevNum, DevRef, Error, Linear, StripeArea, Striped, TableLine, Target, Zero,
+};
 use crate::model::{LogicalVolume, Segment, SegmentKind, VolumeGroup};
 use crate::units::{Extents, Sectors};
 use crate::uuid::Uuid;
 use std::collections::BTreeMap;
-use std::fmt;
 
 /// device-mapper's `DM_NAME_LEN` and `DM_UUID_LEN` count the terminating NUL.
 pub const DM_NAME_MAX: usize = crate::model::name::DM_NAME_MAX;
@@ -17,179 +21,6 @@ pub const DM_UUID_MAX: usize = 128;
 
 /// The prefix of every lvm2 device-mapper uuid; `lvs` and `lvchange` look devices up by it.
 pub const LVM_UUID_PREFIX: &str = "LVM-";
-
-/// A block device number, as device-mapper tables name devices (`254:16`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DevNum {
-    pub major: u32,
-    pub minor: u32,
-}
-
-impl fmt::Display for DevNum {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.major, self.minor)
-    }
-}
-
-/// One stripe of a striped target: where its chunks live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StripeArea {
-    pub device: DevNum,
-    pub offset: Sectors,
-}
-
-/// A device-mapper target with typed parameters. New layouts (raid1, thin, ...) add a
-/// variant here; the text form is what the kernel takes and what `dmsetup table` prints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Linear {
-        device: DevNum,
-        offset: Sectors,
-    },
-    Striped {
-        chunk: Sectors,
-        stripes: Vec<StripeArea>,
-    },
-    /// Reads zeros, drops writes: lvm2's `zero` segment type (`lvcreate --type zero`).
-    Zero,
-    /// Fails every I/O: lvm2's `error` segment type.
-    Error,
-    /// dm-raid over metadata/data leg pairs: lvm2's raid1 ([`super::raid`]).
-    Raid(super::raid::RaidTarget),
-    /// dm-thin's pool (lvm2's `-tpool` layer): metadata and data devices, block size,
-    /// low water mark in blocks, feature arguments (`skip_block_zeroing`, ...).
-    ThinPool {
-        metadata: DevNum,
-        data: DevNum,
-        block_size: Sectors,
-        low_water_mark: u64,
-        features: Vec<String>,
-    },
-    /// A thin volume: the `-tpool` device and the volume's device id in the pool.
-    Thin {
-        pool: DevNum,
-        device_id: u64,
-    },
-}
-
-impl Target {
-    /// The kernel's name of the target type (also the dm-NAME module that provides it).
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Target::Linear { .. } => "linear",
-            Target::Striped { .. } => "striped",
-            Target::Zero => "zero",
-            Target::Error => "error",
-            Target::Raid(_) => "raid",
-            Target::ThinPool { .. } => "thin-pool",
-            Target::Thin { .. } => "thin",
-        }
-    }
-
-    /// The parameter string of a table line.
-    pub fn params(&self) -> String {
-        match self {
-            Target::Linear { device, offset } => format!("{device} {}", offset.0),
-            Target::Striped { chunk, stripes } => {
-                let mut s = format!("{} {}", stripes.len(), chunk.0);
-                for area in stripes {
-                    s.push_str(&format!(" {} {}", area.device, area.offset.0));
-                }
-                s
-            }
-            Target::Zero | Target::Error => String::new(),
-            Target::Raid(raid) => raid.params(),
-            // The kernel ends the pool's line with a space; the same text loads as well.
-            Target::ThinPool {
-                metadata,
-                data,
-                block_size,
-                low_water_mark,
-                features,
-            } => {
-                let mut s = format!(
-                    "{metadata} {data} {} {low_water_mark} {} ",
-                    block_size.0,
-                    features.len()
-                );
-                for f in features {
-                    s.push_str(f);
-                    s.push(' ');
-                }
-                s
-            }
-            Target::Thin { pool, device_id } => format!("{pool} {device_id}"),
-        }
-    }
-
-    /// The block devices the target maps onto, with the end (in sectors) of the range
-    /// it uses on each, given the line's length.
-    pub fn device_ends(&self, length: Sectors) -> Vec<(DevNum, Sectors)> {
-        match self {
-            Target::Linear { device, offset } => vec![(*device, *offset + length)],
-            Target::Striped { stripes, .. } => {
-                let per = Sectors(length.0 / stripes.len().max(1) as u64);
-                stripes.iter().map(|a| (a.device, a.offset + per)).collect()
-            }
-            Target::Zero | Target::Error | Target::Raid(_) => Vec::new(),
-            Target::ThinPool { data, .. } => vec![(*data, length)],
-            // A thin volume may be larger than its pool.
-            Target::Thin { .. } => Vec::new(),
-        }
-    }
-}
-
-/// One line of a table: `<start> <length> <type> <params>`, sectors on the device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableLine {
-    pub start: Sectors,
-    pub length: Sectors,
-    pub target: Target,
-}
-
-impl TableLine {
-    /// The line as the kernel's table-load ioctl wants it.
-    pub fn to_ioctl(&self) -> (u64, u64, String, String) {
-        (
-            self.start.0,
-            self.length.0,
-            self.target.type_name().to_owned(),
-            self.target.params(),
-        )
-    }
-}
-
-impl fmt::Display for TableLine {
-    /// As `dmsetup table` prints it (without the device name).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {}",
-            self.start.0,
-            self.length.0,
-            self.target.type_name()
-        )?;
-        let params = self.target.params();
-        if !params.is_empty() {
-            write!(f, " {params}")?;
-        }
-        Ok(())
-    }
-}
-
-/// The text of a whole table, one line per target, as `dmsetup table` prints it.
-pub fn table_text(table: &[TableLine]) -> String {
-    table.iter().map(|l| format!("{l}\n")).collect()
-}
-
-/// The size of the device a table makes.
-pub fn table_size(table: &[TableLine]) -> Sectors {
-    table
-        .iter()
-        .map(|l| l.start + l.length)
-        .max()
-        .unwrap_or(Sectors::ZERO)
-}
 
 /// One device-mapper device to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +54,25 @@ impl LvPlan {
     pub fn top(&self) -> &DevicePlan {
         self.devices.last().expect("a plan has at least one device")
     }
+
+    /// Puts the number device `index` got (made now, or found active) into every table
+    /// naming it.
+    pub fn resolve(&mut self, index: usize, devnum: DevNum) {
+        for device in &mut self.devices {
+            for line in &mut device.table {
+                for r in line.target.refs_mut() {
+                    if r.planned_index() == Some(index) {
+                        *r = DevRef::Device(devnum);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Device `index` of the devices planned so far, for the tables of the devices above it.
+pub fn planned(devices: &[DevicePlan], index: usize) -> DevRef {
+    DevRef::planned(index, devices[index].name.clone())
 }
 
 /// lvm2's escaping in device-mapper names: a `-` inside a VG, LV or layer name is doubled,
@@ -286,80 +136,6 @@ pub(super) fn check_lengths(name: &str, uuid: &str) -> Result<(), ActivateError>
     Ok(())
 }
 
-/// Plans the devices that activate `lv_name`. `pv_devices` gives, for each PV uuid found
-/// on this host, its device number; a PV the LV needs that is not in it is missing.
-pub fn plan_lv(
-    vg: &VolumeGroup,
-    lv_name: &str,
-    pv_devices: &BTreeMap<Uuid, DevNum>,
-) -> Result<LvPlan, ActivateError> {
-    let lv = find_lv(vg, lv_name)?;
-    let unsupported = |why: String| ActivateError::Unsupported {
-        vg: vg.name.clone(),
-        lv: lv.name.clone(),
-        why,
-    };
-    // Old-style snapshots: lvm2 shows the cow store LV as "the snapshot" (the snapshot
-    // segment itself sits in an internal `snapshotN` LV). The origin must be mapped
-    // through snapshot-origin on a `-real` layer, or its writes would bypass the
-    // snapshot's copy-on-write.
-    for other in &vg.lvs {
-        for seg in &other.segments {
-            if let SegmentKind::Snapshot {
-                origin, cow_store, ..
-            } = &seg.kind
-            {
-                if *origin == lv.name {
-                    return Err(unsupported(format!(
-                        "it is the origin of the snapshot {cow_store}; snapshot origins \
-                         need a snapshot-origin layer, which lvmd does not make yet"
-                    )));
-                }
-                if *cow_store == lv.name {
-                    return Err(unsupported(format!(
-                        "it is a snapshot of {origin}; lvmd does not activate snapshots yet"
-                    )));
-                }
-            }
-        }
-    }
-    if let Some(plan) = super::thin::plan_thin(vg, lv, pv_devices)? {
-        return Ok(plan);
-    }
-    if !lv.is_visible() {
-        return Err(ActivateError::HiddenLv {
-            vg: vg.name.clone(),
-            lv: lv.name.clone(),
-        });
-    }
-    if super::raid::is_raid(lv) {
-        return super::raid::plan_raid_lv(vg, lv, pv_devices);
-    }
-    let table = lv_table(vg, lv, pv_devices)?;
-    let name = dm_name(&vg.name, &lv.name, None);
-    let uuid = dm_uuid(&vg.id, &lv.id, None);
-    check_lengths(&name, &uuid)?;
-    let read_only = !lv.status.iter().any(|s| s == "WRITE");
-    Ok(LvPlan {
-        vg: vg.name.clone(),
-        lv: lv.name.clone(),
-        devices: vec![DevicePlan {
-            name,
-            uuid,
-            table,
-            read_only,
-            visible: true,
-        }],
-    })
-}
-
-fn find_lv<'a>(vg: &'a VolumeGroup, lv_name: &str) -> Result<&'a LogicalVolume, ActivateError> {
-    vg.lv(lv_name).ok_or_else(|| ActivateError::LvNotFound {
-        vg: vg.name.clone(),
-        lv: lv_name.to_owned(),
-    })
-}
-
 /// The table mapping an LV's own segments straight onto its PVs, one line per segment
 /// (what lvm2 loads into an LV, or into its `-real` layer when the LV is an origin).
 ///
@@ -412,24 +188,24 @@ pub fn lv_table(
                 }
                 if areas.len() == 1 {
                     let a = areas.remove(0);
-                    Target::Linear {
+                    Target::Linear(Linear {
                         device: a.device,
                         offset: a.offset,
-                    }
+                    })
                 } else {
                     let chunk = stripe_size
                         .ok_or_else(|| invalid(format!("segment {} has no stripe_size", i + 1)))?;
                     if chunk.0 == 0 {
                         return Err(invalid(format!("segment {} has stripe_size 0", i + 1)));
                     }
-                    Target::Striped {
+                    Target::Striped(Striped {
                         chunk,
                         stripes: areas,
-                    }
+                    })
                 }
             }
-            SegmentKind::Other { type_name, .. } if type_name == "zero" => Target::Zero,
-            SegmentKind::Other { type_name, .. } if type_name == "error" => Target::Error,
+            SegmentKind::Other { type_name, .. } if type_name == "zero" => Target::Zero(Zero),
+            SegmentKind::Other { type_name, .. } if type_name == "error" => Target::Error(Error),
             other => {
                 return Err(ActivateError::UnsupportedSegment {
                     vg: vg.name.clone(),
@@ -548,7 +324,7 @@ fn pv_area(
         });
     }
     Ok(StripeArea {
-        device,
+        device: device.into(),
         offset: pv.pe_start + vg.extent_size.span(start),
     })
 }

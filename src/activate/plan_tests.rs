@@ -1,4 +1,6 @@
 use super::*;
+use crate::activate::planner::plan_lv;
+use crate::activate::target::table_text;
 use crate::activate::test_fixture::{mixed, read, vg_from_text};
 use crate::model::{Area, Segment};
 
@@ -315,19 +317,19 @@ fn mixed_segments_one_line_each_with_pe_start_per_pv() {
     // Typed, not just text.
     assert_eq!(
         top.table[1].target,
-        Target::Striped {
+        Target::Striped(Striped {
             chunk: Sectors(128),
             stripes: vec![
                 StripeArea {
-                    device: DevNum { major: 7, minor: 0 },
+                    device: DevRef::Device(DevNum { major: 7, minor: 0 }),
                     offset: Sectors(2048 + 10 * 8192)
                 },
                 StripeArea {
-                    device: DevNum { major: 7, minor: 1 },
+                    device: DevRef::Device(DevNum { major: 7, minor: 1 }),
                     offset: Sectors(4096 + 3 * 8192)
                 },
             ]
-        }
+        })
     );
     assert_eq!(
         top.table[1].to_ioctl(),

@@ -1,153 +1,19 @@
 //! raid1 LVs as lvm2 activates them: one hidden linear device per sub-LV (`<lv>_rmeta_N`,
-//! `<lv>_rimage_N`), then the LV's own device with the kernel's `raid` target (dm-raid)
-//! over them. The table text is lvm2's (`_raid_add_target_line` and libdm's
-//! `_raid_emit_segment_line`, in the parameter order of dm-raid >= 1.11, which is also
-//! the order the kernel prints back).
+//! `<lv>_rimage_N`), then the LV's own device with the kernel's `raid` target (dm-raid,
+//! [`super::target::Raid`]) over them.
 //!
 //! The raid table names its legs by device number, which a plan cannot know before the
-//! legs exist: a leg is [`LegDev::Planned`] until the activator resolves it
-//! ([`resolve_table`]) against the devices it just created or found.
+//! legs exist: a leg is a planned device of the same plan ([`DevRef::Planned`]) until
+//! the activator resolves it ([`LvPlan::resolve`]) as it makes or finds the legs.
 
-use super::plan::{
-    check_lengths, dm_name, dm_uuid, lv_table, DevNum, DevicePlan, LvPlan, TableLine, Target,
-};
-use super::ActivateError;
-use crate::format::text::Value;
+use super::error::ActivateError;
+use super::plan::{check_lengths, dm_name, dm_uuid, lv_table, planned, DevicePlan, LvPlan};
+use super::seg_fields::Raid1Fields;
+use super::target::{DevNum, Raid, RaidLeg, TableLine, Target};
 use crate::model::{LogicalVolume, SegmentKind, VolumeGroup};
 use crate::units::Sectors;
 use crate::uuid::Uuid;
 use std::collections::BTreeMap;
-use std::fmt;
-
-/// One device of a raid leg in a table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LegDev {
-    /// A device this plan makes (or finds active), by device-mapper uuid and name.
-    Planned { uuid: String, name: String },
-    /// Resolved to its device number, as the kernel takes and prints it.
-    Device(DevNum),
-    /// `-`: no device (a leg without metadata area, or a missing one).
-    Missing,
-}
-
-impl fmt::Display for LegDev {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            // Only shown in errors: the activator resolves before loading.
-            LegDev::Planned { name, .. } => write!(f, "/dev/mapper/{name}"),
-            LegDev::Device(d) => write!(f, "{d}"),
-            LegDev::Missing => f.write_str("-"),
-        }
-    }
-}
-
-/// One metadata/data pair of a raid set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RaidLeg {
-    pub meta: LegDev,
-    pub data: LegDev,
-}
-
-/// The parameters of a `raid` table line (dm-raid), as far as lvm2 uses them for raid1.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RaidTarget {
-    /// The kernel's raid type: `raid1`.
-    pub level: String,
-    /// The mandatory chunk size (lvm2 passes the segment's stripe_size: 0 for raid1).
-    pub chunk: Sectors,
-    /// Leg indexes to rebuild (sub-LVs flagged `REBUILD`).
-    pub rebuild: Vec<usize>,
-    pub min_recovery_rate: Option<u64>,
-    pub max_recovery_rate: Option<u64>,
-    /// Leg indexes flagged `WRITEMOSTLY`.
-    pub write_mostly: Vec<usize>,
-    pub max_write_behind: Option<u64>,
-    pub region_size: Option<Sectors>,
-    pub legs: Vec<RaidLeg>,
-}
-
-impl RaidTarget {
-    /// `<level> <#params> <chunk> [rebuild N].. [min_recovery_rate R] [max_recovery_rate R]
-    /// [write_mostly N].. [max_write_behind N] [region_size S] <#legs> <meta> <data>..`
-    pub fn params(&self) -> String {
-        let mut opts: Vec<String> = Vec::new();
-        for i in &self.rebuild {
-            opts.push(format!("rebuild {i}"));
-        }
-        if let Some(r) = self.min_recovery_rate {
-            opts.push(format!("min_recovery_rate {r}"));
-        }
-        if let Some(r) = self.max_recovery_rate {
-            opts.push(format!("max_recovery_rate {r}"));
-        }
-        for i in &self.write_mostly {
-            opts.push(format!("write_mostly {i}"));
-        }
-        if let Some(w) = self.max_write_behind {
-            opts.push(format!("max_write_behind {w}"));
-        }
-        if let Some(r) = self.region_size {
-            opts.push(format!("region_size {}", r.0));
-        }
-        // Every option is a key and a value: the count is of words, the chunk included.
-        let count = 1 + 2 * opts.len();
-        let mut s = format!("{} {count} {}", self.level, self.chunk.0);
-        for o in &opts {
-            s.push(' ');
-            s.push_str(o);
-        }
-        s.push_str(&format!(" {}", self.legs.len()));
-        for leg in &self.legs {
-            s.push_str(&format!(" {} {}", leg.meta, leg.data));
-        }
-        s
-    }
-
-    /// The resolved devices the raid set uses; the kernel checks each is big enough
-    /// for its part, which the legs' own tables already are, so no end is claimed.
-    pub fn devices(&self) -> Vec<DevNum> {
-        self.legs
-            .iter()
-            .flat_map(|l| [&l.meta, &l.data])
-            .filter_map(|d| match d {
-                LegDev::Device(n) => Some(*n),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The planned devices not yet resolved.
-    pub fn unresolved(&self) -> Vec<(&str, &str)> {
-        self.legs
-            .iter()
-            .flat_map(|l| [&l.meta, &l.data])
-            .filter_map(|d| match d {
-                LegDev::Planned { uuid, name } => Some((uuid.as_str(), name.as_str())),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-/// Replaces every [`LegDev::Planned`] in `table` by the device number `lookup` gives
-/// for its uuid.
-pub fn resolve_table<E>(
-    table: &mut [TableLine],
-    mut lookup: impl FnMut(&str, &str) -> Result<DevNum, E>,
-) -> Result<(), E> {
-    for line in table {
-        if let Target::Raid(raid) = &mut line.target {
-            for leg in &mut raid.legs {
-                for dev in [&mut leg.meta, &mut leg.data] {
-                    if let LegDev::Planned { uuid, name } = dev {
-                        *dev = LegDev::Device(lookup(uuid, name)?);
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
 
 /// Whether `lv` is a raid LV this module plans (its segments are raid1).
 pub fn is_raid(lv: &LogicalVolume) -> bool {
@@ -204,16 +70,8 @@ pub fn plan_raid_lv(
     if legs.is_empty() {
         return Err(invalid("its raid1 segment has no legs".into()));
     }
-    let extra_u64 = |key: &str| -> Result<Option<u64>, ActivateError> {
-        match seg.extra.get(key) {
-            None => Ok(None),
-            Some(Value::Int(i)) if *i >= 0 => Ok(Some(*i as u64)),
-            Some(_) => Err(invalid(format!(
-                "its raid1 segment's {key} is not a number"
-            ))),
-        }
-    };
-    if seg.extra.get("data_offset").is_some() {
+    let fields = Raid1Fields::of(seg).map_err(invalid)?;
+    if fields.reshaping {
         return Err(unsupported(
             "its raid1 segment has a data_offset (a reshape); lvmd does not activate those".into(),
         ));
@@ -252,10 +110,6 @@ pub fn plan_raid_lv(
             let name = dm_name(&vg.name, &sub.name, None);
             let uuid = dm_uuid(&vg.id, &sub.id, None);
             check_lengths(&name, &uuid)?;
-            leg.push(LegDev::Planned {
-                uuid: uuid.clone(),
-                name: name.clone(),
-            });
             devices.push(DevicePlan {
                 name,
                 uuid,
@@ -263,6 +117,7 @@ pub fn plan_raid_lv(
                 read_only: !sub.status.iter().any(|s| s == "WRITE"),
                 visible: false,
             });
+            leg.push(Some(planned(&devices, devices.len() - 1)));
         }
         // lvm2 reads the per-leg flags off the image sub-LV.
         let image_lv = vg.lv(image).expect("checked above");
@@ -276,14 +131,14 @@ pub fn plan_raid_lv(
         let meta = leg.pop().expect("two devices");
         raid_legs.push(RaidLeg { meta, data });
     }
-    let raid = RaidTarget {
+    let raid = Raid {
         level: "raid1".into(),
-        chunk: Sectors(extra_u64("stripe_size")?.unwrap_or(0)),
+        chunk: Sectors(fields.stripe_size),
         rebuild,
-        min_recovery_rate: nonzero(extra_u64("min_recovery_rate")?),
-        max_recovery_rate: nonzero(extra_u64("max_recovery_rate")?),
+        min_recovery_rate: nonzero(fields.min_recovery_rate),
+        max_recovery_rate: nonzero(fields.max_recovery_rate),
         write_mostly,
-        max_write_behind: nonzero(extra_u64("writebehind")?),
+        max_write_behind: nonzero(fields.writebehind),
         region_size: Some(region_size).filter(|r| r.0 != 0),
         legs: raid_legs,
     };

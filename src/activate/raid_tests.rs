@@ -1,5 +1,7 @@
 use super::*;
-use crate::activate::plan::{plan_lv, table_text};
+use crate::activate::planner::plan_lv;
+use crate::activate::target::DevRef;
+use crate::activate::target::{table_text, unresolved};
 use crate::activate::test_fixture::{mixed, read, vg_from_text};
 
 fn lvm2_table(dm_name: &str) -> String {
@@ -44,17 +46,11 @@ fn planned_with_lvm2_numbers(
     devices: &BTreeMap<Uuid, DevNum>,
 ) -> LvPlan {
     let mut plan = plan_lv(vg, lv, devices).unwrap();
-    let order: Vec<String> = plan.devices[..plan.devices.len() - 1]
-        .iter()
-        .map(|d| d.uuid.clone())
-        .collect();
-    let numbers = lvm2_leg_devnums();
-    let top = plan.devices.last_mut().unwrap();
-    resolve_table(&mut top.table, |uuid, _| {
-        let i = order.iter().position(|u| u == uuid).unwrap();
-        Ok::<_, ()>(numbers[i])
-    })
-    .unwrap();
+    // The legs are the devices before the raid one, in the table's order.
+    for (i, number) in lvm2_leg_devnums().into_iter().enumerate() {
+        plan.resolve(i, number);
+    }
+    assert!(unresolved(&plan.top().table).is_empty());
     plan
 }
 
@@ -104,8 +100,18 @@ fn unresolved_legs_are_named_and_listed() {
     let Target::Raid(raid) = &plan.top().table[0].target else {
         panic!("not raid: {:?}", plan.top().table);
     };
-    assert_eq!(raid.unresolved().len(), 4);
-    assert!(raid.devices().is_empty());
+    assert_eq!(unresolved(&plan.top().table).len(), 4);
+    let planned: Vec<Option<usize>> = raid
+        .legs
+        .iter()
+        .flat_map(|l| [&l.meta, &l.data])
+        .map(|d| d.as_ref().and_then(DevRef::planned_index))
+        .collect();
+    assert_eq!(planned, [Some(0), Some(1), Some(2), Some(3)]);
+    assert!(raid
+        .legs
+        .iter()
+        .all(|l| l.meta.is_some() && l.data.is_some()));
     assert!(
         table_text(&plan.top().table).contains("/dev/mapper/lvmd_mixed-mirrored_rmeta_0"),
         "{}",

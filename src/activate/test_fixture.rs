@@ -1,15 +1,22 @@
-//! The lvm2-made `mixed` fixture (`tests/fixtures/lvm2/mixed`) for the planners' tests.
+//! The lvm2-made fixtures (`tests/fixtures/lvm2/`) for the planners' tests, `mixed`
+//! above all.
 
-use super::plan::DevNum;
+use super::target::DevNum;
 use crate::format::text;
 use crate::model::VolumeGroup;
 use crate::uuid::Uuid;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// A file of the `mixed` fixture.
 pub fn read(name: &str) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lvm2/mixed");
-    std::fs::read_to_string(dir.join(name)).unwrap()
+    read_fixture("mixed", name)
+}
+
+/// A file of the fixture `fixture`.
+pub fn read_fixture(fixture: &str, name: &str) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lvm2");
+    std::fs::read_to_string(dir.join(fixture).join(name)).unwrap()
 }
 
 pub fn vg_from_text(metadata: &str) -> VolumeGroup {

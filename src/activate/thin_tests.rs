@@ -3,7 +3,8 @@
 //! 253:8 (`_tmeta`), 253:9 (`_tdata`) and 253:10 (`-tpool`).
 
 use super::*;
-use crate::activate::plan::{plan_lv, table_size, table_text};
+use crate::activate::planner::plan_lv;
+use crate::activate::target::{table_size, table_text, unresolved, DevRef, Error, Zero};
 use crate::activate::test_fixture::{mixed, read};
 use crate::format::text;
 
@@ -48,20 +49,21 @@ fn assert_like_lvm2(plan: &LvPlan, names: &[&str]) {
 fn thin_lv_plan_is_lvm2s_four_devices_bottom_up() {
     let (vg, pvs) = mixed();
     let mut plan = plan_lv(&vg, "thin", &pvs).unwrap();
-    // Before activation, the layers name each other by stand-ins.
+    // Before activation, the layers name each other as planned devices.
     assert_eq!(
         plan.devices[3].table[0].target,
-        Target::Thin {
-            pool: DevNum::planned(2),
-            device_id: 1
-        }
+        Target::Thin(Thin {
+            pool: DevRef::planned(2, "lvmd_mixed-pool-tpool"),
+            device_id: ThinDevId::new_u64(1).unwrap(),
+            external_origin: None,
+        })
     );
-    assert_eq!(DevNum::planned(2).planned_index(), Some(2));
+    assert_eq!(DevRef::planned(2, "x").planned_index(), Some(2));
     assert_eq!(
-        DevNum {
+        DevRef::Device(DevNum {
             major: 253,
             minor: 2
-        }
+        })
         .planned_index(),
         None
     );
@@ -116,7 +118,7 @@ fn thin_snapshot_is_a_thin_of_its_own_device_id() {
     assert_eq!(plan.devices.len(), 4);
     assert_eq!(
         plan.top().table[0].target.params(),
-        format!("{} 2", DevNum::planned(2))
+        format!("{} 2", DevRef::planned(2, "lvmd_mixed-pool-tpool"))
     );
 }
 
@@ -193,10 +195,7 @@ fn unused_pool_is_the_pool_target_itself() {
         plan.top().visible,
         "lvm2 links /dev/VG/LV to an unused pool"
     );
-    assert!(matches!(
-        plan.top().table[0].target,
-        Target::ThinPool { .. }
-    ));
+    assert!(matches!(plan.top().table[0].target, Target::ThinPool(_)));
 }
 
 #[test]
@@ -235,10 +234,10 @@ fn resolve_reaches_every_target_kind() {
             table: vec![TableLine {
                 start: Sectors::ZERO,
                 length: Sectors(8),
-                target: Target::Linear {
-                    device: DevNum::planned(0),
+                target: Target::Linear(Linear {
+                    device: DevRef::planned(0, "v-x"),
                     offset: Sectors::ZERO,
-                },
+                }),
             }],
             read_only: false,
             visible: true,
@@ -247,8 +246,72 @@ fn resolve_reaches_every_target_kind() {
     plan.resolve(1, DevNum { major: 1, minor: 1 });
     assert_eq!(
         plan.devices[0].table[0].target.params(),
-        format!("{} 0", DevNum::planned(0))
+        format!("{} 0", DevRef::planned(0, "v-x"))
     );
     plan.resolve(0, DevNum { major: 7, minor: 3 });
     assert_eq!(plan.devices[0].table[0].target.params(), "7:3 0");
+}
+
+#[test]
+fn resolve_reaches_the_devices_of_every_kind_with_devices() {
+    let p = || DevRef::planned(0, "v-low");
+    let one = |target| TableLine {
+        start: Sectors::ZERO,
+        length: Sectors(8),
+        target,
+    };
+    let table = vec![
+        one(Target::Striped(crate::activate::target::Striped {
+            chunk: Sectors(128),
+            stripes: vec![crate::activate::target::StripeArea {
+                device: p(),
+                offset: Sectors::ZERO,
+            }],
+        })),
+        one(Target::Raid(crate::activate::target::Raid {
+            level: "raid1".into(),
+            chunk: Sectors::ZERO,
+            rebuild: vec![],
+            min_recovery_rate: None,
+            max_recovery_rate: None,
+            write_mostly: vec![],
+            max_write_behind: None,
+            region_size: Some(Sectors(1024)),
+            legs: vec![crate::activate::target::RaidLeg {
+                meta: None,
+                data: Some(p()),
+            }],
+        })),
+        one(Target::parse("thin-pool", "1:1 1:2 128 0 0").unwrap()),
+        one(Target::Thin(Thin {
+            pool: p(),
+            device_id: ThinDevId::new_u64(1).unwrap(),
+            external_origin: Some(p()),
+        })),
+        one(Target::Zero(Zero)),
+        one(Target::Error(Error)),
+    ];
+    let mut plan = LvPlan {
+        vg: "v".into(),
+        lv: "l".into(),
+        devices: vec![DevicePlan {
+            name: "v-l".into(),
+            uuid: "LVM-x".into(),
+            table,
+            read_only: false,
+            visible: true,
+        }],
+    };
+    assert_eq!(unresolved(&plan.devices[0].table).len(), 4);
+    plan.resolve(0, DevNum { major: 7, minor: 3 });
+    assert!(unresolved(&plan.devices[0].table).is_empty());
+    assert_eq!(
+        table_text(&plan.devices[0].table),
+        "0 8 striped 1 128 7:3 0\n\
+         0 8 raid raid1 3 0 region_size 1024 1 - 7:3\n\
+         0 8 thin-pool 1:1 1:2 128 0 0 \n\
+         0 8 thin 7:3 1 7:3\n\
+         0 8 zero\n\
+         0 8 error\n"
+    );
 }

@@ -1,7 +1,8 @@
 //! Raw Linux kernel interfaces for lvmd.
 //!
 //! Thin, typed wrappers around the ioctls lvmd needs, with no policy:
-//! - [`dm`]: asking the kernel whether device-mapper is there (`DM_VERSION`).
+//! - [`dm`]: asking the kernel whether device-mapper is there (`DM_VERSION`, through the
+//!   `devicemapper` crate), and the errno inside that crate's errors.
 //! - [`blkdev`]: sizes and sector sizes of block devices, zeroing ranges of them (and of plain files
 //!   standing in for them).
 //! - [`loopdev`]: attaching files as loop devices, for tests and file-backed
@@ -21,7 +22,6 @@ pub(crate) const fn ioc(dir: u32, ty: u8, nr: u8, size: usize) -> u32 {
 }
 
 pub(crate) const IOC_NONE: u32 = 0;
-pub(crate) const IOC_WRITE: u32 = 1;
 pub(crate) const IOC_READ: u32 = 2;
 
 /// Turn a `-1` return of a libc call into the thread's `errno` as an error.
