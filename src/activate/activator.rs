@@ -13,7 +13,7 @@ use crate::uuid::Uuid;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tracing::info;
+use tracing::{info, warn};
 
 #[path = "activator_layers.rs"]
 mod layers;
@@ -184,7 +184,12 @@ impl Activator {
             if let Err(e) = step {
                 // Undo in reverse order; the failed device cleaned up after itself.
                 for done in created.iter().rev() {
-                    let _ = self.remove_device(&plan, done);
+                    // The caller checks the kernel for what is left and names it; why the
+                    // undo failed is said here.
+                    if let Err(undo) = self.remove_device(&plan, done) {
+                        warn!(vg = %plan.vg, lv = %plan.lv, device = %done.name,
+                            "undoing a failed activation: cannot remove the device: {undo}");
+                    }
                 }
                 return Err(e);
             }
@@ -239,7 +244,10 @@ impl Activator {
         }
         let dev = self.dm.create(device)?;
         if let Err(e) = nodes::add(self.node_mode, &paths, dev.devnum) {
-            let _ = self.remove_device(plan, device);
+            if let Err(undo) = self.remove_device(plan, device) {
+                warn!(vg = %plan.vg, lv = %plan.lv, device = %device.name,
+                    "its nodes failed ({e}); removing the device failed too: {undo}");
+            }
             return Err(e);
         }
         Ok((true, dev.devnum))
