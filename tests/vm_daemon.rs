@@ -1101,17 +1101,19 @@ fn raid1_and_thin_lvs_lvm2_made_are_left_alone_and_served() {
     assert_eq!(bed.lvmd_states(), lvm2_before);
     bed.agree();
 
-    // Removing or resizing them is refused, saying why, and changes nothing.
-    for (lv, says) in [
-        ("t1", "thin-pool messages"),
-        ("r", "raid1"),
-        ("pool", "thin pool"),
-    ] {
+    // Removing or resizing the thin ones, and resizing the mirror, is refused, saying
+    // why, and changes nothing. (lvmd removes mirrors: below.)
+    for (lv, says) in [("t1", "thin-pool messages"), ("pool", "thin pool")] {
         let err = bed.refused(&["lv", "remove", lv], "FailedPrecondition");
         assert!(err.contains(says), "{lv}: {err}");
         let err = bed.refused(&["lv", "resize", lv, "64MiB"], "FailedPrecondition");
         assert!(err.contains(says), "{lv}: {err}");
     }
+    let err = bed.refused(&["lv", "resize", "r", "64MiB"], "FailedPrecondition");
+    assert!(
+        err.contains("raid1") && err.contains("does not resize"),
+        "{err}"
+    );
     assert_eq!(
         bed.dm_capture(false),
         before,
@@ -1158,7 +1160,7 @@ fn raid1_and_thin_lvs_lvm2_made_are_left_alone_and_served() {
     assert_eq!(bed.lvmd_states(), lvm2_before);
     bed.stop();
 
-    // lvm2 takes them down; lvmd removes its own.
+    // lvm2 takes them down; lvmd removes its own, and lvm2's mirror with its legs.
     bed.lvm2(&[
         "lvchange",
         "-an",
@@ -1168,6 +1170,13 @@ fn raid1_and_thin_lvs_lvm2_made_are_left_alone_and_served() {
     ]);
     bed.start(None);
     assert_eq!(bed.json(&["lv", "remove", "plain"])["existed"], true);
+    assert_eq!(bed.json(&["lv", "remove", "r"])["existed"], true);
+    let all = bed.lvm2(&["lvs", "-a", "--noheadings", "-o", "lv_name", &vg]);
+    assert!(
+        all.split_whitespace()
+            .all(|n| !n.trim_matches(['[', ']']).starts_with("r_") && n != "r"),
+        "{all}"
+    );
     assert!(bed.dm_devices().is_empty(), "{:?}", bed.dm_devices());
     bed.agree();
     bed.stop();
