@@ -66,12 +66,9 @@ pub struct Origin {
 
 impl Origin {
     pub fn now(host: &str) -> Origin {
-        let time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
         Origin {
             host: host.into(),
-            time,
+            time: super::now(),
         }
     }
 }
