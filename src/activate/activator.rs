@@ -454,6 +454,22 @@ impl Activator {
         Ok(out)
     }
 
+    /// The active devices among those an activation of `lv` would make (its own and its
+    /// layers, raid legs, a thin LV's pool). Read before and after an activation to tell
+    /// what a failed attempt left: it asks the kernel about these few devices only, not
+    /// every device of the VG, so it costs the same however many volumes are active.
+    pub fn active_of_plan(&self, found: &VgOnDisk, lv: &str) -> Result<Vec<ActiveLv>> {
+        let (devices, _) = Self::pv_devices(found);
+        let plan = planner::plan_lv(&found.vg, lv, &devices)?;
+        let mut out = Vec::new();
+        for device in &plan.devices {
+            if let Some(dev) = self.dm.info_by_uuid(&device.uuid)? {
+                out.push(self.describe(found, dev)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The LV's own active device, if it is active.
     pub fn status(&self, found: &VgOnDisk, lv: &str) -> Result<Option<ActiveLv>> {
         let model = found.vg.lv(lv).ok_or_else(|| ActivateError::LvNotFound {

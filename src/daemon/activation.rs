@@ -249,10 +249,12 @@ fn left_behind(before: &BTreeSet<String>, now: Vec<ActiveLv>) -> Vec<String> {
 }
 
 impl DmActivation {
-    fn uuids(&self, found: &VgOnDisk) -> Result<BTreeSet<String>, ActivateError> {
+    /// The active devices of `lv`'s activation plan: the kernel is asked about those few,
+    /// never every device of the VG (that made each activation cost O(active volumes)).
+    fn uuids(&self, found: &VgOnDisk, lv: &str) -> Result<BTreeSet<String>, ActivateError> {
         Ok(self
             .activator
-            .list_active(found)?
+            .active_of_plan(found, lv)?
             .into_iter()
             .map(|a| a.dm_uuid)
             .collect())
@@ -272,7 +274,7 @@ impl DmActivation {
         let Some(before) = before else {
             return error;
         };
-        let left = match self.activator.list_active(found) {
+        let left = match self.activator.active_of_plan(found, lv) {
             Ok(now) => left_behind(&before, now),
             Err(e) => {
                 tracing::error!(
@@ -304,7 +306,7 @@ impl Activation for DmActivation {
         let name = &vg.vg.name;
         let found = on_disk(vg);
         // What was active before, to tell afterwards what a failed attempt left.
-        let before = self.uuids(&found).ok();
+        let before = self.uuids(&found, lv).ok();
         self.activator
             .activate(&found, lv)
             .map(|a| active_volume(name, lv, a))
