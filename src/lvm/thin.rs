@@ -605,4 +605,89 @@ mod tests {
         assert!(spec(None, Some(1)).check().is_err());
         assert!(spec(None, Some(16 * 1024)).check().is_err());
     }
+
+    fn vg_with_pool() -> VolumeGroup {
+        use crate::lvm::edit::{add_pvs, apply, new_vg, Edit, NewPv};
+        let mut vg = new_vg("vg", ExtentSize::DEFAULT);
+        add_pvs(
+            &mut vg,
+            &[NewPv {
+                id: Uuid::random(),
+                device: "/dev/x".into(),
+                dev_size: Bytes(64 * MIB).to_sectors_floor(),
+                pe_start: Sectors(2048),
+            }],
+        )
+        .unwrap();
+        let origin = Origin {
+            host: "h".into(),
+            time: 1,
+        };
+        let mut s = spec(None, None);
+        s.data_size = Bytes(8 * MIB);
+        let vg = apply(&vg, &Edit::CreateThinPool(s), &origin).unwrap().vg;
+        let thin = Edit::CreateThin {
+            name: "t".into(),
+            pool: "pool".into(),
+            size: Bytes(MIB),
+            tags: vec![],
+        };
+        apply(&vg, &thin, &origin).unwrap().vg
+    }
+
+    #[test]
+    fn a_new_pool_clears_its_metadata_whole_and_a_thin_lv_nothing() {
+        use crate::model::placement::{clear_on_create, freed_extents, PvSpan};
+        let vg = vg_with_pool();
+        // lvm2's order on the PV: spare, data, metadata.
+        let start = |lv: &str| match &vg.lv(lv).unwrap().segments[0].kind {
+            SegmentKind::Striped { stripes, .. } => stripes[0].start.0,
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            (start(PMSPARE), start("pool_tdata"), start("pool_tmeta")),
+            (0, 1, 3)
+        );
+        let pool = vg.lv("pool").unwrap();
+        let edge = Sectors(2048);
+        assert_eq!(
+            clear_on_create(&vg, pool, edge).unwrap(),
+            vec![PvSpan {
+                pv: "pv0".into(),
+                offset: Sectors(2048 + 3 * 8192),
+                len: Sectors(8192),
+            }]
+        );
+        let t = vg.lv("t").unwrap();
+        assert!(clear_on_create(&vg, t, edge).unwrap().is_empty());
+        assert!(freed_extents(&vg, t, Extents::ZERO).unwrap().is_empty());
+        // A pool gives back its data and metadata (the spare stays the VG's).
+        let freed: u64 = freed_extents(&vg, pool, Extents::ZERO)
+            .unwrap()
+            .iter()
+            .map(|e| e.count.0)
+            .sum();
+        assert_eq!(freed, 3);
+        assert!(freed_extents(&vg, pool, Extents(1)).is_err());
+    }
+
+    #[test]
+    fn pending_messages_are_read_back_and_dropped_once_sent() {
+        let mut vg = vg_with_pool();
+        let seg = &vg.lv("pool").unwrap().segments[0];
+        assert_eq!(pending_messages(seg), vec![PoolMessage::Create("t".into())]);
+        assert!(messages_sent(&mut vg, "pool", 0).is_err());
+        assert!(messages_sent(&mut vg, "pool", 1).unwrap());
+        assert!(!messages_sent(&mut vg, "pool", 1).unwrap());
+        remove_thin(&mut vg, "t").unwrap();
+        let seg = &vg.lv("pool").unwrap().segments[0];
+        assert_eq!(pending_messages(seg), vec![PoolMessage::Delete(1)]);
+        assert!(matches!(
+            seg.kind,
+            SegmentKind::ThinPool {
+                transaction_id: 2,
+                ..
+            }
+        ));
+    }
 }
