@@ -542,6 +542,114 @@ pub(super) fn messages_sent(vg: &mut VolumeGroup, pool: &str, transaction_id: u6
     Ok(seg.extra.items.len() != before)
 }
 
+/// One thin-pool target message (dm-thin's `pool_message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelMessage {
+    /// `delete <id>`; an id the pool does not have (ENODATA) is already deleted.
+    Delete(u64),
+    CreateThin(u64),
+    SetTransactionId {
+        old: u64,
+        new: u64,
+    },
+}
+
+impl KernelMessage {
+    /// The message text as the pool target takes it.
+    pub fn text(&self) -> String {
+        match self {
+            KernelMessage::Delete(id) => format!("delete {id}"),
+            KernelMessage::CreateThin(id) => format!("create_thin {id}"),
+            KernelMessage::SetTransactionId { old, new } => {
+                format!("set_transaction_id {old} {new}")
+            }
+        }
+    }
+}
+
+/// What an active pool whose kernel metadata is at `kernel` needs so that it matches
+/// the VG metadata (see the module's comment for the states).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Catchup {
+    /// Kernel and metadata agree, nothing recorded.
+    InStep,
+    /// The recorded messages reached the kernel already: only the record is dropped
+    /// ([`Edit::ThinMessagesSent`](super::Edit::ThinMessagesSent) at `transaction_id`).
+    Sent { transaction_id: u64 },
+    /// Send these, in order, then drop the record at `transaction_id`.
+    Send {
+        messages: Vec<KernelMessage>,
+        transaction_id: u64,
+    },
+}
+
+/// The catch-up of pool `pool` of `vg` from kernel transaction `kernel`, or why the
+/// two cannot be brought in step without an admin (the kernel ahead of the metadata,
+/// or behind by more than the recorded transaction).
+pub fn catchup(vg: &VolumeGroup, pool: &str, kernel: u64) -> std::result::Result<Catchup, String> {
+    let lv = vg.lv(pool).ok_or_else(|| format!("no LV {pool}"))?;
+    let [seg @ Segment {
+        kind: SegmentKind::ThinPool { transaction_id, .. },
+        ..
+    }] = lv.segments.as_slice()
+    else {
+        return Err(format!("{pool} is not a thin pool"));
+    };
+    let meta = *transaction_id;
+    let pending = pending_messages(seg);
+    let mismatch = || {
+        format!(
+            "the kernel's pool is at transaction {kernel}, its metadata at {meta}{}",
+            if pending.is_empty() {
+                " with no messages recorded"
+            } else {
+                " with messages recorded for one transaction"
+            }
+        )
+    };
+    if kernel == meta {
+        return Ok(if pending.is_empty() {
+            Catchup::InStep
+        } else {
+            Catchup::Sent {
+                transaction_id: meta,
+            }
+        });
+    }
+    if pending.is_empty() || kernel + 1 != meta {
+        return Err(mismatch());
+    }
+    let mut messages = Vec::new();
+    for m in &pending {
+        match m {
+            PoolMessage::Create(name) => {
+                let id = thin_lvs(vg, pool)
+                    .into_iter()
+                    .find(|(l, _)| l.name == *name)
+                    .map(|(_, id)| id)
+                    .ok_or_else(|| {
+                        format!("a create message names {name}, no thin LV of {pool}")
+                    })?;
+                // A device of this id at the old transaction can only be an earlier,
+                // unfinished try of this very create: deleted first, so the new
+                // volume never shows its blocks.
+                messages.push(KernelMessage::Delete(id));
+                messages.push(KernelMessage::CreateThin(id));
+            }
+            PoolMessage::Delete(id) => messages.push(KernelMessage::Delete(*id)),
+        }
+    }
+    // Last: the kernel's id moves only once everything before it was taken.
+    messages.push(KernelMessage::SetTransactionId {
+        old: kernel,
+        new: meta,
+    });
+    Ok(Catchup::Send {
+        messages,
+        transaction_id: meta,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -689,5 +797,47 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn catchup_replays_the_recorded_transaction_idempotently() {
+        let mut vg = vg_with_pool();
+        // Created, nothing sent: delete (a half-done try), create, then the id.
+        assert_eq!(
+            catchup(&vg, "pool", 0).unwrap(),
+            Catchup::Send {
+                messages: vec![
+                    KernelMessage::Delete(1),
+                    KernelMessage::CreateThin(1),
+                    KernelMessage::SetTransactionId { old: 0, new: 1 },
+                ],
+                transaction_id: 1,
+            }
+        );
+        // All sent, the record not yet dropped (killed before the second commit).
+        assert_eq!(
+            catchup(&vg, "pool", 1).unwrap(),
+            Catchup::Sent { transaction_id: 1 }
+        );
+        // The kernel ahead of the metadata (lvm2 killed between message and commit) is
+        // no state lvmd makes: refused, named.
+        assert!(catchup(&vg, "pool", 2)
+            .unwrap_err()
+            .contains("at transaction 2"));
+        messages_sent(&mut vg, "pool", 1).unwrap();
+        assert_eq!(catchup(&vg, "pool", 1).unwrap(), Catchup::InStep);
+        assert!(catchup(&vg, "pool", 0).is_err());
+        remove_thin(&mut vg, "t").unwrap();
+        assert_eq!(
+            catchup(&vg, "pool", 1).unwrap(),
+            Catchup::Send {
+                messages: vec![
+                    KernelMessage::Delete(1),
+                    KernelMessage::SetTransactionId { old: 1, new: 2 },
+                ],
+                transaction_id: 2,
+            }
+        );
+        assert_eq!(KernelMessage::CreateThin(7).text(), "create_thin 7");
     }
 }
