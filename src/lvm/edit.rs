@@ -489,13 +489,12 @@ fn check_plain(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
     if !lv.is_plain() {
         let kind = lv.type_name();
         let why = match kind {
-            "thin" => "it is a thin volume; removing or resizing one takes thin-pool \
-                       messages (delete, ...) that lvmd does not send, and lvmd changes \
-                       only linear and striped volumes (use lvm2)"
+            "thin" => "it is a thin volume; lvmd's volume API does not remove or resize \
+                       thin volumes yet (a removal takes thin-pool messages, which only \
+                       its activation sends so far, see docs/thin.md; use lvm2)"
                 .to_owned(),
-            "thin-pool" => "it is a thin pool; lvmd does not change thin pools or their \
-                            thin volumes, and changes only linear and striped volumes \
-                            (use lvm2)"
+            "thin-pool" => "it is a thin pool; lvmd's volume API does not remove or resize \
+                            thin pools yet (use lvm2)"
                 .to_owned(),
             "raid1" => "it is a raid1 volume; lvmd makes, renames and removes raid1 \
                         volumes but does not resize them (lvm2's lvextend can)"
