@@ -1185,3 +1185,220 @@ fn metadata_areas_are_sized_for_thousands_of_volumes_as_lvm2_sizes_them() {
     assert!(found.metadata_capacity > Bytes(500 << 10));
     assert!((found.text.len() as u64) < found.metadata_capacity.0);
 }
+
+/// lvmd makes a thin pool and thin LVs as lvm2's `lvcreate --type thin-pool` and
+/// `lvcreate --thin` write them: lvm2 lists them with their sizes, types, chunk size,
+/// thin ids and transaction ids, `vgck` accepts every step (the pending `create` /
+/// `delete` messages included), and lvmd adds to and removes from a pool lvm2 made.
+/// (lvm2 cannot make or remove thin LVs without device-mapper: that direction is in
+/// the VM.)
+#[test]
+fn lvm2_lists_the_thin_pools_and_thin_volumes_lvmd_makes() {
+    if !host_tests_enabled("lvm2_lists_the_thin_pools_and_thin_volumes_lvmd_makes") {
+        return;
+    }
+    use lvmd::lvm::thin::{PoolDiscards, ThinPoolSpec};
+    use lvmd::lvm::Edit;
+    let loops = Loops::new(&[64, 64]);
+    let lvm = loops.lvmd();
+    let vg = vg_name("thin");
+    lvm.vg_create(&vg, &loops.devs, ExtentSize::DEFAULT)
+        .unwrap();
+    let spec = ThinPoolSpec {
+        name: "pool".into(),
+        data_size: Bytes(18 * MIB),
+        chunk_size: None,
+        metadata_size: None,
+        zero_new_blocks: true,
+        discards: PoolDiscards::Passdown,
+        tags: vec!["class=thin".into()],
+    };
+    lvm.edit(&vg, &Edit::CreateThinPool(spec)).unwrap();
+    loops.vgck(&vg);
+    let report = |loops: &Loops| -> BTreeMap<String, serde_json::Value> {
+        loops
+            .report(
+                &[
+                    "lvs",
+                    "-a",
+                    "-o",
+                    "lv_name,lv_attr,lv_size,segtype,pool_lv,data_lv,metadata_lv,chunk_size,transaction_id,thin_id,zero,discards,lv_tags",
+                    &vg,
+                ],
+                "lv",
+            )
+            .into_iter()
+            .map(|r| (text(&r, "lv_name"), r))
+            .collect()
+    };
+    let lvs = report(&loops);
+    assert_eq!(
+        lvs.keys().collect::<Vec<_>>(),
+        vec!["[lvol0_pmspare]", "[pool_tdata]", "[pool_tmeta]", "pool"],
+        "{lvs:?}"
+    );
+    let pool = &lvs["pool"];
+    assert_eq!(text(pool, "segtype"), "thin-pool");
+    assert!(text(pool, "lv_attr").starts_with('t'), "{pool}");
+    // 18 MiB rounds up to 5 extents; lvm2's estimate (64 bytes a chunk) is far below
+    // its 2 MiB minimum, which rounds up to one extent.
+    assert_eq!(num(pool, "lv_size"), 20 * MIB);
+    assert_eq!(num(pool, "chunk_size"), 64 << 10);
+    assert_eq!(num(pool, "transaction_id"), 0);
+    assert_eq!(text(pool, "discards"), "passdown");
+    assert_eq!(text(pool, "zero"), "zero");
+    assert_eq!(text(pool, "lv_tags"), "class=thin");
+    assert_eq!(text(pool, "data_lv"), "[pool_tdata]");
+    assert_eq!(text(pool, "metadata_lv"), "[pool_tmeta]");
+    assert_eq!(num(&lvs["[pool_tdata]"], "lv_size"), 20 * MIB);
+    assert!(text(&lvs["[pool_tdata]"], "lv_attr").starts_with('T'));
+    assert_eq!(num(&lvs["[pool_tmeta]"], "lv_size"), 4 * MIB);
+    assert!(text(&lvs["[pool_tmeta]"], "lv_attr").starts_with('e'));
+    assert_eq!(num(&lvs["[lvol0_pmspare]"], "lv_size"), 4 * MIB);
+
+    // Thin LVs, overcommitted: each commit raises the pool's transaction id and
+    // records its message until the kernel took it.
+    let thin = |name: &str, mib: u64| Edit::CreateThin {
+        name: name.into(),
+        pool: "pool".into(),
+        size: Bytes(mib * MIB),
+        tags: vec![],
+    };
+    lvm.edit(&vg, &thin("t1", 40)).unwrap();
+    loops.vgck(&vg);
+    let found = lvm.read_vg(&vg).unwrap();
+    assert!(found.text.contains("create = \"t1\""), "{}", found.text);
+    // One transaction in flight at a time.
+    let e = lvm.edit(&vg, &thin("t2", 8)).unwrap_err();
+    assert!(e.to_string().contains("not yet known sent"), "{e}");
+    let sent = |tid| Edit::ThinMessagesSent {
+        pool: "pool".into(),
+        transaction_id: tid,
+    };
+    assert!(lvm.edit(&vg, &sent(0)).is_err(), "the metadata is at 1");
+    lvm.edit(&vg, &sent(1)).unwrap();
+    lvm.edit(&vg, &thin("t2", 8)).unwrap();
+    lvm.edit(&vg, &sent(2)).unwrap();
+    loops.vgck(&vg);
+    let lvs = report(&loops);
+    assert_eq!(num(&lvs["pool"], "transaction_id"), 2);
+    for (lv, id, size) in [("t1", 1, 40 * MIB), ("t2", 2, 8 * MIB)] {
+        let r = &lvs[lv];
+        assert_eq!(text(r, "segtype"), "thin");
+        assert!(text(r, "lv_attr").starts_with('V'), "{r}");
+        assert_eq!(text(r, "pool_lv"), "pool");
+        assert_eq!(num(r, "thin_id"), id);
+        assert_eq!(num(r, "lv_size"), size);
+    }
+    let found = lvm.read_vg(&vg).unwrap();
+    let seg = |lv: &str| found.vg.lv(lv).unwrap().segments[0].kind.clone();
+    assert!(matches!(
+        seg("t1"),
+        SegmentKind::Thin {
+            transaction_id: 0,
+            ..
+        }
+    ));
+    assert!(matches!(
+        seg("t2"),
+        SegmentKind::Thin {
+            transaction_id: 1,
+            ..
+        }
+    ));
+    // The pool's sub-LVs are no volumes to remove on their own, nor is the pool
+    // while thin LVs use it.
+    assert!(lvm.lv_remove(&vg, "pool_tmeta").is_err());
+    assert!(lvm
+        .edit(&vg, &Edit::RemoveThin { lv: "pool".into() })
+        .is_err());
+
+    // Removal: the delete recorded with the next transaction id.
+    lvm.edit(&vg, &Edit::RemoveThin { lv: "t1".into() })
+        .unwrap();
+    loops.vgck(&vg);
+    let found = lvm.read_vg(&vg).unwrap();
+    assert!(found.text.contains("delete = 1"), "{}", found.text);
+    lvm.edit(&vg, &sent(3)).unwrap();
+    let lvs = report(&loops);
+    assert!(!lvs.contains_key("t1"));
+    assert_eq!(num(&lvs["pool"], "transaction_id"), 3);
+    // The highest id is free again (lvm2's rule: one above the highest in use).
+    lvm.edit(&vg, &Edit::RemoveThin { lv: "t2".into() })
+        .unwrap();
+    lvm.edit(&vg, &sent(4)).unwrap();
+    lvm.edit(&vg, &thin("t3", 4)).unwrap();
+    loops.vgck(&vg);
+    assert_eq!(num(&report(&loops)["t3"], "thin_id"), 1);
+    assert_lvm2_agrees_on_free(&loops, &vg);
+}
+
+/// lvm2's free extents of `vg` are lvmd's.
+fn assert_lvm2_agrees_on_free(loops: &Loops, vg: &str) {
+    let found = loops.lvmd().read_vg(vg).unwrap();
+    let vgs = loops.report(&["vgs", "-o", "vg_free_count", vg], "vg");
+    assert_eq!(num(&vgs[0], "vg_free_count"), found.vg.free_extents().0);
+}
+
+/// lvmd adds a thin LV to the pool lvm2 made (next device id and transaction id) and
+/// removes one of lvm2's, and lvm2 agrees.
+#[test]
+fn lvmd_adds_to_and_removes_from_an_lvm2_thin_pool() {
+    if !host_tests_enabled("lvmd_adds_to_and_removes_from_an_lvm2_thin_pool") {
+        return;
+    }
+    use lvmd::lvm::Edit;
+    let mut loops = Loops::new(&[]);
+    let vg = attach_fixture(&mut loops, "mixed");
+    let lvm = loops.lvmd();
+    lvm.edit(
+        &vg,
+        &Edit::CreateThin {
+            name: "t_lvmd".into(),
+            pool: "pool".into(),
+            size: Bytes(12 * MIB),
+            tags: vec![],
+        },
+    )
+    .unwrap();
+    loops.vgck(&vg);
+    let lvs = loops.report(
+        &[
+            "lvs",
+            "-o",
+            "lv_name,thin_id,transaction_id,lv_size",
+            "--select",
+            "lv_name=t_lvmd||lv_name=pool",
+            &vg,
+        ],
+        "lv",
+    );
+    let row = |n: &str| lvs.iter().find(|r| text(r, "lv_name") == n).unwrap();
+    // lvm2 left the pool at 2 with thin ids 1 and 2.
+    assert_eq!(num(row("t_lvmd"), "thin_id"), 3);
+    assert_eq!(num(row("pool"), "transaction_id"), 3);
+    assert_eq!(num(row("t_lvmd"), "lv_size"), 12 * MIB);
+    lvm.edit(
+        &vg,
+        &Edit::ThinMessagesSent {
+            pool: "pool".into(),
+            transaction_id: 3,
+        },
+    )
+    .unwrap();
+    // thin_snap names thin as its origin: thin stays; the snapshot goes.
+    assert!(lvm
+        .edit(&vg, &Edit::RemoveThin { lv: "thin".into() })
+        .is_err());
+    lvm.edit(
+        &vg,
+        &Edit::RemoveThin {
+            lv: "thin_snap".into(),
+        },
+    )
+    .unwrap();
+    loops.vgck(&vg);
+    let found = lvm.read_vg(&vg).unwrap();
+    assert!(found.vg.lv("thin_snap").is_none());
+    assert!(found.text.contains("delete = 2"));
+}

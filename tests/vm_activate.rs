@@ -1248,3 +1248,147 @@ fn raid1_made_by_lvmd_is_one_lvm2_syncs_and_activates() {
     let found = bed.found();
     assert_eq!(found.vg.free_extents(), found.vg.total_extents());
 }
+
+/// The thin pool's transaction id as the kernel has it (`dmsetup status` of the pool
+/// target, first field).
+fn kernel_transaction(vg: &str, pool: &str) -> u64 {
+    let dev = format!(
+        "{}-{}-tpool",
+        vg.replace('-', "--"),
+        pool.replace('-', "--")
+    );
+    let out = run_ok("dmsetup", &["status", &dev]);
+    out.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+/// The thin device ids in a pool's kernel metadata, by `thin_dump` of its `_tmeta`
+/// (the pool inactive, the metadata LV activated alone by lvm2).
+fn thin_ids_on_disk(bed: &Bed, pool: &str) -> Vec<u64> {
+    let tmeta = format!("{}/{pool}_tmeta", bed.vg);
+    bed.lvm2_ok(&["lvchange", "-ay", "-y", &tmeta]);
+    let dev = format!("/dev/mapper/{}-{pool}_tmeta", bed.vg.replace('-', "--"));
+    let (ok, out, err) = run("thin_check", &[&dev]);
+    let dump = run_ok("thin_dump", &[&dev]);
+    bed.lvm2_ok(&["lvchange", "-an", &tmeta]);
+    assert!(ok, "thin_check {dev}:\n{err}\n{out}");
+    dump.lines()
+        .filter_map(|l| l.trim().strip_prefix("<device dev_id=\""))
+        .map(|r| r.split('"').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Case 7: a thin pool and thin LVs lvmd made (metadata commits recording the pool
+/// messages, `_tmeta` cleared as the daemon clears it): lvmd's activation sends the
+/// messages (the kernel's transaction id follows the metadata's), data reads back
+/// through lvm2, `thin_check` is clean, lvm2 adds a thin LV to lvmd's pool and lvmd
+/// removes it (its id gone from the pool's metadata), and a catch-up repeated after
+/// the messages reached the kernel (a kill -9 before the second commit) changes nothing.
+#[test]
+fn thin_pools_lvmd_makes_activate_and_agree_with_lvm2() {
+    use lvmd::lvm::thin::{PoolDiscards, ThinPoolSpec};
+    use lvmd::lvm::Edit;
+    use lvmd::model::placement;
+    let _serial = common::vm_case("vm_activate");
+    let bed = Bed::made_by_lvmd("act-lthin", &[64, 32]);
+    let vg = bed.vg.clone();
+    let lvm = bed.lvm();
+    // The PV space the pool's metadata gets held something before.
+    let dev0 = bed.loops.devs[0].clone();
+    write_pattern(&dev0, 77, MIB, 32 * MIB);
+    let spec = ThinPoolSpec {
+        name: "pool".into(),
+        data_size: Bytes(32 * MIB),
+        chunk_size: None,
+        metadata_size: None,
+        zero_new_blocks: true,
+        discards: PoolDiscards::Passdown,
+        tags: vec![],
+    };
+    lvm.edit(&vg, &Edit::CreateThinPool(spec)).unwrap();
+    let found = bed.found();
+    let spans =
+        placement::clear_on_create(&found.vg, found.vg.lv("pool").unwrap(), Sectors(0)).unwrap();
+    assert_eq!(spans.len(), 1);
+    for s in &spans {
+        let pv = found.vg.pv(&s.pv).unwrap();
+        let path = &found.devices[&pv.id];
+        let mut f = OpenOptions::new().write(true).open(path).unwrap();
+        f.seek(SeekFrom::Start(s.offset.to_bytes().0)).unwrap();
+        f.write_all(&vec![0u8; s.len.to_bytes().0 as usize])
+            .unwrap();
+        f.sync_all().unwrap();
+    }
+    let thin = |name: &str| Edit::CreateThin {
+        name: name.into(),
+        pool: "pool".into(),
+        size: Bytes(24 * MIB),
+        tags: vec![],
+    };
+    let sent = |tid| Edit::ThinMessagesSent {
+        pool: "pool".into(),
+        transaction_id: tid,
+    };
+    lvm.edit(&vg, &thin("t1")).unwrap();
+
+    let act = activator();
+    let t1 = act.activate(&bed.found(), "t1").unwrap();
+    assert_eq!(kernel_transaction(&vg, "pool"), 1);
+    write_pattern(&t1.dev_path, 21, 0, 4 * MIB);
+    // Activating again with the record still there (killed before the second commit):
+    // nothing is sent twice.
+    act.activate(&bed.found(), "t1").unwrap();
+    assert_eq!(kernel_transaction(&vg, "pool"), 1);
+    lvm.edit(&vg, &sent(1)).unwrap();
+    lvm.edit(&vg, &thin("t2")).unwrap();
+    let t2 = act.activate(&bed.found(), "t2").unwrap();
+    assert_eq!(kernel_transaction(&vg, "pool"), 2);
+    write_pattern(&t2.dev_path, 22, 0, 2 * MIB);
+    lvm.edit(&vg, &sent(2)).unwrap();
+    let found = bed.found();
+    for lv in ["t2", "t1"] {
+        assert!(act.deactivate(&found, lv).unwrap());
+    }
+    bed.assert_nothing_active();
+    assert_eq!(thin_ids_on_disk(&bed, "pool"), vec![1, 2]);
+
+    // lvm2 activates lvmd's thin LV and reads its data, then adds one of its own.
+    bed.lvm2_ok(&["lvchange", "-ay", &format!("{vg}/t1")]);
+    assert_pattern(&PathBuf::from(format!("/dev/{vg}/t1")), 21, 0, 4 * MIB);
+    bed.lvm2_ok(&[
+        "lvcreate",
+        "-V",
+        "8M",
+        "-T",
+        &format!("{vg}/pool"),
+        "-n",
+        "t3",
+    ]);
+    bed.lvm2_ok(&["vgchange", "-an", &vg]);
+    bed.assert_nothing_active();
+    assert_eq!(thin_ids_on_disk(&bed, "pool"), vec![1, 2, 3]);
+
+    // lvmd removes lvm2's thin LV: the delete reaches the pool at its next activation.
+    lvm.edit(&vg, &Edit::RemoveThin { lv: "t3".into() })
+        .unwrap();
+    act.activate(&bed.found(), "t1").unwrap();
+    assert_eq!(kernel_transaction(&vg, "pool"), 4);
+    lvm.edit(&vg, &sent(4)).unwrap();
+    assert!(act.deactivate(&bed.found(), "t1").unwrap());
+    bed.assert_nothing_active();
+    assert_eq!(thin_ids_on_disk(&bed, "pool"), vec![1, 2]);
+    // And lvm2 agrees with all of it: lvs, activation, its own removal.
+    let lvs = bed.lvm2_ok(&[
+        "lvs",
+        "--noheadings",
+        "-o",
+        "lv_name,thin_id,transaction_id",
+        &vg,
+    ]);
+    assert!(!lvs.contains("t3"), "{lvs}");
+    bed.lvm2_ok(&["lvchange", "-ay", &format!("{vg}/t2")]);
+    assert_pattern(&PathBuf::from(format!("/dev/{vg}/t2")), 22, 0, 2 * MIB);
+    bed.lvm2_ok(&["lvremove", "-f", &format!("{vg}/t2")]);
+    bed.lvm2_ok(&["vgchange", "-an", &vg]);
+    bed.assert_nothing_active();
+    assert_eq!(thin_ids_on_disk(&bed, "pool"), vec![1]);
+}

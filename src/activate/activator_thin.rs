@@ -7,13 +7,17 @@ use crate::activate::error::{ActivateError, Result};
 use crate::activate::plan::{dm_uuid, DevicePlan, LvPlan};
 use crate::activate::target::Target;
 use crate::activate::thin::{own_uuid, pool_of};
+use crate::lvm::thin::{self, Catchup, KernelMessage};
 use crate::model::{LogicalVolume, SegmentKind, VolumeGroup};
 use crate::store::scan::VgOnDisk;
 use tracing::info;
 
-/// After the pool target is up (made now or found active): its transaction id in the
-/// kernel must be the metadata's, or lvmd would present thin volumes the pool does not
-/// have (lvm2 checks the same). `Ok` for devices that are not a thin pool.
+/// After the pool target is up (made now or found active), before any thin device of
+/// it: its transaction id in the kernel must be the metadata's, or lvmd would present
+/// thin volumes the pool does not have (lvm2 checks the same). One transaction behind
+/// with its messages recorded in the metadata (lvmd's create/remove order, see
+/// [`crate::lvm::thin`]): the messages are sent now, idempotently. `Ok` for devices
+/// that are not a thin pool.
 pub(super) fn check_transaction(
     dm: &DmControl,
     vg: &VolumeGroup,
@@ -44,15 +48,38 @@ pub(super) fn check_transaction(
             lv: pool.name.clone(),
             why: format!("its pool device {} reports {params:?}", device.name),
         })?;
-    if kernel != *transaction_id {
-        return Err(ActivateError::ThinTransaction {
+    match thin::catchup(vg, &pool.name, kernel) {
+        Ok(Catchup::InStep) => Ok(()),
+        // Sent before a kill -9 or by lvm2; the record is dropped by the next commit
+        // (the daemon's Edit::ThinMessagesSent).
+        Ok(Catchup::Sent { .. }) => Ok(()),
+        Ok(Catchup::Send { messages, .. }) => {
+            for m in &messages {
+                let text = m.text();
+                match dm.message(&device.uuid, &text)? {
+                    Ok(()) => {}
+                    // The id is gone already: a delete sent before a kill, or the
+                    // first try of a create that never ran.
+                    Err(libc::ENODATA) if matches!(m, KernelMessage::Delete(_)) => {}
+                    Err(errno) => {
+                        return Err(ActivateError::Dm {
+                            op: "thin-pool message",
+                            device: format!("{} ({text})", device.name),
+                            source: std::io::Error::from_raw_os_error(errno),
+                        })
+                    }
+                }
+                info!(vg = %vg.name, pool = %pool.name, message = %text, "thin-pool message sent");
+            }
+            Ok(())
+        }
+        Err(_) => Err(ActivateError::ThinTransaction {
             vg: vg.name.clone(),
             pool: pool.name.clone(),
             kernel,
             metadata: *transaction_id,
-        });
+        }),
     }
-    Ok(())
 }
 
 /// Deactivates a thin LV or thin pool: its own device, then the pool's layers if nothing

@@ -185,6 +185,24 @@ impl DmControl {
         Ok(lines)
     }
 
+    /// Sends `msg` to the (first) target of the device with this uuid, as
+    /// `dmsetup message <dev> 0 <msg>`. Returns the errno the target refused it with
+    /// apart from other errors, for callers to whom one refusal means "already done".
+    pub fn message(&self, uuid: &str, msg: &str) -> Result<std::result::Result<(), i32>> {
+        let id = DevId::Uuid(Self::uuid_id(uuid)?);
+        match self.dm.target_msg(&id, Some(0), msg) {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => match errno_of(&e) {
+                Some(errno) if errno != libc::ENXIO => Ok(Err(errno)),
+                _ => Err(ActivateError::Dm {
+                    op: "message",
+                    device: uuid.to_owned(),
+                    source: dm_io_error(&e),
+                }),
+            },
+        }
+    }
+
     /// Every device whose uuid starts with `prefix`, sorted by name.
     pub fn list_with_uuid_prefix(&self, prefix: &str) -> Result<Vec<DmDevice>> {
         let all = self.dm.list_devices().map_err(|e| ActivateError::Dm {

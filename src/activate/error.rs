@@ -141,8 +141,9 @@ pub enum ActivateError {
     Udev { why: String },
     #[error(
         "thin pool {vg}/{pool}: the kernel's transaction id is {kernel} but the metadata's \
-         is {metadata}; lvmd does not reconcile them (it sends no thin-pool messages): \
-         activate once with lvm2, or check the pool with thin_check"
+         is {metadata}, and the metadata records no thin-pool messages that would bring \
+         one to the other (lvmd replays only a recorded transaction, see docs/thin.md): \
+         check the pool with thin_check and repair it with lvm2"
     )]
     ThinTransaction {
         vg: String,

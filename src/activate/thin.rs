@@ -9,9 +9,10 @@
 //! - a pool without any thin LV yet (transaction id 0): the layers and the thin-pool
 //!   target itself as `vg-pool` (uuid suffix `-tpool`, with `/dev/vg/pool`).
 //!
-//! Only activation: lvmd sends no thin-pool messages (`create_thin`, `delete`, ...), so
-//! it neither creates nor removes thin volumes, and refuses a pool whose metadata has
-//! messages pending. Deactivating the last user of a pool removes the pool's layers too,
+//! Thin-pool messages (`create_thin`, `delete`, `set_transaction_id`) that the metadata
+//! records for a thin LV being created or removed are planned nowhere here: the
+//! activator sends them once the pool target is up, before any thin device of it
+//! (`activator_thin::check_transaction`, [`crate::lvm::thin::catchup`]). Deactivating the last user of a pool removes the pool's layers too,
 //! as lvm2 does; a pool active on its own (`vg-pool`) keeps them.
 //!
 //! The devices of one plan name each other by device number, which exists only once
@@ -172,15 +173,8 @@ fn pool_layers(
         return Err(invalid(vg, pool, "not a thin pool"));
     };
     let fields = ThinPoolFields::of(seg).map_err(|why| invalid(vg, pool, &why))?;
-    if fields.messages_pending {
-        return Err(ActivateError::Unsupported {
-            vg: vg.name.clone(),
-            lv: pool.name.clone(),
-            why: "its metadata has thin-pool messages pending (a thin LV being created or \
-                  removed); lvmd sends no messages: activate it once with lvm2"
-                .into(),
-        });
-    }
+    // Messages recorded (a thin LV being created or removed) are sent once the pool
+    // target is up, before any thin device of it (activator_thin::check_transaction).
     if chunk_size.0 == 0 {
         return Err(invalid(vg, pool, "chunk_size 0"));
     }

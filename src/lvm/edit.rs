@@ -7,6 +7,7 @@
 
 use super::raid;
 use super::segments::{last_linear_area, merge_adjacent, segments_from, truncate_segments};
+use super::thin::{self, ThinPoolSpec};
 use super::{LvmError, Result};
 use crate::alloc::{self, Allocation, PvSpace};
 use crate::model::name::{validate_lv_name_in, validate_tag};
@@ -52,6 +53,27 @@ pub enum Edit {
     ChangeVgTags {
         add: Vec<String>,
         del: Vec<String>,
+    },
+    /// A thin pool with its sub-LVs (and the VG's metadata spare), as
+    /// `lvcreate --type thin-pool` makes it.
+    CreateThinPool(ThinPoolSpec),
+    /// A thin LV in `pool`: the pool's transaction id raised and the `create` message
+    /// recorded for the kernel (see [`super::thin`]).
+    CreateThin {
+        name: String,
+        pool: String,
+        size: Bytes,
+        tags: Vec<String>,
+    },
+    /// A thin LV nothing refers to: gone from the metadata, its `delete` recorded.
+    RemoveThin {
+        lv: String,
+    },
+    /// The pool's recorded messages reached the kernel, whose pool is at
+    /// `transaction_id`: they are dropped.
+    ThinMessagesSent {
+        pool: String,
+        transaction_id: u64,
     },
     /// Nothing but a new seqno: every metadata area gets the newest text again.
     Rewrite,
@@ -114,7 +136,25 @@ impl Edit {
                 tags(add)?;
                 tags(del)?;
             }
-            Edit::RemoveLv { .. } | Edit::Rewrite => {}
+            Edit::CreateThinPool(spec) => {
+                validate_lv_name_in(vg, &spec.name)?;
+                tags(&spec.tags)?;
+                spec.check()?;
+            }
+            Edit::CreateThin {
+                name,
+                size,
+                tags: t,
+                ..
+            } => {
+                validate_lv_name_in(vg, name)?;
+                tags(t)?;
+                check_size(*size)?;
+            }
+            Edit::RemoveLv { .. }
+            | Edit::RemoveThin { .. }
+            | Edit::ThinMessagesSent { .. }
+            | Edit::Rewrite => {}
         }
         Ok(())
     }
@@ -124,9 +164,15 @@ impl Edit {
     pub fn lv_name(&self) -> Option<&str> {
         match self {
             Edit::CreateLv(spec) => Some(&spec.name),
+            Edit::CreateThinPool(spec) => Some(&spec.name),
+            Edit::CreateThin { name, .. } => Some(name),
             Edit::ResizeLv { lv, .. } | Edit::ChangeLvTags { lv, .. } => Some(lv),
             Edit::RenameLv { to, .. } => Some(to),
-            Edit::RemoveLv { .. } | Edit::ChangeVgTags { .. } | Edit::Rewrite => None,
+            Edit::ThinMessagesSent { pool, .. } => Some(pool),
+            Edit::RemoveLv { .. }
+            | Edit::RemoveThin { .. }
+            | Edit::ChangeVgTags { .. }
+            | Edit::Rewrite => None,
         }
     }
 }
@@ -161,6 +207,40 @@ pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
             let subs = raid::sub_lvs(vg, lv).unwrap_or_default();
             new.lvs.retain(|l| l.name != *lv && !subs.contains(&l.name));
             format!("lvremove {name}/{lv}")
+        }
+        Edit::CreateThinPool(spec) => {
+            thin::create_pool(&mut new, spec, origin)?;
+            format!("lvcreate --type thin-pool {name}/{}", spec.name)
+        }
+        Edit::CreateThin {
+            name: lv,
+            pool,
+            size,
+            tags,
+        } => {
+            thin::create_thin(&mut new, lv, pool, *size, tags, origin)?;
+            format!("lvcreate --thin {name}/{pool} -n {lv}")
+        }
+        Edit::RemoveThin { lv } => {
+            existing(vg, lv)?;
+            check_visible(vg, lv)?;
+            // A thin snapshot names its origin.
+            check_unreferenced(vg, lv)?;
+            thin::remove_thin(&mut new, lv)?;
+            format!("lvremove {name}/{lv}")
+        }
+        Edit::ThinMessagesSent {
+            pool,
+            transaction_id,
+        } => {
+            if !thin::messages_sent(&mut new, pool, *transaction_id)? {
+                return Ok(Edited {
+                    vg: new,
+                    description: String::new(),
+                    changed: false,
+                });
+            }
+            format!("thin pool {name}/{pool} messages sent (transaction {transaction_id})")
         }
         Edit::ResizeLv { lv, size } => {
             let Some(target) = resize(&mut new, lv, *size)? else {
@@ -409,13 +489,12 @@ fn check_plain(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
     if !lv.is_plain() {
         let kind = lv.type_name();
         let why = match kind {
-            "thin" => "it is a thin volume; removing or resizing one takes thin-pool \
-                       messages (delete, ...) that lvmd does not send, and lvmd changes \
-                       only linear and striped volumes (use lvm2)"
+            "thin" => "it is a thin volume; lvmd's volume API does not remove or resize \
+                       thin volumes yet (a removal takes thin-pool messages, which only \
+                       its activation sends so far, see docs/thin.md; use lvm2)"
                 .to_owned(),
-            "thin-pool" => "it is a thin pool; lvmd does not change thin pools or their \
-                            thin volumes, and changes only linear and striped volumes \
-                            (use lvm2)"
+            "thin-pool" => "it is a thin pool; lvmd's volume API does not remove or resize \
+                            thin pools yet (use lvm2)"
                 .to_owned(),
             "raid1" => "it is a raid1 volume; lvmd makes, renames and removes raid1 \
                         volumes but does not resize them (lvm2's lvextend can)"

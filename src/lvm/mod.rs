@@ -8,6 +8,7 @@
 pub mod edit;
 mod raid;
 mod segments;
+pub mod thin;
 
 pub use crate::model::layout::DEFAULT_STRIPE_SIZE;
 pub use crate::model::Layout;

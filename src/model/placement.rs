@@ -36,6 +36,35 @@ pub enum PlacementError {
     NoSubLv { lv: String, sub: String },
     #[error("{lv}: a raid1 volume gives back extents only whole (removal), not from extent {at}")]
     RaidPart { lv: String, at: u64 },
+    #[error("{lv}: its thin pool sub-LV {sub} is not in the VG")]
+    NoPoolSubLv { lv: String, sub: String },
+    #[error("{lv}: a thin pool gives back extents only whole (removal), not from extent {at}")]
+    PoolPart { lv: String, at: u64 },
+}
+
+/// A thin pool LV's (metadata, data) sub-LVs; `None` when the LV is no pool.
+fn pool_parts<'a>(
+    vg: &'a VolumeGroup,
+    lv: &LogicalVolume,
+) -> Option<Result<(&'a LogicalVolume, &'a LogicalVolume), PlacementError>> {
+    let [seg] = lv.segments.as_slice() else {
+        return None;
+    };
+    let SegmentKind::ThinPool { metadata, pool, .. } = &seg.kind else {
+        return None;
+    };
+    let sub = |name: &String| {
+        vg.lv(name).ok_or_else(|| PlacementError::NoPoolSubLv {
+            lv: lv.name.clone(),
+            sub: name.clone(),
+        })
+    };
+    Some(sub(metadata).and_then(|m| Ok((m, sub(pool)?))))
+}
+
+/// A thin LV: its blocks are the pool's, on no PV extents of its own.
+fn is_thin(lv: &LogicalVolume) -> bool {
+    matches!(lv.segments.as_slice(), [seg] if matches!(seg.kind, SegmentKind::Thin { .. }))
 }
 
 /// A raid1 LV's legs as (metadata, image) sub-LVs; `None` when the LV is not raid1.
@@ -66,6 +95,23 @@ pub fn freed_extents(
     lv: &LogicalVolume,
     keep: Extents,
 ) -> Result<Vec<PvExtents>, PlacementError> {
+    // A thin LV's blocks go back to its pool (the pool's `delete`, discards passed
+    // down), not to the VG.
+    if is_thin(lv) {
+        return Ok(Vec::new());
+    }
+    if let Some(parts) = pool_parts(vg, lv) {
+        if keep > Extents::ZERO {
+            return Err(PlacementError::PoolPart {
+                lv: lv.name.clone(),
+                at: keep.0,
+            });
+        }
+        let (meta, data) = parts?;
+        let mut out = extents_from(meta, Extents::ZERO)?;
+        out.extend(extents_from(data, Extents::ZERO)?);
+        return Ok(out);
+    }
     let Some(legs) = raid1_legs(vg, lv) else {
         return extents_from(lv, keep);
     };
@@ -85,12 +131,28 @@ pub fn freed_extents(
 
 /// What is cleared on a new LV: its [`edges`], and for a raid1 LV the edges of every
 /// copy plus every metadata area whole (dm-raid must find no old superblock there, or
-/// it could take stale legs for in sync).
+/// it could take stale legs for in sync); for a thin pool its `_tmeta` whole, for a
+/// thin LV nothing.
 pub fn clear_on_create(
     vg: &VolumeGroup,
     lv: &LogicalVolume,
     edge: Sectors,
 ) -> Result<Vec<PvSpan>, PlacementError> {
+    // A new thin LV reads as zeroes wherever the pool has provisioned nothing: nothing
+    // of it lies on PV extents to clear.
+    if is_thin(lv) {
+        return Ok(Vec::new());
+    }
+    // A new pool: dm-thin formats an all-zero metadata device at first activation, and
+    // takes anything else for a pool's metadata (another tenant's thin devices and
+    // their blocks, mapped into this pool): `_tmeta` is cleared whole. Its data needs
+    // nothing: unprovisioned blocks read as zeroes, and new blocks are zeroed
+    // (`zero_new_blocks`) or written whole.
+    if let Some(parts) = pool_parts(vg, lv) {
+        let (meta, _) = parts?;
+        let whole = vg.extent_size.span(meta.extents());
+        return Ok(merge(spans_of(vg, meta, Sectors(0), whole)?));
+    }
     let Some(legs) = raid1_legs(vg, lv) else {
         return edges(vg, lv, edge);
     };

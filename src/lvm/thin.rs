@@ -1,0 +1,843 @@
+//! Thin pools and thin LVs as lvm2 2.03 lays them out, and the pool's transaction id
+//! kept in step as lvm2 keeps it.
+//!
+//! A pool is a visible LV with one `thin-pool` segment over two hidden linear sub-LVs,
+//! `<pool>_tdata` (the data blocks) and `<pool>_tmeta` (dm-thin's own metadata), plus
+//! one VG-wide hidden spare `lvol0_pmspare` as large as the largest `_tmeta` (what
+//! `thin_repair` writes into). A thin LV is a visible LV with one `thin` segment naming
+//! its pool and its thin device id inside the pool's metadata.
+//!
+//! The pool's kernel metadata knows the thin devices by id; the VG metadata knows the
+//! LVs. The two are tied by the pool's `transaction_id`: every VG commit that creates
+//! or deletes thin devices raises it by one (lvm2's `attach_pool_message`: once per
+//! commit, at its first message), and the pool's kernel metadata carries the same
+//! number once the messages were sent (`set_transaction_id old new`, sent last).
+//!
+//! Crash safety (lvm2's own journal, which lvm2 reads and replays too): the commit that
+//! creates or deletes a thin LV also records what the kernel still has to be told, as
+//! `messageN { create = "<lv>" }` / `messageN { delete = <id> }` sections in the pool's
+//! segment, with the raised transaction id. The messages are sent after that commit
+//! (on the active pool, or at the pool's next activation), and a second commit
+//! ([`Edit::ThinMessagesSent`](super::Edit::ThinMessagesSent)) drops them. A kill -9
+//! anywhere leaves one of:
+//! - kernel id = metadata id - 1, messages recorded: none or some sent; send them again
+//!   (a `create` as `delete` then `create_thin`, so a half-done earlier attempt never
+//!   shows old blocks; a `delete` of an id already gone is done), then
+//!   `set_transaction_id`, then drop them;
+//! - kernel id = metadata id, messages recorded: all sent; drop them;
+//! - kernel id = metadata id, none recorded: in step.
+//!
+//! lvm2 commits the metadata with the messages too, but sends them from the suspend
+//! of the same command before it commits that metadata for good (its precommitted
+//! copy), so a kill between its message and its commit leaves the kernel one
+//! transaction ahead of the committed metadata: "transaction_id mismatch". lvmd never
+//! sends a message that no committed metadata records.
+
+use super::edit::Origin;
+use super::segments::linear_segments;
+use super::{LvmError, Result};
+use crate::alloc::{self, Allocation};
+use crate::format::text::{Item, Section, Value};
+use crate::model::name::check_dm_name;
+use crate::model::{LogicalVolume, Segment, SegmentKind, VolumeGroup};
+use crate::units::{Bytes, ExtentSize, Extents, Sectors};
+use crate::uuid::Uuid;
+
+/// The VG-wide spare for pool metadata repair (lvm2's name).
+pub const PMSPARE: &str = "lvol0_pmspare";
+/// lvm2's default chunk size (`allocation/thin_pool_chunk_size`, generic policy): 64 KiB.
+pub const DEFAULT_CHUNK_SIZE: Sectors = Sectors(128);
+/// dm-thin's smallest and largest data block (lvm2's `DM_THIN_{MIN,MAX}_DATA_BLOCK_SIZE`).
+pub const MIN_CHUNK_SIZE: Sectors = Sectors(128);
+pub const MAX_CHUNK_SIZE: Sectors = Sectors(2 * 1024 * 1024);
+/// lvm2's bounds on a pool's metadata LV (`DEFAULT_THIN_POOL_MIN_METADATA_SIZE` 2 MiB,
+/// `DEFAULT_THIN_POOL_MAX_METADATA_SIZE` 255 * (16 Ki - 64) * 4 KiB, ~15.56 GiB: what
+/// dm-thin's space maps can address).
+pub const MIN_METADATA_SIZE: Sectors = Sectors(2 * 2048);
+pub const MAX_METADATA_SIZE: Sectors = Sectors(2 * 255 * ((1 << 14) - 64) * 4);
+/// Above this lvm2 doubles the default chunk size rather than grow the metadata
+/// (`DEFAULT_THIN_POOL_OPTIMAL_METADATA_SIZE`, 128 MiB).
+pub const OPTIMAL_METADATA_SIZE: Sectors = Sectors(2 * 128 * 1024);
+/// The largest thin device id dm-thin takes (24 bits, lvm2's `DM_THIN_MAX_DEVICE_ID`).
+pub const MAX_DEVICE_ID: u64 = (1 << 24) - 1;
+
+/// How the pool handles discards (lvm2's `discards` words; lvm2's default `passdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolDiscards {
+    #[default]
+    Passdown,
+    NoPassdown,
+    Ignore,
+}
+
+impl PoolDiscards {
+    pub fn as_lvm2(self) -> &'static str {
+        match self {
+            PoolDiscards::Passdown => "passdown",
+            PoolDiscards::NoPassdown => "nopassdown",
+            PoolDiscards::Ignore => "ignore",
+        }
+    }
+}
+
+/// A new thin pool, as `lvcreate --type thin-pool -L data_size [-c chunk]
+/// [--poolmetadatasize m] [-Z y|n] [--discards d]` asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThinPoolSpec {
+    pub name: String,
+    /// The data sub-LV's size (the pool's size in `lvs`), rounded up to extents.
+    pub data_size: Bytes,
+    /// `None`: lvm2's default (64 KiB, doubled while the metadata would pass 128 MiB).
+    pub chunk_size: Option<Sectors>,
+    /// `None`: lvm2's estimate, 64 bytes per chunk, within lvm2's bounds.
+    pub metadata_size: Option<Bytes>,
+    /// Zero blocks when first provisioned (lvm2's default: yes).
+    pub zero_new_blocks: bool,
+    pub discards: PoolDiscards,
+    pub tags: Vec<String>,
+}
+
+/// A pending thin-pool message, as recorded in the pool's segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolMessage {
+    /// `create_thin <id>` for this thin LV (its device id is in its segment).
+    Create(String),
+    /// `delete <id>`.
+    Delete(u64),
+}
+
+fn invalid(what: &'static str, value: impl ToString, why: impl Into<String>) -> LvmError {
+    LvmError::InvalidArgument {
+        what,
+        value: value.to_string(),
+        why: why.into(),
+    }
+}
+
+impl ThinPoolSpec {
+    /// The checks that need no VG.
+    pub fn check(&self) -> Result<()> {
+        super::edit::check_size(self.data_size)?;
+        if let Some(c) = self.chunk_size {
+            // lvm2: a multiple of 64 KiB from 64 KiB to 1 GiB.
+            if c < MIN_CHUNK_SIZE || c > MAX_CHUNK_SIZE || c.0 % MIN_CHUNK_SIZE.0 != 0 {
+                return Err(invalid(
+                    "chunk size",
+                    c.to_bytes().0,
+                    "must be a multiple of 64KiB from 64KiB to 1GiB",
+                ));
+            }
+        }
+        if let Some(m) = self.metadata_size {
+            let s = m.to_sectors_ceil();
+            if s < MIN_METADATA_SIZE || s > MAX_METADATA_SIZE {
+                return Err(invalid(
+                    "metadata size",
+                    m.0,
+                    "must be from 2MiB to 15.56GiB (dm-thin's bounds)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Chunk size and metadata extents as lvm2's `update_thin_pool_params` picks them
+    /// for a pool of `data` extents.
+    pub fn sizes(&self, data: Extents, extent_size: ExtentSize) -> Result<(Sectors, Extents)> {
+        let data_sectors = extent_size.span(data).0;
+        let estimate = |chunk: u64| data_sectors / (chunk * (512 / 64));
+        let (chunk, meta) = match (self.chunk_size, self.metadata_size) {
+            (Some(c), None) => (c.0, estimate(c.0)),
+            (None, None) => {
+                let (mut c, mut m) = (DEFAULT_CHUNK_SIZE.0, estimate(DEFAULT_CHUNK_SIZE.0));
+                while m > OPTIMAL_METADATA_SIZE.0 && c < MAX_CHUNK_SIZE.0 {
+                    c <<= 1;
+                    m >>= 1;
+                }
+                (c, m)
+            }
+            (c, Some(m)) => {
+                let m = m.to_sectors_ceil().0;
+                // lvm2 estimates the chunk from the metadata given, rounded up to 64 KiB.
+                let est = (data_sectors / (m * 8)).div_ceil(MIN_CHUNK_SIZE.0) * MIN_CHUNK_SIZE.0;
+                (c.map_or(est.max(MIN_CHUNK_SIZE.0), |c| c.0), m)
+            }
+        };
+        // lvm2 rounds to extents, then clamps (update_pool_metadata_min_max).
+        let meta = meta.div_ceil(extent_size.sectors().0) * extent_size.sectors().0;
+        let meta = meta.clamp(MIN_METADATA_SIZE.0, MAX_METADATA_SIZE.0);
+        let meta = extent_size.extents_ceil(Sectors(meta));
+        let max_data = MAX_METADATA_SIZE.0 * chunk * 512 / 64;
+        if data_sectors > max_data {
+            return Err(invalid(
+                "chunk size",
+                Sectors(chunk).to_bytes().0,
+                format!(
+                    "cannot address {} of pool data",
+                    crate::units::human_bytes(Sectors(data_sectors).to_bytes())
+                ),
+            ));
+        }
+        if chunk > data_sectors {
+            return Err(invalid(
+                "chunk size",
+                Sectors(chunk).to_bytes().0,
+                "the pool's data is smaller than one chunk",
+            ));
+        }
+        Ok((Sectors(chunk), meta))
+    }
+}
+
+pub(super) fn tmeta_name(pool: &str) -> String {
+    format!("{pool}_tmeta")
+}
+
+pub(super) fn tdata_name(pool: &str) -> String {
+    format!("{pool}_tdata")
+}
+
+fn hidden_lv(name: String, segments: Vec<Segment>, origin: &Origin) -> LogicalVolume {
+    LogicalVolume {
+        name,
+        id: Uuid::random(),
+        // Hidden: no VISIBLE.
+        status: vec!["READ".into(), "WRITE".into()],
+        flags: vec![],
+        tags: vec![],
+        creation_time: Some(origin.time),
+        creation_host: Some(origin.host.clone()),
+        segments,
+        extra: Default::default(),
+    }
+}
+
+fn allocate_linear(vg: &VolumeGroup, extents: Extents) -> Result<Vec<alloc::Area>> {
+    let req = alloc::Request {
+        extents,
+        shape: alloc::Shape::Linear,
+        pvs_allowed: None,
+        after: None,
+    };
+    match alloc::allocate(&super::edit::pv_spaces(vg), &req) {
+        Ok(Allocation::Linear(areas)) => Ok(areas),
+        Ok(_) => unreachable!("a linear request gives a linear allocation"),
+        Err(source) => Err(LvmError::Alloc {
+            vg: vg.name.clone(),
+            source,
+        }),
+    }
+}
+
+fn check_new_name(vg: &VolumeGroup, name: &str) -> Result<()> {
+    check_dm_name(&vg.name, name)?;
+    if vg.lv(name).is_some() {
+        return Err(LvmError::LvExists {
+            vg: vg.name.clone(),
+            lv: name.into(),
+        });
+    }
+    Ok(())
+}
+
+/// Adds a thin pool as lvm2's `lvcreate --type thin-pool` writes it: the spare first
+/// (or grown to the new metadata size), then the data, then the metadata sub-LV, each
+/// linear; transaction id 0.
+pub(super) fn create_pool(
+    vg: &mut VolumeGroup,
+    spec: &ThinPoolSpec,
+    origin: &Origin,
+) -> Result<()> {
+    spec.check()?;
+    let name = &spec.name;
+    let (tmeta, tdata) = (tmeta_name(name), tdata_name(name));
+    for n in [name, &tmeta, &tdata] {
+        check_new_name(vg, n)?;
+    }
+    let data = vg
+        .extent_size
+        .extents_ceil(spec.data_size.to_sectors_ceil());
+    let (chunk, meta) = spec.sizes(data, vg.extent_size)?;
+
+    // Everything is allocated on a scratch copy first: a VG too small for any part
+    // changes nothing.
+    match vg.lv(PMSPARE).map(|s| s.extents()) {
+        None => {
+            let areas = allocate_linear(vg, meta)?;
+            let spare = hidden_lv(
+                PMSPARE.into(),
+                linear_segments(vg, Extents::ZERO, &areas),
+                origin,
+            );
+            vg.lvs.push(spare);
+        }
+        Some(have) if have < meta => {
+            let areas = allocate_linear(vg, meta - have)?;
+            let more = linear_segments(vg, have, &areas);
+            let spare = vg.lv_mut(PMSPARE).expect("present");
+            spare.segments.extend(more);
+            super::segments::merge_adjacent(&mut spare.segments);
+        }
+        Some(_) => {}
+    }
+    let data_areas = allocate_linear(vg, data)?;
+    let data_lv = hidden_lv(
+        tdata.clone(),
+        linear_segments(vg, Extents::ZERO, &data_areas),
+        origin,
+    );
+    vg.lvs.push(data_lv);
+    let meta_areas = allocate_linear(vg, meta)?;
+    let meta_lv = hidden_lv(
+        tmeta.clone(),
+        linear_segments(vg, Extents::ZERO, &meta_areas),
+        origin,
+    );
+    vg.lvs.push(meta_lv);
+
+    let mut extra = Section::new();
+    extra.push("discards", Value::Str(spec.discards.as_lvm2().into()));
+    if spec.zero_new_blocks {
+        // lvm2 writes the key only when set.
+        extra.push("zero_new_blocks", Value::Int(1));
+    }
+    let pool = LogicalVolume {
+        name: name.clone(),
+        id: Uuid::random(),
+        status: vec!["READ".into(), "WRITE".into(), "VISIBLE".into()],
+        flags: vec![],
+        tags: spec.tags.clone(),
+        creation_time: Some(origin.time),
+        creation_host: Some(origin.host.clone()),
+        segments: vec![Segment {
+            start_extent: Extents::ZERO,
+            extent_count: data,
+            kind: SegmentKind::ThinPool {
+                metadata: tmeta,
+                pool: tdata,
+                transaction_id: 0,
+                chunk_size: chunk,
+            },
+            tags: vec![],
+            extra,
+        }],
+        extra: Default::default(),
+    };
+    // lvm2 lists visible LVs first; the new pool goes before the hidden ones.
+    let at = vg
+        .lvs
+        .iter()
+        .position(|l| !l.is_visible())
+        .unwrap_or(vg.lvs.len());
+    vg.lvs.insert(at, pool);
+    Ok(())
+}
+
+/// The pool segment of `pool`, or why it is none lvmd can change.
+fn pool_segment<'a>(vg: &'a mut VolumeGroup, pool: &str) -> Result<&'a mut Segment> {
+    let vg_name = vg.name.clone();
+    let lv = vg.lv_mut(pool).ok_or_else(|| LvmError::LvNotFound {
+        vg: vg_name.clone(),
+        lv: pool.into(),
+    })?;
+    match lv.segments.as_mut_slice() {
+        [seg @ Segment {
+            kind: SegmentKind::ThinPool { .. },
+            ..
+        }] => Ok(seg),
+        _ => Err(LvmError::LvUnsupported {
+            vg: vg_name,
+            lv: pool.into(),
+            why: "not a thin pool".into(),
+        }),
+    }
+}
+
+/// The thin LVs of `pool` with their device ids.
+pub fn thin_lvs<'a>(vg: &'a VolumeGroup, pool: &str) -> Vec<(&'a LogicalVolume, u64)> {
+    vg.lvs
+        .iter()
+        .filter_map(|lv| match lv.segments.as_slice() {
+            [Segment {
+                kind:
+                    SegmentKind::Thin {
+                        thin_pool,
+                        device_id,
+                        ..
+                    },
+                ..
+            }] if thin_pool == pool => Some((lv, *device_id)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The messages recorded in a pool's segment, in order.
+pub fn pending_messages(seg: &Segment) -> Vec<PoolMessage> {
+    seg.extra
+        .sections()
+        .filter(|(n, _)| n.starts_with("message"))
+        .filter_map(|(_, body)| {
+            if let Some(lv) = body.get_str("create") {
+                Some(PoolMessage::Create(lv.into()))
+            } else {
+                body.get_int("delete")
+                    .and_then(|i| u64::try_from(i).ok())
+                    .map(PoolMessage::Delete)
+            }
+        })
+        .collect()
+}
+
+/// Records `msg` in the pool's segment and raises the pool's transaction id (lvm2's
+/// `attach_pool_message`). One kernel transaction is in flight at a time: while
+/// messages of an earlier commit are recorded (not yet known sent), a new one is
+/// refused, since the kernel's transaction id could no longer tell which were sent.
+/// Returns the transaction id before the raise (what a new thin LV records, as lvm2).
+fn attach_message(vg_name: &str, pool: &str, seg: &mut Segment, msg: PoolMessage) -> Result<u64> {
+    if !pending_messages(seg).is_empty() {
+        return Err(LvmError::LvUnsupported {
+            vg: vg_name.into(),
+            lv: pool.into(),
+            why: "its metadata still records thin-pool messages not yet known sent; \
+                  they must reach the pool (activate it) before another thin volume is \
+                  created or removed"
+                .into(),
+        });
+    }
+    let SegmentKind::ThinPool { transaction_id, .. } = &mut seg.kind else {
+        unreachable!("a pool segment")
+    };
+    let before = *transaction_id;
+    *transaction_id += 1;
+    let mut body = Section::new();
+    match msg {
+        PoolMessage::Create(lv) => body.push("create", Value::Str(lv)),
+        PoolMessage::Delete(id) => body.push("delete", Value::Int(id as i64)),
+    }
+    seg.extra.push_section("message1", body);
+    Ok(before)
+}
+
+/// Adds thin LV `name` of `size` (rounded up to extents) in `pool`, with the lowest
+/// device id above every thin LV of the pool (lvm2's `get_free_pool_device_id`), and
+/// the `create` message recorded.
+pub(super) fn create_thin(
+    vg: &mut VolumeGroup,
+    name: &str,
+    pool: &str,
+    size: Bytes,
+    tags: &[String],
+    origin: &Origin,
+) -> Result<()> {
+    super::edit::check_size(size)?;
+    check_new_name(vg, name)?;
+    pool_segment(vg, pool)?;
+    let device_id = thin_lvs(vg, pool)
+        .iter()
+        .map(|(_, id)| *id)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    if device_id > MAX_DEVICE_ID {
+        return Err(LvmError::LvUnsupported {
+            vg: vg.name.clone(),
+            lv: pool.into(),
+            why: format!("no free thin device id (all up to {MAX_DEVICE_ID} used)"),
+        });
+    }
+    let vg_name = vg.name.clone();
+    let seg = pool_segment(vg, pool)?;
+    let transaction_id = attach_message(&vg_name, pool, seg, PoolMessage::Create(name.into()))?;
+    let extents = vg.extent_size.extents_ceil(size.to_sectors_ceil());
+    let lv = LogicalVolume {
+        name: name.into(),
+        id: Uuid::random(),
+        status: vec!["READ".into(), "WRITE".into(), "VISIBLE".into()],
+        flags: vec![],
+        tags: tags.to_vec(),
+        creation_time: Some(origin.time),
+        creation_host: Some(origin.host.clone()),
+        segments: vec![Segment {
+            start_extent: Extents::ZERO,
+            extent_count: extents,
+            kind: SegmentKind::Thin {
+                thin_pool: pool.into(),
+                transaction_id,
+                device_id,
+                origin: None,
+            },
+            tags: vec![],
+            extra: Default::default(),
+        }],
+        extra: Default::default(),
+    };
+    let at = vg
+        .lvs
+        .iter()
+        .position(|l| !l.is_visible())
+        .unwrap_or(vg.lvs.len());
+    vg.lvs.insert(at, lv);
+    Ok(())
+}
+
+/// Removes thin LV `name` (which nothing refers to) and records the `delete` of its
+/// device id in its pool.
+pub(super) fn remove_thin(vg: &mut VolumeGroup, name: &str) -> Result<()> {
+    let lv = vg.lv(name).ok_or_else(|| LvmError::LvNotFound {
+        vg: vg.name.clone(),
+        lv: name.into(),
+    })?;
+    let (pool, device_id) = match lv.segments.as_slice() {
+        [Segment {
+            kind:
+                SegmentKind::Thin {
+                    thin_pool,
+                    device_id,
+                    ..
+                },
+            ..
+        }] => (thin_pool.clone(), *device_id),
+        _ => {
+            return Err(LvmError::LvUnsupported {
+                vg: vg.name.clone(),
+                lv: name.into(),
+                why: "not a thin volume".into(),
+            })
+        }
+    };
+    let vg_name = vg.name.clone();
+    let seg = pool_segment(vg, &pool)?;
+    attach_message(&vg_name, &pool, seg, PoolMessage::Delete(device_id))?;
+    vg.lvs.retain(|l| l.name != name);
+    Ok(())
+}
+
+/// Drops the pool's recorded messages once the kernel's pool is at `transaction_id`
+/// (all sent). Refused if the metadata moved on meanwhile.
+pub(super) fn messages_sent(vg: &mut VolumeGroup, pool: &str, transaction_id: u64) -> Result<bool> {
+    let vg_name = vg.name.clone();
+    let seg = pool_segment(vg, pool)?;
+    let SegmentKind::ThinPool {
+        transaction_id: have,
+        ..
+    } = &seg.kind
+    else {
+        unreachable!("a pool segment")
+    };
+    if *have != transaction_id {
+        return Err(LvmError::LvUnsupported {
+            vg: vg_name,
+            lv: pool.into(),
+            why: format!(
+                "its metadata is at transaction {have}, not {transaction_id} as the sent \
+                 messages say"
+            ),
+        });
+    }
+    let before = seg.extra.items.len();
+    seg.extra
+        .items
+        .retain(|i| !matches!(i, Item::Section { name, .. } if name.starts_with("message")));
+    Ok(seg.extra.items.len() != before)
+}
+
+/// One thin-pool target message (dm-thin's `pool_message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelMessage {
+    /// `delete <id>`; an id the pool does not have (ENODATA) is already deleted.
+    Delete(u64),
+    CreateThin(u64),
+    SetTransactionId {
+        old: u64,
+        new: u64,
+    },
+}
+
+impl KernelMessage {
+    /// The message text as the pool target takes it.
+    pub fn text(&self) -> String {
+        match self {
+            KernelMessage::Delete(id) => format!("delete {id}"),
+            KernelMessage::CreateThin(id) => format!("create_thin {id}"),
+            KernelMessage::SetTransactionId { old, new } => {
+                format!("set_transaction_id {old} {new}")
+            }
+        }
+    }
+}
+
+/// What an active pool whose kernel metadata is at `kernel` needs so that it matches
+/// the VG metadata (see the module's comment for the states).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Catchup {
+    /// Kernel and metadata agree, nothing recorded.
+    InStep,
+    /// The recorded messages reached the kernel already: only the record is dropped
+    /// ([`Edit::ThinMessagesSent`](super::Edit::ThinMessagesSent) at `transaction_id`).
+    Sent { transaction_id: u64 },
+    /// Send these, in order, then drop the record at `transaction_id`.
+    Send {
+        messages: Vec<KernelMessage>,
+        transaction_id: u64,
+    },
+}
+
+/// The catch-up of pool `pool` of `vg` from kernel transaction `kernel`, or why the
+/// two cannot be brought in step without an admin (the kernel ahead of the metadata,
+/// or behind by more than the recorded transaction).
+pub fn catchup(vg: &VolumeGroup, pool: &str, kernel: u64) -> std::result::Result<Catchup, String> {
+    let lv = vg.lv(pool).ok_or_else(|| format!("no LV {pool}"))?;
+    let [seg @ Segment {
+        kind: SegmentKind::ThinPool { transaction_id, .. },
+        ..
+    }] = lv.segments.as_slice()
+    else {
+        return Err(format!("{pool} is not a thin pool"));
+    };
+    let meta = *transaction_id;
+    let pending = pending_messages(seg);
+    let mismatch = || {
+        format!(
+            "the kernel's pool is at transaction {kernel}, its metadata at {meta}{}",
+            if pending.is_empty() {
+                " with no messages recorded"
+            } else {
+                " with messages recorded for one transaction"
+            }
+        )
+    };
+    if kernel == meta {
+        return Ok(if pending.is_empty() {
+            Catchup::InStep
+        } else {
+            Catchup::Sent {
+                transaction_id: meta,
+            }
+        });
+    }
+    if pending.is_empty() || kernel + 1 != meta {
+        return Err(mismatch());
+    }
+    let mut messages = Vec::new();
+    for m in &pending {
+        match m {
+            PoolMessage::Create(name) => {
+                let id = thin_lvs(vg, pool)
+                    .into_iter()
+                    .find(|(l, _)| l.name == *name)
+                    .map(|(_, id)| id)
+                    .ok_or_else(|| {
+                        format!("a create message names {name}, no thin LV of {pool}")
+                    })?;
+                // A device of this id at the old transaction can only be an earlier,
+                // unfinished try of this very create: deleted first, so the new
+                // volume never shows its blocks.
+                messages.push(KernelMessage::Delete(id));
+                messages.push(KernelMessage::CreateThin(id));
+            }
+            PoolMessage::Delete(id) => messages.push(KernelMessage::Delete(*id)),
+        }
+    }
+    // Last: the kernel's id moves only once everything before it was taken.
+    messages.push(KernelMessage::SetTransactionId {
+        old: kernel,
+        new: meta,
+    });
+    Ok(Catchup::Send {
+        messages,
+        transaction_id: meta,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn spec(chunk: Option<u64>, meta_mib: Option<u64>) -> ThinPoolSpec {
+        ThinPoolSpec {
+            name: "pool".into(),
+            data_size: Bytes(MIB),
+            chunk_size: chunk.map(Sectors),
+            metadata_size: meta_mib.map(|m| Bytes(m * MIB)),
+            zero_new_blocks: true,
+            discards: PoolDiscards::Passdown,
+            tags: vec![],
+        }
+    }
+
+    fn gib(n: u64) -> Extents {
+        Extents(n * 256)
+    }
+
+    #[test]
+    fn metadata_and_chunk_sizes_are_lvm2s() {
+        let es = ExtentSize::DEFAULT;
+        // 64 bytes a 64 KiB chunk: 100 GiB of data takes 100 MiB of metadata.
+        assert_eq!(
+            spec(None, None).sizes(gib(100), es).unwrap(),
+            (Sectors(128), Extents(25))
+        );
+        // Past 128 MiB lvm2 doubles the chunk instead: 1 TiB takes 512 KiB chunks
+        // and 128 MiB.
+        assert_eq!(
+            spec(None, None).sizes(gib(1024), es).unwrap(),
+            (Sectors(1024), Extents(32))
+        );
+        // Small pools get lvm2's 2 MiB minimum, a whole extent.
+        assert_eq!(
+            spec(None, None).sizes(Extents(5), es).unwrap(),
+            (Sectors(128), Extents(1))
+        );
+        // A chunk size given is kept, the metadata follows it.
+        assert_eq!(
+            spec(Some(256), None).sizes(gib(100), es).unwrap(),
+            (Sectors(256), Extents(13))
+        );
+        // A metadata size given is kept; the chunk follows it.
+        assert_eq!(
+            spec(None, Some(8)).sizes(gib(100), es).unwrap(),
+            (Sectors(1664), Extents(2))
+        );
+        // A data size under one chunk, and a chunk that cannot address the data.
+        assert!(spec(Some(2048), None).sizes(Extents(0), es).is_err());
+    }
+
+    #[test]
+    fn bad_chunk_and_metadata_sizes_are_refused() {
+        assert!(spec(Some(64), None).check().is_err());
+        assert!(spec(Some(192), None).check().is_err());
+        assert!(spec(Some(256), None).check().is_ok());
+        assert!(spec(None, Some(1)).check().is_err());
+        assert!(spec(None, Some(16 * 1024)).check().is_err());
+    }
+
+    fn vg_with_pool() -> VolumeGroup {
+        use crate::lvm::edit::{add_pvs, apply, new_vg, Edit, NewPv};
+        let mut vg = new_vg("vg", ExtentSize::DEFAULT);
+        add_pvs(
+            &mut vg,
+            &[NewPv {
+                id: Uuid::random(),
+                device: "/dev/x".into(),
+                dev_size: Bytes(64 * MIB).to_sectors_floor(),
+                pe_start: Sectors(2048),
+            }],
+        )
+        .unwrap();
+        let origin = Origin {
+            host: "h".into(),
+            time: 1,
+        };
+        let mut s = spec(None, None);
+        s.data_size = Bytes(8 * MIB);
+        let vg = apply(&vg, &Edit::CreateThinPool(s), &origin).unwrap().vg;
+        let thin = Edit::CreateThin {
+            name: "t".into(),
+            pool: "pool".into(),
+            size: Bytes(MIB),
+            tags: vec![],
+        };
+        apply(&vg, &thin, &origin).unwrap().vg
+    }
+
+    #[test]
+    fn a_new_pool_clears_its_metadata_whole_and_a_thin_lv_nothing() {
+        use crate::model::placement::{clear_on_create, freed_extents, PvSpan};
+        let vg = vg_with_pool();
+        // lvm2's order on the PV: spare, data, metadata.
+        let start = |lv: &str| match &vg.lv(lv).unwrap().segments[0].kind {
+            SegmentKind::Striped { stripes, .. } => stripes[0].start.0,
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            (start(PMSPARE), start("pool_tdata"), start("pool_tmeta")),
+            (0, 1, 3)
+        );
+        let pool = vg.lv("pool").unwrap();
+        let edge = Sectors(2048);
+        assert_eq!(
+            clear_on_create(&vg, pool, edge).unwrap(),
+            vec![PvSpan {
+                pv: "pv0".into(),
+                offset: Sectors(2048 + 3 * 8192),
+                len: Sectors(8192),
+            }]
+        );
+        let t = vg.lv("t").unwrap();
+        assert!(clear_on_create(&vg, t, edge).unwrap().is_empty());
+        assert!(freed_extents(&vg, t, Extents::ZERO).unwrap().is_empty());
+        // A pool gives back its data and metadata (the spare stays the VG's).
+        let freed: u64 = freed_extents(&vg, pool, Extents::ZERO)
+            .unwrap()
+            .iter()
+            .map(|e| e.count.0)
+            .sum();
+        assert_eq!(freed, 3);
+        assert!(freed_extents(&vg, pool, Extents(1)).is_err());
+    }
+
+    #[test]
+    fn pending_messages_are_read_back_and_dropped_once_sent() {
+        let mut vg = vg_with_pool();
+        let seg = &vg.lv("pool").unwrap().segments[0];
+        assert_eq!(pending_messages(seg), vec![PoolMessage::Create("t".into())]);
+        assert!(messages_sent(&mut vg, "pool", 0).is_err());
+        assert!(messages_sent(&mut vg, "pool", 1).unwrap());
+        assert!(!messages_sent(&mut vg, "pool", 1).unwrap());
+        remove_thin(&mut vg, "t").unwrap();
+        let seg = &vg.lv("pool").unwrap().segments[0];
+        assert_eq!(pending_messages(seg), vec![PoolMessage::Delete(1)]);
+        assert!(matches!(
+            seg.kind,
+            SegmentKind::ThinPool {
+                transaction_id: 2,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn catchup_replays_the_recorded_transaction_idempotently() {
+        let mut vg = vg_with_pool();
+        // Created, nothing sent: delete (a half-done try), create, then the id.
+        assert_eq!(
+            catchup(&vg, "pool", 0).unwrap(),
+            Catchup::Send {
+                messages: vec![
+                    KernelMessage::Delete(1),
+                    KernelMessage::CreateThin(1),
+                    KernelMessage::SetTransactionId { old: 0, new: 1 },
+                ],
+                transaction_id: 1,
+            }
+        );
+        // All sent, the record not yet dropped (killed before the second commit).
+        assert_eq!(
+            catchup(&vg, "pool", 1).unwrap(),
+            Catchup::Sent { transaction_id: 1 }
+        );
+        // The kernel ahead of the metadata (lvm2 killed between message and commit) is
+        // no state lvmd makes: refused, named.
+        assert!(catchup(&vg, "pool", 2)
+            .unwrap_err()
+            .contains("at transaction 2"));
+        messages_sent(&mut vg, "pool", 1).unwrap();
+        assert_eq!(catchup(&vg, "pool", 1).unwrap(), Catchup::InStep);
+        assert!(catchup(&vg, "pool", 0).is_err());
+        remove_thin(&mut vg, "t").unwrap();
+        assert_eq!(
+            catchup(&vg, "pool", 1).unwrap(),
+            Catchup::Send {
+                messages: vec![
+                    KernelMessage::Delete(1),
+                    KernelMessage::SetTransactionId { old: 1, new: 2 },
+                ],
+                transaction_id: 2,
+            }
+        );
+        assert_eq!(KernelMessage::CreateThin(7).text(), "create_thin 7");
+    }
+}
