@@ -534,7 +534,17 @@ impl<M: Metadata> VolumeEngine<M> {
         if !(l.read_only && l.lvmd) {
             return Ok(());
         }
-        let Some((vg, lv)) = self.managed_volume(&l.backing)? else {
+        // Over an encrypted volume, the loop device reads from its crypt mapping.
+        let managed = match self.managed_volume(&l.backing)? {
+            Some(v) => Some(v),
+            None => match self.node.node.crypt_mapping_of(&l.backing)? {
+                Some(name) if self.logical_volume(name.vg(), name.lv()).is_ok() => {
+                    Some((name.vg().to_owned(), name.lv().to_owned()))
+                }
+                _ => None,
+            },
+        };
+        let Some((vg, lv)) = managed else {
             tracing::warn!(loop_device = %l.path.display(), backing = %l.backing.display(),
                 "loop device reads from no active volume lvmd manages; left attached");
             return Ok(());
@@ -1574,6 +1584,17 @@ mod tests {
         assert_eq!(x.lv.size, Bytes(16 * MIB));
         // Unpublish closes the mapping.
         e.unmount(Path::new("/k/b"), true).unwrap();
+        assert!(node.open_crypt_names().is_empty());
+        // Read-only: through a read-only loop device over the mapping; the unpublish
+        // detaches it, then closes the mapping.
+        let dev = e
+            .publish_block_keyed("vg", "sec", Path::new("/k/r"), true, Some(&k))
+            .unwrap();
+        assert_eq!(dev, PathBuf::from(MAPPED));
+        assert_eq!(node.loops().len(), 1);
+        assert_eq!(node.loops()[0].backing, dev);
+        e.unmount(Path::new("/k/r"), true).unwrap();
+        assert!(node.loops().is_empty(), "{:?}", node.loops());
         assert!(node.open_crypt_names().is_empty());
     }
 
