@@ -762,9 +762,14 @@ impl<M: Metadata> VolumeEngine<M> {
         })
     }
 
-    /// Closes `vg/lv`'s crypt mapping if it is open (before a deactivation: the
-    /// mapping holds the LV). In use (mounted) is FAILED_PRECONDITION, nothing changed.
-    fn close_crypt(&self, vg: &str, lv: &str) -> Result<()> {
+    /// Closes the crypt mapping of `vg/lv` (`info`) if it is open (before a
+    /// deactivation: the mapping holds the LV). Only an active, encrypted LV can have
+    /// one; others are not asked about (libcryptsetup needs device-mapper). In use
+    /// (mounted) is FAILED_PRECONDITION, nothing changed.
+    fn close_crypt(&self, vg: &str, lv: &str, info: &LvInfo) -> Result<()> {
+        if info.device.is_none() || !marks::is_encrypted(&info.tags) {
+            return Ok(());
+        }
         // A name too long for a mapping was never opened.
         let Ok(name) = CryptName::for_volume(vg, lv) else {
             return Ok(());
@@ -946,7 +951,9 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let size = read.vg.extent_size.span(model.extents()).to_bytes();
         // Busy (mounted, open) stops here, before the metadata changes; an encrypted
         // volume's mapping goes first (it holds the LV).
-        self.close_crypt(vg, lv)?;
+        if view::is_client_visible(model) {
+            self.close_crypt(vg, lv, &self.info(&read, lv)?)?;
+        }
         self.deactivate_volume(&read, lv)?;
         crash::point("deactivated");
         if size <= self.inline_wipe_limit {
@@ -999,8 +1006,8 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
         let read = self.meta.read(vg)?;
-        self.info(&read, lv)?;
-        self.close_crypt(vg, lv)?;
+        let info = self.info(&read, lv)?;
+        self.close_crypt(vg, lv, &info)?;
         self.deactivate_volume(&read, lv)?;
         self.info(&read, lv)
     }
@@ -1135,7 +1142,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
                     ));
                 }
                 let mut current_device = current.device.clone();
-                if current.device.is_some() {
+                if current.device.is_some() && marks::is_encrypted(&current.tags) {
                     if let Ok(name) = CryptName::for_volume(vg, lv) {
                         if self.node.node.luks_is_open(&name)? {
                             let k = Self::need_key(vg, lv, key)?;
