@@ -1452,6 +1452,24 @@ pub fn encrypted_block_lifecycle(e: &Env) {
             assert!(!crypt.exists(), "mapping left open after unpublish");
         }
     }
+    // Read-only: a read-only loop device over the mapping; its unpublish detaches it
+    // and closes the mapping.
+    let ro = NodePublishVolumeRequest {
+        readonly: true,
+        ..publish.clone()
+    };
+    e.rt.block_on(node.node_publish_volume(ro.clone())).unwrap();
+    if e.is_real() {
+        assert_eq!(read_at(&ro.target_path, MIB as u64, 4096), pattern);
+        assert!(write_at(&ro.target_path, MIB as u64, &pattern).is_err());
+    }
+    unpublish(e, &id, &ro.target_path).unwrap();
+    if e.is_real() {
+        assert!(
+            !crypt.exists(),
+            "mapping left open after a read-only unpublish"
+        );
+    }
     unstage(
         e,
         &id,
