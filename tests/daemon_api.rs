@@ -581,6 +581,7 @@ fn node_work() {
             fs_type: String::new(),
             mount_options: vec!["noatime".into()],
             read_only: false,
+            passphrase: Vec::new(),
         };
         let m = node
             .mount_volume(mount("fs", &target))
@@ -696,6 +697,7 @@ fn node_work() {
                 volume: vref("", "raw"),
                 target_path: block.clone(),
                 read_only: false,
+                passphrase: Vec::new(),
             })
             .await
             .unwrap()
@@ -714,6 +716,7 @@ fn node_work() {
             volume: vref("", "raw"),
             target_path: block.clone(),
             read_only: false,
+            passphrase: Vec::new(),
         })
         .await
         .unwrap();
@@ -993,6 +996,7 @@ fn expand_volume_grows_the_lv_and_its_filesystem() {
                 fs_type: "xfs".into(),
                 mount_options: vec![],
                 read_only: false,
+                passphrase: Vec::new(),
             })
             .await
             .unwrap()
@@ -1001,6 +1005,7 @@ fn expand_volume_grows_the_lv_and_its_filesystem() {
             volume: vref("", name),
             size_bytes: size,
             target_path: path.into(),
+            passphrase: Vec::new(),
         };
 
         // Grows the LV (rounded up to whole extents) and the filesystem on it.

@@ -145,6 +145,7 @@ fn mkfs_mount_bind_block_unmount_on_the_host() {
                 fs_type: fs.into(),
                 mount_options: vec!["noatime".into(), "nodev".into()],
                 read_only: false,
+                passphrase: Vec::new(),
             };
             let m = node
                 .mount_volume(req("fs", &stage, ""))
@@ -217,6 +218,7 @@ fn mkfs_mount_bind_block_unmount_on_the_host() {
                     volume: vref("", "raw"),
                     target_path: block.clone(),
                     read_only: false,
+                    passphrase: Vec::new(),
                 })
                 .await
                 .unwrap()
@@ -249,6 +251,7 @@ fn mkfs_mount_bind_block_unmount_on_the_host() {
                 volume: vref("", "raw"),
                 target_path: block_ro.clone(),
                 read_only,
+                passphrase: Vec::new(),
             };
             node.publish_block(ro(true)).await.unwrap();
             let t = std::fs::metadata(&block_ro).unwrap();

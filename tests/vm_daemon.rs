@@ -858,6 +858,7 @@ fn read_only_raw_block_publish_refuses_writes() {
                     volume: volume("raw"),
                     target_path: target.display().to_string(),
                     read_only,
+                    passphrase: Vec::new(),
                 })
                 .await
                 .map(|r| r.into_inner().device_path)
@@ -939,6 +940,7 @@ fn read_only_raw_block_publish_refuses_writes() {
                 volume: volume("raw"),
                 size_bytes: 96 * MIB,
                 target_path: String::new(),
+                passphrase: Vec::new(),
             })
             .await
             .unwrap()
@@ -1679,6 +1681,7 @@ impl common::race::Ops for DaemonOps<'_> {
                 fs_type: "ext4".into(),
                 mount_options: vec![],
                 read_only: false,
+                passphrase: Vec::new(),
             })
             .await
         })

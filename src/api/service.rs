@@ -5,9 +5,10 @@
 // be unboxed again at the handler.
 #![allow(clippy::result_large_err)]
 
+use crate::crypt::Passphrase;
 use crate::daemon::classes::{DeviceClasses, Resolved};
 use crate::daemon::engine::{
-    Engine, EngineError, Health, Layout, LvInfo, LvSpec, MountSpec, PathStats, VgInfo,
+    Engine, EngineError, Health, Layout, LvInfo, LvSpec, MountSpec, PathStats, VgInfo, VolumeKey,
 };
 use crate::model::layout::{DEFAULT_REGION_SIZE, DEFAULT_STRIPE_SIZE};
 use crate::rpc::pb;
@@ -147,6 +148,27 @@ impl Api {
         self.capacity.poke();
     }
 
+    /// A request's key (moved out of it into zeroized memory; empty: none), with the
+    /// LUKS2 settings of the volume's device class. The error names the field only.
+    fn volume_key(
+        &self,
+        resolved: &Resolved,
+        bytes: &mut Vec<u8>,
+    ) -> Result<Option<VolumeKey>, Status> {
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        let key = Passphrase::new(std::mem::take(bytes))
+            .map_err(|e| Status::invalid_argument(format!("passphrase: {e}")))?;
+        let luks = resolved
+            .class
+            .as_ref()
+            .or_else(|| self.classes.by_vg(&resolved.vg))
+            .and_then(|c| c.encryption.clone())
+            .unwrap_or_default();
+        Ok(Some(VolumeKey { key, luks }))
+    }
+
     fn resolve(&self, r: Option<&pb::VolumeRef>) -> Result<(Resolved, String), Status> {
         let r = r.ok_or_else(|| Status::invalid_argument("volume is missing"))?;
         let resolved = self
@@ -237,6 +259,7 @@ impl Api {
             mirrors,
             health: health as i32,
             health_message,
+            encrypted: crate::daemon::marks::is_encrypted(&v.tags),
             tags: v.tags,
             active: v.device.is_some(),
             device_path: v
@@ -358,7 +381,8 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         };
         let e = self.engine.clone();
         let vg = resolved.vg;
-        let created = blocking(move || e.create_logical_volume(&vg, &spec)).await?;
+        let encrypted = r.encrypted;
+        let created = blocking(move || e.create_volume(&vg, &spec, encrypted)).await?;
         if created.created {
             self.changed();
         }
@@ -527,8 +551,9 @@ impl pb::node_service_server::NodeService for Api {
         &self,
         r: Request<pb::MountVolumeRequest>,
     ) -> Reply<pb::MountVolumeResponse> {
-        let r = r.into_inner();
+        let mut r = r.into_inner();
         let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
+        let key = self.volume_key(&resolved, &mut r.passphrase)?;
         let spec = MountSpec {
             target: path("target_path", &r.target_path)?,
             fs_type: r.fs_type,
@@ -536,7 +561,8 @@ impl pb::node_service_server::NodeService for Api {
             read_only: r.read_only,
         };
         let e = self.engine.clone();
-        let m = blocking(move || e.mount_volume(&resolved.vg, &name, &spec)).await?;
+        let m = blocking(move || e.mount_volume_keyed(&resolved.vg, &name, &spec, key.as_ref()))
+            .await?;
         Ok(Response::new(pb::MountVolumeResponse {
             device_path: m.device.display().to_string(),
             fs_type: m.fs_type,
@@ -557,12 +583,15 @@ impl pb::node_service_server::NodeService for Api {
         &self,
         r: Request<pb::PublishBlockRequest>,
     ) -> Reply<pb::PublishBlockResponse> {
-        let r = r.into_inner();
+        let mut r = r.into_inner();
         let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
+        let key = self.volume_key(&resolved, &mut r.passphrase)?;
         let target = path("target_path", &r.target_path)?;
         let e = self.engine.clone();
+        let ro = r.read_only;
         let dev =
-            blocking(move || e.publish_block(&resolved.vg, &name, &target, r.read_only)).await?;
+            blocking(move || e.publish_block_keyed(&resolved.vg, &name, &target, ro, key.as_ref()))
+                .await?;
         Ok(Response::new(pb::PublishBlockResponse {
             device_path: dev.display().to_string(),
         }))
@@ -587,13 +616,16 @@ impl pb::node_service_server::NodeService for Api {
         &self,
         r: Request<pb::ExpandVolumeRequest>,
     ) -> Reply<pb::ExpandVolumeResponse> {
-        let r = r.into_inner();
+        let mut r = r.into_inner();
         let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
+        let key = self.volume_key(&resolved, &mut r.passphrase)?;
         let target = (!r.target_path.is_empty()).then(|| PathBuf::from(&r.target_path));
         let size = Bytes(r.size_bytes);
         let e = self.engine.clone();
-        let x =
-            blocking(move || e.expand_volume(&resolved.vg, &name, size, target.as_deref())).await?;
+        let x = blocking(move || {
+            e.expand_volume_keyed(&resolved.vg, &name, size, target.as_deref(), key.as_ref())
+        })
+        .await?;
         self.changed();
         Ok(Response::new(pb::ExpandVolumeResponse {
             volume: Some(self.lv_out(x.lv)),

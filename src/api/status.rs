@@ -3,6 +3,7 @@
 
 use crate::activate::ActivateError;
 use crate::alloc::AllocError;
+use crate::crypt::CryptError;
 use crate::daemon::activation::ActivationError;
 use crate::daemon::engine::EngineError;
 use crate::daemon::node::NodeError;
@@ -168,6 +169,33 @@ fn node_code(n: &NodeError) -> Code {
         NodeError::Io { source, .. } => io_code(source),
         // What is left is in the message; the code is the failure's own.
         NodeError::MountLeft { source, .. } => node_code(source),
+        NodeError::Crypt(c) => crypt_code(c),
+    }
+}
+
+/// The encryption layer's errors. A wrong key is PERMISSION_DENIED: the caller holds
+/// the wrong secret (nothing changed, retrying with the same one never helps).
+pub fn crypt_code(e: &CryptError) -> Code {
+    match e {
+        CryptError::WrongKey { .. } => Code::PermissionDenied,
+        CryptError::InvalidKey { .. }
+        | CryptError::InvalidConfig { .. }
+        | CryptError::InvalidName { .. } => Code::InvalidArgument,
+        CryptError::KeyFile { source, .. } => io_code(source),
+        CryptError::AlreadyLuks { .. }
+        | CryptError::NotBlank { .. }
+        | CryptError::TooSmall { .. }
+        | CryptError::NotLuks { .. }
+        | CryptError::NotLuks2 { .. }
+        | CryptError::NameInUse { .. }
+        | CryptError::NotOpen { .. }
+        | CryptError::Busy { .. }
+        | CryptError::KeyslotsFull { .. } => Code::FailedPrecondition,
+        CryptError::Probe(_) => Code::Internal,
+        CryptError::Libcryptsetup { source, .. } => match source.raw_os_error() {
+            Some(libc::EBUSY) => Code::FailedPrecondition,
+            _ => io_code(source),
+        },
     }
 }
 

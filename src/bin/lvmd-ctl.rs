@@ -126,6 +126,10 @@ enum LvCommand {
         stripe_size: Option<Bytes>,
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// LUKS2-encrypt it (the device class's settings); formatted at its first mount
+        /// with the key given there (--key-file).
+        #[arg(long)]
+        encrypted: bool,
     },
     Remove {
         name: String,
@@ -149,6 +153,10 @@ enum LvCommand {
         /// Where the volume's filesystem is mounted (ext4: resize2fs, xfs: xfs_growfs).
         #[arg(long)]
         path: Option<PathBuf>,
+        /// An encrypted volume's key: this file's bytes exactly (as cryptsetup's
+        /// --key-file), needed to grow its open mapping.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
     Activate {
         name: String,
@@ -175,6 +183,10 @@ enum LvCommand {
         options: Vec<String>,
         #[arg(long)]
         read_only: bool,
+        /// An encrypted volume's key: this file's bytes exactly (as cryptsetup's
+        /// --key-file; no newline stripped).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
     /// Unmount TARGET (not mounted is fine).
     Unmount {
@@ -269,6 +281,7 @@ fn lv_json(v: &pb::LogicalVolume) -> Value {
         "tags": v.tags,
         "active": v.active,
         "device_path": v.device_path,
+        "encrypted": v.encrypted,
     })
 }
 
@@ -408,6 +421,29 @@ impl From<tonic::Status> for Failure {
     }
 }
 
+/// A key file's bytes exactly (the key never goes through argv or the environment).
+/// The error names the file, never its contents.
+// The error is `run`'s own, returned from there as it is.
+#[allow(clippy::result_large_err)]
+fn key_file(path: Option<&PathBuf>) -> Result<Vec<u8>, Failure> {
+    let Some(p) = path else {
+        return Ok(Vec::new());
+    };
+    let bytes = std::fs::read(p).map_err(|e| {
+        Failure::Refused(tonic::Status::invalid_argument(format!(
+            "cannot read key file {}: {e}",
+            p.display()
+        )))
+    })?;
+    if bytes.is_empty() {
+        return Err(Failure::Refused(tonic::Status::invalid_argument(format!(
+            "key file {} is empty",
+            p.display()
+        ))));
+    }
+    Ok(bytes)
+}
+
 fn print(json: bool, value: Value, text: String) {
     if json {
         println!("{}", serde_json::to_string_pretty(&value).expect("JSON"));
@@ -477,6 +513,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             stripe_size,
             mirrors,
             tags,
+            encrypted,
         }) => {
             let layout = if linear {
                 pb::Layout::Linear
@@ -498,6 +535,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     stripe_size_bytes: stripe_size.map_or(0, |s| s.0),
                     mirrors: mirrors.unwrap_or(0),
                     tags,
+                    encrypted,
                 })
                 .await?
                 .into_inner();
@@ -532,7 +570,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             size,
             at,
             path,
+            key_file: key,
         }) => {
+            let passphrase = key_file(key.as_ref())?;
             let mut node = pb::node_service_client::NodeServiceClient::new(channel.clone());
             let r = node
                 .expand_volume(pb::ExpandVolumeRequest {
@@ -542,6 +582,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         .as_ref()
                         .map(|p| p.display().to_string())
                         .unwrap_or_default(),
+                    passphrase,
                 })
                 .await?
                 .into_inner();
@@ -583,7 +624,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             fs,
             options,
             read_only,
+            key_file: key,
         }) => {
+            let passphrase = key_file(key.as_ref())?;
             let mut node = pb::node_service_client::NodeServiceClient::new(channel.clone());
             let r = node
                 .mount_volume(pb::MountVolumeRequest {
@@ -592,6 +635,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     fs_type: fs,
                     mount_options: options,
                     read_only,
+                    passphrase,
                 })
                 .await?
                 .into_inner();

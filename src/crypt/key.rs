@@ -84,6 +84,19 @@ impl Passphrase {
         Passphrase::new(buf[..filled].to_vec())
     }
 
+    /// Whether two keys are the same bytes (the simulated node's "keyslot"), compared
+    /// in constant time.
+    pub fn matches(&self, other: &Passphrase) -> bool {
+        let (a, b) = (self.expose(), other.expose());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// A second zeroized copy, for the simulated node, which keeps a volume's key as
+    /// its "keyslot" (the real node keeps no key).
+    pub fn duplicate(&self) -> Passphrase {
+        Passphrase(Zeroizing::new(self.expose().to_vec().into_boxed_slice()))
+    }
+
     /// The key's bytes, for libcryptsetup only.
     pub(super) fn expose(&self) -> &[u8] {
         &self.0

@@ -74,6 +74,7 @@ pub fn create_request(
         stripe_size_bytes: p.stripe_size,
         mirrors: p.mirrors,
         tags,
+        encrypted: p.encrypted,
     }
 }
 
@@ -366,6 +367,10 @@ impl ControllerService {
         };
         let mut ctx: HashMap<String, String> = HashMap::new();
         ctx.insert("deviceClass".into(), class.device_class.clone());
+        if p.encrypted {
+            // The node reads it: a stage without the passphrase secret is refused there.
+            ctx.insert(super::params::P_ENCRYPTION.into(), "true".into());
+        }
         if let Some(f) = &p.fs_type {
             ctx.insert("fsType".into(), f.clone());
         }

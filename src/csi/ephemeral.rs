@@ -216,6 +216,7 @@ impl NodeService {
                 fs_type: fs.into(),
                 mount_options: flags,
                 read_only: false,
+                passphrase: Vec::new(),
             })
             .await
             .map_err(|s| from_lvmd(s, &format!("MountVolume {} at {target}", lv.name)))?;

@@ -31,6 +31,31 @@ pub mod pb {
     tonic::include_proto!("csi.v1");
 }
 
+use crate::rpc::redacted_debug;
+
+// Kubernetes' secrets (an encrypted volume's passphrase) never reach a Debug output.
+redacted_debug!(pb::CreateVolumeRequest {
+    name, capacity_range, volume_capabilities, parameters, volume_content_source,
+    accessibility_requirements, mutable_parameters
+} secret { secrets });
+redacted_debug!(pb::DeleteVolumeRequest { volume_id } secret { secrets });
+redacted_debug!(pb::ValidateVolumeCapabilitiesRequest {
+    volume_id, volume_context, volume_capabilities, parameters, mutable_parameters
+} secret { secrets });
+redacted_debug!(pb::ControllerExpandVolumeRequest {
+    volume_id, capacity_range, volume_capability
+} secret { secrets });
+redacted_debug!(pb::NodeStageVolumeRequest {
+    volume_id, publish_context, staging_target_path, volume_capability, volume_context
+} secret { secrets });
+redacted_debug!(pb::NodePublishVolumeRequest {
+    volume_id, publish_context, staging_target_path, target_path, volume_capability,
+    readonly, volume_context
+} secret { secrets });
+redacted_debug!(pb::NodeExpandVolumeRequest {
+    volume_id, volume_path, capacity_range, staging_target_path, volume_capability
+} secret { secrets });
+
 use crate::rpc::pb as lvmd;
 use std::sync::Arc;
 use tonic::transport::Channel;

@@ -22,6 +22,27 @@ use tonic::{Code, Request, Response, Status};
 #[derive(Clone)]
 pub struct NodeService(pub Arc<Plugin>);
 
+/// The `passphrase` of a request's secrets, moved out of the map (no copy stays in the
+/// request). `encrypted` and none there: INVALID_ARGUMENT naming the key, never a value.
+/// Empty: no key (lvmd refuses an encrypted volume without one, too).
+pub(super) fn passphrase(
+    secrets: &mut std::collections::HashMap<String, String>,
+    encrypted: bool,
+    volume: &str,
+    secret_param: &str,
+) -> Result<Vec<u8>, Status> {
+    match secrets.remove(params::SECRET_PASSPHRASE) {
+        Some(v) if !v.is_empty() => Ok(v.into_bytes()),
+        _ if encrypted => Err(invalid(format!(
+            "volume {volume} is encrypted, and the request's secrets have no {:?} key (the \
+             StorageClass names the secret with csi.storage.k8s.io/{secret_param}-secret-name \
+             and -namespace)",
+            params::SECRET_PASSPHRASE
+        ))),
+        _ => Ok(Vec::new()),
+    }
+}
+
 pub(super) fn need<'a>(v: &'a str, what: &str) -> Result<&'a str, Status> {
     if v.is_empty() {
         Err(invalid(format!("{what} missing")))
@@ -124,7 +145,12 @@ impl NodeService {
         Ok(())
     }
 
-    async fn stage(&self, r: NodeStageVolumeRequest) -> Result<NodeStageVolumeResponse, Status> {
+    async fn stage(
+        &self,
+        mut r: NodeStageVolumeRequest,
+    ) -> Result<NodeStageVolumeResponse, Status> {
+        // Out of the request at once: nothing below can print it with the request.
+        let mut secrets = std::mem::take(&mut r.secrets);
         // The spec's order: every required field, then the lookup (a request missing
         // one is INVALID_ARGUMENT even for an unknown volume).
         need(&r.volume_id, "volume_id")?;
@@ -138,6 +164,12 @@ impl NodeService {
             }
             Access::Mount { flags, .. } => {
                 let fs_type = fs_type_for(&r.volume_capability, &r.volume_context)?;
+                let key = passphrase(
+                    &mut secrets,
+                    params::is_encrypted(&r.volume_context),
+                    &r.volume_id,
+                    "node-stage",
+                )?;
                 self.0
                     .node()
                     .mount_volume(lvmd::MountVolumeRequest {
@@ -146,6 +178,7 @@ impl NodeService {
                         fs_type: fs_type.clone(),
                         mount_options: flags,
                         read_only: cap.read_only_mode,
+                        passphrase: key,
                     })
                     .await
                     .map_err(|s| from_lvmd(s, &format!("MountVolume {id} at {staging}")))?;
@@ -170,11 +203,12 @@ impl NodeService {
 
     async fn publish(
         &self,
-        r: NodePublishVolumeRequest,
+        mut r: NodePublishVolumeRequest,
     ) -> Result<NodePublishVolumeResponse, Status> {
         if params::is_ephemeral(&r.volume_context) {
             return self.publish_ephemeral(r).await;
         }
+        let mut secrets = std::mem::take(&mut r.secrets);
         need(&r.volume_id, "volume_id")?;
         let target = need(&r.target_path, "target_path")?;
         let cap = params::required_capability(r.volume_capability.as_ref())?;
@@ -185,15 +219,20 @@ impl NodeService {
         }
         let id = self.id(&r.volume_id)?;
         let read_only = r.readonly || cap.read_only_mode;
-        self.lv(&id).await?;
+        let lv = self.lv(&id).await?;
         match cap.access {
             Access::Block => {
+                // Nothing is staged for a block volume: the key comes with the publish
+                // (the StorageClass's node-publish secret).
+                let encrypted = lv.encrypted || params::is_encrypted(&r.volume_context);
+                let key = passphrase(&mut secrets, encrypted, &r.volume_id, "node-publish")?;
                 self.0
                     .node()
                     .publish_block(lvmd::PublishBlockRequest {
                         volume: Some(vref(&id)),
                         target_path: target.into(),
                         read_only,
+                        passphrase: key,
                     })
                     .await
                     .map_err(|s| from_lvmd(s, &format!("PublishBlock {id} at {target}")))?;
@@ -304,7 +343,11 @@ impl NodeService {
 
     /// Grows the LV through this node's lvmd, then (filesystem volumes) the filesystem
     /// mounted at the staging path, or at `volume_path` when kubelet names none.
-    async fn expand(&self, r: NodeExpandVolumeRequest) -> Result<NodeExpandVolumeResponse, Status> {
+    async fn expand(
+        &self,
+        mut r: NodeExpandVolumeRequest,
+    ) -> Result<NodeExpandVolumeResponse, Status> {
+        let mut secrets = std::mem::take(&mut r.secrets);
         let vid = need(&r.volume_id, "volume_id")?;
         let path = need(&r.volume_path, "volume_path")?;
         let (required, limit) = r
@@ -340,6 +383,9 @@ impl NodeService {
         } else {
             r.staging_target_path.clone()
         };
+        // An encrypted volume's mapping grows with its key (the StorageClass's
+        // node-expand secret); lvmd says so when it is missing.
+        let key = passphrase(&mut secrets, false, vid, "node-expand")?;
         let x = self
             .0
             .node()
@@ -347,6 +393,7 @@ impl NodeService {
                 volume: Some(vref(&id)),
                 size_bytes: size,
                 target_path: target.clone(),
+                passphrase: key,
             })
             .await
             .map_err(|s| from_lvmd(s, &format!("ExpandVolume {id} to {size} at {target:?}")))?

@@ -19,6 +19,11 @@ pub const P_STRIPES: &str = "stripes";
 pub const P_STRIPE_SIZE: &str = "stripeSize";
 pub const P_MIRRORS: &str = "mirrors";
 pub const P_FS_TYPE: &str = "fsType";
+/// `"true"`: a LUKS2-encrypted volume (csi-driver-lvm's parameter); the key comes as
+/// the `passphrase` of the node-stage (and node-expand) secret.
+pub const P_ENCRYPTION: &str = "encryption";
+/// The key of the secret that holds an encrypted volume's passphrase.
+pub const SECRET_PASSPHRASE: &str = "passphrase";
 pub const PV_NAME: &str = "csi.storage.k8s.io/pv/name";
 pub const PVC_NAME: &str = "csi.storage.k8s.io/pvc/name";
 pub const PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
@@ -32,7 +37,6 @@ const RESERVED_PREFIX: &str = "csi.storage.k8s.io/";
 
 /// Parameters lvm2 has but lvmd-csi does not offer (yet): refused with that said.
 const UNSUPPORTED: &[&str] = &[
-    "encryption",
     "encrypted",
     "luks",
     "thin",
@@ -60,6 +64,8 @@ pub struct VolumeParams {
     /// raid1: copies besides the first; 0 for other layouts.
     pub mirrors: u32,
     pub fs_type: Option<String>,
+    /// LUKS2 (`encryption: "true"`).
+    pub encrypted: bool,
     pub pv_name: Option<String>,
     pub pvc_name: Option<String>,
     pub pvc_namespace: Option<String>,
@@ -73,6 +79,7 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
         stripe_size: 0,
         mirrors: 0,
         fs_type: None,
+        encrypted: false,
         pv_name: None,
         pvc_name: None,
         pvc_namespace: None,
@@ -136,6 +143,13 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
                     .map_err(|e| invalid(format!("parameter {k}={v:?}: {}", e.message())))?;
                 p.fs_type = Some(f.into())
             }
+            P_ENCRYPTION => {
+                p.encrypted = parse_bool(v).ok_or_else(|| {
+                    invalid(format!(
+                        "parameter {P_ENCRYPTION}={v:?}: \"true\" or \"false\""
+                    ))
+                })?
+            }
             PV_NAME => p.pv_name = Some(v.into()),
             PVC_NAME => p.pvc_name = Some(v.into()),
             PVC_NAMESPACE => p.pvc_namespace = Some(v.into()),
@@ -144,13 +158,13 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
             other if UNSUPPORTED.iter().any(|u| u.eq_ignore_ascii_case(other)) => {
                 return Err(invalid(format!(
                     "parameter {other:?} is not supported by lvmd-csi: volumes are linear, \
-                     striped or raid1, unencrypted, thick"
+                     striped or raid1, thick (encrypted with {P_ENCRYPTION}: \"true\")"
                 )))
             }
             other => {
                 return Err(invalid(format!(
                     "unknown parameter {other:?} (known: {P_DEVICE_CLASS}, {P_LAYOUT}, \
-                     {P_STRIPES}, {P_STRIPE_SIZE}, {P_MIRRORS}, {P_FS_TYPE})"
+                     {P_STRIPES}, {P_STRIPE_SIZE}, {P_MIRRORS}, {P_FS_TYPE}, {P_ENCRYPTION})"
                 )))
             }
         }
@@ -181,6 +195,23 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
         p.mirrors = p.mirrors.max(1);
     }
     Ok(p)
+}
+
+/// `"true"`/`"false"` as Kubernetes writes them (any case).
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether a volume context (what CreateVolume returned, or an inline volume's
+/// attributes) says the volume is encrypted.
+pub fn is_encrypted(ctx: &HashMap<String, String>) -> bool {
+    ctx.get(P_ENCRYPTION)
+        .and_then(|v| parse_bool(v.trim()))
+        .unwrap_or(false)
 }
 
 /// The smallest filesystem of `fs` that mkfs makes: mkfs.xfs (xfsprogs 5.19 and later)
@@ -392,7 +423,14 @@ mod tests {
             tonic::Code::InvalidArgument
         );
         assert_eq!(code(&[("fsType", "btrfs")]), tonic::Code::InvalidArgument);
-        let e = p(&[("encryption", "true")]).unwrap_err();
+        // Encryption is a flag.
+        assert!(p(&[("encryption", "true")]).unwrap().encrypted);
+        assert!(p(&[("encryption", "TRUE")]).unwrap().encrypted);
+        assert!(!p(&[("encryption", "false")]).unwrap().encrypted);
+        assert!(!p(&[]).unwrap().encrypted);
+        let e = p(&[("encryption", "yes")]).unwrap_err();
+        assert!(e.message().contains("encryption"), "{e:?}");
+        let e = p(&[("luks", "true")]).unwrap_err();
         assert!(e.message().contains("not supported"), "{e:?}");
         assert!(p(&[("csi.storage.k8s.io/whatever", "x")]).is_ok());
     }

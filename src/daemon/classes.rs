@@ -14,6 +14,8 @@ pub struct Class {
     pub stripes: u32,
     pub stripe_size: Sectors,
     pub is_default: bool,
+    /// LUKS2 settings of its encrypted volumes (`None`: the defaults).
+    pub encryption: Option<crate::crypt::LuksConfig>,
 }
 
 impl Class {
@@ -63,6 +65,7 @@ impl DeviceClasses {
                             // Whole sectors: the config's check refused anything else.
                             stripe_size: c.stripe_size.to_sectors_floor(),
                             is_default: default == Some(name.as_str()),
+                            encryption: c.encryption.clone(),
                         },
                     )
                 })
@@ -163,6 +166,7 @@ mod tests {
                 stripes: 1,
                 stripe_size: Sectors(128),
                 is_default: true,
+                encryption: None,
             },
             Class {
                 name: "hdd".into(),
@@ -170,6 +174,7 @@ mod tests {
                 stripes: 2,
                 stripe_size: Sectors(128),
                 is_default: false,
+                encryption: None,
             },
         ])
     }

@@ -103,6 +103,10 @@ pub struct DeviceClass {
     /// (some 1,500). An area cannot be grown once the PV exists.
     #[serde(default, deserialize_with = "opt_size")]
     pub metadata_size: Option<Bytes>,
+    /// Cipher and PBKDF of the LUKS2 volumes of this class (created `encrypted`);
+    /// unset: [`LuksConfig::default`] (docs/encryption.md, Settings).
+    #[serde(default)]
+    pub encryption: Option<crate::crypt::LuksConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -294,6 +298,10 @@ impl Config {
             }
             if class.stripes == 0 {
                 return Err((key("stripes"), "must be at least 1".into()));
+            }
+            if let Some(luks) = &class.encryption {
+                luks.validate()
+                    .map_err(|e| (key("encryption"), e.to_string()))?;
             }
             // The one stripe-size rule, whether or not this class stripes by default.
             crate::model::Layout::striped(2, class.stripe_size)

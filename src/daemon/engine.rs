@@ -188,6 +188,14 @@ pub struct PathStats {
     pub used_inodes: u64,
 }
 
+/// An encrypted volume's key, with the settings of its device class for a first format.
+/// The key lives in zeroized memory and prints as `<redacted>`.
+#[derive(Debug)]
+pub struct VolumeKey {
+    pub key: crate::crypt::Passphrase,
+    pub luks: crate::crypt::LuksConfig,
+}
+
 pub trait Engine: Send + Sync + 'static {
     /// VGs on the devices the engine knows, by name.
     fn volume_groups(&self) -> Result<Vec<VgInfo>>;
@@ -201,7 +209,13 @@ pub trait Engine: Send + Sync + 'static {
     fn logical_volume(&self, vg: &str, lv: &str) -> Result<LvInfo>;
     /// Idempotent: an LV of this name with the same size (after rounding), layout and
     /// tags is returned as it is (`created: false`); any difference is `AlreadyExists`.
-    fn create_logical_volume(&self, vg: &str, spec: &LvSpec) -> Result<Created<LvInfo>>;
+    fn create_logical_volume(&self, vg: &str, spec: &LvSpec) -> Result<Created<LvInfo>> {
+        self.create_volume(vg, spec, false)
+    }
+    /// As [`create_logical_volume`](Self::create_logical_volume); `encrypted`: the LV is
+    /// marked `lvmd.crypt` in its creating commit (LUKS2-formatted on its first stage
+    /// or block publish). Idempotent the same way, encryption compared too.
+    fn create_volume(&self, vg: &str, spec: &LvSpec, encrypted: bool) -> Result<Created<LvInfo>>;
     /// Deactivates first if active. `Ok(false)`: there was no such LV.
     fn remove_logical_volume(&self, vg: &str, lv: &str) -> Result<bool>;
     fn resize_logical_volume(&self, vg: &str, lv: &str, size: Bytes) -> Result<LvInfo>;
@@ -209,10 +223,34 @@ pub trait Engine: Send + Sync + 'static {
     fn deactivate(&self, vg: &str, lv: &str) -> Result<LvInfo>;
 
     /// Activates the LV, makes a filesystem if it holds none, mounts it.
-    fn mount_volume(&self, vg: &str, lv: &str, spec: &MountSpec) -> Result<Mounted>;
+    fn mount_volume(&self, vg: &str, lv: &str, spec: &MountSpec) -> Result<Mounted> {
+        self.mount_volume_keyed(vg, lv, spec, None)
+    }
+    /// As [`mount_volume`](Self::mount_volume); an encrypted LV (`lvmd.crypt`) needs
+    /// `key`: LUKS-formatted first if lvmd made it blank, opened, and the filesystem
+    /// is on the opened mapping. A wrong key changes nothing.
+    fn mount_volume_keyed(
+        &self,
+        vg: &str,
+        lv: &str,
+        spec: &MountSpec,
+        key: Option<&VolumeKey>,
+    ) -> Result<Mounted>;
     fn bind_mount(&self, source: &Path, target: &Path, read_only: bool) -> Result<()>;
     /// Activates the LV and bind-mounts its device node onto the file `target`.
-    fn publish_block(&self, vg: &str, lv: &str, target: &Path, read_only: bool) -> Result<PathBuf>;
+    fn publish_block(&self, vg: &str, lv: &str, target: &Path, read_only: bool) -> Result<PathBuf> {
+        self.publish_block_keyed(vg, lv, target, read_only, None)
+    }
+    /// As [`publish_block`](Self::publish_block); an encrypted LV's opened mapping is
+    /// what is bound (LUKS-formatted first if lvmd made it blank).
+    fn publish_block_keyed(
+        &self,
+        vg: &str,
+        lv: &str,
+        target: &Path,
+        read_only: bool,
+        key: Option<&VolumeKey>,
+    ) -> Result<PathBuf>;
     /// `Ok(false)`: nothing was mounted there.
     fn unmount(&self, target: &Path, remove_target: bool) -> Result<bool>;
     fn path_stats(&self, path: &Path) -> Result<PathStats>;
@@ -224,6 +262,18 @@ pub trait Engine: Send + Sync + 'static {
         lv: &str,
         size: Bytes,
         target: Option<&Path>,
+    ) -> Result<Expanded> {
+        self.expand_volume_keyed(vg, lv, size, target, None)
+    }
+    /// As [`expand_volume`](Self::expand_volume); an encrypted LV open as a mapping
+    /// needs its key: the LV grows, then the mapping, then the filesystem on it.
+    fn expand_volume_keyed(
+        &self,
+        vg: &str,
+        lv: &str,
+        size: Bytes,
+        target: Option<&Path>,
+        key: Option<&VolumeKey>,
     ) -> Result<Expanded>;
 }
 

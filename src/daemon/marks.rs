@@ -21,6 +21,19 @@ pub const MKFS_PREFIX: &str = "lvmd.mkfs=";
 /// again, whatever a signature probe says.
 pub const FS_PREFIX: &str = "lvmd.fs=";
 
+/// The volume is encrypted (LUKS2, [`crate::crypt`]): lvmd opens it with its key and
+/// puts the filesystem (or the raw block device it hands out) on the opened mapping
+/// `lvmd-crypt-<VG>-<LV>`, never on the LV itself. Set by the creating commit (asked
+/// for), or when lvmd adopts a LUKS volume it did not format. The filesystem marks
+/// (`lvmd.fresh`, `lvmd.mkfs=`, `lvmd.fs=`) then speak of what is inside.
+pub const CRYPT: &str = "lvmd.crypt";
+
+/// `lvmd.mkluks=<fs>`: lvmd is LUKS-formatting this fresh encrypted LV, to make a `<fs>`
+/// filesystem inside (committed before the format, in place of `lvmd.fresh`; the LV
+/// was never opened, so what a cut-short format left holds no data and is formatted
+/// again).
+pub const MKLUKS_PREFIX: &str = "lvmd.mkluks=";
+
 /// An LV lvmd removed whose extents it is still zeroing (in the background, for
 /// volumes too large to zero inside DeleteVolume): it keeps them allocated, so nothing
 /// gets them before they are zeros. Such an LV is named [`WIPE_NAME_PREFIX`]`<uuid>`,
@@ -57,6 +70,15 @@ pub fn formatting_as(tags: &[String]) -> Option<&str> {
     tags.iter().find_map(|t| t.strip_prefix(MKFS_PREFIX))
 }
 
+/// The filesystem type lvmd was LUKS-formatting for when it last stopped (`lvmd.mkluks=`).
+pub fn luks_formatting_for(tags: &[String]) -> Option<&str> {
+    tags.iter().find_map(|t| t.strip_prefix(MKLUKS_PREFIX))
+}
+
+pub fn is_encrypted(tags: &[String]) -> bool {
+    tags.iter().any(|t| t == CRYPT)
+}
+
 pub fn is_fresh(tags: &[String]) -> bool {
     tags.iter().any(|t| t == FRESH)
 }
@@ -74,8 +96,20 @@ mod tests {
         assert!(is_fresh(&tags));
         assert_eq!(formatted_as(&tags), Some("xfs"));
         assert_eq!(formatting_as(&tags), None);
+        assert!(!is_encrypted(&tags));
+        let crypt: Vec<String> = ["lvmd.crypt", "lvmd.mkluks=xfs"].map(String::from).to_vec();
+        assert!(is_encrypted(&crypt));
+        assert_eq!(luks_formatting_for(&crypt), Some("xfs"));
+        assert!(client_tags(&crypt).is_empty());
         // Every mark is a tag lvm2 accepts.
-        for t in [FRESH, WIPE, "lvmd.mkfs=ext4", "lvmd.fs=ext4"] {
+        for t in [
+            FRESH,
+            WIPE,
+            CRYPT,
+            "lvmd.mkluks=xfs",
+            "lvmd.mkfs=ext4",
+            "lvmd.fs=ext4",
+        ] {
             crate::model::name::validate_tag(t).unwrap();
         }
         crate::model::name::validate_lv_name(&format!(

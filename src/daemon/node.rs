@@ -6,6 +6,7 @@
 
 use super::engine::PathStats;
 use super::paths::ConfinedPath;
+use crate::crypt::{CryptError, CryptName, LuksConfig, Passphrase};
 use crate::probe::{Contents, Signature, Usage};
 use crate::units::Bytes;
 use nix::errno::Errno;
@@ -43,6 +44,9 @@ pub enum NodeError {
     },
     #[error(transparent)]
     Probe(#[from] crate::probe::ProbeError),
+    /// The encryption layer's errors, kept whole (a wrong key is PERMISSION_DENIED).
+    #[error(transparent)]
+    Crypt(#[from] CryptError),
     #[error("{path}: cannot {what}: {source}")]
     Io {
         path: PathBuf,
@@ -172,7 +176,49 @@ pub trait Node: Send + Sync + 'static {
     fn refresh_loop_size(&self, loop_dev: &Path) -> Result<()>;
     /// Whether two paths name the same device (or file).
     fn same_device(&self, a: &Path, b: &Path) -> Result<bool>;
+
+    // Encryption ([`crate::crypt`]; the policy, when to format, is the engine's).
+
+    /// LUKS2-formats `device`. `again`: over what an lvmd format that was cut short
+    /// left (a header, maybe without a keyslot), which is cleared first; the caller
+    /// knows the device was never opened, so it holds no data.
+    fn luks_format(
+        &self,
+        device: &Path,
+        config: &LuksConfig,
+        key: &Passphrase,
+        again: bool,
+    ) -> Result<()>;
+    /// Opens `device` as the dm-crypt mapping `name` (one open on that device already is
+    /// kept, the key still checked); returns the mapping's device node. A wrong key is
+    /// [`CryptError::WrongKey`] and changes nothing.
+    fn luks_open(&self, device: &Path, name: &CryptName, key: &Passphrase) -> Result<PathBuf>;
+    /// `Ok(false)`: it was not open; `Busy` while mounted or held.
+    fn luks_close(&self, name: &CryptName) -> Result<bool>;
+    /// Whether the mapping `name` is open.
+    fn luks_is_open(&self, name: &CryptName) -> Result<bool>;
+    /// Grows the open mapping to its grown backing device.
+    fn luks_resize(&self, name: &CryptName, key: &Passphrase) -> Result<()>;
+    /// The open lvmd crypt mappings (`lvmd-crypt-*`).
+    fn crypt_mappings(&self) -> Result<Vec<CryptName>>;
+    /// The lvmd crypt mapping `device` is (a mapping's node, or a loop device's backing
+    /// device), if it is one.
+    fn crypt_mapping_of(&self, device: &Path) -> Result<Option<CryptName>>;
+    /// The lvmd crypt mapping whose filesystem is mounted at `target`, or whose device
+    /// node is bound there; `None` when nothing or something else is.
+    fn crypt_mapping_at(&self, target: &ConfinedPath) -> Result<Option<CryptName>>;
 }
+
+/// The lvmd crypt mapping that the block device `major:minor` is, read from sysfs.
+fn crypt_name_of_dev(dev: u64) -> Option<CryptName> {
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let name = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/dm/name")).ok()?;
+    CryptName::parse(name.trim())
+}
+
+/// The LUKS2 header area lvmd's format writes (its data offset): what a cut-short
+/// format can have written.
+const LUKS_HEADER_AREA: u64 = 16 << 20;
 
 /// Splits options at commas and sorts them into mount(2) flags and filesystem data.
 pub fn parse_mount_options(options: &[String]) -> Result<(libc::c_ulong, String)> {
@@ -864,6 +910,83 @@ impl Node for HostNode {
         lvmd_sys::loopdev::set_capacity(loop_dev).map_err(io(loop_dev, "resize"))
     }
 
+    fn luks_format(
+        &self,
+        device: &Path,
+        config: &LuksConfig,
+        key: &Passphrase,
+        again: bool,
+    ) -> Result<()> {
+        if again {
+            use std::os::unix::fs::OpenOptionsExt;
+            // What lvmd's own format left on a volume never opened: its header area
+            // (the data offset of a header that can still be read, or lvmd's 16 MiB).
+            let area = match crate::crypt::luks::read_header(device) {
+                Ok(Some(h)) => h.data_offset.to_bytes().0.max(LUKS_HEADER_AREA),
+                _ => LUKS_HEADER_AREA,
+            };
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_EXCL)
+                .open(device)
+                .map_err(io(device, "open"))?;
+            let size = lvmd_sys::blkdev::device_size_bytes(&f).map_err(io(device, "inspect"))?;
+            lvmd_sys::blkdev::zero_range(&f, 0, area.min(size))
+                .map_err(io(device, "clear the cut-short LUKS header of"))?;
+            f.sync_all().map_err(io(device, "flush"))?;
+            tracing::warn!(device = %device.display(), bytes = area.min(size),
+                "cleared the header of an lvmd LUKS format that was cut short");
+        }
+        crate::crypt::luks::format(device, config, key)?;
+        Ok(())
+    }
+
+    fn luks_open(&self, device: &Path, name: &CryptName, key: &Passphrase) -> Result<PathBuf> {
+        crate::crypt::luks::open(device, name, key, &crate::crypt::OpenOptions::default())?;
+        Ok(name.device_path())
+    }
+
+    fn luks_close(&self, name: &CryptName) -> Result<bool> {
+        Ok(crate::crypt::luks::close(name)?)
+    }
+
+    fn luks_is_open(&self, name: &CryptName) -> Result<bool> {
+        Ok(crate::crypt::luks::status(name)?.is_some())
+    }
+
+    fn luks_resize(&self, name: &CryptName, key: &Passphrase) -> Result<()> {
+        crate::crypt::luks::resize(name, key)?;
+        Ok(())
+    }
+
+    fn crypt_mappings(&self) -> Result<Vec<CryptName>> {
+        Ok(crate::crypt::luks::open_mappings()?)
+    }
+
+    fn crypt_mapping_of(&self, device: &Path) -> Result<Option<CryptName>> {
+        let m = match std::fs::metadata(device) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(device, "inspect")(e)),
+        };
+        if !m.file_type().is_block_device() {
+            return Ok(None);
+        }
+        Ok(crypt_name_of_dev(m.rdev()))
+    }
+
+    fn crypt_mapping_at(&self, target: &ConfinedPath) -> Result<Option<CryptName>> {
+        let Some((fd, m)) = open_mount_point(target)? else {
+            return Ok(None);
+        };
+        if !m.is_root {
+            return Ok(None);
+        }
+        // A filesystem's root is on its device; a bound device node is the device.
+        let id = Ident::of_fd(&fd, target.path())?;
+        Ok(crypt_name_of_dev(if id.block { id.rdev } else { id.dev }))
+    }
+
     fn same_device(&self, a: &Path, b: &Path) -> Result<bool> {
         let ma = std::fs::metadata(a).map_err(io(a, "inspect"))?;
         let mb = std::fs::metadata(b).map_err(io(b, "inspect"))?;
@@ -899,6 +1022,12 @@ pub struct SimNode {
     grows: Mutex<Vec<FsGrow>>,
     loops: Mutex<SimLoops>,
     fail_mounts: std::sync::atomic::AtomicBool,
+    /// LUKS "headers": device -> the one key that opens it.
+    luks: Mutex<BTreeMap<PathBuf, Passphrase>>,
+    /// Open crypt mappings: name -> backing device.
+    crypt_open: Mutex<BTreeMap<String, PathBuf>>,
+    /// Every LUKS format asked for: (device, again).
+    luks_formats: Mutex<Vec<(PathBuf, bool)>>,
 }
 
 /// The sim's loop devices: `/dev/sim-loopN`.
@@ -944,6 +1073,14 @@ impl SimNode {
             .iter()
             .find(|s| s.usage == Usage::Filesystem)
             .map(|s| s.name.clone())
+    }
+    /// Every LUKS format asked for, in order: (device, again).
+    pub fn luks_formats(&self) -> Vec<(PathBuf, bool)> {
+        self.luks_formats.lock().unwrap().clone()
+    }
+    /// The open crypt mappings' names.
+    pub fn open_crypt_names(&self) -> Vec<String> {
+        self.crypt_open.lock().unwrap().keys().cloned().collect()
     }
     /// Every mkfs asked for, in order: (device, type).
     pub fn formats(&self) -> Vec<(PathBuf, String)> {
@@ -1233,6 +1370,142 @@ impl Node for SimNode {
                 path: loop_dev.to_owned(),
             }),
         }
+    }
+    fn luks_format(
+        &self,
+        device: &Path,
+        _config: &LuksConfig,
+        key: &Passphrase,
+        again: bool,
+    ) -> Result<()> {
+        let mut disks = self.disks.lock().unwrap();
+        let c = disks.entry(device.to_owned()).or_default();
+        if !again {
+            if let Some(s) = c.signatures.first() {
+                return Err(CryptError::NotBlank {
+                    device: device.to_owned(),
+                    found: s.name.clone(),
+                }
+                .into());
+            }
+        }
+        c.signatures = vec![Signature {
+            name: "crypto_LUKS".into(),
+            usage: Usage::Crypto,
+            offset: Some(Bytes(0)),
+            size: None,
+            bad_checksum: false,
+        }];
+        self.luks
+            .lock()
+            .unwrap()
+            .insert(device.to_owned(), key.duplicate());
+        self.luks_formats
+            .lock()
+            .unwrap()
+            .push((device.to_owned(), again));
+        Ok(())
+    }
+    fn luks_open(&self, device: &Path, name: &CryptName, key: &Passphrase) -> Result<PathBuf> {
+        match self.luks.lock().unwrap().get(device) {
+            None => {
+                return Err(CryptError::NotLuks {
+                    device: device.to_owned(),
+                }
+                .into())
+            }
+            Some(k) if !k.matches(key) => {
+                return Err(CryptError::WrongKey {
+                    device: device.to_owned(),
+                }
+                .into())
+            }
+            Some(_) => {}
+        }
+        let mut open = self.crypt_open.lock().unwrap();
+        if let Some(on) = open.get(name.as_str()) {
+            if on != device {
+                return Err(CryptError::NameInUse {
+                    name: name.to_string(),
+                    open_on: on.clone(),
+                    wanted: device.to_owned(),
+                }
+                .into());
+            }
+        }
+        open.insert(name.as_str().to_owned(), device.to_owned());
+        Ok(name.device_path())
+    }
+    fn luks_close(&self, name: &CryptName) -> Result<bool> {
+        let dev = name.device_path();
+        let in_use = self
+            .mounts
+            .lock()
+            .unwrap()
+            .values()
+            .any(|m| m.source == dev)
+            || self
+                .loops
+                .lock()
+                .unwrap()
+                .attached
+                .values()
+                .any(|l| l.backing == dev);
+        if in_use {
+            return Err(CryptError::Busy {
+                name: name.to_string(),
+            }
+            .into());
+        }
+        Ok(self
+            .crypt_open
+            .lock()
+            .unwrap()
+            .remove(name.as_str())
+            .is_some())
+    }
+    fn luks_is_open(&self, name: &CryptName) -> Result<bool> {
+        Ok(self.crypt_open.lock().unwrap().contains_key(name.as_str()))
+    }
+    fn luks_resize(&self, name: &CryptName, key: &Passphrase) -> Result<()> {
+        let open = self.crypt_open.lock().unwrap();
+        let Some(device) = open.get(name.as_str()) else {
+            return Err(CryptError::NotOpen {
+                name: name.to_string(),
+            }
+            .into());
+        };
+        match self.luks.lock().unwrap().get(device) {
+            Some(k) if k.matches(key) => Ok(()),
+            _ => Err(CryptError::WrongKey {
+                device: device.clone(),
+            }
+            .into()),
+        }
+    }
+    fn crypt_mappings(&self) -> Result<Vec<CryptName>> {
+        Ok(self
+            .crypt_open
+            .lock()
+            .unwrap()
+            .keys()
+            .filter_map(|n| CryptName::parse(n))
+            .collect())
+    }
+    fn crypt_mapping_of(&self, device: &Path) -> Result<Option<CryptName>> {
+        Ok(device
+            .strip_prefix("/dev/mapper")
+            .ok()
+            .and_then(|n| n.to_str())
+            .and_then(CryptName::parse)
+            .filter(|n| self.crypt_open.lock().unwrap().contains_key(n.as_str())))
+    }
+    fn crypt_mapping_at(&self, target: &ConfinedPath) -> Result<Option<CryptName>> {
+        let source = match self.mounts.lock().unwrap().get(target.path()) {
+            Some(m) => m.source.clone(),
+            None => return Ok(None),
+        };
+        self.crypt_mapping_of(&source)
     }
     fn same_device(&self, a: &Path, b: &Path) -> Result<bool> {
         Ok(a == b)

@@ -21,6 +21,11 @@
 //!   on the last close). This assumes lvmd sees the mounts it made, i.e. runs in the
 //!   host's mount namespace, as it must to publish anyway.
 //!
+//! - an lvmd crypt mapping (`lvmd-crypt-<VG>-<LV>`) whose LV the metadata no longer
+//!   has is closed (before the leftovers above: it holds the LV's device); one in use
+//!   (mounted) is logged and left. Mappings of existing LVs, and every mapping that is
+//!   not lvmd's, are not touched.
+//!
 //! Every repair is logged and returned. Problems are logged too; the daemon starts
 //! anyway. See [`VolumeEngine`]'s doc comment for why these two are all a crash of
 //! lvmd can leave behind.
@@ -58,6 +63,8 @@ pub enum Repair {
         lv: String,
         device: String,
     },
+    /// An lvmd crypt mapping whose LV is gone, closed.
+    ClosedCrypt { vg: String, mapping: String },
     /// Something could not be checked or repaired.
     Failed {
         vg: String,
@@ -115,6 +122,46 @@ impl<M: Metadata> VolumeEngine<M> {
         }
     }
 
+    /// Closes the lvmd crypt mappings of `vg` whose LV the metadata does not have.
+    fn orphan_crypt_mappings(&self, read: &super::volumes::VgRead, out: &mut Vec<Repair>) {
+        let vg = read.vg.name.as_str();
+        let node = &self.node.node;
+        let names = match node.crypt_mappings() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(vg, "reconciliation: cannot list crypt mappings: {e}");
+                return out.push(Repair::Failed {
+                    vg: vg.into(),
+                    what: "crypt mappings".into(),
+                    why: e.to_string(),
+                });
+            }
+        };
+        for name in names
+            .iter()
+            .filter(|n| n.vg() == vg && read.vg.lv(n.lv()).is_none())
+        {
+            match node.luks_close(name) {
+                Ok(_) => {
+                    tracing::warn!(vg, mapping = %name,
+                        "reconciliation: closed the crypt mapping of a volume that is gone");
+                    out.push(Repair::ClosedCrypt {
+                        vg: vg.into(),
+                        mapping: name.to_string(),
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(vg, mapping = %name, "reconciliation: the crypt mapping of a volume that is gone stays: {e}");
+                    out.push(Repair::Failed {
+                        vg: vg.into(),
+                        what: name.to_string(),
+                        why: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
     /// Reconciles each VG of `vgs` (see the module doc). Takes each VG's write lock.
     pub fn reconcile(&self, vgs: &[String]) -> Vec<Repair> {
         let mut out = Vec::new();
@@ -153,6 +200,7 @@ impl<M: Metadata> VolumeEngine<M> {
             Ok(r) => r,
             Err(e) => return out.push(failed("read", e.to_string())),
         };
+        self.orphan_crypt_mappings(&read, out);
         let act = &self.activation;
         match act.active_volumes(&read) {
             Ok(active) => {

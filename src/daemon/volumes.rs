@@ -12,12 +12,14 @@ use super::activation::{Activation, ActivationError};
 use super::crash;
 use super::engine::{
     spec_mismatch, Created, Engine, EngineError, Expanded, Layout, LvInfo, LvSpec, MountSpec,
-    Mounted, PathStats, Result, VgInfo, VgSpace,
+    Mounted, PathStats, Result, VgInfo, VgSpace, VolumeKey,
 };
+use super::marks;
 use super::node::{LoopDev, NodeError};
 use super::node_work::NodeWork;
 use super::view;
 use super::wipe::{self, Wiper, Zeroer};
+use crate::crypt::{CryptError, CryptName};
 use crate::lvm::edit::check_size;
 use crate::lvm::{Edit, LvmError};
 use crate::model::name::{validate_lv_name, validate_vg_name};
@@ -313,20 +315,26 @@ impl<M: Metadata> VolumeEngine<M> {
         Ok(view::lv_info(read, model, device))
     }
 
-    fn create_locked(&self, vg: &str, spec: &LvSpec) -> Result<Created<LvInfo>> {
+    fn create_locked(&self, vg: &str, spec: &LvSpec, encrypted: bool) -> Result<Created<LvInfo>> {
         let read = self.meta.read(vg)?;
         if read.vg.lv(&spec.name).is_some() {
-            return self.existing(&read, spec);
+            return self.existing(&read, spec, encrypted);
         }
         check_fits(&read.vg, spec.size, spec.layout)?;
         // Fresh from the creating commit: until it is handed out, a retry may clear its
         // edges again (a crash between this commit and the zeroing below is safe).
         let mut fresh = spec.clone();
         fresh.tags.push(super::marks::FRESH.into());
+        if encrypted {
+            // In the same commit: no moment where the volume exists unmarked.
+            fresh.tags.push(marks::CRYPT.into());
+        }
         match self.meta.edit(vg, &Edit::CreateLv(fresh)) {
             Ok(()) => {}
             // Another writer (lvm2) made it between our read and our lock.
-            Err(LvmError::LvExists { .. }) => return self.existing(&self.meta.read(vg)?, spec),
+            Err(LvmError::LvExists { .. }) => {
+                return self.existing(&self.meta.read(vg)?, spec, encrypted)
+            }
             Err(e) => return Err(self.no_space(vg, e)),
         }
         crash::point("committed");
@@ -338,16 +346,30 @@ impl<M: Metadata> VolumeEngine<M> {
             .ok_or_else(|| lv_not_found(vg, &spec.name))?;
         self.clear_edges(&read, model)?;
         crash::point("cleared");
-        tracing::info!(vg, lv = spec.name, size = spec.size.0, layout = %spec.layout, "created logical volume");
+        tracing::info!(vg, lv = spec.name, size = spec.size.0, layout = %spec.layout, encrypted, "created logical volume");
         Ok(Created {
             value: self.info(&read, &spec.name)?,
             created: true,
         })
     }
 
-    fn existing(&self, read: &VgRead, spec: &LvSpec) -> Result<Created<LvInfo>> {
+    fn existing(&self, read: &VgRead, spec: &LvSpec, encrypted: bool) -> Result<Created<LvInfo>> {
         let info = self.info(read, &spec.name)?;
-        match spec_mismatch(&info, spec, read.vg.extent_size) {
+        let is = marks::is_encrypted(&info.tags);
+        let mismatch = spec_mismatch(&info, spec, read.vg.extent_size).or_else(|| {
+            (is != encrypted).then(|| {
+                format!(
+                    "{} (asked for {})",
+                    if is { "encrypted" } else { "not encrypted" },
+                    if encrypted {
+                        "encrypted"
+                    } else {
+                        "not encrypted"
+                    }
+                )
+            })
+        });
+        match mismatch {
             None => {
                 // Still fresh (never handed out) and inactive: nobody wrote to it, so
                 // the edges are cleared again, in case a crash came before they were.
@@ -512,7 +534,17 @@ impl<M: Metadata> VolumeEngine<M> {
         if !(l.read_only && l.lvmd) {
             return Ok(());
         }
-        let Some((vg, lv)) = self.managed_volume(&l.backing)? else {
+        // Over an encrypted volume, the loop device reads from its crypt mapping.
+        let managed = match self.managed_volume(&l.backing)? {
+            Some(v) => Some(v),
+            None => match self.node.node.crypt_mapping_of(&l.backing)? {
+                Some(name) if self.logical_volume(name.vg(), name.lv()).is_ok() => {
+                    Some((name.vg().to_owned(), name.lv().to_owned()))
+                }
+                _ => None,
+            },
+        };
+        let Some((vg, lv)) = managed else {
             tracing::warn!(loop_device = %l.path.display(), backing = %l.backing.display(),
                 "loop device reads from no active volume lvmd manages; left attached");
             return Ok(());
@@ -533,7 +565,11 @@ impl<M: Metadata> VolumeEngine<M> {
 /// be an application's, never to be formatted.
 fn unformattable_marks(tags: &[String]) -> Vec<String> {
     tags.iter()
-        .filter(|t| *t == super::marks::FRESH || t.starts_with(super::marks::MKFS_PREFIX))
+        .filter(|t| {
+            *t == marks::FRESH
+                || t.starts_with(marks::MKFS_PREFIX)
+                || t.starts_with(marks::MKLUKS_PREFIX)
+        })
         .cloned()
         .collect()
 }
@@ -562,7 +598,10 @@ impl<M: Metadata> VolumeEngine<M> {
         let tags = &self.info(&read, lv)?.tags;
         let still = match from {
             Some(f) => tags.iter().any(|t| t == f),
-            None => !tags.iter().any(|t| super::marks::is_internal(t)),
+            // The encryption mark says nothing about what the volume holds.
+            None => !tags
+                .iter()
+                .any(|t| super::marks::is_internal(t) && t != marks::CRYPT),
         };
         if !still {
             return Err(EngineError::FailedPrecondition {
@@ -575,8 +614,13 @@ impl<M: Metadata> VolumeEngine<M> {
             });
         }
         let del: Vec<String> = from.iter().map(|f| f.to_string()).collect();
-        self.meta
-            .edit(vg, &Edit::lv_tags(lv, &[to.to_owned()], &del))?;
+        // An empty `to`: `from` is only dropped.
+        let add: Vec<String> = [to]
+            .iter()
+            .filter(|t| !t.is_empty())
+            .map(|t| t.to_string())
+            .collect();
+        self.meta.edit(vg, &Edit::lv_tags(lv, &add, &del))?;
         tracing::info!(vg, lv, from, to, "marked");
         Ok(())
     }
@@ -594,6 +638,161 @@ impl<M: Metadata> VolumeEngine<M> {
         self.meta.edit(vg, &Edit::lv_tags(lv, &[], &drop))?;
         tracing::info!(vg, lv, dropped = ?drop, "handed out as a raw device: lvmd will never format it");
         Ok(())
+    }
+
+    /// The opened mapping of the active encrypted LV `vg/lv` (`device`: the LV's),
+    /// LUKS-formatted first when lvmd made it blank. `fs_type`: the filesystem the
+    /// stage will make inside (`None`: a block publish, nothing made inside).
+    ///
+    /// | marks                | LV holds         | then                                    |
+    /// |----------------------|------------------|-----------------------------------------|
+    /// | `lvmd.fresh`         | nothing          | `lvmd.mkluks=`, format, `lvmd.mkfs=`    |
+    /// | `lvmd.fresh`         | anything         | refuse (written outside lvmd)           |
+    /// | `lvmd.mkluks=`       | anything         | format again (never opened), as above   |
+    /// | other (or none)      | a LUKS header    | open with the key                       |
+    /// | other                | anything else    | refuse                                  |
+    ///
+    /// A volume without `lvmd.crypt` whose LV holds a LUKS header (cryptsetup's) is
+    /// adopted: opened, then marked. Every refusal and a wrong key change nothing.
+    fn open_encrypted(
+        &self,
+        vg: &str,
+        lv: &str,
+        device: &Path,
+        key: &VolumeKey,
+        fs_type: Option<&str>,
+        read_only: bool,
+    ) -> Result<PathBuf> {
+        let name = CryptName::for_volume(vg, lv).map_err(NodeError::from)?;
+        let node = &self.node.node;
+        let tags = self.logical_volume(vg, lv)?.tags;
+        let refuse = |why: String| {
+            tracing::warn!(vg, lv, device = %device.display(), "not opening: {why}");
+            EngineError::FailedPrecondition {
+                what: "logical volume",
+                name: format!("{vg}/{lv}"),
+                why,
+            }
+        };
+        let cut_short = marks::luks_formatting_for(&tags).map(str::to_owned);
+        if marks::is_encrypted(&tags) && (marks::is_fresh(&tags) || cut_short.is_some()) {
+            if read_only {
+                return Err(refuse(
+                    "holds no LUKS volume yet, and a read-only stage cannot make one".into(),
+                ));
+            }
+            // The filesystem recorded by a cut-short format wins, as with mkfs.
+            let fs_type = match (fs_type, cut_short.as_deref()) {
+                (Some(_), Some(was)) if !was.is_empty() => Some(was),
+                (f, _) => f,
+            };
+            let inner = fs_type.unwrap_or("").to_owned();
+            let mkluks = format!("{}{inner}", marks::MKLUKS_PREFIX);
+            let again = match &cut_short {
+                Some(was) => {
+                    tracing::warn!(
+                        vg,
+                        lv,
+                        "an earlier LUKS format was cut short: formatting again"
+                    );
+                    self.swap_mark(
+                        vg,
+                        lv,
+                        Some(&format!("{}{was}", marks::MKLUKS_PREFIX)),
+                        &mkluks,
+                    )?;
+                    true
+                }
+                None => {
+                    let found = node.probe(device)?;
+                    if !found.is_empty() {
+                        return Err(refuse(format!(
+                            "lvmd created it blank and never handed it out, yet it holds {}: written outside lvmd, so lvmd does not format it",
+                            found.describe()
+                        )));
+                    }
+                    self.swap_mark(vg, lv, Some(marks::FRESH), &mkluks)?;
+                    false
+                }
+            };
+            crash::point("luks-marked");
+            node.luks_format(device, &key.luks, &key.key, again)?;
+            crash::point("luks-formatted");
+            // Inside, a filesystem is lvmd's to make (over whatever decrypted noise is
+            // there: nothing was ever written through the mapping).
+            let next = match fs_type {
+                Some(t) => format!("{}{t}", marks::MKFS_PREFIX),
+                None => String::new(),
+            };
+            self.swap_mark(vg, lv, Some(&mkluks), &next)?;
+            tracing::info!(vg, lv, device = %device.display(), cipher = key.luks.cipher, "LUKS2-formatted");
+        } else if !marks::is_encrypted(&tags) {
+            let found = node.probe(device)?;
+            if !found.signatures.iter().any(|s| s.name == "crypto_LUKS") {
+                return Err(refuse(format!(
+                    "a key was given, but it is not encrypted (it holds {})",
+                    found.describe()
+                )));
+            }
+        }
+        let mapped = node.luks_open(device, &name, &key.key)?;
+        if !marks::is_encrypted(&tags) {
+            self.add_crypt_mark(vg, lv)?;
+            tracing::info!(vg, lv, "adopted a LUKS volume lvmd did not format");
+        }
+        tracing::info!(vg, lv, mapping = %name, "opened");
+        Ok(mapped)
+    }
+
+    /// Marks `vg/lv` encrypted (an adopted LUKS volume), keeping its other marks.
+    fn add_crypt_mark(&self, vg: &str, lv: &str) -> Result<()> {
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        self.meta
+            .edit(vg, &Edit::lv_tags(lv, &[marks::CRYPT.to_owned()], &[]))?;
+        Ok(())
+    }
+
+    /// The key an encrypted volume needs, or why it is missing.
+    fn need_key<'k>(vg: &str, lv: &str, key: Option<&'k VolumeKey>) -> Result<&'k VolumeKey> {
+        key.ok_or_else(|| EngineError::InvalidArgument {
+            what: "request for",
+            value: format!("{vg}/{lv}"),
+            why: "the volume is encrypted (LUKS2) and its key (passphrase) was not given".into(),
+        })
+    }
+
+    /// Closes the crypt mapping of `vg/lv` (`info`) if it is open (before a
+    /// deactivation: the mapping holds the LV). Only an active, encrypted LV can have
+    /// one; others are not asked about (libcryptsetup needs device-mapper). In use
+    /// (mounted) is FAILED_PRECONDITION, nothing changed.
+    fn close_crypt(&self, vg: &str, lv: &str, info: &LvInfo) -> Result<()> {
+        if info.device.is_none() || !marks::is_encrypted(&info.tags) {
+            return Ok(());
+        }
+        // A name too long for a mapping was never opened.
+        let Ok(name) = CryptName::for_volume(vg, lv) else {
+            return Ok(());
+        };
+        if self.node.node.luks_close(&name)? {
+            tracing::info!(vg, lv, mapping = %name, "closed");
+        }
+        Ok(())
+    }
+
+    /// After an unmount or unpublish: closes the lvmd crypt mapping that was there,
+    /// unless something else still uses it (a staging mount under a publish's bind).
+    fn close_after_unmount(&self, name: &CryptName) {
+        let h = self.handouts.get(&format!("{}/{}", name.vg(), name.lv()));
+        let _h = h.write().unwrap();
+        match self.node.node.luks_close(name) {
+            Ok(true) => tracing::info!(mapping = %name, "closed"),
+            Ok(false) => {}
+            Err(NodeError::Crypt(CryptError::Busy { .. })) => {
+                tracing::debug!(mapping = %name, "still in use elsewhere; left open")
+            }
+            Err(e) => tracing::warn!(mapping = %name, "cannot close: {e}"),
+        }
     }
 
     /// Decides from the marks and the probe ([`super::formatting`]), formats if that
@@ -720,11 +919,15 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         self.info(&self.meta.read(vg)?, lv)
     }
 
-    fn create_logical_volume(&self, vg: &str, spec: &LvSpec) -> Result<Created<LvInfo>> {
+    fn create_volume(&self, vg: &str, spec: &LvSpec, encrypted: bool) -> Result<Created<LvInfo>> {
         check_spec(vg, spec)?;
+        if encrypted {
+            // Its mapping's name must be possible before the volume exists.
+            CryptName::for_volume(vg, &spec.name).map_err(NodeError::from)?;
+        }
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
-        self.create_locked(vg, spec)
+        self.create_locked(vg, spec, encrypted)
     }
 
     fn remove_logical_volume(&self, vg: &str, lv: &str) -> Result<bool> {
@@ -746,7 +949,11 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         crate::lvm::check_removable(&read.vg, lv)?;
         let ranges = wipe::freed_ranges(&read, model, Extents::ZERO)?;
         let size = read.vg.extent_size.span(model.extents()).to_bytes();
-        // Busy (mounted, open) stops here, before the metadata changes.
+        // Busy (mounted, open) stops here, before the metadata changes; an encrypted
+        // volume's mapping goes first (it holds the LV).
+        if view::is_client_visible(model) {
+            self.close_crypt(vg, lv, &self.info(&read, lv)?)?;
+        }
         self.deactivate_volume(&read, lv)?;
         crash::point("deactivated");
         if size <= self.inline_wipe_limit {
@@ -799,21 +1006,38 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
         let read = self.meta.read(vg)?;
-        self.info(&read, lv)?;
+        let info = self.info(&read, lv)?;
+        self.close_crypt(vg, lv, &info)?;
         self.deactivate_volume(&read, lv)?;
         self.info(&read, lv)
     }
 
-    fn mount_volume(&self, vg: &str, lv: &str, spec: &MountSpec) -> Result<Mounted> {
+    fn mount_volume_keyed(
+        &self,
+        vg: &str,
+        lv: &str,
+        spec: &MountSpec,
+        key: Option<&VolumeKey>,
+    ) -> Result<Mounted> {
         let spec = self.node.check_mount(spec)?;
         let target = self.node.check_path(&spec.target)?;
         let h = self.handouts.get(&format!("{vg}/{lv}"));
         let _h = h.write().unwrap();
         let before = self.logical_volume(vg, lv)?;
+        if marks::is_encrypted(&before.tags) {
+            Self::need_key(vg, lv, key)?;
+        }
         self.node
             .check_free_target(&target, before.device.is_some())?;
         let info = self.activate_volume(vg, lv)?;
-        let device = info.device.expect("activate sets the device");
+        let mut device = info.device.expect("activate sets the device");
+        if let Some(key) = key {
+            let read_only = spec.read_only
+                || super::node::parse_mount_options(&spec.options)
+                    .map(|(f, _)| f & libc::MS_RDONLY != 0)
+                    .unwrap_or(false);
+            device = self.open_encrypted(vg, lv, &device, key, Some(&spec.fs_type), read_only)?;
+        }
         if let Some(m) = self.node.mounted_already(&device, &spec)? {
             return Ok(m);
         }
@@ -824,13 +1048,33 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         self.node.bind(source, target, read_only)
     }
 
-    fn publish_block(&self, vg: &str, lv: &str, target: &Path, read_only: bool) -> Result<PathBuf> {
+    fn publish_block_keyed(
+        &self,
+        vg: &str,
+        lv: &str,
+        target: &Path,
+        read_only: bool,
+        key: Option<&VolumeKey>,
+    ) -> Result<PathBuf> {
         let target = self.node.check_path(target)?;
         let h = self.handouts.get(&format!("{vg}/{lv}"));
         let _h = h.write().unwrap();
         let before = self.logical_volume(vg, lv)?;
+        if marks::is_encrypted(&before.tags) {
+            Self::need_key(vg, lv, key)?;
+        }
         self.node
             .check_free_target(&target, before.device.is_some())?;
+        if let Some(key) = key {
+            // The LUKS volume is made (if fresh) and opened first; what is handed out
+            // is the opened mapping, and from then on its contents are the client's.
+            let info = self.activate_volume(vg, lv)?;
+            let device = info.device.expect("activate sets the device");
+            let mapped = self.open_encrypted(vg, lv, &device, key, None, read_only)?;
+            self.end_formattable(vg, lv)?;
+            self.node.publish_block(&mapped, &target, read_only)?;
+            return Ok(mapped);
+        }
         // Before the device is given: from here it may hold an application's data.
         self.end_formattable(vg, lv)?;
         let info = self.activate_volume(vg, lv)?;
@@ -843,6 +1087,11 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let checked = self.node.check_path(target)?;
         // A read-only block publish: its loop device goes too, after the unmount.
         let lo = self.node.node.loop_at(&checked)?;
+        // An encrypted volume's mapping is closed after its last unmount.
+        let crypt = match &lo {
+            Some(l) => self.node.node.crypt_mapping_of(&l.backing)?,
+            None => self.node.node.crypt_mapping_at(&checked)?,
+        };
         let was = self.node.unmount(target, remove_target)?;
         if let Some(l) = lo {
             // The unmount is done and a retry would not find the loop device again, so
@@ -852,6 +1101,9 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
                 tracing::warn!(loop_device = %l.path.display(), "cannot detach: {e}");
             }
         }
+        if let Some(name) = crypt {
+            self.close_after_unmount(&name);
+        }
         Ok(was)
     }
 
@@ -859,12 +1111,13 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         self.node.stats(path)
     }
 
-    fn expand_volume(
+    fn expand_volume_keyed(
         &self,
         vg: &str,
         lv: &str,
         size: Bytes,
         target: Option<&Path>,
+        key: Option<&VolumeKey>,
     ) -> Result<Expanded> {
         // Every check before the first change: size, path, the LV, where it is mounted;
         // the LV's checks and its growth under one write lock, so no other resize can
@@ -872,6 +1125,8 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         check_size(size)?;
         let target = target.map(|t| self.node.check_path(t)).transpose()?;
         let mut fs = None;
+        // An open mapping of the volume grows after the LV, before the filesystem.
+        let mut crypt = None;
         let info = {
             let lock = self.locks.get(vg);
             let _g = lock.write().unwrap();
@@ -886,8 +1141,18 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
                         ),
                     ));
                 }
+                let mut current_device = current.device.clone();
+                if current.device.is_some() && marks::is_encrypted(&current.tags) {
+                    if let Ok(name) = CryptName::for_volume(vg, lv) {
+                        if self.node.node.luks_is_open(&name)? {
+                            let k = Self::need_key(vg, lv, key)?;
+                            current_device = Some(name.device_path());
+                            crypt = Some((name, k));
+                        }
+                    }
+                }
                 if let Some(t) = &target {
-                    let Some(device) = &current.device else {
+                    let Some(device) = &current_device else {
                         return Err(EngineError::FailedPrecondition {
                             what: "logical volume",
                             name: format!("{vg}/{lv}"),
@@ -899,6 +1164,11 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
                 Ok(())
             })?
         };
+        if let Some((name, k)) = &crypt {
+            // Also on a same-size retry after a crash between the LV and the mapping.
+            self.node.node.luks_resize(name, &k.key)?;
+            tracing::info!(vg, lv, mapping = %name, "crypt mapping takes the new size");
+        }
         // The filesystem grows outside the lock: resize2fs may take a while.
         let filesystem_size = match (&target, fs) {
             (Some(t), Some((device, fs_type))) => {
@@ -1108,9 +1378,12 @@ mod tests {
 
     fn marks_of(e: &SimEngine, name: &str) -> Vec<String> {
         let tags = e.logical_volume("vg", name).unwrap().tags;
-        tags.into_iter()
+        let mut m: Vec<String> = tags
+            .into_iter()
             .filter(|t| crate::daemon::marks::is_internal(t))
-            .collect()
+            .collect();
+        m.sort();
+        m
     }
 
     /// The LV's device, active (without ending its freshness).
@@ -1135,6 +1408,232 @@ mod tests {
         );
         let msg = err.to_string();
         assert!(msg.contains(says), "{msg}");
+    }
+
+    fn key(k: &str) -> VolumeKey {
+        VolumeKey {
+            key: crate::crypt::Passphrase::new(k.as_bytes().to_vec()).unwrap(),
+            luks: crate::crypt::LuksConfig::fast_for_tests(),
+        }
+    }
+
+    const MAPPED: &str = "/dev/mapper/lvmd-crypt-vg-sec";
+
+    #[test]
+    fn an_encrypted_volume_is_luks_formatted_once_and_staged_through_its_mapping() {
+        let (e, _, node) = engine();
+        let c = e.create_volume("vg", &lv("sec"), true).unwrap();
+        assert!(c.created);
+        assert_eq!(marks_of(&e, "sec"), ["lvmd.crypt", "lvmd.fresh"]);
+        // The idempotent create compares encryption too.
+        assert!(!e.create_volume("vg", &lv("sec"), true).unwrap().created);
+        let err = e.create_logical_volume("vg", &lv("sec")).unwrap_err();
+        assert!(matches!(err, EngineError::AlreadyExists { .. }), "{err}");
+        assert!(err.to_string().contains("encrypted"), "{err}");
+        // No key: refused before anything, naming the passphrase.
+        let err = e
+            .mount_volume("vg", "sec", &fs_spec("/k/s", "", false))
+            .unwrap_err();
+        assert!(matches!(err, EngineError::InvalidArgument { .. }), "{err}");
+        assert!(err.to_string().contains("passphrase"), "{err}");
+        assert_eq!(marks_of(&e, "sec"), ["lvmd.crypt", "lvmd.fresh"]);
+        // First stage: LUKS format, open, mkfs on the mapping.
+        let k = key("right");
+        let m = e
+            .mount_volume_keyed("vg", "sec", &fs_spec("/k/s", "", false), Some(&k))
+            .unwrap();
+        assert!(m.formatted);
+        assert_eq!(m.device, PathBuf::from(MAPPED));
+        assert_eq!(
+            node.mounted(Path::new("/k/s")).unwrap().0,
+            PathBuf::from(MAPPED)
+        );
+        assert_eq!(marks_of(&e, "sec"), ["lvmd.crypt", "lvmd.fs=ext4"]);
+        assert_eq!(node.luks_formats().len(), 1);
+        assert_eq!(node.formats(), [(PathBuf::from(MAPPED), "ext4".into())]);
+        // A retry: done already.
+        let again = e
+            .mount_volume_keyed("vg", "sec", &fs_spec("/k/s", "", false), Some(&k))
+            .unwrap();
+        assert!(!again.formatted);
+        // Unstage closes the mapping.
+        assert!(e.unmount(Path::new("/k/s"), true).unwrap());
+        assert!(node.open_crypt_names().is_empty());
+        // A wrong key: PERMISSION_DENIED-class, nothing changed.
+        let err = e
+            .mount_volume_keyed(
+                "vg",
+                "sec",
+                &fs_spec("/k/s", "", false),
+                Some(&key("wrong")),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EngineError::Node(NodeError::Crypt(CryptError::WrongKey { .. }))
+            ),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("wrong"), "{err}");
+        assert_eq!(marks_of(&e, "sec"), ["lvmd.crypt", "lvmd.fs=ext4"]);
+        assert!(node.open_crypt_names().is_empty());
+        assert!(node.mounted(Path::new("/k/s")).is_none());
+        // The right key again: opened and mounted, never formatted again.
+        let later = e
+            .mount_volume_keyed("vg", "sec", &fs_spec("/k/s", "", false), Some(&k))
+            .unwrap();
+        assert!(!later.formatted);
+        assert_eq!((node.luks_formats().len(), node.formats().len()), (1, 1));
+        // Removal while mounted: refused (the mapping is busy), nothing changed.
+        assert!(e.remove_logical_volume("vg", "sec").is_err());
+        assert!(e.logical_volume("vg", "sec").is_ok());
+        e.unmount(Path::new("/k/s"), true).unwrap();
+        // Removal of an encrypted volume whose mapping is open closes it first.
+        e.mount_volume_keyed("vg", "sec", &fs_spec("/k/s", "", false), Some(&k))
+            .unwrap();
+        node.unmount(&e.node.check_path(Path::new("/k/s")).unwrap())
+            .unwrap();
+        assert_eq!(node.open_crypt_names(), ["lvmd-crypt-vg-sec"]);
+        assert!(e.remove_logical_volume("vg", "sec").unwrap());
+        assert!(node.open_crypt_names().is_empty());
+    }
+
+    #[test]
+    fn a_key_for_a_volume_that_is_not_luks_is_refused() {
+        let (e, _, node) = engine();
+        e.create_logical_volume("vg", &lv("plain")).unwrap();
+        let err = e
+            .mount_volume_keyed("vg", "plain", &fs_spec("/k/p", "", false), Some(&key("k")))
+            .unwrap_err();
+        refused(err, "not encrypted");
+        assert!(node.formats().is_empty() && node.luks_formats().is_empty());
+        // A LUKS volume lvmd did not make (cryptsetup's): adopted with its key.
+        e.create_logical_volume("vg", &lv("theirs")).unwrap();
+        let dev = device_of(&e, "theirs");
+        node.luks_format(
+            &dev,
+            &crate::crypt::LuksConfig::fast_for_tests(),
+            &key("k").key,
+            false,
+        )
+        .unwrap();
+        e.end_formattable("vg", "theirs").unwrap();
+        let mapped = PathBuf::from("/dev/mapper/lvmd-crypt-vg-theirs");
+        node.make_filesystem(&mapped, "xfs", false).unwrap();
+        let m = e
+            .mount_volume_keyed("vg", "theirs", &fs_spec("/k/t", "", false), Some(&key("k")))
+            .unwrap();
+        assert_eq!((m.fs_type.as_str(), m.formatted), ("xfs", false));
+        assert_eq!(marks_of(&e, "theirs"), ["lvmd.crypt", "lvmd.fs=xfs"]);
+    }
+
+    #[test]
+    fn a_cut_short_luks_format_is_done_again_and_a_written_fresh_volume_refused() {
+        use crate::daemon::marks::FRESH;
+        let (e, _, node) = engine();
+        // Killed after marking the format: formatted again over whatever it left.
+        e.create_volume("vg", &lv("a"), true).unwrap();
+        let edit = Edit::lv_tags("a", &["lvmd.mkluks=xfs".into()], &[FRESH.into()]);
+        e.meta.edit("vg", &edit).unwrap();
+        let dev = device_of(&e, "a");
+        node.write_signature(&dev, sig("crypto_LUKS", crate::probe::Usage::Crypto));
+        let m = e
+            .mount_volume_keyed("vg", "a", &fs_spec("/k/a", "ext4", false), Some(&key("k")))
+            .unwrap();
+        assert_eq!((m.fs_type.as_str(), m.formatted), ("xfs", true));
+        assert_eq!(node.luks_formats(), [(dev, true)]);
+        assert_eq!(marks_of(&e, "a"), ["lvmd.crypt", "lvmd.fs=xfs"]);
+        // Fresh, yet written outside lvmd: never LUKS-formatted.
+        e.create_volume("vg", &lv("b"), true).unwrap();
+        let dev = device_of(&e, "b");
+        node.write_signature(&dev, sig("ext4", crate::probe::Usage::Filesystem));
+        let err = e
+            .mount_volume_keyed("vg", "b", &fs_spec("/k/b", "", false), Some(&key("k")))
+            .unwrap_err();
+        refused(err, "written outside lvmd");
+        assert_eq!(node.luks_formats().len(), 1);
+        // Read-only: a fresh encrypted volume cannot be made.
+        e.create_volume("vg", &lv("c"), true).unwrap();
+        let err = e
+            .mount_volume_keyed("vg", "c", &fs_spec("/k/c", "", true), Some(&key("k")))
+            .unwrap_err();
+        refused(err, "read-only");
+        assert_eq!(marks_of(&e, "c"), ["lvmd.crypt", "lvmd.fresh"]);
+    }
+
+    #[test]
+    fn an_encrypted_block_volume_publishes_its_mapping_and_grows_with_its_key() {
+        let (e, _, node) = engine();
+        e.create_volume("vg", &lv("sec"), true).unwrap();
+        let k = key("k");
+        let err = e
+            .publish_block("vg", "sec", Path::new("/k/b"), false)
+            .unwrap_err();
+        assert!(err.to_string().contains("passphrase"), "{err}");
+        let dev = e
+            .publish_block_keyed("vg", "sec", Path::new("/k/b"), false, Some(&k))
+            .unwrap();
+        assert_eq!(dev, PathBuf::from(MAPPED));
+        assert_eq!(node.mounted(Path::new("/k/b")).unwrap().0, dev);
+        // Handed out raw: no mark left that would let lvmd format it.
+        assert_eq!(marks_of(&e, "sec"), ["lvmd.crypt"]);
+        assert!(node.formats().is_empty());
+        // Growing it needs the key while its mapping is open; without, nothing changes.
+        let err = e
+            .expand_volume("vg", "sec", Bytes(16 * MIB), None)
+            .unwrap_err();
+        assert!(err.to_string().contains("passphrase"), "{err}");
+        assert_eq!(e.logical_volume("vg", "sec").unwrap().size, Bytes(8 * MIB));
+        let x = e
+            .expand_volume_keyed("vg", "sec", Bytes(16 * MIB), None, Some(&k))
+            .unwrap();
+        assert_eq!(x.lv.size, Bytes(16 * MIB));
+        // Unpublish closes the mapping.
+        e.unmount(Path::new("/k/b"), true).unwrap();
+        assert!(node.open_crypt_names().is_empty());
+        // Read-only: through a read-only loop device over the mapping; the unpublish
+        // detaches it, then closes the mapping.
+        let dev = e
+            .publish_block_keyed("vg", "sec", Path::new("/k/r"), true, Some(&k))
+            .unwrap();
+        assert_eq!(dev, PathBuf::from(MAPPED));
+        assert_eq!(node.loops().len(), 1);
+        assert_eq!(node.loops()[0].backing, dev);
+        e.unmount(Path::new("/k/r"), true).unwrap();
+        assert!(node.loops().is_empty(), "{:?}", node.loops());
+        assert!(node.open_crypt_names().is_empty());
+    }
+
+    #[test]
+    fn reconciliation_closes_crypt_mappings_of_volumes_that_are_gone_only() {
+        let (e, _, node) = engine();
+        e.create_volume("vg", &lv("kept"), true).unwrap();
+        e.create_volume("vg", &lv("gone"), true).unwrap();
+        let k = key("k");
+        for n in ["kept", "gone"] {
+            e.publish_block_keyed("vg", n, &PathBuf::from(format!("/k/{n}")), false, Some(&k))
+                .unwrap();
+            node.unmount(
+                &e.node
+                    .check_path(&PathBuf::from(format!("/k/{n}")))
+                    .unwrap(),
+            )
+            .unwrap();
+        }
+        // The LV went (another tool, or a crash after a removal's commit).
+        e.meta
+            .edit("vg", &Edit::RemoveLv { lv: "gone".into() })
+            .unwrap();
+        let repairs = e.reconcile(&["vg".into()]);
+        assert!(
+            repairs.contains(&super::super::reconcile::Repair::ClosedCrypt {
+                vg: "vg".into(),
+                mapping: "lvmd-crypt-vg-gone".into()
+            }),
+            "{repairs:?}"
+        );
+        assert_eq!(node.open_crypt_names(), ["lvmd-crypt-vg-kept"]);
     }
 
     #[test]

@@ -84,6 +84,7 @@ impl Env {
         let vgs = ["vg-ssd".to_owned(), "vg-wide".to_owned()];
         let classes = format!(
             "[device_classes.ssd]\nvolume_group = \"{}\"\ndefault = true\n\
+             encryption = {{ pbkdf = {{ type = \"pbkdf2\", iterations = 1000 }} }}\n\
              [device_classes.wide]\nvolume_group = \"{}\"\nstripes = 2\n\
              loop_file = {{ path = \"/nonexistent/wide.img\", size = \"4GiB\" }}\n",
             vgs[0], vgs[1]
@@ -110,6 +111,7 @@ impl Env {
             "backup_dir = \"{}\"\narchive_dir = \"{}\"\n\
              lvm2_devices_file = \"{}/system.devices\"\n\
              [device_classes.ssd]\nvolume_group = \"{}\"\ndefault = true\ndevices = [\"{}\"]\n\
+             encryption = {{ pbkdf = {{ type = \"pbkdf2\", iterations = 1000 }} }}\n\
              [device_classes.wide]\nvolume_group = \"{}\"\nstripes = 2\ndevices = [\"{}\", \"{}\"]\n",
             loops.backup_dir().display(),
             loops.archive_dir().display(),

@@ -28,6 +28,14 @@ use tonic::Code;
 macro_rules! csi_cases {
     ($env:expr) => {
         #[test]
+        fn encrypted_lifecycle() {
+            csi_suite::encrypted_lifecycle(&$env)
+        }
+        #[test]
+        fn encrypted_block_lifecycle() {
+            csi_suite::encrypted_block_lifecycle(&$env)
+        }
+        #[test]
         fn identity() {
             csi_suite::identity(&$env)
         }
@@ -1244,6 +1252,231 @@ pub fn unstage(e: &Env, id: &str, staging: &str) -> Result<(), tonic::Status> {
         staging_target_path: staging.into(),
     }))
     .map(|_| ())
+}
+
+/// A secrets map with the passphrase `key`, as kubelet passes the StorageClass's
+/// node-stage (or -publish, -expand) secret.
+pub fn secrets(key: &str) -> std::collections::HashMap<String, String> {
+    [("passphrase".to_owned(), key.to_owned())].into()
+}
+
+/// The device-mapper node of `vg/lv` (lvm2's name, each `-` doubled).
+pub fn dm_node(vg: &str, lv: &str) -> String {
+    format!(
+        "/dev/mapper/{}-{}",
+        vg.replace('-', "--"),
+        lv.replace('-', "--")
+    )
+}
+
+/// The crypt mapping lvmd opens for `vg/lv`.
+pub fn crypt_node(vg: &str, lv: &str) -> PathBuf {
+    lvmd::crypt::CryptName::for_volume(vg, lv)
+        .unwrap()
+        .device_path()
+}
+
+/// `encryption: "true"` (issue 13): create; stage without the secret (refused, naming
+/// the key only); stage (LUKS2 format, then the filesystem on the mapping); publish,
+/// write; grow online with the key (LV, mapping, filesystem); unstage (mapping gone,
+/// the LV holds a LUKS2 header cryptsetup reads); stage with a wrong key
+/// (PERMISSION_DENIED, the header unchanged byte for byte, nothing mounted); stage
+/// with the key (the file is there); delete.
+pub fn encrypted_lifecycle(e: &Env) {
+    const KEY: &str = "correct horse battery staple";
+    let v = e
+        .create(req("pvc-sec", 64 * MIB, &[("encryption", "true")]))
+        .unwrap();
+    assert_eq!(
+        v.volume_context.get("encryption").map(String::as_str),
+        Some("true")
+    );
+    let id = v.volume_id.clone();
+    let mut node = e.node();
+    let stage = NodeStageVolumeRequest {
+        volume_context: v.volume_context.clone(),
+        secrets: secrets(KEY),
+        ..stage_req(e, &id, mount_cap("ext4"))
+    };
+    let publish = NodePublishVolumeRequest {
+        volume_context: v.volume_context.clone(),
+        ..publish_req(e, &id, mount_cap("ext4"))
+    };
+    let staging = stage.staging_target_path.clone();
+    let target = publish.target_path.clone();
+    let crypt = crypt_node(&e.vgs[0], "pvc-sec");
+    let lv_dev = dm_node(&e.vgs[0], "pvc-sec");
+    // No secret: INVALID_ARGUMENT naming the key.
+    let err = code(
+        e.rt.block_on(node.node_stage_volume(NodeStageVolumeRequest {
+            secrets: Default::default(),
+            ..stage.clone()
+        })),
+    );
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("\"passphrase\""), "{err:?}");
+    e.rt.block_on(async {
+        for _ in 0..2 {
+            node.node_stage_volume(stage.clone()).await.unwrap();
+        }
+        node.node_publish_volume(publish.clone()).await.unwrap();
+    });
+    if e.is_real() {
+        assert!(crypt.exists(), "{} not open", crypt.display());
+        assert_eq!(e.host_fs_type(&staging).as_deref(), Some("ext4"));
+        std::fs::write(Path::new(&target).join("secret"), b"at rest\n").unwrap();
+        // The LV itself holds a LUKS header, no filesystem.
+        assert_eq!(&read_at(&lv_dev, 0, 6), b"LUKS\xba\xbe");
+    }
+    // Online grow: without the key refused, with it LV, mapping and filesystem.
+    let err = code(e.rt.block_on(node.node_expand_volume(expand_req(&id, &target, &staging, 96))));
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("passphrase"), "{err:?}");
+    let grown =
+        e.rt.block_on(node.node_expand_volume(NodeExpandVolumeRequest {
+            secrets: secrets(KEY),
+            ..expand_req(&id, &target, &staging, 96)
+        }))
+        .unwrap()
+        .into_inner();
+    assert_eq!(grown.capacity_bytes, 96 * MIB);
+    if e.is_real() {
+        // The filesystem fills the grown mapping: the LV less the 16 MiB header.
+        let (total, _) = fs_stats(e, &id, &target);
+        assert!(
+            total > 64 * MIB && total <= 80 * MIB,
+            "ext4 on the grown mapping: {total} bytes"
+        );
+        assert_eq!(device_size(crypt.to_str().unwrap()), 80 * MIB);
+    }
+    unpublish(e, &id, &target).unwrap();
+    for _ in 0..2 {
+        unstage(e, &id, &staging).unwrap();
+    }
+    let header = if e.is_real() {
+        assert!(!crypt.exists(), "mapping left open after unstage");
+        let dump = std::process::Command::new("cryptsetup")
+            .args(["luksDump", &lv_dev])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&dump.stdout);
+        assert!(dump.status.success(), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("Version:") && l.trim_end().ends_with('2')),
+            "{text}"
+        );
+        assert!(
+            text.contains("pbkdf2") && text.contains("aes-xts-plain64"),
+            "{text}"
+        );
+        read_at(&lv_dev, 0, (16 * MIB) as usize)
+    } else {
+        Vec::new()
+    };
+    // A wrong key: PERMISSION_DENIED, nothing changed, nothing mounted.
+    let err = code(
+        e.rt.block_on(node.node_stage_volume(NodeStageVolumeRequest {
+            secrets: secrets("not the key"),
+            ..stage.clone()
+        })),
+    );
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(!err.message().contains("not the key"), "{err:?}");
+    if e.is_real() {
+        assert_eq!(read_at(&lv_dev, 0, (16 * MIB) as usize), header);
+        assert!(!crypt.exists());
+        assert_eq!(e.host_mounts(), Vec::<PathBuf>::new());
+    }
+    // The key again: opened, not formatted, the file is there.
+    e.rt.block_on(node.node_stage_volume(stage.clone()))
+        .unwrap();
+    if e.is_real() {
+        assert_eq!(
+            std::fs::read(Path::new(&staging).join("secret")).unwrap(),
+            b"at rest\n"
+        );
+        assert!(!e.logs().contains(KEY), "the key is in a log");
+    }
+    unstage(e, &id, &staging).unwrap();
+    e.delete(&id);
+    if e.is_real() {
+        assert!(!e.lvm2_lvs(0).contains_key("pvc-sec"));
+    }
+}
+
+/// An encrypted raw block volume: published with the node-publish secret, what the pod
+/// gets is the opened mapping (the LV less its LUKS2 header); data survives an
+/// unpublish and a publish; the mapping is closed by the unpublish.
+pub fn encrypted_block_lifecycle(e: &Env) {
+    const KEY: &str = "block key";
+    let mut r = req("pvc-secblk", 48 * MIB, &[("encryption", "true")]);
+    r.volume_capabilities = vec![block_cap()];
+    let v = e.create(r).unwrap();
+    let id = v.volume_id.clone();
+    let mut node = e.node();
+    e.rt.block_on(node.node_stage_volume(stage_req(e, &id, block_cap())))
+        .unwrap();
+    let publish = NodePublishVolumeRequest {
+        target_path: e.path("plugins/kubernetes.io/csi/volumeDevices/publish/pv/sec"),
+        volume_context: v.volume_context.clone(),
+        secrets: secrets(KEY),
+        ..publish_req(e, &id, block_cap())
+    };
+    let err = code(
+        e.rt.block_on(node.node_publish_volume(NodePublishVolumeRequest {
+            secrets: Default::default(),
+            ..publish.clone()
+        })),
+    );
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("\"passphrase\""), "{err:?}");
+    let crypt = crypt_node(&e.vgs[0], "pvc-secblk");
+    let pattern: Vec<u8> = (0..4096u32).map(|i| (i * 13 % 251) as u8).collect();
+    for round in 0..2 {
+        e.rt.block_on(node.node_publish_volume(publish.clone()))
+            .unwrap();
+        if e.is_real() {
+            assert!(crypt.exists());
+            assert_eq!(device_size(&publish.target_path), 32 * MIB);
+            if round == 0 {
+                write_at(&publish.target_path, MIB as u64, &pattern).unwrap();
+            }
+            assert_eq!(read_at(&publish.target_path, MIB as u64, 4096), pattern);
+            // What the pod writes is not on the LV in the clear.
+            let lv = read_at(&dm_node(&e.vgs[0], "pvc-secblk"), 17 * MIB as u64, 4096);
+            assert_ne!(lv, pattern);
+        }
+        unpublish(e, &id, &publish.target_path).unwrap();
+        if e.is_real() {
+            assert!(!crypt.exists(), "mapping left open after unpublish");
+        }
+    }
+    // Read-only: a read-only loop device over the mapping; its unpublish detaches it
+    // and closes the mapping.
+    let ro = NodePublishVolumeRequest {
+        readonly: true,
+        ..publish.clone()
+    };
+    e.rt.block_on(node.node_publish_volume(ro.clone())).unwrap();
+    if e.is_real() {
+        assert_eq!(read_at(&ro.target_path, MIB as u64, 4096), pattern);
+        assert!(write_at(&ro.target_path, MIB as u64, &pattern).is_err());
+    }
+    unpublish(e, &id, &ro.target_path).unwrap();
+    if e.is_real() {
+        assert!(
+            !crypt.exists(),
+            "mapping left open after a read-only unpublish"
+        );
+    }
+    unstage(
+        e,
+        &id,
+        &e.path("plugins/kubernetes.io/csi/lvmd.csi.local/x/globalmount"),
+    )
+    .unwrap();
+    e.delete(&id);
 }
 
 /// The size of the block device behind `path`.

@@ -49,6 +49,7 @@ pub fn classes() -> DeviceClasses {
             stripes: 1,
             stripe_size: lvmd::lvm::DEFAULT_STRIPE_SIZE,
             is_default: true,
+            encryption: None,
         },
         Class {
             name: "wide".into(),
@@ -56,6 +57,7 @@ pub fn classes() -> DeviceClasses {
             stripes: 2,
             stripe_size: lvmd::lvm::DEFAULT_STRIPE_SIZE,
             is_default: false,
+            encryption: None,
         },
     ])
 }
