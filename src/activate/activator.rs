@@ -5,6 +5,7 @@ use super::error::{ActivateError, Result};
 use super::nodes::{self, NodeMode, NodePaths};
 use super::plan::{self, DevicePlan, LvPlan};
 use super::planner;
+use super::raid;
 use super::target::{table_text, DevNum};
 use crate::model::VolumeGroup;
 use crate::store::scan::VgOnDisk;
@@ -332,14 +333,18 @@ impl Activator {
     /// table, suspends, resumes. Growing is always allowed; shrinking an open device is
     /// refused ([`ActivateError::ShrinkWhileOpen`]). An unchanged table is left alone.
     pub fn refresh(&self, found: &VgOnDisk, lv: &str) -> Result<ActiveLv> {
-        let plan = self.plan(found, lv)?;
+        let mut plan = self.plan(found, lv)?;
         let top_active = self.dm.info_by_uuid(&plan.top().uuid)?.is_some();
-        if top_active && plan.devices.len() > 1 && !self.layers_current(&plan)? {
+        let is_raid = found.vg.lv(lv).is_some_and(raid::is_raid);
+        if top_active && is_raid {
+            // The legs first, then the raid device over them (below).
+            self.reload_raid_legs(&mut plan)?;
+        } else if top_active && plan.devices.len() > 1 && !self.layers_current(&plan)? {
             return Err(ActivateError::Unsupported {
                 vg: plan.vg.clone(),
                 lv: plan.lv.clone(),
                 why: "its active devices differ from its metadata (resized?); lvmd \
-                      does not reload LVs made of several devices"
+                      reloads only linear, striped and raid1 LVs"
                     .into(),
             });
         }
