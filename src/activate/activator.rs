@@ -6,7 +6,7 @@ use super::nodes::{self, NodeMode, NodePaths};
 use super::plan::{self, DevicePlan, LvPlan};
 use super::planner;
 use super::raid;
-use super::target::{table_text, DevNum};
+use super::target::{table_text, DevNum, RaidStatus};
 use crate::model::VolumeGroup;
 use crate::store::scan::VgOnDisk;
 use crate::units::Sectors;
@@ -380,6 +380,37 @@ impl Activator {
                 vg: plan.vg.clone(),
                 lv: plan.lv.clone(),
             })
+    }
+
+    /// dm-raid's own view of an active raid LV (legs' health, how far a sync is, what
+    /// it is doing), from the raid device's status. `None`: not a raid LV, or not
+    /// active.
+    pub fn raid_status(&self, found: &VgOnDisk, lv: &str) -> Result<Option<RaidStatus>> {
+        let model = found.vg.lv(lv).ok_or_else(|| ActivateError::LvNotFound {
+            vg: found.vg.name.clone(),
+            lv: lv.to_owned(),
+        })?;
+        if !raid::is_raid(model) {
+            return Ok(None);
+        }
+        let uuid = plan::dm_uuid(&found.vg.id, &model.id, None);
+        if self.dm.info_by_uuid(&uuid)?.is_none() {
+            return Ok(None);
+        }
+        let lines = self.dm.status(&uuid)?;
+        let Some((_, _, _, params)) = lines.iter().find(|l| l.2 == "raid") else {
+            return Ok(None);
+        };
+        params
+            .parse()
+            .map(Some)
+            .map_err(
+                |e: super::target::ParseError| ActivateError::InvalidMetadata {
+                    vg: found.vg.name.clone(),
+                    lv: lv.to_owned(),
+                    why: format!("the kernel's raid status {params:?} does not parse: {e}"),
+                },
+            )
     }
 
     /// Removes one device of [`list_active`](Self::list_active)'s answer whose LV the
