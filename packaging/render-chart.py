@@ -144,9 +144,9 @@ def check(text, values):
     known = {"deviceClass", "layout", "stripes", "stripeSize", "mirrors", "fsType"}
     for s in scs:
         assert s["volumeBindingMode"] == "WaitForFirstConsumer"
-        # lvmd grows linear and striped volumes online, raid1 not yet: a class that
-        # allowed it would leave expanded PVCs failing.
-        expandable = s["parameters"]["layout"] in ("linear", "striped")
+        # lvmd grows every layout it makes online (raid1: each leg on its own PV):
+        # a class that refused it would leave users unable to expand a PVC lvmd could.
+        expandable = s["parameters"]["layout"] in ("linear", "striped", "raid1")
         assert s["allowVolumeExpansion"] is expandable, s["metadata"]["name"]
         assert s["provisioner"] == kinds["CSIDriver"][0]["metadata"]["name"]
         for k, v in s["parameters"].items():

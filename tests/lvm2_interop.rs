@@ -605,10 +605,7 @@ fn lvmd_changes_an_lvm2_vg_with_raid_thin_snapshot_and_cache_intact() {
         (lvm.lv_remove(&vg, "lin_b").unwrap_err(), "snapshot"),
         (lvm.lv_remove(&vg, "thin").unwrap_err(), "thin"),
         (lvm.lv_remove(&vg, "cached").unwrap_err(), "cache"),
-        (
-            lvm.lv_resize(&vg, "mirrored", Bytes(64 * MIB)).unwrap_err(),
-            "raid1",
-        ),
+        // (lvm2's mirror, one extent, is one lvmd grows: lvmd_grows_mirrors_leg_by_leg_as_lvm2_does.)
         (lvm.lv_remove(&vg, "pool_tdata").unwrap_err(), "thin-pool"),
     ];
     for (err, needle) in &refused {
@@ -1144,9 +1141,148 @@ fn lvm2_reads_renames_and_removes_the_mirrors_lvmd_makes() {
         .unwrap();
     let e = lvm.lv_remove(&vg, "m_rimage_0").unwrap_err();
     assert!(matches!(e, LvmError::LvUnsupported { .. }), "{e}");
-    let e = lvm.lv_resize(&vg, "m", Bytes(8 * MIB)).unwrap_err();
-    assert!(e.to_string().contains("does not resize them"), "{e}");
+    // Shrinking a mirror is refused as such (lvmd grows them: below).
+    lvm.lv_resize(&vg, "m", Bytes(12 * MIB)).unwrap();
+    let e = lvm.lv_resize(&vg, "m", Bytes(4 * MIB)).unwrap_err();
+    assert!(e.to_string().contains("does not shrink them"), "{e}");
     loops.vgck(&vg);
+}
+
+/// The legs of raid1 LV `lv` in lvm2's report: per leg, the PVs its rmeta and rimage
+/// sit on (every segment's), the rimage's size and its number of segments.
+fn lvm2_legs(loops: &Loops, vg: &str, lv: &str, legs: usize) -> Vec<(Vec<String>, u64, usize)> {
+    let rows = loops.report(
+        &[
+            "lvs",
+            "-a",
+            "--segments",
+            "-o",
+            "lv_name,lv_size,devices",
+            vg,
+        ],
+        "seg",
+    );
+    (0..legs)
+        .map(|i| {
+            let (image, meta) = (format!("[{lv}_rimage_{i}]"), format!("[{lv}_rmeta_{i}]"));
+            let mine: Vec<&serde_json::Value> = rows
+                .iter()
+                .filter(|r| [&image, &meta].contains(&&text(r, "lv_name")))
+                .collect();
+            let mut pvs: Vec<String> = mine
+                .iter()
+                .map(|r| text(r, "devices").split('(').next().unwrap().to_owned())
+                .collect();
+            pvs.sort();
+            pvs.dedup();
+            let image_rows: Vec<_> = mine
+                .iter()
+                .filter(|r| text(r, "lv_name") == image)
+                .collect();
+            (pvs, num(image_rows[0], "lv_size"), image_rows.len())
+        })
+        .collect()
+}
+
+/// lvmd grows a raid1 LV as lvm2's `lvextend` grows one: every `_rimage_N` by the same
+/// amount, continuing on its own PV where the extents after it are free, elsewhere on
+/// a PV no other leg uses where they are not, and never onto another leg's PV; lvm2
+/// lists the result with the new size on every leg and `vgck` is clean. Where no PV is
+/// left for a leg, the grow is refused and nothing changes.
+#[test]
+fn lvmd_grows_mirrors_leg_by_leg_as_lvm2_does() {
+    if !host_tests_enabled("lvmd_grows_mirrors_leg_by_leg_as_lvm2_does") {
+        return;
+    }
+    let loops = Loops::new(&[64, 64, 64]);
+    let lvm = loops.lvmd();
+    let vg = vg_name("mgrow");
+    lvm.vg_create(&vg, &loops.devs, ExtentSize::DEFAULT)
+        .unwrap();
+    let mirror = Layout::Raid1 {
+        mirrors: 1,
+        region_size: lvmd::model::layout::DEFAULT_REGION_SIZE,
+    };
+    lvm.lv_create(&vg, "m", Bytes(8 * MIB), mirror, &[])
+        .unwrap();
+    let before = lvm2_legs(&loops, &vg, "m", 2);
+    // Each leg continues on its own PV.
+    lvm.lv_resize(&vg, "m", Bytes(20 * MIB)).unwrap();
+    loops.vgck(&vg);
+    let lvs = lvm2_lvs(&loops, &vg);
+    assert_eq!(num(&lvs["m"], "lv_size"), 20 * MIB);
+    let after = lvm2_legs(&loops, &vg, "m", 2);
+    for (i, ((pvs0, ..), (pvs1, size, runs))) in before.iter().zip(&after).enumerate() {
+        assert_eq!(pvs0, pvs1, "leg {i} left its PV: {after:?}");
+        assert_eq!(pvs1.len(), 1, "leg {i} spans PVs: {after:?}");
+        assert_eq!(*size, 20 * MIB, "leg {i}");
+        // One run: the extension continued the image's segment.
+        assert_eq!(*runs, 1, "leg {i}: {after:?}");
+    }
+    // A linear LV right after leg 0's image: leg 0 grows elsewhere, but only on its own
+    // PV or the third, never on leg 1's.
+    let leg0_pv = after[0].0[0].clone();
+    let leg1_pv = after[1].0[0].clone();
+    // (lvm2 puts it at the first free extent of that PV: right after the image.)
+    loops.lvm_ok(&[
+        "lvcreate", "-an", "-Zn", "-Wn", "-L", "4M", "-n", "block", &vg, &leg0_pv,
+    ]);
+    lvm.lv_resize(&vg, "m", Bytes(40 * MIB)).unwrap();
+    loops.vgck(&vg);
+    let grown = lvm2_legs(&loops, &vg, "m", 2);
+    assert_eq!(num(&lvm2_lvs(&loops, &vg)["m"], "lv_size"), 40 * MIB);
+    assert_eq!((grown[0].1, grown[1].1), (40 * MIB, 40 * MIB));
+    assert!(
+        !grown[0].0.contains(&leg1_pv),
+        "leg 0 on leg 1's PV: {grown:?}"
+    );
+    assert!(
+        !grown[1].0.contains(&leg0_pv),
+        "leg 1 on leg 0's PV: {grown:?}"
+    );
+    // Leg 0 went around the blocking LV: a second run; leg 1 continued in one.
+    assert!(grown[0].2 >= 2, "{grown:?}");
+    assert_eq!(grown[1].2, 1, "{grown:?}");
+    // More than the PVs hold for two legs: refused, and nothing changes.
+    let found = lvm.read_vg(&vg).unwrap();
+    let e = lvm.lv_resize(&vg, "m", Bytes(100 * MIB)).unwrap_err();
+    assert!(matches!(e, LvmError::Alloc { .. }), "{e}");
+    assert_eq!(lvm.read_vg(&vg).unwrap().vg.seqno, found.vg.seqno);
+    // lvm2's own lvextend on lvmd's mirror, where it can without device-mapper, and
+    // lvmd grows what lvm2 grew.
+    let planned = lvmd::lvm::edit::apply(
+        &found.vg,
+        &lvmd::lvm::Edit::ResizeLv {
+            lv: "m".into(),
+            size: Bytes(44 * MIB),
+        },
+        &lvmd::lvm::edit::Origin::now("test"),
+    )
+    .unwrap()
+    .vg;
+    let (ok, _, err) = loops.lvm(&["lvextend", "-L", "44M", &format!("{vg}/m")]);
+    if ok {
+        loops.vgck(&vg);
+        // lvm2 put every leg's new extent where lvmd would have.
+        let by_lvm2 = lvm.read_vg(&vg).unwrap().vg;
+        for sub in ["m_rimage_0", "m_rimage_1", "m_rmeta_0", "m_rmeta_1"] {
+            assert_eq!(
+                by_lvm2.lv(sub).unwrap().segments,
+                planned.lv(sub).unwrap().segments,
+                "{sub}: lvm2's lvextend and lvmd's grow differ"
+            );
+        }
+        lvm.lv_resize(&vg, "m", Bytes(48 * MIB)).unwrap();
+        loops.vgck(&vg);
+        let lvs = lvm2_lvs(&loops, &vg);
+        assert_eq!(num(&lvs["m"], "lv_size"), 48 * MIB);
+    } else {
+        eprintln!("lvm2's lvextend of a raid1 LV without device-mapper: {err}");
+    }
+    // lvm2 removes the grown mirror, every leg along.
+    loops.lvm_ok(&["lvremove", "-f", &format!("{vg}/m")]);
+    let lvs = lvm2_lvs(&loops, &vg);
+    assert_eq!(lvs.keys().collect::<Vec<_>>(), vec!["block"], "{lvs:?}");
 }
 
 /// PVs lvmd creates on large devices get a 16 MiB metadata area, laid out as lvm2's

@@ -1222,7 +1222,22 @@ fn raid1_made_by_lvmd_is_one_lvm2_syncs_and_activates() {
     );
     write_pattern(&active.dev_path, 0x1a1d, 0, 8 * MIB);
     wait_raid_healthy(&bed, "m");
+    // dm-raid's own status, typed, agrees with lvm2's 100.00 and health.
+    let status = act.raid_status(&found, "m").unwrap().expect("active raid");
+    assert_eq!(
+        status.legs,
+        vec![lvmd::activate::target::LegHealth::InSync; 2],
+        "{status:?}"
+    );
+    assert_eq!(
+        status.action,
+        lvmd::activate::target::SyncAction::Idle,
+        "{status:?}"
+    );
+    assert_eq!(status.sync_basis_points(), Some(10_000), "{status:?}");
+    assert_eq!(status.total, Sectors(8 * MIB / 512), "{status:?}");
     assert!(act.deactivate(&found, "m").unwrap());
+    assert_eq!(act.raid_status(&found, "m").unwrap(), None, "inactive");
     bed.assert_nothing_active();
 
     bed.lvm2_ok(&["lvchange", "-ay", &target]);

@@ -1103,7 +1103,7 @@ fn raid1_and_thin_lvs_lvm2_made_are_left_alone_and_served() {
     assert_eq!(bed.lvmd_states(), lvm2_before);
     bed.agree();
 
-    // Removing or resizing the thin ones, and resizing the mirror, is refused, saying
+    // Removing or resizing the thin ones, and shrinking the mirror, is refused, saying
     // why, and changes nothing. (lvmd removes mirrors: below.)
     for (lv, says) in [("t1", "thin-pool messages"), ("pool", "thin pool")] {
         let err = bed.refused(&["lv", "remove", lv], "FailedPrecondition");
@@ -1111,9 +1111,10 @@ fn raid1_and_thin_lvs_lvm2_made_are_left_alone_and_served() {
         let err = bed.refused(&["lv", "resize", lv, "64MiB"], "FailedPrecondition");
         assert!(err.contains(says), "{lv}: {err}");
     }
-    let err = bed.refused(&["lv", "resize", "r", "64MiB"], "FailedPrecondition");
+    // lvmd grows mirrors (a_mirror_grows_online_...) but never shrinks one.
+    let err = bed.refused(&["lv", "resize", "r", "4MiB"], "FailedPrecondition");
     assert!(
-        err.contains("raid1") && err.contains("does not resize"),
+        err.contains("raid1") && err.contains("does not shrink"),
         "{err}"
     );
     assert_eq!(
@@ -1741,5 +1742,192 @@ fn path_swaps_never_take_a_mount_out_of_the_root() {
     drop(ops);
     let log = bed.log_text();
     assert!(!log.contains("cannot undo"), "{log}");
+    bed.stop();
+}
+
+/// The removed volume's pattern seed: its bits reach those `pattern` keeps (29 and up),
+/// so its blocks differ from the mirror's own (small seeds give the same bytes).
+const JUNK: u64 = 0x5a5a_5a5a_5a5a_5a5a;
+
+/// lvm2's `sync_percent` of a raid LV, e.g. "100.00".
+fn lvm2_sync_percent(bed: &Bed, lv: &str) -> String {
+    bed.lvm2(&[
+        "lvs",
+        "--noheadings",
+        "-o",
+        "sync_percent",
+        &format!("{}/{lv}", bed.vg),
+    ])
+    .trim()
+    .to_owned()
+}
+
+fn wait_in_sync(bed: &Bed, lv: &str) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let p = lvm2_sync_percent(bed, lv);
+        if p == "100.00" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{lv} not in sync: {p}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The PV device of a hidden sub-LV's first segment, from lvm2's `seg_pe_ranges`.
+fn pv_of(bed: &Bed, sub: &str) -> String {
+    let ranges = pe_ranges(bed, &format!("[{sub}]"));
+    ranges[0].split(':').next().unwrap().to_owned()
+}
+
+/// A mirror grows online, a writer running: its data stays, lvm2 agrees (size, every
+/// leg, the dm table, in sync again), and extents that held another volume's bytes
+/// (lvm2's lvremove, which zeroes nothing, right after each leg) never read back
+/// through the mirror or either leg: lvmd zeroes the grown part of every leg before
+/// the commit, and dm-raid's resync of the grown region copies zeros.
+#[test]
+fn a_mirror_grows_online_with_data_intact_and_no_old_bytes() {
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-mgrow", &[96, 96]);
+    bed.start(None);
+    bed.json(&["lv", "create", "m", "16MiB", "--mirrors", "1"]);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    wait_in_sync(&bed, "m");
+    write_pattern(&dev, 5, 0, 16 * MIB);
+    // Another volume's bytes right after each leg, left there by lvm2's lvremove.
+    for leg in 0..2 {
+        let pv = pv_of(&bed, &format!("m_rimage_{leg}"));
+        let junk = format!("junk{leg}");
+        bed.lvm2(&[
+            "lvcreate", "-y", "-Zn", "-Wn", "-L", "16M", "-n", &junk, &bed.vg, &pv,
+        ]);
+        write_pattern(
+            &PathBuf::from(format!("/dev/{}/{junk}", bed.vg)),
+            JUNK,
+            0,
+            16 * MIB,
+        );
+        bed.lvm2(&["lvremove", "-y", &format!("{}/{junk}", bed.vg)]);
+    }
+    let image_pvs: Vec<String> = (0..2)
+        .map(|l| pv_of(&bed, &format!("m_rimage_{l}")))
+        .collect();
+
+    // The removed volume's bytes are there on each PV, all 16 MiB of them.
+    for pv in &image_pvs {
+        assert_eq!(
+            pattern_blocks_on(Path::new(pv), JUNK, 16 * MIB),
+            4096,
+            "{pv}"
+        );
+    }
+
+    // Grown while a writer rewrites the first half.
+    let writer = {
+        let dev = dev.clone();
+        std::thread::spawn(move || {
+            for _ in 0..4 {
+                write_pattern(&dev, 5, 0, 16 * MIB);
+            }
+        })
+    };
+    let grown = bed.json(&["lv", "resize", "m", "32MiB"]);
+    writer.join().unwrap();
+    assert_eq!(grown["size"].as_u64(), Some(32 * MIB), "{grown}");
+    assert_eq!(bed.lvm2_size("m"), Some(32 * MIB));
+    assert_eq!(bed.dm_size("m"), 32 * MIB);
+    let table = bed.dm_table("m").unwrap();
+    assert!(table.starts_with("0 65536 raid raid1 "), "{table}");
+    for (l, pv) in image_pvs.iter().enumerate() {
+        let leg = bed.dm_table(&format!("m_rimage_{l}")).unwrap();
+        let sectors: u64 = leg
+            .lines()
+            .map(|line| {
+                line.split_whitespace()
+                    .nth(1)
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .sum();
+        assert_eq!(sectors, 65536, "leg {l}: {leg}");
+        // Each leg stayed on its PV.
+        assert_eq!(&pv_of(&bed, &format!("m_rimage_{l}")), pv);
+    }
+    assert_pattern(&dev, 5, 0, 16 * MIB);
+    // The grow took exactly the removed volume's extents, and zeroed them on each PV.
+    for pv in &image_pvs {
+        assert_eq!(pattern_blocks_on(Path::new(pv), JUNK, 16 * MIB), 0, "{pv}");
+    }
+    eprintln!("{}", zeroed_lines(&bed).join("\n"));
+    // The grown half: zeros through the mirror and through each leg, before and after
+    // the resync; not one block of the removed volume's bytes.
+    let legs: Vec<PathBuf> = (0..2)
+        .map(|l| Path::new("/dev/mapper").join(bed.dm_name(&format!("m_rimage_{l}"))))
+        .collect();
+    for d in std::iter::once(&dev).chain(&legs) {
+        assert_eq!(
+            pattern_blocks_on(d, JUNK, 16 * MIB),
+            0,
+            "{}: old bytes",
+            d.display()
+        );
+    }
+    let tail_zero = |d: &Path| {
+        use std::os::unix::fs::FileExt;
+        std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+        let mut buf = vec![0u8; 16 * MIB as usize];
+        std::fs::File::open(d)
+            .unwrap()
+            .read_exact_at(&mut buf, 16 * MIB)
+            .unwrap();
+        buf.iter().all(|&b| b == 0)
+    };
+    assert!(tail_zero(&dev), "grown part of the mirror is not zeros");
+    wait_in_sync(&bed, "m");
+    for d in std::iter::once(&dev).chain(&legs) {
+        assert!(
+            tail_zero(d),
+            "{}: grown part not zeros after the resync",
+            d.display()
+        );
+    }
+    // lvm2 reports the grown mirror with its legs and sync.
+    let lvs = bed.lvm2(&["lvs", "-a", "-o+sync_percent,devices", &bed.vg]);
+    assert!(
+        lvs.contains("m_rimage_0(0)") && lvs.contains("100.00"),
+        "{lvs}"
+    );
+    eprintln!("grown mirror, as lvm2 lists it:\n{lvs}\ntable: {table}");
+    bed.agree();
+
+    // The grown half takes data; after deactivating and activating again (lvmd's
+    // tables from the metadata) both halves read back, and through lvm2's too.
+    write_pattern(&dev, 6, 16 * MIB, 16 * MIB);
+    bed.json(&["lv", "deactivate", "m"]);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_pattern(&dev, 5, 0, 16 * MIB);
+    assert_pattern(&dev, 6, 16 * MIB, 16 * MIB);
+    bed.json(&["lv", "deactivate", "m"]);
+    let target = format!("{}/m", bed.vg);
+    bed.lvm2(&["lvchange", "-ay", &target]);
+    let theirs = PathBuf::from(format!("/dev/{target}"));
+    assert_pattern(&theirs, 5, 0, 16 * MIB);
+    assert_pattern(&theirs, 6, 16 * MIB, 16 * MIB);
+    bed.lvm2(&["lvchange", "-an", &target]);
+    // Shrinking is refused; removing takes every leg.
+    let err = bed.refused(&["lv", "resize", "m", "8MiB"], "FailedPrecondition");
+    assert!(err.contains("does not shrink"), "{err}");
+    assert_eq!(bed.json(&["lv", "remove", "m"])["existed"], true);
+    wait_no_wipe_lv(&bed);
+    assert!(bed.agree().is_empty());
     bed.stop();
 }

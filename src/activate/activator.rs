@@ -5,7 +5,8 @@ use super::error::{ActivateError, Result};
 use super::nodes::{self, NodeMode, NodePaths};
 use super::plan::{self, DevicePlan, LvPlan};
 use super::planner;
-use super::target::{table_text, DevNum};
+use super::raid;
+use super::target::{table_text, DevNum, RaidStatus};
 use crate::model::VolumeGroup;
 use crate::store::scan::VgOnDisk;
 use crate::units::Sectors;
@@ -332,14 +333,18 @@ impl Activator {
     /// table, suspends, resumes. Growing is always allowed; shrinking an open device is
     /// refused ([`ActivateError::ShrinkWhileOpen`]). An unchanged table is left alone.
     pub fn refresh(&self, found: &VgOnDisk, lv: &str) -> Result<ActiveLv> {
-        let plan = self.plan(found, lv)?;
+        let mut plan = self.plan(found, lv)?;
         let top_active = self.dm.info_by_uuid(&plan.top().uuid)?.is_some();
-        if top_active && plan.devices.len() > 1 && !self.layers_current(&plan)? {
+        let is_raid = found.vg.lv(lv).is_some_and(raid::is_raid);
+        if top_active && is_raid {
+            // The legs first, then the raid device over them (below).
+            self.reload_raid_legs(&mut plan)?;
+        } else if top_active && plan.devices.len() > 1 && !self.layers_current(&plan)? {
             return Err(ActivateError::Unsupported {
                 vg: plan.vg.clone(),
                 lv: plan.lv.clone(),
                 why: "its active devices differ from its metadata (resized?); lvmd \
-                      does not reload LVs made of several devices"
+                      reloads only linear, striped and raid1 LVs"
                     .into(),
             });
         }
@@ -375,6 +380,37 @@ impl Activator {
                 vg: plan.vg.clone(),
                 lv: plan.lv.clone(),
             })
+    }
+
+    /// dm-raid's own view of an active raid LV (legs' health, how far a sync is, what
+    /// it is doing), from the raid device's status. `None`: not a raid LV, or not
+    /// active.
+    pub fn raid_status(&self, found: &VgOnDisk, lv: &str) -> Result<Option<RaidStatus>> {
+        let model = found.vg.lv(lv).ok_or_else(|| ActivateError::LvNotFound {
+            vg: found.vg.name.clone(),
+            lv: lv.to_owned(),
+        })?;
+        if !raid::is_raid(model) {
+            return Ok(None);
+        }
+        let uuid = plan::dm_uuid(&found.vg.id, &model.id, None);
+        if self.dm.info_by_uuid(&uuid)?.is_none() {
+            return Ok(None);
+        }
+        let lines = self.dm.status(&uuid)?;
+        let Some((_, _, _, params)) = lines.iter().find(|l| l.2 == "raid") else {
+            return Ok(None);
+        };
+        params
+            .parse()
+            .map(Some)
+            .map_err(
+                |e: super::target::ParseError| ActivateError::InvalidMetadata {
+                    vg: found.vg.name.clone(),
+                    lv: lv.to_owned(),
+                    why: format!("the kernel's raid status {params:?} does not parse: {e}"),
+                },
+            )
     }
 
     /// Removes one device of [`list_active`](Self::list_active)'s answer whose LV the

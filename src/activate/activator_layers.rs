@@ -4,13 +4,14 @@
 //! deactivation.
 
 use super::{Activator, DmDevice};
-use crate::activate::dm::table_is;
+use crate::activate::dm::{kernel_table_text, table_is};
 use crate::activate::error::{ActivateError, Result};
 use crate::activate::plan::{self, DevicePlan, LvPlan};
 use crate::activate::raid;
-use crate::activate::target::{unresolved, DevRef};
+use crate::activate::target::{table_text, unresolved, DevRef};
 use crate::model::LogicalVolume;
 use crate::store::scan::VgOnDisk;
+use crate::units::Sectors;
 use std::io;
 
 impl Activator {
@@ -28,6 +29,58 @@ impl Activator {
                 source: io::Error::from_raw_os_error(libc::ENXIO),
             }),
         }
+    }
+
+    /// Grows the legs of an active raid LV to their planned tables (after a grow), in
+    /// lvm2's order: libdm's `dm_tree_preload_children` loads each grown leg's table
+    /// and resumes it at once, before the raid device above is loaded, suspended and
+    /// resumed with the new size (the caller's step). A grown leg is safe to resume
+    /// under the live raid device: dm-raid keeps using only the sectors of its old
+    /// table until it is reloaded. A leg whose planned table is smaller than its live
+    /// one is refused (lvmd never shrinks a mirror; someone else changed it), and so is
+    /// a leg that is not active, before anything is reloaded.
+    pub(super) fn reload_raid_legs(&self, plan: &mut LvPlan) -> Result<()> {
+        let top = plan.devices.len() - 1;
+        let mut grown = Vec::new();
+        for (i, device) in plan.devices[..top].iter().enumerate() {
+            let unsupported = |why: String| ActivateError::Unsupported {
+                vg: plan.vg.clone(),
+                lv: plan.lv.clone(),
+                why,
+            };
+            let Some(dev) = self.dm.info_by_uuid(&device.uuid)? else {
+                return Err(unsupported(format!(
+                    "its raid leg {} is not active; lvmd reloads only whole mirrors \
+                     (deactivate and activate it)",
+                    device.name
+                )));
+            };
+            let live = self.dm.table(&device.uuid)?;
+            if table_is(&live, &device.table) {
+                continue;
+            }
+            let from = Sectors(live.iter().map(|l| l.0 + l.1).max().unwrap_or(0));
+            if device.size() < from {
+                return Err(unsupported(format!(
+                    "its raid leg {} would shrink from {from} to {} ({} active, {} in the \
+                     metadata); lvmd does not shrink mirrors",
+                    device.name,
+                    device.size(),
+                    kernel_table_text(&live),
+                    table_text(&device.table)
+                )));
+            }
+            grown.push((i, dev.devnum, from));
+        }
+        for (i, devnum, from) in grown {
+            let device = &plan.devices[i];
+            self.dm.reload(device)?;
+            tracing::info!(vg = %plan.vg, lv = %plan.lv, device = %device.name,
+                from = %from, to = %device.size(), "raid leg reloaded");
+            // The raid table names the leg by number, which a reload keeps.
+            plan.resolve(i, devnum);
+        }
+        Ok(())
     }
 
     /// Whether every device of a multi-device plan (from [`Activator::plan`], which

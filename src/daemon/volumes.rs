@@ -418,6 +418,27 @@ impl<M: Metadata> VolumeEngine<M> {
             }
             return Ok(current);
         }
+        let edit = Edit::ResizeLv {
+            lv: lv.into(),
+            size,
+        };
+        // A raid1 LV: the VG as the edit will leave it, which refuses a shrink before
+        // anything (a raid1 volume is never cut) and says where a grow goes.
+        let raid1_planned = if read.vg.lv(lv).is_some_and(|l| l.type_name() == "raid1") {
+            // Growing creates no LV, so the origin is not recorded anywhere.
+            let origin = crate::lvm::edit::Origin {
+                host: String::new(),
+                time: 0,
+            };
+            let planned = crate::lvm::edit::apply(&read.vg, &edit, &origin)
+                .map_err(|e| self.no_space(vg, e))?;
+            Some(VgRead {
+                vg: planned.vg,
+                ..read.clone()
+            })
+        } else {
+            None
+        };
         if target < current.size && current.device.is_some() {
             return Err(EngineError::FailedPrecondition {
                 what: "logical volume",
@@ -436,15 +457,43 @@ impl<M: Metadata> VolumeEngine<M> {
             let ranges = wipe::freed_ranges(&read, model, keep)?;
             self.zero_ranges(vg, lv, "extents a shrink gives back", &ranges, None)?;
         }
-        let edit = Edit::ResizeLv {
-            lv: lv.into(),
-            size,
+        // A raid1 grow: the grown part of every image is zeroed before the commit, on
+        // the extents the very edit will allocate (the edit is pure, and this VG's
+        // write lock holds it still), so no byte they held before reads back through
+        // the mirror or is resynced onto its other legs (placement::raid1_grown_extents).
+        // Before the commit, a kill -9 leaves only zeroed free extents; after it, the
+        // extents are the mirror's own and zeroed already.
+        let old_extents = Extents(current.size.0 / read.vg.extent_size.bytes().0);
+        let grown_ranges = |vg_now: &VgRead| -> Result<Vec<wipe::DeviceRange>> {
+            match vg_now.vg.lv(lv) {
+                Some(model) if target > current.size => {
+                    wipe::raid1_grown_ranges(vg_now, model, old_extents)
+                }
+                _ => Ok(Vec::new()),
+            }
         };
+        let mut zeroed = Vec::new();
+        if let Some(planned) = raid1_planned {
+            zeroed = grown_ranges(&planned)?;
+            self.zero_ranges(vg, lv, "grown part of each mirror leg", &zeroed, None)?;
+        }
         self.meta
             .edit(vg, &edit)
             .map_err(|e| self.no_space(vg, e))?;
         crash::point("committed");
         let read = self.meta.read(vg)?;
+        let now = grown_ranges(&read)?;
+        if now != zeroed {
+            // Another process (lvm2) changed the VG between our read and lvm2's lock
+            // in the commit, so the grow took other extents: they are the mirror's
+            // now, not yet reloaded, and zeroed before anything maps them.
+            tracing::warn!(
+                vg,
+                lv,
+                "the grow allocated other extents than planned; zeroing those"
+            );
+            self.zero_ranges(vg, lv, "grown part of each mirror leg", &now, None)?;
+        }
         if current.device.is_some() {
             // Grown on disk: the active table must follow, or the new space is invisible;
             // and so must read-only publishes of it.
@@ -1916,8 +1965,9 @@ mod tests {
             assert_eq!(act.active_in(&vg), active, "{lv}");
             assert_eq!(e.volume_group(&vg).unwrap().seqno, seqno, "{lv}");
         }
-        // Resizing them is refused too, before any reload; same size included.
-        for lv in ["mirrored", "thin", "pool"] {
+        // Resizing them is refused too, before any reload; same size included. (lvm2's
+        // mirror is one lvmd grows: below.)
+        for lv in ["thin", "pool"] {
             let size = e.logical_volume(&vg, lv).unwrap().size;
             for to in [size, Bytes(size.0 * 2)] {
                 let err = e.resize_logical_volume(&vg, lv, to).unwrap_err();
@@ -1932,7 +1982,15 @@ mod tests {
         e.activate(&vg, "lin_a").unwrap();
         assert!(e.remove_logical_volume(&vg, "lin_a").unwrap());
         assert!(act.active_in(&vg).iter().all(|a| a.lv != "lin_a"));
-        // lvm2's mirror is one lvmd removes: deactivated first, legs along.
+        // lvm2's mirror is one lvmd grows (every leg) and removes: deactivated first,
+        // legs along. Shrinking it is refused.
+        let size = e.logical_volume(&vg, "mirrored").unwrap().size;
+        let grown = e
+            .resize_logical_volume(&vg, "mirrored", Bytes(size.0 * 2))
+            .unwrap();
+        assert_eq!(grown.size, Bytes(size.0 * 2));
+        let err = e.resize_logical_volume(&vg, "mirrored", size).unwrap_err();
+        assert!(err.to_string().contains("does not shrink"), "{err}");
         assert!(e.remove_logical_volume(&vg, "mirrored").unwrap());
         assert!(act.active_in(&vg).iter().all(|a| a.lv != "mirrored"));
         let read = e.meta.read(&vg).unwrap();

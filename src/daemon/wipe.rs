@@ -238,6 +238,23 @@ pub(crate) fn freed_ranges(
     extent_ranges(read, &lv.name, &list)
 }
 
+/// Where the grown part of every image of raid1 LV `lv` (as committed or about to be)
+/// lies, past its old size of `from` extents ([`placement::raid1_grown_extents`]);
+/// empty for any other LV.
+pub(crate) fn raid1_grown_ranges(
+    read: &VgRead,
+    lv: &LogicalVolume,
+    from: Extents,
+) -> Result<Vec<DeviceRange>> {
+    match placement::raid1_grown_extents(&read.vg, lv, from) {
+        None => Ok(Vec::new()),
+        Some(list) => {
+            let list = list.map_err(|e| placement_err(&read.vg.name, &lv.name, e))?;
+            extent_ranges(read, &lv.name, &list)
+        }
+    }
+}
+
 /// What is cleared on a new LV: where its first and last [`EDGE`] lie (of each copy,
 /// for raid1, and its legs' metadata areas whole).
 pub(crate) fn edge_ranges(read: &VgRead, lv: &LogicalVolume) -> Result<Vec<DeviceRange>> {
@@ -741,6 +758,43 @@ mod tests {
         let read = e.meta.read("vg").unwrap();
         assert!(read.vg.lvs.is_empty(), "{:?}", read.vg.lvs);
         assert_eq!(read.vg.free_extents(), read.vg.total_extents());
+    }
+
+    /// A grown mirror: the grown part of every leg's copy is zeroed, exactly that, and
+    /// before the commit (a failed zeroing leaves the VG as it was), so nothing those
+    /// extents held reads back through the mirror or is resynced onto a leg.
+    #[test]
+    fn a_grown_mirror_has_the_new_part_of_every_leg_zeroed_before_its_commit() {
+        let (e, z) = engine(64 * MIB);
+        e.create_logical_volume("vg", &spec("m", 12, mirror(1)))
+            .unwrap();
+        let images = ["m_rimage_0", "m_rimage_1"];
+        let before: Vec<_> = images.iter().map(|l| runs(held(&e, l))).collect();
+        let seqno = e.meta.read("vg").unwrap().vg.seqno;
+        z.clear();
+        z.set_fail(true);
+        e.resize_logical_volume("vg", "m", Bytes(20 * MIB))
+            .unwrap_err();
+        assert_eq!(e.meta.read("vg").unwrap().vg.seqno, seqno, "committed");
+        z.set_fail(false);
+        z.clear();
+        let grown = e.resize_logical_volume("vg", "m", Bytes(20 * MIB)).unwrap();
+        assert_eq!(grown.size, Bytes(20 * MIB));
+        let mut want = Vec::new();
+        for (i, l) in images.iter().enumerate() {
+            let after = runs(held(&e, l));
+            assert_eq!(after.len(), 1, "{l} continued in one run: {after:?}");
+            let (d, o, len) = after[0].clone();
+            let old = &before[i][0];
+            assert_eq!((&d, o), (&old.0, old.1), "{l} moved");
+            want.push((d, o + old.2, len - old.2));
+        }
+        want.sort();
+        assert_eq!(runs(z.zeroed()), want);
+        // Growing to the size it has: nothing zeroed again, nothing committed.
+        z.clear();
+        e.resize_logical_volume("vg", "m", Bytes(20 * MIB)).unwrap();
+        assert!(z.zeroed().is_empty(), "{:?}", z.zeroed());
     }
 
     #[test]

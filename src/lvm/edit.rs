@@ -333,6 +333,24 @@ fn resize(vg: &mut VolumeGroup, lv_name: &str, size: Bytes) -> Result<Option<Ext
     let layout = Layout::of(&lv);
     let target = layout.extents_for(size, vg.extent_size);
     let current = lv.extents();
+    if raid::legs_of(&lv).is_some() {
+        if target < current {
+            return Err(LvmError::LvUnsupported {
+                vg: vg.name.clone(),
+                lv: lv_name.into(),
+                why: format!(
+                    "it is a raid1 volume of {} extents; lvmd grows raid1 volumes but does \
+                     not shrink them (to {} extents)",
+                    current.0, target.0
+                ),
+            });
+        }
+        if target == current {
+            return Ok(None);
+        }
+        raid::grow(vg, lv_name, target)?;
+        return Ok(Some(target));
+    }
     let mut new_lv = lv.clone();
     if target > current {
         let last = last_linear_area(vg, &lv);
@@ -479,9 +497,13 @@ pub fn check_removable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
 }
 
 /// Whether lvmd may resize `lv_name` of `vg` (which must exist): a visible linear or
-/// striped LV.
+/// striped LV, or a raid1 LV whose legs are all there (grown only, [`apply`] refuses
+/// shrinking one).
 pub fn check_resizable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
-    check_plain(vg, lv_name)
+    if raid::sub_lvs(vg, lv_name).is_none() {
+        check_plain(vg, lv_name)?;
+    }
+    check_visible(vg, lv_name)
 }
 
 fn check_plain(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
@@ -496,8 +518,8 @@ fn check_plain(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
             "thin-pool" => "it is a thin pool; lvmd's volume API does not remove or resize \
                             thin pools yet (use lvm2)"
                 .to_owned(),
-            "raid1" => "it is a raid1 volume; lvmd makes, renames and removes raid1 \
-                        volumes but does not resize them (lvm2's lvextend can)"
+            "raid1" => "it is a raid1 volume whose legs are not all in the metadata; \
+                        lvmd changes only whole raid1 volumes (use lvm2)"
                 .to_owned(),
             _ => format!(
                 "it is a {kind} volume; lvmd changes only linear, striped and raid1 volumes \

@@ -192,3 +192,84 @@ pub(super) fn rename_legs(vg: &mut VolumeGroup, new: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Grows raid1 LV `lv_name` to `target` extents per leg, as lvm2's `lvextend` does for
+/// raid1: every `_rimage_N` is extended by the same amount, continuing its last run
+/// when the extents right after it are free, and never onto a PV another leg (its
+/// metadata or image) uses, so losing one PV still costs at most one copy. The legs are
+/// allocated one after the other on the VG as it grows, so two legs never take the
+/// same free run. The metadata sub-LVs keep their one extent (lvm2's do too: the
+/// bitmap is sized by region, and one extent holds it for any size lvmd allows).
+pub(super) fn grow(vg: &mut VolumeGroup, lv_name: &str, target: Extents) -> Result<()> {
+    let lv = vg.lv(lv_name).expect("caller checked").clone();
+    let legs = legs_of(&lv).expect("caller checked raid1").to_vec();
+    let current = lv.extents();
+    let add = target - current;
+    // The PVs each leg (metadata and image) sits on, by index.
+    let pvs_of = |vg: &VolumeGroup, leg: &(String, String)| -> Vec<usize> {
+        let mut out = Vec::new();
+        for sub in [&leg.0, &leg.1] {
+            for seg in vg
+                .lv(sub)
+                .map(|l| l.segments.as_slice())
+                .unwrap_or_default()
+            {
+                if let SegmentKind::Striped { stripes, .. } = &seg.kind {
+                    for a in stripes {
+                        out.extend(vg.pvs.iter().position(|p| p.name == a.name));
+                    }
+                }
+            }
+        }
+        out
+    };
+    for (i, leg) in legs.iter().enumerate() {
+        let image = vg.lv(&leg.1).ok_or_else(|| LvmError::LvUnsupported {
+            vg: vg.name.clone(),
+            lv: lv_name.into(),
+            why: format!("its raid1 leg {} is not in the VG", leg.1),
+        })?;
+        if image.extents() != current {
+            return Err(LvmError::LvUnsupported {
+                vg: vg.name.clone(),
+                lv: lv_name.into(),
+                why: format!(
+                    "its leg {} has {} extents, the LV {}; lvmd grows only raid1 LVs whose \
+                     images match it (lvm2's lvs -a shows the legs)",
+                    leg.1,
+                    image.extents().0,
+                    current.0
+                ),
+            });
+        }
+        let others: Vec<usize> = legs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .flat_map(|(_, l)| pvs_of(vg, l))
+            .collect();
+        let allowed: Vec<usize> = (0..vg.pvs.len()).filter(|p| !others.contains(p)).collect();
+        let req = alloc::Request {
+            extents: add,
+            shape: alloc::Shape::Linear,
+            pvs_allowed: Some(allowed),
+            after: super::segments::last_linear_area(vg, image),
+        };
+        let allocation = alloc::allocate(&super::edit::pv_spaces(vg), &req).map_err(|source| {
+            LvmError::Alloc {
+                vg: vg.name.clone(),
+                source,
+            }
+        })?;
+        let Allocation::Linear(areas) = allocation else {
+            unreachable!("a linear allocation")
+        };
+        let mut segments = vg.lv(&leg.1).expect("checked above").segments.clone();
+        segments.extend(linear_segments(vg, current, &areas));
+        super::segments::merge_adjacent(&mut segments);
+        vg.lv_mut(&leg.1).expect("checked above").segments = segments;
+    }
+    let lv = vg.lv_mut(lv_name).expect("caller checked");
+    lv.segments[0].extent_count = target;
+    Ok(())
+}

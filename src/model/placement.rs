@@ -129,6 +129,29 @@ pub fn freed_extents(
     Ok(out)
 }
 
+/// The PV extents a raid1 LV `lv` (as grown) holds past logical extent `from` (its size
+/// before the grow): the grown part of every image. These are what lvmd zeroes before
+/// a grown mirror is reloaded: dm-raid resyncs the grown region by copying the first
+/// leg onto the others, and serves reads of a region not yet in sync from the first
+/// leg, so whatever that leg's new extents held would be readable through the mirror
+/// and copied onto every leg. Zeroed, the resync copies zeros onto zeros. Every leg is
+/// zeroed, not only the first: if the first fails before the resync is done, reads of
+/// the grown region come from another leg. `None`: not a raid1 LV.
+pub fn raid1_grown_extents(
+    vg: &VolumeGroup,
+    lv: &LogicalVolume,
+    from: Extents,
+) -> Option<Result<Vec<PvExtents>, PlacementError>> {
+    let legs = raid1_legs(vg, lv)?;
+    Some(legs.and_then(|legs| {
+        let mut out = Vec::new();
+        for (_, image) in legs {
+            out.extend(extents_from(image, from)?);
+        }
+        Ok(out)
+    }))
+}
+
 /// What is cleared on a new LV: its [`edges`], and for a raid1 LV the edges of every
 /// copy plus every metadata area whole (dm-raid must find no old superblock there, or
 /// it could take stale legs for in sync); for a thin pool its `_tmeta` whole, for a

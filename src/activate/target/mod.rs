@@ -17,7 +17,7 @@ mod thin_pool;
 mod zero_error;
 
 pub use linear::Linear;
-pub use raid::{Raid, RaidLeg};
+pub use raid::{LegHealth, Raid, RaidLeg, RaidStatus, SyncAction};
 pub use striped::{StripeArea, Striped};
 pub use thin::Thin;
 pub use thin_pool::{Discards, ThinPool, ThinPoolFeatures};

@@ -148,3 +148,197 @@ impl Kind for Raid {
     // No device ends: the kernel checks each leg is big enough for its part, which the
     // legs' own tables already are.
 }
+
+/// One leg's state in dm-raid's status (its health character).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegHealth {
+    /// `A`: alive and in sync.
+    InSync,
+    /// `a`: alive, not yet in sync (a resync or recovery is copying onto it).
+    Syncing,
+    /// `D`: dead, failed: dm-raid no longer reads or writes it.
+    Dead,
+    /// `-`: no device in this slot (activated without it, `- -` in the table).
+    Absent,
+}
+
+/// What sync_action dm-raid reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncAction {
+    Idle,
+    Frozen,
+    Resync,
+    Recover,
+    Check,
+    Repair,
+    Reshape,
+    /// `undef`: the kernel has no sync thread (e.g. a set that cannot run).
+    Undefined,
+}
+
+impl SyncAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncAction::Idle => "idle",
+            SyncAction::Frozen => "frozen",
+            SyncAction::Resync => "resync",
+            SyncAction::Recover => "recover",
+            SyncAction::Check => "check",
+            SyncAction::Repair => "repair",
+            SyncAction::Reshape => "reshape",
+            SyncAction::Undefined => "undef",
+        }
+    }
+}
+
+impl FromStr for SyncAction {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<SyncAction, ParseError> {
+        Ok(match s {
+            "idle" => SyncAction::Idle,
+            "frozen" => SyncAction::Frozen,
+            "resync" => SyncAction::Resync,
+            "recover" => SyncAction::Recover,
+            "check" => SyncAction::Check,
+            "repair" => SyncAction::Repair,
+            "reshape" => SyncAction::Reshape,
+            "undef" => SyncAction::Undefined,
+            other => return Err(ParseError::new(format!("sync action {other:?} is unknown"))),
+        })
+    }
+}
+
+/// dm-raid's status line (`dmsetup status` after the target name), as the kernel's
+/// `raid_status` prints it for STATUSTYPE_INFO: `<level> <#devs> <health chars>
+/// <synced>/<total> <sync_action> <mismatch_cnt>`, then (dm-raid >= 1.9) `<data_offset>`
+/// and (>= 1.13) a journal character, both ignored for raid1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaidStatus {
+    pub level: String,
+    pub legs: Vec<LegHealth>,
+    /// Sectors of the array in sync (or checked), of `total`.
+    pub synced: Sectors,
+    pub total: Sectors,
+    pub action: SyncAction,
+    /// Mismatches the last check or repair counted.
+    pub mismatches: u64,
+}
+
+impl RaidStatus {
+    /// In sync, in hundredths of a percent as lvm2 rounds `sync_percent` (down, so
+    /// 100.00 only when every region is): `None` for an empty array.
+    pub fn sync_basis_points(&self) -> Option<u32> {
+        if self.total.0 == 0 {
+            return None;
+        }
+        let done = self.synced.0.min(self.total.0) as u128;
+        Some((done * 10_000 / self.total.0 as u128) as u32)
+    }
+
+    /// The legs the kernel has failed (`D`), by index.
+    pub fn dead_legs(&self) -> Vec<usize> {
+        self.legs
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| **h == LegHealth::Dead)
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+impl FromStr for RaidStatus {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<RaidStatus, ParseError> {
+        let mut w = Words::new(s);
+        let level = w.next_word("raid level")?.to_owned();
+        let count: usize = w.next("device count")?;
+        let chars = w.next_word("health characters")?;
+        if chars.len() != count {
+            return Err(ParseError::new(format!(
+                "{count} devices but health {chars:?}"
+            )));
+        }
+        let legs = chars
+            .chars()
+            .map(|c| match c {
+                'A' => Ok(LegHealth::InSync),
+                'a' => Ok(LegHealth::Syncing),
+                'D' => Ok(LegHealth::Dead),
+                '-' => Ok(LegHealth::Absent),
+                other => Err(ParseError::new(format!("health character {other:?}"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ratio = w.next_word("sync ratio")?;
+        let (a, b) = ratio
+            .split_once('/')
+            .ok_or_else(|| ParseError::new(format!("sync ratio {ratio:?} is not n/m")))?;
+        let num = |x: &str| {
+            x.parse::<u64>()
+                .map(Sectors)
+                .map_err(|_| ParseError::new(format!("sync ratio {ratio:?} is not n/m")))
+        };
+        let (synced, total) = (num(a)?, num(b)?);
+        let action = w.next("sync action")?;
+        let mismatches = w.next("mismatch count")?;
+        // data_offset and the journal character may follow; nothing lvmd uses.
+        Ok(RaidStatus {
+            level,
+            legs,
+            synced,
+            total,
+            action,
+            mismatches,
+        })
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn a_healthy_set_in_sync() {
+        let s: RaidStatus = "raid1 2 AA 65536/65536 idle 0 0 -".parse().unwrap();
+        assert_eq!(s.legs, vec![LegHealth::InSync; 2]);
+        assert_eq!(s.action, SyncAction::Idle);
+        assert_eq!(s.sync_basis_points(), Some(10_000));
+        assert!(s.dead_legs().is_empty());
+    }
+
+    #[test]
+    fn a_grown_set_resyncing_rounds_down_as_lvm2() {
+        // Old kernels print no data_offset or journal character.
+        let s: RaidStatus = "raid1 2 aa 32768/65537 resync 0".parse().unwrap();
+        assert_eq!(s.legs, vec![LegHealth::Syncing; 2]);
+        assert_eq!(s.action, SyncAction::Resync);
+        assert_eq!(s.sync_basis_points(), Some(4999));
+        let s: RaidStatus = "raid1 2 Aa 65535/65536 recover 0 0 -".parse().unwrap();
+        assert_eq!(
+            s.sync_basis_points(),
+            Some(9999),
+            "never 100.00 before the end"
+        );
+    }
+
+    #[test]
+    fn dead_and_absent_legs_are_named_by_index() {
+        let s: RaidStatus = "raid1 3 ADA 8192/8192 idle 0 0 -".parse().unwrap();
+        assert_eq!(s.dead_legs(), vec![1]);
+        let s: RaidStatus = "raid1 2 A- 8192/8192 idle 0 0 -".parse().unwrap();
+        assert_eq!(s.legs[1], LegHealth::Absent);
+        assert!(s.dead_legs().is_empty());
+    }
+
+    #[test]
+    fn bad_status_lines_are_refused() {
+        for bad in [
+            "raid1 2 A 1/1 idle 0",
+            "raid1 2 AX 1/1 idle 0",
+            "raid1 2 AA 1-1 idle 0",
+            "raid1 2 AA 1/1 dancing 0",
+            "raid1 2 AA 1/1 idle",
+        ] {
+            assert!(bad.parse::<RaidStatus>().is_err(), "{bad}");
+        }
+    }
+}
