@@ -11,7 +11,7 @@ use super::thin::{self, ThinPoolSpec};
 use super::{LvmError, Result};
 use crate::alloc::{self, Allocation, PvSpace};
 use crate::model::name::{validate_lv_name_in, validate_tag};
-use crate::model::{Layout, LogicalVolume, PhysicalVolume, SegmentKind, VolumeGroup};
+use crate::model::{Layout, LogicalVolume, PhysicalVolume, Segment, SegmentKind, VolumeGroup};
 use crate::units::{Bytes, ExtentSize, Extents, Sectors};
 use crate::uuid::Uuid;
 
@@ -91,6 +91,32 @@ impl Origin {
         Origin {
             host: host.into(),
             time: super::now(),
+        }
+    }
+
+    /// A new LV as lvm2 writes one: read-write, a fresh uuid, made at this origin's time
+    /// on its host. Hidden sub-LVs (raid legs, a pool's layers) are not `visible`.
+    pub fn new_lv(
+        &self,
+        name: String,
+        visible: bool,
+        tags: Vec<String>,
+        segments: Vec<Segment>,
+    ) -> LogicalVolume {
+        let mut status = vec!["READ".to_owned(), "WRITE".to_owned()];
+        if visible {
+            status.push("VISIBLE".into());
+        }
+        LogicalVolume {
+            name,
+            id: Uuid::random(),
+            status,
+            flags: vec![],
+            tags,
+            creation_time: Some(self.time),
+            creation_host: Some(self.host.clone()),
+            segments,
+            extra: Default::default(),
         }
     }
 }
@@ -310,17 +336,12 @@ fn create(vg: &mut VolumeGroup, spec: &LvSpec, origin: &Origin) -> Result<()> {
         return raid::create(vg, &spec.name, extents, spec.layout, &spec.tags, origin);
     }
     let allocation = allocate(vg, extents, spec.layout, None)?;
-    let lv = LogicalVolume {
-        name: spec.name.clone(),
-        id: Uuid::random(),
-        status: vec!["READ".into(), "WRITE".into(), "VISIBLE".into()],
-        flags: vec![],
-        tags: spec.tags.clone(),
-        creation_time: Some(origin.time),
-        creation_host: Some(origin.host.clone()),
-        segments: segments_from(vg, Extents::ZERO, &allocation, spec.layout),
-        extra: Default::default(),
-    };
+    let lv = origin.new_lv(
+        spec.name.clone(),
+        true,
+        spec.tags.clone(),
+        segments_from(vg, Extents::ZERO, &allocation, spec.layout),
+    );
     vg.lvs.push(lv);
     Ok(())
 }

@@ -11,7 +11,6 @@ use crate::alloc::{self, Allocation};
 use crate::model::name::check_dm_name;
 use crate::model::{Layout, LogicalVolume, Segment, SegmentKind, VolumeGroup};
 use crate::units::Extents;
-use crate::uuid::Uuid;
 
 /// Extents of each leg's metadata sub-LV (lvm2's: one extent).
 const META_EXTENTS: Extents = Extents(1);
@@ -88,18 +87,7 @@ pub(super) fn create(
     let Allocation::Mirrored { legs: placed } = allocation else {
         unreachable!("a mirrored allocation")
     };
-    let sub_lv = |name: String, segments| LogicalVolume {
-        name,
-        id: Uuid::random(),
-        // Hidden: no VISIBLE.
-        status: vec!["READ".into(), "WRITE".into()],
-        flags: vec![],
-        tags: vec![],
-        creation_time: Some(origin.time),
-        creation_host: Some(origin.host.clone()),
-        segments,
-        extra: Default::default(),
-    };
+    let sub_lv = |name: String, segments| origin.new_lv(name, false, vec![], segments);
     let mut subs = Vec::with_capacity(legs * 2);
     let mut leg_names = Vec::with_capacity(legs);
     for (leg, areas) in placed.iter().enumerate() {
@@ -114,15 +102,11 @@ pub(super) fn create(
         subs.push(sub_lv(m.clone(), linear_segments(vg, Extents::ZERO, &meta)));
         leg_names.push((m, i));
     }
-    let lv = LogicalVolume {
-        name: name.into(),
-        id: Uuid::random(),
-        status: vec!["READ".into(), "WRITE".into(), "VISIBLE".into()],
-        flags: vec![],
-        tags: tags.to_vec(),
-        creation_time: Some(origin.time),
-        creation_host: Some(origin.host.clone()),
-        segments: vec![Segment {
+    let lv = origin.new_lv(
+        name.into(),
+        true,
+        tags.to_vec(),
+        vec![Segment {
             start_extent: Extents::ZERO,
             extent_count: extents,
             kind: SegmentKind::Raid1 {
@@ -132,8 +116,7 @@ pub(super) fn create(
             tags: vec![],
             extra: Default::default(),
         }],
-        extra: Default::default(),
-    };
+    );
     // lvm2's order: the LV, then per leg its image and its metadata.
     vg.lvs.push(lv);
     vg.lvs.extend(subs);

@@ -41,7 +41,6 @@ use crate::format::text::{Item, Section, Value};
 use crate::model::name::check_dm_name;
 use crate::model::{LogicalVolume, Segment, SegmentKind, VolumeGroup};
 use crate::units::{Bytes, ExtentSize, Extents, Sectors};
-use crate::uuid::Uuid;
 
 /// The VG-wide spare for pool metadata repair (lvm2's name).
 pub const PMSPARE: &str = "lvol0_pmspare";
@@ -198,18 +197,7 @@ pub(super) fn tdata_name(pool: &str) -> String {
 }
 
 fn hidden_lv(name: String, segments: Vec<Segment>, origin: &Origin) -> LogicalVolume {
-    LogicalVolume {
-        name,
-        id: Uuid::random(),
-        // Hidden: no VISIBLE.
-        status: vec!["READ".into(), "WRITE".into()],
-        flags: vec![],
-        tags: vec![],
-        creation_time: Some(origin.time),
-        creation_host: Some(origin.host.clone()),
-        segments,
-        extra: Default::default(),
-    }
+    origin.new_lv(name, false, vec![], segments)
 }
 
 fn allocate_linear(vg: &VolumeGroup, extents: Extents) -> Result<Vec<alloc::Area>> {
@@ -301,15 +289,11 @@ pub(super) fn create_pool(
         // lvm2 writes the key only when set.
         extra.push("zero_new_blocks", Value::Int(1));
     }
-    let pool = LogicalVolume {
-        name: name.clone(),
-        id: Uuid::random(),
-        status: vec!["READ".into(), "WRITE".into(), "VISIBLE".into()],
-        flags: vec![],
-        tags: spec.tags.clone(),
-        creation_time: Some(origin.time),
-        creation_host: Some(origin.host.clone()),
-        segments: vec![Segment {
+    let pool = origin.new_lv(
+        name.clone(),
+        true,
+        spec.tags.clone(),
+        vec![Segment {
             start_extent: Extents::ZERO,
             extent_count: data,
             kind: SegmentKind::ThinPool {
@@ -321,8 +305,7 @@ pub(super) fn create_pool(
             tags: vec![],
             extra,
         }],
-        extra: Default::default(),
-    };
+    );
     // lvm2 lists visible LVs first; the new pool goes before the hidden ones.
     let at = vg
         .lvs
@@ -450,15 +433,11 @@ pub(super) fn create_thin(
     let seg = pool_segment(vg, pool)?;
     let transaction_id = attach_message(&vg_name, pool, seg, PoolMessage::Create(name.into()))?;
     let extents = vg.extent_size.extents_ceil(size.to_sectors_ceil());
-    let lv = LogicalVolume {
-        name: name.into(),
-        id: Uuid::random(),
-        status: vec!["READ".into(), "WRITE".into(), "VISIBLE".into()],
-        flags: vec![],
-        tags: tags.to_vec(),
-        creation_time: Some(origin.time),
-        creation_host: Some(origin.host.clone()),
-        segments: vec![Segment {
+    let lv = origin.new_lv(
+        name.into(),
+        true,
+        tags.to_vec(),
+        vec![Segment {
             start_extent: Extents::ZERO,
             extent_count: extents,
             kind: SegmentKind::Thin {
@@ -470,8 +449,7 @@ pub(super) fn create_thin(
             tags: vec![],
             extra: Default::default(),
         }],
-        extra: Default::default(),
-    };
+    );
     let at = vg
         .lvs
         .iter()
@@ -720,7 +698,7 @@ mod tests {
         add_pvs(
             &mut vg,
             &[NewPv {
-                id: Uuid::random(),
+                id: crate::uuid::Uuid::random(),
                 device: "/dev/x".into(),
                 dev_size: Bytes(64 * MIB).to_sectors_floor(),
                 pe_start: Sectors(2048),
