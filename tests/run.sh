@@ -30,17 +30,23 @@ CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIM
 VM_NO_UDEV=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
   cargo test --test vm_activate
 
-# vm_daemon takes 12 to 25 minutes under software emulation on 2 cores (its 32-client and
-# kill -9 cases); the timeout leaves room for a shared machine.
+# vm_daemon with udev took 39 minutes on this 2-core host while it was shared (load 5-6),
+# under software emulation; the path race, the 32 clients, the wipe, kill -9 and the
+# mirror grow are most of it. The timeout leaves room for a shared machine.
 echo "== VM: the lvmd daemon end to end, with udev and without: lvm2/dmsetup cross-checks, 32 clients, kill -9 (tests/vm_daemon.rs)"
-CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=2400 \
+CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=3600 \
   cargo test --test vm_daemon
-# Without udev, only the cases where udev plays a part (device nodes, links, open counts
-# at activation, mkfs/mount on the LV's node). Left out: the 32 clients' creates and
-# removes (no device is activated) and the 1000-round mount path race (confinement of
-# target paths; its one activation is also in the other cases): half of vm_daemon's time.
+# Without udev, the cases where udev plays a part: lvmd making the nodes and links
+# itself at activation and start-up reconciliation (end to end, kill -9 at every step,
+# lvm2's raid1/thin devices left alone, the read-only loop over a device, lvm2 changing
+# the VG). Left out, because what they check does not depend on who makes the nodes and
+# the with-udev pass runs them: the 32 clients' metadata-only creates/removes, the
+# 1000-round mount path race, zeroing on the PVs, the formatting rules, the mirror grow
+# (table reloads), peer checks on the socket. Together those are ~70% of vm_daemon's time.
 VM_NO_UDEV=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=2400 \
-  cargo test --test vm_daemon -- --skip thirty_two_parallel_clients --skip path_swaps_never_take_a_mount_out_of_the_root
+  cargo test --test vm_daemon -- --skip thirty_two_parallel_clients --skip path_swaps_never_take_a_mount_out_of_the_root \
+  --skip a_new_volume_never_shows_a_removed_volumes_bytes --skip staging_never_formats_what_lvmd_did_not_create_blank \
+  --skip a_mirror_grows_online_with_data_intact_and_no_old_bytes --skip socket_peers_are_checked_by_uid
 
 echo "== VM: the CSI suite against the real lvmd, plugin in its own mount namespace (HostToContainer), and with no propagation (tests/vm_csi.rs)"
 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
