@@ -17,6 +17,11 @@ pub const DEFAULT_FS: &str = "ext4";
 
 /// `source` is already mounted at `target`, but read-only where read-write was asked
 /// or the other way round: the caller must unmount first (CSI: ALREADY_EXISTS).
+/// Whether `spec` asks for a read-only mount: its flag, or `ro` among its options.
+pub(super) fn asks_read_only(spec: &MountSpec) -> Result<bool> {
+    Ok(spec.read_only || parse_mount_options(&spec.options)?.0 & libc::MS_RDONLY != 0)
+}
+
 fn incompatible(target: &Path, source: &Path, mounted_read_only: bool) -> EngineError {
     let (is, asked) = if mounted_read_only {
         ("read-only", "read-write")
@@ -101,8 +106,7 @@ impl NodeWork {
             .mount_state(&target, &MountSource::Device(device.to_owned()))?
         {
             MountState::Same { read_only } => {
-                let asked =
-                    spec.read_only || parse_mount_options(&spec.options)?.0 & libc::MS_RDONLY != 0;
+                let asked = asks_read_only(spec)?;
                 if read_only != asked {
                     return Err(incompatible(&spec.target, device, read_only));
                 }

@@ -357,17 +357,8 @@ impl<M: Metadata> VolumeEngine<M> {
         let info = self.info(read, &spec.name)?;
         let is = marks::is_encrypted(&info.tags);
         let mismatch = spec_mismatch(&info, spec, read.vg.extent_size).or_else(|| {
-            (is != encrypted).then(|| {
-                format!(
-                    "{} (asked for {})",
-                    if is { "encrypted" } else { "not encrypted" },
-                    if encrypted {
-                        "encrypted"
-                    } else {
-                        "not encrypted"
-                    }
-                )
-            })
+            let said = |e: bool| if e { "encrypted" } else { "not encrypted" };
+            (is != encrypted).then(|| format!("{} (asked for {})", said(is), said(encrypted)))
         });
         match mismatch {
             None => {
@@ -1081,10 +1072,8 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let info = self.activate_volume(vg, lv)?;
         let mut device = info.device.expect("activate sets the device");
         if let Some(key) = key {
-            let read_only = spec.read_only
-                || super::node::parse_mount_options(&spec.options)
-                    .map(|(f, _)| f & libc::MS_RDONLY != 0)
-                    .unwrap_or(false);
+            // `spec` passed check_mount: its options parse.
+            let read_only = super::node_work::asks_read_only(&spec)?;
             device = self.open_encrypted(vg, lv, &device, key, Some(&spec.fs_type), read_only)?;
         }
         if let Some(m) = self.node.mounted_already(&device, &spec)? {
