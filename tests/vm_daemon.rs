@@ -81,7 +81,7 @@ impl Bed {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lvmd"));
+        let mut cmd = daemon::lvmd_command();
         cmd.arg("--config")
             .arg(&self.config)
             .stdout(Stdio::null())
@@ -112,7 +112,12 @@ impl Bed {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "lvmd exited with {:?}", out.status);
+        assert!(
+            out.status.success(),
+            "lvmd exited with {:?}:\n{}",
+            out.status,
+            self.log_text()
+        );
     }
 
     /// Waits for a daemon that should have killed itself; panics if it did not.
@@ -131,8 +136,7 @@ impl Bed {
                 return;
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+                daemon::kill9(&mut child);
                 panic!("lvmd did not kill itself at {point}:\n{}", self.log_text());
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -367,8 +371,7 @@ impl Bed {
 impl Drop for Bed {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            daemon::kill9(&mut c);
         }
         let _ = Command::new("umount")
             .args(["-R", "-l"])
@@ -440,6 +443,24 @@ fn a_volume_through_the_daemon_end_to_end() {
     let _serial = common::vm_case("vm_daemon");
     let mut bed = Bed::new("vmd-e2e", &[256, 256]);
     bed.start(None);
+    if daemon::sandboxed() {
+        // Everything below then runs under lvmd.service's sandbox: check it applies.
+        let pid = daemon::lvmd_pid(bed.child.as_ref().unwrap());
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+        assert_eq!(field("Seccomp:"), "2", "{status}");
+        // CAP_SYS_MODULE (16) and CAP_SYS_BOOT (22) are outside the bounding set.
+        let bounding = u64::from_str_radix(&field("CapBnd:"), 16).unwrap();
+        assert_eq!(bounding & (1 << 16 | 1 << 22), 0, "{status}");
+    }
 
     // Create linear and striped through lvmd-ctl; lvm2 reads them the same.
     bed.json(&["lv", "create", "lin", "64MiB"]);
@@ -1149,8 +1170,7 @@ fn raid1_and_thin_lvs_lvm2_made_are_left_alone_and_served() {
     // Killed while they are active: the next start leaves them alone again.
     let active = bed.dm_capture(false);
     let mut child = bed.child.take().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    daemon::kill9(&mut child);
     let log_at = bed.log_text().len();
     bed.start(None);
     assert_eq!(

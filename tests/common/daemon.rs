@@ -36,6 +36,58 @@ pub fn json(socket: &Path, args: &[&str], log: impl FnOnce() -> String) -> Value
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Whether lvmd runs under its unit's sandbox: in a VM booted with systemd as PID 1
+/// (`run-in-vm.sh --systemd`), which says so with LVMD_VM_SYSTEMD=1.
+pub fn sandboxed() -> bool {
+    std::env::var_os("LVMD_VM_SYSTEMD").is_some_and(|v| v == "1")
+}
+
+/// The command that starts lvmd. Sandboxed, lvmd runs as a transient service with the
+/// `[Service]` settings of `systemd/lvmd.service`, through `tests/vm/sandboxed.sh`,
+/// which stays the caller's child and ends as lvmd ends (see the script).
+pub fn lvmd_command() -> Command {
+    if sandboxed() {
+        let mut cmd = Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/vm/sandboxed.sh"
+        ));
+        cmd.arg(env!("CARGO_BIN_EXE_lvmd"));
+        cmd
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_lvmd"))
+    }
+}
+
+/// kill -9 of an lvmd started by [`lvmd_command`], reaped. Sandboxed, SIGKILL goes to
+/// the service's main process (it cannot be passed on by the script standing in for it).
+pub fn kill9(child: &mut Child) {
+    if sandboxed() {
+        let unit = format!("lvmd-sandboxed-{}.service", child.id());
+        let _ = Command::new("systemctl")
+            .args(["kill", "--kill-whom=main", "--signal=KILL", &unit])
+            .status();
+    } else {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+/// lvmd's own pid (sandboxed, the service's main process rather than the script's).
+pub fn lvmd_pid(child: &Child) -> u32 {
+    if !sandboxed() {
+        return child.id();
+    }
+    let unit = format!("lvmd-sandboxed-{}.service", child.id());
+    let out = Command::new("systemctl")
+        .args(["show", "--property=MainPID", "--value", &unit])
+        .output()
+        .expect("systemctl show");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("MainPID")
+}
+
 pub struct Daemon {
     child: Option<Child>,
     socket: PathBuf,
@@ -48,7 +100,7 @@ impl Daemon {
 
     /// With these environment variables (crash points, test holds).
     pub fn start_with(config: &Path, socket: &Path, env: &[(&str, &str)]) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_lvmd"))
+        let child = lvmd_command()
             .arg("--config")
             .arg(config)
             .envs(env.iter().copied())
@@ -107,8 +159,7 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            kill9(&mut c);
         }
     }
 }

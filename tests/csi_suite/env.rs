@@ -74,6 +74,12 @@ fn kill(child: Option<Child>) {
     }
 }
 
+fn kill_lvmd(child: Option<Child>) {
+    if let Some(mut c) = child {
+        common::daemon::kill9(&mut c);
+    }
+}
+
 static VG_SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Env {
@@ -214,7 +220,7 @@ impl Env {
     }
 
     fn spawn_lvmd(&mut self) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lvmd"));
+        let mut cmd = common::daemon::lvmd_command();
         cmd.arg("--config")
             .arg(&self.config)
             .arg("--socket")
@@ -269,7 +275,7 @@ impl Env {
     pub fn crash_and_restart(&mut self, daemon_too: bool) {
         kill(self.csi.take());
         if daemon_too {
-            kill(self.lvmd.take());
+            kill_lvmd(self.lvmd.take());
             self.spawn_lvmd();
         }
         self.spawn_plugin();
@@ -387,7 +393,7 @@ impl Drop for Env {
             eprintln!("{}", self.logs());
         }
         kill(self.csi.take());
-        kill(self.lvmd.take());
+        kill_lvmd(self.lvmd.take());
         if self.real.is_none() {
             return;
         }

@@ -66,6 +66,8 @@ usage() {
 Options:
   --setup         install host packages (apt-get) and prepare $VM_CACHE, then exit
   --no-udev       do not start systemd-udevd in the guest (lvm2 is told not to wait for it)
+  --systemd       boot systemd as the guest's PID 1 and run CMD as its unit, so that CMD can
+                  start services with systemd-run (lvmd under its unit's sandbox)
   --mem MB        guest memory (default 2048)
   --disk SIZE     add a sparse virtio disk of SIZE (truncate syntax: 1G, 512M); repeatable;
                   they appear as /dev/vda, /dev/vdb, ... in order
@@ -76,7 +78,8 @@ Options:
   --kvm           force KVM (default: only if kvm_intel or kvm_amd is loaded)
 Environment: VM_CACHE, VM_TIMEOUT, VM_CONSOLE_LOG=FILE (keep the console log),
   VM_TIMING=1 (print boot timings), VM_KVM_CPU (CPU model under KVM), VM_KEEP_RUN=1,
-  VM_NO_UDEV=1 (same as --no-udev: for cargo runs, where the runner takes no options).
+  VM_NO_UDEV=1 (same as --no-udev: for cargo runs, where the runner takes no options),
+  VM_SYSTEMD=1 (same as --systemd).
 EOF
 }
 
@@ -306,11 +309,11 @@ ensure_setup() {
 # Guest script run by the host's bash after switch_root. Written per run, with
 # the command, cwd and udev choice baked in.
 write_stage2() {
-    local run=$1 use_udev=$2
-    shift 2
+    local run=$1 use_udev=$2 use_systemd=$3
+    shift 3
     {
         echo '#!/bin/bash'
-        printf 'RUN=%q\nUSE_UDEV=%q\nCWD=%q\n' "$run" "$use_udev" "$CALLER_CWD"
+        printf 'RUN=%q\nUSE_UDEV=%q\nUSE_SYSTEMD=%q\nCWD=%q\n' "$run" "$use_udev" "$use_systemd" "$CALLER_CWD"
         printf 'CMD=('
         printf '%q ' "$@"
         printf ')\n'
@@ -320,10 +323,13 @@ stamp() { read -r up _ </proc/uptime; echo "$1 $up" >>"$RUN/timing"; }
 finish() {
     echo "$1" >"$RUN/rc"
     sync
+    # Under systemd, -ff is the reboot(2) call itself, as -f is for a PID 1 shell.
+    [[ $USE_SYSTEMD != 1 ]] || systemctl poweroff -ff
     poweroff -f
     sleep 1
     reboot -f
 }
+if [[ ${1:-} != --under-systemd ]]; then
 stamp stage2-start
 
 # Like systemd: a shared root makes mount-propagation tests meaningful.
@@ -342,6 +348,27 @@ echo lvmd-vm >/proc/sys/kernel/hostname
 ip link set lo up 2>/dev/null || busybox ip link set lo up
 modprobe -a loop dm_mod
 stamp modprobe-done
+
+if [[ $USE_SYSTEMD == 1 ]]; then
+    # systemd becomes PID 1 (it keeps the mounts above) and runs the rest of
+    # this script as its only unit: what the command starts with systemd-run
+    # gets the sandbox of a real unit. No default dependencies: nothing else
+    # of the host's configuration is started.
+    mkdir -p /run/systemd/system
+    cat >/run/systemd/system/vm-command.service <<UNIT
+[Unit]
+DefaultDependencies=no
+[Service]
+Type=oneshot
+ExecStart=/bin/bash $RUN/stage2.sh --under-systemd
+StandardInput=null
+StandardOutput=kmsg
+StandardError=kmsg
+UNIT
+    stamp systemd-exec
+    exec /lib/systemd/systemd --unit=vm-command.service --log-target=kmsg --show-status=no
+fi
+fi
 
 if [[ $USE_UDEV == 1 ]]; then
     # Only block and misc devices are triggered: a full coldplug costs ~10 s
@@ -364,6 +391,11 @@ stty raw -echo <&4
 
 . "$RUN/env.sh"
 export LVMD_VM=1
+if [[ $USE_SYSTEMD == 1 ]]; then
+    # The tests start lvmd through tests/vm/sandboxed.sh, as a service under its
+    # unit's sandbox.
+    export LVMD_VM_SYSTEMD=1
+fi
 if ! cd "$CWD"; then
     echo "run-in-vm: cannot cd to $CWD in the guest" >&4
     finish 125
@@ -439,7 +471,7 @@ run_vm() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
 
-    write_stage2 "$run" "$USE_UDEV" "${COMMAND[@]}"
+    write_stage2 "$run" "$USE_UDEV" "$USE_SYSTEMD" "${COMMAND[@]}"
     write_env "$run/env.sh"
     : >"$run/timing"
 
@@ -552,6 +584,8 @@ main() {
     USE_UDEV=1
     # Cargo calls a runner without our options: the environment can ask for no udev.
     [[ ${VM_NO_UDEV:-0} != 1 ]] || USE_UDEV=0
+    USE_SYSTEMD=0
+    [[ ${VM_SYSTEMD:-0} != 1 ]] || USE_SYSTEMD=1
     MEM_MB=2048
     DISKS=()
     RW_DIRS=()
@@ -566,6 +600,7 @@ main() {
         case $1 in
             --setup) SETUP_ONLY=1 ;;
             --no-udev) USE_UDEV=0 ;;
+            --systemd) USE_SYSTEMD=1 ;;
             --mem) MEM_MB=${2:?--mem needs a value}; shift ;;
             --disk) DISKS+=("${2:?--disk needs a size}"); shift ;;
             --rw) RW_DIRS+=("${2:?--rw needs a directory}"); shift ;;
