@@ -259,6 +259,12 @@ impl Api {
             mirrors,
             health: health as i32,
             health_message,
+            mirror_sync: v.sync.map(|m| pb::MirrorSync {
+                sync_percent: f64::from(m.sync_basis_points) / 100.0,
+                sync_action: m.action,
+                mismatch_count: m.mismatches,
+                leg_health: m.legs,
+            }),
             encrypted: crate::daemon::marks::is_encrypted(&v.tags),
             tags: v.tags,
             active: v.device.is_some(),

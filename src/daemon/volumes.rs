@@ -19,6 +19,7 @@ use super::node::{LoopDev, NodeError};
 use super::node_work::NodeWork;
 use super::view;
 use super::wipe::{self, Wiper, Zeroer};
+use crate::activate::target::RaidStatus;
 use crate::crypt::{CryptError, CryptName};
 use crate::lvm::edit::check_size;
 use crate::lvm::{Edit, LvmError};
@@ -305,6 +306,18 @@ impl<M: Metadata> VolumeEngine<M> {
         }
     }
 
+    /// dm-raid's status of an active mirror; as with [`Self::devices`], a kernel that
+    /// cannot answer leaves it unknown rather than failing a listing.
+    fn raid_status(&self, read: &VgRead, lv: &str, active: bool) -> Option<RaidStatus> {
+        if !active || !read.vg.lv(lv).is_some_and(crate::activate::raid::is_raid) {
+            return None;
+        }
+        self.activation.raid_status(read, lv).unwrap_or_else(|e| {
+            tracing::warn!(vg = %read.vg.name, lv, "cannot read the mirror's status: {e}");
+            None
+        })
+    }
+
     fn info(&self, read: &VgRead, lv: &str) -> Result<LvInfo> {
         let model = read
             .vg
@@ -312,7 +325,8 @@ impl<M: Metadata> VolumeEngine<M> {
             .filter(|l| view::is_client_visible(l))
             .ok_or_else(|| lv_not_found(&read.vg.name, lv))?;
         let device = self.devices(read).remove(lv);
-        Ok(view::lv_info(read, model, device))
+        let status = self.raid_status(read, lv, device.is_some());
+        Ok(view::lv_info(read, model, device, status.as_ref()))
     }
 
     fn create_locked(&self, vg: &str, spec: &LvSpec, encrypted: bool) -> Result<Created<LvInfo>> {
@@ -949,7 +963,11 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let r = self.meta.read(vg)?;
         let mut devices = self.devices(&r);
         Ok(view::visible_lvs(&r.vg)
-            .map(|lv| view::lv_info(&r, lv, devices.remove(&lv.name)))
+            .map(|lv| {
+                let device = devices.remove(&lv.name);
+                let status = self.raid_status(&r, &lv.name, device.is_some());
+                view::lv_info(&r, lv, device, status.as_ref())
+            })
             .collect())
     }
 
