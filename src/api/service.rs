@@ -475,6 +475,19 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         Ok(Response::new(self.lv_out(v)))
     }
 
+    async fn repair_logical_volume(
+        &self,
+        r: Request<pb::RepairLogicalVolumeRequest>,
+    ) -> Reply<pb::LogicalVolume> {
+        let (resolved, name) = self
+            .resolve_for_change(r.into_inner().volume.as_ref())
+            .await?;
+        let e = self.engine.clone();
+        let v = blocking(move || e.repair_logical_volume(&resolved.vg, &name)).await?;
+        self.changed();
+        Ok(Response::new(self.lv_out(v)))
+    }
+
     async fn deactivate_logical_volume(
         &self,
         r: Request<pb::DeactivateLogicalVolumeRequest>,

@@ -143,6 +143,13 @@ enum LvCommand {
         #[command(flatten)]
         at: Where,
     },
+    /// An active mirror: rebuild its legs on missing or failed PVs onto a PV no other
+    /// leg uses (as lvconvert --repair; then vgreduce --removemissing is yours).
+    Repair {
+        name: String,
+        #[command(flatten)]
+        at: Where,
+    },
     /// Grow to SIZE (never shrinks) and, with --path, the filesystem mounted there.
     Expand {
         name: String,
@@ -583,6 +590,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .resize_logical_volume(pb::ResizeLogicalVolumeRequest {
                     volume: Some(at.volume(&name)),
                     size_bytes: size.0,
+                })
+                .await?
+                .into_inner();
+            print(json, lv_json(&v), lv_table(std::slice::from_ref(&v)));
+        }
+        Command::Lv(LvCommand::Repair { name, at }) => {
+            let v = lvc
+                .repair_logical_volume(pb::RepairLogicalVolumeRequest {
+                    volume: Some(at.volume(&name)),
                 })
                 .await?
                 .into_inner();

@@ -235,6 +235,10 @@ pub trait Engine: Send + Sync + 'static {
     /// Deactivates first if active. `Ok(false)`: there was no such LV.
     fn remove_logical_volume(&self, vg: &str, lv: &str) -> Result<bool>;
     fn resize_logical_volume(&self, vg: &str, lv: &str, size: Bytes) -> Result<LvInfo>;
+    /// An active raid1 LV's legs on missing PVs or failed by the kernel are moved to
+    /// PVs no other leg uses and rebuilt (lvm2's `lvconvert --repair`); a healthy
+    /// mirror is returned as it is.
+    fn repair_logical_volume(&self, vg: &str, lv: &str) -> Result<LvInfo>;
     fn activate(&self, vg: &str, lv: &str) -> Result<LvInfo>;
     fn deactivate(&self, vg: &str, lv: &str) -> Result<LvInfo>;
 

@@ -137,6 +137,15 @@ fn pvs_under(vg: &VolumeGroup, lv: &LogicalVolume, out: &mut BTreeSet<String>, d
     }
 }
 
+/// The names of the PVs a raid leg's sub-LVs (metadata, image) sit on.
+pub fn leg_pv_names(vg: &VolumeGroup, leg: &(String, String)) -> BTreeSet<String> {
+    let mut pvs = BTreeSet::new();
+    for sub in [&leg.0, &leg.1].into_iter().filter_map(|n| vg.lv(n)) {
+        pvs_under(vg, sub, &mut pvs, 1);
+    }
+    pvs
+}
+
 /// The missing PVs among `names`, each as `pvN (uuid)`.
 fn missing_of(read: &VgRead, names: &BTreeSet<String>) -> Vec<String> {
     names
@@ -175,10 +184,7 @@ pub fn health(read: &VgRead, lv: &LogicalVolume, status: Option<&RaidStatus>) ->
         if let SegmentKind::Raid1 { legs, .. } = &seg.kind {
             let mut broken = Vec::new();
             for (i, (meta, image)) in legs.iter().enumerate() {
-                let mut pvs = BTreeSet::new();
-                for sub in [meta, image].into_iter().filter_map(|n| vg.lv(n)) {
-                    pvs_under(vg, sub, &mut pvs, 1);
-                }
+                let pvs = leg_pv_names(vg, &(meta.clone(), image.clone()));
                 let missing = missing_of(read, &pvs);
                 let dead = status.is_some_and(|s| {
                     matches!(s.legs.get(i), Some(LegHealth::Dead | LegHealth::Absent))
