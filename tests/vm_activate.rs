@@ -822,17 +822,45 @@ fn raid1_made_by_lvm2_activates_as_lvm2_does() {
     let act = activator();
     let legs = ["r_rmeta_0", "r_rimage_0", "r_rmeta_1", "r_rimage_1"];
 
-    // A missing leg PV: refused by name before anything reaches the kernel.
+    // A missing leg PV: activated degraded, as lvm2's activation_mode "degraded" does
+    // (the leg's sub-LVs error devices of their length); dm-raid fails that leg and
+    // serves reads and writes from the other.
     let leg_pv = found.vg.pvs[1].clone();
     let mut partial = found.clone();
     partial.devices.remove(&leg_pv.id);
-    match act.activate(&partial, "r") {
+    // The leg on that PV (lvm2 put leg N on the Nth PV; checked, not assumed).
+    let gone = (0..2)
+        .find(|i| {
+            let image = found.vg.lv(&format!("r_rimage_{i}")).unwrap();
+            matches!(&image.segments[0].kind, SegmentKind::Striped { stripes, .. }
+                if stripes[0].name == leg_pv.name)
+        })
+        .unwrap();
+    let degraded = act.activate(&partial, "r").unwrap();
+    let tables = bed.dm_snapshot();
+    for leg in [format!("r_rmeta_{gone}"), format!("r_rimage_{gone}")] {
+        assert!(
+            tables
+                .iter()
+                .any(|d| d.contains(&format!("act--raid-{leg}")) && d.contains(" error")),
+            "{tables:#?}"
+        );
+    }
+    let status = act.raid_status(&partial, "r").unwrap().unwrap();
+    assert_eq!(status.dead_legs(), vec![gone], "{status:?}");
+    assert_pattern(&degraded.dev_path, 0x5eed, 0, 8 * MIB);
+    // Writable: the same pattern again over the first MiB, read back past the cache.
+    write_pattern(&degraded.dev_path, 0x5eed, 0, MIB);
+    assert_pattern(&degraded.dev_path, 0x5eed, 0, 8 * MIB);
+    assert_eq!(act.table_current(&partial, "r").unwrap(), Some(true));
+    assert!(act.deactivate(&partial, "r").unwrap());
+    bed.assert_nothing_active();
+    // No copy left: refused by name before anything reaches the kernel.
+    let mut none_left = partial.clone();
+    none_left.devices.remove(&found.vg.pvs[0].id);
+    match act.activate(&none_left, "r") {
         Err(e @ ActivateError::MissingPv { .. }) => {
-            let text = e.to_string();
-            assert!(
-                text.contains("act-raid/r") && text.contains(&leg_pv.name),
-                "{text}"
-            );
+            assert!(e.to_string().contains("act-raid/r"), "{e}");
         }
         other => panic!("expected MissingPv, got {other:?}"),
     }

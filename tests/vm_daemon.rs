@@ -1951,3 +1951,147 @@ fn a_mirror_grows_online_with_data_intact_and_no_old_bytes() {
     assert!(bed.agree().is_empty());
     bed.stop();
 }
+
+/// A mirror's leg PV gone (its loop device detached while lvmd was down): after the
+/// restart the mirror still activates, degraded as lvm2's `activation_mode = degraded`
+/// (the gone leg's sub-LVs error devices), its data reads back and takes writes, and
+/// lvmd says so: health degraded naming the leg and the PV, the kernel's leg `D`, the
+/// sync figures; lvm2 calls it partial. A linear volume on that PV is refused.
+#[test]
+fn a_mirror_with_a_leg_pv_gone_activates_degraded_and_says_so() {
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-degr", &[40, 40, 40]);
+    bed.start(None);
+    bed.json(&["lv", "create", "m", "8MiB", "--mirrors", "1"]);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    wait_in_sync(&bed, "m");
+    write_pattern(&dev, 21, 0, 8 * MIB);
+    let gone = pv_of(&bed, "m_rimage_1");
+    assert_ne!(gone, pv_of(&bed, "m_rimage_0"));
+    bed.json(&["lv", "create", "lin", "4MiB"]);
+    let lin_pv = pv_of_lv(&bed, "lin");
+    bed.json(&["lv", "deactivate", "m"]);
+    bed.stop();
+    run_ok("losetup", &["-d", &gone]);
+
+    bed.start(None);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    let table = bed.dm_table("m_rimage_1").unwrap();
+    assert!(table.contains(" error"), "{table}");
+    assert_pattern(&dev, 21, 0, 8 * MIB);
+    write_pattern(&dev, 22, 0, 2 * MIB);
+    assert_pattern(&dev, 22, 0, 2 * MIB);
+    assert_pattern(&dev, 21, 2 * MIB, 6 * MIB);
+    let list = bed.json(&["lv", "list"]);
+    let m = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "m")
+        .unwrap()
+        .clone();
+    assert_eq!(m["health"], "degraded", "{m}");
+    let why = m["health_message"].as_str().unwrap();
+    assert!(
+        why.contains("m_rimage_1") && !why.contains("m_rimage_0") && why.contains("missing PV"),
+        "{why}"
+    );
+    assert_eq!(m["mirror_sync"]["leg_health"], "AD", "{m}");
+    assert!(m["mirror_sync"]["sync_percent"].as_f64().is_some(), "{m}");
+    let out = bed.ctl(&["lv", "list"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("SYNC") && table.contains(" AD"), "{table}");
+    // lvm2 agrees: the mirror is partial, its gone leg on an unknown device.
+    let lvs = bed.lvm2(&[
+        "lvs",
+        "-a",
+        "-o",
+        "lv_name,lv_health_status,sync_percent,devices",
+        &bed.vg,
+    ]);
+    eprintln!("degraded, as lvm2 lists it:\n{lvs}");
+    assert!(
+        lvs.lines()
+            .any(|l| l.contains(" m ") && l.contains("partial")),
+        "{lvs}"
+    );
+    // A linear volume on the gone PV is still refused, naming it.
+    if lin_pv == gone {
+        let err = bed.refused(&["lv", "activate", "lin"], "");
+        assert!(err.contains("missing"), "{err}");
+    }
+
+    // Repair: the gone leg moves to the PV no other leg uses and is rebuilt there.
+    let spare = bed
+        .loops
+        .devs
+        .iter()
+        .map(|d| d.display().to_string())
+        .find(|d| *d != gone && *d != pv_of(&bed, "m_rimage_0"))
+        .unwrap();
+    let repaired = bed.json(&["lv", "repair", "m"]);
+    eprintln!("repair answered: {repaired}");
+    assert_eq!(pv_of(&bed, "m_rimage_1"), spare);
+    assert_eq!(pv_of(&bed, "m_rmeta_1"), spare);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = bed.json(&["lv", "list"]);
+        let m = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "m")
+            .unwrap()
+            .clone();
+        let s = &m["mirror_sync"];
+        if s["leg_health"] == "AA" && s["sync_percent"].as_f64() == Some(100.0) {
+            assert_eq!(m["health"], "ok", "{m}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not rebuilt: {m}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_pattern(&dev, 22, 0, 2 * MIB);
+    assert_pattern(&dev, 21, 2 * MIB, 6 * MIB);
+    // The new leg holds the copy itself.
+    let leg = Path::new("/dev/mapper").join(bed.dm_name("m_rimage_1"));
+    assert_pattern(&leg, 22, 0, 2 * MIB);
+    assert_pattern(&leg, 21, 2 * MIB, 6 * MIB);
+    let lvs = bed.lvm2(&[
+        "lvs",
+        "-a",
+        "-o",
+        "lv_name,lv_health_status,sync_percent,devices",
+        &bed.vg,
+    ]);
+    eprintln!("repaired, as lvm2 lists it:\n{lvs}");
+    for l in lvs
+        .lines()
+        .filter(|l| l.contains(" m ") || l.contains("[m_"))
+    {
+        assert!(!l.contains("partial") && !l.contains("unknown"), "{lvs}");
+    }
+    assert!(
+        lvs.lines()
+            .any(|l| l.contains(" m ") && l.contains("100.00")),
+        "{lvs}"
+    );
+    // Again: healthy, nothing to do.
+    let again = bed.json(&["lv", "repair", "m"]);
+    assert_eq!(again["health"], "ok", "{again}");
+    bed.json(&["lv", "deactivate", "m"]);
+    bed.stop();
+}
+
+/// The PV device of a visible LV's first segment.
+fn pv_of_lv(bed: &Bed, lv: &str) -> String {
+    pe_ranges(bed, lv)[0].split(':').next().unwrap().to_owned()
+}

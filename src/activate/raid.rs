@@ -9,7 +9,7 @@
 use super::error::ActivateError;
 use super::plan::{check_lengths, dm_name, dm_uuid, lv_table, planned, DevicePlan, LvPlan};
 use super::seg_fields::Raid1Fields;
-use super::target::{DevNum, Raid, RaidLeg, TableLine, Target};
+use super::target::{DevNum, Error, Raid, RaidLeg, TableLine, Target};
 use crate::model::{LogicalVolume, SegmentKind, VolumeGroup};
 use crate::units::Sectors;
 use crate::uuid::Uuid;
@@ -82,8 +82,11 @@ pub fn plan_raid_lv(
     let mut raid_legs = Vec::with_capacity(legs.len());
     let mut rebuild = Vec::new();
     let mut write_mostly = Vec::new();
+    // The first leg found on a missing PV: the error when no leg is whole.
+    let mut first_missing = None;
+    let mut whole_legs = 0;
     for (i, (meta, image)) in legs.iter().enumerate() {
-        let mut leg = Vec::with_capacity(2);
+        let mut subs = Vec::with_capacity(2);
         for sub_name in [meta, image] {
             let sub = vg.lv(sub_name).ok_or_else(|| {
                 invalid(format!("its raid leg {sub_name} is not an LV of the VG"))
@@ -97,16 +100,44 @@ pub fn plan_raid_lv(
                     "its leg {sub_name} is being reshaped; lvmd does not activate those"
                 )));
             }
-            let table = lv_table(vg, sub, pv_devices).map_err(|e| match e {
+            subs.push(sub);
+        }
+        let mut tables = Vec::with_capacity(2);
+        let mut leg_missing = None;
+        for sub in &subs {
+            match lv_table(vg, sub, pv_devices) {
+                Ok(t) => tables.push(t),
                 // Name the LV the user asked for; the leg is in the PV's place.
-                ActivateError::MissingPv { vg, pv, uuid, .. } => ActivateError::MissingPv {
-                    vg,
-                    lv: lv.name.clone(),
-                    pv,
-                    uuid,
-                },
-                other => other,
-            })?;
+                Err(ActivateError::MissingPv { vg, pv, uuid, .. }) => {
+                    leg_missing.get_or_insert(ActivateError::MissingPv {
+                        vg,
+                        lv: lv.name.clone(),
+                        pv,
+                        uuid,
+                    });
+                    tables.push(Vec::new());
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        if let Some(e) = leg_missing {
+            // lvm2's degraded activation (activation_mode "degraded", its default):
+            // each sub-LV of a leg on a missing PV becomes an `error` device of its
+            // length (dev_manager's missing_stripe_filler), so dm-raid fails that leg
+            // (status `D`) and serves the array from the others.
+            for (sub, table) in subs.iter().zip(tables.iter_mut()) {
+                *table = vec![TableLine {
+                    start: Sectors(0),
+                    length: vg.extent_size.span(sub.extents()),
+                    target: Target::Error(Error),
+                }];
+            }
+            first_missing.get_or_insert(e);
+        } else {
+            whole_legs += 1;
+        }
+        let mut leg = Vec::with_capacity(2);
+        for (sub, table) in subs.iter().zip(tables) {
             let name = dm_name(&vg.name, &sub.name, None);
             let uuid = dm_uuid(&vg.id, &sub.id, None);
             check_lengths(&name, &uuid)?;
@@ -142,6 +173,11 @@ pub fn plan_raid_lv(
         region_size: Some(region_size).filter(|r| r.0 != 0),
         legs: raid_legs,
     };
+    if whole_legs == 0 {
+        // No copy left: lvm2 refuses it too (only `--activationmode partial` would
+        // make an LV that fails all I/O).
+        return Err(first_missing.expect("a leg is missing when none is whole"));
+    }
     if raid.region_size.is_none() {
         return Err(invalid("its raid1 segment has region_size 0".into()));
     }

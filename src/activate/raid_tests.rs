@@ -141,14 +141,53 @@ fn sub_lvs_are_the_legs_in_order() {
 }
 
 #[test]
-fn a_missing_leg_pv_refuses_naming_the_raid_lv() {
+fn a_missing_leg_pv_activates_degraded_as_lvm2_does() {
     let (vg, mut devices) = mixed();
     let pv2 = vg.pv("pv2").unwrap().id;
     devices.remove(&pv2);
+    let plan = plan_lv(&vg, "mirrored", &devices).unwrap();
+    let names: Vec<&str> = plan.devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "lvmd_mixed-mirrored_rmeta_0",
+            "lvmd_mixed-mirrored_rimage_0",
+            "lvmd_mixed-mirrored_rmeta_1",
+            "lvmd_mixed-mirrored_rimage_1",
+            "lvmd_mixed-mirrored"
+        ]
+    );
+    // Leg 0 keeps lvm2's tables; leg 1 (on pv2) is an error device of each sub-LV's
+    // length, as lvm2's degraded activation loads it.
+    for i in 0..2 {
+        assert_eq!(
+            table_text(&plan.devices[i].table),
+            lvm2_table(&plan.devices[i].name),
+            "{}",
+            plan.devices[i].name
+        );
+    }
+    for (i, sub) in [(2, "mirrored_rmeta_1"), (3, "mirrored_rimage_1")] {
+        let sectors = vg.extent_size.span(vg.lv(sub).unwrap().extents()).0;
+        assert_eq!(
+            table_text(&plan.devices[i].table),
+            format!("0 {sectors} error\n"),
+            "{sub}"
+        );
+    }
+    // The raid table still names both legs: dm-raid fails the one it cannot read.
+    let top = &plan.top().table;
+    assert_eq!(unresolved(top).len(), 4);
+}
+
+#[test]
+fn no_whole_leg_left_refuses_naming_the_raid_lv() {
+    let (vg, mut devices) = mixed();
+    for pv in ["pv1", "pv2"] {
+        devices.remove(&vg.pv(pv).unwrap().id);
+    }
     match plan_lv(&vg, "mirrored", &devices) {
-        Err(ActivateError::MissingPv { lv, pv, .. }) => {
-            assert_eq!((lv.as_str(), pv.as_str()), ("mirrored", "pv2"));
-        }
+        Err(ActivateError::MissingPv { lv, .. }) => assert_eq!(lv, "mirrored"),
         other => panic!("expected MissingPv, got {other:?}"),
     }
 }

@@ -259,6 +259,12 @@ impl Api {
             mirrors,
             health: health as i32,
             health_message,
+            mirror_sync: v.sync.map(|m| pb::MirrorSync {
+                sync_percent: f64::from(m.sync_basis_points) / 100.0,
+                sync_action: m.action,
+                mismatch_count: m.mismatches,
+                leg_health: m.legs,
+            }),
             encrypted: crate::daemon::marks::is_encrypted(&v.tags),
             tags: v.tags,
             active: v.device.is_some(),
@@ -466,6 +472,19 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
             .await?;
         let e = self.engine.clone();
         let v = blocking(move || e.activate(&resolved.vg, &name)).await?;
+        Ok(Response::new(self.lv_out(v)))
+    }
+
+    async fn repair_logical_volume(
+        &self,
+        r: Request<pb::RepairLogicalVolumeRequest>,
+    ) -> Reply<pb::LogicalVolume> {
+        let (resolved, name) = self
+            .resolve_for_change(r.into_inner().volume.as_ref())
+            .await?;
+        let e = self.engine.clone();
+        let v = blocking(move || e.repair_logical_volume(&resolved.vg, &name)).await?;
+        self.changed();
         Ok(Response::new(self.lv_out(v)))
     }
 

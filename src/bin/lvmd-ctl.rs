@@ -143,6 +143,13 @@ enum LvCommand {
         #[command(flatten)]
         at: Where,
     },
+    /// An active mirror: rebuild its legs on missing or failed PVs onto a PV no other
+    /// leg uses (as lvconvert --repair; then vgreduce --removemissing is yours).
+    Repair {
+        name: String,
+        #[command(flatten)]
+        at: Where,
+    },
     /// Grow to SIZE (never shrinks) and, with --path, the filesystem mounted there.
     Expand {
         name: String,
@@ -282,7 +289,27 @@ fn lv_json(v: &pb::LogicalVolume) -> Value {
         "active": v.active,
         "device_path": v.device_path,
         "encrypted": v.encrypted,
+        "mirror_sync": v.mirror_sync.as_ref().map(|m| json!({
+            "sync_percent": m.sync_percent,
+            "sync_action": m.sync_action,
+            "mismatch_count": m.mismatch_count,
+            "leg_health": m.leg_health,
+        })),
     })
+}
+
+/// An active mirror's sync column: `100.00% idle AA`, with mismatches when counted.
+fn sync_cell(v: &pb::LogicalVolume) -> String {
+    match &v.mirror_sync {
+        None => "-".into(),
+        Some(m) => {
+            let mut cell = format!("{:.2}% {} {}", m.sync_percent, m.sync_action, m.leg_health);
+            if m.mismatch_count != 0 {
+                cell.push_str(&format!(" {} mismatches", m.mismatch_count));
+            }
+            cell
+        }
+    }
 }
 
 fn capacity_json(c: &pb::DeviceClassCapacity) -> Value {
@@ -346,6 +373,7 @@ fn lv_table(lvs: &[pb::LogicalVolume]) -> String {
                 } else {
                     "-".into()
                 },
+                sync_cell(v),
                 match pb::Health::try_from(v.health) {
                     Ok(pb::Health::Ok) | Err(_) => "ok".into(),
                     _ => format!("{}: {}", health_name(v.health), v.health_message),
@@ -355,7 +383,9 @@ fn lv_table(lvs: &[pb::LogicalVolume]) -> String {
         })
         .collect();
     table(
-        &["VG", "LV", "SIZE", "LAYOUT", "DEVICE", "HEALTH", "TAGS"],
+        &[
+            "VG", "LV", "SIZE", "LAYOUT", "DEVICE", "SYNC", "HEALTH", "TAGS",
+        ],
         &rows,
     )
 }
@@ -560,6 +590,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .resize_logical_volume(pb::ResizeLogicalVolumeRequest {
                     volume: Some(at.volume(&name)),
                     size_bytes: size.0,
+                })
+                .await?
+                .into_inner();
+            print(json, lv_json(&v), lv_table(std::slice::from_ref(&v)));
+        }
+        Command::Lv(LvCommand::Repair { name, at }) => {
+            let v = lvc
+                .repair_logical_volume(pb::RepairLogicalVolumeRequest {
+                    volume: Some(at.volume(&name)),
                 })
                 .await?
                 .into_inner();

@@ -298,6 +298,42 @@ pub async fn render(plugin: &Plugin) -> String {
             escape(class)
         );
     }
+    // Per volume: the health lvmd computes (missing PVs, legs the kernel failed) and
+    // how far an active mirror is in sync, so an alert can name the volume.
+    let ours: Vec<&lvmd::LogicalVolume> = l
+        .logical_volumes
+        .iter()
+        .filter(|v| v.tags.contains(&marker))
+        .collect();
+    let labels = |v: &lvmd::LogicalVolume| {
+        format!(
+            "device_class=\"{}\",volume_group=\"{}\",volume=\"{}\"",
+            escape(&v.device_class),
+            escape(&v.volume_group),
+            escape(&v.name)
+        )
+    };
+    out.push_str(
+        "# HELP lvmd_csi_volume_health Volume health: 0 ok, 1 degraded (a mirror serving from fewer copies), 2 failed (data on missing PVs).\n",
+    );
+    out.push_str("# TYPE lvmd_csi_volume_health gauge\n");
+    for v in &ours {
+        let _ = writeln!(out, "lvmd_csi_volume_health{{{}}} {}", labels(v), v.health);
+    }
+    out.push_str(
+        "# HELP lvmd_csi_mirror_sync_ratio How much of an active mirror is in sync (dm-raid), 0 to 1.\n",
+    );
+    out.push_str("# TYPE lvmd_csi_mirror_sync_ratio gauge\n");
+    for v in &ours {
+        if let Some(m) = &v.mirror_sync {
+            let _ = writeln!(
+                out,
+                "lvmd_csi_mirror_sync_ratio{{{}}} {}",
+                labels(v),
+                m.sync_percent / 100.0
+            );
+        }
+    }
     out
 }
 

@@ -292,7 +292,13 @@ impl NodeService {
         // abnormal, whatever its mount says.
         let health = (lv.health != lvmd::Health::Ok as i32).then(|| VolumeCondition {
             abnormal: true,
-            message: format!("volume {id}: {}", lv.health_message),
+            message: match &lv.mirror_sync {
+                Some(m) => format!(
+                    "volume {id}: {} (mirror {:.2}% in sync, {}, legs {})",
+                    lv.health_message, m.sync_percent, m.sync_action, m.leg_health
+                ),
+                None => format!("volume {id}: {}", lv.health_message),
+            },
         });
         if self.0.config.mount_check == MountCheck::Mountinfo && !Path::new(path).exists() {
             return Err(Status::not_found(format!(

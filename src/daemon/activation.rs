@@ -17,6 +17,7 @@
 //!   restart.
 
 use super::volumes::VgRead;
+use crate::activate::target::RaidStatus;
 use crate::activate::{ActivateError, Activator, ActiveLv};
 use crate::model::VolumeGroup;
 use crate::store::scan::VgOnDisk;
@@ -77,6 +78,7 @@ pub enum Op {
     List,
     CheckTable,
     RemoveLeftover,
+    Status,
 }
 
 impl std::fmt::Display for Op {
@@ -84,6 +86,7 @@ impl std::fmt::Display for Op {
         f.write_str(match self {
             Op::Activate => "activating",
             Op::Refresh => "refreshing",
+            Op::Status => "reading the status of",
             Op::Deactivate => "deactivating",
             Op::List => "listing the active devices of",
             Op::CheckTable => "comparing the active table of",
@@ -156,6 +159,10 @@ pub trait Activation: Send + Sync + 'static {
     /// Removes such a device; open is [`ActivationError::Busy`], gone is `Ok(false)`.
     fn remove_leftover(&self, _vg: &VgRead, _: &Leftover) -> Result<bool, ActivationError> {
         Ok(false)
+    }
+    /// dm-raid's status of `lv` when it is an active mirror; `Ok(None)` otherwise.
+    fn raid_status(&self, _vg: &VgRead, _lv: &str) -> Result<Option<RaidStatus>, ActivationError> {
+        Ok(None)
     }
 }
 
@@ -354,6 +361,12 @@ impl Activation for DmActivation {
             .collect())
     }
 
+    fn raid_status(&self, vg: &VgRead, lv: &str) -> Result<Option<RaidStatus>, ActivationError> {
+        self.activator
+            .raid_status(&on_disk(vg), lv)
+            .map_err(|e| ActivationError::dm(Op::Status, &vg.vg.name, Some(lv), e))
+    }
+
     fn table_current(&self, vg: &VgRead, lv: &str) -> Result<bool, ActivationError> {
         let name = &vg.vg.name;
         self.activator
@@ -408,6 +421,7 @@ pub struct SimActivation {
     active: Mutex<BTreeMap<(String, String), ActiveVolume>>,
     unavailable: Mutex<Option<String>>,
     fault: Mutex<Option<ActivateError>>,
+    raid: Mutex<BTreeMap<(String, String), RaidStatus>>,
 }
 
 impl Default for SimActivation {
@@ -423,7 +437,14 @@ impl SimActivation {
             active: Mutex::new(BTreeMap::new()),
             unavailable: Mutex::new(None),
             fault: Mutex::new(None),
+            raid: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// What the simulated kernel reports for the active mirror `vg/lv`, for tests.
+    pub fn set_raid_status(&self, vg: &str, lv: &str, status: RaidStatus) {
+        let key = (vg.to_owned(), lv.to_owned());
+        self.raid.lock().unwrap().insert(key, status);
     }
 
     /// Pretends something holds the volume open (a mount elsewhere), for tests.
@@ -540,6 +561,15 @@ impl Activation for SimActivation {
     fn active_volumes(&self, vg: &VgRead) -> Result<Vec<ActiveVolume>, ActivationError> {
         self.check()?;
         Ok(self.active_in(&vg.vg.name))
+    }
+
+    fn raid_status(&self, vg: &VgRead, lv: &str) -> Result<Option<RaidStatus>, ActivationError> {
+        self.check()?;
+        let key = (vg.vg.name.clone(), lv.to_owned());
+        if !self.active.lock().unwrap().contains_key(&key) {
+            return Ok(None);
+        }
+        Ok(self.raid.lock().unwrap().get(&key).cloned())
     }
 
     fn table_current(&self, vg: &VgRead, lv: &str) -> Result<bool, ActivationError> {

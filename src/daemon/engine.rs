@@ -108,6 +108,22 @@ pub struct LvInfo {
     /// The block device when the volume is active.
     pub device: Option<PathBuf>,
     pub health: Health,
+    /// dm-raid's view of an active mirror; `None` when not a mirror or not active.
+    pub sync: Option<MirrorSync>,
+}
+
+/// What the kernel says of an active mirror (dm-raid's status).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorSync {
+    /// In sync, in hundredths of a percent (lvm2's `sync_percent` times 100).
+    pub sync_basis_points: u32,
+    /// dm-raid's sync_action: idle, resync, recover, check, repair, frozen, ...
+    pub action: String,
+    /// Mismatches the last check or repair counted.
+    pub mismatches: u64,
+    /// Each leg's state as dm-raid prints it: `A` in sync, `a` syncing, `D` failed,
+    /// `-` absent.
+    pub legs: String,
 }
 
 /// Whether all of a volume's data is reachable, read off the metadata and which PVs
@@ -219,6 +235,10 @@ pub trait Engine: Send + Sync + 'static {
     /// Deactivates first if active. `Ok(false)`: there was no such LV.
     fn remove_logical_volume(&self, vg: &str, lv: &str) -> Result<bool>;
     fn resize_logical_volume(&self, vg: &str, lv: &str, size: Bytes) -> Result<LvInfo>;
+    /// An active raid1 LV's legs on missing PVs or failed by the kernel are moved to
+    /// PVs no other leg uses and rebuilt (lvm2's `lvconvert --repair`); a healthy
+    /// mirror is returned as it is.
+    fn repair_logical_volume(&self, vg: &str, lv: &str) -> Result<LvInfo>;
     fn activate(&self, vg: &str, lv: &str) -> Result<LvInfo>;
     fn deactivate(&self, vg: &str, lv: &str) -> Result<LvInfo>;
 
@@ -320,6 +340,7 @@ mod tests {
             tags: vec!["x".into()],
             device: None,
             health: Health::Ok,
+            sync: None,
         };
         let spec = LvSpec {
             name: "a".into(),

@@ -1,8 +1,9 @@
 //! Reading the engine's answers off a typed VG: sizes, layouts, free space. Shared by
 //! the real and the simulated engine, so both report the same numbers for the same VG.
 
-use super::engine::{Health, LvInfo, PvInfo, VgInfo, VgSpace};
+use super::engine::{Health, LvInfo, MirrorSync, PvInfo, VgInfo, VgSpace};
 use super::volumes::VgRead;
+use crate::activate::target::{LegHealth, RaidStatus};
 use crate::alloc::{FreeSpace, Shape};
 pub use crate::lvm::pv_spaces;
 use crate::model::{Layout, LogicalVolume, SegmentKind, VolumeGroup};
@@ -90,10 +91,18 @@ pub fn is_client_visible(lv: &LogicalVolume) -> bool {
     lv.is_visible() && !super::marks::is_wipe(&lv.name, &lv.tags)
 }
 
-pub fn lv_info(read: &VgRead, lv: &LogicalVolume, device: Option<PathBuf>) -> LvInfo {
+/// The volume as clients see it; `status` is dm-raid's status when it is an active
+/// mirror, which adds the legs the kernel failed to those on missing PVs.
+pub fn lv_info(
+    read: &VgRead,
+    lv: &LogicalVolume,
+    device: Option<PathBuf>,
+    status: Option<&RaidStatus>,
+) -> LvInfo {
     let vg = &read.vg;
     LvInfo {
-        health: health(read, lv),
+        health: health(read, lv, status),
+        sync: status.map(mirror_sync),
         vg: vg.name.clone(),
         name: lv.name.clone(),
         uuid: lv.id.to_string(),
@@ -128,6 +137,15 @@ fn pvs_under(vg: &VolumeGroup, lv: &LogicalVolume, out: &mut BTreeSet<String>, d
     }
 }
 
+/// The names of the PVs a raid leg's sub-LVs (metadata, image) sit on.
+pub fn leg_pv_names(vg: &VolumeGroup, leg: &(String, String)) -> BTreeSet<String> {
+    let mut pvs = BTreeSet::new();
+    for sub in [&leg.0, &leg.1].into_iter().filter_map(|n| vg.lv(n)) {
+        pvs_under(vg, sub, &mut pvs, 1);
+    }
+    pvs
+}
+
 /// The missing PVs among `names`, each as `pvN (uuid)`.
 fn missing_of(read: &VgRead, names: &BTreeSet<String>) -> Vec<String> {
     names
@@ -138,21 +156,47 @@ fn missing_of(read: &VgRead, names: &BTreeSet<String>) -> Vec<String> {
         .collect()
 }
 
-/// A volume's health: a mirror with a leg on a missing PV is degraded while one leg is
-/// whole; anything else with extents on a missing PV has failed.
-pub fn health(read: &VgRead, lv: &LogicalVolume) -> Health {
+fn mirror_sync(s: &RaidStatus) -> MirrorSync {
+    MirrorSync {
+        // An empty array has nothing to sync.
+        sync_basis_points: s.sync_basis_points().unwrap_or(10_000),
+        action: s.action.as_str().to_owned(),
+        mismatches: s.mismatches,
+        legs: s
+            .legs
+            .iter()
+            .map(|l| match l {
+                LegHealth::InSync => 'A',
+                LegHealth::Syncing => 'a',
+                LegHealth::Dead => 'D',
+                LegHealth::Absent => '-',
+            })
+            .collect(),
+    }
+}
+
+/// A volume's health: a mirror with a leg on a missing PV, or one the kernel failed
+/// (`D` in `status`, dm-raid's status of the active mirror), is degraded while one leg
+/// is whole; anything else with extents on a missing PV has failed.
+pub fn health(read: &VgRead, lv: &LogicalVolume, status: Option<&RaidStatus>) -> Health {
     let vg = &read.vg;
     if let [seg] = lv.segments.as_slice() {
         if let SegmentKind::Raid1 { legs, .. } = &seg.kind {
             let mut broken = Vec::new();
-            for (meta, image) in legs {
-                let mut pvs = BTreeSet::new();
-                for sub in [meta, image].into_iter().filter_map(|n| vg.lv(n)) {
-                    pvs_under(vg, sub, &mut pvs, 1);
-                }
+            for (i, (meta, image)) in legs.iter().enumerate() {
+                let pvs = leg_pv_names(vg, &(meta.clone(), image.clone()));
                 let missing = missing_of(read, &pvs);
+                let dead = status.is_some_and(|s| {
+                    matches!(s.legs.get(i), Some(LegHealth::Dead | LegHealth::Absent))
+                });
                 if !missing.is_empty() {
                     broken.push(format!("leg {image} on missing PV {}", missing.join(", ")));
+                } else if dead {
+                    let on: Vec<String> = pvs.into_iter().collect();
+                    broken.push(format!(
+                        "leg {image} (on PV {}) failed in the kernel",
+                        on.join(", ")
+                    ));
                 }
             }
             return match broken.len() {

@@ -19,6 +19,7 @@ use super::node::{LoopDev, NodeError};
 use super::node_work::NodeWork;
 use super::view;
 use super::wipe::{self, Wiper, Zeroer};
+use crate::activate::target::RaidStatus;
 use crate::crypt::{CryptError, CryptName};
 use crate::lvm::edit::check_size;
 use crate::lvm::{Edit, LvmError};
@@ -305,6 +306,18 @@ impl<M: Metadata> VolumeEngine<M> {
         }
     }
 
+    /// dm-raid's status of an active mirror; as with [`Self::devices`], a kernel that
+    /// cannot answer leaves it unknown rather than failing a listing.
+    fn raid_status(&self, read: &VgRead, lv: &str, active: bool) -> Option<RaidStatus> {
+        if !active || !read.vg.lv(lv).is_some_and(crate::activate::raid::is_raid) {
+            return None;
+        }
+        self.activation.raid_status(read, lv).unwrap_or_else(|e| {
+            tracing::warn!(vg = %read.vg.name, lv, "cannot read the mirror's status: {e}");
+            None
+        })
+    }
+
     fn info(&self, read: &VgRead, lv: &str) -> Result<LvInfo> {
         let model = read
             .vg
@@ -312,7 +325,8 @@ impl<M: Metadata> VolumeEngine<M> {
             .filter(|l| view::is_client_visible(l))
             .ok_or_else(|| lv_not_found(&read.vg.name, lv))?;
         let device = self.devices(read).remove(lv);
-        Ok(view::lv_info(read, model, device))
+        let status = self.raid_status(read, lv, device.is_some());
+        Ok(view::lv_info(read, model, device, status.as_ref()))
     }
 
     fn create_locked(&self, vg: &str, spec: &LvSpec, encrypted: bool) -> Result<Created<LvInfo>> {
@@ -503,6 +517,114 @@ impl<M: Metadata> VolumeEngine<M> {
 }
 
 impl<M: Metadata> VolumeEngine<M> {
+    /// [`Engine::repair_logical_volume`] under the VG's write lock.
+    ///
+    /// Crash-safe order: (1) the new legs' metadata areas are zeroed while their
+    /// extents are still free (a crash: zeroed free space), so dm-raid finds no stale
+    /// superblock there and takes the leg as new; (2) one commit moves the legs and
+    /// flags them `REBUILD` (a crash after it: lvm2 and lvmd both activate the mirror
+    /// with `rebuild N`, and lvmd's start-up reconciliation reloads the active table
+    /// behind its metadata, so the rebuild starts either way); (3) the legs' tables and
+    /// then the raid table are reloaded, which starts the rebuild; (4) a second commit
+    /// drops the flags (a crash before it: the next activation rebuilds the leg again,
+    /// slower but never wrong, and a retry drops them).
+    fn repair_locked(&self, vg: &str, lv: &str) -> Result<LvInfo> {
+        let read = self.meta.read(vg)?;
+        let current = self.info(&read, lv)?;
+        let precondition = |why: String| EngineError::FailedPrecondition {
+            what: "logical volume",
+            name: format!("{vg}/{lv}"),
+            why,
+        };
+        let model = read.vg.lv(lv).ok_or_else(|| lv_not_found(vg, lv))?;
+        let Some(legs) = crate::lvm::raid_legs(model) else {
+            return Err(precondition(format!(
+                "is a {} volume; only raid1 mirrors are repaired",
+                model.type_name()
+            )));
+        };
+        if current.device.is_none() {
+            return Err(precondition(
+                "is not active; activate it first (a mirror is repaired while it runs, as \
+                 lvm2's lvconvert --repair)"
+                    .into(),
+            ));
+        }
+        let status = self.raid_status(&read, lv, true);
+        // PVs whose device is gone: neither a leg's place nor the new leg's.
+        let absent: Vec<String> = read
+            .vg
+            .pvs
+            .iter()
+            .filter(|pv| pv.is_missing() || !read.devices.contains_key(&pv.id))
+            .map(|pv| pv.name.clone())
+            .collect();
+        let broken: Vec<usize> = (0..legs.len())
+            .filter(|&i| {
+                let on_absent = view::leg_pv_names(&read.vg, &legs[i])
+                    .iter()
+                    .any(|p| absent.contains(p));
+                let dead = status.as_ref().is_some_and(|s| {
+                    matches!(
+                        s.legs.get(i),
+                        Some(
+                            crate::activate::target::LegHealth::Dead
+                                | crate::activate::target::LegHealth::Absent
+                        )
+                    )
+                });
+                on_absent || dead
+            })
+            .collect();
+        if broken.is_empty() {
+            // Nothing to move; a repair cut after its reload leaves the flags: drop
+            // them once the kernel runs the table with the rebuild.
+            if !self.activation.table_current(&read, lv)? {
+                self.activation.refresh(&read, lv)?;
+            }
+            self.meta
+                .edit(vg, &Edit::RaidRebuildLoaded { lv: lv.into() })?;
+            return self.info(&self.meta.read(vg)?, lv);
+        }
+        let edit = Edit::RepairRaid {
+            lv: lv.into(),
+            legs: broken.clone(),
+            avoid: absent,
+        };
+        // The VG as the edit will leave it (the edit is pure and this lock holds the
+        // VG still): where the new metadata areas go.
+        let origin = crate::lvm::edit::Origin {
+            host: String::new(),
+            time: 0,
+        };
+        let planned =
+            crate::lvm::edit::apply(&read.vg, &edit, &origin).map_err(|e| self.no_space(vg, e))?;
+        let planned = VgRead {
+            vg: planned.vg,
+            ..read.clone()
+        };
+        let mut ranges = Vec::new();
+        for &i in &broken {
+            let meta = planned
+                .vg
+                .lv(&legs[i].0)
+                .ok_or_else(|| lv_not_found(vg, &legs[i].0))?;
+            ranges.extend(wipe::freed_ranges(&planned, meta, Extents::ZERO)?);
+        }
+        self.zero_ranges(vg, lv, "new mirror legs' metadata areas", &ranges, None)?;
+        self.meta
+            .edit(vg, &edit)
+            .map_err(|e| self.no_space(vg, e))?;
+        crash::point("committed");
+        let read = self.meta.read(vg)?;
+        self.activation.refresh(&read, lv)?;
+        crash::point("reloaded");
+        self.meta
+            .edit(vg, &Edit::RaidRebuildLoaded { lv: lv.into() })?;
+        tracing::info!(vg, lv, legs = ?broken, "repaired mirror: legs rebuilding");
+        self.info(&self.meta.read(vg)?, lv)
+    }
+
     /// Tells the read-only loop devices over an active, grown volume its new size
     /// (`LOOP_SET_CAPACITY`), so read-only block publishes see it too.
     fn refresh_read_only_loops(&self, lv: &LvInfo) -> Result<()> {
@@ -949,7 +1071,11 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let r = self.meta.read(vg)?;
         let mut devices = self.devices(&r);
         Ok(view::visible_lvs(&r.vg)
-            .map(|lv| view::lv_info(&r, lv, devices.remove(&lv.name)))
+            .map(|lv| {
+                let device = devices.remove(&lv.name);
+                let status = self.raid_status(&r, &lv.name, device.is_some());
+                view::lv_info(&r, lv, device, status.as_ref())
+            })
             .collect())
     }
 
@@ -1031,6 +1157,13 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
         self.resize_locked(vg, lv, size, |_, _| Ok(()))
+    }
+
+    fn repair_logical_volume(&self, vg: &str, lv: &str) -> Result<LvInfo> {
+        validate_lv_name(lv).map_err(LvmError::from)?;
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        self.repair_locked(vg, lv)
     }
 
     fn activate(&self, vg: &str, lv: &str) -> Result<LvInfo> {

@@ -886,4 +886,63 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    /// An active mirror: the kernel's status gives the sync figures, and a leg dm-raid
+    /// failed (`D`) makes the volume degraded, naming the leg and its PV, even with
+    /// every PV present; inactive, the kernel has nothing to say.
+    #[test]
+    fn health_from_the_kernel_names_a_failed_leg() {
+        use crate::activate::target::RaidStatus;
+        use crate::daemon::engine::Health;
+        let devs = vec![
+            (PathBuf::from("/dev/sim0"), Bytes(256 * MIB)),
+            (PathBuf::from("/dev/sim1"), Bytes(256 * MIB)),
+        ];
+        let (e, act, _) = SimEngine::with_sims(&devs, vec![]);
+        e.create_volume_group("vg", &[devs[0].0.clone(), devs[1].0.clone()])
+            .unwrap();
+        e.create_logical_volume("vg", &spec("m", 12, mirror(1)))
+            .unwrap();
+        let status: RaidStatus = "raid1 2 AD 24576/24576 idle 0".parse().unwrap();
+        act.set_raid_status("vg", "m", status);
+        let info = e.logical_volume("vg", "m").unwrap();
+        assert_eq!(info.health, Health::Ok, "inactive: metadata only");
+        assert_eq!(info.sync, None);
+        e.activate("vg", "m").unwrap();
+        let info = e.logical_volume("vg", "m").unwrap();
+        let read = e.meta.read("vg").unwrap();
+        let crate::model::SegmentKind::Striped { stripes, .. } =
+            &read.vg.lv("m_rimage_1").unwrap().segments[0].kind
+        else {
+            panic!()
+        };
+        match &info.health {
+            Health::Degraded(m) => {
+                assert!(m.contains("1 of 2 copies left"), "{m}");
+                assert!(m.contains("m_rimage_1") && !m.contains("m_rimage_0"), "{m}");
+                assert!(m.contains(&stripes[0].name), "{m}");
+                assert!(m.contains("failed in the kernel"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let sync = info.sync.unwrap();
+        assert_eq!(
+            (
+                sync.sync_basis_points,
+                sync.action.as_str(),
+                sync.legs.as_str()
+            ),
+            (10_000, "idle", "AD")
+        );
+        // Recovering onto a new leg: healthy copies, sync below 100%.
+        let status: RaidStatus = "raid1 2 Aa 6144/24576 recover 0".parse().unwrap();
+        act.set_raid_status("vg", "m", status);
+        let info = e.logical_volumes("vg").unwrap().remove(0);
+        assert_eq!(info.health, Health::Ok);
+        let sync = info.sync.unwrap();
+        assert_eq!(
+            (sync.sync_basis_points, sync.action.as_str()),
+            (2500, "recover")
+        );
+    }
 }

@@ -75,6 +75,19 @@ pub enum Edit {
         pool: String,
         transaction_id: u64,
     },
+    /// Replaces raid1 LV `lv`'s legs `legs` (by index: on a missing PV, or failed) with
+    /// space on PVs no other leg uses, none of them in `avoid` (PVs whose device is
+    /// gone), flagged `REBUILD` so dm-raid rebuilds them, as `lvconvert --repair`.
+    RepairRaid {
+        lv: String,
+        legs: Vec<usize>,
+        avoid: Vec<String>,
+    },
+    /// The kernel took the rebuild of raid1 LV `lv`'s new legs: their `REBUILD` flags
+    /// are dropped (lvm2 drops them after its reload too).
+    RaidRebuildLoaded {
+        lv: String,
+    },
     /// Nothing but a new seqno: every metadata area gets the newest text again.
     Rewrite,
 }
@@ -180,9 +193,22 @@ impl Edit {
             Edit::RemoveLv { .. }
             | Edit::RemoveThin { .. }
             | Edit::ThinMessagesSent { .. }
+            | Edit::RepairRaid { .. }
+            | Edit::RaidRebuildLoaded { .. }
             | Edit::Rewrite => {}
         }
         Ok(())
+    }
+
+    /// Whether the edit may be committed while PVs of the VG are missing: a raid
+    /// repair, which takes a mirror's leg off a missing PV (lvm2's `lvconvert --repair`
+    /// writes the metadata to the PVs left, the missing ones flagged `MISSING`). Every
+    /// other edit is refused then, so a missing PV's copy is never silently lost.
+    pub fn writes_past_missing_pvs(&self) -> bool {
+        matches!(
+            self,
+            Edit::RepairRaid { .. } | Edit::RaidRebuildLoaded { .. }
+        )
     }
 
     /// The LV the edit leaves behind under this name (created, resized, renamed,
@@ -192,7 +218,10 @@ impl Edit {
             Edit::CreateLv(spec) => Some(&spec.name),
             Edit::CreateThinPool(spec) => Some(&spec.name),
             Edit::CreateThin { name, .. } => Some(name),
-            Edit::ResizeLv { lv, .. } | Edit::ChangeLvTags { lv, .. } => Some(lv),
+            Edit::ResizeLv { lv, .. }
+            | Edit::ChangeLvTags { lv, .. }
+            | Edit::RepairRaid { lv, .. }
+            | Edit::RaidRebuildLoaded { lv } => Some(lv),
             Edit::RenameLv { to, .. } => Some(to),
             Edit::ThinMessagesSent { pool, .. } => Some(pool),
             Edit::RemoveLv { .. }
@@ -306,6 +335,22 @@ pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
         Edit::ChangeVgTags { add, del } => {
             change_tags(&mut new.tags, add, del);
             format!("vgchange tags {name}")
+        }
+        Edit::RepairRaid { lv, legs, avoid } => {
+            existing(vg, lv)?;
+            raid::repair(&mut new, lv, legs, avoid)?;
+            format!("lvconvert --repair {name}/{lv} (legs {legs:?})")
+        }
+        Edit::RaidRebuildLoaded { lv } => {
+            existing(vg, lv)?;
+            if !raid::clear_rebuild(&mut new, lv) {
+                return Ok(Edited {
+                    vg: new,
+                    description: String::new(),
+                    changed: false,
+                });
+            }
+            format!("raid1 {name}/{lv}: rebuild loaded")
         }
         Edit::Rewrite => format!("rewrite {name} to repair stale metadata copies"),
     };

@@ -14,6 +14,11 @@ pub use crate::model::layout::DEFAULT_STRIPE_SIZE;
 pub use crate::model::Layout;
 pub use edit::{check_removable, check_resizable, pv_spaces, Edit, LvSpec};
 
+/// A raid1 LV's legs (metadata and image sub-LV names, in leg order).
+pub fn raid_legs(lv: &crate::model::LogicalVolume) -> Option<Vec<(String, String)>> {
+    raid::legs_of(lv).map(<[_]>::to_vec)
+}
+
 use crate::alloc::AllocError;
 use crate::format::label::{DiskLocn, PvLabel, PV_EXT_USED};
 use crate::format::mda::{MdaHeader, MDA_HEADER_SIZE};
@@ -362,9 +367,15 @@ impl Lvm {
     }
 
     fn lock_vg_for_write(&self, name: &str) -> Result<Locked> {
+        self.lock_vg_for_write_past_missing(name, false)
+    }
+
+    /// `past_missing`: PVs whose device is gone do not stop the write (the edit takes
+    /// data off them; see [`Edit::writes_past_missing_pvs`]).
+    fn lock_vg_for_write_past_missing(&self, name: &str, past_missing: bool) -> Result<Locked> {
         let guard = self.lock(Resource::Vg(name.into()), LockMode::Exclusive)?;
         let found = self.find_vg(name)?;
-        check_writable(&found)?;
+        check_writable(&found, past_missing)?;
         Ok(Locked {
             _guards: vec![guard],
             found,
@@ -385,7 +396,13 @@ impl Lvm {
         let mut paths: BTreeMap<Uuid, PathBuf> = old.devices.clone();
         paths.extend(new_pvs.iter().map(|(p, u)| (*u, p.clone())));
         let mut devices = Vec::new();
+        // A PV flagged MISSING in the new metadata with no device: written around, as
+        // lvm2 writes around it (its old copy is older, and says so by its seqno).
+        let mut written = Vec::new();
         for pv in &vg.pvs {
+            if pv.is_missing() && !paths.contains_key(&pv.id) {
+                continue;
+            }
             let path = paths.get(&pv.id).ok_or_else(|| LvmError::VgNotWritable {
                 vg: vg.name.clone(),
                 why: format!("PV {} ({}) is missing", pv.name, pv.id),
@@ -399,8 +416,9 @@ impl Lvm {
                 });
             };
             devices.push((dev, on_disk.label));
+            written.push(pv.id);
         }
-        check_within_devices(&old.vg, vg, &devices)?;
+        check_within_devices(&old.vg, vg, &written, &devices)?;
         let targets: Vec<CommitTarget> = devices
             .iter()
             .map(|(device, label)| CommitTarget { device, label })
@@ -760,10 +778,21 @@ impl Lvm {
     pub fn edit(&self, vg_name: &str, edit: &Edit) -> Result<VolumeGroup> {
         // Bad input is refused as such before any lock or read.
         edit.check(vg_name)?;
-        let locked = self.lock_vg_for_write(vg_name)?;
+        let past_missing = edit.writes_past_missing_pvs();
+        let locked = self.lock_vg_for_write_past_missing(vg_name, past_missing)?;
         let found = &locked.found;
         let edited = edit::apply(&found.vg, edit, &Origin::now(&self.host))?;
         let mut vg = edited.vg;
+        if past_missing {
+            // lvm2 flags a PV it writes around MISSING, so any later reader (lvm2's
+            // vgreduce --removemissing, vgextend --restoremissing) knows the PV's own
+            // copy of the metadata is stale.
+            for pv in vg.pvs.iter_mut() {
+                if !found.devices.contains_key(&pv.id) && !pv.is_missing() {
+                    pv.flags.push("MISSING".into());
+                }
+            }
+        }
         if edited.changed {
             self.write_vg(found, &mut vg, &[], edited.description)?;
         }
@@ -875,7 +904,7 @@ fn orphan_pv(path: &Path) -> Result<()> {
     write_label(&dev, &label)
 }
 
-fn check_writable(found: &VgOnDisk) -> Result<()> {
+fn check_writable(found: &VgOnDisk, past_missing: bool) -> Result<()> {
     let vg = &found.vg;
     let refuse = |why: String| {
         Err(LvmError::VgNotWritable {
@@ -900,7 +929,7 @@ fn check_writable(found: &VgOnDisk) -> Result<()> {
         return refuse(why.clone());
     }
     let missing = found.missing_pvs();
-    if let Some(pv) = missing.first() {
+    if let Some(pv) = missing.first().filter(|_| !past_missing) {
         return refuse(format!(
             "PV {} ({}) is missing; writing now would lose its copy",
             pv.name, pv.id
@@ -920,10 +949,12 @@ fn check_writable(found: &VgOnDisk) -> Result<()> {
 fn check_within_devices(
     old: &VolumeGroup,
     vg: &VolumeGroup,
+    written: &[Uuid],
     devices: &[(Device, PvLabel)],
 ) -> Result<()> {
     let before = old.pv_usage();
-    for (pv, (dev, _)) in vg.pvs.iter().zip(devices) {
+    let pvs = vg.pvs.iter().filter(|pv| written.contains(&pv.id));
+    for (pv, (dev, _)) in pvs.zip(devices) {
         let data = dev
             .size()
             .to_sectors_floor()

@@ -176,6 +176,135 @@ pub(super) fn rename_legs(vg: &mut VolumeGroup, new: &str) -> Result<()> {
     Ok(())
 }
 
+/// The PVs (by index in `vg.pvs`) a leg's metadata and image sub-LVs sit on.
+fn leg_pvs(vg: &VolumeGroup, leg: &(String, String)) -> Vec<usize> {
+    let mut out = Vec::new();
+    for sub in [&leg.0, &leg.1] {
+        for seg in vg
+            .lv(sub)
+            .map(|l| l.segments.as_slice())
+            .unwrap_or_default()
+        {
+            if let SegmentKind::Striped { stripes, .. } = &seg.kind {
+                for a in stripes {
+                    out.extend(vg.pvs.iter().position(|p| p.name == a.name));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// lvm2's per-sub-LV flag asking dm-raid to rebuild the leg (`rebuild N`).
+const REBUILD: &str = "REBUILD";
+
+/// Replaces legs `replace` of raid1 LV `lv_name` as `lvconvert --repair` does: each
+/// leg's `_rmeta_N` (one extent) and `_rimage_N` (the LV's extents) move, under
+/// their names and ids, to a PV that no other leg uses, that is not missing and not
+/// in `avoid`, metadata first, then the image, as lvm2 allocates a new leg; both are
+/// flagged `REBUILD`, which the raid table passes on (`rebuild N`), so dm-raid copies
+/// the whole leg from the others. The old extents go free (the missing PV's too:
+/// `vgreduce --removemissing` then has nothing of this LV to take).
+pub(super) fn repair(
+    vg: &mut VolumeGroup,
+    lv_name: &str,
+    replace: &[usize],
+    avoid: &[String],
+) -> Result<()> {
+    let lv = vg.lv(lv_name).expect("caller checked").clone();
+    let vg_name = vg.name.clone();
+    let unsupported = |why: String| LvmError::LvUnsupported {
+        vg: vg_name.clone(),
+        lv: lv_name.into(),
+        why,
+    };
+    let Some(legs) = legs_of(&lv).map(<[_]>::to_vec) else {
+        return Err(unsupported(format!(
+            "it is a {} volume; only raid1 legs are repaired",
+            lv.type_name()
+        )));
+    };
+    if replace.is_empty() {
+        return Err(unsupported("no leg to repair was named".into()));
+    }
+    if replace.len() >= legs.len() {
+        return Err(unsupported(format!(
+            "all its {} legs would be replaced: no copy is left to rebuild them from",
+            legs.len()
+        )));
+    }
+    let extents = lv.extents();
+    for &i in replace {
+        let Some(leg) = legs.get(i) else {
+            return Err(unsupported(format!(
+                "it has {} legs, no leg {i}",
+                legs.len()
+            )));
+        };
+        for sub in [&leg.0, &leg.1] {
+            if vg.lv(sub).is_none() {
+                return Err(unsupported(format!("its raid1 leg {sub} is not in the VG")));
+            }
+        }
+        // Every other leg's PVs as they are now (a leg replaced before this one
+        // counts at its new place), and this leg's old ones.
+        let mut taken: Vec<usize> = legs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .flat_map(|(_, l)| leg_pvs(vg, l))
+            .collect();
+        taken.extend(leg_pvs(vg, leg));
+        let allowed: Vec<usize> = vg
+            .pvs
+            .iter()
+            .enumerate()
+            .filter(|(p, pv)| !taken.contains(p) && !pv.is_missing() && !avoid.contains(&pv.name))
+            .map(|(p, _)| p)
+            .collect();
+        let req = alloc::Request {
+            extents: META_EXTENTS + extents,
+            shape: alloc::Shape::Linear,
+            pvs_allowed: Some(allowed),
+            after: None,
+        };
+        let allocation = alloc::allocate(&super::edit::pv_spaces(vg), &req).map_err(|source| {
+            LvmError::Alloc {
+                vg: vg.name.clone(),
+                source,
+            }
+        })?;
+        let Allocation::Linear(areas) = allocation else {
+            unreachable!("a linear allocation")
+        };
+        let (meta, image) = split_areas(&areas, META_EXTENTS);
+        for (sub, areas) in [(&leg.0, meta), (&leg.1, image)] {
+            let segments = linear_segments(vg, Extents::ZERO, &areas);
+            let l = vg.lv_mut(sub).expect("checked above");
+            l.segments = segments;
+            if !l.status.iter().any(|s| s == REBUILD) {
+                l.status.push(REBUILD.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drops the `REBUILD` flags of raid1 LV `lv_name`'s sub-LVs; `false`: none had one.
+pub(super) fn clear_rebuild(vg: &mut VolumeGroup, lv_name: &str) -> bool {
+    let Some(subs) = sub_lvs(vg, lv_name) else {
+        return false;
+    };
+    let mut changed = false;
+    for sub in subs {
+        let l = vg.lv_mut(&sub).expect("sub_lvs checked");
+        let before = l.status.len();
+        l.status.retain(|s| s != REBUILD);
+        changed |= l.status.len() != before;
+    }
+    changed
+}
+
 /// Grows raid1 LV `lv_name` to `target` extents per leg, as lvm2's `lvextend` does for
 /// raid1: every `_rimage_N` is extended by the same amount, continuing its last run
 /// when the extents right after it are free, and never onto a PV another leg (its
@@ -188,24 +317,6 @@ pub(super) fn grow(vg: &mut VolumeGroup, lv_name: &str, target: Extents) -> Resu
     let legs = legs_of(&lv).expect("caller checked raid1").to_vec();
     let current = lv.extents();
     let add = target - current;
-    // The PVs each leg (metadata and image) sits on, by index.
-    let pvs_of = |vg: &VolumeGroup, leg: &(String, String)| -> Vec<usize> {
-        let mut out = Vec::new();
-        for sub in [&leg.0, &leg.1] {
-            for seg in vg
-                .lv(sub)
-                .map(|l| l.segments.as_slice())
-                .unwrap_or_default()
-            {
-                if let SegmentKind::Striped { stripes, .. } = &seg.kind {
-                    for a in stripes {
-                        out.extend(vg.pvs.iter().position(|p| p.name == a.name));
-                    }
-                }
-            }
-        }
-        out
-    };
     for (i, leg) in legs.iter().enumerate() {
         let image = vg.lv(&leg.1).ok_or_else(|| LvmError::LvUnsupported {
             vg: vg.name.clone(),
@@ -229,7 +340,7 @@ pub(super) fn grow(vg: &mut VolumeGroup, lv_name: &str, target: Extents) -> Resu
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
-            .flat_map(|(_, l)| pvs_of(vg, l))
+            .flat_map(|(_, l)| leg_pvs(vg, l))
             .collect();
         let allowed: Vec<usize> = (0..vg.pvs.len()).filter(|p| !others.contains(p)).collect();
         let req = alloc::Request {
@@ -255,4 +366,150 @@ pub(super) fn grow(vg: &mut VolumeGroup, lv_name: &str, target: Extents) -> Resu
     let lv = vg.lv_mut(lv_name).expect("caller checked");
     lv.segments[0].extent_count = target;
     Ok(())
+}
+
+#[cfg(test)]
+mod repair_tests {
+    use super::*;
+    use crate::lvm::edit::{add_pvs, apply, new_vg, Edit, LvSpec, NewPv};
+    use crate::units::{Bytes, ExtentSize, Sectors};
+
+    const MIB: u64 = 1 << 20;
+
+    fn origin() -> Origin {
+        Origin {
+            host: "h".into(),
+            time: 1,
+        }
+    }
+
+    /// Three 64 MiB PVs, a 16 MiB two-leg mirror on the first two.
+    fn vg_with_mirror() -> VolumeGroup {
+        let mut vg = new_vg("vg", ExtentSize::DEFAULT);
+        let pvs: Vec<NewPv> = (0..3)
+            .map(|i| NewPv {
+                id: crate::uuid::Uuid::random(),
+                device: format!("/dev/x{i}"),
+                dev_size: Bytes(64 * MIB).to_sectors_floor(),
+                pe_start: Sectors(2048),
+            })
+            .collect();
+        add_pvs(&mut vg, &pvs).unwrap();
+        let spec = LvSpec {
+            name: "m".into(),
+            size: Bytes(16 * MIB),
+            layout: Layout::Raid1 {
+                mirrors: 1,
+                region_size: Sectors(4096),
+            },
+            tags: vec![],
+        };
+        apply(&vg, &Edit::CreateLv(spec), &origin()).unwrap().vg
+    }
+
+    /// Each segment of `sub` as (PV name, first extent, extent count).
+    fn runs(vg: &VolumeGroup, sub: &str) -> Vec<(String, u64, u64)> {
+        vg.lv(sub)
+            .unwrap()
+            .segments
+            .iter()
+            .map(|seg| match &seg.kind {
+                SegmentKind::Striped { stripes, .. } => (
+                    stripes[0].name.clone(),
+                    stripes[0].start.0,
+                    seg.extent_count.0,
+                ),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_leg_on_a_missing_pv_moves_to_the_spare_flagged_rebuild() {
+        let vg = vg_with_mirror();
+        let gone = runs(&vg, "m_rimage_1")[0].0.clone();
+        let kept = runs(&vg, "m_rimage_0")[0].0.clone();
+        assert_ne!(gone, kept);
+        let spare = vg
+            .pvs
+            .iter()
+            .map(|p| p.name.clone())
+            .find(|n| *n != gone && *n != kept)
+            .unwrap();
+        let mut missing = vg.clone();
+        missing
+            .pvs
+            .iter_mut()
+            .find(|p| p.name == gone)
+            .unwrap()
+            .flags
+            .push("MISSING".into());
+        let edit = Edit::RepairRaid {
+            lv: "m".into(),
+            legs: vec![1],
+            avoid: vec![],
+        };
+        let repaired = apply(&missing, &edit, &origin()).unwrap().vg;
+        // The other leg and the LV are as they were.
+        for sub in ["m", "m_rmeta_0", "m_rimage_0"] {
+            assert_eq!(repaired.lv(sub), missing.lv(sub), "{sub}");
+        }
+        // lvm2's layout of a new leg: one metadata extent, the image right after it,
+        // on a PV no other leg uses; same names and ids, REBUILD on both.
+        let meta = runs(&repaired, "m_rmeta_1");
+        let image = runs(&repaired, "m_rimage_1");
+        assert_eq!(meta.len(), 1);
+        assert_eq!((meta[0].0.as_str(), meta[0].2), (spare.as_str(), 1));
+        assert_eq!(image, vec![(spare.clone(), meta[0].1 + 1, 4)]);
+        for sub in ["m_rmeta_1", "m_rimage_1"] {
+            let (old, new) = (missing.lv(sub).unwrap(), repaired.lv(sub).unwrap());
+            assert_eq!(old.id, new.id);
+            assert!(new.status.iter().any(|s| s == "REBUILD"), "{sub}");
+        }
+        // Nothing of the mirror is on the missing PV any more.
+        for sub in sub_lvs(&repaired, "m").unwrap() {
+            assert!(runs(&repaired, &sub).iter().all(|r| r.0 != gone), "{sub}");
+        }
+        // The rebuild loaded: the flags go, once.
+        let done = Edit::RaidRebuildLoaded { lv: "m".into() };
+        let cleared = apply(&repaired, &done, &origin()).unwrap();
+        assert!(cleared.changed);
+        assert!(cleared
+            .vg
+            .lvs
+            .iter()
+            .all(|l| !l.status.iter().any(|s| s == "REBUILD")));
+        assert!(!apply(&cleared.vg, &done, &origin()).unwrap().changed);
+    }
+
+    #[test]
+    fn a_repair_never_lands_beside_another_leg_nor_on_an_avoided_pv() {
+        let vg = vg_with_mirror();
+        let gone = runs(&vg, "m_rimage_1")[0].0.clone();
+        let spare = vg
+            .pvs
+            .iter()
+            .map(|p| p.name.clone())
+            .find(|n| *n != gone && *n != runs(&vg, "m_rimage_0")[0].0)
+            .unwrap();
+        // The spare's device is gone too: only the other leg's PV has room, which a
+        // repair must not take (both copies on one PV).
+        let edit = Edit::RepairRaid {
+            lv: "m".into(),
+            legs: vec![1],
+            avoid: vec![gone.clone(), spare],
+        };
+        let err = apply(&vg, &edit, &origin()).unwrap_err();
+        assert!(matches!(err, LvmError::Alloc { .. }), "{err:?}");
+        // No copy left to rebuild from, or no such leg: refused by name.
+        for legs in [vec![0, 1], vec![2], vec![]] {
+            let edit = Edit::RepairRaid {
+                lv: "m".into(),
+                legs,
+                avoid: vec![],
+            };
+            let err = apply(&vg, &edit, &origin()).unwrap_err().to_string();
+            assert!(err.contains("vg/m"), "{err}");
+        }
+    }
 }
