@@ -34,7 +34,8 @@ struct Cli {
     socket: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
-    /// Serve an in-memory engine that changes nothing on this machine (demos, tests).
+    /// Serve an in-memory engine that touches no device; CSI targets are plain directories
+    /// and files beneath the mount roots (demos, tests, trying the chart).
     #[arg(long)]
     simulate: bool,
 }

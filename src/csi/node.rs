@@ -300,7 +300,7 @@ impl NodeService {
                 None => format!("volume {id}: {}", lv.health_message),
             },
         });
-        if self.0.config.mount_check == MountCheck::Mountinfo && !Path::new(path).exists() {
+        if !Path::new(path).exists() {
             return Err(Status::not_found(format!(
                 "volume_path {path} does not exist"
             )));

@@ -470,6 +470,16 @@ impl SimActivation {
             .collect()
     }
 
+    /// The size of the active volume whose device is `device`.
+    pub fn size_of(&self, device: &std::path::Path) -> Option<Bytes> {
+        self.active
+            .lock()
+            .unwrap()
+            .values()
+            .find(|a| a.device == device)
+            .map(|a| a.size)
+    }
+
     /// Makes every call fail as if device-mapper were missing (`None`: works again).
     pub fn set_unavailable(&self, why: Option<&str>) {
         *self.unavailable.lock().unwrap() = why.map(str::to_owned);

@@ -4,6 +4,7 @@
 //! Policy (which paths, when to format) is not here but in `node_work`: these are the
 //! bare operations.
 
+use super::activation::SimActivation;
 use super::engine::PathStats;
 use super::paths::ConfinedPath;
 use crate::crypt::{CryptError, CryptName, LuksConfig, Passphrase};
@@ -14,10 +15,11 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::Mode;
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Filesystems lvmd makes.
 pub const FILESYSTEMS: &[&str] = &["ext4", "xfs"];
@@ -664,90 +666,11 @@ impl Node for HostNode {
     }
 
     fn create_target(&self, target: &ConfinedPath, kind: TargetKind) -> Result<()> {
-        let path = target.path();
-        let not = |what: &str| NodeError::BadPath {
-            path: path.to_owned(),
-            why: format!("exists and is not a {what}"),
-        };
-        match kind {
-            TargetKind::Directory => match target.make_dirs(true) {
-                Ok(_) => Ok(()),
-                // The last component is there but not a directory.
-                Err(NodeError::BadPath { .. })
-                    if target
-                        .open_parent()
-                        .ok()
-                        .and_then(|p| {
-                            nix::sys::stat::fstatat(
-                                &p,
-                                target.file_name(),
-                                AtFlags::AT_SYMLINK_NOFOLLOW,
-                            )
-                            .ok()
-                        })
-                        .is_some_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR) =>
-                {
-                    Err(not("directory"))
-                }
-                Err(e) => Err(e),
-            },
-            TargetKind::File => {
-                let parent = target.make_dirs(false)?;
-                let name = target.file_name();
-                let is_file =
-                    |m: u32| m & libc::S_IFMT != libc::S_IFDIR && m & libc::S_IFMT != libc::S_IFLNK;
-                match nix::sys::stat::fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-                    Ok(st) if is_file(st.st_mode) => return Ok(()),
-                    Ok(_) => return Err(not("file")),
-                    Err(Errno::ENOENT) => {}
-                    Err(e) => return Err(errno(path, "inspect")(e)),
-                }
-                // O_EXCL|O_NOFOLLOW: a file made here, never one a symlink points to.
-                match nix::fcntl::openat(
-                    &parent,
-                    name,
-                    OFlag::O_CREAT
-                        | OFlag::O_EXCL
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_WRONLY
-                        | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o600),
-                ) {
-                    Ok(_) => Ok(()),
-                    Err(Errno::EEXIST) => {
-                        match nix::sys::stat::fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-                            Ok(st) if is_file(st.st_mode) => Ok(()),
-                            _ => Err(not("file")),
-                        }
-                    }
-                    Err(e) => Err(errno(path, "create")(e)),
-                }
-            }
-        }
+        make_target(target, kind)
     }
 
     fn remove_target(&self, target: &ConfinedPath) -> Result<()> {
-        let path = target.path();
-        let parent = match target.open_parent() {
-            Ok(p) => p,
-            Err(NodeError::NotFound { .. }) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let name = target.file_name();
-        // The entry in the confined parent, whatever it is now: a symlink swapped in
-        // is removed itself (unlinkat follows nothing), a directory only when empty.
-        let how = match nix::sys::stat::fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Err(Errno::ENOENT) => return Ok(()),
-            Err(e) => return Err(errno(path, "inspect")(e)),
-            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
-                nix::unistd::UnlinkatFlags::RemoveDir
-            }
-            Ok(_) => nix::unistd::UnlinkatFlags::NoRemoveDir,
-        };
-        match nix::unistd::unlinkat(&parent, name, how) {
-            Ok(()) | Err(Errno::ENOENT) => Ok(()),
-            Err(e) => Err(errno(path, "remove")(e)),
-        }
+        unlink_target(target)
     }
 
     fn stats(&self, path: &ConfinedPath) -> Result<PathStats> {
@@ -764,23 +687,7 @@ impl Node for HostNode {
                 ..PathStats::default()
             });
         }
-        // SAFETY: fstatvfs writes into the zeroed struct we own.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) } != 0 {
-            return Err(io(p, "statvfs")(std::io::Error::last_os_error()));
-        }
-        let frsize = st.f_frsize as u64;
-        let total = st.f_blocks as u64 * frsize;
-        let free = st.f_bfree as u64 * frsize;
-        Ok(PathStats {
-            block: false,
-            total: Bytes(total),
-            available: Bytes(st.f_bavail as u64 * frsize),
-            used: Bytes(total.saturating_sub(free)),
-            total_inodes: st.f_files as u64,
-            free_inodes: st.f_ffree as u64,
-            used_inodes: (st.f_files as u64).saturating_sub(st.f_ffree as u64),
-        })
+        fs_stats(&fd, p)
     }
 
     fn grow_filesystem(&self, device: &Path, target: &ConfinedPath, fs_type: &str) -> Result<()> {
@@ -1003,6 +910,117 @@ impl Node for HostNode {
     }
 }
 
+/// Makes the directory or file `kind` at `target` (and its parents), beneath its root
+/// through descriptors; one that is there already of that kind is fine.
+fn make_target(target: &ConfinedPath, kind: TargetKind) -> Result<()> {
+    let path = target.path();
+    let not = |what: &str| NodeError::BadPath {
+        path: path.to_owned(),
+        why: format!("exists and is not a {what}"),
+    };
+    match kind {
+        TargetKind::Directory => match target.make_dirs(true) {
+            Ok(_) => Ok(()),
+            // The last component is there but not a directory.
+            Err(NodeError::BadPath { .. })
+                if target
+                    .open_parent()
+                    .ok()
+                    .and_then(|p| {
+                        nix::sys::stat::fstatat(
+                            &p,
+                            target.file_name(),
+                            AtFlags::AT_SYMLINK_NOFOLLOW,
+                        )
+                        .ok()
+                    })
+                    .is_some_and(|st| st.st_mode & libc::S_IFMT != libc::S_IFDIR) =>
+            {
+                Err(not("directory"))
+            }
+            Err(e) => Err(e),
+        },
+        TargetKind::File => {
+            let parent = target.make_dirs(false)?;
+            let name = target.file_name();
+            let is_file =
+                |m: u32| m & libc::S_IFMT != libc::S_IFDIR && m & libc::S_IFMT != libc::S_IFLNK;
+            match nix::sys::stat::fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) if is_file(st.st_mode) => return Ok(()),
+                Ok(_) => return Err(not("file")),
+                Err(Errno::ENOENT) => {}
+                Err(e) => return Err(errno(path, "inspect")(e)),
+            }
+            // O_EXCL|O_NOFOLLOW: a file made here, never one a symlink points to.
+            match nix::fcntl::openat(
+                &parent,
+                name,
+                OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_WRONLY
+                    | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            ) {
+                Ok(_) => Ok(()),
+                Err(Errno::EEXIST) => {
+                    match nix::sys::stat::fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                        Ok(st) if is_file(st.st_mode) => Ok(()),
+                        _ => Err(not("file")),
+                    }
+                }
+                Err(e) => Err(errno(path, "create")(e)),
+            }
+        }
+    }
+}
+
+/// Removes the entry at `target` (a directory only when empty); a missing one is fine.
+fn unlink_target(target: &ConfinedPath) -> Result<()> {
+    let path = target.path();
+    let parent = match target.open_parent() {
+        Ok(p) => p,
+        Err(NodeError::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let name = target.file_name();
+    // The entry in the confined parent, whatever it is now: a symlink swapped in
+    // is removed itself (unlinkat follows nothing), a directory only when empty.
+    let how = match nix::sys::stat::fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(errno(path, "inspect")(e)),
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+            nix::unistd::UnlinkatFlags::RemoveDir
+        }
+        Ok(_) => nix::unistd::UnlinkatFlags::NoRemoveDir,
+    };
+    match nix::unistd::unlinkat(&parent, name, how) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(errno(path, "remove")(e)),
+    }
+}
+
+/// Bytes and inodes of the filesystem holding `fd` (at `p`), as statvfs counts them.
+fn fs_stats(fd: &OwnedFd, p: &Path) -> Result<PathStats> {
+    // SAFETY: fstatvfs writes into the zeroed struct we own.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io(p, "statvfs")(std::io::Error::last_os_error()));
+    }
+    let frsize = st.f_frsize as u64;
+    let total = st.f_blocks as u64 * frsize;
+    let free = st.f_bfree as u64 * frsize;
+    Ok(PathStats {
+        block: false,
+        total: Bytes(total),
+        available: Bytes(st.f_bavail as u64 * frsize),
+        used: Bytes(total.saturating_sub(free)),
+        total_inodes: st.f_files as u64,
+        free_inodes: st.f_ffree as u64,
+        used_inodes: (st.f_files as u64).saturating_sub(st.f_ffree as u64),
+    })
+}
+
 #[derive(Debug, Clone)]
 struct SimMount {
     source: PathBuf,
@@ -1010,9 +1028,13 @@ struct SimMount {
     read_only: bool,
 }
 
-/// Node work in memory: filesystems and mounts are remembered, nothing is touched.
+/// Node work in memory: filesystems and mounts are remembered. By default nothing is
+/// touched; [`SimNode::on_disk`] (what `lvmd --simulate` runs) also makes the targets
+/// real, for kubelet: see there.
 #[derive(Debug, Default)]
 pub struct SimNode {
+    /// Targets are real directories and files, stats are measured: see [`SimNode::on_disk`].
+    disk: Option<Arc<SimActivation>>,
     /// What each device "holds".
     disks: Mutex<BTreeMap<PathBuf, Contents>>,
     /// Every mkfs asked for: (device, type).
@@ -1065,6 +1087,23 @@ pub struct FsGrow {
 }
 
 impl SimNode {
+    /// A simulated node whose targets exist, so that a real kubelet can use it: staging
+    /// and publish targets are directories, a raw-block target a regular file standing
+    /// for the device (sparse, the volume's size), all made and removed beneath the mount
+    /// root through the same confined code as [`HostNode`]'s. Nothing is mounted: what a
+    /// pod writes lands in the publish directory itself, and an unmount takes it away as
+    /// a real one would (the volume's contents are not kept between publishes). Bounding
+    /// those writes per volume would take a mount (a tmpfs, a loop device over a sparse
+    /// file, a bind), which needs root, and no mount keeps the simulator harmless; so
+    /// the directory's filesystem holds them, and stats report that filesystem
+    /// (statvfs of the target), block volumes their size from `sizes`.
+    pub fn on_disk(sizes: Arc<SimActivation>) -> SimNode {
+        SimNode {
+            disk: Some(sizes),
+            ..SimNode::default()
+        }
+    }
+
     /// The filesystem "on" a device, as the sim remembers it.
     pub fn filesystem_on(&self, device: &Path) -> Option<String> {
         let disks = self.disks.lock().unwrap();
@@ -1168,6 +1207,85 @@ impl SimNode {
     }
 }
 
+impl SimNode {
+    /// The size of `device` (an LV's, or a sim loop device's over one): the size this
+    /// sim was given for it, else the active volume's.
+    fn device_size(&self, sizes: &SimActivation, device: &Path) -> Bytes {
+        let backing = self
+            .loops
+            .lock()
+            .unwrap()
+            .attached
+            .get(device)
+            .map_or_else(|| device.to_owned(), |l| l.backing.clone());
+        let given = self
+            .disks
+            .lock()
+            .unwrap()
+            .get(&backing)
+            .and_then(|c| c.device_size);
+        given
+            .or_else(|| sizes.size_of(&backing))
+            .unwrap_or(Bytes(0))
+    }
+}
+
+/// What an unmount takes away from the simulated node's target: a directory's contents
+/// (what a pod wrote there), removed beneath it through descriptors without following a
+/// symlink, or a stand-in file's length.
+fn clear_target(target: &ConfinedPath) -> Result<()> {
+    let path = target.path();
+    let fd = match target.open(OFlag::O_PATH) {
+        Ok(fd) => fd,
+        Err(NodeError::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let st = nix::sys::stat::fstat(&fd).map_err(errno(path, "inspect"))?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        let dir = target.open(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW)?;
+        return clear_dir(dir, path);
+    }
+    let f = target.open(OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)?;
+    nix::unistd::ftruncate(&f, 0).map_err(errno(path, "truncate"))
+}
+
+fn clear_dir(dir: OwnedFd, path: &Path) -> Result<()> {
+    let mut entries = nix::dir::Dir::from_fd(dir).map_err(errno(path, "read"))?;
+    let fd = entries.as_raw_fd();
+    // SAFETY: `fd` stays open while `entries` lives, and the borrow ends before it does.
+    let parent = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let names: Vec<std::ffi::CString> = entries
+        .iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
+    for name in names {
+        let os = std::ffi::OsStr::from_bytes(name.as_bytes());
+        let at = path.join(os);
+        let st = nix::sys::stat::fstatat(parent, os, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(errno(&at, "inspect"))?;
+        let how = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            let sub = nix::fcntl::openat(
+                parent,
+                os,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno(&at, "open"))?;
+            clear_dir(sub, &at)?;
+            nix::unistd::UnlinkatFlags::RemoveDir
+        } else {
+            nix::unistd::UnlinkatFlags::NoRemoveDir
+        };
+        match nix::unistd::unlinkat(parent, os, how) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(errno(&at, "remove")(e)),
+        }
+    }
+    Ok(())
+}
+
 fn sim_loop_number(p: &Path) -> u32 {
     p.to_str()
         .and_then(|s| s.strip_prefix("/dev/sim-loop"))
@@ -1223,6 +1341,19 @@ impl Node for SimNode {
                 why: "already a mount point".into(),
             });
         }
+        if let Some(sizes) = &self.disk {
+            // As mount(2): the target must be there.
+            let fd = req.target.open(OFlag::O_PATH)?;
+            let st = nix::sys::stat::fstat(&fd).map_err(errno(req.target.path(), "inspect"))?;
+            if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                let size = self.device_size(sizes, req.source.path());
+                let f = req
+                    .target
+                    .open(OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)?;
+                nix::unistd::ftruncate(&f, size.0 as libc::off_t)
+                    .map_err(errno(req.target.path(), "size"))?;
+            }
+        }
         mounts.insert(
             req.target.path().to_owned(),
             SimMount {
@@ -1235,6 +1366,7 @@ impl Node for SimNode {
     }
     fn unmount(&self, target: &ConfinedPath) -> Result<()> {
         match self.mounts.lock().unwrap().remove(target.path()) {
+            Some(_) if self.disk.is_some() => clear_target(target),
             Some(_) => Ok(()),
             None => Err(NodeError::Io {
                 path: target.path().to_owned(),
@@ -1268,6 +1400,9 @@ impl Node for SimNode {
         Ok(self.mounts.lock().unwrap().contains_key(target.path()))
     }
     fn create_target(&self, target: &ConfinedPath, kind: TargetKind) -> Result<()> {
+        if self.disk.is_some() {
+            return make_target(target, kind);
+        }
         let target = target.path();
         let mut targets = self.targets.lock().unwrap();
         match targets.get(target) {
@@ -1282,15 +1417,30 @@ impl Node for SimNode {
         }
     }
     fn remove_target(&self, target: &ConfinedPath) -> Result<()> {
+        if self.disk.is_some() {
+            return unlink_target(target);
+        }
         self.targets.lock().unwrap().remove(target.path());
         Ok(())
     }
-    fn stats(&self, path: &ConfinedPath) -> Result<PathStats> {
-        let path = path.path();
+    fn stats(&self, confined: &ConfinedPath) -> Result<PathStats> {
+        let path = confined.path();
         let mounts = self.mounts.lock().unwrap();
         let m = mounts.get(path).ok_or_else(|| NodeError::NotFound {
             path: path.to_owned(),
         })?;
+        if let Some(sizes) = &self.disk {
+            let fd = confined.open(OFlag::O_PATH)?;
+            let st = nix::sys::stat::fstat(&fd).map_err(errno(path, "inspect"))?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                return Ok(PathStats {
+                    block: true,
+                    total: self.device_size(sizes, &m.source),
+                    ..PathStats::default()
+                });
+            }
+            return fs_stats(&fd, path);
+        }
         Ok(match m.kind {
             MountKind::Bind if self.filesystem_on(&m.source).is_none() => PathStats {
                 block: true,

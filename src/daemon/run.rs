@@ -101,14 +101,16 @@ pub fn simulated_engine(config: &Config) -> Arc<dyn Engine> {
         devices.extend(devs.iter().map(|d| (d.clone(), Bytes(total.0 / n))));
         per_class.push((c.volume_group.clone(), devs));
     }
-    let (engine, _, _) = SimEngine::with_sims(&devices, config.mount_roots.clone());
+    let (engine, _, _) = SimEngine::on_disk(&devices, config.mount_roots.clone());
     let engine = Arc::new(engine.with_inline_wipe_limit(config.inline_wipe_limit));
     for (vg, devs) in &per_class {
         if let Err(e) = engine.create_volume_group(vg, devs) {
             tracing::error!(vg, "simulated volume group: {e}");
         }
     }
-    tracing::warn!("running the simulated engine: nothing on this machine is changed");
+    tracing::warn!(
+        "running the simulated engine: no device is touched; targets are plain directories and files"
+    );
     engine.start_wiper();
     engine
 }

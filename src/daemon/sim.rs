@@ -70,6 +70,21 @@ impl SimEngine {
         )
     }
 
+    /// As [`SimEngine::with_sims`], with a node whose targets are real directories and
+    /// files ([`SimNode::on_disk`]): what `lvmd --simulate` runs, for kubelet.
+    pub fn on_disk(
+        devices: &[(PathBuf, Bytes)],
+        roots: Vec<PathBuf>,
+    ) -> (SimEngine, Arc<SimActivation>, Arc<SimNode>) {
+        let act = Arc::new(SimActivation::default());
+        let node = Arc::new(SimNode::on_disk(act.clone()));
+        (
+            SimEngine::simulated(devices, act.clone(), node.clone(), roots),
+            act,
+            node,
+        )
+    }
+
     /// Puts a VG model (one lvm2 made, say) into the simulated store as it is.
     #[cfg(test)]
     pub(crate) fn insert_vg(&self, vg: VolumeGroup) {

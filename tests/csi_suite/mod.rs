@@ -619,10 +619,6 @@ fn fs_stats(e: &Env, id: &str, path: &str) -> (i64, i64) {
         "{stats:?}"
     );
     assert_eq!(stats.usage[0].unit, volume_usage::Unit::Bytes as i32);
-    if !e.is_real() {
-        // The simulated node reports a bind of a directory with made-up sizes.
-        return (stats.usage[0].total, 0);
-    }
     assert_eq!(stats.usage.len(), 2, "bytes and inodes: {stats:?}");
     assert_eq!(stats.usage[1].unit, volume_usage::Unit::Inodes as i32);
     (stats.usage[0].total, stats.usage[1].total)
@@ -697,8 +693,8 @@ pub fn filesystem_lifecycle(e: &Env, fs: &str) {
         let lvs = e.lvm2_lvs(0);
         assert_eq!(lvs[&format!("pvc-{fs}")].0, base * MIB, "{lvs:?}");
     } else {
-        // The simulated node makes up sizes; real ones are checked in the VM.
-        assert!(total > 0);
+        // The simulated node's directory is on the test's filesystem: its statvfs.
+        assert!(total > 0 && inodes > 0, "{total} bytes, {inodes} inodes");
     }
     // Online expansion: lvmd grows the LV and the filesystem, at the staging path or
     // (kubelet naming none) through the pod's bind of it; again is a no-op.
@@ -750,23 +746,15 @@ pub fn filesystem_lifecycle(e: &Env, fs: &str) {
                 staging_target_path: String::new(),
             })
             .await;
-        if let Ok(stats) = stats {
-            // The simulated node keeps the directory; a real unpublish removes it.
-            assert!(
-                stats.into_inner().volume_condition.unwrap().abnormal,
-                "not mounted any more"
-            );
-        } else {
-            assert!(e.is_real());
-            assert_eq!(code(stats).code(), Code::NotFound);
-        }
+        // Unpublish removed the target: the volume is not at that path.
+        assert_eq!(code(stats).code(), Code::NotFound);
     });
     for _ in 0..2 {
         unstage(e, &id, &staging).unwrap();
     }
+    assert!(!Path::new(&target).exists(), "unpublish removes the target");
     if e.is_real() {
         assert_eq!(e.host_mounts(), Vec::<PathBuf>::new());
-        assert!(!Path::new(&target).exists(), "unpublish removes the target");
     }
     // Staged again, even naming the other filesystem: mounted as it is, never formatted.
     let other = if fs == "xfs" { "ext4" } else { "xfs" };
@@ -819,10 +807,13 @@ pub fn block_lifecycle(e: &Env) {
         .unwrap()
         .into_inner();
     assert_eq!(stats.usage.len(), 1, "{stats:?}");
-    assert!(stats.usage[0].total > 0, "{stats:?}");
+    assert_eq!(stats.usage[0].total, 16 * MIB, "{stats:?}");
+    // Kubelet opens the published path (a device node, or the sim's stand-in file).
+    for p in [&a, &b] {
+        std::fs::File::open(&p.target_path).unwrap();
+    }
     let pattern: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
     if e.is_real() {
-        assert_eq!(stats.usage[0].total, 16 * MIB);
         assert_eq!(device_size(&a.target_path), 16 * MIB);
         write_at(&a.target_path, MIB as u64, &pattern).unwrap();
         assert_eq!(read_at(&b.target_path, MIB as u64, 4096), pattern);
@@ -854,6 +845,16 @@ pub fn block_lifecycle(e: &Env) {
             .unwrap()
             .into_inner();
         assert_eq!(grown.capacity_bytes, 40 * MIB);
+        let stats = node
+            .node_get_volume_stats(NodeGetVolumeStatsRequest {
+                volume_id: id.clone(),
+                volume_path: b.target_path.clone(),
+                staging_target_path: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(stats.usage[0].total, 40 * MIB, "{stats:?}");
     });
     if e.is_real() {
         assert_eq!(device_size(&a.target_path), 40 * MIB, "online grow");
@@ -865,6 +866,12 @@ pub fn block_lifecycle(e: &Env) {
             unpublish(e, &id, &p.target_path).unwrap();
         }
         unstage(e, &id, &stage.staging_target_path).unwrap();
+    }
+    for p in [&a, &b] {
+        assert!(
+            !Path::new(&p.target_path).exists(),
+            "unpublish removes the target"
+        );
     }
     if e.is_real() {
         assert_eq!(e.host_mounts(), Vec::<PathBuf>::new());
