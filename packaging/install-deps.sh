@@ -8,7 +8,8 @@ packages=(
   lvm2 dmsetup util-linux e2fsprogs xfsprogs thin-provisioning-tools cryptsetup-bin
   # tests: foreign signatures lvmd must refuse (btrfs; sfdisk for partition tables)
   btrfs-progs fdisk
-  # systemd-analyze verify of the units, systemd-socket-activate (tests/ctl.rs)
+  # systemd-analyze verify of the units, systemd-socket-activate (tests/ctl.rs); systemd
+  # as the VM guest's PID 1 for the sandboxed daemon runs (tests/vm/sandboxed.sh)
   systemd
   # tests/packaging.rs: render-chart.py (PyYAML), the .deb (dpkg-deb), ldd
   python3 python3-yaml dpkg libc-bin

@@ -33,8 +33,10 @@ VM_NO_UDEV=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-
 # vm_daemon with udev took 39 minutes on this 2-core host while it was shared (load 5-6),
 # under software emulation; the path race, the 32 clients, the wipe, kill -9 and the
 # mirror grow are most of it. The timeout leaves room for a shared machine.
-echo "== VM: the lvmd daemon end to end, with udev and without: lvm2/dmsetup cross-checks, 32 clients, kill -9 (tests/vm_daemon.rs)"
-CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=3600 \
+echo "== VM: the lvmd daemon end to end, with udev (under lvmd.service's sandbox) and without: lvm2/dmsetup cross-checks, 32 clients, kill -9 (tests/vm_daemon.rs)"
+# With udev, lvmd runs under its unit's sandbox (systemd/lvmd.service's [Service]
+# settings, through systemd-run in a guest booted with systemd: tests/vm/README.md).
+VM_SYSTEMD=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=3600 \
   cargo test --test vm_daemon
 # Without udev, the cases where udev plays a part: lvmd making the nodes and links
 # itself at activation and start-up reconciliation (end to end, kill -9 at every step,
@@ -48,8 +50,8 @@ VM_NO_UDEV=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-
   --skip a_new_volume_never_shows_a_removed_volumes_bytes --skip staging_never_formats_what_lvmd_did_not_create_blank \
   --skip a_mirror_grows_online_with_data_intact_and_no_old_bytes --skip socket_peers_are_checked_by_uid
 
-echo "== VM: the CSI suite against the real lvmd, plugin in its own mount namespace (HostToContainer), and with no propagation (tests/vm_csi.rs)"
-CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
+echo "== VM: the CSI suite against the real lvmd under its unit's sandbox, plugin in its own mount namespace (HostToContainer), and with no propagation (tests/vm_csi.rs)"
+VM_SYSTEMD=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=1500 \
   cargo test --test vm_csi
 
 echo "== VM: LUKS2 through libcryptsetup on dm-crypt, and Debian's cryptsetup both ways (tests/vm_crypt.rs)"
