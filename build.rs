@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "lvmd.v1.MountVolumeRequest",
         "lvmd.v1.PublishBlockRequest",
         "lvmd.v1.ExpandVolumeRequest",
+        "lvmd.v1.RekeyVolumeRequest",
         "csi.v1.CreateVolumeRequest",
         "csi.v1.DeleteVolumeRequest",
         "csi.v1.ControllerExpandVolumeRequest",

@@ -499,6 +499,31 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         let v = blocking(move || e.deactivate(&resolved.vg, &name)).await?;
         Ok(Response::new(self.lv_out(v)))
     }
+
+    async fn rekey_volume(
+        &self,
+        r: Request<pb::RekeyVolumeRequest>,
+    ) -> Reply<pb::RekeyVolumeResponse> {
+        let mut r = r.into_inner();
+        let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
+        let old = self
+            .volume_key(&resolved, &mut r.passphrase)?
+            .ok_or_else(|| Status::invalid_argument("passphrase (the key in use) is missing"))?;
+        if r.new_passphrase.is_empty() {
+            return Err(Status::invalid_argument(
+                "new_passphrase (the key that replaces it) is missing",
+            ));
+        }
+        let new = Passphrase::new(std::mem::take(&mut r.new_passphrase))
+            .map_err(|e| Status::invalid_argument(format!("new_passphrase: {e}")))?;
+        let e = self.engine.clone();
+        let x = blocking(move || e.rekey_volume(&resolved.vg, &name, &old, &new)).await?;
+        Ok(Response::new(pb::RekeyVolumeResponse {
+            volume: Some(self.lv_out(x.lv)),
+            keyslot: x.keyslot,
+            removed_keyslots: x.removed,
+        }))
+    }
 }
 
 type CapacityStream = Pin<Box<dyn Stream<Item = Result<pb::GetCapacityResponse, Status>> + Send>>;
@@ -575,8 +600,8 @@ impl pb::node_service_server::NodeService for Api {
         let key = self.volume_key(&resolved, &mut r.passphrase)?;
         let spec = MountSpec {
             target: path("target_path", &r.target_path)?,
-            fs_type: r.fs_type,
-            options: r.mount_options,
+            fs_type: std::mem::take(&mut r.fs_type),
+            options: std::mem::take(&mut r.mount_options),
             read_only: r.read_only,
         };
         let e = self.engine.clone();

@@ -5,6 +5,7 @@
 //! to; 2 bad usage (clap's).
 
 use clap::{Args, Parser, Subcommand};
+use lvmd::crypt::Passphrase;
 use lvmd::rpc::client::connect;
 use lvmd::rpc::pb;
 use lvmd::units::{human_bytes, parse_size, Bytes};
@@ -174,6 +175,20 @@ enum LvCommand {
         name: String,
         #[command(flatten)]
         at: Where,
+    },
+    /// Replace an encrypted volume's key: the key in --new-key-file is added, then the
+    /// one in --key-file removed (the data is not touched). Safe to run again after a
+    /// crash between the two: the volume opens with either key until it is done.
+    Rekey {
+        name: String,
+        #[command(flatten)]
+        at: Where,
+        /// The key in use now: this file's bytes exactly.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// The new key: this file's bytes exactly.
+        #[arg(long)]
+        new_key_file: PathBuf,
     },
     /// Activate, make a filesystem if there is none, and mount at TARGET (below one of
     /// the daemon's mount_roots).
@@ -451,27 +466,19 @@ impl From<tonic::Status> for Failure {
     }
 }
 
-/// A key file's bytes exactly (the key never goes through argv or the environment).
-/// The error names the file, never its contents.
+/// A key file's bytes exactly (the key never goes through argv or the environment),
+/// read into zeroized memory and moved into the request's field, which is zeroed when
+/// the request is dropped (src/rpc/mod.rs). The error names the file, never its
+/// contents. No file: no key (empty).
 // The error is `run`'s own, returned from there as it is.
 #[allow(clippy::result_large_err)]
 fn key_file(path: Option<&PathBuf>) -> Result<Vec<u8>, Failure> {
     let Some(p) = path else {
         return Ok(Vec::new());
     };
-    let bytes = std::fs::read(p).map_err(|e| {
-        Failure::Refused(tonic::Status::invalid_argument(format!(
-            "cannot read key file {}: {e}",
-            p.display()
-        )))
-    })?;
-    if bytes.is_empty() {
-        return Err(Failure::Refused(tonic::Status::invalid_argument(format!(
-            "key file {} is empty",
-            p.display()
-        ))));
-    }
-    Ok(bytes)
+    let key = Passphrase::from_file(p)
+        .map_err(|e| Failure::Refused(tonic::Status::invalid_argument(e.to_string())))?;
+    Ok(key.into_wire())
 }
 
 fn print(json: bool, value: Value, text: String) {
@@ -655,6 +662,37 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .await?
                 .into_inner();
             print(json, lv_json(&v), lv_table(std::slice::from_ref(&v)));
+        }
+        Command::Lv(LvCommand::Rekey {
+            name,
+            at,
+            key_file: old,
+            new_key_file: new,
+        }) => {
+            let r = lvc
+                .rekey_volume(pb::RekeyVolumeRequest {
+                    volume: Some(at.volume(&name)),
+                    passphrase: key_file(Some(&old))?,
+                    new_passphrase: key_file(Some(&new))?,
+                })
+                .await?
+                .into_inner();
+            let v = r.volume.unwrap_or_default();
+            let mut j = lv_json(&v);
+            j["keyslot"] = json!(r.keyslot);
+            j["removed_keyslots"] = json!(r.removed_keyslots);
+            let text = if r.removed_keyslots.is_empty() {
+                format!(
+                    "{}/{}: the new key is in keyslot {}, no old keyslot was left to remove\n",
+                    v.volume_group, v.name, r.keyslot
+                )
+            } else {
+                format!(
+                    "{}/{}: the new key is in keyslot {}; removed the old key's keyslot(s) {:?}\n",
+                    v.volume_group, v.name, r.keyslot, r.removed_keyslots
+                )
+            };
+            print(json, j, text);
         }
         Command::Lv(LvCommand::Mount {
             name,

@@ -97,6 +97,12 @@ impl Passphrase {
         Passphrase(Zeroizing::new(self.expose().to_vec().into_boxed_slice()))
     }
 
+    /// The key moved out (no copy) into a request's `bytes` field, for a message whose
+    /// `Drop` zeroes that field (the key-carrying requests of `crate::rpc`); nowhere else.
+    pub fn into_wire(mut self) -> Vec<u8> {
+        Vec::from(std::mem::take(&mut *self.0))
+    }
+
     /// The key's bytes, for libcryptsetup only.
     pub(super) fn expose(&self) -> &[u8] {
         &self.0

@@ -467,7 +467,7 @@ impl ControllerService {
 
     async fn validate(
         &self,
-        r: ValidateVolumeCapabilitiesRequest,
+        mut r: ValidateVolumeCapabilitiesRequest,
     ) -> Result<ValidateVolumeCapabilitiesResponse, Status> {
         if r.volume_id.is_empty() {
             return Err(invalid("volume_id missing"));
@@ -489,9 +489,9 @@ impl ControllerService {
         Ok(match params::capabilities(&r.volume_capabilities) {
             Ok(_) => ValidateVolumeCapabilitiesResponse {
                 confirmed: Some(validate_volume_capabilities_response::Confirmed {
-                    volume_context: r.volume_context,
-                    volume_capabilities: r.volume_capabilities,
-                    parameters: r.parameters,
+                    volume_context: std::mem::take(&mut r.volume_context),
+                    volume_capabilities: std::mem::take(&mut r.volume_capabilities),
+                    parameters: std::mem::take(&mut r.parameters),
                     mutable_parameters: Default::default(),
                 }),
                 message: String::new(),
@@ -662,19 +662,36 @@ fn rpc_cap(t: rpc::Type) -> ControllerServiceCapability {
     }
 }
 
+/// The request with its secrets' values zeroed at once: the controller has no use for
+/// them (the node reads an encrypted volume's key), and keeps no copy of them.
+fn wiped<T>(mut r: T, secrets: impl FnOnce(&mut T) -> &mut HashMap<String, String>) -> T {
+    crate::rpc::WipeSecret::wipe(secrets(&mut r));
+    r
+}
+
 #[tonic::async_trait]
 impl Controller for ControllerService {
     async fn create_volume(
         &self,
         r: Request<CreateVolumeRequest>,
     ) -> Result<Response<CreateVolumeResponse>, Status> {
-        timed(&self.0.metrics, "CreateVolume", self.create(r.into_inner())).await
+        timed(
+            &self.0.metrics,
+            "CreateVolume",
+            self.create(wiped(r.into_inner(), |r| &mut r.secrets)),
+        )
+        .await
     }
     async fn delete_volume(
         &self,
         r: Request<DeleteVolumeRequest>,
     ) -> Result<Response<DeleteVolumeResponse>, Status> {
-        timed(&self.0.metrics, "DeleteVolume", self.delete(r.into_inner())).await
+        timed(
+            &self.0.metrics,
+            "DeleteVolume",
+            self.delete(wiped(r.into_inner(), |r| &mut r.secrets)),
+        )
+        .await
     }
     async fn validate_volume_capabilities(
         &self,
@@ -683,7 +700,7 @@ impl Controller for ControllerService {
         timed(
             &self.0.metrics,
             "ValidateVolumeCapabilities",
-            self.validate(r.into_inner()),
+            self.validate(wiped(r.into_inner(), |r| &mut r.secrets)),
         )
         .await
     }
@@ -730,7 +747,7 @@ impl Controller for ControllerService {
         timed(
             &self.0.metrics,
             "ControllerExpandVolume",
-            self.expand(r.into_inner()),
+            self.expand(wiped(r.into_inner(), |r| &mut r.secrets)),
         )
         .await
     }

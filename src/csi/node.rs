@@ -22,16 +22,33 @@ use tonic::{Code, Request, Response, Status};
 #[derive(Clone)]
 pub struct NodeService(pub Arc<Plugin>);
 
+/// A request's secrets, taken out of it: their values (the one taken out by
+/// [`passphrase`] aside, which moves on into lvmd's request, zeroed there) are zeroed
+/// when this is dropped, so no copy of a key is left in freed memory.
+pub(super) struct Secrets(std::collections::HashMap<String, String>);
+
+impl Secrets {
+    pub(super) fn take(from: &mut std::collections::HashMap<String, String>) -> Secrets {
+        Secrets(std::mem::take(from))
+    }
+}
+
+impl Drop for Secrets {
+    fn drop(&mut self) {
+        crate::rpc::WipeSecret::wipe(&mut self.0);
+    }
+}
+
 /// The `passphrase` of a request's secrets, moved out of the map (no copy stays in the
 /// request). `encrypted` and none there: INVALID_ARGUMENT naming the key, never a value.
 /// Empty: no key (lvmd refuses an encrypted volume without one, too).
 pub(super) fn passphrase(
-    secrets: &mut std::collections::HashMap<String, String>,
+    secrets: &mut Secrets,
     encrypted: bool,
     volume: &str,
     secret_param: &str,
 ) -> Result<Vec<u8>, Status> {
-    match secrets.remove(params::SECRET_PASSPHRASE) {
+    match secrets.0.remove(params::SECRET_PASSPHRASE) {
         Some(v) if !v.is_empty() => Ok(v.into_bytes()),
         _ if encrypted => Err(invalid(format!(
             "volume {volume} is encrypted, and the request's secrets have no {:?} key (the \
@@ -150,7 +167,7 @@ impl NodeService {
         mut r: NodeStageVolumeRequest,
     ) -> Result<NodeStageVolumeResponse, Status> {
         // Out of the request at once: nothing below can print it with the request.
-        let mut secrets = std::mem::take(&mut r.secrets);
+        let mut secrets = Secrets::take(&mut r.secrets);
         // The spec's order: every required field, then the lookup (a request missing
         // one is INVALID_ARGUMENT even for an unknown volume).
         need(&r.volume_id, "volume_id")?;
@@ -208,7 +225,7 @@ impl NodeService {
         if params::is_ephemeral(&r.volume_context) {
             return self.publish_ephemeral(r).await;
         }
-        let mut secrets = std::mem::take(&mut r.secrets);
+        let mut secrets = Secrets::take(&mut r.secrets);
         need(&r.volume_id, "volume_id")?;
         let target = need(&r.target_path, "target_path")?;
         let cap = params::required_capability(r.volume_capability.as_ref())?;
@@ -353,7 +370,7 @@ impl NodeService {
         &self,
         mut r: NodeExpandVolumeRequest,
     ) -> Result<NodeExpandVolumeResponse, Status> {
-        let mut secrets = std::mem::take(&mut r.secrets);
+        let mut secrets = Secrets::take(&mut r.secrets);
         let vid = need(&r.volume_id, "volume_id")?;
         let path = need(&r.volume_path, "volume_path")?;
         let (required, limit) = r

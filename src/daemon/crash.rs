@@ -14,7 +14,10 @@
 //! (the first chunk of a background wipe written), `wiped` (a background wipe zeroed,
 //! its LV not yet removed); and of staging: `mkfs-marked` (`lvmd.mkfs=` committed,
 //! mkfs not run), `formatted` (mkfs done, not yet marked), `fs-marked` (`lvmd.fs=`
-//! committed, not yet mounted).
+//! committed, not yet mounted); and of encryption: `luks-marked` (`lvmd.mkluks=`
+//! committed, no LUKS header yet), `luks-formatted` (LUKS2-formatted, still marked
+//! `lvmd.mkluks=`, never opened), `rekey-added` (a rekey's new key is in its keyslot,
+//! the old key's not yet destroyed).
 //!
 //! `LVMD_TEST_HOLD_WIPES=<file>`: background wipes wait while that file exists, so a
 //! test can look at a wipe in progress on devices that zero too fast to catch.

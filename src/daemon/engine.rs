@@ -192,6 +192,17 @@ pub struct Expanded {
     pub filesystem_size: Bytes,
 }
 
+/// An encrypted volume's key replaced ([`Engine::rekey_volume`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rekeyed {
+    pub lv: LvInfo,
+    /// The keyslot that holds the new key.
+    pub keyslot: u32,
+    /// The keyslots of the old key this call destroyed: none when an earlier call had
+    /// done it already (or the two keys are the same).
+    pub removed: Vec<u32>,
+}
+
 /// Space of a mounted filesystem or size of a block device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PathStats {
@@ -295,6 +306,20 @@ pub trait Engine: Send + Sync + 'static {
         target: Option<&Path>,
         key: Option<&VolumeKey>,
     ) -> Result<Expanded>;
+    /// Replaces the key of an encrypted (LUKS-formatted) volume: `new` is added in a
+    /// keyslot of its own (with the PBKDF of `old.luks`), then every keyslot `old.key`
+    /// opens is destroyed; the data and the volume key are not touched, an open mapping
+    /// stays open. Idempotent: after a crash between the two halves the volume opens
+    /// with either key and the same call finishes the job; once done, the same call
+    /// (old no longer opens, new does) succeeds changing nothing. A key that opens
+    /// nothing is `WrongKey` and changes nothing.
+    fn rekey_volume(
+        &self,
+        vg: &str,
+        lv: &str,
+        old: &VolumeKey,
+        new: &crate::crypt::Passphrase,
+    ) -> Result<Rekeyed>;
 }
 
 /// Why an existing LV does not match a create request, or `None` when it does.

@@ -7,7 +7,7 @@
 use super::activation::SimActivation;
 use super::engine::PathStats;
 use super::paths::ConfinedPath;
-use crate::crypt::{CryptError, CryptName, LuksConfig, Passphrase};
+use crate::crypt::{CryptError, CryptName, LuksConfig, Passphrase, Pbkdf};
 use crate::probe::{Contents, Signature, Usage};
 use crate::units::Bytes;
 use nix::errno::Errno;
@@ -201,6 +201,26 @@ pub trait Node: Send + Sync + 'static {
     fn luks_is_open(&self, name: &CryptName) -> Result<bool>;
     /// Grows the open mapping to its grown backing device.
     fn luks_resize(&self, name: &CryptName, key: &Passphrase) -> Result<()>;
+    /// The first half of a rekey: `new` added in a free keyslot of `device` (with
+    /// `pbkdf`), `old` kept; `new` opening a keyslot already, that one, nothing written.
+    /// Returns the keyslot. A wrong `old` is [`CryptError::WrongKey`], nothing changed.
+    fn luks_add_key(
+        &self,
+        device: &Path,
+        pbkdf: &Pbkdf,
+        old: &Passphrase,
+        new: &Passphrase,
+    ) -> Result<u32>;
+    /// The second half: every keyslot `old` opens destroyed, once `new` is shown to
+    /// open another. Returns the destroyed keyslots.
+    fn luks_remove_key(
+        &self,
+        device: &Path,
+        old: &Passphrase,
+        new: &Passphrase,
+    ) -> Result<Vec<u32>>;
+    /// The keyslot `key` opens on `device` (nothing opened), or `WrongKey`.
+    fn luks_check_key(&self, device: &Path, key: &Passphrase) -> Result<u32>;
     /// The open lvmd crypt mappings (`lvmd-crypt-*`).
     fn crypt_mappings(&self) -> Result<Vec<CryptName>>;
     /// The lvmd crypt mapping `device` is (a mapping's node, or a loop device's backing
@@ -866,6 +886,29 @@ impl Node for HostNode {
         Ok(())
     }
 
+    fn luks_add_key(
+        &self,
+        device: &Path,
+        pbkdf: &Pbkdf,
+        old: &Passphrase,
+        new: &Passphrase,
+    ) -> Result<u32> {
+        Ok(crate::crypt::luks::add_key(device, pbkdf, old, new)?)
+    }
+
+    fn luks_remove_key(
+        &self,
+        device: &Path,
+        old: &Passphrase,
+        new: &Passphrase,
+    ) -> Result<Vec<u32>> {
+        Ok(crate::crypt::luks::remove_key(device, old, new)?)
+    }
+
+    fn luks_check_key(&self, device: &Path, key: &Passphrase) -> Result<u32> {
+        Ok(crate::crypt::luks::check_key(device, key)?)
+    }
+
     fn crypt_mappings(&self) -> Result<Vec<CryptName>> {
         Ok(crate::crypt::luks::open_mappings()?)
     }
@@ -1044,8 +1087,8 @@ pub struct SimNode {
     grows: Mutex<Vec<FsGrow>>,
     loops: Mutex<SimLoops>,
     fail_mounts: std::sync::atomic::AtomicBool,
-    /// LUKS "headers": device -> the one key that opens it.
-    luks: Mutex<BTreeMap<PathBuf, Passphrase>>,
+    /// LUKS "headers": device -> its keyslots (`None`: free).
+    luks: Mutex<BTreeMap<PathBuf, Vec<Option<Passphrase>>>>,
     /// Open crypt mappings: name -> backing device.
     crypt_open: Mutex<BTreeMap<String, PathBuf>>,
     /// Every LUKS format asked for: (device, again).
@@ -1549,7 +1592,7 @@ impl Node for SimNode {
         self.luks
             .lock()
             .unwrap()
-            .insert(device.to_owned(), key.duplicate());
+            .insert(device.to_owned(), vec![Some(key.duplicate())]);
         self.luks_formats
             .lock()
             .unwrap()
@@ -1557,21 +1600,7 @@ impl Node for SimNode {
         Ok(())
     }
     fn luks_open(&self, device: &Path, name: &CryptName, key: &Passphrase) -> Result<PathBuf> {
-        match self.luks.lock().unwrap().get(device) {
-            None => {
-                return Err(CryptError::NotLuks {
-                    device: device.to_owned(),
-                }
-                .into())
-            }
-            Some(k) if !k.matches(key) => {
-                return Err(CryptError::WrongKey {
-                    device: device.to_owned(),
-                }
-                .into())
-            }
-            Some(_) => {}
-        }
+        self.luks_check_key(device, key)?;
         let mut open = self.crypt_open.lock().unwrap();
         if let Some(on) = open.get(name.as_str()) {
             if on != device {
@@ -1625,12 +1654,73 @@ impl Node for SimNode {
             }
             .into());
         };
+        let device = device.clone();
+        drop(open);
+        self.luks_check_key(&device, key).map(drop)
+    }
+    fn luks_add_key(
+        &self,
+        device: &Path,
+        _pbkdf: &Pbkdf,
+        old: &Passphrase,
+        new: &Passphrase,
+    ) -> Result<u32> {
+        self.luks_check_key(device, old)?;
+        if let Ok(slot) = self.luks_check_key(device, new) {
+            return Ok(slot);
+        }
+        let mut luks = self.luks.lock().unwrap();
+        let slots = luks.get_mut(device).expect("checked above");
+        let free = slots
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(slots.len());
+        if free >= 32 {
+            return Err(CryptError::KeyslotsFull {
+                device: device.to_owned(),
+            }
+            .into());
+        }
+        if free == slots.len() {
+            slots.push(None);
+        }
+        slots[free] = Some(new.duplicate());
+        Ok(free as u32)
+    }
+    fn luks_remove_key(
+        &self,
+        device: &Path,
+        old: &Passphrase,
+        new: &Passphrase,
+    ) -> Result<Vec<u32>> {
+        let keep = self.luks_check_key(device, new)?;
+        let mut luks = self.luks.lock().unwrap();
+        let slots = luks.get_mut(device).expect("checked above");
+        let mut removed = Vec::new();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if i as u32 != keep && slot.as_ref().is_some_and(|k| k.matches(old)) {
+                *slot = None;
+                removed.push(i as u32);
+            }
+        }
+        Ok(removed)
+    }
+    fn luks_check_key(&self, device: &Path, key: &Passphrase) -> Result<u32> {
         match self.luks.lock().unwrap().get(device) {
-            Some(k) if k.matches(key) => Ok(()),
-            _ => Err(CryptError::WrongKey {
-                device: device.clone(),
+            None => Err(CryptError::NotLuks {
+                device: device.to_owned(),
             }
             .into()),
+            Some(slots) => slots
+                .iter()
+                .position(|s| s.as_ref().is_some_and(|k| k.matches(key)))
+                .map(|i| i as u32)
+                .ok_or_else(|| {
+                    CryptError::WrongKey {
+                        device: device.to_owned(),
+                    }
+                    .into()
+                }),
         }
     }
     fn crypt_mappings(&self) -> Result<Vec<CryptName>> {

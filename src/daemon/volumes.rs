@@ -12,7 +12,7 @@ use super::activation::{Activation, ActivationError};
 use super::crash;
 use super::engine::{
     spec_mismatch, Created, Engine, EngineError, Expanded, Layout, LvInfo, LvSpec, MountSpec,
-    Mounted, PathStats, Result, VgInfo, VgSpace, VolumeKey,
+    Mounted, PathStats, Rekeyed, Result, VgInfo, VgSpace, VolumeKey,
 };
 use super::marks;
 use super::node::{LoopDev, NodeError};
@@ -20,7 +20,7 @@ use super::node_work::NodeWork;
 use super::view;
 use super::wipe::{self, Wiper, Zeroer};
 use crate::activate::target::RaidStatus;
-use crate::crypt::{CryptError, CryptName};
+use crate::crypt::{CryptError, CryptName, Passphrase};
 use crate::lvm::edit::check_size;
 use crate::lvm::{Edit, LvmError};
 use crate::model::name::{validate_lv_name, validate_vg_name};
@@ -1352,6 +1352,88 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
             filesystem_size,
         })
     }
+
+    fn rekey_volume(
+        &self,
+        vg: &str,
+        lv: &str,
+        old: &VolumeKey,
+        new: &Passphrase,
+    ) -> Result<Rekeyed> {
+        // Under the volume's hand-out lock: no first stage formats it meanwhile.
+        let h = self.handouts.get(&format!("{vg}/{lv}"));
+        let _h = h.write().unwrap();
+        let before = self.logical_volume(vg, lv)?;
+        let refuse = |why: &str| EngineError::FailedPrecondition {
+            what: "logical volume",
+            name: format!("{vg}/{lv}"),
+            why: why.to_owned(),
+        };
+        if !marks::is_encrypted(&before.tags) {
+            return Err(refuse(
+                "is not an encrypted lvmd volume (a LUKS volume lvmd did not make is adopted by its first stage or block publish)",
+            ));
+        }
+        if marks::is_fresh(&before.tags) || marks::luks_formatting_for(&before.tags).is_some() {
+            return Err(refuse(
+                "holds no LUKS volume yet (it is formatted on its first stage or block publish, with the key given there)",
+            ));
+        }
+        // The header is on the LV: an inactive one is activated for the rekey and
+        // deactivated again after it.
+        let was_active = before.device.is_some();
+        let info = self.activate_volume(vg, lv)?;
+        let device = info.device.clone().expect("activate sets the device");
+        let done = self.rekey_device(vg, lv, &device, old, new);
+        if !was_active {
+            let lock = self.locks.get(vg);
+            let _g = lock.write().unwrap();
+            let read = self.meta.read(vg)?;
+            if let Err(e) = self.deactivate_volume(&read, lv) {
+                tracing::warn!(vg, lv, "cannot deactivate again after the rekey: {e}");
+            }
+        }
+        let (keyslot, removed) = done?;
+        Ok(Rekeyed {
+            lv: self.logical_volume(vg, lv)?,
+            keyslot,
+            removed,
+        })
+    }
+}
+
+impl<M: Metadata> VolumeEngine<M> {
+    /// The two halves of a rekey on the LV's `device` ([`Engine::rekey_volume`]).
+    fn rekey_device(
+        &self,
+        vg: &str,
+        lv: &str,
+        device: &Path,
+        old: &VolumeKey,
+        new: &Passphrase,
+    ) -> Result<(u32, Vec<u32>)> {
+        let node = &self.node.node;
+        let keyslot = match node.luks_add_key(device, &old.luks.pbkdf, &old.key, new) {
+            Ok(slot) => slot,
+            // Done by an earlier call: the old key is gone and the new one opens it.
+            Err(NodeError::Crypt(CryptError::WrongKey { .. }))
+                if node.luks_check_key(device, new).is_ok() =>
+            {
+                tracing::info!(
+                    vg,
+                    lv,
+                    "rekeyed already: the old key opens nothing, the new one does"
+                );
+                return Ok((node.luks_check_key(device, new)?, Vec::new()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tracing::info!(vg, lv, keyslot, "new key added");
+        crash::point("rekey-added");
+        let removed = node.luks_remove_key(device, &old.key, new)?;
+        tracing::info!(vg, lv, keyslot, ?removed, "old key's keyslots destroyed");
+        Ok((keyslot, removed))
+    }
 }
 
 #[cfg(test)]
@@ -1589,6 +1671,94 @@ mod tests {
     }
 
     const MAPPED: &str = "/dev/mapper/lvmd-crypt-vg-sec";
+
+    fn wrong_key(err: &EngineError) -> bool {
+        matches!(
+            err,
+            EngineError::Node(NodeError::Crypt(CryptError::WrongKey { .. }))
+        )
+    }
+
+    #[test]
+    fn a_rekey_replaces_the_key_in_two_halves_and_a_second_run_finishes_or_is_a_no_op() {
+        let (e, _, node) = engine();
+        let pass = |k: &str| crate::crypt::Passphrase::new(k.as_bytes().to_vec()).unwrap();
+        // Never formatted yet, or not encrypted: refused, naming why.
+        e.create_volume("vg", &lv("sec"), true).unwrap();
+        e.create_logical_volume("vg", &lv("plain")).unwrap();
+        let err = e
+            .rekey_volume("vg", "sec", &key("k1"), &pass("k2"))
+            .unwrap_err();
+        refused(err, "holds no LUKS volume yet");
+        let err = e
+            .rekey_volume("vg", "plain", &key("k1"), &pass("k2"))
+            .unwrap_err();
+        refused(err, "is not an encrypted lvmd volume");
+
+        e.mount_volume_keyed("vg", "sec", &fs_spec("/k/s", "", false), Some(&key("k1")))
+            .unwrap();
+        e.unmount(Path::new("/k/s"), true).unwrap();
+        e.deactivate("vg", "sec").unwrap();
+        // A wrong old key: WrongKey, nothing changed (the new key opens nothing).
+        let err = e
+            .rekey_volume("vg", "sec", &key("nope"), &pass("k2"))
+            .unwrap_err();
+        assert!(wrong_key(&err), "{err}");
+        assert!(!err.to_string().contains("nope"), "{err}");
+        // Inactive before: activated for the rekey, inactive again after it.
+        let done = e
+            .rekey_volume("vg", "sec", &key("k1"), &pass("k2"))
+            .unwrap();
+        assert_eq!((done.keyslot, done.removed.clone()), (1, vec![0]));
+        assert!(
+            done.lv.device.is_none() && e.logical_volume("vg", "sec").unwrap().device.is_none()
+        );
+        // Old key refused, new key opens; the data was never formatted again.
+        let err = e
+            .mount_volume_keyed("vg", "sec", &fs_spec("/k/s", "", false), Some(&key("k1")))
+            .unwrap_err();
+        assert!(wrong_key(&err), "{err}");
+        let m = e
+            .mount_volume_keyed("vg", "sec", &fs_spec("/k/s", "", false), Some(&key("k2")))
+            .unwrap();
+        assert!(!m.formatted);
+        assert_eq!((node.luks_formats().len(), node.formats().len()), (1, 1));
+        // The same call again: done already, nothing changed.
+        let again = e
+            .rekey_volume("vg", "sec", &key("k1"), &pass("k2"))
+            .unwrap();
+        assert_eq!((again.keyslot, again.removed), (1, vec![]));
+
+        // A crash between the halves (the first half alone, as the layer leaves it):
+        // either key opens; the same rekey, mounted, finishes it.
+        let device = e.logical_volume("vg", "sec").unwrap().device.unwrap();
+        let pbkdf = crate::crypt::LuksConfig::fast_for_tests().pbkdf;
+        assert_eq!(
+            node.luks_add_key(&device, &pbkdf, &pass("k2"), &pass("k3"))
+                .unwrap(),
+            0
+        );
+        assert!(node.luks_check_key(&device, &pass("k2")).is_ok());
+        assert!(node.luks_check_key(&device, &pass("k3")).is_ok());
+        let done = e
+            .rekey_volume("vg", "sec", &key("k2"), &pass("k3"))
+            .unwrap();
+        assert_eq!((done.keyslot, done.removed), (0, vec![1]));
+        assert!(done.lv.device.is_some(), "it stays active, mounted");
+        assert!(wrong_key(
+            &node
+                .luks_check_key(&device, &pass("k2"))
+                .unwrap_err()
+                .into()
+        ));
+        assert!(node.mounted(Path::new("/k/s")).is_some());
+        // The same key twice: nothing destroyed, the key still opens it.
+        let same = e
+            .rekey_volume("vg", "sec", &key("k3"), &pass("k3"))
+            .unwrap();
+        assert_eq!((same.keyslot, same.removed), (0, vec![]));
+        assert!(node.luks_check_key(&device, &pass("k3")).is_ok());
+    }
 
     #[test]
     fn an_encrypted_volume_is_luks_formatted_once_and_staged_through_its_mapping() {

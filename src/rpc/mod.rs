@@ -24,13 +24,53 @@ macro_rules! redacted_debug {
         }
     };
 }
+
+/// A `Drop` that zeroes a message's secret fields, so a key moved into a request
+/// (lvmd-ctl's key file, the CSI plugin's secret) or decoded from one is not left in
+/// freed memory. (What tonic and h2 copy into their own buffers for the wire is beyond
+/// this.) Such a message is built field by field: Rust has no `..Default` for it.
+macro_rules! zeroed_on_drop {
+    ($ty:ty { $($secret:ident),* }) => {
+        impl Drop for $ty {
+            fn drop(&mut self) {
+                $($crate::rpc::WipeSecret::wipe(&mut self.$secret);)*
+            }
+        }
+    };
+}
 pub(crate) use redacted_debug;
+
+/// A secret field zeroed in place (its whole allocation, spare capacity included).
+pub trait WipeSecret {
+    fn wipe(&mut self);
+}
+
+impl WipeSecret for Vec<u8> {
+    fn wipe(&mut self) {
+        zeroize::Zeroize::zeroize(self);
+    }
+}
+
+/// CSI's `secrets`: every value (the keys are names like `passphrase`).
+impl WipeSecret for std::collections::HashMap<String, String> {
+    fn wipe(&mut self) {
+        self.values_mut().for_each(zeroize::Zeroize::zeroize);
+    }
+}
 
 redacted_debug!(pb::MountVolumeRequest {
     volume, target_path, fs_type, mount_options, read_only
 } secret { passphrase });
 redacted_debug!(pb::PublishBlockRequest { volume, target_path, read_only } secret { passphrase });
 redacted_debug!(pb::ExpandVolumeRequest { volume, size_bytes, target_path } secret { passphrase });
+redacted_debug!(pb::RekeyVolumeRequest { volume } secret { passphrase, new_passphrase });
+zeroed_on_drop!(pb::MountVolumeRequest { passphrase });
+zeroed_on_drop!(pb::PublishBlockRequest { passphrase });
+zeroed_on_drop!(pb::ExpandVolumeRequest { passphrase });
+zeroed_on_drop!(pb::RekeyVolumeRequest {
+    passphrase,
+    new_passphrase
+});
 
 #[cfg(test)]
 mod tests {
@@ -38,11 +78,10 @@ mod tests {
 
     #[test]
     fn requests_with_a_key_never_print_it() {
-        let r = pb::MountVolumeRequest {
-            target_path: "/t".into(),
-            passphrase: b"hunter2-secret".to_vec(),
-            ..Default::default()
-        };
+        // Built field by field: a message with a zeroing Drop has no `..Default`.
+        let mut r = pb::MountVolumeRequest::default();
+        r.target_path = "/t".into();
+        r.passphrase = b"hunter2-secret".to_vec();
         let shown = format!("{r:?} {r:#?}");
         assert!(
             shown.contains("/t") && shown.contains("<redacted>"),
@@ -53,15 +92,14 @@ mod tests {
             !shown.contains("hunter2") && !shown.contains("104"),
             "{shown}"
         );
-        let p = pb::PublishBlockRequest {
-            passphrase: b"hunter2".to_vec(),
-            ..Default::default()
-        };
-        let e = pb::ExpandVolumeRequest {
-            passphrase: b"hunter2".to_vec(),
-            ..Default::default()
-        };
-        for shown in [format!("{p:?}"), format!("{e:?}")] {
+        let mut p = pb::PublishBlockRequest::default();
+        p.passphrase = b"hunter2".to_vec();
+        let mut e = pb::ExpandVolumeRequest::default();
+        e.passphrase = b"hunter2".to_vec();
+        let mut k = pb::RekeyVolumeRequest::default();
+        k.passphrase = b"hunter2".to_vec();
+        k.new_passphrase = b"hunter3".to_vec();
+        for shown in [format!("{p:?}"), format!("{e:?}"), format!("{k:#?}")] {
             assert!(
                 !shown.contains("104") && shown.contains("<redacted>"),
                 "{shown}"
