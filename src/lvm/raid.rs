@@ -268,15 +268,7 @@ pub(super) fn repair(
             pvs_allowed: Some(allowed),
             after: None,
         };
-        let allocation = alloc::allocate(&super::edit::pv_spaces(vg), &req).map_err(|source| {
-            LvmError::Alloc {
-                vg: vg.name.clone(),
-                source,
-            }
-        })?;
-        let Allocation::Linear(areas) = allocation else {
-            unreachable!("a linear allocation")
-        };
+        let areas = allocate_linear(vg, &req)?;
         let (meta, image) = split_areas(&areas, META_EXTENTS);
         for (sub, areas) in [(&leg.0, meta), (&leg.1, image)] {
             let segments = linear_segments(vg, Extents::ZERO, &areas);
@@ -349,15 +341,7 @@ pub(super) fn grow(vg: &mut VolumeGroup, lv_name: &str, target: Extents) -> Resu
             pvs_allowed: Some(allowed),
             after: super::segments::last_linear_area(vg, image),
         };
-        let allocation = alloc::allocate(&super::edit::pv_spaces(vg), &req).map_err(|source| {
-            LvmError::Alloc {
-                vg: vg.name.clone(),
-                source,
-            }
-        })?;
-        let Allocation::Linear(areas) = allocation else {
-            unreachable!("a linear allocation")
-        };
+        let areas = allocate_linear(vg, &req)?;
         let mut segments = vg.lv(&leg.1).expect("checked above").segments.clone();
         segments.extend(linear_segments(vg, current, &areas));
         super::segments::merge_adjacent(&mut segments);
@@ -366,6 +350,19 @@ pub(super) fn grow(vg: &mut VolumeGroup, lv_name: &str, target: Extents) -> Resu
     let lv = vg.lv_mut(lv_name).expect("caller checked");
     lv.segments[0].extent_count = target;
     Ok(())
+}
+
+/// A linear allocation in `vg` (a leg's metadata and image, or a leg's growth).
+fn allocate_linear(vg: &VolumeGroup, req: &alloc::Request) -> Result<Vec<alloc::Area>> {
+    let allocation =
+        alloc::allocate(&super::edit::pv_spaces(vg), req).map_err(|source| LvmError::Alloc {
+            vg: vg.name.clone(),
+            source,
+        })?;
+    let Allocation::Linear(areas) = allocation else {
+        unreachable!("a linear allocation")
+    };
+    Ok(areas)
 }
 
 #[cfg(test)]
