@@ -6,7 +6,7 @@ use super::volumes::VgRead;
 use crate::activate::target::{LegHealth, RaidStatus};
 use crate::alloc::{FreeSpace, Shape};
 pub use crate::lvm::pv_spaces;
-use crate::model::{Layout, LogicalVolume, SegmentKind, VolumeGroup};
+use crate::model::{Layout, LogicalVolume, PhysicalVolume, SegmentKind, VolumeGroup};
 use crate::units::{Bytes, Extents};
 use crate::uuid::Uuid;
 use std::collections::{BTreeMap, BTreeSet};
@@ -146,14 +146,46 @@ pub fn leg_pv_names(vg: &VolumeGroup, leg: &(String, String)) -> BTreeSet<String
     pvs
 }
 
+/// Whether `pv`'s device is gone: flagged MISSING in the metadata, or not found.
+pub fn pv_absent(read: &VgRead, pv: &PhysicalVolume) -> bool {
+    pv.is_missing() || !read.devices.contains_key(&pv.id)
+}
+
 /// The missing PVs among `names`, each as `pvN (uuid)`.
 fn missing_of(read: &VgRead, names: &BTreeSet<String>) -> Vec<String> {
     names
         .iter()
         .filter_map(|n| read.vg.pv(n))
-        .filter(|pv| pv.is_missing() || !read.devices.contains_key(&pv.id))
+        .filter(|pv| pv_absent(read, pv))
         .map(|pv| format!("{} ({})", pv.name, pv.id))
         .collect()
+}
+
+/// Why a mirror's leg cannot serve I/O.
+pub enum LegFault {
+    /// Its sub-LVs sit on these missing PVs (`pvN (uuid)`).
+    OnMissingPvs(Vec<String>),
+    /// The kernel failed it (`D` or `-` in dm-raid's status); it sits on these PVs.
+    FailedInKernel(BTreeSet<String>),
+}
+
+/// Leg `i` (metadata, image sub-LV names) of a raid1 LV: what keeps it from serving
+/// I/O, from the metadata and the PVs present and, for an active mirror, `status`.
+/// The one rule behind both the volume's health and which legs a repair moves.
+pub fn leg_fault(
+    read: &VgRead,
+    i: usize,
+    leg: &(String, String),
+    status: Option<&RaidStatus>,
+) -> Option<LegFault> {
+    let pvs = leg_pv_names(&read.vg, leg);
+    let missing = missing_of(read, &pvs);
+    if !missing.is_empty() {
+        return Some(LegFault::OnMissingPvs(missing));
+    }
+    let dead =
+        status.is_some_and(|s| matches!(s.legs.get(i), Some(LegHealth::Dead | LegHealth::Absent)));
+    dead.then_some(LegFault::FailedInKernel(pvs))
 }
 
 fn mirror_sync(s: &RaidStatus) -> MirrorSync {
@@ -183,20 +215,20 @@ pub fn health(read: &VgRead, lv: &LogicalVolume, status: Option<&RaidStatus>) ->
     if let [seg] = lv.segments.as_slice() {
         if let SegmentKind::Raid1 { legs, .. } = &seg.kind {
             let mut broken = Vec::new();
-            for (i, (meta, image)) in legs.iter().enumerate() {
-                let pvs = leg_pv_names(vg, &(meta.clone(), image.clone()));
-                let missing = missing_of(read, &pvs);
-                let dead = status.is_some_and(|s| {
-                    matches!(s.legs.get(i), Some(LegHealth::Dead | LegHealth::Absent))
-                });
-                if !missing.is_empty() {
-                    broken.push(format!("leg {image} on missing PV {}", missing.join(", ")));
-                } else if dead {
-                    let on: Vec<String> = pvs.into_iter().collect();
-                    broken.push(format!(
-                        "leg {image} (on PV {}) failed in the kernel",
-                        on.join(", ")
-                    ));
+            for (i, leg) in legs.iter().enumerate() {
+                let image = &leg.1;
+                match leg_fault(read, i, leg, status) {
+                    Some(LegFault::OnMissingPvs(missing)) => {
+                        broken.push(format!("leg {image} on missing PV {}", missing.join(", ")));
+                    }
+                    Some(LegFault::FailedInKernel(pvs)) => {
+                        let on: Vec<String> = pvs.into_iter().collect();
+                        broken.push(format!(
+                            "leg {image} (on PV {}) failed in the kernel",
+                            on.join(", ")
+                        ));
+                    }
+                    None => {}
                 }
             }
             return match broken.len() {

@@ -556,25 +556,12 @@ impl<M: Metadata> VolumeEngine<M> {
             .vg
             .pvs
             .iter()
-            .filter(|pv| pv.is_missing() || !read.devices.contains_key(&pv.id))
+            .filter(|pv| view::pv_absent(&read, pv))
             .map(|pv| pv.name.clone())
             .collect();
+        // The legs the volume's health calls broken.
         let broken: Vec<usize> = (0..legs.len())
-            .filter(|&i| {
-                let on_absent = view::leg_pv_names(&read.vg, &legs[i])
-                    .iter()
-                    .any(|p| absent.contains(p));
-                let dead = status.as_ref().is_some_and(|s| {
-                    matches!(
-                        s.legs.get(i),
-                        Some(
-                            crate::activate::target::LegHealth::Dead
-                                | crate::activate::target::LegHealth::Absent
-                        )
-                    )
-                });
-                on_absent || dead
-            })
+            .filter(|&i| view::leg_fault(&read, i, &legs[i], status.as_ref()).is_some())
             .collect();
         if broken.is_empty() {
             // Nothing to move; a repair cut after its reload leaves the flags: drop
