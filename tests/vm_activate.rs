@@ -860,7 +860,15 @@ fn raid1_made_by_lvm2_activates_as_lvm2_does() {
     none_left.devices.remove(&found.vg.pvs[0].id);
     match act.activate(&none_left, "r") {
         Err(e @ ActivateError::MissingPv { .. }) => {
-            assert!(e.to_string().contains("act-raid/r"), "{e}");
+            // Named: the mirror, and a PV that is missing.
+            let text = e.to_string();
+            assert!(
+                text.contains("act-raid/r")
+                    && [&leg_pv.name, &found.vg.pvs[0].name]
+                        .iter()
+                        .any(|pv| text.contains(pv.as_str())),
+                "{text}"
+            );
         }
         other => panic!("expected MissingPv, got {other:?}"),
     }
