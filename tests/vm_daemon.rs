@@ -164,6 +164,17 @@ impl Bed {
         err
     }
 
+    /// `lv`'s row of `lvmd-ctl --json lv list`.
+    fn listed(&self, lv: &str) -> Value {
+        let list = self.json(&["lv", "list"]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == lv)
+            .unwrap_or_else(|| panic!("{lv} not listed: {list}"))
+            .clone()
+    }
+
     fn lvmd_names(&self) -> BTreeSet<String> {
         self.json(&["lv", "list"])
             .as_array()
@@ -1990,14 +2001,7 @@ fn a_mirror_with_a_leg_pv_gone_activates_degraded_and_says_so() {
     write_pattern(&dev, 22, 0, 2 * MIB);
     assert_pattern(&dev, 22, 0, 2 * MIB);
     assert_pattern(&dev, 21, 2 * MIB, 6 * MIB);
-    let list = bed.json(&["lv", "list"]);
-    let m = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "m")
-        .unwrap()
-        .clone();
+    let m = bed.listed("m");
     assert_eq!(m["health"], "degraded", "{m}");
     let why = m["health_message"].as_str().unwrap();
     assert!(
@@ -2043,14 +2047,7 @@ fn a_mirror_with_a_leg_pv_gone_activates_degraded_and_says_so() {
     assert_eq!(pv_of(&bed, "m_rmeta_1"), spare);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let list = bed.json(&["lv", "list"]);
-        let m = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == "m")
-            .unwrap()
-            .clone();
+        let m = bed.listed("m");
         let s = &m["mirror_sync"];
         if s["leg_health"] == "AA" && s["sync_percent"].as_f64() == Some(100.0) {
             assert_eq!(m["health"], "ok", "{m}");

@@ -58,11 +58,16 @@ pub fn lvmd_command() -> Command {
     }
 }
 
+/// The transient service `tests/vm/sandboxed.sh` (the child) runs lvmd as.
+fn sandbox_unit(child: &Child) -> String {
+    format!("lvmd-sandboxed-{}.service", child.id())
+}
+
 /// kill -9 of an lvmd started by [`lvmd_command`], reaped. Sandboxed, SIGKILL goes to
 /// the service's main process (it cannot be passed on by the script standing in for it).
 pub fn kill9(child: &mut Child) {
     if sandboxed() {
-        let unit = format!("lvmd-sandboxed-{}.service", child.id());
+        let unit = sandbox_unit(child);
         let _ = Command::new("systemctl")
             .args(["kill", "--kill-whom=main", "--signal=KILL", &unit])
             .status();
@@ -77,7 +82,7 @@ pub fn lvmd_pid(child: &Child) -> u32 {
     if !sandboxed() {
         return child.id();
     }
-    let unit = format!("lvmd-sandboxed-{}.service", child.id());
+    let unit = sandbox_unit(child);
     let out = Command::new("systemctl")
         .args(["show", "--property=MainPID", "--value", &unit])
         .output()
