@@ -1,59 +1,110 @@
 #!/usr/bin/env bash
 # The project's test command (the README's second command; .ci/run calls it).
 # Needs root: loop devices, Debian's lvm2, and the QEMU VM for device-mapper.
+#
+# Everything is built first. Then two lanes run side by side, because each VM is one
+# software-emulated CPU (one host core) and CI has two: lane A runs the longest VM
+# binary (vm_daemon under the unit's sandbox) and vm_crypt; lane B runs the host tests,
+# the image, and the other VM passes. Each line of output carries its lane; every step
+# runs even when an earlier one failed, and the summary at the end lists each step's
+# time and result (the exit status is non-zero if any failed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== host: unit, property and lvm2-interop tests"
-cargo test --workspace
+status=$(mktemp -d)
+trap 'rm -rf "$status"' EXIT
 
-echo "== host: systemd units (systemd-analyze verify)"
-systemd/verify.sh
+# step NAME COMMAND...: runs one step, records its time and result, never stops the lane.
+step() {
+    local name=$1 start=$SECONDS rc=0
+    shift
+    echo "== $name"
+    ("$@") || rc=$?
+    local took=$((SECONDS - start))
+    echo "== $name: $([[ $rc == 0 ]] && echo ok || echo "FAILED (exit $rc)") in ${took}s"
+    printf '%6ss  %-6s %s\n' "$took" "$([[ $rc == 0 ]] && echo ok || echo FAILED)" "$name" >>"$status/steps"
+    [[ $rc == 0 ]] || touch "$status/failed"
+}
 
-echo "== host: lvm2-written fixtures (raid1, thin, snapshot, cache) read by lvm2 without DM"
-tests/fixtures/lvm2/check-on-host.sh
-
-echo "== image: lvmd-csi's OCI image built from Debian packages and run with runc (packaging/build-image.sh, check-image.sh)"
-image=$(packaging/build-image.sh)
-packaging/check-image.sh "$image"
-
-echo "== VM: device-mapper tests on a real kernel (tests/vm)"
+echo "== build: host tests and the VM test binaries (the VM's timeouts then cover only tests)"
+cargo test --workspace --no-run
 tests/vm/run-in-vm.sh --setup
-# Build on the host first, so the VM's timeout covers only the tests.
-cargo test --test vm_smoke --test vm_activate --test vm_daemon --test vm_csi --test vm_crypt --no-run
-CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
-  cargo test --test vm_smoke
+declare -A bin
+while read -r name path; do bin[$name]=$path; done < <(
+    cargo test --test vm_smoke --test vm_activate --test vm_daemon --test vm_csi --test vm_crypt \
+        --no-run --message-format=json | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        print(m["target"]["name"], m["executable"])')
+for b in vm_smoke vm_activate vm_daemon vm_csi vm_crypt; do
+    [[ -n ${bin[$b]:-} ]] || { echo "run.sh: no test binary built for $b" >&2; exit 1; }
+done
 
-echo "== VM: native activation against lvm2, with udev and without (tests/vm_activate.rs)"
-CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
-  cargo test --test vm_activate
-VM_NO_UDEV=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
-  cargo test --test vm_activate
+# in_vm BINARY TIMEOUT [TEST ARGS...]: one test binary in a fresh VM (tests/vm/README.md).
+# The environment may add VM_NO_UDEV=1 or VM_SYSTEMD=1. Per-case times are printed
+# (--report-time is unstable: RUSTC_BOOTSTRAP is set for the test binary only, never
+# for cargo, which would rebuild everything).
+in_vm() {
+    local b=$1 timeout=$2
+    shift 2
+    RUSTC_BOOTSTRAP=1 VM_TIMEOUT=$timeout tests/vm/run-in-vm.sh "${bin[$b]}" "$@" \
+        -Z unstable-options --report-time
+}
 
-# vm_daemon with udev took 39 minutes on this 2-core host while it was shared (load 5-6),
-# under software emulation; the path race, the 32 clients, the wipe, kill -9 and the
-# mirror grow are most of it. The timeout leaves room for a shared machine.
-echo "== VM: the lvmd daemon end to end, with udev (under lvmd.service's sandbox) and without: lvm2/dmsetup cross-checks, 32 clients, kill -9 (tests/vm_daemon.rs)"
-# With udev, lvmd runs under its unit's sandbox (systemd/lvmd.service's [Service]
-# settings, through systemd-run in a guest booted with systemd: tests/vm/README.md).
-VM_SYSTEMD=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=3600 \
-  cargo test --test vm_daemon
-# Without udev, the cases where udev plays a part: lvmd making the nodes and links
-# itself at activation and start-up reconciliation (end to end, kill -9 at every step,
-# lvm2's raid1/thin devices left alone, the read-only loop over a device, lvm2 changing
-# the VG). Left out, because what they check does not depend on who makes the nodes and
-# the with-udev pass runs them: the 32 clients' metadata-only creates/removes, the
-# 1000-round mount path race, zeroing on the PVs, the formatting rules, the mirror grow
-# (table reloads), peer checks on the socket. Together those are ~70% of vm_daemon's time.
-VM_NO_UDEV=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=2400 \
-  cargo test --test vm_daemon -- --skip thirty_two_parallel_clients --skip path_swaps_never_take_a_mount_out_of_the_root \
-  --skip a_new_volume_never_shows_a_removed_volumes_bytes --skip staging_never_formats_what_lvmd_did_not_create_blank \
-  --skip a_mirror_grows_online_with_data_intact_and_no_old_bytes --skip socket_peers_are_checked_by_uid
+lane_a() {
+    # vm_daemon with udev took 26 minutes on this 2-core host while it was shared (load
+    # 2-6), under software emulation; the path race, the 32 clients, the wipe, kill -9 and
+    # the mirror cases are most of it. lvmd runs under its unit's sandbox here
+    # (systemd/lvmd.service's [Service] settings, through systemd-run in a guest booted
+    # with systemd: tests/vm/README.md).
+    VM_SYSTEMD=1 step "VM: the lvmd daemon end to end with udev, under lvmd.service's sandbox: lvm2/dmsetup cross-checks, 32 clients, kill -9 (tests/vm_daemon.rs)" \
+        in_vm vm_daemon 3600
+    step "VM: LUKS2 through libcryptsetup on dm-crypt, and Debian's cryptsetup both ways (tests/vm_crypt.rs)" \
+        in_vm vm_crypt 900
+}
 
-echo "== VM: the CSI suite against the real lvmd under its unit's sandbox, plugin in its own mount namespace (HostToContainer), and with no propagation (tests/vm_csi.rs)"
-VM_SYSTEMD=1 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=1500 \
-  cargo test --test vm_csi
+lane_b() {
+    step "host: unit, property and lvm2-interop tests" cargo test --workspace
+    step "host: systemd units (systemd-analyze verify)" systemd/verify.sh
+    step "host: lvm2-written fixtures (raid1, thin, snapshot, cache) read by lvm2 without DM" \
+        tests/fixtures/lvm2/check-on-host.sh
+    step "image: lvmd-csi's OCI image built from Debian packages and run with runc (packaging/build-image.sh, check-image.sh)" \
+        bash -c 'image=$(packaging/build-image.sh) && packaging/check-image.sh "$image"'
+    step "VM: smoke (tests/vm_smoke.rs)" in_vm vm_smoke 900
+    step "VM: native activation against lvm2, with udev (tests/vm_activate.rs)" in_vm vm_activate 900
+    VM_NO_UDEV=1 step "VM: native activation against lvm2, without udev (tests/vm_activate.rs)" \
+        in_vm vm_activate 900
+    # Without udev, the cases where udev plays a part: lvmd making the nodes and links
+    # itself at activation and start-up reconciliation (end to end, kill -9 at every step,
+    # lvm2's raid1/thin devices left alone, the read-only loop over a device, lvm2 changing
+    # the VG, a mirror's leg gone). Left out, because what they check does not depend on
+    # who makes the nodes and lane A runs them: the 32 clients' metadata-only
+    # creates/removes, the 1000-round mount path race, zeroing on the PVs, the formatting
+    # rules, the mirror grow (table reloads), peer checks on the socket. Together those
+    # are ~70% of vm_daemon's time.
+    VM_NO_UDEV=1 step "VM: the lvmd daemon end to end without udev (tests/vm_daemon.rs, the udev-relevant cases)" \
+        in_vm vm_daemon 2400 --skip thirty_two_parallel_clients \
+        --skip path_swaps_never_take_a_mount_out_of_the_root \
+        --skip a_new_volume_never_shows_a_removed_volumes_bytes \
+        --skip staging_never_formats_what_lvmd_did_not_create_blank \
+        --skip a_mirror_grows_online_with_data_intact_and_no_old_bytes \
+        --skip socket_peers_are_checked_by_uid
+    VM_SYSTEMD=1 step "VM: the CSI suite against the real lvmd under its unit's sandbox, plugin in its own mount namespace (HostToContainer), and with no propagation (tests/vm_csi.rs)" \
+        in_vm vm_csi 1500
+}
 
-echo "== VM: LUKS2 through libcryptsetup on dm-crypt, and Debian's cryptsetup both ways (tests/vm_crypt.rs)"
-CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/tests/vm/run-in-vm.sh" VM_TIMEOUT=900 \
-  cargo test --test vm_crypt
+# Each lane's lines carry its name; sed -u keeps them whole and in time.
+(lane_a 2>&1 | sed -u 's/^/[lane A] /') &
+lane_a_pid=$!
+lane_b 2>&1 | sed -u 's/^/[lane B] /'
+wait "$lane_a_pid"
+
+echo "== summary (lane steps ran side by side; total ${SECONDS}s)"
+cat "$status/steps"
+if [[ -e $status/failed ]]; then
+    echo "== some steps FAILED (see above)"
+    exit 1
+fi
+echo "== all steps passed"
