@@ -20,6 +20,7 @@ use tracing::{info, warn};
 mod layers;
 #[path = "activator_thin.rs"]
 mod pools;
+pub use pools::PoolStatus;
 
 /// How long an open device may stay open before we call it busy, when udev runs.
 const UDEV_PROBE_GRACE: Duration = Duration::from_millis(1500);

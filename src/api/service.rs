@@ -236,6 +236,7 @@ impl Api {
                 stripe_size,
             } => (pb::Layout::Striped, stripes, stripe_size.to_bytes().0),
             Layout::Raid1 { .. } => (pb::Layout::Raid1, 1, 0),
+            Layout::Thin => (pb::Layout::Thin, 1, 0),
         };
         let mirrors = v.layout.copies() - 1;
         let (health, health_message) = match v.health {
@@ -297,6 +298,7 @@ impl Api {
         };
         match pb::Layout::try_from(layout) {
             Ok(pb::Layout::Linear) => Ok(Layout::Linear),
+            Ok(pb::Layout::Thin) => Ok(Layout::Thin),
             Ok(pb::Layout::Raid1) => Ok(Layout::Raid1 {
                 mirrors: r.mirrors.max(1),
                 region_size: DEFAULT_REGION_SIZE,
@@ -315,6 +317,7 @@ impl Api {
                 }
                 match class.map(|c| c.default_layout()) {
                     Some(Layout::Striped { stripes, .. }) => striped(stripes),
+                    Some(Layout::Thin) => Ok(Layout::Thin),
                     _ => Ok(Layout::Linear),
                 }
             }

@@ -47,7 +47,8 @@ pub fn is_ephemeral_lv(lv: &lvmd::LogicalVolume) -> bool {
 pub fn stripes_and_unit(p: &VolumeParams, class: &lvmd::DeviceClassCapacity) -> (u32, u64) {
     let stripes = match p.layout {
         // raid1 copies are not side by side: sizes step by one extent.
-        Layout::Linear | Layout::Raid1 => 1,
+        // A thin volume's size steps by one extent too (lvm2 rounds it so).
+        Layout::Linear | Layout::Raid1 | Layout::Thin => 1,
         Layout::Striped if p.stripes > 0 => p.stripes,
         _ => class.default_stripes.max(1),
     };
@@ -382,6 +383,7 @@ impl ControllerService {
                 Layout::Linear => lv.layout == Layout::Linear as i32,
                 Layout::Striped => lv.layout == Layout::Striped as i32 && lv.stripes == stripes,
                 Layout::Raid1 => lv.layout == Layout::Raid1 as i32 && lv.mirrors == p.mirrors,
+                Layout::Thin => lv.layout == Layout::Thin as i32,
             };
             if is_ephemeral_lv(&lv) {
                 return Err(Status::already_exists(format!(

@@ -69,6 +69,10 @@ pub enum EngineError {
         vg: String,
         wiping: Bytes,
     },
+    /// A thin pool that cannot take the volume: past its overprovision ratio, at its
+    /// usage limit, or out of space in the kernel's count.
+    #[error("thin pool {pool}: {why}")]
+    ThinPoolExhausted { pool: String, why: String },
     #[error("{0}")]
     Internal(String),
 }
