@@ -91,9 +91,42 @@ fn capacity_of(engine: &dyn Engine, classes: &DeviceClasses) -> Vec<pb::DeviceCl
                 }
                 Err(e) => out.error = e.to_string(),
             }
+            if c.thin.is_some() && out.error.is_empty() {
+                match engine.thin_pool(&c.vg) {
+                    Ok(Some(t)) => {
+                        // A thin class's volumes come out of the pool, under its ratio.
+                        out.largest_bytes = t.provisionable.0;
+                        out.thin_pool = Some(thin_capacity(&t));
+                    }
+                    Ok(None) => out.error = "its thin pool is not made yet".into(),
+                    Err(e) => out.error = e.to_string(),
+                }
+            }
             out
         })
         .collect()
+}
+
+fn thin_capacity(t: &crate::daemon::thin::ThinPoolInfo) -> pb::ThinPoolCapacity {
+    let usage = t.usage.as_ref();
+    pb::ThinPoolCapacity {
+        name: t.name.clone(),
+        data_bytes: t.data_size.0,
+        metadata_bytes: t.metadata_size.0,
+        chunk_bytes: t.chunk_size.0,
+        provisioned_bytes: t.provisioned.0,
+        thin_volumes: t.thin_volumes,
+        provisionable_bytes: t.provisionable.0,
+        overprovision_ratio: t
+            .policy
+            .as_ref()
+            .map_or(0.0, |p| p.overprovision_percent as f64 / 100.0),
+        usage_limit_percent: t.policy.as_ref().map_or(0, |p| p.usage_limit_percent),
+        active: usage.is_some(),
+        data_used_bytes: usage.map_or(0, |u| u.data_used.0),
+        metadata_used_bytes: usage.map_or(0, |u| u.metadata_used.0),
+        trouble: usage.and_then(|u| u.trouble.clone()).unwrap_or_default(),
+    }
 }
 
 /// The shared state of all services.

@@ -593,6 +593,30 @@ impl ControllerService {
         if !c.error.is_empty() {
             return Ok(none);
         }
+        let thin = match (&c.thin_pool, p.layout) {
+            (Some(t), Layout::Thin | Layout::Unspecified) => Some(t),
+            // A thin StorageClass on a class without a pool has nothing to offer.
+            (None, Layout::Thin) => return Ok(none),
+            _ => None,
+        };
+        if let Some(t) = thin {
+            // What may still be provisioned under the pool's ratio; nothing while the
+            // pool is at its usage limit (lvmd refuses new volumes then).
+            let pct = |u: u64, n: u64| u.saturating_mul(100).checked_div(n).unwrap_or(0);
+            let full = !t.trouble.is_empty()
+                || pct(t.data_used_bytes, t.data_bytes) >= u64::from(t.usage_limit_percent)
+                || pct(t.metadata_used_bytes, t.metadata_bytes) >= u64::from(t.usage_limit_percent);
+            let left = if full {
+                0
+            } else {
+                t.provisionable_bytes as i64
+            };
+            return Ok(GetCapacityResponse {
+                available_capacity: left,
+                maximum_volume_size: Some(left),
+                minimum_volume_size: Some(c.extent_size_bytes as i64),
+            });
+        }
         let largest = match p.layout {
             Layout::Linear => c.largest_linear_bytes,
             Layout::Raid1 => {

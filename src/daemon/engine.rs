@@ -324,6 +324,11 @@ pub trait Engine: Send + Sync + 'static {
         old: &VolumeKey,
         new: &crate::crypt::Passphrase,
     ) -> Result<Rekeyed>;
+    /// `vg`'s configured thin pool with its use; `None` when its class has none (or
+    /// the pool is not made yet).
+    fn thin_pool(&self, _vg: &str) -> Result<Option<super::thin::ThinPoolInfo>> {
+        Ok(None)
+    }
 }
 
 /// Why an existing LV does not match a create request, or `None` when it does.

@@ -1057,6 +1057,10 @@ impl<M: Metadata> VolumeEngine<M> {
 }
 
 impl<M: Metadata> Engine for VolumeEngine<M> {
+    fn thin_pool(&self, vg: &str) -> Result<Option<super::thin::ThinPoolInfo>> {
+        self.thin_pool_info(vg)
+    }
+
     fn volume_groups(&self) -> Result<Vec<VgInfo>> {
         Ok(self
             .meta
