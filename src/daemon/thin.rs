@@ -19,6 +19,7 @@
 //! anything else for a pool's metadata), then the mark dropped. A pool still marked at
 //! start was never activated by lvmd: its `_tmeta` is zeroed again.
 
+use super::activation::ActivationError;
 use super::config::{PoolSize, ThinPoolConfig};
 use super::crash;
 use super::engine::{EngineError, Result};
@@ -448,8 +449,16 @@ impl<M: Metadata> VolumeEngine<M> {
                 &Edit::lv_tags(&config.name, &[], &[super::marks::FRESH.into()]),
             )?;
         }
-        let (read, status) = self.settle_pool(vg, &config.name)?;
-        Ok(self.pool_info(&read, &config.name, Some(status)))
+        match self.settle_pool(vg, &config.name) {
+            Ok((read, status)) => Ok(self.pool_info(&read, &config.name, Some(status))),
+            // No device-mapper here: the pool is there, its thin volumes wait for one
+            // (their creates say why); the other classes serve on.
+            Err(EngineError::Activation(ActivationError::Unavailable(why))) => {
+                tracing::error!(vg, pool = config.name, "{why}");
+                Ok(self.pool_info(&self.meta.read(vg)?, &config.name, None))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn pool_info(&self, read: &VgRead, pool: &str, usage: Option<PoolStatus>) -> ThinPoolInfo {
