@@ -2129,8 +2129,8 @@ fn thin_rows(bed: &Bed) -> std::collections::BTreeMap<String, (String, String, S
 
 /// A device class with a thin pool, through the real daemon: the pool made at start as
 /// lvm2 makes one, thin volumes created (the default layout of the class), written,
-/// removed, a new one reading zeroes where a removed one wrote; the overprovision ratio
-/// refusing; kill -9 between the commit and the message (create) and between the
+/// removed, a new one reading zeroes where a removed one wrote; one grown online; the
+/// overprovision ratio refusing a create and a grow; kill -9 between the commit and the message (create) and between the
 /// message and the record's commit (remove), then restart: the kernel's transaction id
 /// is the metadata's, `thin_check` is clean and the pool holds exactly the thin ids of
 /// the LVs lvm2 lists.
@@ -2197,18 +2197,25 @@ fn thin_volumes_through_the_daemon_stay_in_step_with_the_kernel_and_lvm2() {
     );
     assert_pattern(&dev_b, 2, 0, 4 * MIB);
 
-    // 64 MiB provisioned of 2 x 64: 80 MiB more is refused, naming the numbers.
+    // 64 MiB provisioned of 2 x 64 MiB: 80 MiB more is refused, naming the numbers.
     let err = bed.refused(&["lv", "create", "big", "80MiB"], "ResourceExhausted");
     assert!(err.contains("overprovision ratio 2.00"), "{err}");
+    // Grown online (the table reloaded, the data kept), not past the ratio.
+    let grown = bed.json(&["lv", "resize", "b", "48MiB"]);
+    assert_eq!(grown["size"].as_u64(), Some(48 * MIB), "{grown}");
+    assert_eq!(bed.dm_size("b"), 48 * MIB);
+    assert_pattern(&dev_b, 2, 0, 4 * MIB);
+    let err = bed.refused(&["lv", "resize", "b", "120MiB"], "ResourceExhausted");
+    assert!(err.contains("growing b"), "{err}");
     let cap = bed.json(&["capacity"]);
     let t = &cap[0]["thin_pool"];
     assert_eq!(
         (t["provisioned"].as_u64(), t["active"].as_bool()),
-        (Some(64 * MIB), Some(true)),
+        (Some(80 * MIB), Some(true)),
         "{cap}"
     );
     assert!(t["data_used"].as_u64().unwrap() >= 4 * MIB, "{cap}");
-    assert_eq!(cap[0]["largest"].as_u64(), Some(64 * MIB), "{cap}");
+    assert_eq!(cap[0]["largest"].as_u64(), Some(48 * MIB), "{cap}");
 
     // Killed after the create's commit, before its message: the next start sends it.
     bed.stop();
