@@ -8,7 +8,7 @@ mod common;
 #[macro_use]
 mod csi_suite;
 
-use csi_suite::{Env, NODE};
+use csi_suite::{code, req, Env, NODE};
 use lvmd::csi::pb::controller_client::ControllerClient;
 use lvmd::csi::pb::identity_client::IdentityClient;
 use lvmd::csi::pb::*;
@@ -308,4 +308,45 @@ mod csi_socket_peers {
             assert_eq!(p.refusals(), [], "{flag}");
         }
     }
+}
+
+/// A device class with a thin pool: its StorageClasses (no layout, or `layout: thin`)
+/// get thin volumes, GetCapacity answers what the pool's overprovision ratio still
+/// allows (down with each volume, up again when one is deleted), a volume past it is
+/// RESOURCE_EXHAUSTED, and `layout: thin` on a class without a pool offers nothing.
+#[test]
+fn a_thin_class_offers_what_its_ratio_allows() {
+    let e = Env::simulated_with(
+        ["vg-thin".into(), "vg-plain".into()],
+        "[device_classes.thin]\nvolume_group = \"vg-thin\"\ndefault = true\n\
+         loop_file = { path = \"/nonexistent/thin.img\", size = \"1GiB\" }\n\
+         thin_pool = { name = \"pool\", size = \"512MiB\", overprovision_ratio = 2.0 }\n\
+         [device_classes.plain]\nvolume_group = \"vg-plain\"\n\
+         loop_file = { path = \"/nonexistent/plain.img\", size = \"1GiB\" }\n",
+    );
+    const MIB: i64 = 1 << 20;
+    assert_eq!(e.capacity(&[]), (1024 * MIB, 1024 * MIB));
+    assert_eq!(e.capacity(&[("layout", "thin")]), (1024 * MIB, 1024 * MIB));
+    assert_eq!(
+        e.capacity(&[("deviceClass", "plain"), ("layout", "thin")]),
+        (0, 0)
+    );
+    let a = e.create(req("pvc-a", 300 * MIB, &[])).unwrap();
+    assert_eq!(a.capacity_bytes, 300 * MIB);
+    let b = e
+        .create(req("pvc-b", 400 * MIB, &[("layout", "thin")]))
+        .unwrap();
+    assert_eq!(e.capacity(&[]), (324 * MIB, 324 * MIB));
+    let s = code(e.create(req("pvc-c", 400 * MIB, &[])));
+    assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+    assert!(s.message().contains("overprovision ratio"), "{s:?}");
+    let s = code(e.create(req(
+        "pvc-d",
+        4 * MIB,
+        &[("deviceClass", "plain"), ("layout", "thin")],
+    )));
+    assert_eq!(s.code(), tonic::Code::FailedPrecondition, "{s:?}");
+    e.delete(&a.volume_id);
+    e.delete(&b.volume_id);
+    assert_eq!(e.capacity(&[]), (1024 * MIB, 1024 * MIB));
 }

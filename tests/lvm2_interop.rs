@@ -1617,3 +1617,109 @@ fn a_raid_repair_past_a_missing_pv_is_one_lvm2_reads_and_reduces() {
     lvm.lv_create(&vg, "lin", Bytes(4 * MIB), Layout::Linear, &[])
         .unwrap();
 }
+
+/// A device class's thin pool from lvmd.toml, through the daemon's start-up (the real
+/// engine; no device-mapper on this host): lvm2 lists the pool lvmd made for a 90%
+/// share with the config's chunk size, zeroing and discards, `vgck` clean; a restart
+/// adopts it unchanged; a config that does not match it is refused naming both values
+/// with nothing written.
+#[test]
+fn lvm2_reads_the_thin_pool_a_device_class_configures() {
+    if !host_tests_enabled("lvm2_reads_the_thin_pool_a_device_class_configures") {
+        return;
+    }
+    use lvmd::daemon::activation::NoDeviceMapper;
+    use lvmd::daemon::config::Config;
+    use lvmd::daemon::thin::ThinPolicy;
+    use lvmd::daemon::{HostNode, RealEngine};
+    let loops = Loops::new(&[64, 64]);
+    let vg = vg_name("cthin");
+    loops
+        .lvmd()
+        .vg_create(&vg, &loops.devs, ExtentSize::DEFAULT)
+        .unwrap();
+    let pool_of = |body: &str| {
+        let text = format!(
+            "[device_classes.t]\nvolume_group = \"{vg}\"\nthin_pool = {{ name = \"pool\", {body} }}\n"
+        );
+        Config::parse(&text).unwrap().device_classes["t"]
+            .thin_pool
+            .clone()
+            .unwrap()
+    };
+    let config = pool_of("size = \"90%\", chunk_size = \"128KiB\", discards = \"nopassdown\"");
+    let engine = RealEngine::real(
+        loops.lvmd(),
+        Arc::new(NoDeviceMapper {
+            why: "no device-mapper on this host".into(),
+        }),
+        Arc::new(HostNode),
+        vec![],
+    )
+    .with_thin_pool(&vg, ThinPolicy::of(&config));
+    let info = engine.prepare_thin_pool(&vg, &config).unwrap();
+    loops.vgck(&vg);
+    let rows: BTreeMap<String, serde_json::Value> = loops
+        .report(
+            &[
+                "lvs",
+                "-a",
+                "-o",
+                "lv_name,segtype,lv_size,chunk_size,zero,discards,transaction_id,lv_tags",
+                &vg,
+            ],
+            "lv",
+        )
+        .into_iter()
+        .map(|r| (text(&r, "lv_name"), r))
+        .collect();
+    let pool = &rows["pool"];
+    assert_eq!(text(pool, "segtype"), "thin-pool");
+    assert_eq!(num(pool, "lv_size"), info.data_size.0);
+    assert_eq!(num(pool, "chunk_size"), 128 << 10);
+    assert_eq!(text(pool, "discards"), "nopassdown");
+    assert!(
+        ["1", "zero"].contains(&text(pool, "zero").as_str()),
+        "{pool}"
+    );
+    assert_eq!(text(pool, "transaction_id"), "0");
+    // No mark of lvmd's left: its _tmeta was zeroed.
+    assert_eq!(text(pool, "lv_tags"), "", "{pool}");
+    // 90% of the VG's 30 extents, less what the metadata and its spare need.
+    let vg_size = num(
+        &loops.report(&["vgs", "-o", "vg_size", &vg], "vg")[0],
+        "vg_size",
+    );
+    assert!(
+        info.data_size.0 <= vg_size / 10 * 9 && info.data_size.0 >= vg_size / 10 * 8,
+        "{info:?}"
+    );
+    for hidden in ["[pool_tdata]", "[pool_tmeta]", "[lvol0_pmspare]"] {
+        assert!(rows.contains_key(hidden), "{hidden}: {rows:?}");
+    }
+    let seqno = loops.lvmd().read_vg(&vg).unwrap().vg.seqno;
+    // A restart adopts it as it is; other settings are refused, nothing written.
+    engine.prepare_thin_pool(&vg, &config).unwrap();
+    for (body, says) in [
+        (
+            "size = \"90%\", chunk_size = \"64KiB\", discards = \"nopassdown\"",
+            "65536",
+        ),
+        ("size = \"90%\", chunk_size = \"128KiB\"", "passdown"),
+        (
+            "size = \"8MiB\", chunk_size = \"128KiB\", discards = \"nopassdown\"",
+            "8388608",
+        ),
+    ] {
+        let e = engine
+            .prepare_thin_pool(&vg, &pool_of(body))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(says) && e.contains("changed nothing"),
+            "{body}: {e}"
+        );
+    }
+    assert_eq!(loops.lvmd().read_vg(&vg).unwrap().vg.seqno, seqno);
+    loops.vgck(&vg);
+}

@@ -1302,30 +1302,8 @@ fn raid1_made_by_lvmd_is_one_lvm2_syncs_and_activates() {
 
 /// The thin pool's transaction id as the kernel has it (`dmsetup status` of the pool
 /// target, first field).
-fn kernel_transaction(vg: &str, pool: &str) -> u64 {
-    let dev = format!(
-        "{}-{}-tpool",
-        vg.replace('-', "--"),
-        pool.replace('-', "--")
-    );
-    let out = run_ok("dmsetup", &["status", &dev]);
-    out.split_whitespace().nth(3).unwrap().parse().unwrap()
-}
-
-/// The thin device ids in a pool's kernel metadata, by `thin_dump` of its `_tmeta`
-/// (the pool inactive, the metadata LV activated alone by lvm2).
 fn thin_ids_on_disk(bed: &Bed, pool: &str) -> Vec<u64> {
-    let tmeta = format!("{}/{pool}_tmeta", bed.vg);
-    bed.lvm2_ok(&["lvchange", "-ay", "-y", &tmeta]);
-    let dev = format!("/dev/mapper/{}-{pool}_tmeta", bed.vg.replace('-', "--"));
-    let (ok, out, err) = run("thin_check", &[&dev]);
-    let dump = run_ok("thin_dump", &[&dev]);
-    bed.lvm2_ok(&["lvchange", "-an", &tmeta]);
-    assert!(ok, "thin_check {dev}:\n{err}\n{out}");
-    dump.lines()
-        .filter_map(|l| l.trim().strip_prefix("<device dev_id=\""))
-        .map(|r| r.split('"').next().unwrap().parse().unwrap())
-        .collect()
+    common::thin_ids_on_disk(&|a: &[&str]| bed.lvm2_ok(a), &bed.vg, pool)
 }
 
 /// Case 7: a thin pool and thin LVs lvmd made (metadata commits recording the pool
@@ -1383,16 +1361,16 @@ fn thin_pools_lvmd_makes_activate_and_agree_with_lvm2() {
 
     let act = activator();
     let t1 = act.activate(&bed.found(), "t1").unwrap();
-    assert_eq!(kernel_transaction(&vg, "pool"), 1);
+    assert_eq!(common::kernel_transaction(&vg, "pool"), 1);
     write_pattern(&t1.dev_path, 21, 0, 4 * MIB);
     // Activating again with the record still there (killed before the second commit):
     // nothing is sent twice.
     act.activate(&bed.found(), "t1").unwrap();
-    assert_eq!(kernel_transaction(&vg, "pool"), 1);
+    assert_eq!(common::kernel_transaction(&vg, "pool"), 1);
     lvm.edit(&vg, &sent(1)).unwrap();
     lvm.edit(&vg, &thin("t2")).unwrap();
     let t2 = act.activate(&bed.found(), "t2").unwrap();
-    assert_eq!(kernel_transaction(&vg, "pool"), 2);
+    assert_eq!(common::kernel_transaction(&vg, "pool"), 2);
     write_pattern(&t2.dev_path, 22, 0, 2 * MIB);
     lvm.edit(&vg, &sent(2)).unwrap();
     let found = bed.found();
@@ -1422,7 +1400,7 @@ fn thin_pools_lvmd_makes_activate_and_agree_with_lvm2() {
     lvm.edit(&vg, &Edit::RemoveThin { lv: "t3".into() })
         .unwrap();
     act.activate(&bed.found(), "t1").unwrap();
-    assert_eq!(kernel_transaction(&vg, "pool"), 4);
+    assert_eq!(common::kernel_transaction(&vg, "pool"), 4);
     lvm.edit(&vg, &sent(4)).unwrap();
     assert!(act.deactivate(&bed.found(), "t1").unwrap());
     bed.assert_nothing_active();

@@ -59,11 +59,16 @@ impl Bed {
 
     /// The configuration, with `extra` top-level keys.
     fn write_config(&self, extra: &str) {
+        self.write_class_config(extra, "");
+    }
+
+    /// The configuration, with `extra` top-level keys and `class` keys of the class.
+    fn write_class_config(&self, extra: &str, class: &str) {
         std::fs::write(
             &self.config,
             format!(
                 "{}{extra}\n\n[device_classes.disks]\nvolume_group = \"{}\"\n\
-                 default = true\ndevices = {}\n",
+                 default = true\ndevices = {}\n{class}",
                 self.loops.daemon_config(&self.socket, &self.root),
                 self.vg,
                 self.loops.toml_devices(),
@@ -75,6 +80,23 @@ impl Bed {
     /// Starts lvmd (with `crash_after` as its LVMD_TEST_CRASH_AFTER) and waits until
     /// it answers health checks.
     fn start(&mut self, crash_after: Option<&str>) {
+        self.spawn(crash_after);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.ctl(&["health"]).status.success() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("lvmd exited with {status}:\n{}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lvmd did not come up:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts lvmd (with `crash_after` as its LVMD_TEST_CRASH_AFTER), not waiting.
+    fn spawn(&mut self, crash_after: Option<&str>) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -91,18 +113,6 @@ impl Bed {
             cmd.env("LVMD_TEST_CRASH_AFTER", p);
         }
         self.child = Some(cmd.spawn().expect("start lvmd"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.ctl(&["health"]).status.success() {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("lvmd exited with {status}:\n{}", self.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "lvmd did not come up:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 
     fn stop(&mut self) {
@@ -2091,4 +2101,178 @@ fn a_mirror_with_a_leg_pv_gone_activates_degraded_and_says_so() {
 /// The PV device of a visible LV's first segment.
 fn pv_of_lv(bed: &Bed, lv: &str) -> String {
     pe_ranges(bed, lv)[0].split(':').next().unwrap().to_owned()
+}
+
+/// lvm2's rows of the thin pool and its volumes: name -> (segtype, transaction id,
+/// thin id, size).
+fn thin_rows(bed: &Bed) -> std::collections::BTreeMap<String, (String, String, String, u64)> {
+    bed.loops
+        .report(
+            &[
+                "lvs",
+                "-a",
+                &bed.vg,
+                "-o",
+                "lv_name,segtype,transaction_id,thin_id,lv_size",
+            ],
+            "lv",
+        )
+        .iter()
+        .map(|r| {
+            (
+                text(r, "lv_name"),
+                (
+                    text(r, "segtype"),
+                    text(r, "transaction_id"),
+                    text(r, "thin_id"),
+                    num(r, "lv_size"),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// A device class with a thin pool, through the real daemon: the pool made at start as
+/// lvm2 makes one, thin volumes created (the default layout of the class), written,
+/// removed, a new one reading zeroes where a removed one wrote; one grown online; the
+/// overprovision ratio refusing a create and a grow; kill -9 between the commit and the message (create) and between the
+/// message and the record's commit (remove), then restart: the kernel's transaction id
+/// is the metadata's, `thin_check` is clean and the pool holds exactly the thin ids of
+/// the LVs lvm2 lists.
+#[test]
+fn thin_volumes_through_the_daemon_stay_in_step_with_the_kernel_and_lvm2() {
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-thin", &[128]);
+    bed.write_class_config(
+        "",
+        "thin_pool = { name = \"pool\", size = \"64MiB\", overprovision_ratio = 2.0 }\n",
+    );
+    // Killed at its first start right after the pool's commit, before its _tmeta was
+    // zeroed, with old bytes there: the next start zeroes it, so dm-thin formats it
+    // (the pool activates below, thin_check is clean at the end).
+    bed.spawn(Some("pool-committed"));
+    bed.expect_killed("pool-committed");
+    // What another tenant could have left there: dm-thin would take it for a pool.
+    let tmeta = pe_ranges(&bed, "[pool_tmeta]");
+    let (dev, range) = tmeta[0].split_once(':').unwrap();
+    let (first, last) = range.split_once('-').unwrap();
+    let (first, last): (u64, u64) = (first.parse().unwrap(), last.parse().unwrap());
+    let pe_start = num(
+        &bed.loops
+            .report(&["pvs", "-o", "pv_name,pe_start", dev], "pv")[0],
+        "pe_start",
+    );
+    let extent = 4 * MIB;
+    write_pattern(
+        Path::new(dev),
+        9,
+        pe_start + first * extent,
+        (last - first + 1) * extent,
+    );
+    bed.start(None);
+    let rows = thin_rows(&bed);
+    let pool = &rows["pool"];
+    assert_eq!(
+        (pool.0.as_str(), pool.1.as_str(), pool.3),
+        ("thin-pool", "0", 64 * MIB),
+        "{rows:?}"
+    );
+    for hidden in ["[pool_tdata]", "[pool_tmeta]", "[lvol0_pmspare]"] {
+        assert!(rows.contains_key(hidden), "{hidden}: {rows:?}");
+    }
+
+    let a = bed.json(&["lv", "create", "a", "32MiB"]);
+    assert_eq!(
+        (a["layout"].as_str(), a["size"].as_u64()),
+        (Some("thin"), Some(32 * MIB)),
+        "{a}"
+    );
+    bed.json(&["lv", "create", "b", "32MiB"]);
+    let dev = |v: Value| PathBuf::from(v["device_path"].as_str().unwrap());
+    let dev_a = dev(bed.json(&["lv", "activate", "a"]));
+    let dev_b = dev(bed.json(&["lv", "activate", "b"]));
+    write_pattern(&dev_a, 1, 0, 4 * MIB);
+    write_pattern(&dev_b, 2, 0, 4 * MIB);
+    assert_eq!(common::kernel_transaction(&bed.vg, "pool"), 2);
+    let rows = thin_rows(&bed);
+    assert_eq!(
+        (
+            rows["pool"].1.as_str(),
+            rows["a"].2.as_str(),
+            rows["b"].2.as_str()
+        ),
+        ("2", "1", "2")
+    );
+
+    // A's blocks go back to the pool; c is provisioned from them and reads zeroes.
+    bed.json(&["lv", "remove", "a"]);
+    bed.json(&["lv", "create", "c", "32MiB"]);
+    let dev_c = dev(bed.json(&["lv", "activate", "c"]));
+    write_pattern(&dev_c, 3, 8 * MIB, 64 << 10);
+    std::fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+    let mut head = vec![0u8; (4 * MIB) as usize];
+    {
+        use std::os::unix::fs::FileExt;
+        std::fs::File::open(&dev_c)
+            .unwrap()
+            .read_exact_at(&mut head, 0)
+            .unwrap();
+    }
+    assert!(
+        head.iter().all(|b| *b == 0),
+        "a new thin volume shows a removed one's bytes"
+    );
+    assert_pattern(&dev_b, 2, 0, 4 * MIB);
+
+    // 64 MiB provisioned of 2 x 64 MiB: 80 MiB more is refused, naming the numbers.
+    let err = bed.refused(&["lv", "create", "big", "80MiB"], "ResourceExhausted");
+    assert!(err.contains("overprovision ratio 2.00"), "{err}");
+    // Grown online (the table reloaded, the data kept), not past the ratio.
+    let grown = bed.json(&["lv", "resize", "b", "48MiB"]);
+    assert_eq!(grown["size"].as_u64(), Some(48 * MIB), "{grown}");
+    assert_eq!(bed.dm_size("b"), 48 * MIB);
+    assert_pattern(&dev_b, 2, 0, 4 * MIB);
+    let err = bed.refused(&["lv", "resize", "b", "120MiB"], "ResourceExhausted");
+    assert!(err.contains("growing b"), "{err}");
+    let cap = bed.json(&["capacity"]);
+    let t = &cap[0]["thin_pool"];
+    assert_eq!(
+        (t["provisioned"].as_u64(), t["active"].as_bool()),
+        (Some(80 * MIB), Some(true)),
+        "{cap}"
+    );
+    assert!(t["data_used"].as_u64().unwrap() >= 4 * MIB, "{cap}");
+    assert_eq!(cap[0]["largest"].as_u64(), Some(48 * MIB), "{cap}");
+
+    // Killed after the create's commit, before its message: the next start sends it.
+    bed.stop();
+    crash_at(&mut bed, "thin-committed", &["lv", "create", "d", "16MiB"]);
+    assert_eq!(common::kernel_transaction(&bed.vg, "pool"), 5);
+    let d = bed.json(&["lv", "create", "d", "16MiB"]);
+    assert_eq!(d["size"].as_u64(), Some(16 * MIB), "{d}");
+    // Killed after the removal's message, before the record's commit.
+    bed.stop();
+    crash_at(&mut bed, "thin-sent", &["lv", "remove", "c"]);
+    assert_eq!(common::kernel_transaction(&bed.vg, "pool"), 6);
+    bed.json(&["lv", "remove", "c"]);
+    let rows = thin_rows(&bed);
+    assert_eq!(rows["pool"].1, "6", "{rows:?}");
+    assert_eq!(
+        (rows["b"].2.as_str(), rows["d"].2.as_str()),
+        ("2", "4"),
+        "{rows:?}"
+    );
+    assert!(
+        !rows.contains_key("a") && !rows.contains_key("c"),
+        "{rows:?}"
+    );
+    bed.agree();
+    assert_pattern(&dev_b, 2, 0, 4 * MIB);
+
+    // The pool inactive (its last user gone): its metadata checks clean and holds
+    // exactly b's and d's ids.
+    bed.json(&["lv", "deactivate", "b"]);
+    bed.stop();
+    let ids = common::thin_ids_on_disk(&|a: &[&str]| bed.lvm2(a), &bed.vg, "pool");
+    assert_eq!(ids, vec![2, 4]);
 }

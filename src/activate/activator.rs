@@ -20,6 +20,7 @@ use tracing::{info, warn};
 mod layers;
 #[path = "activator_thin.rs"]
 mod pools;
+pub use pools::PoolStatus;
 
 /// How long an open device may stay open before we call it busy, when udev runs.
 const UDEV_PROBE_GRACE: Duration = Duration::from_millis(1500);
@@ -339,14 +340,22 @@ impl Activator {
         if top_active && is_raid {
             // The legs first, then the raid device over them (below).
             self.reload_raid_legs(&mut plan)?;
-        } else if top_active && plan.devices.len() > 1 && !self.layers_current(&plan)? {
-            return Err(ActivateError::Unsupported {
-                vg: plan.vg.clone(),
-                lv: plan.lv.clone(),
-                why: "its active devices differ from its metadata (resized?); lvmd \
-                      reloads only linear, striped and raid1 LVs"
-                    .into(),
-            });
+        } else if top_active && plan.devices.len() > 1 {
+            // The layers below must be as planned; the top's own table is what this
+            // reloads (a grown thin LV: its thin device only, the pool untouched).
+            let layers = LvPlan {
+                devices: plan.devices[..plan.devices.len() - 1].to_vec(),
+                ..plan.clone()
+            };
+            if !self.layers_current(&layers)? {
+                return Err(ActivateError::Unsupported {
+                    vg: plan.vg.clone(),
+                    lv: plan.lv.clone(),
+                    why: "the devices below it differ from its metadata (a pool or leg \
+                          resized?); lvmd reloads only linear, striped, raid1 and thin LVs"
+                        .into(),
+                });
+            }
         }
         let top = plan.top();
         let Some(dev) = self.dm.info_by_uuid(&top.uuid)? else {

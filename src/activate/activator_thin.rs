@@ -6,11 +6,14 @@ use super::{Activator, DmControl};
 use crate::activate::error::{ActivateError, Result};
 use crate::activate::plan::{dm_uuid, DevicePlan, LvPlan};
 use crate::activate::target::Target;
-use crate::activate::thin::{own_uuid, pool_of};
+use crate::activate::thin::{own_uuid, pool_layers, pool_of};
 use crate::lvm::thin::{self, Catchup, KernelMessage};
 use crate::model::{LogicalVolume, SegmentKind, VolumeGroup};
 use crate::store::scan::VgOnDisk;
-use tracing::info;
+use crate::units::Bytes;
+use devicemapper::{ThinPoolStatus, ThinPoolStatusSummary};
+use std::str::FromStr;
+use tracing::{info, warn};
 
 /// After the pool target is up (made now or found active), before any thin device of
 /// it: its transaction id in the kernel must be the metadata's, or lvmd would present
@@ -138,4 +141,129 @@ pub(super) fn deactivate(
     }
     // A thin LV counts as deactivated only if its own device was there.
     Ok(Some(if is_pool { removed } else { own_removed }))
+}
+
+/// What dm-thin says of an active pool (its status line), in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub transaction_id: u64,
+    pub data_used: Bytes,
+    pub data_total: Bytes,
+    pub metadata_used: Bytes,
+    pub metadata_total: Bytes,
+    /// Why the pool does not take writes as it should (`read-only`, `out of data
+    /// space`, `needs_check`, failed); `None`: working normally.
+    pub trouble: Option<String>,
+}
+
+/// dm-thin's metadata block (`THIN_METADATA_BLOCK_SIZE`, 4 KiB).
+const META_BLOCK: u64 = 4096;
+
+fn parse_status(vg: &VolumeGroup, pool: &LogicalVolume, params: &str) -> Result<PoolStatus> {
+    let SegmentKind::ThinPool { chunk_size, .. } = &pool.segments[0].kind else {
+        unreachable!("callers pass pools")
+    };
+    let unreadable = |why: String| ActivateError::Unsupported {
+        vg: vg.name.clone(),
+        lv: pool.name.clone(),
+        why: format!("its pool status {params:?}: {why}"),
+    };
+    let status = ThinPoolStatus::from_str(params).map_err(|e| unreadable(e.to_string()))?;
+    let w = match status {
+        ThinPoolStatus::Working(w) => w,
+        ThinPoolStatus::Error | ThinPoolStatus::Fail => {
+            return Err(unreadable("the pool has failed".into()))
+        }
+    };
+    let trouble = match w.summary {
+        _ if w.needs_check => Some("needs_check: its metadata must be repaired".into()),
+        ThinPoolStatusSummary::Good => None,
+        ThinPoolStatusSummary::ReadOnly => Some("read-only (metadata trouble)".into()),
+        ThinPoolStatusSummary::OutOfSpace => Some("out of data space".into()),
+    };
+    let data_block = chunk_size.to_bytes().0;
+    Ok(PoolStatus {
+        transaction_id: w.transaction_id,
+        data_used: Bytes(w.usage.used_data.0 * data_block),
+        data_total: Bytes(w.usage.total_data.0 * data_block),
+        metadata_used: Bytes(w.usage.used_meta.0 * META_BLOCK),
+        metadata_total: Bytes(w.usage.total_meta.0 * META_BLOCK),
+        trouble,
+    })
+}
+
+fn the_pool<'a>(vg: &'a VolumeGroup, pool: &str) -> Result<&'a LogicalVolume> {
+    vg.lv(pool)
+        .filter(|l| {
+            matches!(l.segments.as_slice(), [s] if matches!(s.kind, SegmentKind::ThinPool { .. }))
+        })
+        .ok_or_else(|| ActivateError::LvNotFound {
+            vg: vg.name.clone(),
+            lv: pool.to_owned(),
+        })
+}
+
+impl Activator {
+    /// The pool's status if its pool target is active (`None`: it is not).
+    pub fn thin_pool_status(&self, found: &VgOnDisk, pool: &str) -> Result<Option<PoolStatus>> {
+        let vg = &found.vg;
+        let lv = the_pool(vg, pool)?;
+        let uuid = dm_uuid(&vg.id, &lv.id, Some("tpool"));
+        if self.dm.info_by_uuid(&uuid)?.is_none() {
+            return Ok(None);
+        }
+        let lines = self.dm.status(&uuid)?;
+        let params = lines.first().map(|l| l.3.as_str()).unwrap_or("");
+        parse_status(vg, lv, params).map(Some)
+    }
+
+    /// Brings the pool's kernel metadata in step with the VG metadata: the pool's
+    /// layers (`_tmeta`, `_tdata`, `-tpool`) made if they are not up, the recorded
+    /// messages sent ([`check_transaction`]), the status read, and the layers this call
+    /// made removed again (the pool is left as active as it was). The daemon calls it
+    /// right after a commit that recorded messages, and before one that would record
+    /// more. Errors when kernel and metadata cannot be brought in step
+    /// ([`ActivateError::ThinTransaction`]).
+    pub fn sync_thin_pool(&self, found: &VgOnDisk, pool: &str) -> Result<PoolStatus> {
+        let vg = &found.vg;
+        let lv = the_pool(vg, pool)?;
+        let (devices, _) = Self::pv_devices(found);
+        let mut plan = LvPlan {
+            vg: vg.name.clone(),
+            lv: pool.to_owned(),
+            devices: pool_layers(vg, lv, &devices, Some("tpool"))?,
+        };
+        for i in 0..plan.devices.len() {
+            if let Some(dev) = self.dm.info_by_uuid(&plan.devices[i].uuid)? {
+                plan.resolve(i, dev.devnum);
+            }
+        }
+        let mut created: Vec<DevicePlan> = Vec::new();
+        let mut run = || -> Result<PoolStatus> {
+            for i in 0..plan.devices.len() {
+                Self::resolved(&plan.devices[i])?;
+                let device = plan.devices[i].clone();
+                let (made, devnum) = self.ensure_device(&plan, &device)?;
+                if made {
+                    created.push(device.clone());
+                }
+                plan.resolve(i, devnum);
+                check_transaction(&self.dm, vg, &plan, &device)?;
+            }
+            let tpool = &plan.devices[2];
+            let lines = self.dm.status(&tpool.uuid)?;
+            let params = lines.first().map(|l| l.3.as_str()).unwrap_or("");
+            parse_status(vg, lv, params)
+        };
+        let result = run();
+        // Made only for this call: taken down again, the pool target first (dm-thin
+        // commits its metadata when the pool target goes).
+        for d in created.iter().rev() {
+            if let Err(e) = self.remove_device(&plan, d) {
+                warn!(vg = %vg.name, pool, device = %d.name,
+                    "cannot remove a pool layer made to send its messages: {e}");
+            }
+        }
+        result
+    }
 }

@@ -21,13 +21,13 @@ pub mod nodes;
 pub mod plan;
 pub mod planner;
 pub mod raid;
-mod seg_fields;
+pub(crate) mod seg_fields;
 pub mod target;
 #[cfg(test)]
 mod test_fixture;
 mod thin;
 
-pub use activator::{split_dm_name, Activator, ActiveLv};
+pub use activator::{split_dm_name, Activator, ActiveLv, PoolStatus};
 pub use error::{ActivateError, Result};
 pub use nodes::NodeMode;
 pub use target::{DevNum, DevRef, TableLine, Target};

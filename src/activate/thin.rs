@@ -156,7 +156,7 @@ fn invalid(vg: &VolumeGroup, lv: &LogicalVolume, why: &str) -> ActivateError {
 
 /// `_tmeta`, `_tdata` and the pool target of `pool`, in that order (indexes 0, 1, 2),
 /// the pool target named with `layer` (`-tpool`) or as the pool itself.
-fn pool_layers(
+pub(super) fn pool_layers(
     vg: &VolumeGroup,
     pool: &LogicalVolume,
     pv_devices: &BTreeMap<Uuid, DevNum>,

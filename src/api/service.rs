@@ -91,9 +91,42 @@ fn capacity_of(engine: &dyn Engine, classes: &DeviceClasses) -> Vec<pb::DeviceCl
                 }
                 Err(e) => out.error = e.to_string(),
             }
+            if c.thin.is_some() && out.error.is_empty() {
+                match engine.thin_pool(&c.vg) {
+                    Ok(Some(t)) => {
+                        // A thin class's volumes come out of the pool, under its ratio.
+                        out.largest_bytes = t.provisionable.0;
+                        out.thin_pool = Some(thin_capacity(&t));
+                    }
+                    Ok(None) => out.error = "its thin pool is not made yet".into(),
+                    Err(e) => out.error = e.to_string(),
+                }
+            }
             out
         })
         .collect()
+}
+
+fn thin_capacity(t: &crate::daemon::thin::ThinPoolInfo) -> pb::ThinPoolCapacity {
+    let usage = t.usage.as_ref();
+    pb::ThinPoolCapacity {
+        name: t.name.clone(),
+        data_bytes: t.data_size.0,
+        metadata_bytes: t.metadata_size.0,
+        chunk_bytes: t.chunk_size.0,
+        provisioned_bytes: t.provisioned.0,
+        thin_volumes: t.thin_volumes,
+        provisionable_bytes: t.provisionable.0,
+        overprovision_ratio: t
+            .policy
+            .as_ref()
+            .map_or(0.0, |p| p.overprovision_percent as f64 / 100.0),
+        usage_limit_percent: t.policy.as_ref().map_or(0, |p| p.usage_limit_percent),
+        active: usage.is_some(),
+        data_used_bytes: usage.map_or(0, |u| u.data_used.0),
+        metadata_used_bytes: usage.map_or(0, |u| u.metadata_used.0),
+        trouble: usage.and_then(|u| u.trouble.clone()).unwrap_or_default(),
+    }
 }
 
 /// The shared state of all services.
@@ -236,6 +269,7 @@ impl Api {
                 stripe_size,
             } => (pb::Layout::Striped, stripes, stripe_size.to_bytes().0),
             Layout::Raid1 { .. } => (pb::Layout::Raid1, 1, 0),
+            Layout::Thin => (pb::Layout::Thin, 1, 0),
         };
         let mirrors = v.layout.copies() - 1;
         let (health, health_message) = match v.health {
@@ -297,6 +331,7 @@ impl Api {
         };
         match pb::Layout::try_from(layout) {
             Ok(pb::Layout::Linear) => Ok(Layout::Linear),
+            Ok(pb::Layout::Thin) => Ok(Layout::Thin),
             Ok(pb::Layout::Raid1) => Ok(Layout::Raid1 {
                 mirrors: r.mirrors.max(1),
                 region_size: DEFAULT_REGION_SIZE,
@@ -315,6 +350,7 @@ impl Api {
                 }
                 match class.map(|c| c.default_layout()) {
                     Some(Layout::Striped { stripes, .. }) => striped(stripes),
+                    Some(Layout::Thin) => Ok(Layout::Thin),
                     _ => Ok(Layout::Linear),
                 }
             }

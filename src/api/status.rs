@@ -215,6 +215,7 @@ pub fn engine_code(e: &EngineError) -> Code {
             c => c,
         },
         EngineError::NoSpaceWhileWiping { .. } => Code::ResourceExhausted,
+        EngineError::ThinPoolExhausted { .. } => Code::ResourceExhausted,
         EngineError::Internal(_) => Code::Internal,
     }
 }

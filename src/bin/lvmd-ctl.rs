@@ -115,8 +115,11 @@ enum LvCommand {
         #[command(flatten)]
         at: Where,
         /// Linear, whatever the class's default.
-        #[arg(long, conflicts_with_all = ["stripes", "mirrors"])]
+        #[arg(long, conflicts_with_all = ["stripes", "mirrors", "thin"])]
         linear: bool,
+        /// Thin, in the class's thin pool (the default of a class with one).
+        #[arg(long, conflicts_with_all = ["stripes", "mirrors"])]
+        thin: bool,
         /// Stripe over this many PVs.
         #[arg(long, conflicts_with = "mirrors")]
         stripes: Option<u32>,
@@ -254,6 +257,7 @@ fn layout_name(l: i32) -> &'static str {
         Ok(pb::Layout::Linear) => "linear",
         Ok(pb::Layout::Striped) => "striped",
         Ok(pb::Layout::Raid1) => "raid1",
+        Ok(pb::Layout::Thin) => "thin",
         _ => "unspecified",
     }
 }
@@ -342,8 +346,54 @@ fn capacity_json(c: &pb::DeviceClassCapacity) -> Value {
         "largest_raid1": c.largest_raid1_bytes,
         "metadata_used": c.metadata_used_bytes,
         "metadata_capacity": c.metadata_capacity_bytes,
+        "thin_pool": c.thin_pool.as_ref().map(|t| json!({
+            "name": t.name,
+            "data": t.data_bytes,
+            "metadata": t.metadata_bytes,
+            "chunk_size": t.chunk_bytes,
+            "provisioned": t.provisioned_bytes,
+            "thin_volumes": t.thin_volumes,
+            "provisionable": t.provisionable_bytes,
+            "overprovision_ratio": t.overprovision_ratio,
+            "usage_limit_percent": t.usage_limit_percent,
+            "active": t.active,
+            "data_used": t.data_used_bytes,
+            "metadata_used": t.metadata_used_bytes,
+            "trouble": t.trouble,
+        })),
         "error": c.error,
     })
+}
+
+/// A thin pool's use: `12% data, 3% metadata` (`inactive` when the kernel cannot
+/// count it now), and what it has provisioned against its ratio.
+fn thin_use(c: &pb::DeviceClassCapacity) -> String {
+    let Some(t) = &c.thin_pool else {
+        return "-".into();
+    };
+    let pct = |u: u64, n: u64| u.saturating_mul(100).checked_div(n).unwrap_or(0);
+    let used = if t.active {
+        format!(
+            "{}% data, {}% metadata",
+            pct(t.data_used_bytes, t.data_bytes),
+            pct(t.metadata_used_bytes, t.metadata_bytes)
+        )
+    } else {
+        "inactive".into()
+    };
+    let trouble = if t.trouble.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", t.trouble)
+    };
+    format!(
+        "{} {}: {used}, {} of {} provisioned (ratio {}){trouble}",
+        t.name,
+        hb(t.data_bytes),
+        hb(t.provisioned_bytes),
+        hb((t.data_bytes as f64 * t.overprovision_ratio) as u64),
+        t.overprovision_ratio
+    )
 }
 
 fn vg_table(vgs: &[pb::VolumeGroup]) -> String {
@@ -376,6 +426,7 @@ fn lv_table(lvs: &[pb::LogicalVolume]) -> String {
                     format!("striped {}x{}", v.stripes, hb(v.stripe_size_bytes))
                 }
                 Ok(pb::Layout::Raid1) => format!("raid1 {} legs", v.mirrors + 1),
+                Ok(pb::Layout::Thin) => "thin".into(),
                 _ => "linear".into(),
             };
             vec![
@@ -432,6 +483,7 @@ fn capacity_table(cs: &[pb::DeviceClassCapacity]) -> String {
                     "-".into(),
                     "-".into(),
                     "-".into(),
+                    "-".into(),
                     c.error.clone(),
                 ];
             }
@@ -443,13 +495,22 @@ fn capacity_table(cs: &[pb::DeviceClassCapacity]) -> String {
                 hb(c.largest_bytes),
                 hb(c.wiping_bytes),
                 metadata_use(c),
+                thin_use(c),
                 String::new(),
             ]
         })
         .collect();
     table(
         &[
-            "CLASS", "VG", "SIZE", "FREE", "LARGEST", "WIPING", "METADATA", "ERROR",
+            "CLASS",
+            "VG",
+            "SIZE",
+            "FREE",
+            "LARGEST",
+            "WIPING",
+            "METADATA",
+            "THIN POOL",
+            "ERROR",
         ],
         &rows,
     )
@@ -551,9 +612,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             mirrors,
             tags,
             encrypted,
+            thin,
         }) => {
             let layout = if linear {
                 pb::Layout::Linear
+            } else if thin {
+                pb::Layout::Thin
             } else if mirrors.is_some() {
                 pb::Layout::Raid1
             } else if stripes.is_some_and(|s| s > 1) {

@@ -80,7 +80,7 @@ fn main() -> ExitCode {
                 run::real_engine(&c)
             }
         })
-        .await?;
+        .await??;
         serve_engine(config, engine).await
     });
     match result {

@@ -47,7 +47,8 @@ pub fn is_ephemeral_lv(lv: &lvmd::LogicalVolume) -> bool {
 pub fn stripes_and_unit(p: &VolumeParams, class: &lvmd::DeviceClassCapacity) -> (u32, u64) {
     let stripes = match p.layout {
         // raid1 copies are not side by side: sizes step by one extent.
-        Layout::Linear | Layout::Raid1 => 1,
+        // A thin volume's size steps by one extent too (lvm2 rounds it so).
+        Layout::Linear | Layout::Raid1 | Layout::Thin => 1,
         Layout::Striped if p.stripes > 0 => p.stripes,
         _ => class.default_stripes.max(1),
     };
@@ -382,6 +383,7 @@ impl ControllerService {
                 Layout::Linear => lv.layout == Layout::Linear as i32,
                 Layout::Striped => lv.layout == Layout::Striped as i32 && lv.stripes == stripes,
                 Layout::Raid1 => lv.layout == Layout::Raid1 as i32 && lv.mirrors == p.mirrors,
+                Layout::Thin => lv.layout == Layout::Thin as i32,
             };
             if is_ephemeral_lv(&lv) {
                 return Err(Status::already_exists(format!(
@@ -590,6 +592,30 @@ impl ControllerService {
             .await?;
         if !c.error.is_empty() {
             return Ok(none);
+        }
+        let thin = match (&c.thin_pool, p.layout) {
+            (Some(t), Layout::Thin | Layout::Unspecified) => Some(t),
+            // A thin StorageClass on a class without a pool has nothing to offer.
+            (None, Layout::Thin) => return Ok(none),
+            _ => None,
+        };
+        if let Some(t) = thin {
+            // What may still be provisioned under the pool's ratio; nothing while the
+            // pool is at its usage limit (lvmd refuses new volumes then).
+            let pct = |u: u64, n: u64| u.saturating_mul(100).checked_div(n).unwrap_or(0);
+            let full = !t.trouble.is_empty()
+                || pct(t.data_used_bytes, t.data_bytes) >= u64::from(t.usage_limit_percent)
+                || pct(t.metadata_used_bytes, t.metadata_bytes) >= u64::from(t.usage_limit_percent);
+            let left = if full {
+                0
+            } else {
+                t.provisionable_bytes as i64
+            };
+            return Ok(GetCapacityResponse {
+                available_capacity: left,
+                maximum_volume_size: Some(left),
+                minimum_volume_size: Some(c.extent_size_bytes as i64),
+            });
         }
         let largest = match p.layout {
             Layout::Linear => c.largest_linear_bytes,

@@ -95,12 +95,12 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
                     "linear" => Layout::Linear,
                     "striped" => Layout::Striped,
                     "raid1" | "mirror" => Layout::Raid1,
+                    "thin" => Layout::Thin,
                     "" => Layout::Unspecified,
                     other => {
                         return Err(invalid(format!(
-                            "parameter {P_LAYOUT}={other:?}: \"linear\", \"striped\" and \
-                             \"raid1\" (or \"mirror\") are supported (thin is not offered by \
-                             lvmd-csi yet)"
+                            "parameter {P_LAYOUT}={other:?}: \"linear\", \"striped\", \
+                             \"raid1\" (or \"mirror\") and \"thin\" are supported"
                         )))
                     }
                 }
@@ -169,10 +169,12 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
             }
         }
     }
-    if p.layout == Layout::Linear && (p.stripes > 1 || p.stripe_size != 0) {
-        return Err(invalid(format!(
-            "parameters {P_STRIPES}/{P_STRIPE_SIZE} contradict {P_LAYOUT}=linear"
-        )));
+    for (layout, word) in [(Layout::Linear, "linear"), (Layout::Thin, "thin")] {
+        if p.layout == layout && (p.stripes > 1 || p.stripe_size != 0) {
+            return Err(invalid(format!(
+                "parameters {P_STRIPES}/{P_STRIPE_SIZE} contradict {P_LAYOUT}={word}"
+            )));
+        }
     }
     if p.layout == Layout::Unspecified && (p.stripes > 1 || p.stripe_size != 0) {
         p.layout = Layout::Striped;
@@ -396,7 +398,16 @@ mod tests {
         );
         let code = |kv: &[(&str, &str)]| p(kv).unwrap_err().code();
         assert_eq!(code(&[("colour", "red")]), tonic::Code::InvalidArgument);
-        assert_eq!(code(&[("layout", "thin")]), tonic::Code::InvalidArgument);
+        assert_eq!(code(&[("layout", "thick")]), tonic::Code::InvalidArgument);
+        assert_eq!(p(&[("layout", "thin")]).unwrap().layout, Layout::Thin);
+        assert_eq!(
+            code(&[("layout", "thin"), ("stripes", "2")]),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(
+            code(&[("layout", "thin"), ("mirrors", "1")]),
+            tonic::Code::InvalidArgument
+        );
         assert_eq!(code(&[("stripes", "0")]), tonic::Code::InvalidArgument);
         // raid1: one mirror unless said; mirrors alone mean raid1; no stripes with it.
         let m = p(&[("layout", "raid1")]).unwrap();
@@ -475,7 +486,7 @@ mod tests {
             ("size", "0"),
             ("size", "1Qi"),
             ("fsType", "btrfs"),
-            ("layout", "thin"),
+            ("layout", "thick"),
             ("stripes", "0"),
         ] {
             let s = eph(&[(k, v)]).unwrap_err();

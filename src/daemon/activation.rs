@@ -18,6 +18,7 @@
 
 use super::volumes::VgRead;
 use crate::activate::target::RaidStatus;
+pub use crate::activate::PoolStatus;
 use crate::activate::{ActivateError, Activator, ActiveLv};
 use crate::model::VolumeGroup;
 use crate::store::scan::VgOnDisk;
@@ -79,6 +80,7 @@ pub enum Op {
     CheckTable,
     RemoveLeftover,
     Status,
+    ThinPool,
 }
 
 impl std::fmt::Display for Op {
@@ -91,6 +93,7 @@ impl std::fmt::Display for Op {
             Op::List => "listing the active devices of",
             Op::CheckTable => "comparing the active table of",
             Op::RemoveLeftover => "removing the leftover device",
+            Op::ThinPool => "sending the recorded messages of thin pool",
         })
     }
 }
@@ -162,6 +165,24 @@ pub trait Activation: Send + Sync + 'static {
     }
     /// dm-raid's status of `lv` when it is an active mirror; `Ok(None)` otherwise.
     fn raid_status(&self, _vg: &VgRead, _lv: &str) -> Result<Option<RaidStatus>, ActivationError> {
+        Ok(None)
+    }
+    /// Brings thin pool `pool`'s kernel metadata in step with `vg`'s: its recorded
+    /// messages sent (the pool's layers made for it when they are not up, and taken
+    /// down again), and its status read. The default: no kernel to send them to.
+    fn thin_pool_sync(&self, vg: &VgRead, pool: &str) -> Result<PoolStatus, ActivationError> {
+        Err(ActivationError::Unavailable(format!(
+            "thin pool {}/{pool}: thin volumes need device-mapper (its messages go to the kernel)",
+            vg.vg.name
+        )))
+    }
+    /// The status of thin pool `pool` when its pool target is active; `Ok(None)` when
+    /// it is not.
+    fn thin_pool_status(
+        &self,
+        _vg: &VgRead,
+        _pool: &str,
+    ) -> Result<Option<PoolStatus>, ActivationError> {
         Ok(None)
     }
 }
@@ -367,6 +388,22 @@ impl Activation for DmActivation {
             .map_err(|e| ActivationError::dm(Op::Status, &vg.vg.name, Some(lv), e))
     }
 
+    fn thin_pool_sync(&self, vg: &VgRead, pool: &str) -> Result<PoolStatus, ActivationError> {
+        self.activator
+            .sync_thin_pool(&on_disk(vg), pool)
+            .map_err(|e| ActivationError::dm(Op::ThinPool, &vg.vg.name, Some(pool), e))
+    }
+
+    fn thin_pool_status(
+        &self,
+        vg: &VgRead,
+        pool: &str,
+    ) -> Result<Option<PoolStatus>, ActivationError> {
+        self.activator
+            .thin_pool_status(&on_disk(vg), pool)
+            .map_err(|e| ActivationError::dm(Op::Status, &vg.vg.name, Some(pool), e))
+    }
+
     fn table_current(&self, vg: &VgRead, lv: &str) -> Result<bool, ActivationError> {
         let name = &vg.vg.name;
         self.activator
@@ -422,6 +459,48 @@ pub struct SimActivation {
     unavailable: Mutex<Option<String>>,
     fault: Mutex<Option<ActivateError>>,
     raid: Mutex<BTreeMap<(String, String), RaidStatus>>,
+    thin: Mutex<BTreeMap<(String, String), SimPool>>,
+}
+
+/// A simulated pool's kernel metadata: what its messages did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimPool {
+    pub transaction_id: u64,
+    /// The thin device ids the pool has.
+    pub devices: BTreeSet<u64>,
+    /// What the pool's status says is written (tests set it).
+    pub data_used: Bytes,
+    pub metadata_used: Bytes,
+}
+
+impl SimPool {
+    /// A pool first seen (made by lvm2, or before this process): its kernel metadata
+    /// as the VG metadata says it is, its recorded messages not yet sent.
+    fn as_recorded(vg: &VolumeGroup, pool: &str) -> SimPool {
+        use crate::lvm::thin::{pending_messages, thin_lvs, PoolMessage};
+        let Some([seg]) = vg.lv(pool).map(|l| &l.segments[..]) else {
+            return SimPool::default();
+        };
+        let crate::model::SegmentKind::ThinPool { transaction_id, .. } = &seg.kind else {
+            return SimPool::default();
+        };
+        let pending = pending_messages(seg);
+        let mut devices: BTreeSet<u64> = thin_lvs(vg, pool)
+            .into_iter()
+            .filter(|(l, _)| !pending.contains(&PoolMessage::Create(l.name.clone())))
+            .map(|(_, id)| id)
+            .collect();
+        for m in &pending {
+            if let PoolMessage::Delete(id) = m {
+                devices.insert(*id);
+            }
+        }
+        SimPool {
+            transaction_id: transaction_id - u64::from(!pending.is_empty()),
+            devices,
+            ..SimPool::default()
+        }
+    }
 }
 
 impl Default for SimActivation {
@@ -438,6 +517,111 @@ impl SimActivation {
             unavailable: Mutex::new(None),
             fault: Mutex::new(None),
             raid: Mutex::new(BTreeMap::new()),
+            thin: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The simulated kernel's view of thin pool `vg/pool`, for tests.
+    pub fn thin_pool(&self, vg: &str, pool: &str) -> SimPool {
+        let key = (vg.to_owned(), pool.to_owned());
+        self.thin
+            .lock()
+            .unwrap()
+            .get(&key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Sets how full the simulated pool `vg/pool` is, for tests.
+    pub fn set_thin_usage(&self, vg: &str, pool: &str, data: Bytes, metadata: Bytes) {
+        let key = (vg.to_owned(), pool.to_owned());
+        let mut all = self.thin.lock().unwrap();
+        let p = all.entry(key).or_default();
+        p.data_used = data;
+        p.metadata_used = metadata;
+    }
+
+    /// What the real activator does with a pool's recorded messages, on the simulated
+    /// kernel metadata: [`crate::lvm::thin::catchup`] from its transaction id, each
+    /// message applied as dm-thin would (a `create_thin` of an id it has fails, a
+    /// `delete` of one it has not is ENODATA, taken as done).
+    fn sync_pool(&self, vg: &VolumeGroup, pool: &str) -> Result<PoolStatus, ActivationError> {
+        use crate::lvm::thin::{catchup, Catchup, KernelMessage};
+        let key = (vg.name.clone(), pool.to_owned());
+        let mut all = self.thin.lock().unwrap();
+        let p = all
+            .entry(key)
+            .or_insert_with(|| SimPool::as_recorded(vg, pool));
+        let err = |e| ActivationError::dm(Op::ThinPool, &vg.name, Some(pool), e);
+        let metadata = match vg.lv(pool).map(|l| &l.segments[..]) {
+            Some([s]) => match &s.kind {
+                crate::model::SegmentKind::ThinPool { transaction_id, .. } => *transaction_id,
+                _ => 0,
+            },
+            _ => {
+                return Err(err(ActivateError::LvNotFound {
+                    vg: vg.name.clone(),
+                    lv: pool.into(),
+                }))
+            }
+        };
+        match catchup(vg, pool, p.transaction_id) {
+            Ok(Catchup::InStep | Catchup::Sent { .. }) => {}
+            Ok(Catchup::Send { messages, .. }) => {
+                for m in messages {
+                    match m {
+                        KernelMessage::Delete(id) => {
+                            p.devices.remove(&id);
+                        }
+                        KernelMessage::CreateThin(id) => {
+                            if !p.devices.insert(id) {
+                                return Err(err(ActivateError::Unsupported {
+                                    vg: vg.name.clone(),
+                                    lv: pool.into(),
+                                    why: format!("create_thin {id}: the pool has it (EEXIST)"),
+                                }));
+                            }
+                        }
+                        KernelMessage::SetTransactionId { new, .. } => p.transaction_id = new,
+                    }
+                }
+            }
+            Err(_) => {
+                return Err(err(ActivateError::ThinTransaction {
+                    vg: vg.name.clone(),
+                    pool: pool.into(),
+                    kernel: p.transaction_id,
+                    metadata,
+                }))
+            }
+        }
+        Ok(self.pool_status(vg, pool, p))
+    }
+
+    fn pool_status(&self, vg: &VolumeGroup, pool: &str, p: &SimPool) -> PoolStatus {
+        let size = |name: Option<String>| {
+            name.and_then(|n| {
+                vg.lv(&n)
+                    .map(|l| vg.extent_size.span(l.extents()).to_bytes())
+            })
+            .unwrap_or_default()
+        };
+        let (meta, data) = match vg.lv(pool).map(|l| &l.segments[..]) {
+            Some([s]) => match &s.kind {
+                crate::model::SegmentKind::ThinPool { metadata, pool, .. } => {
+                    (Some(metadata.clone()), Some(pool.clone()))
+                }
+                _ => (None, None),
+            },
+            _ => (None, None),
+        };
+        PoolStatus {
+            transaction_id: p.transaction_id,
+            data_used: p.data_used,
+            data_total: size(data),
+            metadata_used: p.metadata_used,
+            metadata_total: size(meta),
+            trouble: None,
         }
     }
 
@@ -523,6 +707,12 @@ impl Activation for SimActivation {
         if let Some(e) = self.fault.lock().unwrap().take() {
             return Err(ActivationError::dm(Op::Activate, &vg.name, Some(lv), e));
         }
+        // As the real activator: a thin LV's pool is brought in step before it.
+        if let Some(crate::model::SegmentKind::Thin { thin_pool, .. }) =
+            vg.lv(lv).and_then(|l| l.segments.first()).map(|s| &s.kind)
+        {
+            self.sync_pool(vg, thin_pool)?;
+        }
         let mut active = self.active.lock().unwrap();
         let key = (vg.name.clone(), lv.to_owned());
         if let Some(a) = active.get(&key) {
@@ -606,6 +796,30 @@ impl Activation for SimActivation {
                 open_count: a.open_count,
             })
             .collect())
+    }
+
+    fn thin_pool_sync(&self, vg: &VgRead, pool: &str) -> Result<PoolStatus, ActivationError> {
+        self.check()?;
+        if let Some(e) = self.fault.lock().unwrap().take() {
+            return Err(ActivationError::dm(
+                Op::ThinPool,
+                &vg.vg.name,
+                Some(pool),
+                e,
+            ));
+        }
+        self.sync_pool(&vg.vg, pool)
+    }
+
+    fn thin_pool_status(
+        &self,
+        vg: &VgRead,
+        pool: &str,
+    ) -> Result<Option<PoolStatus>, ActivationError> {
+        self.check()?;
+        let key = (vg.vg.name.clone(), pool.to_owned());
+        let all = self.thin.lock().unwrap();
+        Ok(all.get(&key).map(|p| self.pool_status(&vg.vg, pool, p)))
     }
 
     fn remove_leftover(&self, vg: &VgRead, leftover: &Leftover) -> Result<bool, ActivationError> {

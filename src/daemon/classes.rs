@@ -16,12 +16,16 @@ pub struct Class {
     pub is_default: bool,
     /// LUKS2 settings of its encrypted volumes (`None`: the defaults).
     pub encryption: Option<crate::crypt::LuksConfig>,
+    /// Its thin pool: its volumes are thin unless a request names another layout.
+    pub thin: Option<super::thin::ThinPolicy>,
 }
 
 impl Class {
     /// The layout of a volume created without one.
     pub fn default_layout(&self) -> Layout {
-        if self.stripes > 1 {
+        if self.thin.is_some() {
+            Layout::Thin
+        } else if self.stripes > 1 {
             Layout::Striped {
                 stripes: self.stripes,
                 stripe_size: self.stripe_size,
@@ -66,6 +70,7 @@ impl DeviceClasses {
                             stripe_size: c.stripe_size.to_sectors_floor(),
                             is_default: default == Some(name.as_str()),
                             encryption: c.encryption.clone(),
+                            thin: c.thin_pool.as_ref().map(super::thin::ThinPolicy::of),
                         },
                     )
                 })
@@ -167,6 +172,7 @@ mod tests {
                 stripe_size: Sectors(128),
                 is_default: true,
                 encryption: None,
+                thin: None,
             },
             Class {
                 name: "hdd".into(),
@@ -175,6 +181,7 @@ mod tests {
                 stripe_size: Sectors(128),
                 is_default: false,
                 encryption: None,
+                thin: None,
             },
         ])
     }

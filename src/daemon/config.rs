@@ -21,6 +21,11 @@
 //! [device_classes.trial]
 //! volume_group = "lvmd-trial"
 //! loop_file = { path = "/var/lib/lvmd/trial.img", size = "10GiB" }
+//!
+//! [device_classes.thin]           # volumes of this class are thin (docs/thin.md)
+//! volume_group = "lvmd-thin"
+//! devices = ["/dev/disk/by-id/nvme-B*"]
+//! thin_pool = { name = "pool0", size = "90%", overprovision_ratio = 5.0 }
 //! ```
 
 use crate::model::name::validate_vg_name;
@@ -107,6 +112,148 @@ pub struct DeviceClass {
     /// unset: [`LuksConfig::default`] (docs/encryption.md, Settings).
     #[serde(default)]
     pub encryption: Option<crate::crypt::LuksConfig>,
+    /// The class's thin pool: created at start if absent (or lvm2's adopted), and its
+    /// volumes are thin unless a request names another layout.
+    #[serde(default)]
+    pub thin_pool: Option<ThinPoolConfig>,
+}
+
+/// A device class's thin pool (`lvcreate --type thin-pool` with these options).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThinPoolConfig {
+    /// The pool LV's name in the class's VG.
+    pub name: String,
+    /// The pool's data size: a size (`"100GiB"`, bytes) or a share of the VG
+    /// (`"90%"`, of its size when the pool is made; the metadata and its spare come
+    /// out of the rest).
+    pub size: PoolSize,
+    /// Unset: lvm2's choice (64 KiB, doubled while the metadata would pass 128 MiB).
+    #[serde(default, deserialize_with = "opt_size")]
+    pub chunk_size: Option<Bytes>,
+    /// The pool's metadata LV (`_tmeta`); unset: lvm2's estimate (64 bytes a chunk).
+    #[serde(default, deserialize_with = "opt_size")]
+    pub metadata_size: Option<Bytes>,
+    /// Zero each block on first write. On by default: off, a new volume reads
+    /// whatever a removed one left in the parts of a block it has not written.
+    #[serde(default = "yes")]
+    pub zero: bool,
+    /// `passdown` (lvm2's default), `nopassdown` or `ignore`.
+    #[serde(default = "default_discards")]
+    pub discards: String,
+    /// The sum of the thin volumes' sizes may reach this many times the pool's data
+    /// size; a volume created or grown past it is refused.
+    #[serde(default = "default_overprovision")]
+    pub overprovision_ratio: f64,
+    /// New volumes are refused while the pool's data or metadata is this full (the
+    /// kernel's count), so writers of the existing ones keep the rest.
+    #[serde(default = "default_usage_limit")]
+    pub usage_limit_percent: u32,
+}
+
+/// A thin pool's size as configured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PoolSize {
+    Bytes(Bytes),
+    /// Percent of the VG's size, 1..=100.
+    Percent(u32),
+}
+
+impl<'de> Deserialize<'de> for PoolSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PoolSize, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(PoolSize::Bytes(Bytes(n))),
+            Raw::Text(t) => match t.trim().strip_suffix('%') {
+                Some(p) => p
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|p| (1..=100).contains(p))
+                    .map(PoolSize::Percent)
+                    .ok_or_else(|| {
+                        serde::de::Error::custom(format!(
+                            "{t:?}: a share of the volume group is 1% to 100%"
+                        ))
+                    }),
+                None => crate::units::parse_size(&t)
+                    .map(PoolSize::Bytes)
+                    .map_err(serde::de::Error::custom),
+            },
+        }
+    }
+}
+
+impl ThinPoolConfig {
+    pub fn discards(&self) -> Option<crate::lvm::thin::PoolDiscards> {
+        use crate::lvm::thin::PoolDiscards;
+        match self.discards.as_str() {
+            "passdown" => Some(PoolDiscards::Passdown),
+            "nopassdown" => Some(PoolDiscards::NoPassdown),
+            "ignore" => Some(PoolDiscards::Ignore),
+            _ => None,
+        }
+    }
+
+    /// The pool as `Edit::CreateThinPool` makes it, for a VG of `vg_size`.
+    pub fn spec(&self, vg_size: Bytes) -> crate::lvm::thin::ThinPoolSpec {
+        let data_size = match self.size {
+            PoolSize::Bytes(b) => b,
+            PoolSize::Percent(p) => Bytes(vg_size.0 / 100 * u64::from(p)),
+        };
+        crate::lvm::thin::ThinPoolSpec {
+            name: self.name.clone(),
+            data_size,
+            chunk_size: self.chunk_size.map(|c| c.to_sectors_floor()),
+            metadata_size: self.metadata_size,
+            zero_new_blocks: self.zero,
+            discards: self.discards().unwrap_or_default(),
+            tags: vec![],
+        }
+    }
+
+    fn check(&self, key: &dyn Fn(&str) -> String) -> Result<(), (String, String)> {
+        crate::model::name::validate_lv_name(&self.name)
+            .map_err(|e| (key("name"), e.to_string()))?;
+        if self.discards().is_none() {
+            return Err((
+                key("discards"),
+                format!(
+                    "{:?}: must be passdown, nopassdown or ignore",
+                    self.discards
+                ),
+            ));
+        }
+        if !(self.overprovision_ratio.is_finite() && self.overprovision_ratio >= 1.0) {
+            return Err((
+                key("overprovision_ratio"),
+                format!(
+                    "{}: must be at least 1 (1: no overcommit)",
+                    self.overprovision_ratio
+                ),
+            ));
+        }
+        if !(1..=100).contains(&self.usage_limit_percent) {
+            return Err((
+                key("usage_limit_percent"),
+                format!("{}: must be 1 to 100", self.usage_limit_percent),
+            ));
+        }
+        if let Some(c) = self.chunk_size {
+            if c.0 % 512 != 0 {
+                return Err((key("chunk_size"), format!("{}: must be whole sectors", c.0)));
+            }
+        }
+        // The pool's own rules (chunk and metadata bounds), with any data size.
+        self.spec(Bytes(1 << 30))
+            .check()
+            .map_err(|e| (key("thin_pool"), e.to_string()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -146,6 +293,15 @@ fn default_poll() -> u64 {
 }
 fn default_inline_wipe() -> Bytes {
     crate::daemon::wipe::DEFAULT_INLINE_LIMIT
+}
+fn default_discards() -> String {
+    "passdown".into()
+}
+fn default_overprovision() -> f64 {
+    10.0
+}
+fn default_usage_limit() -> u32 {
+    90
 }
 fn default_stripe_size() -> Bytes {
     crate::model::layout::DEFAULT_STRIPE_SIZE.to_bytes()
@@ -315,6 +471,9 @@ impl Config {
                     )
                 })?;
             }
+            if let Some(t) = &class.thin_pool {
+                t.check(&|k| key(&format!("thin_pool.{k}")))?;
+            }
             if let Some(l) = &class.loop_file {
                 plain_abs(&key("loop_file.path"), &l.path)?;
                 if l.size.0 < 8 << 20 {
@@ -421,6 +580,69 @@ loop_file = { path = "/var/lib/lvmd/trial.img", size = "1GiB" }
         assert_eq!(c.inline_wipe_limit, Bytes(64 << 20));
         let e = Config::parse("inline_wipe_limit = \"lots\"").unwrap_err();
         assert!(e.to_string().contains("inline_wipe_limit"), "{e}");
+    }
+
+    #[test]
+    fn a_thin_pool_is_configured_with_safe_defaults_and_bad_values_are_named() {
+        let c = Config::parse(
+            "[device_classes.t]\nvolume_group = \"vg\"\n\
+             thin_pool = { name = \"pool0\", size = \"90%\" }\n",
+        )
+        .unwrap();
+        let t = c.device_classes["t"].thin_pool.clone().unwrap();
+        assert_eq!(t.size, PoolSize::Percent(90));
+        // Zeroing is on unless turned off: a new volume never reads old blocks.
+        assert!(t.zero);
+        assert_eq!(t.discards(), Some(crate::lvm::thin::PoolDiscards::Passdown));
+        assert_eq!(t.spec(Bytes(1000 << 20)).data_size, Bytes(900 << 20));
+        let t = |body: &str| {
+            Config::parse(&format!(
+                "[device_classes.t]\nvolume_group = \"vg\"\nthin_pool = {{ name = \"p\", {body} }}\n"
+            ))
+        };
+        assert_eq!(
+            t("size = \"1GiB\", chunk_size = \"64KiB\"")
+                .unwrap()
+                .device_classes["t"]
+                .thin_pool
+                .as_ref()
+                .unwrap()
+                .size,
+            PoolSize::Bytes(Bytes(1 << 30))
+        );
+        for (body, key, says) in [
+            ("size = \"0%\"", "device_classes.t.thin_pool.size", "0%"),
+            ("size = \"101%\"", "device_classes.t.thin_pool.size", "101%"),
+            (
+                "size = \"1G\", discards = \"all\"",
+                "device_classes.t.thin_pool.discards",
+                "all",
+            ),
+            (
+                "size = \"1G\", overprovision_ratio = 0.5",
+                "device_classes.t.thin_pool.overprovision_ratio",
+                "0.5",
+            ),
+            (
+                "size = \"1G\", usage_limit_percent = 0",
+                "device_classes.t.thin_pool.usage_limit_percent",
+                "0",
+            ),
+            (
+                "size = \"1G\", chunk_size = \"96KiB\"",
+                "device_classes.t.thin_pool.thin_pool",
+                "98304",
+            ),
+            (
+                "size = \"1G\", zeroing = true",
+                "device_classes.t.thin_pool.zeroing",
+                "zeroing",
+            ),
+        ] {
+            let e = t(body).unwrap_err();
+            assert_eq!(e.key, key, "{body}: {e}");
+            assert!(e.message.contains(says), "{body}: {e}");
+        }
     }
 
     #[test]

@@ -17,7 +17,12 @@
 //! committed, not yet mounted); and of encryption: `luks-marked` (`lvmd.mkluks=`
 //! committed, no LUKS header yet), `luks-formatted` (LUKS2-formatted, still marked
 //! `lvmd.mkluks=`, never opened), `rekey-added` (a rekey's new key is in its keyslot,
-//! the old key's not yet destroyed).
+//! the old key's not yet destroyed); and of thin volumes (`src/daemon/thin.rs`):
+//! `thin-committed` (a thin create or remove committed with its pool message recorded,
+//! the message not sent), `thin-sent` (the message reached the pool, its record not yet
+//! committed away), `thin-recorded` (the record dropped, before answering),
+//! `pool-committed` (a class's new pool committed marked fresh, its `_tmeta` not yet
+//! zeroed), `pool-cleared` (zeroed, the mark not yet dropped).
 //!
 //! `LVMD_TEST_HOLD_WIPES=<file>`: background wipes wait while that file exists, so a
 //! test can look at a wipe in progress on devices that zero too fast to catch.

@@ -69,6 +69,10 @@ pub enum EngineError {
         vg: String,
         wiping: Bytes,
     },
+    /// A thin pool that cannot take the volume: past its overprovision ratio, at its
+    /// usage limit, or out of space in the kernel's count.
+    #[error("thin pool {pool}: {why}")]
+    ThinPoolExhausted { pool: String, why: String },
     #[error("{0}")]
     Internal(String),
 }
@@ -320,6 +324,11 @@ pub trait Engine: Send + Sync + 'static {
         old: &VolumeKey,
         new: &crate::crypt::Passphrase,
     ) -> Result<Rekeyed>;
+    /// `vg`'s configured thin pool with its use; `None` when its class has none (or
+    /// the pool is not made yet).
+    fn thin_pool(&self, _vg: &str) -> Result<Option<super::thin::ThinPoolInfo>> {
+        Ok(None)
+    }
 }
 
 /// Why an existing LV does not match a create request, or `None` when it does.

@@ -28,6 +28,7 @@ pub mod reconcile;
 pub mod run;
 pub mod setup;
 pub mod sim;
+pub mod thin;
 pub mod view;
 pub mod volumes;
 pub mod wipe;

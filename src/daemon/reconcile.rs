@@ -11,8 +11,9 @@
 //!   holds it open, and logged when something does (lvmd never pulls a device from
 //!   under a mount); only a plain volume's device (linear, striped), never a raid,
 //!   thin, ... device or a layer, which is logged and left;
-//! - devices of LVs lvmd does not change (raid1, thin pools, thin LVs) are never
-//!   reloaded: a table that differs from their metadata is reported, not refreshed;
+//! - devices of LVs lvmd does not resize (thin pools, other kinds) are never reloaded:
+//!   a table that differs from their metadata is reported, not refreshed (raid1 and
+//!   thin LVs, which lvmd grows, are refreshed as plain ones are);
 //! - a read-only loop device lvmd attached over an active LV for a read-only block
 //!   publish, that is now mounted nowhere (lvmd died between attaching and binding it,
 //!   or an unpublish could not detach it), is detached. Only lvmd's (its label),
@@ -210,10 +211,14 @@ impl<M: Metadata> VolumeEngine<M> {
                     let model = read.vg.lv(&a.lv).expect("filtered");
                     match act.table_current(&read, &a.lv) {
                         Ok(true) => {}
-                        // Thin pools, thin LVs: lvmd never resizes them, so a difference
-                        // is not a resize of its own cut short; lvm2's to fix. (A raid1
-                        // LV lvmd grows: refreshed below like a plain one.)
-                        Ok(false) if !model.is_plain() && model.type_name() != "raid1" => {
+                        // Thin pools (and other kinds): lvmd never resizes them, so a
+                        // difference is not a resize of its own cut short; lvm2's to fix.
+                        // (Raid1 and thin LVs lvmd grows: refreshed below like a plain
+                        // one; the refresh refuses to shrink an open device.)
+                        Ok(false)
+                            if !model.is_plain()
+                                && !matches!(model.type_name(), "raid1" | "thin") =>
+                        {
                             out.push(failed(
                                 &a.lv,
                                 format!(
@@ -485,7 +490,7 @@ mod tests {
     }
 
     #[test]
-    fn thin_volumes_are_never_reloaded_and_grown_mirrors_are() {
+    fn grown_thin_volumes_and_mirrors_are_reloaded_pools_never() {
         use crate::format::text;
         use crate::model::VolumeGroup;
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -499,36 +504,39 @@ mod tests {
             e.activate(&name, lv).unwrap();
         }
         assert_eq!(e.reconcile(std::slice::from_ref(&name)), vec![]);
-        // Their metadata changed behind the daemon's back (lvm2 extended them).
-        for lv in ["mirrored", "thin"] {
+        // Their metadata changed behind the daemon's back (a grow cut before its
+        // reload, or lvm2 extended them).
+        for lv in ["mirrored", "thin", "pool"] {
             let seg = &mut vg.lv_mut(lv).unwrap().segments[0];
             seg.extent_count = seg.extent_count + seg.extent_count;
         }
         e.insert_vg(vg);
         let before = act.active_in(&name);
         let r = e.reconcile(std::slice::from_ref(&name));
-        // The thin one is lvm2's to reload; the mirror is one lvmd grows itself, so its
-        // table follows the metadata.
-        assert_eq!(r.len(), 2, "{r:?}");
-        assert!(
-            r.iter()
-                .any(|x| matches!(x, Repair::Refreshed { lv, .. } if lv == "mirrored")),
-            "{r:?}"
-        );
+        // The mirror and the thin volume are ones lvmd grows itself, so their tables
+        // follow the metadata; the pool is lvm2's to reload.
+        assert_eq!(r.len(), 3, "{r:?}");
+        for grown in ["mirrored", "thin"] {
+            assert!(
+                r.iter()
+                    .any(|x| matches!(x, Repair::Refreshed { lv, .. } if lv == grown)),
+                "{grown}: {r:?}"
+            );
+        }
         assert!(
             r.iter()
                 .any(|x| matches!(x, Repair::Failed { what, why, .. }
-                if what == "thin" && why.contains("does not reload thin volumes"))),
+                if what == "pool" && why.contains("does not reload thin-pool volumes"))),
             "{r:?}"
         );
         let after = act.active_in(&name);
-        let thin = |v: &[crate::daemon::activation::ActiveVolume]| {
+        let pool = |v: &[crate::daemon::activation::ActiveVolume]| {
             v.iter()
-                .filter(|a| a.lv != "mirrored")
+                .filter(|a| a.lv == "pool")
                 .cloned()
                 .collect::<Vec<_>>()
         };
-        assert_eq!(thin(&after), thin(&before), "reloaded");
+        assert_eq!(pool(&after), pool(&before), "reloaded");
     }
 
     #[test]

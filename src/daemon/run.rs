@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The real engine on this machine's devices, with each class's VG prepared and
-/// reconciled with the kernel's device-mapper state ([`super::reconcile`]).
-pub fn real_engine(config: &Config) -> Arc<dyn Engine> {
+/// reconciled with the kernel's device-mapper state ([`super::reconcile`]). An error:
+/// a class's thin pool lvmd must not touch (not what the config says), nothing changed.
+pub fn real_engine(config: &Config) -> Result<Arc<dyn Engine>, StartError> {
     let class_devices = setup::class_devices(config);
     let mut devices: BTreeSet<PathBuf> = setup::expand_globs(&config.scan_devices)
         .into_iter()
@@ -67,7 +68,9 @@ pub fn real_engine(config: &Config) -> Arc<dyn Engine> {
         );
         e.with_metadata_size(&c.volume_group, size)
     });
+    let engine = with_thin_pools(engine, config);
     setup::prepare_classes(config, &engine, &class_devices);
+    setup::prepare_thin_pools(config, &engine)?;
     // After a crash: tables behind their metadata, devices of removed volumes.
     let vgs: BTreeSet<String> = config
         .device_classes
@@ -84,12 +87,36 @@ pub fn real_engine(config: &Config) -> Arc<dyn Engine> {
     // Wipes an earlier run left (killed mid-wipe) resume at once.
     let engine = Arc::new(engine);
     engine.start_wiper();
-    engine
+    Ok(engine)
+}
+
+/// A class's thin pool at start: refused as the config asks (see
+/// [`super::setup::prepare_thin_pools`]).
+#[derive(Debug, thiserror::Error)]
+#[error("device class {class}: {source}")]
+pub struct StartError {
+    pub class: String,
+    #[source]
+    pub source: Box<super::engine::EngineError>,
+}
+
+/// Each thin class's pool and guards, for the engine's thin volumes.
+fn with_thin_pools<M: super::volumes::Metadata>(
+    engine: super::volumes::VolumeEngine<M>,
+    config: &Config,
+) -> super::volumes::VolumeEngine<M> {
+    config
+        .device_classes
+        .values()
+        .fold(engine, |e, c| match &c.thin_pool {
+            Some(t) => e.with_thin_pool(&c.volume_group, super::thin::ThinPolicy::of(t)),
+            None => e,
+        })
 }
 
 /// Everything in memory: per class, as many devices as its default stripes, 100 GiB in
 /// all (or its loop file's size).
-pub fn simulated_engine(config: &Config) -> Arc<dyn Engine> {
+pub fn simulated_engine(config: &Config) -> Result<Arc<dyn Engine>, StartError> {
     let mut devices: Vec<(PathBuf, Bytes)> = Vec::new();
     let mut per_class: Vec<(String, Vec<PathBuf>)> = Vec::new();
     for (name, c) in &config.device_classes {
@@ -102,17 +129,22 @@ pub fn simulated_engine(config: &Config) -> Arc<dyn Engine> {
         per_class.push((c.volume_group.clone(), devs));
     }
     let (engine, _, _) = SimEngine::on_disk(&devices, config.mount_roots.clone());
-    let engine = Arc::new(engine.with_inline_wipe_limit(config.inline_wipe_limit));
+    let engine = with_thin_pools(
+        engine.with_inline_wipe_limit(config.inline_wipe_limit),
+        config,
+    );
     for (vg, devs) in &per_class {
         if let Err(e) = engine.create_volume_group(vg, devs) {
             tracing::error!(vg, "simulated volume group: {e}");
         }
     }
+    setup::prepare_thin_pools(config, &engine)?;
+    let engine = Arc::new(engine);
     tracing::warn!(
         "running the simulated engine: no device is touched; targets are plain directories and files"
     );
     engine.start_wiper();
-    engine
+    Ok(engine)
 }
 
 /// Why peers the config lets in could still not connect: lvmd binds its socket 0660

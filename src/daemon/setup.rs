@@ -7,6 +7,8 @@
 
 use super::config::{Config, LoopFile};
 use super::engine::{Engine, EngineError};
+use super::run::StartError;
+use super::volumes::{Metadata, VolumeEngine};
 use crate::lvm::LvmError;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -127,6 +129,46 @@ pub fn prepare_classes(config: &Config, engine: &dyn Engine, devices: &[(String,
             Err(e) => tracing::error!(class = name, vg, "cannot read the volume group: {e}"),
         }
     }
+}
+
+/// Each thin class's pool, made or adopted ([`VolumeEngine::prepare_thin_pool`]), once
+/// its VG exists (a class whose VG is not there yet has nothing to prepare; it is
+/// logged). A pool that exists and is not what the config says stops the start:
+/// changing it, or serving volumes from it under other rules, is an admin's call.
+pub fn prepare_thin_pools<M: Metadata>(
+    config: &Config,
+    engine: &VolumeEngine<M>,
+) -> Result<(), StartError> {
+    for (name, class) in &config.device_classes {
+        let Some(pool) = &class.thin_pool else {
+            continue;
+        };
+        let vg = &class.volume_group;
+        match engine.prepare_thin_pool(vg, pool) {
+            Ok(info) => tracing::info!(
+                class = name,
+                vg,
+                pool = info.name,
+                data = info.data_size.0,
+                thin_volumes = info.thin_volumes,
+                "thin pool ready"
+            ),
+            Err(EngineError::Lvm(LvmError::VgNotFound(_))) => {
+                tracing::warn!(
+                    class = name,
+                    vg,
+                    "no volume group yet: its thin pool is made once it exists (at the next start)"
+                )
+            }
+            Err(source) => {
+                return Err(StartError {
+                    class: name.clone(),
+                    source: Box::new(source),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Logs why a class device is not used; one that holds something (data, a damaged

@@ -135,6 +135,8 @@ pub struct VolumeEngine<M> {
     /// background.
     pub(crate) inline_wipe_limit: Bytes,
     pub(crate) wiper: Arc<Wiper>,
+    /// Per VG: its device class's thin pool and the pool's guards.
+    pub(crate) thin: BTreeMap<String, super::thin::ThinPolicy>,
 }
 
 fn lv_not_found(vg: &str, lv: &str) -> EngineError {
@@ -158,7 +160,18 @@ fn invalid(what: &'static str, value: impl ToString, why: impl Into<String>) -> 
 /// edit's own check, the one set of name, tag, size and layout rules), then lvmd's
 /// reserved names and marks.
 fn check_spec(vg: &str, spec: &LvSpec) -> Result<()> {
-    Edit::CreateLv(spec.clone()).check(vg)?;
+    if spec.layout == Layout::Thin {
+        // The pool is the class's, known once the VG is read; the rest checks here.
+        Edit::CreateThin {
+            name: spec.name.clone(),
+            pool: String::new(),
+            size: spec.size,
+            tags: spec.tags.clone(),
+        }
+        .check(vg)?;
+    } else {
+        Edit::CreateLv(spec.clone()).check(vg)?;
+    }
     if spec.name.starts_with(super::marks::WIPE_NAME_PREFIX) {
         return Err(invalid(
             "logical volume name",
@@ -256,7 +269,14 @@ impl<M: Metadata> VolumeEngine<M> {
             zeroer,
             inline_wipe_limit: wipe::DEFAULT_INLINE_LIMIT,
             wiper: Arc::default(),
+            thin: BTreeMap::new(),
         }
+    }
+
+    /// Thin volumes of `vg` go into this pool, under its guards.
+    pub fn with_thin_pool(mut self, vg: &str, policy: super::thin::ThinPolicy) -> Self {
+        self.thin.insert(vg.into(), policy);
+        self
     }
 
     /// The store the engine keeps its VGs in.
@@ -332,6 +352,12 @@ impl<M: Metadata> VolumeEngine<M> {
     fn create_locked(&self, vg: &str, spec: &LvSpec, encrypted: bool) -> Result<Created<LvInfo>> {
         let read = self.meta.read(vg)?;
         if read.vg.lv(&spec.name).is_some() {
+            if spec.layout == Layout::Thin {
+                // A create killed after its commit: its message goes before the
+                // volume is handed back.
+                self.finish_pending(&read)?;
+                return self.existing(&self.meta.read(vg)?, spec, encrypted);
+            }
             return self.existing(&read, spec, encrypted);
         }
         check_fits(&read.vg, spec.size, spec.layout)?;
@@ -342,6 +368,23 @@ impl<M: Metadata> VolumeEngine<M> {
         if encrypted {
             // In the same commit: no moment where the volume exists unmarked.
             fresh.tags.push(marks::CRYPT.into());
+        }
+        if spec.layout == Layout::Thin {
+            // Nothing of it is on PV extents: no edges to clear (its blocks read as
+            // zeroes until written).
+            let read = self.create_thin_locked(vg, &spec.name, spec.size, fresh.tags)?;
+            warn_if_metadata_filling(&read);
+            tracing::info!(
+                vg,
+                lv = spec.name,
+                size = spec.size.0,
+                encrypted,
+                "created thin volume"
+            );
+            return Ok(Created {
+                value: self.info(&read, &spec.name)?,
+                created: true,
+            });
         }
         match self.meta.edit(vg, &Edit::CreateLv(fresh)) {
             Ok(()) => {}
@@ -414,6 +457,7 @@ impl<M: Metadata> VolumeEngine<M> {
         check_fits(&read.vg, size, current.layout)?;
         let target = current.layout.rounded_size(size, read.vg.extent_size);
         check(&current, target)?;
+        self.check_thin_grow(&read, lv, target)?;
         if target == current.size {
             if current.device.is_some() {
                 // A retry after a crash between the commit and the reload: reload now.
@@ -1013,6 +1057,10 @@ impl<M: Metadata> VolumeEngine<M> {
 }
 
 impl<M: Metadata> Engine for VolumeEngine<M> {
+    fn thin_pool(&self, vg: &str) -> Result<Option<super::thin::ThinPoolInfo>> {
+        self.thin_pool_info(vg)
+    }
+
     fn volume_groups(&self) -> Result<Vec<VgInfo>> {
         Ok(self
             .meta
@@ -1089,11 +1137,26 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let _g = lock.write().unwrap();
         let read = self.meta.read(vg)?;
         let Some(model) = read.vg.lv(lv) else {
+            // A removal killed after its commit: its pool's message goes now.
+            self.finish_pending(&read)?;
             return Ok(false);
         };
         if super::marks::is_wipe(&model.name, &model.tags) {
             // Already removed; lvmd finishes it.
             return Ok(false);
+        }
+        if let Some(pool) = super::thin::pool_of_thin(model).map(str::to_owned) {
+            // Refusals (a snapshot naming it, a record of another transaction that
+            // cannot be sent) before anything changes; then as any volume: closed,
+            // deactivated, then the commit and the pool's `delete`.
+            crate::lvm::edit::check_thin_removable(&read.vg, lv)?;
+            self.settle_pool(vg, &pool)?;
+            self.close_crypt(vg, lv, &self.info(&read, lv)?)?;
+            self.deactivate_volume(&read, lv)?;
+            crash::point("deactivated");
+            self.remove_thin_locked(vg, lv, &pool)?;
+            tracing::info!(vg, lv, pool, "removed thin volume");
+            return Ok(true);
         }
         // What lvmd cannot remove (raid, thin, a pool, a hidden or used sub-LV) is
         // refused before anything changes: deactivating first, then finding out, would
@@ -2222,7 +2285,8 @@ mod tests {
         let seqno = e.volume_group(&vg).unwrap().seqno;
         let active = act.active_in(&vg);
         for (lv, says) in [
-            ("thin", "thin-pool messages"),
+            // A thin snapshot's origin.
+            ("thin", "thin_snap"),
             ("pool", "thin pool"),
             ("cached", "cache"),
             // A snapshot's origin, its hidden COW LV: refused by what refers to them.
@@ -2244,9 +2308,9 @@ mod tests {
             assert_eq!(act.active_in(&vg), active, "{lv}");
             assert_eq!(e.volume_group(&vg).unwrap().seqno, seqno, "{lv}");
         }
-        // Resizing them is refused too, before any reload; same size included. (lvm2's
-        // mirror is one lvmd grows: below.)
-        for lv in ["thin", "pool"] {
+        // Resizing the pool is refused too, before any reload; same size included.
+        // (lvm2's mirror is one lvmd grows: below; so are thin volumes, daemon::thin.)
+        for lv in ["pool"] {
             let size = e.logical_volume(&vg, lv).unwrap().size;
             for to in [size, Bytes(size.0 * 2)] {
                 let err = e.resize_logical_volume(&vg, lv, to).unwrap_err();

@@ -165,6 +165,13 @@ impl Edit {
                 tags(&spec.tags)?;
                 check_size(spec.size)?;
                 spec.layout.check()?;
+                if spec.layout == Layout::Thin {
+                    return Err(LvmError::InvalidArgument {
+                        what: "layout",
+                        value: "thin".into(),
+                        why: "a thin volume is made in a pool (Edit::CreateThin)".into(),
+                    });
+                }
             }
             Edit::ResizeLv { size, .. } => check_size(*size)?,
             Edit::RenameLv { to, tags: t, .. } => {
@@ -399,6 +406,26 @@ fn resize(vg: &mut VolumeGroup, lv_name: &str, size: Bytes) -> Result<Option<Ext
     let layout = Layout::of(&lv);
     let target = layout.extents_for(size, vg.extent_size);
     let current = lv.extents();
+    if layout == Layout::Thin {
+        // Its size is its segment's length: no extents to allocate, the pool's blocks
+        // are provisioned as it is written.
+        if target < current {
+            return Err(LvmError::LvUnsupported {
+                vg: vg.name.clone(),
+                lv: lv_name.into(),
+                why: format!(
+                    "it is a thin volume of {} extents; lvmd grows thin volumes but does \
+                     not shrink them (to {} extents)",
+                    current.0, target.0
+                ),
+            });
+        }
+        if target == current {
+            return Ok(None);
+        }
+        vg.lv_mut(lv_name).expect("checked").segments[0].extent_count = target;
+        return Ok(Some(target));
+    }
     if raid::legs_of(&lv).is_some() {
         if target < current {
             return Err(LvmError::LvUnsupported {
@@ -562,11 +589,21 @@ pub fn check_removable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
     check_unreferenced(vg, lv_name)
 }
 
+/// Whether lvmd may remove thin LV `lv_name` of `vg` (which must exist): visible and
+/// no thin snapshot's origin, as [`apply`] checks [`Edit::RemoveThin`].
+pub fn check_thin_removable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+    check_visible(vg, lv_name)?;
+    check_unreferenced(vg, lv_name)
+}
+
 /// Whether lvmd may resize `lv_name` of `vg` (which must exist): a visible linear or
 /// striped LV, or a raid1 LV whose legs are all there (grown only, [`apply`] refuses
 /// shrinking one).
 pub fn check_resizable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
-    if raid::sub_lvs(vg, lv_name).is_none() {
+    let thin = vg
+        .lv(lv_name)
+        .is_some_and(|l| Layout::of(l) == Layout::Thin && l.segments.len() == 1);
+    if raid::sub_lvs(vg, lv_name).is_none() && !thin {
         check_plain(vg, lv_name)?;
     }
     check_visible(vg, lv_name)
@@ -577,9 +614,8 @@ fn check_plain(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
     if !lv.is_plain() {
         let kind = lv.type_name();
         let why = match kind {
-            "thin" => "it is a thin volume; lvmd's volume API does not remove or resize \
-                       thin volumes yet (a removal takes thin-pool messages, which only \
-                       its activation sends so far, see docs/thin.md; use lvm2)"
+            "thin" => "it is a thin volume; removing one takes the pool's `delete` message \
+                       (the daemon's removal, Edit::RemoveThin)"
                 .to_owned(),
             "thin-pool" => "it is a thin pool; lvmd's volume API does not remove or resize \
                             thin pools yet (use lvm2)"

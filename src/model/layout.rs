@@ -36,6 +36,10 @@ pub enum Layout {
         mirrors: u32,
         region_size: Sectors,
     },
+    /// A volume of a thin pool (lvm2's `--type thin`): its blocks are the pool's,
+    /// provisioned on first write, none of them on PV extents of its own. Which pool is
+    /// the device class's ([`crate::daemon::config::ThinPoolConfig`]).
+    Thin,
 }
 
 /// A layout no volume can have (before any VG is looked at) or one this VG cannot hold.
@@ -76,6 +80,7 @@ impl Layout {
                 mirrors: (legs.len() as u32).saturating_sub(1),
                 region_size: region_size.unwrap_or(DEFAULT_REGION_SIZE),
             },
+            Some(SegmentKind::Thin { .. }) => Layout::Thin,
             _ => Layout::Linear,
         }
     }
@@ -84,7 +89,7 @@ impl Layout {
     /// legs are copies).
     pub fn stripes(self) -> u32 {
         match self {
-            Layout::Linear | Layout::Raid1 { .. } => 1,
+            Layout::Linear | Layout::Raid1 { .. } | Layout::Thin => 1,
             Layout::Striped { stripes, .. } => stripes,
         }
     }
@@ -97,10 +102,11 @@ impl Layout {
         }
     }
 
-    /// What the allocator needs to know to place the extents.
+    /// What the allocator needs to know to place the extents. A thin volume takes none
+    /// (its pool's were placed when the pool was made); its one run is the pool's.
     pub fn shape(self) -> Shape {
         match self {
-            Layout::Linear => Shape::Linear,
+            Layout::Linear | Layout::Thin => Shape::Linear,
             Layout::Striped { stripes, .. } => Shape::Striped { stripes },
             Layout::Raid1 { mirrors, .. } => Shape::Mirrored { legs: mirrors + 1 },
         }
@@ -184,6 +190,8 @@ impl Layout {
     pub fn footprint(self, size: Bytes, extent_size: ExtentSize) -> Extents {
         let meta = match self {
             Layout::Raid1 { .. } => 1,
+            // Its blocks are the pool's.
+            Layout::Thin => return Extents::ZERO,
             _ => 0,
         };
         let per_copy = self.extents_for(size, extent_size).0 + meta;
@@ -225,6 +233,7 @@ impl fmt::Display for Layout {
                 human_bytes(stripe_size.to_bytes())
             ),
             Layout::Raid1 { mirrors, .. } => write!(f, "raid1 ({} legs)", mirrors + 1),
+            Layout::Thin => f.write_str("thin"),
         }
     }
 }

@@ -272,3 +272,32 @@ pub fn text(row: &serde_json::Value, key: &str) -> String {
         .unwrap_or_else(|| panic!("{key} missing in {row}"))
         .to_owned()
 }
+
+/// The transaction id of thin pool `vg/pool`'s kernel metadata (its `-tpool` device's
+/// status; the pool target must be up).
+pub fn kernel_transaction(vg: &str, pool: &str) -> u64 {
+    let dev = format!(
+        "{}-{}-tpool",
+        vg.replace('-', "--"),
+        pool.replace('-', "--")
+    );
+    let out = run_ok("dmsetup", &["status", &dev]);
+    out.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+/// The thin device ids in a pool's kernel metadata, by `thin_dump` of its `_tmeta`
+/// (the pool inactive, the metadata LV activated alone by lvm2 through `lvm2_ok`), and
+/// `thin_check` clean on it.
+pub fn thin_ids_on_disk(lvm2_ok: &dyn Fn(&[&str]) -> String, vg: &str, pool: &str) -> Vec<u64> {
+    let tmeta = format!("{vg}/{pool}_tmeta");
+    lvm2_ok(&["lvchange", "-ay", "-y", &tmeta]);
+    let dev = format!("/dev/mapper/{}-{pool}_tmeta", vg.replace('-', "--"));
+    let (ok, out, err) = run("thin_check", &[&dev]);
+    let dump = run_ok("thin_dump", &[&dev]);
+    lvm2_ok(&["lvchange", "-an", &tmeta]);
+    assert!(ok, "thin_check {dev}:\n{err}\n{out}");
+    dump.lines()
+        .filter_map(|l| l.trim().strip_prefix("<device dev_id=\""))
+        .map(|r| r.split('"').next().unwrap().parse().unwrap())
+        .collect()
+}

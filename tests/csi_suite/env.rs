@@ -98,6 +98,14 @@ impl Env {
         Env::start(dir, Some(tmp), vgs, &classes, None)
     }
 
+    /// `lvmd --simulate` with these classes (`vgs`: their VGs), for cases of a
+    /// configuration of their own.
+    pub fn simulated_with(vgs: [String; 2], classes: &str) -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        Env::start(dir, Some(tmp), vgs, classes, None)
+    }
+
     /// Against the real daemon on loop devices (`ssd` 4 GiB, `wide` 2 x 1 GiB), the
     /// plugin in a mount namespace that is a slave of the host's, as in its pod with
     /// `mountPropagation: HostToContainer`. Needs device-mapper: the VM.

@@ -229,7 +229,7 @@ pub fn ephemeral_refusals(e: &Env) {
         ("size", "lots"),
         ("size", "0"),
         ("fsType", "btrfs"),
-        ("layout", "thin"),
+        ("layout", "thick"),
         ("stripes", "999"),
         ("deviceClass", "nope"),
     ] {

@@ -50,6 +50,7 @@ pub fn classes() -> DeviceClasses {
             stripe_size: lvmd::lvm::DEFAULT_STRIPE_SIZE,
             is_default: true,
             encryption: None,
+            thin: None,
         },
         Class {
             name: "wide".into(),
@@ -58,6 +59,7 @@ pub fn classes() -> DeviceClasses {
             stripe_size: lvmd::lvm::DEFAULT_STRIPE_SIZE,
             is_default: false,
             encryption: None,
+            thin: None,
         },
     ])
 }
