@@ -350,3 +350,179 @@ fn a_thin_class_offers_what_its_ratio_allows() {
     e.delete(&b.volume_id);
     assert_eq!(e.capacity(&[]), (1024 * MIB, 1024 * MIB));
 }
+
+/// What kubelet does with a pod's volumes, in its order, against `lvmd --simulate` (as
+/// `docs/csi.md` offers for trying the chart without a disk): a filesystem PVC staged
+/// and published, its target then given to the pod's fsGroup as kubelet's applyFSGroup
+/// does (lstat, chown to the group, setgid and group-writable), the pod writing there;
+/// a block PVC published and opened read-write at its path (MapVolume); stats with
+/// inodes for the filesystem and the size for the block volume; both expanded; then
+/// lvmd restarted under the running pod (its simulated mounts outlive it, as kernel
+/// mounts do), and the pod's teardown completing: targets removed, staging directories
+/// left empty for kubelet to remove.
+#[test]
+fn pod_flow_against_the_simulated_daemon() {
+    use csi_suite::{block_cap, mount_cap, publish_req, req, stage_req, unpublish, unstage, MIB};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::Path;
+    let mut e = Env::simulated();
+    let mut node = e.node();
+    let fs = e
+        .create(req("pvc-data", 64 * MIB, &[("fsType", "ext4")]))
+        .unwrap();
+    let mut r = req("pvc-raw", 16 * MIB, &[]);
+    r.volume_capabilities = vec![block_cap()];
+    let raw = e.create(r).unwrap();
+
+    // The filesystem volume: stage, publish.
+    let stage = NodeStageVolumeRequest {
+        volume_context: fs.volume_context.clone(),
+        ..stage_req(&e, &fs.volume_id, mount_cap(""))
+    };
+    let publish = NodePublishVolumeRequest {
+        volume_context: fs.volume_context.clone(),
+        ..publish_req(&e, &fs.volume_id, mount_cap(""))
+    };
+    e.rt.block_on(node.node_stage_volume(stage.clone()))
+        .unwrap();
+    assert!(Path::new(&stage.staging_target_path).is_dir());
+    e.rt.block_on(node.node_publish_volume(publish.clone()))
+        .unwrap();
+    let target = Path::new(&publish.target_path);
+    // applyFSGroup: kubelet lstats the target, then chowns it to the fsGroup and makes
+    // it group-writable with setgid, so files the pod makes belong to the group.
+    let meta = std::fs::symlink_metadata(target).unwrap();
+    assert!(meta.is_dir(), "{meta:?}");
+    // SAFETY: getegid has no preconditions.
+    let fs_group = if meta.uid() == 0 {
+        2000
+    } else {
+        unsafe { libc::getegid() }
+    };
+    std::os::unix::fs::chown(target, None, Some(fs_group)).unwrap();
+    std::fs::set_permissions(target, std::fs::Permissions::from_mode(0o2775)).unwrap();
+    std::fs::write(target.join("index.html"), b"hello from the pod").unwrap();
+    let written = std::fs::metadata(target.join("index.html")).unwrap();
+    assert_eq!(
+        written.gid(),
+        fs_group,
+        "setgid: the pod's file is the group's"
+    );
+    assert_eq!(std::fs::metadata(target).unwrap().mode() & 0o7777, 0o2775);
+
+    // The block volume: kubelet's MapVolume evaluates the path and opens it.
+    let block_target = e.path("plugins/kubernetes.io/csi/volumeDevices/publish/pvc-raw/pod-uid");
+    let block_stage = stage_req(&e, &raw.volume_id, block_cap());
+    let block_stage = NodeStageVolumeRequest {
+        staging_target_path: e.path("plugins/kubernetes.io/csi/volumeDevices/staging/pvc-raw"),
+        ..block_stage
+    };
+    let block_publish = NodePublishVolumeRequest {
+        staging_target_path: block_stage.staging_target_path.clone(),
+        target_path: block_target.clone(),
+        ..publish_req(&e, &raw.volume_id, block_cap())
+    };
+    e.rt.block_on(node.node_stage_volume(block_stage.clone()))
+        .unwrap();
+    e.rt.block_on(node.node_publish_volume(block_publish.clone()))
+        .unwrap();
+    let resolved = std::fs::canonicalize(&block_target).unwrap();
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&resolved)
+        .unwrap();
+    assert_eq!(dev.metadata().unwrap().len(), 16 * MIB as u64);
+    drop(dev);
+
+    // Stats, as kubelet's volume manager polls them.
+    let stats = |id: &str, path: &str| {
+        e.rt.block_on(e.node().node_get_volume_stats(NodeGetVolumeStatsRequest {
+            volume_id: id.into(),
+            volume_path: path.into(),
+            staging_target_path: String::new(),
+        }))
+        .unwrap()
+        .into_inner()
+    };
+    let s = stats(&fs.volume_id, &publish.target_path);
+    assert_eq!(s.usage.len(), 2, "bytes and inodes: {s:?}");
+    assert_eq!(s.usage[0].unit, volume_usage::Unit::Bytes as i32);
+    assert_eq!(s.usage[1].unit, volume_usage::Unit::Inodes as i32);
+    assert!(s.usage[0].total > 0 && s.usage[1].total > 0, "{s:?}");
+    assert!(s.usage[1].used >= 1, "the pod's file counts: {s:?}");
+    let s = stats(&raw.volume_id, &block_target);
+    assert_eq!(s.usage.len(), 1, "{s:?}");
+    assert_eq!(s.usage[0].total, 16 * MIB, "{s:?}");
+
+    // Expansion: the resizer's ControllerExpandVolume, then kubelet's NodeExpandVolume.
+    for (v, path, cap, mib) in [
+        (&fs, &publish.target_path, mount_cap(""), 96),
+        (&raw, &block_target, block_cap(), 32),
+    ] {
+        let grown =
+            e.rt.block_on(
+                e.ctl()
+                    .controller_expand_volume(ControllerExpandVolumeRequest {
+                        volume_id: v.volume_id.clone(),
+                        capacity_range: Some(CapacityRange {
+                            required_bytes: mib * MIB,
+                            limit_bytes: 0,
+                        }),
+                        volume_capability: Some(cap.clone()),
+                        ..Default::default()
+                    }),
+            )
+            .unwrap()
+            .into_inner();
+        assert!(grown.capacity_bytes >= mib * MIB, "{grown:?}");
+        let n =
+            e.rt.block_on(e.node().node_expand_volume(NodeExpandVolumeRequest {
+                volume_id: v.volume_id.clone(),
+                volume_path: path.clone(),
+                capacity_range: Some(CapacityRange {
+                    required_bytes: mib * MIB,
+                    limit_bytes: 0,
+                }),
+                volume_capability: Some(cap),
+                ..Default::default()
+            }))
+            .unwrap()
+            .into_inner();
+        assert!(n.capacity_bytes >= mib * MIB, "{n:?}");
+    }
+    let s = stats(&raw.volume_id, &block_target);
+    assert_eq!(
+        s.usage[0].total,
+        32 * MIB,
+        "the block volume's new size: {s:?}"
+    );
+
+    // lvmd restarts (an upgrade, a crash) while the pod runs; then the pod is deleted:
+    // kubelet unpublishes and unstages, and must not loop on "directory not empty".
+    e.crash_and_restart(true);
+    for (id, target) in [
+        (&fs.volume_id, &publish.target_path),
+        (&raw.volume_id, &block_target),
+    ] {
+        for _ in 0..2 {
+            unpublish(&e, id, target).unwrap();
+        }
+        assert!(!Path::new(target).exists(), "{target} left behind");
+    }
+    for (id, staging) in [
+        (&fs.volume_id, &stage.staging_target_path),
+        (&raw.volume_id, &block_stage.staging_target_path),
+    ] {
+        for _ in 0..2 {
+            unstage(&e, id, staging).unwrap();
+        }
+        // The staging directory is kubelet's to remove: it must be empty, and no longer
+        // noted as the simulated mount.
+        if Path::new(staging).exists() {
+            let noted = xattr::get(staging, "user.lvmd.simulated-mount").unwrap();
+            assert_eq!(noted, None, "{staging} still noted as mounted");
+            std::fs::remove_dir(staging).unwrap();
+        }
+    }
+}

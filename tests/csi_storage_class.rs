@@ -14,14 +14,11 @@ use csi_suite::{map, mount_cap, topo, Env, NODE};
 use lvmd::csi::pb::*;
 use tonic::Code;
 
-fn metric(text: &str, reason: &str) -> u64 {
-    let name = format!("lvmd_csi_storage_class_refused_total{{reason=\"{reason}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&name))
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
+fn metric(m: &csi_suite::Scraped, reason: &str) -> u64 {
+    m.value(
+        "lvmd_csi_storage_class_refused_total",
+        &[("reason", reason)],
+    ) as u64
 }
 
 #[test]
@@ -69,8 +66,8 @@ fn refused_storage_class_is_logged_once_and_counted_by_reason() {
     }
 
     let after = e.metrics();
-    assert_eq!(metric(&after, "invalid_parameter"), 5, "{after}");
-    assert_eq!(metric(&after, "unknown_device_class"), 3, "{after}");
+    assert_eq!(metric(&after, "invalid_parameter"), 5, "{}", after.text);
+    assert_eq!(metric(&after, "unknown_device_class"), 3, "{}", after.text);
     let logs = e.logs();
     let lines: Vec<&str> = logs
         .lines()

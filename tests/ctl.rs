@@ -355,7 +355,7 @@ fn socket_activation_and_readiness() {
         .unwrap();
     let mut buf = [0u8; 256];
     let n = notify.recv(&mut buf).expect("READY=1 from lvmd");
-    assert_eq!(&buf[..n], b"READY=1");
+    assert_eq!(&buf[..n], b"READY=1\n");
     assert!(
         out.status.success(),
         "{}",
@@ -366,7 +366,7 @@ fn socket_activation_and_readiness() {
     unsafe { libc::kill(activator.id() as i32, libc::SIGTERM) };
     assert!(activator.wait().unwrap().success());
     let n = notify.recv(&mut buf).expect("STOPPING=1 from lvmd");
-    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1\n");
 }
 
 fn which(tool: &str) -> Result<std::path::PathBuf, ()> {

@@ -23,6 +23,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// udevd's control socket: it exists while udevd runs (libudev and libdm test the same).
+///
+/// Why not the `udev` crate here: libudev's own test (`udev_queue_get_udev_is_active`,
+/// which libdm calls) is an access(2) on this same path, and the crate does not even
+/// expose it; we go one step further and check that udevd answers on the socket, since a
+/// stale socket would leave device-mapper's cookie wait hanging. Nor for the wait in
+/// [`add`]: by then the devicemapper crate has waited out udev's cookie, which
+/// `95-dm-notify.rules` completes after the link rules ran, so the nodes are normally
+/// there at the first look; a udev monitor would have to be listening before the
+/// resume ioctl, in the layer that makes it, to not miss the event, and would add a C
+/// library (libudev) to the daemon and its image for what a stat answers.
 pub const UDEV_CONTROL: &str = "/run/udev/control";
 
 /// The rule file that completes device-mapper's udev cookies. Without it a resume or
@@ -82,37 +92,17 @@ fn detect_at(control: &Path) -> Result<NodeMode> {
 
 /// Connects to a SOCK_SEQPACKET unix socket (udevd's control socket type) and hangs up.
 fn connect_seqpacket(path: &Path) -> io::Result<()> {
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: sockaddr_un is plain data; all zeros is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    if bytes.len() >= addr.sun_path.len() {
-        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
-    }
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: plain socket(2) call.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: addr is a valid sockaddr_un of the given length; fd is ours.
-    let rc = unsafe {
-        libc::connect(
-            fd,
-            (&addr as *const libc::sockaddr_un).cast(),
-            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
-        )
-    };
-    let result = if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    };
-    // SAFETY: fd is ours and closed once.
-    unsafe { libc::close(fd) };
-    result
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let addr = UnixAddr::new(path)?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    connect(fd.as_raw_fd(), &addr)?;
+    Ok(())
 }
 
 /// The paths of one device's nodes.
@@ -427,6 +417,28 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         let e = detect_at(&path).unwrap_err().to_string();
         assert!(e.contains("does not answer"), "{e}");
+    }
+
+    #[test]
+    fn a_listening_seqpacket_socket_answers_and_a_stream_one_does_not() {
+        use nix::sys::socket::{
+            bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+        };
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let make = |name: &str, ty| {
+            let path = dir.path().join(name);
+            let fd = socket(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None).unwrap();
+            bind(fd.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+            listen(&fd, Backlog::new(1).unwrap()).unwrap();
+            (path, fd)
+        };
+        let (seq, _a) = make("seq", SockType::SeqPacket);
+        connect_seqpacket(&seq).unwrap();
+        // udevd's socket is a seqpacket one: anything else listening there is not udevd.
+        let (stream, _b) = make("stream", SockType::Stream);
+        let e = connect_seqpacket(&stream).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPROTOTYPE), "{e}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use lvmd::daemon::config::{Config, DEFAULT_CONFIG};
 use lvmd::daemon::engine::Engine;
 use lvmd::daemon::run;
 use lvmd::logging::{self, LogFormat};
-use lvmd::socket::listen::{listen, notify, Source};
+use lvmd::socket::listen::{listen, notify, NotifyState, Source};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -101,7 +101,7 @@ async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
-    let _ = notify("STOPPING=1");
+    let _ = notify(NotifyState::Stopping);
 }
 
 /// Serves `engine` as `config` says until SIGTERM/SIGINT.
@@ -115,7 +115,7 @@ async fn serve_engine(config: Config, engine: Arc<dyn Engine>) -> Result<(), Err
     if let Some(why) = run::unreachable_peers(&config, &source) {
         tracing::warn!(socket = %config.socket.display(), "{why}");
     }
-    match notify("READY=1") {
+    match notify(NotifyState::Ready) {
         Ok(_) => {}
         Err(e) => tracing::warn!("cannot notify systemd: {e}"),
     }

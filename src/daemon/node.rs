@@ -1251,6 +1251,40 @@ impl SimNode {
 }
 
 impl SimNode {
+    /// A mount noted on `target` before lvmd restarted, taken back into memory.
+    fn recall(&self, target: &ConfinedPath) {
+        use xattr::FileExt;
+        if self.disk.is_none() || self.mounts.lock().unwrap().contains_key(target.path()) {
+            return;
+        }
+        let Ok(Some(f)) = target_file(target) else {
+            return;
+        };
+        let Ok(Some(value)) = f.get_xattr(SIM_MOUNT_XATTR) else {
+            return;
+        };
+        let noted: NotedMount = match serde_json::from_slice(&value) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(target = %target, "{SIM_MOUNT_XATTR} unreadable, ignored: {e}");
+                return;
+            }
+        };
+        tracing::info!(target = %target, source = %noted.source.display(), "simulated mount from before lvmd started");
+        self.mounts
+            .lock()
+            .unwrap()
+            .entry(target.path().to_owned())
+            .or_insert(SimMount {
+                source: noted.source,
+                kind: match noted.fs_type {
+                    Some(fs_type) => MountKind::Filesystem { fs_type },
+                    None => MountKind::Bind,
+                },
+                read_only: noted.read_only,
+            });
+    }
+
     /// The size of `device` (an LV's, or a sim loop device's over one): the size this
     /// sim was given for it, else the active volume's.
     fn device_size(&self, sizes: &SimActivation, device: &Path) -> Bytes {
@@ -1290,6 +1324,75 @@ fn clear_target(target: &ConfinedPath) -> Result<()> {
     }
     let f = target.open(OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)?;
     nix::unistd::ftruncate(&f, 0).map_err(errno(path, "truncate"))
+}
+
+/// Where the simulated node notes a mount on its target itself, so that the mount
+/// outlives an lvmd restart as a kernel mount does: without it, a pod's teardown after a
+/// restart found a "not mounted" target still holding what the pod wrote, and kubelet
+/// looped on "directory not empty".
+const SIM_MOUNT_XATTR: &str = "user.lvmd.simulated-mount";
+
+/// A [`SimMount`] as noted on its target.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NotedMount {
+    source: PathBuf,
+    /// `None`: a bind.
+    fs_type: Option<String>,
+    read_only: bool,
+}
+
+/// The target opened for its extended attributes (`O_PATH` descriptors have none);
+/// `None` when nothing is there.
+fn target_file(target: &ConfinedPath) -> Result<Option<std::fs::File>> {
+    match target.open(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC) {
+        Ok(fd) => Ok(Some(std::fs::File::from(fd))),
+        Err(NodeError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn note_mount(target: &ConfinedPath, m: &SimMount) -> Result<()> {
+    use xattr::FileExt;
+    let Some(f) = target_file(target)? else {
+        return Ok(());
+    };
+    let noted = NotedMount {
+        source: m.source.clone(),
+        fs_type: match &m.kind {
+            MountKind::Filesystem { fs_type } => Some(fs_type.clone()),
+            MountKind::Bind => None,
+        },
+        read_only: m.read_only,
+    };
+    let value = serde_json::to_vec(&noted).expect("plain data serializes");
+    if let Err(e) = f.set_xattr(SIM_MOUNT_XATTR, &value) {
+        // A filesystem without user xattrs (tmpfs before Linux 6.6): the sim still works,
+        // only a restart forgets this mount.
+        tracing::warn!(target = %target, "cannot note the simulated mount on its target, an lvmd restart will forget it: {e}");
+    }
+    Ok(())
+}
+
+fn forget_mount(target: &ConfinedPath) -> Result<()> {
+    use xattr::FileExt;
+    if let Some(f) = target_file(target)? {
+        match f.remove_xattr(SIM_MOUNT_XATTR) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                    Errno::ENODATA | Errno::EOPNOTSUPP
+                ) => {}
+            Err(e) => {
+                return Err(NodeError::Io {
+                    path: target.path().to_owned(),
+                    what: "forget the simulated mount of",
+                    source: e,
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 fn clear_dir(dir: OwnedFd, path: &Path) -> Result<()> {
@@ -1397,19 +1500,25 @@ impl Node for SimNode {
                     .map_err(errno(req.target.path(), "size"))?;
             }
         }
-        mounts.insert(
-            req.target.path().to_owned(),
-            SimMount {
-                source: req.source.path().to_owned(),
-                kind: req.kind.clone(),
-                read_only: req.read_only || flags & libc::MS_RDONLY != 0,
-            },
-        );
+        let m = SimMount {
+            source: req.source.path().to_owned(),
+            kind: req.kind.clone(),
+            read_only: req.read_only || flags & libc::MS_RDONLY != 0,
+        };
+        if self.disk.is_some() {
+            note_mount(&req.target, &m)?;
+        }
+        mounts.insert(req.target.path().to_owned(), m);
         Ok(())
     }
     fn unmount(&self, target: &ConfinedPath) -> Result<()> {
-        match self.mounts.lock().unwrap().remove(target.path()) {
-            Some(_) if self.disk.is_some() => clear_target(target),
+        self.recall(target);
+        let removed = self.mounts.lock().unwrap().remove(target.path());
+        match removed {
+            Some(_) if self.disk.is_some() => {
+                clear_target(target)?;
+                forget_mount(target)
+            }
             Some(_) => Ok(()),
             None => Err(NodeError::Io {
                 path: target.path().to_owned(),
@@ -1419,6 +1528,7 @@ impl Node for SimNode {
         }
     }
     fn mount_state(&self, target: &ConfinedPath, source: &MountSource) -> Result<MountState> {
+        self.recall(target);
         let (target, source) = (target.path(), source.path());
         let mounts = self.mounts.lock().unwrap();
         Ok(match mounts.get(target) {
@@ -1440,6 +1550,7 @@ impl Node for SimNode {
         })
     }
     fn is_mount_point(&self, target: &ConfinedPath) -> Result<bool> {
+        self.recall(target);
         Ok(self.mounts.lock().unwrap().contains_key(target.path()))
     }
     fn create_target(&self, target: &ConfinedPath, kind: TargetKind) -> Result<()> {
@@ -1467,6 +1578,7 @@ impl Node for SimNode {
         Ok(())
     }
     fn stats(&self, confined: &ConfinedPath) -> Result<PathStats> {
+        self.recall(confined);
         let path = confined.path();
         let mounts = self.mounts.lock().unwrap();
         let m = mounts.get(path).ok_or_else(|| NodeError::NotFound {

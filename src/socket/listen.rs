@@ -1,15 +1,14 @@
 //! The daemon's socket: handed over by systemd (socket activation) or bound here with
 //! mode 0660 and a configurable group; and systemd's readiness notification.
 
+use libsystemd::activation::{receive_descriptors, IsType};
+pub use libsystemd::daemon::NotifyState;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-
-/// The first fd systemd passes (`SD_LISTEN_FDS_START`).
-const LISTEN_FDS_START: RawFd = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -19,43 +18,40 @@ pub enum Source {
     Bound,
 }
 
-/// The listening socket systemd passed, if it passed one to this process.
+/// The listening socket systemd passed, if it passed one to this process
+/// (`LISTEN_PID`/`LISTEN_FDS`, read and then cleared by `libsystemd`, which also marks the
+/// fds close-on-exec: they are not for our children).
 pub fn systemd_listener() -> io::Result<Option<UnixListener>> {
-    let pid_matches = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|p| p.parse::<u32>().ok())
-        .is_some_and(|p| p == std::process::id());
-    let fds = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.parse::<i32>().ok())
-        .unwrap_or(0);
-    // Not for our children, whatever happens next.
-    for v in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-        std::env::remove_var(v);
-    }
-    if !pid_matches || fds < 1 {
+    let fds = receive_descriptors(true).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the sockets systemd passed (LISTEN_FDS): {e}"),
+        )
+    })?;
+    let mut fds = fds.into_iter();
+    let Some(first) = fds.next() else {
         return Ok(None);
+    };
+    if fds.len() > 0 {
+        tracing::warn!(
+            fds = fds.len() + 1,
+            "systemd passed more than one socket; using the first"
+        );
     }
-    if fds > 1 {
-        tracing::warn!(fds, "systemd passed more than one socket; using the first");
-    }
-    let fd = LISTEN_FDS_START;
-    // SAFETY: fstat on an fd number into a zeroed struct we own.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+    if !first.is_unix() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "systemd's fd 3 is not a socket",
+            format!(
+                "systemd's fd {} is not a unix socket (check ListenStream= in lvmd.socket)",
+                first.into_raw_fd()
+            ),
         ));
     }
-    // SAFETY: systemd passed fd 3 to this process for it to own.
-    unsafe {
-        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-    }
-    Ok(Some(unsafe { UnixListener::from_raw_fd(fd) }))
+    // SAFETY: systemd passed this fd to this process for it to own, and nothing else
+    // here holds it.
+    Ok(Some(unsafe {
+        UnixListener::from_raw_fd(first.into_raw_fd())
+    }))
 }
 
 /// A group given by name or number.
@@ -143,28 +139,18 @@ pub fn listen(path: &Path, group: Option<&str>) -> io::Result<(UnixListener, Sou
     Ok((bind(path, gid)?, Source::Bound))
 }
 
-/// Sends `state` (`READY=1`, `STOPPING=1`, `STATUS=...`) to systemd, if it asked for
-/// notifications (`NOTIFY_SOCKET`). `Ok(false)`: nobody to tell.
-pub fn notify(state: &str) -> io::Result<bool> {
-    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
-        return Ok(false);
-    };
-    let target = target.to_string_lossy().into_owned();
-    let sock = UnixDatagram::unbound()?;
-    if let Some(name) = target.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-        sock.send_to_addr(state.as_bytes(), &addr)?;
-    } else {
-        sock.send_to(state.as_bytes(), &target)?;
-    }
-    Ok(true)
+/// Tells systemd `state` (ready, stopping), if it asked for notifications
+/// (`NOTIFY_SOCKET`, a path or an abstract `@name`). `Ok(false)`: nobody to tell.
+pub fn notify(state: NotifyState) -> io::Result<bool> {
+    libsystemd::daemon::notify(false, &[state])
+        .map_err(|e| io::Error::other(format!("NOTIFY_SOCKET: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+    use std::os::unix::net::UnixDatagram;
 
     #[test]
     fn bind_sets_mode_and_replaces_stale_sockets() {
@@ -201,11 +187,22 @@ mod tests {
         let rx = UnixDatagram::bind(&p).unwrap();
         // Only this test sets NOTIFY_SOCKET; other tests do not read it.
         std::env::set_var("NOTIFY_SOCKET", &p);
-        assert!(notify("READY=1").unwrap());
+        assert!(notify(NotifyState::Ready).unwrap());
         std::env::remove_var("NOTIFY_SOCKET");
         let mut buf = [0u8; 64];
         let n = rx.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"READY=1");
-        assert!(!notify("READY=1").unwrap());
+        // One assignment a line, as sd_notify(3) has them.
+        assert_eq!(&buf[..n], b"READY=1\n");
+        // An abstract address, as container managers hand out.
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("lvmd-notify-test-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let rx = UnixDatagram::bind_addr(&addr).unwrap();
+        std::env::set_var("NOTIFY_SOCKET", format!("@{name}"));
+        assert!(notify(NotifyState::Stopping).unwrap());
+        std::env::remove_var("NOTIFY_SOCKET");
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STOPPING=1\n");
+        assert!(!notify(NotifyState::Ready).unwrap());
     }
 }

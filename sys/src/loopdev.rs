@@ -5,6 +5,16 @@
 //! ask `/dev/loop-control` for a free device, then bind the file to it with
 //! `LOOP_CONFIGURE` (Linux 5.8+), or `LOOP_SET_FD` + `LOOP_SET_STATUS64` on
 //! older kernels.
+//!
+//! Why not `loopdev-3` (nor `sys-mount`, whose loop support builds on it): it attaches
+//! with `LOOP_SET_FD` and only then `LOOP_SET_STATUS64`, so for a moment the device
+//! shows the whole file from offset 0, without its size limit and autoclear, and
+//! udev's probe may read and announce signatures there (a crash in between leaks a
+//! device that never clears itself); it does not retry when another process takes the
+//! free device first (`EBUSY`), cannot set the logical block size or the
+//! `lo_file_name` label lvmd marks its devices with, and reads no status back.
+//! `LOOP_CONFIGURE` sets everything in one ioctl where the kernel has it, as
+//! util-linux's losetup does.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};

@@ -5,8 +5,15 @@
 //! again: a mount is made as a detached mount object (`fsmount`, `open_tree`), set up
 //! while detached, and attached onto a descriptor of the target (`move_mount`), so it
 //! lands exactly where that descriptor points, whatever happens to the path meanwhile.
+//!
+//! Why by hand: neither `nix` (0.31) nor `sys-mount` wraps `fsopen`/`fsconfig`/
+//! `fsmount`/`open_tree`/`move_mount`/`mount_setattr` or `statx`'s mount id; both offer
+//! only `mount(2)` by path, which looks the target up again and so would undo the
+//! confinement of the daemon's paths (`daemon::paths`, openat2 `RESOLVE_BENEATH`). What
+//! the crates do offer is used: `umount2` is nix's.
 
 use crate::cvt;
+use nix::mount::{umount2, MntFlags};
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -245,15 +252,13 @@ pub fn unmount_at(dir: impl AsFd, name: &std::ffi::OsStr) -> io::Result<()> {
     let mut p = format!("/proc/self/fd/{}/", dir.as_fd().as_raw_fd()).into_bytes();
     p.extend_from_slice(name.as_bytes());
     let p = CString::new(p).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte"))?;
-    // SAFETY: a NUL-terminated path.
-    cvt(unsafe { libc::umount2(p.as_ptr(), libc::UMOUNT_NOFOLLOW) }).map(drop)
+    umount2(p.as_c_str(), MntFlags::UMOUNT_NOFOLLOW).map_err(io::Error::from)
 }
 
 /// Detaches the mount `fd` is (lazily: it goes from the tree at once, and away when
 /// its last user, this descriptor included, lets go). For undoing a mount just made.
 pub fn detach(fd: impl AsFd) -> io::Result<()> {
     let p = cstr(&format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))?;
-    // SAFETY: a NUL-terminated path. No UMOUNT_NOFOLLOW: the magic link must be
-    // followed, to the descriptor's mount.
-    cvt(unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) }).map(drop)
+    // No UMOUNT_NOFOLLOW: the magic link must be followed, to the descriptor's mount.
+    umount2(p.as_c_str(), MntFlags::MNT_DETACH).map_err(io::Error::from)
 }

@@ -337,12 +337,31 @@ impl Env {
         (r.available_capacity, r.maximum_volume_size.unwrap())
     }
 
-    pub fn metrics(&self) -> String {
+    /// One scrape of `/metrics` as Prometheus makes it (HTTP/1.1, then parsed as the
+    /// text format): the answer must be 200 with the format's content type.
+    pub fn metrics(&self) -> Scraped {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        s.write_all(
+            b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/plain\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
-        out
+        let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP answer");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{out}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+        // Without chunked encoding: the body as it is (hyper sends a length for a full body).
+        assert!(!head.to_ascii_lowercase().contains("chunked"), "{head}");
+        let parsed =
+            prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+        Scraped {
+            text: body.to_string(),
+            parsed,
+        }
     }
 
     /// lvm2's report rows of every LV of the VG of class `i`, hidden ones included
@@ -438,5 +457,48 @@ pub fn map(kv: &[(&str, &str)]) -> HashMap<String, String> {
 pub fn topo(node: &str) -> Topology {
     Topology {
         segments: map(&[(KEY, node)]),
+    }
+}
+
+/// One scrape of `/metrics`: its text and the samples parsed from it.
+pub struct Scraped {
+    pub text: String,
+    pub parsed: prometheus_parse::Scrape,
+}
+
+impl Scraped {
+    /// The sample `name` whose labels are exactly `labels`, or None.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<&prometheus_parse::Value> {
+        self.parsed
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == name
+                    && s.labels.len() == labels.len()
+                    && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+            })
+            .map(|s| &s.value)
+    }
+
+    /// A counter's or gauge's value; panics with the scrape when the sample is missing
+    /// or of another type.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        match self.get(name, labels) {
+            Some(prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v)) => *v,
+            other => panic!("{name} {labels:?}: {other:?} in\n{}", self.text),
+        }
+    }
+
+    /// A histogram's `+Inf` bucket: how many observations it has.
+    pub fn histogram_count(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        match self.get(name, labels) {
+            Some(prometheus_parse::Value::Histogram(b)) => {
+                b.iter()
+                    .find(|b| b.less_than == f64::INFINITY)
+                    .unwrap_or_else(|| panic!("{name}: no +Inf bucket in\n{}", self.text))
+                    .count
+            }
+            other => panic!("{name} {labels:?}: {other:?} in\n{}", self.text),
+        }
     }
 }

@@ -1761,24 +1761,47 @@ pub fn required_fields_before_lookup(e: &Env) {
 }
 
 pub fn metrics_port(e: &Env) {
+    let before = e.metrics();
+    // The plugin's refusal counters are there from the start, at 0.
+    for reason in ["invalid_parameter", "unknown_device_class"] {
+        let n = before.value(
+            "lvmd_csi_storage_class_refused_total",
+            &[("reason", reason)],
+        );
+        assert_eq!(n, 0.0, "{reason}");
+    }
     e.create(req("pvc-m", 8 * MIB, &[])).unwrap();
     let _ = e.create(req("", 8 * MIB, &[]));
-    let text = e.metrics();
-    assert!(text.starts_with("HTTP/1.0 200 OK"), "{text}");
-    let free = format!(
-        "lvmd_csi_device_class_free_bytes{{device_class=\"ssd\",volume_group=\"{}\"}}",
-        e.vgs[0]
+    let m = e.metrics();
+    let create = [("rpc", "CreateVolume")];
+    let rpc = |code| m.value("lvmd_csi_rpc_total", &[create[0], ("code", code)]);
+    assert_eq!(rpc("OK"), 1.0);
+    assert_eq!(rpc("INVALID_ARGUMENT"), 1.0);
+    assert_eq!(m.value("lvmd_csi_rpc_errors_total", &create), 1.0);
+    assert_eq!(
+        m.histogram_count("lvmd_csi_rpc_duration_seconds", &create),
+        2.0
     );
-    for want in [
-        "lvmd_csi_rpc_total{rpc=\"CreateVolume\",code=\"OK\"} 1",
-        "lvmd_csi_rpc_total{rpc=\"CreateVolume\",code=\"INVALID_ARGUMENT\"} 1",
-        "lvmd_csi_rpc_errors_total{rpc=\"CreateVolume\"} 1",
-        "lvmd_csi_rpc_duration_seconds_count{rpc=\"CreateVolume\"} 2",
-        "lvmd_csi_lvmd_up 1",
-        &free,
-        "lvmd_csi_volumes{device_class=\"ssd\"} 1",
-        "lvmd_csi_volumes{device_class=\"wide\"} 0",
-    ] {
-        assert!(text.contains(want), "missing {want}:\n{text}");
-    }
+    assert_eq!(m.value("lvmd_csi_lvmd_up", &[]), 1.0);
+    let class = [("device_class", "ssd"), ("volume_group", e.vgs[0].as_str())];
+    let total = m.value("lvmd_csi_device_class_total_bytes", &class);
+    let free = m.value("lvmd_csi_device_class_free_bytes", &class);
+    assert!(
+        free > 0.0 && free + (8 * MIB) as f64 <= total,
+        "free {free} of {total}"
+    );
+    // The scrape before the volume saw exactly its size more free.
+    let free_before = before.value("lvmd_csi_device_class_free_bytes", &class);
+    assert!(
+        free_before - free >= (8 * MIB) as f64,
+        "{free_before} -> {free}"
+    );
+    assert_eq!(m.value("lvmd_csi_volumes", &[("device_class", "ssd")]), 1.0);
+    assert_eq!(
+        m.value("lvmd_csi_volumes", &[("device_class", "wide")]),
+        0.0
+    );
+    assert!(m.value("lvmd_csi_volume_bytes", &[("device_class", "ssd")]) >= (8 * MIB) as f64);
+    // Each family's help text ends once with a full stop.
+    assert!(!m.text.contains(".."), "{}", m.text);
 }
