@@ -59,11 +59,16 @@ impl Bed {
 
     /// The configuration, with `extra` top-level keys.
     fn write_config(&self, extra: &str) {
+        self.write_config_with(extra, "");
+    }
+
+    /// The configuration, with `extra` top-level keys and `class` keys of the class.
+    fn write_config_with(&self, extra: &str, class: &str) {
         std::fs::write(
             &self.config,
             format!(
                 "{}{extra}\n\n[device_classes.disks]\nvolume_group = \"{}\"\n\
-                 default = true\ndevices = {}\n",
+                 default = true\ndevices = {}\n{class}",
                 self.loops.daemon_config(&self.socket, &self.root),
                 self.vg,
                 self.loops.toml_devices(),
@@ -1973,11 +1978,12 @@ fn a_mirror_grows_online_with_data_intact_and_no_old_bytes() {
 /// crash points (`committed`: the legs moved in the metadata, no table reloaded;
 /// `reloaded`: the rebuild running, its flags still in the metadata): after the
 /// restart the same request finishes it, the mirror rebuilds onto a PV no leg used,
-/// healthy everywhere, data intact, lvm2 agrees.
+/// healthy everywhere, data intact, lvm2 agrees. Last, a third leg PV gone with the
+/// class set to `auto_repair = true`: the daemon repairs it without a request.
 #[test]
 fn a_mirror_with_a_leg_pv_gone_activates_degraded_and_says_so() {
     let _serial = common::vm_case("vm_daemon");
-    let mut bed = Bed::new("vmd-degr", &[40, 40, 40, 40]);
+    let mut bed = Bed::new("vmd-degr", &[40, 40, 40, 40, 40]);
     bed.start(None);
     bed.json(&["lv", "create", "m", "8MiB", "--mirrors", "1"]);
     let dev = PathBuf::from(
@@ -2071,12 +2077,44 @@ fn a_mirror_with_a_leg_pv_gone_activates_degraded_and_says_so() {
     bed.start(None);
     bed.json(&["lv", "activate", "m"]);
     assert_eq!(bed.listed("m")["health"], "degraded");
-    repair_through_a_crash(&mut bed, "reloaded", &used);
+    let second = repair_through_a_crash(&mut bed, "reloaded", &used);
     assert_pattern(&dev, 22, 0, 2 * MIB);
     assert_pattern(&dev, 21, 2 * MIB, 6 * MIB);
     // Again: healthy, nothing to do.
     let again = bed.json(&["lv", "repair", "m"]);
     assert_eq!(again["health"], "ok", "{again}");
+    used.push(second.clone());
+
+    // The class set to `auto_repair = true`, and that leg's PV gone too: no request,
+    // the daemon's next round (every 10 s) repairs it onto the last PV, and logs it.
+    bed.json(&["lv", "deactivate", "m"]);
+    bed.stop();
+    run_ok("losetup", &["-d", &second]);
+    bed.write_config_with("", "auto_repair = true\n");
+    bed.start(None);
+    bed.json(&["lv", "activate", "m"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let m = bed.listed("m");
+        let s = &m["mirror_sync"];
+        if m["health"] == "ok"
+            && s["leg_health"] == "AA"
+            && s["sync_percent"].as_f64() == Some(100.0)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not repaired by itself: {m}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = bed.log_text();
+    assert!(
+        log.contains("automatic repair: degraded mirror repaired"),
+        "{log}"
+    );
+    let third = pv_of(&bed, "m_rimage_1");
+    assert!(!used.contains(&third), "leg 1 on {third}, one of {used:?}");
+    assert_pattern(&dev, 22, 0, 2 * MIB);
+    assert_pattern(&dev, 21, 2 * MIB, 6 * MIB);
     bed.json(&["lv", "deactivate", "m"]);
     bed.stop();
 }
