@@ -985,6 +985,141 @@ fn raid1_made_by_lvm2_activates_as_lvm2_does() {
     }
 }
 
+/// dm-integrity's status of a device: (mismatches, data sectors, recalculated up to
+/// or `-`).
+fn integrity_status(dm_name: &str) -> (u64, u64, String) {
+    let out = run_ok("dmsetup", &["status", dm_name]);
+    // 0 <len> integrity <mismatches> <data sectors> <recalculated>
+    let f: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(f.get(2), Some(&"integrity"), "{dm_name}: {out}");
+    (
+        f[3].parse().unwrap(),
+        f[4].parse().unwrap(),
+        f[5].to_owned(),
+    )
+}
+
+/// Case 5b: a raid1 mirror lvm2 made with dm-integrity under each copy
+/// (`--raidintegrity y`): lvmd activates lvm2's nine devices (per leg rmeta, imeta,
+/// iorig and the image's integrity device over the last two) with the same names,
+/// uuids, tables (as the kernel reports them) and nodes; blocks corrupted on each
+/// copy's data sub-LV, straight on the PV, are caught by dm-integrity (mismatches
+/// counted on both legs by a scrub), and the mirror reads the right data throughout.
+#[test]
+fn raid1_with_integrity_lvm2_made_activates_and_serves_the_good_copy() {
+    let _serial = common::vm_case("vm_activate");
+    let bed = Bed::made_by_lvm2("act-rint", &[40, 40]);
+    bed.lvm2_ok(&[
+        "lvcreate",
+        "--type",
+        "raid1",
+        "-m1",
+        "--raidintegrity",
+        "y",
+        "-L",
+        "8M",
+        "-n",
+        "r",
+        &bed.vg,
+    ]);
+    wait_raid_healthy(&bed, "r");
+    // The kernel computes the tags of what lvcreate left (recalculate) in the
+    // background: done when it reached the data's end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    for leg in 0..2 {
+        let name = format!("act--rint-r_rimage_{leg}");
+        loop {
+            let (_, data, recalc) = integrity_status(&name);
+            if recalc == "-" || recalc == data.to_string() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{name}: {recalc}");
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+    let lv_path = Path::new("/dev").join(&bed.vg).join("r");
+    write_pattern(&lv_path, 0x1e9, 0, 8 * MIB);
+    let theirs = bed.dm_snapshot();
+    assert_eq!(theirs.len(), 9, "{theirs:#?}");
+    bed.lvm2_ok(&["lvchange", "-an", &format!("{}/r", bed.vg)]);
+    bed.assert_nothing_active();
+
+    let found = bed.found();
+    let act = activator();
+    let active = act.activate(&found, "r").unwrap();
+    assert_nodes(&active);
+    assert_eq!(bed.dm_snapshot(), theirs, "our devices differ from lvm2's");
+    assert_eq!(act.table_current(&found, "r").unwrap(), Some(true));
+    assert_eq!(act.activate(&found, "r").unwrap().devnum, active.devnum);
+    assert_pattern(&active.dev_path, 0x1e9, 0, 8 * MIB);
+
+    // 4 KiB of junk on copy 0 at every even MiB of the data, on copy 1 at every odd
+    // one, written to the PVs under the integrity layer (where a failing disk would).
+    for leg in 0..2u64 {
+        let iorig = found.vg.lv(&format!("r_rimage_{leg}_iorig")).unwrap();
+        let SegmentKind::Striped { stripes, .. } = &iorig.segments[0].kind else {
+            panic!("{iorig:?}")
+        };
+        let pv = found
+            .vg
+            .pvs
+            .iter()
+            .find(|p| p.name == stripes[0].name)
+            .unwrap();
+        let start = (pv.pe_start + found.vg.extent_size.span(stripes[0].start)).0 * 512;
+        let mut disk = OpenOptions::new()
+            .write(true)
+            .open(&found.devices[&pv.id])
+            .unwrap();
+        for mib in (leg..8).step_by(2) {
+            disk.seek(SeekFrom::Start(start + mib * MIB)).unwrap();
+            disk.write_all(&[0xa5; 4096]).unwrap();
+        }
+        disk.sync_all().unwrap();
+    }
+    // Read through the mirror: the right data, whichever copy serves each block.
+    assert_pattern(&active.dev_path, 0x1e9, 0, 8 * MIB);
+    // A scrub reads both copies: each one's corruption is counted, and repaired from
+    // the other copy.
+    bed.lvm2_ok(&[
+        "lvchange",
+        "--syncaction",
+        "check",
+        &format!("{}/r", bed.vg),
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        // 0 <len> raid raid1 2 <health> <synced>/<total> <action> <mismatches> ...
+        let status = run_ok("dmsetup", &["status", "act--rint-r"]);
+        let f: Vec<&str> = status.split_whitespace().collect();
+        let (done, all) = f[6].split_once('/').unwrap();
+        if f[5] == "AA" && done == all && f[7] == "idle" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "scrub did not end: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let mismatches: Vec<u64> = (0..2)
+        .map(|leg| integrity_status(&format!("act--rint-r_rimage_{leg}")).0)
+        .collect();
+    eprintln!("integrity mismatches per leg: {mismatches:?}");
+    assert!(mismatches.iter().all(|&m| m >= 1), "{mismatches:?}");
+    let lvs = bed.lvm2_ok(&[
+        "lvs",
+        "-a",
+        "-o",
+        "lv_name,segtype,lv_health_status,integritymismatches,devices",
+        &bed.vg,
+    ]);
+    eprintln!("lvm2's view:\n{lvs}");
+    assert_pattern(&active.dev_path, 0x1e9, 0, 8 * MIB);
+    assert!(act.deactivate(&found, "r").unwrap());
+    bed.assert_nothing_active();
+}
+
 /// Case 6: a thin pool and thin LVs that lvm2 made: lvmd activates a thin LV (and the
 /// pool) with the very devices lvm2 makes (names, uuids, attributes, tables, nodes),
 /// the data lvm2 wrote reads back, and each side deactivates what the other activated.

@@ -1977,11 +1977,18 @@ fn a_mirror_grows_online_with_data_intact_and_no_old_bytes() {
 /// restart the mirror still activates, degraded as lvm2's `activation_mode = degraded`
 /// (the gone leg's sub-LVs error devices), its data reads back and takes writes, and
 /// lvmd says so: health degraded naming the leg and the PV, the kernel's leg `D`, the
-/// sync figures; lvm2 calls it partial. A linear volume on that PV is refused.
+/// sync figures, CSI's `VOLUME_CONDITION` through a real lvmd-csi; lvm2 calls it
+/// partial. A linear volume on that PV is refused. Then repair, twice (a second leg PV
+/// gone after the first repair), each time killed with SIGKILL at one of the repair's
+/// crash points (`committed`: the legs moved in the metadata, no table reloaded;
+/// `reloaded`: the rebuild running, its flags still in the metadata): after the
+/// restart the same request finishes it, the mirror rebuilds onto a PV no leg used,
+/// healthy everywhere, data intact, lvm2 agrees. Last, a third leg PV gone with the
+/// class set to `auto_repair = true`: the daemon repairs it without a request.
 #[test]
 fn a_mirror_with_a_leg_pv_gone_activates_degraded_and_says_so() {
     let _serial = common::vm_case("vm_daemon");
-    let mut bed = Bed::new("vmd-degr", &[40, 40, 40]);
+    let mut bed = Bed::new("vmd-degr", &[40, 40, 40, 40, 40]);
     bed.start(None);
     bed.json(&["lv", "create", "m", "8MiB", "--mirrors", "1"]);
     let dev = PathBuf::from(
@@ -1992,7 +1999,9 @@ fn a_mirror_with_a_leg_pv_gone_activates_degraded_and_says_so() {
     wait_in_sync(&bed, "m");
     write_pattern(&dev, 21, 0, 8 * MIB);
     let gone = pv_of(&bed, "m_rimage_1");
-    assert_ne!(gone, pv_of(&bed, "m_rimage_0"));
+    let kept = pv_of(&bed, "m_rimage_0");
+    assert_ne!(gone, kept);
+    assert_eq!(csi_condition(&bed, "m"), None, "healthy mirror abnormal");
     bed.json(&["lv", "create", "lin", "4MiB"]);
     let lin_pv = pv_of_lv(&bed, "lin");
     bed.json(&["lv", "deactivate", "m"]);
@@ -2023,6 +2032,14 @@ fn a_mirror_with_a_leg_pv_gone_activates_degraded_and_says_so() {
     let out = bed.ctl(&["lv", "list"]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("SYNC") && table.contains(" AD"), "{table}");
+    // What kubelet hears: abnormal, naming the gone leg and not the other.
+    let condition = csi_condition(&bed, "m").expect("degraded mirror reported normal");
+    assert!(
+        condition.contains("m_rimage_1")
+            && !condition.contains("m_rimage_0")
+            && condition.contains("legs AD"),
+        "{condition}"
+    );
     // lvm2 agrees: the mirror is partial, its gone leg on an unknown device.
     let lvs = bed.lvm2(&[
         "lvs",
@@ -2043,31 +2060,98 @@ fn a_mirror_with_a_leg_pv_gone_activates_degraded_and_says_so() {
         assert!(err.contains("missing"), "{err}");
     }
 
-    // Repair: the gone leg moves to the PV no other leg uses and is rebuilt there.
-    let spare = bed
-        .loops
-        .devs
-        .iter()
-        .map(|d| d.display().to_string())
-        .find(|d| *d != gone && *d != pv_of(&bed, "m_rimage_0"))
-        .unwrap();
+    // Repair, killed once the legs moved in the metadata, before any table reload:
+    // the restart's reconciliation loads the mirror's tables from the metadata (the
+    // rebuild starts), and the same request drops the rebuild flags.
+    let mut used = vec![gone.clone(), kept.clone()];
+    let first = repair_through_a_crash(&mut bed, "committed", &used);
+    assert!(
+        bed.log_text().contains("reconciliation"),
+        "no table reload logged after a crash between the repair's commit and reload"
+    );
+    assert_pattern(&dev, 22, 0, 2 * MIB);
+    assert_pattern(&dev, 21, 2 * MIB, 6 * MIB);
+    assert_eq!(csi_condition(&bed, "m"), None, "repaired mirror abnormal");
+    used.push(first.clone());
+
+    // The new leg's PV gone too; repair killed after the reload, the rebuild running
+    // and its flags still in the metadata.
+    bed.json(&["lv", "deactivate", "m"]);
+    bed.stop();
+    run_ok("losetup", &["-d", &first]);
+    bed.start(None);
+    bed.json(&["lv", "activate", "m"]);
+    assert_eq!(bed.listed("m")["health"], "degraded");
+    let second = repair_through_a_crash(&mut bed, "reloaded", &used);
+    assert_pattern(&dev, 22, 0, 2 * MIB);
+    assert_pattern(&dev, 21, 2 * MIB, 6 * MIB);
+    // Again: healthy, nothing to do.
+    let again = bed.json(&["lv", "repair", "m"]);
+    assert_eq!(again["health"], "ok", "{again}");
+    used.push(second.clone());
+
+    // The class set to `auto_repair = true`, and that leg's PV gone too: no request,
+    // the daemon's next round (every 10 s) repairs it onto the last PV, and logs it.
+    bed.json(&["lv", "deactivate", "m"]);
+    bed.stop();
+    run_ok("losetup", &["-d", &second]);
+    bed.write_class_config("", "auto_repair = true\n");
+    bed.start(None);
+    bed.json(&["lv", "activate", "m"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let m = bed.listed("m");
+        let s = &m["mirror_sync"];
+        if m["health"] == "ok"
+            && s["leg_health"] == "AA"
+            && s["sync_percent"].as_f64() == Some(100.0)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not repaired by itself: {m}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = bed.log_text();
+    assert!(
+        log.contains("automatic repair: degraded mirror repaired"),
+        "{log}"
+    );
+    let third = pv_of(&bed, "m_rimage_1");
+    assert!(!used.contains(&third), "leg 1 on {third}, one of {used:?}");
+    assert_pattern(&dev, 22, 0, 2 * MIB);
+    assert_pattern(&dev, 21, 2 * MIB, 6 * MIB);
+    bed.json(&["lv", "deactivate", "m"]);
+    bed.stop();
+}
+
+/// `lvmd-ctl lv repair m` with lvmd (running, stopped here) started again set to die
+/// at `point`, then the same request
+/// after the restart; waits for the rebuild to end: every leg alive, in sync, health
+/// ok, no leg on a PV in `used`, the new leg holding the mirror's bytes, lvm2 calling
+/// nothing partial. Returns the new leg's PV.
+fn repair_through_a_crash(bed: &mut Bed, point: &str, used: &[String]) -> String {
+    bed.stop();
+    crash_at(bed, point, &["lv", "repair", "m"]);
+    let new = pv_of(bed, "m_rimage_1");
+    assert!(
+        !used.contains(&new),
+        "{point}: leg 1 on {new}, one of {used:?}"
+    );
+    assert_eq!(pv_of(bed, "m_rmeta_1"), new, "{point}");
     let repaired = bed.json(&["lv", "repair", "m"]);
-    eprintln!("repair answered: {repaired}");
-    assert_eq!(pv_of(&bed, "m_rimage_1"), spare);
-    assert_eq!(pv_of(&bed, "m_rmeta_1"), spare);
+    eprintln!("repair after the crash at {point} answered: {repaired}");
+    assert_eq!(pv_of(bed, "m_rimage_1"), new, "{point}: moved again");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let m = bed.listed("m");
         let s = &m["mirror_sync"];
         if s["leg_health"] == "AA" && s["sync_percent"].as_f64() == Some(100.0) {
-            assert_eq!(m["health"], "ok", "{m}");
+            assert_eq!(m["health"], "ok", "{point}: {m}");
             break;
         }
-        assert!(Instant::now() < deadline, "not rebuilt: {m}");
+        assert!(Instant::now() < deadline, "{point}: not rebuilt: {m}");
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert_pattern(&dev, 22, 0, 2 * MIB);
-    assert_pattern(&dev, 21, 2 * MIB, 6 * MIB);
     // The new leg holds the copy itself.
     let leg = Path::new("/dev/mapper").join(bed.dm_name("m_rimage_1"));
     assert_pattern(&leg, 22, 0, 2 * MIB);
@@ -2076,10 +2160,10 @@ fn a_mirror_with_a_leg_pv_gone_activates_degraded_and_says_so() {
         "lvs",
         "-a",
         "-o",
-        "lv_name,lv_health_status,sync_percent,devices",
+        "lv_name,lv_attr,lv_health_status,sync_percent,devices",
         &bed.vg,
     ]);
-    eprintln!("repaired, as lvm2 lists it:\n{lvs}");
+    eprintln!("repaired after the crash at {point}, as lvm2 lists it:\n{lvs}");
     for l in lvs
         .lines()
         .filter(|l| l.contains(" m ") || l.contains("[m_"))
@@ -2091,11 +2175,107 @@ fn a_mirror_with_a_leg_pv_gone_activates_degraded_and_says_so() {
             .any(|l| l.contains(" m ") && l.contains("100.00")),
         "{lvs}"
     );
-    // Again: healthy, nothing to do.
-    let again = bed.json(&["lv", "repair", "m"]);
-    assert_eq!(again["health"], "ok", "{again}");
-    bed.json(&["lv", "deactivate", "m"]);
-    bed.stop();
+    new
+}
+
+/// The `VOLUME_CONDITION` kubelet would get for `lv` (of the bed's default class):
+/// a real lvmd-csi beside the bed's lvmd, the volume staged and published as a raw
+/// block device under the kubelet directory, then NodeGetVolumeStats on it, then
+/// unpublished and unstaged. `None` when normal, else the condition's message.
+fn csi_condition(bed: &Bed, lv: &str) -> Option<String> {
+    use lvmd::csi::pb::{
+        node_client::NodeClient, volume_capability::access_mode::Mode,
+        volume_capability::AccessMode, volume_capability::AccessType,
+        volume_capability::BlockVolume, NodeGetVolumeStatsRequest, NodePublishVolumeRequest,
+        NodeStageVolumeRequest, NodeUnpublishVolumeRequest, NodeUnstageVolumeRequest,
+        VolumeCapability,
+    };
+    let dir = bed.loops.dir.path();
+    let sock = dir.join("csi.sock");
+    let log = dir.join("lvmd-csi.log");
+    let _ = std::fs::remove_file(&sock);
+    let mut plugin = Command::new(env!("CARGO_BIN_EXE_lvmd-csi"))
+        .arg(format!("--csi-endpoint=unix://{}", sock.display()))
+        .arg("--lvmd-socket")
+        .arg(&bed.socket)
+        .args(["--node-id", "node-a", "--metrics-address="])
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap(),
+        )
+        .spawn()
+        .expect("start lvmd-csi");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        if let Some(status) = plugin.try_wait().unwrap() {
+            panic!(
+                "lvmd-csi exited with {status}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "lvmd-csi did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = format!("node-a#disks#{lv}");
+    let staging = bed.root.join("plugins/csi/staging").display().to_string();
+    let target = bed.root.join("pods/p/volumeDevices/v");
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    let target = target.display().to_string();
+    let cap = VolumeCapability {
+        access_type: Some(AccessType::Block(BlockVolume {})),
+        access_mode: Some(AccessMode {
+            mode: Mode::SingleNodeWriter as i32,
+        }),
+    };
+    let condition = rt().block_on(async {
+        let mut node = NodeClient::new(connect(&sock).await.unwrap());
+        node.node_stage_volume(NodeStageVolumeRequest {
+            volume_id: id.clone(),
+            staging_target_path: staging.clone(),
+            volume_capability: Some(cap.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        node.node_publish_volume(NodePublishVolumeRequest {
+            volume_id: id.clone(),
+            staging_target_path: staging.clone(),
+            target_path: target.clone(),
+            volume_capability: Some(cap),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let stats = node
+            .node_get_volume_stats(NodeGetVolumeStatsRequest {
+                volume_id: id.clone(),
+                volume_path: target.clone(),
+                staging_target_path: staging.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        node.node_unpublish_volume(NodeUnpublishVolumeRequest {
+            volume_id: id.clone(),
+            target_path: target.clone(),
+        })
+        .await
+        .unwrap();
+        node.node_unstage_volume(NodeUnstageVolumeRequest {
+            volume_id: id.clone(),
+            staging_target_path: staging.clone(),
+        })
+        .await
+        .unwrap();
+        stats.volume_condition.expect("a volume condition")
+    });
+    let _ = plugin.kill();
+    let _ = plugin.wait();
+    condition.abnormal.then_some(condition.message)
 }
 
 /// The PV device of a visible LV's first segment.

@@ -12,6 +12,7 @@ use crate::store::scan::VgOnDisk;
 use crate::units::Sectors;
 use crate::uuid::Uuid;
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -251,6 +252,15 @@ impl Activator {
                     "its nodes failed ({e}); removing the device failed too: {undo}");
             }
             return Err(e);
+        }
+        if let Some(sectors) = device.read_ahead {
+            // A hint, as with libdm: a failure is logged, the device stays.
+            let set = File::open(&paths.mapper)
+                .and_then(|f| lvmd_sys::blkdev::set_read_ahead(&f, sectors));
+            if let Err(e) = set {
+                warn!(vg = %plan.vg, lv = %plan.lv, device = %device.name, sectors,
+                    "cannot set the read-ahead its LV names: {e}");
+            }
         }
         Ok((true, dev.devnum))
     }

@@ -6,7 +6,7 @@
 
 use super::error::{ActivateError, Result};
 use super::plan::DevicePlan;
-use super::target::{parse_table, table_text, DevNum, TableLine};
+use super::target::{parse_table, table_text, DevNum, TableLine, Target};
 use crate::units::Sectors;
 use devicemapper::{
     DevId, DeviceInfo, DmError, DmFlags, DmName, DmOptions, DmUdevFlags, DmUuid, DM,
@@ -65,8 +65,26 @@ pub fn kernel_table_text(lines: &[KernelLine]) -> String {
 
 /// Whether the kernel's table is `planned`, compared as values: the kernel's text is
 /// parsed into typed lines first. A table lvmd cannot parse is not one it planned.
+///
+/// One difference is no difference: a raid table loaded with `rebuild N` where the
+/// metadata no longer flags leg N. `rebuild` is an order the kernel takes at load time
+/// (it keeps the rebuild's progress in the leg's superblock, not in the table), and a
+/// repair drops the flags from the metadata once a table with them runs, as lvm2's
+/// `lvconvert --repair` does; the running table is then the metadata's. The other way
+/// round (the metadata flags a leg the running table does not rebuild) the rebuild was
+/// never ordered, and the tables differ.
 pub fn table_is(kernel: &[KernelLine], planned: &[TableLine]) -> bool {
-    parse_table(kernel).is_ok_and(|live| live == planned)
+    let Ok(mut live) = parse_table(kernel) else {
+        return false;
+    };
+    for (l, p) in live.iter_mut().zip(planned) {
+        if let (Target::Raid(l), Target::Raid(p)) = (&mut l.target, &p.target) {
+            if p.rebuild.iter().all(|i| l.rebuild.contains(i)) {
+                l.rebuild.clone_from(&p.rebuild);
+            }
+        }
+    }
+    live == planned
 }
 
 /// The errno inside a devicemapper-crate error, as an `io::Error`.
@@ -413,4 +431,46 @@ impl DmControl {
 fn block_device_size(dev: DevNum) -> Option<Sectors> {
     let text = std::fs::read_to_string(format!("/sys/dev/block/{dev}/size")).ok()?;
     text.trim().parse().ok().map(Sectors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(params: &str) -> Vec<KernelLine> {
+        vec![(0, 16384, "raid".into(), params.into())]
+    }
+
+    fn planned(params: &str) -> Vec<TableLine> {
+        parse_table(&kernel(params)).unwrap()
+    }
+
+    const LEGS: &str = "region_size 4096 2 253:0 253:1 253:2 253:3";
+
+    /// The tables a repair leaves (the kernel's text as seen after a repair in the VM).
+    #[test]
+    fn a_rebuild_the_metadata_no_longer_flags_is_the_same_table() {
+        let rebuilding = kernel(&format!("raid1 5 0 rebuild 1 {LEGS}"));
+        let done = planned(&format!("raid1 3 0 {LEGS}"));
+        assert!(table_is(&rebuilding, &done));
+        assert!(table_is(
+            &rebuilding,
+            &planned(&format!("raid1 5 0 rebuild 1 {LEGS}"))
+        ));
+        // A rebuild the metadata asks for and the running table never ordered.
+        assert!(!table_is(
+            &kernel(&format!("raid1 3 0 {LEGS}")),
+            &planned(&format!("raid1 5 0 rebuild 1 {LEGS}"))
+        ));
+        // Another leg's rebuild is another table.
+        assert!(!table_is(
+            &rebuilding,
+            &planned(&format!("raid1 5 0 rebuild 0 {LEGS}"))
+        ));
+        // Anything else still counts.
+        assert!(!table_is(
+            &rebuilding,
+            &planned("raid1 3 0 region_size 4096 2 253:0 253:1 253:2 253:4")
+        ));
+    }
 }

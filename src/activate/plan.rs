@@ -32,6 +32,20 @@ pub struct DevicePlan {
     /// The LV's own top-level device, which gets `/dev/<VG>/<LV>`. Layer devices
     /// (`-real`, `-tpool`, ...) get only a `/dev/mapper` node, as with lvm2.
     pub visible: bool,
+    /// Read-ahead to set, in sectors, when the LV's metadata names one (see
+    /// [`read_ahead`]); `None` leaves the kernel's.
+    pub read_ahead: Option<u32>,
+}
+
+/// The read-ahead lvm2 sets on an LV's device, from its `read_ahead` key: `-1`
+/// ("None", which lvm2 writes on integrity metadata sub-LVs) is 0, a number is that
+/// many sectors; absent ("auto") is `None`, the kernel's default, which is what lvm2's
+/// auto comes to on these devices.
+pub fn read_ahead(lv: &LogicalVolume) -> Option<u32> {
+    match lv.extra.get_int("read_ahead")? {
+        -1 => Some(0),
+        n => u32::try_from(n).ok(),
+    }
 }
 
 impl DevicePlan {

@@ -72,6 +72,7 @@ pub fn plan_lv(
             table,
             read_only,
             visible: true,
+            read_ahead: super::plan::read_ahead(lv),
         }],
     })
 }

@@ -8,8 +8,8 @@
 
 use super::error::ActivateError;
 use super::plan::{check_lengths, dm_name, dm_uuid, lv_table, planned, DevicePlan, LvPlan};
-use super::seg_fields::Raid1Fields;
-use super::target::{DevNum, Error, Raid, RaidLeg, TableLine, Target};
+use super::seg_fields::{IntegrityFields, Raid1Fields};
+use super::target::{DevNum, Error, Integrity, Raid, RaidLeg, TableLine, Target};
 use crate::model::{LogicalVolume, SegmentKind, VolumeGroup};
 use crate::units::Sectors;
 use crate::uuid::Uuid;
@@ -22,18 +22,56 @@ pub fn is_raid(lv: &LogicalVolume) -> bool {
         .any(|s| matches!(s.kind, SegmentKind::Raid1 { .. }))
 }
 
-/// The sub-LVs of a raid LV (metadata and image of each leg, in leg order).
+/// The sub-LVs of a raid LV in the order their devices are made (metadata and image of
+/// each leg, in leg order; an image's integrity data and metadata sub-LVs before it).
 pub fn sub_lvs<'a>(vg: &'a VolumeGroup, lv: &LogicalVolume) -> Vec<&'a LogicalVolume> {
     let mut out = Vec::new();
     for seg in &lv.segments {
         if let SegmentKind::Raid1 { legs, .. } = &seg.kind {
             for (meta, image) in legs {
                 out.extend(vg.lv(meta));
-                out.extend(vg.lv(image));
+                let Some(image) = vg.lv(image) else { continue };
+                if let Ok(Some((_, origin, imeta))) = integrity_layer(vg, image) {
+                    out.extend([imeta, origin]);
+                }
+                out.push(image);
             }
         }
     }
     out
+}
+
+/// The integrity layer of raid image `image` (lvm2's `--raidintegrity`): its fields,
+/// data sub-LV (`_iorig`) and metadata sub-LV (`_imeta`); `None` for a plain image.
+fn integrity_layer<'a>(
+    vg: &'a VolumeGroup,
+    image: &LogicalVolume,
+) -> Result<Option<(IntegrityFields, &'a LogicalVolume, &'a LogicalVolume)>, String> {
+    let body = match image.segments.as_slice() {
+        [seg] => match &seg.kind {
+            SegmentKind::Other { type_name, body } if type_name == "integrity" => body,
+            _ => return Ok(None),
+        },
+        segs if segs.iter().any(|s| s.kind.type_name() == "integrity") => {
+            return Err(format!(
+                "its raid image {} has {} segments, one of them integrity; lvm2 makes one",
+                image.name,
+                segs.len()
+            ))
+        }
+        _ => return Ok(None),
+    };
+    let f = IntegrityFields::of(body).map_err(|e| format!("raid image {}: {e}", image.name))?;
+    let sub = |name: &str| {
+        vg.lv(name).filter(|l| l.is_plain()).ok_or_else(|| {
+            format!(
+                "raid image {}: its integrity sub-LV {name} is not a linear LV of the VG",
+                image.name
+            )
+        })
+    };
+    let (origin, meta) = (sub(&f.origin)?, sub(&f.meta_dev)?);
+    Ok(Some((f, origin, meta)))
 }
 
 /// The devices lvm2 makes for the raid1 LV `lv`: each sub-LV's linear device (in the
@@ -102,9 +140,19 @@ pub fn plan_raid_lv(
             }
             subs.push(sub);
         }
-        let mut tables = Vec::with_capacity(2);
+        // lvm2's --raidintegrity: the image is dm-integrity over two sub-LVs of its own.
+        let layer = integrity_layer(vg, subs[1]).map_err(invalid)?;
+        // The sub-LVs with tables of their own: rmeta and rimage, or rmeta and the
+        // integrity layer's metadata and data (the image's table made from them below).
+        let mut linear = vec![subs[0]];
+        match &layer {
+            // lvm2's order (its device numbers then come out the same).
+            Some((_, origin, imeta)) => linear.extend([*imeta, *origin]),
+            None => linear.push(subs[1]),
+        }
+        let mut tables = Vec::with_capacity(linear.len());
         let mut leg_missing = None;
-        for sub in &subs {
+        for sub in &linear {
             match lv_table(vg, sub, pv_devices) {
                 Ok(t) => tables.push(t),
                 // Name the LV the user asked for; the leg is in the PV's place.
@@ -120,24 +168,14 @@ pub fn plan_raid_lv(
                 Err(other) => return Err(other),
             }
         }
-        if let Some(e) = leg_missing {
-            // lvm2's degraded activation (activation_mode "degraded", its default):
-            // each sub-LV of a leg on a missing PV becomes an `error` device of its
-            // length (dev_manager's missing_stripe_filler), so dm-raid fails that leg
-            // (status `D`) and serves the array from the others.
-            for (sub, table) in subs.iter().zip(tables.iter_mut()) {
-                *table = vec![TableLine {
-                    start: Sectors(0),
-                    length: vg.extent_size.span(sub.extents()),
-                    target: Target::Error(Error),
-                }];
-            }
-            first_missing.get_or_insert(e);
-        } else {
-            whole_legs += 1;
-        }
-        let mut leg = Vec::with_capacity(2);
-        for (sub, table) in subs.iter().zip(tables) {
+        let error_table = |sub: &LogicalVolume| {
+            vec![TableLine {
+                start: Sectors(0),
+                length: vg.extent_size.span(sub.extents()),
+                target: Target::Error(Error),
+            }]
+        };
+        let push = |devices: &mut Vec<DevicePlan>, sub: &LogicalVolume, table| {
             let name = dm_name(&vg.name, &sub.name, None);
             let uuid = dm_uuid(&vg.id, &sub.id, None);
             check_lengths(&name, &uuid)?;
@@ -147,9 +185,56 @@ pub fn plan_raid_lv(
                 table,
                 read_only: !sub.status.iter().any(|s| s == "WRITE"),
                 visible: false,
+                read_ahead: super::plan::read_ahead(sub),
             });
-            leg.push(Some(planned(&devices, devices.len() - 1)));
-        }
+            Ok::<_, ActivateError>(planned(devices, devices.len() - 1))
+        };
+        let (meta_ref, data_ref) = if let Some(e) = leg_missing {
+            // lvm2's degraded activation (activation_mode "degraded", its default):
+            // each sub-LV of a leg on a missing PV becomes an `error` device of its
+            // length (dev_manager's missing_stripe_filler), so dm-raid fails that leg
+            // (status `D`) and serves the array from the others. An integrity layer
+            // over error devices could not even read its superblock: the image itself
+            // is the error device.
+            first_missing.get_or_insert(e);
+            (
+                push(&mut devices, subs[0], error_table(subs[0]))?,
+                push(&mut devices, subs[1], error_table(subs[1]))?,
+            )
+        } else {
+            whole_legs += 1;
+            let mut tables = tables.into_iter();
+            let meta_ref = push(&mut devices, subs[0], tables.next().expect("rmeta"))?;
+            let data_ref = match &layer {
+                None => push(&mut devices, subs[1], tables.next().expect("rimage"))?,
+                Some((f, origin, imeta)) => {
+                    let meta = push(&mut devices, imeta, tables.next().expect("imeta"))?;
+                    let data = push(&mut devices, origin, tables.next().expect("iorig"))?;
+                    let table = vec![TableLine {
+                        start: Sectors(0),
+                        length: Sectors(f.data_sectors),
+                        target: Target::Integrity(Integrity {
+                            device: data,
+                            offset: Sectors(0),
+                            tag_size: f.tag_size,
+                            mode: f.mode,
+                            block_size: f.block_size,
+                            internal_hash: f.internal_hash.clone(),
+                            meta_device: Some(meta),
+                            recalculate: f.recalculate,
+                            // libdm always passes it (the kernel then keeps it in the
+                            // superblock it formats).
+                            fix_padding: true,
+                            allow_discards: f.allow_discards,
+                            tuning: f.tuning.clone(),
+                        }),
+                    }];
+                    push(&mut devices, subs[1], table)?
+                }
+            };
+            (meta_ref, data_ref)
+        };
+        let leg = [Some(meta_ref), Some(data_ref)];
         // lvm2 reads the per-leg flags off the image sub-LV.
         let image_lv = vg.lv(image).expect("checked above");
         if image_lv.status.iter().any(|s| s == "REBUILD") {
@@ -158,8 +243,7 @@ pub fn plan_raid_lv(
         if image_lv.status.iter().any(|s| s == "WRITEMOSTLY") {
             write_mostly.push(i);
         }
-        let data = leg.pop().expect("two devices");
-        let meta = leg.pop().expect("two devices");
+        let [meta, data] = leg;
         raid_legs.push(RaidLeg { meta, data });
     }
     let raid = Raid {
@@ -195,6 +279,7 @@ pub fn plan_raid_lv(
         }],
         read_only: !lv.status.iter().any(|s| s == "WRITE"),
         visible: true,
+        read_ahead: super::plan::read_ahead(lv),
     });
     Ok(LvPlan {
         vg: vg.name.clone(),

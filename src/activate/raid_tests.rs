@@ -248,3 +248,133 @@ fn odd_raid_metadata_is_refused() {
         Err(ActivateError::HiddenLv { .. })
     ));
 }
+
+/// lvm2's `--raidintegrity y` mirror (tests/fixtures/lvm2/raid1-integrity): lvmd plans
+/// the devices lvm2 made, in its order (so with its device numbers), with its names
+/// and uuids, each leg's integrity metadata and data sub-LVs before the image's
+/// dm-integrity device over them, and tables equal to
+/// what the kernel reports of lvm2's devices once each planned device has the number
+/// lvm2's had. A leg on a missing PV is an error image (no integrity over nothing).
+#[test]
+fn fixture_raid1_with_integrity_devices_equal_lvm2s() {
+    use crate::activate::target::parse_table;
+    use crate::activate::test_fixture::read_fixture;
+    let vg = vg_from_text(&read_fixture("raid1-integrity", "vgcfgbackup.txt"));
+    let pv = |name: &str| vg.pvs.iter().find(|p| p.name == name).unwrap().id;
+    let mut pvs = BTreeMap::new();
+    pvs.insert(pv("pv0"), DevNum { major: 7, minor: 0 });
+    pvs.insert(pv("pv1"), DevNum { major: 7, minor: 1 });
+    // name -> (uuid, number, kernel table) of lvm2's devices.
+    let table = read_fixture("raid1-integrity", "dmsetup-table.txt");
+    let uuids = read_fixture("raid1-integrity", "dmsetup-uuids.txt");
+    let lvm2 = |name: &str| {
+        let uuid = uuids
+            .lines()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some(name)).then(|| w.next().unwrap().to_owned())
+            })
+            .unwrap();
+        let lines: Vec<(u64, u64, String, String)> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(|l| {
+                let mut w = l.splitn(4, ' ');
+                let (s, n, t) = (w.next().unwrap(), w.next().unwrap(), w.next().unwrap());
+                (
+                    s.parse().unwrap(),
+                    n.parse().unwrap(),
+                    t.to_owned(),
+                    w.next().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        (uuid, parse_table(&lines).unwrap())
+    };
+    // lvm2's device numbers, from its raid and integrity tables.
+    let number = |name: &str| -> DevNum {
+        let n: u32 = match name {
+            "rint-m_rmeta_0" => 0,
+            "rint-m_rimage_0_imeta" => 1,
+            "rint-m_rimage_0_iorig" => 2,
+            "rint-m_rimage_0" => 3,
+            "rint-m_rmeta_1" => 4,
+            "rint-m_rimage_1_imeta" => 5,
+            "rint-m_rimage_1_iorig" => 6,
+            "rint-m_rimage_1" => 7,
+            other => panic!("{other}"),
+        };
+        DevNum {
+            major: 253,
+            minor: n,
+        }
+    };
+    let mut plan = plan_lv(&vg, "m", &pvs).unwrap();
+    let names: Vec<String> = plan.devices.iter().map(|d| d.name.clone()).collect();
+    assert_eq!(
+        names,
+        [
+            "rint-m_rmeta_0",
+            "rint-m_rimage_0_imeta",
+            "rint-m_rimage_0_iorig",
+            "rint-m_rimage_0",
+            "rint-m_rmeta_1",
+            "rint-m_rimage_1_imeta",
+            "rint-m_rimage_1_iorig",
+            "rint-m_rimage_1",
+            "rint-m",
+        ]
+    );
+    for (i, name) in names.iter().enumerate().take(names.len() - 1) {
+        plan.resolve(i, number(name));
+    }
+    for dev in &plan.devices {
+        let (uuid, theirs) = lvm2(&dev.name);
+        assert_eq!(dev.uuid, uuid, "{}", dev.name);
+        assert_eq!(dev.table, theirs, "{}", dev.name);
+        assert!(!dev.visible || dev.name == "rint-m", "{}", dev.name);
+        // lvm2 writes read_ahead = -1 (None) on the metadata sub-LVs: 0, as it sets.
+        let want = dev.name.ends_with("_imeta").then_some(0);
+        assert_eq!(dev.read_ahead, want, "{}", dev.name);
+    }
+    // The layer's text is lvm2's own (as it loads it once the metadata lost recalculate).
+    assert_eq!(
+        table_text(&plan.devices[3].table),
+        "0 16384 integrity 253:2 0 4 J 4 fix_padding block_size:512 internal_hash:crc32c \
+         meta_device:253:1\n"
+    );
+    // Deactivation's order: each image after its layer's sub-LVs.
+    let subs: Vec<&str> = sub_lvs(&vg, vg.lv("m").unwrap())
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(
+        &subs[..4],
+        [
+            "m_rmeta_0",
+            "m_rimage_0_imeta",
+            "m_rimage_0_iorig",
+            "m_rimage_0"
+        ]
+    );
+
+    // pv1 missing: leg 1 is two error devices, leg 0 its four.
+    pvs.remove(&pv("pv1"));
+    let plan = plan_lv(&vg, "m", &pvs).unwrap();
+    let names: Vec<&str> = plan.devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names[4..], ["rint-m_rmeta_1", "rint-m_rimage_1", "rint-m"]);
+    for dev in &plan.devices[4..6] {
+        assert!(
+            matches!(
+                dev.table[..],
+                [TableLine {
+                    target: Target::Error(_),
+                    ..
+                }]
+            ),
+            "{}: {:?}",
+            dev.name,
+            dev.table
+        );
+    }
+}

@@ -42,6 +42,71 @@ impl Raid1Fields {
     }
 }
 
+/// An `integrity` segment as lvm2 writes it under a raid image (`--raidintegrity`),
+/// which the model keeps untyped ([`crate::model::SegmentKind::Other`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrityFields {
+    /// The data sub-LV (`<image>_iorig`).
+    pub origin: String,
+    /// The metadata sub-LV (`<image>_imeta`); lvm2's raid images always have one.
+    pub meta_dev: String,
+    pub data_sectors: u64,
+    pub mode: char,
+    pub tag_size: u32,
+    pub block_size: u32,
+    pub internal_hash: String,
+    /// Only until the first activation started the kernel's recalculation.
+    pub recalculate: bool,
+    pub allow_discards: bool,
+    /// Tuning keys present (of [`super::target::integrity::TUNING`]), with their values.
+    pub tuning: Vec<(String, u64)>,
+}
+
+impl IntegrityFields {
+    pub fn of(body: &Section) -> Result<IntegrityFields, String> {
+        let text = |key: &str| {
+            body.get_str(key)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("its integrity segment has no {key}"))
+        };
+        let num = |key: &str| {
+            u64_key(body, key, "integrity")?
+                .ok_or_else(|| format!("its integrity segment has no {key}"))
+        };
+        let small = |key: &str| {
+            u32::try_from(num(key)?)
+                .map_err(|_| format!("its integrity segment's {key} is too large"))
+        };
+        let mode = text("mode")?;
+        let mode = match mode.as_str() {
+            "J" | "B" | "D" | "R" => mode.chars().next().expect("one letter"),
+            other => return Err(format!("its integrity segment's mode {other:?} is unknown")),
+        };
+        let mut tuning = Vec::new();
+        for key in super::target::INTEGRITY_TUNING {
+            if let Some(v) = u64_key(body, key, "integrity")? {
+                tuning.push(((*key).to_owned(), v));
+            }
+        }
+        Ok(IntegrityFields {
+            origin: text("origin")?,
+            meta_dev: text("meta_dev").map_err(|_| {
+                "its integrity segment has no meta_dev (internal metadata, which lvm2 does \
+                 not make under raid images)"
+                    .to_owned()
+            })?,
+            data_sectors: num("data_sectors")?,
+            mode,
+            tag_size: small("tag_size")?,
+            block_size: small("block_size")?,
+            internal_hash: text("internal_hash")?,
+            recalculate: u64_key(body, "recalculate", "integrity")?.unwrap_or(0) != 0,
+            allow_discards: u64_key(body, "allow_discards", "integrity")?.unwrap_or(0) != 0,
+            tuning,
+        })
+    }
+}
+
 /// The keys of a thin-pool segment beyond its sub-LVs, transaction id and chunk size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThinPoolFields {

@@ -83,6 +83,7 @@ pub(super) fn plan_thin(
                     }],
                     read_only: true,
                     visible: false,
+                    read_ahead: super::plan::read_ahead(lv),
                 });
                 devices
             }
@@ -131,6 +132,7 @@ pub(super) fn plan_thin(
                 }],
                 read_only: !lv.status.iter().any(|s| s == "WRITE"),
                 visible: true,
+                read_ahead: super::plan::read_ahead(lv),
             });
             devices
         }
@@ -188,6 +190,7 @@ pub(super) fn pool_layers(
             table: lv_table(vg, sub_lv, pv_devices)?,
             read_only: false,
             visible: false,
+            read_ahead: super::plan::read_ahead(sub_lv),
         })
     };
     let mut devices = vec![sub(metadata, "tmeta")?, sub(data, "tdata")?];
@@ -215,6 +218,7 @@ pub(super) fn pool_layers(
         }],
         read_only: false,
         visible: false,
+        read_ahead: None,
     };
     devices.push(tpool);
     Ok(devices)

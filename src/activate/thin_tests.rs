@@ -243,6 +243,7 @@ fn resolve_reaches_every_target_kind() {
             }],
             read_only: false,
             visible: true,
+            read_ahead: None,
         }],
     };
     plan.resolve(1, DevNum { major: 1, minor: 1 });
@@ -302,6 +303,7 @@ fn resolve_reaches_the_devices_of_every_kind_with_devices() {
             table,
             read_only: false,
             visible: true,
+            read_ahead: None,
         }],
     };
     assert_eq!(unresolved(&plan.devices[0].table).len(), 4);

@@ -109,6 +109,7 @@ async fn serve_engine(config: Config, engine: Arc<dyn Engine>) -> Result<(), Err
     let (listener, source) = listen(&config.socket, config.socket_group.as_deref())?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
+    lvmd::daemon::auto_repair::spawn(engine.clone(), &config);
     let api = Api::new(engine, DeviceClasses::from_config(&config));
     let policy = config.access_policy();
     tracing::info!(socket = %config.socket.display(), from_systemd = (source == Source::Systemd), allow = %policy, "listening");

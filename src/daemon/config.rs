@@ -112,6 +112,12 @@ pub struct DeviceClass {
     /// unset: [`LuksConfig::default`] (docs/encryption.md, Settings).
     #[serde(default)]
     pub encryption: Option<crate::crypt::LuksConfig>,
+    /// Repair this class's degraded mirrors without being asked (as lvm2's
+    /// `raid_fault_policy = "allocate"`): an active raid1 volume with a leg lost is
+    /// repaired onto another PV of the VG (see [`super::auto_repair`]). Off: only by
+    /// request (RepairLogicalVolume, `lvmd-ctl lv repair`).
+    #[serde(default)]
+    pub auto_repair: bool,
     /// The class's thin pool: created at start if absent (or lvm2's adopted), and its
     /// volumes are thin unless a request names another layout.
     #[serde(default)]
@@ -580,6 +586,23 @@ loop_file = { path = "/var/lib/lvmd/trial.img", size = "1GiB" }
         assert_eq!(c.inline_wipe_limit, Bytes(64 << 20));
         let e = Config::parse("inline_wipe_limit = \"lots\"").unwrap_err();
         assert!(e.to_string().contains("inline_wipe_limit"), "{e}");
+    }
+
+    /// Off unless a class says so; only those classes' VGs are looked after.
+    #[test]
+    fn auto_repair_is_per_class_and_off_by_default() {
+        let c = Config::parse(GOOD).unwrap();
+        assert!(c.device_classes.values().all(|d| !d.auto_repair));
+        assert!(super::super::auto_repair::vgs(&c).is_empty());
+        let c = Config::parse(
+            "[device_classes.a]\nvolume_group = \"vg-a\"\ndefault = true\nauto_repair = true\n\
+             [device_classes.b]\nvolume_group = \"vg-b\"\n",
+        )
+        .unwrap();
+        assert_eq!(super::super::auto_repair::vgs(&c), ["vg-a"]);
+        let e = Config::parse("[device_classes.a]\nvolume_group = \"v\"\nauto_repair = 1\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("auto_repair"), "{e}");
     }
 
     #[test]

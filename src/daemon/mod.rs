@@ -12,8 +12,10 @@
 //! - [`marks`]: the tags lvmd keeps on its own LVs (fresh, formatted, being wiped).
 //! - [`wipe`]: zeroing what volumes give back and the edges of new ones; the
 //!   background wipe thread.
+//! - [`auto_repair`]: repairing degraded mirrors of the classes that ask for it.
 
 pub mod activation;
+pub mod auto_repair;
 pub mod classes;
 pub mod config;
 pub mod crash;

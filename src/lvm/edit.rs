@@ -620,9 +620,12 @@ fn check_plain(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
             "thin-pool" => "it is a thin pool; lvmd's volume API does not remove or resize \
                             thin pools yet (use lvm2)"
                 .to_owned(),
-            "raid1" => "it is a raid1 volume whose legs are not all in the metadata; \
-                        lvmd changes only whole raid1 volumes (use lvm2)"
-                .to_owned(),
+            "raid1" => match raid::layered_leg(vg, lv) {
+                Some((sub, kind)) => raid::layered_why(sub, kind),
+                None => "it is a raid1 volume whose legs are not all in the metadata; \
+                         lvmd changes only whole raid1 volumes (use lvm2)"
+                    .to_owned(),
+            },
             _ => format!(
                 "it is a {kind} volume; lvmd changes only linear, striped and raid1 volumes \
                  (use lvm2)"

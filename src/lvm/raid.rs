@@ -34,14 +34,34 @@ pub(super) fn legs_of(lv: &LogicalVolume) -> Option<&[(String, String)]> {
     }
 }
 
-/// The sub-LVs of `lv_name` when it is a raid1 LV whose legs are all there.
+/// The sub-LVs of `lv_name` when it is a raid1 LV whose legs are all there, each a
+/// plain (linear) sub-LV. A leg with a layer of its own (lvm2's `--raidintegrity`:
+/// the image an `integrity` segment over `_iorig` and `_imeta` sub-LVs) is not one
+/// lvmd's edits know: removing or moving it would leave those behind.
 pub(super) fn sub_lvs(vg: &VolumeGroup, lv_name: &str) -> Option<Vec<String>> {
     let legs = legs_of(vg.lv(lv_name)?)?;
     let names: Vec<String> = legs
         .iter()
         .flat_map(|(m, i)| [m.clone(), i.clone()])
         .collect();
-    names.iter().all(|n| vg.lv(n).is_some()).then_some(names)
+    names
+        .iter()
+        .all(|n| vg.lv(n).is_some_and(LogicalVolume::is_plain))
+        .then_some(names)
+}
+
+/// The first leg sub-LV of raid1 LV `lv` that is not plain, with its type
+/// (`integrity` for lvm2's `--raidintegrity` mirrors).
+pub(super) fn layered_leg<'a>(
+    vg: &'a VolumeGroup,
+    lv: &LogicalVolume,
+) -> Option<(&'a str, &'a str)> {
+    legs_of(lv)?
+        .iter()
+        .flat_map(|(m, i)| [m, i])
+        .filter_map(|n| vg.lv(n))
+        .find(|sub| !sub.is_plain())
+        .map(|sub| (sub.name.as_str(), sub.type_name()))
 }
 
 /// Adds a raid1 LV of `extents` per leg, with its legs' sub-LVs, as lvm2's
@@ -152,6 +172,14 @@ pub(super) fn rename_legs(vg: &mut VolumeGroup, new: &str) -> Result<()> {
     let Some(legs) = vg.lv(new).and_then(legs_of).map(<[_]>::to_vec) else {
         return Ok(());
     };
+    // Its layers' sub-LVs (`_iorig`, `_imeta`) would keep the old name.
+    if let Some((sub, kind)) = layered_leg(vg, vg.lv(new).expect("checked")) {
+        return Err(LvmError::LvUnsupported {
+            vg: vg.name.clone(),
+            lv: new.into(),
+            why: layered_why(sub, kind).replace("remove, resize or repair", "rename"),
+        });
+    }
     let mut renamed = Vec::with_capacity(legs.len());
     for (leg, (m, i)) in legs.iter().enumerate() {
         let pair = (meta_name(new, leg), image_name(new, leg));
@@ -224,6 +252,9 @@ pub(super) fn repair(
             lv.type_name()
         )));
     };
+    if let Some((sub, kind)) = layered_leg(vg, &lv) {
+        return Err(unsupported(layered_why(sub, kind)));
+    }
     if replace.is_empty() {
         return Err(unsupported("no leg to repair was named".into()));
     }
@@ -280,6 +311,15 @@ pub(super) fn repair(
         }
     }
     Ok(())
+}
+
+/// Why lvmd does not change a mirror whose leg `sub` is a `kind` layer.
+pub(super) fn layered_why(sub: &str, kind: &str) -> String {
+    format!(
+        "its leg {sub} is a {kind} layer (lvm2's --raidintegrity: dm-integrity under each \
+         copy, on _iorig and _imeta sub-LVs); lvmd does not remove, resize or repair such \
+         mirrors yet (use lvm2)"
+    )
 }
 
 /// Drops the `REBUILD` flags of raid1 LV `lv_name`'s sub-LVs; `false`: none had one.
@@ -363,6 +403,72 @@ fn allocate_linear(vg: &VolumeGroup, req: &alloc::Request) -> Result<Vec<alloc::
         unreachable!("a linear allocation")
     };
     Ok(areas)
+}
+
+#[cfg(test)]
+mod integrity_tests {
+    use crate::lvm::edit::{apply, Edit, Origin};
+    use crate::lvm::LvmError;
+    use crate::model::VolumeGroup;
+    use crate::units::Bytes;
+
+    /// lvm2's `--raidintegrity y` mirror (tests/fixtures/lvm2/raid1-integrity).
+    fn vg() -> VolumeGroup {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/lvm2/raid1-integrity/vgcfgbackup.txt"
+        ))
+        .unwrap();
+        let doc = crate::format::text::parse(&text).unwrap();
+        VolumeGroup::from_document(&doc).unwrap().0
+    }
+
+    /// Removing, growing, renaming or repairing it would leave its `_iorig`/`_imeta`
+    /// sub-LVs behind or misnamed: every one is refused naming the layer, the VG as
+    /// it was.
+    #[test]
+    fn a_mirror_with_integrity_legs_is_not_changed() {
+        let vg = vg();
+        let origin = Origin {
+            host: "h".into(),
+            time: 1,
+        };
+        for edit in [
+            Edit::RemoveLv { lv: "m".into() },
+            Edit::ResizeLv {
+                lv: "m".into(),
+                size: Bytes(16 << 20),
+            },
+            Edit::RenameLv {
+                lv: "m".into(),
+                to: "n".into(),
+                tags: None,
+            },
+            Edit::RepairRaid {
+                lv: "m".into(),
+                legs: vec![1],
+                avoid: vec![],
+            },
+        ] {
+            match apply(&vg, &edit, &origin) {
+                Err(LvmError::LvUnsupported { lv, why, .. }) => {
+                    assert_eq!(
+                        lv,
+                        if matches!(edit, Edit::RenameLv { .. }) {
+                            "n"
+                        } else {
+                            "m"
+                        }
+                    );
+                    assert!(
+                        why.contains("m_rimage_0") && why.contains("integrity"),
+                        "{edit:?}: {why}"
+                    );
+                }
+                other => panic!("{edit:?}: {other:?}"),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

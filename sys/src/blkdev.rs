@@ -18,6 +18,22 @@ const BLKGETSIZE64: u32 = ioc(IOC_READ, 0x12, 114, std::mem::size_of::<u64>());
 const BLKSSZGET: u32 = ioc(IOC_NONE, 0x12, 104, 0);
 /// `BLKZEROOUT`: `_IO(0x12, 127)`, zero a byte range given as `u64[2]` (start, length).
 const BLKZEROOUT: u32 = ioc(IOC_NONE, 0x12, 127, 0);
+/// `BLKRASET`: `_IO(0x12, 98)`, the read-ahead in sectors, passed by value.
+const BLKRASET: u32 = ioc(IOC_NONE, 0x12, 98, 0);
+
+/// Sets an open block device's read-ahead to `sectors` (`BLKRASET`, as libdm does
+/// for a device whose LV names its read-ahead).
+pub fn set_read_ahead(fd: impl AsFd, sectors: u32) -> io::Result<()> {
+    // SAFETY: BLKRASET takes its argument by value and writes nothing.
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_fd().as_raw_fd(),
+            BLKRASET as _,
+            libc::c_ulong::from(sectors),
+        )
+    })?;
+    Ok(())
+}
 
 fn fstat(fd: impl AsFd) -> io::Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
@@ -194,6 +210,7 @@ mod tests {
         assert_eq!(BLKGETSIZE64, 0x8008_1272);
         assert_eq!(BLKSSZGET, 0x1268);
         assert_eq!(BLKZEROOUT, 0x127f);
+        assert_eq!(BLKRASET, 0x1262);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! Devices are named by [`DevRef`]: a device number, or a device of the same plan that
 //! has no number before it is made ([`DevRef::Planned`]), which the activator resolves.
 
+mod integrity;
 mod linear;
 mod raid;
 mod striped;
@@ -16,6 +17,7 @@ mod thin;
 mod thin_pool;
 mod zero_error;
 
+pub use integrity::{Integrity, IntegrityStatus, TUNING as INTEGRITY_TUNING};
 pub use linear::Linear;
 pub use raid::{LegHealth, Raid, RaidLeg, RaidStatus, SyncAction};
 pub use striped::{StripeArea, Striped};
@@ -180,6 +182,10 @@ pub trait Kind: fmt::Display + FromStr<Err = ParseError> + Clone + fmt::Debug + 
     /// The kernel's name of the target type (also the dm-NAME module that provides it).
     const TYPE: &'static str;
 
+    /// Whether the kernel reports the very text loaded (up to spaces), so a parsed
+    /// table is checked against it. dm-integrity reports its own defaults instead.
+    const KERNEL_TEXT_IS_LOADED: bool = true;
+
     /// Every device the parameters name.
     fn refs(&self) -> Vec<&DevRef> {
         Vec::new()
@@ -211,6 +217,13 @@ macro_rules! targets {
             pub fn type_name(&self) -> &'static str {
                 match self {
                     $(Target::$variant(_) => <$kind as Kind>::TYPE,)+
+                }
+            }
+
+            /// See [`Kind::KERNEL_TEXT_IS_LOADED`].
+            pub fn kernel_text_is_loaded(&self) -> bool {
+                match self {
+                    $(Target::$variant(_) => <$kind as Kind>::KERNEL_TEXT_IS_LOADED,)+
                 }
             }
 
@@ -267,6 +280,8 @@ targets! {
     ThinPool(ThinPool),
     /// A thin volume of a pool.
     Thin(Thin),
+    /// dm-integrity under a raid image (lvm2's `--raidintegrity`).
+    Integrity(Integrity),
 }
 
 /// One line of a table: `<start> <length> <type> <params>`, sectors on the device.
@@ -290,13 +305,16 @@ impl TableLine {
 
     /// A line as the kernel's table-status ioctl reports it. Only the canonical text of
     /// its target is accepted (the one lvmd renders, up to spaces), so comparing
-    /// parsed lines is as strict as comparing texts.
+    /// parsed lines is as strict as comparing texts; for a target whose kernel text is
+    /// not the loaded one, its strict parser and its own equality stand in.
     pub fn from_kernel(line: &(u64, u64, String, String)) -> Result<TableLine, ParseError> {
         let (start, length, type_name, params) = line;
         let target = Target::parse(type_name, params)
             .map_err(|e| ParseError::new(format!("{type_name} {params:?}: {}", e.0)))?;
         let rendered = target.params();
-        if !rendered.split_whitespace().eq(params.split_whitespace()) {
+        if target.kernel_text_is_loaded()
+            && !rendered.split_whitespace().eq(params.split_whitespace())
+        {
             return Err(ParseError::new(format!(
                 "{type_name} {params:?} is not in the form lvmd loads ({rendered:?})"
             )));

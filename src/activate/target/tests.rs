@@ -273,3 +273,83 @@ fn device_ends_are_each_device_s_last_sector_used() {
         .device_ends(Sectors(64))
         .is_empty());
 }
+
+/// lvm2's integrity line renders as lvm2 loaded it (`lvm2-loaded.txt`), and the
+/// kernel's report of that device (`dmsetup-table.txt`: its defaults, no fix_padding,
+/// no block_size) parses and is the same device; another metadata device, hash or
+/// block size is not.
+#[test]
+fn integrity_lvm2s_text_and_the_kernels_are_one_device() {
+    let ours = Integrity {
+        device: dev(253, 2),
+        offset: Sectors(0),
+        tag_size: 4,
+        mode: 'J',
+        block_size: 512,
+        internal_hash: "crc32c".into(),
+        meta_device: Some(dev(253, 1)),
+        recalculate: true,
+        fix_padding: true,
+        allow_discards: false,
+        tuning: vec![],
+    };
+    let loaded = read_fixture("raid1-integrity", "lvm2-loaded.txt");
+    let text = loaded
+        .lines()
+        .filter(|l| l.contains(" integrity 253:2 "))
+        .find_map(|l| l.strip_prefix("Adding target to (253:3): "))
+        .unwrap();
+    round_trip(&line(0, 16384, Target::Integrity(ours.clone())), text);
+
+    let table = read_fixture("raid1-integrity", "dmsetup-table.txt");
+    let kernel = table
+        .lines()
+        .find_map(|l| l.strip_prefix("rint-m_rimage_0: 0 16384 integrity "))
+        .unwrap();
+    let parsed = TableLine::from_kernel(&(0, 16384, "integrity".into(), kernel.into())).unwrap();
+    let Target::Integrity(k) = &parsed.target else {
+        panic!("{parsed:?}")
+    };
+    assert_eq!(k.tuned_for_test("journal_sectors"), Some(176));
+    assert!(!k.fix_padding);
+    assert_eq!(k, &ours);
+    // Without recalculate, as every later activation loads it: the same device.
+    let later = Integrity {
+        recalculate: false,
+        ..ours.clone()
+    };
+    assert_eq!(k, &later);
+    for other in [
+        Integrity {
+            meta_device: Some(dev(253, 5)),
+            ..ours.clone()
+        },
+        Integrity {
+            internal_hash: "sha256".into(),
+            ..ours.clone()
+        },
+        Integrity {
+            block_size: 4096,
+            ..ours.clone()
+        },
+        Integrity {
+            tuning: vec![("journal_sectors".into(), 1024)],
+            ..ours.clone()
+        },
+    ] {
+        assert_ne!(k, &other);
+    }
+    // Status: mismatches, data sectors, recalculated up to.
+    let status: IntegrityStatus = "3 16384 -".parse().unwrap();
+    assert_eq!(
+        (status.mismatches, status.data_sectors, status.recalculated),
+        (3, Sectors(16384), None)
+    );
+    for bad in [
+        "253:2 0 4 J 1 journal_crypt:aes",
+        "253:2 0 4 X 0",
+        "253:2 0 4 J 0",
+    ] {
+        assert!(bad.parse::<Integrity>().is_err(), "{bad}");
+    }
+}
