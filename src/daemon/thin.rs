@@ -267,13 +267,7 @@ impl<M: Metadata> VolumeEngine<M> {
         if pending_messages(seg).is_empty() {
             return Ok((read, status));
         }
-        self.meta.edit(
-            vg,
-            &Edit::ThinMessagesSent {
-                pool: pool.into(),
-                transaction_id: status.transaction_id,
-            },
-        )?;
+        self.record_sent(vg, pool, &status)?;
         tracing::info!(
             vg,
             pool,
@@ -288,6 +282,13 @@ impl<M: Metadata> VolumeEngine<M> {
         let read = self.meta.read(vg)?;
         let status = self.activation.thin_pool_sync(&read, pool)?;
         crash::point("thin-sent");
+        self.record_sent(vg, pool, &status)?;
+        crash::point("thin-recorded");
+        Ok(self.meta.read(vg)?)
+    }
+
+    /// Commits away the pool's message record, the kernel being at `status`'s id.
+    fn record_sent(&self, vg: &str, pool: &str, status: &PoolStatus) -> Result<()> {
         self.meta.edit(
             vg,
             &Edit::ThinMessagesSent {
@@ -295,8 +296,7 @@ impl<M: Metadata> VolumeEngine<M> {
                 transaction_id: status.transaction_id,
             },
         )?;
-        crash::point("thin-recorded");
-        Ok(self.meta.read(vg)?)
+        Ok(())
     }
 
     /// A thin volume created with the VG's write lock held, `tags` lvmd's marks and the

@@ -410,15 +410,7 @@ fn resize(vg: &mut VolumeGroup, lv_name: &str, size: Bytes) -> Result<Option<Ext
         // Its size is its segment's length: no extents to allocate, the pool's blocks
         // are provisioned as it is written.
         if target < current {
-            return Err(LvmError::LvUnsupported {
-                vg: vg.name.clone(),
-                lv: lv_name.into(),
-                why: format!(
-                    "it is a thin volume of {} extents; lvmd grows thin volumes but does \
-                     not shrink them (to {} extents)",
-                    current.0, target.0
-                ),
-            });
+            return Err(no_shrink(vg, lv_name, "thin", current, target));
         }
         if target == current {
             return Ok(None);
@@ -428,15 +420,7 @@ fn resize(vg: &mut VolumeGroup, lv_name: &str, size: Bytes) -> Result<Option<Ext
     }
     if raid::legs_of(&lv).is_some() {
         if target < current {
-            return Err(LvmError::LvUnsupported {
-                vg: vg.name.clone(),
-                lv: lv_name.into(),
-                why: format!(
-                    "it is a raid1 volume of {} extents; lvmd grows raid1 volumes but does \
-                     not shrink them (to {} extents)",
-                    current.0, target.0
-                ),
-            });
+            return Err(no_shrink(vg, lv_name, "raid1", current, target));
         }
         if target == current {
             return Ok(None);
@@ -679,5 +663,24 @@ fn check_unreferenced(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
             by,
         }),
         None => Ok(()),
+    }
+}
+
+/// lvmd grows thin and raid1 volumes but never shrinks them.
+fn no_shrink(
+    vg: &VolumeGroup,
+    lv_name: &str,
+    kind: &str,
+    current: Extents,
+    target: Extents,
+) -> LvmError {
+    LvmError::LvUnsupported {
+        vg: vg.name.clone(),
+        lv: lv_name.into(),
+        why: format!(
+            "it is a {kind} volume of {} extents; lvmd grows {kind} volumes but does not \
+             shrink them (to {} extents)",
+            current.0, target.0
+        ),
     }
 }
