@@ -1055,9 +1055,9 @@ fn read_only_raw_block_publish_refuses_writes() {
 
 /// raid1 and thin LVs lvm2 made in the VG lvmd manages: start-up reconciliation (also
 /// after a `kill -9`) leaves every one of their devices exactly as it was; lvmd lists
-/// them as lvm2 does, deactivates and activates them with lvm2's tables, and refuses to
-/// remove or resize them (which would take raid or thin-pool work lvm2 does) before
-/// anything changes.
+/// them as lvm2 does, deactivates and activates them with lvm2's tables, refuses to
+/// remove or resize the pool or shrink the mirror before anything changes, and removes
+/// the mirror and the thin volume so that lvm2 agrees (the pool's transaction id too).
 #[test]
 fn raid1_and_thin_lvs_lvm2_made_are_left_alone_and_served() {
     let _serial = common::vm_case("vm_daemon");
@@ -1145,14 +1145,12 @@ fn raid1_and_thin_lvs_lvm2_made_are_left_alone_and_served() {
     assert_eq!(bed.lvmd_states(), lvm2_before);
     bed.agree();
 
-    // Removing or resizing the thin ones, and shrinking the mirror, is refused, saying
-    // why, and changes nothing. (lvmd removes mirrors: below.)
-    for (lv, says) in [("t1", "thin-pool messages"), ("pool", "thin pool")] {
-        let err = bed.refused(&["lv", "remove", lv], "FailedPrecondition");
-        assert!(err.contains(says), "{lv}: {err}");
-        let err = bed.refused(&["lv", "resize", lv, "64MiB"], "FailedPrecondition");
-        assert!(err.contains(says), "{lv}: {err}");
-    }
+    // Removing or resizing the pool, and shrinking the mirror, is refused, saying why,
+    // and changes nothing. (lvmd removes lvm2's mirror and thin volume: below.)
+    let err = bed.refused(&["lv", "remove", "pool"], "FailedPrecondition");
+    assert!(err.contains("thin pool"), "{err}");
+    let err = bed.refused(&["lv", "resize", "pool", "64MiB"], "FailedPrecondition");
+    assert!(err.contains("thin pool"), "{err}");
     // lvmd grows mirrors (a_mirror_grows_online_...) but never shrinks one.
     let err = bed.refused(&["lv", "resize", "r", "4MiB"], "FailedPrecondition");
     assert!(
@@ -1215,6 +1213,13 @@ fn raid1_and_thin_lvs_lvm2_made_are_left_alone_and_served() {
     bed.start(None);
     assert_eq!(bed.json(&["lv", "remove", "plain"])["existed"], true);
     assert_eq!(bed.json(&["lv", "remove", "r"])["existed"], true);
+    // lvm2's thin volume in lvm2's pool: its `delete` goes to the pool (brought up for
+    // it and taken down again) and the transaction id lvm2 checks moves with it.
+    assert_eq!(bed.json(&["lv", "remove", "t1"])["existed"], true);
+    bed.lvm2(&["lvchange", "-ay", &format!("{vg}/pool")]);
+    let lvs = bed.lvm2(&["lvs", "--noheadings", "-o", "lv_name", &vg]);
+    assert!(!lvs.split_whitespace().any(|n| n == "t1"), "{lvs}");
+    bed.lvm2(&["lvchange", "-an", &format!("{vg}/pool")]);
     let all = bed.lvm2(&["lvs", "-a", "--noheadings", "-o", "lv_name", &vg]);
     assert!(
         all.split_whitespace()
