@@ -12,8 +12,8 @@ pub enum LogFormat {
 
 pub fn init(format: LogFormat) {
     // h2's server says at debug level why it reset a stream, and that is the only
-    // trace of a client whose `:authority` it refuses (gRPC C-core clients send the
-    // socket's path %-encoded over a unix socket): worth seeing by default.
+    // trace of a client it refuses (a refused `:authority` no longer reaches it, see
+    // socket::authority; other protocol errors do): worth seeing by default.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,h2::server=debug"));
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();

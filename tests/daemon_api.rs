@@ -1170,3 +1170,90 @@ fn device_mapper_refusals_reach_clients_with_their_codes() {
         .unwrap();
     });
 }
+
+/// A gRPC C-core client (Python grpcio, C++, Ruby) sends a unix socket's path
+/// %-encoded as `:authority`, grpc-java and csc the raw path: h2 refuses both (it would
+/// reset the stream). Written here as such a client writes it, with an indexing HPACK
+/// encoder and two calls on one connection (the second reusing table entries): both are
+/// answered by lvmd.
+#[test]
+fn clients_whose_authority_h2_refuses_are_served() {
+    use prost::Message as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+        out.extend_from_slice(&[kind, flags]);
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+    }
+
+    let (d, _sim) = sim_daemon(AccessPolicy::default());
+    for authority in [
+        "%2Frun%2Flvmd%2Flvmd.sock".to_owned(),
+        d.socket.display().to_string(),
+    ] {
+        assert!(http::uri::Authority::try_from(authority.as_str()).is_err());
+        let mut enc = loona_hpack::Encoder::new();
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        frame(&mut out, 0x4, 0, 0, &[]);
+        for stream in [1u32, 3] {
+            let headers: [(&[u8], &[u8]); 6] = [
+                (b":method", b"POST"),
+                (b":scheme", b"http"),
+                (b":path", b"/lvmd.v1.VolumeGroupService/ListVolumeGroups"),
+                (b":authority", authority.as_bytes()),
+                (b"content-type", b"application/grpc"),
+                (b"te", b"trailers"),
+            ];
+            frame(&mut out, 0x1, 0x4, stream, &enc.encode(headers));
+            // An empty request message, gRPC-framed; END_STREAM.
+            frame(&mut out, 0x0, 0x1, stream, &[0, 0, 0, 0, 0]);
+        }
+        let (answers, trailers) = d.block_on(async {
+            let mut s = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+            s.write_all(&out).await.unwrap();
+            let mut dec = loona_hpack::Decoder::new();
+            let (mut answers, mut trailers) = (Vec::new(), Vec::new());
+            while trailers.len() < 2 {
+                let mut head = [0u8; 9];
+                tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut head))
+                    .await
+                    .expect("lvmd answers within 10 s")
+                    .unwrap();
+                let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                let mut payload = vec![0u8; len];
+                s.read_exact(&mut payload).await.unwrap();
+                match head[3] {
+                    0x3 => panic!("{authority}: stream reset, code {payload:?}"),
+                    0x7 => panic!("{authority}: GOAWAY {payload:?}"),
+                    0x4 if head[4] & 0x1 == 0 => {
+                        let mut ack = Vec::new();
+                        frame(&mut ack, 0x4, 0x1, 0, &[]);
+                        s.write_all(&ack).await.unwrap();
+                    }
+                    0x0 if len > 0 => {
+                        answers.push(pb::ListVolumeGroupsResponse::decode(&payload[5..]).unwrap())
+                    }
+                    0x1 => {
+                        let h = dec.decode(&payload).unwrap();
+                        if head[4] & 0x1 != 0 {
+                            trailers.push(h);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            (answers, trailers)
+        });
+        assert_eq!(answers.len(), 2, "{authority}");
+        for a in &answers {
+            let names: Vec<&str> = a.volume_groups.iter().map(|v| v.name.as_str()).collect();
+            assert_eq!(names, ["vg-fast", "vg-wide"]);
+        }
+        for t in trailers {
+            let status = t.iter().find(|(n, _)| n == b"grpc-status").unwrap();
+            assert_eq!(status.1, b"0", "{authority}: {t:?}");
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! credentials (SO_PEERCRED) against an allow list before tonic sees a byte from it.
 //! Shared by lvmd's API socket and lvmd-csi's CSI socket.
 
+use super::authority::AuthorityFix;
 use std::fmt;
 use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
@@ -54,12 +55,12 @@ impl fmt::Display for AccessPolicy {
     }
 }
 
-/// Accepts connections and passes on those the policy allows; refused peers are logged
-/// (uid, gid, pid) and closed at once.
+/// Accepts connections and passes on those the policy allows, each read through
+/// [`AuthorityFix`]; refused peers are logged (uid, gid, pid) and closed at once.
 pub fn checked_connections(
     listener: UnixListener,
     policy: AccessPolicy,
-) -> ReceiverStream<std::io::Result<UnixStream>> {
+) -> ReceiverStream<std::io::Result<AuthorityFix<UnixStream>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -80,7 +81,7 @@ pub fn checked_connections(
                         pid = cred.pid(),
                         "client connected"
                     );
-                    if tx.send(Ok(stream)).await.is_err() {
+                    if tx.send(Ok(AuthorityFix::new(stream))).await.is_err() {
                         return;
                     }
                 }
