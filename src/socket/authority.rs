@@ -144,12 +144,13 @@ impl Rewriter {
                     self.give_up(frame, out);
                     return Ok(());
                 };
+                let fragment = fragment.to_vec();
                 self.block = Some(Block {
                     stream_id,
                     end_stream: flags & END_STREAM != 0,
                     priority,
-                    fragment: fragment.to_vec(),
-                    original: frame.clone(),
+                    fragment,
+                    original: frame,
                 });
             }
             (CONTINUATION, Some(b)) if b.stream_id == stream_id => {
