@@ -104,6 +104,12 @@ impl Rewriter {
                 return Ok(());
             }
             let len = u32::from_be_bytes([0, self.pending[0], self.pending[1], self.pending[2]]);
+            if len as usize > MAX_FRAME {
+                // Past the frame size lvmd's servers advertise (h2's default): h2 ends
+                // the connection on its header, so nothing is held back for it.
+                self.give_up(Vec::new(), out);
+                continue;
+            }
             let total = FRAME_HEADER + len as usize;
             if self.pending.len() < total {
                 return Ok(());
@@ -632,6 +638,22 @@ mod tests {
         frame_header(&mut bad, 2, HEADERS, PADDED, true, 1);
         bad.extend_from_slice(&[9, 0x82]);
         assert_eq!(through(&bad, 1), bad);
+    }
+
+    #[test]
+    fn a_frame_past_the_frame_size_reaches_h2_at_once() {
+        // After a rewritten request, a frame header claiming 1 MiB: forwarded as soon as
+        // its header is read, not held until a megabyte has come.
+        let mut input = client_stream(&[request("%2Fs", "/a")], 4096, false);
+        let rewritten = through(&input, input.len());
+        frame_header(&mut input, 1 << 20, 0x0, 0, false, 1);
+        input.extend_from_slice(b"partial");
+        let mut r = Rewriter::default();
+        let mut out = Vec::new();
+        r.feed(&input, &mut out).unwrap();
+        assert_eq!(&out[..rewritten.len()], &rewritten[..]);
+        assert_eq!(&out[rewritten.len()..], &input[input.len() - 16..]);
+        assert!(r.passthrough());
     }
 
     #[test]
