@@ -346,6 +346,25 @@ fn a_thin_class_offers_what_its_ratio_allows() {
         &[("deviceClass", "plain"), ("layout", "thin")],
     )));
     assert_eq!(s.code(), tonic::Code::FailedPrecondition, "{s:?}");
+    // The pool's metrics: what the guard counts, and the kernel's use while active.
+    let m = e.metrics();
+    let pool = [
+        ("device_class", "thin"),
+        ("volume_group", "vg-thin"),
+        ("pool", "pool"),
+    ];
+    let gauge = |name: &str| m.value(&format!("lvmd_csi_thin_pool_{name}"), &pool);
+    assert_eq!(gauge("data_bytes"), (512 * MIB) as f64);
+    assert_eq!(gauge("provisioned_bytes"), (700 * MIB) as f64);
+    assert_eq!(gauge("provisionable_bytes"), (324 * MIB) as f64);
+    assert_eq!(gauge("active"), 1.0);
+    assert_eq!(gauge("trouble"), 0.0);
+    assert!(gauge("metadata_bytes") > 0.0);
+    assert_eq!(gauge("data_used_bytes"), 0.0);
+    // The plain class has no pool, so no series.
+    assert!(!m
+        .text
+        .contains("device_class=\"plain\",volume_group=\"vg-plain\",pool"));
     e.delete(&a.volume_id);
     e.delete(&b.volume_id);
     assert_eq!(e.capacity(&[]), (1024 * MIB, 1024 * MIB));

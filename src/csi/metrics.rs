@@ -50,6 +50,13 @@ struct ClassVgLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    device_class: String,
+    volume_group: String,
+    pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClassLabels {
     device_class: String,
 }
@@ -265,6 +272,7 @@ fn lvmd_registry(
         }
         reg.register(format!("lvmd_csi_device_class_{name}"), help, family);
     }
+    thin_pool_families(&mut reg, &c);
     let marker = super::controller::driver_tag(&plugin.config.driver_name);
     let ours: Vec<&lvmd::LogicalVolume> = l
         .logical_volumes
@@ -327,6 +335,75 @@ fn lvmd_registry(
         sync,
     );
     reg
+}
+
+/// The device classes' thin pools: sizes and guards always, the kernel's use and trouble
+/// while the pool is active (a pool that is not has no use to report, rather than 0).
+fn thin_pool_families(reg: &mut Registry, c: &lvmd::GetCapacityResponse) {
+    type Get = fn(&lvmd::ThinPoolCapacity) -> u64;
+    let always: [(&str, &str, Get); 5] = [
+        (
+            "active",
+            "Whether the thin pool is active in the kernel (1) or not (0)",
+            |p| u64::from(p.active),
+        ),
+        ("data_bytes", "Size of the thin pool's data", |p| {
+            p.data_bytes
+        }),
+        ("metadata_bytes", "Size of the thin pool's metadata", |p| {
+            p.metadata_bytes
+        }),
+        (
+            "provisioned_bytes",
+            "Sum of the sizes of the thin pool's volumes",
+            |p| p.provisioned_bytes,
+        ),
+        (
+            "provisionable_bytes",
+            "What new or grown thin volumes may still add under the overprovision ratio",
+            |p| p.provisionable_bytes,
+        ),
+    ];
+    let active: [(&str, &str, Get); 3] = [
+        (
+            "data_used_bytes",
+            "Thin pool data in use, as dm-thin counts it (active pools only)",
+            |p| p.data_used_bytes,
+        ),
+        (
+            "metadata_used_bytes",
+            "Thin pool metadata in use, as dm-thin counts it (active pools only)",
+            |p| p.metadata_used_bytes,
+        ),
+        (
+            "trouble",
+            "Whether the active thin pool is in trouble (1: out of data space, read-only or needing a check; its volumes then report failed)",
+            |p| u64::from(!p.trouble.is_empty()),
+        ),
+    ];
+    let pools: Vec<(PoolLabels, &lvmd::ThinPoolCapacity)> = c
+        .device_classes
+        .iter()
+        .filter_map(|d| {
+            let p = d.thin_pool.as_ref()?;
+            let labels = PoolLabels {
+                device_class: d.device_class.clone(),
+                volume_group: d.volume_group.clone(),
+                pool: p.name.clone(),
+            };
+            Some((labels, p))
+        })
+        .collect();
+    let families = always.iter().map(|g| (g, false));
+    for ((name, help, get), when_active) in families.chain(active.iter().map(|g| (g, true))) {
+        let family = Family::<PoolLabels, BytesGauge>::default();
+        for (labels, p) in &pools {
+            if !when_active || p.active {
+                family.get_or_create(labels).set(get(p));
+            }
+        }
+        reg.register(format!("lvmd_csi_thin_pool_{name}"), *help, family);
+    }
 }
 
 /// Everything, lvmd's part included (left out with `lvmd_csi_lvmd_up 0` when lvmd does

@@ -471,6 +471,8 @@ pub struct SimPool {
     /// What the pool's status says is written (tests set it).
     pub data_used: Bytes,
     pub metadata_used: Bytes,
+    /// What the pool's status says is wrong with it (tests set it); `None`: working.
+    pub trouble: Option<String>,
 }
 
 impl SimPool {
@@ -539,6 +541,14 @@ impl SimActivation {
         let p = all.entry(key).or_default();
         p.data_used = data;
         p.metadata_used = metadata;
+    }
+
+    /// Sets what the simulated pool `vg/pool`'s status says is wrong with it (dm-thin's
+    /// `out_of_data_space`, `ro`, `needs_check`), for tests; `None` clears it.
+    pub fn set_thin_trouble(&self, vg: &str, pool: &str, trouble: Option<&str>) {
+        let key = (vg.to_owned(), pool.to_owned());
+        let mut all = self.thin.lock().unwrap();
+        all.entry(key).or_default().trouble = trouble.map(str::to_owned);
     }
 
     /// What the real activator does with a pool's recorded messages, on the simulated
@@ -621,7 +631,7 @@ impl SimActivation {
             data_total: size(data),
             metadata_used: p.metadata_used,
             metadata_total: size(meta),
-            trouble: None,
+            trouble: p.trouble.clone(),
         }
     }
 

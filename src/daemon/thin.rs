@@ -772,6 +772,35 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_in_trouble_fails_its_active_volumes_naming_the_pool() {
+        use crate::daemon::engine::Health;
+        let config = pool_config("");
+        let (e, act) = engine(&config);
+        e.prepare_thin_pool("vg", &config).unwrap();
+        e.create_logical_volume("vg", &thin("a", 8)).unwrap();
+        e.create_logical_volume("vg", &thin("b", 8)).unwrap();
+        e.activate("vg", "a").unwrap();
+        let health = |lv: &str| e.logical_volume("vg", lv).unwrap().health;
+        assert_eq!(health("a"), Health::Ok);
+        act.set_thin_trouble("vg", "pool", Some("out of data space"));
+        let want = Health::Failed("its thin pool vg/pool is out of data space".into());
+        assert_eq!(health("a"), want);
+        let listed = e.logical_volumes("vg").unwrap();
+        let of = |lv: &str| listed.iter().find(|i| i.name == lv).unwrap().health.clone();
+        assert_eq!(of("a"), want);
+        // Inactive: nothing of it is in the pool's hands until it is activated.
+        assert_eq!(of("b"), Health::Ok);
+        // The trouble also stops new volumes, naming it.
+        let m = e
+            .create_logical_volume("vg", &thin("c", 8))
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("out of data space"), "{m}");
+        act.set_thin_trouble("vg", "pool", None);
+        assert_eq!(health("a"), Health::Ok);
+    }
+
+    #[test]
     fn a_vg_without_a_pool_refuses_thin_volumes() {
         let devs = vec![(PathBuf::from("/dev/sim0"), Bytes(256 * MIB))];
         let (e, _, _) = SimEngine::with_sims(&devs, vec![PathBuf::from("/k")]);

@@ -207,6 +207,17 @@ fn mirror_sync(s: &RaidStatus) -> MirrorSync {
     }
 }
 
+/// A thin volume's health once its pool (`vg/pool`) is in `trouble` (out of data
+/// space, read-only, needing a check, failed): writes to it fail or stall, so the
+/// volume has failed, whatever else its health already said.
+pub fn with_pool_trouble(health: Health, vg: &str, pool: &str, trouble: &str) -> Health {
+    let pool = format!("its thin pool {vg}/{pool} is {trouble}");
+    match health {
+        Health::Ok => Health::Failed(pool),
+        Health::Degraded(why) | Health::Failed(why) => Health::Failed(format!("{why}; {pool}")),
+    }
+}
+
 /// A volume's health: a mirror with a leg on a missing PV, or one the kernel failed
 /// (`D` in `status`, dm-raid's status of the active mirror), is degraded while one leg
 /// is whole; anything else with extents on a missing PV has failed.

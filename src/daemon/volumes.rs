@@ -338,6 +338,41 @@ impl<M: Metadata> VolumeEngine<M> {
         })
     }
 
+    /// Why the active thin pool `pool` cannot serve its volumes as it should, as the
+    /// kernel says; `None` while it works (or is not active). A status the kernel
+    /// cannot give for a pool whose volume is active counts as trouble: nothing vouches
+    /// for the volume then.
+    fn pool_trouble(&self, read: &VgRead, pool: &str) -> Option<String> {
+        match self.activation.thin_pool_status(read, pool) {
+            Ok(status) => status.and_then(|s| s.trouble),
+            Err(e) => Some(format!("unreadable ({e})")),
+        }
+    }
+
+    /// The volume as clients see it, with what the kernel says of it when `device` is
+    /// there: dm-raid's status of a mirror, its pool's trouble for a thin volume.
+    /// `pools` keeps each pool's answer for the rest of one listing.
+    fn lv_view(
+        &self,
+        read: &VgRead,
+        lv: &crate::model::LogicalVolume,
+        device: Option<PathBuf>,
+        pools: &mut BTreeMap<String, Option<String>>,
+    ) -> LvInfo {
+        let active = device.is_some();
+        let status = self.raid_status(read, &lv.name, active);
+        let mut info = view::lv_info(read, lv, device, status.as_ref());
+        if let Some(pool) = super::thin::pool_of_thin(lv).filter(|_| active) {
+            let trouble = pools
+                .entry(pool.to_owned())
+                .or_insert_with(|| self.pool_trouble(read, pool));
+            if let Some(trouble) = trouble {
+                info.health = view::with_pool_trouble(info.health, &read.vg.name, pool, trouble);
+            }
+        }
+        info
+    }
+
     fn info(&self, read: &VgRead, lv: &str) -> Result<LvInfo> {
         let model = read
             .vg
@@ -345,8 +380,7 @@ impl<M: Metadata> VolumeEngine<M> {
             .filter(|l| view::is_client_visible(l))
             .ok_or_else(|| lv_not_found(&read.vg.name, lv))?;
         let device = self.devices(read).remove(lv);
-        let status = self.raid_status(read, lv, device.is_some());
-        Ok(view::lv_info(read, model, device, status.as_ref()))
+        Ok(self.lv_view(read, model, device, &mut BTreeMap::new()))
     }
 
     fn create_locked(&self, vg: &str, spec: &LvSpec, encrypted: bool) -> Result<Created<LvInfo>> {
@@ -1105,11 +1139,11 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let _g = lock.read().unwrap();
         let r = self.meta.read(vg)?;
         let mut devices = self.devices(&r);
+        let mut pools = BTreeMap::new();
         Ok(view::visible_lvs(&r.vg)
             .map(|lv| {
                 let device = devices.remove(&lv.name);
-                let status = self.raid_status(&r, &lv.name, device.is_some());
-                view::lv_info(&r, lv, device, status.as_ref())
+                self.lv_view(&r, lv, device, &mut pools)
             })
             .collect())
     }
