@@ -140,8 +140,9 @@ def check(text, values):
         for m in x.get("volumeMounts", []):
             assert m["name"] in vols, m
     scs = kinds["StorageClass"]
-    assert {s["metadata"]["name"] for s in scs} == {"lvmd-linear", "lvmd-striped", "lvmd-mirror"}
-    known = {"deviceClass", "layout", "stripes", "stripeSize", "mirrors", "fsType"}
+    assert {s["metadata"]["name"] for s in scs} == {
+        "lvmd-linear", "lvmd-striped", "lvmd-mirror", "lvmd-linear-encrypted"}
+    known = {"deviceClass", "layout", "stripes", "stripeSize", "mirrors", "fsType", "encryption"}
     for s in scs:
         assert s["volumeBindingMode"] == "WaitForFirstConsumer"
         # lvmd grows every layout it makes online (raid1: each leg on its own PV):
@@ -152,7 +153,17 @@ def check(text, values):
         for k, v in s["parameters"].items():
             assert isinstance(v, str), (k, v)
             assert k in known or k.startswith("csi.storage.k8s.io/"), k
+        check_key_secrets(s)
+    assert any(s["parameters"].get("encryption") == "true" for s in scs), "no encrypted StorageClass"
     assert "ClusterRole" in kinds and "ClusterRoleBinding" in kinds and "ServiceAccount" in kinds
+    # kubelet fetches the node-stage/expand/publish Secrets itself (the node authorizer
+    # lets it read those of pods on its node); the provisioner only writes their
+    # references into the PV, and the resizer fetches only a controller-expand Secret,
+    # which lvmd-csi takes none of. So no sidecar of this chart may read Secrets.
+    for role in kinds["ClusterRole"] + kinds.get("Role", []):
+        for r in role["rules"]:
+            assert not ("" in r["apiGroups"] and {"secrets", "*"} & set(r["resources"])), (
+                f"{role['metadata']['name']} grants {r['verbs']} on secrets: nothing here needs it")
     csi_peers_allowed(ds)
     csi_peers_allowed(rs["template"]["spec"])
     pods = [ds, rs["template"]["spec"]]
@@ -170,6 +181,48 @@ def check(text, values):
         assert x["securityContext"]["readOnlyRootFilesystem"] is True, x["name"]
     flags_checked = check_plugin_flags(pods)
     return len(objs), flags_checked
+
+
+# What the external-provisioner resolves in a secret reference of a StorageClass at
+# provisioning (kubernetes-csi docs, "StorageClass Secrets"): names take these, a
+# namespace only ${pv.name} and ${pvc.namespace}. Anything else would reach the PV as
+# literal text and kubelet would look for a Secret of that name.
+NAME_TEMPLATES = {"pv.name", "pvc.name", "pvc.namespace"}
+NAMESPACE_TEMPLATES = {"pv.name", "pvc.namespace"}
+# The operations whose Secret kubelet passes an encrypted volume's key in: stage (the
+# LUKS open under a filesystem), expand (the mapping's reload needs the key), publish
+# (a raw block volume is opened at publish).
+KEY_SECRETS = ["node-stage", "node-expand", "node-publish"]
+PREFIX = "csi.storage.k8s.io/"
+
+
+def check_key_secrets(sc):
+    """An encrypted class passes every operation the one key of each PVC: a Secret named
+    after the PVC in the PVC's namespace, the same for stage, expand and publish. A class
+    without encryption references no Secret; no class a Secret lvmd-csi's controller
+    would get (it takes none)."""
+    name, p = sc["metadata"]["name"], sc["parameters"]
+    secrets = {k[len(PREFIX):] for k in p if k.startswith(PREFIX) and "-secret-" in k}
+    for k in secrets:
+        op = k.rsplit("-secret-", 1)[0]
+        assert op in KEY_SECRETS, f"{name}: {PREFIX}{k}: lvmd-csi takes no {op} secret"
+    if p.get("encryption") != "true":
+        assert "encryption" not in p, f"{name}: encryption {p['encryption']!r}: lvmd-csi takes \"true\""
+        assert not secrets, f"{name} is not encrypted but references secrets {sorted(secrets)}"
+        return
+    refs = set()
+    for op in KEY_SECRETS:
+        sname, sns = p.get(f"{PREFIX}{op}-secret-name"), p.get(f"{PREFIX}{op}-secret-namespace")
+        assert sname and sns, f"{name}: encrypted but no {op} secret (name and namespace)"
+        for value, allowed in [(sname, NAME_TEMPLATES), (sns, NAMESPACE_TEMPLATES)]:
+            for t in re.findall(r"\$\{([^}]*)\}", value):
+                assert t in allowed, f"{name}: {op} secret {value!r}: the provisioner resolves no ${{{t}}} there"
+        # One key per volume, owned by the PVC's namespace: a shared Secret would give
+        # every volume of the class the same key.
+        assert "${pvc.name}" in sname or "${pv.name}" in sname, f"{name}: {op} secret {sname!r} is not per PVC"
+        assert sns == "${pvc.namespace}", f"{name}: {op} secret namespace {sns!r} is not the PVC's"
+        refs.add((sname, sns))
+    assert len(refs) == 1, f"{name}: stage, expand and publish name different secrets {sorted(refs)}"
 
 
 # The sidecars the chart runs, at the release values.yaml pins, with the flags their

@@ -66,6 +66,16 @@ cases = [
     ("- --leader-election\n", "- --leader-election\n            - --leader-elect-namespace=x\n", "no flag --leader-elect-namespace"),
     ('resources: ["volumeattributesclasses"]', 'resources: ["none"]', "volumeattributesclasses"),
     ("- --max-volumes=", "- --max-volume=", "lvmd-csi has no flag --max-volume"),
+    # The encrypted class: one Secret per PVC, in its namespace, for every operation
+    # kubelet passes the key in, with templates the provisioner resolves; no sidecar
+    # reads Secrets (kubelet does).
+    ('"${pvc.name}-luks"', '"shared-luks"', "is not per PVC"),
+    ('node-stage-secret-namespace: "${pvc.namespace}"', 'node-stage-secret-namespace: "kube-system"', "is not the PVC's"),
+    ('node-expand-secret-name: "${pvc.name}-luks"', 'node-expand-secret-name: "${pvc.name}-other"', "name different secrets"),
+    ('"${pvc.name}-luks"', '"${pvc.uid}-luks"', "resolves no ${pvc.uid}"),
+    ('  csi.storage.k8s.io/node-publish-secret-name: "${pvc.name}-luks"\n', "", "no node-publish secret"),
+    ('resources: ["nodes", "pods"]', 'resources: ["nodes", "pods", "secrets"]', "on secrets"),
+    ('  encryption: "true"\n', "", "not encrypted but references secrets"),
 ]
 for old, new, want in cases:
     bad = text.replace(old, new)
@@ -93,7 +103,7 @@ print("refused", len(cases))
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
-    assert_eq!(text.trim(), "refused 5");
+    assert_eq!(text.trim(), "refused 12");
 }
 
 #[test]
