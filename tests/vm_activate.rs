@@ -1294,6 +1294,51 @@ fn thin_lvs_lvm2_made_activate_with_lvm2s_devices() {
     assert!(bed.lvm2_active("pool2"));
     assert!(act.deactivate(&found, "pool2").unwrap());
     bed.assert_nothing_active();
+
+    // A pool that runs out of data space (lvm2's --errorwhenfull y: writes past it fail
+    // at once instead of queueing): dm-thin's status says so and lvmd reads it as the
+    // pool's trouble, which fails the health of its active volumes (src/daemon/thin.rs).
+    bed.lvm2_ok(&[
+        "lvcreate",
+        "--type",
+        "thin-pool",
+        "-L",
+        "8M",
+        "-n",
+        "full",
+        &vg,
+    ]);
+    bed.lvm2_ok(&["lvchange", "--errorwhenfull", "y", &format!("{vg}/full")]);
+    bed.lvm2_ok(&[
+        "lvcreate",
+        "-V",
+        "32M",
+        "-T",
+        &format!("{vg}/full"),
+        "-n",
+        "t3",
+    ]);
+    bed.lvm2_ok(&["vgchange", "-an", &vg]);
+    let found = bed.found();
+    let t3 = act.activate(&found, "t3").unwrap();
+    let status = act.thin_pool_status(&found, "full").unwrap().unwrap();
+    assert_eq!(status.trouble, None, "{status:?}");
+    let mut f = OpenOptions::new().write(true).open(&t3.dev_path).unwrap();
+    let chunk = vec![0x5a; MIB as usize];
+    let wrote = (0..16)
+        .try_for_each(|_| f.write_all(&chunk))
+        .and_then(|()| f.sync_all());
+    assert!(wrote.is_err(), "16 MiB went into an 8 MiB pool");
+    drop(f);
+    let status = act.thin_pool_status(&found, "full").unwrap().unwrap();
+    assert_eq!(
+        status.trouble.as_deref(),
+        Some("out of data space"),
+        "{status:?}"
+    );
+    assert_eq!(status.data_used, status.data_total, "{status:?}");
+    assert!(act.deactivate(&found, "t3").unwrap());
+    bed.assert_nothing_active();
 }
 
 /// Issue 15: VG names that are entries of /dev. lvmd's vgcreate refuses them, as lvm2's
