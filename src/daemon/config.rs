@@ -588,6 +588,37 @@ loop_file = { path = "/var/lib/lvmd/trial.img", size = "1GiB" }
         assert!(e.to_string().contains("inline_wipe_limit"), "{e}");
     }
 
+    /// The NVMe open flags are per class, both forms of TOML, off where unset; a bad
+    /// value names the class's key.
+    #[test]
+    fn workqueue_flags_are_per_class_and_off_by_default() {
+        let c = Config::parse(
+            "[device_classes.nvme]\nvolume_group = \"vg-n\"\ndefault = true\n\
+             encryption = { no_read_workqueue = true, no_write_workqueue = true }\n\
+             [device_classes.hdd]\nvolume_group = \"vg-h\"\n\
+             [device_classes.hdd.encryption]\nno_write_workqueue = true\n\
+             [device_classes.plain]\nvolume_group = \"vg-p\"\n",
+        )
+        .unwrap();
+        let opts = |class: &str| {
+            c.device_classes[class]
+                .encryption
+                .as_ref()
+                .map(|l| l.open_options())
+        };
+        let n = opts("nvme").unwrap();
+        assert!(n.no_read_workqueue && n.no_write_workqueue);
+        let h = opts("hdd").unwrap();
+        assert!(!h.no_read_workqueue && h.no_write_workqueue);
+        assert_eq!(opts("plain"), None);
+        let e = Config::parse(
+            "[device_classes.a]\nvolume_group = \"v\"\n\
+             encryption = { no_read_workqueue = 1 }\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no_read_workqueue"), "{e}");
+    }
+
     /// Off unless a class says so; only those classes' VGs are looked after.
     #[test]
     fn auto_repair_is_per_class_and_off_by_default() {

@@ -7,7 +7,7 @@
 use super::activation::SimActivation;
 use super::engine::PathStats;
 use super::paths::ConfinedPath;
-use crate::crypt::{CryptError, CryptName, LuksConfig, Passphrase, Pbkdf};
+use crate::crypt::{CryptError, CryptName, LuksConfig, OpenOptions, Passphrase, Pbkdf};
 use crate::probe::{Contents, Signature, Usage};
 use crate::units::Bytes;
 use nix::errno::Errno;
@@ -194,7 +194,13 @@ pub trait Node: Send + Sync + 'static {
     /// Opens `device` as the dm-crypt mapping `name` (one open on that device already is
     /// kept, the key still checked); returns the mapping's device node. A wrong key is
     /// [`CryptError::WrongKey`] and changes nothing.
-    fn luks_open(&self, device: &Path, name: &CryptName, key: &Passphrase) -> Result<PathBuf>;
+    fn luks_open(
+        &self,
+        device: &Path,
+        name: &CryptName,
+        key: &Passphrase,
+        options: &OpenOptions,
+    ) -> Result<PathBuf>;
     /// `Ok(false)`: it was not open; `Busy` while mounted or held.
     fn luks_close(&self, name: &CryptName) -> Result<bool>;
     /// Whether the mapping `name` is open.
@@ -868,8 +874,14 @@ impl Node for HostNode {
         Ok(())
     }
 
-    fn luks_open(&self, device: &Path, name: &CryptName, key: &Passphrase) -> Result<PathBuf> {
-        crate::crypt::luks::open(device, name, key, &crate::crypt::OpenOptions::default())?;
+    fn luks_open(
+        &self,
+        device: &Path,
+        name: &CryptName,
+        key: &Passphrase,
+        options: &OpenOptions,
+    ) -> Result<PathBuf> {
+        crate::crypt::luks::open(device, name, key, options)?;
         Ok(name.device_path())
     }
 
@@ -1091,6 +1103,8 @@ pub struct SimNode {
     luks: Mutex<BTreeMap<PathBuf, Vec<Option<Passphrase>>>>,
     /// Open crypt mappings: name -> backing device.
     crypt_open: Mutex<BTreeMap<String, PathBuf>>,
+    /// The flags each mapping was made with, last open first.
+    crypt_options: Mutex<BTreeMap<String, OpenOptions>>,
     /// Every LUKS format asked for: (device, again).
     luks_formats: Mutex<Vec<(PathBuf, bool)>>,
 }
@@ -1159,6 +1173,10 @@ impl SimNode {
     /// Every LUKS format asked for, in order: (device, again).
     pub fn luks_formats(&self) -> Vec<(PathBuf, bool)> {
         self.luks_formats.lock().unwrap().clone()
+    }
+    /// The flags the mapping `name` was last made with.
+    pub fn crypt_open_options(&self, name: &str) -> Option<OpenOptions> {
+        self.crypt_options.lock().unwrap().get(name).copied()
     }
     /// The open crypt mappings' names.
     pub fn open_crypt_names(&self) -> Vec<String> {
@@ -1711,7 +1729,13 @@ impl Node for SimNode {
             .push((device.to_owned(), again));
         Ok(())
     }
-    fn luks_open(&self, device: &Path, name: &CryptName, key: &Passphrase) -> Result<PathBuf> {
+    fn luks_open(
+        &self,
+        device: &Path,
+        name: &CryptName,
+        key: &Passphrase,
+        options: &OpenOptions,
+    ) -> Result<PathBuf> {
         self.luks_check_key(device, key)?;
         let mut open = self.crypt_open.lock().unwrap();
         if let Some(on) = open.get(name.as_str()) {
@@ -1724,7 +1748,16 @@ impl Node for SimNode {
                 .into());
             }
         }
-        open.insert(name.as_str().to_owned(), device.to_owned());
+        if open
+            .insert(name.as_str().to_owned(), device.to_owned())
+            .is_none()
+        {
+            // As dm-crypt: flags are set when the mapping is made, kept while it is open.
+            self.crypt_options
+                .lock()
+                .unwrap()
+                .insert(name.as_str().to_owned(), *options);
+        }
         Ok(name.device_path())
     }
     fn luks_close(&self, name: &CryptName) -> Result<bool> {

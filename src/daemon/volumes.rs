@@ -962,7 +962,7 @@ impl<M: Metadata> VolumeEngine<M> {
                 )));
             }
         }
-        let mapped = node.luks_open(device, &name, &key.key)?;
+        let mapped = node.luks_open(device, &name, &key.key, &key.luks.open_options())?;
         if !marks::is_encrypted(&tags) {
             self.add_crypt_mark(vg, lv)?;
             tracing::info!(vg, lv, "adopted a LUKS volume lvmd did not format");
@@ -1842,6 +1842,31 @@ mod tests {
             .unwrap();
         assert_eq!((same.keyslot, same.removed), (0, vec![]));
         assert!(node.luks_check_key(&device, &pass("k3")).is_ok());
+    }
+
+    #[test]
+    fn a_class_s_workqueue_flags_are_the_mapping_s_from_its_first_open() {
+        let (e, _, node) = engine();
+        e.create_volume("vg", &lv("sec"), true).unwrap();
+        let mut fast = key("k");
+        fast.luks.no_read_workqueue = true;
+        fast.luks.no_write_workqueue = true;
+        e.mount_volume_keyed("vg", "sec", &fs_spec("/k/s", "", false), Some(&fast))
+            .unwrap();
+        let o = node.crypt_open_options("lvmd-crypt-vg-sec").unwrap();
+        assert!(
+            o.no_read_workqueue && o.no_write_workqueue && !o.read_only,
+            "{o:?}"
+        );
+        e.unmount(Path::new("/k/s"), true).unwrap();
+        assert!(node.open_crypt_names().is_empty());
+        // The class changed to one flag: the next open makes the mapping with that one.
+        let mut one = key("k");
+        one.luks.no_write_workqueue = true;
+        e.mount_volume_keyed("vg", "sec", &fs_spec("/k/s", "", false), Some(&one))
+            .unwrap();
+        let o = node.crypt_open_options("lvmd-crypt-vg-sec").unwrap();
+        assert!(!o.no_read_workqueue && o.no_write_workqueue, "{o:?}");
     }
 
     #[test]
