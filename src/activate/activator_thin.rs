@@ -59,7 +59,20 @@ pub(super) fn check_transaction(
         Ok(Catchup::Send { messages, .. }) => {
             for m in &messages {
                 let text = m.text();
-                match dm.message(&device.uuid, &text)? {
+                // A snapshot of an active origin: the origin takes no writes while the
+                // pool copies its mapping, and what its filesystem wrote is flushed
+                // first (lvm2 suspends the origin around the same message).
+                let held = match m {
+                    KernelMessage::CreateSnap { origin, .. } => {
+                        suspend_origin(dm, vg, &pool.name, *origin)?
+                    }
+                    _ => None,
+                };
+                let sent = dm.message(&device.uuid, &text);
+                if let Some(dev) = &held {
+                    dm.resume_suspended(dev, true)?;
+                }
+                match sent? {
                     Ok(()) => {}
                     // The id is gone already: a delete sent before a kill, or the
                     // first try of a create that never ran.
@@ -83,6 +96,32 @@ pub(super) fn check_transaction(
             metadata: *transaction_id,
         }),
     }
+}
+
+/// Suspends the active thin device of id `id` in `pool`, if there is one (`None`:
+/// inactive, nothing to hold). The snapshot's message is sent with the pool's layers
+/// made for it, so an inactive origin takes no writes anyway.
+fn suspend_origin(
+    dm: &DmControl,
+    vg: &VolumeGroup,
+    pool: &str,
+    id: u64,
+) -> Result<Option<crate::activate::dm::DmDevice>> {
+    let Some((lv, _)) = thin::thin_lvs(vg, pool).into_iter().find(|(_, i)| *i == id) else {
+        return Ok(None);
+    };
+    let Some(dev) = dm.info_by_uuid(&dm_uuid(&vg.id, &lv.id, None))? else {
+        return Ok(None);
+    };
+    if !dev.live {
+        return Ok(None);
+    }
+    // Left suspended by a run killed here: resumed after the message all the same.
+    if !dev.suspended {
+        dm.suspend(&dev)?;
+    }
+    info!(vg = %vg.name, lv = %lv.name, "origin suspended for its thin snapshot");
+    Ok(Some(dev))
 }
 
 /// Deactivates a thin LV or thin pool: its own device, then the pool's layers if nothing

@@ -371,6 +371,22 @@ impl DmControl {
         self.resume(&id, plan)
     }
 
+    /// Suspends a live device on its table: in-flight I/O is waited for and a
+    /// filesystem on it is frozen (flushed), as lvm2 suspends a thin origin around its
+    /// `create_snap`. [`resume_suspended`](Self::resume_suspended) undoes it.
+    pub fn suspend(&self, dev: &DmDevice) -> Result<()> {
+        let id = DevId::Uuid(Self::uuid_id(&dev.uuid)?);
+        let options = DmOptions::default().set_flags(DmFlags::DM_SUSPEND);
+        self.dm
+            .device_suspend(&id, options)
+            .map(|_| ())
+            .map_err(|e| ActivateError::Dm {
+                op: "suspend",
+                device: dev.name.clone(),
+                source: dm_io_error(&e),
+            })
+    }
+
     /// Resumes a device left suspended (by a crash between the suspend and the resume of
     /// a reload, or by hand) on its live table: a table loaded but never made live is
     /// dropped first, so what resumes is what was running.

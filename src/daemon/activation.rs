@@ -592,6 +592,21 @@ impl SimActivation {
                                 }));
                             }
                         }
+                        KernelMessage::CreateSnap { id, origin } => {
+                            let why = if !p.devices.contains(&origin) {
+                                format!("create_snap {id} {origin}: no origin {origin} (ENODATA)")
+                            } else if p.devices.contains(&id) {
+                                format!("create_snap {id} {origin}: the pool has {id} (EEXIST)")
+                            } else {
+                                p.devices.insert(id);
+                                continue;
+                            };
+                            return Err(err(ActivateError::Unsupported {
+                                vg: vg.name.clone(),
+                                lv: pool.into(),
+                                why,
+                            }));
+                        }
                         KernelMessage::SetTransactionId { new, .. } => p.transaction_id = new,
                     }
                 }

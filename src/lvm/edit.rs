@@ -65,7 +65,18 @@ pub enum Edit {
         size: Bytes,
         tags: Vec<String>,
     },
-    /// A thin LV nothing refers to: gone from the metadata, its `delete` recorded.
+    /// A thin snapshot of thin LV `origin` (`lvcreate -s`), in the origin's pool, as
+    /// large as it: the pool's transaction id raised and the `create` recorded (sent
+    /// as `create_snap`), flagged `ACTIVATION_SKIP` as lvm2 flags its thin snapshots;
+    /// `read_only` as `-pr`.
+    CreateThinSnapshot {
+        name: String,
+        origin: String,
+        read_only: bool,
+        tags: Vec<String>,
+    },
+    /// A thin LV nothing but its thin snapshots refers to: gone from the metadata, its
+    /// `delete` recorded, its snapshots' `origin` dropped (as lvm2 does).
     RemoveThin {
         lv: String,
     },
@@ -197,6 +208,10 @@ impl Edit {
                 tags(t)?;
                 check_size(*size)?;
             }
+            Edit::CreateThinSnapshot { name, tags: t, .. } => {
+                validate_lv_name_in(vg, name)?;
+                tags(t)?;
+            }
             Edit::RemoveLv { .. }
             | Edit::RemoveThin { .. }
             | Edit::ThinMessagesSent { .. }
@@ -224,7 +239,7 @@ impl Edit {
         match self {
             Edit::CreateLv(spec) => Some(&spec.name),
             Edit::CreateThinPool(spec) => Some(&spec.name),
-            Edit::CreateThin { name, .. } => Some(name),
+            Edit::CreateThin { name, .. } | Edit::CreateThinSnapshot { name, .. } => Some(name),
             Edit::ResizeLv { lv, .. }
             | Edit::ChangeLvTags { lv, .. }
             | Edit::RepairRaid { lv, .. }
@@ -283,11 +298,18 @@ pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
             thin::create_thin(&mut new, lv, pool, *size, tags, origin)?;
             format!("lvcreate --thin {name}/{pool} -n {lv}")
         }
+        Edit::CreateThinSnapshot {
+            name: lv,
+            origin: of,
+            read_only,
+            tags,
+        } => {
+            thin::create_snapshot(&mut new, lv, of, *read_only, tags, origin)?;
+            format!("lvcreate -s {name}/{of} -n {lv}")
+        }
         Edit::RemoveThin { lv } => {
             existing(vg, lv)?;
-            check_visible(vg, lv)?;
-            // A thin snapshot names its origin.
-            check_unreferenced(vg, lv)?;
+            check_thin_removable(vg, lv)?;
             thin::remove_thin(&mut new, lv)?;
             format!("lvremove {name}/{lv}")
         }
@@ -574,10 +596,11 @@ pub fn check_removable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
 }
 
 /// Whether lvmd may remove thin LV `lv_name` of `vg` (which must exist): visible and
-/// no thin snapshot's origin, as [`apply`] checks [`Edit::RemoveThin`].
+/// used by nothing but its thin snapshots (which stay, their `origin` dropped), as
+/// [`apply`] checks [`Edit::RemoveThin`].
 pub fn check_thin_removable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
     check_visible(vg, lv_name)?;
-    check_unreferenced(vg, lv_name)
+    check_unreferenced_but_snapshots(vg, lv_name)
 }
 
 /// Whether lvmd may resize `lv_name` of `vg` (which must exist): a visible linear or
@@ -642,17 +665,45 @@ fn check_visible(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
 
 /// The LVs whose segments refer to `lv_name`, as `name (type segment)`.
 fn users_of(vg: &VolumeGroup, lv_name: &str) -> Vec<String> {
+    users_but(vg, lv_name, false)
+}
+
+/// As [`users_of`]; `but_snapshots`: a thin snapshot that names `lv_name` only as its
+/// `origin` is no user (lvm2 removes a thin origin and keeps its snapshots).
+fn users_but(vg: &VolumeGroup, lv_name: &str, but_snapshots: bool) -> Vec<String> {
     let mut users = Vec::new();
     for other in &vg.lvs {
         for seg in &other.segments {
             let by_area = matches!(&seg.kind, SegmentKind::Striped { stripes, .. }
                 if stripes.iter().any(|a| a.name == lv_name));
-            if by_area || seg.lv_references().contains(&lv_name) {
+            let mut refs = seg
+                .lv_references()
+                .into_iter()
+                .filter(|r| *r == lv_name)
+                .count();
+            if but_snapshots
+                && matches!(&seg.kind, SegmentKind::Thin { origin: Some(o), .. } if o == lv_name)
+            {
+                refs -= 1;
+            }
+            if by_area || refs > 0 {
                 users.push(format!("{} ({} segment)", other.name, seg.kind.type_name()));
             }
         }
     }
     users
+}
+
+/// Thin snapshots of `lv_name` (by `origin`) are no users; anything else is.
+fn check_unreferenced_but_snapshots(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+    match users_but(vg, lv_name, true).into_iter().next() {
+        Some(by) => Err(LvmError::LvInUse {
+            vg: vg.name.clone(),
+            lv: lv_name.into(),
+            by,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn check_unreferenced(vg: &VolumeGroup, lv_name: &str) -> Result<()> {

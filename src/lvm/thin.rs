@@ -355,6 +355,19 @@ pub fn thin_lvs<'a>(vg: &'a VolumeGroup, pool: &str) -> Vec<(&'a LogicalVolume, 
         .collect()
 }
 
+/// The origin of thin snapshot `name`; `None` for a plain thin LV (or none at all).
+pub fn snapshot_origin<'a>(vg: &'a VolumeGroup, name: &str) -> Option<&'a str> {
+    match vg.lv(name)?.segments.as_slice() {
+        [Segment {
+            kind: SegmentKind::Thin {
+                origin: Some(o), ..
+            },
+            ..
+        }] => Some(o),
+        _ => None,
+    }
+}
+
 /// The messages recorded in a pool's segment, in order.
 pub fn pending_messages(seg: &Segment) -> Vec<PoolMessage> {
     seg.extra
@@ -414,6 +427,31 @@ pub(super) fn create_thin(
     origin: &Origin,
 ) -> Result<()> {
     super::edit::check_size(size)?;
+    let extents = vg.extent_size.extents_ceil(size.to_sectors_ceil());
+    let lv = NewThin {
+        name,
+        pool,
+        extents,
+        snapshot_of: None,
+        read_only: false,
+        tags,
+    };
+    add_thin(vg, &lv, origin)
+}
+
+/// What [`add_thin`] makes.
+struct NewThin<'a> {
+    name: &'a str,
+    pool: &'a str,
+    extents: Extents,
+    /// A thin snapshot's origin LV (a thin LV of the same pool).
+    snapshot_of: Option<&'a str>,
+    read_only: bool,
+    tags: &'a [String],
+}
+
+fn add_thin(vg: &mut VolumeGroup, new: &NewThin, origin: &Origin) -> Result<()> {
+    let (name, pool) = (new.name, new.pool);
     check_new_name(vg, name)?;
     pool_segment(vg, pool)?;
     let device_id = thin_lvs(vg, pool)
@@ -431,25 +469,36 @@ pub(super) fn create_thin(
     }
     let vg_name = vg.name.clone();
     let seg = pool_segment(vg, pool)?;
+    // lvm2 records a snapshot's create as a thin LV's (`create = "<lv>"`) and tells
+    // the two apart by the LV's origin when it sends it (`create_snap`).
     let transaction_id = attach_message(&vg_name, pool, seg, PoolMessage::Create(name.into()))?;
-    let extents = vg.extent_size.extents_ceil(size.to_sectors_ceil());
-    let lv = origin.new_lv(
+    let mut lv = origin.new_lv(
         name.into(),
         true,
-        tags.to_vec(),
+        new.tags.to_vec(),
         vec![Segment {
             start_extent: Extents::ZERO,
-            extent_count: extents,
+            extent_count: new.extents,
             kind: SegmentKind::Thin {
                 thin_pool: pool.into(),
                 transaction_id,
                 device_id,
-                origin: None,
+                origin: new.snapshot_of.map(Into::into),
             },
             tags: vec![],
             extra: Default::default(),
         }],
     );
+    if new.read_only {
+        // lvm2's `-pr`: no WRITE; the thin device is then made read-only.
+        lv.status.retain(|s| s != "WRITE");
+    }
+    if new.snapshot_of.is_some() {
+        // lvm2 (`activation/auto_set_activation_skip`, on by default) flags every thin
+        // snapshot it makes so that `vgchange -ay`/`lvchange -ay` pass it by (`-K`
+        // activates it); lvm2 writes the flag in `flags`, not `status`.
+        lv.flags.push(ACTIVATION_SKIP.into());
+    }
     let at = vg
         .lvs
         .iter()
@@ -457,6 +506,58 @@ pub(super) fn create_thin(
         .unwrap_or(vg.lvs.len());
     vg.lvs.insert(at, lv);
     Ok(())
+}
+
+/// lvm2's flag for an LV that activation passes by unless asked with `-K`.
+pub const ACTIVATION_SKIP: &str = "ACTIVATION_SKIP";
+
+/// The pool and size of thin LV `name`, if it is one.
+fn thin_of(vg: &VolumeGroup, name: &str) -> Option<(String, Extents)> {
+    match vg.lv(name)?.segments.as_slice() {
+        [Segment {
+            kind: SegmentKind::Thin { thin_pool, .. },
+            extent_count,
+            ..
+        }] => Some((thin_pool.clone(), *extent_count)),
+        _ => None,
+    }
+}
+
+/// Adds thin snapshot `name` of thin LV `of`, as `lvcreate -s <vg>/<of> -n <name>`
+/// (`-pr` when `read_only`) writes it: a thin LV of the origin's pool and size with
+/// `origin = "<of>"`, a new device id, the pool's transaction id raised, the `create`
+/// recorded (sent as `create_snap <id> <origin id>`), flagged `ACTIVATION_SKIP`.
+pub(super) fn create_snapshot(
+    vg: &mut VolumeGroup,
+    name: &str,
+    of: &str,
+    read_only: bool,
+    tags: &[String],
+    origin: &Origin,
+) -> Result<()> {
+    let lv = vg.lv(of).ok_or_else(|| LvmError::LvNotFound {
+        vg: vg.name.clone(),
+        lv: of.into(),
+    })?;
+    let Some((pool, extents)) = thin_of(vg, of).filter(|_| lv.is_visible()) else {
+        return Err(LvmError::LvUnsupported {
+            vg: vg.name.clone(),
+            lv: of.into(),
+            why: format!(
+                "it is a {} volume; lvmd snapshots thin volumes only",
+                lv.type_name()
+            ),
+        });
+    };
+    let new = NewThin {
+        name,
+        pool: &pool,
+        extents,
+        snapshot_of: Some(of),
+        read_only,
+        tags,
+    };
+    add_thin(vg, &new, origin)
 }
 
 /// Removes thin LV `name` (which nothing refers to) and records the `delete` of its
@@ -488,6 +589,17 @@ pub(super) fn remove_thin(vg: &mut VolumeGroup, name: &str) -> Result<()> {
     let seg = pool_segment(vg, &pool)?;
     attach_message(&vg_name, &pool, seg, PoolMessage::Delete(device_id))?;
     vg.lvs.retain(|l| l.name != name);
+    // As lvm2's `detach_pool_lv`: the origin's snapshots stay, as plain thin LVs (their
+    // blocks are their own in the pool's kernel metadata; only the name goes).
+    for lv in &mut vg.lvs {
+        for seg in &mut lv.segments {
+            if let SegmentKind::Thin { origin, .. } = &mut seg.kind {
+                if origin.as_deref() == Some(name) {
+                    *origin = None;
+                }
+            }
+        }
+    }
     Ok(())
 }
 
@@ -526,6 +638,12 @@ pub enum KernelMessage {
     /// `delete <id>`; an id the pool does not have (ENODATA) is already deleted.
     Delete(u64),
     CreateThin(u64),
+    /// `create_snap <id> <origin id>`: a thin device sharing every block of the origin
+    /// (which must not take writes meanwhile: suspended when active).
+    CreateSnap {
+        id: u64,
+        origin: u64,
+    },
     SetTransactionId {
         old: u64,
         new: u64,
@@ -538,6 +656,7 @@ impl KernelMessage {
         match self {
             KernelMessage::Delete(id) => format!("delete {id}"),
             KernelMessage::CreateThin(id) => format!("create_thin {id}"),
+            KernelMessage::CreateSnap { id, origin } => format!("create_snap {id} {origin}"),
             KernelMessage::SetTransactionId { old, new } => {
                 format!("set_transaction_id {old} {new}")
             }
@@ -601,18 +720,30 @@ pub fn catchup(vg: &VolumeGroup, pool: &str, kernel: u64) -> std::result::Result
     for m in &pending {
         match m {
             PoolMessage::Create(name) => {
-                let id = thin_lvs(vg, pool)
-                    .into_iter()
-                    .find(|(l, _)| l.name == *name)
-                    .map(|(_, id)| id)
-                    .ok_or_else(|| {
-                        format!("a create message names {name}, no thin LV of {pool}")
-                    })?;
+                let thin_id = |lv: &str| {
+                    thin_lvs(vg, pool)
+                        .into_iter()
+                        .find(|(l, _)| l.name == lv)
+                        .map(|(_, id)| id)
+                };
+                let id = thin_id(name).ok_or_else(|| {
+                    format!("a create message names {name}, no thin LV of {pool}")
+                })?;
                 // A device of this id at the old transaction can only be an earlier,
                 // unfinished try of this very create: deleted first, so the new
-                // volume never shows its blocks.
+                // volume never shows its blocks (nor, for a snapshot, stale ones).
                 messages.push(KernelMessage::Delete(id));
-                messages.push(KernelMessage::CreateThin(id));
+                match snapshot_origin(vg, name) {
+                    None => messages.push(KernelMessage::CreateThin(id)),
+                    Some(of) => {
+                        // One transaction at a time: the origin cannot have gone since
+                        // (its removal would have been refused while this is recorded).
+                        let origin = thin_id(of).ok_or_else(|| {
+                            format!("snapshot {name}'s origin {of} is no thin LV of {pool}")
+                        })?;
+                        messages.push(KernelMessage::CreateSnap { id, origin });
+                    }
+                }
             }
             PoolMessage::Delete(id) => messages.push(KernelMessage::Delete(*id)),
         }
@@ -817,5 +948,82 @@ mod tests {
             }
         );
         assert_eq!(KernelMessage::CreateThin(7).text(), "create_thin 7");
+    }
+
+    #[test]
+    fn a_snapshot_is_lvm2s_layout_sent_as_create_snap_and_outlives_its_origin() {
+        use crate::lvm::edit::{apply, Edit};
+        let origin = Origin {
+            host: "h".into(),
+            time: 2,
+        };
+        let mut vg = vg_with_pool();
+        messages_sent(&mut vg, "pool", 1).unwrap();
+        let snap = |name: &str, of: &str| Edit::CreateThinSnapshot {
+            name: name.into(),
+            origin: of.into(),
+            read_only: true,
+            tags: vec!["x".into()],
+        };
+        let e = apply(&vg, &snap("s", "t"), &origin).unwrap();
+        assert_eq!(e.description, "lvcreate -s vg/t -n s");
+        let mut vg = e.vg;
+        let s = vg.lv("s").unwrap();
+        assert_eq!(s.flags, vec![ACTIVATION_SKIP.to_owned()]);
+        assert_eq!(s.status, vec!["READ".to_owned(), "VISIBLE".to_owned()]);
+        assert_eq!(s.extents(), vg.lv("t").unwrap().extents());
+        assert_eq!(
+            s.segments[0].kind,
+            SegmentKind::Thin {
+                thin_pool: "pool".into(),
+                transaction_id: 1,
+                device_id: 2,
+                origin: Some("t".into()),
+            }
+        );
+        let seg = &vg.lv("pool").unwrap().segments[0];
+        assert_eq!(pending_messages(seg), vec![PoolMessage::Create("s".into())]);
+        // Sent as a snapshot of the origin's id, after a delete of a half-done try.
+        assert_eq!(
+            catchup(&vg, "pool", 1).unwrap(),
+            Catchup::Send {
+                messages: vec![
+                    KernelMessage::Delete(2),
+                    KernelMessage::CreateSnap { id: 2, origin: 1 },
+                    KernelMessage::SetTransactionId { old: 1, new: 2 },
+                ],
+                transaction_id: 2,
+            }
+        );
+        assert_eq!(
+            KernelMessage::CreateSnap { id: 2, origin: 1 }.text(),
+            "create_snap 2 1"
+        );
+        // One transaction at a time; then the origin goes, its snapshot stays plain.
+        assert!(apply(&vg, &snap("s2", "t"), &origin).is_err());
+        messages_sent(&mut vg, "pool", 2).unwrap();
+        // Only thin volumes are snapshotted; names are checked.
+        let m = apply(&vg, &snap("s3", "pool"), &origin)
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("thin-pool") && m.contains("pool"), "{m}");
+        assert!(apply(&vg, &snap("s3", "nope"), &origin).is_err());
+        assert!(apply(&vg, &snap("s", "t"), &origin).is_err());
+        let vg = apply(&vg, &Edit::RemoveThin { lv: "t".into() }, &origin)
+            .unwrap()
+            .vg;
+        assert!(vg.lv("t").is_none());
+        assert!(matches!(
+            vg.lv("s").unwrap().segments[0].kind,
+            SegmentKind::Thin {
+                origin: None,
+                device_id: 2,
+                ..
+            }
+        ));
+        assert_eq!(
+            pending_messages(&vg.lv("pool").unwrap().segments[0]),
+            vec![PoolMessage::Delete(1)]
+        );
     }
 }

@@ -429,10 +429,11 @@ impl Segment {
             } => {
                 s.push("thin_pool", Value::Str(thin_pool.clone()));
                 s.push("transaction_id", int(*transaction_id));
+                // lvm2's `_thin_text_export` order: the origin after the device id.
+                s.push("device_id", int(*device_id));
                 if let Some(o) = origin {
                     s.push("origin", Value::Str(o.clone()));
                 }
-                s.push("device_id", int(*device_id));
             }
             SegmentKind::Snapshot {
                 chunk_size,
