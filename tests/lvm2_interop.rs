@@ -1080,6 +1080,7 @@ fn lvm2_reads_renames_and_removes_the_mirrors_lvmd_makes() {
     let mirror = |mirrors| Layout::Raid1 {
         mirrors,
         region_size: lvmd::model::layout::DEFAULT_REGION_SIZE,
+        integrity: false,
     };
     lvm.lv_create(&vg, "lin", Bytes(8 * MIB), Layout::Linear, &[])
         .unwrap();
@@ -1202,6 +1203,7 @@ fn lvmd_grows_mirrors_leg_by_leg_as_lvm2_does() {
     let mirror = Layout::Raid1 {
         mirrors: 1,
         region_size: lvmd::model::layout::DEFAULT_REGION_SIZE,
+        integrity: false,
     };
     lvm.lv_create(&vg, "m", Bytes(8 * MIB), mirror, &[])
         .unwrap();
@@ -1728,6 +1730,7 @@ fn a_raid_repair_past_a_missing_pv_is_one_lvm2_reads_and_reduces() {
     let mirror = Layout::Raid1 {
         mirrors: 1,
         region_size: Sectors(4096),
+        integrity: false,
     };
     lvm.lv_create(&vg, "m", Bytes(8 * MIB), mirror, &[])
         .unwrap();

@@ -75,6 +75,7 @@ fn run<M: Metadata>(e: &lvmd::daemon::volumes::VolumeEngine<M>, vg: &str, op: &O
                 0 => Layout::Raid1 {
                     mirrors: 1,
                     region_size: lvmd::model::layout::DEFAULT_REGION_SIZE,
+                    integrity: false,
                 },
                 1 => Layout::Linear,
                 n => Layout::Striped {

@@ -1416,6 +1416,7 @@ fn raid1_made_by_lvmd_is_one_lvm2_syncs_and_activates() {
     let mirror = Layout::Raid1 {
         mirrors: 1,
         region_size: lvmd::model::layout::DEFAULT_REGION_SIZE,
+        integrity: false,
     };
     lvm.lv_create(&bed.vg, "m", Bytes(8 * MIB), mirror, &[])
         .unwrap();

@@ -335,6 +335,7 @@ impl Api {
             Ok(pb::Layout::Raid1) => Ok(Layout::Raid1 {
                 mirrors: r.mirrors.max(1),
                 region_size: DEFAULT_REGION_SIZE,
+                integrity: false,
             }),
             Ok(pb::Layout::Striped) => {
                 let n = if stripes == 0 {

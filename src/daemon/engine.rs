@@ -156,6 +156,9 @@ pub struct VgSpace {
     /// `[i]`: the largest raid1 volume with `i + 1` mirrors (each copy on its own PV,
     /// with an extent for its metadata).
     pub largest_raid1: Vec<Bytes>,
+    /// The same with dm-integrity under each copy (each leg also holds its integrity
+    /// metadata, [`crate::model::layout::integrity_meta_extents`]).
+    pub largest_raid1_integrity: Vec<Bytes>,
     /// The metadata text and the longest one the VG's areas take.
     pub metadata_used: Bytes,
     pub metadata_capacity: Bytes,

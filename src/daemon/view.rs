@@ -6,6 +6,7 @@ use super::volumes::VgRead;
 use crate::activate::target::{LegHealth, RaidStatus};
 use crate::alloc::{FreeSpace, Shape};
 pub use crate::lvm::pv_spaces;
+use crate::model::layout::largest_integrity_data;
 use crate::model::{Layout, LogicalVolume, PhysicalVolume, SegmentKind, VolumeGroup};
 use crate::units::{Bytes, Extents};
 use crate::uuid::Uuid;
@@ -29,14 +30,23 @@ pub fn vg_space(read: &VgRead, stripes: u32) -> VgSpace {
     } else {
         largest(Shape::Striped { stripes })
     };
-    // Each leg also holds its one-extent metadata sub-LV.
-    let largest_raid1 = (2..=vg.pvs.len() as u32)
-        .map(|legs| largest(Shape::Mirrored { legs }).checked_sub(Extents(1)))
-        .map(|e| bytes(vg, e.unwrap_or(Extents::ZERO)))
+    // Each leg also holds its one-extent metadata sub-LV (and with integrity its
+    // integrity metadata).
+    let per_leg: Vec<Extents> = (2..=vg.pvs.len() as u32)
+        .map(|legs| largest(Shape::Mirrored { legs }))
+        .collect();
+    let largest_raid1 = per_leg
+        .iter()
+        .map(|e| bytes(vg, e.checked_sub(Extents(1)).unwrap_or(Extents::ZERO)))
+        .collect();
+    let largest_raid1_integrity = per_leg
+        .iter()
+        .map(|&e| bytes(vg, largest_integrity_data(e, vg.extent_size)))
         .collect();
     VgSpace {
         extent_size: vg.extent_size.bytes(),
         largest_raid1,
+        largest_raid1_integrity,
         metadata_used: read.metadata.used,
         metadata_capacity: read.metadata.capacity,
         total: bytes(vg, vg.total_extents()),
@@ -107,7 +117,7 @@ pub fn lv_info(
         name: lv.name.clone(),
         uuid: lv.id.to_string(),
         size: bytes(vg, lv.extents()),
-        layout: Layout::of(lv),
+        layout: Layout::of_in(vg, lv),
         tags: lv.tags.clone(),
         device,
     }

@@ -810,6 +810,16 @@ impl<M: Metadata> VolumeEngine<M> {
         let read = self.meta.read(vg)?;
         self.info(&read, lv)?;
         let active = self.activation.activate(&read, lv)?;
+        crash::point("activated");
+        if read.vg.lv(lv).is_some_and(crate::activate::raid::is_raid) {
+            // What the metadata asked of this first load only (a new integrity layer's
+            // `recalculate`, a repaired leg's `REBUILD`), now in the kernel's table:
+            // dropped, as lvm2 drops it after its activation, so no later load
+            // restarts it. A crash before this commit: the next activation (lvmd's or
+            // lvm2's) asks again, which the kernel takes as a no-op or a restart.
+            self.meta
+                .edit(vg, &Edit::RaidRebuildLoaded { lv: lv.into() })?;
+        }
         let mut info = self.info(&read, lv)?;
         info.device = Some(active.device);
         Ok(info)

@@ -707,6 +707,7 @@ mod tests {
         Layout::Raid1 {
             mirrors,
             region_size: crate::model::layout::DEFAULT_REGION_SIZE,
+            integrity: false,
         }
     }
 
@@ -752,6 +753,121 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["m".to_string()]);
         let want = runs(legs.iter().flat_map(|l| held(&e, l)).collect());
+        z.clear();
+        assert!(e.remove_logical_volume("vg", "m").unwrap());
+        assert_eq!(runs(z.zeroed()), want);
+        let read = e.meta.read("vg").unwrap();
+        assert!(read.vg.lvs.is_empty(), "{:?}", read.vg.lvs);
+        assert_eq!(read.vg.free_extents(), read.vg.total_extents());
+    }
+
+    /// A new mirror with integrity: each leg's `_imeta` is zeroed whole before anything
+    /// can load it (dm-integrity would take an old superblock, journal or tags there
+    /// for its own), beside the raid metadata and the copies' edges; its first
+    /// activation takes `recalculate` and the commit after drops it; its removal
+    /// zeroes and frees every extent of every sub-LV, layers included; capacity and
+    /// refusals count the integrity metadata.
+    #[test]
+    fn an_integrity_mirror_has_its_integrity_metadata_zeroed_and_counted() {
+        let (e, z) = engine(64 * MIB);
+        let im = Layout::Raid1 {
+            mirrors: 1,
+            region_size: crate::model::layout::DEFAULT_REGION_SIZE,
+            integrity: true,
+        };
+        // 256 MiB PVs: 63 extents each; a leg of 60 data extents needs 1 + 2 more.
+        let space = e.space("vg", 1).unwrap();
+        assert_eq!(space.largest_raid1_integrity, vec![Bytes(60 * 4 * MIB)]);
+        assert_eq!(space.largest_raid1, vec![Bytes(62 * 4 * MIB)]);
+        // 10 extents taken on one PV: 50 data extents per leg are left, though the VG
+        // has room for 51 and their metadata in all: "no space", not a bad request.
+        e.create_logical_volume("vg", &spec("x", 40, Layout::Linear))
+            .unwrap();
+        let space = e.space("vg", 1).unwrap();
+        assert_eq!(space.largest_raid1_integrity, vec![Bytes(50 * 4 * MIB)]);
+        assert!(2 * (51 + 3) * 4 * MIB <= space.free.0);
+        let no = e
+            .create_logical_volume("vg", &spec("m", 51 * 4, im))
+            .unwrap_err();
+        assert!(
+            matches!(no, EngineError::Lvm(crate::lvm::LvmError::Alloc { .. })),
+            "{no:?}"
+        );
+        e.create_logical_volume("vg", &spec("m", 50 * 4, im))
+            .unwrap();
+        // Larger than the inline limit: a wipe LV, its layers renamed along, zeroed
+        // and removed whole in the background.
+        assert!(e.remove_logical_volume("vg", "m").unwrap());
+        let read = e.meta.read("vg").unwrap();
+        assert_eq!(read.vg.lvs.len(), 10, "x, the wipe LV and its 8 sub-LVs");
+        assert_eq!(e.finish_wipes().unwrap(), 1);
+        assert!(e.remove_logical_volume("vg", "x").unwrap());
+        assert!(e.meta.read("vg").unwrap().vg.lvs.is_empty());
+        z.clear();
+        let made = e.create_logical_volume("vg", &spec("m", 12, im)).unwrap();
+        assert_eq!(made.value.layout, im);
+        assert_eq!(made.value.size, Bytes(12 * MIB));
+        let cleared = runs(z.zeroed());
+        let covered = |r: &(PathBuf, u64, u64)| {
+            cleared
+                .iter()
+                .any(|c| c.0 == r.0 && c.1 <= r.1 && c.1 + c.2 >= r.1 + r.2)
+        };
+        for i in 0..2 {
+            for whole in [format!("m_rmeta_{i}"), format!("m_rimage_{i}_imeta")] {
+                let held = runs(held(&e, &whole));
+                assert_eq!(
+                    held.iter().map(|r| r.2).sum::<u64>(),
+                    if whole.contains("imeta") {
+                        8 * MIB
+                    } else {
+                        4 * MIB
+                    }
+                );
+                assert!(
+                    held.iter().all(covered),
+                    "{whole} {held:?} not zeroed whole: {cleared:?}"
+                );
+            }
+            let data = runs(held(&e, &format!("m_rimage_{i}_iorig")))[0].clone();
+            assert!(
+                covered(&(data.0.clone(), data.1, MIB)),
+                "copy {i}: {cleared:?}"
+            );
+            // Not the whole copy: only its edges.
+            assert!(!covered(&data), "copy {i} zeroed whole: {cleared:?}");
+        }
+        // The create over again: the same volume, found.
+        let again = e.create_logical_volume("vg", &spec("m", 12, im)).unwrap();
+        assert!(!again.created);
+        let plain = e
+            .create_logical_volume("vg", &spec("m", 12, mirror(1)))
+            .unwrap_err();
+        assert!(plain.to_string().contains("integrity"), "{plain}");
+        // First activation: recalculate goes from the metadata after it.
+        let recalc = |e: &SimEngine| {
+            let read = e.meta.read("vg").unwrap();
+            (0..2)
+                .filter(|i| {
+                    let image = read.vg.lv(&format!("m_rimage_{i}")).unwrap();
+                    matches!(&image.segments[0].kind,
+                        crate::model::SegmentKind::Other { body, .. } if body.get("recalculate").is_some())
+                })
+                .count()
+        };
+        assert_eq!(recalc(&e), 2);
+        e.activate("vg", "m").unwrap();
+        assert_eq!(recalc(&e), 0);
+        e.deactivate("vg", "m").unwrap();
+        let subs = [
+            "m_rmeta_0",
+            "m_rmeta_1",
+            "m_rimage_0_iorig",
+            "m_rimage_1_iorig",
+            "m_rimage_0_imeta",
+            "m_rimage_1_imeta",
+        ];
+        let want = runs(subs.iter().flat_map(|l| held(&e, l)).collect());
         z.clear();
         assert!(e.remove_logical_volume("vg", "m").unwrap());
         assert_eq!(runs(z.zeroed()), want);

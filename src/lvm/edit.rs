@@ -94,8 +94,9 @@ pub enum Edit {
         legs: Vec<usize>,
         avoid: Vec<String>,
     },
-    /// The kernel took the rebuild of raid1 LV `lv`'s new legs: their `REBUILD` flags
-    /// are dropped (lvm2 drops them after its reload too).
+    /// The kernel took the rebuild of raid1 LV `lv`'s new legs, or the recalculation of
+    /// its new integrity layers: their `REBUILD` flags and `recalculate` keys are
+    /// dropped (lvm2 drops them after its load too).
     RaidRebuildLoaded {
         lv: String,
     },
@@ -280,8 +281,8 @@ pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
         Edit::RemoveLv { lv } => {
             existing(vg, lv)?;
             check_removable(vg, lv)?;
-            // A raid1 LV goes with its legs.
-            let subs = raid::sub_lvs(vg, lv).unwrap_or_default();
+            // A raid1 LV goes with its legs (and their integrity layers).
+            let subs = raid::all_sub_lvs(vg, lv).unwrap_or_default();
             new.lvs.retain(|l| l.name != *lv && !subs.contains(&l.name));
             format!("lvremove {name}/{lv}")
         }
@@ -372,14 +373,14 @@ pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
         }
         Edit::RaidRebuildLoaded { lv } => {
             existing(vg, lv)?;
-            if !raid::clear_rebuild(&mut new, lv) {
+            if !raid::clear_first_load(&mut new, lv) {
                 return Ok(Edited {
                     vg: new,
                     description: String::new(),
                     changed: false,
                 });
             }
-            format!("raid1 {name}/{lv}: rebuild loaded")
+            format!("raid1 {name}/{lv}: first load taken (rebuild, recalculate)")
         }
         Edit::Rewrite => format!("rewrite {name} to repair stale metadata copies"),
     };
@@ -588,7 +589,7 @@ pub fn add_pvs(vg: &mut VolumeGroup, pvs: &[NewPv]) -> Result<()> {
 /// striped LV nothing else refers to. The daemon asks before it deactivates anything,
 /// so a refused removal changes nothing at all.
 pub fn check_removable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
-    if raid::sub_lvs(vg, lv_name).is_none() {
+    if raid::all_sub_lvs(vg, lv_name).is_none() {
         check_plain(vg, lv_name)?;
     }
     check_visible(vg, lv_name)?;

@@ -8,9 +8,11 @@ use super::edit::Origin;
 use super::segments::linear_segments;
 use super::{LvmError, Result};
 use crate::alloc::{self, Allocation};
+use crate::format::text::{Section, Value};
+use crate::model::layout::integrity_meta_extents;
 use crate::model::name::check_dm_name;
 use crate::model::{Layout, LogicalVolume, Segment, SegmentKind, VolumeGroup};
-use crate::units::Extents;
+use crate::units::{Extents, Sectors};
 
 /// Extents of each leg's metadata sub-LV (lvm2's: one extent).
 const META_EXTENTS: Extents = Extents(1);
@@ -65,7 +67,7 @@ pub(super) fn layered_leg<'a>(
 }
 
 /// Adds a raid1 LV of `extents` per leg, with its legs' sub-LVs, as lvm2's
-/// `lvcreate --type raid1 -m mirrors -R region_size` writes it.
+/// `lvcreate --type raid1 -m mirrors -R region_size [--raidintegrity y]` writes it.
 pub(super) fn create(
     vg: &mut VolumeGroup,
     name: &str,
@@ -77,13 +79,23 @@ pub(super) fn create(
     let Layout::Raid1 {
         mirrors,
         region_size,
+        integrity,
     } = layout
     else {
         unreachable!("raid1 layout")
     };
     let legs = (mirrors + 1) as usize;
+    let imeta_extents = if integrity {
+        integrity_meta_extents(extents, vg.extent_size)
+    } else {
+        Extents::ZERO
+    };
     for leg in 0..legs {
-        for sub in [meta_name(name, leg), image_name(name, leg)] {
+        let mut names = vec![meta_name(name, leg), image_name(name, leg)];
+        if integrity {
+            names.extend([iorig_name(name, leg), imeta_name(name, leg)]);
+        }
+        for sub in names {
             check_dm_name(&vg.name, &sub)?;
             if vg.lv(&sub).is_some() {
                 return Err(LvmError::LvExists {
@@ -93,8 +105,10 @@ pub(super) fn create(
             }
         }
     }
+    // Each leg on one PV of its own: its metadata, its data and (with integrity) the
+    // integrity metadata, so losing a PV costs one copy and its checksums together.
     let req = alloc::Request {
-        extents: META_EXTENTS + extents,
+        extents: META_EXTENTS + extents + imeta_extents,
         shape: layout.shape(),
         pvs_allowed: None,
         after: None,
@@ -109,16 +123,36 @@ pub(super) fn create(
     };
     let sub_lv = |name: String, segments| origin.new_lv(name, false, vec![], segments);
     let mut subs = Vec::with_capacity(legs * 2);
+    let mut layers = Vec::new();
     let mut leg_names = Vec::with_capacity(legs);
     for (leg, areas) in placed.iter().enumerate() {
-        // The leg's first extent is its metadata area, the rest its image (lvm2 puts
-        // the metadata right before the image, on the same PV).
-        let (meta, image) = split_areas(areas, META_EXTENTS);
+        // The leg's first extent is its metadata area, then its image (lvm2 puts the
+        // metadata right before the image, on the same PV), then the integrity
+        // metadata (lvm2 allocates it after the raid, on the image's PV).
+        let (meta, rest) = split_areas(areas, META_EXTENTS);
+        let (data, imeta) = split_areas(&rest, extents);
         let (m, i) = (meta_name(name, leg), image_name(name, leg));
-        subs.push(sub_lv(
-            i.clone(),
-            linear_segments(vg, Extents::ZERO, &image),
-        ));
+        let data_segments = linear_segments(vg, Extents::ZERO, &data);
+        if integrity {
+            let (orig, imeta_lv) = (iorig_name(name, leg), imeta_name(name, leg));
+            let image = Segment {
+                start_extent: Extents::ZERO,
+                extent_count: extents,
+                kind: SegmentKind::Other {
+                    type_name: INTEGRITY.into(),
+                    body: integrity_body(&orig, &imeta_lv, vg.extent_size.span(extents)),
+                },
+                tags: vec![],
+                extra: Default::default(),
+            };
+            subs.push(sub_lv(i.clone(), vec![image]));
+            let mut imeta_sub = sub_lv(imeta_lv, linear_segments(vg, Extents::ZERO, &imeta));
+            // lvm2 makes the integrity metadata with no read-ahead.
+            imeta_sub.extra.push("read_ahead", Value::Int(-1));
+            layers.push((imeta_sub, sub_lv(orig, data_segments)));
+        } else {
+            subs.push(sub_lv(i.clone(), data_segments));
+        }
         subs.push(sub_lv(m.clone(), linear_segments(vg, Extents::ZERO, &meta)));
         leg_names.push((m, i));
     }
@@ -137,10 +171,81 @@ pub(super) fn create(
             extra: Default::default(),
         }],
     );
-    // lvm2's order: the LV, then per leg its image and its metadata.
+    // lvm2's order: the LV, then per leg its image and its metadata, then (integrity)
+    // every leg's `_imeta`, then every leg's `_iorig`.
     vg.lvs.push(lv);
     vg.lvs.extend(subs);
+    let (imetas, origs): (Vec<_>, Vec<_>) = layers.into_iter().unzip();
+    vg.lvs.extend(imetas);
+    vg.lvs.extend(origs);
     Ok(())
+}
+
+/// lvm2's segment type of a raid image with dm-integrity under it.
+const INTEGRITY: &str = "integrity";
+
+/// The integrity segment body lvm2 writes for a new raid image of `data` sectors:
+/// journal mode, 4-byte crc32c tags per 512-byte block, metadata on `imeta`, and
+/// `recalculate = 1` until the first activation has started the kernel computing the
+/// tags of what the data sub-LV holds (lvm2 clears it in a commit right after that
+/// activation; lvmd's [`clear_first_load`] does the same).
+///
+/// The block size is lvm2's for PVs of 512-byte logical sectors; lvm2 takes 4096 on
+/// PVs of 4 KiB sectors, which lvmd's pure edits cannot see (a limit, said in the
+/// README).
+fn integrity_body(iorig: &str, imeta: &str, data: Sectors) -> Section {
+    let mut b = Section::new();
+    b.push("origin", Value::Str(iorig.into()));
+    b.push("data_sectors", Value::Int(data.0 as i64));
+    b.push("mode", Value::Str("J".into()));
+    b.push("tag_size", Value::Int(4));
+    b.push("block_size", Value::Int(512));
+    b.push("internal_hash", Value::Str("crc32c".into()));
+    b.push("meta_dev", Value::Str(imeta.into()));
+    b.push(RECALCULATE, Value::Int(1));
+    b
+}
+
+/// The integrity key that asks the next load for the kernel's recalculation.
+const RECALCULATE: &str = "recalculate";
+
+pub(super) fn iorig_name(lv: &str, leg: usize) -> String {
+    format!("{lv}_rimage_{leg}_iorig")
+}
+
+pub(super) fn imeta_name(lv: &str, leg: usize) -> String {
+    format!("{lv}_rimage_{leg}_imeta")
+}
+
+/// The (`_iorig`, `_imeta`) sub-LVs of raid image `image` when it is an integrity
+/// layer as lvm2 makes one (one integrity segment over two plain LVs of the VG).
+fn integrity_subs(vg: &VolumeGroup, image: &LogicalVolume) -> Option<(String, String)> {
+    let (origin, meta) = image.integrity_layer()?;
+    [origin, meta]
+        .iter()
+        .all(|n| vg.lv(n).is_some_and(LogicalVolume::is_plain))
+        .then(|| (origin.to_owned(), meta.to_owned()))
+}
+
+/// Every sub-LV of raid1 LV `lv_name` when its legs are all there: each leg's
+/// metadata and image, and with integrity the image's `_iorig` and `_imeta` (what a
+/// removal takes with it). `None` when a leg is missing or has a layer lvmd does not
+/// know.
+pub(super) fn all_sub_lvs(vg: &VolumeGroup, lv_name: &str) -> Option<Vec<String>> {
+    let legs = legs_of(vg.lv(lv_name)?)?;
+    let mut out = Vec::with_capacity(legs.len() * 4);
+    for (m, i) in legs {
+        if !vg.lv(m).is_some_and(LogicalVolume::is_plain) {
+            return None;
+        }
+        let image = vg.lv(i)?;
+        out.extend([m.clone(), i.clone()]);
+        if !image.is_plain() {
+            let (orig, meta) = integrity_subs(vg, image)?;
+            out.extend([orig, meta]);
+        }
+    }
+    Some(out)
 }
 
 /// The first `n` extents of `areas`, and the rest.
@@ -172,18 +277,29 @@ pub(super) fn rename_legs(vg: &mut VolumeGroup, new: &str) -> Result<()> {
     let Some(legs) = vg.lv(new).and_then(legs_of).map(<[_]>::to_vec) else {
         return Ok(());
     };
-    // Its layers' sub-LVs (`_iorig`, `_imeta`) would keep the old name.
-    if let Some((sub, kind)) = layered_leg(vg, vg.lv(new).expect("checked")) {
-        return Err(LvmError::LvUnsupported {
-            vg: vg.name.clone(),
-            lv: new.into(),
-            why: layered_why(sub, kind).replace("remove, resize or repair", "rename"),
-        });
+    // A layer other than lvm2's integrity would keep sub-LVs under the old name.
+    let layers: Vec<Option<(String, String)>> = legs
+        .iter()
+        .map(|(_, i)| vg.lv(i).and_then(|image| integrity_subs(vg, image)))
+        .collect();
+    if all_sub_lvs(vg, new).is_none() {
+        if let Some((sub, kind)) = layered_leg(vg, vg.lv(new).expect("checked")) {
+            return Err(LvmError::LvUnsupported {
+                vg: vg.name.clone(),
+                lv: new.into(),
+                why: layered_why(sub, kind).replace("resize or repair", "rename"),
+            });
+        }
     }
     let mut renamed = Vec::with_capacity(legs.len());
-    for (leg, (m, i)) in legs.iter().enumerate() {
+    for (leg, ((m, i), layer)) in legs.iter().zip(&layers).enumerate() {
         let pair = (meta_name(new, leg), image_name(new, leg));
-        for (from, to) in [(m, &pair.0), (i, &pair.1)] {
+        let mut moves = vec![(m.clone(), pair.0.clone()), (i.clone(), pair.1.clone())];
+        if let Some((orig, imeta)) = layer {
+            moves.push((orig.clone(), iorig_name(new, leg)));
+            moves.push((imeta.clone(), imeta_name(new, leg)));
+        }
+        for (from, to) in &moves {
             check_dm_name(&vg.name, to)?;
             if vg.lv(to).is_some() {
                 return Err(LvmError::LvExists {
@@ -193,6 +309,14 @@ pub(super) fn rename_legs(vg: &mut VolumeGroup, new: &str) -> Result<()> {
             }
             if let Some(sub) = vg.lv_mut(from) {
                 sub.name = to.clone();
+            }
+        }
+        if layer.is_some() {
+            // The image's integrity segment names its layers.
+            let image = vg.lv_mut(&pair.1).expect("renamed above");
+            if let SegmentKind::Other { body, .. } = &mut image.segments[0].kind {
+                body.set("origin", Value::Str(iorig_name(new, leg)));
+                body.set("meta_dev", Value::Str(imeta_name(new, leg)));
             }
         }
         renamed.push(pair);
@@ -317,22 +441,32 @@ pub(super) fn repair(
 pub(super) fn layered_why(sub: &str, kind: &str) -> String {
     format!(
         "its leg {sub} is a {kind} layer (lvm2's --raidintegrity: dm-integrity under each \
-         copy, on _iorig and _imeta sub-LVs); lvmd does not remove, resize or repair such \
-         mirrors yet (use lvm2)"
+         copy, on _iorig and _imeta sub-LVs); lvmd does not resize or repair such mirrors \
+         yet (use lvm2)"
     )
 }
 
-/// Drops the `REBUILD` flags of raid1 LV `lv_name`'s sub-LVs; `false`: none had one.
-pub(super) fn clear_rebuild(vg: &mut VolumeGroup, lv_name: &str) -> bool {
-    let Some(subs) = sub_lvs(vg, lv_name) else {
+/// Drops what raid1 LV `lv_name`'s metadata asks of the next load only, once the
+/// kernel has taken it: its sub-LVs' `REBUILD` flags and its integrity images'
+/// `recalculate` (lvm2 drops both in a commit after that load, so later loads neither
+/// rebuild a leg again nor restart the tags' recalculation); `false`: none was there.
+pub(super) fn clear_first_load(vg: &mut VolumeGroup, lv_name: &str) -> bool {
+    let Some(subs) = all_sub_lvs(vg, lv_name) else {
         return false;
     };
     let mut changed = false;
     for sub in subs {
-        let l = vg.lv_mut(&sub).expect("sub_lvs checked");
+        let l = vg.lv_mut(&sub).expect("all_sub_lvs checked");
         let before = l.status.len();
         l.status.retain(|s| s != REBUILD);
         changed |= l.status.len() != before;
+        for seg in &mut l.segments {
+            if let SegmentKind::Other { type_name, body } = &mut seg.kind {
+                if type_name == INTEGRITY {
+                    changed |= body.remove(RECALCULATE);
+                }
+            }
+        }
     }
     changed
 }
@@ -423,26 +557,22 @@ mod integrity_tests {
         VolumeGroup::from_document(&doc).unwrap().0
     }
 
-    /// Removing, growing, renaming or repairing it would leave its `_iorig`/`_imeta`
-    /// sub-LVs behind or misnamed: every one is refused naming the layer, the VG as
-    /// it was.
-    #[test]
-    fn a_mirror_with_integrity_legs_is_not_changed() {
-        let vg = vg();
-        let origin = Origin {
+    fn origin() -> Origin {
+        Origin {
             host: "h".into(),
             time: 1,
-        };
+        }
+    }
+
+    /// Growing or repairing it would leave its `_iorig`/`_imeta` sub-LVs as they
+    /// were: refused naming the layer, the VG as it was.
+    #[test]
+    fn a_mirror_with_integrity_legs_is_not_grown_or_repaired() {
+        let vg = vg();
         for edit in [
-            Edit::RemoveLv { lv: "m".into() },
             Edit::ResizeLv {
                 lv: "m".into(),
                 size: Bytes(16 << 20),
-            },
-            Edit::RenameLv {
-                lv: "m".into(),
-                to: "n".into(),
-                tags: None,
             },
             Edit::RepairRaid {
                 lv: "m".into(),
@@ -450,16 +580,9 @@ mod integrity_tests {
                 avoid: vec![],
             },
         ] {
-            match apply(&vg, &edit, &origin) {
+            match apply(&vg, &edit, &origin()) {
                 Err(LvmError::LvUnsupported { lv, why, .. }) => {
-                    assert_eq!(
-                        lv,
-                        if matches!(edit, Edit::RenameLv { .. }) {
-                            "n"
-                        } else {
-                            "m"
-                        }
-                    );
+                    assert_eq!(lv, "m");
                     assert!(
                         why.contains("m_rimage_0") && why.contains("integrity"),
                         "{edit:?}: {why}"
@@ -468,6 +591,136 @@ mod integrity_tests {
                 other => panic!("{edit:?}: {other:?}"),
             }
         }
+    }
+
+    /// lvm2's mirror goes whole: the LV and its eight sub-LVs; renamed, every sub-LV
+    /// follows and the integrity segments name the new layers.
+    #[test]
+    fn lvm2s_integrity_mirror_is_removed_and_renamed_whole() {
+        let vg = vg();
+        let removed = apply(&vg, &Edit::RemoveLv { lv: "m".into() }, &origin()).unwrap();
+        assert!(removed.vg.lvs.is_empty(), "{:?}", removed.vg.lvs);
+        let edit = Edit::RenameLv {
+            lv: "m".into(),
+            to: "n".into(),
+            tags: None,
+        };
+        let renamed = apply(&vg, &edit, &origin()).unwrap().vg;
+        let mut names: Vec<&str> = renamed.lvs.iter().map(|l| l.name.as_str()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "n",
+                "n_rimage_0",
+                "n_rimage_0_imeta",
+                "n_rimage_0_iorig",
+                "n_rimage_1",
+                "n_rimage_1_imeta",
+                "n_rimage_1_iorig",
+                "n_rmeta_0",
+                "n_rmeta_1"
+            ]
+        );
+        for leg in 0..2 {
+            let image = renamed.lv(&format!("n_rimage_{leg}")).unwrap();
+            let (orig, imeta) = image.integrity_layer().unwrap();
+            assert_eq!(orig, format!("n_rimage_{leg}_iorig"));
+            assert_eq!(imeta, format!("n_rimage_{leg}_imeta"));
+            // The layers kept their ids and extents.
+            let old = vg.lv(&format!("m_rimage_{leg}_imeta")).unwrap();
+            let new = renamed.lv(imeta).unwrap();
+            assert_eq!((old.id, &old.segments), (new.id, &new.segments));
+        }
+    }
+
+    /// A mirror lvmd makes with integrity is what lvm2 made for the same request (the
+    /// fixture: `lvcreate --type raid1 -m1 --raidintegrity y -L 8M` on two 64 MiB
+    /// PVs): the same LVs in the same order, the same segments and extents, the same
+    /// integrity keys, plus `recalculate = 1` until its first activation (lvm2 clears
+    /// it right after; so does [`Edit::RaidRebuildLoaded`]).
+    #[test]
+    fn an_integrity_mirror_is_laid_out_as_lvm2_lays_it_out() {
+        use crate::model::layout::DEFAULT_REGION_SIZE;
+        let lvm2 = vg();
+        let mut empty = lvm2.clone();
+        empty.lvs.clear();
+        let spec = crate::lvm::edit::LvSpec {
+            name: "m".into(),
+            size: Bytes(8 << 20),
+            layout: crate::model::Layout::Raid1 {
+                mirrors: 1,
+                region_size: DEFAULT_REGION_SIZE,
+                integrity: true,
+            },
+            tags: vec![],
+        };
+        let ours = apply(&empty, &Edit::CreateLv(spec), &origin()).unwrap().vg;
+        let names =
+            |vg: &VolumeGroup| -> Vec<String> { vg.lvs.iter().map(|l| l.name.clone()).collect() };
+        assert_eq!(names(&ours), names(&lvm2));
+        for theirs in &lvm2.lvs {
+            let mine = ours.lv(&theirs.name).unwrap();
+            assert_eq!(mine.status, theirs.status, "{}", theirs.name);
+            assert_eq!(
+                mine.extra.get_int("read_ahead"),
+                theirs.extra.get_int("read_ahead"),
+                "{}",
+                theirs.name
+            );
+            let mut want = theirs.segments.clone();
+            if let [crate::model::Segment {
+                kind: crate::model::SegmentKind::Other { body, .. },
+                ..
+            }] = want.as_mut_slice()
+            {
+                body.push("recalculate", crate::format::text::Value::Int(1));
+            }
+            assert_eq!(mine.segments, want, "{}", theirs.name);
+        }
+        // The first load taken: the key goes, once.
+        let done = Edit::RaidRebuildLoaded { lv: "m".into() };
+        let cleared = apply(&ours, &done, &origin()).unwrap();
+        assert!(cleared.changed);
+        for leg in ["m_rimage_0", "m_rimage_1"] {
+            assert_eq!(
+                cleared.vg.lv(leg).unwrap().segments,
+                lvm2.lv(leg).unwrap().segments
+            );
+        }
+        assert!(!apply(&cleared.vg, &done, &origin()).unwrap().changed);
+        // Its text reads back as the same VG.
+        let header = crate::model::TextHeader {
+            description: String::new(),
+            creation_host: "h".into(),
+            creation_time: 1,
+        };
+        let doc = cleared.vg.to_document(&header, false);
+        let back = VolumeGroup::from_document(&doc).unwrap().0;
+        assert_eq!(back.lvs, cleared.vg.lvs);
+    }
+
+    /// Each leg takes its data, one raid metadata extent and its integrity metadata
+    /// on one PV: a PV with room for the data but not the rest does not take a leg.
+    #[test]
+    fn each_leg_needs_room_for_its_integrity_metadata() {
+        use crate::model::layout::DEFAULT_REGION_SIZE;
+        let mut empty = vg();
+        empty.lvs.clear();
+        // 15 extents per PV: 12 of data, 1 rmeta, 2 imeta fit; 13 of data do not.
+        let spec = |mib: u64| crate::lvm::edit::LvSpec {
+            name: "m".into(),
+            size: Bytes(mib << 20),
+            layout: crate::model::Layout::Raid1 {
+                mirrors: 1,
+                region_size: DEFAULT_REGION_SIZE,
+                integrity: true,
+            },
+            tags: vec![],
+        };
+        assert!(apply(&empty, &Edit::CreateLv(spec(48)), &origin()).is_ok());
+        let e = apply(&empty, &Edit::CreateLv(spec(52)), &origin()).unwrap_err();
+        assert!(matches!(e, LvmError::Alloc { .. }), "{e:?}");
     }
 }
 
@@ -504,6 +757,7 @@ mod repair_tests {
             layout: Layout::Raid1 {
                 mirrors: 1,
                 region_size: Sectors(4096),
+                integrity: false,
             },
             tags: vec![],
         };

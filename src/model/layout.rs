@@ -31,10 +31,14 @@ pub enum Layout {
     },
     /// `mirrors + 1` copies of the data (lvm2's `--type raid1 -m mirrors`), each leg on a
     /// PV of its own with a one-extent metadata area beside it, kept in step by dm-raid
-    /// in regions of `region_size`.
+    /// in regions of `region_size`. With `integrity` each copy has dm-integrity under it
+    /// (lvm2's `--raidintegrity y`): a checksum per block, kept on a metadata sub-LV of
+    /// its own beside the copy ([`integrity_meta_extents`]), so a block that one copy
+    /// returns damaged is read from another.
     Raid1 {
         mirrors: u32,
         region_size: Sectors,
+        integrity: bool,
     },
     /// A volume of a thin pool (lvm2's `--type thin`): its blocks are the pool's,
     /// provisioned on first write, none of them on PV extents of its own. Which pool is
@@ -79,9 +83,36 @@ impl Layout {
             Some(SegmentKind::Raid1 { region_size, legs }) => Layout::Raid1 {
                 mirrors: (legs.len() as u32).saturating_sub(1),
                 region_size: region_size.unwrap_or(DEFAULT_REGION_SIZE),
+                integrity: false,
             },
             Some(SegmentKind::Thin { .. }) => Layout::Thin,
             _ => Layout::Linear,
+        }
+    }
+
+    /// [`Layout::of`], and for raid1 whether its images have dm-integrity under them
+    /// (lvm2's `--raidintegrity`: each image an integrity layer), which only the VG's
+    /// sub-LVs tell.
+    pub fn of_in(vg: &super::VolumeGroup, lv: &LogicalVolume) -> Layout {
+        match Layout::of(lv) {
+            Layout::Raid1 {
+                mirrors,
+                region_size,
+                ..
+            } => {
+                let integrity = lv.segments.iter().any(|s| match &s.kind {
+                    SegmentKind::Raid1 { legs, .. } => legs.iter().any(|(_, image)| {
+                        vg.lv(image).is_some_and(|i| i.integrity_layer().is_some())
+                    }),
+                    _ => false,
+                });
+                Layout::Raid1 {
+                    mirrors,
+                    region_size,
+                    integrity,
+                }
+            }
+            other => other,
         }
     }
 
@@ -138,6 +169,7 @@ impl Layout {
         if let Layout::Raid1 {
             mirrors,
             region_size,
+            ..
         } = self
         {
             if mirrors == 0 || mirrors >= MAX_RAID1_LEGS {
@@ -186,22 +218,92 @@ impl Layout {
     }
 
     /// The extents a volume of `size` takes from the VG in all: every copy, and for
-    /// raid1 each leg's one-extent metadata area.
+    /// raid1 each leg's one-extent metadata area (and with integrity each leg's
+    /// integrity metadata, [`integrity_meta_extents`]).
     pub fn footprint(self, size: Bytes, extent_size: ExtentSize) -> Extents {
+        Extents(
+            self.per_copy(size, extent_size)
+                .0
+                .saturating_mul(u64::from(self.copies())),
+        )
+    }
+
+    /// The extents one copy of a volume of `size` takes, on one PV for a mirror's leg:
+    /// its data, and for raid1 the leg's metadata areas.
+    pub fn per_copy(self, size: Bytes, extent_size: ExtentSize) -> Extents {
+        let data = self.extents_for(size, extent_size);
         let meta = match self {
-            Layout::Raid1 { .. } => 1,
+            Layout::Raid1 { integrity, .. } => {
+                let imeta = if integrity {
+                    integrity_meta_extents(data, extent_size).0
+                } else {
+                    0
+                };
+                1 + imeta
+            }
             // Its blocks are the pool's.
             Layout::Thin => return Extents::ZERO,
             _ => 0,
         };
-        let per_copy = self.extents_for(size, extent_size).0 + meta;
-        Extents(per_copy.saturating_mul(u64::from(self.copies())))
+        Extents(data.0 + meta)
+    }
+
+    /// Whether copies carry dm-integrity (a raid1 layout's `integrity`).
+    pub fn integrity(self) -> bool {
+        matches!(
+            self,
+            Layout::Raid1 {
+                integrity: true,
+                ..
+            }
+        )
     }
 
     /// The size a request for `size` gets.
     pub fn rounded_size(self, size: Bytes, extent_size: ExtentSize) -> Bytes {
         round_up(size, size_step(self.stripes(), extent_size.bytes()))
     }
+}
+
+/// The extents of the dm-integrity metadata sub-LV (`<image>_imeta`) of a raid image of
+/// `data` extents, as lvm2 sizes it (`_lv_size_bytes_to_integrity_meta_bytes`, found by
+/// its authors by trial): 4 MiB per started 500 MiB of data, plus room for the journal
+/// (4 MiB up to 512 MiB of data, 8 MiB up to 1 GiB, 32 MiB up to 4 GiB, 64 MiB above),
+/// in whole extents rounded down as lvm2 rounds. lvm2 then fails on a VG whose extents
+/// are larger than that; lvmd takes at least one extent instead.
+pub fn integrity_meta_extents(data: Extents, extent_size: ExtentSize) -> Extents {
+    const MIB: u64 = 1 << 20;
+    let bytes = extent_size.span(data).to_bytes().0;
+    let tags = (bytes / (500 * MIB) + 1) * 4 * MIB;
+    let journal = match bytes {
+        b if b <= 512 * MIB => 4 * MIB,
+        b if b <= 1024 * MIB => 8 * MIB,
+        b if b <= 4096 * MIB => 32 * MIB,
+        _ => 64 * MIB,
+    };
+    Extents(((tags + journal) / extent_size.bytes().0).max(1))
+}
+
+/// The most data extents a raid image with integrity can have when its leg may take
+/// `per_leg` extents on its PV: its data, one raid metadata extent and its integrity
+/// metadata must all fit.
+pub fn largest_integrity_data(per_leg: Extents, extent_size: ExtentSize) -> Extents {
+    let fits = |d: u64| d + 1 + integrity_meta_extents(Extents(d), extent_size).0 <= per_leg.0;
+    if !fits(1) {
+        return Extents::ZERO;
+    }
+    // The leg's need grows with its data: the largest that fits, by bisection
+    // (`lo` fits, nothing above `hi` does).
+    let (mut lo, mut hi) = (1, per_leg.0);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Extents(lo)
 }
 
 /// The step volume sizes come in: one extent on every stripe. lvm2 rounds a size up to
@@ -232,7 +334,14 @@ impl fmt::Display for Layout {
                 "striped ({stripes} stripes of {})",
                 human_bytes(stripe_size.to_bytes())
             ),
-            Layout::Raid1 { mirrors, .. } => write!(f, "raid1 ({} legs)", mirrors + 1),
+            Layout::Raid1 {
+                mirrors, integrity, ..
+            } => write!(
+                f,
+                "raid1 ({} legs{})",
+                mirrors + 1,
+                if *integrity { ", with integrity" } else { "" }
+            ),
             Layout::Thin => f.write_str("thin"),
         }
     }
@@ -290,6 +399,7 @@ mod tests {
         let m = Layout::Raid1 {
             mirrors: 2,
             region_size: DEFAULT_REGION_SIZE,
+            integrity: false,
         };
         assert_eq!(m.rounded_size(Bytes(5 * MIB), es), Bytes(8 * MIB));
         // 3 copies of 2 extents, and 3 metadata extents.
@@ -298,13 +408,53 @@ mod tests {
         let one = Layout::Raid1 {
             mirrors: 0,
             region_size: DEFAULT_REGION_SIZE,
+            integrity: false,
         };
         assert_eq!(one.check().unwrap_err().what, "mirror count");
         let odd = Layout::Raid1 {
             mirrors: 1,
             region_size: Sectors(3000),
+            integrity: false,
         };
         assert_eq!(odd.check().unwrap_err().what, "region size");
+    }
+
+    /// lvm2's `_imeta` sizes: 8 MiB of data got 2 extents (tests/fixtures/lvm2/
+    /// raid1-integrity), and the steps of its formula on either side of each bound.
+    #[test]
+    fn integrity_metadata_is_sized_as_lvm2_sizes_it() {
+        let es = ExtentSize::DEFAULT;
+        let imeta = |data_mib: u64| integrity_meta_extents(Extents(data_mib / 4), es).0;
+        assert_eq!(imeta(8), 2);
+        // 4 MiB per started 500 MiB, plus the journal's 4, 8, 32 or 64 MiB.
+        assert_eq!(imeta(496), 2);
+        assert_eq!(imeta(512), 3);
+        assert_eq!(imeta(516), 4);
+        assert_eq!(imeta(1024), 5);
+        assert_eq!(imeta(1028), 11);
+        assert_eq!(imeta(4096), 17);
+        assert_eq!(imeta(4100), 25);
+        // Extents larger than lvm2's result: one extent, not none.
+        let big = ExtentSize::new(Sectors(65536)).unwrap();
+        assert_eq!(integrity_meta_extents(Extents(1), big), Extents(1));
+        let m = Layout::Raid1 {
+            mirrors: 1,
+            region_size: DEFAULT_REGION_SIZE,
+            integrity: true,
+        };
+        // Per leg: 2 data, 1 raid metadata, 2 integrity metadata.
+        assert_eq!(m.per_copy(Bytes(8 * MIB), es), Extents(5));
+        assert_eq!(m.footprint(Bytes(8 * MIB), es), Extents(10));
+        assert!(m.integrity() && !Layout::Linear.integrity());
+        // A 15-extent PV per leg: 12 of data (with 1 + 2 beside it), not 13.
+        assert_eq!(largest_integrity_data(Extents(15), es), Extents(12));
+        assert_eq!(largest_integrity_data(Extents(3), es), Extents(0));
+        assert_eq!(largest_integrity_data(Extents(4), es), Extents(1));
+        for leg in [5u64, 100, 140, 1000, 5000] {
+            let d = largest_integrity_data(Extents(leg), es).0;
+            let need = |d: u64| d + 1 + integrity_meta_extents(Extents(d), es).0;
+            assert!(need(d) <= leg && need(d + 1) > leg, "{leg}: {d}");
+        }
     }
 
     #[test]

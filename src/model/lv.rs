@@ -171,6 +171,21 @@ impl LogicalVolume {
             .all(|s| matches!(s.kind, SegmentKind::Striped { .. }))
     }
 
+    /// The (data, metadata) sub-LV names of an LV that is one `integrity` segment with
+    /// an external metadata device (lvm2's raid image under `--raidintegrity`: its
+    /// `_iorig` and `_imeta`); `None` for anything else.
+    pub fn integrity_layer(&self) -> Option<(&str, &str)> {
+        let [seg] = self.segments.as_slice() else {
+            return None;
+        };
+        match &seg.kind {
+            SegmentKind::Other { type_name, body } if type_name == "integrity" => {
+                Some((body.get_str("origin")?, body.get_str("meta_dev")?))
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn from_section(
         name: &str,
         section: &Section,

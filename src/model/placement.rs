@@ -67,24 +67,51 @@ fn is_thin(lv: &LogicalVolume) -> bool {
     matches!(lv.segments.as_slice(), [seg] if matches!(seg.kind, SegmentKind::Thin { .. }))
 }
 
-/// A raid1 LV's legs as (metadata, image) sub-LVs; `None` when the LV is not raid1.
+/// A raid1 leg's sub-LVs that lie on PV extents: its metadata area, its data (the
+/// image, or under lvm2's `--raidintegrity` the image's `_iorig`) and the integrity
+/// metadata (`_imeta`) when there is one.
+struct Leg<'a> {
+    meta: &'a LogicalVolume,
+    data: &'a LogicalVolume,
+    imeta: Option<&'a LogicalVolume>,
+}
+
+/// A raid1 LV's legs; `None` when the LV is not raid1.
 fn raid1_legs<'a>(
     vg: &'a VolumeGroup,
     lv: &LogicalVolume,
-) -> Option<Result<Vec<(&'a LogicalVolume, &'a LogicalVolume)>, PlacementError>> {
+) -> Option<Result<Vec<Leg<'a>>, PlacementError>> {
     let [seg] = lv.segments.as_slice() else {
         return None;
     };
     let SegmentKind::Raid1 { legs, .. } = &seg.kind else {
         return None;
     };
-    let sub = |name: &String| {
+    let sub = |name: &str| {
         vg.lv(name).ok_or_else(|| PlacementError::NoSubLv {
             lv: lv.name.clone(),
-            sub: name.clone(),
+            sub: name.into(),
         })
     };
-    Some(legs.iter().map(|(m, i)| Ok((sub(m)?, sub(i)?))).collect())
+    Some(
+        legs.iter()
+            .map(|(m, i)| {
+                let image = sub(i)?;
+                Ok(match image.integrity_layer() {
+                    Some((data, imeta)) => Leg {
+                        meta: sub(m)?,
+                        data: sub(data)?,
+                        imeta: Some(sub(imeta)?),
+                    },
+                    None => Leg {
+                        meta: sub(m)?,
+                        data: image,
+                        imeta: None,
+                    },
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The PV extents an LV gives back from logical extent `keep` on (all of them for 0, a
@@ -122,9 +149,10 @@ pub fn freed_extents(
         });
     }
     let mut out = Vec::new();
-    for (meta, image) in legs? {
-        out.extend(extents_from(meta, Extents::ZERO)?);
-        out.extend(extents_from(image, Extents::ZERO)?);
+    for leg in legs? {
+        for sub in [leg.meta, leg.data].into_iter().chain(leg.imeta) {
+            out.extend(extents_from(sub, Extents::ZERO)?);
+        }
     }
     Ok(out)
 }
@@ -145,8 +173,8 @@ pub fn raid1_grown_extents(
     let legs = raid1_legs(vg, lv)?;
     Some(legs.and_then(|legs| {
         let mut out = Vec::new();
-        for (_, image) in legs {
-            out.extend(extents_from(image, from)?);
+        for leg in legs {
+            out.extend(extents_from(leg.data, from)?);
         }
         Ok(out)
     }))
@@ -154,7 +182,7 @@ pub fn raid1_grown_extents(
 
 /// What is cleared on a new LV: its [`edges`], and for a raid1 LV the edges of every
 /// copy plus every metadata area whole (dm-raid must find no old superblock there, or
-/// it could take stale legs for in sync); for a thin pool its `_tmeta` whole, for a
+/// it could take stale legs for in sync; with integrity, each leg's `_imeta` too); for a thin pool its `_tmeta` whole, for a
 /// thin LV nothing.
 pub fn clear_on_create(
     vg: &VolumeGroup,
@@ -180,10 +208,15 @@ pub fn clear_on_create(
         return edges(vg, lv, edge);
     };
     let mut out = Vec::new();
-    for (meta, image) in legs? {
-        let whole = vg.extent_size.span(meta.extents());
-        out.extend(spans_of(vg, meta, Sectors(0), whole)?);
-        out.extend(edges(vg, image, edge)?);
+    for leg in legs? {
+        // dm-integrity formats an all-zero metadata device at its first load and takes
+        // anything else for an earlier one's superblock, journal and tags: `_imeta` is
+        // cleared whole too (lvm2 zeroes it whole before its first activation).
+        for whole in [leg.meta].into_iter().chain(leg.imeta) {
+            let len = vg.extent_size.span(whole.extents());
+            out.extend(spans_of(vg, whole, Sectors(0), len)?);
+        }
+        out.extend(edges(vg, leg.data, edge)?);
     }
     Ok(merge(out))
 }
