@@ -1469,6 +1469,26 @@ fn lvm2_lists_the_thin_pools_and_thin_volumes_lvmd_makes() {
     loops.vgck(&vg);
     assert_eq!(num(&report(&loops)["t3"], "thin_id"), 1);
     assert_lvm2_agrees_on_free(&loops, &vg);
+
+    // Grown as lvextend grows a pool: lvm2 lists the new sizes, the spare as large as
+    // the metadata, and vgck accepts it.
+    lvm.edit(
+        &vg,
+        &Edit::ResizeThinPool {
+            pool: "pool".into(),
+            data: Some(Bytes(40 * MIB)),
+            metadata: Some(Bytes(8 * MIB)),
+        },
+    )
+    .unwrap();
+    loops.vgck(&vg);
+    let lvs = report(&loops);
+    assert_eq!(num(&lvs["pool"], "lv_size"), 40 * MIB);
+    assert_eq!(num(&lvs["[pool_tdata]"], "lv_size"), 40 * MIB);
+    assert_eq!(num(&lvs["[pool_tmeta]"], "lv_size"), 8 * MIB);
+    assert_eq!(num(&lvs["[lvol0_pmspare]"], "lv_size"), 8 * MIB);
+    assert_eq!(num(&lvs["t3"], "thin_id"), 1);
+    assert_lvm2_agrees_on_free(&loops, &vg);
 }
 
 /// lvm2's free extents of `vg` are lvmd's.

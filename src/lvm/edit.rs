@@ -80,6 +80,15 @@ pub enum Edit {
     RemoveThin {
         lv: String,
     },
+    /// Grows thin pool `pool` as `lvextend` does: its data (`_tdata`, and the pool's
+    /// segment with it) to `data`, its metadata (`_tmeta`, and the VG's spare with it)
+    /// to `metadata`, each rounded up to extents; `None` leaves that part as it is.
+    /// Pools are never shrunk (dm-thin cannot).
+    ResizeThinPool {
+        pool: String,
+        data: Option<Bytes>,
+        metadata: Option<Bytes>,
+    },
     /// The pool's recorded messages reached the kernel, whose pool is at
     /// `transaction_id`: they are dropped.
     ThinMessagesSent {
@@ -186,6 +195,11 @@ impl Edit {
                 }
             }
             Edit::ResizeLv { size, .. } => check_size(*size)?,
+            Edit::ResizeThinPool { data, metadata, .. } => {
+                for size in data.iter().chain(metadata) {
+                    check_size(*size)?;
+                }
+            }
             Edit::RenameLv { to, tags: t, .. } => {
                 validate_lv_name_in(vg, to)?;
                 tags(t.as_deref().unwrap_or_default())?;
@@ -246,7 +260,7 @@ impl Edit {
             | Edit::RepairRaid { lv, .. }
             | Edit::RaidRebuildLoaded { lv } => Some(lv),
             Edit::RenameLv { to, .. } => Some(to),
-            Edit::ThinMessagesSent { pool, .. } => Some(pool),
+            Edit::ThinMessagesSent { pool, .. } | Edit::ResizeThinPool { pool, .. } => Some(pool),
             Edit::RemoveLv { .. }
             | Edit::RemoveThin { .. }
             | Edit::ChangeVgTags { .. }
@@ -326,6 +340,20 @@ pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
                 });
             }
             format!("thin pool {name}/{pool} messages sent (transaction {transaction_id})")
+        }
+        Edit::ResizeThinPool {
+            pool,
+            data,
+            metadata,
+        } => {
+            let Some(what) = thin::resize_pool(&mut new, pool, *data, *metadata, origin)? else {
+                return Ok(Edited {
+                    vg: new,
+                    description: String::new(),
+                    changed: false,
+                });
+            };
+            format!("lvextend {name}/{pool} ({what})")
         }
         Edit::ResizeLv { lv, size } => {
             let Some(target) = resize(&mut new, lv, *size)? else {
@@ -451,21 +479,33 @@ fn resize(vg: &mut VolumeGroup, lv_name: &str, size: Bytes) -> Result<Option<Ext
         raid::grow(vg, lv_name, target)?;
         return Ok(Some(target));
     }
-    let mut new_lv = lv.clone();
     if target > current {
-        let last = last_linear_area(vg, &lv);
-        let allocation = allocate(vg, target - current, layout, last)?;
-        new_lv
-            .segments
-            .extend(segments_from(vg, current, &allocation, layout));
-        merge_adjacent(&mut new_lv.segments);
-    } else if target < current {
+        grow(vg, lv_name, target)?;
+        return Ok(Some(target));
+    }
+    let mut new_lv = lv.clone();
+    if target < current {
         truncate_segments(&mut new_lv.segments, target);
     } else {
         return Ok(None);
     }
     *vg.lv_mut(lv_name).expect("checked") = new_lv;
     Ok(Some(target))
+}
+
+/// Grows linear or striped LV `lv_name` (visible or a pool's sub-LV) to `target`
+/// extents, continuing its last run where the PV has room, as lvm2 extends.
+pub(super) fn grow(vg: &mut VolumeGroup, lv_name: &str, target: Extents) -> Result<()> {
+    let lv = existing(vg, lv_name)?;
+    let layout = Layout::of(lv);
+    let current = lv.extents();
+    let last = last_linear_area(vg, lv);
+    let allocation = allocate(vg, target - current, layout, last)?;
+    let more = segments_from(vg, current, &allocation, layout);
+    let lv = vg.lv_mut(lv_name).expect("checked");
+    lv.segments.extend(more);
+    merge_adjacent(&mut lv.segments);
+    Ok(())
 }
 
 /// Deletions first, additions not doubled, as lvm2's `lvchange --addtag/--deltag`.
@@ -719,7 +759,7 @@ fn check_unreferenced(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
 }
 
 /// lvmd grows thin and raid1 volumes but never shrinks them.
-fn no_shrink(
+pub(super) fn no_shrink(
     vg: &VolumeGroup,
     lv_name: &str,
     kind: &str,

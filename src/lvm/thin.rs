@@ -249,25 +249,7 @@ pub(super) fn create_pool(
 
     // Everything is allocated on a scratch copy first: a VG too small for any part
     // changes nothing.
-    match vg.lv(PMSPARE).map(|s| s.extents()) {
-        None => {
-            let areas = allocate_linear(vg, meta)?;
-            let spare = hidden_lv(
-                PMSPARE.into(),
-                linear_segments(vg, Extents::ZERO, &areas),
-                origin,
-            );
-            vg.lvs.push(spare);
-        }
-        Some(have) if have < meta => {
-            let areas = allocate_linear(vg, meta - have)?;
-            let more = linear_segments(vg, have, &areas);
-            let spare = vg.lv_mut(PMSPARE).expect("present");
-            spare.segments.extend(more);
-            super::segments::merge_adjacent(&mut spare.segments);
-        }
-        Some(_) => {}
-    }
+    ensure_spare(vg, meta, origin)?;
     let data_areas = allocate_linear(vg, data)?;
     let data_lv = hidden_lv(
         tdata.clone(),
@@ -314,6 +296,126 @@ pub(super) fn create_pool(
         .unwrap_or(vg.lvs.len());
     vg.lvs.insert(at, pool);
     Ok(())
+}
+
+/// The VG's metadata spare made, or grown, to `meta` extents, so it can stand in for
+/// the largest `_tmeta` (lvm2's `--poolmetadataspare y`, its default).
+fn ensure_spare(vg: &mut VolumeGroup, meta: Extents, origin: &Origin) -> Result<()> {
+    match vg.lv(PMSPARE).map(|s| s.extents()) {
+        None => {
+            let areas = allocate_linear(vg, meta)?;
+            let spare = hidden_lv(
+                PMSPARE.into(),
+                linear_segments(vg, Extents::ZERO, &areas),
+                origin,
+            );
+            vg.lvs.push(spare);
+        }
+        Some(have) if have < meta => {
+            let areas = allocate_linear(vg, meta - have)?;
+            let more = linear_segments(vg, have, &areas);
+            let spare = vg.lv_mut(PMSPARE).expect("present");
+            spare.segments.extend(more);
+            super::segments::merge_adjacent(&mut spare.segments);
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+/// Grows thin pool `pool` as lvm2's `lvextend` does (see [`super::Edit::ResizeThinPool`]):
+/// the data sub-LV extended (continuing its last run where it can) and the pool's
+/// segment with it; the metadata sub-LV extended after the spare is grown to match.
+/// What grew, for the description; `None` when both are already that size.
+pub(super) fn resize_pool(
+    vg: &mut VolumeGroup,
+    pool: &str,
+    data: Option<Bytes>,
+    metadata: Option<Bytes>,
+    origin: &Origin,
+) -> Result<Option<String>> {
+    let (tmeta, tdata, chunk) = match &pool_segment(vg, pool)?.kind {
+        SegmentKind::ThinPool {
+            metadata,
+            pool,
+            chunk_size,
+            ..
+        } => (metadata.clone(), pool.clone(), *chunk_size),
+        _ => unreachable!("pool_segment returns pool segments"),
+    };
+    for sub in [&tdata, &tmeta] {
+        let plain = vg.lv(sub).is_some_and(|l| {
+            l.is_plain() && crate::model::Layout::of(l) == crate::model::Layout::Linear
+        });
+        if !plain {
+            return Err(LvmError::LvUnsupported {
+                vg: vg.name.clone(),
+                lv: pool.into(),
+                why: format!(
+                    "its sub-LV {sub} is not a linear LV; lvmd grows pools whose data and \
+                     metadata are linear (use lvm2)"
+                ),
+            });
+        }
+    }
+    let extents_of = |vg: &VolumeGroup, lv: &str| vg.lv(lv).map_or(Extents::ZERO, |l| l.extents());
+    let mut grew = Vec::new();
+    if let Some(size) = data {
+        let current = extents_of(vg, &tdata);
+        let target = vg.extent_size.extents_ceil(size.to_sectors_ceil());
+        if target < current {
+            return Err(super::edit::no_shrink(
+                vg,
+                pool,
+                "thin pool's data",
+                current,
+                target,
+            ));
+        }
+        let max = MAX_METADATA_SIZE.0 * chunk.0 * 512 / 64;
+        if vg.extent_size.span(target).0 > max {
+            return Err(invalid(
+                "thin pool data size",
+                size.0,
+                format!(
+                    "its chunk size {} addresses at most {} of data",
+                    crate::units::human_bytes(chunk.to_bytes()),
+                    crate::units::human_bytes(Sectors(max).to_bytes())
+                ),
+            ));
+        }
+        if target > current {
+            super::edit::grow(vg, &tdata, target)?;
+            pool_segment(vg, pool)?.extent_count = target;
+            grew.push(format!("data to {} extents", target.0));
+        }
+    }
+    if let Some(size) = metadata {
+        let current = extents_of(vg, &tmeta);
+        let target = vg.extent_size.extents_ceil(size.to_sectors_ceil());
+        if target < current {
+            return Err(super::edit::no_shrink(
+                vg,
+                pool,
+                "thin pool's metadata",
+                current,
+                target,
+            ));
+        }
+        if vg.extent_size.span(target) > MAX_METADATA_SIZE {
+            return Err(invalid(
+                "thin pool metadata size",
+                size.0,
+                "must be at most 15.56GiB (dm-thin's bound)",
+            ));
+        }
+        if target > current {
+            ensure_spare(vg, target, origin)?;
+            super::edit::grow(vg, &tmeta, target)?;
+            grew.push(format!("metadata to {} extents", target.0));
+        }
+    }
+    Ok((!grew.is_empty()).then(|| grew.join(", ")))
 }
 
 /// The pool segment of `pool`, or why it is none lvmd can change.
@@ -850,6 +952,75 @@ mod tests {
             tags: vec![],
         };
         apply(&vg, &thin, &origin).unwrap().vg
+    }
+
+    #[test]
+    fn a_pool_grows_its_data_and_metadata_as_lvextend_and_never_shrinks() {
+        use crate::lvm::edit::{apply, Edit};
+        let vg = vg_with_pool();
+        let origin = Origin {
+            host: "h".into(),
+            time: 2,
+        };
+        let resize = |data: Option<u64>, metadata: Option<u64>| Edit::ResizeThinPool {
+            pool: "pool".into(),
+            data: data.map(|m| Bytes(m * MIB)),
+            metadata: metadata.map(|m| Bytes(m * MIB)),
+        };
+        let extents = |vg: &VolumeGroup, lv: &str| vg.lv(lv).unwrap().extents().0;
+        let free = vg.free_extents().0;
+        // Data 8 -> 18 MiB: rounded up to 5 extents, the pool's segment with it; the data
+        // run continues where it can (the metadata sits right after it here, so a
+        // second run), and nothing else moves.
+        let grown = apply(&vg, &resize(Some(18), None), &origin).unwrap();
+        assert!(grown.changed);
+        let g = &grown.vg;
+        assert_eq!(extents(g, "pool_tdata"), 5);
+        assert_eq!(g.lv("pool").unwrap().segments[0].extent_count.0, 5);
+        assert_eq!(g.lv("pool").unwrap().extents().0, 5);
+        assert_eq!(extents(g, "pool_tmeta"), 1);
+        assert_eq!(extents(g, PMSPARE), 1);
+        assert_eq!(g.free_extents().0, free - 3);
+        assert_eq!(g.lv("t"), vg.lv("t"), "the thin LV is untouched");
+        assert!(
+            grown.description.contains("data to 5 extents"),
+            "{}",
+            grown.description
+        );
+        // Metadata 4 -> 12 MiB: the spare grows first, so it still covers the largest.
+        let g = apply(g, &resize(None, Some(12)), &origin).unwrap().vg;
+        assert_eq!(extents(&g, "pool_tmeta"), 3);
+        assert_eq!(extents(&g, PMSPARE), 3);
+        assert_eq!(g.free_extents().0, free - 3 - 4);
+        // The same sizes again: nothing to do; smaller: refused, naming both sizes.
+        assert!(
+            !apply(&g, &resize(Some(20), Some(12)), &origin)
+                .unwrap()
+                .changed
+        );
+        let m = apply(&g, &resize(Some(8), None), &origin)
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("5 extents") && m.contains("2 extents"), "{m}");
+        let m = apply(&g, &resize(None, Some(4)), &origin)
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("metadata"), "{m}");
+        // More than the VG has: refused whole (the metadata part too, though it fits).
+        let err = apply(&g, &resize(Some(1024), Some(16)), &origin).unwrap_err();
+        assert!(matches!(err, LvmError::Alloc { .. }), "{err}");
+        // Not a pool.
+        let err = apply(
+            &g,
+            &Edit::ResizeThinPool {
+                pool: "t".into(),
+                data: Some(Bytes(64 * MIB)),
+                metadata: None,
+            },
+            &origin,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not a thin pool"), "{err}");
     }
 
     #[test]
