@@ -133,6 +133,102 @@ fn tables_and_json() {
     assert_eq!(extended["physical_volumes"].as_array().unwrap().len(), 2);
 }
 
+/// `lvmd-ctl pool grow`: a thin class's pool grows online (data and metadata), the
+/// capacity shows it at once, the same size again changes nothing, and smaller, a
+/// class without a pool, or no size at all are refused with the server's reason.
+#[test]
+fn a_thin_pool_grows_through_lvmd_ctl() {
+    use lvmd::daemon::classes::{Class, DeviceClasses};
+    use lvmd::daemon::config::Config;
+    use lvmd::daemon::engine::Engine;
+    use lvmd::daemon::thin::ThinPolicy;
+    use lvmd::daemon::SimEngine;
+    use lvmd::units::Bytes;
+    use std::sync::Arc;
+    let config = Config::parse(
+        "[device_classes.thin]\nvolume_group = \"vg-thin\"\ndefault = true\n\
+         thin_pool = { name = \"pool\", size = \"256MiB\", overprovision_ratio = 2.0 }\n",
+    )
+    .unwrap();
+    let pool = config.device_classes["thin"].thin_pool.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("kubelet");
+    std::fs::create_dir(&root).unwrap();
+    let (engine, _, _) = SimEngine::with_sims(&[(sim_dev("t0"), Bytes(GIB))], vec![root.clone()]);
+    let engine = engine.with_thin_pool("vg-thin", ThinPolicy::of(&pool));
+    engine
+        .create_volume_group("vg-thin", &[sim_dev("t0")])
+        .unwrap();
+    engine.prepare_thin_pool("vg-thin", &pool).unwrap();
+    let class = |name: &str, vg: &str, thin: Option<ThinPolicy>| Class {
+        name: name.into(),
+        vg: vg.into(),
+        stripes: 1,
+        stripe_size: lvmd::lvm::DEFAULT_STRIPE_SIZE,
+        is_default: thin.is_some(),
+        encryption: None,
+        thin,
+    };
+    let classes = DeviceClasses::new(vec![
+        class("thin", "vg-thin", Some(ThinPolicy::of(&pool))),
+        // No pool (and no VG: the refusal comes first).
+        class("plain", "vg-plain", None),
+    ]);
+    let d = Daemon::start_in(
+        dir,
+        root,
+        Arc::new(engine),
+        classes,
+        AccessPolicy::default(),
+    );
+    let before = json(&d, &["capacity", "--class", "thin"]);
+    assert_eq!(before[0]["thin_pool"]["data"], 256 * MIB, "{before}");
+    let grown = json(
+        &d,
+        &[
+            "pool",
+            "grow",
+            "thin",
+            "--data",
+            "384MiB",
+            "--metadata",
+            "8MiB",
+        ],
+    );
+    assert_eq!(grown["thin_pool"]["data"], 384 * MIB, "{grown}");
+    assert_eq!(grown["thin_pool"]["metadata"], 8 * MIB, "{grown}");
+    assert_eq!(grown["thin_pool"]["provisionable"], 768 * MIB, "{grown}");
+    assert_eq!(
+        json(&d, &["capacity", "--class", "thin"])[0]["thin_pool"]["data"],
+        384 * MIB
+    );
+    // The same again: success, nothing changes.
+    let again = json(&d, &["pool", "grow", "thin", "--data", "384MiB"]);
+    assert_eq!(again["free"], grown["free"]);
+    // Refusals, each with the server's reason.
+    for (args, why) in [
+        (
+            &["pool", "grow", "thin", "--data", "128MiB"][..],
+            "never shrink",
+        ),
+        (
+            &["pool", "grow", "plain", "--data", "1GiB"][..],
+            "no thin pool",
+        ),
+        (&["pool", "grow", "nope", "--data", "1GiB"][..], "nope"),
+        (&["pool", "grow", "thin", "--data", "64GiB"][..], "vg-thin"),
+    ] {
+        let out = ctl(&d, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "{args:?}: {err}"
+        );
+    }
+    // No size at all: refused by lvmd-ctl itself.
+    assert!(!ctl(&d, &["pool", "grow", "thin"]).status.success());
+}
+
 #[test]
 fn errors_exit_non_zero_with_the_servers_message() {
     let (d, _sim) = sim_daemon(AccessPolicy::default());

@@ -3,14 +3,15 @@
 //! with the pool's layers once nothing uses them.
 
 use super::{Activator, DmControl};
+use crate::activate::dm::{kernel_table_text, table_is};
 use crate::activate::error::{ActivateError, Result};
 use crate::activate::plan::{dm_uuid, DevicePlan, LvPlan};
-use crate::activate::target::Target;
+use crate::activate::target::{table_text, Target};
 use crate::activate::thin::{own_uuid, pool_layers, pool_of};
 use crate::lvm::thin::{self, Catchup, KernelMessage};
 use crate::model::{LogicalVolume, SegmentKind, VolumeGroup};
 use crate::store::scan::VgOnDisk;
-use crate::units::Bytes;
+use crate::units::{Bytes, Sectors};
 use devicemapper::{ThinPoolStatus, ThinPoolStatusSummary};
 use std::str::FromStr;
 use tracing::{info, warn};
@@ -304,5 +305,67 @@ impl Activator {
             }
         }
         result
+    }
+
+    /// Brings an active pool's devices to its grown metadata (after
+    /// [`crate::lvm::Edit::ResizeThinPool`]), bottom-up as lvm2 does: each grown layer
+    /// (`_tmeta`, `_tdata`) reloaded, then the pool target (its new length; with the
+    /// same length, the reload still has dm-thin look at its metadata device's new size
+    /// as it resumes), then the pool's own device when it is active. Each reload
+    /// suspends one device for as long as its in-flight I/O takes; the thin volumes
+    /// above keep their devices (their I/O waits while the pool target is suspended).
+    /// `Ok(None)`: the pool target is not active, and its next activation loads the new
+    /// sizes. A layer that would shrink is refused before anything is reloaded.
+    pub fn refresh_thin_pool(&self, found: &VgOnDisk, pool: &str) -> Result<Option<PoolStatus>> {
+        let vg = &found.vg;
+        let lv = the_pool(vg, pool)?;
+        let tpool = dm_uuid(&vg.id, &lv.id, Some("tpool"));
+        if self.dm.info_by_uuid(&tpool)?.is_none() {
+            return Ok(None);
+        }
+        let mut plan = self.plan(found, pool)?;
+        // Checked whole first: (its number, live size, whether its table differs) for
+        // each active device of the plan; `None` for one that is not active.
+        let mut live = Vec::new();
+        for device in &plan.devices {
+            let Some(dev) = self.dm.info_by_uuid(&device.uuid)? else {
+                live.push(None); // the pool's own device, when only its thin volumes are up
+                continue;
+            };
+            let table = self.dm.table(&device.uuid)?;
+            let from = Sectors(table.iter().map(|l| l.0 + l.1).max().unwrap_or(0));
+            if device.size() < from {
+                return Err(ActivateError::Unsupported {
+                    vg: vg.name.clone(),
+                    lv: pool.to_owned(),
+                    why: format!(
+                        "its device {} would shrink from {from} to {} ({} active, {} in \
+                         the metadata); lvmd only grows thin pools",
+                        device.name,
+                        device.size(),
+                        kernel_table_text(&table),
+                        table_text(&device.table)
+                    ),
+                });
+            }
+            live.push(Some((dev.devnum, from, !table_is(&table, &device.table))));
+        }
+        let mut below_grew = false;
+        for (i, state) in live.into_iter().enumerate() {
+            let Some((devnum, from, differs)) = state else {
+                continue;
+            };
+            let device = plan.devices[i].clone();
+            if differs || (device.uuid == tpool && below_grew) {
+                Self::resolved(&device)?;
+                self.dm.reload(&device)?;
+                info!(vg = %vg.name, pool, device = %device.name, from = %from,
+                    to = %device.size(), "thin pool device reloaded");
+                below_grew = true;
+            }
+            // A reload keeps the device's number, which the devices above name.
+            plan.resolve(i, devnum);
+        }
+        self.thin_pool_status(found, pool)
     }
 }

@@ -590,6 +590,41 @@ impl pb::capacity_service_server::CapacityService for Api {
         Ok(Response::new(filter_classes(&all, &class)))
     }
 
+    async fn grow_thin_pool(
+        &self,
+        r: Request<pb::GrowThinPoolRequest>,
+    ) -> Reply<pb::DeviceClassCapacity> {
+        let r = r.into_inner();
+        if r.device_class.is_empty() {
+            return Err(Status::invalid_argument("device_class is required"));
+        }
+        if r.data_bytes == 0 && r.metadata_bytes == 0 {
+            return Err(Status::invalid_argument(
+                "data_bytes or metadata_bytes: at least one new size is required",
+            ));
+        }
+        let class = self.classes.get(&r.device_class)?;
+        if class.thin.is_none() {
+            return Err(Status::failed_precondition(format!(
+                "device class {}: no thin pool configured (thin_pool in lvmd.toml)",
+                class.name
+            )));
+        }
+        let size = |b: u64| (b > 0).then_some(Bytes(b));
+        let (data, metadata) = (size(r.data_bytes), size(r.metadata_bytes));
+        let (e, vg) = (self.engine.clone(), class.vg.clone());
+        blocking(move || e.grow_thin_pool(&vg, data, metadata)).await?;
+        self.changed();
+        let (engine, classes) = (self.engine.clone(), self.classes.clone());
+        let all = blocking(move || Ok(capacity_of(&*engine, &classes))).await?;
+        filter_classes(&all, &r.device_class)
+            .device_classes
+            .into_iter()
+            .next()
+            .map(Response::new)
+            .ok_or_else(|| Status::internal("the class's capacity is gone"))
+    }
+
     type WatchCapacityStream = CapacityStream;
 
     async fn watch_capacity(&self, r: Request<pb::GetCapacityRequest>) -> Reply<CapacityStream> {

@@ -46,6 +46,9 @@ enum Command {
         #[arg(long)]
         class: Option<String>,
     },
+    /// Thin pools.
+    #[command(subcommand)]
+    Pool(PoolCommand),
     /// Print capacity now and on every change.
     Watch {
         #[arg(long)]
@@ -59,6 +62,21 @@ enum Command {
         /// A service name (e.g. lvmd.v1.LogicalVolumeService); empty: the whole server.
         #[arg(long, default_value = "")]
         service: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PoolCommand {
+    /// Grow a device class's thin pool online from its VG's free space (never shrinks).
+    Grow {
+        /// The device class whose pool grows.
+        class: String,
+        /// The pool's new data size (e.g. 20GiB).
+        #[arg(long, value_parser = size_arg, required_unless_present = "metadata")]
+        data: Option<Bytes>,
+        /// The pool's new metadata size (e.g. 1GiB).
+        #[arg(long, value_parser = size_arg)]
+        metadata: Option<Bytes>,
     },
 }
 
@@ -831,6 +849,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Value::Array(c.iter().map(capacity_json).collect()),
                 capacity_table(&c),
             );
+        }
+        Command::Pool(PoolCommand::Grow {
+            class,
+            data,
+            metadata,
+        }) => {
+            let c = capc
+                .grow_thin_pool(pb::GrowThinPoolRequest {
+                    device_class: class,
+                    data_bytes: data.map_or(0, |b| b.0),
+                    metadata_bytes: metadata.map_or(0, |b| b.0),
+                })
+                .await?
+                .into_inner();
+            print(json, capacity_json(&c), capacity_table(&[c]));
         }
         Command::Watch { class, count } => {
             let mut stream = capc

@@ -81,6 +81,7 @@ pub enum Op {
     RemoveLeftover,
     Status,
     ThinPool,
+    ThinPoolResize,
 }
 
 impl std::fmt::Display for Op {
@@ -94,6 +95,7 @@ impl std::fmt::Display for Op {
             Op::CheckTable => "comparing the active table of",
             Op::RemoveLeftover => "removing the leftover device",
             Op::ThinPool => "sending the recorded messages of thin pool",
+            Op::ThinPoolResize => "growing the devices of thin pool",
         })
     }
 }
@@ -179,6 +181,15 @@ pub trait Activation: Send + Sync + 'static {
     /// The status of thin pool `pool` when its pool target is active; `Ok(None)` when
     /// it is not.
     fn thin_pool_status(
+        &self,
+        _vg: &VgRead,
+        _pool: &str,
+    ) -> Result<Option<PoolStatus>, ActivationError> {
+        Ok(None)
+    }
+    /// Brings an active thin pool's devices to the (grown) sizes of `vg`'s metadata and
+    /// returns its status; `Ok(None)` when its pool target is not active.
+    fn thin_pool_refresh(
         &self,
         _vg: &VgRead,
         _pool: &str,
@@ -402,6 +413,16 @@ impl Activation for DmActivation {
         self.activator
             .thin_pool_status(&on_disk(vg), pool)
             .map_err(|e| ActivationError::dm(Op::Status, &vg.vg.name, Some(pool), e))
+    }
+
+    fn thin_pool_refresh(
+        &self,
+        vg: &VgRead,
+        pool: &str,
+    ) -> Result<Option<PoolStatus>, ActivationError> {
+        self.activator
+            .refresh_thin_pool(&on_disk(vg), pool)
+            .map_err(|e| ActivationError::dm(Op::ThinPoolResize, &vg.vg.name, Some(pool), e))
     }
 
     fn table_current(&self, vg: &VgRead, lv: &str) -> Result<bool, ActivationError> {
@@ -845,6 +866,15 @@ impl Activation for SimActivation {
         let key = (vg.vg.name.clone(), pool.to_owned());
         let all = self.thin.lock().unwrap();
         Ok(all.get(&key).map(|p| self.pool_status(&vg.vg, pool, p)))
+    }
+
+    /// The simulated pool's sizes are the metadata's: its status after a grow says so.
+    fn thin_pool_refresh(
+        &self,
+        vg: &VgRead,
+        pool: &str,
+    ) -> Result<Option<PoolStatus>, ActivationError> {
+        self.thin_pool_status(vg, pool)
     }
 
     fn remove_leftover(&self, vg: &VgRead, leftover: &Leftover) -> Result<bool, ActivationError> {

@@ -332,6 +332,14 @@ pub trait Engine: Send + Sync + 'static {
     fn thin_pool(&self, _vg: &str) -> Result<Option<super::thin::ThinPoolInfo>> {
         Ok(None)
     }
+    /// Grows `vg`'s configured thin pool online (see
+    /// [`super::volumes::VolumeEngine::grow_thin_pool`]).
+    fn grow_thin_pool(
+        &self,
+        vg: &str,
+        data: Option<Bytes>,
+        metadata: Option<Bytes>,
+    ) -> Result<super::thin::ThinPoolInfo>;
 }
 
 /// Why an existing LV does not match a create request, or `None` when it does.

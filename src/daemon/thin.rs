@@ -449,6 +449,12 @@ impl<M: Metadata> VolumeEngine<M> {
                 &Edit::lv_tags(&config.name, &[], &[super::marks::FRESH.into()]),
             )?;
         }
+        // A grow committed by a run killed before it reloaded the active pool: its
+        // devices still have the old sizes, which the settle below would refuse.
+        match self.activation.thin_pool_refresh(&read, &config.name) {
+            Ok(_) | Err(ActivationError::Unavailable(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         match self.settle_pool(vg, &config.name) {
             Ok((read, status)) => Ok(self.pool_info(&read, &config.name, Some(status))),
             // No device-mapper here: the pool is there, its thin volumes wait for one
@@ -497,6 +503,58 @@ impl<M: Metadata> VolumeEngine<M> {
             policy,
             usage,
         }
+    }
+
+    /// Grows `vg`'s configured pool online (data to `data`, metadata to `metadata`;
+    /// `None` leaves that part), from the VG's free space: the metadata committed
+    /// first, then the active pool's devices reloaded bottom-up (see
+    /// [`crate::activate::Activator::refresh_thin_pool`]). Idempotent: the sizes it
+    /// already has change nothing in the metadata and bring an active pool in line (a
+    /// run killed between the two steps is finished by the same call, or at start).
+    pub fn grow_thin_pool(
+        &self,
+        vg: &str,
+        data: Option<Bytes>,
+        metadata: Option<Bytes>,
+    ) -> Result<ThinPoolInfo> {
+        let Some(policy) = self.thin.get(vg) else {
+            return Err(EngineError::FailedPrecondition {
+                what: "volume group",
+                name: vg.into(),
+                why: "its device class has no thin pool configured (thin_pool in lvmd.toml)".into(),
+            });
+        };
+        let pool = policy.pool.clone();
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        let edit = Edit::ResizeThinPool {
+            pool: pool.clone(),
+            data,
+            metadata,
+        };
+        let before = self.pool_info(&self.meta.read(vg)?, &pool, None);
+        self.meta.edit(vg, &edit)?;
+        let read = self.meta.read(vg)?;
+        let after = self.pool_info(&read, &pool, None);
+        if (after.data_size, after.metadata_size) != (before.data_size, before.metadata_size) {
+            crash::point("pool-grown");
+            tracing::info!(
+                vg,
+                pool,
+                data = after.data_size.0,
+                metadata = after.metadata_size.0,
+                was_data = before.data_size.0,
+                was_metadata = before.metadata_size.0,
+                "thin pool grown in the metadata"
+            );
+        }
+        let usage = match self.activation.thin_pool_refresh(&read, &pool) {
+            Ok(usage) => usage,
+            // No device-mapper: the next activation loads the new sizes.
+            Err(ActivationError::Unavailable(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(self.pool_info(&read, &pool, usage))
     }
 
     /// `vg`'s configured pool, its usage as the kernel counts it if active.
@@ -798,6 +856,43 @@ mod tests {
         assert!(m.contains("out of data space"), "{m}");
         act.set_thin_trouble("vg", "pool", None);
         assert_eq!(health("a"), Health::Ok);
+    }
+
+    #[test]
+    fn a_pool_grows_online_by_request_and_refuses_to_shrink() {
+        let config = pool_config("");
+        let (e, act) = engine(&config);
+        e.prepare_thin_pool("vg", &config).unwrap();
+        e.create_logical_volume("vg", &thin("a", 100)).unwrap();
+        e.activate("vg", "a").unwrap();
+        let before = e.thin_pool_info("vg").unwrap().unwrap();
+        assert_eq!(before.data_size, Bytes(64 * MIB));
+        // 2 x 64 MiB under the ratio, 100 MiB provisioned.
+        assert_eq!(before.provisionable, Bytes(28 * MIB));
+        let free = e.space("vg", 1).unwrap().free;
+        let grown = e
+            .grow_thin_pool("vg", Some(Bytes(96 * MIB)), Some(Bytes(8 * MIB)))
+            .unwrap();
+        assert_eq!(grown.data_size, Bytes(96 * MIB));
+        assert_eq!(grown.metadata_size, Bytes(8 * MIB));
+        assert_eq!(grown.provisionable, Bytes(92 * MIB));
+        // The kernel's count follows the metadata once refreshed.
+        let usage = grown.usage.expect("the pool is active");
+        assert_eq!(usage.data_total, Bytes(96 * MIB));
+        // 32 MiB of data, and 4 MiB more metadata with as much more spare.
+        let took = free.0 - e.space("vg", 1).unwrap().free.0;
+        assert_eq!(took, (32 + 4 + 4) * MIB);
+        // The same again changes nothing; smaller is refused, naming it.
+        let again = e.grow_thin_pool("vg", Some(Bytes(96 * MIB)), None).unwrap();
+        assert_eq!(again.data_size, Bytes(96 * MIB));
+        let m = e
+            .grow_thin_pool("vg", Some(Bytes(32 * MIB)), None)
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("never shrink") && m.contains("data"), "{m}");
+        // A volume the old size refused now fits under the ratio.
+        e.create_logical_volume("vg", &thin("b", 80)).unwrap();
+        in_step(&e, &act);
     }
 
     #[test]

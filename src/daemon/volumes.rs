@@ -1105,6 +1105,15 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         self.thin_pool_info(vg)
     }
 
+    fn grow_thin_pool(
+        &self,
+        vg: &str,
+        data: Option<Bytes>,
+        metadata: Option<Bytes>,
+    ) -> Result<super::thin::ThinPoolInfo> {
+        VolumeEngine::grow_thin_pool(self, vg, data, metadata)
+    }
+
     fn volume_groups(&self) -> Result<Vec<VgInfo>> {
         Ok(self
             .meta

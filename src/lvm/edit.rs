@@ -759,7 +759,7 @@ fn check_unreferenced(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
 }
 
 /// lvmd grows thin and raid1 volumes but never shrinks them.
-pub(super) fn no_shrink(
+fn no_shrink(
     vg: &VolumeGroup,
     lv_name: &str,
     kind: &str,

@@ -323,6 +323,24 @@ fn ensure_spare(vg: &mut VolumeGroup, meta: Extents, origin: &Origin) -> Result<
     Ok(())
 }
 
+fn pool_no_shrink(
+    vg: &VolumeGroup,
+    pool: &str,
+    part: &str,
+    current: Extents,
+    target: Extents,
+) -> LvmError {
+    LvmError::LvUnsupported {
+        vg: vg.name.clone(),
+        lv: pool.into(),
+        why: format!(
+            "its {part} is {} extents and would shrink to {}; thin pools grow but never \
+             shrink (dm-thin cannot)",
+            current.0, target.0
+        ),
+    }
+}
+
 /// Grows thin pool `pool` as lvm2's `lvextend` does (see [`super::Edit::ResizeThinPool`]):
 /// the data sub-LV extended (continuing its last run where it can) and the pool's
 /// segment with it; the metadata sub-LV extended after the spare is grown to match.
@@ -364,13 +382,7 @@ pub(super) fn resize_pool(
         let current = extents_of(vg, &tdata);
         let target = vg.extent_size.extents_ceil(size.to_sectors_ceil());
         if target < current {
-            return Err(super::edit::no_shrink(
-                vg,
-                pool,
-                "thin pool's data",
-                current,
-                target,
-            ));
+            return Err(pool_no_shrink(vg, pool, "data", current, target));
         }
         let max = MAX_METADATA_SIZE.0 * chunk.0 * 512 / 64;
         if vg.extent_size.span(target).0 > max {
@@ -394,13 +406,7 @@ pub(super) fn resize_pool(
         let current = extents_of(vg, &tmeta);
         let target = vg.extent_size.extents_ceil(size.to_sectors_ceil());
         if target < current {
-            return Err(super::edit::no_shrink(
-                vg,
-                pool,
-                "thin pool's metadata",
-                current,
-                target,
-            ));
+            return Err(pool_no_shrink(vg, pool, "metadata", current, target));
         }
         if vg.extent_size.span(target) > MAX_METADATA_SIZE {
             return Err(invalid(
@@ -1001,7 +1007,10 @@ mod tests {
         let m = apply(&g, &resize(Some(8), None), &origin)
             .unwrap_err()
             .to_string();
-        assert!(m.contains("5 extents") && m.contains("2 extents"), "{m}");
+        assert!(
+            m.contains("data is 5 extents") && m.contains("shrink to 2"),
+            "{m}"
+        );
         let m = apply(&g, &resize(None, Some(4)), &origin)
             .unwrap_err()
             .to_string();
