@@ -2461,3 +2461,105 @@ fn thin_volumes_through_the_daemon_stay_in_step_with_the_kernel_and_lvm2() {
     let ids = common::thin_ids_on_disk(&|a: &[&str]| bed.lvm2(a), &bed.vg, "pool");
     assert_eq!(ids, vec![2, 4]);
 }
+
+/// The pool target's sizes as dm-thin counts them: (metadata blocks, data blocks).
+fn pool_totals(vg: &str) -> (u64, u64) {
+    let dev = format!("{}-pool-tpool", vg.replace('-', "--"));
+    let status = run_ok("dmsetup", &["status", &dev]);
+    let total = |field: &str| field.split_once('/').unwrap().1.parse::<u64>().unwrap();
+    let fields: Vec<&str> = status.split_whitespace().collect();
+    (total(fields[4]), total(fields[5]))
+}
+
+/// A device class's thin pool grown online through the daemon while one of its volumes
+/// is written: dm-thin takes the new data and metadata sizes, the bytes written before
+/// and during stay, lvm2 lists the new sizes. Killed after a grow's commit, before the
+/// reload: the next start brings the active pool's devices in line (otherwise every
+/// later thin operation would meet a pool whose tables differ from its metadata), and
+/// lvm2 grows it further. `thin_check` is clean at the end.
+#[test]
+fn a_thin_pool_grows_online_under_a_writer_and_through_a_kill() {
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-tgrow", &[128]);
+    bed.write_class_config(
+        "",
+        "thin_pool = { name = \"pool\", size = \"16MiB\", overprovision_ratio = 8.0 }\n",
+    );
+    bed.start(None);
+    bed.json(&["lv", "create", "a", "64MiB"]);
+    let dev_a = PathBuf::from(
+        bed.json(&["lv", "activate", "a"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    write_pattern(&dev_a, 1, 0, 8 * MIB);
+    // 64 KiB chunks: 16 MiB of data is 256 blocks.
+    let (meta_before, data_before) = pool_totals(&bed.vg);
+    assert_eq!(data_before, 256);
+    let writer = {
+        let dev = dev_a.clone();
+        std::thread::spawn(move || {
+            for i in 0..6 {
+                write_pattern(&dev, 10 + i, (8 + i) * MIB, MIB);
+            }
+        })
+    };
+    let grown = bed.json(&[
+        "pool",
+        "grow",
+        "disks",
+        "--data",
+        "32MiB",
+        "--metadata",
+        "8MiB",
+    ]);
+    writer.join().unwrap();
+    let t = &grown["thin_pool"];
+    assert_eq!(
+        (t["data"].as_u64(), t["metadata"].as_u64()),
+        (Some(32 * MIB), Some(8 * MIB)),
+        "{grown}"
+    );
+    let (meta_after, data_after) = pool_totals(&bed.vg);
+    assert_eq!(data_after, 512);
+    assert_eq!(
+        meta_after,
+        2 * 1024,
+        "metadata blocks of 4 KiB, was {meta_before}"
+    );
+    assert_pattern(&dev_a, 1, 0, 8 * MIB);
+    for i in 0..6 {
+        assert_pattern(&dev_a, 10 + i, (8 + i) * MIB, MIB);
+    }
+    let rows = thin_rows(&bed);
+    assert_eq!(
+        (
+            rows["pool"].3,
+            rows["[pool_tmeta]"].3,
+            rows["[lvol0_pmspare]"].3
+        ),
+        (32 * MIB, 8 * MIB, 8 * MIB),
+        "{rows:?}"
+    );
+
+    // Killed between the grow's commit and the reload: the kernel lags until the next
+    // start, which brings it in line before anything else touches the pool.
+    bed.stop();
+    crash_at(
+        &mut bed,
+        "pool-grown",
+        &["pool", "grow", "disks", "--data", "48MiB"],
+    );
+    assert_eq!(pool_totals(&bed.vg).1, 768);
+    bed.json(&["lv", "create", "b", "16MiB"]);
+    write_pattern(&dev_a, 20, 20 * MIB, 4 * MIB);
+    assert_pattern(&dev_a, 1, 0, 8 * MIB);
+    // lvm2 grows what lvmd grew.
+    bed.lvm2(&["lvextend", "-L", "+8M", &format!("{}/pool", bed.vg)]);
+    assert_eq!(pool_totals(&bed.vg).1, 896);
+    bed.agree();
+    bed.json(&["lv", "deactivate", "a"]);
+    bed.stop();
+    let ids = common::thin_ids_on_disk(&|a: &[&str]| bed.lvm2(a), &bed.vg, "pool");
+    assert_eq!(ids, vec![1, 2]);
+}

@@ -191,9 +191,11 @@ fn pool_mismatch(vg: &VolumeGroup, want: &ThinPoolSpec, size: PoolSize) -> Optio
     let data = vg.extent_size.span(seg.extent_count).to_bytes();
     if let PoolSize::Bytes(_) = size {
         let asked = crate::model::Layout::Linear.rounded_size(want.data_size, vg.extent_size);
-        if asked != data {
+        // The config's size is what the pool is made with: one grown since is its own.
+        if data < asked {
             return Some(format!(
-                "its data size is {} bytes, the config's size {} bytes (rounded to extents)",
+                "its data size is {} bytes, less than the config's size {} bytes (rounded \
+                 to extents); grow it (lvmd-ctl pool grow) or lower the config's size",
                 data.0, asked.0
             ));
         }
@@ -213,10 +215,10 @@ fn pool_mismatch(vg: &VolumeGroup, want: &ThinPoolSpec, size: PoolSize) -> Optio
             .map(|l| vg.extent_size.span(l.extents()).to_bytes())
             .unwrap_or_default();
         let asked = crate::model::Layout::Linear.rounded_size(m, vg.extent_size);
-        if asked != have {
+        if have < asked {
             return Some(format!(
-                "its metadata size is {} bytes, the config's metadata_size {} bytes \
-                 (rounded to extents)",
+                "its metadata size is {} bytes, less than the config's metadata_size {} \
+                 bytes (rounded to extents)",
                 have.0, asked.0
             ));
         }
@@ -686,11 +688,16 @@ mod tests {
             let m = err.to_string();
             assert!(m.contains(says) && m.contains("changed nothing"), "{m}");
         }
+        // The config's size is the pool's size when made: a pool larger (grown since)
+        // is adopted as it is, a smaller one is refused naming both sizes.
         let mut other = config.clone();
         other.size = PoolSize::Bytes(Bytes(32 * MIB));
+        let info = e.prepare_thin_pool("vg", &other).unwrap();
+        assert_eq!(info.data_size, Bytes(64 * MIB));
+        other.size = PoolSize::Bytes(Bytes(96 * MIB));
         let m = e.prepare_thin_pool("vg", &other).unwrap_err().to_string();
         assert!(
-            m.contains(&(64 * MIB).to_string()) && m.contains(&(32 * MIB).to_string()),
+            m.contains(&(64 * MIB).to_string()) && m.contains(&(96 * MIB).to_string()),
             "{m}"
         );
         assert_eq!(e.metadata().read("vg").unwrap().vg.seqno, seqno);
