@@ -79,7 +79,8 @@ lane_b() {
     # Without udev, the cases where udev plays a part: lvmd making the nodes and links
     # itself at activation and start-up reconciliation (end to end, kill -9 at every step,
     # lvm2's raid1/thin devices left alone, the read-only loop over a device, lvm2 changing
-    # the VG, a mirror's leg gone). Left out, because what they check does not depend on
+    # the VG, a mirror's leg gone, encrypted volumes killed at each LUKS step: the only
+    # case where libcryptsetup makes its mappings' nodes without udev). Left out, because what they check does not depend on
     # who makes the nodes and lane A runs them: the 32 clients' metadata-only
     # creates/removes, the 1000-round mount path race, zeroing on the PVs, the formatting
     # rules, the mirror grow and the thin pool grow (table reloads), peer checks on the

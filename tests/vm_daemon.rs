@@ -3,8 +3,9 @@
 //! `vgck`) and `dmsetup`: volumes end to end (create, activate, mount, write, grow
 //! while mounted, remove), 32 parallel clients, lvm2 changing the same VG, `kill -9` at
 //! each step of create, resize and remove (then restart, retry, nothing leaked), the
-//! socket's SO_PEERCRED check, and no data remanence (a removed volume's bytes never
-//! readable through a new one, also across a kill -9 mid-wipe).
+//! socket's SO_PEERCRED check, no data remanence (a removed volume's bytes never
+//! readable through a new one, also across a kill -9 mid-wipe), and encrypted volumes
+//! through `kill -9` at each LUKS step and a rekey.
 //!
 //! VM only, like `tests/vm_activate.rs` (`test = false`; it fails outside the VM):
 //!
@@ -2562,4 +2563,253 @@ fn a_thin_pool_grows_online_under_a_writer_and_through_a_kill() {
     bed.stop();
     let ids = common::thin_ids_on_disk(&|a: &[&str]| bed.lvm2(a), &bed.vg, "pool");
     assert_eq!(ids, vec![1, 2]);
+}
+
+/// lvm2's tags of `lv` (lvmd's marks among them), sorted.
+fn lv_tags(bed: &Bed, lv: &str) -> Vec<String> {
+    let out = bed.lvm2(&[
+        "lvs",
+        "--noheadings",
+        "-o",
+        "lv_tags",
+        &format!("{}/{lv}", bed.vg),
+    ]);
+    let mut tags: Vec<String> = out
+        .trim()
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    tags.sort();
+    tags
+}
+
+/// Whether Debian's cryptsetup opens `dev`'s header with the key in `key_file`
+/// (nothing is opened: `--test-passphrase`).
+fn cryptsetup_takes(dev: &str, key_file: &Path) -> bool {
+    let key = key_file.to_str().unwrap();
+    let (ok, _, _) = run(
+        "cryptsetup",
+        &["open", "--test-passphrase", "--key-file", key, dev],
+    );
+    ok
+}
+
+/// The keyslots in use in `dev`'s LUKS2 header, as `cryptsetup luksDump` lists them.
+fn luks_keyslots(dev: &str) -> usize {
+    let dump = run_ok("cryptsetup", &["luksDump", dev]);
+    let slots = dump
+        .split("Keyslots:")
+        .nth(1)
+        .and_then(|s| s.split("Tokens:").next())
+        .unwrap_or_default();
+    slots
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            l.split_once(": luks2")
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+        })
+        .count()
+}
+
+/// The open lvmd crypt mappings, as dmsetup lists them.
+fn crypt_mappings() -> BTreeSet<String> {
+    run_ok("dmsetup", &["ls", "--target", "crypt"])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("lvmd-crypt-"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// kill -9 of lvmd at each step of an encrypted volume's making and of a rekey
+/// (issue 13): after the crash at `committed` of an encrypted create, at
+/// `luks-marked` (`lvmd.mkluks=` committed, no header) and at `luks-formatted` (a
+/// header, never opened) of its first stage, and at `rekey-added` (the new key added,
+/// the old one not yet removed), the restarted daemon has nothing half-done (no mapping
+/// open, no mark of a step left once the retry ran), the retry converges, the volume
+/// opens with its key (after the rekey cut: with either), and no crypt mapping is left
+/// without its LV. The class's `no_read_workqueue`/`no_write_workqueue` are on the
+/// mapping (`dmsetup table`). And a volume Debian's `cryptsetup luksFormat` made, with
+/// a filesystem inside, is opened and mounted by lvmd with its key and adopted, its file
+/// intact. Debian's cryptsetup checks the header after each step.
+#[test]
+fn encrypted_volumes_survive_kill_9_at_each_luks_step() {
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-crypt", &[256]);
+    bed.write_class_config(
+        "",
+        "encryption = { pbkdf = { type = \"pbkdf2\", iterations = 1000 }, \
+         no_read_workqueue = true, no_write_workqueue = true }\n",
+    );
+    let dir = bed.loops.dir.path().to_owned();
+    let k1 = dir.join("k1");
+    let k2 = dir.join("k2");
+    std::fs::write(&k1, b"first key of vmd-crypt\n").unwrap();
+    std::fs::write(&k2, b"second key \x00\xff binary").unwrap();
+    let (k1s, k2s) = (k1.to_str().unwrap(), k2.to_str().unwrap());
+    let lv_dev = |bed: &Bed, lv: &str| format!("/dev/mapper/{}", bed.dm_name(lv));
+    let mapping = |bed: &Bed, lv: &str| format!("lvmd-crypt-{}", bed.dm_name(lv));
+    // No crypt mapping of this VG whose LV is gone.
+    let no_orphans = |bed: &Bed, why: &str| {
+        let names = bed.lvm2_names();
+        for m in crypt_mappings() {
+            assert!(
+                names
+                    .iter()
+                    .any(|lv| m == format!("lvmd-crypt-{}", bed.dm_name(lv))),
+                "{why}: mapping {m} without its LV ({names:?})"
+            );
+        }
+    };
+    bed.start(None);
+    bed.stop();
+
+    // Create, killed once committed: the retry returns it, encrypted, nothing formatted.
+    crash_at(
+        &mut bed,
+        "committed",
+        &["lv", "create", "a", "48MiB", "--encrypted"],
+    );
+    let v = bed.json(&["lv", "create", "a", "48MiB", "--encrypted"]);
+    assert_eq!(
+        (v["encrypted"].clone(), v["size"].clone()),
+        (true.into(), (48 * MIB).into())
+    );
+    assert_eq!(lv_tags(&bed, "a"), ["lvmd.crypt", "lvmd.fresh"]);
+    bed.agree();
+    bed.stop();
+
+    // The first stage, killed with the format marked but not done, then formatted but
+    // never opened: each restart has no mapping open; the retry formats again (one
+    // header, one keyslot), opens, makes the filesystem.
+    let target = bed.root.join("pods/c/a");
+    let t = target.to_str().unwrap();
+    let mount = ["lv", "mount", "a", t, "--key-file", k1s];
+    crash_at(&mut bed, "luks-marked", &mount);
+    assert_eq!(lv_tags(&bed, "a"), ["lvmd.crypt", "lvmd.mkluks=ext4"]);
+    assert!(crypt_mappings().is_empty(), "{:?}", crypt_mappings());
+    bed.stop();
+    crash_at(&mut bed, "luks-formatted", &mount);
+    assert_eq!(lv_tags(&bed, "a"), ["lvmd.crypt", "lvmd.mkluks=ext4"]);
+    assert!(crypt_mappings().is_empty(), "{:?}", crypt_mappings());
+    // The kill left the LV active with lvmd's header on it (a client's activation here
+    // would end formatting for good, so none).
+    assert!(
+        cryptsetup_takes(&lv_dev(&bed, "a"), &k1),
+        "the cut-short format's header"
+    );
+    let m = bed.json(&mount);
+    assert_eq!(m["formatted"], true, "{m}");
+    assert_eq!(lv_tags(&bed, "a"), ["lvmd.crypt", "lvmd.fs=ext4"]);
+    assert_eq!(luks_keyslots(&lv_dev(&bed, "a")), 1);
+    assert_eq!(crypt_mappings(), [mapping(&bed, "a")].into());
+    // The class's workqueue flags are the mapping's.
+    let table = run_ok("dmsetup", &["table", &mapping(&bed, "a")]);
+    assert!(
+        table.contains("no_read_workqueue") && table.contains("no_write_workqueue"),
+        "{table}"
+    );
+    std::fs::write(target.join("f"), b"kept through the rekey\n").unwrap();
+    bed.json(&["lv", "unmount", t]);
+    assert!(crypt_mappings().is_empty(), "unmount closes the mapping");
+
+    // Rekey killed between its halves: either key opens; the retry finishes it (the
+    // old key then refused), the data untouched.
+    bed.stop();
+    let rekey = ["lv", "rekey", "a", "--key-file", k1s, "--new-key-file", k2s];
+    crash_at(&mut bed, "rekey-added", &rekey);
+    no_orphans(&bed, "rekey-added");
+    bed.json(&["lv", "activate", "a"]);
+    let dev = lv_dev(&bed, "a");
+    assert!(cryptsetup_takes(&dev, &k1) && cryptsetup_takes(&dev, &k2));
+    assert_eq!(luks_keyslots(&dev), 2);
+    for k in [k1s, k2s] {
+        bed.json(&["lv", "mount", "a", t, "--key-file", k]);
+        assert_eq!(
+            std::fs::read(target.join("f")).unwrap(),
+            b"kept through the rekey\n"
+        );
+        bed.json(&["lv", "unmount", t]);
+    }
+    bed.json(&rekey);
+    assert!(!cryptsetup_takes(&dev, &k1) && cryptsetup_takes(&dev, &k2));
+    assert_eq!(luks_keyslots(&dev), 1);
+    bed.refused(
+        &["lv", "mount", "a", t, "--key-file", k1s],
+        "PermissionDenied",
+    );
+    let m = bed.json(&["lv", "mount", "a", t, "--key-file", k2s]);
+    assert_eq!(m["formatted"], false, "{m}");
+    assert_eq!(
+        std::fs::read(target.join("f")).unwrap(),
+        b"kept through the rekey\n"
+    );
+    bed.json(&["lv", "unmount", t]);
+
+    // A volume cryptsetup made, with a filesystem and a file inside: lvmd opens it with
+    // its key, mounts what is there (no mkfs) and marks it encrypted.
+    bed.json(&["lv", "create", "theirs", "48MiB"]);
+    bed.json(&["lv", "activate", "theirs"]);
+    let theirs = lv_dev(&bed, "theirs");
+    run_ok(
+        "cryptsetup",
+        &[
+            "luksFormat",
+            "--type",
+            "luks2",
+            "--batch-mode",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--key-file",
+            k2s,
+            &theirs,
+        ],
+    );
+    run_ok(
+        "cryptsetup",
+        &["open", "--key-file", k2s, &theirs, "vmd-theirs"],
+    );
+    run_ok("mkfs.ext4", &["-q", "/dev/mapper/vmd-theirs"]);
+    let made = dir.join("made");
+    std::fs::create_dir_all(&made).unwrap();
+    run_ok("mount", &["/dev/mapper/vmd-theirs", made.to_str().unwrap()]);
+    std::fs::write(made.join("g"), b"cryptsetup's\n").unwrap();
+    run_ok("umount", &[made.to_str().unwrap()]);
+    run_ok("cryptsetup", &["close", "vmd-theirs"]);
+    let t2 = bed.root.join("pods/c/theirs");
+    let m = bed.json(&[
+        "lv",
+        "mount",
+        "theirs",
+        t2.to_str().unwrap(),
+        "--key-file",
+        k2s,
+    ]);
+    assert_eq!(m["formatted"], false, "{m}");
+    assert_eq!(std::fs::read(t2.join("g")).unwrap(), b"cryptsetup's\n");
+    assert!(lv_tags(&bed, "theirs").contains(&"lvmd.crypt".to_owned()));
+    assert!(bed.listed("theirs")["encrypted"] == true);
+    bed.json(&["lv", "unmount", t2.to_str().unwrap()]);
+
+    // A mapping whose LV went away while lvmd was down (opened by hand, the LV then
+    // dropped from the metadata): closed at start, then its device removed.
+    bed.json(&["lv", "activate", "theirs"]);
+    let ghost = mapping(&bed, "theirs");
+    run_ok("cryptsetup", &["open", "--key-file", k2s, &theirs, &ghost]);
+    bed.stop();
+    bed.loops.lvmd().lv_remove(&bed.vg, "theirs").unwrap();
+    bed.start(None);
+    assert!(!crypt_mappings().contains(&ghost), "{:?}", crypt_mappings());
+    assert_eq!(bed.dm_table("theirs"), None, "the LV's device left");
+    no_orphans(&bed, "restart");
+
+    // Removal closes and zeroes; nothing of the VG is left in device-mapper.
+    bed.json(&["lv", "remove", "a"]);
+    assert!(crypt_mappings().is_empty() && bed.dm_devices().is_empty());
+    assert!(bed.agree().is_empty());
+    bed.stop();
 }

@@ -41,6 +41,8 @@ pub struct Env {
     lvmd: Option<Child>,
     csi: Option<Child>,
     real: Option<Real>,
+    /// Variables both processes start with beyond the test's ([`Env::restart_with`]).
+    extra_env: Vec<(String, String)>,
 }
 
 fn free_port() -> u16 {
@@ -196,6 +198,7 @@ impl Env {
             csi_sock,
             config,
             real,
+            extra_env: Vec::new(),
         };
         env.spawn_lvmd();
         env.spawn_plugin();
@@ -238,6 +241,7 @@ impl Env {
         if !self.is_real() {
             cmd.arg("--simulate");
         }
+        cmd.envs(self.extra_env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("start lvmd");
         wait_listening(&self.lvmd_sock, "lvmd", &mut child, &self.log("lvmd"));
         self.lvmd = Some(child);
@@ -262,7 +266,8 @@ impl Env {
             .args(["--node-id", NODE, "--max-volumes", "100"])
             .arg(format!("--metrics-address=127.0.0.1:{}", self.metrics_port))
             .stdout(Stdio::null())
-            .stderr(self.log_file("lvmd-csi"));
+            .stderr(self.log_file("lvmd-csi"))
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("start lvmd-csi");
         wait_listening(
             &self.csi_sock,
@@ -287,6 +292,37 @@ impl Env {
             self.spawn_lvmd();
         }
         self.spawn_plugin();
+    }
+
+    /// Both processes stopped and started again with `vars` set (for a case that needs,
+    /// say, debug logs), before any volume exists.
+    pub fn restart_with(&mut self, vars: &[(&str, &str)]) {
+        self.extra_env = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        kill(self.csi.take());
+        kill_lvmd(self.lvmd.take());
+        self.spawn_lvmd();
+        self.spawn_plugin();
+    }
+
+    /// lvmd's pid (under the unit's sandbox: the service's main process).
+    pub fn lvmd_pid(&self) -> u32 {
+        common::daemon::lvmd_pid(self.lvmd.as_ref().expect("lvmd is running"))
+    }
+
+    /// lvmd-csi's pid (unshare execs it: its child's).
+    pub fn plugin_pid(&self) -> u32 {
+        self.csi.as_ref().expect("lvmd-csi is running").id()
+    }
+
+    /// lvmd's and lvmd-csi's logs, as written.
+    pub fn log_bytes(&self) -> Vec<(&'static str, Vec<u8>)> {
+        ["lvmd", "lvmd-csi"]
+            .into_iter()
+            .map(|who| (who, std::fs::read(self.log(who)).unwrap_or_default()))
+            .collect()
     }
 
     /// The channel to the plugin's CSI socket.

@@ -10,10 +10,12 @@
 
 mod env;
 mod ephemeral;
+mod leaks;
 
 use crate::common;
 pub use env::*;
 pub use ephemeral::*;
+pub use leaks::*;
 use lvmd::csi::pb::controller_client::ControllerClient;
 use lvmd::csi::pb::identity_client::IdentityClient;
 use lvmd::csi::pb::node_client::NodeClient;
@@ -30,6 +32,10 @@ macro_rules! csi_cases {
         #[test]
         fn encrypted_lifecycle() {
             csi_suite::encrypted_lifecycle(&$env)
+        }
+        #[test]
+        fn encrypted_keys_leak_nowhere() {
+            csi_suite::encrypted_keys_leak_nowhere(&mut $env)
         }
         #[test]
         fn encrypted_block_lifecycle() {
