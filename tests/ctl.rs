@@ -88,8 +88,53 @@ fn tables_and_json() {
         (Some(4 * MIB), Some("linear"))
     );
 
+    // A mirror with dm-integrity under its copies; --integrity alone is no layout.
+    let m = json(
+        &d,
+        &[
+            "lv",
+            "create",
+            "m",
+            "8M",
+            "--class",
+            "wide",
+            "--mirrors",
+            "1",
+            "--integrity",
+        ],
+    );
+    assert_eq!(
+        (m["layout"].as_str(), m["integrity"].as_bool()),
+        (Some("raid1"), Some(true))
+    );
+    let p = json(
+        &d,
+        &[
+            "lv",
+            "create",
+            "p",
+            "8M",
+            "--class",
+            "wide",
+            "--mirrors",
+            "1",
+        ],
+    );
+    assert_eq!(p["integrity"], false);
+    let out = ctl(&d, &["lv", "create", "q", "8M", "--integrity"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--mirrors"),
+        "{out:?}"
+    );
+
     let table = ok(&d, &["lv", "list"]);
     assert!(table.starts_with("VG "), "{table}");
+    assert!(table.contains("raid1 2 legs+integrity"), "{table}");
+    for lv in ["m", "p"] {
+        let gone = json(&d, &["lv", "remove", lv, "--class", "wide"]);
+        assert_eq!(gone["existed"], true);
+    }
     assert!(
         table.contains("vg-wide  w   1GiB   striped 2x64KiB"),
         "{table}"

@@ -351,6 +351,25 @@ fn bad_lv_requests_are_refused_with_precise_codes() {
                 Code::InvalidArgument,
                 "bad tag",
             ),
+            // dm-integrity sits under a mirror's copies: refused with any other
+            // layout, naming it.
+            (
+                pb::CreateLogicalVolumeRequest {
+                    integrity: Some(true),
+                    ..create_req("", "i1", MIB)
+                },
+                Code::InvalidArgument,
+                "integrity: true needs layout RAID1",
+            ),
+            (
+                pb::CreateLogicalVolumeRequest {
+                    layout: pb::Layout::Striped as i32,
+                    integrity: Some(true),
+                    ..create_req("wide", "i2", MIB)
+                },
+                Code::InvalidArgument,
+                "striped",
+            ),
             (
                 pb::CreateLogicalVolumeRequest {
                     layout: pb::Layout::Striped as i32,

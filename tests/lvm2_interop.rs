@@ -1149,6 +1149,84 @@ fn lvm2_reads_renames_and_removes_the_mirrors_lvmd_makes() {
     loops.vgck(&vg);
 }
 
+/// A raid1 LV with integrity lvmd makes is one lvm2 reads as its own
+/// `--raidintegrity y` mirror (lvm2 cannot make one without device-mapper; the layout
+/// is compared with what it made in the VM in `lvm::raid`'s tests): `lvs -a` shows
+/// each image as an `integrity` LV over its `_iorig`, with its `_imeta` beside it on
+/// the leg's PV, `vgck` is clean; lvm2 renames it (layers along) and lvmd removes it;
+/// lvmd renames one and lvm2 removes it; every extent is free again.
+#[test]
+fn lvm2_reads_renames_and_removes_the_integrity_mirrors_lvmd_makes() {
+    if !host_tests_enabled("lvm2_reads_renames_and_removes_the_integrity_mirrors_lvmd_makes") {
+        return;
+    }
+    let loops = Loops::new(&[64, 64]);
+    let lvm = loops.lvmd();
+    let vg = vg_name("imirror");
+    lvm.vg_create(&vg, &loops.devs, ExtentSize::DEFAULT)
+        .unwrap();
+    let mirror = Layout::Raid1 {
+        mirrors: 1,
+        region_size: lvmd::model::layout::DEFAULT_REGION_SIZE,
+        integrity: true,
+    };
+    lvm.lv_create(&vg, "a", Bytes(8 * MIB), mirror, &[])
+        .unwrap();
+    lvm.lv_create(&vg, "b", Bytes(12 * MIB), mirror, &[])
+        .unwrap();
+    loops.vgck(&vg);
+    let lvs = lvm2_lvs(&loops, &vg);
+    for (lv, size) in [("a", 8 * MIB), ("b", 12 * MIB)] {
+        let top = &lvs[lv];
+        assert_eq!(text(top, "segtype"), "raid1", "{top}");
+        assert_eq!(num(top, "lv_size"), size);
+        let mut pvs = Vec::new();
+        for i in 0..2 {
+            let image = &lvs[&format!("[{lv}_rimage_{i}]")];
+            assert_eq!(text(image, "segtype"), "integrity", "{image}");
+            assert_eq!(num(image, "lv_size"), size);
+            assert!(
+                text(image, "devices").contains(&format!("{lv}_rimage_{i}_iorig(0)")),
+                "{image}"
+            );
+            let dev = |name: &str| {
+                let r = &lvs[&format!("[{lv}_rimage_{i}_{name}]")];
+                text(r, "devices").split('(').next().unwrap().to_owned()
+            };
+            let imeta = &lvs[&format!("[{lv}_rimage_{i}_imeta]")];
+            assert_eq!(num(imeta, "lv_size"), 8 * MIB, "{imeta}");
+            let meta = &lvs[&format!("[{lv}_rmeta_{i}]")];
+            let meta_dev = text(meta, "devices").split('(').next().unwrap().to_owned();
+            // The whole leg on one PV.
+            assert_eq!(dev("iorig"), dev("imeta"), "leg {i} of {lv}");
+            assert_eq!(dev("iorig"), meta_dev, "leg {i} of {lv}");
+            pvs.push(meta_dev);
+        }
+        pvs.dedup();
+        assert_eq!(pvs.len(), 2, "{lv}: two legs share a PV");
+    }
+    loops.lvm_ok(&["lvrename", &vg, "a", "a2"]);
+    loops.vgck(&vg);
+    let lvs = lvm2_lvs(&loops, &vg);
+    assert!(lvs.contains_key("[a2_rimage_1_imeta]"), "{:?}", lvs.keys());
+    lvm.lv_remove(&vg, "a2").unwrap();
+    lvm.lv_rename(&vg, "b", "b2").unwrap();
+    loops.vgck(&vg);
+    let lvs = lvm2_lvs(&loops, &vg);
+    assert!(lvs.contains_key("[b2_rimage_0_iorig]"), "{:?}", lvs.keys());
+    loops.lvm_ok(&["lvremove", "-f", &format!("{vg}/b2")]);
+    let lvs = lvm2_lvs(&loops, &vg);
+    assert!(lvs.is_empty(), "{lvs:?}");
+    let found = lvm.read_vg(&vg).unwrap();
+    assert_eq!(found.vg.free_extents(), found.vg.total_extents());
+    // Growing and repairing are lvm2's still: refused naming the layer.
+    lvm.lv_create(&vg, "c", Bytes(4 * MIB), mirror, &[])
+        .unwrap();
+    let e = lvm.lv_resize(&vg, "c", Bytes(8 * MIB)).unwrap_err();
+    assert!(e.to_string().contains("integrity"), "{e}");
+    loops.vgck(&vg);
+}
+
 /// The legs of raid1 LV `lv` in lvm2's report: per leg, the PVs its rmeta and rimage
 /// sit on (every segment's), the rimage's size and its number of segments.
 fn lvm2_legs(loops: &Loops, vg: &str, lv: &str, legs: usize) -> Vec<(Vec<String>, u64, usize)> {

@@ -2811,5 +2811,146 @@ fn encrypted_volumes_survive_kill_9_at_each_luks_step() {
     bed.json(&["lv", "remove", "a"]);
     assert!(crypt_mappings().is_empty() && bed.dm_devices().is_empty());
     assert!(bed.agree().is_empty());
+
+/// dm-integrity's status of an integrity device: (mismatches, data sectors, sectors
+/// recalculated so far or `None` when no recalculation runs).
+fn integrity_status(bed: &Bed, lv: &str) -> (u64, u64, Option<u64>) {
+    let out = run_ok("dmsetup", &["status", &bed.dm_name(lv)]);
+    // 0 <len> integrity <mismatches> <data sectors> <recalculated|->
+    let f: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(f.get(2), Some(&"integrity"), "{out}");
+    (
+        f[3].parse().unwrap(),
+        f[4].parse().unwrap(),
+        f[5].parse().ok(),
+    )
+}
+
+/// A mirror with dm-integrity made by lvmd (`lvmd-ctl lv create --integrity`): lvm2
+/// lists it as its own `--raidintegrity y` mirror; its first activation computes the
+/// tags of every block (`recalculate`, gone from the metadata after it); a pattern
+/// written through it, then one block of each leg's data flipped on the PV itself:
+/// the mirror reads back the pattern (dm-integrity fails the damaged block, dm-raid
+/// reads the other copy) and dm-integrity counts the mismatch, as lvm2 reports it
+/// (`integritymismatches`). lvm2 removes it (active), and lvmd agrees nothing is left.
+/// Lean for CI: a one-extent volume, one activation.
+#[test]
+fn an_integrity_mirror_serves_the_good_copy_of_a_damaged_block() {
+    let _serial = common::vm_case("vm_daemon");
+    run_ok("modprobe", &["dm_integrity"]);
+    let mut bed = Bed::new("vmd-integ", &[32, 32]);
+    bed.start(None);
+    let made = bed.json(&["lv", "create", "m", "4MiB", "--mirrors", "1", "--integrity"]);
+    assert_eq!(made["integrity"], true, "{made}");
+    let lvs = bed.lvm2(&["lvs", "-a", "-o", "lv_name,segtype,devices", &bed.vg]);
+    for i in 0..2 {
+        assert!(
+            lvs.contains(&format!("[m_rimage_{i}]"))
+                && lvs.contains(&format!("m_rimage_{i}_iorig(0)"))
+                && lvs.contains(&format!("[m_rimage_{i}_imeta]")),
+            "{lvs}"
+        );
+    }
+    assert_eq!(lvs.matches("integrity").count(), 2, "{lvs}");
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    // The first load took `recalculate`; the metadata no longer asks for it.
+    let backup = bed.loops.dir.path().join("meta.txt");
+    let backup = backup.to_str().unwrap();
+    bed.lvm2(&["vgcfgbackup", "-f", backup, &bed.vg]);
+    let meta = std::fs::read_to_string(backup).unwrap();
+    assert!(meta.contains("type = \"integrity\""), "{meta}");
+    assert!(!meta.contains("recalculate"), "{meta}");
+    wait_in_sync(&bed, "m");
+    let images: Vec<String> = (0..2)
+        .map(|i| bed.dm_name(&format!("m_rimage_{i}")))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for i in 0..2 {
+        loop {
+            let (_, data, done) = integrity_status(&bed, &format!("m_rimage_{i}"));
+            if done.is_none_or(|d| d >= data) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "tags of leg {i} not computed");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    write_pattern(&dev, 9, 0, 4 * MIB);
+    // Suspended, dm-integrity writes its journal out to the data sub-LVs: what is on
+    // the PV is then what a read of the leg checks.
+    for image in &images {
+        run_ok("dmsetup", &["suspend", image]);
+    }
+    // One 4 KiB block of each leg's data, bytes flipped on the PV: leg 0 at 1 MiB,
+    // leg 1 at 3 MiB (whichever leg dm-raid reads a region from, one is damaged).
+    for (leg, at) in [(0, MIB), (1, 3 * MIB)] {
+        use std::os::unix::fs::FileExt;
+        let ranges = pe_ranges(&bed, &format!("[m_rimage_{leg}_iorig]"));
+        let (pv, range) = ranges[0].rsplit_once(':').unwrap();
+        let first: u64 = range.split_once('-').unwrap().0.parse().unwrap();
+        let pe_start: u64 = bed
+            .lvm2(&[
+                "pvs",
+                "--noheadings",
+                "--units",
+                "b",
+                "--nosuffix",
+                "-o",
+                "pe_start",
+                pv,
+            ])
+            .trim()
+            .parse()
+            .unwrap();
+        let offset = pe_start + first * 4 * MIB + at;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(pv)
+            .unwrap();
+        let mut block = vec![0u8; 4096];
+        f.read_exact_at(&mut block, offset).unwrap();
+        assert_eq!(
+            block,
+            pattern(9, at, 4096),
+            "leg {leg} holds the pattern at {at}"
+        );
+        for b in &mut block {
+            *b ^= 0xff;
+        }
+        f.write_all_at(&block, offset).unwrap();
+        f.sync_all().unwrap();
+    }
+    for image in &images {
+        run_ok("dmsetup", &["resume", image]);
+    }
+    assert_pattern(&dev, 9, 0, 4 * MIB);
+    let mismatches: u64 = (0..2)
+        .map(|i| integrity_status(&bed, &format!("m_rimage_{i}")).0)
+        .sum();
+    assert!(mismatches >= 1, "no mismatch counted");
+    let by_lvm2 = bed.lvm2(&[
+        "lvs",
+        "--noheadings",
+        "-o",
+        "integritymismatches",
+        &format!("{}/m", bed.vg),
+    ]);
+    assert_eq!(
+        by_lvm2.trim().parse::<u64>().unwrap(),
+        mismatches,
+        "{by_lvm2}"
+    );
+    eprintln!("mismatches counted: {mismatches}");
+    // lvm2 takes lvmd's mirror down and removes it, every sub-LV along.
+    bed.lvm2(&["lvremove", "-y", &format!("{}/m", bed.vg)]);
+    assert!(bed.agree().is_empty());
+    let left = bed.lvm2(&["lvs", "-a", "--noheadings", "-o", "lv_name", &bed.vg]);
+    assert!(left.trim().is_empty(), "left behind: {left}");
+    assert!(bed.dm_devices().is_empty(), "{:?}", bed.dm_devices());
     bed.stop();
 }

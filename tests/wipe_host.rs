@@ -400,3 +400,165 @@ fn a_background_wipe_killed_midway_completes_after_restart() {
     d.stop();
     s.loops.lvm_ok(&["vgremove", "-f", &s.vg]);
 }
+
+/// A mirror with dm-integrity, killed (kill -9) at each step of its creation and its
+/// removal, on PVs full of old bytes: after each kill lvm2 lists the mirror whole (the
+/// LV and its eight sub-LVs, none left over) or not at all, `vgck` is clean and lvmd
+/// lists what lvm2 does; the retry finishes it. A kill after the commit but before the
+/// zeroing leaves the old bytes in each `_imeta` (which dm-integrity would take for an
+/// older device's superblock and tags), and the retry zeroes them before the volume is
+/// handed out; at every end each `_imeta` and `_rmeta` reads as zeros.
+#[test]
+fn an_integrity_mirror_killed_at_each_step_is_whole_and_zeroed_after_restart() {
+    if !host_tests_enabled(
+        "an_integrity_mirror_killed_at_each_step_is_whole_and_zeroed_after_restart",
+    ) {
+        return;
+    }
+    let s = setup("imkill");
+    let vg = s.vg();
+    // The daemon makes the VG; then every PV byte past pe_start gets the pattern.
+    let mut d = s.start();
+    d.stop();
+    for dev in &s.loops.devs {
+        use std::io::{Seek, SeekFrom};
+        let size = std::fs::File::open(dev)
+            .and_then(|mut f| f.seek(SeekFrom::End(0)))
+            .unwrap();
+        let start = vg.pe_start(dev);
+        write_pattern(&[(dev.clone(), start, size - start)]);
+    }
+    let create = [
+        "lv",
+        "create",
+        "m",
+        "16MiB",
+        "--mirrors",
+        "1",
+        "--integrity",
+    ];
+    let subs = |lv: &str| -> Vec<String> {
+        let mut v = vec![lv.to_string()];
+        for i in 0..2 {
+            for part in ["rmeta", "rimage"] {
+                v.push(format!("[{lv}_{part}_{i}]"));
+            }
+            for part in ["iorig", "imeta"] {
+                v.push(format!("[{lv}_rimage_{i}_{part}]"));
+            }
+        }
+        v.sort();
+        v
+    };
+    let names = || {
+        let mut n = vg.lv_names();
+        n.sort();
+        n
+    };
+    // Each leg's metadata areas, from lvm2's report.
+    let metadata_bytes = |lv: &str| -> Vec<(PathBuf, u64, u64)> {
+        (0..2)
+            .flat_map(|i| {
+                [
+                    format!("[{lv}_rmeta_{i}]"),
+                    format!("[{lv}_rimage_{i}_imeta]"),
+                ]
+            })
+            .flat_map(|sub| vg.bytes_of(&vg.pe_ranges(&sub)))
+            .collect()
+    };
+    let agree = |d: &mut Daemon| {
+        s.loops.vgck(&s.vg);
+        let listed: Vec<String> = d
+            .json(&["lv", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().to_owned())
+            .collect();
+        let visible: Vec<String> = names()
+            .into_iter()
+            .filter(|n| !n.starts_with('['))
+            .collect();
+        assert_eq!(listed, visible, "lvmd and lvm2 list different volumes");
+    };
+
+    // Killed right after the creating commit: whole in lvm2, the old bytes still in
+    // its metadata areas; the retry zeroes them and hands the same volume out.
+    let mut d = Daemon::start_with(
+        &s.config,
+        &s.socket,
+        &[("LVMD_TEST_CRASH_AFTER", "committed")],
+    );
+    assert!(!d.ctl(&create).status.success());
+    d.wait_killed();
+    assert_eq!(names(), subs("m"));
+    let meta = metadata_bytes("m");
+    assert_eq!(total(&meta), 2 * (4 + 8) * MIB);
+    assert!(nonzero(&meta) > 0, "zeroed before the kill point");
+    let mut d = s.start();
+    agree(&mut d);
+    let again = d.json(&create);
+    assert_eq!(
+        (again["name"].as_str(), again["integrity"].as_bool()),
+        (Some("m"), Some(true))
+    );
+    assert_eq!(
+        nonzero(&meta),
+        0,
+        "the retry left old bytes in the metadata areas"
+    );
+    assert_eq!(names(), subs("m"));
+    d.stop();
+
+    // Killed after the zeroing, before the answer: whole and zeroed; the retry finds it.
+    let mut d = Daemon::start_with(
+        &s.config,
+        &s.socket,
+        &[("LVMD_TEST_CRASH_AFTER", "cleared")],
+    );
+    let create2 = [
+        "lv",
+        "create",
+        "n",
+        "16MiB",
+        "--mirrors",
+        "1",
+        "--integrity",
+    ];
+    assert!(!d.ctl(&create2).status.success());
+    d.wait_killed();
+    let mut want = subs("m");
+    want.extend(subs("n"));
+    want.sort();
+    assert_eq!(names(), want);
+    assert_eq!(nonzero(&metadata_bytes("n")), 0);
+    let mut d = s.start();
+    agree(&mut d);
+    assert_eq!(d.json(&create2)["integrity"], true);
+    d.stop();
+
+    // Removal killed after its zeroing, before its commit: still whole, every extent
+    // of every sub-LV zeros; the retry removes it all.
+    let all: Vec<(PathBuf, u64, u64)> = subs("n")
+        .iter()
+        .filter(|n| *n != "n" && !n.ends_with("_rimage_0]") && !n.ends_with("_rimage_1]"))
+        .flat_map(|sub| vg.bytes_of(&vg.pe_ranges(sub)))
+        .collect();
+    assert_eq!(total(&all), 2 * (4 + 16 + 8) * MIB);
+    let mut d = Daemon::start_with(&s.config, &s.socket, &[("LVMD_TEST_CRASH_AFTER", "zeroed")]);
+    assert!(!d.ctl(&["lv", "remove", "n"]).status.success());
+    d.wait_killed();
+    assert_eq!(names(), want);
+    assert_eq!(nonzero(&all), 0);
+    let mut d = s.start();
+    agree(&mut d);
+    assert_eq!(d.json(&["lv", "remove", "n"])["existed"], true);
+    assert_eq!(d.json(&["lv", "remove", "m"])["existed"], true);
+    assert!(names().is_empty(), "left behind: {:?}", names());
+    agree(&mut d);
+    let cap = d.json(&["capacity"]);
+    assert_eq!(cap[0]["free"], cap[0]["total"]);
+    d.stop();
+    s.loops.lvm_ok(&["vgremove", "-f", &s.vg]);
+}

@@ -75,6 +75,7 @@ fn capacity_of(engine: &dyn Engine, classes: &DeviceClasses) -> Vec<pb::DeviceCl
                 volume_group: c.vg.clone(),
                 is_default: c.is_default,
                 default_stripes: c.stripes,
+                default_integrity: c.integrity,
                 ..Default::default()
             };
             match engine.space(&c.vg, c.stripes) {
@@ -86,6 +87,8 @@ fn capacity_of(engine: &dyn Engine, classes: &DeviceClasses) -> Vec<pb::DeviceCl
                     out.extent_size_bytes = s.extent_size.0;
                     out.wiping_bytes = s.wiping.0;
                     out.largest_raid1_bytes = s.largest_raid1.iter().map(|b| b.0).collect();
+                    out.largest_raid1_integrity_bytes =
+                        s.largest_raid1_integrity.iter().map(|b| b.0).collect();
                     out.metadata_used_bytes = s.metadata_used.0;
                     out.metadata_capacity_bytes = s.metadata_capacity.0;
                 }
@@ -300,6 +303,7 @@ impl Api {
                 leg_health: m.legs,
             }),
             encrypted: crate::daemon::marks::is_encrypted(&v.tags),
+            integrity: v.layout.integrity(),
             tags: v.tags,
             active: v.device.is_some(),
             device_path: v
@@ -329,13 +333,15 @@ impl Api {
             Layout::striped(stripes, Bytes(stripe_size))
                 .map_err(|e| Status::invalid_argument(e.to_string()))
         };
-        match pb::Layout::try_from(layout) {
+        let out = match pb::Layout::try_from(layout) {
             Ok(pb::Layout::Linear) => Ok(Layout::Linear),
             Ok(pb::Layout::Thin) => Ok(Layout::Thin),
             Ok(pb::Layout::Raid1) => Ok(Layout::Raid1 {
                 mirrors: r.mirrors.max(1),
                 region_size: DEFAULT_REGION_SIZE,
-                integrity: false,
+                integrity: r
+                    .integrity
+                    .unwrap_or_else(|| class.is_some_and(|c| c.integrity)),
             }),
             Ok(pb::Layout::Striped) => {
                 let n = if stripes == 0 {
@@ -356,7 +362,16 @@ impl Api {
                 }
             }
             Err(_) => Err(Status::invalid_argument(format!("unknown layout {layout}"))),
+        }?;
+        // dm-integrity here sits under a mirror's copies: a volume without copies
+        // could detect damage but never read the block from elsewhere.
+        if r.integrity == Some(true) && !out.integrity() {
+            return Err(Status::invalid_argument(format!(
+                "integrity: true needs layout RAID1 (dm-integrity under each copy, a damaged \
+                 block read from another); this volume's layout is {out}"
+            )));
         }
+        Ok(out)
     }
 }
 

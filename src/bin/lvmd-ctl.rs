@@ -144,6 +144,14 @@ enum LvCommand {
         /// raid1 with this many copies besides the first, each on a PV of its own.
         #[arg(long)]
         mirrors: Option<u32>,
+        /// raid1 with dm-integrity under each copy (lvm2's --raidintegrity y): a block
+        /// one copy returns damaged is detected and read from another. Without it: the
+        /// device class's `integrity`.
+        #[arg(long, requires = "mirrors", conflicts_with = "no_integrity")]
+        integrity: bool,
+        /// raid1 without dm-integrity, whatever the device class's `integrity`.
+        #[arg(long, requires = "mirrors")]
+        no_integrity: bool,
         #[arg(long, value_parser = size_arg)]
         stripe_size: Option<Bytes>,
         #[arg(long = "tag")]
@@ -326,6 +334,7 @@ fn lv_json(v: &pb::LogicalVolume) -> Value {
         "active": v.active,
         "device_path": v.device_path,
         "encrypted": v.encrypted,
+        "integrity": v.integrity,
         "mirror_sync": v.mirror_sync.as_ref().map(|m| json!({
             "sync_percent": m.sync_percent,
             "sync_action": m.sync_action,
@@ -442,6 +451,9 @@ fn lv_table(lvs: &[pb::LogicalVolume]) -> String {
             let layout = match pb::Layout::try_from(v.layout) {
                 Ok(pb::Layout::Striped) => {
                     format!("striped {}x{}", v.stripes, hb(v.stripe_size_bytes))
+                }
+                Ok(pb::Layout::Raid1) if v.integrity => {
+                    format!("raid1 {} legs+integrity", v.mirrors + 1)
                 }
                 Ok(pb::Layout::Raid1) => format!("raid1 {} legs", v.mirrors + 1),
                 Ok(pb::Layout::Thin) => "thin".into(),
@@ -628,6 +640,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             stripes,
             stripe_size,
             mirrors,
+            integrity,
+            no_integrity,
             tags,
             encrypted,
             thin,
@@ -655,6 +669,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     mirrors: mirrors.unwrap_or(0),
                     tags,
                     encrypted,
+                    integrity: (integrity || no_integrity).then_some(integrity),
                 })
                 .await?
                 .into_inner();

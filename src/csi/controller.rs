@@ -76,6 +76,7 @@ pub fn create_request(
         mirrors: p.mirrors,
         tags,
         encrypted: p.encrypted,
+        integrity: p.integrity,
     }
 }
 
@@ -382,7 +383,11 @@ impl ControllerService {
                 Layout::Unspecified => true,
                 Layout::Linear => lv.layout == Layout::Linear as i32,
                 Layout::Striped => lv.layout == Layout::Striped as i32 && lv.stripes == stripes,
-                Layout::Raid1 => lv.layout == Layout::Raid1 as i32 && lv.mirrors == p.mirrors,
+                Layout::Raid1 => {
+                    lv.layout == Layout::Raid1 as i32
+                        && lv.mirrors == p.mirrors
+                        && lv.integrity == p.integrity.unwrap_or(class.default_integrity)
+                }
                 Layout::Thin => lv.layout == Layout::Thin as i32,
             };
             if is_ephemeral_lv(&lv) {
@@ -621,7 +626,13 @@ impl ControllerService {
             Layout::Linear => c.largest_linear_bytes,
             Layout::Raid1 => {
                 let at = p.mirrors.max(1) as usize - 1;
-                c.largest_raid1_bytes.get(at).copied().unwrap_or(0)
+                // With integrity each leg also holds its checksums and journal.
+                let list = if p.integrity.unwrap_or(c.default_integrity) {
+                    &c.largest_raid1_integrity_bytes
+                } else {
+                    &c.largest_raid1_bytes
+                };
+                list.get(at).copied().unwrap_or(0)
             }
             _ => c.largest_bytes,
         };

@@ -22,8 +22,8 @@ pub const P_FS_TYPE: &str = "fsType";
 /// `"true"`: a LUKS2-encrypted volume (csi-driver-lvm's parameter); the key comes as
 /// the `passphrase` of the node-stage (and node-expand) secret.
 pub const P_ENCRYPTION: &str = "encryption";
-/// csi-driver-lvm's mirror option: dm-integrity under each copy. Only `"false"` is
-/// taken for now; `"true"` is refused (see [`parse`]).
+/// csi-driver-lvm's mirror option: dm-integrity under each copy (lvm2's
+/// `--raidintegrity y`); only with layout raid1 (or mirror).
 pub const P_INTEGRITY: &str = "integrity";
 /// The key of the secret that holds an encrypted volume's passphrase.
 pub const SECRET_PASSPHRASE: &str = "passphrase";
@@ -69,6 +69,8 @@ pub struct VolumeParams {
     pub fs_type: Option<String>,
     /// LUKS2 (`encryption: "true"`).
     pub encrypted: bool,
+    /// raid1: dm-integrity under each copy; `None`: the device class's default.
+    pub integrity: Option<bool>,
     pub pv_name: Option<String>,
     pub pvc_name: Option<String>,
     pub pvc_namespace: Option<String>,
@@ -83,6 +85,7 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
         mirrors: 0,
         fs_type: None,
         encrypted: false,
+        integrity: None,
         pv_name: None,
         pvc_name: None,
         pvc_namespace: None,
@@ -154,16 +157,7 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
                 })?
             }
             P_INTEGRITY => match parse_bool(v) {
-                Some(false) => {}
-                // Refused rather than dropped: a class that asks for checksummed copies
-                // must not get plain ones.
-                Some(true) => {
-                    return Err(invalid(format!(
-                        "parameter {P_INTEGRITY}=\"true\": dm-integrity under a mirror's \
-                         copies is not offered by lvmd yet (lvmd activates and serves raid1 \
-                         volumes without it); drop the parameter or set it to \"false\""
-                    )))
-                }
+                Some(b) => p.integrity = Some(b),
                 None => {
                     return Err(invalid(format!(
                         "parameter {P_INTEGRITY}={v:?}: \"true\" or \"false\""
@@ -207,6 +201,23 @@ pub fn parse(params: &HashMap<String, String>) -> Result<VolumeParams, Status> {
         return Err(invalid(format!(
             "parameter {P_MIRRORS} contradicts {P_LAYOUT}={}",
             p.layout.as_str_name()
+        )));
+    }
+    // Refused rather than dropped: a class that asks for checksummed copies must not
+    // get a volume with none, and dm-integrity without a second copy could detect
+    // damage but never read the block from elsewhere.
+    if p.integrity == Some(true) && p.layout != Layout::Raid1 {
+        return Err(invalid(format!(
+            "parameter {P_INTEGRITY}=\"true\" needs {P_LAYOUT}=raid1 (or mirror): \
+             dm-integrity sits under a mirror's copies, a damaged block read from another; \
+             {P_LAYOUT} is {}",
+            match p.layout {
+                Layout::Linear => "linear",
+                Layout::Striped => "striped",
+                Layout::Thin => "thin",
+                Layout::Raid1 => "raid1",
+                Layout::Unspecified => "unset",
+            }
         )));
     }
     if p.layout == Layout::Raid1 {
@@ -465,19 +476,29 @@ mod tests {
         let e = p(&[("luks", "true")]).unwrap_err();
         assert!(e.message().contains("not supported"), "{e:?}");
         assert!(p(&[("csi.storage.k8s.io/whatever", "x")]).is_ok());
-        // Integrity: off is fine, on is refused saying so, anything else is no flag.
+        // Integrity: a flag of mirrors, on or off (unset: the class's), refused with
+        // any other layout naming it; anything else is no flag.
+        let off = p(&[("layout", "raid1"), ("integrity", "false")]).unwrap();
+        assert_eq!((off.layout, off.integrity), (Layout::Raid1, Some(false)));
+        let on = p(&[("layout", "mirror"), ("integrity", "true")]).unwrap();
+        assert_eq!((on.layout, on.integrity), (Layout::Raid1, Some(true)));
+        let on = p(&[("mirrors", "2"), ("integrity", "true")]).unwrap();
         assert_eq!(
-            p(&[("layout", "raid1"), ("integrity", "false")])
-                .unwrap()
-                .layout,
-            Layout::Raid1
+            (on.layout, on.mirrors, on.integrity),
+            (Layout::Raid1, 2, Some(true))
         );
-        let e = p(&[("layout", "raid1"), ("integrity", "true")]).unwrap_err();
-        assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        assert!(
-            e.message().contains("integrity") && e.message().contains("not offered"),
-            "{e:?}"
-        );
+        assert_eq!(p(&[("layout", "raid1")]).unwrap().integrity, None);
+        for layout in ["linear", "striped", "thin"] {
+            let e = p(&[("layout", layout), ("integrity", "true")]).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(
+                e.message().contains("needs layout=raid1") && e.message().contains(layout),
+                "{e:?}"
+            );
+        }
+        let e = p(&[("integrity", "true")]).unwrap_err();
+        assert!(e.message().contains("layout is unset"), "{e:?}");
+        assert!(p(&[("layout", "linear"), ("integrity", "false")]).is_ok());
         let e = p(&[("integrity", "maybe")]).unwrap_err();
         assert!(e.message().contains("\"true\" or \"false\""), "{e:?}");
     }

@@ -18,6 +18,8 @@ pub struct Class {
     pub encryption: Option<crate::crypt::LuksConfig>,
     /// Its thin pool: its volumes are thin unless a request names another layout.
     pub thin: Option<super::thin::ThinPolicy>,
+    /// Its mirrors get dm-integrity under each copy unless a request says otherwise.
+    pub integrity: bool,
 }
 
 impl Class {
@@ -70,6 +72,7 @@ impl DeviceClasses {
                             stripe_size: c.stripe_size.to_sectors_floor(),
                             is_default: default == Some(name.as_str()),
                             encryption: c.encryption.clone(),
+                            integrity: c.integrity,
                             thin: c.thin_pool.as_ref().map(super::thin::ThinPolicy::of),
                         },
                     )
@@ -172,6 +175,7 @@ mod tests {
                 stripe_size: Sectors(128),
                 is_default: true,
                 encryption: None,
+                integrity: false,
                 thin: None,
             },
             Class {
@@ -181,6 +185,7 @@ mod tests {
                 stripe_size: Sectors(128),
                 is_default: false,
                 encryption: None,
+                integrity: false,
                 thin: None,
             },
         ])

@@ -191,8 +191,8 @@ const INTEGRITY: &str = "integrity";
 /// activation; lvmd's [`clear_first_load`] does the same).
 ///
 /// The block size is lvm2's for PVs of 512-byte logical sectors; lvm2 takes 4096 on
-/// PVs of 4 KiB sectors, which lvmd's pure edits cannot see (a limit, said in the
-/// README).
+/// PVs of 4 KiB sectors, which lvmd's pure edits cannot see (a limit, said in
+/// docs/daemon.md).
 fn integrity_body(iorig: &str, imeta: &str, data: Sectors) -> Section {
     let mut b = Section::new();
     b.push("origin", Value::Str(iorig.into()));

@@ -78,6 +78,10 @@ macro_rules! csi_cases {
             csi_suite::mirror_lifecycle(&$env)
         }
         #[test]
+        fn integrity_mirror_class() {
+            csi_suite::integrity_mirror_class(&$env)
+        }
+        #[test]
         fn read_only_publish() {
             csi_suite::read_only_publish(&$env)
         }
@@ -1108,6 +1112,64 @@ pub fn mirror_lifecycle(e: &Env) {
         let rows = e.lvm2_rows(1, "lv_name");
         assert!(rows.is_empty(), "left behind: {rows:?}");
     }
+}
+
+/// An integrity mirror StorageClass (`layout: mirror`, `integrity: "true"`, as
+/// csi-driver-lvm's): capacity says the largest such mirror, smaller than a plain one
+/// by each leg's integrity metadata, and it fits while one extent more does not; the
+/// volume is a raid1 with integrity (idempotent; the same name without integrity is
+/// another volume); integrity with any other layout is refused naming it; DeleteVolume
+/// gives every extent back.
+pub fn integrity_mirror_class(e: &Env) {
+    let plain = [("deviceClass", "wide"), ("layout", "raid1")];
+    let im = [
+        ("deviceClass", "wide"),
+        ("layout", "mirror"),
+        ("integrity", "true"),
+    ];
+    let (_, plain_largest) = e.capacity(&plain);
+    let (_, largest) = e.capacity(&im);
+    assert!(
+        largest > 0 && largest < plain_largest,
+        "{largest} vs {plain_largest}"
+    );
+    for layout in ["linear", "striped"] {
+        let bad = [
+            ("deviceClass", "wide"),
+            ("layout", layout),
+            ("integrity", "true"),
+        ];
+        let s = code(e.create(req("pvc-im-bad", 16 * MIB, &bad)));
+        assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+        assert!(s.message().contains("integrity"), "{s:?}");
+    }
+    let too_big = e.create(req("pvc-im-huge", largest + 4 * MIB, &im));
+    assert!(
+        matches!(
+            code(too_big).code(),
+            Code::OutOfRange | Code::ResourceExhausted
+        ),
+        "one extent more than the largest fits"
+    );
+    let r = req("pvc-im", largest, &im);
+    let id = e.create(r.clone()).unwrap().volume_id;
+    assert_eq!(e.create(r.clone()).unwrap().volume_id, id, "idempotent");
+    let mut without = r.clone();
+    without.parameters = map(&plain);
+    assert_eq!(code(e.create(without)).code(), Code::AlreadyExists);
+    let (_, after) = e.capacity(&im);
+    assert_eq!(after, 0, "the largest integrity mirror took the room");
+    if e.is_real() {
+        let rows = e.lvm2_rows(1, "lv_name,segtype");
+        let images = rows
+            .iter()
+            .filter(|r| common::text(r, "segtype") == "integrity")
+            .count();
+        assert_eq!(images, 2, "{rows:?}");
+    }
+    e.delete(&id);
+    let (_, back) = e.capacity(&im);
+    assert_eq!(back, largest, "every sub-LV went with the volume");
 }
 
 /// Read-only publishing of a filesystem: the pod reads what was written through a

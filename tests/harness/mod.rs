@@ -50,6 +50,7 @@ pub fn classes() -> DeviceClasses {
             stripe_size: lvmd::lvm::DEFAULT_STRIPE_SIZE,
             is_default: true,
             encryption: None,
+            integrity: false,
             thin: None,
         },
         Class {
@@ -59,6 +60,7 @@ pub fn classes() -> DeviceClasses {
             stripe_size: lvmd::lvm::DEFAULT_STRIPE_SIZE,
             is_default: false,
             encryption: None,
+            integrity: false,
             thin: None,
         },
     ])
