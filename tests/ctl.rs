@@ -35,6 +35,80 @@ fn json(d: &Daemon, args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
 }
 
+/// `lvmd-ctl snapshot create|list|delete` and `lv create --from` on a thin class: the
+/// snapshot is listed as one and not as a volume, a restore and a clone are volumes,
+/// the source's removal keeps its snapshot, and refusals carry the daemon's code.
+#[test]
+fn snapshots_and_volumes_made_from_them() {
+    let (d, _sim) = thin_sim_daemon();
+    json(&d, &["lv", "create", "a", "64MiB"]);
+    let s = json(&d, &["snapshot", "create", "s1", "--of", "a"]);
+    assert_eq!(
+        (&s["name"], &s["source_volume"], &s["size"], &s["read_only"]),
+        (
+            &Value::from("s1"),
+            &Value::from("a"),
+            &Value::from(64 * MIB),
+            &Value::from(true)
+        )
+    );
+    // The same again: the same snapshot.
+    assert_eq!(
+        json(&d, &["snapshot", "create", "s1", "--of", "a"])["uuid"],
+        s["uuid"]
+    );
+    let table = ok(&d, &["snapshot", "list"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["VG", "SNAPSHOT", "SOURCE", "SIZE", "CREATED", "MODE"]
+    );
+    assert!(table.contains("s1") && table.contains("ro"), "{table}");
+    let names = |v: Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(json(&d, &["lv", "list"])), ["pool", "a"]);
+    let r = json(&d, &["lv", "create", "r", "128MiB", "--from", "s1"]);
+    assert_eq!(
+        (&r["layout"], &r["size"]),
+        (&Value::from("thin"), &Value::from(128 * MIB))
+    );
+    let c = json(&d, &["lv", "create", "c", "0", "--from", "a"]);
+    assert_eq!(c["size"], 64 * MIB);
+    for (args, code) in [
+        (
+            &["snapshot", "create", "s1", "--of", "c"][..],
+            "AlreadyExists",
+        ),
+        (
+            &["snapshot", "create", "s2", "--of", "nope"][..],
+            "NotFound",
+        ),
+        (
+            &["lv", "create", "r2", "8MiB", "--from", "s1"][..],
+            "OutOfRange",
+        ),
+        (&["snapshot", "delete", "r"][..], "FailedPrecondition"),
+    ] {
+        let out = ctl(&d, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(code),
+            "{args:?}: {err}"
+        );
+    }
+    // The source goes; the snapshot stays, and goes when asked (twice: no error).
+    json(&d, &["lv", "remove", "a"]);
+    assert_eq!(names(json(&d, &["snapshot", "list"])), ["s1"]);
+    assert_eq!(json(&d, &["snapshot", "delete", "s1"])["existed"], true);
+    assert_eq!(json(&d, &["snapshot", "delete", "s1"])["existed"], false);
+    assert_eq!(names(json(&d, &["lv", "list"])), ["pool", "r", "c"]);
+}
+
 #[test]
 fn tables_and_json() {
     let (d, _sim) = sim_daemon(AccessPolicy::default());

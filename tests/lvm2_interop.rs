@@ -1593,6 +1593,8 @@ fn lvm2_lists_and_removes_the_thin_snapshots_lvmd_makes() {
         name: name.into(),
         origin: "thin".into(),
         read_only,
+        activation_skip: true,
+        size: None,
         tags: vec![],
     };
     lvm.edit(&vg, &snap("snap_lvmd", false)).unwrap();

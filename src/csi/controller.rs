@@ -76,6 +76,7 @@ pub fn create_request(
         mirrors: p.mirrors,
         tags,
         encrypted: p.encrypted,
+        source: String::new(),
     }
 }
 
