@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/lvmd.proto");
     println!("cargo:rerun-if-changed=proto/csi.proto");
     println!("cargo:rerun-if-changed=proto/google/protobuf/wrappers.proto");
+    println!("cargo:rerun-if-changed=proto/google/protobuf/timestamp.proto");
     // Messages carrying a key or secrets get a hand-written Debug that leaves them out
     // (src/rpc/mod.rs, src/csi/mod.rs): prost's derived one would print them.
     let mut b = tonic_build::configure();
@@ -16,6 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "csi.v1.CreateVolumeRequest",
         "csi.v1.DeleteVolumeRequest",
         "csi.v1.ControllerExpandVolumeRequest",
+        "csi.v1.CreateSnapshotRequest",
+        "csi.v1.DeleteSnapshotRequest",
+        "csi.v1.ListSnapshotsRequest",
         "csi.v1.ValidateVolumeCapabilitiesRequest",
         "csi.v1.NodeStageVolumeRequest",
         "csi.v1.NodePublishVolumeRequest",

@@ -35,6 +35,80 @@ fn json(d: &Daemon, args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
 }
 
+/// `lvmd-ctl snapshot create|list|delete` and `lv create --from` on a thin class: the
+/// snapshot is listed as one and not as a volume, a restore and a clone are volumes,
+/// the source's removal keeps its snapshot, and refusals carry the daemon's code.
+#[test]
+fn snapshots_and_volumes_made_from_them() {
+    let (d, _sim) = thin_sim_daemon();
+    json(&d, &["lv", "create", "a", "64MiB"]);
+    let s = json(&d, &["snapshot", "create", "s1", "--of", "a"]);
+    assert_eq!(
+        (&s["name"], &s["source_volume"], &s["size"], &s["read_only"]),
+        (
+            &Value::from("s1"),
+            &Value::from("a"),
+            &Value::from(64 * MIB),
+            &Value::from(true)
+        )
+    );
+    // The same again: the same snapshot.
+    assert_eq!(
+        json(&d, &["snapshot", "create", "s1", "--of", "a"])["uuid"],
+        s["uuid"]
+    );
+    let table = ok(&d, &["snapshot", "list"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["VG", "SNAPSHOT", "SOURCE", "SIZE", "CREATED", "MODE"]
+    );
+    assert!(table.contains("s1") && table.contains("ro"), "{table}");
+    let names = |v: Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(json(&d, &["lv", "list"])), ["pool", "a"]);
+    let r = json(&d, &["lv", "create", "r", "128MiB", "--from", "s1"]);
+    assert_eq!(
+        (&r["layout"], &r["size"]),
+        (&Value::from("thin"), &Value::from(128 * MIB))
+    );
+    let c = json(&d, &["lv", "create", "c", "0", "--from", "a"]);
+    assert_eq!(c["size"], 64 * MIB);
+    for (args, code) in [
+        (
+            &["snapshot", "create", "s1", "--of", "c"][..],
+            "AlreadyExists",
+        ),
+        (
+            &["snapshot", "create", "s2", "--of", "nope"][..],
+            "NotFound",
+        ),
+        (
+            &["lv", "create", "r2", "8MiB", "--from", "s1"][..],
+            "OutOfRange",
+        ),
+        (&["snapshot", "delete", "r"][..], "FailedPrecondition"),
+    ] {
+        let out = ctl(&d, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(code),
+            "{args:?}: {err}"
+        );
+    }
+    // The source goes; the snapshot stays, and goes when asked (twice: no error).
+    json(&d, &["lv", "remove", "a"]);
+    assert_eq!(names(json(&d, &["snapshot", "list"])), ["s1"]);
+    assert_eq!(json(&d, &["snapshot", "delete", "s1"])["existed"], true);
+    assert_eq!(json(&d, &["snapshot", "delete", "s1"])["existed"], false);
+    assert_eq!(names(json(&d, &["lv", "list"])), ["pool", "r", "c"]);
+}
+
 #[test]
 fn tables_and_json() {
     let (d, _sim) = sim_daemon(AccessPolicy::default());
@@ -183,51 +257,9 @@ fn tables_and_json() {
 /// class without a pool, or no size at all are refused with the server's reason.
 #[test]
 fn a_thin_pool_grows_through_lvmd_ctl() {
-    use lvmd::daemon::classes::{Class, DeviceClasses};
-    use lvmd::daemon::config::Config;
-    use lvmd::daemon::engine::Engine;
-    use lvmd::daemon::thin::ThinPolicy;
-    use lvmd::daemon::SimEngine;
-    use lvmd::units::Bytes;
-    use std::sync::Arc;
-    let config = Config::parse(
-        "[device_classes.thin]\nvolume_group = \"vg-thin\"\ndefault = true\n\
-         thin_pool = { name = \"pool\", size = \"256MiB\", overprovision_ratio = 2.0 }\n",
-    )
-    .unwrap();
-    let pool = config.device_classes["thin"].thin_pool.clone().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("kubelet");
-    std::fs::create_dir(&root).unwrap();
-    let (engine, _, _) = SimEngine::with_sims(&[(sim_dev("t0"), Bytes(GIB))], vec![root.clone()]);
-    let engine = engine.with_thin_pool("vg-thin", ThinPolicy::of(&pool));
-    engine
-        .create_volume_group("vg-thin", &[sim_dev("t0")])
-        .unwrap();
-    engine.prepare_thin_pool("vg-thin", &pool).unwrap();
-    let class = |name: &str, vg: &str, thin: Option<ThinPolicy>| Class {
-        name: name.into(),
-        vg: vg.into(),
-        stripes: 1,
-        stripe_size: lvmd::lvm::DEFAULT_STRIPE_SIZE,
-        is_default: thin.is_some(),
-        encryption: None,
-        thin,
-    };
-    let classes = DeviceClasses::new(vec![
-        class("thin", "vg-thin", Some(ThinPolicy::of(&pool))),
-        // No pool (and no VG: the refusal comes first).
-        class("plain", "vg-plain", None),
-    ]);
-    let d = Daemon::start_in(
-        dir,
-        root,
-        Arc::new(engine),
-        classes,
-        AccessPolicy::default(),
-    );
+    let (d, _sim) = thin_sim_daemon();
     let before = json(&d, &["capacity", "--class", "thin"]);
-    assert_eq!(before[0]["thin_pool"]["data"], 256 * MIB, "{before}");
+    assert_eq!(before[0]["thin_pool"]["data"], 512 * MIB, "{before}");
     let grown = json(
         &d,
         &[
@@ -235,30 +267,26 @@ fn a_thin_pool_grows_through_lvmd_ctl() {
             "grow",
             "thin",
             "--data",
-            "384MiB",
+            "640MiB",
             "--metadata",
             "8MiB",
         ],
     );
-    assert_eq!(grown["thin_pool"]["data"], 384 * MIB, "{grown}");
+    assert_eq!(grown["thin_pool"]["data"], 640 * MIB, "{grown}");
     assert_eq!(grown["thin_pool"]["metadata"], 8 * MIB, "{grown}");
-    assert_eq!(grown["thin_pool"]["provisionable"], 768 * MIB, "{grown}");
+    assert_eq!(grown["thin_pool"]["provisionable"], 1280 * MIB, "{grown}");
     assert_eq!(
         json(&d, &["capacity", "--class", "thin"])[0]["thin_pool"]["data"],
-        384 * MIB
+        640 * MIB
     );
     // The same again: success, nothing changes.
-    let again = json(&d, &["pool", "grow", "thin", "--data", "384MiB"]);
+    let again = json(&d, &["pool", "grow", "thin", "--data", "640MiB"]);
     assert_eq!(again["free"], grown["free"]);
     // Refusals, each with the server's reason.
     for (args, why) in [
         (
-            &["pool", "grow", "thin", "--data", "128MiB"][..],
+            &["pool", "grow", "thin", "--data", "256MiB"][..],
             "never shrink",
-        ),
-        (
-            &["pool", "grow", "plain", "--data", "1GiB"][..],
-            "no thin pool",
         ),
         (&["pool", "grow", "nope", "--data", "1GiB"][..], "nope"),
         (&["pool", "grow", "thin", "--data", "64GiB"][..], "vg-thin"),
@@ -272,6 +300,14 @@ fn a_thin_pool_grows_through_lvmd_ctl() {
     }
     // No size at all: refused by lvmd-ctl itself.
     assert!(!ctl(&d, &["pool", "grow", "thin"]).status.success());
+    // A class without a pool.
+    let (plain, _sim) = sim_daemon(AccessPolicy::default());
+    let out = ctl(&plain, &["pool", "grow", "fast", "--data", "1GiB"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no thin pool"),
+        "{err}"
+    );
 }
 
 #[test]

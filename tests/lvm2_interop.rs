@@ -1693,6 +1693,8 @@ fn lvm2_lists_and_removes_the_thin_snapshots_lvmd_makes() {
         name: name.into(),
         origin: "thin".into(),
         read_only,
+        activation_skip: true,
+        size: None,
         tags: vec![],
     };
     lvm.edit(&vg, &snap("snap_lvmd", false)).unwrap();
@@ -1979,9 +1981,10 @@ fn lvm2_reads_the_thin_pool_a_device_class_configures() {
             "65536",
         ),
         ("size = \"90%\", chunk_size = \"128KiB\"", "passdown"),
+        // Smaller than the config says (a larger one, grown since, is adopted).
         (
-            "size = \"8MiB\", chunk_size = \"128KiB\", discards = \"nopassdown\"",
-            "8388608",
+            "size = \"1GiB\", chunk_size = \"128KiB\", discards = \"nopassdown\"",
+            "1073741824",
         ),
     ] {
         let e = engine

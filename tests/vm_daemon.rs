@@ -2455,12 +2455,94 @@ fn thin_volumes_through_the_daemon_stay_in_step_with_the_kernel_and_lvm2() {
     bed.agree();
     assert_pattern(&dev_b, 2, 0, 4 * MIB);
 
+    // Snapshots (lvmd.fresh-free LVs lvm2 lists, not volumes: `agree` is done above).
+    // d written, snapshotted while active (suspended around create_snap), overwritten:
+    // the snapshot holds what was written before it, as lvm2 reads it too (it
+    // activates lvmd's snapshot, `-K` past its activation skip).
+    let started = Instant::now();
+    let dev_d = dev(bed.json(&["lv", "activate", "d"]));
+    write_pattern(&dev_d, 4, 0, MIB);
+    let s = bed.json(&["snapshot", "create", "s", "--of", "d"]);
+    assert_eq!(
+        (s["source_volume"].as_str(), s["read_only"].as_bool()),
+        (Some("d"), Some(true)),
+        "{s}"
+    );
+    write_pattern(&dev_d, 5, 0, MIB);
+    bed.lvm2(&["lvchange", "-ay", "-K", &format!("{}/s", bed.vg)]);
+    assert_pattern(
+        &PathBuf::from(format!("/dev/mapper/{}", bed.dm_name("s"))),
+        4,
+        0,
+        MIB,
+    );
+    bed.lvm2(&["lvchange", "-an", &format!("{}/s", bed.vg)]);
+    // Restored into a larger volume; cloned from d, the clone diverging.
+    let r = bed.json(&["lv", "create", "r", "32MiB", "--from", "s"]);
+    assert_eq!(r["size"].as_u64(), Some(32 * MIB), "{r}");
+    let dev_r = dev(bed.json(&["lv", "activate", "r"]));
+    assert_eq!(bed.dm_size("r"), 32 * MIB);
+    assert_pattern(&dev_r, 4, 0, MIB);
+    bed.json(&["lv", "create", "k", "0", "--from", "d"]);
+    let dev_k = dev(bed.json(&["lv", "activate", "k"]));
+    assert_pattern(&dev_k, 5, 0, MIB);
+    write_pattern(&dev_k, 6, 0, 64 << 10);
+    assert_pattern(&dev_d, 5, 0, MIB);
+    bed.json(&["lv", "remove", "k"]);
+    // Killed after a snapshot's commit, before its message (the origin active): the
+    // next start sends it (suspending the origin), the retry finds it made.
+    bed.stop();
+    crash_at(
+        &mut bed,
+        "snap-committed",
+        &["snapshot", "create", "s2", "--of", "d"],
+    );
+    assert_eq!(common::kernel_transaction(&bed.vg, "pool"), 11);
+    let s2 = bed.json(&["snapshot", "create", "s2", "--of", "d"]);
+    assert_eq!(s2["name"].as_str(), Some("s2"), "{s2}");
+    assert_pattern(&dev_d, 5, 0, MIB);
+    // lvm2 lists them as thin snapshots with activation skip; the origin removed,
+    // they stay, without one; one snapshot deleted.
+    let origins = |bed: &Bed| -> Vec<(String, String, String)> {
+        bed.loops
+            .report(
+                &[
+                    "lvs",
+                    &bed.vg,
+                    "-o",
+                    "lv_name,origin,lv_attr",
+                    "-S",
+                    "lv_name=~^s",
+                ],
+                "lv",
+            )
+            .iter()
+            .map(|r| (text(r, "lv_name"), text(r, "origin"), text(r, "lv_attr")))
+            .collect()
+    };
+    let o = origins(&bed);
+    assert_eq!(o.len(), 2, "{o:?}");
+    assert!(
+        o.iter()
+            .all(|(_, of, attr)| of == "d" && attr.starts_with("Vri") && attr.ends_with('k')),
+        "{o:?}"
+    );
+    bed.json(&["lv", "remove", "d"]);
+    assert!(origins(&bed).iter().all(|(_, of, _)| of.is_empty()));
+    assert_eq!(
+        bed.json(&["snapshot", "delete", "s2"])["existed"].as_bool(),
+        Some(true)
+    );
+    assert_pattern(&dev_r, 4, 0, MIB);
+    eprintln!("snapshot steps: {:.1}s", started.elapsed().as_secs_f64());
+
     // The pool inactive (its last user gone): its metadata checks clean and holds
-    // exactly b's and d's ids.
+    // exactly the ids of b, snapshot s and r.
     bed.json(&["lv", "deactivate", "b"]);
+    bed.json(&["lv", "deactivate", "r"]);
     bed.stop();
     let ids = common::thin_ids_on_disk(&|a: &[&str]| bed.lvm2(a), &bed.vg, "pool");
-    assert_eq!(ids, vec![2, 4]);
+    assert_eq!(ids, vec![2, 5, 6]);
 }
 
 /// The pool target's sizes as dm-thin counts them: (metadata blocks, data blocks).
@@ -2811,6 +2893,8 @@ fn encrypted_volumes_survive_kill_9_at_each_luks_step() {
     bed.json(&["lv", "remove", "a"]);
     assert!(crypt_mappings().is_empty() && bed.dm_devices().is_empty());
     assert!(bed.agree().is_empty());
+    bed.stop();
+}
 
 /// dm-integrity's status of an integrity device: (mismatches, data sectors, sectors
 /// recalculated so far or `None` when no recalculation runs).

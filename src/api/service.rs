@@ -8,7 +8,8 @@
 use crate::crypt::Passphrase;
 use crate::daemon::classes::{DeviceClasses, Resolved};
 use crate::daemon::engine::{
-    Engine, EngineError, Health, Layout, LvInfo, LvSpec, MountSpec, PathStats, VgInfo, VolumeKey,
+    Engine, EngineError, Health, Layout, LvInfo, LvSpec, MountSpec, PathStats, SnapshotInfo,
+    VgInfo, VolumeKey,
 };
 use crate::model::layout::{DEFAULT_REGION_SIZE, DEFAULT_STRIPE_SIZE};
 use crate::rpc::pb;
@@ -264,6 +265,40 @@ impl Api {
         }
     }
 
+    fn snapshot_out(&self, s: SnapshotInfo) -> pb::Snapshot {
+        pb::Snapshot {
+            device_class: self
+                .classes
+                .by_vg(&s.vg)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+            name: s.name,
+            volume_group: s.vg,
+            uuid: s.uuid,
+            source_volume: s.source,
+            size_bytes: s.size.0,
+            creation_time: s.creation_time,
+            read_only: s.read_only,
+        }
+    }
+
+    /// The VGs a list request names: every class's (`every`), or one.
+    fn listed_vgs(
+        &self,
+        device_class: &str,
+        volume_group: &str,
+    ) -> Result<(Vec<String>, bool), Status> {
+        let every = device_class.is_empty() && volume_group.is_empty();
+        Ok(if every {
+            (self.classes.all().map(|c| c.vg.clone()).collect(), true)
+        } else {
+            (
+                vec![self.classes.resolve(device_class, volume_group)?.vg],
+                false,
+            )
+        })
+    }
+
     fn lv_out(&self, v: LvInfo) -> pb::LogicalVolume {
         let (layout, stripes, stripe_size) = match v.layout {
             Layout::Linear => (pb::Layout::Linear, 1, 0),
@@ -440,7 +475,15 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         let e = self.engine.clone();
         let vg = resolved.vg;
         let encrypted = r.encrypted;
-        let created = blocking(move || e.create_volume(&vg, &spec, encrypted)).await?;
+        let source = r.source;
+        let created = blocking(move || {
+            if source.is_empty() {
+                e.create_volume(&vg, &spec, encrypted)
+            } else {
+                e.create_volume_from(&vg, &spec, &source, encrypted)
+            }
+        })
+        .await?;
         if created.created {
             self.changed();
         }
@@ -463,12 +506,7 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
     ) -> Reply<pb::ListLogicalVolumesResponse> {
         let r = r.into_inner();
         // Every class's VG, skipping classes whose VG does not exist (yet); or one VG.
-        let every = r.device_class.is_empty() && r.volume_group.is_empty();
-        let vgs: Vec<String> = if every {
-            self.classes.all().map(|c| c.vg.clone()).collect()
-        } else {
-            vec![self.classes.resolve(&r.device_class, &r.volume_group)?.vg]
-        };
+        let (vgs, every) = self.listed_vgs(&r.device_class, &r.volume_group)?;
         let e = self.engine.clone();
         let lvs = blocking(move || {
             let mut all = Vec::new();
@@ -500,6 +538,60 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
             self.changed();
         }
         Ok(Response::new(pb::RemoveLogicalVolumeResponse { existed }))
+    }
+
+    async fn create_snapshot(&self, r: Request<pb::CreateSnapshotRequest>) -> Reply<pb::Snapshot> {
+        let r = r.into_inner();
+        let (resolved, name) = self.resolve_for_change(r.snapshot.as_ref()).await?;
+        if r.source_volume.is_empty() {
+            return Err(Status::invalid_argument("source_volume is empty"));
+        }
+        let e = self.engine.clone();
+        let created =
+            blocking(move || e.create_snapshot(&resolved.vg, &name, &r.source_volume)).await?;
+        if created.created {
+            self.changed();
+        }
+        Ok(Response::new(self.snapshot_out(created.value)))
+    }
+
+    async fn delete_snapshot(
+        &self,
+        r: Request<pb::DeleteSnapshotRequest>,
+    ) -> Reply<pb::DeleteSnapshotResponse> {
+        let (resolved, name) = self
+            .resolve_for_change(r.into_inner().snapshot.as_ref())
+            .await?;
+        let e = self.engine.clone();
+        let existed = blocking(move || e.delete_snapshot(&resolved.vg, &name)).await?;
+        if existed {
+            self.changed();
+        }
+        Ok(Response::new(pb::DeleteSnapshotResponse { existed }))
+    }
+
+    async fn list_snapshots(
+        &self,
+        r: Request<pb::ListSnapshotsRequest>,
+    ) -> Reply<pb::ListSnapshotsResponse> {
+        let r = r.into_inner();
+        let (vgs, every) = self.listed_vgs(&r.device_class, &r.volume_group)?;
+        let e = self.engine.clone();
+        let all = blocking(move || {
+            let mut all = Vec::new();
+            for vg in &vgs {
+                match e.snapshots(vg) {
+                    Ok(s) => all.extend(s),
+                    Err(EngineError::Lvm(crate::lvm::LvmError::VgNotFound(_))) if every => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(all)
+        })
+        .await?;
+        Ok(Response::new(pb::ListSnapshotsResponse {
+            snapshots: all.into_iter().map(|s| self.snapshot_out(s)).collect(),
+        }))
     }
 
     async fn resize_logical_volume(

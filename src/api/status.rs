@@ -208,6 +208,7 @@ pub fn engine_code(e: &EngineError) -> Code {
         EngineError::AlreadyExists { .. } => Code::AlreadyExists,
         EngineError::InvalidArgument { .. } => Code::InvalidArgument,
         EngineError::OutOfRange { .. } => Code::OutOfRange,
+        EngineError::SmallerThanSource { .. } => Code::OutOfRange,
         EngineError::FailedPrecondition { .. } => Code::FailedPrecondition,
         EngineError::Zero { source, .. } => match io_code(source) {
             // A PV that went away, or an I/O error: the call may be retried.

@@ -41,6 +41,9 @@ enum Command {
     /// Logical volumes.
     #[command(subcommand)]
     Lv(LvCommand),
+    /// Thin snapshots of thin volumes (restore one with `lv create --from`).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Free and total space per device class.
     Capacity {
         #[arg(long)]
@@ -120,6 +123,27 @@ fn size_arg(s: &str) -> Result<Bytes, String> {
 }
 
 #[derive(Subcommand)]
+enum SnapshotCommand {
+    List {
+        #[command(flatten)]
+        at: Where,
+    },
+    /// A read-only snapshot NAME of thin volume --of.
+    Create {
+        name: String,
+        #[arg(long = "of")]
+        source: String,
+        #[command(flatten)]
+        at: Where,
+    },
+    Delete {
+        name: String,
+        #[command(flatten)]
+        at: Where,
+    },
+}
+
+#[derive(Subcommand)]
 enum LvCommand {
     List {
         #[command(flatten)]
@@ -160,6 +184,10 @@ enum LvCommand {
         /// with the key given there (--key-file).
         #[arg(long)]
         encrypted: bool,
+        /// Made from this snapshot or thin volume (restore, clone): its contents, at SIZE
+        /// (0: the source's).
+        #[arg(long, conflicts_with_all = ["linear", "stripes", "mirrors"])]
+        from: Option<String>,
     },
     Remove {
         name: String,
@@ -444,6 +472,39 @@ fn vg_table(vgs: &[pb::VolumeGroup]) -> String {
     )
 }
 
+fn snapshot_json(s: &pb::Snapshot) -> Value {
+    json!({
+        "name": s.name,
+        "volume_group": s.volume_group,
+        "device_class": s.device_class,
+        "uuid": s.uuid,
+        "source_volume": s.source_volume,
+        "size": s.size_bytes,
+        "creation_time": s.creation_time,
+        "read_only": s.read_only,
+    })
+}
+
+fn snapshot_table(snaps: &[pb::Snapshot]) -> String {
+    let rows: Vec<Vec<String>> = snaps
+        .iter()
+        .map(|s| {
+            vec![
+                s.volume_group.clone(),
+                s.name.clone(),
+                s.source_volume.clone(),
+                hb(s.size_bytes),
+                s.creation_time.to_string(),
+                if s.read_only { "ro" } else { "rw" }.into(),
+            ]
+        })
+        .collect();
+    table(
+        &["VG", "SNAPSHOT", "SOURCE", "SIZE", "CREATED", "MODE"],
+        &rows,
+    )
+}
+
 fn lv_table(lvs: &[pb::LogicalVolume]) -> String {
     let rows: Vec<Vec<String>> = lvs
         .iter()
@@ -645,10 +706,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             tags,
             encrypted,
             thin,
+            from,
         }) => {
             let layout = if linear {
                 pb::Layout::Linear
-            } else if thin {
+            } else if thin || from.is_some() {
                 pb::Layout::Thin
             } else if mirrors.is_some() {
                 pb::Layout::Raid1
@@ -670,10 +732,53 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     tags,
                     encrypted,
                     integrity: (integrity || no_integrity).then_some(integrity),
+                    source: from.unwrap_or_default(),
                 })
                 .await?
                 .into_inner();
             print(json, lv_json(&v), lv_table(std::slice::from_ref(&v)));
+        }
+        Command::Snapshot(SnapshotCommand::List { at }) => {
+            let r = lvc
+                .list_snapshots(pb::ListSnapshotsRequest {
+                    device_class: at.class.unwrap_or_default(),
+                    volume_group: at.vg.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            print(
+                json,
+                Value::Array(r.snapshots.iter().map(snapshot_json).collect()),
+                snapshot_table(&r.snapshots),
+            );
+        }
+        Command::Snapshot(SnapshotCommand::Create { name, source, at }) => {
+            let s = lvc
+                .create_snapshot(pb::CreateSnapshotRequest {
+                    snapshot: Some(at.volume(&name)),
+                    source_volume: source,
+                })
+                .await?
+                .into_inner();
+            print(
+                json,
+                snapshot_json(&s),
+                snapshot_table(std::slice::from_ref(&s)),
+            );
+        }
+        Command::Snapshot(SnapshotCommand::Delete { name, at }) => {
+            let r = lvc
+                .delete_snapshot(pb::DeleteSnapshotRequest {
+                    snapshot: Some(at.volume(&name)),
+                })
+                .await?
+                .into_inner();
+            let text = if r.existed {
+                format!("deleted {name}\n")
+            } else {
+                format!("{name} did not exist\n")
+            };
+            print(json, json!({"name": name, "existed": r.existed}), text);
         }
         Command::Lv(LvCommand::Remove { name, at }) => {
             let r = lvc

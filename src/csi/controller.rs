@@ -77,6 +77,7 @@ pub fn create_request(
         tags,
         encrypted: p.encrypted,
         integrity: p.integrity,
+        source: String::new(),
     }
 }
 
@@ -316,11 +317,6 @@ impl ControllerService {
         let caps = params::capabilities(&r.volume_capabilities)?;
         let p: VolumeParams = params::parse(&r.parameters)
             .map_err(|e| self.refused("CreateVolume", REFUSED_PARAMETER, &r.parameters, e))?;
-        if r.volume_content_source.is_some() {
-            return Err(invalid(
-                "volume_content_source: lvmd-csi has no snapshots or clones (yet)",
-            ));
-        }
         if !r.mutable_parameters.is_empty() {
             return Err(invalid("mutable_parameters are not supported"));
         }
@@ -349,6 +345,28 @@ impl ControllerService {
                 class.device_class, class.error
             )));
         }
+        // A volume from a snapshot or another volume: a thin volume of the same pool.
+        let source = match &r.volume_content_source {
+            None => None,
+            Some(src) => {
+                if class.thin_pool.is_none()
+                    || !matches!(p.layout, Layout::Unspecified | Layout::Thin)
+                {
+                    return Err(invalid(format!(
+                        "volume_content_source: device class {} {}; lvmd-csi makes volumes from \
+                         snapshots and volumes of a thin pool only (thick snapshots are not \
+                         supported)",
+                        class.device_class,
+                        if class.thin_pool.is_none() {
+                            "has no thin pool"
+                        } else {
+                            "is asked for a thick layout"
+                        }
+                    )));
+                }
+                Some(self.content_source(src, &class.device_class).await?)
+            }
+        };
         let (stripes, unit) = stripes_and_unit(&p, &class);
         let (size, limit) = sized(r.capacity_range.as_ref(), unit)?;
         let fs = p.fs_type.as_deref().or_else(|| {
@@ -362,6 +380,30 @@ impl ControllerService {
             .capacity_range
             .as_ref()
             .map_or(0, |c| c.required_bytes as u64);
+        // No size asked: the source's. Never smaller than it (the spec's OUT_OF_RANGE).
+        let size = match &source {
+            Some(src) => {
+                if limit != 0 && src.size > limit {
+                    return Err(Status::out_of_range(format!(
+                        "capacity_range limit_bytes {limit} is smaller than the source {} ({} \
+                         bytes)",
+                        src.id, src.size
+                    )));
+                }
+                if required == 0 {
+                    src.size
+                } else if size < src.size {
+                    return Err(Status::out_of_range(format!(
+                        "capacity_range required_bytes {required} is smaller than the source {} \
+                         ({} bytes)",
+                        src.id, src.size
+                    )));
+                } else {
+                    size
+                }
+            }
+            None => size,
+        };
         let id = VolumeId {
             node: self.0.config.node_id.clone(),
             class: class.device_class.clone(),
@@ -395,10 +437,22 @@ impl ControllerService {
                     "volume {id}: the name is taken by an inline ephemeral volume"
                 )));
             }
-            if lv.tags.contains(&marker) && fits && layout_ok {
-                return Ok(CreateVolumeResponse {
-                    volume: Some(self.volume(&id, &lv, ctx)),
-                });
+            let from = lv
+                .tags
+                .iter()
+                .find_map(|t| t.strip_prefix(crate::daemon::marks::FROM_PREFIX));
+            let source_ok = from == source.as_ref().map(|s| s.id.lv.as_str());
+            if lv.tags.contains(&marker) && fits && layout_ok && source_ok {
+                let mut v = self.volume(&id, &lv, ctx);
+                v.content_source = r.volume_content_source.clone();
+                return Ok(CreateVolumeResponse { volume: Some(v) });
+            }
+            if !source_ok {
+                return Err(Status::already_exists(format!(
+                    "volume {id} exists made from {}: incompatible with this request's \
+                     volume_content_source",
+                    from.unwrap_or("no source")
+                )));
             }
             return Err(Status::already_exists(format!(
                 "volume {id} exists with {} bytes, {} stripe(s){}: incompatible with this request",
@@ -421,17 +475,22 @@ impl ControllerService {
                 tags.push(format!("csi.{k}={}", tag_value(v)));
             }
         }
+        let mut create = create_request(&p, vref(&id), size, tags);
+        if let Some(src) = &source {
+            create.source = src.id.lv.clone();
+            create.layout = Layout::Thin as i32;
+        }
         let lv = self
             .0
             .lv()
-            .create_logical_volume(create_request(&p, vref(&id), size, tags))
+            .create_logical_volume(create)
             .await
             .map_err(|s| from_lvmd(s, &format!("CreateLogicalVolume {id} ({size} bytes)")))?
             .into_inner();
-        tracing::info!(volume = %id, size = lv.size_bytes, name = %r.name, "created");
-        Ok(CreateVolumeResponse {
-            volume: Some(self.volume(&id, &lv, ctx)),
-        })
+        tracing::info!(volume = %id, size = lv.size_bytes, name = %r.name, source = ?source.as_ref().map(|s| s.id.to_string()), "created");
+        let mut v = self.volume(&id, &lv, ctx);
+        v.content_source = r.volume_content_source.clone();
+        Ok(CreateVolumeResponse { volume: Some(v) })
     }
 
     async fn delete(&self, r: DeleteVolumeRequest) -> Result<DeleteVolumeResponse, Status> {
@@ -769,12 +828,48 @@ impl Controller for ControllerService {
                     rpc::Type::ListVolumes,
                     rpc::Type::GetCapacity,
                     rpc::Type::ExpandVolume,
+                    rpc::Type::CreateDeleteSnapshot,
+                    rpc::Type::ListSnapshots,
+                    rpc::Type::CloneVolume,
                 ]
                 .into_iter()
                 .map(rpc_cap)
                 .collect(),
             })
         })
+        .await
+    }
+    async fn create_snapshot(
+        &self,
+        r: Request<CreateSnapshotRequest>,
+    ) -> Result<Response<CreateSnapshotResponse>, Status> {
+        timed(
+            &self.0.metrics,
+            "CreateSnapshot",
+            self.create_snapshot_rpc(wiped(r.into_inner(), |r| &mut r.secrets)),
+        )
+        .await
+    }
+    async fn delete_snapshot(
+        &self,
+        r: Request<DeleteSnapshotRequest>,
+    ) -> Result<Response<DeleteSnapshotResponse>, Status> {
+        timed(
+            &self.0.metrics,
+            "DeleteSnapshot",
+            self.delete_snapshot_rpc(wiped(r.into_inner(), |r| &mut r.secrets)),
+        )
+        .await
+    }
+    async fn list_snapshots(
+        &self,
+        r: Request<ListSnapshotsRequest>,
+    ) -> Result<Response<ListSnapshotsResponse>, Status> {
+        timed(
+            &self.0.metrics,
+            "ListSnapshots",
+            self.list_snapshots_rpc(wiped(r.into_inner(), |r| &mut r.secrets)),
+        )
         .await
     }
     async fn controller_expand_volume(

@@ -5,7 +5,8 @@
 //! - [`params`]: StorageClass parameters and volume capabilities, validated.
 //! - [`status`]: lvmd's gRPC codes to CSI's, in one place.
 //! - [`mounts`]: what this plugin's own mount namespace sees (`/proc/self/mountinfo`).
-//! - [`identity`], [`controller`], [`node`]: the three CSI services.
+//! - [`identity`], [`controller`], [`node`]: the three CSI services; [`snapshots`]: the
+//!   controller's snapshots and volume sources.
 //! - [`ephemeral`]: the node's inline ephemeral volumes (made at publish, removed at
 //!   unpublish, found again by name and tags alone).
 //! - [`metrics`]: Prometheus text on a TCP port.
@@ -23,6 +24,7 @@ pub mod mounts;
 pub mod node;
 pub mod params;
 pub mod server;
+pub mod snapshots;
 pub mod status;
 pub mod volume_id;
 
@@ -39,6 +41,11 @@ redacted_debug!(pb::CreateVolumeRequest {
     accessibility_requirements, mutable_parameters
 } secret { secrets });
 redacted_debug!(pb::DeleteVolumeRequest { volume_id } secret { secrets });
+redacted_debug!(pb::CreateSnapshotRequest { source_volume_id, name, parameters } secret { secrets });
+redacted_debug!(pb::DeleteSnapshotRequest { snapshot_id } secret { secrets });
+redacted_debug!(pb::ListSnapshotsRequest {
+    max_entries, starting_token, source_volume_id, snapshot_id
+} secret { secrets });
 redacted_debug!(pb::ValidateVolumeCapabilitiesRequest {
     volume_id, volume_context, volume_capabilities, parameters, mutable_parameters
 } secret { secrets });

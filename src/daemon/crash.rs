@@ -22,7 +22,11 @@
 //! the message not sent), `thin-sent` (the message reached the pool, its record not yet
 //! committed away), `thin-recorded` (the record dropped, before answering),
 //! `pool-committed` (a class's new pool committed marked fresh, its `_tmeta` not yet
-//! zeroed), `pool-cleared` (zeroed, the mark not yet dropped).
+//! zeroed), `pool-cleared` (zeroed, the mark not yet dropped); and of snapshots
+//! (`src/daemon/snapshots.rs`), the same three steps of a thin create: `snap-committed`,
+//! `snap-sent`, `snap-recorded` (a snapshot), `clone-committed`, `clone-sent`,
+//! `clone-recorded` (a volume made from a snapshot or volume); a snapshot's deletion
+//! is a thin removal (`thin-*`).
 //!
 //! `LVMD_TEST_HOLD_WIPES=<file>`: background wipes wait while that file exists, so a
 //! test can look at a wipe in progress on devices that zero too fast to catch.

@@ -48,6 +48,14 @@ pub enum EngineError {
         vg: String,
         total: Bytes,
     },
+    /// A volume made from a source is at least as large as it.
+    #[error("size {} of {lv} is smaller than its source {from} ({} bytes)", size.0, source_size.0)]
+    SmallerThanSource {
+        lv: String,
+        size: Bytes,
+        from: String,
+        source_size: Bytes,
+    },
     #[error("{what} {name}: {why}")]
     FailedPrecondition {
         what: &'static str,
@@ -141,6 +149,20 @@ pub enum Health {
     Degraded(String),
     /// Extents on missing PVs and no copy of them elsewhere.
     Failed(String),
+}
+
+/// A snapshot lvmd took ([`Engine::create_snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub vg: String,
+    pub name: String,
+    pub uuid: String,
+    /// The volume it was taken of (which may be gone since).
+    pub source: String,
+    pub size: Bytes,
+    /// Seconds since the epoch (the LV's `creation_time`).
+    pub creation_time: i64,
+    pub read_only: bool,
 }
 
 /// Free space of a VG, for capacity reports.
@@ -327,6 +349,25 @@ pub trait Engine: Send + Sync + 'static {
         old: &VolumeKey,
         new: &crate::crypt::Passphrase,
     ) -> Result<Rekeyed>;
+    /// A read-only thin snapshot `name` of thin volume `source` (`docs/thin.md`).
+    /// Idempotent: a snapshot of this name of `source` is returned as it is
+    /// (`created: false`); of another source, or a volume of that name, is
+    /// `AlreadyExists`.
+    fn create_snapshot(&self, vg: &str, name: &str, source: &str) -> Result<Created<SnapshotInfo>>;
+    /// `Ok(false)`: there was no such LV. A volume's name is refused.
+    fn delete_snapshot(&self, vg: &str, name: &str) -> Result<bool>;
+    fn snapshots(&self, vg: &str) -> Result<Vec<SnapshotInfo>>;
+    /// A thin volume made from snapshot or thin volume `source` of the same pool
+    /// (restore, clone): its contents, at `spec.size` (at least the source's; grown
+    /// in the same commit). Idempotent as [`create_volume`](Self::create_volume), the
+    /// source compared too.
+    fn create_volume_from(
+        &self,
+        vg: &str,
+        spec: &LvSpec,
+        source: &str,
+        encrypted: bool,
+    ) -> Result<Created<LvInfo>>;
     /// `vg`'s configured thin pool with its use; `None` when its class has none (or
     /// the pool is not made yet).
     fn thin_pool(&self, _vg: &str) -> Result<Option<super::thin::ThinPoolInfo>> {

@@ -50,6 +50,37 @@ pub fn is_wipe(name: &str, tags: &[String]) -> bool {
     name.starts_with(WIPE_NAME_PREFIX) && tags.iter().any(|t| t == WIPE)
 }
 
+/// `lvmd.snapshot-of=<lv>`: a snapshot lvmd took of volume `<lv>` (kept when `<lv>` is
+/// removed, when lvm2's `origin` goes). Snapshots are not volumes: the volume calls do
+/// not see them, the snapshot calls see only them.
+pub const SNAPSHOT_OF_PREFIX: &str = "lvmd.snapshot-of=";
+
+/// `lvmd.from=<lv>`: a volume lvmd made from snapshot or volume `<lv>` (restore,
+/// clone); a create of the same name from another source is another request.
+pub const FROM_PREFIX: &str = "lvmd.from=";
+
+/// The volume a snapshot was taken of; `None`: not a snapshot.
+pub fn snapshot_of(tags: &[String]) -> Option<&str> {
+    tags.iter().find_map(|t| t.strip_prefix(SNAPSHOT_OF_PREFIX))
+}
+
+/// The snapshot or volume a volume was made from (`lvmd.from=`).
+pub fn made_from(tags: &[String]) -> Option<&str> {
+    tags.iter().find_map(|t| t.strip_prefix(FROM_PREFIX))
+}
+
+/// What a snapshot, and a volume made from it, inherits of its source's marks: what
+/// lvmd knows of the contents (formatted as, encrypted, never handed out), which are
+/// the source's block for block.
+pub fn content_marks(tags: &[String]) -> Vec<String> {
+    tags.iter()
+        .filter(|t| is_internal(t))
+        .filter(|t| !t.starts_with(SNAPSHOT_OF_PREFIX) && !t.starts_with(FROM_PREFIX))
+        .filter(|t| *t != WIPE)
+        .cloned()
+        .collect()
+}
+
 /// Whether `tag` is one of lvmd's own.
 pub fn is_internal(tag: &str) -> bool {
     tag.starts_with(PREFIX)
@@ -109,6 +140,8 @@ mod tests {
             "lvmd.mkluks=xfs",
             "lvmd.mkfs=ext4",
             "lvmd.fs=ext4",
+            "lvmd.snapshot-of=data_1",
+            "lvmd.from=snap-1.x+y",
         ] {
             crate::model::name::validate_tag(t).unwrap();
         }
@@ -120,5 +153,11 @@ mod tests {
         assert!(is_wipe("lvmd-wipe-x", &[WIPE.into()]));
         assert!(!is_wipe("lvmd-wipe-x", &[]));
         assert!(!is_wipe("data", &[WIPE.into()]));
+        let snap: Vec<String> = ["lvmd.snapshot-of=a", "lvmd.fs=xfs", "lvmd.crypt", "t"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(snapshot_of(&snap), Some("a"));
+        assert_eq!(made_from(&snap), None);
+        assert_eq!(content_marks(&snap), vec!["lvmd.fs=xfs", "lvmd.crypt"]);
     }
 }

@@ -12,6 +12,8 @@
 //! - [`marks`]: the tags lvmd keeps on its own LVs (fresh, formatted, being wiped).
 //! - [`wipe`]: zeroing what volumes give back and the edges of new ones; the
 //!   background wipe thread.
+//! - [`thin`], [`snapshots`]: a device class's thin pool, its volumes, snapshots and
+//!   the volumes made from them.
 //! - [`auto_repair`]: repairing degraded mirrors of the classes that ask for it.
 
 pub mod activation;
@@ -30,6 +32,7 @@ pub mod reconcile;
 pub mod run;
 pub mod setup;
 pub mod sim;
+pub mod snapshots;
 pub mod thin;
 pub mod view;
 pub mod volumes;

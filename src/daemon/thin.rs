@@ -279,13 +279,14 @@ impl<M: Metadata> VolumeEngine<M> {
         Ok((self.meta.read(vg)?, status))
     }
 
-    /// Steps 3 and 4 after a commit that recorded a message.
-    fn send_recorded(&self, vg: &str, pool: &str) -> Result<VgRead> {
+    /// Steps 3 and 4 after a commit that recorded a message; crash points
+    /// `<step>-sent` and `<step>-recorded`.
+    fn send_recorded(&self, vg: &str, pool: &str, step: &str) -> Result<VgRead> {
         let read = self.meta.read(vg)?;
         let status = self.activation.thin_pool_sync(&read, pool)?;
-        crash::point("thin-sent");
+        crash::point(&format!("{step}-sent"));
         self.record_sent(vg, pool, &status)?;
-        crash::point("thin-recorded");
+        crash::point(&format!("{step}-recorded"));
         Ok(self.meta.read(vg)?)
     }
 
@@ -311,27 +312,37 @@ impl<M: Metadata> VolumeEngine<M> {
         tags: Vec<String>,
     ) -> Result<VgRead> {
         let policy = self.thin_policy(vg)?.clone();
+        let edit = Edit::CreateThin {
+            name: name.into(),
+            pool: policy.pool.clone(),
+            size,
+            tags,
+        };
+        self.commit_thin_locked(vg, &edit, "thin", |vg| {
+            let rounded = crate::model::Layout::Thin.rounded_size(size, vg.extent_size);
+            (rounded, format!("a new thin volume of {} bytes", rounded.0))
+        })
+    }
+
+    /// One new thin LV of the class's pool (a volume, a snapshot, a volume made from
+    /// one), with the VG's write lock held, in `docs/thin.md`'s order: the pool
+    /// settled, the guards (`adds`: what it provisions, and how to name it), the
+    /// commit of `edit` (`<step>-committed`), the message sent, its record dropped.
+    pub(crate) fn commit_thin_locked(
+        &self,
+        vg: &str,
+        edit: &Edit,
+        step: &str,
+        adds: impl FnOnce(&VolumeGroup) -> (Bytes, String),
+    ) -> Result<VgRead> {
+        let policy = self.thin_policy(vg)?.clone();
         let (read, status) = self.settle_pool(vg, &policy.pool)?;
-        let rounded = crate::model::Layout::Thin.rounded_size(size, read.vg.extent_size);
-        check_ratio(
-            &read.vg,
-            &policy,
-            &policy.pool,
-            rounded,
-            &format!("a new thin volume of {} bytes", rounded.0),
-        )?;
+        let (more, what) = adds(&read.vg);
+        check_ratio(&read.vg, &policy, &policy.pool, more, &what)?;
         check_usage(vg, &policy, &status)?;
-        self.meta.edit(
-            vg,
-            &Edit::CreateThin {
-                name: name.into(),
-                pool: policy.pool.clone(),
-                size,
-                tags,
-            },
-        )?;
-        crash::point("thin-committed");
-        self.send_recorded(vg, &policy.pool)
+        self.meta.edit(vg, edit)?;
+        crash::point(&format!("{step}-committed"));
+        self.send_recorded(vg, &policy.pool, step)
     }
 
     /// Removes thin LV `lv` (of `pool`), with the VG's write lock held and the LV
@@ -339,7 +350,7 @@ impl<M: Metadata> VolumeEngine<M> {
     pub(crate) fn remove_thin_locked(&self, vg: &str, lv: &str, pool: &str) -> Result<()> {
         self.meta.edit(vg, &Edit::RemoveThin { lv: lv.into() })?;
         crash::point("thin-committed");
-        self.send_recorded(vg, pool)?;
+        self.send_recorded(vg, pool, "thin")?;
         Ok(())
     }
 
@@ -582,7 +593,7 @@ impl<M: Metadata> VolumeEngine<M> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::activate::ActivateError;
     use crate::daemon::config::Config;
@@ -593,7 +604,7 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
-    fn pool_config(extra: &str) -> ThinPoolConfig {
+    pub(crate) fn pool_config(extra: &str) -> ThinPoolConfig {
         let text = format!(
             "[device_classes.t]\nvolume_group = \"vg\"\n\
              thin_pool = {{ name = \"pool\", size = \"64MiB\", overprovision_ratio = 2.0{extra} }}\n"
@@ -604,7 +615,7 @@ mod tests {
             .unwrap()
     }
 
-    fn engine(config: &ThinPoolConfig) -> (SimEngine, Arc<SimActivation>) {
+    pub(crate) fn engine(config: &ThinPoolConfig) -> (SimEngine, Arc<SimActivation>) {
         engine_zeroing(config).0
     }
 
@@ -625,7 +636,7 @@ mod tests {
         ((e, act), zeroer)
     }
 
-    fn thin(name: &str, mib: u64) -> LvSpec {
+    pub(crate) fn thin(name: &str, mib: u64) -> LvSpec {
         LvSpec {
             name: name.into(),
             size: Bytes(mib * MIB),
@@ -636,7 +647,7 @@ mod tests {
 
     /// The pool's thin ids in the VG metadata and in the (simulated) kernel, and both
     /// transaction ids: equal when nothing leaked.
-    fn in_step(e: &SimEngine, act: &SimActivation) -> (Vec<u64>, u64) {
+    pub(crate) fn in_step(e: &SimEngine, act: &SimActivation) -> (Vec<u64>, u64) {
         let read = e.metadata().read("vg").unwrap();
         let ids: Vec<u64> = thin_lvs(&read.vg, "pool")
             .iter()

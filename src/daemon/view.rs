@@ -96,9 +96,12 @@ pub fn visible_lvs(vg: &VolumeGroup) -> impl Iterator<Item = &LogicalVolume> {
     vg.lvs.iter().filter(|lv| is_client_visible(lv))
 }
 
-/// Whether clients see the LV: visible to lvm2 and not one lvmd is wiping.
+/// Whether clients see the LV as a volume: visible to lvm2, not one lvmd is wiping,
+/// not a snapshot (those are listed as such: [`super::snapshots`]).
 pub fn is_client_visible(lv: &LogicalVolume) -> bool {
-    lv.is_visible() && !super::marks::is_wipe(&lv.name, &lv.tags)
+    lv.is_visible()
+        && !super::marks::is_wipe(&lv.name, &lv.tags)
+        && super::marks::snapshot_of(&lv.tags).is_none()
 }
 
 /// The volume as clients see it; `status` is dm-raid's status when it is an active

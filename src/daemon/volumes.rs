@@ -373,7 +373,7 @@ impl<M: Metadata> VolumeEngine<M> {
         info
     }
 
-    fn info(&self, read: &VgRead, lv: &str) -> Result<LvInfo> {
+    pub(super) fn info(&self, read: &VgRead, lv: &str) -> Result<LvInfo> {
         let model = read
             .vg
             .lv(lv)
@@ -385,6 +385,28 @@ impl<M: Metadata> VolumeEngine<M> {
 
     fn create_locked(&self, vg: &str, spec: &LvSpec, encrypted: bool) -> Result<Created<LvInfo>> {
         let read = self.meta.read(vg)?;
+        if let Some(of) = read
+            .vg
+            .lv(&spec.name)
+            .and_then(|l| marks::snapshot_of(&l.tags))
+        {
+            return Err(EngineError::AlreadyExists {
+                what: "logical volume",
+                name: format!("{vg}/{}", spec.name),
+                why: format!("as a snapshot of {of}"),
+            });
+        }
+        if let Some(from) = read
+            .vg
+            .lv(&spec.name)
+            .and_then(|l| marks::made_from(&l.tags))
+        {
+            return Err(EngineError::AlreadyExists {
+                what: "logical volume",
+                name: format!("{vg}/{}", spec.name),
+                why: format!("made from {from} (asked for a new volume)"),
+            });
+        }
         if read.vg.lv(&spec.name).is_some() {
             if spec.layout == Layout::Thin {
                 // A create killed after its commit: its message goes before the
@@ -444,7 +466,12 @@ impl<M: Metadata> VolumeEngine<M> {
         })
     }
 
-    fn existing(&self, read: &VgRead, spec: &LvSpec, encrypted: bool) -> Result<Created<LvInfo>> {
+    pub(super) fn existing(
+        &self,
+        read: &VgRead,
+        spec: &LvSpec,
+        encrypted: bool,
+    ) -> Result<Created<LvInfo>> {
         let info = self.info(read, &spec.name)?;
         let is = marks::is_encrypted(&info.tags);
         let mismatch = spec_mismatch(&info, spec, read.vg.extent_size).or_else(|| {
@@ -709,7 +736,7 @@ impl<M: Metadata> VolumeEngine<M> {
     /// Deactivates, saying what holds the volume when it is busy: a read-only block
     /// publish holds it through its loop device, which the kernel's open count does
     /// not name.
-    fn deactivate_volume(&self, read: &VgRead, lv: &str) -> Result<bool> {
+    pub(super) fn deactivate_volume(&self, read: &VgRead, lv: &str) -> Result<bool> {
         match self.activation.deactivate(read, lv) {
             Err(ActivationError::Busy { vg, lv: name, by }) => {
                 let loops = match self.devices(read).get(lv) {
@@ -1184,6 +1211,48 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         self.create_locked(vg, spec, encrypted)
     }
 
+    fn create_snapshot(
+        &self,
+        vg: &str,
+        name: &str,
+        source: &str,
+    ) -> Result<Created<super::engine::SnapshotInfo>> {
+        super::snapshots::check_names(name, source)?;
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        self.create_snapshot_locked(vg, name, source)
+    }
+
+    fn delete_snapshot(&self, vg: &str, name: &str) -> Result<bool> {
+        validate_lv_name(name).map_err(LvmError::from)?;
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        self.delete_snapshot_locked(vg, name)
+    }
+
+    fn snapshots(&self, vg: &str) -> Result<Vec<super::engine::SnapshotInfo>> {
+        let lock = self.locks.get(vg);
+        let _g = lock.read().unwrap();
+        Ok(self.snapshots_of(&self.meta.read(vg)?))
+    }
+
+    fn create_volume_from(
+        &self,
+        vg: &str,
+        spec: &LvSpec,
+        source: &str,
+        encrypted: bool,
+    ) -> Result<Created<LvInfo>> {
+        // Size 0: the source's (known under the lock); the other checks as any create's.
+        let mut checked = spec.clone();
+        checked.size = checked.size.max(Bytes(1));
+        check_spec(vg, &checked)?;
+        super::snapshots::check_names(&spec.name, source)?;
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        self.create_from_locked(vg, spec, source, encrypted)
+    }
+
     fn remove_logical_volume(&self, vg: &str, lv: &str) -> Result<bool> {
         validate_lv_name(lv).map_err(LvmError::from)?;
         let lock = self.locks.get(vg);
@@ -1197,6 +1266,13 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         if super::marks::is_wipe(&model.name, &model.tags) {
             // Already removed; lvmd finishes it.
             return Ok(false);
+        }
+        if let Some(of) = marks::snapshot_of(&model.tags) {
+            return Err(EngineError::FailedPrecondition {
+                what: "logical volume",
+                name: format!("{vg}/{lv}"),
+                why: format!("is a snapshot of {of}, not a volume (DeleteSnapshot deletes it)"),
+            });
         }
         if let Some(pool) = super::thin::pool_of_thin(model).map(str::to_owned) {
             // Refusals (a snapshot naming it, a record of another transaction that

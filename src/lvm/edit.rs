@@ -66,13 +66,16 @@ pub enum Edit {
         tags: Vec<String>,
     },
     /// A thin snapshot of thin LV `origin` (`lvcreate -s`), in the origin's pool, as
-    /// large as it: the pool's transaction id raised and the `create` recorded (sent
-    /// as `create_snap`), flagged `ACTIVATION_SKIP` as lvm2 flags its thin snapshots;
-    /// `read_only` as `-pr`.
+    /// large as it or `size` (at least the origin's: `lvcreate -s` then `lvextend`, in
+    /// one commit): the pool's transaction id raised and the `create` recorded (sent as
+    /// `create_snap`); `read_only` as `-pr`; `activation_skip` as lvm2's default for
+    /// thin snapshots (`-ky`; off: `-kn`, what a volume restored from one wants).
     CreateThinSnapshot {
         name: String,
         origin: String,
         read_only: bool,
+        activation_skip: bool,
+        size: Option<Bytes>,
         tags: Vec<String>,
     },
     /// A thin LV nothing but its thin snapshots refers to: gone from the metadata, its
@@ -317,9 +320,19 @@ pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
             name: lv,
             origin: of,
             read_only,
+            activation_skip,
+            size,
             tags,
         } => {
-            thin::create_snapshot(&mut new, lv, of, *read_only, tags, origin)?;
+            let snap = thin::Snapshot {
+                name: lv,
+                of,
+                read_only: *read_only,
+                activation_skip: *activation_skip,
+                size: *size,
+                tags,
+            };
+            thin::create_snapshot(&mut new, &snap, origin)?;
             format!("lvcreate -s {name}/{of} -n {lv}")
         }
         Edit::RemoveThin { lv } => {

@@ -542,6 +542,7 @@ pub(super) fn create_thin(
         extents,
         snapshot_of: None,
         read_only: false,
+        activation_skip: false,
         tags,
     };
     add_thin(vg, &lv, origin)
@@ -555,6 +556,7 @@ struct NewThin<'a> {
     /// A thin snapshot's origin LV (a thin LV of the same pool).
     snapshot_of: Option<&'a str>,
     read_only: bool,
+    activation_skip: bool,
     tags: &'a [String],
 }
 
@@ -601,7 +603,7 @@ fn add_thin(vg: &mut VolumeGroup, new: &NewThin, origin: &Origin) -> Result<()> 
         // lvm2's `-pr`: no WRITE; the thin device is then made read-only.
         lv.status.retain(|s| s != "WRITE");
     }
-    if new.snapshot_of.is_some() {
+    if new.activation_skip {
         // lvm2 (`activation/auto_set_activation_skip`, on by default) flags every thin
         // snapshot it makes so that `vgchange -ay`/`lvchange -ay` pass it by (`-K`
         // activates it); lvm2 writes the flag in `flags`, not `status`.
@@ -631,23 +633,36 @@ fn thin_of(vg: &VolumeGroup, name: &str) -> Option<(String, Extents)> {
     }
 }
 
-/// Adds thin snapshot `name` of thin LV `of`, as `lvcreate -s <vg>/<of> -n <name>`
-/// (`-pr` when `read_only`) writes it: a thin LV of the origin's pool and size with
-/// `origin = "<of>"`, a new device id, the pool's transaction id raised, the `create`
-/// recorded (sent as `create_snap <id> <origin id>`), flagged `ACTIVATION_SKIP`.
+/// A thin snapshot to make ([`create_snapshot`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Snapshot<'a> {
+    pub name: &'a str,
+    /// The origin: a visible thin LV.
+    pub of: &'a str,
+    pub read_only: bool,
+    pub activation_skip: bool,
+    /// At least the origin's size; `None`: the origin's.
+    pub size: Option<Bytes>,
+    pub tags: &'a [String],
+}
+
+/// Adds thin snapshot `snap.name` of thin LV `snap.of`, as `lvcreate -s <vg>/<of> -n
+/// <name>` (`-pr` when read-only, `-kn` without activation skip) writes it: a thin LV
+/// of the origin's pool and size with `origin = "<of>"`, a new device id, the pool's
+/// transaction id raised, the `create` recorded (sent as `create_snap <id> <origin
+/// id>`), flagged `ACTIVATION_SKIP` unless asked not to. A larger `size` is what
+/// `lvextend` after it writes (the segment's length; a thin LV's blocks are the pool's).
 pub(super) fn create_snapshot(
     vg: &mut VolumeGroup,
-    name: &str,
-    of: &str,
-    read_only: bool,
-    tags: &[String],
+    snap: &Snapshot,
     origin: &Origin,
 ) -> Result<()> {
+    let of = snap.of;
     let lv = vg.lv(of).ok_or_else(|| LvmError::LvNotFound {
         vg: vg.name.clone(),
         lv: of.into(),
     })?;
-    let Some((pool, extents)) = thin_of(vg, of).filter(|_| lv.is_visible()) else {
+    let Some((pool, have)) = thin_of(vg, of).filter(|_| lv.is_visible()) else {
         return Err(LvmError::LvUnsupported {
             vg: vg.name.clone(),
             lv: of.into(),
@@ -657,13 +672,31 @@ pub(super) fn create_snapshot(
             ),
         });
     };
+    let extents = match snap.size {
+        None => have,
+        Some(size) => {
+            let want = vg.extent_size.extents_ceil(size.to_sectors_ceil());
+            if want < have {
+                return Err(invalid(
+                    "size",
+                    size.0,
+                    format!(
+                        "a volume made from {of} ({} bytes) is at least as large as it",
+                        vg.extent_size.span(have).to_bytes().0
+                    ),
+                ));
+            }
+            want
+        }
+    };
     let new = NewThin {
-        name,
+        name: snap.name,
         pool: &pool,
         extents,
         snapshot_of: Some(of),
-        read_only,
-        tags,
+        read_only: snap.read_only,
+        activation_skip: snap.activation_skip,
+        tags: snap.tags,
     };
     add_thin(vg, &new, origin)
 }
@@ -1143,6 +1176,8 @@ mod tests {
             name: name.into(),
             origin: of.into(),
             read_only: true,
+            activation_skip: true,
+            size: None,
             tags: vec!["x".into()],
         };
         let e = apply(&vg, &snap("s", "t"), &origin).unwrap();
@@ -1189,6 +1224,25 @@ mod tests {
         assert!(m.contains("thin-pool") && m.contains("pool"), "{m}");
         assert!(apply(&vg, &snap("s3", "nope"), &origin).is_err());
         assert!(apply(&vg, &snap("s", "t"), &origin).is_err());
+        // A volume made from it: writable, no activation skip, grown; never smaller.
+        let restore = |size: u64| Edit::CreateThinSnapshot {
+            name: "r".into(),
+            origin: "s".into(),
+            read_only: false,
+            activation_skip: false,
+            size: Some(Bytes(size * MIB)),
+            tags: vec![],
+        };
+        let m = apply(&vg, &restore(0), &origin).unwrap_err().to_string();
+        assert!(m.contains("size"), "{m}");
+        // The origin is one 4 MiB extent: 5 MiB takes two.
+        let r = apply(&vg, &restore(5), &origin).unwrap().vg;
+        let r = r.lv("r").unwrap();
+        assert!(r.flags.is_empty() && r.status.contains(&"WRITE".to_owned()));
+        assert_eq!(r.extents(), crate::units::Extents(2));
+        assert!(
+            matches!(&r.segments[0].kind, SegmentKind::Thin { origin: Some(o), .. } if o == "s")
+        );
         let vg = apply(&vg, &Edit::RemoveThin { lv: "t".into() }, &origin)
             .unwrap()
             .vg;

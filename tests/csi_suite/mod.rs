@@ -11,6 +11,7 @@
 mod env;
 mod ephemeral;
 mod leaks;
+pub mod snapshots;
 
 use crate::common;
 pub use env::*;
@@ -22,6 +23,7 @@ use lvmd::csi::pb::node_client::NodeClient;
 use lvmd::csi::pb::volume_capability::access_mode::Mode;
 use lvmd::csi::pb::volume_capability::{AccessMode, AccessType, BlockVolume, MountVolume};
 use lvmd::csi::pb::*;
+
 use std::path::{Path, PathBuf};
 use tonic::Code;
 
@@ -207,7 +209,9 @@ pub fn identity(e: &Env) {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(c.capabilities.len(), 4);
+        // Volumes (create/delete, list, capacity, expand) and snapshots (create/delete,
+        // list, clone), the latter answered with a clear error on thick classes.
+        assert_eq!(c.capabilities.len(), 7);
     });
 }
 

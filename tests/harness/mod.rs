@@ -96,6 +96,45 @@ pub fn sim_daemon(policy: AccessPolicy) -> (Daemon, Sim) {
     (d, Sim { engine, act, node })
 }
 
+/// A daemon on the simulated engine with one thin class, `thin` (default), on VG
+/// `vg-thin` (one 1 GiB device) with pool `pool` of 512 MiB (its config's
+/// overprovision ratio 2), made as the daemon's start makes it.
+pub fn thin_sim_daemon() -> (Daemon, Sim) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("kubelet");
+    std::fs::create_dir(&root).unwrap();
+    let config = lvmd::daemon::config::Config::parse(
+        "[device_classes.thin]\nvolume_group = \"vg-thin\"\n\
+         thin_pool = { name = \"pool\", size = \"512MiB\", overprovision_ratio = 2.0 }\n",
+    )
+    .unwrap()
+    .device_classes["thin"]
+        .thin_pool
+        .clone()
+        .unwrap();
+    let policy = lvmd::daemon::thin::ThinPolicy::of(&config);
+    let (engine, act, node) =
+        SimEngine::with_sims(&[(sim_dev("thin0"), Bytes(GIB))], vec![root.clone()]);
+    let engine = engine.with_thin_pool("vg-thin", policy.clone());
+    engine
+        .create_volume_group("vg-thin", &[sim_dev("thin0")])
+        .unwrap();
+    engine.prepare_thin_pool("vg-thin", &config).unwrap();
+    let engine = Arc::new(engine);
+    let classes = DeviceClasses::new(vec![Class {
+        name: "thin".into(),
+        vg: "vg-thin".into(),
+        stripes: 1,
+        stripe_size: lvmd::lvm::DEFAULT_STRIPE_SIZE,
+        is_default: true,
+        encryption: None,
+        thin: Some(policy),
+        integrity: false,
+    }]);
+    let d = Daemon::start_in(dir, root, engine.clone(), classes, AccessPolicy::default());
+    (d, Sim { engine, act, node })
+}
+
 impl Daemon {
     pub fn start_in(
         dir: tempfile::TempDir,

@@ -1,0 +1,254 @@
+//! CSI snapshots (CreateSnapshot, DeleteSnapshot, ListSnapshots) and the sources of
+//! CreateVolume (`volume_content_source`: a snapshot, or a volume to clone), on lvmd's
+//! thin snapshots (`docs/thin.md`). Thin device classes only: the daemon refuses
+//! others, naming the class's lack of a pool.
+//!
+//! A snapshot id has the volume id's shape (`<node>#<device class>#<lv name>`,
+//! [`VolumeId`]), so it names its node and class with no lookup; its LV name comes from
+//! the CSI snapshot name as a volume's does ([`lv_name`]), so a retried CreateSnapshot
+//! finds it.
+
+use super::controller::{vref, ControllerService};
+use super::pb::*;
+use super::status::{from_lvmd, invalid};
+use super::volume_id::{lv_name, VolumeId};
+use crate::rpc::pb as lvmd;
+use tonic::{Code, Status};
+
+fn timestamp(seconds: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds, nanos: 0 }
+}
+
+/// Where a CreateVolume's content comes from: the source LV of its class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub id: VolumeId,
+    pub size: u64,
+    pub snapshot: bool,
+}
+
+impl ControllerService {
+    fn snapshot_out(&self, class: &str, s: &lvmd::Snapshot) -> Snapshot {
+        let id = |lv: &str| VolumeId {
+            node: self.0.config.node_id.clone(),
+            class: class.into(),
+            lv: lv.into(),
+        };
+        Snapshot {
+            size_bytes: s.size_bytes as i64,
+            snapshot_id: id(&s.name).to_string(),
+            source_volume_id: id(&s.source_volume).to_string(),
+            creation_time: Some(timestamp(s.creation_time)),
+            // Cut when it exists: a thin snapshot needs no copying.
+            ready_to_use: true,
+            group_snapshot_id: String::new(),
+        }
+    }
+
+    /// The snapshots lvmd lists in `class` (empty: every class).
+    async fn lvmd_snapshots(&self, class: &str) -> Result<Vec<lvmd::Snapshot>, Status> {
+        self.0
+            .lv()
+            .list_snapshots(lvmd::ListSnapshotsRequest {
+                device_class: class.into(),
+                volume_group: String::new(),
+            })
+            .await
+            .map_err(|s| from_lvmd(s, "ListSnapshots"))
+            .map(|r| r.into_inner().snapshots)
+    }
+
+    fn on_this_node(&self, id: &VolumeId, what: &str) -> Result<(), Status> {
+        if id.node != self.0.config.node_id {
+            return Err(Status::failed_precondition(format!(
+                "{what} {id} lives on node {}, this is {}",
+                id.node, self.0.config.node_id
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn create_snapshot_rpc(
+        &self,
+        r: CreateSnapshotRequest,
+    ) -> Result<CreateSnapshotResponse, Status> {
+        if r.name.is_empty() {
+            return Err(invalid("name missing"));
+        }
+        if r.source_volume_id.is_empty() {
+            return Err(invalid("source_volume_id missing"));
+        }
+        if !r.parameters.is_empty() {
+            let mut keys: Vec<&String> = r.parameters.keys().collect();
+            keys.sort();
+            return Err(invalid(format!(
+                "parameters {keys:?}: lvmd-csi's VolumeSnapshotClass takes none"
+            )));
+        }
+        let src = VolumeId::parse(&r.source_volume_id)
+            .ok_or_else(|| Status::not_found(format!("no volume {:?}", r.source_volume_id)))?;
+        self.on_this_node(&src, "volume")?;
+        let snap = vref(&VolumeId {
+            lv: lv_name(&r.name),
+            ..src.clone()
+        });
+        let s = self
+            .0
+            .lv()
+            .create_snapshot(lvmd::CreateSnapshotRequest {
+                snapshot: Some(snap),
+                source_volume: src.lv.clone(),
+            })
+            .await
+            .map_err(|s| from_lvmd(s, &format!("CreateSnapshot {} of {src}", r.name)))?
+            .into_inner();
+        tracing::info!(snapshot = %s.name, source = %src, name = %r.name, "snapshot created");
+        Ok(CreateSnapshotResponse {
+            snapshot: Some(self.snapshot_out(&src.class, &s)),
+        })
+    }
+
+    pub(super) async fn delete_snapshot_rpc(
+        &self,
+        r: DeleteSnapshotRequest,
+    ) -> Result<DeleteSnapshotResponse, Status> {
+        if r.snapshot_id.is_empty() {
+            return Err(invalid("snapshot_id missing"));
+        }
+        // An id we never made names no snapshot of ours: already gone.
+        let Some(id) = VolumeId::parse(&r.snapshot_id) else {
+            return Ok(DeleteSnapshotResponse {});
+        };
+        self.on_this_node(&id, "snapshot")?;
+        match self
+            .0
+            .lv()
+            .delete_snapshot(lvmd::DeleteSnapshotRequest {
+                snapshot: Some(vref(&id)),
+            })
+            .await
+        {
+            Ok(_) => {}
+            // The device class is gone from lvmd's configuration: so is the snapshot.
+            Err(s) if s.code() == Code::InvalidArgument || s.code() == Code::NotFound => {}
+            Err(s) => return Err(from_lvmd(s, &format!("DeleteSnapshot {id}"))),
+        }
+        tracing::info!(snapshot = %id, "snapshot deleted");
+        Ok(DeleteSnapshotResponse {})
+    }
+
+    pub(super) async fn list_snapshots_rpc(
+        &self,
+        r: ListSnapshotsRequest,
+    ) -> Result<ListSnapshotsResponse, Status> {
+        if r.max_entries < 0 {
+            return Err(invalid("max_entries is negative"));
+        }
+        let start: usize = if r.starting_token.is_empty() {
+            0
+        } else {
+            r.starting_token.parse().map_err(|_| {
+                Status::aborted(format!(
+                    "starting_token {:?} is not one of ours",
+                    r.starting_token
+                ))
+            })?
+        };
+        let mut all: Vec<Snapshot> = Vec::new();
+        // One snapshot asked for: none when the id is not one of ours (the spec's
+        // answer for an unknown id is an empty list).
+        let only = (!r.snapshot_id.is_empty()).then(|| VolumeId::parse(&r.snapshot_id));
+        if !matches!(only, Some(None)) {
+            // Every class's; a VG no class maps to has no ids.
+            for s in self.lvmd_snapshots("").await? {
+                if !s.device_class.is_empty() {
+                    all.push(self.snapshot_out(&s.device_class, &s));
+                }
+            }
+        }
+        all.retain(|s| {
+            (r.snapshot_id.is_empty() || s.snapshot_id == r.snapshot_id)
+                && (r.source_volume_id.is_empty() || s.source_volume_id == r.source_volume_id)
+        });
+        all.sort_by(|a, b| a.snapshot_id.cmp(&b.snapshot_id));
+        if start > all.len() {
+            return Err(Status::aborted(format!(
+                "starting_token {start} is past the {} snapshots",
+                all.len()
+            )));
+        }
+        let n = if r.max_entries == 0 {
+            usize::MAX
+        } else {
+            r.max_entries as usize
+        };
+        let page: Vec<Snapshot> = all.iter().skip(start).take(n).cloned().collect();
+        let next = start + page.len();
+        Ok(ListSnapshotsResponse {
+            entries: page
+                .into_iter()
+                .map(|s| list_snapshots_response::Entry { snapshot: Some(s) })
+                .collect(),
+            next_token: if next < all.len() {
+                next.to_string()
+            } else {
+                String::new()
+            },
+        })
+    }
+
+    /// A CreateVolume's `volume_content_source` in `class` (the StorageClass's): the
+    /// snapshot or volume it names, with its size. Not one of ours or gone: NOT_FOUND;
+    /// of another class or node: INVALID_ARGUMENT (the spec's incompatible source).
+    pub(super) async fn content_source(
+        &self,
+        source: &VolumeContentSource,
+        class: &str,
+    ) -> Result<Source, Status> {
+        use volume_content_source::Type;
+        let (raw, snapshot) = match &source.r#type {
+            Some(Type::Snapshot(s)) => (s.snapshot_id.as_str(), true),
+            Some(Type::Volume(v)) => (v.volume_id.as_str(), false),
+            None => {
+                return Err(invalid(
+                    "volume_content_source names neither a snapshot nor a volume",
+                ))
+            }
+        };
+        let what = if snapshot { "snapshot" } else { "volume" };
+        if raw.is_empty() {
+            return Err(invalid(format!("volume_content_source: {what} id missing")));
+        }
+        let id =
+            VolumeId::parse(raw).ok_or_else(|| Status::not_found(format!("no {what} {raw:?}")))?;
+        if id.node != self.0.config.node_id || id.class != class {
+            return Err(invalid(format!(
+                "volume_content_source: {what} {id} is not in device class {class} on node {}; \
+                 a volume is made from a snapshot or volume of its own thin pool",
+                self.0.config.node_id
+            )));
+        }
+        let size = if snapshot {
+            self.lvmd_snapshots(class)
+                .await?
+                .into_iter()
+                .find(|s| s.name == id.lv)
+                .map(|s| s.size_bytes)
+        } else {
+            match self
+                .0
+                .lv()
+                .get_logical_volume(lvmd::GetLogicalVolumeRequest {
+                    volume: Some(vref(&id)),
+                })
+                .await
+            {
+                Ok(v) => Some(v.into_inner().size_bytes),
+                Err(s) if s.code() == Code::NotFound => None,
+                Err(s) => return Err(from_lvmd(s, &format!("GetLogicalVolume {id}"))),
+            }
+        };
+        let size = size.ok_or_else(|| Status::not_found(format!("no {what} {id}")))?;
+        Ok(Source { id, size, snapshot })
+    }
+}
