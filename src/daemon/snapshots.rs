@@ -33,6 +33,14 @@ fn snapshot_info(read: &VgRead, lv: &LogicalVolume) -> Option<SnapshotInfo> {
     })
 }
 
+/// Snapshot `name` as just read (gone or unmarked since, by another writer: NOT_FOUND).
+fn read_snapshot(read: &VgRead, vg: &str, name: &str) -> Result<SnapshotInfo> {
+    read.vg
+        .lv(name)
+        .and_then(|lv| snapshot_info(read, lv))
+        .ok_or_else(|| not_found("snapshot", vg, name))
+}
+
 fn not_found(what: &'static str, vg: &str, name: &str) -> EngineError {
     EngineError::NotFound {
         what,
@@ -91,13 +99,8 @@ impl<M: Metadata> VolumeEngine<M> {
                 Some(s) if s == source => {
                     // A create killed after its commit: its message goes first.
                     self.finish_pending(&read)?;
-                    let read = self.meta.read(vg)?;
-                    let lv = read
-                        .vg
-                        .lv(name)
-                        .ok_or_else(|| not_found("snapshot", vg, name))?;
                     Ok(Created {
-                        value: snapshot_info(&read, lv).expect("marked"),
+                        value: read_snapshot(&self.meta.read(vg)?, vg, name)?,
                         created: false,
                     })
                 }
@@ -127,12 +130,8 @@ impl<M: Metadata> VolumeEngine<M> {
             (size, format!("a snapshot of {source} ({} bytes)", size.0))
         })?;
         tracing::info!(vg, snapshot = name, source, "created thin snapshot");
-        let lv = read
-            .vg
-            .lv(name)
-            .ok_or_else(|| not_found("snapshot", vg, name))?;
         Ok(Created {
-            value: snapshot_info(&read, lv).expect("marked"),
+            value: read_snapshot(&read, vg, name)?,
             created: true,
         })
     }
