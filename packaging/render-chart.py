@@ -110,7 +110,15 @@ def check(text, values):
     assert drv["storageCapacity"] is True and drv["attachRequired"] is False
     ds = kinds["DaemonSet"][0]["spec"]["template"]["spec"]
     c = {x["name"]: x for x in ds["containers"]}
-    assert set(c) == {"lvmd-csi", "node-driver-registrar", "csi-provisioner", "liveness-probe"}, set(c)
+    assert set(c) == {"lvmd-csi", "node-driver-registrar", "csi-provisioner", "csi-snapshotter", "liveness-probe"}, set(c)
+    # Snapshots are local as volumes are: one snapshotter per node, for its own volumes.
+    snap = c["csi-snapshotter"]
+    assert "--node-deployment" in snap["args"], snap["args"]
+    assert any(e["name"] == "NODE_NAME" and e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+               for e in snap["env"]), snap["env"]
+    vsc = kinds["VolumeSnapshotClass"]
+    assert len(vsc) == 1 and vsc[0]["driver"] == kinds["CSIDriver"][0]["metadata"]["name"], vsc
+    assert vsc[0]["deletionPolicy"] == "Delete", vsc
     # The resizer: one leader-elected replica for the cluster, not one per node.
     deps = {d["metadata"]["name"]: d for d in kinds["Deployment"]}
     rs = deps["lvmd-csi-resizer"]["spec"]
@@ -141,13 +149,13 @@ def check(text, values):
             assert m["name"] in vols, m
     scs = kinds["StorageClass"]
     assert {s["metadata"]["name"] for s in scs} == {
-        "lvmd-linear", "lvmd-striped", "lvmd-mirror", "lvmd-linear-encrypted"}
+        "lvmd-linear", "lvmd-striped", "lvmd-mirror", "lvmd-linear-encrypted", "lvmd-thin"}
     known = {"deviceClass", "layout", "stripes", "stripeSize", "mirrors", "fsType", "encryption"}
     for s in scs:
         assert s["volumeBindingMode"] == "WaitForFirstConsumer"
         # lvmd grows every layout it makes online (raid1: each leg on its own PV):
         # a class that refused it would leave users unable to expand a PVC lvmd could.
-        expandable = s["parameters"]["layout"] in ("linear", "striped", "raid1")
+        expandable = s["parameters"]["layout"] in ("linear", "striped", "raid1", "thin")
         assert s["allowVolumeExpansion"] is expandable, s["metadata"]["name"]
         assert s["provisioner"] == kinds["CSIDriver"][0]["metadata"]["name"]
         for k, v in s["parameters"].items():
@@ -227,7 +235,10 @@ def check_key_secrets(sc):
 
 # The sidecars the chart runs, at the release values.yaml pins, with the flags their
 # README documents at that tag that the chart may pass and the RBAC rules their own
-# deploy/kubernetes/rbac.yaml asks for (snapshot rules left out: lvmd-csi has none).
+# deploy/kubernetes/rbac.yaml asks for (the snapshotter's: its
+# deploy/kubernetes/csi-snapshotter/rbac-csi-snapshotter.yaml, the group snapshot rules
+# left out: lvmd-csi has no group snapshots; no leases, as --node-deployment elects no
+# leader).
 # Bumping a tag in values.yaml fails --check until this table is checked against the
 # new release and its tag updated here. `--feature-gates` is left out on purpose: the
 # provisioner's Topology gate is GA and setting it only warns that it will go.
@@ -252,6 +263,23 @@ SIDECARS = {
             ("storage.k8s.io", "csistoragecapacities", "get list watch create update patch delete"),
             ("", "pods", "get"),
             ("apps", "replicasets", "get"),
+            ("snapshot.storage.k8s.io", "volumesnapshots", "get list watch update"),
+            ("snapshot.storage.k8s.io", "volumesnapshotcontents", "get list"),
+        ],
+    },
+    "csi-snapshotter": {
+        "image": "registry.k8s.io/sig-storage/csi-snapshotter",
+        "tag": "v8.4.0",
+        "flags": {
+            "--csi-address", "--node-deployment", "--timeout", "--worker-threads",
+            "--retry-interval-start", "--retry-interval-max", "--kube-api-qps",
+            "--kube-api-burst", "--resync-period",
+        },
+        "rbac": [
+            ("", "events", "list watch create update patch"),
+            ("snapshot.storage.k8s.io", "volumesnapshotclasses", "get list watch"),
+            ("snapshot.storage.k8s.io", "volumesnapshotcontents", "get list watch update patch"),
+            ("snapshot.storage.k8s.io", "volumesnapshotcontents/status", "update patch"),
         ],
     },
     "node-driver-registrar": {

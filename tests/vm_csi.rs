@@ -24,6 +24,13 @@ use tonic::Code;
 
 csi_cases!(Env::real());
 
+/// The snapshot RPCs and volume sources (`csi_suite::snapshots`) on the real daemon's
+/// thin pool: every create_snap, delete and restore through the kernel's pool.
+#[test]
+fn snapshots_and_volume_sources_follow_the_spec() {
+    csi_suite::snapshots::snapshot_rules(&Env::real_thin());
+}
+
 #[test]
 fn no_propagation_fails_staging_and_leaves_nothing_mounted() {
     let e = Env::real_with_propagation("private");

@@ -33,6 +33,14 @@ fn snapshot_info(read: &VgRead, lv: &LogicalVolume) -> Option<SnapshotInfo> {
     })
 }
 
+/// Snapshot `name` as just read (gone or unmarked since, by another writer: NOT_FOUND).
+fn read_snapshot(read: &VgRead, vg: &str, name: &str) -> Result<SnapshotInfo> {
+    read.vg
+        .lv(name)
+        .and_then(|lv| snapshot_info(read, lv))
+        .ok_or_else(|| not_found("snapshot", vg, name))
+}
+
 fn not_found(what: &'static str, vg: &str, name: &str) -> EngineError {
     EngineError::NotFound {
         what,
@@ -91,13 +99,8 @@ impl<M: Metadata> VolumeEngine<M> {
                 Some(s) if s == source => {
                     // A create killed after its commit: its message goes first.
                     self.finish_pending(&read)?;
-                    let read = self.meta.read(vg)?;
-                    let lv = read
-                        .vg
-                        .lv(name)
-                        .ok_or_else(|| not_found("snapshot", vg, name))?;
                     Ok(Created {
-                        value: snapshot_info(&read, lv).expect("marked"),
+                        value: read_snapshot(&self.meta.read(vg)?, vg, name)?,
                         created: false,
                     })
                 }
@@ -127,12 +130,8 @@ impl<M: Metadata> VolumeEngine<M> {
             (size, format!("a snapshot of {source} ({} bytes)", size.0))
         })?;
         tracing::info!(vg, snapshot = name, source, "created thin snapshot");
-        let lv = read
-            .vg
-            .lv(name)
-            .ok_or_else(|| not_found("snapshot", vg, name))?;
         Ok(Created {
-            value: snapshot_info(&read, lv).expect("marked"),
+            value: read_snapshot(&read, vg, name)?,
             created: true,
         })
     }
@@ -404,7 +403,7 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_killed_after_its_commit_is_sent_by_the_retry() {
+    fn a_snapshot_or_restore_killed_after_its_commit_is_sent_by_the_retry() {
         let config = pool_config("");
         let (e, act) = engine(&config);
         e.prepare_thin_pool("vg", &config).unwrap();
@@ -427,11 +426,30 @@ mod tests {
         let again = e.create_snapshot("vg", "s", "a").unwrap();
         assert!(!again.created);
         assert_eq!(in_step(&e, &act), (vec![1, 2], 2));
+        // A restore killed at `clone-committed`: the retry sends it and answers it made.
+        e.metadata()
+            .edit(
+                "vg",
+                &Edit::CreateThinSnapshot {
+                    name: "r".into(),
+                    origin: "s".into(),
+                    read_only: false,
+                    activation_skip: false,
+                    size: Some(Bytes(8 * MIB)),
+                    tags: vec![format!("{}s", marks::FROM_PREFIX)],
+                },
+            )
+            .unwrap();
+        let r = e
+            .create_volume_from("vg", &thin("r", 8), "s", false)
+            .unwrap();
+        assert!(!r.created);
+        assert_eq!(in_step(&e, &act), (vec![1, 2, 3], 3));
         // A deletion killed after its commit: the retry (it is gone) sends the delete.
         e.metadata()
             .edit("vg", &Edit::RemoveThin { lv: "s".into() })
             .unwrap();
         assert!(!e.delete_snapshot("vg", "s").unwrap());
-        assert_eq!(in_step(&e, &act), (vec![1], 3));
+        assert_eq!(in_step(&e, &act), (vec![1, 3], 4));
     }
 }

@@ -151,6 +151,41 @@ impl Env {
         )
     }
 
+    /// Against the real daemon on loop devices: `thin` (default, 1 GiB, a 512 MiB thin
+    /// pool with ratio 4) and `plain` (256 MiB, linear), for the snapshot cases.
+    pub fn real_thin() -> Env {
+        let serial = common::vm_case("vm_csi");
+        let loops = Loops::new(&[1024, 256]);
+        let dir = loops.dir.path().to_owned();
+        let n = VG_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let vgs = [format!("csi{n}-thin"), format!("csi{n}-plain")];
+        let classes = format!(
+            "backup_dir = \"{}\"\narchive_dir = \"{}\"\n\
+             lvm2_devices_file = \"{}/system.devices\"\n\
+             [device_classes.thin]\nvolume_group = \"{}\"\ndefault = true\ndevices = [\"{}\"]\n\
+             thin_pool = {{ name = \"pool\", size = \"512MiB\", overprovision_ratio = 4.0 }}\n\
+             [device_classes.plain]\nvolume_group = \"{}\"\ndevices = [\"{}\"]\n",
+            loops.backup_dir().display(),
+            loops.archive_dir().display(),
+            dir.display(),
+            vgs[0],
+            loops.devs[0].display(),
+            vgs[1],
+            loops.devs[1].display(),
+        );
+        Env::start(
+            dir,
+            None,
+            vgs,
+            &classes,
+            Some(Real {
+                loops,
+                propagation: "slave",
+                _serial: serial,
+            }),
+        )
+    }
+
     fn start(
         dir: PathBuf,
         tmp: Option<tempfile::TempDir>,
