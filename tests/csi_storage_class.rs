@@ -9,6 +9,7 @@
 
 mod common;
 mod csi_suite;
+mod tools;
 
 use csi_suite::{map, mount_cap, topo, Env, NODE};
 use lvmd::csi::pb::*;
@@ -90,4 +91,102 @@ fn refused_storage_class_is_logged_once_and_counted_by_reason() {
         lines.iter().all(|l| l.contains("stay Pending")),
         "{lines:?}"
     );
+}
+
+/// The chart's StorageClasses (`packaging/helm/lvmd-csi`, rendered as
+/// `packaging/render-chart.py` does) are ones the plugin takes: GetCapacity with each
+/// one's parameters, as the external-provisioner sends them (its `csi.storage.k8s.io/`
+/// keys taken out; the secret references stay with the PV), answers; a PVC of the
+/// encrypted class gets an encrypted volume whose stage needs its key.
+#[test]
+fn the_chart_s_storage_classes_are_ones_the_plugin_takes() {
+    if !tools::require(
+        "the_chart_s_storage_classes_are_ones_the_plugin_takes",
+        "python3 with PyYAML",
+        "python3-yaml",
+        tools::runs("python3", &["-c", "import yaml"]),
+    ) {
+        return;
+    }
+    let script = r#"
+import importlib.util, json, sys, yaml
+spec = importlib.util.spec_from_file_location("rc", sys.argv[1])
+rc = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rc)
+docs = [d for d in yaml.safe_load_all(rc.render_chart()) if d and d["kind"] == "StorageClass"]
+print(json.dumps({d["metadata"]["name"]: d["parameters"] for d in docs}))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packaging/render-chart.py"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let classes: std::collections::BTreeMap<String, std::collections::HashMap<String, String>> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    assert!(classes.contains_key("lvmd-linear-encrypted"), "{classes:?}");
+    // The chart's device class `ssd` as a node would have it: two PVs (the simulated
+    // engine gives a class as many as its stripes), so its mirror class fits.
+    let e = Env::simulated_with(
+        ["vg-ssd".into(), "vg-other".into()],
+        "[device_classes.ssd]\nvolume_group = \"vg-ssd\"\ndefault = true\nstripes = 2\n\
+         encryption = { pbkdf = { type = \"pbkdf2\", iterations = 1000 } }\n\
+         [device_classes.other]\nvolume_group = \"vg-other\"\n",
+    );
+    let sent = |params: &std::collections::HashMap<String, String>| {
+        params
+            .iter()
+            .filter(|(k, _)| !k.starts_with("csi.storage.k8s.io/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    for (name, params) in &classes {
+        e.rt.block_on(e.ctl().get_capacity(GetCapacityRequest {
+            volume_capabilities: vec![],
+            parameters: sent(params),
+            accessible_topology: Some(topo(NODE)),
+        }))
+        .unwrap_or_else(|s| panic!("StorageClass {name}: {s:?}"));
+    }
+    let enc = &classes["lvmd-linear-encrypted"];
+    let v =
+        e.rt.block_on(e.ctl().create_volume(CreateVolumeRequest {
+            name: "pvc-chart".into(),
+            volume_capabilities: vec![mount_cap(&enc["csi.storage.k8s.io/fstype"])],
+            parameters: sent(enc),
+            accessibility_requirements: Some(TopologyRequirement {
+                requisite: vec![topo(NODE)],
+                preferred: vec![topo(NODE)],
+            }),
+            ..Default::default()
+        }))
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(
+        v.volume_context.get("encryption").map(String::as_str),
+        Some("true")
+    );
+    let stage = |secrets: std::collections::HashMap<String, String>| {
+        e.rt.block_on(e.node().node_stage_volume(NodeStageVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            staging_target_path: e.path("plugins/chart/globalmount"),
+            volume_capability: Some(mount_cap("ext4")),
+            volume_context: v.volume_context.clone(),
+            secrets,
+            ..Default::default()
+        }))
+    };
+    let s = stage(Default::default()).unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    // What kubelet passes from the Secret ${pvc.name}-luks: its data, `passphrase`.
+    stage(csi_suite::secrets("the PVC's own key")).unwrap();
 }

@@ -28,9 +28,10 @@ use std::path::{Path, PathBuf};
 /// LUKS2's keyslot count (`LUKS2_KEYSLOTS_MAX`).
 const LUKS2_KEYSLOTS: u32 = 32;
 /// The size of the LUKS2 header libcryptsetup writes by default (two 16 KiB JSON areas
-/// and the keyslots area), where the data starts. libcryptsetup itself formats a
-/// smaller device, leaving a volume with no room for data.
-const LUKS2_HEADER: Bytes = Bytes(16 << 20);
+/// and the keyslots area), where the data starts: what an encrypted volume's
+/// filesystem does not get. libcryptsetup itself formats a smaller device, leaving a
+/// volume with no room for data.
+pub const LUKS2_HEADER: Bytes = Bytes(16 << 20);
 /// What lvmd writes in the header's `subsystem` field: `luksDump` shows who made it.
 const SUBSYSTEM: &str = "lvmd";
 

@@ -124,15 +124,22 @@ fn sized(range: Option<&CapacityRange>, unit: u64) -> Result<(u64, u64), Status>
 
 /// `size` raised to the minimum of the filesystem the volume will get, within `limit`:
 /// a volume too small for mkfs would be created fine and then fail every staging, the
-/// pod stuck in ContainerCreating.
+/// pod stuck in ContainerCreating. An encrypted volume's filesystem gets the LV less
+/// its LUKS2 header.
 pub(super) fn at_least_filesystem_minimum(
     size: u64,
     limit: u64,
     unit: u64,
     fs: Option<&str>,
+    encrypted: bool,
 ) -> Result<u64, Status> {
     let Some(fs) = fs else { return Ok(size) };
-    let min = params::min_filesystem_bytes(fs);
+    let header = if encrypted {
+        crate::crypt::luks::LUKS2_HEADER.0
+    } else {
+        0
+    };
+    let min = params::min_filesystem_bytes(fs) + header;
     if size >= min {
         return Ok(size);
     }
@@ -140,7 +147,7 @@ pub(super) fn at_least_filesystem_minimum(
     if limit > 0 && raised > limit {
         return Err(Status::out_of_range(format!(
             "capacity_range limit_bytes {limit} is below the smallest {fs} filesystem \
-             ({min} bytes; mkfs.{fs} refuses less)"
+             ({min} bytes with the LUKS2 header, if any; mkfs.{fs} refuses less)"
         )));
     }
     Ok(raised)
@@ -375,7 +382,7 @@ impl ControllerService {
                 Access::Block => None,
             })
         });
-        let size = at_least_filesystem_minimum(size, limit, unit, fs)?;
+        let size = at_least_filesystem_minimum(size, limit, unit, fs, p.encrypted)?;
         let required = r
             .capacity_range
             .as_ref()
@@ -902,29 +909,50 @@ mod tests {
         let e = 4 << 20;
         let min = 300 << 20;
         assert_eq!(
-            at_least_filesystem_minimum(e, 0, e, Some("xfs")).unwrap(),
+            at_least_filesystem_minimum(e, 0, e, Some("xfs"), false).unwrap(),
             min
         );
         assert_eq!(
-            at_least_filesystem_minimum(e, 0, 7 << 20, Some("xfs")).unwrap(),
+            at_least_filesystem_minimum(e, 0, 7 << 20, Some("xfs"), false).unwrap(),
             301 << 20
         );
         assert_eq!(
-            at_least_filesystem_minimum(2 * min, 0, e, Some("xfs")).unwrap(),
+            at_least_filesystem_minimum(2 * min, 0, e, Some("xfs"), false).unwrap(),
             2 * min
         );
         assert_eq!(
-            at_least_filesystem_minimum(e, 0, e, Some("ext4")).unwrap(),
+            at_least_filesystem_minimum(e, 0, e, Some("ext4"), false).unwrap(),
             e
         );
-        assert_eq!(at_least_filesystem_minimum(e, 0, e, None).unwrap(), e);
         assert_eq!(
-            at_least_filesystem_minimum(e, min, e, Some("xfs")).unwrap(),
+            at_least_filesystem_minimum(e, 0, e, None, false).unwrap(),
+            e
+        );
+        assert_eq!(
+            at_least_filesystem_minimum(e, min, e, Some("xfs"), false).unwrap(),
             min
         );
-        let s = at_least_filesystem_minimum(e, min - 1, e, Some("xfs")).unwrap_err();
+        let s = at_least_filesystem_minimum(e, min - 1, e, Some("xfs"), false).unwrap_err();
         assert_eq!(s.code(), Code::OutOfRange);
         assert!(s.message().contains("xfs"), "{s:?}");
+        // Encrypted: the filesystem gets the LV less its 16 MiB LUKS2 header.
+        let header = 16 << 20;
+        assert_eq!(
+            at_least_filesystem_minimum(e, 0, e, Some("xfs"), true).unwrap(),
+            min + header
+        );
+        assert_eq!(
+            at_least_filesystem_minimum(min, 0, e, Some("xfs"), true).unwrap(),
+            min + header
+        );
+        let s = at_least_filesystem_minimum(e, min, e, Some("xfs"), true).unwrap_err();
+        assert_eq!(s.code(), Code::OutOfRange, "{s:?}");
+        let ext4 = params::min_filesystem_bytes("ext4");
+        assert_eq!(
+            at_least_filesystem_minimum(e, 0, e, Some("ext4"), true).unwrap(),
+            round_up(ext4 + header, e)
+        );
+        assert_eq!(at_least_filesystem_minimum(e, 0, e, None, true).unwrap(), e);
     }
 
     #[test]

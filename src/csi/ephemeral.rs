@@ -17,7 +17,7 @@ use super::controller::{
     at_least_filesystem_minimum, create_request, driver_tag, ephemeral_tag, round_up,
     stripes_and_unit, ControllerService, DEFAULT_SIZE,
 };
-use super::node::{need, NodeService};
+use super::node::{need, passphrase, KeySecret, NodeService, Secrets};
 use super::params::{self, Access, EphemeralParams};
 use super::pb::*;
 use super::status::{from_lvmd, invalid};
@@ -99,8 +99,9 @@ impl NodeService {
 
     pub(super) async fn publish_ephemeral(
         &self,
-        r: NodePublishVolumeRequest,
+        mut r: NodePublishVolumeRequest,
     ) -> Result<NodePublishVolumeResponse, Status> {
+        let mut secrets = Secrets::take(&mut r.secrets);
         let vid = need(&r.volume_id, "volume_id")?;
         let target = need(&r.target_path, "target_path")?;
         let cap = params::required_capability(r.volume_capability.as_ref())?;
@@ -129,8 +130,16 @@ impl NodeService {
                  container's volumeMount readOnly instead"
             )));
         }
+        // Encrypted: the key comes with this publish, the only call kubelet makes before
+        // the pod runs; checked before an LV is made for nothing.
+        let key = passphrase(
+            &mut secrets,
+            p.volume.encrypted,
+            vid,
+            KeySecret::InlineVolume,
+        )?;
         let (lv, created) = self.ensure_ephemeral(vid, &p, &fs).await?;
-        if let Err(s) = self.mount_ephemeral(&lv, target, &fs, flags).await {
+        if let Err(s) = self.mount_ephemeral(&lv, target, &fs, flags, key).await {
             // Nothing half-done: the LV goes again if this call made it. One found
             // stays: kubelet retries publish, or unpublish removes it.
             if created {
@@ -139,7 +148,7 @@ impl NodeService {
             return Err(s);
         }
         tracing::info!(volume = vid, lv = %lv.name, vg = %lv.volume_group, target, fs,
-            created, "published inline ephemeral volume");
+            created, encrypted = p.volume.encrypted, "published inline ephemeral volume");
         Ok(NodePublishVolumeResponse {})
     }
 
@@ -175,7 +184,7 @@ impl NodeService {
         }
         let (_, unit) = stripes_and_unit(&p.volume, &class);
         let size = round_up(p.size.unwrap_or(DEFAULT_SIZE), unit);
-        let size = at_least_filesystem_minimum(size, 0, unit, Some(fs))?;
+        let size = at_least_filesystem_minimum(size, 0, unit, Some(fs), p.volume.encrypted)?;
         let name = ephemeral_lv_name(vid);
         let id = VolumeId {
             node: self.0.config.node_id.clone(),
@@ -207,6 +216,7 @@ impl NodeService {
         target: &str,
         fs: &str,
         flags: Vec<String>,
+        key: Vec<u8>,
     ) -> Result<(), Status> {
         self.0
             .node()
@@ -216,7 +226,8 @@ impl NodeService {
                 fs_type: fs.into(),
                 mount_options: flags,
                 read_only: false,
-                passphrase: Vec::new(),
+                // Moved into lvmd's request, which zeroes it when dropped.
+                passphrase: key,
             })
             .await
             .map_err(|s| from_lvmd(s, &format!("MountVolume {} at {target}", lv.name)))?;

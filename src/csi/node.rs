@@ -39,6 +39,33 @@ impl Drop for Secrets {
     }
 }
 
+/// Where kubelet's secret for a volume's key comes from, for the error that says it
+/// is missing.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum KeySecret {
+    /// A PV's `<op>-secret-name/-namespace` of its StorageClass (`node-stage`, ...).
+    StorageClass(&'static str),
+    /// An inline ephemeral volume's `nodePublishSecretRef` (the pod's namespace).
+    InlineVolume,
+}
+
+impl std::fmt::Display for KeySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySecret::StorageClass(op) => write!(
+                f,
+                "the StorageClass names the secret with csi.storage.k8s.io/{op}-secret-name \
+                 and -namespace"
+            ),
+            KeySecret::InlineVolume => write!(
+                f,
+                "the pod's inline volume names the secret with nodePublishSecretRef, a \
+                 Secret in the pod's namespace"
+            ),
+        }
+    }
+}
+
 /// The `passphrase` of a request's secrets, moved out of the map (no copy stays in the
 /// request). `encrypted` and none there: INVALID_ARGUMENT naming the key, never a value.
 /// Empty: no key (lvmd refuses an encrypted volume without one, too).
@@ -46,14 +73,13 @@ pub(super) fn passphrase(
     secrets: &mut Secrets,
     encrypted: bool,
     volume: &str,
-    secret_param: &str,
+    from: KeySecret,
 ) -> Result<Vec<u8>, Status> {
     match secrets.0.remove(params::SECRET_PASSPHRASE) {
         Some(v) if !v.is_empty() => Ok(v.into_bytes()),
         _ if encrypted => Err(invalid(format!(
-            "volume {volume} is encrypted, and the request's secrets have no {:?} key (the \
-             StorageClass names the secret with csi.storage.k8s.io/{secret_param}-secret-name \
-             and -namespace)",
+            "volume {volume} is encrypted, and the request's secrets have no {:?} key \
+             ({from})",
             params::SECRET_PASSPHRASE
         ))),
         _ => Ok(Vec::new()),
@@ -185,7 +211,7 @@ impl NodeService {
                     &mut secrets,
                     params::is_encrypted(&r.volume_context),
                     &r.volume_id,
-                    "node-stage",
+                    KeySecret::StorageClass("node-stage"),
                 )?;
                 self.0
                     .node()
@@ -242,7 +268,12 @@ impl NodeService {
                 // Nothing is staged for a block volume: the key comes with the publish
                 // (the StorageClass's node-publish secret).
                 let encrypted = lv.encrypted || params::is_encrypted(&r.volume_context);
-                let key = passphrase(&mut secrets, encrypted, &r.volume_id, "node-publish")?;
+                let key = passphrase(
+                    &mut secrets,
+                    encrypted,
+                    &r.volume_id,
+                    KeySecret::StorageClass("node-publish"),
+                )?;
                 self.0
                     .node()
                     .publish_block(lvmd::PublishBlockRequest {
@@ -408,7 +439,12 @@ impl NodeService {
         };
         // An encrypted volume's mapping grows with its key (the StorageClass's
         // node-expand secret); lvmd says so when it is missing.
-        let key = passphrase(&mut secrets, false, vid, "node-expand")?;
+        let key = passphrase(
+            &mut secrets,
+            false,
+            vid,
+            KeySecret::StorageClass("node-expand"),
+        )?;
         let x = self
             .0
             .node()

@@ -284,6 +284,9 @@ const EPHEMERAL_KEYS: &[&str] = &[
     P_LAYOUT,
     P_STRIPES,
     P_STRIPE_SIZE,
+    // LUKS2, as csi-driver-lvm's attribute; the key is the passphrase of the pod's
+    // nodePublishSecretRef.
+    P_ENCRYPTION,
 ];
 
 pub fn ephemeral(ctx: &HashMap<String, String>) -> Result<EphemeralParams, Status> {

@@ -7,6 +7,7 @@
 use super::activation::SimActivation;
 use super::engine::PathStats;
 use super::paths::ConfinedPath;
+use crate::crypt::luks::LUKS2_HEADER;
 use crate::crypt::{CryptError, CryptName, LuksConfig, OpenOptions, Passphrase, Pbkdf};
 use crate::probe::{Contents, Signature, Usage};
 use crate::units::Bytes;
@@ -243,10 +244,6 @@ fn crypt_name_of_dev(dev: u64) -> Option<CryptName> {
     let name = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/dm/name")).ok()?;
     CryptName::parse(name.trim())
 }
-
-/// The LUKS2 header area lvmd's format writes (its data offset): what a cut-short
-/// format can have written.
-const LUKS_HEADER_AREA: u64 = 16 << 20;
 
 /// Splits options at commas and sorts them into mount(2) flags and filesystem data.
 pub fn parse_mount_options(options: &[String]) -> Result<(libc::c_ulong, String)> {
@@ -855,8 +852,9 @@ impl Node for HostNode {
             // What lvmd's own format left on a volume never opened: its header area
             // (the data offset of a header that can still be read, or lvmd's 16 MiB).
             let area = match crate::crypt::luks::read_header(device) {
-                Ok(Some(h)) => h.data_offset.to_bytes().0.max(LUKS_HEADER_AREA),
-                _ => LUKS_HEADER_AREA,
+                Ok(Some(h)) => h.data_offset.to_bytes().0.max(LUKS2_HEADER.0),
+                // What lvmd's format writes: what a cut-short one can have written.
+                _ => LUKS2_HEADER.0,
             };
             let f = std::fs::OpenOptions::new()
                 .write(true)

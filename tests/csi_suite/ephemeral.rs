@@ -232,6 +232,7 @@ pub fn ephemeral_refusals(e: &Env) {
         ("layout", "thick"),
         ("stripes", "999"),
         ("deviceClass", "nope"),
+        ("encryption", "yes"),
     ] {
         let s = code(publish(e, &eph_publish(e, &vid, &[(k, v)])));
         assert_eq!(s.code(), Code::InvalidArgument, "{k}={v}: {s:?}");
@@ -375,5 +376,74 @@ pub fn wait_ready(e: &Env) {
         }
         assert!(Instant::now() < deadline, "lvmd-csi not ready: {r:?}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An encrypted inline volume (`encryption: "true"`, as csi-driver-lvm's attribute): the
+/// key is the `passphrase` of the pod's nodePublishSecretRef, which kubelet passes in
+/// NodePublishVolume. Without it: INVALID_ARGUMENT naming the key and where it comes
+/// from, and no LV made. With it: an encrypted LV, LUKS2-formatted, its filesystem on
+/// the mapping (the LV itself holds the LUKS header), written; a retry with a wrong key
+/// (the Secret changed) is PERMISSION_DENIED and leaves the volume to its pod; the
+/// unpublish closes the mapping and removes the LV, as the pod goes.
+pub fn ephemeral_encrypted_lifecycle(e: &Env) {
+    const KEY: &str = "inline volume key";
+    let vid = eph_id(13);
+    let name = ephemeral_lv_name(&vid);
+    let (free, _) = e.capacity(&[]);
+    let mut r = eph_publish(e, &vid, &[("size", "40Mi"), ("encryption", "true")]);
+    let s = code(publish(e, &r));
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(
+        s.message().contains("\"passphrase\"") && s.message().contains("nodePublishSecretRef"),
+        "{s:?}"
+    );
+    assert!(
+        lvmd_lv(e, &name).is_none(),
+        "an LV made before the key was checked"
+    );
+    r.secrets = secrets(KEY);
+    for _ in 0..2 {
+        publish(e, &r).unwrap();
+    }
+    let lv = lvmd_lv(e, &name).expect("publish made the LV");
+    assert!(lv.encrypted, "{lv:?}");
+    assert_eq!(lv.size_bytes, 40 * MIB as u64);
+    let crypt = crypt_node(&lv.volume_group, &name);
+    if e.is_real() {
+        assert!(crypt.exists(), "{} not open", crypt.display());
+        assert_eq!(e.host_fs_type(&r.target_path).as_deref(), Some("ext4"));
+        std::fs::write(Path::new(&r.target_path).join("scratch"), b"secret tmp\n").unwrap();
+        let lv_dev = dm_node(&lv.volume_group, &name);
+        assert_eq!(&read_at(&lv_dev, 0, 6), b"LUKS\xba\xbe");
+        // The filesystem is the mapping's: the LV less its 16 MiB header.
+        assert_eq!(device_size(crypt.to_str().unwrap()), 24 * MIB);
+    }
+    let wrong = NodePublishVolumeRequest {
+        secrets: secrets("the secret was changed"),
+        ..r.clone()
+    };
+    let s = code(publish(e, &wrong));
+    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+    assert!(!s.message().contains("the secret was changed"), "{s:?}");
+    assert!(
+        lvmd_lv(e, &name).is_some(),
+        "the pod's volume went with a failed retry"
+    );
+    if e.is_real() {
+        assert_eq!(
+            std::fs::read(Path::new(&r.target_path).join("scratch")).unwrap(),
+            b"secret tmp\n"
+        );
+    }
+    for _ in 0..2 {
+        unpublish(e, &vid, &r.target_path).unwrap();
+    }
+    assert!(lvmd_lv(e, &name).is_none(), "unpublish removed the LV");
+    assert_eq!(e.capacity(&[]).0, free, "space back");
+    if e.is_real() {
+        assert!(!crypt.exists(), "mapping left open");
+        assert_eq!(e.host_mounts(), Vec::<PathBuf>::new());
+        assert!(!e.lvm2_lvs(0).contains_key(&name));
     }
 }

@@ -112,6 +112,10 @@ macro_rules! csi_cases {
             csi_suite::ephemeral_sizes_and_classes(&$env)
         }
         #[test]
+        fn ephemeral_encrypted_lifecycle() {
+            csi_suite::ephemeral_encrypted_lifecycle(&$env)
+        }
+        #[test]
         fn ephemeral_refusals() {
             csi_suite::ephemeral_refusals(&$env)
         }
