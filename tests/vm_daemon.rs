@@ -2482,13 +2482,14 @@ fn integrity_status(bed: &Bed, lv: &str) -> (u64, u64, Option<u64>) {
 /// written through it, then one block of each leg's data flipped on the PV itself:
 /// the mirror reads back the pattern (dm-integrity fails the damaged block, dm-raid
 /// reads the other copy) and dm-integrity counts the mismatch, as lvm2 reports it
-/// (`integritymismatches`). lvm2 removes it (active), and lvmd agrees nothing is left.
-/// Lean for CI: a one-extent volume, one activation.
+/// (`integritymismatches`). Grown online before that (data kept, the grown part zeros
+/// and writable). lvm2 removes it (active), and lvmd agrees nothing is left. Lean for
+/// CI: a volume of one extent, then two; one activation.
 #[test]
 fn an_integrity_mirror_serves_the_good_copy_of_a_damaged_block() {
     let _serial = common::vm_case("vm_daemon");
     run_ok("modprobe", &["dm_integrity"]);
-    let mut bed = Bed::new("vmd-integ", &[32, 32]);
+    let mut bed = Bed::new("vmd-integ", &[40, 40]);
     bed.start(None);
     let made = bed.json(&["lv", "create", "m", "4MiB", "--mirrors", "1", "--integrity"]);
     assert_eq!(made["integrity"], true, "{made}");
@@ -2530,6 +2531,27 @@ fn an_integrity_mirror_serves_the_good_copy_of_a_damaged_block() {
         }
     }
     write_pattern(&dev, 9, 0, 4 * MIB);
+    // Grown online (as lvm2's lvextend: each `_iorig`, then each integrity image, then
+    // the raid device reloaded): the data stays, the grown part reads zeros and takes
+    // the pattern's continuation.
+    let grown = bed.json(&["lv", "resize", "m", "8MiB"]);
+    assert_eq!(grown["size"].as_u64(), Some(8 * MIB), "{grown}");
+    assert_eq!(bed.dm_size("m"), 8 * MIB);
+    for i in 0..2 {
+        assert_eq!(integrity_status(&bed, &format!("m_rimage_{i}")).1, 16384);
+    }
+    assert_pattern(&dev, 9, 0, 4 * MIB);
+    {
+        use std::os::unix::fs::FileExt;
+        let mut tail = vec![1u8; 4 * MIB as usize];
+        std::fs::File::open(&dev)
+            .unwrap()
+            .read_exact_at(&mut tail, 4 * MIB)
+            .unwrap();
+        assert!(tail.iter().all(|&b| b == 0), "grown part is not zeros");
+    }
+    write_pattern(&dev, 9, 4 * MIB, 4 * MIB);
+    wait_in_sync(&bed, "m");
     // Suspended, dm-integrity writes its journal out to the data sub-LVs: what is on
     // the PV is then what a read of the leg checks.
     for image in &images {
@@ -2578,7 +2600,7 @@ fn an_integrity_mirror_serves_the_good_copy_of_a_damaged_block() {
     for image in &images {
         run_ok("dmsetup", &["resume", image]);
     }
-    assert_pattern(&dev, 9, 0, 4 * MIB);
+    assert_pattern(&dev, 9, 0, 8 * MIB);
     let mismatches: u64 = (0..2)
         .map(|i| integrity_status(&bed, &format!("m_rimage_{i}")).0)
         .sum();
