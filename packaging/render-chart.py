@@ -140,8 +140,9 @@ def check(text, values):
         for m in x.get("volumeMounts", []):
             assert m["name"] in vols, m
     scs = kinds["StorageClass"]
-    assert {s["metadata"]["name"] for s in scs} == {"lvmd-linear", "lvmd-striped", "lvmd-mirror"}
-    known = {"deviceClass", "layout", "stripes", "stripeSize", "mirrors", "fsType"}
+    assert {s["metadata"]["name"] for s in scs} == {
+        "lvmd-linear", "lvmd-striped", "lvmd-mirror", "lvmd-mirror-integrity"}
+    known = {"deviceClass", "layout", "stripes", "stripeSize", "mirrors", "integrity", "fsType"}
     for s in scs:
         assert s["volumeBindingMode"] == "WaitForFirstConsumer"
         # lvmd grows every layout it makes online (raid1: each leg on its own PV):
@@ -149,6 +150,10 @@ def check(text, values):
         expandable = s["parameters"]["layout"] in ("linear", "striped", "raid1")
         assert s["allowVolumeExpansion"] is expandable, s["metadata"]["name"]
         assert s["provisioner"] == kinds["CSIDriver"][0]["metadata"]["name"]
+        # lvmd-csi refuses integrity with any layout but raid1.
+        if "integrity" in s["parameters"]:
+            assert s["parameters"]["layout"] == "raid1", s["metadata"]["name"]
+            assert s["parameters"]["integrity"] in ("true", "false"), s["metadata"]["name"]
         for k, v in s["parameters"].items():
             assert isinstance(v, str), (k, v)
             assert k in known or k.startswith("csi.storage.k8s.io/"), k
