@@ -2626,3 +2626,108 @@ fn an_integrity_mirror_serves_the_good_copy_of_a_damaged_block() {
     assert!(bed.dm_devices().is_empty(), "{:?}", bed.dm_devices());
     bed.stop();
 }
+
+/// A mirror killed (kill -9) at a step of its creation (after the commit), growth
+/// (between the commit and the reload) and removal (devices gone, metadata whole), and
+/// an integrity mirror between its first activation and the commit after it: after each
+/// restart lvm2 lists the mirror with every sub-LV or none of them, the kernel has a
+/// device for each sub-LV of an active mirror and none left over of a removed one,
+/// lvmd and lvm2 agree (vgck clean), and the retry converges. (Repair's crash points
+/// are `a_mirror_with_a_leg_pv_gone_activates_degraded_and_says_so`'s.) Lean for CI:
+/// one restart per point, no data written.
+#[test]
+fn a_mirror_killed_at_each_step_leaves_no_sub_lv_behind() {
+    let _serial = common::vm_case("vm_daemon");
+    run_ok("modprobe", &["dm_integrity"]);
+    let mut bed = Bed::new("vmd-mkill", &[48, 48]);
+    bed.start(None);
+    bed.stop();
+    // lvm2's names of `lv`'s sub-LVs, and the dm devices of it active.
+    let subs = |lv: &str, integrity: bool| -> BTreeSet<String> {
+        let mut v = BTreeSet::new();
+        for i in 0..2 {
+            v.insert(format!("{lv}_rmeta_{i}"));
+            v.insert(format!("{lv}_rimage_{i}"));
+            if integrity {
+                v.insert(format!("{lv}_rimage_{i}_iorig"));
+                v.insert(format!("{lv}_rimage_{i}_imeta"));
+            }
+        }
+        v
+    };
+    let all_lvs = |bed: &Bed| -> BTreeSet<String> {
+        bed.lvm2(&["lvs", "-a", "--noheadings", "-o", "lv_name", &bed.vg])
+            .split_whitespace()
+            .map(|n| n.trim_matches(['[', ']']).to_owned())
+            .collect()
+    };
+    let whole = |bed: &Bed, lv: &str, integrity: bool, active: bool| {
+        let mut want = subs(lv, integrity);
+        want.insert(lv.to_owned());
+        assert_eq!(all_lvs(bed), want, "lvm2's LVs");
+        let devices: BTreeSet<String> = if active {
+            want.iter().map(|n| bed.dm_name(n)).collect()
+        } else {
+            BTreeSet::new()
+        };
+        assert_eq!(bed.dm_devices(), devices, "dm devices of {lv}");
+        bed.agree();
+    };
+    let started = Instant::now();
+
+    // Create: killed after its commit, the legs' metadata areas not cleared yet.
+    crash_at(
+        &mut bed,
+        "committed",
+        &["lv", "create", "m", "8MiB", "--mirrors", "1"],
+    );
+    whole(&bed, "m", false, false);
+    let v = bed.json(&["lv", "create", "m", "8MiB", "--mirrors", "1"]);
+    assert_eq!(v["size"], 8 * MIB, "{v}");
+    whole(&bed, "m", false, false);
+    bed.json(&["lv", "activate", "m"]);
+    bed.stop();
+    // Grow, active: killed between the commit and the reload; the restart (or the
+    // retry) brings every leg's table and the raid's to the new size.
+    crash_at(&mut bed, "committed", &["lv", "resize", "m", "16MiB"]);
+    whole(&bed, "m", false, true);
+    let v = bed.json(&["lv", "resize", "m", "16MiB"]);
+    assert_eq!(v["size"], 16 * MIB, "{v}");
+    assert_eq!(bed.dm_size("m"), 16 * MIB);
+    assert_eq!(bed.dm_size("m_rimage_1"), 16 * MIB);
+    bed.stop();
+    // Remove, active: killed with its devices gone but its metadata whole; nothing of
+    // it is left after the retry.
+    crash_at(&mut bed, "deactivated", &["lv", "remove", "m"]);
+    whole(&bed, "m", false, false);
+    bed.json(&["lv", "remove", "m"]);
+    assert!(all_lvs(&bed).is_empty(), "{:?}", all_lvs(&bed));
+    assert!(bed.dm_devices().is_empty(), "{:?}", bed.dm_devices());
+    bed.agree();
+    // Integrity: killed between the first activation (which asked for the tags'
+    // recalculation) and the commit that drops `recalculate`; the restart finds the
+    // mirror active and whole, the next activation drops it.
+    bed.json(&["lv", "create", "i", "4MiB", "--mirrors", "1", "--integrity"]);
+    bed.stop();
+    crash_at(&mut bed, "activated", &["lv", "activate", "i"]);
+    whole(&bed, "i", true, true);
+    let backup = bed.loops.dir.path().join("meta.txt");
+    let backup = backup.to_str().unwrap();
+    let recalculate = |bed: &Bed| {
+        bed.lvm2(&["vgcfgbackup", "-f", backup, &bed.vg]);
+        std::fs::read_to_string(backup)
+            .unwrap()
+            .contains("recalculate")
+    };
+    assert!(
+        recalculate(&bed),
+        "the commit after the first activation ran"
+    );
+    bed.json(&["lv", "activate", "i"]);
+    assert!(!recalculate(&bed));
+    assert_eq!(bed.json(&["lv", "remove", "i"])["existed"], true);
+    assert!(all_lvs(&bed).is_empty() && bed.dm_devices().is_empty());
+    bed.agree();
+    bed.stop();
+    eprintln!("mirror crash points: {:?}", started.elapsed());
+}
