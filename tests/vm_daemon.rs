@@ -2731,3 +2731,94 @@ fn a_mirror_killed_at_each_step_leaves_no_sub_lv_behind() {
     bed.stop();
     eprintln!("mirror crash points: {:?}", started.elapsed());
 }
+
+/// A mirror with integrity, one leg's PV gone: it activates degraded (that leg an error
+/// device, the pattern read from the other), and the repair moves the leg whole onto
+/// the spare PV (`_rmeta`, `_iorig` and a new zeroed `_imeta` together), makes the new
+/// layers, dm-integrity computes the new leg's tags and dm-raid rebuilds it: healthy,
+/// the pattern read through the new leg's integrity device itself, no `REBUILD` or
+/// `recalculate` left in the metadata, lvm2 no longer calls it partial.
+#[test]
+fn an_integrity_mirror_with_a_leg_pv_gone_is_repaired_whole() {
+    let _serial = common::vm_case("vm_daemon");
+    run_ok("modprobe", &["dm_integrity"]);
+    let mut bed = Bed::new("vmd-irep", &[40, 40, 40]);
+    bed.start(None);
+    bed.json(&["lv", "create", "m", "4MiB", "--mirrors", "1", "--integrity"]);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    wait_in_sync(&bed, "m");
+    write_pattern(&dev, 31, 0, 4 * MIB);
+    let gone = pv_of(&bed, "m_rimage_1_iorig");
+    let kept = pv_of(&bed, "m_rimage_0_iorig");
+    assert_ne!(gone, kept);
+    bed.json(&["lv", "deactivate", "m"]);
+    bed.stop();
+    run_ok("losetup", &["-d", &gone]);
+
+    bed.start(None);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    let table = bed.dm_table("m_rimage_1").unwrap();
+    assert!(table.contains(" error"), "{table}");
+    assert_pattern(&dev, 31, 0, 4 * MIB);
+    assert_eq!(bed.listed("m")["health"], "degraded");
+
+    let repaired = bed.json(&["lv", "repair", "m"]);
+    eprintln!("repair answered: {repaired}");
+    let new = pv_of(&bed, "m_rimage_1_iorig");
+    assert!(new != gone && new != kept, "leg 1 on {new}");
+    assert_eq!(pv_of(&bed, "m_rimage_1_imeta"), new);
+    assert_eq!(pv_of(&bed, "m_rmeta_1"), new);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let m = bed.listed("m");
+        let s = &m["mirror_sync"];
+        if s["leg_health"] == "AA" && s["sync_percent"].as_f64() == Some(100.0) {
+            assert_eq!(m["health"], "ok", "{m}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not rebuilt: {m}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let table = bed.dm_table("m_rimage_1").unwrap();
+    assert!(table.contains(" integrity "), "{table}");
+    let leg = Path::new("/dev/mapper").join(bed.dm_name("m_rimage_1"));
+    assert_pattern(&leg, 31, 0, 4 * MIB);
+    assert_pattern(&dev, 31, 0, 4 * MIB);
+    assert_eq!(
+        integrity_status(&bed, "m_rimage_1").0,
+        0,
+        "mismatches on the new leg"
+    );
+    let backup = bed.loops.dir.path().join("meta.txt");
+    let backup = backup.to_str().unwrap();
+    bed.lvm2(&["vgcfgbackup", "-f", backup, &bed.vg]);
+    let meta = std::fs::read_to_string(backup).unwrap();
+    assert!(
+        !meta.contains("recalculate") && !meta.contains("REBUILD"),
+        "{meta}"
+    );
+    let lvs = bed.lvm2(&[
+        "lvs",
+        "-a",
+        "-o",
+        "lv_name,lv_health_status,sync_percent,devices",
+        &bed.vg,
+    ]);
+    eprintln!("repaired, as lvm2 lists it:\n{lvs}");
+    for l in lvs
+        .lines()
+        .filter(|l| l.contains(" m ") || l.contains("[m_"))
+    {
+        assert!(!l.contains("partial") && !l.contains("unknown"), "{lvs}");
+    }
+    bed.json(&["lv", "deactivate", "m"]);
+    bed.stop();
+}

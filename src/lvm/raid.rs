@@ -271,7 +271,7 @@ pub(super) fn rename_legs(vg: &mut VolumeGroup, new: &str) -> Result<()> {
             return Err(LvmError::LvUnsupported {
                 vg: vg.name.clone(),
                 lv: new.into(),
-                why: layered_why(sub, kind).replace("resize or repair", "rename"),
+                why: layered_why(sub, kind),
             });
         }
     }
@@ -366,8 +366,11 @@ pub(super) fn repair(
             lv.type_name()
         )));
     };
-    if let Some((sub, kind)) = layered_leg(vg, &lv) {
-        return Err(unsupported(layered_why(sub, kind)));
+    // lvm2's integrity layer moves with its leg; any other layer is refused.
+    if all_sub_lvs(vg, lv_name).is_none() {
+        if let Some((sub, kind)) = layered_leg(vg, &lv) {
+            return Err(unsupported(layered_why(sub, kind)));
+        }
     }
     if replace.is_empty() {
         return Err(unsupported("no leg to repair was named".into()));
@@ -407,20 +410,46 @@ pub(super) fn repair(
             .filter(|(p, pv)| !taken.contains(p) && !pv.is_missing() && !avoid.contains(&pv.name))
             .map(|(p, _)| p)
             .collect();
+        // With integrity, the leg's integrity metadata moves too, after its data (as
+        // lvm2 lays out a new leg): a new, zeroed `_imeta` whose tags the next load
+        // computes (`recalculate`), then dm-raid rebuilds the data over it.
+        let layer = vg.lv(&leg.1).and_then(|image| integrity_subs(vg, image));
+        let imeta_extents = if layer.is_some() {
+            integrity_meta_extents(extents, vg.extent_size)
+        } else {
+            Extents::ZERO
+        };
         let req = alloc::Request {
-            extents: META_EXTENTS + extents,
+            extents: META_EXTENTS + extents + imeta_extents,
             shape: alloc::Shape::Linear,
             pvs_allowed: Some(allowed),
             after: None,
         };
         let areas = allocate_linear(vg, &req)?;
-        let (meta, image) = split_areas(&areas, META_EXTENTS);
-        for (sub, areas) in [(&leg.0, meta), (&leg.1, image)] {
+        let (meta, rest) = split_areas(&areas, META_EXTENTS);
+        let (data, imeta) = split_areas(&rest, extents);
+        let mut moves = vec![(leg.0.clone(), meta)];
+        match &layer {
+            Some((orig, imeta_lv)) => {
+                moves.push((orig.clone(), data));
+                moves.push((imeta_lv.clone(), imeta));
+            }
+            None => moves.push((leg.1.clone(), data)),
+        }
+        for (sub, areas) in moves {
             let segments = linear_segments(vg, Extents::ZERO, &areas);
+            vg.lv_mut(&sub).expect("checked above").segments = segments;
+        }
+        // lvm2 reads the rebuild flag off the image (and sets it on both).
+        for sub in [&leg.0, &leg.1] {
             let l = vg.lv_mut(sub).expect("checked above");
-            l.segments = segments;
             if !l.status.iter().any(|s| s == REBUILD) {
                 l.status.push(REBUILD.into());
+            }
+            if layer.is_some() && sub == &leg.1 {
+                if let SegmentKind::Other { body, .. } = &mut l.segments[0].kind {
+                    body.set(RECALCULATE, Value::Int(1));
+                }
             }
         }
     }
@@ -430,9 +459,9 @@ pub(super) fn repair(
 /// Why lvmd does not change a mirror whose leg `sub` is a `kind` layer.
 pub(super) fn layered_why(sub: &str, kind: &str) -> String {
     format!(
-        "its leg {sub} is a {kind} layer (lvm2's --raidintegrity: dm-integrity under each \
-         copy, on _iorig and _imeta sub-LVs); lvmd does not resize or repair such mirrors \
-         yet (use lvm2)"
+        "its leg {sub} is a {kind} layer that is not lvm2's integrity layer over two \
+         linear sub-LVs of the VG (_iorig, _imeta); lvmd changes raid1 legs that are linear \
+         or such a layer (use lvm2)"
     )
 }
 
@@ -600,19 +629,32 @@ mod integrity_tests {
         }
     }
 
-    /// Repairing it would leave its `_iorig`/`_imeta` sub-LVs as they were: refused
-    /// naming the layer, the VG as it was.
+    /// A leg whose integrity layer is not whole (its `_imeta` gone from the VG) is a
+    /// layer lvmd does not know: growing, renaming, repairing or removing the mirror is
+    /// refused naming it, the VG as it was.
     #[test]
-    fn a_mirror_with_integrity_legs_is_not_repaired() {
-        let vg = vg();
-        for edit in [Edit::RepairRaid {
-            lv: "m".into(),
-            legs: vec![1],
-            avoid: vec![],
-        }] {
+    fn a_mirror_with_a_broken_integrity_layer_is_not_changed() {
+        let mut vg = vg();
+        vg.lvs.retain(|l| l.name != "m_rimage_0_imeta");
+        for edit in [
+            Edit::RepairRaid {
+                lv: "m".into(),
+                legs: vec![1],
+                avoid: vec![],
+            },
+            Edit::ResizeLv {
+                lv: "m".into(),
+                size: Bytes(16 << 20),
+            },
+            Edit::RemoveLv { lv: "m".into() },
+            Edit::RenameLv {
+                lv: "m".into(),
+                to: "n".into(),
+                tags: None,
+            },
+        ] {
             match apply(&vg, &edit, &origin()) {
-                Err(LvmError::LvUnsupported { lv, why, .. }) => {
-                    assert_eq!(lv, "m");
+                Err(LvmError::LvUnsupported { why, .. }) => {
                     assert!(
                         why.contains("m_rimage_0") && why.contains("integrity"),
                         "{edit:?}: {why}"
@@ -621,6 +663,113 @@ mod integrity_tests {
                 other => panic!("{edit:?}: {other:?}"),
             }
         }
+    }
+
+    /// A repair moves a leg whole, as lvm2 lays out a new leg: `_rmeta`, `_iorig` and
+    /// a new `_imeta` (after the data) on a PV no other leg uses; `REBUILD` on the
+    /// leg, `recalculate` on its image (its new integrity metadata gets its tags at
+    /// the next load); the other leg as it was. Both go once the load took them.
+    #[test]
+    fn an_integrity_leg_is_repaired_whole_onto_a_spare_pv() {
+        use crate::lvm::edit::{add_pvs, new_vg, LvSpec, NewPv};
+        use crate::model::layout::DEFAULT_REGION_SIZE;
+        use crate::model::{Layout, SegmentKind};
+        use crate::units::{ExtentSize, Sectors};
+        let mut vg = new_vg("vg", ExtentSize::DEFAULT);
+        let pvs: Vec<NewPv> = (0..3)
+            .map(|i| NewPv {
+                id: crate::uuid::Uuid::random(),
+                device: format!("/dev/x{i}"),
+                dev_size: Bytes(64 << 20).to_sectors_floor(),
+                pe_start: Sectors(2048),
+            })
+            .collect();
+        add_pvs(&mut vg, &pvs).unwrap();
+        let spec = LvSpec {
+            name: "m".into(),
+            size: Bytes(8 << 20),
+            layout: Layout::Raid1 {
+                mirrors: 1,
+                region_size: DEFAULT_REGION_SIZE,
+                integrity: true,
+            },
+            tags: vec![],
+        };
+        let made = apply(&vg, &Edit::CreateLv(spec), &origin()).unwrap().vg;
+        let made = apply(
+            &made,
+            &Edit::RaidRebuildLoaded { lv: "m".into() },
+            &origin(),
+        )
+        .unwrap()
+        .vg;
+        let pv_of = |vg: &VolumeGroup, lv: &str| -> Vec<(String, u64, u64)> {
+            vg.lv(lv)
+                .unwrap()
+                .segments
+                .iter()
+                .map(|seg| match &seg.kind {
+                    SegmentKind::Striped { stripes, .. } => (
+                        stripes[0].name.clone(),
+                        stripes[0].start.0,
+                        seg.extent_count.0,
+                    ),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let old = pv_of(&made, "m_rimage_1_iorig")[0].0.clone();
+        let kept = pv_of(&made, "m_rimage_0_iorig")[0].0.clone();
+        let repair = Edit::RepairRaid {
+            lv: "m".into(),
+            legs: vec![1],
+            avoid: vec![old.clone()],
+        };
+        let repaired = apply(&made, &repair, &origin()).unwrap().vg;
+        let rmeta = pv_of(&repaired, "m_rmeta_1");
+        let spare = rmeta[0].0.clone();
+        assert!(spare != old && spare != kept, "{rmeta:?}");
+        let start = rmeta[0].1;
+        assert_eq!(
+            pv_of(&repaired, "m_rimage_1_iorig"),
+            [(spare.clone(), start + 1, 2)]
+        );
+        assert_eq!(
+            pv_of(&repaired, "m_rimage_1_imeta"),
+            [(spare.clone(), start + 3, 2)]
+        );
+        for sub in [
+            "m",
+            "m_rmeta_0",
+            "m_rimage_0",
+            "m_rimage_0_iorig",
+            "m_rimage_0_imeta",
+        ] {
+            assert_eq!(repaired.lv(sub), made.lv(sub), "{sub}");
+        }
+        let image = repaired.lv("m_rimage_1").unwrap();
+        assert!(image.status.iter().any(|s| s == "REBUILD"));
+        let SegmentKind::Other { body, .. } = &image.segments[0].kind else {
+            panic!()
+        };
+        assert_eq!(body.get_int("recalculate"), Some(1));
+        assert_eq!(
+            image.integrity_layer(),
+            Some(("m_rimage_1_iorig", "m_rimage_1_imeta"))
+        );
+        let done = apply(
+            &repaired,
+            &Edit::RaidRebuildLoaded { lv: "m".into() },
+            &origin(),
+        )
+        .unwrap()
+        .vg;
+        let image = done.lv("m_rimage_1").unwrap();
+        assert!(!image.status.iter().any(|s| s == "REBUILD"));
+        let SegmentKind::Other { body, .. } = &image.segments[0].kind else {
+            panic!()
+        };
+        assert_eq!(body.get("recalculate"), None);
     }
 
     /// lvm2's mirror goes whole: the LV and its eight sub-LVs; renamed, every sub-LV
