@@ -149,8 +149,10 @@ def check(text, values):
             assert m["name"] in vols, m
     scs = kinds["StorageClass"]
     assert {s["metadata"]["name"] for s in scs} == {
-        "lvmd-linear", "lvmd-striped", "lvmd-mirror", "lvmd-linear-encrypted", "lvmd-thin"}
-    known = {"deviceClass", "layout", "stripes", "stripeSize", "mirrors", "fsType", "encryption"}
+        "lvmd-linear", "lvmd-striped", "lvmd-mirror", "lvmd-mirror-integrity",
+        "lvmd-linear-encrypted", "lvmd-thin"}
+    known = {"deviceClass", "layout", "stripes", "stripeSize", "mirrors", "integrity", "fsType",
+             "encryption"}
     for s in scs:
         assert s["volumeBindingMode"] == "WaitForFirstConsumer"
         # lvmd grows every layout it makes online (raid1: each leg on its own PV):
@@ -158,6 +160,10 @@ def check(text, values):
         expandable = s["parameters"]["layout"] in ("linear", "striped", "raid1", "thin")
         assert s["allowVolumeExpansion"] is expandable, s["metadata"]["name"]
         assert s["provisioner"] == kinds["CSIDriver"][0]["metadata"]["name"]
+        # lvmd-csi refuses integrity with any layout but raid1.
+        if "integrity" in s["parameters"]:
+            assert s["parameters"]["layout"] == "raid1", s["metadata"]["name"]
+            assert s["parameters"]["integrity"] in ("true", "false"), s["metadata"]["name"]
         for k, v in s["parameters"].items():
             assert isinstance(v, str), (k, v)
             assert k in known or k.startswith("csi.storage.k8s.io/"), k

@@ -1154,7 +1154,8 @@ fn lvm2_reads_renames_and_removes_the_mirrors_lvmd_makes() {
 /// is compared with what it made in the VM in `lvm::raid`'s tests): `lvs -a` shows
 /// each image as an `integrity` LV over its `_iorig`, with its `_imeta` beside it on
 /// the leg's PV, `vgck` is clean; lvm2 renames it (layers along) and lvmd removes it;
-/// lvmd renames one and lvm2 removes it; every extent is free again.
+/// lvmd renames one and lvm2 removes it; every extent is free again; lvmd grows one
+/// and lvm2 reads every layer's new size.
 #[test]
 fn lvm2_reads_renames_and_removes_the_integrity_mirrors_lvmd_makes() {
     if !host_tests_enabled("lvm2_reads_renames_and_removes_the_integrity_mirrors_lvmd_makes") {
@@ -1219,11 +1220,41 @@ fn lvm2_reads_renames_and_removes_the_integrity_mirrors_lvmd_makes() {
     assert!(lvs.is_empty(), "{lvs:?}");
     let found = lvm.read_vg(&vg).unwrap();
     assert_eq!(found.vg.free_extents(), found.vg.total_extents());
-    // Growing and repairing are lvm2's still: refused naming the layer.
+    // Grown (as lvm2's lvextend: each _iorig, the integrity images with them), lvm2
+    // reads the new sizes.
     lvm.lv_create(&vg, "c", Bytes(4 * MIB), mirror, &[])
         .unwrap();
-    let e = lvm.lv_resize(&vg, "c", Bytes(8 * MIB)).unwrap_err();
-    assert!(e.to_string().contains("integrity"), "{e}");
+    lvm.lv_resize(&vg, "c", Bytes(12 * MIB)).unwrap();
+    loops.vgck(&vg);
+    let lvs = lvm2_lvs(&loops, &vg);
+    for lv in [
+        "c",
+        "[c_rimage_0]",
+        "[c_rimage_1]",
+        "[c_rimage_0_iorig]",
+        "[c_rimage_1_iorig]",
+    ] {
+        assert_eq!(num(&lvs[lv], "lv_size"), 12 * MIB, "{lv}");
+    }
+    for i in 0..2 {
+        let dev = |sub: &str| {
+            text(&lvs[&format!("[c_rimage_{i}_{sub}]")], "devices")
+                .split('(')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(dev("iorig"), dev("imeta"), "leg {i} left its PV");
+    }
+    let repair = lvmd::lvm::Edit::RepairRaid {
+        lv: "c".into(),
+        legs: vec![1],
+        avoid: vec![],
+    };
+    // Two PVs, each holding a leg: a repair has no PV to move a leg to (never onto
+    // the other leg's), and changes nothing.
+    let e = lvm.edit(&vg, &repair).unwrap_err();
+    assert!(matches!(e, LvmError::Alloc { .. }), "{e}");
     loops.vgck(&vg);
 }
 

@@ -346,3 +346,44 @@ fn lvmd_csi_needs_only_glibc_and_libgcc() {
     }
     assert!(libs.iter().any(|l| l == "libc.so.6"), "{text}");
 }
+
+/// Every StorageClass the chart ships is one lvmd-csi takes: its parameters pass the
+/// plugin's own checks (a class the plugin refused would fail every PVC of it), and
+/// the integrity mirror class asks for a raid1 with integrity.
+#[test]
+fn the_charts_storage_classes_are_ones_lvmd_csi_takes() {
+    if !have_pyyaml("the_charts_storage_classes_are_ones_lvmd_csi_takes") {
+        return;
+    }
+    let script = "import json, sys, yaml\n\
+                  docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]\n\
+                  print(json.dumps({d['metadata']['name']: d['parameters'] for d in docs \
+                  if d.get('kind') == 'StorageClass'}))";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packaging/manifests/lvmd-csi.yaml"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let classes: std::collections::HashMap<String, std::collections::HashMap<String, String>> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    assert!(classes.len() >= 4, "{classes:?}");
+    for (name, params) in &classes {
+        let p = lvmd::csi::params::parse(params)
+            .unwrap_or_else(|e| panic!("{name}: refused: {}", e.message()));
+        if name == "lvmd-mirror-integrity" {
+            assert_eq!(
+                (p.layout, p.mirrors, p.integrity),
+                (lvmd::csi::params::Layout::Raid1, 1, Some(true))
+            );
+        }
+    }
+    assert!(classes.contains_key("lvmd-mirror-integrity"), "{classes:?}");
+}

@@ -2916,13 +2916,14 @@ fn integrity_status(bed: &Bed, lv: &str) -> (u64, u64, Option<u64>) {
 /// written through it, then one block of each leg's data flipped on the PV itself:
 /// the mirror reads back the pattern (dm-integrity fails the damaged block, dm-raid
 /// reads the other copy) and dm-integrity counts the mismatch, as lvm2 reports it
-/// (`integritymismatches`). lvm2 removes it (active), and lvmd agrees nothing is left.
-/// Lean for CI: a one-extent volume, one activation.
+/// (`integritymismatches`). Grown online before that (data kept, the grown part zeros
+/// and writable). lvm2 removes it (active), and lvmd agrees nothing is left. Lean for
+/// CI: a volume of one extent, then two; one activation.
 #[test]
 fn an_integrity_mirror_serves_the_good_copy_of_a_damaged_block() {
     let _serial = common::vm_case("vm_daemon");
     run_ok("modprobe", &["dm_integrity"]);
-    let mut bed = Bed::new("vmd-integ", &[32, 32]);
+    let mut bed = Bed::new("vmd-integ", &[40, 40]);
     bed.start(None);
     let made = bed.json(&["lv", "create", "m", "4MiB", "--mirrors", "1", "--integrity"]);
     assert_eq!(made["integrity"], true, "{made}");
@@ -2964,6 +2965,27 @@ fn an_integrity_mirror_serves_the_good_copy_of_a_damaged_block() {
         }
     }
     write_pattern(&dev, 9, 0, 4 * MIB);
+    // Grown online (as lvm2's lvextend: each `_iorig`, then each integrity image, then
+    // the raid device reloaded): the data stays, the grown part reads zeros and takes
+    // the pattern's continuation.
+    let grown = bed.json(&["lv", "resize", "m", "8MiB"]);
+    assert_eq!(grown["size"].as_u64(), Some(8 * MIB), "{grown}");
+    assert_eq!(bed.dm_size("m"), 8 * MIB);
+    for i in 0..2 {
+        assert_eq!(integrity_status(&bed, &format!("m_rimage_{i}")).1, 16384);
+    }
+    assert_pattern(&dev, 9, 0, 4 * MIB);
+    {
+        use std::os::unix::fs::FileExt;
+        let mut tail = vec![1u8; 4 * MIB as usize];
+        std::fs::File::open(&dev)
+            .unwrap()
+            .read_exact_at(&mut tail, 4 * MIB)
+            .unwrap();
+        assert!(tail.iter().all(|&b| b == 0), "grown part is not zeros");
+    }
+    write_pattern(&dev, 9, 4 * MIB, 4 * MIB);
+    wait_in_sync(&bed, "m");
     // Suspended, dm-integrity writes its journal out to the data sub-LVs: what is on
     // the PV is then what a read of the leg checks.
     for image in &images {
@@ -3012,7 +3034,7 @@ fn an_integrity_mirror_serves_the_good_copy_of_a_damaged_block() {
     for image in &images {
         run_ok("dmsetup", &["resume", image]);
     }
-    assert_pattern(&dev, 9, 0, 4 * MIB);
+    assert_pattern(&dev, 9, 0, 8 * MIB);
     let mismatches: u64 = (0..2)
         .map(|i| integrity_status(&bed, &format!("m_rimage_{i}")).0)
         .sum();
@@ -3137,5 +3159,201 @@ fn encrypted_thin_striped_and_raid1_volumes_keep_their_data() {
     }
     assert!(crypt_mappings().is_empty(), "{:?}", crypt_mappings());
     assert_eq!(bed.agree(), ["pool".to_owned()].into());
+    bed.stop();
+}
+
+/// A mirror killed (kill -9) at a step of its creation (after the commit), growth
+/// (between the commit and the reload) and removal (devices gone, metadata whole), and
+/// an integrity mirror between its first activation and the commit after it: after each
+/// restart lvm2 lists the mirror with every sub-LV or none of them, the kernel has a
+/// device for each sub-LV of an active mirror and none left over of a removed one,
+/// lvmd and lvm2 agree (vgck clean), and the retry converges. (Repair's crash points
+/// are `a_mirror_with_a_leg_pv_gone_activates_degraded_and_says_so`'s.) Lean for CI:
+/// one restart per point, no data written.
+#[test]
+fn a_mirror_killed_at_each_step_leaves_no_sub_lv_behind() {
+    let _serial = common::vm_case("vm_daemon");
+    run_ok("modprobe", &["dm_integrity"]);
+    let mut bed = Bed::new("vmd-mkill", &[48, 48]);
+    bed.start(None);
+    bed.stop();
+    // lvm2's names of `lv`'s sub-LVs, and the dm devices of it active.
+    let subs = |lv: &str, integrity: bool| -> BTreeSet<String> {
+        let mut v = BTreeSet::new();
+        for i in 0..2 {
+            v.insert(format!("{lv}_rmeta_{i}"));
+            v.insert(format!("{lv}_rimage_{i}"));
+            if integrity {
+                v.insert(format!("{lv}_rimage_{i}_iorig"));
+                v.insert(format!("{lv}_rimage_{i}_imeta"));
+            }
+        }
+        v
+    };
+    let all_lvs = |bed: &Bed| -> BTreeSet<String> {
+        bed.lvm2(&["lvs", "-a", "--noheadings", "-o", "lv_name", &bed.vg])
+            .split_whitespace()
+            .map(|n| n.trim_matches(['[', ']']).to_owned())
+            .collect()
+    };
+    let whole = |bed: &Bed, lv: &str, integrity: bool, active: bool| {
+        let mut want = subs(lv, integrity);
+        want.insert(lv.to_owned());
+        assert_eq!(all_lvs(bed), want, "lvm2's LVs");
+        let devices: BTreeSet<String> = if active {
+            want.iter().map(|n| bed.dm_name(n)).collect()
+        } else {
+            BTreeSet::new()
+        };
+        assert_eq!(bed.dm_devices(), devices, "dm devices of {lv}");
+        bed.agree();
+    };
+    let started = Instant::now();
+
+    // Create: killed after its commit, the legs' metadata areas not cleared yet.
+    crash_at(
+        &mut bed,
+        "committed",
+        &["lv", "create", "m", "8MiB", "--mirrors", "1"],
+    );
+    whole(&bed, "m", false, false);
+    let v = bed.json(&["lv", "create", "m", "8MiB", "--mirrors", "1"]);
+    assert_eq!(v["size"], 8 * MIB, "{v}");
+    whole(&bed, "m", false, false);
+    bed.json(&["lv", "activate", "m"]);
+    bed.stop();
+    // Grow, active: killed between the commit and the reload; the restart (or the
+    // retry) brings every leg's table and the raid's to the new size.
+    crash_at(&mut bed, "committed", &["lv", "resize", "m", "16MiB"]);
+    whole(&bed, "m", false, true);
+    let v = bed.json(&["lv", "resize", "m", "16MiB"]);
+    assert_eq!(v["size"], 16 * MIB, "{v}");
+    assert_eq!(bed.dm_size("m"), 16 * MIB);
+    assert_eq!(bed.dm_size("m_rimage_1"), 16 * MIB);
+    bed.stop();
+    // Remove, active: killed with its devices gone but its metadata whole; nothing of
+    // it is left after the retry.
+    crash_at(&mut bed, "deactivated", &["lv", "remove", "m"]);
+    whole(&bed, "m", false, false);
+    bed.json(&["lv", "remove", "m"]);
+    assert!(all_lvs(&bed).is_empty(), "{:?}", all_lvs(&bed));
+    assert!(bed.dm_devices().is_empty(), "{:?}", bed.dm_devices());
+    bed.agree();
+    // Integrity: killed between the first activation (which asked for the tags'
+    // recalculation) and the commit that drops `recalculate`; the restart finds the
+    // mirror active and whole, the next activation drops it.
+    bed.json(&["lv", "create", "i", "4MiB", "--mirrors", "1", "--integrity"]);
+    bed.stop();
+    crash_at(&mut bed, "activated", &["lv", "activate", "i"]);
+    whole(&bed, "i", true, true);
+    let backup = bed.loops.dir.path().join("meta.txt");
+    let backup = backup.to_str().unwrap();
+    let recalculate = |bed: &Bed| {
+        bed.lvm2(&["vgcfgbackup", "-f", backup, &bed.vg]);
+        std::fs::read_to_string(backup)
+            .unwrap()
+            .contains("recalculate")
+    };
+    assert!(
+        recalculate(&bed),
+        "the commit after the first activation ran"
+    );
+    bed.json(&["lv", "activate", "i"]);
+    assert!(!recalculate(&bed));
+    assert_eq!(bed.json(&["lv", "remove", "i"])["existed"], true);
+    assert!(all_lvs(&bed).is_empty() && bed.dm_devices().is_empty());
+    bed.agree();
+    bed.stop();
+    eprintln!("mirror crash points: {:?}", started.elapsed());
+}
+
+/// A mirror with integrity, one leg's PV gone: it activates degraded (that leg an error
+/// device, the pattern read from the other), and the repair moves the leg whole onto
+/// the spare PV (`_rmeta`, `_iorig` and a new zeroed `_imeta` together), makes the new
+/// layers, dm-integrity computes the new leg's tags and dm-raid rebuilds it: healthy,
+/// the pattern read through the new leg's integrity device itself, no `REBUILD` or
+/// `recalculate` left in the metadata, lvm2 no longer calls it partial.
+#[test]
+fn an_integrity_mirror_with_a_leg_pv_gone_is_repaired_whole() {
+    let _serial = common::vm_case("vm_daemon");
+    run_ok("modprobe", &["dm_integrity"]);
+    let mut bed = Bed::new("vmd-irep", &[40, 40, 40]);
+    bed.start(None);
+    bed.json(&["lv", "create", "m", "4MiB", "--mirrors", "1", "--integrity"]);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    wait_in_sync(&bed, "m");
+    write_pattern(&dev, 31, 0, 4 * MIB);
+    let gone = pv_of(&bed, "m_rimage_1_iorig");
+    let kept = pv_of(&bed, "m_rimage_0_iorig");
+    assert_ne!(gone, kept);
+    bed.json(&["lv", "deactivate", "m"]);
+    bed.stop();
+    run_ok("losetup", &["-d", &gone]);
+
+    bed.start(None);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    let table = bed.dm_table("m_rimage_1").unwrap();
+    assert!(table.contains(" error"), "{table}");
+    assert_pattern(&dev, 31, 0, 4 * MIB);
+    assert_eq!(bed.listed("m")["health"], "degraded");
+
+    let repaired = bed.json(&["lv", "repair", "m"]);
+    eprintln!("repair answered: {repaired}");
+    let new = pv_of(&bed, "m_rimage_1_iorig");
+    assert!(new != gone && new != kept, "leg 1 on {new}");
+    assert_eq!(pv_of(&bed, "m_rimage_1_imeta"), new);
+    assert_eq!(pv_of(&bed, "m_rmeta_1"), new);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let m = bed.listed("m");
+        let s = &m["mirror_sync"];
+        if s["leg_health"] == "AA" && s["sync_percent"].as_f64() == Some(100.0) {
+            assert_eq!(m["health"], "ok", "{m}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not rebuilt: {m}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let table = bed.dm_table("m_rimage_1").unwrap();
+    assert!(table.contains(" integrity "), "{table}");
+    let leg = Path::new("/dev/mapper").join(bed.dm_name("m_rimage_1"));
+    assert_pattern(&leg, 31, 0, 4 * MIB);
+    assert_pattern(&dev, 31, 0, 4 * MIB);
+    assert_eq!(
+        integrity_status(&bed, "m_rimage_1").0,
+        0,
+        "mismatches on the new leg"
+    );
+    let backup = bed.loops.dir.path().join("meta.txt");
+    let backup = backup.to_str().unwrap();
+    bed.lvm2(&["vgcfgbackup", "-f", backup, &bed.vg]);
+    let meta = std::fs::read_to_string(backup).unwrap();
+    assert!(
+        !meta.contains("recalculate") && !meta.contains("REBUILD"),
+        "{meta}"
+    );
+    let lvs = bed.lvm2(&[
+        "lvs",
+        "-a",
+        "-o",
+        "lv_name,lv_health_status,sync_percent,devices",
+        &bed.vg,
+    ]);
+    eprintln!("repaired, as lvm2 lists it:\n{lvs}");
+    for l in lvs
+        .lines()
+        .filter(|l| l.contains(" m ") || l.contains("[m_"))
+    {
+        assert!(!l.contains("partial") && !l.contains("unknown"), "{lvs}");
+    }
+    bed.json(&["lv", "deactivate", "m"]);
     bed.stop();
 }

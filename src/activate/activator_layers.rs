@@ -14,6 +14,12 @@ use crate::store::scan::VgOnDisk;
 use crate::units::Sectors;
 use std::io;
 
+/// Whether dm device `name` is one of lvm2's integrity layers under a raid image
+/// (`<vg>-<lv>_rimage_N_iorig`, `..._imeta`).
+fn is_integrity_layer(name: &str) -> bool {
+    name.ends_with("_iorig") || name.ends_with("_imeta")
+}
+
 impl Activator {
     /// `Ok` when every device `device` names has its number: the activation made or
     /// found the planned ones below it first, and resolved them.
@@ -38,10 +44,16 @@ impl Activator {
     /// under the live raid device: dm-raid keeps using only the sectors of its old
     /// table until it is reloaded. A leg whose planned table is smaller than its live
     /// one is refused (lvmd never shrinks a mirror; someone else changed it), and so is
-    /// a leg that is not active, before anything is reloaded.
+    /// a leg that is not active, before anything is reloaded, but for the integrity
+    /// layers (`_iorig`, `_imeta`) of a leg that was an error device (degraded, then
+    /// repaired): those are made, in plan order, before the image over them is loaded.
     pub(super) fn reload_raid_legs(&self, plan: &mut LvPlan) -> Result<()> {
+        enum Step {
+            Make,
+            Reload(crate::activate::target::DevNum, Sectors),
+        }
         let top = plan.devices.len() - 1;
-        let mut grown = Vec::new();
+        let mut steps = Vec::new();
         for (i, device) in plan.devices[..top].iter().enumerate() {
             let unsupported = |why: String| ActivateError::Unsupported {
                 vg: plan.vg.clone(),
@@ -49,6 +61,10 @@ impl Activator {
                 why,
             };
             let Some(dev) = self.dm.info_by_uuid(&device.uuid)? else {
+                if is_integrity_layer(&device.name) {
+                    steps.push((i, Step::Make));
+                    continue;
+                }
                 return Err(unsupported(format!(
                     "its raid leg {} is not active; lvmd reloads only whole mirrors \
                      (deactivate and activate it)",
@@ -70,14 +86,26 @@ impl Activator {
                     table_text(&device.table)
                 )));
             }
-            grown.push((i, dev.devnum, from));
+            steps.push((i, Step::Reload(dev.devnum, from)));
         }
-        for (i, devnum, from) in grown {
-            let device = &plan.devices[i];
-            self.dm.reload(device)?;
-            tracing::info!(vg = %plan.vg, lv = %plan.lv, device = %device.name,
-                from = %from, to = %device.size(), "raid leg reloaded");
-            // The raid table names the leg by number, which a reload keeps.
+        for (i, step) in steps {
+            let device = plan.devices[i].clone();
+            Self::resolved(&device)?;
+            let devnum = match step {
+                Step::Make => {
+                    let (_, devnum) = self.ensure_device(plan, &device)?;
+                    tracing::info!(vg = %plan.vg, lv = %plan.lv, device = %device.name,
+                        "raid leg layer made");
+                    devnum
+                }
+                Step::Reload(devnum, from) => {
+                    self.dm.reload(&device)?;
+                    tracing::info!(vg = %plan.vg, lv = %plan.lv, device = %device.name,
+                        from = %from, to = %device.size(), "raid leg reloaded");
+                    devnum
+                }
+            };
+            // The devices above name this one by number (a reload keeps it).
             plan.resolve(i, devnum);
         }
         Ok(())

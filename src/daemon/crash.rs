@@ -10,7 +10,9 @@
 //! before the table reload of a resize and before answering), `deactivated` (a remove
 //! took the device away, the metadata still has the LV), `zeroing` (the first chunk of
 //! an inline removal's zeroing written), `zeroed` (an inline removal zeroed, not yet
-//! committed), `cleared` (a new LV's edges cleared, before answering), `wipe-chunk`
+//! committed), `cleared` (a new LV's edges cleared, before answering), `activated` (a
+//! mirror activated, before the commit that drops its first-load flags: `REBUILD`, an
+//! integrity layer's `recalculate`), `wipe-chunk`
 //! (the first chunk of a background wipe written), `wiped` (a background wipe zeroed,
 //! its LV not yet removed); and of staging: `mkfs-marked` (`lvmd.mkfs=` committed,
 //! mkfs not run), `formatted` (mkfs done, not yet marked), `fs-marked` (`lvmd.fs=`

@@ -697,11 +697,20 @@ impl<M: Metadata> VolumeEngine<M> {
         };
         let mut ranges = Vec::new();
         for &i in &broken {
-            let meta = planned
+            // The new leg's raid metadata, and with integrity its new integrity
+            // metadata: whole, as at creation.
+            let mut whole = vec![legs[i].0.clone()];
+            if let Some((_, imeta)) = planned
                 .vg
-                .lv(&legs[i].0)
-                .ok_or_else(|| lv_not_found(vg, &legs[i].0))?;
-            ranges.extend(wipe::freed_ranges(&planned, meta, Extents::ZERO)?);
+                .lv(&legs[i].1)
+                .and_then(|image| image.integrity_layer())
+            {
+                whole.push(imeta.to_owned());
+            }
+            for name in &whole {
+                let sub = planned.vg.lv(name).ok_or_else(|| lv_not_found(vg, name))?;
+                ranges.extend(wipe::freed_ranges(&planned, sub, Extents::ZERO)?);
+            }
         }
         self.zero_ranges(vg, lv, "new mirror legs' metadata areas", &ranges, None)?;
         self.meta

@@ -858,6 +858,40 @@ mod tests {
         assert_eq!(recalc(&e), 2);
         e.activate("vg", "m").unwrap();
         assert_eq!(recalc(&e), 0);
+        // Grown online: the new part of each leg's data is zeroed (before the commit),
+        // nothing else; every layer follows.
+        let before: Vec<_> = (0..2)
+            .map(|i| runs(held(&e, &format!("m_rimage_{i}_iorig"))))
+            .collect();
+        z.clear();
+        let grown = e.resize_logical_volume("vg", "m", Bytes(20 * MIB)).unwrap();
+        assert_eq!((grown.size, grown.layout), (Bytes(20 * MIB), im));
+        let mut want = Vec::new();
+        for (i, old) in before.iter().enumerate() {
+            let now = runs(held(&e, &format!("m_rimage_{i}_iorig")));
+            assert_eq!(now.iter().map(|r| r.2).sum::<u64>(), 20 * MIB);
+            let kept: u64 = old.iter().map(|r| r.2).sum();
+            assert_eq!(kept, 12 * MIB);
+            // What the leg did not hold before: the grown part.
+            for r in now {
+                if !old.contains(&r) {
+                    let o = old.iter().find(|o| o.0 == r.0 && o.1 == r.1);
+                    match o {
+                        Some(o) => want.push((r.0.clone(), r.1 + o.2, r.2 - o.2)),
+                        None => want.push(r),
+                    }
+                }
+            }
+        }
+        want.sort();
+        assert_eq!(
+            runs(z.zeroed()),
+            runs(
+                want.into_iter()
+                    .map(|(d, o, l)| (d, Bytes(o), Bytes(l)))
+                    .collect()
+            )
+        );
         e.deactivate("vg", "m").unwrap();
         let subs = [
             "m_rmeta_0",

@@ -664,7 +664,7 @@ pub fn check_resizable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
     let thin = vg
         .lv(lv_name)
         .is_some_and(|l| Layout::of(l) == Layout::Thin && l.segments.len() == 1);
-    if raid::sub_lvs(vg, lv_name).is_none() && !thin {
+    if raid::all_sub_lvs(vg, lv_name).is_none() && !thin {
         check_plain(vg, lv_name)?;
     }
     check_visible(vg, lv_name)

@@ -36,22 +36,6 @@ pub(super) fn legs_of(lv: &LogicalVolume) -> Option<&[(String, String)]> {
     }
 }
 
-/// The sub-LVs of `lv_name` when it is a raid1 LV whose legs are all there, each a
-/// plain (linear) sub-LV. A leg with a layer of its own (lvm2's `--raidintegrity`:
-/// the image an `integrity` segment over `_iorig` and `_imeta` sub-LVs) is not one
-/// lvmd's edits know: removing or moving it would leave those behind.
-pub(super) fn sub_lvs(vg: &VolumeGroup, lv_name: &str) -> Option<Vec<String>> {
-    let legs = legs_of(vg.lv(lv_name)?)?;
-    let names: Vec<String> = legs
-        .iter()
-        .flat_map(|(m, i)| [m.clone(), i.clone()])
-        .collect();
-    names
-        .iter()
-        .all(|n| vg.lv(n).is_some_and(LogicalVolume::is_plain))
-        .then_some(names)
-}
-
 /// The first leg sub-LV of raid1 LV `lv` that is not plain, with its type
 /// (`integrity` for lvm2's `--raidintegrity` mirrors).
 pub(super) fn layered_leg<'a>(
@@ -287,7 +271,7 @@ pub(super) fn rename_legs(vg: &mut VolumeGroup, new: &str) -> Result<()> {
             return Err(LvmError::LvUnsupported {
                 vg: vg.name.clone(),
                 lv: new.into(),
-                why: layered_why(sub, kind).replace("resize or repair", "rename"),
+                why: layered_why(sub, kind),
             });
         }
     }
@@ -331,7 +315,13 @@ pub(super) fn rename_legs(vg: &mut VolumeGroup, new: &str) -> Result<()> {
 /// The PVs (by index in `vg.pvs`) a leg's metadata and image sub-LVs sit on.
 fn leg_pvs(vg: &VolumeGroup, leg: &(String, String)) -> Vec<usize> {
     let mut out = Vec::new();
-    for sub in [&leg.0, &leg.1] {
+    // An integrity image's extents are its layers'.
+    let layers = vg
+        .lv(&leg.1)
+        .and_then(|image| integrity_subs(vg, image))
+        .map(|(orig, imeta)| vec![orig, imeta])
+        .unwrap_or_default();
+    for sub in [&leg.0, &leg.1].into_iter().chain(&layers) {
         for seg in vg
             .lv(sub)
             .map(|l| l.segments.as_slice())
@@ -376,8 +366,11 @@ pub(super) fn repair(
             lv.type_name()
         )));
     };
-    if let Some((sub, kind)) = layered_leg(vg, &lv) {
-        return Err(unsupported(layered_why(sub, kind)));
+    // lvm2's integrity layer moves with its leg; any other layer is refused.
+    if all_sub_lvs(vg, lv_name).is_none() {
+        if let Some((sub, kind)) = layered_leg(vg, &lv) {
+            return Err(unsupported(layered_why(sub, kind)));
+        }
     }
     if replace.is_empty() {
         return Err(unsupported("no leg to repair was named".into()));
@@ -417,20 +410,46 @@ pub(super) fn repair(
             .filter(|(p, pv)| !taken.contains(p) && !pv.is_missing() && !avoid.contains(&pv.name))
             .map(|(p, _)| p)
             .collect();
+        // With integrity, the leg's integrity metadata moves too, after its data (as
+        // lvm2 lays out a new leg): a new, zeroed `_imeta` whose tags the next load
+        // computes (`recalculate`), then dm-raid rebuilds the data over it.
+        let layer = vg.lv(&leg.1).and_then(|image| integrity_subs(vg, image));
+        let imeta_extents = if layer.is_some() {
+            integrity_meta_extents(extents, vg.extent_size)
+        } else {
+            Extents::ZERO
+        };
         let req = alloc::Request {
-            extents: META_EXTENTS + extents,
+            extents: META_EXTENTS + extents + imeta_extents,
             shape: alloc::Shape::Linear,
             pvs_allowed: Some(allowed),
             after: None,
         };
         let areas = allocate_linear(vg, &req)?;
-        let (meta, image) = split_areas(&areas, META_EXTENTS);
-        for (sub, areas) in [(&leg.0, meta), (&leg.1, image)] {
+        let (meta, rest) = split_areas(&areas, META_EXTENTS);
+        let (data, imeta) = split_areas(&rest, extents);
+        let mut moves = vec![(leg.0.clone(), meta)];
+        match &layer {
+            Some((orig, imeta_lv)) => {
+                moves.push((orig.clone(), data));
+                moves.push((imeta_lv.clone(), imeta));
+            }
+            None => moves.push((leg.1.clone(), data)),
+        }
+        for (sub, areas) in moves {
             let segments = linear_segments(vg, Extents::ZERO, &areas);
+            vg.lv_mut(&sub).expect("checked above").segments = segments;
+        }
+        // lvm2 reads the rebuild flag off the image (and sets it on both).
+        for sub in [&leg.0, &leg.1] {
             let l = vg.lv_mut(sub).expect("checked above");
-            l.segments = segments;
             if !l.status.iter().any(|s| s == REBUILD) {
                 l.status.push(REBUILD.into());
+            }
+            if layer.is_some() && sub == &leg.1 {
+                if let SegmentKind::Other { body, .. } = &mut l.segments[0].kind {
+                    body.set(RECALCULATE, Value::Int(1));
+                }
             }
         }
     }
@@ -440,9 +459,9 @@ pub(super) fn repair(
 /// Why lvmd does not change a mirror whose leg `sub` is a `kind` layer.
 pub(super) fn layered_why(sub: &str, kind: &str) -> String {
     format!(
-        "its leg {sub} is a {kind} layer (lvm2's --raidintegrity: dm-integrity under each \
-         copy, on _iorig and _imeta sub-LVs); lvmd does not resize or repair such mirrors \
-         yet (use lvm2)"
+        "its leg {sub} is a {kind} layer that is not lvm2's integrity layer over two \
+         linear sub-LVs of the VG (_iorig, _imeta); lvmd changes raid1 legs that are linear \
+         or such a layer (use lvm2)"
     )
 }
 
@@ -483,21 +502,26 @@ pub(super) fn grow(vg: &mut VolumeGroup, lv_name: &str, target: Extents) -> Resu
     let legs = legs_of(&lv).expect("caller checked raid1").to_vec();
     let current = lv.extents();
     let add = target - current;
+    // With integrity the data sub-LV under each image (`_iorig`) is what grows, as in
+    // lvm2's `_lv_extend_layered_lv`; the image's integrity segment follows it.
+    let mut layers = Vec::with_capacity(legs.len());
     for (i, leg) in legs.iter().enumerate() {
         let image = vg.lv(&leg.1).ok_or_else(|| LvmError::LvUnsupported {
             vg: vg.name.clone(),
             lv: lv_name.into(),
             why: format!("its raid1 leg {} is not in the VG", leg.1),
         })?;
-        if image.extents() != current {
+        let layer = integrity_subs(vg, image);
+        let data_name = layer.as_ref().map_or(&leg.1, |(orig, _)| orig).clone();
+        let data = vg.lv(&data_name).expect("integrity_subs checked");
+        if data.extents() != current || image.extents() != current {
             return Err(LvmError::LvUnsupported {
                 vg: vg.name.clone(),
                 lv: lv_name.into(),
                 why: format!(
-                    "its leg {} has {} extents, the LV {}; lvmd grows only raid1 LVs whose \
-                     images match it (lvm2's lvs -a shows the legs)",
-                    leg.1,
-                    image.extents().0,
+                    "its leg {data_name} has {} extents, the LV {}; lvmd grows only raid1 \
+                     LVs whose images match it (lvm2's lvs -a shows the legs)",
+                    data.extents().0,
                     current.0
                 ),
             });
@@ -513,13 +537,54 @@ pub(super) fn grow(vg: &mut VolumeGroup, lv_name: &str, target: Extents) -> Resu
             extents: add,
             shape: alloc::Shape::Linear,
             pvs_allowed: Some(allowed),
-            after: super::segments::last_linear_area(vg, image),
+            after: super::segments::last_linear_area(vg, data),
         };
         let areas = allocate_linear(vg, &req)?;
-        let mut segments = vg.lv(&leg.1).expect("checked above").segments.clone();
+        let mut segments = data.segments.clone();
         segments.extend(linear_segments(vg, current, &areas));
         super::segments::merge_adjacent(&mut segments);
-        vg.lv_mut(&leg.1).expect("checked above").segments = segments;
+        vg.lv_mut(&data_name).expect("checked above").segments = segments;
+        layers.push(layer);
+    }
+    // Then each grown image's integrity metadata, when lvm2's formula asks for more
+    // (lvm2's `lv_extend_integrity_in_raid`): only on the PVs it is on already.
+    let imeta_extents = integrity_meta_extents(target, vg.extent_size);
+    let data_sectors = vg.extent_size.span(target);
+    for (leg, layer) in legs.iter().zip(&layers) {
+        let Some((_, imeta_name)) = layer else {
+            continue;
+        };
+        let image = vg.lv_mut(&leg.1).expect("checked above");
+        image.segments[0].extent_count = target;
+        if let SegmentKind::Other { body, .. } = &mut image.segments[0].kind {
+            body.set("data_sectors", Value::Int(data_sectors.0 as i64));
+        }
+        let imeta = vg.lv(imeta_name).expect("integrity_subs checked");
+        let have = imeta.extents();
+        if imeta_extents <= have {
+            continue;
+        }
+        let own: Vec<usize> = imeta
+            .segments
+            .iter()
+            .filter_map(|seg| match &seg.kind {
+                SegmentKind::Striped { stripes, .. } => Some(stripes),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|a| vg.pvs.iter().position(|p| p.name == a.name))
+            .collect();
+        let req = alloc::Request {
+            extents: imeta_extents - have,
+            shape: alloc::Shape::Linear,
+            pvs_allowed: Some(own),
+            after: super::segments::last_linear_area(vg, imeta),
+        };
+        let areas = allocate_linear(vg, &req)?;
+        let mut segments = imeta.segments.clone();
+        segments.extend(linear_segments(vg, have, &areas));
+        super::segments::merge_adjacent(&mut segments);
+        vg.lv_mut(imeta_name).expect("checked above").segments = segments;
     }
     let lv = vg.lv_mut(lv_name).expect("caller checked");
     lv.segments[0].extent_count = target;
@@ -564,25 +629,32 @@ mod integrity_tests {
         }
     }
 
-    /// Growing or repairing it would leave its `_iorig`/`_imeta` sub-LVs as they
-    /// were: refused naming the layer, the VG as it was.
+    /// A leg whose integrity layer is not whole (its `_imeta` gone from the VG) is a
+    /// layer lvmd does not know: growing, renaming, repairing or removing the mirror is
+    /// refused naming it, the VG as it was.
     #[test]
-    fn a_mirror_with_integrity_legs_is_not_grown_or_repaired() {
-        let vg = vg();
+    fn a_mirror_with_a_broken_integrity_layer_is_not_changed() {
+        let mut vg = vg();
+        vg.lvs.retain(|l| l.name != "m_rimage_0_imeta");
         for edit in [
-            Edit::ResizeLv {
-                lv: "m".into(),
-                size: Bytes(16 << 20),
-            },
             Edit::RepairRaid {
                 lv: "m".into(),
                 legs: vec![1],
                 avoid: vec![],
             },
+            Edit::ResizeLv {
+                lv: "m".into(),
+                size: Bytes(16 << 20),
+            },
+            Edit::RemoveLv { lv: "m".into() },
+            Edit::RenameLv {
+                lv: "m".into(),
+                to: "n".into(),
+                tags: None,
+            },
         ] {
             match apply(&vg, &edit, &origin()) {
-                Err(LvmError::LvUnsupported { lv, why, .. }) => {
-                    assert_eq!(lv, "m");
+                Err(LvmError::LvUnsupported { why, .. }) => {
                     assert!(
                         why.contains("m_rimage_0") && why.contains("integrity"),
                         "{edit:?}: {why}"
@@ -591,6 +663,113 @@ mod integrity_tests {
                 other => panic!("{edit:?}: {other:?}"),
             }
         }
+    }
+
+    /// A repair moves a leg whole, as lvm2 lays out a new leg: `_rmeta`, `_iorig` and
+    /// a new `_imeta` (after the data) on a PV no other leg uses; `REBUILD` on the
+    /// leg, `recalculate` on its image (its new integrity metadata gets its tags at
+    /// the next load); the other leg as it was. Both go once the load took them.
+    #[test]
+    fn an_integrity_leg_is_repaired_whole_onto_a_spare_pv() {
+        use crate::lvm::edit::{add_pvs, new_vg, LvSpec, NewPv};
+        use crate::model::layout::DEFAULT_REGION_SIZE;
+        use crate::model::{Layout, SegmentKind};
+        use crate::units::{ExtentSize, Sectors};
+        let mut vg = new_vg("vg", ExtentSize::DEFAULT);
+        let pvs: Vec<NewPv> = (0..3)
+            .map(|i| NewPv {
+                id: crate::uuid::Uuid::random(),
+                device: format!("/dev/x{i}"),
+                dev_size: Bytes(64 << 20).to_sectors_floor(),
+                pe_start: Sectors(2048),
+            })
+            .collect();
+        add_pvs(&mut vg, &pvs).unwrap();
+        let spec = LvSpec {
+            name: "m".into(),
+            size: Bytes(8 << 20),
+            layout: Layout::Raid1 {
+                mirrors: 1,
+                region_size: DEFAULT_REGION_SIZE,
+                integrity: true,
+            },
+            tags: vec![],
+        };
+        let made = apply(&vg, &Edit::CreateLv(spec), &origin()).unwrap().vg;
+        let made = apply(
+            &made,
+            &Edit::RaidRebuildLoaded { lv: "m".into() },
+            &origin(),
+        )
+        .unwrap()
+        .vg;
+        let pv_of = |vg: &VolumeGroup, lv: &str| -> Vec<(String, u64, u64)> {
+            vg.lv(lv)
+                .unwrap()
+                .segments
+                .iter()
+                .map(|seg| match &seg.kind {
+                    SegmentKind::Striped { stripes, .. } => (
+                        stripes[0].name.clone(),
+                        stripes[0].start.0,
+                        seg.extent_count.0,
+                    ),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let old = pv_of(&made, "m_rimage_1_iorig")[0].0.clone();
+        let kept = pv_of(&made, "m_rimage_0_iorig")[0].0.clone();
+        let repair = Edit::RepairRaid {
+            lv: "m".into(),
+            legs: vec![1],
+            avoid: vec![old.clone()],
+        };
+        let repaired = apply(&made, &repair, &origin()).unwrap().vg;
+        let rmeta = pv_of(&repaired, "m_rmeta_1");
+        let spare = rmeta[0].0.clone();
+        assert!(spare != old && spare != kept, "{rmeta:?}");
+        let start = rmeta[0].1;
+        assert_eq!(
+            pv_of(&repaired, "m_rimage_1_iorig"),
+            [(spare.clone(), start + 1, 2)]
+        );
+        assert_eq!(
+            pv_of(&repaired, "m_rimage_1_imeta"),
+            [(spare.clone(), start + 3, 2)]
+        );
+        for sub in [
+            "m",
+            "m_rmeta_0",
+            "m_rimage_0",
+            "m_rimage_0_iorig",
+            "m_rimage_0_imeta",
+        ] {
+            assert_eq!(repaired.lv(sub), made.lv(sub), "{sub}");
+        }
+        let image = repaired.lv("m_rimage_1").unwrap();
+        assert!(image.status.iter().any(|s| s == "REBUILD"));
+        let SegmentKind::Other { body, .. } = &image.segments[0].kind else {
+            panic!()
+        };
+        assert_eq!(body.get_int("recalculate"), Some(1));
+        assert_eq!(
+            image.integrity_layer(),
+            Some(("m_rimage_1_iorig", "m_rimage_1_imeta"))
+        );
+        let done = apply(
+            &repaired,
+            &Edit::RaidRebuildLoaded { lv: "m".into() },
+            &origin(),
+        )
+        .unwrap()
+        .vg;
+        let image = done.lv("m_rimage_1").unwrap();
+        assert!(!image.status.iter().any(|s| s == "REBUILD"));
+        let SegmentKind::Other { body, .. } = &image.segments[0].kind else {
+            panic!()
+        };
+        assert_eq!(body.get("recalculate"), None);
     }
 
     /// lvm2's mirror goes whole: the LV and its eight sub-LVs; renamed, every sub-LV
@@ -698,6 +877,108 @@ mod integrity_tests {
         let doc = cleared.vg.to_document(&header, false);
         let back = VolumeGroup::from_document(&doc).unwrap().0;
         assert_eq!(back.lvs, cleared.vg.lvs);
+    }
+
+    /// Grown as lvm2's lvextend grows one: each `_iorig` by the same extents (around its
+    /// `_imeta`, never on the other leg's PV), each image's integrity segment and
+    /// `data_sectors` with it, and each `_imeta` on its own PV when lvm2's formula asks
+    /// for more (past 500 MiB of data: 16 MiB for 600 MiB).
+    #[test]
+    fn an_integrity_mirror_grows_its_data_and_then_its_metadata() {
+        use crate::lvm::edit::{add_pvs, new_vg, LvSpec, NewPv};
+        use crate::model::layout::DEFAULT_REGION_SIZE;
+        use crate::model::{Layout, SegmentKind};
+        use crate::units::{ExtentSize, Extents, Sectors};
+        let small = vg();
+        let grown = apply(
+            &small,
+            &Edit::ResizeLv {
+                lv: "m".into(),
+                size: Bytes(16 << 20),
+            },
+            &origin(),
+        )
+        .unwrap()
+        .vg;
+        let runs = |vg: &VolumeGroup, lv: &str| -> Vec<(String, u64, u64)> {
+            vg.lv(lv)
+                .unwrap()
+                .segments
+                .iter()
+                .map(|seg| match &seg.kind {
+                    SegmentKind::Striped { stripes, .. } => (
+                        stripes[0].name.clone(),
+                        stripes[0].start.0,
+                        seg.extent_count.0,
+                    ),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        for (leg, pv) in [(0, "pv0"), (1, "pv1")] {
+            // 1-2, then past the _imeta at 3-4.
+            assert_eq!(
+                runs(&grown, &format!("m_rimage_{leg}_iorig")),
+                [(pv.to_owned(), 1, 2), (pv.to_owned(), 5, 2)]
+            );
+            let image = grown.lv(&format!("m_rimage_{leg}")).unwrap();
+            assert_eq!(image.extents(), Extents(4));
+            let SegmentKind::Other { body, .. } = &image.segments[0].kind else {
+                panic!()
+            };
+            assert_eq!(body.get_int("data_sectors"), Some(32768));
+            assert_eq!(
+                runs(&grown, &format!("m_rimage_{leg}_imeta")),
+                [(pv.to_owned(), 3, 2)]
+            );
+        }
+        assert_eq!(grown.lv("m").unwrap().extents(), Extents(4));
+
+        let mut big = new_vg("vg", ExtentSize::DEFAULT);
+        let pvs: Vec<NewPv> = (0..2)
+            .map(|i| NewPv {
+                id: crate::uuid::Uuid::random(),
+                device: format!("/dev/x{i}"),
+                dev_size: Bytes(2 << 30).to_sectors_floor(),
+                pe_start: Sectors(2048),
+            })
+            .collect();
+        add_pvs(&mut big, &pvs).unwrap();
+        let spec = LvSpec {
+            name: "m".into(),
+            size: Bytes(400 << 20),
+            layout: Layout::Raid1 {
+                mirrors: 1,
+                region_size: DEFAULT_REGION_SIZE,
+                integrity: true,
+            },
+            tags: vec![],
+        };
+        let made = apply(&big, &Edit::CreateLv(spec), &origin()).unwrap().vg;
+        let grow = Edit::ResizeLv {
+            lv: "m".into(),
+            size: Bytes(600 << 20),
+        };
+        let grown = apply(&made, &grow, &origin()).unwrap().vg;
+        for leg in 0..2 {
+            let imeta = runs(&grown, &format!("m_rimage_{leg}_imeta"));
+            let before = runs(&made, &format!("m_rimage_{leg}_imeta"));
+            assert_eq!(imeta.iter().map(|r| r.2).sum::<u64>(), 4, "{imeta:?}");
+            assert!(imeta.iter().all(|r| r.0 == before[0].0), "{imeta:?}");
+            let data = runs(&grown, &format!("m_rimage_{leg}_iorig"));
+            assert_eq!(data.iter().map(|r| r.2).sum::<u64>(), 150);
+            assert!(data.iter().all(|r| r.0 == before[0].0), "{data:?}");
+        }
+        // Text and back: the same VG.
+        let header = crate::model::TextHeader {
+            description: String::new(),
+            creation_host: "h".into(),
+            creation_time: 1,
+        };
+        let back = VolumeGroup::from_document(&grown.to_document(&header, false))
+            .unwrap()
+            .0;
+        assert_eq!(back.lvs, grown.lvs);
     }
 
     /// Each leg takes its data, one raid metadata extent and its integrity metadata
@@ -824,7 +1105,7 @@ mod repair_tests {
             assert!(new.status.iter().any(|s| s == "REBUILD"), "{sub}");
         }
         // Nothing of the mirror is on the missing PV any more.
-        for sub in sub_lvs(&repaired, "m").unwrap() {
+        for sub in all_sub_lvs(&repaired, "m").unwrap() {
             assert!(runs(&repaired, &sub).iter().all(|r| r.0 != gone), "{sub}");
         }
         // The rebuild loaded: the flags go, once.

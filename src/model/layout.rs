@@ -269,8 +269,8 @@ impl Layout {
 /// `data` extents, as lvm2 sizes it (`_lv_size_bytes_to_integrity_meta_bytes`, found by
 /// its authors by trial): 4 MiB per started 500 MiB of data, plus room for the journal
 /// (4 MiB up to 512 MiB of data, 8 MiB up to 1 GiB, 32 MiB up to 4 GiB, 64 MiB above),
-/// in whole extents rounded down as lvm2 rounds. lvm2 then fails on a VG whose extents
-/// are larger than that; lvmd takes at least one extent instead.
+/// in whole extents rounded down as lvm2 rounds, and at least one (as lvm2 takes since
+/// it grows them; 2.03.16's lvcreate failed on a VG whose extents are larger).
 pub fn integrity_meta_extents(data: Extents, extent_size: ExtentSize) -> Extents {
     const MIB: u64 = 1 << 20;
     let bytes = extent_size.span(data).to_bytes().0;
