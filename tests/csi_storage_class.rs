@@ -132,13 +132,15 @@ print(json.dumps({d["metadata"]["name"]: d["parameters"] for d in docs}))
     let classes: std::collections::BTreeMap<String, std::collections::HashMap<String, String>> =
         serde_json::from_slice(&out.stdout).unwrap();
     assert!(classes.contains_key("lvmd-linear-encrypted"), "{classes:?}");
-    // The chart's device class `ssd` as a node would have it: two PVs (the simulated
-    // engine gives a class as many as its stripes), so its mirror class fits.
+    // The chart's device classes as a node would have them: `ssd` with two PVs (the
+    // simulated engine gives a class as many as its stripes), so its mirror classes fit,
+    // and `thin` with a pool.
     let e = Env::simulated_with(
-        ["vg-ssd".into(), "vg-other".into()],
+        ["vg-ssd".into(), "vg-thin".into()],
         "[device_classes.ssd]\nvolume_group = \"vg-ssd\"\ndefault = true\nstripes = 2\n\
          encryption = { pbkdf = { type = \"pbkdf2\", iterations = 1000 } }\n\
-         [device_classes.other]\nvolume_group = \"vg-other\"\n",
+         [device_classes.thin]\nvolume_group = \"vg-thin\"\n\
+         thin_pool = { name = \"pool\", size = \"50%\" }\n",
     );
     let sent = |params: &std::collections::HashMap<String, String>| {
         params
