@@ -1723,3 +1723,80 @@ fn lvm2_reads_the_thin_pool_a_device_class_configures() {
     assert_eq!(loops.lvmd().read_vg(&vg).unwrap().vg.seqno, seqno);
     loops.vgck(&vg);
 }
+
+/// The daemon keeps the parsed VG between operations and proves it current by the
+/// metadata area headers alone: its own commits leave the cache current (no read
+/// back), and whatever lvm2 changes between two of its operations is seen by the next
+/// one, read or change.
+#[test]
+fn the_daemons_cached_vg_follows_lvm2s_changes_and_its_own_commits() {
+    use lvmd::daemon::activation::NoDeviceMapper;
+    use lvmd::daemon::engine::{Engine, LvSpec};
+    use lvmd::daemon::{HostNode, RealEngine};
+    if !host_tests_enabled("the_daemons_cached_vg_follows_lvm2s_changes_and_its_own_commits") {
+        return;
+    }
+    let loops = Loops::new(&[64, 64]);
+    let vg = common::vg_name("cache");
+    loops
+        .lvmd()
+        .vg_create(&vg, &loops.devs, ExtentSize::DEFAULT)
+        .unwrap();
+    let engine = RealEngine::real(
+        loops.lvmd(),
+        Arc::new(NoDeviceMapper {
+            why: "no device-mapper on this host".into(),
+        }),
+        Arc::new(HostNode),
+        vec![],
+    );
+    let spec = |name: &str| LvSpec {
+        name: name.into(),
+        size: Bytes(4 << 20),
+        layout: Layout::Linear,
+        tags: vec![],
+    };
+    let listed = |e: &RealEngine| -> Vec<(String, Vec<String>)> {
+        e.logical_volumes(&vg)
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.name, l.tags))
+            .collect()
+    };
+    let names = |e: &RealEngine| -> Vec<String> { listed(e).into_iter().map(|l| l.0).collect() };
+    let misses = |e: &RealEngine| e.metadata().cache_stats().1;
+
+    engine.create_logical_volume(&vg, &spec("a")).unwrap();
+    let before = misses(&engine);
+    assert_eq!(names(&engine), ["a"]);
+    assert_eq!(names(&engine), ["a"]);
+    assert_eq!(
+        misses(&engine),
+        before,
+        "reads after lvmd's own commit come from the cache"
+    );
+
+    // lvm2 adds a volume: the next read sees it (one full read).
+    loops.lvm_ok(&["lvcreate", "-an", "-Zn", "-L", "4M", "-n", "b", &vg]);
+    assert_eq!(names(&engine), ["a", "b"]);
+    assert_eq!(misses(&engine), before + 1);
+    // lvm2 removes it, then lvmd changes the VG: the change builds on lvm2's version.
+    loops.lvm_ok(&["lvremove", "-f", &format!("{vg}/b")]);
+    engine.create_logical_volume(&vg, &spec("c")).unwrap();
+    assert_eq!(names(&engine), ["a", "c"]);
+    // A change that leaves the text's length as it was is seen too.
+    loops.lvm_ok(&["lvchange", "--addtag", "seen", &format!("{vg}/a")]);
+    let a_tags = listed(&engine).into_iter().find(|l| l.0 == "a").unwrap().1;
+    assert!(a_tags.contains(&"seen".to_string()), "{a_tags:?}");
+    assert!(engine.remove_logical_volume(&vg, "c").unwrap());
+
+    // lvm2 agrees on what lvmd wrote after each of its changes.
+    loops.vgck(&vg);
+    let lvm2_names: Vec<String> = loops
+        .report(&["lvs", "-o", "lv_name", &vg], "lv")
+        .iter()
+        .map(|r| text(r, "lv_name"))
+        .collect();
+    assert_eq!(lvm2_names, ["a"]);
+    loops.lvm_ok(&["vgremove", "-f", &vg]);
+}

@@ -1,18 +1,21 @@
 //! The real engine: lvmd's `Lvm` library for metadata, any [`Activation`] for
 //! device-mapper, any [`Node`] for filesystems and mounts.
 //!
-//! Parsed VGs are cached. Before a cached VG is used, each of its PVs' labels and
-//! metadata texts are read again (a few KiB each, no parsing) and compared with the
-//! text the cache was parsed from: the same text on every PV means the same seqno and
-//! content, so the model is reused; anything else (a commit by lvm2, a stale copy, a
-//! PV gone) means a full read under lvm2's lock.
+//! Parsed VGs are cached: each read and each change takes lvm2's lock and reads only
+//! each PV's label and metadata area headers (a few KiB, whatever the size of the
+//! text; see [`crate::store::scan::Fingerprint`]). The same headers as when the VG was
+//! read or last committed by lvmd mean nobody changed it, so the model is reused;
+//! anything else (a commit by lvm2, a PV gone) means a full read and parse. A VG that
+//! is not whole and clean (a stale or damaged copy, a missing PV) is read in full
+//! every time, as before. A commit hands back the VG as written, so the cache is
+//! current after lvmd's own changes without reading them back.
 
 use super::activation::Activation;
 use super::node::Node;
 use super::node_work::NodeWork;
 use super::volumes::{Metadata, MetadataUse, VgRead, VolumeEngine};
 use crate::lvm::{Edit, Lvm, LvmError, MetadataSize};
-use crate::store::scan::{read_pv, VgOnDisk};
+use crate::store::scan::VgOnDisk;
 use crate::units::{Bytes, ExtentSize};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,7 +27,7 @@ pub struct LvmMetadata {
     /// Accept regular files as PVs of VGs created or extended through the API. Off in
     /// the daemon: a client must not make lvmd write a PV label into any file it names.
     pub allow_files: bool,
-    cache: Mutex<HashMap<String, VgOnDisk>>,
+    cache: Mutex<HashMap<String, Arc<VgOnDisk>>>,
     /// The metadata area of PVs made for a VG (a device class's `metadata_size`).
     metadata_sizes: HashMap<String, MetadataSize>,
     hits: AtomicU64,
@@ -145,67 +148,32 @@ impl LvmMetadata {
         self.cache.lock().unwrap().remove(vg);
     }
 
-    /// Whether every PV of the cached VG still carries exactly the text it was read from.
-    fn unchanged(cached: &VgOnDisk) -> bool {
-        if !cached.stale.is_empty()
-            || !cached.damaged.is_empty()
-            || cached.devices.len() != cached.vg.pvs.len()
-        {
-            return false;
-        }
-        cached
-            .devices
-            .iter()
-            .all(|(uuid, path)| match read_pv(path) {
-                Ok(Some(pv)) => {
-                    pv.label.pv_uuid == *uuid
-                        && pv
-                            .mdas
-                            .iter()
-                            .all(|m| m.text.as_deref().is_none_or(|t| t == cached.text))
-                }
-                _ => false,
-            })
+    fn cached(&self, vg: &str) -> Option<Arc<VgOnDisk>> {
+        self.cache.lock().unwrap().get(vg).cloned()
     }
 
-    /// Runs a change; a committed one drops the VG from the cache. (A refused one
-    /// wrote nothing; a failed commit leaves texts the next read's check will not
-    /// match, so the cache cannot serve a stale VG either way.)
-    fn change<T>(
-        &self,
-        vg: &str,
-        f: impl FnOnce(&Lvm) -> Result<T, LvmError>,
-    ) -> Result<(), LvmError> {
-        let r = f(&self.lvm());
-        if r.is_ok() {
-            self.forget(vg);
-        }
-        r.map(drop)
+    fn count(&self, reused: bool) {
+        let counter = if reused { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 impl Metadata for LvmMetadata {
     fn read_all(&self) -> Result<Vec<VgRead>, LvmError> {
         let found = self.lvm().volume_groups()?;
+        let reads = found.iter().map(to_read).collect();
         let mut cache = self.cache.lock().unwrap();
         cache.clear();
-        for f in &found {
-            cache.insert(f.vg.name.clone(), f.clone());
+        for f in found {
+            cache.insert(f.vg.name.clone(), Arc::new(f));
         }
-        Ok(found.iter().map(to_read).collect())
+        Ok(reads)
     }
 
     fn read(&self, vg: &str) -> Result<VgRead, LvmError> {
-        let cached = self.cache.lock().unwrap().get(vg).cloned();
-        if let Some(c) = cached {
-            if Self::unchanged(&c) {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(to_read(&c));
-            }
-        }
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        match self.lvm().read_vg(vg) {
-            Ok(found) => {
+        match self.lvm().read_vg_cached(vg, self.cached(vg).as_ref()) {
+            Ok((found, reused)) => {
+                self.count(reused);
                 let r = to_read(&found);
                 self.cache.lock().unwrap().insert(vg.to_owned(), found);
                 Ok(r)
@@ -250,7 +218,25 @@ impl Metadata for LvmMetadata {
     }
 
     fn edit(&self, vg: &str, edit: &Edit) -> Result<(), LvmError> {
-        self.change(vg, |lvm| lvm.edit(vg, edit))
+        edit.check(vg)?;
+        let cached = self.cached(vg);
+        match self
+            .lvm()
+            .edit_group(vg, std::slice::from_ref(edit), cached.as_ref())
+        {
+            Ok((found, mut results)) => {
+                // The VG as committed (or as read, when the edit was refused or changed
+                // nothing): current either way.
+                self.cache.lock().unwrap().insert(vg.to_owned(), found);
+                results.pop().expect("one result per edit")
+            }
+            Err(e) => {
+                // A commit cut short leaves headers the next check will not match;
+                // forgetting costs one full read and proves nothing is assumed.
+                self.forget(vg);
+                Err(e)
+            }
+        }
     }
 
     fn has_stale_copies(&self, vg: &str) -> Result<bool, LvmError> {
