@@ -92,13 +92,16 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Where Criterion keeps its results (`target/criterion`), for the RSS figures beside
-/// them.
+/// Where Criterion keeps its results, found as Criterion finds it (`CRITERION_HOME`,
+/// else `CARGO_TARGET_DIR/criterion`, else `target/criterion` under the working
+/// directory, the package's under `cargo bench`), for the RSS figures beside them.
 fn criterion_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("criterion")
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(home);
+    }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("criterion")
 }
 
 fn scale(c: &mut Criterion) {
