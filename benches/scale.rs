@@ -8,6 +8,10 @@
 //!   (gRPC `CreateLogicalVolume` + `RemoveLogicalVolume`, against `lvcreate -an -Zn` +
 //!   `lvremove -f`, one process each, as peer drivers run them per PVC);
 //! - `scale_list/lvmd_grpc/N`: one `ListLogicalVolumes` of the VG;
+//! - `scale_burst100/{lvmd_grpc,lvm2_cli}/N` (at the first size only): 100 volumes
+//!   created concurrently, then removed concurrently (100 concurrent calls on one
+//!   channel, against 100 concurrent `lvcreate` processes, then 100 `lvremove`); one
+//!   iteration is the whole burst, reported as volumes per second too;
 //! - the daemon's resident memory after those, written to
 //!   `target/criterion/scale_rss/N.json` (`VmRSS` and its peak `VmHWM`, KiB).
 //!
@@ -35,11 +39,12 @@ use lvmd::lvm::{Edit, Layout, LvSpec};
 use lvmd::rpc::pb;
 use lvmd::units::Bytes;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 const LV_SIZE: u64 = 64 << 20;
 const FILL_SIZE: Bytes = Bytes(4 << 20);
 const SIZES: &[usize] = &[10, 100, 1000, 5000];
+const BURST: usize = 100;
 
 fn sizes() -> Vec<usize> {
     match std::env::var("LVMD_SCALE_SIZES") {
@@ -161,6 +166,10 @@ fn scale(c: &mut Criterion) {
         });
         group.finish();
 
+        if n == sizes()[0] {
+            burst(c, &bed, n);
+        }
+
         let (rss, hwm) = memory_kib(bed.pid());
         eprintln!("lvmd memory with {n} LVs: VmRSS {rss} KiB, VmHWM {hwm} KiB");
         std::fs::write(
@@ -169,6 +178,59 @@ fn scale(c: &mut Criterion) {
         )
         .unwrap();
     }
+}
+
+/// 100 creates at once, then 100 removes at once, by each tool.
+fn burst(c: &mut Criterion, bed: &Bed, n: usize) {
+    let names: Vec<String> = (0..BURST).map(|i| format!("burst-{i:03}")).collect();
+    let mut group = c.benchmark_group("scale_burst100");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(5));
+    group.bench_with_input(BenchmarkId::new("lvmd_grpc", n), &n, |b, _| {
+        let lv = bed.lv();
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                bed.rt.block_on(async {
+                    let creates: Vec<_> = names
+                        .iter()
+                        .map(|n| tokio::spawn(grpc_create(lv.clone(), n.clone(), LV_SIZE)))
+                        .collect();
+                    for t in creates {
+                        t.await.unwrap();
+                    }
+                    let removes: Vec<_> = names
+                        .iter()
+                        .map(|n| tokio::spawn(grpc_remove(lv.clone(), n.clone())))
+                        .collect();
+                    for t in removes {
+                        t.await.unwrap();
+                    }
+                });
+            }
+            start.elapsed()
+        })
+    });
+    group.bench_with_input(BenchmarkId::new("lvm2_cli", n), &n, |b, _| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let creates: Vec<_> = names.iter().map(|n| bed.lvm2_create(false, n)).collect();
+                for c in creates {
+                    Bed::lvm2_wait(c, "lvcreate");
+                }
+                let removes: Vec<_> = names.iter().map(|n| bed.lvm2_remove(false, n)).collect();
+                for c in removes {
+                    Bed::lvm2_wait(c, "lvremove");
+                }
+            }
+            start.elapsed()
+        })
+    });
+    group.finish();
 }
 
 /// One benchmark's result of this run (written since `since`): (median, fastest
@@ -248,6 +310,26 @@ fn print_table(since: SystemTime) {
             show(lvmd),
             show(lvm2),
             show(list)
+        );
+    }
+    let n = sizes()[0];
+    let lvmd = result(&dir, since, "scale_burst100", "lvmd_grpc", n);
+    let lvm2 = result(&dir, since, "scale_burst100", "lvm2_cli", n);
+    if let (Some(a), Some(b)) = (lvmd, lvm2) {
+        let per_s = |r: (f64, f64, f64)| BURST as f64 / (r.0 / 1000.0);
+        println!();
+        println!("| burst of {BURST} creates, then {BURST} removes ({n} LVs in the VG) | lvmd | lvm2 | lvm2 / lvmd |");
+        println!("|---|---|---|---|");
+        println!(
+            "| whole burst | {} | {} | {:.1}x |",
+            ms(a),
+            ms(b),
+            b.0 / a.0
+        );
+        println!(
+            "| volumes per second (created and removed) | {:.0} | {:.0} | |",
+            per_s(a),
+            per_s(b)
         );
     }
 }

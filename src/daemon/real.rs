@@ -9,6 +9,10 @@
 //! is not whole and clean (a stale or damaged copy, a missing PV) is read in full
 //! every time, as before. A commit hands back the VG as written, so the cache is
 //! current after lvmd's own changes without reading them back.
+//!
+//! Edits of one VG that arrive while a commit of it runs wait and then go in one
+//! commit together (a group commit, [`Lvm::edit_group`]): one metadata write, one
+//! archive and backup for the lot, each caller still getting its own edit's result.
 
 use super::activation::Activation;
 use super::node::Node;
@@ -20,7 +24,7 @@ use crate::units::{Bytes, ExtentSize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 pub struct LvmMetadata {
     lvm: RwLock<Lvm>,
@@ -32,6 +36,26 @@ pub struct LvmMetadata {
     metadata_sizes: HashMap<String, MetadataSize>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Per VG: edits waiting for the next group commit.
+    queues: Mutex<HashMap<String, Arc<CommitQueue>>>,
+    commits: AtomicU64,
+}
+
+/// Edits of one VG waiting to be committed together, and the results of those done.
+#[derive(Default)]
+struct CommitQueue {
+    state: Mutex<QueueState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    /// Edits for the next commit, each under the ticket its result is filed by.
+    waiting: Vec<(u64, Edit)>,
+    results: HashMap<u64, Result<(), LvmError>>,
+    next_ticket: u64,
+    /// A caller is committing a group now; the others wait for it to finish.
+    committing: bool,
 }
 
 pub type RealEngine = VolumeEngine<LvmMetadata>;
@@ -84,6 +108,8 @@ impl LvmMetadata {
             metadata_sizes: HashMap::new(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            queues: Mutex::new(HashMap::new()),
+            commits: AtomicU64::new(0),
         }
     }
 
@@ -100,6 +126,11 @@ impl LvmMetadata {
                 lvm.devices.push(d.clone());
             }
         }
+    }
+
+    /// Group commits run so far (each one metadata write, whatever number of edits).
+    pub fn group_commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// (cache hits, full reads) so far.
@@ -150,6 +181,55 @@ impl LvmMetadata {
 
     fn cached(&self, vg: &str) -> Option<Arc<VgOnDisk>> {
         self.cache.lock().unwrap().get(vg).cloned()
+    }
+
+    fn queue(&self, vg: &str) -> Arc<CommitQueue> {
+        let mut queues = self.queues.lock().unwrap();
+        Arc::clone(queues.entry(vg.to_owned()).or_default())
+    }
+
+    /// Commits `group` in one go; one result per edit, in order.
+    fn commit_group(&self, vg: &str, group: &[(u64, Edit)]) -> Vec<Result<(), LvmError>> {
+        let edits: Vec<Edit> = group.iter().map(|(_, e)| e.clone()).collect();
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        match self.lvm().edit_group(vg, &edits, self.cached(vg).as_ref()) {
+            Ok((found, results)) => {
+                // The VG as committed (or as read, when every edit was refused or
+                // changed nothing): current either way.
+                self.cache.lock().unwrap().insert(vg.to_owned(), found);
+                results
+            }
+            Err(e) => {
+                // A commit cut short leaves headers the next check will not match;
+                // forgetting costs one full read and proves nothing is assumed.
+                self.forget(vg);
+                if edits.len() == 1 {
+                    return vec![Err(e)];
+                }
+                // What stopped the whole group (the lock, the read, the commit) is
+                // each edit's own error only if it stops that edit alone too.
+                tracing::warn!(
+                    vg,
+                    edits = edits.len(),
+                    "group commit failed, committing its edits one by one: {e}"
+                );
+                edits
+                    .iter()
+                    .map(
+                        |edit| match self.lvm().edit_group(vg, std::slice::from_ref(edit), None) {
+                            Ok((found, mut results)) => {
+                                self.cache.lock().unwrap().insert(vg.to_owned(), found);
+                                results.pop().expect("one result per edit")
+                            }
+                            Err(e) => {
+                                self.forget(vg);
+                                Err(e)
+                            }
+                        },
+                    )
+                    .collect()
+            }
+        }
     }
 
     fn count(&self, reused: bool) {
@@ -217,25 +297,57 @@ impl Metadata for LvmMetadata {
         Ok(())
     }
 
+    /// Group commit: the first caller to find no commit of `vg` running commits every
+    /// edit waiting then (its own among them); callers arriving meanwhile wait, and the
+    /// first of them to wake commits the next group. Each caller returns its own
+    /// edit's result.
     fn edit(&self, vg: &str, edit: &Edit) -> Result<(), LvmError> {
         edit.check(vg)?;
-        let cached = self.cached(vg);
-        match self
-            .lvm()
-            .edit_group(vg, std::slice::from_ref(edit), cached.as_ref())
-        {
-            Ok((found, mut results)) => {
-                // The VG as committed (or as read, when the edit was refused or changed
-                // nothing): current either way.
-                self.cache.lock().unwrap().insert(vg.to_owned(), found);
-                results.pop().expect("one result per edit")
+        let queue = self.queue(vg);
+        let mut state = queue.state.lock().unwrap();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.push((ticket, edit.clone()));
+        loop {
+            if let Some(result) = state.results.remove(&ticket) {
+                return result;
             }
-            Err(e) => {
-                // A commit cut short leaves headers the next check will not match;
-                // forgetting costs one full read and proves nothing is assumed.
-                self.forget(vg);
-                Err(e)
+            if state.committing {
+                state = queue.done.wait(state).unwrap();
+                continue;
             }
+            state.committing = true;
+            let group = std::mem::take(&mut state.waiting);
+            drop(state);
+            // Committing never panics past here without the flag being cleared: a
+            // panic in the commit would leave the others waiting, so it is caught.
+            let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.commit_group(vg, &group)
+            }));
+            state = queue.state.lock().unwrap();
+            state.committing = false;
+            match results {
+                Ok(results) => {
+                    for ((t, _), r) in group.iter().zip(results) {
+                        state.results.insert(*t, r);
+                    }
+                }
+                Err(panic) => {
+                    for (t, _) in &group {
+                        state.results.insert(
+                            *t,
+                            Err(LvmError::VgNotWritable {
+                                vg: vg.into(),
+                                why: "its commit failed unexpectedly (see lvmd's log)".into(),
+                            }),
+                        );
+                    }
+                    queue.done.notify_all();
+                    drop(state);
+                    std::panic::resume_unwind(panic);
+                }
+            }
+            queue.done.notify_all();
         }
     }
 
