@@ -96,7 +96,7 @@ fn a_bad_device_outside_the_vg_hides_nothing() {
         .volume_groups()
         .unwrap()
         .into_iter()
-        .map(|v| v.vg.name)
+        .map(|v| v.vg.name.clone())
         .collect();
     assert_eq!(names, vec![ours.clone()]);
     lvm.lv_create(&ours, "a", Bytes(4 * MIB), Layout::Linear, &[])

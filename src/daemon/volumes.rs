@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, RwLock};
 /// A VG as read, with the device each present PV was found on.
 #[derive(Debug, Clone)]
 pub struct VgRead {
-    pub vg: VolumeGroup,
+    pub vg: Arc<VolumeGroup>,
     pub devices: BTreeMap<Uuid, PathBuf>,
     pub metadata: MetadataUse,
 }
@@ -488,7 +488,7 @@ impl<M: Metadata> VolumeEngine<M> {
             let planned = crate::lvm::edit::apply(&read.vg, &edit, &origin)
                 .map_err(|e| self.no_space(vg, e))?;
             Some(VgRead {
-                vg: planned.vg,
+                vg: Arc::new(planned.vg),
                 ..read.clone()
             })
         } else {
@@ -637,7 +637,7 @@ impl<M: Metadata> VolumeEngine<M> {
         let planned =
             crate::lvm::edit::apply(&read.vg, &edit, &origin).map_err(|e| self.no_space(vg, e))?;
         let planned = VgRead {
-            vg: planned.vg,
+            vg: Arc::new(planned.vg),
             ..read.clone()
         };
         let mut ranges = Vec::new();

@@ -505,7 +505,7 @@ impl Lvm {
         pvs.sort_by_key(|p| p.label.pv_uuid);
         let fingerprint = (written.len() == vg.pvs.len()).then_some(Fingerprint(pvs));
         Ok(VgOnDisk {
-            vg: vg.clone(),
+            vg: Arc::new(vg.clone()),
             header,
             text: committed.text,
             devices: written_paths,
@@ -736,10 +736,10 @@ impl Lvm {
         let mut vg = edit::new_vg(name, extent_size);
         let added = self.add_pvs(&mut vg, checked)?;
         let empty = VgOnDisk {
-            vg: VolumeGroup {
+            vg: Arc::new(VolumeGroup {
                 seqno: 0,
                 ..vg.clone()
-            },
+            }),
             header: TextHeader::default(),
             text: String::new(),
             devices: BTreeMap::new(),
@@ -758,7 +758,7 @@ impl Lvm {
         let _global = self.lock(Resource::Global, LockMode::Exclusive)?;
         let locked = self.lock_vg_for_write(name)?;
         let checked = self.check_new_pvs(devices)?;
-        let mut vg = locked.found.vg.clone();
+        let mut vg = VolumeGroup::clone(&locked.found.vg);
         let added = self.add_pvs(&mut vg, checked)?;
         self.write_vg(&locked.found, &mut vg, &added, format!("vgextend {name}"))?;
         self.invalidate_lvm2_hints();
@@ -770,7 +770,7 @@ impl Lvm {
         let _global = self.lock(Resource::Global, LockMode::Exclusive)?;
         let locked = self.lock_vg_for_write(name)?;
         let found = &locked.found;
-        let mut vg = found.vg.clone();
+        let mut vg = VolumeGroup::clone(&found.vg);
         let usage = vg.pv_usage();
         let mut removed = Vec::new();
         for path in devices {
@@ -853,7 +853,7 @@ impl Lvm {
         edit.check(vg_name)?;
         let (found, mut results) = self.edit_group(vg_name, std::slice::from_ref(edit), None)?;
         results.pop().expect("one result per edit")?;
-        Ok(found.vg.clone())
+        Ok(VolumeGroup::clone(&found.vg))
     }
 
     /// Several edits of one VG in one commit (a group commit): applied in order to one
@@ -879,7 +879,7 @@ impl Lvm {
         let locked = self.lock_vg_for_write_past_missing(vg_name, past_missing, cached)?;
         let found = &locked.found;
         let origin = Origin::now(&self.host);
-        let mut vg = found.vg.clone();
+        let mut vg = VolumeGroup::clone(&found.vg);
         let mut descriptions = Vec::new();
         for (edit, result) in edits.iter().zip(results.iter_mut()) {
             if result.is_err() {

@@ -11,6 +11,7 @@ use crate::units::Bytes;
 use crate::uuid::Uuid;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A device that carries a PV label.
 #[derive(Debug)]
@@ -46,7 +47,8 @@ pub struct Scan {
 /// A volume group as found on disk: the newest copy of its metadata and where its PVs are.
 #[derive(Debug, Clone)]
 pub struct VgOnDisk {
-    pub vg: VolumeGroup,
+    /// Shared: the daemon hands the cached model to every reader without copying it.
+    pub vg: Arc<VolumeGroup>,
     pub header: TextHeader,
     /// The metadata text the VG was read from (the newest copy).
     pub text: String,
@@ -332,7 +334,7 @@ impl Scan {
                 && devices.len() == newest.vg.pvs.len();
             let fingerprint = whole.then(|| self.fingerprint_of(&devices)).flatten();
             out.push(VgOnDisk {
-                vg: newest.vg.clone(),
+                vg: Arc::new(newest.vg.clone()),
                 header: newest.header.clone(),
                 text: newest.text.to_owned(),
                 devices,
