@@ -96,7 +96,7 @@ fn a_bad_device_outside_the_vg_hides_nothing() {
         .volume_groups()
         .unwrap()
         .into_iter()
-        .map(|v| v.vg.name)
+        .map(|v| v.vg.name.clone())
         .collect();
     assert_eq!(names, vec![ours.clone()]);
     lvm.lv_create(&ours, "a", Bytes(4 * MIB), Layout::Linear, &[])
@@ -212,4 +212,65 @@ fn no_extent_is_handed_out_past_the_end_of_a_shrunk_device() {
     // Removing is always possible.
     lvm.lv_remove(&vg, "a").unwrap();
     lvm.lv_remove(&vg, "b").unwrap();
+}
+
+/// The daemon's cached VG (proven current by the area headers) does not hide damage:
+/// a damaged header makes the next read a full one that reads around it, damage to the
+/// live text behind an unchanged header is served from the copy the cache was parsed
+/// from; either way the next change rewrites the copy and lvm2 finds it good.
+#[test]
+fn the_daemons_cache_reads_around_a_damaged_copy_and_its_next_change_repairs_it() {
+    use lvmd::daemon::activation::NoDeviceMapper;
+    use lvmd::daemon::engine::{Engine, LvSpec};
+    use lvmd::daemon::{HostNode, RealEngine};
+    use std::sync::Arc;
+    if !host_tests_enabled(
+        "the_daemons_cache_reads_around_a_damaged_copy_and_its_next_change_repairs_it",
+    ) {
+        return;
+    }
+    let loops = Loops::new(&[64, 64]);
+    let vg = vg_name("damcache");
+    let lvm = loops.lvmd();
+    lvm.vg_create(&vg, &loops.devs, ExtentSize::DEFAULT)
+        .unwrap();
+    let engine = RealEngine::real(
+        loops.lvmd(),
+        Arc::new(NoDeviceMapper {
+            why: "no device-mapper on this host".into(),
+        }),
+        Arc::new(HostNode),
+        vec![],
+    );
+    let spec = |name: &str| LvSpec {
+        name: name.into(),
+        size: Bytes(4 * MIB),
+        layout: Layout::Linear,
+        tags: vec![],
+    };
+    engine.create_logical_volume(&vg, &spec("a")).unwrap();
+    for what in ["header", "text"] {
+        let (dev, damage) = if what == "header" {
+            (&loops.devs[0], 4096)
+        } else {
+            (&loops.devs[1], live_text_offset(&loops.devs[1]))
+        };
+        scribble(dev, damage, &[0xa5; 64]);
+        let names: Vec<String> = engine
+            .logical_volumes(&vg)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        assert!(names.contains(&"a".to_string()), "{what}: {names:?}");
+        assert_eq!(lvm.read_vg(&vg).unwrap().damaged.len(), 1, "{what}");
+        let lv = format!("after_{what}");
+        engine.create_logical_volume(&vg, &spec(&lv)).unwrap();
+        let found = lvm.read_vg(&vg).unwrap();
+        assert!(found.damaged.is_empty(), "{what}: {:?}", found.damaged);
+        assert!(found.stale.is_empty(), "{what}: {:?}", found.stale);
+        assert!(found.vg.lv(&lv).is_some() && found.vg.lv("a").is_some());
+        loops.vgck(&vg);
+    }
+    loops.lvm_ok(&["vgremove", "-f", &vg]);
 }

@@ -2030,3 +2030,202 @@ fn lvm2_reads_the_thin_pool_a_device_class_configures() {
     assert_eq!(loops.lvmd().read_vg(&vg).unwrap().vg.seqno, seqno);
     loops.vgck(&vg);
 }
+
+/// The daemon keeps the parsed VG between operations and proves it current by the
+/// metadata area headers alone: its own commits leave the cache current (no read
+/// back), and whatever lvm2 changes between two of its operations is seen by the next
+/// one, read or change.
+#[test]
+fn the_daemons_cached_vg_follows_lvm2s_changes_and_its_own_commits() {
+    use lvmd::daemon::activation::NoDeviceMapper;
+    use lvmd::daemon::engine::{Engine, LvSpec};
+    use lvmd::daemon::{HostNode, RealEngine};
+    if !host_tests_enabled("the_daemons_cached_vg_follows_lvm2s_changes_and_its_own_commits") {
+        return;
+    }
+    let loops = Loops::new(&[64, 64]);
+    let vg = common::vg_name("cache");
+    loops
+        .lvmd()
+        .vg_create(&vg, &loops.devs, ExtentSize::DEFAULT)
+        .unwrap();
+    let engine = RealEngine::real(
+        loops.lvmd(),
+        Arc::new(NoDeviceMapper {
+            why: "no device-mapper on this host".into(),
+        }),
+        Arc::new(HostNode),
+        vec![],
+    );
+    let spec = |name: &str| LvSpec {
+        name: name.into(),
+        size: Bytes(4 << 20),
+        layout: Layout::Linear,
+        tags: vec![],
+    };
+    let listed = |e: &RealEngine| -> Vec<(String, Vec<String>)> {
+        e.logical_volumes(&vg)
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.name, l.tags))
+            .collect()
+    };
+    let names = |e: &RealEngine| -> Vec<String> { listed(e).into_iter().map(|l| l.0).collect() };
+    let misses = |e: &RealEngine| e.metadata().cache_stats().1;
+
+    engine.create_logical_volume(&vg, &spec("a")).unwrap();
+    let before = misses(&engine);
+    assert_eq!(names(&engine), ["a"]);
+    assert_eq!(names(&engine), ["a"]);
+    assert_eq!(
+        misses(&engine),
+        before,
+        "reads after lvmd's own commit come from the cache"
+    );
+
+    // lvm2 adds a volume: the next read sees it (one full read).
+    loops.lvm_ok(&["lvcreate", "-an", "-Zn", "-L", "4M", "-n", "b", &vg]);
+    assert_eq!(names(&engine), ["a", "b"]);
+    assert_eq!(misses(&engine), before + 1);
+    // lvm2 removes it, then lvmd changes the VG: the change builds on lvm2's version.
+    loops.lvm_ok(&["lvremove", "-f", &format!("{vg}/b")]);
+    engine.create_logical_volume(&vg, &spec("c")).unwrap();
+    assert_eq!(names(&engine), ["a", "c"]);
+    // A change that leaves the text's length as it was is seen too.
+    loops.lvm_ok(&["lvchange", "--addtag", "seen", &format!("{vg}/a")]);
+    let a_tags = listed(&engine).into_iter().find(|l| l.0 == "a").unwrap().1;
+    assert!(a_tags.contains(&"seen".to_string()), "{a_tags:?}");
+    assert!(engine.remove_logical_volume(&vg, "c").unwrap());
+
+    // lvm2 agrees on what lvmd wrote after each of its changes.
+    loops.vgck(&vg);
+    let lvm2_names: Vec<String> = loops
+        .report(&["lvs", "-o", "lv_name", &vg], "lv")
+        .iter()
+        .map(|r| text(r, "lv_name"))
+        .collect();
+    assert_eq!(lvm2_names, ["a"]);
+    loops.lvm_ok(&["vgremove", "-f", &vg]);
+}
+
+/// Concurrent creates, then removes, of one VG through the daemon's engine go in
+/// fewer commits than volumes (group commit), each caller with its own answer: those
+/// that no longer fit once the others are placed fail alone, the rest are created;
+/// lvm2 finds the VG clean and agrees on every volume.
+#[test]
+fn concurrent_creates_and_removes_share_commits_each_with_its_own_answer() {
+    use lvmd::daemon::activation::NoDeviceMapper;
+    use lvmd::daemon::engine::{Engine, EngineError, LvSpec};
+    use lvmd::daemon::{HostNode, RealEngine};
+    use std::sync::Barrier;
+    if !host_tests_enabled("concurrent_creates_and_removes_share_commits_each_with_its_own_answer")
+    {
+        return;
+    }
+    let loops = Loops::new(&[64, 64]);
+    let vg = common::vg_name("group");
+    loops
+        .lvmd()
+        .vg_create(&vg, &loops.devs, ExtentSize::DEFAULT)
+        .unwrap();
+    let engine = Arc::new(RealEngine::real(
+        loops.lvmd(),
+        Arc::new(NoDeviceMapper {
+            why: "no device-mapper on this host".into(),
+        }),
+        Arc::new(HostNode),
+        vec![],
+    ));
+    let free = engine.volume_group(&vg).unwrap().free.0;
+    // 16 small volumes and 4 large ones: each fits alone, not all of them together.
+    let mut wanted: Vec<(String, u64)> = (0..16).map(|i| (format!("s{i:02}"), 4 << 20)).collect();
+    wanted.extend((0..4).map(|i| (format!("l{i}"), 32 << 20)));
+    assert!(wanted.iter().map(|w| w.1).sum::<u64>() > free);
+    let seqno = |e: &RealEngine| e.volume_group(&vg).unwrap().seqno;
+    let before = seqno(&engine);
+    let barrier = Arc::new(Barrier::new(wanted.len()));
+    let outcomes: Vec<(String, Result<u64, String>)> = std::thread::scope(|s| {
+        let runs: Vec<_> = wanted
+            .iter()
+            .map(|(name, size)| {
+                let (engine, barrier, vg) = (engine.clone(), barrier.clone(), vg.clone());
+                s.spawn(move || {
+                    barrier.wait();
+                    let spec = LvSpec {
+                        name: name.clone(),
+                        size: Bytes(*size),
+                        layout: Layout::Linear,
+                        tags: vec![],
+                    };
+                    let r = engine.create_logical_volume(&vg, &spec);
+                    let r = r.map(|c| c.value.size.0).map_err(|e| match e {
+                        EngineError::Lvm(LvmError::Alloc { .. }) => "no space".to_string(),
+                        other => format!("unexpected: {other}"),
+                    });
+                    (name.clone(), r)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let created: Vec<&String> = outcomes
+        .iter()
+        .filter_map(|(n, r)| r.is_ok().then_some(n))
+        .collect();
+    for (name, r) in &outcomes {
+        match r {
+            Ok(size) => assert_eq!(*size, wanted.iter().find(|w| &w.0 == name).unwrap().1),
+            Err(why) => assert_eq!(why, "no space", "{name}"),
+        }
+    }
+    assert!(created.len() < wanted.len(), "{outcomes:?}");
+    // A create failed only for want of space once the others were placed.
+    let left = engine.volume_group(&vg).unwrap().free.0;
+    for (name, r) in &outcomes {
+        let size = wanted.iter().find(|w| &w.0 == name).unwrap().1;
+        assert!(
+            r.is_ok() || size > left,
+            "{name} ({size}) failed with {left} free"
+        );
+    }
+    let commits = seqno(&engine) - before;
+    assert!(
+        commits < created.len() as u64,
+        "{} volumes in {commits} commits",
+        created.len()
+    );
+    let listed = |loops: &Loops| -> Vec<String> {
+        let mut names: Vec<String> = loops
+            .report(&["lvs", "-o", "lv_name", &vg], "lv")
+            .iter()
+            .map(|r| text(r, "lv_name"))
+            .collect();
+        names.sort();
+        names
+    };
+    let mut expected: Vec<String> = created.iter().map(|n| n.to_string()).collect();
+    expected.sort();
+    loops.vgck(&vg);
+    assert_eq!(listed(&loops), expected);
+
+    let before = seqno(&engine);
+    let removed: Vec<bool> = std::thread::scope(|s| {
+        let barrier = Arc::new(Barrier::new(created.len()));
+        let runs: Vec<_> = created
+            .iter()
+            .map(|name| {
+                let (engine, barrier, vg) = (engine.clone(), barrier.clone(), vg.clone());
+                s.spawn(move || {
+                    barrier.wait();
+                    engine.remove_logical_volume(&vg, name).unwrap()
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert!(removed.iter().all(|r| *r));
+    assert!(seqno(&engine) - before < created.len() as u64);
+    loops.vgck(&vg);
+    assert!(listed(&loops).is_empty());
+    loops.lvm_ok(&["vgremove", "-f", &vg]);
+}

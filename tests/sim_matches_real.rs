@@ -159,8 +159,8 @@ fn check_sequence(ops: &[Op]) {
     real.create_volume_group(&vg, &loops.devs).unwrap();
     sim.create_volume_group(&vg, &loops.devs).unwrap();
     let same = |step: &str| {
-        let r = comparable(real.metadata().read(&vg).unwrap().vg);
-        let s = comparable(sim.metadata().read(&vg).unwrap().vg);
+        let r = comparable(VolumeGroup::clone(&real.metadata().read(&vg).unwrap().vg));
+        let s = comparable(VolumeGroup::clone(&sim.metadata().read(&vg).unwrap().vg));
         assert_eq!(r, s, "the VGs differ after {step}");
     };
     same("vgcreate");

@@ -693,7 +693,9 @@ fn failures_are_named_and_leave_nothing_behind() {
 
     // A target the kernel does not have (module autoload broken): named, nothing left.
     let mut with_zero = found.clone();
-    with_zero.vg.lvs.push(zero_lv("void", 2));
+    std::sync::Arc::make_mut(&mut with_zero.vg)
+        .lvs
+        .push(zero_lv("void", 2));
     let _ = run("rmmod", &["dm_zero"]);
     assert!(
         !act.dm().target_types().unwrap().iter().any(|t| t == "zero"),
@@ -1252,7 +1254,11 @@ fn thin_lvs_lvm2_made_activate_with_lvm2s_devices() {
 
     // Metadata whose transaction id is not the pool's: refused, nothing left behind.
     let mut skewed = found.clone();
-    let pool_lv = skewed.vg.lvs.iter_mut().find(|l| l.name == "pool").unwrap();
+    let pool_lv = std::sync::Arc::make_mut(&mut skewed.vg)
+        .lvs
+        .iter_mut()
+        .find(|l| l.name == "pool")
+        .unwrap();
     if let SegmentKind::ThinPool { transaction_id, .. } = &mut pool_lv.segments[0].kind {
         *transaction_id += 1;
     }

@@ -264,6 +264,7 @@ fn on_disk(read: &VgRead) -> VgOnDisk {
         damaged: Vec::new(),
         unwritable: None,
         metadata_capacity: read.metadata.capacity,
+        fingerprint: None,
     }
 }
 

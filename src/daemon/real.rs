@@ -1,34 +1,61 @@
 //! The real engine: lvmd's `Lvm` library for metadata, any [`Activation`] for
 //! device-mapper, any [`Node`] for filesystems and mounts.
 //!
-//! Parsed VGs are cached. Before a cached VG is used, each of its PVs' labels and
-//! metadata texts are read again (a few KiB each, no parsing) and compared with the
-//! text the cache was parsed from: the same text on every PV means the same seqno and
-//! content, so the model is reused; anything else (a commit by lvm2, a stale copy, a
-//! PV gone) means a full read under lvm2's lock.
+//! Parsed VGs are cached: each read and each change takes lvm2's lock and reads only
+//! each PV's label and metadata area headers (a few KiB, whatever the size of the
+//! text; see [`crate::store::scan::Fingerprint`]). The same headers as when the VG was
+//! read or last committed by lvmd mean nobody changed it, so the model is reused;
+//! anything else (a commit by lvm2, a PV gone) means a full read and parse. A VG that
+//! is not whole and clean (a stale or damaged copy, a missing PV) is read in full
+//! every time, as before. A commit hands back the VG as written, so the cache is
+//! current after lvmd's own changes without reading them back.
+//!
+//! Edits of one VG that arrive while a commit of it runs wait and then go in one
+//! commit together (a group commit, [`Lvm::edit_group`]): one metadata write, one
+//! archive and backup for the lot, each caller still getting its own edit's result.
 
 use super::activation::Activation;
 use super::node::Node;
 use super::node_work::NodeWork;
 use super::volumes::{Metadata, MetadataUse, VgRead, VolumeEngine};
 use crate::lvm::{Edit, Lvm, LvmError, MetadataSize};
-use crate::store::scan::{read_pv, VgOnDisk};
+use crate::store::scan::VgOnDisk;
 use crate::units::{Bytes, ExtentSize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 pub struct LvmMetadata {
     lvm: RwLock<Lvm>,
     /// Accept regular files as PVs of VGs created or extended through the API. Off in
     /// the daemon: a client must not make lvmd write a PV label into any file it names.
     pub allow_files: bool,
-    cache: Mutex<HashMap<String, VgOnDisk>>,
+    cache: Mutex<HashMap<String, Arc<VgOnDisk>>>,
     /// The metadata area of PVs made for a VG (a device class's `metadata_size`).
     metadata_sizes: HashMap<String, MetadataSize>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Per VG: edits waiting for the next group commit.
+    queues: Mutex<HashMap<String, Arc<CommitQueue>>>,
+    commits: AtomicU64,
+}
+
+/// Edits of one VG waiting to be committed together, and the results of those done.
+#[derive(Default)]
+struct CommitQueue {
+    state: Mutex<QueueState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    /// Edits for the next commit, each under the ticket its result is filed by.
+    waiting: Vec<(u64, Edit)>,
+    results: HashMap<u64, Result<(), LvmError>>,
+    next_ticket: u64,
+    /// A caller is committing a group now; the others wait for it to finish.
+    committing: bool,
 }
 
 pub type RealEngine = VolumeEngine<LvmMetadata>;
@@ -81,6 +108,8 @@ impl LvmMetadata {
             metadata_sizes: HashMap::new(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            queues: Mutex::new(HashMap::new()),
+            commits: AtomicU64::new(0),
         }
     }
 
@@ -97,6 +126,11 @@ impl LvmMetadata {
                 lvm.devices.push(d.clone());
             }
         }
+    }
+
+    /// Group commits run so far (each one metadata write, whatever number of edits).
+    pub fn group_commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// (cache hits, full reads) so far.
@@ -145,67 +179,81 @@ impl LvmMetadata {
         self.cache.lock().unwrap().remove(vg);
     }
 
-    /// Whether every PV of the cached VG still carries exactly the text it was read from.
-    fn unchanged(cached: &VgOnDisk) -> bool {
-        if !cached.stale.is_empty()
-            || !cached.damaged.is_empty()
-            || cached.devices.len() != cached.vg.pvs.len()
-        {
-            return false;
-        }
-        cached
-            .devices
-            .iter()
-            .all(|(uuid, path)| match read_pv(path) {
-                Ok(Some(pv)) => {
-                    pv.label.pv_uuid == *uuid
-                        && pv
-                            .mdas
-                            .iter()
-                            .all(|m| m.text.as_deref().is_none_or(|t| t == cached.text))
-                }
-                _ => false,
-            })
+    fn cached(&self, vg: &str) -> Option<Arc<VgOnDisk>> {
+        self.cache.lock().unwrap().get(vg).cloned()
     }
 
-    /// Runs a change; a committed one drops the VG from the cache. (A refused one
-    /// wrote nothing; a failed commit leaves texts the next read's check will not
-    /// match, so the cache cannot serve a stale VG either way.)
-    fn change<T>(
-        &self,
-        vg: &str,
-        f: impl FnOnce(&Lvm) -> Result<T, LvmError>,
-    ) -> Result<(), LvmError> {
-        let r = f(&self.lvm());
-        if r.is_ok() {
-            self.forget(vg);
+    fn queue(&self, vg: &str) -> Arc<CommitQueue> {
+        let mut queues = self.queues.lock().unwrap();
+        Arc::clone(queues.entry(vg.to_owned()).or_default())
+    }
+
+    /// Commits `group` in one go; one result per edit, in order.
+    fn commit_group(&self, vg: &str, group: &[(u64, Edit)]) -> Vec<Result<(), LvmError>> {
+        let edits: Vec<Edit> = group.iter().map(|(_, e)| e.clone()).collect();
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        match self.lvm().edit_group(vg, &edits, self.cached(vg).as_ref()) {
+            Ok((found, results)) => {
+                // The VG as committed (or as read, when every edit was refused or
+                // changed nothing): current either way.
+                self.cache.lock().unwrap().insert(vg.to_owned(), found);
+                results
+            }
+            Err(e) => {
+                // A commit cut short leaves headers the next check will not match;
+                // forgetting costs one full read and proves nothing is assumed.
+                self.forget(vg);
+                if edits.len() == 1 {
+                    return vec![Err(e)];
+                }
+                // What stopped the whole group (the lock, the read, the commit) is
+                // each edit's own error only if it stops that edit alone too.
+                tracing::warn!(
+                    vg,
+                    edits = edits.len(),
+                    "group commit failed, committing its edits one by one: {e}"
+                );
+                edits
+                    .iter()
+                    .map(
+                        |edit| match self.lvm().edit_group(vg, std::slice::from_ref(edit), None) {
+                            Ok((found, mut results)) => {
+                                self.cache.lock().unwrap().insert(vg.to_owned(), found);
+                                results.pop().expect("one result per edit")
+                            }
+                            Err(e) => {
+                                self.forget(vg);
+                                Err(e)
+                            }
+                        },
+                    )
+                    .collect()
+            }
         }
-        r.map(drop)
+    }
+
+    fn count(&self, reused: bool) {
+        let counter = if reused { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 impl Metadata for LvmMetadata {
     fn read_all(&self) -> Result<Vec<VgRead>, LvmError> {
         let found = self.lvm().volume_groups()?;
+        let reads = found.iter().map(to_read).collect();
         let mut cache = self.cache.lock().unwrap();
         cache.clear();
-        for f in &found {
-            cache.insert(f.vg.name.clone(), f.clone());
+        for f in found {
+            cache.insert(f.vg.name.clone(), Arc::new(f));
         }
-        Ok(found.iter().map(to_read).collect())
+        Ok(reads)
     }
 
     fn read(&self, vg: &str) -> Result<VgRead, LvmError> {
-        let cached = self.cache.lock().unwrap().get(vg).cloned();
-        if let Some(c) = cached {
-            if Self::unchanged(&c) {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(to_read(&c));
-            }
-        }
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        match self.lvm().read_vg(vg) {
-            Ok(found) => {
+        match self.lvm().read_vg_cached(vg, self.cached(vg).as_ref()) {
+            Ok((found, reused)) => {
+                self.count(reused);
                 let r = to_read(&found);
                 self.cache.lock().unwrap().insert(vg.to_owned(), found);
                 Ok(r)
@@ -249,8 +297,58 @@ impl Metadata for LvmMetadata {
         Ok(())
     }
 
+    /// Group commit: the first caller to find no commit of `vg` running commits every
+    /// edit waiting then (its own among them); callers arriving meanwhile wait, and the
+    /// first of them to wake commits the next group. Each caller returns its own
+    /// edit's result.
     fn edit(&self, vg: &str, edit: &Edit) -> Result<(), LvmError> {
-        self.change(vg, |lvm| lvm.edit(vg, edit))
+        edit.check(vg)?;
+        let queue = self.queue(vg);
+        let mut state = queue.state.lock().unwrap();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.push((ticket, edit.clone()));
+        loop {
+            if let Some(result) = state.results.remove(&ticket) {
+                return result;
+            }
+            if state.committing {
+                state = queue.done.wait(state).unwrap();
+                continue;
+            }
+            state.committing = true;
+            let group = std::mem::take(&mut state.waiting);
+            drop(state);
+            // Committing never panics past here without the flag being cleared: a
+            // panic in the commit would leave the others waiting, so it is caught.
+            let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.commit_group(vg, &group)
+            }));
+            state = queue.state.lock().unwrap();
+            state.committing = false;
+            match results {
+                Ok(results) => {
+                    for ((t, _), r) in group.iter().zip(results) {
+                        state.results.insert(*t, r);
+                    }
+                }
+                Err(panic) => {
+                    for (t, _) in &group {
+                        state.results.insert(
+                            *t,
+                            Err(LvmError::VgNotWritable {
+                                vg: vg.into(),
+                                why: "its commit failed unexpectedly (see lvmd's log)".into(),
+                            }),
+                        );
+                    }
+                    queue.done.notify_all();
+                    drop(state);
+                    std::panic::resume_unwind(panic);
+                }
+            }
+            queue.done.notify_all();
+        }
     }
 
     fn has_stale_copies(&self, vg: &str) -> Result<bool, LvmError> {

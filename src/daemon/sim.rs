@@ -141,7 +141,7 @@ impl State {
             .unwrap_or(0);
         let text = render_disk_text(vg, &TextHeader::default());
         VgRead {
-            vg: vg.clone(),
+            vg: std::sync::Arc::new(vg.clone()),
             devices,
             metadata: MetadataUse {
                 used: Bytes(text.len() as u64),

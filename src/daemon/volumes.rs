@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, RwLock};
 /// A VG as read, with the device each present PV was found on.
 #[derive(Debug, Clone)]
 pub struct VgRead {
-    pub vg: VolumeGroup,
+    pub vg: Arc<VolumeGroup>,
     pub devices: BTreeMap<Uuid, PathBuf>,
     pub metadata: MetadataUse,
 }
@@ -126,6 +126,11 @@ pub struct VolumeEngine<M> {
     pub(crate) activation: Arc<dyn Activation>,
     pub(crate) node: NodeWork,
     pub(crate) locks: VgLocks,
+    /// One per LV name (`vg/lv`), for creates and removes of linear and striped
+    /// volumes: they hold it and only the VG's read lock, so those of different names
+    /// run side by side and their commits go in one group (see
+    /// [`super::real`]); every other change holds the VG's write lock.
+    pub(crate) names: VgLocks,
     /// One per LV (`vg/lv`): staging and handing out are decided and done one at a
     /// time, so two stages of a fresh LV cannot both format it.
     pub(crate) handouts: VgLocks,
@@ -265,6 +270,7 @@ impl<M: Metadata> VolumeEngine<M> {
             activation,
             node,
             locks: VgLocks::default(),
+            names: VgLocks::default(),
             handouts: VgLocks::default(),
             zeroer,
             inline_wipe_limit: wipe::DEFAULT_INLINE_LIMIT,
@@ -543,7 +549,7 @@ impl<M: Metadata> VolumeEngine<M> {
             let planned = crate::lvm::edit::apply(&read.vg, &edit, &origin)
                 .map_err(|e| self.no_space(vg, e))?;
             Some(VgRead {
-                vg: planned.vg,
+                vg: Arc::new(planned.vg),
                 ..read.clone()
             })
         } else {
@@ -692,7 +698,7 @@ impl<M: Metadata> VolumeEngine<M> {
         let planned =
             crate::lvm::edit::apply(&read.vg, &edit, &origin).map_err(|e| self.no_space(vg, e))?;
         let planned = VgRead {
-            vg: planned.vg,
+            vg: Arc::new(planned.vg),
             ..read.clone()
         };
         let mut ranges = Vec::new();
@@ -1216,7 +1222,14 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
             CryptName::for_volume(vg, &spec.name).map_err(NodeError::from)?;
         }
         let lock = self.locks.get(vg);
-        let _g = lock.write().unwrap();
+        if spec.layout == Layout::Thin {
+            // The pool's transaction ids are handed out in commit order.
+            let _g = lock.write().unwrap();
+            return self.create_locked(vg, spec, encrypted);
+        }
+        let name = self.names.get(&format!("{vg}/{}", spec.name));
+        let _n = name.write().unwrap();
+        let _g = lock.read().unwrap();
         self.create_locked(vg, spec, encrypted)
     }
 
@@ -1265,79 +1278,22 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
     fn remove_logical_volume(&self, vg: &str, lv: &str) -> Result<bool> {
         validate_lv_name(lv).map_err(LvmError::from)?;
         let lock = self.locks.get(vg);
+        {
+            let name = self.names.get(&format!("{vg}/{lv}"));
+            let _n = name.write().unwrap();
+            let _g = lock.read().unwrap();
+            let read = self.meta.read(vg)?;
+            let plain = read.vg.lv(lv).is_some_and(|m| {
+                super::thin::pool_of_thin(m).is_none() && !super::marks::is_wipe(&m.name, &m.tags)
+            });
+            if plain {
+                return self.remove_locked(vg, lv, &read);
+            }
+        }
+        // Gone, thin or being wiped: with the VG to itself, as any other change.
         let _g = lock.write().unwrap();
         let read = self.meta.read(vg)?;
-        let Some(model) = read.vg.lv(lv) else {
-            // A removal killed after its commit: its pool's message goes now.
-            self.finish_pending(&read)?;
-            return Ok(false);
-        };
-        if super::marks::is_wipe(&model.name, &model.tags) {
-            // Already removed; lvmd finishes it.
-            return Ok(false);
-        }
-        if let Some(of) = marks::snapshot_of(&model.tags) {
-            return Err(EngineError::FailedPrecondition {
-                what: "logical volume",
-                name: format!("{vg}/{lv}"),
-                why: format!("is a snapshot of {of}, not a volume (DeleteSnapshot deletes it)"),
-            });
-        }
-        if let Some(pool) = super::thin::pool_of_thin(model).map(str::to_owned) {
-            // Refusals (a snapshot naming it, a record of another transaction that
-            // cannot be sent) before anything changes; then as any volume: closed,
-            // deactivated, then the commit and the pool's `delete`.
-            crate::lvm::edit::check_thin_removable(&read.vg, lv)?;
-            self.settle_pool(vg, &pool)?;
-            self.close_crypt(vg, lv, &self.info(&read, lv)?)?;
-            self.deactivate_volume(&read, lv)?;
-            crash::point("deactivated");
-            self.remove_thin_locked(vg, lv, &pool)?;
-            tracing::info!(vg, lv, pool, "removed thin volume");
-            return Ok(true);
-        }
-        // What lvmd cannot remove (raid, thin, a pool, a hidden or used sub-LV) is
-        // refused before anything changes: deactivating first, then finding out, would
-        // take a thin LV's pool layers or a raid LV's legs down for nothing. So is an LV
-        // on a missing PV: its extents could not be zeroed.
-        crate::lvm::check_removable(&read.vg, lv)?;
-        let ranges = wipe::freed_ranges(&read, model, Extents::ZERO)?;
-        let size = read.vg.extent_size.span(model.extents()).to_bytes();
-        // Busy (mounted, open) stops here, before the metadata changes; an encrypted
-        // volume's mapping goes first (it holds the LV).
-        if view::is_client_visible(model) {
-            self.close_crypt(vg, lv, &self.info(&read, lv)?)?;
-        }
-        self.deactivate_volume(&read, lv)?;
-        crash::point("deactivated");
-        if size <= self.inline_wipe_limit {
-            // Zeroed, then removed: a crash between leaves a zeroed LV the retry removes.
-            self.zero_ranges(vg, lv, "a removed volume", &ranges, Some("zeroing"))?;
-            crash::point("zeroed");
-            self.meta.edit(vg, &Edit::RemoveLv { lv: lv.into() })?;
-            crash::point("committed");
-            tracing::info!(vg, lv, "removed logical volume");
-        } else {
-            // Too large to zero in the caller's time: one commit turns it into a wipe
-            // LV, whose extents stay allocated until the wipe thread zeroed them.
-            let name = wipe::wipe_name(model);
-            let edit = Edit::RenameLv {
-                lv: lv.into(),
-                to: name.clone(),
-                tags: Some(vec![super::marks::WIPE.into()]),
-            };
-            self.meta.edit(vg, &edit)?;
-            crash::point("committed");
-            self.wiper.poke();
-            tracing::info!(
-                vg,
-                lv,
-                wipe_lv = name,
-                bytes = size.0,
-                "removed logical volume; its extents are zeroed in the background"
-            );
-        }
-        Ok(true)
+        self.remove_locked(vg, lv, &read)
     }
 
     fn resize_logical_volume(&self, vg: &str, lv: &str, size: Bytes) -> Result<LvInfo> {
@@ -1591,6 +1547,82 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
 }
 
 impl<M: Metadata> VolumeEngine<M> {
+    /// Removes `lv` as read in `read`, with the VG's write lock, or its read lock and
+    /// the LV's name lock for a linear or striped one.
+    fn remove_locked(&self, vg: &str, lv: &str, read: &VgRead) -> Result<bool> {
+        let Some(model) = read.vg.lv(lv) else {
+            // A removal killed after its commit: its pool's message goes now.
+            self.finish_pending(read)?;
+            return Ok(false);
+        };
+        if super::marks::is_wipe(&model.name, &model.tags) {
+            // Already removed; lvmd finishes it.
+            return Ok(false);
+        }
+        if let Some(of) = marks::snapshot_of(&model.tags) {
+            return Err(EngineError::FailedPrecondition {
+                what: "logical volume",
+                name: format!("{vg}/{lv}"),
+                why: format!("is a snapshot of {of}, not a volume (DeleteSnapshot deletes it)"),
+            });
+        }
+        if let Some(pool) = super::thin::pool_of_thin(model).map(str::to_owned) {
+            // Refusals (a snapshot naming it, a record of another transaction that
+            // cannot be sent) before anything changes; then as any volume: closed,
+            // deactivated, then the commit and the pool's `delete`.
+            crate::lvm::edit::check_thin_removable(&read.vg, lv)?;
+            self.settle_pool(vg, &pool)?;
+            self.close_crypt(vg, lv, &self.info(read, lv)?)?;
+            self.deactivate_volume(read, lv)?;
+            crash::point("deactivated");
+            self.remove_thin_locked(vg, lv, &pool)?;
+            tracing::info!(vg, lv, pool, "removed thin volume");
+            return Ok(true);
+        }
+        // What lvmd cannot remove (raid, thin, a pool, a hidden or used sub-LV) is
+        // refused before anything changes: deactivating first, then finding out, would
+        // take a thin LV's pool layers or a raid LV's legs down for nothing. So is an LV
+        // on a missing PV: its extents could not be zeroed.
+        crate::lvm::check_removable(&read.vg, lv)?;
+        let ranges = wipe::freed_ranges(read, model, Extents::ZERO)?;
+        let size = read.vg.extent_size.span(model.extents()).to_bytes();
+        // Busy (mounted, open) stops here, before the metadata changes; an encrypted
+        // volume's mapping goes first (it holds the LV).
+        if view::is_client_visible(model) {
+            self.close_crypt(vg, lv, &self.info(read, lv)?)?;
+        }
+        self.deactivate_volume(read, lv)?;
+        crash::point("deactivated");
+        if size <= self.inline_wipe_limit {
+            // Zeroed, then removed: a crash between leaves a zeroed LV the retry removes.
+            self.zero_ranges(vg, lv, "a removed volume", &ranges, Some("zeroing"))?;
+            crash::point("zeroed");
+            self.meta.edit(vg, &Edit::RemoveLv { lv: lv.into() })?;
+            crash::point("committed");
+            tracing::info!(vg, lv, "removed logical volume");
+        } else {
+            // Too large to zero in the caller's time: one commit turns it into a wipe
+            // LV, whose extents stay allocated until the wipe thread zeroed them.
+            let name = wipe::wipe_name(model);
+            let edit = Edit::RenameLv {
+                lv: lv.into(),
+                to: name.clone(),
+                tags: Some(vec![super::marks::WIPE.into()]),
+            };
+            self.meta.edit(vg, &edit)?;
+            crash::point("committed");
+            self.wiper.poke();
+            tracing::info!(
+                vg,
+                lv,
+                wipe_lv = name,
+                bytes = size.0,
+                "removed logical volume; its extents are zeroed in the background"
+            );
+        }
+        Ok(true)
+    }
+
     /// The two halves of a rekey on the LV's `device` ([`Engine::rekey_volume`]).
     fn rekey_device(
         &self,

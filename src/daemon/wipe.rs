@@ -1020,7 +1020,7 @@ mod tests {
             panic!()
         };
         let gone = stripes[0].name.clone();
-        let mut vg = read.vg.clone();
+        let mut vg = crate::model::VolumeGroup::clone(&read.vg);
         vg.pvs.iter_mut().find(|p| p.name == gone).unwrap().device = None;
         e.insert_vg(vg);
         let info = |lv: &str| e.logical_volume("vg", lv).unwrap().health;

@@ -28,13 +28,16 @@ use crate::store::backup::BackupDirs;
 use crate::store::commit::{commit, CommitStep, CommitTarget};
 use crate::store::devices_file::DevicesFileLocation;
 use crate::store::lock::{LockGuard, LockMode, Locker, Resource, DEFAULT_LOCK_DIR};
-use crate::store::scan::{read_pv_from, scan_devices, VgOnDisk};
+use crate::store::scan::{
+    read_label, read_pv_from, scan_devices, Fingerprint, PvHeaders, VgOnDisk,
+};
 use crate::store::{Access, Device, StoreError};
 use crate::units::{Bytes, ExtentSize, Sectors, SECTOR_SIZE};
 use crate::uuid::Uuid;
 use edit::{NewPv, Origin};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tracing::info;
 
 /// lvm2's `devices/pv_min_size` default: 2 MiB.
@@ -275,7 +278,7 @@ fn read_pv_or_traces(dev: &Device, path: &Path) -> Result<Option<crate::store::s
 /// A VG read under its write lock, ready to change.
 struct Locked {
     _guards: Vec<LockGuard>,
-    found: VgOnDisk,
+    found: Arc<VgOnDisk>,
 }
 
 impl Lvm {
@@ -366,15 +369,49 @@ impl Lvm {
         }
     }
 
+    /// One VG read under a shared lock; `cached`, the same VG as read or committed
+    /// before, is returned as it is (its text neither read nor parsed again) when its
+    /// [`Fingerprint`] still matches the disks. `.1`: whether it was.
+    pub fn read_vg_cached(
+        &self,
+        name: &str,
+        cached: Option<&Arc<VgOnDisk>>,
+    ) -> Result<(Arc<VgOnDisk>, bool)> {
+        let _g = self.lock(Resource::Vg(name.into()), LockMode::Shared)?;
+        self.find_vg_cached(name, cached)
+    }
+
+    /// With the VG's lock held: `cached` if nobody changed the VG since, else a full read.
+    fn find_vg_cached(
+        &self,
+        name: &str,
+        cached: Option<&Arc<VgOnDisk>>,
+    ) -> Result<(Arc<VgOnDisk>, bool)> {
+        if let Some(c) = cached.filter(|c| c.vg.name == name) {
+            if let Some(fp) = &c.fingerprint {
+                if Fingerprint::read(&c.devices).as_ref() == Some(fp) {
+                    return Ok((Arc::clone(c), true));
+                }
+            }
+        }
+        Ok((Arc::new(self.find_vg(name)?), false))
+    }
+
     fn lock_vg_for_write(&self, name: &str) -> Result<Locked> {
-        self.lock_vg_for_write_past_missing(name, false)
+        self.lock_vg_for_write_past_missing(name, false, None)
     }
 
     /// `past_missing`: PVs whose device is gone do not stop the write (the edit takes
-    /// data off them; see [`Edit::writes_past_missing_pvs`]).
-    fn lock_vg_for_write_past_missing(&self, name: &str, past_missing: bool) -> Result<Locked> {
+    /// data off them; see [`Edit::writes_past_missing_pvs`]). `cached`: as for
+    /// [`Lvm::read_vg_cached`].
+    fn lock_vg_for_write_past_missing(
+        &self,
+        name: &str,
+        past_missing: bool,
+        cached: Option<&Arc<VgOnDisk>>,
+    ) -> Result<Locked> {
         let guard = self.lock(Resource::Vg(name.into()), LockMode::Exclusive)?;
-        let found = self.find_vg(name)?;
+        let (found, _) = self.find_vg_cached(name, cached)?;
         check_writable(&found, past_missing)?;
         Ok(Locked {
             _guards: vec![guard],
@@ -383,14 +420,15 @@ impl Lvm {
     }
 
     /// Commits `vg` (whose seqno the caller has not touched) over the version in `old`,
-    /// plus any `new_pvs` joining it, then refreshes lvm2's backup files.
+    /// plus any `new_pvs` joining it, then refreshes lvm2's backup files. Returns the VG
+    /// as it is now on disk, as a read would find it, without reading it back.
     fn write_vg(
         &self,
         old: &VgOnDisk,
         vg: &mut VolumeGroup,
         new_pvs: &[(PathBuf, Uuid)],
         description: String,
-    ) -> Result<()> {
+    ) -> Result<VgOnDisk> {
         vg.seqno = old.vg.seqno + 1;
         let header = self.header(description);
         let mut paths: BTreeMap<Uuid, PathBuf> = old.devices.clone();
@@ -408,14 +446,14 @@ impl Lvm {
                 why: format!("PV {} ({}) is missing", pv.name, pv.id),
             })?;
             let dev = Device::open(path, Access::Write)?;
-            let on_disk = read_pv_from(&dev)?.filter(|p| p.label.pv_uuid == pv.id);
-            let Some(on_disk) = on_disk else {
+            // The label only: the commit reads each area's header itself.
+            let Some(label) = read_label(&dev)?.filter(|l| l.pv_uuid == pv.id) else {
                 return Err(LvmError::VgNotWritable {
                     vg: vg.name.clone(),
                     why: format!("{} no longer carries PV {}", path.display(), pv.id),
                 });
             };
-            devices.push((dev, on_disk.label));
+            devices.push((dev, label));
             written.push(pv.id);
         }
         check_within_devices(&old.vg, vg, &written, &devices)?;
@@ -428,21 +466,55 @@ impl Lvm {
         if let (Some(b), false) = (&self.backup, old.text.is_empty()) {
             b.archive(&old.vg, &old.header)?;
         }
-        commit(vg, &header, &targets, &mut inject)?;
+        let committed = commit(vg, &header, &targets, &mut inject)?;
         // A PV says in its label that it belongs to a VG; set after the metadata is
         // there, so a crash never leaves a PV marked used with no VG to show for it.
-        for (dev, label) in &devices {
+        for (dev, label) in devices.iter_mut() {
             if !label.is_used() {
-                let mut l = label.clone();
-                l.ext_flags |= PV_EXT_USED;
-                write_label(dev, &l)?;
+                label.ext_flags |= PV_EXT_USED;
+                write_label(dev, label)?;
             }
         }
         if let Some(b) = &self.backup {
             b.write_backup(vg, &header)?;
         }
         info!(vg = %vg.name, seqno = vg.seqno, "{}", header.description);
-        Ok(())
+        // Every area of every present PV now holds this text. A VG written around a
+        // missing PV gets no fingerprint, so it is read in full next time, as before.
+        let mut pvs: Vec<PvHeaders> = written
+            .iter()
+            .zip(devices.iter().zip(committed.headers))
+            .map(|(id, ((_, label), mdas))| PvHeaders {
+                path: paths[id].clone(),
+                label: label.clone(),
+                mdas,
+            })
+            .collect();
+        let capacity = pvs
+            .iter()
+            .flat_map(|p| &p.mdas)
+            .filter(|h| !h.is_ignored())
+            .map(|h| h.max_text_size())
+            .min()
+            .unwrap_or(0);
+        let written_paths: BTreeMap<Uuid, PathBuf> = pvs
+            .iter()
+            .map(|p| (p.label.pv_uuid, p.path.clone()))
+            .collect();
+        // In the order of the devices map, as a scan builds it.
+        pvs.sort_by_key(|p| p.label.pv_uuid);
+        let fingerprint = (written.len() == vg.pvs.len()).then_some(Fingerprint(pvs));
+        Ok(VgOnDisk {
+            vg: Arc::new(vg.clone()),
+            header,
+            text: committed.text,
+            devices: written_paths,
+            stale: vec![],
+            damaged: vec![],
+            unwritable: None,
+            metadata_capacity: Bytes(capacity),
+            fingerprint,
+        })
     }
 
     /// Makes `path` a PV outside any VG, as `pvcreate` does with lvm2's defaults: label in
@@ -664,10 +736,10 @@ impl Lvm {
         let mut vg = edit::new_vg(name, extent_size);
         let added = self.add_pvs(&mut vg, checked)?;
         let empty = VgOnDisk {
-            vg: VolumeGroup {
+            vg: Arc::new(VolumeGroup {
                 seqno: 0,
                 ..vg.clone()
-            },
+            }),
             header: TextHeader::default(),
             text: String::new(),
             devices: BTreeMap::new(),
@@ -675,6 +747,7 @@ impl Lvm {
             damaged: vec![],
             unwritable: None,
             metadata_capacity: Bytes(0),
+            fingerprint: None,
         };
         self.write_vg(&empty, &mut vg, &added, format!("vgcreate {name}"))?;
         self.invalidate_lvm2_hints();
@@ -685,7 +758,7 @@ impl Lvm {
         let _global = self.lock(Resource::Global, LockMode::Exclusive)?;
         let locked = self.lock_vg_for_write(name)?;
         let checked = self.check_new_pvs(devices)?;
-        let mut vg = locked.found.vg.clone();
+        let mut vg = VolumeGroup::clone(&locked.found.vg);
         let added = self.add_pvs(&mut vg, checked)?;
         self.write_vg(&locked.found, &mut vg, &added, format!("vgextend {name}"))?;
         self.invalidate_lvm2_hints();
@@ -697,7 +770,7 @@ impl Lvm {
         let _global = self.lock(Resource::Global, LockMode::Exclusive)?;
         let locked = self.lock_vg_for_write(name)?;
         let found = &locked.found;
-        let mut vg = found.vg.clone();
+        let mut vg = VolumeGroup::clone(&found.vg);
         let usage = vg.pv_usage();
         let mut removed = Vec::new();
         for path in devices {
@@ -778,11 +851,56 @@ impl Lvm {
     pub fn edit(&self, vg_name: &str, edit: &Edit) -> Result<VolumeGroup> {
         // Bad input is refused as such before any lock or read.
         edit.check(vg_name)?;
-        let past_missing = edit.writes_past_missing_pvs();
-        let locked = self.lock_vg_for_write_past_missing(vg_name, past_missing)?;
+        let (found, mut results) = self.edit_group(vg_name, std::slice::from_ref(edit), None)?;
+        results.pop().expect("one result per edit")?;
+        Ok(VolumeGroup::clone(&found.vg))
+    }
+
+    /// Several edits of one VG in one commit (a group commit): applied in order to one
+    /// model under one lvm2 lock, then one metadata write and one archive and backup
+    /// for all of them. Each edit gets its own result; one that is refused (bad input,
+    /// no space, a name taken by an earlier edit of the group) is left out and the rest
+    /// commit. `Err` is what stops them all: the lock, the read, the commit.
+    ///
+    /// `cached`: the VG as read or committed before, used instead of reading it again
+    /// when nobody changed it since (see [`Lvm::read_vg_cached`]). Returns the VG as it
+    /// is on disk afterwards.
+    pub fn edit_group(
+        &self,
+        vg_name: &str,
+        edits: &[Edit],
+        cached: Option<&Arc<VgOnDisk>>,
+    ) -> Result<(Arc<VgOnDisk>, Vec<Result<()>>)> {
+        let mut results: Vec<Result<()>> = edits.iter().map(|e| e.check(vg_name)).collect();
+        let past_missing = edits
+            .iter()
+            .zip(&results)
+            .any(|(e, r)| r.is_ok() && e.writes_past_missing_pvs());
+        let locked = self.lock_vg_for_write_past_missing(vg_name, past_missing, cached)?;
         let found = &locked.found;
-        let edited = edit::apply(&found.vg, edit, &Origin::now(&self.host))?;
-        let mut vg = edited.vg;
+        let origin = Origin::now(&self.host);
+        let mut vg = VolumeGroup::clone(&found.vg);
+        let mut descriptions = Vec::new();
+        for (edit, result) in edits.iter().zip(results.iter_mut()) {
+            if result.is_err() {
+                continue;
+            }
+            // Only the edits that take data off missing PVs may write past them.
+            if past_missing && !edit.writes_past_missing_pvs() {
+                if let Err(e) = check_writable(found, false) {
+                    *result = Err(e);
+                    continue;
+                }
+            }
+            match edit::apply(&vg, edit, &origin) {
+                Ok(edited) if edited.changed => {
+                    vg = edited.vg;
+                    descriptions.push(edited.description);
+                }
+                Ok(_) => {}
+                Err(e) => *result = Err(e),
+            }
+        }
         if past_missing {
             // lvm2 flags a PV it writes around MISSING, so any later reader (lvm2's
             // vgreduce --removemissing, vgextend --restoremissing) knows the PV's own
@@ -793,10 +911,11 @@ impl Lvm {
                 }
             }
         }
-        if edited.changed {
-            self.write_vg(found, &mut vg, &[], edited.description)?;
+        if descriptions.is_empty() {
+            return Ok((Arc::clone(found), results));
         }
-        Ok(vg)
+        let written = self.write_vg(found, &mut vg, &[], group_description(descriptions))?;
+        Ok((Arc::new(written), results))
     }
 
     /// [`Lvm::edit`], returning the LV the edit leaves behind.
@@ -902,6 +1021,19 @@ fn orphan_pv(path: &Path) -> Result<()> {
     let mut label = pv.label;
     label.ext_flags &= !PV_EXT_USED;
     write_label(&dev, &label)
+}
+
+/// lvm2's header line for a group commit: the edits' own descriptions, the first few
+/// in full.
+fn group_description(mut descriptions: Vec<String>) -> String {
+    const SHOWN: usize = 3;
+    let more = descriptions.len().saturating_sub(SHOWN);
+    descriptions.truncate(SHOWN);
+    let shown = descriptions.join("; ");
+    match more {
+        0 => shown,
+        n => format!("{shown}; and {n} more"),
+    }
 }
 
 fn check_writable(found: &VgOnDisk, past_missing: bool) -> Result<()> {

@@ -5,7 +5,7 @@ use super::StoreError;
 use crate::format::text::{write_document, Layout};
 use crate::model::{TextHeader, VolumeGroup};
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_BACKUP_DIR: &str = "/etc/lvm/backup";
@@ -69,6 +69,30 @@ impl BackupDirs {
         replace_file(&self.backup_path(&vg.name), &backup_text(vg, header))
     }
 
+    /// Archives the backup file itself when it holds this very version of the VG, as
+    /// it does after every commit (lvmd's or lvm2's): a hard link to it as `to`, so
+    /// the text (megabytes for thousands of volumes) is neither rendered nor written
+    /// again; the next [`BackupDirs::write_backup`] replaces the backup by a rename,
+    /// which leaves the archived file as it is. `false`: not that version, or no link
+    /// possible here (another filesystem); the caller writes the archive.
+    fn link_current_backup(&self, vg: &VolumeGroup, to: &Path) -> bool {
+        // The VG section opens with its id and seqno, after the header lines (whose
+        // description is a command line: a few KiB at most).
+        const HEAD: u64 = 16 << 10;
+        let from = self.backup_path(&vg.name);
+        let mut head = Vec::new();
+        let read = fs::File::open(&from).and_then(|f| f.take(HEAD).read_to_end(&mut head));
+        if read.is_err() {
+            return false;
+        }
+        let opening = format!(
+            "\n{} {{\n\tid = \"{}\"\n\tseqno = {}\n",
+            vg.name, vg.id, vg.seqno
+        );
+        let holds = head.windows(opening.len()).any(|w| w == opening.as_bytes());
+        holds && fs::hard_link(&from, to).is_ok()
+    }
+
     /// Removes the backup of a VG that no longer exists (lvm2 does on vgremove).
     pub fn remove_backup(&self, vg_name: &str) -> Result<(), StoreError> {
         let path = self.backup_path(vg_name);
@@ -108,12 +132,79 @@ impl BackupDirs {
             vg.name,
             u32::from_ne_bytes(random) % 1_000_000_000
         ));
-        replace_file(&path, &backup_text(vg, header))?;
+        if !self.link_current_backup(vg, &path) {
+            replace_file(&path, &backup_text(vg, header))?;
+        }
         numbered.push((next, path));
         let excess = numbered.len().saturating_sub(ARCHIVES_KEPT);
         for (_, old) in numbered.into_iter().take(excess) {
             let _ = fs::remove_file(old);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::text::parse;
+
+    fn fixture() -> (VolumeGroup, TextHeader) {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/lvm2/simple/vgcfgbackup.txt");
+        let text = fs::read_to_string(p).unwrap();
+        VolumeGroup::from_document(&parse(&text).unwrap()).unwrap()
+    }
+
+    fn archives(dirs: &BackupDirs) -> Vec<String> {
+        let mut texts: Vec<(PathBuf, String)> = fs::read_dir(dirs.archive.as_ref().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.clone(), fs::read_to_string(p).unwrap()))
+            .collect();
+        texts.sort();
+        texts.into_iter().map(|(_, t)| t).collect()
+    }
+
+    #[test]
+    fn the_archive_holds_the_version_before_the_change_linked_or_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = BackupDirs {
+            backup: dir.path().join("backup"),
+            archive: Some(dir.path().join("archive")),
+        };
+        let (v1, h1) = fixture();
+        let mut v2 = v1.clone();
+        v2.seqno += 1;
+        v2.tags.push("second".into());
+        // As a commit does: archive the old version, then back up the new one.
+        dirs.write_backup(&v1, &h1).unwrap();
+        dirs.archive(&v1, &h1).unwrap();
+        // Linked, not written again.
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+        let archived = fs::read_dir(dirs.archive.as_ref().unwrap())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert_eq!(ino(&archived), ino(&dirs.backup_path(&v1.name)));
+        dirs.write_backup(&v2, &h1).unwrap();
+        let texts = archives(&dirs);
+        assert_eq!(texts, [backup_text(&v1, &h1)]);
+        assert!(!texts[0].contains("second"));
+        // The backup file holds another version (another writer left it, or none):
+        // the archive is written from the VG given, not linked.
+        let mut v3 = v2.clone();
+        v3.seqno += 1;
+        dirs.archive(&v3, &h1).unwrap();
+        let texts = archives(&dirs);
+        assert_eq!(texts.len(), 2);
+        assert_eq!(texts[1], backup_text(&v3, &h1));
+        assert_eq!(
+            fs::read_to_string(dirs.backup_path(&v1.name)).unwrap(),
+            backup_text(&v2, &h1)
+        );
     }
 }

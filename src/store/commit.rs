@@ -42,6 +42,14 @@ pub fn render_disk_text(vg: &VolumeGroup, header: &TextHeader) -> String {
     write_document(&vg.to_document(header, false), Layout::Disk)
 }
 
+/// What a commit left on disk: the text, and each target's area headers (in its
+/// label's order) as they are now, so a caller can know the VG without reading it back.
+#[derive(Debug)]
+pub struct Committed {
+    pub text: String,
+    pub headers: Vec<Vec<MdaHeader>>,
+}
+
 /// Writes `vg` to every metadata area of every target. `inject` is called after each
 /// step; returning `false` stops the commit there (for crash tests), as if the process
 /// had died.
@@ -50,7 +58,7 @@ pub fn commit(
     header: &TextHeader,
     targets: &[CommitTarget],
     inject: &mut dyn FnMut(CommitStep) -> bool,
-) -> Result<(), StoreError> {
+) -> Result<Committed, StoreError> {
     if let Some(p) = vg.problems().first() {
         return Err(StoreError::Inconsistent {
             vg: vg.name.clone(),
@@ -61,7 +69,9 @@ pub fn commit(
 
     // 1. Plan everything before the first write.
     let mut plans = Vec::new();
+    let mut headers = Vec::with_capacity(targets.len());
     for (i, t) in targets.iter().enumerate() {
+        let mut after = Vec::with_capacity(t.label.metadata_areas.len());
         for (j, area) in t.label.metadata_areas.iter().enumerate() {
             let current = match read_header(t.device, area) {
                 Ok(h) => h,
@@ -74,10 +84,15 @@ pub fn commit(
                 }
                 Err(e) => return Err(e),
             };
-            if let Some(plan) = plan_text(t.device, &current, text.as_bytes())? {
-                plans.push((i, j, plan));
+            match plan_text(t.device, &current, text.as_bytes())? {
+                Some(plan) => {
+                    after.push(plan.new_header.clone());
+                    plans.push((i, j, plan));
+                }
+                None => after.push(current),
             }
         }
+        headers.push(after);
     }
     if plans.is_empty() {
         return Err(StoreError::Inconsistent {
@@ -118,5 +133,5 @@ pub fn commit(
     for t in targets {
         t.device.sync()?;
     }
-    Ok(())
+    Ok(Committed { text, headers })
 }

@@ -1,15 +1,17 @@
 //! Finding PVs on devices and assembling volume groups from their metadata copies.
 
 use super::device::{Access, Device};
-use super::mda_io::{read_mda, MdaOnDisk};
+use super::mda_io::{read_header, read_mda, MdaOnDisk};
 use super::StoreError;
 use crate::format::label::{PvLabel, LABEL_SCAN_BYTES};
+use crate::format::mda::MdaHeader;
 use crate::format::text;
 use crate::model::{TextHeader, VolumeGroup};
 use crate::units::Bytes;
 use crate::uuid::Uuid;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A device that carries a PV label.
 #[derive(Debug)]
@@ -45,7 +47,8 @@ pub struct Scan {
 /// A volume group as found on disk: the newest copy of its metadata and where its PVs are.
 #[derive(Debug, Clone)]
 pub struct VgOnDisk {
-    pub vg: VolumeGroup,
+    /// Shared: the daemon hands the cached model to every reader without copying it.
+    pub vg: Arc<VolumeGroup>,
     pub header: TextHeader,
     /// The metadata text the VG was read from (the newest copy).
     pub text: String,
@@ -64,6 +67,54 @@ pub struct VgOnDisk {
     /// share: each keeps the old copy while the new one is written). 0 when no area
     /// could be read.
     pub metadata_capacity: Bytes,
+    /// What proves the metadata unchanged later without reading it again; `None` when
+    /// the VG is not whole and clean (a PV missing, a stale or damaged copy, read-only):
+    /// such a VG is read in full every time.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// What proves a VG's metadata unchanged since it was read, without reading or parsing
+/// its text: each PV's label and the headers of its metadata areas (where the live text
+/// is, its size and checksum). Every commit, lvmd's or lvm2's, ends by rewriting the
+/// header of each area it wrote the new text to, so the same headers on every PV mean
+/// the same text. Compared under lvm2's lock, so no commit runs meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint(pub Vec<PvHeaders>);
+
+/// One PV's part of a [`Fingerprint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PvHeaders {
+    pub path: PathBuf,
+    pub label: PvLabel,
+    /// One per metadata area of the label, in its order.
+    pub mdas: Vec<MdaHeader>,
+}
+
+impl Fingerprint {
+    /// The fingerprint of the PVs `devices` (by uuid) as they are now; `None` when one
+    /// cannot be read or no longer carries its PV (so nothing can be proven).
+    pub fn read(devices: &BTreeMap<Uuid, PathBuf>) -> Option<Fingerprint> {
+        let mut pvs = Vec::with_capacity(devices.len());
+        for (uuid, path) in devices {
+            let dev = Device::open(path, Access::Read).ok()?;
+            let label = read_label(&dev).ok()??;
+            if label.pv_uuid != *uuid {
+                return None;
+            }
+            let mdas = label
+                .metadata_areas
+                .iter()
+                .map(|area| read_header(&dev, area))
+                .collect::<Result<Vec<_>, _>>()
+                .ok()?;
+            pvs.push(PvHeaders {
+                path: path.clone(),
+                label,
+                mdas,
+            });
+        }
+        Some(Fingerprint(pvs))
+    }
 }
 
 impl VgOnDisk {
@@ -82,18 +133,19 @@ pub fn read_pv(path: &Path) -> Result<Option<PvOnDisk>, StoreError> {
     read_pv_from(&dev)
 }
 
-pub fn read_pv_from(dev: &Device) -> Result<Option<PvOnDisk>, StoreError> {
+/// The PV label of a device; `Ok(None)`: none.
+pub fn read_label(dev: &Device) -> Result<Option<PvLabel>, StoreError> {
     let head_len = (LABEL_SCAN_BYTES as u64).min(dev.size().0);
     let head = dev.read_at(Bytes(0), head_len)?;
-    let label = match PvLabel::find(&head) {
-        Ok(Some(label)) => label,
-        Ok(None) => return Ok(None),
-        Err(source) => {
-            return Err(StoreError::Label {
-                path: dev.path().to_owned(),
-                source,
-            })
-        }
+    PvLabel::find(&head).map_err(|source| StoreError::Label {
+        path: dev.path().to_owned(),
+        source,
+    })
+}
+
+pub fn read_pv_from(dev: &Device) -> Result<Option<PvOnDisk>, StoreError> {
+    let Some(label) = read_label(dev)? else {
+        return Ok(None);
     };
     let mut mdas = Vec::new();
     let mut damaged_mdas = Vec::new();
@@ -271,13 +323,18 @@ impl Scan {
             if let Some(why) = &unwritable {
                 tracing::warn!(vg = %newest.vg.name, "volume group is read-only to lvmd: {why}");
             }
-            let stale = list
+            let stale: Vec<(PathBuf, u64)> = list
                 .iter()
                 .filter(|c| c.vg.seqno < newest.vg.seqno)
                 .map(|c| (c.path.to_owned(), c.vg.seqno))
                 .collect();
+            let whole = unwritable.is_none()
+                && stale.is_empty()
+                && damaged.is_empty()
+                && devices.len() == newest.vg.pvs.len();
+            let fingerprint = whole.then(|| self.fingerprint_of(&devices)).flatten();
             out.push(VgOnDisk {
-                vg: newest.vg.clone(),
+                vg: Arc::new(newest.vg.clone()),
                 header: newest.header.clone(),
                 text: newest.text.to_owned(),
                 devices,
@@ -285,10 +342,27 @@ impl Scan {
                 damaged,
                 unwritable,
                 metadata_capacity: Bytes(metadata_capacity.unwrap_or(0)),
+                fingerprint,
             });
         }
         out.sort_by(|a, b| a.vg.name.cmp(&b.vg.name));
         Ok(out)
+    }
+}
+
+impl Scan {
+    /// The fingerprint of `devices` from what this scan read of them.
+    fn fingerprint_of(&self, devices: &BTreeMap<Uuid, PathBuf>) -> Option<Fingerprint> {
+        let pvs = devices.values().map(|path| {
+            let pv = self.pvs.iter().find(|p| &p.path == path)?;
+            // Every area read: else the scan's damaged list was not empty.
+            (pv.mdas.len() == pv.label.metadata_areas.len()).then(|| PvHeaders {
+                path: path.clone(),
+                label: pv.label.clone(),
+                mdas: pv.mdas.iter().map(|m| m.header.clone()).collect(),
+            })
+        });
+        pvs.collect::<Option<Vec<_>>>().map(Fingerprint)
     }
 }
 
