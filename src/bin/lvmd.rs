@@ -110,6 +110,7 @@ async fn serve_engine(config: Config, engine: Arc<dyn Engine>) -> Result<(), Err
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
     lvmd::daemon::auto_repair::spawn(engine.clone(), &config);
+    lvmd::daemon::auto_grow::spawn(engine.clone(), &config);
     let api = Api::new(engine, DeviceClasses::from_config(&config));
     let policy = config.access_policy();
     tracing::info!(socket = %config.socket.display(), from_systemd = (source == Source::Systemd), allow = %policy, "listening");

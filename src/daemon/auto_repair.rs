@@ -78,24 +78,7 @@ pub fn spawn(engine: Arc<dyn Engine>, config: &Config) {
     }
     tracing::info!(volume_groups = ?vgs, every_seconds = INTERVAL.as_secs(),
         "automatic repair of degraded mirrors on");
-    tokio::spawn(async move {
-        let mut last = BTreeMap::new();
-        let mut tick = tokio::time::interval(INTERVAL);
-        loop {
-            tick.tick().await;
-            let engine = engine.clone();
-            let vgs = vgs.clone();
-            let mut l = std::mem::take(&mut last);
-            // Repairs take the VG's lock and do I/O: off the async threads.
-            match tokio::task::spawn_blocking(move || {
-                round(engine.as_ref(), &vgs, &mut l);
-                l
-            })
-            .await
-            {
-                Ok(l) => last = l,
-                Err(e) => tracing::error!("automatic repair round failed: {e}"),
-            }
-        }
+    super::rounds::spawn(INTERVAL, "automatic repair", move |last| {
+        round(engine.as_ref(), &vgs, last)
     });
 }

@@ -161,6 +161,14 @@ pub struct ThinPoolConfig {
     /// kernel's count), so writers of the existing ones keep the rest.
     #[serde(default = "default_usage_limit")]
     pub usage_limit_percent: u32,
+    /// Grow the pool by itself once dm-thin counts its data or metadata at least this
+    /// full (lvm2's `thin_pool_autoextend_threshold`); 100, the default, never.
+    #[serde(default = "default_autoextend_threshold")]
+    pub autoextend_threshold_percent: u32,
+    /// By how much of its size the part that reached the threshold grows (lvm2's
+    /// `thin_pool_autoextend_percent`).
+    #[serde(default = "default_autoextend_percent")]
+    pub autoextend_percent: u32,
 }
 
 /// A thin pool's size as configured.
@@ -256,6 +264,21 @@ impl ThinPoolConfig {
                 format!("{}: must be 1 to 100", self.usage_limit_percent),
             ));
         }
+        if !(1..=100).contains(&self.autoextend_threshold_percent) {
+            return Err((
+                key("autoextend_threshold_percent"),
+                format!(
+                    "{}: must be 1 to 100 (100: never grow by itself)",
+                    self.autoextend_threshold_percent
+                ),
+            ));
+        }
+        if !(1..=1000).contains(&self.autoextend_percent) {
+            return Err((
+                key("autoextend_percent"),
+                format!("{}: must be 1 to 1000", self.autoextend_percent),
+            ));
+        }
         if let Some(c) = self.chunk_size {
             if c.0 % 512 != 0 {
                 return Err((key("chunk_size"), format!("{}: must be whole sectors", c.0)));
@@ -314,6 +337,12 @@ fn default_overprovision() -> f64 {
 }
 fn default_usage_limit() -> u32 {
     90
+}
+fn default_autoextend_threshold() -> u32 {
+    100
+}
+fn default_autoextend_percent() -> u32 {
+    20
 }
 fn default_stripe_size() -> Bytes {
     crate::model::layout::DEFAULT_STRIPE_SIZE.to_bytes()
@@ -705,6 +734,16 @@ loop_file = { path = "/var/lib/lvmd/trial.img", size = "1GiB" }
             (
                 "size = \"1G\", usage_limit_percent = 0",
                 "device_classes.t.thin_pool.usage_limit_percent",
+                "0",
+            ),
+            (
+                "size = \"1G\", autoextend_threshold_percent = 0",
+                "device_classes.t.thin_pool.autoextend_threshold_percent",
+                "0",
+            ),
+            (
+                "size = \"1G\", autoextend_percent = 0",
+                "device_classes.t.thin_pool.autoextend_percent",
                 "0",
             ),
             (

@@ -14,9 +14,12 @@
 //!   background wipe thread.
 //! - [`thin`], [`snapshots`]: a device class's thin pool, its volumes, snapshots and
 //!   the volumes made from them.
-//! - [`auto_repair`]: repairing degraded mirrors of the classes that ask for it.
+//! - [`auto_repair`]: repairing degraded mirrors of the classes that ask for it;
+//!   [`auto_grow`]: growing the thin pools of the classes that ask for it; both run
+//!   as [`rounds`].
 
 pub mod activation;
+pub mod auto_grow;
 pub mod auto_repair;
 pub mod classes;
 pub mod config;
@@ -29,6 +32,7 @@ pub mod node_work;
 pub mod paths;
 pub mod real;
 pub mod reconcile;
+pub mod rounds;
 pub mod run;
 pub mod setup;
 pub mod sim;
