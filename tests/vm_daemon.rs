@@ -2482,7 +2482,7 @@ fn integrity_status(bed: &Bed, lv: &str) -> (u64, u64, Option<u64>) {
 /// written through it, then one block of each leg's data flipped on the PV itself:
 /// the mirror reads back the pattern (dm-integrity fails the damaged block, dm-raid
 /// reads the other copy) and dm-integrity counts the mismatch, as lvm2 reports it
-/// (`integritymismatches`). Grown online before that (data kept, the grown part zeros
+/// (`integritymismatches`) and lvmd does (`mirror_sync.integrity_mismatches`). Grown online before that (data kept, the grown part zeros
 /// and writable). lvm2 removes it (active), and lvmd agrees nothing is left. Lean for
 /// CI: a volume of one extent, then two; one activation.
 #[test]
@@ -2618,6 +2618,13 @@ fn an_integrity_mirror_serves_the_good_copy_of_a_damaged_block() {
         "{by_lvm2}"
     );
     eprintln!("mismatches counted: {mismatches}");
+    // lvmd says so too (gRPC, lvmd-ctl).
+    let listed = bed.listed("m");
+    assert_eq!(
+        listed["mirror_sync"]["integrity_mismatches"].as_u64(),
+        Some(mismatches),
+        "{listed}"
+    );
     // lvm2 takes lvmd's mirror down and removes it, every sub-LV along.
     bed.lvm2(&["lvremove", "-y", &format!("{}/m", bed.vg)]);
     assert!(bed.agree().is_empty());

@@ -345,8 +345,33 @@ impl<M: Metadata> VolumeEngine<M> {
             .filter(|l| view::is_client_visible(l))
             .ok_or_else(|| lv_not_found(&read.vg.name, lv))?;
         let device = self.devices(read).remove(lv);
+        Ok(self.view_of(read, model, device))
+    }
+
+    /// What clients see of `model` (active at `device`): the metadata's view with the
+    /// kernel's status of a mirror, and of its integrity layers.
+    fn view_of(
+        &self,
+        read: &VgRead,
+        model: &crate::model::LogicalVolume,
+        device: Option<PathBuf>,
+    ) -> LvInfo {
+        let lv = model.name.as_str();
         let status = self.raid_status(read, lv, device.is_some());
-        Ok(view::lv_info(read, model, device, status.as_ref()))
+        let mut info = view::lv_info(read, model, device, status.as_ref());
+        if let Some(sync) = info.sync.as_mut() {
+            if info.layout.integrity() {
+                // As with the raid status, a kernel that cannot answer leaves it unknown.
+                sync.integrity_mismatches = self
+                    .activation
+                    .integrity_mismatches(read, lv)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(vg = %read.vg.name, lv, "cannot read dm-integrity's status: {e}");
+                        None
+                    });
+            }
+        }
+        info
     }
 
     fn create_locked(&self, vg: &str, spec: &LvSpec, encrypted: bool) -> Result<Created<LvInfo>> {
@@ -1127,8 +1152,7 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         Ok(view::visible_lvs(&r.vg)
             .map(|lv| {
                 let device = devices.remove(&lv.name);
-                let status = self.raid_status(&r, &lv.name, device.is_some());
-                view::lv_info(&r, lv, device, status.as_ref())
+                self.view_of(&r, lv, device)
             })
             .collect())
     }
