@@ -2146,17 +2146,7 @@ fn repair_through_a_crash(bed: &mut Bed, point: &str, used: &[String]) -> String
     let repaired = bed.json(&["lv", "repair", "m"]);
     eprintln!("repair after the crash at {point} answered: {repaired}");
     assert_eq!(pv_of(bed, "m_rimage_1"), new, "{point}: moved again");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let m = bed.listed("m");
-        let s = &m["mirror_sync"];
-        if s["leg_health"] == "AA" && s["sync_percent"].as_f64() == Some(100.0) {
-            assert_eq!(m["health"], "ok", "{point}: {m}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{point}: not rebuilt: {m}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_rebuilt(bed, point);
     // The new leg holds the copy itself.
     let leg = Path::new("/dev/mapper").join(bed.dm_name("m_rimage_1"));
     assert_pattern(&leg, 22, 0, 2 * MIB);
@@ -2181,6 +2171,21 @@ fn repair_through_a_crash(bed: &mut Bed, point: &str, used: &[String]) -> String
         "{lvs}"
     );
     new
+}
+
+/// Waits until mirror `m` has both legs in sync (`AA`, 100%) and is healthy again.
+fn wait_rebuilt(bed: &Bed, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let m = bed.listed("m");
+        let s = &m["mirror_sync"];
+        if s["leg_health"] == "AA" && s["sync_percent"].as_f64() == Some(100.0) {
+            assert_eq!(m["health"], "ok", "{what}: {m}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not rebuilt: {m}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// The `VOLUME_CONDITION` kubelet would get for `lv` (of the bed's default class):
@@ -2783,17 +2788,7 @@ fn an_integrity_mirror_with_a_leg_pv_gone_is_repaired_whole() {
     assert!(new != gone && new != kept, "leg 1 on {new}");
     assert_eq!(pv_of(&bed, "m_rimage_1_imeta"), new);
     assert_eq!(pv_of(&bed, "m_rmeta_1"), new);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let m = bed.listed("m");
-        let s = &m["mirror_sync"];
-        if s["leg_health"] == "AA" && s["sync_percent"].as_f64() == Some(100.0) {
-            assert_eq!(m["health"], "ok", "{m}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "not rebuilt: {m}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_rebuilt(&bed, "the integrity repair");
     let table = bed.dm_table("m_rimage_1").unwrap();
     assert!(table.contains(" integrity "), "{table}");
     let leg = Path::new("/dev/mapper").join(bed.dm_name("m_rimage_1"));
