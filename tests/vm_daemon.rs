@@ -2147,17 +2147,7 @@ fn repair_through_a_crash(bed: &mut Bed, point: &str, used: &[String]) -> String
     let repaired = bed.json(&["lv", "repair", "m"]);
     eprintln!("repair after the crash at {point} answered: {repaired}");
     assert_eq!(pv_of(bed, "m_rimage_1"), new, "{point}: moved again");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let m = bed.listed("m");
-        let s = &m["mirror_sync"];
-        if s["leg_health"] == "AA" && s["sync_percent"].as_f64() == Some(100.0) {
-            assert_eq!(m["health"], "ok", "{point}: {m}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{point}: not rebuilt: {m}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_rebuilt(bed, point);
     // The new leg holds the copy itself.
     let leg = Path::new("/dev/mapper").join(bed.dm_name("m_rimage_1"));
     assert_pattern(&leg, 22, 0, 2 * MIB);
@@ -2182,6 +2172,21 @@ fn repair_through_a_crash(bed: &mut Bed, point: &str, used: &[String]) -> String
         "{lvs}"
     );
     new
+}
+
+/// Waits until mirror `m` has both legs in sync (`AA`, 100%) and is healthy again.
+fn wait_rebuilt(bed: &Bed, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let m = bed.listed("m");
+        let s = &m["mirror_sync"];
+        if s["leg_health"] == "AA" && s["sync_percent"].as_f64() == Some(100.0) {
+            assert_eq!(m["health"], "ok", "{what}: {m}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not rebuilt: {m}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// The `VOLUME_CONDITION` kubelet would get for `lv` (of the bed's default class):
@@ -2916,7 +2921,7 @@ fn integrity_status(bed: &Bed, lv: &str) -> (u64, u64, Option<u64>) {
 /// written through it, then one block of each leg's data flipped on the PV itself:
 /// the mirror reads back the pattern (dm-integrity fails the damaged block, dm-raid
 /// reads the other copy) and dm-integrity counts the mismatch, as lvm2 reports it
-/// (`integritymismatches`). Grown online before that (data kept, the grown part zeros
+/// (`integritymismatches`) and lvmd does (`mirror_sync.integrity_mismatches`). Grown online before that (data kept, the grown part zeros
 /// and writable). lvm2 removes it (active), and lvmd agrees nothing is left. Lean for
 /// CI: a volume of one extent, then two; one activation.
 #[test]
@@ -3052,6 +3057,13 @@ fn an_integrity_mirror_serves_the_good_copy_of_a_damaged_block() {
         "{by_lvm2}"
     );
     eprintln!("mismatches counted: {mismatches}");
+    // lvmd says so too (gRPC, lvmd-ctl).
+    let listed = bed.listed("m");
+    assert_eq!(
+        listed["mirror_sync"]["integrity_mismatches"].as_u64(),
+        Some(mismatches),
+        "{listed}"
+    );
     // lvm2 takes lvmd's mirror down and removes it, every sub-LV along.
     bed.lvm2(&["lvremove", "-y", &format!("{}/m", bed.vg)]);
     assert!(bed.agree().is_empty());
@@ -3311,17 +3323,7 @@ fn an_integrity_mirror_with_a_leg_pv_gone_is_repaired_whole() {
     assert!(new != gone && new != kept, "leg 1 on {new}");
     assert_eq!(pv_of(&bed, "m_rimage_1_imeta"), new);
     assert_eq!(pv_of(&bed, "m_rmeta_1"), new);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let m = bed.listed("m");
-        let s = &m["mirror_sync"];
-        if s["leg_health"] == "AA" && s["sync_percent"].as_f64() == Some(100.0) {
-            assert_eq!(m["health"], "ok", "{m}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "not rebuilt: {m}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_rebuilt(&bed, "the integrity repair");
     let table = bed.dm_table("m_rimage_1").unwrap();
     assert!(table.contains(" integrity "), "{table}");
     let leg = Path::new("/dev/mapper").join(bed.dm_name("m_rimage_1"));

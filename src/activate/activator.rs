@@ -401,6 +401,39 @@ impl Activator {
             })
     }
 
+    /// The blocks dm-integrity found damaged (a checksum that did not match) under
+    /// raid LV `lv`'s active images since they were loaded, summed over its legs, as
+    /// lvm2's `integritymismatches`; `None` when no image of it has an active
+    /// integrity device (no integrity, or not active).
+    pub fn integrity_mismatches(&self, found: &VgOnDisk, lv: &str) -> Result<Option<u64>> {
+        let Some(model) = found.vg.lv(lv) else {
+            return Ok(None);
+        };
+        let mut total = None;
+        for sub in raid::sub_lvs(&found.vg, model) {
+            if sub.integrity_layer().is_none() {
+                continue;
+            }
+            let uuid = plan::dm_uuid(&found.vg.id, &sub.id, None);
+            if self.dm.info_by_uuid(&uuid)?.is_none() {
+                continue;
+            }
+            let lines = self.dm.status(&uuid)?;
+            // A degraded leg's image is an error device: no count of its own.
+            let Some((_, _, _, params)) = lines.iter().find(|l| l.2 == "integrity") else {
+                continue;
+            };
+            let status: crate::activate::target::IntegrityStatus =
+                params.parse().map_err(|e| ActivateError::InvalidMetadata {
+                    vg: found.vg.name.clone(),
+                    lv: lv.to_owned(),
+                    why: format!("dm-integrity status of {}: {e}", sub.name),
+                })?;
+            *total.get_or_insert(0) += status.mismatches;
+        }
+        Ok(total)
+    }
+
     /// dm-raid's own view of an active raid LV (legs' health, how far a sync is, what
     /// it is doing), from the raid device's status. `None`: not a raid LV, or not
     /// active.

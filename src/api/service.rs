@@ -336,6 +336,7 @@ impl Api {
                 sync_action: m.action,
                 mismatch_count: m.mismatches,
                 leg_health: m.legs,
+                integrity_mismatches: m.integrity_mismatches,
             }),
             encrypted: crate::daemon::marks::is_encrypted(&v.tags),
             integrity: v.layout.integrity(),

@@ -368,6 +368,7 @@ fn lv_json(v: &pb::LogicalVolume) -> Value {
             "sync_action": m.sync_action,
             "mismatch_count": m.mismatch_count,
             "leg_health": m.leg_health,
+            "integrity_mismatches": m.integrity_mismatches,
         })),
     })
 }

@@ -169,6 +169,15 @@ pub trait Activation: Send + Sync + 'static {
     fn raid_status(&self, _vg: &VgRead, _lv: &str) -> Result<Option<RaidStatus>, ActivationError> {
         Ok(None)
     }
+    /// An active mirror with integrity: the damaged blocks its images' dm-integrity
+    /// counted since loaded; `None` without (the default: no kernel to ask).
+    fn integrity_mismatches(
+        &self,
+        _vg: &VgRead,
+        _lv: &str,
+    ) -> Result<Option<u64>, ActivationError> {
+        Ok(None)
+    }
     /// Brings thin pool `pool`'s kernel metadata in step with `vg`'s: its recorded
     /// messages sent (the pool's layers made for it when they are not up, and taken
     /// down again), and its status read. The default: no kernel to send them to.
@@ -397,6 +406,12 @@ impl Activation for DmActivation {
     fn raid_status(&self, vg: &VgRead, lv: &str) -> Result<Option<RaidStatus>, ActivationError> {
         self.activator
             .raid_status(&on_disk(vg), lv)
+            .map_err(|e| ActivationError::dm(Op::Status, &vg.vg.name, Some(lv), e))
+    }
+
+    fn integrity_mismatches(&self, vg: &VgRead, lv: &str) -> Result<Option<u64>, ActivationError> {
+        self.activator
+            .integrity_mismatches(&on_disk(vg), lv)
             .map_err(|e| ActivationError::dm(Op::Status, &vg.vg.name, Some(lv), e))
     }
 

@@ -136,6 +136,9 @@ pub struct MirrorSync {
     /// Each leg's state as dm-raid prints it: `A` in sync, `a` syncing, `D` failed,
     /// `-` absent.
     pub legs: String,
+    /// With integrity: blocks dm-integrity found damaged under the legs since they
+    /// were loaded (each read from another copy); `None` without integrity.
+    pub integrity_mismatches: Option<u64>,
 }
 
 /// Whether all of a volume's data is reachable, read off the metadata and which PVs

@@ -217,6 +217,7 @@ fn mirror_sync(s: &RaidStatus) -> MirrorSync {
                 LegHealth::Absent => '-',
             })
             .collect(),
+        integrity_mismatches: None,
     }
 }
 

@@ -356,7 +356,8 @@ impl<M: Metadata> VolumeEngine<M> {
     }
 
     /// The volume as clients see it, with what the kernel says of it when `device` is
-    /// there: dm-raid's status of a mirror, its pool's trouble for a thin volume.
+    /// there: dm-raid's status of a mirror (and of its integrity layers), its pool's
+    /// trouble for a thin volume.
     /// `pools` keeps each pool's answer for the rest of one listing.
     fn lv_view(
         &self,
@@ -368,6 +369,16 @@ impl<M: Metadata> VolumeEngine<M> {
         let active = device.is_some();
         let status = self.raid_status(read, &lv.name, active);
         let mut info = view::lv_info(read, lv, device, status.as_ref());
+        if let Some(sync) = info.sync.as_mut().filter(|_| info.layout.integrity()) {
+            // As with the raid status, a kernel that cannot answer leaves it unknown.
+            sync.integrity_mismatches = self
+                .activation
+                .integrity_mismatches(read, &lv.name)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(vg = %read.vg.name, lv = %lv.name, "cannot read dm-integrity's status: {e}");
+                    None
+                });
+        }
         if let Some(pool) = super::thin::pool_of_thin(lv).filter(|_| active) {
             let trouble = pools
                 .entry(pool.to_owned())

@@ -606,6 +606,7 @@ fn allocate_linear(vg: &VolumeGroup, req: &alloc::Request) -> Result<Vec<alloc::
 
 #[cfg(test)]
 mod integrity_tests {
+    use super::repair_tests::{empty_vg, runs};
     use crate::lvm::edit::{apply, Edit, Origin};
     use crate::lvm::LvmError;
     use crate::model::VolumeGroup;
@@ -671,20 +672,10 @@ mod integrity_tests {
     /// the next load); the other leg as it was. Both go once the load took them.
     #[test]
     fn an_integrity_leg_is_repaired_whole_onto_a_spare_pv() {
-        use crate::lvm::edit::{add_pvs, new_vg, LvSpec, NewPv};
+        use crate::lvm::edit::LvSpec;
         use crate::model::layout::DEFAULT_REGION_SIZE;
         use crate::model::{Layout, SegmentKind};
-        use crate::units::{ExtentSize, Sectors};
-        let mut vg = new_vg("vg", ExtentSize::DEFAULT);
-        let pvs: Vec<NewPv> = (0..3)
-            .map(|i| NewPv {
-                id: crate::uuid::Uuid::random(),
-                device: format!("/dev/x{i}"),
-                dev_size: Bytes(64 << 20).to_sectors_floor(),
-                pe_start: Sectors(2048),
-            })
-            .collect();
-        add_pvs(&mut vg, &pvs).unwrap();
+        let vg = empty_vg(3, Bytes(64 << 20));
         let spec = LvSpec {
             name: "m".into(),
             size: Bytes(8 << 20),
@@ -703,39 +694,24 @@ mod integrity_tests {
         )
         .unwrap()
         .vg;
-        let pv_of = |vg: &VolumeGroup, lv: &str| -> Vec<(String, u64, u64)> {
-            vg.lv(lv)
-                .unwrap()
-                .segments
-                .iter()
-                .map(|seg| match &seg.kind {
-                    SegmentKind::Striped { stripes, .. } => (
-                        stripes[0].name.clone(),
-                        stripes[0].start.0,
-                        seg.extent_count.0,
-                    ),
-                    other => panic!("{other:?}"),
-                })
-                .collect()
-        };
-        let old = pv_of(&made, "m_rimage_1_iorig")[0].0.clone();
-        let kept = pv_of(&made, "m_rimage_0_iorig")[0].0.clone();
+        let old = runs(&made, "m_rimage_1_iorig")[0].0.clone();
+        let kept = runs(&made, "m_rimage_0_iorig")[0].0.clone();
         let repair = Edit::RepairRaid {
             lv: "m".into(),
             legs: vec![1],
             avoid: vec![old.clone()],
         };
         let repaired = apply(&made, &repair, &origin()).unwrap().vg;
-        let rmeta = pv_of(&repaired, "m_rmeta_1");
+        let rmeta = runs(&repaired, "m_rmeta_1");
         let spare = rmeta[0].0.clone();
         assert!(spare != old && spare != kept, "{rmeta:?}");
         let start = rmeta[0].1;
         assert_eq!(
-            pv_of(&repaired, "m_rimage_1_iorig"),
+            runs(&repaired, "m_rimage_1_iorig"),
             [(spare.clone(), start + 1, 2)]
         );
         assert_eq!(
-            pv_of(&repaired, "m_rimage_1_imeta"),
+            runs(&repaired, "m_rimage_1_imeta"),
             [(spare.clone(), start + 3, 2)]
         );
         for sub in [
@@ -885,10 +861,10 @@ mod integrity_tests {
     /// for more (past 500 MiB of data: 16 MiB for 600 MiB).
     #[test]
     fn an_integrity_mirror_grows_its_data_and_then_its_metadata() {
-        use crate::lvm::edit::{add_pvs, new_vg, LvSpec, NewPv};
+        use crate::lvm::edit::LvSpec;
         use crate::model::layout::DEFAULT_REGION_SIZE;
         use crate::model::{Layout, SegmentKind};
-        use crate::units::{ExtentSize, Extents, Sectors};
+        use crate::units::Extents;
         let small = vg();
         let grown = apply(
             &small,
@@ -900,21 +876,6 @@ mod integrity_tests {
         )
         .unwrap()
         .vg;
-        let runs = |vg: &VolumeGroup, lv: &str| -> Vec<(String, u64, u64)> {
-            vg.lv(lv)
-                .unwrap()
-                .segments
-                .iter()
-                .map(|seg| match &seg.kind {
-                    SegmentKind::Striped { stripes, .. } => (
-                        stripes[0].name.clone(),
-                        stripes[0].start.0,
-                        seg.extent_count.0,
-                    ),
-                    other => panic!("{other:?}"),
-                })
-                .collect()
-        };
         for (leg, pv) in [(0, "pv0"), (1, "pv1")] {
             // 1-2, then past the _imeta at 3-4.
             assert_eq!(
@@ -934,16 +895,7 @@ mod integrity_tests {
         }
         assert_eq!(grown.lv("m").unwrap().extents(), Extents(4));
 
-        let mut big = new_vg("vg", ExtentSize::DEFAULT);
-        let pvs: Vec<NewPv> = (0..2)
-            .map(|i| NewPv {
-                id: crate::uuid::Uuid::random(),
-                device: format!("/dev/x{i}"),
-                dev_size: Bytes(2 << 30).to_sectors_floor(),
-                pe_start: Sectors(2048),
-            })
-            .collect();
-        add_pvs(&mut big, &pvs).unwrap();
+        let big = empty_vg(2, Bytes(2 << 30));
         let spec = LvSpec {
             name: "m".into(),
             size: Bytes(400 << 20),
@@ -1020,18 +972,24 @@ mod repair_tests {
         }
     }
 
-    /// Three 64 MiB PVs, a 16 MiB two-leg mirror on the first two.
-    fn vg_with_mirror() -> VolumeGroup {
+    /// A VG of `count` PVs of `size` each, with nothing on them.
+    pub(super) fn empty_vg(count: usize, size: Bytes) -> VolumeGroup {
         let mut vg = new_vg("vg", ExtentSize::DEFAULT);
-        let pvs: Vec<NewPv> = (0..3)
+        let pvs: Vec<NewPv> = (0..count)
             .map(|i| NewPv {
                 id: crate::uuid::Uuid::random(),
                 device: format!("/dev/x{i}"),
-                dev_size: Bytes(64 * MIB).to_sectors_floor(),
+                dev_size: size.to_sectors_floor(),
                 pe_start: Sectors(2048),
             })
             .collect();
         add_pvs(&mut vg, &pvs).unwrap();
+        vg
+    }
+
+    /// Three 64 MiB PVs, a 16 MiB two-leg mirror on the first two.
+    fn vg_with_mirror() -> VolumeGroup {
+        let vg = empty_vg(3, Bytes(64 * MIB));
         let spec = LvSpec {
             name: "m".into(),
             size: Bytes(16 * MIB),
@@ -1046,7 +1004,7 @@ mod repair_tests {
     }
 
     /// Each segment of `sub` as (PV name, first extent, extent count).
-    fn runs(vg: &VolumeGroup, sub: &str) -> Vec<(String, u64, u64)> {
+    pub(super) fn runs(vg: &VolumeGroup, sub: &str) -> Vec<(String, u64, u64)> {
         vg.lv(sub)
             .unwrap()
             .segments
