@@ -18,7 +18,7 @@ use super::activation::Activation;
 use super::node::Node;
 use super::node_work::NodeWork;
 use super::volumes::{Metadata, MetadataUse, VgRead, VolumeEngine};
-use crate::lvm::{Edit, Lvm, LvmError, MetadataSize};
+use crate::lvm::{Edit, Lvm, LvmError, MetadataSize, VgCache};
 use crate::store::scan::VgOnDisk;
 use crate::units::{Bytes, ExtentSize};
 use std::collections::HashMap;
@@ -31,7 +31,7 @@ pub struct LvmMetadata {
     /// Accept regular files as PVs of VGs created or extended through the API. Off in
     /// the daemon: a client must not make lvmd write a PV label into any file it names.
     pub allow_files: bool,
-    cache: Mutex<HashMap<String, Arc<VgOnDisk>>>,
+    cache: Cache,
     /// The metadata area of PVs made for a VG (a device class's `metadata_size`).
     metadata_sizes: HashMap<String, MetadataSize>,
     hits: AtomicU64,
@@ -39,6 +39,23 @@ pub struct LvmMetadata {
     /// Per VG: edits waiting for the next group commit.
     queues: Mutex<HashMap<String, Arc<CommitQueue>>>,
     commits: AtomicU64,
+}
+
+/// The parsed VGs by name (see the module's comment).
+#[derive(Default)]
+struct Cache(Mutex<HashMap<String, Arc<VgOnDisk>>>);
+
+impl VgCache for Cache {
+    fn get(&self, vg: &str) -> Option<Arc<VgOnDisk>> {
+        self.0.lock().unwrap().get(vg).cloned()
+    }
+
+    fn put(&self, vg: &str, found: &Arc<VgOnDisk>) {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(vg.to_owned(), Arc::clone(found));
+    }
 }
 
 /// Edits of one VG waiting to be committed together, and the results of those done.
@@ -104,7 +121,7 @@ impl LvmMetadata {
         LvmMetadata {
             lvm: RwLock::new(lvm),
             allow_files: false,
-            cache: Mutex::new(HashMap::new()),
+            cache: Cache::default(),
             metadata_sizes: HashMap::new(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -176,11 +193,7 @@ impl LvmMetadata {
     }
 
     fn forget(&self, vg: &str) {
-        self.cache.lock().unwrap().remove(vg);
-    }
-
-    fn cached(&self, vg: &str) -> Option<Arc<VgOnDisk>> {
-        self.cache.lock().unwrap().get(vg).cloned()
+        self.cache.0.lock().unwrap().remove(vg);
     }
 
     fn queue(&self, vg: &str) -> Arc<CommitQueue> {
@@ -192,13 +205,10 @@ impl LvmMetadata {
     fn commit_group(&self, vg: &str, group: &[(u64, Edit)]) -> Vec<Result<(), LvmError>> {
         let edits: Vec<Edit> = group.iter().map(|(_, e)| e.clone()).collect();
         self.commits.fetch_add(1, Ordering::Relaxed);
-        match self.lvm().edit_group(vg, &edits, self.cached(vg).as_ref()) {
-            Ok((found, results)) => {
-                // The VG as committed (or as read, when every edit was refused or
-                // changed nothing): current either way.
-                self.cache.lock().unwrap().insert(vg.to_owned(), found);
-                results
-            }
+        // The cache gets the VG as committed (or as read, when every edit was refused
+        // or changed nothing) before lvm2's lock is released.
+        match self.lvm().edit_group(vg, &edits, Some(&self.cache)) {
+            Ok((_, results)) => results,
             Err(e) => {
                 // A commit cut short leaves headers the next check will not match;
                 // forgetting costs one full read and proves nothing is assumed.
@@ -215,18 +225,19 @@ impl LvmMetadata {
                 );
                 edits
                     .iter()
-                    .map(
-                        |edit| match self.lvm().edit_group(vg, std::slice::from_ref(edit), None) {
-                            Ok((found, mut results)) => {
-                                self.cache.lock().unwrap().insert(vg.to_owned(), found);
-                                results.pop().expect("one result per edit")
-                            }
+                    .map(|edit| {
+                        match self.lvm().edit_group(
+                            vg,
+                            std::slice::from_ref(edit),
+                            Some(&self.cache),
+                        ) {
+                            Ok((_, mut results)) => results.pop().expect("one result per edit"),
                             Err(e) => {
                                 self.forget(vg);
                                 Err(e)
                             }
-                        },
-                    )
+                        }
+                    })
                     .collect()
             }
         }
@@ -242,7 +253,7 @@ impl Metadata for LvmMetadata {
     fn read_all(&self) -> Result<Vec<VgRead>, LvmError> {
         let found = self.lvm().volume_groups()?;
         let reads = found.iter().map(to_read).collect();
-        let mut cache = self.cache.lock().unwrap();
+        let mut cache = self.cache.0.lock().unwrap();
         cache.clear();
         for f in found {
             cache.insert(f.vg.name.clone(), Arc::new(f));
@@ -251,12 +262,10 @@ impl Metadata for LvmMetadata {
     }
 
     fn read(&self, vg: &str) -> Result<VgRead, LvmError> {
-        match self.lvm().read_vg_cached(vg, self.cached(vg).as_ref()) {
+        match self.lvm().read_vg_cached(vg, &self.cache) {
             Ok((found, reused)) => {
                 self.count(reused);
-                let r = to_read(&found);
-                self.cache.lock().unwrap().insert(vg.to_owned(), found);
-                Ok(r)
+                Ok(to_read(&found))
             }
             Err(e) => {
                 self.forget(vg);

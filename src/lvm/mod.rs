@@ -275,6 +275,16 @@ fn read_pv_or_traces(dev: &Device, path: &Path) -> Result<Option<crate::store::s
     }
 }
 
+/// Where a caller keeps VGs between operations (the daemon does).
+/// [`Lvm::read_vg_cached`] and [`Lvm::edit_group`] look the VG up and store what they
+/// read or committed with lvm2's lock held, so no commit falls between the check of
+/// the headers and the update, and concurrent readers find what the last commit left
+/// instead of each reading the VG in full.
+pub trait VgCache {
+    fn get(&self, vg: &str) -> Option<Arc<VgOnDisk>>;
+    fn put(&self, vg: &str, found: &Arc<VgOnDisk>);
+}
+
 /// A VG read under its write lock, ready to change.
 struct Locked {
     _guards: Vec<LockGuard>,
@@ -369,16 +379,17 @@ impl Lvm {
         }
     }
 
-    /// One VG read under a shared lock; `cached`, the same VG as read or committed
-    /// before, is returned as it is (its text neither read nor parsed again) when its
-    /// [`Fingerprint`] still matches the disks. `.1`: whether it was.
-    pub fn read_vg_cached(
-        &self,
-        name: &str,
-        cached: Option<&Arc<VgOnDisk>>,
-    ) -> Result<(Arc<VgOnDisk>, bool)> {
+    /// One VG read under a shared lock; the one `cache` holds (as read or committed
+    /// before) is returned as it is (its text neither read nor parsed again) when its
+    /// [`Fingerprint`] still matches the disks, else the VG is read in full and put
+    /// in the cache. `.1`: whether the cached one was current.
+    pub fn read_vg_cached(&self, name: &str, cache: &dyn VgCache) -> Result<(Arc<VgOnDisk>, bool)> {
         let _g = self.lock(Resource::Vg(name.into()), LockMode::Shared)?;
-        self.find_vg_cached(name, cached)
+        let (found, reused) = self.find_vg_cached(name, cache.get(name).as_ref())?;
+        if !reused {
+            cache.put(name, &found);
+        }
+        Ok((found, reused))
     }
 
     /// With the VG's lock held: `cached` if nobody changed the VG since, else a full read.
@@ -402,16 +413,17 @@ impl Lvm {
     }
 
     /// `past_missing`: PVs whose device is gone do not stop the write (the edit takes
-    /// data off them; see [`Edit::writes_past_missing_pvs`]). `cached`: as for
+    /// data off them; see [`Edit::writes_past_missing_pvs`]). `cache`: as for
     /// [`Lvm::read_vg_cached`].
     fn lock_vg_for_write_past_missing(
         &self,
         name: &str,
         past_missing: bool,
-        cached: Option<&Arc<VgOnDisk>>,
+        cache: Option<&dyn VgCache>,
     ) -> Result<Locked> {
         let guard = self.lock(Resource::Vg(name.into()), LockMode::Exclusive)?;
-        let (found, _) = self.find_vg_cached(name, cached)?;
+        let cached = cache.and_then(|c| c.get(name));
+        let (found, _) = self.find_vg_cached(name, cached.as_ref())?;
         check_writable(&found, past_missing)?;
         Ok(Locked {
             _guards: vec![guard],
@@ -862,21 +874,22 @@ impl Lvm {
     /// no space, a name taken by an earlier edit of the group) is left out and the rest
     /// commit. `Err` is what stops them all: the lock, the read, the commit.
     ///
-    /// `cached`: the VG as read or committed before, used instead of reading it again
-    /// when nobody changed it since (see [`Lvm::read_vg_cached`]). Returns the VG as it
-    /// is on disk afterwards.
+    /// `cache`: where the VG as read or committed before is kept, used instead of
+    /// reading it again when nobody changed it since, and given the VG as it is
+    /// afterwards before lvm2's lock is released (see [`Lvm::read_vg_cached`]).
+    /// Returns the VG as it is on disk afterwards.
     pub fn edit_group(
         &self,
         vg_name: &str,
         edits: &[Edit],
-        cached: Option<&Arc<VgOnDisk>>,
+        cache: Option<&dyn VgCache>,
     ) -> Result<(Arc<VgOnDisk>, Vec<Result<()>>)> {
         let mut results: Vec<Result<()>> = edits.iter().map(|e| e.check(vg_name)).collect();
         let past_missing = edits
             .iter()
             .zip(&results)
             .any(|(e, r)| r.is_ok() && e.writes_past_missing_pvs());
-        let locked = self.lock_vg_for_write_past_missing(vg_name, past_missing, cached)?;
+        let locked = self.lock_vg_for_write_past_missing(vg_name, past_missing, cache)?;
         let found = &locked.found;
         let origin = Origin::now(&self.host);
         let mut vg = VolumeGroup::clone(&found.vg);
@@ -911,11 +924,17 @@ impl Lvm {
                 }
             }
         }
-        if descriptions.is_empty() {
-            return Ok((Arc::clone(found), results));
+        let after = if descriptions.is_empty() {
+            Arc::clone(found)
+        } else {
+            let written = self.write_vg(found, &mut vg, &[], group_description(descriptions))?;
+            Arc::new(written)
+        };
+        // Still under the lock: a reader that takes it next finds this version cached.
+        if let Some(c) = cache {
+            c.put(vg_name, &after);
         }
-        let written = self.write_vg(found, &mut vg, &[], group_description(descriptions))?;
-        Ok((Arc::new(written), results))
+        Ok((after, results))
     }
 
     /// [`Lvm::edit`], returning the LV the edit leaves behind.
