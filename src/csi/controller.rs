@@ -577,19 +577,7 @@ impl ControllerService {
     }
 
     async fn list(&self, r: ListVolumesRequest) -> Result<ListVolumesResponse, Status> {
-        if r.max_entries < 0 {
-            return Err(invalid("max_entries is negative"));
-        }
-        let start: usize = if r.starting_token.is_empty() {
-            0
-        } else {
-            r.starting_token.parse().map_err(|_| {
-                Status::aborted(format!(
-                    "starting_token {:?} is not one of ours",
-                    r.starting_token
-                ))
-            })?
-        };
+        let page = super::paging::Page::of(&r.starting_token, r.max_entries)?;
         let marker = driver_tag(&self.0.config.driver_name);
         let lvs = self.0.all_lvs().await?;
         let mut vols: Vec<Volume> = lvs
@@ -609,32 +597,16 @@ impl ControllerService {
             })
             .collect();
         vols.sort_by(|a, b| a.volume_id.cmp(&b.volume_id));
-        if start > vols.len() {
-            return Err(Status::aborted(format!(
-                "starting_token {start} is past the {} volumes",
-                vols.len()
-            )));
-        }
-        let n = if r.max_entries == 0 {
-            usize::MAX
-        } else {
-            r.max_entries as usize
-        };
-        let page: Vec<Volume> = vols.iter().skip(start).take(n).cloned().collect();
-        let next = start + page.len();
+        let (entries, next_token) = page.take(vols, "volumes")?;
         Ok(ListVolumesResponse {
-            entries: page
+            entries: entries
                 .into_iter()
                 .map(|v| list_volumes_response::Entry {
                     volume: Some(v),
                     status: None,
                 })
                 .collect(),
-            next_token: if next < vols.len() {
-                next.to_string()
-            } else {
-                String::new()
-            },
+            next_token,
         })
     }
 

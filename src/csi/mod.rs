@@ -22,6 +22,7 @@ pub mod identity;
 pub mod metrics;
 pub mod mounts;
 pub mod node;
+pub mod paging;
 pub mod params;
 pub mod server;
 pub mod snapshots;

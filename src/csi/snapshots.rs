@@ -141,19 +141,7 @@ impl ControllerService {
         &self,
         r: ListSnapshotsRequest,
     ) -> Result<ListSnapshotsResponse, Status> {
-        if r.max_entries < 0 {
-            return Err(invalid("max_entries is negative"));
-        }
-        let start: usize = if r.starting_token.is_empty() {
-            0
-        } else {
-            r.starting_token.parse().map_err(|_| {
-                Status::aborted(format!(
-                    "starting_token {:?} is not one of ours",
-                    r.starting_token
-                ))
-            })?
-        };
+        let page = super::paging::Page::of(&r.starting_token, r.max_entries)?;
         let mut all: Vec<Snapshot> = Vec::new();
         // One snapshot asked for: none when the id is not one of ours (the spec's
         // answer for an unknown id is an empty list).
@@ -171,29 +159,13 @@ impl ControllerService {
                 && (r.source_volume_id.is_empty() || s.source_volume_id == r.source_volume_id)
         });
         all.sort_by(|a, b| a.snapshot_id.cmp(&b.snapshot_id));
-        if start > all.len() {
-            return Err(Status::aborted(format!(
-                "starting_token {start} is past the {} snapshots",
-                all.len()
-            )));
-        }
-        let n = if r.max_entries == 0 {
-            usize::MAX
-        } else {
-            r.max_entries as usize
-        };
-        let page: Vec<Snapshot> = all.iter().skip(start).take(n).cloned().collect();
-        let next = start + page.len();
+        let (entries, next_token) = page.take(all, "snapshots")?;
         Ok(ListSnapshotsResponse {
-            entries: page
+            entries: entries
                 .into_iter()
                 .map(|s| list_snapshots_response::Entry { snapshot: Some(s) })
                 .collect(),
-            next_token: if next < all.len() {
-                next.to_string()
-            } else {
-                String::new()
-            },
+            next_token,
         })
     }
 
