@@ -346,6 +346,49 @@ fn a_thin_class_offers_what_its_ratio_allows() {
         &[("deviceClass", "plain"), ("layout", "thin")],
     )));
     assert_eq!(s.code(), tonic::Code::FailedPrecondition, "{s:?}");
+    // A thin volume's stats: healthy, its condition saying how full its pool is.
+    {
+        use csi_suite::{mount_cap, publish_req, stage_req};
+        let mut node = e.node();
+        let stage = NodeStageVolumeRequest {
+            volume_context: a.volume_context.clone(),
+            ..stage_req(&e, &a.volume_id, mount_cap(""))
+        };
+        let publish = NodePublishVolumeRequest {
+            volume_context: a.volume_context.clone(),
+            ..publish_req(&e, &a.volume_id, mount_cap(""))
+        };
+        e.rt.block_on(node.node_stage_volume(stage.clone()))
+            .unwrap();
+        e.rt.block_on(node.node_publish_volume(publish.clone()))
+            .unwrap();
+        let s =
+            e.rt.block_on(node.node_get_volume_stats(NodeGetVolumeStatsRequest {
+                volume_id: a.volume_id.clone(),
+                volume_path: publish.target_path.clone(),
+                staging_target_path: String::new(),
+            }))
+            .unwrap()
+            .into_inner();
+        let condition = s.volume_condition.unwrap();
+        assert!(!condition.abnormal, "{condition:?}");
+        assert!(
+            condition
+                .message
+                .starts_with("thin pool vg-thin/pool: data 0.0% used (0 of 536870912 bytes)"),
+            "{condition:?}"
+        );
+        e.rt.block_on(node.node_unpublish_volume(NodeUnpublishVolumeRequest {
+            volume_id: a.volume_id.clone(),
+            target_path: publish.target_path.clone(),
+        }))
+        .unwrap();
+        e.rt.block_on(node.node_unstage_volume(NodeUnstageVolumeRequest {
+            volume_id: a.volume_id.clone(),
+            staging_target_path: stage.staging_target_path.clone(),
+        }))
+        .unwrap();
+    }
     // The pool's metrics: what the guard counts, and the kernel's use while active.
     let m = e.metrics();
     let pool = [

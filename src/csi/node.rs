@@ -130,6 +130,33 @@ impl NodeService {
             .map_err(|s| from_lvmd(s, &format!("GetLogicalVolume {id}")))
     }
 
+    /// How full a thin volume's pool is, for its condition's message; `None` when lvmd
+    /// cannot say (the stats are answered without it) or the pool is not active.
+    async fn pool_use(&self, lv: &lvmd::LogicalVolume) -> Option<String> {
+        let got = self
+            .0
+            .cap()
+            .get_capacity(lvmd::GetCapacityRequest {
+                device_class: lv.device_class.clone(),
+            })
+            .await
+            .ok()?
+            .into_inner();
+        let pool = got.device_classes.first()?.thin_pool.as_ref()?;
+        let percent = |used: u64, total: u64| used as f64 * 100.0 / total.max(1) as f64;
+        pool.active.then(|| {
+            format!(
+                "thin pool {}/{}: data {:.1}% used ({} of {} bytes), metadata {:.1}% used",
+                lv.volume_group,
+                pool.name,
+                percent(pool.data_used_bytes, pool.data_bytes),
+                pool.data_used_bytes,
+                pool.data_bytes,
+                percent(pool.metadata_used_bytes, pool.metadata_bytes),
+            )
+        })
+    }
+
     /// Whether `path` is a mount point, as the configured check sees it.
     async fn mounted(&self, path: &str) -> Result<bool, Status> {
         match self.0.config.mount_check {
@@ -386,12 +413,22 @@ impl NodeService {
                 },
             ]
         };
+        let condition = match health {
+            Some(abnormal) => abnormal,
+            // A healthy thin volume's condition carries its pool's use: its writes
+            // fail when the pool runs full, whatever its own free space says.
+            None => VolumeCondition {
+                abnormal: false,
+                message: if lv.layout == lvmd::Layout::Thin as i32 {
+                    self.pool_use(&lv).await.unwrap_or_default()
+                } else {
+                    String::new()
+                },
+            },
+        };
         Ok(NodeGetVolumeStatsResponse {
             usage,
-            volume_condition: Some(health.unwrap_or(VolumeCondition {
-                abnormal: false,
-                message: String::new(),
-            })),
+            volume_condition: Some(condition),
         })
     }
 
