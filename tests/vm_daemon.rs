@@ -2564,7 +2564,8 @@ fn pool_totals(vg: &str) -> (u64, u64) {
 /// and during stay, lvm2 lists the new sizes. Killed after a grow's commit, before the
 /// reload: the next start brings the active pool's devices in line (otherwise every
 /// later thin operation would meet a pool whose tables differ from its metadata), and
-/// lvm2 grows it further. `thin_check` is clean at the end.
+/// lvm2 grows it further. With an autoextend threshold, written past it, the pool grows
+/// by itself. `thin_check` is clean at the end.
 #[test]
 fn a_thin_pool_grows_online_under_a_writer_and_through_a_kill() {
     let _serial = common::vm_case("vm_daemon");
@@ -2645,6 +2646,31 @@ fn a_thin_pool_grows_online_under_a_writer_and_through_a_kill() {
     // lvm2 grows what lvmd grew.
     bed.lvm2(&["lvextend", "-L", "+8M", &format!("{}/pool", bed.vg)]);
     assert_eq!(pool_totals(&bed.vg).1, 896);
+    bed.agree();
+
+    // By itself: with autoextend_threshold_percent = 80, a pool written past 80 % of its
+    // 56 MiB grows by half (to 84 MiB) within a round or two of the daemon's check.
+    bed.stop();
+    bed.write_class_config(
+        "",
+        "thin_pool = { name = \"pool\", size = \"16MiB\", overprovision_ratio = 8.0, \
+         autoextend_threshold_percent = 80, autoextend_percent = 50 }\n",
+    );
+    bed.start(None);
+    write_pattern(&dev_a, 30, 24 * MIB, 28 * MIB);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pool_totals(&bed.vg).1 == 896 {
+        assert!(
+            Instant::now() < deadline,
+            "the pool did not grow by itself:\n{}",
+            bed.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(pool_totals(&bed.vg).1, 1344);
+    assert_eq!(thin_rows(&bed)["pool"].3, 84 * MIB);
+    assert_pattern(&dev_a, 30, 24 * MIB, 28 * MIB);
+    assert_pattern(&dev_a, 1, 0, 8 * MIB);
     bed.agree();
     bed.json(&["lv", "deactivate", "a"]);
     bed.stop();
