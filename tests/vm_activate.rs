@@ -1465,13 +1465,22 @@ fn raid1_made_by_lvmd_is_one_lvm2_syncs_and_activates() {
 
     bed.lvm2_ok(&["lvchange", "-ay", &target]);
     wait_raid_healthy(&bed, "m");
-    assert_pattern(
-        &Path::new("/dev").join(&bed.vg).join("m"),
-        0x1a1d,
-        0,
-        8 * MIB,
-    );
+    let dev = Path::new("/dev").join(&bed.vg).join("m");
+    assert_pattern(&dev, 0x1a1d, 0, 8 * MIB);
+    // lvm2 converts lvmd's mirror online: down to one copy (linear), then a mirror
+    // again, synced, the data intact; lvmd then activates and removes what lvm2 made.
+    bed.lvm2_ok(&["lvconvert", "-y", "-m", "0", &target]);
+    assert_pattern(&dev, 0x1a1d, 0, 8 * MIB);
+    bed.lvm2_ok(&["lvconvert", "-y", "-m", "1", &target]);
+    wait_raid_healthy(&bed, "m");
+    assert_pattern(&dev, 0x1a1d, 0, 8 * MIB);
+    bed.loops.vgck(&bed.vg);
     bed.lvm2_ok(&["lvchange", "-an", &target]);
+    bed.assert_nothing_active();
+    let found = bed.found();
+    let again = act.activate(&found, "m").unwrap();
+    assert_pattern(&again.dev_path, 0x1a1d, 0, 8 * MIB);
+    assert!(act.deactivate(&found, "m").unwrap());
     bed.assert_nothing_active();
 
     lvm.lv_remove(&bed.vg, "m").unwrap();
