@@ -29,7 +29,7 @@ mod common;
 #[path = "bed/mod.rs"]
 mod bed;
 
-use bed::{grpc_activate, grpc_create, grpc_deactivate, grpc_remove, Bed};
+use bed::{grpc_activate, grpc_burst, grpc_create, grpc_deactivate, grpc_remove, Bed};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use std::time::{Duration, Instant};
 
@@ -87,22 +87,7 @@ fn provision(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let start = Instant::now();
-                bed.rt.block_on(async {
-                    let creates: Vec<_> = names
-                        .iter()
-                        .map(|n| tokio::spawn(grpc_create(lv.clone(), n.clone(), LV_SIZE)))
-                        .collect();
-                    for t in creates {
-                        t.await.unwrap();
-                    }
-                    let removes: Vec<_> = names
-                        .iter()
-                        .map(|n| tokio::spawn(grpc_remove(lv.clone(), n.clone())))
-                        .collect();
-                    for t in removes {
-                        t.await.unwrap();
-                    }
-                });
+                bed.rt.block_on(grpc_burst(&lv, &names, LV_SIZE));
                 total += start.elapsed();
             }
             total

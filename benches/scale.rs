@@ -33,7 +33,7 @@ mod common;
 #[path = "bed/mod.rs"]
 mod bed;
 
-use bed::{grpc_create, grpc_remove, Bed};
+use bed::{grpc_burst, grpc_create, grpc_remove, Bed};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
 use lvmd::lvm::{Edit, Layout, LvSpec};
 use lvmd::rpc::pb;
@@ -194,22 +194,7 @@ fn burst(c: &mut Criterion, bed: &Bed, n: usize) {
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                bed.rt.block_on(async {
-                    let creates: Vec<_> = names
-                        .iter()
-                        .map(|n| tokio::spawn(grpc_create(lv.clone(), n.clone(), LV_SIZE)))
-                        .collect();
-                    for t in creates {
-                        t.await.unwrap();
-                    }
-                    let removes: Vec<_> = names
-                        .iter()
-                        .map(|n| tokio::spawn(grpc_remove(lv.clone(), n.clone())))
-                        .collect();
-                    for t in removes {
-                        t.await.unwrap();
-                    }
-                });
+                bed.rt.block_on(grpc_burst(&lv, &names, LV_SIZE));
             }
             start.elapsed()
         })

@@ -223,6 +223,25 @@ pub async fn grpc_remove(mut lv: LvClient, name: String) {
     assert!(r.existed, "{name} was gone before its remove");
 }
 
+/// All of `names` created at once (each its own request, as clients in parallel would
+/// send them), then all removed at once; every answer checked.
+pub async fn grpc_burst(lv: &LvClient, names: &[String], size: u64) {
+    let creates: Vec<_> = names
+        .iter()
+        .map(|n| tokio::spawn(grpc_create(lv.clone(), n.clone(), size)))
+        .collect();
+    for t in creates {
+        t.await.unwrap();
+    }
+    let removes: Vec<_> = names
+        .iter()
+        .map(|n| tokio::spawn(grpc_remove(lv.clone(), n.clone())))
+        .collect();
+    for t in removes {
+        t.await.unwrap();
+    }
+}
+
 pub async fn grpc_activate(mut lv: LvClient, name: String) {
     lv.activate_logical_volume(pb::ActivateLogicalVolumeRequest {
         volume: vref(&name),
