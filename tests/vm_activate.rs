@@ -84,9 +84,7 @@ impl Bed {
     }
 
     fn lvm2_config(&self) -> String {
-        let config = self.loops.lvm_config();
-        assert!(config.contains("activation=0"));
-        config.replace("activation=0", "activation=1")
+        self.loops.lvm_config_with(true)
     }
 
     fn lvm2(&self, args: &[&str]) -> (bool, String, String) {

@@ -196,9 +196,7 @@ impl Bed {
     }
 
     fn lvm2_config(&self) -> String {
-        self.loops
-            .lvm_config()
-            .replace("activation=0", "activation=1")
+        self.loops.lvm_config_with(true)
     }
 
     fn lvm2(&self, args: &[&str]) -> String {

@@ -134,12 +134,7 @@ impl Bed {
 
     /// lvm2 confined to the bed's loop devices, activation on or off.
     pub fn lvm2_config(&self, activate: bool) -> String {
-        let c = self.loops.lvm_config();
-        if activate {
-            c.replace("activation=0", "activation=1")
-        } else {
-            c
-        }
+        self.loops.lvm_config_with(activate)
     }
 
     /// Spawns `lvm <cmd> --config ... <rest>` without waiting.

@@ -106,17 +106,24 @@ impl Loops {
         format!("[{}]", quoted.join(", "))
     }
 
-    /// lvm2's `--config` that confines it to these devices.
+    /// lvm2's `--config` that confines it to these devices, activation off.
     pub fn lvm_config(&self) -> String {
+        self.lvm_config_with(false)
+    }
+
+    /// [`Loops::lvm_config`] with activation on or off (on: only where device-mapper
+    /// answers, the VM).
+    pub fn lvm_config_with(&self, activation: bool) -> String {
         let accept: Vec<String> = self
             .devs
             .iter()
             .map(|d| format!("\"a|^{}$|\"", d.display()))
             .collect();
         format!(
-            "global {{ activation=0 }} \
+            "global {{ activation={} }} \
              devices {{ filter=[{}, \"r|.*|\"] global_filter=[{}, \"r|.*|\"] use_devicesfile=0 obtain_device_list_from_udev=0 }} \
              backup {{ backup_dir=\"{}\" archive_dir=\"{}\" }}",
+            u8::from(activation),
             accept.join(", "),
             accept.join(", "),
             self.backup_dir().display(),

@@ -435,6 +435,12 @@ impl Env {
         }
     }
 
+    /// lvm2's `--config` confined to the real daemon's loop devices.
+    pub fn lvm2_config(&self, activation: bool) -> String {
+        let real = self.real.as_ref().expect("lvm2 sees only the real daemon");
+        real.loops.lvm_config_with(activation)
+    }
+
     /// lvm2's report rows of every LV of the VG of class `i`, hidden ones included
     /// (real daemon only).
     pub fn lvm2_rows(&self, i: usize, fields: &str) -> Vec<serde_json::Value> {
