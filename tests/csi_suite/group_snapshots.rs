@@ -6,7 +6,7 @@
 //! deleted group NOT_FOUND, `snapshot_ids` mismatches INVALID_ARGUMENT; the snapshots
 //! returned are snapshots like others (ListSnapshots, CreateVolume's content source,
 //! DeleteSnapshot). Needs an env whose default class has a thin pool and a class
-//! `plain` without one.
+//! `plain` without one; snapshots already there (another suite's) are left alone.
 
 use super::{code, req, Env};
 use lvmd::csi::pb::group_controller_client::GroupControllerClient;
@@ -75,6 +75,22 @@ pub fn group_snapshot_rules(e: &Env) {
         .unwrap();
     let (a_id, b_id) = (a.volume_id.as_str(), b.volume_id.as_str());
 
+    let none = ListSnapshotsRequest::default();
+    let listed = |r: ListSnapshotsRequest| -> Vec<Snapshot> {
+        e.rt.block_on(e.ctl().list_snapshots(r))
+            .unwrap()
+            .into_inner()
+            .entries
+            .into_iter()
+            .map(|x| x.snapshot.unwrap())
+            .collect()
+    };
+    // What was there before (another suite's snapshots): each check is against it.
+    let others = listed(none.clone());
+    let ours = |all: Vec<Snapshot>| -> Vec<Snapshot> {
+        all.into_iter().filter(|s| !others.contains(s)).collect()
+    };
+
     // Required fields and what cannot be snapshotted together; nothing made.
     let mut with_params = group_req("vgs-1", &[a_id, b_id]);
     with_params.parameters.insert("x".into(), "y".into());
@@ -96,17 +112,10 @@ pub fn group_snapshot_rules(e: &Env) {
         let s = code(create(r.clone()));
         assert_eq!(s.code(), c, "{r:?}: {s:?}");
     }
-    let none = ListSnapshotsRequest::default();
-    let listed = |r: ListSnapshotsRequest| -> Vec<Snapshot> {
-        e.rt.block_on(e.ctl().list_snapshots(r))
-            .unwrap()
-            .into_inner()
-            .entries
-            .into_iter()
-            .map(|x| x.snapshot.unwrap())
-            .collect()
-    };
-    assert!(listed(none.clone()).is_empty(), "a refusal made nothing");
+    assert!(
+        ours(listed(none.clone())).is_empty(),
+        "a refusal made nothing"
+    );
 
     // Cut and ready: one snapshot per source, each naming the group.
     let g = create(group_req("vgs-1", &[a_id, b_id])).unwrap();
@@ -154,7 +163,7 @@ pub fn group_snapshot_rules(e: &Env) {
     assert_eq!(code(get("", vec![])).code(), Code::InvalidArgument);
 
     // Its snapshots are snapshots: listed with their group, and a volume's source.
-    let mut members = listed(none.clone());
+    let mut members = ours(listed(none.clone()));
     members.sort_by(|x, y| x.snapshot_id.cmp(&y.snapshot_id));
     let mut made = g.snapshots.clone();
     made.sort_by(|x, y| x.snapshot_id.cmp(&y.snapshot_id));
@@ -185,7 +194,7 @@ pub fn group_snapshot_rules(e: &Env) {
     delete(&g.group_snapshot_id, ids(&g)).unwrap();
     delete("not-ours", vec![]).unwrap();
     assert_eq!(code(delete("", vec![])).code(), Code::InvalidArgument);
-    assert!(listed(none.clone()).is_empty());
+    assert!(ours(listed(none.clone())).is_empty());
 
     // A member deleted alone (DeleteSnapshot): the group has the rest, and its
     // deletion with the original list (one id gone) succeeds.
@@ -198,7 +207,7 @@ pub fn group_snapshot_rules(e: &Env) {
     let left = get(&g2.group_snapshot_id, ids(&g2)).unwrap();
     assert_eq!(ids(&left), ids(&g2)[1..].to_vec());
     delete(&g2.group_snapshot_id, ids(&g2)).unwrap();
-    assert!(listed(none).is_empty());
+    assert!(ours(listed(none)).is_empty());
 
     for v in [&restored, &a, &b, &p] {
         e.delete(&v.volume_id);
