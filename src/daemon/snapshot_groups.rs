@@ -210,6 +210,7 @@ impl<M: Metadata> VolumeEngine<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::activation::Activation;
     use crate::daemon::crash;
     use crate::daemon::engine::Engine;
     use crate::daemon::thin::tests::{engine, in_step, pool_config, thin};
@@ -332,17 +333,17 @@ mod tests {
     }
 
     #[test]
-    fn a_group_killed_after_its_commit_is_sent_by_the_retry() {
+    fn a_group_killed_after_its_commit_or_its_messages_is_finished_by_the_retry() {
         let config = pool_config("");
         let (e, act) = engine(&config);
         e.prepare_thin_pool("vg", &config).unwrap();
         e.create_logical_volume("vg", &thin("a", 8)).unwrap();
         e.create_logical_volume("vg", &thin("b", 8)).unwrap();
         // As a kill -9 at `group-committed`: both creates recorded, nothing sent.
-        let tags = |source: &str| {
+        let tags = |source: &str, group: &str| {
             vec![
                 format!("{}{source}", marks::SNAPSHOT_OF_PREFIX),
-                format!("{}g", marks::GROUP_PREFIX),
+                format!("{}{group}", marks::GROUP_PREFIX),
             ]
         };
         e.metadata()
@@ -353,12 +354,12 @@ mod tests {
                         GroupSnapshot {
                             name: "sa".into(),
                             origin: "a".into(),
-                            tags: tags("a"),
+                            tags: tags("a", "g"),
                         },
                         GroupSnapshot {
                             name: "sb".into(),
                             origin: "b".into(),
-                            tags: tags("b"),
+                            tags: tags("b", "g"),
                         },
                     ],
                 },
@@ -373,6 +374,26 @@ mod tests {
             .unwrap();
         assert!(!again.created);
         assert_eq!(in_step(&e, &act), (vec![1, 2, 3, 4], 3));
+        // As a kill -9 at `group-sent`: the kernel has both, the record is still there;
+        // the retry only drops it.
+        let group2 = Edit::CreateThinSnapshotGroup {
+            snapshots: ["a", "b"]
+                .map(|s| GroupSnapshot {
+                    name: format!("t{s}"),
+                    origin: s.into(),
+                    tags: tags(s, "g2"),
+                })
+                .to_vec(),
+        };
+        e.metadata().edit("vg", &group2).unwrap();
+        let read = e.metadata().read("vg").unwrap();
+        act.thin_pool_sync(&read, "pool").unwrap();
+        assert_eq!(act.thin_pool("vg", "pool").transaction_id, 4);
+        let again = e
+            .create_snapshot_group("vg", "g2", &[member("ta", "a"), member("tb", "b")])
+            .unwrap();
+        assert!(!again.created);
+        assert_eq!(in_step(&e, &act), (vec![1, 2, 3, 4, 5, 6], 4));
         // The crash points are named in crash.rs's list.
         let doc = include_str!("crash.rs");
         for p in ["group-committed", "group-sent", "group-recorded"] {
