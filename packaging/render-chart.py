@@ -119,6 +119,12 @@ def check(text, values):
     vsc = kinds["VolumeSnapshotClass"]
     assert len(vsc) == 1 and vsc[0]["driver"] == kinds["CSIDriver"][0]["metadata"]["name"], vsc
     assert vsc[0]["deletionPolicy"] == "Delete", vsc
+    # Group snapshots: the snapshotter's gate on, a class for the driver.
+    assert "--feature-gates=CSIVolumeGroupSnapshot=true" in snap["args"], snap["args"]
+    vgsc = kinds["VolumeGroupSnapshotClass"]
+    assert len(vgsc) == 1 and vgsc[0]["driver"] == kinds["CSIDriver"][0]["metadata"]["name"], vgsc
+    assert vgsc[0]["apiVersion"] == "groupsnapshot.storage.k8s.io/v1beta2", vgsc
+    assert vgsc[0]["deletionPolicy"] == "Delete", vgsc
     # The resizer: one leader-elected replica for the cluster, not one per node.
     deps = {d["metadata"]["name"]: d for d in kinds["Deployment"]}
     rs = deps["lvmd-csi-resizer"]["spec"]
@@ -242,12 +248,12 @@ def check_key_secrets(sc):
 # The sidecars the chart runs, at the release values.yaml pins, with the flags their
 # README documents at that tag that the chart may pass and the RBAC rules their own
 # deploy/kubernetes/rbac.yaml asks for (the snapshotter's: its
-# deploy/kubernetes/csi-snapshotter/rbac-csi-snapshotter.yaml, the group snapshot rules
-# left out: lvmd-csi has no group snapshots; no leases, as --node-deployment elects no
-# leader).
+# deploy/kubernetes/csi-snapshotter/rbac-csi-snapshotter.yaml with its group snapshot
+# rules; no leases, as --node-deployment elects no leader).
 # Bumping a tag in values.yaml fails --check until this table is checked against the
-# new release and its tag updated here. `--feature-gates` is left out on purpose: the
-# provisioner's Topology gate is GA and setting it only warns that it will go.
+# new release and its tag updated here. The provisioner's `--feature-gates` is left out
+# on purpose: its Topology gate is GA and setting it only warns that it will go; the
+# snapshotter's enables group snapshots (CSIVolumeGroupSnapshot, its README's Usage).
 SIDECARS = {
     "csi-provisioner": {
         "image": "registry.k8s.io/sig-storage/csi-provisioner",
@@ -279,13 +285,16 @@ SIDECARS = {
         "flags": {
             "--csi-address", "--node-deployment", "--timeout", "--worker-threads",
             "--retry-interval-start", "--retry-interval-max", "--kube-api-qps",
-            "--kube-api-burst", "--resync-period",
+            "--kube-api-burst", "--resync-period", "--feature-gates",
         },
         "rbac": [
             ("", "events", "list watch create update patch"),
             ("snapshot.storage.k8s.io", "volumesnapshotclasses", "get list watch"),
             ("snapshot.storage.k8s.io", "volumesnapshotcontents", "get list watch update patch"),
             ("snapshot.storage.k8s.io", "volumesnapshotcontents/status", "update patch"),
+            ("groupsnapshot.storage.k8s.io", "volumegroupsnapshotclasses", "get list watch"),
+            ("groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents", "get list watch update patch"),
+            ("groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents/status", "update patch"),
         ],
     },
     "node-driver-registrar": {

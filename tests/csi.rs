@@ -428,6 +428,21 @@ fn snapshots_and_volume_sources_follow_the_spec() {
     csi_suite::snapshots::snapshot_rules(&e);
 }
 
+/// The GroupController's RPCs as the spec has them (`csi_suite::group_snapshots`), on
+/// the same classes.
+#[test]
+fn group_snapshots_follow_the_spec() {
+    let e = Env::simulated_with(
+        ["vg-thin".into(), "vg-plain".into()],
+        "[device_classes.thin]\nvolume_group = \"vg-thin\"\ndefault = true\n\
+         loop_file = { path = \"/nonexistent/thin.img\", size = \"1GiB\" }\n\
+         thin_pool = { name = \"pool\", size = \"512MiB\", overprovision_ratio = 4.0 }\n\
+         [device_classes.plain]\nvolume_group = \"vg-plain\"\n\
+         loop_file = { path = \"/nonexistent/plain.img\", size = \"1GiB\" }\n",
+    );
+    csi_suite::group_snapshots::group_snapshot_rules(&e);
+}
+
 /// What kubelet does with a pod's volumes, in its order, against `lvmd --simulate` (as
 /// `docs/csi.md` offers for trying the chart without a disk): a filesystem PVC staged
 /// and published, its target then given to the pod's fsGroup as kubelet's applyFSGroup

@@ -110,6 +110,83 @@ fn snapshots_and_volumes_made_from_them() {
 }
 
 #[test]
+fn snapshot_groups_through_the_api() {
+    let (d, _sim) = thin_sim_daemon();
+    for v in ["a", "b"] {
+        json(&d, &["lv", "create", v, "64MiB"]);
+    }
+    let g = json(
+        &d,
+        &[
+            "snapshot", "group", "create", "g", "--of", "a", "--of", "b:snap-b",
+        ],
+    );
+    let members: Vec<(String, String, String)> = g["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["source_volume"].as_str().unwrap().to_owned(),
+                s["group"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want = [("g-a", "a", "g"), ("snap-b", "b", "g")]
+        .map(|(n, s, g)| (n.to_owned(), s.to_owned(), g.to_owned()));
+    assert_eq!(members, want);
+    // The same again: the same group; other members: ALREADY_EXISTS.
+    let again = json(
+        &d,
+        &[
+            "snapshot", "group", "create", "g", "--of", "b:snap-b", "--of", "a",
+        ],
+    );
+    assert_eq!(again["snapshots"], g["snapshots"]);
+    assert_eq!(
+        json(&d, &["snapshot", "group", "get", "g"])["snapshots"],
+        g["snapshots"]
+    );
+    for (args, code) in [
+        (
+            &["snapshot", "group", "create", "g", "--of", "a"][..],
+            "AlreadyExists",
+        ),
+        (
+            &["snapshot", "group", "create", "h", "--of", "nope"][..],
+            "NotFound",
+        ),
+        (
+            &[
+                "snapshot", "group", "create", "h", "--of", "a", "--of", "a:x",
+            ][..],
+            "InvalidArgument",
+        ),
+        (&["snapshot", "group", "get", "h"][..], "NotFound"),
+    ] {
+        let out = ctl(&d, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(code),
+            "{args:?}: {err}"
+        );
+    }
+    // Snapshots like others: listed; the group deleted whole, twice without error.
+    let table = ok(&d, &["snapshot", "list"]);
+    assert!(table.contains("g-a") && table.contains("snap-b"), "{table}");
+    assert_eq!(
+        json(&d, &["snapshot", "group", "delete", "g"])["existed"],
+        true
+    );
+    assert_eq!(
+        json(&d, &["snapshot", "group", "delete", "g"])["existed"],
+        false
+    );
+    assert_eq!(json(&d, &["snapshot", "list"]), serde_json::json!([]));
+}
+
+#[test]
 fn tables_and_json() {
     let (d, _sim) = sim_daemon(AccessPolicy::default());
     assert_eq!(ok(&d, &["health"]).trim(), "SERVING");

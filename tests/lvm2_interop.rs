@@ -1844,6 +1844,84 @@ fn lvm2_lists_and_removes_the_thin_snapshots_lvmd_makes() {
         .any(|l| l.starts_with("origin")));
 }
 
+/// lvmd's group snapshot (two snapshots in one pool transaction, `message1` and
+/// `message2` recorded) is metadata lvm2 reads: `vgck` clean with both messages
+/// recorded, the pool's transaction raised once, both listed as snapshots of their
+/// origins with the attributes of lvm2's own, and clean again once the record is
+/// dropped.
+#[test]
+fn lvm2_reads_a_group_of_thin_snapshots_in_one_transaction() {
+    if !host_tests_enabled("lvm2_reads_a_group_of_thin_snapshots_in_one_transaction") {
+        return;
+    }
+    use lvmd::lvm::{Edit, GroupSnapshot};
+    let mut loops = Loops::new(&[]);
+    let vg = attach_fixture(&mut loops, "mixed");
+    let lvm = loops.lvmd();
+    let member = |name: &str, origin: &str| GroupSnapshot {
+        name: name.into(),
+        origin: origin.into(),
+        tags: vec![
+            format!("lvmd.group=g"),
+            format!("lvmd.snapshot-of={origin}"),
+        ],
+    };
+    lvm.edit(
+        &vg,
+        &Edit::CreateThinSnapshotGroup {
+            snapshots: vec![member("g_thin", "thin"), member("g_snap", "thin_snap")],
+        },
+    )
+    .unwrap();
+    loops.vgck(&vg);
+    let found = lvm.read_vg(&vg).unwrap();
+    assert!(
+        found.text.contains("create = \"g_thin\"") && found.text.contains("create = \"g_snap\""),
+        "{}",
+        found.text
+    );
+    let lvs = loops.report(
+        &[
+            "lvs",
+            "-o",
+            "lv_name,lv_attr,origin,thin_id,transaction_id,lv_tags",
+            &vg,
+        ],
+        "lv",
+    );
+    let row = |n: &str| {
+        lvs.iter()
+            .find(|r| text(r, "lv_name") == n)
+            .unwrap_or_else(|| panic!("{n}: {lvs:?}"))
+            .clone()
+    };
+    // lvm2 left the pool at transaction 2 with thin ids 1 and 2: one raise for both.
+    assert_eq!(num(&row("pool"), "transaction_id"), 3);
+    for (name, origin, id) in [("g_thin", "thin", 3), ("g_snap", "thin_snap", 4)] {
+        let r = row(name);
+        assert_eq!(
+            (text(&r, "origin"), num(&r, "thin_id")),
+            (origin.to_owned(), id),
+            "{lvs:?}"
+        );
+        // Read-only, activation skip, as `lvcreate -s -pr` makes one.
+        assert_eq!(text(&r, "lv_attr"), "Vri-XXtz-k", "{lvs:?}");
+        assert!(text(&r, "lv_tags").contains("lvmd.group=g"), "{lvs:?}");
+    }
+    lvm.edit(
+        &vg,
+        &Edit::ThinMessagesSent {
+            pool: "pool".into(),
+            transaction_id: 3,
+        },
+    )
+    .unwrap();
+    loops.vgck(&vg);
+    let found = lvm.read_vg(&vg).unwrap();
+    let seg = &found.vg.lv("pool").unwrap().segments[0];
+    assert!(lvmd::lvm::thin::pending_messages(seg).is_empty());
+}
+
 /// A mirror's leg PV gone: lvmd refuses every change but the repair, which it writes
 /// to the PVs left with the missing one flagged MISSING, as lvm2 does; lvm2 reads the
 /// result (the leg on the spare, next to nothing on the missing PV), and its

@@ -87,7 +87,8 @@ lane_b() {
     # mirror (its damage and its repair) and the mirror's crash points (their devices are
     # made as any mirror's; kill -9 without udev is the end-to-end case's), peer checks on
     # the socket, encryption over thin, striped and raid1 (the crypt layer is the same on
-    # each; its nodes without udev are the kill -9 case's). Together those
+    # each; its nodes without udev are the kill -9 case's), the group snapshot (suspends and
+# messages, no node made). Together those
     # are ~70% of vm_daemon's time.
     VM_NO_UDEV=1 step "VM: the lvmd daemon end to end without udev (tests/vm_daemon.rs, the udev-relevant cases)" \
         in_vm vm_daemon 2400 --skip thirty_two_parallel_clients \
@@ -100,7 +101,8 @@ lane_b() {
         --skip an_integrity_mirror_with_a_leg_pv_gone_is_repaired_whole \
         --skip socket_peers_are_checked_by_uid \
         --skip a_thin_pool_grows_online_under_a_writer_and_through_a_kill \
-        --skip encrypted_thin_striped_and_raid1_volumes_keep_their_data
+        --skip encrypted_thin_striped_and_raid1_volumes_keep_their_data \
+        --skip a_group_snapshot_is_one_instant_and_snapshots_survive_kill_9
     VM_SYSTEMD=1 step "VM: the CSI suite against the real lvmd under its unit's sandbox, plugin in its own mount namespace (HostToContainer), and with no propagation (tests/vm_csi.rs)" \
         in_vm vm_csi 1500
 }

@@ -24,11 +24,15 @@ use tonic::Code;
 
 csi_cases!(Env::real());
 
-/// The snapshot RPCs and volume sources (`csi_suite::snapshots`) on the real daemon's
-/// thin pool: every create_snap, delete and restore through the kernel's pool.
+/// The snapshot RPCs and volume sources (`csi_suite::snapshots`), then the
+/// GroupController's (`csi_suite::group_snapshots`, in the same env: no second daemon
+/// and pool to start), on the real daemon's thin pool: every create_snap, delete and
+/// restore through the kernel's pool.
 #[test]
 fn snapshots_and_volume_sources_follow_the_spec() {
-    csi_suite::snapshots::snapshot_rules(&Env::real_thin());
+    let e = Env::real_thin();
+    csi_suite::snapshots::snapshot_rules(&e);
+    csi_suite::group_snapshots::group_snapshot_rules(&e);
 }
 
 #[test]

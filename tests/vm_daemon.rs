@@ -3383,3 +3383,264 @@ fn an_integrity_mirror_with_a_leg_pv_gone_is_repaired_whole() {
     bed.json(&["lv", "deactivate", "m"]);
     bed.stop();
 }
+
+// --- Group snapshots (issue 11) ---
+
+/// Blocks of the group case's writer ring (4 KiB each, 4 MiB in all).
+const RING: u64 = 1024;
+
+/// The highest sequence number in `dev`'s ring (0: none written).
+fn last_record(dev: &Path) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut ring = vec![0u8; (RING * 4096) as usize];
+    std::fs::File::open(dev)
+        .unwrap()
+        .read_exact_at(&mut ring, 0)
+        .unwrap();
+    ring.chunks(4096)
+        .filter(|b| b[8..16] == *b"lvmd-seq")
+        .map(|b| u64::from_le_bytes(b[..8].try_into().unwrap()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Writes records 1, 2, ... to `a` then `b` in turn (record i to both, a first), each
+/// written through (O_SYNC) before the next begins, until `stop`; returns the last
+/// record written to both.
+fn ring_writer(
+    a: PathBuf,
+    b: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    std::thread::spawn(move || {
+        let open = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_SYNC)
+                .open(p)
+                .unwrap()
+        };
+        let (fa, fb) = (open(&a), open(&b));
+        let mut block = vec![0u8; 4096];
+        block[8..16].copy_from_slice(b"lvmd-seq");
+        let mut i = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            i += 1;
+            block[..8].copy_from_slice(&i.to_le_bytes());
+            let at = (i % RING) * 4096;
+            fa.write_all_at(&block, at).unwrap();
+            fb.write_all_at(&block, at).unwrap();
+        }
+        i
+    })
+}
+
+/// Whether dm-thin device `name` is suspended (`dmsetup info`'s state).
+fn dm_suspended(name: &str) -> bool {
+    run_ok(
+        "dmsetup",
+        &["info", "-c", "--noheadings", "-o", "suspended", name],
+    )
+    .trim()
+        == "Suspended"
+}
+
+/// Group snapshots through the real daemon, and kill -9 at the snapshot steps.
+///
+/// Two thin volumes of the class's pool, active, a writer writing record i to a, then
+/// to b, in turn; the group taken while it runs is one instant's cut (in the snapshots
+/// b's last record is a's or one behind it, never newer), in one pool transaction;
+/// both volumes are resumed (the writer goes on); lvm2 lists the snapshots with their
+/// origins and group marks, activates them and reads the same cut; the group deleted.
+///
+/// Then kill -9 at the snapshot steps the thin case does not kill (`snap-sent`,
+/// `snap-recorded`, `clone-sent`) and at a group's `group-committed`, the origins
+/// active, each followed by a restart: the kernel's transaction id is the metadata's,
+/// the same request again answers what was made, no origin is left suspended; at the
+/// end the pool, taken down (the daemon running), checks clean (`thin_check`) and
+/// holds exactly the thin ids of the LVs lvm2 lists (nothing leaked), and activates
+/// again for a volume whose data is intact.
+#[test]
+fn a_group_snapshot_is_one_instant_and_snapshots_survive_kill_9() {
+    let _serial = common::vm_case("vm_daemon");
+    let started = Instant::now();
+    let mut bed = Bed::new("vmd-grp", &[128]);
+    bed.write_class_config("", "thin_pool = { name = \"pool\", size = \"64MiB\" }\n");
+    bed.start(None);
+    let dev = |v: Value| PathBuf::from(v["device_path"].as_str().unwrap());
+    bed.json(&["lv", "create", "a", "16MiB"]);
+    bed.json(&["lv", "create", "b", "16MiB"]);
+    let (dev_a, dev_b) = (
+        dev(bed.json(&["lv", "activate", "a"])),
+        dev(bed.json(&["lv", "activate", "b"])),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = ring_writer(dev_a.clone(), dev_b.clone(), stop.clone());
+    // Running before the group is taken.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while last_record(&dev_b) < 50 {
+        assert!(Instant::now() < deadline, "the writer does not progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = common::kernel_transaction(&bed.vg, "pool");
+    let g = bed.json(&["snapshot", "group", "create", "g", "--of", "a", "--of", "b"]);
+    let names: Vec<&str> = g["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["g-a", "g-b"], "{g}");
+    // One transaction for both snapshots.
+    assert_eq!(common::kernel_transaction(&bed.vg, "pool"), before + 1);
+    // Resumed: not suspended, and the writer goes on past the cut.
+    for lv in ["a", "b"] {
+        assert!(!dm_suspended(&bed.dm_name(lv)), "{lv} left suspended");
+    }
+    let at_cut = last_record(&dev_b);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while last_record(&dev_b) < at_cut + 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the writer hangs after the group"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+
+    // lvm2 lists both as read-only thin snapshots of their origins, with the group
+    // mark, activates them (-K: activation skip) and reads one cut.
+    let rows = bed.loops.report(
+        &[
+            "lvs",
+            &bed.vg,
+            "-o",
+            "lv_name,origin,lv_attr,lv_tags",
+            "-S",
+            "lv_name=~^g-",
+        ],
+        "lv",
+    );
+    let listed: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (text(r, "lv_name"), text(r, "origin")))
+        .collect();
+    assert_eq!(
+        listed,
+        [("g-a", "a"), ("g-b", "b")].map(|(n, o)| (n.to_owned(), o.to_owned())),
+        "{rows:?}"
+    );
+    for r in &rows {
+        let (attr, tags) = (text(r, "lv_attr"), text(r, "lv_tags"));
+        assert!(attr.starts_with("Vri") && attr.ends_with('k'), "{rows:?}");
+        assert!(tags.contains("lvmd.group=g"), "{rows:?}");
+    }
+    let mut cut = Vec::new();
+    for s in ["g-a", "g-b"] {
+        bed.lvm2(&["lvchange", "-ay", "-K", &format!("{}/{s}", bed.vg)]);
+        cut.push(last_record(&PathBuf::from(format!(
+            "/dev/mapper/{}",
+            bed.dm_name(s)
+        ))));
+        bed.lvm2(&["lvchange", "-an", &format!("{}/{s}", bed.vg)]);
+    }
+    let (in_a, in_b) = (cut[0], cut[1]);
+    eprintln!("group cut: a at record {in_a}, b at {in_b}; {written} written in all");
+    assert!(
+        in_b >= 50 && (in_a == in_b || in_a == in_b + 1),
+        "not one instant: a's snapshot has record {in_a}, b's {in_b}"
+    );
+    assert!(written > in_a, "the writer stopped at the cut");
+
+    // Deleted whole; the kernel at the metadata's transaction, the pool holds a and b.
+    assert_eq!(
+        bed.json(&["snapshot", "group", "delete", "g"])["existed"].as_bool(),
+        Some(true)
+    );
+    let rows = thin_rows(&bed);
+    assert!(
+        !rows.contains_key("g-a") && !rows.contains_key("g-b"),
+        "{rows:?}"
+    );
+    assert_eq!(
+        rows["pool"].1,
+        common::kernel_transaction(&bed.vg, "pool").to_string()
+    );
+    bed.agree();
+    eprintln!(
+        "group snapshot: done at {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // kill -9 at the snapshot steps the thin case does not kill, and at a group's
+    // commit, the origins active; each followed by a restart.
+    write_pattern(&dev_a, 7, 0, MIB);
+    let steps: [(&str, &[&str]); 4] = [
+        ("snap-sent", &["snapshot", "create", "s1", "--of", "a"]),
+        ("snap-recorded", &["snapshot", "create", "s2", "--of", "a"]),
+        ("clone-sent", &["lv", "create", "c", "0", "--from", "s1"]),
+        (
+            "group-committed",
+            &[
+                "snapshot", "group", "create", "g2", "--of", "a", "--of", "b",
+            ],
+        ),
+    ];
+    for (point, args) in steps {
+        bed.stop();
+        crash_at(&mut bed, point, args);
+        let rows = thin_rows(&bed);
+        assert_eq!(
+            rows["pool"].1,
+            common::kernel_transaction(&bed.vg, "pool").to_string(),
+            "after a kill at {point}: {rows:?}"
+        );
+        // The retry finds it made (and, after `group-committed`, the restart sent
+        // both snapshots with both origins suspended and resumed).
+        let again = bed.json(args);
+        assert!(again["name"].is_string(), "{point}: {again}");
+        for lv in ["a", "b"] {
+            assert!(
+                !dm_suspended(&bed.dm_name(lv)),
+                "{lv} suspended after {point}"
+            );
+        }
+        eprintln!("{point}: done at {:.1}s", started.elapsed().as_secs_f64());
+    }
+    let g = bed.json(&["snapshot", "group", "get", "g2"]);
+    assert_eq!(g["snapshots"].as_array().map(Vec::len), Some(2), "{g}");
+    let dev_c = dev(bed.json(&["lv", "activate", "c"]));
+    assert_pattern(&dev_c, 7, 0, MIB);
+    assert_pattern(&dev_a, 7, 0, MIB);
+    bed.vgck();
+
+    // Nothing leaked: the pool's kernel ids are exactly the thin LVs lvm2 lists.
+    let want: Vec<u64> = thin_rows(&bed)
+        .values()
+        .filter(|(segtype, ..)| segtype == "thin")
+        .map(|(_, _, id, _)| id.parse().unwrap())
+        .collect::<BTreeSet<u64>>()
+        .into_iter()
+        .collect();
+    assert_eq!(want.len(), 7, "a, b, s1, s2, c and g2's two");
+    for lv in ["a", "b", "c"] {
+        bed.json(&["lv", "deactivate", lv]);
+    }
+    let ids = common::thin_ids_on_disk(&|a: &[&str]| bed.lvm2(a), &bed.vg, "pool");
+    assert_eq!(ids, want);
+    // The pool activates again, in step, the data there.
+    let dev_a = dev(bed.json(&["lv", "activate", "a"]));
+    assert_eq!(
+        thin_rows(&bed)["pool"].1,
+        common::kernel_transaction(&bed.vg, "pool").to_string()
+    );
+    assert_pattern(&dev_a, 7, 0, MIB);
+    bed.json(&["lv", "deactivate", "a"]);
+    bed.stop();
+    eprintln!(
+        "group and kill case: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}

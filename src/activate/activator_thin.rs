@@ -58,37 +58,35 @@ pub(super) fn check_transaction(
         // (the daemon's Edit::ThinMessagesSent).
         Ok(Catchup::Sent { .. }) => Ok(()),
         Ok(Catchup::Send { messages, .. }) => {
-            for m in &messages {
-                let text = m.text();
-                // A snapshot of an active origin: the origin takes no writes while the
-                // pool copies its mapping, and what its filesystem wrote is flushed
-                // first (lvm2 suspends the origin around the same message).
-                let held = match m {
-                    KernelMessage::CreateSnap { origin, .. } => {
-                        suspend_origin(dm, vg, &pool.name, *origin)?
-                    }
+            // Snapshots of active origins: every origin takes no writes while the pool
+            // copies the mappings, and what their filesystems wrote is flushed first
+            // (lvm2 suspends the origin around the same message). All are suspended
+            // before the first message and resumed after the last, so a group's
+            // snapshots are one instant's cut; in the order of their thin ids, so two
+            // runs never hold them in different orders.
+            let origins: std::collections::BTreeSet<u64> = messages
+                .iter()
+                .filter_map(|m| match m {
+                    KernelMessage::CreateSnap { origin, .. } => Some(*origin),
                     _ => None,
-                };
-                let sent = dm.message(&device.uuid, &text);
-                if let Some(dev) = &held {
-                    dm.resume_suspended(dev, true)?;
+                })
+                .collect();
+            let mut held = Vec::new();
+            let sent = (|| {
+                for origin in &origins {
+                    held.extend(suspend_origin(dm, vg, &pool.name, *origin)?);
                 }
-                match sent? {
-                    Ok(()) => {}
-                    // The id is gone already: a delete sent before a kill, or the
-                    // first try of a create that never ran.
-                    Err(libc::ENODATA) if matches!(m, KernelMessage::Delete(_)) => {}
-                    Err(errno) => {
-                        return Err(ActivateError::Dm {
-                            op: "thin-pool message",
-                            device: format!("{} ({text})", device.name),
-                            source: std::io::Error::from_raw_os_error(errno),
-                        })
-                    }
+                send_messages(dm, vg, &pool.name, device, &messages)
+            })();
+            // Resumed whatever happened: an origin left suspended hangs its writers.
+            let mut resumed = Ok(());
+            for dev in held.iter().rev() {
+                if let Err(e) = dm.resume_suspended(dev, true) {
+                    warn!(vg = %vg.name, device = %dev.name, "cannot resume a snapshot's origin: {e}");
+                    resumed = resumed.and(Err(e));
                 }
-                info!(vg = %vg.name, pool = %pool.name, message = %text, "thin-pool message sent");
             }
-            Ok(())
+            sent.and(resumed)
         }
         Err(_) => Err(ActivateError::ThinTransaction {
             vg: vg.name.clone(),
@@ -97,6 +95,34 @@ pub(super) fn check_transaction(
             metadata: *transaction_id,
         }),
     }
+}
+
+/// Sends a catch-up's messages to the pool target, in order.
+fn send_messages(
+    dm: &DmControl,
+    vg: &VolumeGroup,
+    pool: &str,
+    device: &DevicePlan,
+    messages: &[KernelMessage],
+) -> Result<()> {
+    for m in messages {
+        let text = m.text();
+        match dm.message(&device.uuid, &text)? {
+            Ok(()) => {}
+            // The id is gone already: a delete sent before a kill, or the first try
+            // of a create that never ran.
+            Err(libc::ENODATA) if matches!(m, KernelMessage::Delete(_)) => {}
+            Err(errno) => {
+                return Err(ActivateError::Dm {
+                    op: "thin-pool message",
+                    device: format!("{} ({text})", device.name),
+                    source: std::io::Error::from_raw_os_error(errno),
+                })
+            }
+        }
+        info!(vg = %vg.name, pool, message = %text, "thin-pool message sent");
+    }
+    Ok(())
 }
 
 /// Suspends the active thin device of id `id` in `pool`, if there is one (`None`:

@@ -8,8 +8,8 @@
 use crate::crypt::Passphrase;
 use crate::daemon::classes::{DeviceClasses, Resolved};
 use crate::daemon::engine::{
-    Engine, EngineError, Health, Layout, LvInfo, LvSpec, MountSpec, PathStats, SnapshotInfo,
-    VgInfo, VolumeKey,
+    Engine, EngineError, GroupMember, Health, Layout, LvInfo, LvSpec, MountSpec, PathStats,
+    SnapshotGroupInfo, SnapshotInfo, VgInfo, VolumeKey,
 };
 use crate::model::layout::{DEFAULT_REGION_SIZE, DEFAULT_STRIPE_SIZE};
 use crate::rpc::pb;
@@ -279,6 +279,24 @@ impl Api {
             size_bytes: s.size.0,
             creation_time: s.creation_time,
             read_only: s.read_only,
+            group: s.group.unwrap_or_default(),
+        }
+    }
+
+    fn snapshot_group_out(&self, g: SnapshotGroupInfo) -> pb::SnapshotGroup {
+        pb::SnapshotGroup {
+            device_class: self
+                .classes
+                .by_vg(&g.vg)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+            name: g.name,
+            volume_group: g.vg,
+            snapshots: g
+                .snapshots
+                .into_iter()
+                .map(|s| self.snapshot_out(s))
+                .collect(),
         }
     }
 
@@ -593,6 +611,54 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         Ok(Response::new(pb::ListSnapshotsResponse {
             snapshots: all.into_iter().map(|s| self.snapshot_out(s)).collect(),
         }))
+    }
+
+    async fn create_snapshot_group(
+        &self,
+        r: Request<pb::CreateSnapshotGroupRequest>,
+    ) -> Reply<pb::SnapshotGroup> {
+        let r = r.into_inner();
+        let (resolved, name) = self.resolve_for_change(r.group.as_ref()).await?;
+        let members: Vec<GroupMember> = r
+            .snapshots
+            .into_iter()
+            .map(|m| GroupMember {
+                name: m.name,
+                source: m.source_volume,
+            })
+            .collect();
+        let e = self.engine.clone();
+        let created =
+            blocking(move || e.create_snapshot_group(&resolved.vg, &name, &members)).await?;
+        if created.created {
+            self.changed();
+        }
+        Ok(Response::new(self.snapshot_group_out(created.value)))
+    }
+
+    async fn delete_snapshot_group(
+        &self,
+        r: Request<pb::DeleteSnapshotGroupRequest>,
+    ) -> Reply<pb::DeleteSnapshotGroupResponse> {
+        let (resolved, name) = self
+            .resolve_for_change(r.into_inner().group.as_ref())
+            .await?;
+        let e = self.engine.clone();
+        let existed = blocking(move || e.delete_snapshot_group(&resolved.vg, &name)).await?;
+        if existed {
+            self.changed();
+        }
+        Ok(Response::new(pb::DeleteSnapshotGroupResponse { existed }))
+    }
+
+    async fn get_snapshot_group(
+        &self,
+        r: Request<pb::GetSnapshotGroupRequest>,
+    ) -> Reply<pb::SnapshotGroup> {
+        let (resolved, name) = self.resolve(r.into_inner().group.as_ref())?;
+        let e = self.engine.clone();
+        let g = blocking(move || e.snapshot_group(&resolved.vg, &name)).await?;
+        Ok(Response::new(self.snapshot_group_out(g)))
     }
 
     async fn resize_logical_volume(

@@ -141,6 +141,54 @@ enum SnapshotCommand {
         #[command(flatten)]
         at: Where,
     },
+    /// Snapshots of several thin volumes taken at one instant.
+    #[command(subcommand)]
+    Group(GroupCommand),
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Group NAME: a read-only snapshot of each --of volume, all at one instant.
+    Create {
+        name: String,
+        /// A thin volume, as SOURCE (its snapshot named NAME-SOURCE) or SOURCE:SNAPSHOT.
+        #[arg(long = "of", required = true)]
+        sources: Vec<String>,
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Deletes every snapshot of group NAME.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        at: Where,
+    },
+    Get {
+        name: String,
+        #[command(flatten)]
+        at: Where,
+    },
+}
+
+/// `SOURCE` or `SOURCE:SNAPSHOT` (`:` is in no LV name), as a group's member.
+fn group_member(group: &str, arg: &str) -> pb::SnapshotGroupMember {
+    let (source, name) = match arg.split_once(':') {
+        Some((source, name)) => (source.to_owned(), name.to_owned()),
+        None => (arg.to_owned(), format!("{group}-{arg}")),
+    };
+    pb::SnapshotGroupMember {
+        name,
+        source_volume: source,
+    }
+}
+
+fn snapshot_group_json(g: &pb::SnapshotGroup) -> Value {
+    json!({
+        "name": g.name,
+        "volume_group": g.volume_group,
+        "device_class": g.device_class,
+        "snapshots": g.snapshots.iter().map(snapshot_json).collect::<Vec<_>>(),
+    })
 }
 
 #[derive(Subcommand)]
@@ -483,6 +531,7 @@ fn snapshot_json(s: &pb::Snapshot) -> Value {
         "size": s.size_bytes,
         "creation_time": s.creation_time,
         "read_only": s.read_only,
+        "group": s.group,
     })
 }
 
@@ -778,6 +827,39 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 format!("deleted {name}\n")
             } else {
                 format!("{name} did not exist\n")
+            };
+            print(json, json!({"name": name, "existed": r.existed}), text);
+        }
+        Command::Snapshot(SnapshotCommand::Group(GroupCommand::Create { name, sources, at })) => {
+            let g = lvc
+                .create_snapshot_group(pb::CreateSnapshotGroupRequest {
+                    group: Some(at.volume(&name)),
+                    snapshots: sources.iter().map(|s| group_member(&name, s)).collect(),
+                })
+                .await?
+                .into_inner();
+            print(json, snapshot_group_json(&g), snapshot_table(&g.snapshots));
+        }
+        Command::Snapshot(SnapshotCommand::Group(GroupCommand::Get { name, at })) => {
+            let g = lvc
+                .get_snapshot_group(pb::GetSnapshotGroupRequest {
+                    group: Some(at.volume(&name)),
+                })
+                .await?
+                .into_inner();
+            print(json, snapshot_group_json(&g), snapshot_table(&g.snapshots));
+        }
+        Command::Snapshot(SnapshotCommand::Group(GroupCommand::Delete { name, at })) => {
+            let r = lvc
+                .delete_snapshot_group(pb::DeleteSnapshotGroupRequest {
+                    group: Some(at.volume(&name)),
+                })
+                .await?
+                .into_inner();
+            let text = if r.existed {
+                format!("deleted group {name}\n")
+            } else {
+                format!("group {name} did not exist\n")
             };
             print(json, json!({"name": name, "existed": r.existed}), text);
         }

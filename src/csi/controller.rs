@@ -739,7 +739,10 @@ fn rpc_cap(t: rpc::Type) -> ControllerServiceCapability {
 
 /// The request with its secrets' values zeroed at once: the controller has no use for
 /// them (the node reads an encrypted volume's key), and keeps no copy of them.
-fn wiped<T>(mut r: T, secrets: impl FnOnce(&mut T) -> &mut HashMap<String, String>) -> T {
+pub(super) fn wiped<T>(
+    mut r: T,
+    secrets: impl FnOnce(&mut T) -> &mut HashMap<String, String>,
+) -> T {
     crate::rpc::WipeSecret::wipe(secrets(&mut r));
     r
 }

@@ -45,6 +45,8 @@ impl Identity for IdentityService {
                 capabilities: vec![
                     service_cap(service::Type::ControllerService),
                     service_cap(service::Type::VolumeAccessibilityConstraints),
+                    // Group snapshots of a class's thin volumes (`group_snapshots`).
+                    service_cap(service::Type::GroupControllerService),
                     PluginCapability {
                         r#type: Some(Type::VolumeExpansion(VolumeExpansion {
                             r#type: volume_expansion::Type::Online as i32,

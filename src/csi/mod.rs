@@ -18,6 +18,7 @@
 
 pub mod controller;
 pub mod ephemeral;
+pub mod group_snapshots;
 pub mod identity;
 pub mod metrics;
 pub mod mounts;
@@ -46,6 +47,15 @@ redacted_debug!(pb::CreateSnapshotRequest { source_volume_id, name, parameters }
 redacted_debug!(pb::DeleteSnapshotRequest { snapshot_id } secret { secrets });
 redacted_debug!(pb::ListSnapshotsRequest {
     max_entries, starting_token, source_volume_id, snapshot_id
+} secret { secrets });
+redacted_debug!(pb::CreateVolumeGroupSnapshotRequest {
+    name, source_volume_ids, parameters
+} secret { secrets });
+redacted_debug!(pb::DeleteVolumeGroupSnapshotRequest {
+    group_snapshot_id, snapshot_ids
+} secret { secrets });
+redacted_debug!(pb::GetVolumeGroupSnapshotRequest {
+    group_snapshot_id, snapshot_ids
 } secret { secrets });
 redacted_debug!(pb::ValidateVolumeCapabilitiesRequest {
     volume_id, volume_context, volume_capabilities, parameters, mutable_parameters

@@ -2,10 +2,12 @@
 //! list), the metrics port.
 
 use super::controller::ControllerService;
+use super::group_snapshots::GroupControllerService;
 use super::identity::IdentityService;
 use super::metrics::Metrics;
 use super::node::NodeService;
 use super::pb::controller_server::ControllerServer;
+use super::pb::group_controller_server::GroupControllerServer;
 use super::pb::identity_server::IdentityServer;
 use super::pb::node_server::NodeServer;
 use super::{Plugin, PluginConfig};
@@ -35,7 +37,7 @@ pub fn plugin(config: PluginConfig, lvmd_socket: &Path) -> Arc<Plugin> {
     ))
 }
 
-/// Serves Identity, Controller and Node on `csi_socket` until `shutdown` completes. A
+/// Serves Identity, Controller, GroupController and Node on `csi_socket` until `shutdown` completes. A
 /// stale socket file is replaced; one another plugin still answers on is not.
 ///
 /// Only peers `policy` allows get through (SO_PEERCRED, [`crate::socket::peer`]): kubelet and
@@ -62,6 +64,9 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(IdentityServer::new(IdentityService(plugin.clone())))
         .add_service(ControllerServer::new(ControllerService(plugin.clone())))
+        .add_service(GroupControllerServer::new(GroupControllerService(
+            plugin.clone(),
+        )))
         .add_service(NodeServer::new(NodeService(plugin)))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

@@ -15,7 +15,7 @@ use super::volume_id::{lv_name, VolumeId};
 use crate::rpc::pb as lvmd;
 use tonic::{Code, Status};
 
-fn timestamp(seconds: i64) -> prost_types::Timestamp {
+pub(super) fn timestamp(seconds: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds, nanos: 0 }
 }
 
@@ -28,7 +28,7 @@ pub struct Source {
 }
 
 impl ControllerService {
-    fn snapshot_out(&self, class: &str, s: &lvmd::Snapshot) -> Snapshot {
+    pub(super) fn snapshot_out(&self, class: &str, s: &lvmd::Snapshot) -> Snapshot {
         let id = |lv: &str| VolumeId {
             node: self.0.config.node_id.clone(),
             class: class.into(),
@@ -41,7 +41,12 @@ impl ControllerService {
             creation_time: Some(timestamp(s.creation_time)),
             // Cut when it exists: a thin snapshot needs no copying.
             ready_to_use: true,
-            group_snapshot_id: String::new(),
+            // Its group's id (`group_snapshots`); deletable alone all the same.
+            group_snapshot_id: if s.group.is_empty() {
+                String::new()
+            } else {
+                id(&s.group).to_string()
+            },
         }
     }
 
@@ -58,7 +63,7 @@ impl ControllerService {
             .map(|r| r.into_inner().snapshots)
     }
 
-    fn on_this_node(&self, id: &VolumeId, what: &str) -> Result<(), Status> {
+    pub(super) fn on_this_node(&self, id: &VolumeId, what: &str) -> Result<(), Status> {
         if id.node != self.0.config.node_id {
             return Err(Status::failed_precondition(format!(
                 "{what} {id} lives on node {}, this is {}",

@@ -28,7 +28,12 @@
 //! (`src/daemon/snapshots.rs`), the same three steps of a thin create: `snap-committed`,
 //! `snap-sent`, `snap-recorded` (a snapshot), `clone-committed`, `clone-sent`,
 //! `clone-recorded` (a volume made from a snapshot or volume); a snapshot's deletion
-//! is a thin removal (`thin-*`).
+//! is a thin removal (`thin-*`); and of group snapshots (`src/daemon/snapshot_groups.rs`):
+//! `group-committed` (every snapshot of the group committed with its `create` recorded
+//! in one pool transaction, nothing sent), `group-sent` (the sources suspended, every
+//! `create_snap` and the transaction id sent, the sources resumed; the record not yet
+//! committed away), `group-recorded` (the record dropped, before answering); a group's
+//! deletion is one thin removal per snapshot (`thin-*`).
 //!
 //! `LVMD_TEST_HOLD_WIPES=<file>`: background wipes wait while that file exists, so a
 //! test can look at a wipe in progress on devices that zero too fast to catch.

@@ -166,6 +166,24 @@ pub struct SnapshotInfo {
     /// Seconds since the epoch (the LV's `creation_time`).
     pub creation_time: i64,
     pub read_only: bool,
+    /// The group it was taken in ([`Engine::create_snapshot_group`]).
+    pub group: Option<String>,
+}
+
+/// Snapshots of several thin volumes of one pool taken at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotGroupInfo {
+    pub vg: String,
+    pub name: String,
+    /// Its snapshots, by name.
+    pub snapshots: Vec<SnapshotInfo>,
+}
+
+/// One snapshot of a group to take: its name and the volume it is of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub name: String,
+    pub source: String,
 }
 
 /// Free space of a VG, for capacity reports.
@@ -360,6 +378,22 @@ pub trait Engine: Send + Sync + 'static {
     /// `Ok(false)`: there was no such LV. A volume's name is refused.
     fn delete_snapshot(&self, vg: &str, name: &str) -> Result<bool>;
     fn snapshots(&self, vg: &str) -> Result<Vec<SnapshotInfo>>;
+    /// Read-only thin snapshots of several thin volumes of the class's pool at one
+    /// instant, group `group` (`docs/thin.md`): every active source suspended, one
+    /// commit, one pool transaction, all resumed. Idempotent: a group of this name with
+    /// the same members is returned as it is; with other members, or a member's name
+    /// taken, `AlreadyExists`. Nothing is made unless every member can be.
+    fn create_snapshot_group(
+        &self,
+        vg: &str,
+        group: &str,
+        members: &[GroupMember],
+    ) -> Result<Created<SnapshotGroupInfo>>;
+    /// Deletes every snapshot of group `group`; `Ok(false)`: there was none.
+    fn delete_snapshot_group(&self, vg: &str, group: &str) -> Result<bool>;
+    /// Group `group` as it is (its snapshots deleted one by one are gone from it);
+    /// `NotFound` when no snapshot of it is left.
+    fn snapshot_group(&self, vg: &str, group: &str) -> Result<SnapshotGroupInfo>;
     /// A thin volume made from snapshot or thin volume `source` of the same pool
     /// (restore, clone): its contents, at `spec.size` (at least the source's; grown
     /// in the same commit). Idempotent as [`create_volume`](Self::create_volume), the

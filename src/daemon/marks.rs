@@ -55,6 +55,16 @@ pub fn is_wipe(name: &str, tags: &[String]) -> bool {
 /// not see them, the snapshot calls see only them.
 pub const SNAPSHOT_OF_PREFIX: &str = "lvmd.snapshot-of=";
 
+/// `lvmd.group=<name>`: a snapshot taken with others of the same pool at one instant,
+/// in group `<name>` (`src/daemon/snapshot_groups.rs`). The group is its snapshots:
+/// nothing else records it, and lvm2 keeps the tags.
+pub const GROUP_PREFIX: &str = "lvmd.group=";
+
+/// The group a snapshot was taken in; `None`: taken alone.
+pub fn group_of(tags: &[String]) -> Option<&str> {
+    tags.iter().find_map(|t| t.strip_prefix(GROUP_PREFIX))
+}
+
 /// `lvmd.from=<lv>`: a volume lvmd made from snapshot or volume `<lv>` (restore,
 /// clone); a create of the same name from another source is another request.
 pub const FROM_PREFIX: &str = "lvmd.from=";
@@ -75,7 +85,11 @@ pub fn made_from(tags: &[String]) -> Option<&str> {
 pub fn content_marks(tags: &[String]) -> Vec<String> {
     tags.iter()
         .filter(|t| is_internal(t))
-        .filter(|t| !t.starts_with(SNAPSHOT_OF_PREFIX) && !t.starts_with(FROM_PREFIX))
+        .filter(|t| {
+            !t.starts_with(SNAPSHOT_OF_PREFIX)
+                && !t.starts_with(FROM_PREFIX)
+                && !t.starts_with(GROUP_PREFIX)
+        })
         .filter(|t| *t != WIPE)
         .cloned()
         .collect()

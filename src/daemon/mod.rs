@@ -36,6 +36,7 @@ pub mod rounds;
 pub mod run;
 pub mod setup;
 pub mod sim;
+pub mod snapshot_groups;
 pub mod snapshots;
 pub mod thin;
 pub mod view;

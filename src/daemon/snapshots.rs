@@ -20,7 +20,7 @@ use crate::model::name::validate_lv_name;
 use crate::model::{Layout, LogicalVolume};
 use crate::units::Bytes;
 
-fn snapshot_info(read: &VgRead, lv: &LogicalVolume) -> Option<SnapshotInfo> {
+pub(super) fn snapshot_info(read: &VgRead, lv: &LogicalVolume) -> Option<SnapshotInfo> {
     let source = marks::snapshot_of(&lv.tags)?;
     Some(SnapshotInfo {
         vg: read.vg.name.clone(),
@@ -30,6 +30,7 @@ fn snapshot_info(read: &VgRead, lv: &LogicalVolume) -> Option<SnapshotInfo> {
         size: read.vg.extent_size.span(lv.extents()).to_bytes(),
         creation_time: lv.creation_time.unwrap_or(0),
         read_only: !lv.status.iter().any(|s| s == "WRITE"),
+        group: marks::group_of(&lv.tags).map(Into::into),
     })
 }
 
@@ -41,7 +42,7 @@ fn read_snapshot(read: &VgRead, vg: &str, name: &str) -> Result<SnapshotInfo> {
         .ok_or_else(|| not_found("snapshot", vg, name))
 }
 
-fn not_found(what: &'static str, vg: &str, name: &str) -> EngineError {
+pub(super) fn not_found(what: &'static str, vg: &str, name: &str) -> EngineError {
     EngineError::NotFound {
         what,
         name: format!("{vg}/{name}"),
@@ -51,7 +52,7 @@ fn not_found(what: &'static str, vg: &str, name: &str) -> EngineError {
 impl<M: Metadata> VolumeEngine<M> {
     /// `source` as a thin LV of `vg`'s configured pool: a volume (`snapshots: false`),
     /// or a volume or snapshot. Missing: NOT_FOUND; of another kind: FAILED_PRECONDITION.
-    fn thin_source<'a>(
+    pub(super) fn thin_source<'a>(
         &self,
         read: &'a VgRead,
         source: &str,

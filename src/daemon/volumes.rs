@@ -1269,6 +1269,32 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         Ok(self.snapshots_of(&self.meta.read(vg)?))
     }
 
+    fn create_snapshot_group(
+        &self,
+        vg: &str,
+        group: &str,
+        members: &[super::engine::GroupMember],
+    ) -> Result<Created<super::engine::SnapshotGroupInfo>> {
+        super::snapshot_groups::check_request(group, members)?;
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        self.create_snapshot_group_locked(vg, group, members)
+    }
+
+    fn delete_snapshot_group(&self, vg: &str, group: &str) -> Result<bool> {
+        validate_lv_name(group).map_err(LvmError::from)?;
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        self.delete_snapshot_group_locked(vg, group)
+    }
+
+    fn snapshot_group(&self, vg: &str, group: &str) -> Result<super::engine::SnapshotGroupInfo> {
+        validate_lv_name(group).map_err(LvmError::from)?;
+        let lock = self.locks.get(vg);
+        let _g = lock.read().unwrap();
+        self.snapshot_group_of(&self.meta.read(vg)?, group)
+    }
+
     fn create_volume_from(
         &self,
         vg: &str,

@@ -24,6 +24,15 @@ pub struct LvSpec {
     pub tags: Vec<String>,
 }
 
+/// One snapshot of an [`Edit::CreateThinSnapshotGroup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSnapshot {
+    pub name: String,
+    /// A visible thin LV of the group's pool.
+    pub origin: String,
+    pub tags: Vec<String>,
+}
+
 /// One change to a VG.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Edit {
@@ -77,6 +86,13 @@ pub enum Edit {
         activation_skip: bool,
         size: Option<Bytes>,
         tags: Vec<String>,
+    },
+    /// Read-only thin snapshots of several thin LVs of one pool taken at one instant
+    /// (a group): each as `CreateThinSnapshot` makes one (`-pr`, activation skip), all
+    /// in one pool transaction (the id raised once, every `create` recorded), which
+    /// lvm2 has no command for. Origins of another pool are refused.
+    CreateThinSnapshotGroup {
+        snapshots: Vec<GroupSnapshot>,
     },
     /// A thin LV nothing but its thin snapshots refers to: gone from the metadata, its
     /// `delete` recorded, its snapshots' `origin` dropped (as lvm2 does).
@@ -230,6 +246,12 @@ impl Edit {
                 validate_lv_name_in(vg, name)?;
                 tags(t)?;
             }
+            Edit::CreateThinSnapshotGroup { snapshots } => {
+                for snap in snapshots {
+                    validate_lv_name_in(vg, &snap.name)?;
+                    tags(&snap.tags)?;
+                }
+            }
             Edit::RemoveLv { .. }
             | Edit::RemoveThin { .. }
             | Edit::ThinMessagesSent { .. }
@@ -266,6 +288,7 @@ impl Edit {
             Edit::ThinMessagesSent { pool, .. } | Edit::ResizeThinPool { pool, .. } => Some(pool),
             Edit::RemoveLv { .. }
             | Edit::RemoveThin { .. }
+            | Edit::CreateThinSnapshotGroup { .. }
             | Edit::ChangeVgTags { .. }
             | Edit::Rewrite => None,
         }
@@ -332,8 +355,27 @@ pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
                 size: *size,
                 tags,
             };
-            thin::create_snapshot(&mut new, &snap, origin)?;
+            thin::create_snapshots(&mut new, &[snap], origin)?;
             format!("lvcreate -s {name}/{of} -n {lv}")
+        }
+        Edit::CreateThinSnapshotGroup { snapshots } => {
+            let snaps: Vec<thin::Snapshot> = snapshots
+                .iter()
+                .map(|s| thin::Snapshot {
+                    name: &s.name,
+                    of: &s.origin,
+                    read_only: true,
+                    activation_skip: true,
+                    size: None,
+                    tags: &s.tags,
+                })
+                .collect();
+            thin::create_snapshots(&mut new, &snaps, origin)?;
+            let each: Vec<String> = snapshots
+                .iter()
+                .map(|s| format!("{name}/{} -n {}", s.origin, s.name))
+                .collect();
+            format!("lvcreate -s {} (one thin transaction)", each.join(", "))
         }
         Edit::RemoveThin { lv } => {
             existing(vg, lv)?;

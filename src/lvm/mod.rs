@@ -12,7 +12,7 @@ pub mod thin;
 
 pub use crate::model::layout::DEFAULT_STRIPE_SIZE;
 pub use crate::model::Layout;
-pub use edit::{check_removable, check_resizable, pv_spaces, Edit, LvSpec};
+pub use edit::{check_removable, check_resizable, pv_spaces, Edit, GroupSnapshot, LvSpec};
 
 /// A raid1 LV's legs (metadata and image sub-LV names, in leg order).
 pub fn raid_legs(lv: &crate::model::LogicalVolume) -> Option<Vec<(String, String)>> {

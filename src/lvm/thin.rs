@@ -493,13 +493,42 @@ pub fn pending_messages(seg: &Segment) -> Vec<PoolMessage> {
         .collect()
 }
 
+/// Whether a message opens the commit's kernel transaction or joins the one an earlier
+/// message of the same edit opened (a group of snapshots: one transaction, one commit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transaction {
+    Opens,
+    Joins,
+}
+
 /// Records `msg` in the pool's segment and raises the pool's transaction id (lvm2's
-/// `attach_pool_message`). One kernel transaction is in flight at a time: while
-/// messages of an earlier commit are recorded (not yet known sent), a new one is
-/// refused, since the kernel's transaction id could no longer tell which were sent.
-/// Returns the transaction id before the raise (what a new thin LV records, as lvm2).
-fn attach_message(vg_name: &str, pool: &str, seg: &mut Segment, msg: PoolMessage) -> Result<u64> {
-    if !pending_messages(seg).is_empty() {
+/// `attach_pool_message`: once per commit, at its first message; later messages of
+/// the same edit `Join` it and are numbered after it). One kernel transaction is in
+/// flight at a time: while messages of an earlier commit are recorded (not yet known
+/// sent), a new one is refused, since the kernel's transaction id could no longer tell
+/// which were sent. Returns the transaction id before the raise (what a new thin LV
+/// records, as lvm2).
+fn attach_message(
+    vg_name: &str,
+    pool: &str,
+    seg: &mut Segment,
+    msg: PoolMessage,
+    tx: Transaction,
+) -> Result<u64> {
+    let recorded = pending_messages(seg).len();
+    if tx == Transaction::Joins {
+        let SegmentKind::ThinPool { transaction_id, .. } = &seg.kind else {
+            unreachable!("a pool segment")
+        };
+        let opened = *transaction_id - 1;
+        assert!(
+            recorded > 0,
+            "a joining message follows the one that opened"
+        );
+        push_message(seg, recorded + 1, msg);
+        return Ok(opened);
+    }
+    if recorded > 0 {
         return Err(LvmError::LvUnsupported {
             vg: vg_name.into(),
             lv: pool.into(),
@@ -514,13 +543,18 @@ fn attach_message(vg_name: &str, pool: &str, seg: &mut Segment, msg: PoolMessage
     };
     let before = *transaction_id;
     *transaction_id += 1;
+    push_message(seg, 1, msg);
+    Ok(before)
+}
+
+/// The `message<n>` section lvm2 writes for `msg` (numbered from 1 in a transaction).
+fn push_message(seg: &mut Segment, n: usize, msg: PoolMessage) {
     let mut body = Section::new();
     match msg {
         PoolMessage::Create(lv) => body.push("create", Value::Str(lv)),
         PoolMessage::Delete(id) => body.push("delete", Value::Int(id as i64)),
     }
-    seg.extra.push_section("message1", body);
-    Ok(before)
+    seg.extra.push_section(&format!("message{n}"), body);
 }
 
 /// Adds thin LV `name` of `size` (rounded up to extents) in `pool`, with the lowest
@@ -545,7 +579,7 @@ pub(super) fn create_thin(
         activation_skip: false,
         tags,
     };
-    add_thin(vg, &lv, origin)
+    add_thin(vg, &lv, origin, Transaction::Opens)
 }
 
 /// What [`add_thin`] makes.
@@ -560,7 +594,7 @@ struct NewThin<'a> {
     tags: &'a [String],
 }
 
-fn add_thin(vg: &mut VolumeGroup, new: &NewThin, origin: &Origin) -> Result<()> {
+fn add_thin(vg: &mut VolumeGroup, new: &NewThin, origin: &Origin, tx: Transaction) -> Result<()> {
     let (name, pool) = (new.name, new.pool);
     check_new_name(vg, name)?;
     pool_segment(vg, pool)?;
@@ -581,7 +615,7 @@ fn add_thin(vg: &mut VolumeGroup, new: &NewThin, origin: &Origin) -> Result<()> 
     let seg = pool_segment(vg, pool)?;
     // lvm2 records a snapshot's create as a thin LV's (`create = "<lv>"`) and tells
     // the two apart by the LV's origin when it sends it (`create_snap`).
-    let transaction_id = attach_message(&vg_name, pool, seg, PoolMessage::Create(name.into()))?;
+    let transaction_id = attach_message(&vg_name, pool, seg, PoolMessage::Create(name.into()), tx)?;
     let mut lv = origin.new_lv(
         name.into(),
         true,
@@ -652,11 +686,13 @@ pub(super) struct Snapshot<'a> {
 /// transaction id raised, the `create` recorded (sent as `create_snap <id> <origin
 /// id>`), flagged `ACTIVATION_SKIP` unless asked not to. A larger `size` is what
 /// `lvextend` after it writes (the segment's length; a thin LV's blocks are the pool's).
-pub(super) fn create_snapshot(
+/// `tx`: whether it opens the commit's pool transaction or joins a group's.
+fn create_snapshot(
     vg: &mut VolumeGroup,
     snap: &Snapshot,
     origin: &Origin,
-) -> Result<()> {
+    tx: Transaction,
+) -> Result<String> {
     let of = snap.of;
     let lv = vg.lv(of).ok_or_else(|| LvmError::LvNotFound {
         vg: vg.name.clone(),
@@ -698,7 +734,44 @@ pub(super) fn create_snapshot(
         activation_skip: snap.activation_skip,
         tags: snap.tags,
     };
-    add_thin(vg, &new, origin)
+    add_thin(vg, &new, origin, tx)?;
+    Ok(pool)
+}
+
+/// Adds the thin snapshots `snaps` (one, or a group), each as [`create_snapshot`]
+/// makes one, in one pool transaction: the pool's id raised once, every `create`
+/// recorded (`message1`, `message2`, ... in order), so the kernel takes them all in
+/// one transaction, with their origins suspended together (a group is a cut at one
+/// instant). Every origin must be in the same pool (the first one's): a transaction
+/// is one pool's.
+pub(super) fn create_snapshots(
+    vg: &mut VolumeGroup,
+    snaps: &[Snapshot],
+    origin: &Origin,
+) -> Result<()> {
+    let Some(first) = snaps.first() else {
+        return Err(invalid(
+            "snapshots",
+            "[]",
+            "a group has at least one snapshot",
+        ));
+    };
+    let pool = create_snapshot(vg, first, origin, Transaction::Opens)?;
+    for snap in &snaps[1..] {
+        if let Some((other, _)) = thin_of(vg, snap.of).filter(|(p, _)| *p != pool) {
+            return Err(LvmError::LvUnsupported {
+                vg: vg.name.clone(),
+                lv: snap.of.into(),
+                why: format!(
+                    "it is in thin pool {other}, the group's first origin {} in {pool}; a \
+                     group's snapshots are one pool's transaction",
+                    first.of
+                ),
+            });
+        }
+        create_snapshot(vg, snap, origin, Transaction::Joins)?;
+    }
+    Ok(())
 }
 
 /// Removes thin LV `name` (which nothing refers to) and records the `delete` of its
@@ -728,7 +801,13 @@ pub(super) fn remove_thin(vg: &mut VolumeGroup, name: &str) -> Result<()> {
     };
     let vg_name = vg.name.clone();
     let seg = pool_segment(vg, &pool)?;
-    attach_message(&vg_name, &pool, seg, PoolMessage::Delete(device_id))?;
+    attach_message(
+        &vg_name,
+        &pool,
+        seg,
+        PoolMessage::Delete(device_id),
+        Transaction::Opens,
+    )?;
     vg.lvs.retain(|l| l.name != name);
     // As lvm2's `detach_pool_lv`: the origin's snapshots stay, as plain thin LVs (their
     // blocks are their own in the pool's kernel metadata; only the name goes).
@@ -1258,6 +1337,109 @@ mod tests {
         assert_eq!(
             pending_messages(&vg.lv("pool").unwrap().segments[0]),
             vec![PoolMessage::Delete(1)]
+        );
+    }
+
+    #[test]
+    fn a_group_of_snapshots_is_one_transaction_of_one_pool() {
+        use crate::lvm::edit::{apply, Edit, GroupSnapshot};
+        let origin = Origin {
+            host: "h".into(),
+            time: 2,
+        };
+        let mut vg = vg_with_pool();
+        messages_sent(&mut vg, "pool", 1).unwrap();
+        let thin = |name: &str, pool: &str| Edit::CreateThin {
+            name: name.into(),
+            pool: pool.into(),
+            size: Bytes(MIB),
+            tags: vec![],
+        };
+        let mut vg = apply(&vg, &thin("u", "pool"), &origin).unwrap().vg;
+        messages_sent(&mut vg, "pool", 2).unwrap();
+        let member = |name: &str, of: &str| GroupSnapshot {
+            name: name.into(),
+            origin: of.into(),
+            tags: vec!["g".into()],
+        };
+        let group = |m: Vec<GroupSnapshot>| Edit::CreateThinSnapshotGroup { snapshots: m };
+        let e = apply(
+            &vg,
+            &group(vec![member("st", "t"), member("su", "u")]),
+            &origin,
+        )
+        .unwrap();
+        assert!(
+            e.description.contains("vg/t -n st, vg/u -n su"),
+            "{}",
+            e.description
+        );
+        let g = &e.vg;
+        // Both as a single snapshot's layout, at the transaction before the one raise.
+        for (name, id, of) in [("st", 3, "t"), ("su", 4, "u")] {
+            let lv = g.lv(name).unwrap();
+            assert_eq!(lv.flags, vec![ACTIVATION_SKIP.to_owned()]);
+            assert!(!lv.status.contains(&"WRITE".to_owned()));
+            assert_eq!(
+                lv.segments[0].kind,
+                SegmentKind::Thin {
+                    thin_pool: "pool".into(),
+                    transaction_id: 2,
+                    device_id: id,
+                    origin: Some(of.into()),
+                }
+            );
+        }
+        let seg = &g.lv("pool").unwrap().segments[0];
+        assert!(matches!(
+            seg.kind,
+            SegmentKind::ThinPool {
+                transaction_id: 3,
+                ..
+            }
+        ));
+        let names: Vec<&str> = seg.extra.sections().map(|(n, _)| n).collect();
+        assert_eq!(names, vec!["message1", "message2"]);
+        assert_eq!(
+            catchup(g, "pool", 2).unwrap(),
+            Catchup::Send {
+                messages: vec![
+                    KernelMessage::Delete(3),
+                    KernelMessage::CreateSnap { id: 3, origin: 1 },
+                    KernelMessage::Delete(4),
+                    KernelMessage::CreateSnap { id: 4, origin: 2 },
+                    KernelMessage::SetTransactionId { old: 2, new: 3 },
+                ],
+                transaction_id: 3,
+            }
+        );
+        // Refused whole: one transaction at a time, an empty group, a name twice.
+        assert!(apply(g, &group(vec![member("x", "t")]), &origin).is_err());
+        assert!(apply(&vg, &group(vec![]), &origin).is_err());
+        assert!(apply(
+            &vg,
+            &group(vec![member("x", "t"), member("x", "u")]),
+            &origin
+        )
+        .is_err());
+
+        // An origin of another pool: refused naming it and both pools.
+        let mut p2 = spec(None, None);
+        p2.name = "pool2".into();
+        p2.data_size = Bytes(4 * MIB);
+        let mut vg = apply(&vg, &Edit::CreateThinPool(p2), &origin).unwrap().vg;
+        vg = apply(&vg, &thin("w", "pool2"), &origin).unwrap().vg;
+        messages_sent(&mut vg, "pool2", 1).unwrap();
+        let err = apply(
+            &vg,
+            &group(vec![member("st", "t"), member("sw", "w")]),
+            &origin,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("w") && err.contains("pool2") && err.contains("in pool"),
+            "{err}"
         );
     }
 }

@@ -10,6 +10,7 @@
 
 mod env;
 mod ephemeral;
+pub mod group_snapshots;
 mod leaks;
 pub mod snapshots;
 
@@ -190,7 +191,13 @@ pub fn identity(e: &Env) {
                 .unwrap()
                 .into_inner()
                 .capabilities;
-            assert_eq!(caps.len(), 3, "{caps:?}");
+            assert_eq!(caps.len(), 4, "{caps:?}");
+            use plugin_capability::{service::Type as S, Type as P};
+            assert!(
+                caps.iter().any(|c| matches!(&c.r#type,
+                    Some(P::Service(s)) if s.r#type == S::GroupControllerService as i32)),
+                "{caps:?}"
+            );
             let p = id.probe(ProbeRequest {}).await.unwrap().into_inner();
             assert_eq!(p.ready, Some(true));
         }
