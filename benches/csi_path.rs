@@ -85,7 +85,12 @@ fn lvm2_path(e: &Env, config: &str, fs: Option<&str>, mib: i64) {
     );
     let dev = format!("/dev/{vg}/peer");
     let staging = e.path("plugins/peer/globalmount");
-    let target = e.path("pods/peer/volumes/pv/mount");
+    // A directory for a filesystem, a file for a block device, as kubelet makes them.
+    let target = e.path(if fs.is_some() {
+        "pods/peer/volumes/pv/mount"
+    } else {
+        "pods/peer/volumes/pv/block"
+    });
     match fs {
         Some(fs) => {
             let force = if fs == "xfs" { "-f" } else { "-F" };
