@@ -6,6 +6,7 @@
 //! A new volume type is one more [`Edit`] (or one more [`Layout`]) and its arm here.
 
 use super::raid;
+pub use super::raid_legs::RemovedLegs;
 use super::segments::{last_linear_area, merge_adjacent, segments_from, truncate_segments};
 use super::thin::{self, ThinPoolSpec};
 use super::{LvmError, Result};
@@ -105,6 +106,17 @@ pub enum Edit {
         lv: String,
         legs: Vec<usize>,
         avoid: Vec<String>,
+    },
+    /// Gives raid1 LV `lv` `mirrors + 1` legs, as `lvconvert -m mirrors LV PVs`: new
+    /// legs on PVs no leg uses (of `pvs`, when given), flagged `REBUILD` so dm-raid
+    /// copies them whole; legs removed from the end, or those on `pvs`, the rest
+    /// renamed to close the gap; the removed legs' sub-LVs as `removed` says (see
+    /// [`super::raid_legs`]).
+    ConvertRaid {
+        lv: String,
+        mirrors: u32,
+        pvs: Vec<String>,
+        removed: RemovedLegs,
     },
     /// The kernel took the rebuild of raid1 LV `lv`'s new legs, or the recalculation of
     /// its new integrity layers: their `REBUILD` flags and `recalculate` keys are
@@ -236,6 +248,11 @@ impl Edit {
             | Edit::RepairRaid { .. }
             | Edit::RaidRebuildLoaded { .. }
             | Edit::Rewrite => {}
+            Edit::ConvertRaid { removed, .. } => {
+                if let RemovedLegs::Kept { tags: t, .. } = removed {
+                    tags(t)?;
+                }
+            }
         }
         Ok(())
     }
@@ -261,6 +278,7 @@ impl Edit {
             Edit::ResizeLv { lv, .. }
             | Edit::ChangeLvTags { lv, .. }
             | Edit::RepairRaid { lv, .. }
+            | Edit::ConvertRaid { lv, .. }
             | Edit::RaidRebuildLoaded { lv } => Some(lv),
             Edit::RenameLv { to, .. } => Some(to),
             Edit::ThinMessagesSent { pool, .. } | Edit::ResizeThinPool { pool, .. } => Some(pool),
@@ -411,6 +429,22 @@ pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
             existing(vg, lv)?;
             raid::repair(&mut new, lv, legs, avoid)?;
             format!("lvconvert --repair {name}/{lv} (legs {legs:?})")
+        }
+        Edit::ConvertRaid {
+            lv,
+            mirrors,
+            pvs,
+            removed,
+        } => {
+            existing(vg, lv)?;
+            if !super::raid_legs::convert(&mut new, lv, *mirrors, pvs, removed, origin)? {
+                return Ok(Edited {
+                    vg: new,
+                    description: String::new(),
+                    changed: false,
+                });
+            }
+            format!("lvconvert -m {mirrors} {name}/{lv}")
         }
         Edit::RaidRebuildLoaded { lv } => {
             existing(vg, lv)?;

@@ -7,6 +7,7 @@
 
 pub mod edit;
 mod raid;
+mod raid_legs;
 mod segments;
 pub mod thin;
 

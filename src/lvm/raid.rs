@@ -15,7 +15,7 @@ use crate::model::{Layout, LogicalVolume, Segment, SegmentKind, VolumeGroup};
 use crate::units::{Extents, Sectors};
 
 /// Extents of each leg's metadata sub-LV (lvm2's: one extent).
-const META_EXTENTS: Extents = Extents(1);
+pub(super) const META_EXTENTS: Extents = Extents(1);
 
 pub(super) fn meta_name(lv: &str, leg: usize) -> String {
     format!("{lv}_rmeta_{leg}")
@@ -166,7 +166,7 @@ pub(super) fn create(
 }
 
 /// lvm2's segment type of a raid image with dm-integrity under it.
-const INTEGRITY: &str = "integrity";
+pub(super) const INTEGRITY: &str = "integrity";
 
 /// The integrity segment body lvm2 writes for a new raid image of `data` sectors:
 /// journal mode, 4-byte crc32c tags per 512-byte block, metadata on `imeta`, and
@@ -191,7 +191,7 @@ fn integrity_body(iorig: &str, imeta: &str, data: Sectors) -> Section {
 }
 
 /// The integrity key that asks the next load for the kernel's recalculation.
-const RECALCULATE: &str = "recalculate";
+pub(super) const RECALCULATE: &str = "recalculate";
 
 pub(super) fn iorig_name(lv: &str, leg: usize) -> String {
     format!("{lv}_rimage_{leg}_iorig")
@@ -203,7 +203,7 @@ pub(super) fn imeta_name(lv: &str, leg: usize) -> String {
 
 /// The (`_iorig`, `_imeta`) sub-LVs of raid image `image` when it is an integrity
 /// layer as lvm2 makes one (one integrity segment over two plain LVs of the VG).
-fn integrity_subs(vg: &VolumeGroup, image: &LogicalVolume) -> Option<(String, String)> {
+pub(super) fn integrity_subs(vg: &VolumeGroup, image: &LogicalVolume) -> Option<(String, String)> {
     let (origin, meta) = image.integrity_layer()?;
     [origin, meta]
         .iter()
@@ -233,7 +233,10 @@ pub(super) fn all_sub_lvs(vg: &VolumeGroup, lv_name: &str) -> Option<Vec<String>
 }
 
 /// The first `n` extents of `areas`, and the rest.
-fn split_areas(areas: &[alloc::Area], n: Extents) -> (Vec<alloc::Area>, Vec<alloc::Area>) {
+pub(super) fn split_areas(
+    areas: &[alloc::Area],
+    n: Extents,
+) -> (Vec<alloc::Area>, Vec<alloc::Area>) {
     let (mut head, mut tail) = (Vec::new(), Vec::new());
     let mut left = n;
     for a in areas {
@@ -313,7 +316,7 @@ pub(super) fn rename_legs(vg: &mut VolumeGroup, new: &str) -> Result<()> {
 }
 
 /// The PVs (by index in `vg.pvs`) a leg's metadata and image sub-LVs sit on.
-fn leg_pvs(vg: &VolumeGroup, leg: &(String, String)) -> Vec<usize> {
+pub(super) fn leg_pvs(vg: &VolumeGroup, leg: &(String, String)) -> Vec<usize> {
     let mut out = Vec::new();
     // An integrity image's extents are its layers'.
     let layers = vg
@@ -338,7 +341,7 @@ fn leg_pvs(vg: &VolumeGroup, leg: &(String, String)) -> Vec<usize> {
 }
 
 /// lvm2's per-sub-LV flag asking dm-raid to rebuild the leg (`rebuild N`).
-const REBUILD: &str = "REBUILD";
+pub(super) const REBUILD: &str = "REBUILD";
 
 /// Replaces legs `replace` of raid1 LV `lv_name` as `lvconvert --repair` does: each
 /// leg's `_rmeta_N` (one extent) and `_rimage_N` (the LV's extents) move, under
@@ -592,7 +595,7 @@ pub(super) fn grow(vg: &mut VolumeGroup, lv_name: &str, target: Extents) -> Resu
 }
 
 /// A linear allocation in `vg` (a leg's metadata and image, or a leg's growth).
-fn allocate_linear(vg: &VolumeGroup, req: &alloc::Request) -> Result<Vec<alloc::Area>> {
+pub(super) fn allocate_linear(vg: &VolumeGroup, req: &alloc::Request) -> Result<Vec<alloc::Area>> {
     let allocation =
         alloc::allocate(&super::edit::pv_spaces(vg), req).map_err(|source| LvmError::Alloc {
             vg: vg.name.clone(),
