@@ -3385,3 +3385,83 @@ fn an_integrity_mirror_with_a_leg_pv_gone_is_repaired_whole() {
     bed.json(&["lv", "deactivate", "m"]);
     bed.stop();
 }
+
+/// The seed of the data a mirror's legs carry in the conversion case: high bits set,
+/// so its blocks are not those of any small seed's pattern.
+const LEGS: u64 = 0x6c65_6773_2d6c_6567;
+
+/// Issue 12's `lvconvert -m`: a mirror with data gets a third leg (`lv convert
+/// --mirrors 2`) on the PV no leg used, rebuilt from the others; then its old leg 0
+/// goes by its PV (`--mirrors 1 --pv`): the legs after it renamed into its place as
+/// lvm2 renames them (their devices too), the raid table without it, and the wiper
+/// zeroes its extents before they go free (the data's blocks gone from that PV). The
+/// data reads back through the mirror and each leg; lvm2 lists the two legs in sync
+/// on the other PVs, `vgck` is clean, and lvm2's own activation reads the data.
+#[test]
+fn a_mirror_gains_a_leg_and_loses_its_old_one_with_data_intact() {
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-mconv", &[40, 40, 40]);
+    bed.start(None);
+    bed.json(&["lv", "create", "m", "4MiB", "--mirrors", "1"]);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    wait_in_sync(&bed, "m");
+    write_pattern(&dev, LEGS, 0, 4 * MIB);
+    let old = [pv_of(&bed, "m_rimage_0"), pv_of(&bed, "m_rimage_1")];
+    assert_eq!(pattern_blocks_on(Path::new(&old[0]), LEGS, 4 * MIB), 1024);
+
+    let added = bed.json(&["lv", "convert", "m", "--mirrors", "2"]);
+    eprintln!("added a leg: {added}");
+    let third = pv_of(&bed, "m_rimage_2");
+    assert!(!old.contains(&third), "leg 2 on {third}, beside {old:?}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = bed.listed("m")["mirror_sync"].clone();
+        if s["leg_health"] == "AAA" && s["sync_percent"].as_f64() == Some(100.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leg 2 not rebuilt: {s}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let leg = |i: usize| Path::new("/dev/mapper").join(bed.dm_name(&format!("m_rimage_{i}")));
+    assert_pattern(&leg(2), LEGS, 0, 4 * MIB);
+
+    let removed = bed.json(&["lv", "convert", "m", "--mirrors", "1", "--pv", &old[0]]);
+    eprintln!("removed leg 0: {removed}");
+    assert_eq!(removed["mirror_sync"]["leg_health"], "AA", "{removed}");
+    assert_eq!(pv_of(&bed, "m_rimage_0"), old[1]);
+    assert_eq!(pv_of(&bed, "m_rimage_1"), third);
+    assert!(bed.dm_table("m_rimage_2").is_none(), "leg 2's device left");
+    assert!(
+        bed.dm_table("m_rmeta_2").is_none(),
+        "leg 2's metadata device left"
+    );
+    for i in 0..2 {
+        assert_pattern(&leg(i), LEGS, 0, 4 * MIB);
+    }
+    assert_pattern(&dev, LEGS, 0, 4 * MIB);
+    wait_no_wipe_lv(&bed);
+    assert_eq!(
+        pattern_blocks_on(Path::new(&old[0]), LEGS, 4 * MIB),
+        0,
+        "the removed leg's data is still on {}",
+        old[0]
+    );
+    let lvs = bed.lvm2(&["lvs", "-a", "-o+devices,sync_percent", &bed.vg]);
+    eprintln!("after the conversions, as lvm2 lists it:\n{lvs}");
+    assert!(lvs.contains("m_rimage_0(0),m_rimage_1(0)"), "{lvs}");
+    assert!(
+        lvs.contains("100.00") && !lvs.contains("_rimage_2"),
+        "{lvs}"
+    );
+    bed.agree();
+    bed.json(&["lv", "deactivate", "m"]);
+    let target = format!("{}/m", bed.vg);
+    bed.lvm2(&["lvchange", "-ay", &target]);
+    assert_pattern(&PathBuf::from(format!("/dev/{target}")), LEGS, 0, 4 * MIB);
+    bed.lvm2(&["lvchange", "-an", &target]);
+    bed.stop();
+}
