@@ -556,6 +556,7 @@ impl<M: Metadata> VolumeEngine<M> {
             let origin = crate::lvm::edit::Origin {
                 host: String::new(),
                 time: 0,
+                pv_block_sizes: Default::default(),
             };
             let planned = crate::lvm::edit::apply(&read.vg, &edit, &origin)
                 .map_err(|e| self.no_space(vg, e))?;
@@ -705,6 +706,7 @@ impl<M: Metadata> VolumeEngine<M> {
         let origin = crate::lvm::edit::Origin {
             host: String::new(),
             time: 0,
+            pv_block_sizes: Default::default(),
         };
         let planned =
             crate::lvm::edit::apply(&read.vg, &edit, &origin).map_err(|e| self.no_space(vg, e))?;

@@ -15,6 +15,7 @@ use crate::model::name::{validate_lv_name_in, validate_tag};
 use crate::model::{Layout, LogicalVolume, PhysicalVolume, Segment, SegmentKind, VolumeGroup};
 use crate::units::{Bytes, ExtentSize, Extents, Sectors};
 use crate::uuid::Uuid;
+use std::collections::BTreeMap;
 
 /// A new LV: the one typed create request from the API down.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +134,17 @@ pub enum Edit {
 pub struct Origin {
     pub host: String,
     pub time: i64,
+    /// The block sizes of the PVs' devices where the store can ask them (by PV uuid):
+    /// what lvm2 reads off the devices to pick an integrity block size. Empty in
+    /// plans and the simulator (lvm2's choice for unknown devices: 512).
+    pub pv_block_sizes: BTreeMap<Uuid, BlockSizes>,
+}
+
+/// A device's logical and physical block sizes in bytes (`BLKSSZGET`, `BLKPBSZGET`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockSizes {
+    pub logical: u32,
+    pub physical: u32,
 }
 
 impl Origin {
@@ -140,6 +152,7 @@ impl Origin {
         Origin {
             host: host.into(),
             time: super::now(),
+            pv_block_sizes: Default::default(),
         }
     }
 
@@ -266,6 +279,16 @@ impl Edit {
             self,
             Edit::RepairRaid { .. } | Edit::RaidRebuildLoaded { .. }
         )
+    }
+
+    /// Whether the edit may make an integrity layer, whose block size lvm2 picks from
+    /// the PVs' devices ([`Origin::pv_block_sizes`]).
+    pub fn reads_pv_block_sizes(&self) -> bool {
+        match self {
+            Edit::CreateLv(spec) => spec.layout.integrity(),
+            Edit::ConvertRaid { .. } => true,
+            _ => false,
+        }
     }
 
     /// The LV the edit leaves behind under this name (created, resized, renamed,

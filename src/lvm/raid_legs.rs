@@ -183,6 +183,10 @@ fn add_legs(
             after: None,
         };
         let areas = allocate_linear(vg, &req)?;
+        if let Some(block_size) = template.as_ref().and_then(|b| b.get_int("block_size")) {
+            let on: Vec<usize> = areas.iter().map(|a| a.pv).collect();
+            raid::check_leg_block_size(vg, &lv.name, &on, block_size as u32, origin)?;
+        }
         let (meta_areas, rest) = split_areas(&areas, META_EXTENTS);
         let (data_areas, imeta_areas) = split_areas(&rest, extents);
         let new_sub = |name: String, segments| {
@@ -353,6 +357,7 @@ mod tests {
         Origin {
             host: "h".into(),
             time: 1,
+            pv_block_sizes: Default::default(),
         }
     }
 

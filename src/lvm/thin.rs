@@ -980,6 +980,7 @@ mod tests {
         let origin = Origin {
             host: "h".into(),
             time: 1,
+            pv_block_sizes: Default::default(),
         };
         let mut s = spec(None, None);
         s.data_size = Bytes(8 * MIB);
@@ -1000,6 +1001,7 @@ mod tests {
         let origin = Origin {
             host: "h".into(),
             time: 2,
+            pv_block_sizes: Default::default(),
         };
         let resize = |data: Option<u64>, metadata: Option<u64>| Edit::ResizeThinPool {
             pool: "pool".into(),
@@ -1169,6 +1171,7 @@ mod tests {
         let origin = Origin {
             host: "h".into(),
             time: 2,
+            pv_block_sizes: Default::default(),
         };
         let mut vg = vg_with_pool();
         messages_sent(&mut vg, "pool", 1).unwrap();
