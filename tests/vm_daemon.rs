@@ -3465,3 +3465,85 @@ fn a_mirror_gains_a_leg_and_loses_its_old_one_with_data_intact() {
     bed.lvm2(&["lvchange", "-an", &target]);
     bed.stop();
 }
+
+/// Issue 12: the repair of an integrity mirror killed with SIGKILL at each of its steps
+/// (`committed`: the leg moved in the metadata with a new `_imeta`, no table reloaded;
+/// `reloaded`: the new layers made and the raid table reloaded with the rebuild, the
+/// flags still in the metadata), a leg's PV gone before each: after the restart the
+/// same request finishes it, the leg on a PV no leg used. Each time nothing is left
+/// over (lvm2's LVs and the dm devices are the mirror and its eight sub-LVs), no
+/// `REBUILD` or `recalculate` stays in the metadata, the data reads back through the
+/// mirror and through the new leg's integrity device, and once lvm2's `vgreduce
+/// --removemissing` dropped the gone PV, lvm2 and lvmd agree and `vgck` is clean.
+#[test]
+fn an_integrity_mirror_repair_killed_at_each_step_finishes_whole() {
+    let _serial = common::vm_case("vm_daemon");
+    run_ok("modprobe", &["dm_integrity"]);
+    let mut bed = Bed::new("vmd-ikill", &[40, 40, 40, 40]);
+    bed.start(None);
+    bed.json(&["lv", "create", "m", "4MiB", "--mirrors", "1", "--integrity"]);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    wait_in_sync(&bed, "m");
+    write_pattern(&dev, LEGS ^ 0xff, 0, 4 * MIB);
+    let mut used = vec![
+        pv_of(&bed, "m_rimage_0_iorig"),
+        pv_of(&bed, "m_rimage_1_iorig"),
+    ];
+    let mut want: BTreeSet<String> = BTreeSet::from(["m".to_owned()]);
+    for leg in 0..2 {
+        for sub in ["rmeta_", "rimage_"] {
+            want.insert(format!("m_{sub}{leg}"));
+        }
+        want.insert(format!("m_rimage_{leg}_iorig"));
+        want.insert(format!("m_rimage_{leg}_imeta"));
+    }
+    let backup = bed.loops.dir.path().join("meta.txt");
+    for point in ["committed", "reloaded"] {
+        let gone = pv_of(&bed, "m_rimage_1_iorig");
+        bed.json(&["lv", "deactivate", "m"]);
+        bed.stop();
+        run_ok("losetup", &["-d", &gone]);
+        bed.start(None);
+        bed.json(&["lv", "activate", "m"]);
+        assert_eq!(bed.listed("m")["health"], "degraded", "{point}");
+        bed.stop();
+        crash_at(&mut bed, point, &["lv", "repair", "m"]);
+        let new = pv_of(&bed, "m_rimage_1_iorig");
+        assert!(
+            !used.contains(&new),
+            "{point}: leg 1 on {new}, one of {used:?}"
+        );
+        for sub in ["m_rmeta_1", "m_rimage_1_imeta"] {
+            assert_eq!(pv_of(&bed, sub), new, "{point}: {sub}");
+        }
+        let repaired = bed.json(&["lv", "repair", "m"]);
+        eprintln!("repair after the crash at {point} answered: {repaired}");
+        wait_rebuilt(&bed, point);
+        let lvs: BTreeSet<String> = bed
+            .lvm2(&["lvs", "-a", "--noheadings", "-o", "lv_name", &bed.vg])
+            .split_whitespace()
+            .map(|n| n.trim_matches(['[', ']']).to_owned())
+            .collect();
+        assert_eq!(lvs, want, "{point}: lvm2's LVs");
+        let devices: BTreeSet<String> = want.iter().map(|n| bed.dm_name(n)).collect();
+        assert_eq!(bed.dm_devices(), devices, "{point}: dm devices");
+        bed.lvm2(&["vgcfgbackup", "-f", backup.to_str().unwrap(), &bed.vg]);
+        let meta = std::fs::read_to_string(&backup).unwrap();
+        assert!(
+            !meta.contains("recalculate") && !meta.contains("REBUILD"),
+            "{point}: {meta}"
+        );
+        let leg = Path::new("/dev/mapper").join(bed.dm_name("m_rimage_1"));
+        assert_pattern(&leg, LEGS ^ 0xff, 0, 4 * MIB);
+        assert_pattern(&dev, LEGS ^ 0xff, 0, 4 * MIB);
+        bed.lvm2(&["vgreduce", "--removemissing", &bed.vg]);
+        bed.agree();
+        used.push(new);
+    }
+    bed.json(&["lv", "deactivate", "m"]);
+    bed.stop();
+}
