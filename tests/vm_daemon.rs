@@ -3547,3 +3547,100 @@ fn an_integrity_mirror_repair_killed_at_each_step_finishes_whole() {
     bed.json(&["lv", "deactivate", "m"]);
     bed.stop();
 }
+
+/// A mirror's conversions killed with SIGKILL right after their commit (`converted`:
+/// the legs added, or removed and kept as wipe LVs, no table reloaded), then the same
+/// request after the restart. Added: the restart's reconciliation makes the new leg
+/// and reloads the raid table with its rebuild, the retry drops the flags, the leg
+/// syncs. Removed: the reconciliation reloads the raid table without the old leg,
+/// removes its devices and renames the others' as the metadata names them; the wiper
+/// zeroes the old leg's extents (never while its devices were up) and frees them.
+/// Each time: no device or LV left over, data intact, lvm2 and lvmd agree.
+#[test]
+fn a_mirror_conversion_killed_after_its_commit_converges() {
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-ckill", &[40, 40, 40]);
+    bed.start(None);
+    bed.json(&["lv", "create", "m", "4MiB", "--mirrors", "1"]);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    wait_in_sync(&bed, "m");
+    write_pattern(&dev, LEGS ^ 0xf0, 0, 4 * MIB);
+    let old0 = pv_of(&bed, "m_rimage_0");
+    let names = |legs: usize| -> BTreeSet<String> {
+        let mut v = BTreeSet::from(["m".to_owned()]);
+        for i in 0..legs {
+            v.insert(format!("m_rmeta_{i}"));
+            v.insert(format!("m_rimage_{i}"));
+        }
+        v
+    };
+    let settled = |bed: &Bed, legs: usize, health: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s = bed.listed("m")["mirror_sync"].clone();
+            if s["leg_health"] == health && s["sync_percent"].as_f64() == Some(100.0) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not in sync: {s}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let devices: BTreeSet<String> = names(legs).iter().map(|n| bed.dm_name(n)).collect();
+        assert_eq!(bed.dm_devices(), devices, "dm devices");
+    };
+    bed.stop();
+    crash_at(
+        &mut bed,
+        "converted",
+        &["lv", "convert", "m", "--mirrors", "2"],
+    );
+    assert!(
+        bed.log_text().contains("reconciliation"),
+        "no reload logged"
+    );
+    let v = bed.json(&["lv", "convert", "m", "--mirrors", "2"]);
+    assert_eq!(v["mirrors"], 2, "{v}");
+    settled(&bed, 3, "AAA");
+    let backup = bed.loops.dir.path().join("meta.txt");
+    bed.lvm2(&["vgcfgbackup", "-f", backup.to_str().unwrap(), &bed.vg]);
+    assert!(!std::fs::read_to_string(&backup)
+        .unwrap()
+        .contains("REBUILD"));
+    assert_pattern(
+        &Path::new("/dev/mapper").join(bed.dm_name("m_rimage_2")),
+        LEGS ^ 0xf0,
+        0,
+        4 * MIB,
+    );
+    bed.agree();
+
+    bed.stop();
+    crash_at(
+        &mut bed,
+        "converted",
+        &["lv", "convert", "m", "--mirrors", "1", "--pv", &old0],
+    );
+    let v = bed.json(&["lv", "convert", "m", "--mirrors", "1", "--pv", &old0]);
+    assert_eq!(v["mirrors"], 1, "{v}");
+    settled(&bed, 2, "AA");
+    wait_no_wipe_lv(&bed);
+    assert_ne!(pv_of(&bed, "m_rimage_0"), old0);
+    assert_eq!(pattern_blocks_on(Path::new(&old0), LEGS ^ 0xf0, 4 * MIB), 0);
+    assert_pattern(&dev, LEGS ^ 0xf0, 0, 4 * MIB);
+    for i in 0..2 {
+        let leg = Path::new("/dev/mapper").join(bed.dm_name(&format!("m_rimage_{i}")));
+        assert_pattern(&leg, LEGS ^ 0xf0, 0, 4 * MIB);
+    }
+    let all: BTreeSet<String> = bed
+        .lvm2(&["lvs", "-a", "--noheadings", "-o", "lv_name", &bed.vg])
+        .split_whitespace()
+        .map(|n| n.trim_matches(['[', ']']).to_owned())
+        .collect();
+    assert_eq!(all, names(2), "lvm2's LVs");
+    bed.agree();
+    bed.json(&["lv", "deactivate", "m"]);
+    bed.stop();
+}
