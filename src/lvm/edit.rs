@@ -281,12 +281,12 @@ impl Edit {
         )
     }
 
-    /// Whether the edit may make an integrity layer, whose block size lvm2 picks from
-    /// the PVs' devices ([`Origin::pv_block_sizes`]).
+    /// Whether the edit may make or move an integrity layer, whose block size lvm2
+    /// picks from (or checks against) the PVs' devices ([`Origin::pv_block_sizes`]).
     pub fn reads_pv_block_sizes(&self) -> bool {
         match self {
             Edit::CreateLv(spec) => spec.layout.integrity(),
-            Edit::ConvertRaid { .. } => true,
+            Edit::ConvertRaid { .. } | Edit::RepairRaid { .. } => true,
             _ => false,
         }
     }
@@ -450,7 +450,7 @@ pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
         }
         Edit::RepairRaid { lv, legs, avoid } => {
             existing(vg, lv)?;
-            raid::repair(&mut new, lv, legs, avoid)?;
+            raid::repair(&mut new, lv, legs, avoid, origin)?;
             format!("lvconvert --repair {name}/{lv} (legs {legs:?})")
         }
         Edit::ConvertRaid {

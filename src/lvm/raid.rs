@@ -442,6 +442,7 @@ pub(super) fn repair(
     lv_name: &str,
     replace: &[usize],
     avoid: &[String],
+    origin: &Origin,
 ) -> Result<()> {
     let lv = vg.lv(lv_name).expect("caller checked").clone();
     let vg_name = vg.name.clone();
@@ -516,6 +517,16 @@ pub(super) fn repair(
             after: None,
         };
         let areas = allocate_linear(vg, &req)?;
+        // An integrity leg keeps its block size: the new PV must be able to take it.
+        if let Some(block_size) = vg.lv(&leg.1).filter(|_| layer.is_some()).and_then(|image| {
+            match &image.segments[0].kind {
+                SegmentKind::Other { body, .. } => body.get_int("block_size"),
+                _ => None,
+            }
+        }) {
+            let on: Vec<usize> = areas.iter().map(|a| a.pv).collect();
+            check_leg_block_size(vg, lv_name, &on, block_size as u32, origin)?;
+        }
         let (meta, rest) = split_areas(&areas, META_EXTENTS);
         let (data, imeta) = split_areas(&rest, extents);
         let mut moves = vec![(leg.0.clone(), meta)];
@@ -951,8 +962,8 @@ mod integrity_tests {
     /// devices made with `losetup -b 4096`), and otherwise as lvm2's lvcreate: 4096
     /// for 512-byte logical and 4 KiB physical blocks on every leg, 512 for 512-byte
     /// blocks or unknown devices; logical block sizes mixed across the legs are refused.
-    /// A leg added on a 4 KiB device to a mirror of 512-byte integrity blocks is
-    /// refused naming the PV.
+    /// A leg added or repaired onto a 4 KiB device of a mirror of 512-byte integrity
+    /// blocks is refused naming the PV.
     #[test]
     fn the_integrity_block_size_follows_the_pvs_block_sizes_as_lvm2s() {
         use crate::lvm::edit::{BlockSizes, LvSpec, RemovedLegs};
@@ -1056,6 +1067,15 @@ mod integrity_tests {
         let e = apply(&three, &add, &o).unwrap_err();
         assert!(e.to_string().contains(&three.pvs[2].name), "{e}");
         assert!(apply(&three, &add, &origin()).is_ok());
+        // Nor does a repair move a leg there.
+        let repair = Edit::RepairRaid {
+            lv: "k".into(),
+            legs: vec![1],
+            avoid: vec![],
+        };
+        let e = apply(&three, &repair, &o).unwrap_err();
+        assert!(e.to_string().contains(&three.pvs[2].name), "{e}");
+        assert!(apply(&three, &repair, &origin()).is_ok());
     }
 
     /// Grown as lvm2's lvextend grows one: each `_iorig` by the same extents (around its
