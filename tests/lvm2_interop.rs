@@ -2307,3 +2307,147 @@ fn concurrent_creates_and_removes_share_commits_each_with_its_own_answer() {
     assert!(listed(&loops).is_empty());
     loops.lvm_ok(&["vgremove", "-f", &vg]);
 }
+
+/// lvmd changes a mirror's number of legs (`lvconvert -m N`'s edit; lvm2 itself
+/// refuses `lvconvert -m` on an inactive LV, so the layout is compared with what it
+/// did in the VM in `lvm::raid_legs`'s tests): lvm2 lists a third leg (plain, and
+/// with its integrity layers) on the PV no other leg uses, `vgck` is clean, with the
+/// new legs' `REBUILD` flags and after they are dropped; leg 0 removed, the others are
+/// renamed 0 and 1 on their PVs; a removed leg kept as LVs of its own (the daemon's
+/// wipe LVs) is listed as linear LVs and removed; lvmd adds a leg to lvm2's mirror of
+/// the `mixed` fixture and removes it again, lvm2's other LVs intact.
+#[test]
+fn lvmd_adds_and_removes_mirror_legs_as_lvm2_lists_them() {
+    if !host_tests_enabled("lvmd_adds_and_removes_mirror_legs_as_lvm2_lists_them") {
+        return;
+    }
+    use lvmd::lvm::edit::RemovedLegs;
+    let loops = Loops::new(&[64, 64, 64, 64]);
+    let lvm = loops.lvmd();
+    let vg = vg_name("mlegs");
+    lvm.vg_create(&vg, &loops.devs, ExtentSize::DEFAULT)
+        .unwrap();
+    let mirror = |integrity| Layout::Raid1 {
+        mirrors: 1,
+        region_size: lvmd::model::layout::DEFAULT_REGION_SIZE,
+        integrity,
+    };
+    lvm.lv_create(&vg, "m", Bytes(8 * MIB), mirror(false), &[])
+        .unwrap();
+    lvm.lv_create(&vg, "n", Bytes(8 * MIB), mirror(true), &[])
+        .unwrap();
+    let convert = |lv: &str, mirrors, pvs: Vec<String>, removed| lvmd::lvm::Edit::ConvertRaid {
+        lv: lv.into(),
+        mirrors,
+        pvs,
+        removed,
+    };
+    let loaded = |lv: &str| lvmd::lvm::Edit::RaidRebuildLoaded { lv: lv.into() };
+    for lv in ["m", "n"] {
+        lvm.edit(&vg, &loaded(lv)).unwrap();
+        lvm.edit(&vg, &convert(lv, 2, vec![], RemovedLegs::Dropped))
+            .unwrap();
+        loops.vgck(&vg);
+        let legs = lvm2_legs(&loops, &vg, lv, 3);
+        // (An integrity image's device is its `_iorig`: the PVs are the rmeta's.)
+        let mut pvs: Vec<&String> = legs
+            .iter()
+            .flat_map(|l| &l.0)
+            .filter(|d| d.starts_with("/dev/"))
+            .collect();
+        pvs.sort();
+        pvs.dedup();
+        assert_eq!(pvs.len(), 3, "{lv}: legs share a PV: {legs:?}");
+        assert!(legs.iter().all(|l| l.1 == 8 * MIB), "{legs:?}");
+        lvm.edit(&vg, &loaded(lv)).unwrap();
+        loops.vgck(&vg);
+    }
+    let lvs = lvm2_lvs(&loops, &vg);
+    assert_eq!(text(&lvs["[n_rimage_2]"], "segtype"), "integrity");
+    assert_eq!(num(&lvs["[n_rimage_2_imeta]"], "lv_size"), 8 * MIB);
+    let dev = |r: &serde_json::Value| text(r, "devices").split('(').next().unwrap().to_owned();
+    assert_eq!(dev(&lvs["[n_rimage_2_iorig]"]), dev(&lvs["[n_rmeta_2]"]));
+    // Leg 0 of m goes (by its PV, as `lvconvert -m 1 vg/m PV`): legs 1 and 2 are
+    // renamed 0 and 1 where they were.
+    let found = lvm.read_vg(&vg).unwrap();
+    let pv_of = |found: &VgOnDisk, sub: &str| match &found.vg.lv(sub).unwrap().segments[0].kind {
+        SegmentKind::Striped { stripes, .. } => stripes[0].name.clone(),
+        other => panic!("{other:?}"),
+    };
+    let (leg0, leg1, leg2) = (
+        pv_of(&found, "m_rimage_0"),
+        pv_of(&found, "m_rimage_1"),
+        pv_of(&found, "m_rimage_2"),
+    );
+    lvm.edit(&vg, &convert("m", 1, vec![leg0], RemovedLegs::Dropped))
+        .unwrap();
+    loops.vgck(&vg);
+    let found = lvm.read_vg(&vg).unwrap();
+    assert_eq!(pv_of(&found, "m_rimage_0"), leg1);
+    assert_eq!(pv_of(&found, "m_rimage_1"), leg2);
+    let lvs = lvm2_lvs(&loops, &vg);
+    assert!(!lvs.contains_key("[m_rimage_2]"), "{:?}", lvs.keys());
+    assert_eq!(
+        text(&lvs["m"], "devices"),
+        "m_rimage_0(0),m_rimage_1(0)",
+        "{:?}",
+        lvs["m"]
+    );
+    // n's last leg goes but stays as LVs of its own, which lvm2 lists as linear.
+    let kept = RemovedLegs::Kept {
+        name_prefix: "lvmd-wipe-".into(),
+        tags: vec!["lvmd.wipe".into()],
+    };
+    lvm.edit(&vg, &convert("n", 1, vec![], kept)).unwrap();
+    loops.vgck(&vg);
+    let lvs = lvm2_lvs(&loops, &vg);
+    let wipes: Vec<&String> = lvs.keys().filter(|k| k.starts_with("lvmd-wipe-")).collect();
+    assert_eq!(wipes.len(), 3, "{:?}", lvs.keys());
+    for w in &wipes {
+        assert_eq!(text(&lvs[*w], "segtype"), "linear", "{w}");
+        assert_eq!(text(&lvs[*w], "lv_tags"), "lvmd.wipe", "{w}");
+    }
+    for w in wipes {
+        lvm.lv_remove(&vg, w).unwrap();
+    }
+    loops.vgck(&vg);
+    assert!(lvm2_lvs(&loops, &vg).keys().all(|k| !k.contains("_2")));
+    // lvm2's mirror: a leg added and removed again; its other LVs as they were.
+    let mut loops = Loops::new(&[64]);
+    let fixture_vg = attach_fixture(&mut loops, "mixed");
+    let lvm = loops.lvmd();
+    let extra = loops.devs[0].clone();
+    lvm.vg_extend(&fixture_vg, &[extra]).unwrap();
+    let before = lvm2_lvs(&loops, &fixture_vg);
+    lvm.edit(
+        &fixture_vg,
+        &convert("mirrored", 2, vec![], RemovedLegs::Dropped),
+    )
+    .unwrap();
+    loops.vgck(&fixture_vg);
+    assert_eq!(lvm2_legs(&loops, &fixture_vg, "mirrored", 3)[2].1, 8 * MIB);
+    lvm.edit(&fixture_vg, &loaded("mirrored")).unwrap();
+    lvm.edit(
+        &fixture_vg,
+        &convert("mirrored", 1, vec![], RemovedLegs::Dropped),
+    )
+    .unwrap();
+    loops.vgck(&fixture_vg);
+    let after = lvm2_lvs(&loops, &fixture_vg);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (name, row) in &before {
+        assert_eq!(
+            text(row, "lv_uuid"),
+            text(&after[name], "lv_uuid"),
+            "{name}"
+        );
+        assert_eq!(
+            text(row, "devices"),
+            text(&after[name], "devices"),
+            "{name}"
+        );
+    }
+}

@@ -79,12 +79,13 @@ lane_b() {
     # Without udev, the cases where udev plays a part: lvmd making the nodes and links
     # itself at activation and start-up reconciliation (end to end, kill -9 at every step,
     # lvm2's raid1/thin devices left alone, the read-only loop over a device, lvm2 changing
-    # the VG, a mirror's leg gone, encrypted volumes killed at each LUKS step: the only
+    # the VG, a mirror's leg gone, a mirror's legs added and removed (its leg devices
+    # renamed, their nodes moved), encrypted volumes killed at each LUKS step: the only
     # case where libcryptsetup makes its mappings' nodes without udev). Left out, because what they check does not depend on
     # who makes the nodes and lane A runs them: the 32 clients' metadata-only
     # creates/removes, the 1000-round mount path race, zeroing on the PVs, the formatting
     # rules, the mirror grow and the thin pool grow (table reloads), the integrity
-    # mirror (its damage and its repair) and the mirror's crash points (their devices are
+    # mirror (its damage, its repair, and its repair killed at each step) and the mirror's crash points (a conversion's too) (their devices are
     # made as any mirror's; kill -9 without udev is the end-to-end case's), peer checks on
     # the socket, encryption over thin, striped and raid1 (the crypt layer is the same on
     # each; its nodes without udev are the kill -9 case's), the group snapshot (suspends and
@@ -99,6 +100,8 @@ lane_b() {
         --skip an_integrity_mirror_serves_the_good_copy_of_a_damaged_block \
         --skip a_mirror_killed_at_each_step_leaves_no_sub_lv_behind \
         --skip an_integrity_mirror_with_a_leg_pv_gone_is_repaired_whole \
+        --skip an_integrity_mirror_repair_killed_at_each_step_finishes_whole \
+        --skip a_mirror_conversion_killed_after_its_commit_converges \
         --skip socket_peers_are_checked_by_uid \
         --skip a_thin_pool_grows_online_under_a_writer_and_through_a_kill \
         --skip encrypted_thin_striped_and_raid1_volumes_keep_their_data \

@@ -1615,3 +1615,83 @@ fn thin_pools_lvmd_makes_activate_and_agree_with_lvm2() {
     bed.assert_nothing_active();
     assert_eq!(thin_ids_on_disk(&bed, "pool"), vec![1]);
 }
+
+/// Issue 12's integrity on 4 KiB-sector PVs: on two loop devices of 4096-byte logical
+/// blocks (`losetup -b 4096`), lvmd's integrity mirror takes lvm2's block size, 4096,
+/// in its metadata and in its tables (512 could not address such a device); lvmd's
+/// activation writes and reads it, and lvm2 activates it with the same tables, reads
+/// the data, and `vgck` is clean.
+#[test]
+fn an_integrity_mirror_on_4k_sector_pvs_uses_4096_byte_blocks() {
+    let _serial = common::vm_case("vm_activate");
+    run_ok("modprobe", &["dm_integrity"]);
+    let mut loops = Loops::new(&[]);
+    for i in 0..2 {
+        let file = loops.dir.path().join(format!("k{i}.img"));
+        File::create(&file).unwrap().set_len(40 * MIB).unwrap();
+        let options = lvmd_sys::loopdev::LoopOptions {
+            block_size: 4096,
+            ..Default::default()
+        };
+        let dev = lvmd_sys::loopdev::attach(&file, &options)
+            .unwrap()
+            .into_path();
+        loops.devs.push(dev);
+    }
+    let bed = Bed {
+        loops,
+        vg: "act-r4k".into(),
+    };
+    let lvm = bed.lvm();
+    lvm.vg_create(&bed.vg, &bed.loops.devs, ExtentSize::DEFAULT)
+        .unwrap();
+    let mirror = Layout::Raid1 {
+        mirrors: 1,
+        region_size: lvmd::model::layout::DEFAULT_REGION_SIZE,
+        integrity: true,
+    };
+    lvm.lv_create(&bed.vg, "k", Bytes(8 * MIB), mirror, &[])
+        .unwrap();
+    let found = bed.found();
+    for leg in 0..2 {
+        let image = found.vg.lv(&format!("k_rimage_{leg}")).unwrap();
+        let SegmentKind::Other { body, .. } = &image.segments[0].kind else {
+            panic!("{image:?}")
+        };
+        assert_eq!(body.get_int("block_size"), Some(4096), "{body:?}");
+    }
+    let act = activator();
+    let active = act.activate(&found, "k").unwrap();
+    lvm.edit(
+        &bed.vg,
+        &lvmd::lvm::Edit::RaidRebuildLoaded { lv: "k".into() },
+    )
+    .unwrap();
+    let ours = bed.dm_snapshot();
+    for leg in 0..2 {
+        let table = run_ok("dmsetup", &["table", &format!("act--r4k-k_rimage_{leg}")]);
+        assert!(table.contains(" block_size:4096 "), "{table}");
+    }
+    write_pattern(&active.dev_path, 0x4b4b, 0, 8 * MIB);
+    assert_pattern(&active.dev_path, 0x4b4b, 0, 8 * MIB);
+    wait_raid_healthy(&bed, "k");
+    assert!(act.deactivate(&bed.found(), "k").unwrap());
+    bed.assert_nothing_active();
+
+    bed.loops.vgck(&bed.vg);
+    let target = format!("{}/k", bed.vg);
+    bed.lvm2_ok(&["lvchange", "-ay", &target]);
+    // lvm2's devices are lvmd's (its first load had `recalculate`, as lvmd's did;
+    // this one has not).
+    let theirs = bed.dm_snapshot();
+    let strip =
+        |v: &[String]| -> Vec<String> { v.iter().map(|s| s.replace(" recalculate", "")).collect() };
+    assert_eq!(
+        strip(&theirs),
+        strip(&ours),
+        "lvm2's devices differ from lvmd's"
+    );
+    assert_pattern(&Path::new("/dev").join(&target), 0x4b4b, 0, 8 * MIB);
+    bed.lvm2_ok(&["lvchange", "-an", &target]);
+    bed.assert_nothing_active();
+}

@@ -3644,3 +3644,262 @@ fn a_group_snapshot_is_one_instant_and_snapshots_survive_kill_9() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// The seed of the data a mirror's legs carry in the conversion case: high bits set,
+/// so its blocks are not those of any small seed's pattern.
+const LEGS: u64 = 0x6c65_6773_2d6c_6567;
+
+/// Issue 12's `lvconvert -m`: a mirror with data gets a third leg (`lv convert
+/// --mirrors 2`) on the PV no leg used, rebuilt from the others; then its old leg 0
+/// goes by its PV (`--mirrors 1 --pv`): the legs after it renamed into its place as
+/// lvm2 renames them (their devices too), the raid table without it, and the wiper
+/// zeroes its extents before they go free (the data's blocks gone from that PV). The
+/// data reads back through the mirror and each leg; lvm2 lists the two legs in sync
+/// on the other PVs, `vgck` is clean, and lvm2's own activation reads the data.
+#[test]
+fn a_mirror_gains_a_leg_and_loses_its_old_one_with_data_intact() {
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-mconv", &[40, 40, 40]);
+    bed.start(None);
+    bed.json(&["lv", "create", "m", "4MiB", "--mirrors", "1"]);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    wait_in_sync(&bed, "m");
+    write_pattern(&dev, LEGS, 0, 4 * MIB);
+    let old = [pv_of(&bed, "m_rimage_0"), pv_of(&bed, "m_rimage_1")];
+    assert_eq!(pattern_blocks_on(Path::new(&old[0]), LEGS, 4 * MIB), 1024);
+
+    let added = bed.json(&["lv", "convert", "m", "--mirrors", "2"]);
+    eprintln!("added a leg: {added}");
+    let third = pv_of(&bed, "m_rimage_2");
+    assert!(!old.contains(&third), "leg 2 on {third}, beside {old:?}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = bed.listed("m")["mirror_sync"].clone();
+        if s["leg_health"] == "AAA" && s["sync_percent"].as_f64() == Some(100.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leg 2 not rebuilt: {s}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let leg = |i: usize| Path::new("/dev/mapper").join(bed.dm_name(&format!("m_rimage_{i}")));
+    assert_pattern(&leg(2), LEGS, 0, 4 * MIB);
+
+    let removed = bed.json(&["lv", "convert", "m", "--mirrors", "1", "--pv", &old[0]]);
+    eprintln!("removed leg 0: {removed}");
+    assert_eq!(removed["mirror_sync"]["leg_health"], "AA", "{removed}");
+    assert_eq!(pv_of(&bed, "m_rimage_0"), old[1]);
+    assert_eq!(pv_of(&bed, "m_rimage_1"), third);
+    assert!(bed.dm_table("m_rimage_2").is_none(), "leg 2's device left");
+    assert!(
+        bed.dm_table("m_rmeta_2").is_none(),
+        "leg 2's metadata device left"
+    );
+    for i in 0..2 {
+        assert_pattern(&leg(i), LEGS, 0, 4 * MIB);
+    }
+    assert_pattern(&dev, LEGS, 0, 4 * MIB);
+    wait_no_wipe_lv(&bed);
+    assert_eq!(
+        pattern_blocks_on(Path::new(&old[0]), LEGS, 4 * MIB),
+        0,
+        "the removed leg's data is still on {}",
+        old[0]
+    );
+    let lvs = bed.lvm2(&["lvs", "-a", "-o+devices,sync_percent", &bed.vg]);
+    eprintln!("after the conversions, as lvm2 lists it:\n{lvs}");
+    assert!(lvs.contains("m_rimage_0(0),m_rimage_1(0)"), "{lvs}");
+    assert!(
+        lvs.contains("100.00") && !lvs.contains("_rimage_2"),
+        "{lvs}"
+    );
+    bed.agree();
+    bed.json(&["lv", "deactivate", "m"]);
+    let target = format!("{}/m", bed.vg);
+    bed.lvm2(&["lvchange", "-ay", &target]);
+    assert_pattern(&PathBuf::from(format!("/dev/{target}")), LEGS, 0, 4 * MIB);
+    bed.lvm2(&["lvchange", "-an", &target]);
+    bed.stop();
+}
+
+/// Issue 12: the repair of an integrity mirror killed with SIGKILL at each of its steps
+/// (`committed`: the leg moved in the metadata with a new `_imeta`, no table reloaded;
+/// `reloaded`: the new layers made and the raid table reloaded with the rebuild, the
+/// flags still in the metadata), a leg's PV gone before each: after the restart the
+/// same request finishes it, the leg on a PV no leg used. Each time nothing is left
+/// over (lvm2's LVs and the dm devices are the mirror and its eight sub-LVs), no
+/// `REBUILD` or `recalculate` stays in the metadata, the data reads back through the
+/// mirror and through the new leg's integrity device, and once lvm2's `vgreduce
+/// --removemissing` dropped the gone PV, lvm2 and lvmd agree and `vgck` is clean.
+#[test]
+fn an_integrity_mirror_repair_killed_at_each_step_finishes_whole() {
+    let _serial = common::vm_case("vm_daemon");
+    run_ok("modprobe", &["dm_integrity"]);
+    let mut bed = Bed::new("vmd-ikill", &[40, 40, 40, 40]);
+    bed.start(None);
+    bed.json(&["lv", "create", "m", "4MiB", "--mirrors", "1", "--integrity"]);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    wait_in_sync(&bed, "m");
+    write_pattern(&dev, LEGS ^ 0xff, 0, 4 * MIB);
+    let mut used = vec![
+        pv_of(&bed, "m_rimage_0_iorig"),
+        pv_of(&bed, "m_rimage_1_iorig"),
+    ];
+    let mut want: BTreeSet<String> = BTreeSet::from(["m".to_owned()]);
+    for leg in 0..2 {
+        for sub in ["rmeta_", "rimage_"] {
+            want.insert(format!("m_{sub}{leg}"));
+        }
+        want.insert(format!("m_rimage_{leg}_iorig"));
+        want.insert(format!("m_rimage_{leg}_imeta"));
+    }
+    let backup = bed.loops.dir.path().join("meta.txt");
+    for point in ["committed", "reloaded"] {
+        let gone = pv_of(&bed, "m_rimage_1_iorig");
+        bed.json(&["lv", "deactivate", "m"]);
+        bed.stop();
+        run_ok("losetup", &["-d", &gone]);
+        bed.start(None);
+        bed.json(&["lv", "activate", "m"]);
+        assert_eq!(bed.listed("m")["health"], "degraded", "{point}");
+        bed.stop();
+        crash_at(&mut bed, point, &["lv", "repair", "m"]);
+        let new = pv_of(&bed, "m_rimage_1_iorig");
+        assert!(
+            !used.contains(&new),
+            "{point}: leg 1 on {new}, one of {used:?}"
+        );
+        for sub in ["m_rmeta_1", "m_rimage_1_imeta"] {
+            assert_eq!(pv_of(&bed, sub), new, "{point}: {sub}");
+        }
+        let repaired = bed.json(&["lv", "repair", "m"]);
+        eprintln!("repair after the crash at {point} answered: {repaired}");
+        wait_rebuilt(&bed, point);
+        let lvs: BTreeSet<String> = bed
+            .lvm2(&["lvs", "-a", "--noheadings", "-o", "lv_name", &bed.vg])
+            .split_whitespace()
+            .map(|n| n.trim_matches(['[', ']']).to_owned())
+            .collect();
+        assert_eq!(lvs, want, "{point}: lvm2's LVs");
+        let devices: BTreeSet<String> = want.iter().map(|n| bed.dm_name(n)).collect();
+        assert_eq!(bed.dm_devices(), devices, "{point}: dm devices");
+        bed.lvm2(&["vgcfgbackup", "-f", backup.to_str().unwrap(), &bed.vg]);
+        let meta = std::fs::read_to_string(&backup).unwrap();
+        assert!(
+            !meta.contains("recalculate") && !meta.contains("REBUILD"),
+            "{point}: {meta}"
+        );
+        let leg = Path::new("/dev/mapper").join(bed.dm_name("m_rimage_1"));
+        assert_pattern(&leg, LEGS ^ 0xff, 0, 4 * MIB);
+        assert_pattern(&dev, LEGS ^ 0xff, 0, 4 * MIB);
+        bed.lvm2(&["vgreduce", "--removemissing", &bed.vg]);
+        bed.agree();
+        used.push(new);
+    }
+    bed.json(&["lv", "deactivate", "m"]);
+    bed.stop();
+}
+
+/// A mirror's conversions killed with SIGKILL right after their commit (`converted`:
+/// the legs added, or removed and kept as wipe LVs, no table reloaded), then the same
+/// request after the restart. Added: the restart's reconciliation makes the new leg
+/// and reloads the raid table with its rebuild, the retry drops the flags, the leg
+/// syncs. Removed: the reconciliation reloads the raid table without the old leg,
+/// removes its devices and renames the others' as the metadata names them; the wiper
+/// zeroes the old leg's extents (never while its devices were up) and frees them.
+/// Each time: no device or LV left over, data intact, lvm2 and lvmd agree.
+#[test]
+fn a_mirror_conversion_killed_after_its_commit_converges() {
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-ckill", &[40, 40, 40]);
+    bed.start(None);
+    bed.json(&["lv", "create", "m", "4MiB", "--mirrors", "1"]);
+    let dev = PathBuf::from(
+        bed.json(&["lv", "activate", "m"])["device_path"]
+            .as_str()
+            .unwrap(),
+    );
+    wait_in_sync(&bed, "m");
+    write_pattern(&dev, LEGS ^ 0xf0, 0, 4 * MIB);
+    let old0 = pv_of(&bed, "m_rimage_0");
+    let names = |legs: usize| -> BTreeSet<String> {
+        let mut v = BTreeSet::from(["m".to_owned()]);
+        for i in 0..legs {
+            v.insert(format!("m_rmeta_{i}"));
+            v.insert(format!("m_rimage_{i}"));
+        }
+        v
+    };
+    let settled = |bed: &Bed, legs: usize, health: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s = bed.listed("m")["mirror_sync"].clone();
+            if s["leg_health"] == health && s["sync_percent"].as_f64() == Some(100.0) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not in sync: {s}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let devices: BTreeSet<String> = names(legs).iter().map(|n| bed.dm_name(n)).collect();
+        assert_eq!(bed.dm_devices(), devices, "dm devices");
+    };
+    bed.stop();
+    crash_at(
+        &mut bed,
+        "converted",
+        &["lv", "convert", "m", "--mirrors", "2"],
+    );
+    assert!(
+        bed.log_text().contains("reconciliation"),
+        "no reload logged"
+    );
+    let v = bed.json(&["lv", "convert", "m", "--mirrors", "2"]);
+    assert_eq!(v["mirrors"], 2, "{v}");
+    settled(&bed, 3, "AAA");
+    let backup = bed.loops.dir.path().join("meta.txt");
+    bed.lvm2(&["vgcfgbackup", "-f", backup.to_str().unwrap(), &bed.vg]);
+    assert!(!std::fs::read_to_string(&backup)
+        .unwrap()
+        .contains("REBUILD"));
+    assert_pattern(
+        &Path::new("/dev/mapper").join(bed.dm_name("m_rimage_2")),
+        LEGS ^ 0xf0,
+        0,
+        4 * MIB,
+    );
+    bed.agree();
+
+    bed.stop();
+    crash_at(
+        &mut bed,
+        "converted",
+        &["lv", "convert", "m", "--mirrors", "1", "--pv", &old0],
+    );
+    let v = bed.json(&["lv", "convert", "m", "--mirrors", "1", "--pv", &old0]);
+    assert_eq!(v["mirrors"], 1, "{v}");
+    settled(&bed, 2, "AA");
+    wait_no_wipe_lv(&bed);
+    assert_ne!(pv_of(&bed, "m_rimage_0"), old0);
+    assert_eq!(pattern_blocks_on(Path::new(&old0), LEGS ^ 0xf0, 4 * MIB), 0);
+    assert_pattern(&dev, LEGS ^ 0xf0, 0, 4 * MIB);
+    for i in 0..2 {
+        let leg = Path::new("/dev/mapper").join(bed.dm_name(&format!("m_rimage_{i}")));
+        assert_pattern(&leg, LEGS ^ 0xf0, 0, 4 * MIB);
+    }
+    let all: BTreeSet<String> = bed
+        .lvm2(&["lvs", "-a", "--noheadings", "-o", "lv_name", &bed.vg])
+        .split_whitespace()
+        .map(|n| n.trim_matches(['[', ']']).to_owned())
+        .collect();
+    assert_eq!(all, names(2), "lvm2's LVs");
+    bed.agree();
+    bed.json(&["lv", "deactivate", "m"]);
+    bed.stop();
+}

@@ -347,9 +347,10 @@ impl Activator {
         let mut plan = self.plan(found, lv)?;
         let top_active = self.dm.info_by_uuid(&plan.top().uuid)?.is_some();
         let is_raid = found.vg.lv(lv).is_some_and(raid::is_raid);
+        let mut renames = None;
         if top_active && is_raid {
             // The legs first, then the raid device over them (below).
-            self.reload_raid_legs(&mut plan)?;
+            renames = Some(self.reload_raid_legs(&mut plan)?);
         } else if top_active && plan.devices.len() > 1 {
             // The layers below must be as planned; the top's own table is what this
             // reloads (a grown thin LV: its thin device only, the pool untouched).
@@ -393,6 +394,9 @@ impl Activator {
             }
             self.dm.reload(top)?;
             info!(vg = %plan.vg, lv = %plan.lv, from = %from, to = %to, "reloaded");
+        }
+        if let Some(renames) = renames {
+            self.finish_raid_legs(found, &plan, renames)?;
         }
         self.status_of(found, &top.uuid)?
             .ok_or_else(|| ActivateError::NotActive {

@@ -3,6 +3,7 @@
 //! comparing every device of a plan with the kernel's, and finding raid legs again for
 //! deactivation.
 
+use super::nodes::{self, NodePaths};
 use super::{Activator, DmDevice};
 use crate::activate::dm::{kernel_table_text, table_is};
 use crate::activate::error::{ActivateError, Result};
@@ -37,23 +38,26 @@ impl Activator {
         }
     }
 
-    /// Grows the legs of an active raid LV to their planned tables (after a grow), in
-    /// lvm2's order: libdm's `dm_tree_preload_children` loads each grown leg's table
-    /// and resumes it at once, before the raid device above is loaded, suspended and
-    /// resumed with the new size (the caller's step). A grown leg is safe to resume
-    /// under the live raid device: dm-raid keeps using only the sectors of its old
-    /// table until it is reloaded. A leg whose planned table is smaller than its live
-    /// one is refused (lvmd never shrinks a mirror; someone else changed it), and so is
-    /// a leg that is not active, before anything is reloaded, but for the integrity
-    /// layers (`_iorig`, `_imeta`) of a leg that was an error device (degraded, then
-    /// repaired): those are made, in plan order, before the image over them is loaded.
-    pub(super) fn reload_raid_legs(&self, plan: &mut LvPlan) -> Result<()> {
+    /// Brings the legs of an active raid LV to their planned tables, before the raid
+    /// device above is reloaded (the caller's step), in lvm2's order: libdm's
+    /// `dm_tree_preload_children` loads each changed leg's table and resumes it at
+    /// once. A grown leg is safe to resume under the live raid device: dm-raid keeps
+    /// using only the sectors of its old table until it is reloaded. A leg whose
+    /// planned table is smaller than its live one is refused (lvmd never shrinks a
+    /// mirror; someone else changed it) before anything is reloaded. Sub-LVs with no
+    /// device yet (a leg added, or the integrity layers of a leg that was an error
+    /// device: degraded, then repaired) are made, in plan order. Returns the legs
+    /// active under another name (the legs after a removed one, renamed in the
+    /// metadata): [`Activator::finish_raid_legs`] renames them once the raid device no
+    /// longer holds the removed legs whose names they take.
+    pub(super) fn reload_raid_legs(&self, plan: &mut LvPlan) -> Result<Vec<(usize, DmDevice)>> {
         enum Step {
             Make,
             Reload(crate::activate::target::DevNum, Sectors),
         }
         let top = plan.devices.len() - 1;
         let mut steps = Vec::new();
+        let mut renames = Vec::new();
         for (i, device) in plan.devices[..top].iter().enumerate() {
             let unsupported = |why: String| ActivateError::Unsupported {
                 vg: plan.vg.clone(),
@@ -61,16 +65,12 @@ impl Activator {
                 why,
             };
             let Some(dev) = self.dm.info_by_uuid(&device.uuid)? else {
-                if is_integrity_layer(&device.name) {
-                    steps.push((i, Step::Make));
-                    continue;
-                }
-                return Err(unsupported(format!(
-                    "its raid leg {} is not active; lvmd reloads only whole mirrors \
-                     (deactivate and activate it)",
-                    device.name
-                )));
+                steps.push((i, Step::Make));
+                continue;
             };
+            if dev.name != device.name {
+                renames.push((i, dev.clone()));
+            }
             let live = self.dm.table(&device.uuid)?;
             if table_is(&live, &device.table) {
                 continue;
@@ -95,7 +95,7 @@ impl Activator {
                 Step::Make => {
                     let (_, devnum) = self.ensure_device(plan, &device)?;
                     tracing::info!(vg = %plan.vg, lv = %plan.lv, device = %device.name,
-                        "raid leg layer made");
+                        "raid leg device made");
                     devnum
                 }
                 Step::Reload(devnum, from) => {
@@ -107,6 +107,89 @@ impl Activator {
             };
             // The devices above name this one by number (a reload keeps it).
             plan.resolve(i, devnum);
+        }
+        Ok(renames)
+    }
+
+    /// After the raid device of `plan` is reloaded: removes the devices of legs it no
+    /// longer has (a leg removed: its sub-LVs' devices, which dm-raid let go with the
+    /// reload), then renames the legs `renames` lists to their planned names, each once
+    /// its new name is free (lvm2 shifts `_rimage_2` to `_rimage_1` after removing leg
+    /// 1: the old leg 1 goes first). A removed leg's device still open is refused
+    /// ([`ActivateError::Busy`]); nothing but dm-raid should have held it.
+    pub(super) fn finish_raid_legs(
+        &self,
+        found: &VgOnDisk,
+        plan: &LvPlan,
+        renames: Vec<(usize, DmDevice)>,
+    ) -> Result<()> {
+        let planned: Vec<&str> = plan.devices.iter().map(|d| d.uuid.as_str()).collect();
+        let prefixes = [
+            format!("{}_rmeta_", plan.lv),
+            format!("{}_rimage_", plan.lv),
+        ];
+        let mut gone: Vec<(DmDevice, String)> = Vec::new();
+        for dev in self
+            .dm
+            .list_with_uuid_prefix(&plan::vg_uuid_prefix(&found.vg.id))?
+        {
+            if planned.contains(&dev.uuid.as_str()) {
+                continue;
+            }
+            let Some((vg, lv)) = super::split_dm_name(&dev.name) else {
+                continue;
+            };
+            if vg == plan.vg && prefixes.iter().any(|p| lv.starts_with(p.as_str())) {
+                gone.push((dev, lv));
+            }
+        }
+        // An integrity image before the layers it holds open.
+        gone.sort_by_key(|(_, lv)| is_integrity_layer(lv));
+        for (dev, lv) in gone {
+            let Some(dev) = self.dm.info_by_uuid(&dev.uuid)? else {
+                continue;
+            };
+            let dev = self.wait_closed(dev)?;
+            self.remove_active(&plan.vg, &lv, &dev, false)?;
+            tracing::info!(vg = %plan.vg, lv = %plan.lv, device = %dev.name,
+                "removed leg's device removed");
+        }
+        let mut pending = renames;
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut left = Vec::new();
+            for (i, dev) in pending {
+                let device = &plan.devices[i];
+                if self.dm.info_by_name(&device.name)?.is_some() {
+                    left.push((i, dev));
+                    continue;
+                }
+                self.dm.rename(&dev, &device.name)?;
+                let old = NodePaths::new(&self.dev_dir, &dev.name, None);
+                nodes::remove(self.node_mode, &old)?;
+                nodes::add(
+                    self.node_mode,
+                    &self.paths(&plan.vg, &plan.lv, device),
+                    dev.devnum,
+                )?;
+                tracing::info!(vg = %plan.vg, lv = %plan.lv, from = %dev.name,
+                    to = %device.name, "raid leg renamed");
+            }
+            if left.len() == before {
+                let names: Vec<String> = left
+                    .iter()
+                    .map(|(i, d)| format!("{} (for {})", d.name, plan.devices[*i].name))
+                    .collect();
+                return Err(ActivateError::Unsupported {
+                    vg: plan.vg.clone(),
+                    lv: plan.lv.clone(),
+                    why: format!(
+                        "its legs {} cannot take their names: other devices hold them",
+                        names.join(", ")
+                    ),
+                });
+            }
+            pending = left;
         }
         Ok(())
     }

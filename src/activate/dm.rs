@@ -410,6 +410,26 @@ impl DmControl {
             })
     }
 
+    /// Renames a device (a raid leg whose sub-LV a leg removal renamed, as lvm2 shifts
+    /// the legs after a removed one); its uuid, table and users stay.
+    pub fn rename(&self, dev: &DmDevice, to: &str) -> Result<()> {
+        let name_err = |name: &str, e: DmError| ActivateError::Dm {
+            op: "name check",
+            device: name.to_owned(),
+            source: dm_io_error(&e),
+        };
+        let old = DmName::new(&dev.name).map_err(|e| name_err(&dev.name, e))?;
+        let new = DmName::new(to).map_err(|e| name_err(to, e))?;
+        self.dm
+            .device_rename(old, &DevId::Name(new))
+            .map(|_| ())
+            .map_err(|e| ActivateError::Dm {
+                op: "rename",
+                device: dev.name.clone(),
+                source: dm_io_error(&e),
+            })
+    }
+
     /// Removes the device with this uuid; refuses while it is open.
     pub fn remove(&self, dev: &DmDevice, visible: bool) -> Result<()> {
         if dev.open_count > 0 {

@@ -699,6 +699,21 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         Ok(Response::new(self.lv_out(v)))
     }
 
+    async fn convert_logical_volume(
+        &self,
+        r: Request<pb::ConvertLogicalVolumeRequest>,
+    ) -> Reply<pb::LogicalVolume> {
+        let r = r.into_inner();
+        let (resolved, name) = self.resolve_for_change(r.volume.as_ref()).await?;
+        let pvs: Vec<std::path::PathBuf> = r.physical_volumes.iter().map(Into::into).collect();
+        let e = self.engine.clone();
+        let mirrors = r.mirrors;
+        let v =
+            blocking(move || e.convert_logical_volume(&resolved.vg, &name, mirrors, &pvs)).await?;
+        self.changed();
+        Ok(Response::new(self.lv_out(v)))
+    }
+
     async fn deactivate_logical_volume(
         &self,
         r: Request<pb::DeactivateLogicalVolumeRequest>,

@@ -256,6 +256,18 @@ enum LvCommand {
         #[command(flatten)]
         at: Where,
     },
+    /// An active, in-sync mirror: give it N legs besides the first (as lvconvert -m N):
+    /// new legs rebuilt on PVs no leg uses, removed legs' extents zeroed.
+    Convert {
+        name: String,
+        #[arg(long)]
+        mirrors: u32,
+        /// A PV device where new legs may go, or whose leg goes (repeatable).
+        #[arg(long = "pv")]
+        pvs: Vec<String>,
+        #[command(flatten)]
+        at: Where,
+    },
     /// Grow to SIZE (never shrinks) and, with --path, the filesystem mounted there.
     Expand {
         name: String,
@@ -891,6 +903,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let v = lvc
                 .repair_logical_volume(pb::RepairLogicalVolumeRequest {
                     volume: Some(at.volume(&name)),
+                })
+                .await?
+                .into_inner();
+            print(json, lv_json(&v), lv_table(std::slice::from_ref(&v)));
+        }
+        Command::Lv(LvCommand::Convert {
+            name,
+            mirrors,
+            pvs,
+            at,
+        }) => {
+            let v = lvc
+                .convert_logical_volume(pb::ConvertLogicalVolumeRequest {
+                    volume: Some(at.volume(&name)),
+                    mirrors,
+                    physical_volumes: pvs,
                 })
                 .await?
                 .into_inner();

@@ -12,7 +12,11 @@
 //! an inline removal's zeroing written), `zeroed` (an inline removal zeroed, not yet
 //! committed), `cleared` (a new LV's edges cleared, before answering), `activated` (a
 //! mirror activated, before the commit that drops its first-load flags: `REBUILD`, an
-//! integrity layer's `recalculate`), `wipe-chunk`
+//! integrity layer's `recalculate`), `converted` (a mirror's legs added or removed in
+//! the metadata, removed legs kept as wipe LVs, before the table reload;
+//! `src/daemon/raid_legs.rs`), `convert-reloaded` (the raid table reloaded with the new
+//! legs or without the removed ones, before an addition's commit dropping `REBUILD`),
+//! `wipe-chunk`
 //! (the first chunk of a background wipe written), `wiped` (a background wipe zeroed,
 //! its LV not yet removed); and of staging: `mkfs-marked` (`lvmd.mkfs=` committed,
 //! mkfs not run), `formatted` (mkfs done, not yet marked), `fs-marked` (`lvmd.fs=`

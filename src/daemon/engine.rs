@@ -300,6 +300,17 @@ pub trait Engine: Send + Sync + 'static {
     /// PVs no other leg uses and rebuilt (lvm2's `lvconvert --repair`); a healthy
     /// mirror is returned as it is.
     fn repair_logical_volume(&self, vg: &str, lv: &str) -> Result<LvInfo>;
+    /// An active, in-sync raid1 LV gets `mirrors + 1` legs (lvm2's `lvconvert -m`):
+    /// new legs on PVs no leg uses (of `pvs`, PV devices, when given), rebuilt from the
+    /// others; legs removed from the end (or those on `pvs`), their extents zeroed
+    /// before they go free. Already so: returned as it is.
+    fn convert_logical_volume(
+        &self,
+        vg: &str,
+        lv: &str,
+        mirrors: u32,
+        pvs: &[std::path::PathBuf],
+    ) -> Result<LvInfo>;
     fn activate(&self, vg: &str, lv: &str) -> Result<LvInfo>;
     fn deactivate(&self, vg: &str, lv: &str) -> Result<LvInfo>;
 

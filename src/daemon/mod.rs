@@ -30,6 +30,7 @@ pub mod marks;
 pub mod node;
 pub mod node_work;
 pub mod paths;
+mod raid_legs;
 pub mod real;
 pub mod reconcile;
 pub mod rounds;

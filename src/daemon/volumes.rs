@@ -144,7 +144,7 @@ pub struct VolumeEngine<M> {
     pub(crate) thin: BTreeMap<String, super::thin::ThinPolicy>,
 }
 
-fn lv_not_found(vg: &str, lv: &str) -> EngineError {
+pub(super) fn lv_not_found(vg: &str, lv: &str) -> EngineError {
     LvmError::LvNotFound {
         vg: vg.into(),
         lv: lv.into(),
@@ -303,7 +303,7 @@ impl<M: Metadata> VolumeEngine<M> {
     }
 
     /// "No space" while removed volumes are still being zeroed says so, with how much.
-    fn no_space(&self, vg: &str, e: LvmError) -> EngineError {
+    pub(super) fn no_space(&self, vg: &str, e: LvmError) -> EngineError {
         if let LvmError::Alloc { .. } = &e {
             if let Ok(read) = self.meta.read(vg) {
                 let wiping = wipe::wiping(&read.vg);
@@ -321,7 +321,7 @@ impl<M: Metadata> VolumeEngine<M> {
 
     /// Where each active LV of `vg` is; an activation layer that cannot answer leaves
     /// the volumes shown inactive rather than failing a listing.
-    fn devices(&self, read: &VgRead) -> BTreeMap<String, PathBuf> {
+    pub(super) fn devices(&self, read: &VgRead) -> BTreeMap<String, PathBuf> {
         let vg = &read.vg.name;
         match self.activation.active_volumes(read) {
             Ok(list) => list.into_iter().map(|a| (a.lv, a.device)).collect(),
@@ -334,7 +334,7 @@ impl<M: Metadata> VolumeEngine<M> {
 
     /// dm-raid's status of an active mirror; as with [`Self::devices`], a kernel that
     /// cannot answer leaves it unknown rather than failing a listing.
-    fn raid_status(&self, read: &VgRead, lv: &str, active: bool) -> Option<RaidStatus> {
+    pub(super) fn raid_status(&self, read: &VgRead, lv: &str, active: bool) -> Option<RaidStatus> {
         if !active || !read.vg.lv(lv).is_some_and(crate::activate::raid::is_raid) {
             return None;
         }
@@ -556,6 +556,7 @@ impl<M: Metadata> VolumeEngine<M> {
             let origin = crate::lvm::edit::Origin {
                 host: String::new(),
                 time: 0,
+                pv_block_sizes: Default::default(),
             };
             let planned = crate::lvm::edit::apply(&read.vg, &edit, &origin)
                 .map_err(|e| self.no_space(vg, e))?;
@@ -650,7 +651,7 @@ impl<M: Metadata> VolumeEngine<M> {
     /// then the raid table are reloaded, which starts the rebuild; (4) a second commit
     /// drops the flags (a crash before it: the next activation rebuilds the leg again,
     /// slower but never wrong, and a retry drops them).
-    fn repair_locked(&self, vg: &str, lv: &str) -> Result<LvInfo> {
+    pub(super) fn repair_locked(&self, vg: &str, lv: &str) -> Result<LvInfo> {
         let read = self.meta.read(vg)?;
         let current = self.info(&read, lv)?;
         let precondition = |why: String| EngineError::FailedPrecondition {
@@ -705,6 +706,7 @@ impl<M: Metadata> VolumeEngine<M> {
         let origin = crate::lvm::edit::Origin {
             host: String::new(),
             time: 0,
+            pv_block_sizes: Default::default(),
         };
         let planned =
             crate::lvm::edit::apply(&read.vg, &edit, &origin).map_err(|e| self.no_space(vg, e))?;
@@ -712,23 +714,10 @@ impl<M: Metadata> VolumeEngine<M> {
             vg: Arc::new(planned.vg),
             ..read.clone()
         };
-        let mut ranges = Vec::new();
-        for &i in &broken {
-            // The new leg's raid metadata, and with integrity its new integrity
-            // metadata: whole, as at creation.
-            let mut whole = vec![legs[i].0.clone()];
-            if let Some((_, imeta)) = planned
-                .vg
-                .lv(&legs[i].1)
-                .and_then(|image| image.integrity_layer())
-            {
-                whole.push(imeta.to_owned());
-            }
-            for name in &whole {
-                let sub = planned.vg.lv(name).ok_or_else(|| lv_not_found(vg, name))?;
-                ranges.extend(wipe::freed_ranges(&planned, sub, Extents::ZERO)?);
-            }
-        }
+        // The new legs' raid metadata, and with integrity their new integrity metadata:
+        // whole, as at creation.
+        let moved: Vec<(String, String)> = broken.iter().map(|&i| legs[i].clone()).collect();
+        let ranges = self.new_leg_metadata_ranges(&planned, &moved)?;
         self.zero_ranges(vg, lv, "new mirror legs' metadata areas", &ranges, None)?;
         self.meta
             .edit(vg, &edit)
@@ -1345,6 +1334,19 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
         self.repair_locked(vg, lv)
+    }
+
+    fn convert_logical_volume(
+        &self,
+        vg: &str,
+        lv: &str,
+        mirrors: u32,
+        pvs: &[PathBuf],
+    ) -> Result<LvInfo> {
+        validate_lv_name(lv).map_err(LvmError::from)?;
+        let lock = self.locks.get(vg);
+        let _g = lock.write().unwrap();
+        self.convert_locked(vg, lv, mirrors, pvs)
     }
 
     fn activate(&self, vg: &str, lv: &str) -> Result<LvInfo> {

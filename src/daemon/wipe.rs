@@ -390,6 +390,17 @@ impl<M: Metadata> VolumeEngine<M> {
 
     fn finish_wipe(&self, read: &VgRead, lv: &LogicalVolume) -> Result<bool> {
         let vg = &read.vg.name;
+        if self.devices(read).contains_key(&lv.name) {
+            // A mirror's removed leg whose device dm-raid may still write to (a crash
+            // before the raid table was reloaded without it): zeroed once it is gone.
+            return Err(EngineError::FailedPrecondition {
+                what: "logical volume",
+                name: format!("{vg}/{}", lv.name),
+                why: "its device is still active (a removed mirror leg not yet let go); \
+                      it is zeroed once the device is gone"
+                    .into(),
+            });
+        }
         let ranges = freed_ranges(read, lv, Extents::ZERO)?;
         crash::hold_wipes();
         tracing::info!(

@@ -6,6 +6,7 @@
 //! A new volume type is one more [`Edit`] (or one more [`Layout`]) and its arm here.
 
 use super::raid;
+pub use super::raid_legs::RemovedLegs;
 use super::segments::{last_linear_area, merge_adjacent, segments_from, truncate_segments};
 use super::thin::{self, ThinPoolSpec};
 use super::{LvmError, Result};
@@ -14,6 +15,7 @@ use crate::model::name::{validate_lv_name_in, validate_tag};
 use crate::model::{Layout, LogicalVolume, PhysicalVolume, Segment, SegmentKind, VolumeGroup};
 use crate::units::{Bytes, ExtentSize, Extents, Sectors};
 use crate::uuid::Uuid;
+use std::collections::BTreeMap;
 
 /// A new LV: the one typed create request from the API down.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +124,17 @@ pub enum Edit {
         legs: Vec<usize>,
         avoid: Vec<String>,
     },
+    /// Gives raid1 LV `lv` `mirrors + 1` legs, as `lvconvert -m mirrors LV PVs`: new
+    /// legs on PVs no leg uses (of `pvs`, when given), flagged `REBUILD` so dm-raid
+    /// copies them whole; legs removed from the end, or those on `pvs`, the rest
+    /// renamed to close the gap; the removed legs' sub-LVs as `removed` says (see
+    /// [`super::raid_legs`]).
+    ConvertRaid {
+        lv: String,
+        mirrors: u32,
+        pvs: Vec<String>,
+        removed: RemovedLegs,
+    },
     /// The kernel took the rebuild of raid1 LV `lv`'s new legs, or the recalculation of
     /// its new integrity layers: their `REBUILD` flags and `recalculate` keys are
     /// dropped (lvm2 drops them after its load too).
@@ -137,6 +150,17 @@ pub enum Edit {
 pub struct Origin {
     pub host: String,
     pub time: i64,
+    /// The block sizes of the PVs' devices where the store can ask them (by PV uuid):
+    /// what lvm2 reads off the devices to pick an integrity block size. Empty in
+    /// plans and the simulator (lvm2's choice for unknown devices: 512).
+    pub pv_block_sizes: BTreeMap<Uuid, BlockSizes>,
+}
+
+/// A device's logical and physical block sizes in bytes (`BLKSSZGET`, `BLKPBSZGET`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockSizes {
+    pub logical: u32,
+    pub physical: u32,
 }
 
 impl Origin {
@@ -144,6 +168,7 @@ impl Origin {
         Origin {
             host: host.into(),
             time: super::now(),
+            pv_block_sizes: Default::default(),
         }
     }
 
@@ -258,6 +283,11 @@ impl Edit {
             | Edit::RepairRaid { .. }
             | Edit::RaidRebuildLoaded { .. }
             | Edit::Rewrite => {}
+            Edit::ConvertRaid { removed, .. } => {
+                if let RemovedLegs::Kept { tags: t, .. } = removed {
+                    tags(t)?;
+                }
+            }
         }
         Ok(())
     }
@@ -273,6 +303,16 @@ impl Edit {
         )
     }
 
+    /// Whether the edit may make or move an integrity layer, whose block size lvm2
+    /// picks from (or checks against) the PVs' devices ([`Origin::pv_block_sizes`]).
+    pub fn reads_pv_block_sizes(&self) -> bool {
+        match self {
+            Edit::CreateLv(spec) => spec.layout.integrity(),
+            Edit::ConvertRaid { .. } | Edit::RepairRaid { .. } => true,
+            _ => false,
+        }
+    }
+
     /// The LV the edit leaves behind under this name (created, resized, renamed,
     /// retagged), looked up in the edited VG.
     pub fn lv_name(&self) -> Option<&str> {
@@ -283,6 +323,7 @@ impl Edit {
             Edit::ResizeLv { lv, .. }
             | Edit::ChangeLvTags { lv, .. }
             | Edit::RepairRaid { lv, .. }
+            | Edit::ConvertRaid { lv, .. }
             | Edit::RaidRebuildLoaded { lv } => Some(lv),
             Edit::RenameLv { to, .. } => Some(to),
             Edit::ThinMessagesSent { pool, .. } | Edit::ResizeThinPool { pool, .. } => Some(pool),
@@ -451,8 +492,24 @@ pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
         }
         Edit::RepairRaid { lv, legs, avoid } => {
             existing(vg, lv)?;
-            raid::repair(&mut new, lv, legs, avoid)?;
+            raid::repair(&mut new, lv, legs, avoid, origin)?;
             format!("lvconvert --repair {name}/{lv} (legs {legs:?})")
+        }
+        Edit::ConvertRaid {
+            lv,
+            mirrors,
+            pvs,
+            removed,
+        } => {
+            existing(vg, lv)?;
+            if !super::raid_legs::convert(&mut new, lv, *mirrors, pvs, removed, origin)? {
+                return Ok(Edited {
+                    vg: new,
+                    description: String::new(),
+                    changed: false,
+                });
+            }
+            format!("lvconvert -m {mirrors} {name}/{lv}")
         }
         Edit::RaidRebuildLoaded { lv } => {
             existing(vg, lv)?;

@@ -7,6 +7,7 @@
 
 pub mod edit;
 mod raid;
+mod raid_legs;
 mod segments;
 pub mod thin;
 
@@ -891,7 +892,10 @@ impl Lvm {
             .any(|(e, r)| r.is_ok() && e.writes_past_missing_pvs());
         let locked = self.lock_vg_for_write_past_missing(vg_name, past_missing, cache)?;
         let found = &locked.found;
-        let origin = Origin::now(&self.host);
+        let mut origin = Origin::now(&self.host);
+        if edits.iter().any(Edit::reads_pv_block_sizes) {
+            origin.pv_block_sizes = pv_block_sizes(found);
+        }
         let mut vg = VolumeGroup::clone(&found.vg);
         let mut descriptions = Vec::new();
         for (edit, result) in edits.iter().zip(results.iter_mut()) {
@@ -1167,6 +1171,23 @@ fn new_pv(path: &Path, label: &PvLabel) -> Result<NewPv> {
         dev_size: label.device_size.to_sectors_floor(),
         pe_start,
     })
+}
+
+/// The block sizes of the VG's PV devices found here, as lvm2 reads them to pick an
+/// integrity block size; a device that cannot say is left out (unknown).
+fn pv_block_sizes(found: &VgOnDisk) -> std::collections::BTreeMap<Uuid, edit::BlockSizes> {
+    found
+        .devices
+        .iter()
+        .filter_map(|(id, path)| {
+            let f = std::fs::File::open(path).ok()?;
+            let sizes = edit::BlockSizes {
+                logical: lvmd_sys::blkdev::logical_block_size(&f).ok()?,
+                physical: lvmd_sys::blkdev::physical_block_size(&f).ok()?,
+            };
+            Some((*id, sizes))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! data copy `<lv>_rimage_N`. The edits here keep the legs with their LV: created,
 //! renamed and removed together.
 
-use super::edit::Origin;
+use super::edit::{BlockSizes, Origin};
 use super::segments::linear_segments;
 use super::{LvmError, Result};
 use crate::alloc::{self, Allocation};
@@ -15,7 +15,7 @@ use crate::model::{Layout, LogicalVolume, Segment, SegmentKind, VolumeGroup};
 use crate::units::{Extents, Sectors};
 
 /// Extents of each leg's metadata sub-LV (lvm2's: one extent).
-const META_EXTENTS: Extents = Extents(1);
+pub(super) const META_EXTENTS: Extents = Extents(1);
 
 pub(super) fn meta_name(lv: &str, leg: usize) -> String {
     format!("{lv}_rmeta_{leg}")
@@ -105,6 +105,13 @@ pub(super) fn create(
     let Allocation::Mirrored { legs: placed } = allocation else {
         unreachable!("a mirrored allocation")
     };
+    // lvm2 picks the integrity block size from the devices the legs landed on.
+    let block_size = if integrity {
+        let pvs: Vec<usize> = placed.iter().flatten().map(|a| a.pv).collect();
+        Some(integrity_block_size(vg, name, &pvs, origin)?)
+    } else {
+        None
+    };
     let sub_lv = |name: String, segments| origin.new_lv(name, false, vec![], segments);
     let mut subs = Vec::with_capacity(legs * 2);
     let mut layers = Vec::new();
@@ -117,14 +124,19 @@ pub(super) fn create(
         let (data, imeta) = split_areas(&rest, extents);
         let (m, i) = (meta_name(name, leg), image_name(name, leg));
         let data_segments = linear_segments(vg, Extents::ZERO, &data);
-        if integrity {
+        if let Some(block_size) = block_size {
             let (orig, imeta_lv) = (iorig_name(name, leg), imeta_name(name, leg));
             let image = Segment {
                 start_extent: Extents::ZERO,
                 extent_count: extents,
                 kind: SegmentKind::Other {
                     type_name: INTEGRITY.into(),
-                    body: integrity_body(&orig, &imeta_lv, vg.extent_size.span(extents)),
+                    body: integrity_body(
+                        &orig,
+                        &imeta_lv,
+                        vg.extent_size.span(extents),
+                        block_size,
+                    ),
                 },
                 tags: vec![],
                 extra: Default::default(),
@@ -166,7 +178,7 @@ pub(super) fn create(
 }
 
 /// lvm2's segment type of a raid image with dm-integrity under it.
-const INTEGRITY: &str = "integrity";
+pub(super) const INTEGRITY: &str = "integrity";
 
 /// The integrity segment body lvm2 writes for a new raid image of `data` sectors:
 /// journal mode, 4-byte crc32c tags per 512-byte block, metadata on `imeta`, and
@@ -174,24 +186,99 @@ const INTEGRITY: &str = "integrity";
 /// tags of what the data sub-LV holds (lvm2 clears it in a commit right after that
 /// activation; lvmd's [`clear_first_load`] does the same).
 ///
-/// The block size is lvm2's for PVs of 512-byte logical sectors; lvm2 takes 4096 on
-/// PVs of 4 KiB sectors, which lvmd's pure edits cannot see (a limit, said in
-/// docs/daemon.md).
-fn integrity_body(iorig: &str, imeta: &str, data: Sectors) -> Section {
+/// The block size is [`integrity_block_size`]'s.
+fn integrity_body(iorig: &str, imeta: &str, data: Sectors, block_size: u32) -> Section {
     let mut b = Section::new();
     b.push("origin", Value::Str(iorig.into()));
     b.push("data_sectors", Value::Int(data.0 as i64));
     b.push("mode", Value::Str("J".into()));
     b.push("tag_size", Value::Int(4));
-    b.push("block_size", Value::Int(512));
+    b.push("block_size", Value::Int(i64::from(block_size)));
     b.push("internal_hash", Value::Str("crc32c".into()));
     b.push("meta_dev", Value::Str(imeta.into()));
     b.push(RECALCULATE, Value::Int(1));
     b
 }
 
+/// The integrity block size lvm2's lvcreate picks for a new mirror whose legs are on
+/// PVs `pvs` (indexes in `vg.pvs`), from their devices' block sizes (`origin`):
+/// 4096 when their logical blocks are 4 KiB (dm-integrity cannot use a smaller one
+/// there), or when every one of them has 512-byte logical and 4 KiB physical blocks;
+/// 512 otherwise, also for devices whose sizes are not known. Devices that mix 512 and
+/// 4096 logical blocks are refused, as lvm2 refuses them.
+pub(super) fn integrity_block_size(
+    vg: &VolumeGroup,
+    lv: &str,
+    pvs: &[usize],
+    origin: &Origin,
+) -> Result<u32> {
+    let sizes: Vec<(&str, BlockSizes)> = pvs
+        .iter()
+        .filter_map(|&p| {
+            let pv = &vg.pvs[p];
+            origin
+                .pv_block_sizes
+                .get(&pv.id)
+                .map(|s| (pv.name.as_str(), *s))
+        })
+        .collect();
+    let lbs = |n: u32| sizes.iter().filter(|(_, s)| s.logical == n).count();
+    let pbs = |n: u32| sizes.iter().filter(|(_, s)| s.physical == n).count();
+    if lbs(4096) > 0 && lbs(512) > 0 {
+        let each: Vec<String> = sizes
+            .iter()
+            .map(|(pv, s)| format!("{pv}: {}", s.logical))
+            .collect();
+        return Err(LvmError::InvalidArgument {
+            what: "integrity",
+            value: format!("{}/{lv}", vg.name),
+            why: format!(
+                "its legs' PVs mix logical block sizes ({}); dm-integrity needs one, as \
+                 lvm2 says",
+                each.join(", ")
+            ),
+        });
+    }
+    Ok(
+        if lbs(4096) > 0 || (lbs(512) > 0 && pbs(4096) > 0 && pbs(512) == 0) {
+            4096
+        } else {
+            512
+        },
+    )
+}
+
+/// Refuses a new leg for raid1 LV `lv` on PVs `pvs` whose logical blocks are larger
+/// than the mirror's integrity block size `block_size` (lvm2's lvconvert refuses
+/// them: dm-integrity cannot address a device in units smaller than its sectors).
+pub(super) fn check_leg_block_size(
+    vg: &VolumeGroup,
+    lv: &str,
+    pvs: &[usize],
+    block_size: u32,
+    origin: &Origin,
+) -> Result<()> {
+    for &p in pvs {
+        let pv = &vg.pvs[p];
+        if let Some(s) = origin.pv_block_sizes.get(&pv.id) {
+            if s.logical > block_size {
+                return Err(LvmError::InvalidArgument {
+                    what: "physical volume",
+                    value: pv.name.clone(),
+                    why: format!(
+                        "has {}-byte logical blocks, larger than the integrity block size \
+                         {block_size} of {}/{lv}'s legs",
+                        s.logical, vg.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The integrity key that asks the next load for the kernel's recalculation.
-const RECALCULATE: &str = "recalculate";
+pub(super) const RECALCULATE: &str = "recalculate";
 
 pub(super) fn iorig_name(lv: &str, leg: usize) -> String {
     format!("{lv}_rimage_{leg}_iorig")
@@ -203,7 +290,7 @@ pub(super) fn imeta_name(lv: &str, leg: usize) -> String {
 
 /// The (`_iorig`, `_imeta`) sub-LVs of raid image `image` when it is an integrity
 /// layer as lvm2 makes one (one integrity segment over two plain LVs of the VG).
-fn integrity_subs(vg: &VolumeGroup, image: &LogicalVolume) -> Option<(String, String)> {
+pub(super) fn integrity_subs(vg: &VolumeGroup, image: &LogicalVolume) -> Option<(String, String)> {
     let (origin, meta) = image.integrity_layer()?;
     [origin, meta]
         .iter()
@@ -233,7 +320,10 @@ pub(super) fn all_sub_lvs(vg: &VolumeGroup, lv_name: &str) -> Option<Vec<String>
 }
 
 /// The first `n` extents of `areas`, and the rest.
-fn split_areas(areas: &[alloc::Area], n: Extents) -> (Vec<alloc::Area>, Vec<alloc::Area>) {
+pub(super) fn split_areas(
+    areas: &[alloc::Area],
+    n: Extents,
+) -> (Vec<alloc::Area>, Vec<alloc::Area>) {
     let (mut head, mut tail) = (Vec::new(), Vec::new());
     let mut left = n;
     for a in areas {
@@ -313,7 +403,7 @@ pub(super) fn rename_legs(vg: &mut VolumeGroup, new: &str) -> Result<()> {
 }
 
 /// The PVs (by index in `vg.pvs`) a leg's metadata and image sub-LVs sit on.
-fn leg_pvs(vg: &VolumeGroup, leg: &(String, String)) -> Vec<usize> {
+pub(super) fn leg_pvs(vg: &VolumeGroup, leg: &(String, String)) -> Vec<usize> {
     let mut out = Vec::new();
     // An integrity image's extents are its layers'.
     let layers = vg
@@ -338,7 +428,7 @@ fn leg_pvs(vg: &VolumeGroup, leg: &(String, String)) -> Vec<usize> {
 }
 
 /// lvm2's per-sub-LV flag asking dm-raid to rebuild the leg (`rebuild N`).
-const REBUILD: &str = "REBUILD";
+pub(super) const REBUILD: &str = "REBUILD";
 
 /// Replaces legs `replace` of raid1 LV `lv_name` as `lvconvert --repair` does: each
 /// leg's `_rmeta_N` (one extent) and `_rimage_N` (the LV's extents) move, under
@@ -352,6 +442,7 @@ pub(super) fn repair(
     lv_name: &str,
     replace: &[usize],
     avoid: &[String],
+    origin: &Origin,
 ) -> Result<()> {
     let lv = vg.lv(lv_name).expect("caller checked").clone();
     let vg_name = vg.name.clone();
@@ -426,6 +517,16 @@ pub(super) fn repair(
             after: None,
         };
         let areas = allocate_linear(vg, &req)?;
+        // An integrity leg keeps its block size: the new PV must be able to take it.
+        if let Some(block_size) = vg.lv(&leg.1).filter(|_| layer.is_some()).and_then(|image| {
+            match &image.segments[0].kind {
+                SegmentKind::Other { body, .. } => body.get_int("block_size"),
+                _ => None,
+            }
+        }) {
+            let on: Vec<usize> = areas.iter().map(|a| a.pv).collect();
+            check_leg_block_size(vg, lv_name, &on, block_size as u32, origin)?;
+        }
         let (meta, rest) = split_areas(&areas, META_EXTENTS);
         let (data, imeta) = split_areas(&rest, extents);
         let mut moves = vec![(leg.0.clone(), meta)];
@@ -592,7 +693,7 @@ pub(super) fn grow(vg: &mut VolumeGroup, lv_name: &str, target: Extents) -> Resu
 }
 
 /// A linear allocation in `vg` (a leg's metadata and image, or a leg's growth).
-fn allocate_linear(vg: &VolumeGroup, req: &alloc::Request) -> Result<Vec<alloc::Area>> {
+pub(super) fn allocate_linear(vg: &VolumeGroup, req: &alloc::Request) -> Result<Vec<alloc::Area>> {
     let allocation =
         alloc::allocate(&super::edit::pv_spaces(vg), req).map_err(|source| LvmError::Alloc {
             vg: vg.name.clone(),
@@ -627,6 +728,7 @@ mod integrity_tests {
         Origin {
             host: "h".into(),
             time: 1,
+            pv_block_sizes: Default::default(),
         }
     }
 
@@ -855,6 +957,127 @@ mod integrity_tests {
         assert_eq!(back.lvs, cleared.vg.lvs);
     }
 
+    /// On PVs of 4 KiB logical blocks lvmd picks lvm2's integrity block size, 4096 (the
+    /// fixture: lvm2's `lvcreate --type raid1 -m1 --raidintegrity y` on two loop
+    /// devices made with `losetup -b 4096`), and otherwise as lvm2's lvcreate: 4096
+    /// for 512-byte logical and 4 KiB physical blocks on every leg, 512 for 512-byte
+    /// blocks or unknown devices; logical block sizes mixed across the legs are refused.
+    /// A leg added or repaired onto a 4 KiB device of a mirror of 512-byte integrity
+    /// blocks is refused naming the PV.
+    #[test]
+    fn the_integrity_block_size_follows_the_pvs_block_sizes_as_lvm2s() {
+        use crate::lvm::edit::{BlockSizes, LvSpec, RemovedLegs};
+        use crate::model::layout::DEFAULT_REGION_SIZE;
+        use crate::model::SegmentKind;
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/lvm2/raid1-4k/vgcfgbackup.txt"
+        ))
+        .unwrap();
+        let lvm2 = VolumeGroup::from_document(&crate::format::text::parse(&text).unwrap())
+            .unwrap()
+            .0;
+        let mut empty = lvm2.clone();
+        empty.lvs.clear();
+        let spec = LvSpec {
+            name: "k".into(),
+            size: Bytes(8 << 20),
+            layout: crate::model::Layout::Raid1 {
+                mirrors: 1,
+                region_size: DEFAULT_REGION_SIZE,
+                integrity: true,
+            },
+            tags: vec![],
+        };
+        let with = |sizes: &[(u32, u32)]| {
+            let mut o = origin();
+            for (pv, (logical, physical)) in empty.pvs.iter().zip(sizes) {
+                o.pv_block_sizes.insert(
+                    pv.id,
+                    BlockSizes {
+                        logical: *logical,
+                        physical: *physical,
+                    },
+                );
+            }
+            o
+        };
+        let block_size = |o: &Origin| {
+            let vg = apply(&empty, &Edit::CreateLv(spec.clone()), o).unwrap().vg;
+            let SegmentKind::Other { body, .. } = &vg.lv("k_rimage_0").unwrap().segments[0].kind
+            else {
+                panic!()
+            };
+            (body.get_int("block_size"), vg)
+        };
+        let (size, ours) = block_size(&with(&[(4096, 4096), (4096, 4096)]));
+        assert_eq!(size, Some(4096));
+        let loaded = apply(
+            &ours,
+            &Edit::RaidRebuildLoaded { lv: "k".into() },
+            &origin(),
+        )
+        .unwrap()
+        .vg;
+        for theirs in &lvm2.lvs {
+            assert_eq!(
+                loaded.lv(&theirs.name).unwrap().segments,
+                theirs.segments,
+                "{}",
+                theirs.name
+            );
+        }
+        assert_eq!(block_size(&with(&[(512, 4096), (512, 4096)])).0, Some(4096));
+        assert_eq!(block_size(&with(&[(512, 4096), (512, 512)])).0, Some(512));
+        assert_eq!(block_size(&with(&[(512, 512), (512, 512)])).0, Some(512));
+        assert_eq!(block_size(&origin()).0, Some(512));
+        let e = apply(
+            &empty,
+            &Edit::CreateLv(spec.clone()),
+            &with(&[(512, 512), (4096, 4096)]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("mix logical block sizes"), "{e}");
+        // A third leg on a 4 KiB device, under 512-byte integrity blocks.
+        let mut three = empty_vg(3, Bytes(64 << 20));
+        let made = apply(&three, &Edit::CreateLv(spec.clone()), &origin())
+            .unwrap()
+            .vg;
+        three = apply(
+            &made,
+            &Edit::RaidRebuildLoaded { lv: "k".into() },
+            &origin(),
+        )
+        .unwrap()
+        .vg;
+        let mut o = origin();
+        o.pv_block_sizes.insert(
+            three.pvs[2].id,
+            BlockSizes {
+                logical: 4096,
+                physical: 4096,
+            },
+        );
+        let add = Edit::ConvertRaid {
+            lv: "k".into(),
+            mirrors: 2,
+            pvs: vec![],
+            removed: RemovedLegs::Dropped,
+        };
+        let e = apply(&three, &add, &o).unwrap_err();
+        assert!(e.to_string().contains(&three.pvs[2].name), "{e}");
+        assert!(apply(&three, &add, &origin()).is_ok());
+        // Nor does a repair move a leg there.
+        let repair = Edit::RepairRaid {
+            lv: "k".into(),
+            legs: vec![1],
+            avoid: vec![],
+        };
+        let e = apply(&three, &repair, &o).unwrap_err();
+        assert!(e.to_string().contains(&three.pvs[2].name), "{e}");
+        assert!(apply(&three, &repair, &origin()).is_ok());
+    }
+
     /// Grown as lvm2's lvextend grows one: each `_iorig` by the same extents (around its
     /// `_imeta`, never on the other leg's PV), each image's integrity segment and
     /// `data_sectors` with it, and each `_imeta` on its own PV when lvm2's formula asks
@@ -969,6 +1192,7 @@ mod repair_tests {
         Origin {
             host: "h".into(),
             time: 1,
+            pv_block_sizes: Default::default(),
         }
     }
 

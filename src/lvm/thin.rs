@@ -1059,6 +1059,7 @@ mod tests {
         let origin = Origin {
             host: "h".into(),
             time: 1,
+            pv_block_sizes: Default::default(),
         };
         let mut s = spec(None, None);
         s.data_size = Bytes(8 * MIB);
@@ -1079,6 +1080,7 @@ mod tests {
         let origin = Origin {
             host: "h".into(),
             time: 2,
+            pv_block_sizes: Default::default(),
         };
         let resize = |data: Option<u64>, metadata: Option<u64>| Edit::ResizeThinPool {
             pool: "pool".into(),
@@ -1248,6 +1250,7 @@ mod tests {
         let origin = Origin {
             host: "h".into(),
             time: 2,
+            pv_block_sizes: Default::default(),
         };
         let mut vg = vg_with_pool();
         messages_sent(&mut vg, "pool", 1).unwrap();

@@ -16,6 +16,8 @@ use crate::{cvt, ioc, IOC_NONE, IOC_READ};
 const BLKGETSIZE64: u32 = ioc(IOC_READ, 0x12, 114, std::mem::size_of::<u64>());
 /// `BLKSSZGET`: `_IO(0x12, 104)`, the logical block (sector) size, as an int.
 const BLKSSZGET: u32 = ioc(IOC_NONE, 0x12, 104, 0);
+/// `BLKPBSZGET`: `_IO(0x12, 123)`, the physical block size, as an unsigned int.
+const BLKPBSZGET: u32 = ioc(IOC_NONE, 0x12, 123, 0);
 /// `BLKZEROOUT`: `_IO(0x12, 127)`, zero a byte range given as `u64[2]` (start, length).
 const BLKZEROOUT: u32 = ioc(IOC_NONE, 0x12, 127, 0);
 /// `BLKRASET`: `_IO(0x12, 98)`, the read-ahead in sectors, passed by value.
@@ -96,6 +98,30 @@ pub fn logical_block_size(fd: impl AsFd) -> io::Result<u32> {
         Ok(512)
     } else {
         Err(not_a_device("logical_block_size"))
+    }
+}
+
+/// The physical block size in bytes of an open block device (`BLKPBSZGET`): the
+/// unit it writes without a read-modify-write. A regular file answers 512, as
+/// [`logical_block_size`] does.
+pub fn physical_block_size(fd: impl AsFd) -> io::Result<u32> {
+    let fd = fd.as_fd();
+    let st = fstat(fd)?;
+    if is_blk(&st) {
+        let mut size: libc::c_uint = 0;
+        // SAFETY: BLKPBSZGET writes one unsigned int through the pointer.
+        cvt(unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                BLKPBSZGET as _,
+                &mut size as *mut libc::c_uint,
+            )
+        })?;
+        Ok(size)
+    } else if is_reg(&st) {
+        Ok(512)
+    } else {
+        Err(not_a_device("physical_block_size"))
     }
 }
 
