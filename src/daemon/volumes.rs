@@ -2494,10 +2494,11 @@ mod tests {
         for (lv, says) in [
             ("pool", "thin pool"),
             ("cached", "cache"),
-            // A snapshot's origin, its hidden COW LV: refused by what refers to them.
-            // (Names like `pool_tmeta` are refused as lvm2's reserved names.)
-            ("lin_b", "snapshot0"),
-            ("lin_b_snap", "hidden sub-volume of snapshot0"),
+            // A COW snapshot's origin while it has one; the snapshot's store, which
+            // goes only as a snapshot. (Names like `pool_tmeta` are refused as lvm2's
+            // reserved names.)
+            ("lin_b", "origin of the COW snapshots lin_b_snap"),
+            ("lin_b_snap", "COW snapshot of lin_b"),
         ] {
             let err = e.remove_logical_volume(&vg, lv).unwrap_err();
             let msg = err.to_string();
