@@ -213,6 +213,31 @@ pub(super) fn remove(vg: &mut VolumeGroup, cow: &str) -> Result<()> {
     Ok(())
 }
 
+/// Where the header chunk of snapshot `cow`'s store lies on its PVs: what must read as
+/// zeros before the snapshot's first activation. dm-snapshot takes a store without a
+/// header for a new, empty snapshot (and writes one), but a store holding an older
+/// snapshot's header for that snapshot's exceptions: their chunks would show through.
+/// lvm2 zeroes the store's start at `lvcreate -s`; the daemon's clearing of a new LV's
+/// edges covers it (its edge is larger than any chunk).
+pub fn header_spans(
+    vg: &VolumeGroup,
+    cow: &str,
+) -> std::result::Result<Vec<crate::model::placement::PvSpan>, LvmError> {
+    let snap = by_cow(vg, cow).ok_or_else(|| LvmError::LvUnsupported {
+        vg: vg.name.clone(),
+        lv: cow.into(),
+        why: "not a COW snapshot".into(),
+    })?;
+    let store = vg.lv(cow).expect("by_cow found it");
+    crate::model::placement::spans_of(vg, store, Sectors::ZERO, snap.chunk_size).map_err(|e| {
+        LvmError::LvUnsupported {
+            vg: vg.name.clone(),
+            lv: cow.into(),
+            why: e.to_string(),
+        }
+    })
+}
+
 /// Refuses a change to `lv` that its COW snapshots forbid: removing or resizing their
 /// origin. lvm2's `lvremove` of an origin asks to remove its snapshots too; lvmd never
 /// removes volumes nobody named, so it refuses until they are gone. lvm2 resizes an
