@@ -128,11 +128,16 @@ enum SnapshotCommand {
         #[command(flatten)]
         at: Where,
     },
-    /// A read-only snapshot NAME of thin volume --of.
+    /// A read-only snapshot NAME of volume --of: thin of a thin volume, copy-on-write
+    /// of a linear or striped one.
     Create {
         name: String,
         #[arg(long = "of")]
         source: String,
+        /// A copy-on-write snapshot's store: a size (`1GiB`) or a share of the volume
+        /// (`20%`, the default); the snapshot is invalid once it fills.
+        #[arg(long, value_parser = cow_size_arg)]
+        cow_size: Option<CowSizeArg>,
         #[command(flatten)]
         at: Where,
     },
@@ -141,6 +146,22 @@ enum SnapshotCommand {
         #[command(flatten)]
         at: Where,
     },
+}
+
+#[derive(Clone, Copy)]
+enum CowSizeArg {
+    Bytes(Bytes),
+    Percent(u32),
+}
+
+fn cow_size_arg(s: &str) -> Result<CowSizeArg, String> {
+    match s.trim().strip_suffix('%') {
+        Some(p) => match p.trim().parse::<u32>() {
+            Ok(p @ 1..=100) => Ok(CowSizeArg::Percent(p)),
+            _ => Err(format!("{s:?}: a share is 1% to 100%")),
+        },
+        None => parse_size(s).map(CowSizeArg::Bytes),
+    }
 }
 
 #[derive(Subcommand)]
@@ -483,6 +504,7 @@ fn snapshot_json(s: &pb::Snapshot) -> Value {
         "size": s.size_bytes,
         "creation_time": s.creation_time,
         "read_only": s.read_only,
+        "cow_size": s.cow_size_bytes,
     })
 }
 
@@ -753,11 +775,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 snapshot_table(&r.snapshots),
             );
         }
-        Command::Snapshot(SnapshotCommand::Create { name, source, at }) => {
+        Command::Snapshot(SnapshotCommand::Create {
+            name,
+            source,
+            cow_size,
+            at,
+        }) => {
+            let (cow_size_bytes, cow_size_percent) = match cow_size {
+                None => (None, None),
+                Some(CowSizeArg::Bytes(b)) => (Some(b.0), None),
+                Some(CowSizeArg::Percent(p)) => (None, Some(p)),
+            };
             let s = lvc
                 .create_snapshot(pb::CreateSnapshotRequest {
                     snapshot: Some(at.volume(&name)),
                     source_volume: source,
+                    cow_size_bytes,
+                    cow_size_percent,
                 })
                 .await?
                 .into_inner();

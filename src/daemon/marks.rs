@@ -55,6 +55,12 @@ pub fn is_wipe(name: &str, tags: &[String]) -> bool {
 /// not see them, the snapshot calls see only them.
 pub const SNAPSHOT_OF_PREFIX: &str = "lvmd.snapshot-of=";
 
+/// On a COW snapshot's store (with [`SNAPSHOT_OF_PREFIX`]): committed, not yet known
+/// to be active while its origin is. dm-snapshot copies only into active snapshots, so
+/// one left so by a crash may have missed writes to its origin: a retry of its create
+/// removes it and makes it again (it was never handed out).
+pub const COW_PENDING: &str = "lvmd.cow-pending";
+
 /// `lvmd.from=<lv>`: a volume lvmd made from snapshot or volume `<lv>` (restore,
 /// clone); a create of the same name from another source is another request.
 pub const FROM_PREFIX: &str = "lvmd.from=";

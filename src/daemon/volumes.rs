@@ -303,7 +303,7 @@ impl<M: Metadata> VolumeEngine<M> {
     }
 
     /// "No space" while removed volumes are still being zeroed says so, with how much.
-    fn no_space(&self, vg: &str, e: LvmError) -> EngineError {
+    pub(super) fn no_space(&self, vg: &str, e: LvmError) -> EngineError {
         if let LvmError::Alloc { .. } = &e {
             if let Ok(read) = self.meta.read(vg) {
                 let wiping = wipe::wiping(&read.vg);
@@ -1249,11 +1249,13 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         vg: &str,
         name: &str,
         source: &str,
+        cow_size: Option<super::engine::CowSize>,
     ) -> Result<Created<super::engine::SnapshotInfo>> {
         super::snapshots::check_names(name, source)?;
+        super::snapshots::check_cow_size(cow_size)?;
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
-        self.create_snapshot_locked(vg, name, source)
+        self.create_snapshot_locked(vg, name, source, cow_size)
     }
 
     fn delete_snapshot(&self, vg: &str, name: &str) -> Result<bool> {
@@ -2485,9 +2487,16 @@ mod tests {
     #[test]
     fn volumes_lvmd_cannot_remove_are_refused_before_anything_changes() {
         let (e, act, vg) = lvm2_mixed();
-        for lv in ["mirrored", "thin", "pool", "cached", "snapshot0"] {
+        for lv in ["mirrored", "thin", "pool", "cached"] {
             e.activate(&vg, lv).unwrap();
         }
+        // lvm2's internal `snapshotN` of a COW snapshot is no volume.
+        assert!(e.activate(&vg, "snapshot0").is_err());
+        assert!(!e
+            .logical_volumes(&vg)
+            .unwrap()
+            .iter()
+            .any(|l| l.name == "snapshot0" || l.name == "lin_b_snap"));
         let seqno = e.volume_group(&vg).unwrap().seqno;
         let active = act.active_in(&vg);
         // (A thin snapshot's origin is removable, its snapshot kept: lvm::thin tests.)

@@ -263,6 +263,12 @@ pub(crate) fn edge_ranges(read: &VgRead, lv: &LogicalVolume) -> Result<Vec<Devic
     device_ranges(read, &lv.name, &spans)
 }
 
+/// Where `spans` of `lv` (a COW store's header chunk, [`crate::lvm::cow::header_spans`])
+/// lie on `read`'s devices.
+pub(crate) fn header_ranges(read: &VgRead, lv: &str, spans: &[PvSpan]) -> Result<Vec<DeviceRange>> {
+    device_ranges(read, lv, spans)
+}
+
 fn total(ranges: &[DeviceRange]) -> Bytes {
     Bytes(ranges.iter().map(|r| r.len.0).sum())
 }
