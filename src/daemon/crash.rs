@@ -28,7 +28,12 @@
 //! (`src/daemon/snapshots.rs`), the same three steps of a thin create: `snap-committed`,
 //! `snap-sent`, `snap-recorded` (a snapshot), `clone-committed`, `clone-sent`,
 //! `clone-recorded` (a volume made from a snapshot or volume); a snapshot's deletion
-//! is a thin removal (`thin-*`).
+//! is a thin removal (`thin-*`); and of copy-on-write snapshots of thick volumes
+//! (`src/daemon/snapshots.rs`): `cow-committed` (committed marked `lvmd.cow-pending`,
+//! its store's header zeroed, not yet active with its active origin), `cow-activated`
+//! (active with its origin, still marked), `cow-recorded` (the mark dropped, before
+//! answering), `cow-removed` (a deletion committed, its devices not yet released, the
+//! origin still layered).
 //!
 //! `LVMD_TEST_HOLD_WIPES=<file>`: background wipes wait while that file exists, so a
 //! test can look at a wipe in progress on devices that zero too fast to catch.
