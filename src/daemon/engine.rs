@@ -70,6 +70,13 @@ pub enum EngineError {
         len: Bytes,
         source: std::io::Error,
     },
+    /// Copying a COW snapshot's bytes into the volume restored from it failed.
+    #[error("cannot copy {from} onto {to}: {source}", from = from.display(), to = to.display())]
+    Copy {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
     /// No space now, while removed volumes are still being zeroed in the background.
     #[error("{source}; {wiping} more of volume group {vg} are being zeroed after removals and free up when that is done", wiping = crate::units::human_bytes(*wiping))]
     NoSpaceWhileWiping {

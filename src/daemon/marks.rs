@@ -61,6 +61,11 @@ pub const SNAPSHOT_OF_PREFIX: &str = "lvmd.snapshot-of=";
 /// removes it and makes it again (it was never handed out).
 pub const COW_PENDING: &str = "lvmd.cow-pending";
 
+/// On a volume being restored from a COW snapshot (with [`FROM_PREFIX`]): committed,
+/// its copy not known complete. Never handed out; a retry of its create copies again
+/// from the start.
+pub const COPYING: &str = "lvmd.copying";
+
 /// `lvmd.from=<lv>`: a volume lvmd made from snapshot or volume `<lv>` (restore,
 /// clone); a create of the same name from another source is another request.
 pub const FROM_PREFIX: &str = "lvmd.from=";

@@ -259,6 +259,14 @@ impl<M: Metadata> VolumeEngine<M> {
         source: &str,
         encrypted: bool,
     ) -> Result<Created<LvInfo>> {
+        if let Some(snap) = self
+            .meta
+            .read(vg)
+            .ok()
+            .and_then(|r| cow::by_cow(&r.vg, source))
+        {
+            return self.restore_cow_locked(vg, spec, source, &snap, encrypted);
+        }
         if spec.layout != Layout::Thin {
             return Err(EngineError::InvalidArgument {
                 what: "layout",
@@ -423,6 +431,141 @@ impl<M: Metadata> VolumeEngine<M> {
         );
         Ok(Created {
             value: read_snapshot(&read, vg, name)?,
+            created: true,
+        })
+    }
+
+    /// A volume restored from COW snapshot `source` by copying its bytes (see
+    /// `docs/snapshots.md`): committed marked [`marks::COPYING`] (`restore-committed`),
+    /// the snapshot (with its origin) and the volume activated, every byte of the
+    /// snapshot copied and flushed (`restore-copied`), the mark dropped
+    /// (`restore-recorded`). Until then it is never handed out; a retry copies again.
+    fn restore_cow_locked(
+        &self,
+        vg: &str,
+        spec: &LvSpec,
+        source: &str,
+        snap: &cow::CowInfo,
+        encrypted: bool,
+    ) -> Result<Created<LvInfo>> {
+        if spec.layout == Layout::Thin {
+            return Err(EngineError::InvalidArgument {
+                what: "layout",
+                value: spec.layout.to_string(),
+                why: format!(
+                    "{source} is a COW snapshot of a thick volume; a volume restored from \
+                     it is linear or striped"
+                ),
+            });
+        }
+        let read = self.meta.read(vg)?;
+        let store = read
+            .vg
+            .lv(source)
+            .filter(|l| marks::snapshot_of(&l.tags).is_some())
+            .ok_or_else(|| not_found("snapshot", vg, source))?;
+        let marks_of_source = marks::content_marks(&store.tags);
+        if marks::is_encrypted(&marks_of_source) != encrypted {
+            return Err(EngineError::InvalidArgument {
+                what: "encrypted",
+                value: encrypted.to_string(),
+                why: format!(
+                    "{source} is {}encrypted, and a volume restored from it holds its bytes",
+                    if encrypted { "not " } else { "" }
+                ),
+            });
+        }
+        let origin = read
+            .vg
+            .lv(&snap.segment_lv)
+            .ok_or_else(|| not_found("snapshot", vg, source))?;
+        let have = read.vg.extent_size.span(origin.extents()).to_bytes();
+        let mut spec = spec.clone();
+        if spec.size == Bytes(0) {
+            spec.size = have;
+        }
+        if spec.layout.rounded_size(spec.size, read.vg.extent_size) < have {
+            return Err(EngineError::SmallerThanSource {
+                lv: format!("{vg}/{}", spec.name),
+                size: spec.size,
+                from: source.into(),
+                source_size: have,
+            });
+        }
+        match read.vg.lv(&spec.name) {
+            Some(lv) if marks::made_from(&lv.tags) != Some(source) => {
+                return Err(EngineError::AlreadyExists {
+                    what: "logical volume",
+                    name: format!("{vg}/{}", spec.name),
+                    why: match marks::made_from(&lv.tags) {
+                        Some(f) => format!("made from {f} (asked for one made from {source})"),
+                        None => format!("not made from {source}"),
+                    },
+                });
+            }
+            Some(lv) if !lv.tags.iter().any(|t| t == marks::COPYING) => {
+                return self.existing(&read, &spec, encrypted);
+            }
+            Some(_) => {
+                tracing::info!(
+                    vg,
+                    lv = spec.name,
+                    source,
+                    "restore cut short: copying again"
+                );
+            }
+            None => {
+                let mut new = spec.clone();
+                new.tags.extend(marks_of_source);
+                new.tags.push(format!("{}{source}", marks::FROM_PREFIX));
+                new.tags.push(marks::COPYING.into());
+                self.meta
+                    .edit(vg, &Edit::CreateLv(new))
+                    .map_err(|e| self.no_space(vg, e))?;
+                crash::point("restore-committed");
+            }
+        }
+        let read = self.meta.read(vg)?;
+        let origin_active = self
+            .activation
+            .active_volumes(&read)?
+            .iter()
+            .any(|a| a.lv == snap.origin);
+        let from = self.activation.activate(&read, source)?;
+        let to = self.activation.activate(&read, &spec.name)?;
+        let copied = self
+            .zeroer
+            .copy(&from.device, &to.device, have)
+            .map_err(|e| EngineError::Copy {
+                from: from.device.clone(),
+                to: to.device.clone(),
+                source: e,
+            });
+        // Back as they were: the new volume inactive as any new one, the snapshot's
+        // group only if this restore brought it up.
+        let down = self.deactivate_volume(&read, &spec.name);
+        if !origin_active {
+            if let Err(e) = self.activation.deactivate(&read, &snap.origin) {
+                tracing::warn!(vg, origin = snap.origin, "after a restore: {e}");
+            }
+        }
+        copied?;
+        down?;
+        crash::point("restore-copied");
+        self.meta.edit(
+            vg,
+            &Edit::lv_tags(&spec.name, &[], &[marks::COPYING.to_owned()]),
+        )?;
+        crash::point("restore-recorded");
+        tracing::info!(
+            vg,
+            lv = spec.name,
+            source,
+            bytes = have.0,
+            "restored volume from a COW snapshot"
+        );
+        Ok(Created {
+            value: self.info(&self.meta.read(vg)?, &spec.name)?,
             created: true,
         })
     }
@@ -722,6 +865,57 @@ mod tests {
         let p = e.create_snapshot("vg", "p", "a", None).unwrap();
         assert!(p.created);
         assert_ne!(p.value.uuid, old.to_string());
+        // Restored by copying the snapshot's bytes (its origin's size) into a new linear
+        // volume; a thin layout or a smaller size refused.
+        let linear = |name: &str, mib: u64| LvSpec {
+            name: name.into(),
+            size: Bytes(mib * MIB),
+            layout: Layout::Linear,
+            tags: vec![],
+        };
+        let err = e
+            .create_volume_from("vg", &crate::daemon::thin::tests::thin("r", 40), "s", false)
+            .unwrap_err();
+        assert_eq!(code(&err), tonic::Code::InvalidArgument, "{err}");
+        let err = e
+            .create_volume_from("vg", &linear("r", 20), "s", false)
+            .unwrap_err();
+        assert_eq!(code(&err), tonic::Code::OutOfRange, "{err}");
+        let r = e
+            .create_volume_from("vg", &linear("r", 0), "s", false)
+            .unwrap();
+        assert!(r.created);
+        assert_eq!(r.value.size, Bytes(40 * MIB));
+        assert!(r.value.tags.contains(&"lvmd.from=s".to_owned()));
+        assert!(!r.value.tags.iter().any(|t| t == marks::COPYING));
+        let copies = zeroer.copied();
+        assert_eq!(copies.len(), 1, "{copies:?}");
+        assert_eq!(copies[0].2, Bytes(40 * MIB));
+        assert!(
+            copies[0].0.ends_with("vg-s") && copies[0].1.ends_with("vg-r"),
+            "{copies:?}"
+        );
+        assert!(!act.active_in("vg").iter().any(|a| a.lv == "r"));
+        let again = e
+            .create_volume_from("vg", &linear("r", 0), "s", false)
+            .unwrap();
+        assert!(!again.created);
+        assert_eq!(zeroer.copied().len(), 1);
+        // Cut short after its commit (`restore-committed`): never handed out, the
+        // retry copies again.
+        let mut cut = linear("q", 40);
+        cut.tags = vec![format!("{}s", marks::FROM_PREFIX), marks::COPYING.into()];
+        e.metadata().edit("vg", &Edit::CreateLv(cut)).unwrap();
+        let err = e.activate("vg", "q").unwrap_err();
+        assert_eq!(code(&err), tonic::Code::FailedPrecondition, "{err}");
+        let q = e
+            .create_volume_from("vg", &linear("q", 40), "s", false)
+            .unwrap();
+        assert!(!q.value.tags.iter().any(|t| t == marks::COPYING));
+        assert_eq!(zeroer.copied().len(), 2);
+        e.activate("vg", "q").unwrap();
+        assert!(e.remove_logical_volume("vg", "q").unwrap());
+        assert!(e.remove_logical_volume("vg", "r").unwrap());
         // Deleted: the store and its snapshotN; again: nothing there.
         for name in ["s", "s2", "p"] {
             assert!(e.delete_snapshot("vg", name).unwrap(), "{name}");

@@ -861,7 +861,17 @@ impl<M: Metadata> VolumeEngine<M> {
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
         let read = self.meta.read(vg)?;
-        self.info(&read, lv)?;
+        let info = self.info(&read, lv)?;
+        if info.tags.iter().any(|t| t == marks::COPYING) {
+            // A restore cut short: its bytes are not all there.
+            return Err(EngineError::FailedPrecondition {
+                what: "logical volume",
+                name: format!("{vg}/{lv}"),
+                why: "is being restored from a snapshot and not complete; the retry of \
+                      its CreateVolume finishes it"
+                    .into(),
+            });
+        }
         let active = self.activation.activate(&read, lv)?;
         crash::point("activated");
         if read.vg.lv(lv).is_some_and(crate::activate::raid::is_raid) {
