@@ -206,8 +206,9 @@ enum LvCommand {
         #[arg(long)]
         encrypted: bool,
         /// Made from this snapshot or thin volume (restore, clone): its contents, at SIZE
-        /// (0: the source's).
-        #[arg(long, conflicts_with_all = ["linear", "stripes", "mirrors"])]
+        /// (0: the source's). Thin unless --linear or --stripes (a restore from a
+        /// copy-on-write snapshot, by copying).
+        #[arg(long, conflicts_with_all = ["mirrors"])]
         from: Option<String>,
     },
     Remove {
@@ -733,7 +734,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }) => {
             let layout = if linear {
                 pb::Layout::Linear
-            } else if thin || from.is_some() {
+            } else if thin || (from.is_some() && stripes.is_none()) {
                 pb::Layout::Thin
             } else if mirrors.is_some() {
                 pb::Layout::Raid1
