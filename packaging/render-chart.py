@@ -117,8 +117,17 @@ def check(text, values):
     assert any(e["name"] == "NODE_NAME" and e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
                for e in snap["env"]), snap["env"]
     vsc = kinds["VolumeSnapshotClass"]
-    assert len(vsc) == 1 and vsc[0]["driver"] == kinds["CSIDriver"][0]["metadata"]["name"], vsc
-    assert vsc[0]["deletionPolicy"] == "Delete", vsc
+    assert len(vsc) == 2, vsc
+    for v in vsc:
+        assert v["driver"] == kinds["CSIDriver"][0]["metadata"]["name"], v
+        assert v["deletionPolicy"] == "Delete", v
+    # The thin class takes no parameters; the COW class only the one lvmd-csi knows,
+    # a share in 1-100 % or a size.
+    params = {v["metadata"]["name"]: v.get("parameters") or {} for v in vsc}
+    assert params[values["volumeSnapshotClass"]["name"]] == {}, params
+    cow = params[values["cowSnapshotClass"]["name"]]
+    assert set(cow) == {"cowSize"}, cow
+    assert re.fullmatch(r"([1-9][0-9]?|100)%|[0-9]+(\.[0-9]+)?([KMGTP]i?)?", cow["cowSize"]), cow
     # Group snapshots: the snapshotter's gate on, a class for the driver.
     assert "--feature-gates=CSIVolumeGroupSnapshot=true" in snap["args"], snap["args"]
     vgsc = kinds["VolumeGroupSnapshotClass"]

@@ -2451,3 +2451,93 @@ fn lvmd_adds_and_removes_mirror_legs_as_lvm2_lists_them() {
         );
     }
 }
+
+/// lvmd's COW snapshot of a linear LV is the one `lvcreate -s -L` made beside it (the
+/// fixture's `lin_b_snap` of `lin_b`, made by lvm2 2.03 in the VM: lvm2 makes no COW
+/// snapshot without device-mapper, even with activation off): the same `lvs -a` row
+/// (attributes, origin, size, chunk, segment type), the same `snapshotN` section but
+/// for the names, `vgck` clean. lvm2 renames and removes lvmd's; lvmd reads what lvm2
+/// wrote and removes lvm2's, the origin then an ordinary volume in both listings.
+#[test]
+fn lvm2_lists_renames_and_removes_the_cow_snapshots_lvmd_makes() {
+    if !host_tests_enabled("lvm2_lists_renames_and_removes_the_cow_snapshots_lvmd_makes") {
+        return;
+    }
+    use lvmd::lvm::{cow, Edit};
+    let mut loops = Loops::new(&[]);
+    let vg = attach_fixture(&mut loops, "mixed");
+    let lvm = loops.lvmd();
+    let found = lvm.read_vg(&vg).unwrap();
+    let es = found.vg.extent_size;
+    let theirs = cow::by_cow(&found.vg, "lin_b_snap").unwrap();
+    assert_eq!(
+        (theirs.origin.as_str(), theirs.chunk_size),
+        ("lin_b", Sectors(8))
+    );
+    lvm.edit(
+        &vg,
+        &Edit::CreateCowSnapshot {
+            name: "snap_lvmd".into(),
+            origin: "lin_b".into(),
+            cow_size: es.span(lvmd::units::Extents(2)).to_bytes(),
+            chunk_size: cow::DEFAULT_CHUNK_SIZE,
+            tags: vec![],
+        },
+    )
+    .unwrap();
+    loops.vgck(&vg);
+    let found = lvm.read_vg(&vg).unwrap();
+    let ours = cow::by_cow(&found.vg, "snap_lvmd").unwrap();
+    assert_eq!(ours.segment_lv, "snapshot1");
+    let renamed: Vec<String> = lv_section_shape(&found.text, "snapshot1")
+        .into_iter()
+        .map(|l| l.replace("snap_lvmd", "lin_b_snap"))
+        .collect();
+    assert_eq!(renamed, lv_section_shape(&found.text, "snapshot0"));
+    let fields = "lv_name,lv_attr,origin,snap_percent,segtype,chunk_size,lv_size";
+    let rows = |loops: &Loops| {
+        let lvs = loops.report(&["lvs", "-a", "-o", fields, &vg], "lv");
+        lvs.into_iter()
+            .map(|r| (text(&r, "lv_name"), r))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let lvs = rows(&loops);
+    for key in fields.split(',').skip(1) {
+        assert_eq!(
+            text(&lvs["snap_lvmd"], key),
+            text(&lvs["lin_b_snap"], key),
+            "{key}"
+        );
+    }
+    // `s`: a snapshot; the origin `o`. lvm2 lists no snapshotN.
+    assert!(text(&lvs["snap_lvmd"], "lv_attr").starts_with("swi"));
+    assert!(text(&lvs["lin_b"], "lv_attr").starts_with("owi"));
+    assert!(!lvs.keys().any(|n| n.starts_with("snapshot")), "{lvs:?}");
+    // lvm2 renames lvmd's snapshot; lvmd reads the store's new name in the segment.
+    loops.lvm_ok(&["lvrename", &vg, "snap_lvmd", "snap_renamed"]);
+    let found = lvm.read_vg(&vg).unwrap();
+    let after = cow::by_cow(&found.vg, "snap_renamed").unwrap();
+    assert_eq!(after.segment_lv, "snapshot1");
+    assert_eq!(after.origin, "lin_b");
+    // lvm2 removes it (store and snapshotN) with activation off.
+    loops.lvm_ok(&["lvremove", "-f", &format!("{vg}/snap_renamed")]);
+    let found = lvm.read_vg(&vg).unwrap();
+    assert!(found.vg.lv("snap_renamed").is_none() && found.vg.lv("snapshot1").is_none());
+    // The origin is refused removal while lvm2's snapshot stands; lvmd removes that.
+    let e = lvm.lv_remove(&vg, "lin_b").unwrap_err().to_string();
+    assert!(e.contains("lin_b_snap"), "{e}");
+    lvm.edit(
+        &vg,
+        &Edit::RemoveCowSnapshot {
+            lv: "lin_b_snap".into(),
+        },
+    )
+    .unwrap();
+    loops.vgck(&vg);
+    let lvs = rows(&loops);
+    assert!(!lvs.contains_key("lin_b_snap"));
+    assert!(text(&lvs["lin_b"], "lv_attr").starts_with("-wi"));
+    assert!(lvm.read_vg(&vg).unwrap().vg.lv("snapshot0").is_none());
+    lvm.lv_remove(&vg, "lin_b").unwrap();
+    loops.vgck(&vg);
+}

@@ -1695,3 +1695,211 @@ fn an_integrity_mirror_on_4k_sector_pvs_uses_4096_byte_blocks() {
     bed.lvm2_ok(&["lvchange", "-an", &target]);
     bed.assert_nothing_active();
 }
+
+/// Zeroes the header chunk of COW snapshot `cow`'s new store on its PVs, as the daemon
+/// clears a new LV's edges (`lvmd::lvm::cow::header_spans`).
+fn clear_cow_header(bed: &Bed, cow: &str) {
+    let found = bed.found();
+    for span in lvmd::lvm::cow::header_spans(&found.vg, cow).unwrap() {
+        let pv = found.vg.pv(&span.pv).unwrap();
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(&found.devices[&pv.id])
+            .unwrap();
+        f.seek(SeekFrom::Start(span.offset.0 * 512)).unwrap();
+        f.write_all(&vec![0u8; (span.len.0 * 512) as usize])
+            .unwrap();
+        f.sync_all().unwrap();
+    }
+}
+
+/// [`Bed::dm_snapshot`] with each device-mapper device a table names by number named
+/// by its name instead: minors follow creation order, which differs between lvm2 and
+/// lvmd without meaning anything.
+fn dm_snapshot_by_name(bed: &Bed) -> Vec<String> {
+    // Each device-mapper device's number and name, from sysfs.
+    let numbers: Vec<(String, String)> = std::fs::read_dir("/sys/block")
+        .unwrap()
+        .filter_map(|e| {
+            let dir = e.ok()?.path();
+            let name = std::fs::read_to_string(dir.join("dm/name")).ok()?;
+            let dev = std::fs::read_to_string(dir.join("dev")).ok()?;
+            Some((dev.trim().to_owned(), name.trim().to_owned()))
+        })
+        .collect();
+    let word = |w: &str| {
+        numbers
+            .iter()
+            .find(|(n, _)| n == w)
+            .map_or(w.to_owned(), |(_, name)| format!("<{name}>"))
+    };
+    bed.dm_snapshot()
+        .into_iter()
+        .map(|d| {
+            d.lines()
+                .map(|l| l.split(' ').map(word).collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect()
+}
+
+fn cow_snapshot(name: &str, cow_mib: u64) -> lvmd::lvm::Edit {
+    lvmd::lvm::Edit::CreateCowSnapshot {
+        name: name.into(),
+        origin: "o".into(),
+        cow_size: Bytes(cow_mib * MIB),
+        chunk_size: lvmd::lvm::cow::DEFAULT_CHUNK_SIZE,
+        tags: vec![],
+    }
+}
+
+/// COW snapshots of a linear LV, lvmd's and lvm2's: made while the origin is active
+/// and open (switched to snapshot-origin online), the snapshot holds the bytes written
+/// before it while the origin is overwritten; lvmd's devices are lvm2's (names, uuids,
+/// tables, nodes), lvm2 reads lvmd's snapshot and lvmd lvm2's; a store that runs full
+/// leaves that snapshot invalid (reported, reads fail) and the rest working; removal
+/// brings the origin back to its own table, online.
+#[test]
+fn cow_snapshots_of_a_linear_lv_hold_the_old_data_as_lvm2s_do() {
+    use lvmd::activate::target::SnapshotStatus;
+    let _serial = common::vm_case("vm_activate");
+    let bed = Bed::made_by_lvmd("act-cow", &[64]);
+    let lvm = bed.lvm();
+    lvm.lv_create(&bed.vg, "o", Bytes(16 * MIB), Layout::Linear, &[])
+        .unwrap();
+    let act = activator();
+    let origin = act.activate(&bed.found(), "o").unwrap();
+    // Held open across the switch: the origin stays in use the whole time.
+    let mut writer = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&origin.dev_path)
+        .unwrap();
+    write_pattern(&origin.dev_path, 0xa, 0, 16 * MIB);
+    lvm.edit(&bed.vg, &cow_snapshot("s", 12)).unwrap();
+    clear_cow_header(&bed, "s");
+    bed.loops.vgck(&bed.vg);
+    let found = bed.found();
+    let snap = act.activate(&found, "s").unwrap();
+    assert_nodes(&snap);
+    let live = run_ok("dmsetup", &["table", &origin.dm_name]);
+    assert!(live.contains("snapshot-origin"), "{live}");
+    assert_eq!(act.table_current(&found, "o").unwrap(), Some(true));
+    // Overwrite the first 4 MiB through the descriptor opened before the snapshot.
+    writer.seek(SeekFrom::Start(0)).unwrap();
+    writer
+        .write_all(&pattern(0xb, 0, (4 * MIB) as usize))
+        .unwrap();
+    writer.sync_all().unwrap();
+    assert_pattern(&snap.dev_path, 0xa, 0, 16 * MIB);
+    assert_pattern(&origin.dev_path, 0xb, 0, 4 * MIB);
+    assert_pattern(&origin.dev_path, 0xa, 4 * MIB, 12 * MIB);
+    match act.cow_status(&found, "s").unwrap() {
+        Some(SnapshotStatus::Valid { used, total, .. }) => {
+            assert!(used >= Sectors(4 * MIB / 512), "{used:?}");
+            assert_eq!(total, Sectors(12 * MIB / 512));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A snapshot stays active while its origin is.
+    assert!(matches!(
+        act.deactivate(&found, "s"),
+        Err(ActivateError::Unsupported { .. })
+    ));
+    drop(writer);
+    assert!(act.deactivate(&found, "o").unwrap());
+    bed.assert_nothing_active();
+    // lvm2 activates lvmd's snapshot: the same devices, the same old bytes.
+    bed.lvm2_ok(&["lvchange", "-ay", &format!("{}/o", bed.vg)]);
+    let theirs = dm_snapshot_by_name(&bed);
+    assert_eq!(theirs.len(), 4, "{theirs:#?}");
+    assert!(
+        theirs
+            .iter()
+            .any(|d| d.contains("snapshot <act--cow-o-real> <act--cow-s-cow> P 8")),
+        "{theirs:#?}"
+    );
+    let dev_s = Path::new("/dev").join(&bed.vg).join("s");
+    assert_pattern(&dev_s, 0xa, 0, 16 * MIB);
+    bed.lvm2_ok(&["lvchange", "-an", &format!("{}/o", bed.vg)]);
+    bed.assert_nothing_active();
+    act.activate(&found, "s").unwrap();
+    assert_eq!(
+        dm_snapshot_by_name(&bed),
+        theirs,
+        "lvmd's devices differ from lvm2's"
+    );
+    assert!(act.deactivate(&found, "o").unwrap());
+    // lvm2's snapshot of lvmd's origin, 2 MiB of store: lvmd activates the group of two.
+    bed.lvm2_ok(&[
+        "lvcreate",
+        "-s",
+        "-L",
+        "2M",
+        "-n",
+        "s2",
+        &format!("{}/o", bed.vg),
+    ]);
+    bed.lvm2_ok(&["lvchange", "-an", &format!("{}/o", bed.vg)]);
+    bed.assert_nothing_active();
+    let found = bed.found();
+    let s2 = act.activate(&found, "s2").unwrap();
+    assert_eq!(bed.dm_snapshot().len(), 6);
+    assert_pattern(&s2.dev_path, 0xb, 0, 4 * MIB);
+    assert_pattern(&s2.dev_path, 0xa, 4 * MIB, 12 * MIB);
+    // 8 MiB overwritten: s2's store runs full, s's holds it.
+    write_pattern(&origin.dev_path, 0xc, 0, 8 * MIB);
+    assert_eq!(
+        act.cow_status(&found, "s2").unwrap(),
+        Some(SnapshotStatus::Invalid)
+    );
+    assert!(File::open(&s2.dev_path)
+        .and_then(|mut f| f.read_exact(&mut [0u8; 4096]))
+        .is_err());
+    let attr = bed.lvm2_ok(&[
+        "lvs",
+        "--noheadings",
+        "-o",
+        "lv_attr",
+        &format!("{}/s2", bed.vg),
+    ]);
+    assert_eq!(attr.trim().as_bytes()[4], b'I', "{attr}");
+    assert_pattern(&snap.dev_path, 0xa, 0, 16 * MIB);
+    assert!(matches!(
+        act.cow_status(&found, "s").unwrap(),
+        Some(SnapshotStatus::Valid { .. })
+    ));
+    // Removal, the origin open: s2's devices go, the origin stays layered for s; then
+    // s, and the origin runs its own table again with its data.
+    let writer = File::open(&origin.dev_path).unwrap();
+    lvm.edit(
+        &bed.vg,
+        &lvmd::lvm::Edit::RemoveCowSnapshot { lv: "s2".into() },
+    )
+    .unwrap();
+    act.release_cow(&bed.found(), "o").unwrap();
+    assert_eq!(bed.dm_snapshot().len(), 4);
+    lvm.edit(
+        &bed.vg,
+        &lvmd::lvm::Edit::RemoveCowSnapshot { lv: "s".into() },
+    )
+    .unwrap();
+    let found = bed.found();
+    act.release_cow(&found, "o").unwrap();
+    // Again: nothing left to do.
+    act.release_cow(&found, "o").unwrap();
+    let left = bed.dm_snapshot();
+    assert_eq!(left.len(), 1, "{left:#?}");
+    assert!(left[0].contains(" linear "), "{left:#?}");
+    assert_eq!(act.table_current(&found, "o").unwrap(), Some(true));
+    assert_pattern(&origin.dev_path, 0xc, 0, 8 * MIB);
+    assert_pattern(&origin.dev_path, 0xa, 8 * MIB, 8 * MIB);
+    drop(writer);
+    bed.loops.vgck(&bed.vg);
+    assert!(act.deactivate(&found, "o").unwrap());
+    bed.assert_nothing_active();
+    lvm.lv_remove(&bed.vg, "o").unwrap();
+    let found = bed.found();
+    assert_eq!(found.vg.free_extents(), found.vg.total_extents());
+}

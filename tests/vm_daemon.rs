@@ -3903,3 +3903,57 @@ fn a_mirror_conversion_killed_after_its_commit_converges() {
     bed.json(&["lv", "deactivate", "m"]);
     bed.stop();
 }
+
+/// A COW snapshot of an active linear volume through the daemon, and a volume restored
+/// from it by copying, killed once mid-restore: the snapshot is taken while the volume
+/// is active (switched to snapshot-origin online), holds the bytes written before it
+/// while the volume is overwritten; the restore killed after its copy (`restore-copied`)
+/// is never handed out (activation refused while marked), its retry copies again and
+/// the restored volume reads the snapshot's bytes; deleting the snapshot brings the
+/// origin back to its own table while it stays active.
+#[test]
+fn a_cow_snapshot_of_an_active_volume_restores_its_bytes_through_a_kill() {
+    let _serial = common::vm_case("vm_daemon");
+    let mut bed = Bed::new("vmd-cow", &[128]);
+    bed.start(None);
+    bed.json(&["lv", "create", "o", "16MiB"]);
+    let v = bed.json(&["lv", "activate", "o"]);
+    let dev = PathBuf::from(v["device_path"].as_str().unwrap());
+    write_pattern(&dev, 0x51, 0, 16 * MIB);
+    let s = bed.json(&["snapshot", "create", "s", "--of", "o", "--cow-size", "50%"]);
+    assert_eq!(
+        (&s["size"], &s["cow_size"]),
+        (&Value::from(16 * MIB), &Value::from(8 * MIB))
+    );
+    let table = bed.dm_table("o").expect("active");
+    assert!(table.contains("snapshot-origin"), "{table}");
+    write_pattern(&dev, 0x52, 0, 4 * MIB);
+    assert_pattern(&dev, 0x52, 0, 4 * MIB);
+    // Restore killed after the copy, before its mark is dropped.
+    bed.stop();
+    crash_at(
+        &mut bed,
+        "restore-copied",
+        &["lv", "create", "r", "16MiB", "--linear", "--from", "s"],
+    );
+    bed.vgck();
+    let out = bed.ctl(&["lv", "activate", "r"]);
+    assert!(!out.status.success(), "a restore cut short was handed out");
+    let r = bed.json(&["lv", "create", "r", "16MiB", "--linear", "--from", "s"]);
+    assert_eq!(r["size"], 16 * MIB, "{r}");
+    let rv = bed.json(&["lv", "activate", "r"]);
+    let rdev = PathBuf::from(rv["device_path"].as_str().unwrap());
+    assert_pattern(&rdev, 0x51, 0, 16 * MIB);
+    bed.json(&["lv", "deactivate", "r"]);
+    // The snapshot goes; the origin, still active, runs its own table with its data.
+    assert_eq!(bed.json(&["snapshot", "delete", "s"])["existed"], true);
+    let table = bed.dm_table("o").expect("still active");
+    assert!(table.contains(" linear "), "{table}");
+    assert_pattern(&dev, 0x52, 0, 4 * MIB);
+    assert_pattern(&dev, 0x51, 4 * MIB, 12 * MIB);
+    bed.vgck();
+    bed.json(&["lv", "deactivate", "o"]);
+    bed.json(&["lv", "remove", "r"]);
+    bed.json(&["lv", "remove", "o"]);
+    bed.stop();
+}

@@ -562,3 +562,108 @@ fn an_integrity_mirror_killed_at_each_step_is_whole_and_zeroed_after_restart() {
     d.stop();
     s.loops.lvm_ok(&["vgremove", "-f", &s.vg]);
 }
+
+/// A COW snapshot of a linear volume, killed (kill -9) at each step of its creation and
+/// its deletion, on PVs full of old bytes. After each kill lvm2 lists the snapshot whole
+/// (its store, which `lvs -a` shows as the snapshot) or not at all, `vgck` is clean,
+/// and the store's first chunk (dm-snapshot's header) reads as zeros from before its
+/// commit on. A create killed before its last step is still marked `lvmd.cow-pending`,
+/// and its retry makes it again; a deletion killed after its commit is done, and its
+/// retry answers so. The origin is refused removal while a snapshot of it stands.
+#[test]
+fn a_cow_snapshot_killed_at_each_step_is_whole_and_its_header_zeroed() {
+    if !host_tests_enabled("a_cow_snapshot_killed_at_each_step_is_whole_and_its_header_zeroed") {
+        return;
+    }
+    let s = setup("cowkill");
+    let vg = s.vg();
+    let mut d = s.start();
+    d.stop();
+    for dev in &s.loops.devs {
+        use std::io::{Seek, SeekFrom};
+        let size = std::fs::File::open(dev)
+            .and_then(|mut f| f.seek(SeekFrom::End(0)))
+            .unwrap();
+        let start = vg.pe_start(dev);
+        write_pattern(&[(dev.clone(), start, size - start)]);
+    }
+    let mut d = s.start();
+    d.json(&["lv", "create", "o", "32MiB"]);
+    d.stop();
+    let create = |name: &str| {
+        [
+            "snapshot",
+            "create",
+            name,
+            "--of",
+            "o",
+            "--cow-size",
+            "8MiB",
+        ]
+        .map(str::to_owned)
+    };
+    let header = |lv: &str| {
+        let (dev, off, _) = vg.bytes_of(&vg.pe_ranges(lv))[0].clone();
+        nonzero(&[(dev, off, 4096)])
+    };
+    let listed = |d: &mut Daemon| -> Vec<String> {
+        d.json(&["snapshot", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for point in ["cow-committed", "cow-recorded"] {
+        let mut d = Daemon::start_with(&s.config, &s.socket, &[("LVMD_TEST_CRASH_AFTER", point)]);
+        let args = create("s");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert!(!d.ctl(&args).status.success(), "{point}");
+        d.wait_killed();
+        s.loops.vgck(&s.vg);
+        assert!(vg.lv_names().contains(&"s".to_owned()), "{point}");
+        assert_eq!(header("s"), 0, "{point}: the store's header");
+        assert_eq!(
+            vg.tags_of("s").contains("lvmd.cow-pending"),
+            point == "cow-committed",
+            "{point}: {}",
+            vg.tags_of("s")
+        );
+        let mut d = s.start();
+        let again = d.json(&args);
+        assert_eq!(again["cow_size"], 8 * MIB, "{point}");
+        assert_eq!(again["size"], 32 * MIB, "{point}");
+        assert!(!vg.tags_of("s").contains("lvmd.cow-pending"), "{point}");
+        assert_eq!(listed(&mut d), vec!["s".to_owned()], "{point}");
+        assert_eq!(header("s"), 0, "{point}");
+        // The origin stays while it has a snapshot.
+        assert!(!d.ctl(&["lv", "remove", "o"]).status.success());
+        d.stop();
+        if point == "cow-committed" {
+            // Deleted, killed after the commit: gone whole; the retry finds it so.
+            let mut d = Daemon::start_with(
+                &s.config,
+                &s.socket,
+                &[("LVMD_TEST_CRASH_AFTER", "cow-removed")],
+            );
+            assert!(!d.ctl(&["snapshot", "delete", "s"]).status.success());
+            d.wait_killed();
+            s.loops.vgck(&s.vg);
+            assert!(!vg
+                .lv_names()
+                .iter()
+                .any(|n| n == "s" || n.contains("snapshot")));
+            let mut d = s.start();
+            assert_eq!(d.json(&["snapshot", "delete", "s"])["existed"], false);
+            d.stop();
+        }
+    }
+    let mut d = s.start();
+    assert_eq!(d.json(&["snapshot", "delete", "s"])["existed"], true);
+    assert!(listed(&mut d).is_empty());
+    assert_eq!(d.json(&["lv", "remove", "o"])["existed"], true);
+    assert!(vg.lv_names().is_empty());
+    s.loops.vgck(&s.vg);
+    d.stop();
+    s.loops.lvm_ok(&["vgremove", "-f", &s.vg]);
+}

@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
+#[path = "activator_cow.rs"]
+mod cows;
 #[path = "activator_layers.rs"]
 mod layers;
 #[path = "activator_thin.rs"]
@@ -56,7 +58,8 @@ impl ActiveLv {
         let Some(model) = self.lv.as_deref().and_then(|lv| vg.lv(lv)) else {
             return false;
         };
-        if !model.is_visible() {
+        // A COW snapshot's device is its (hidden) store's own.
+        if !model.is_visible() && crate::lvm::cow::by_cow(vg, &model.name).is_none() {
             return false;
         }
         match super::thin::own_uuid(vg, model) {
@@ -171,6 +174,22 @@ impl Activator {
     /// checked; a device left suspended is resumed). On failure, everything this call
     /// created is removed again.
     pub fn activate(&self, found: &VgOnDisk, lv: &str) -> Result<ActiveLv> {
+        // An origin and its COW snapshots go up together (activator_cow.rs).
+        if let Some(role) = super::cow::role(&found.vg, lv) {
+            let origin = match role {
+                super::cow::Role::Origin(_) => lv.to_owned(),
+                super::cow::Role::Snapshot(s) => s.origin,
+            };
+            self.activate_cow_group(found, &origin)?;
+            let plan = self.plan(found, lv)?;
+            info!(vg = %plan.vg, lv, device = %plan.top().name, "activated");
+            return self.status_of(found, &plan.top().uuid)?.ok_or_else(|| {
+                ActivateError::NotActive {
+                    vg: plan.vg.clone(),
+                    lv: plan.lv.clone(),
+                }
+            });
+        }
         let mut plan = self.plan(found, lv)?;
         let mut created: Vec<DevicePlan> = Vec::new();
         for i in 0..plan.devices.len() {
@@ -312,6 +331,9 @@ impl Activator {
             lv: lv.to_owned(),
         })?;
         if let Some(done) = pools::deactivate(self, found, model)? {
+            return Ok(done);
+        }
+        if let Some(done) = self.deactivate_cow(found, model)? {
             return Ok(done);
         }
         let prefix = plan::dm_uuid(&found.vg.id, &model.id, None);

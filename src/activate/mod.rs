@@ -15,6 +15,7 @@
 //! or deactivate the same LVs between two calls, and both sides must agree.
 
 mod activator;
+pub mod cow;
 pub mod dm;
 mod error;
 pub mod nodes;

@@ -80,27 +80,89 @@ fn fixture_linear_and_striped_tables_equal_lvm2s() {
     );
 }
 
+/// The numbers lvm2's devices had in the fixture's VM: its tables name `-real` and
+/// `-cow` by them.
+const LIN_B_REAL: DevNum = DevNum {
+    major: 253,
+    minor: 13,
+};
+const LIN_B_SNAP_COW: DevNum = DevNum {
+    major: 253,
+    minor: 14,
+};
+
+fn resolve_cow_layers(plan: &mut LvPlan) {
+    let real = plan
+        .devices
+        .iter()
+        .position(|d| d.name == "lvmd_mixed-lin_b-real")
+        .unwrap();
+    let cow = plan
+        .devices
+        .iter()
+        .position(|d| d.name == "lvmd_mixed-lin_b_snap-cow")
+        .unwrap();
+    plan.resolve(real, LIN_B_REAL);
+    plan.resolve(cow, LIN_B_SNAP_COW);
+}
+
 #[test]
-fn fixture_origin_is_refused_but_its_table_is_lvm2s_real_layer() {
+fn fixture_cow_origin_and_snapshot_plan_lvm2s_layers() {
     let (vg, devices) = mixed();
-    let e = plan_lv(&vg, "lin_b", &devices).unwrap_err();
-    let text = e.to_string();
-    assert!(
-        matches!(e, ActivateError::Unsupported { ref lv, .. } if lv == "lin_b"),
-        "{text}"
-    );
-    assert!(text.contains("lin_b_snap"), "{text}");
-    // What lvm2 loads into the origin's -real layer is the LV's own table.
-    let lv = vg.lv("lin_b").unwrap();
-    let table = lv_table(&vg, lv, &devices).unwrap();
-    assert_eq!(table_text(&table), lvm2_table("lvmd_mixed-lin_b-real"));
+    // The origin: -real, the snapshot's -cow and snapshot, the origin over -real last.
+    let mut origin = plan_lv(&vg, "lin_b", &devices).unwrap();
+    resolve_cow_layers(&mut origin);
+    let names: Vec<&str> = origin.devices.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(
-        dm_uuid(&vg.id, &lv.id, Some("real")),
-        lvm2_uuid("lvmd_mixed-lin_b-real")
+        names,
+        [
+            "lvmd_mixed-lin_b-real",
+            "lvmd_mixed-lin_b_snap-cow",
+            "lvmd_mixed-lin_b_snap",
+            "lvmd_mixed-lin_b"
+        ]
     );
+    for d in &origin.devices {
+        assert_eq!(table_text(&d.table), lvm2_table(&d.name), "{}", d.name);
+        assert_eq!(d.uuid, lvm2_uuid(&d.name), "{}", d.name);
+        // Only the LVs people open get /dev/VG/LV: the origin and the snapshot.
+        assert_eq!(
+            d.visible,
+            !d.name.ends_with("-real") && !d.name.ends_with("-cow"),
+            "{}",
+            d.name
+        );
+        assert!(!d.read_only, "{}", d.name);
+    }
+    assert_eq!(origin.top().name, "lvmd_mixed-lin_b");
+    // The snapshot's own plan: -real, its -cow, itself on top.
+    let mut snap = plan_lv(&vg, "lin_b_snap", &devices).unwrap();
+    resolve_cow_layers(&mut snap);
+    let names: Vec<&str> = snap.devices.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(
-        dm_name(&vg.name, &lv.name, Some("real")),
-        "lvmd_mixed-lin_b-real"
+        names,
+        [
+            "lvmd_mixed-lin_b-real",
+            "lvmd_mixed-lin_b_snap-cow",
+            "lvmd_mixed-lin_b_snap"
+        ]
+    );
+    assert_eq!(snap.top(), &origin.devices[2]);
+    // Without its snapshot the origin is a plain LV again: its own table, no layers.
+    let gone = crate::lvm::edit::apply(
+        &vg,
+        &crate::lvm::Edit::RemoveCowSnapshot {
+            lv: "lin_b_snap".into(),
+        },
+        &crate::lvm::edit::Origin::now("h"),
+    )
+    .unwrap()
+    .vg;
+    let plain = plan_lv(&gone, "lin_b", &devices).unwrap();
+    assert_eq!(plain.devices.len(), 1);
+    assert_eq!(
+        table_text(&plain.top().table),
+        lvm2_table("lvmd_mixed-lin_b-real")
     );
 }
 
@@ -144,14 +206,6 @@ fn fixture_unsupported_types_are_named() {
             other => panic!("{lv}: expected UnsupportedSegment {ty}, got {other:?}"),
         }
     }
-    // The snapshot as lvm2 shows it is the cow store LV.
-    let e = plan_lv(&vg, "lin_b_snap", &devices)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("lin_b_snap") && e.contains("snapshot of lin_b"),
-        "{e}"
-    );
     assert!(matches!(
         plan_lv(&vg, "nope", &devices),
         Err(ActivateError::LvNotFound { .. })
@@ -177,9 +231,7 @@ fn missing_pv_is_refused_by_name() {
     );
     // An LV on the PVs that are there still plans (as lvm2 activates it too).
     plan_lv(&vg, "cached", &devices).unwrap_err();
-    let mut vg2 = vg.clone();
-    vg2.lvs.retain(|l| l.name != "snapshot0");
-    plan_lv(&vg2, "lin_b", &devices).unwrap();
+    plan_lv(&vg, "lin_b", &devices).unwrap();
     // A PV flagged MISSING in the metadata is missing even when a device answers.
     let (mut vg3, devices3) = mixed();
     vg3.pvs

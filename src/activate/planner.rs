@@ -1,11 +1,11 @@
 //! Which planner an LV goes to: plain LVs ([`super::plan::lv_table`]), raid1
-//! ([`super::raid`]) or thin ([`super::thin`]); snapshots and their origins are refused
-//! by name. Pure, like the planners.
+//! ([`super::raid`]), thin ([`super::thin`]) or COW snapshots and their origins
+//! ([`super::cow`]). Pure, like the planners.
 
 use super::error::ActivateError;
 use super::plan::{check_lengths, dm_name, dm_uuid, lv_table, DevicePlan, LvPlan};
 use super::target::DevNum;
-use crate::model::{LogicalVolume, SegmentKind, VolumeGroup};
+use crate::model::{LogicalVolume, VolumeGroup};
 use crate::uuid::Uuid;
 use std::collections::BTreeMap;
 
@@ -17,34 +17,9 @@ pub fn plan_lv(
     pv_devices: &BTreeMap<Uuid, DevNum>,
 ) -> Result<LvPlan, ActivateError> {
     let lv = find_lv(vg, lv_name)?;
-    let unsupported = |why: String| ActivateError::Unsupported {
-        vg: vg.name.clone(),
-        lv: lv.name.clone(),
-        why,
-    };
-    // Old-style snapshots: lvm2 shows the cow store LV as "the snapshot" (the snapshot
-    // segment itself sits in an internal `snapshotN` LV). The origin must be mapped
-    // through snapshot-origin on a `-real` layer, or its writes would bypass the
-    // snapshot's copy-on-write.
-    for other in &vg.lvs {
-        for seg in &other.segments {
-            if let SegmentKind::Snapshot {
-                origin, cow_store, ..
-            } = &seg.kind
-            {
-                if *origin == lv.name {
-                    return Err(unsupported(format!(
-                        "it is the origin of the snapshot {cow_store}; snapshot origins \
-                         need a snapshot-origin layer, which lvmd does not make yet"
-                    )));
-                }
-                if *cow_store == lv.name {
-                    return Err(unsupported(format!(
-                        "it is a snapshot of {origin}; lvmd does not activate snapshots yet"
-                    )));
-                }
-            }
-        }
+    // Old-style snapshots and their origins: layered (see `super::cow`).
+    if let Some(plan) = super::cow::plan_cow(vg, lv, pv_devices)? {
+        return Ok(plan);
     }
     if let Some(plan) = super::thin::plan_thin(vg, lv, pv_devices)? {
         return Ok(plan);

@@ -8,8 +8,8 @@
 use crate::crypt::Passphrase;
 use crate::daemon::classes::{DeviceClasses, Resolved};
 use crate::daemon::engine::{
-    Engine, EngineError, GroupMember, Health, Layout, LvInfo, LvSpec, MountSpec, PathStats,
-    SnapshotGroupInfo, SnapshotInfo, VgInfo, VolumeKey,
+    CowSize, Engine, EngineError, GroupMember, Health, Layout, LvInfo, LvSpec, MountSpec,
+    PathStats, SnapshotGroupInfo, SnapshotInfo, VgInfo, VolumeKey,
 };
 use crate::model::layout::{DEFAULT_REGION_SIZE, DEFAULT_STRIPE_SIZE};
 use crate::rpc::pb;
@@ -280,6 +280,7 @@ impl Api {
             creation_time: s.creation_time,
             read_only: s.read_only,
             group: s.group.unwrap_or_default(),
+            cow_size_bytes: s.cow_size.map(|b| b.0),
         }
     }
 
@@ -565,9 +566,20 @@ impl pb::logical_volume_service_server::LogicalVolumeService for Api {
         if r.source_volume.is_empty() {
             return Err(Status::invalid_argument("source_volume is empty"));
         }
+        let cow_size = match (r.cow_size_bytes, r.cow_size_percent) {
+            (Some(_), Some(_)) => {
+                return Err(Status::invalid_argument(
+                    "cow_size_bytes and cow_size_percent: give at most one",
+                ))
+            }
+            (Some(b), None) => Some(CowSize::Bytes(Bytes(b))),
+            (None, Some(p)) => Some(CowSize::Percent(p)),
+            (None, None) => None,
+        };
         let e = self.engine.clone();
         let created =
-            blocking(move || e.create_snapshot(&resolved.vg, &name, &r.source_volume)).await?;
+            blocking(move || e.create_snapshot(&resolved.vg, &name, &r.source_volume, cow_size))
+                .await?;
         if created.created {
             self.changed();
         }

@@ -210,11 +210,13 @@ pub fn engine_code(e: &EngineError) -> Code {
         EngineError::OutOfRange { .. } => Code::OutOfRange,
         EngineError::SmallerThanSource { .. } => Code::OutOfRange,
         EngineError::FailedPrecondition { .. } => Code::FailedPrecondition,
-        EngineError::Zero { source, .. } => match io_code(source) {
-            // A PV that went away, or an I/O error: the call may be retried.
-            Code::Internal | Code::NotFound => Code::Unavailable,
-            c => c,
-        },
+        EngineError::Zero { source, .. } | EngineError::Copy { source, .. } => {
+            match io_code(source) {
+                // A PV that went away, or an I/O error: the call may be retried.
+                Code::Internal | Code::NotFound => Code::Unavailable,
+                c => c,
+            }
+        }
         EngineError::NoSpaceWhileWiping { .. } => Code::ResourceExhausted,
         EngineError::ThinPoolExhausted { .. } => Code::ResourceExhausted,
         EngineError::Internal(_) => Code::Internal,

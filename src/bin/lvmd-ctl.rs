@@ -128,11 +128,16 @@ enum SnapshotCommand {
         #[command(flatten)]
         at: Where,
     },
-    /// A read-only snapshot NAME of thin volume --of.
+    /// A read-only snapshot NAME of volume --of: thin of a thin volume, copy-on-write
+    /// of a linear or striped one.
     Create {
         name: String,
         #[arg(long = "of")]
         source: String,
+        /// A copy-on-write snapshot's store: a size (`1GiB`) or a share of the volume
+        /// (`20%`, the default); the snapshot is invalid once it fills.
+        #[arg(long, value_parser = cow_size_arg)]
+        cow_size: Option<CowSizeArg>,
         #[command(flatten)]
         at: Where,
     },
@@ -191,6 +196,22 @@ fn snapshot_group_json(g: &pb::SnapshotGroup) -> Value {
     })
 }
 
+#[derive(Clone, Copy)]
+enum CowSizeArg {
+    Bytes(Bytes),
+    Percent(u32),
+}
+
+fn cow_size_arg(s: &str) -> Result<CowSizeArg, String> {
+    match s.trim().strip_suffix('%') {
+        Some(p) => match p.trim().parse::<u32>() {
+            Ok(p @ 1..=100) => Ok(CowSizeArg::Percent(p)),
+            _ => Err(format!("{s:?}: a share is 1% to 100%")),
+        },
+        None => parse_size(s).map(CowSizeArg::Bytes),
+    }
+}
+
 #[derive(Subcommand)]
 enum LvCommand {
     List {
@@ -233,8 +254,9 @@ enum LvCommand {
         #[arg(long)]
         encrypted: bool,
         /// Made from this snapshot or thin volume (restore, clone): its contents, at SIZE
-        /// (0: the source's).
-        #[arg(long, conflicts_with_all = ["linear", "stripes", "mirrors"])]
+        /// (0: the source's). Thin unless --linear or --stripes (a restore from a
+        /// copy-on-write snapshot, by copying).
+        #[arg(long, conflicts_with_all = ["mirrors"])]
         from: Option<String>,
     },
     Remove {
@@ -544,6 +566,7 @@ fn snapshot_json(s: &pb::Snapshot) -> Value {
         "creation_time": s.creation_time,
         "read_only": s.read_only,
         "group": s.group,
+        "cow_size": s.cow_size_bytes,
     })
 }
 
@@ -772,7 +795,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }) => {
             let layout = if linear {
                 pb::Layout::Linear
-            } else if thin || from.is_some() {
+            } else if thin || (from.is_some() && stripes.is_none()) {
                 pb::Layout::Thin
             } else if mirrors.is_some() {
                 pb::Layout::Raid1
@@ -814,11 +837,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 snapshot_table(&r.snapshots),
             );
         }
-        Command::Snapshot(SnapshotCommand::Create { name, source, at }) => {
+        Command::Snapshot(SnapshotCommand::Create {
+            name,
+            source,
+            cow_size,
+            at,
+        }) => {
+            let (cow_size_bytes, cow_size_percent) = match cow_size {
+                None => (None, None),
+                Some(CowSizeArg::Bytes(b)) => (Some(b.0), None),
+                Some(CowSizeArg::Percent(p)) => (None, Some(p)),
+            };
             let s = lvc
                 .create_snapshot(pb::CreateSnapshotRequest {
                     snapshot: Some(at.volume(&name)),
                     source_volume: source,
+                    cow_size_bytes,
+                    cow_size_percent,
                 })
                 .await?
                 .into_inner();

@@ -83,13 +83,7 @@ impl ControllerService {
         if r.source_volume_id.is_empty() {
             return Err(invalid("source_volume_id missing"));
         }
-        if !r.parameters.is_empty() {
-            let mut keys: Vec<&String> = r.parameters.keys().collect();
-            keys.sort();
-            return Err(invalid(format!(
-                "parameters {keys:?}: lvmd-csi's VolumeSnapshotClass takes none"
-            )));
-        }
+        let (cow_size_bytes, cow_size_percent) = cow_size_parameter(&r.parameters)?;
         let src = VolumeId::parse(&r.source_volume_id)
             .ok_or_else(|| Status::not_found(format!("no volume {:?}", r.source_volume_id)))?;
         self.on_this_node(&src, "volume")?;
@@ -103,6 +97,8 @@ impl ControllerService {
             .create_snapshot(lvmd::CreateSnapshotRequest {
                 snapshot: Some(snap),
                 source_volume: src.lv.clone(),
+                cow_size_bytes,
+                cow_size_percent,
             })
             .await
             .map_err(|s| from_lvmd(s, &format!("CreateSnapshot {} of {src}", r.name)))?
@@ -227,5 +223,78 @@ impl ControllerService {
         };
         let size = size.ok_or_else(|| Status::not_found(format!("no {what} {id}")))?;
         Ok(Source { id, size, snapshot })
+    }
+}
+
+/// The VolumeSnapshotClass parameter of lvmd-csi: `cowSize`, the store of a
+/// copy-on-write snapshot of a linear or striped volume, as a share of the volume
+/// (`"20%"`) or a size (`"1Gi"`, bytes); absent: lvmd's default (20 %). Ignored for
+/// thin volumes (their snapshots share the pool). Any other key is refused.
+fn cow_size_parameter(
+    parameters: &std::collections::HashMap<String, String>,
+) -> Result<(Option<u64>, Option<u32>), Status> {
+    let mut others: Vec<&String> = parameters.keys().filter(|k| *k != "cowSize").collect();
+    if !others.is_empty() {
+        others.sort();
+        return Err(invalid(format!(
+            "parameters {others:?}: lvmd-csi's VolumeSnapshotClass takes only cowSize"
+        )));
+    }
+    let Some(v) = parameters.get("cowSize") else {
+        return Ok((None, None));
+    };
+    if let Some(p) = v.trim().strip_suffix('%') {
+        return match p.trim().parse::<u32>() {
+            Ok(p @ 1..=100) => Ok((None, Some(p))),
+            _ => Err(invalid(format!(
+                "cowSize {v:?}: a share is 1% to 100% of the volume"
+            ))),
+        };
+    }
+    match crate::units::parse_size(v) {
+        Ok(b) if b.0 > 0 => Ok((Some(b.0), None)),
+        Ok(_) => Err(invalid(format!(
+            "cowSize {v:?}: the store needs at least one byte"
+        ))),
+        Err(e) => Err(invalid(format!(
+            "cowSize {v:?}: {e} (or a share such as \"20%\")"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod cow_size_tests {
+    use super::cow_size_parameter;
+    use std::collections::HashMap;
+
+    fn of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn cow_size_is_a_share_or_a_size_and_anything_else_is_named() {
+        assert_eq!(cow_size_parameter(&of(&[])).unwrap(), (None, None));
+        assert_eq!(
+            cow_size_parameter(&of(&[("cowSize", "25%")])).unwrap(),
+            (None, Some(25))
+        );
+        assert_eq!(
+            cow_size_parameter(&of(&[("cowSize", "1Gi")])).unwrap(),
+            (Some(1 << 30), None)
+        );
+        for (k, v, says) in [
+            ("cowSize", "0%", "0%"),
+            ("cowSize", "101%", "101%"),
+            ("cowSize", "lots", "lots"),
+            ("cowSize", "0", "at least one byte"),
+            ("size", "1Gi", "size"),
+        ] {
+            let e = cow_size_parameter(&of(&[(k, v)])).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(e.message().contains(says), "{}", e.message());
+        }
     }
 }

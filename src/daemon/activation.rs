@@ -82,6 +82,7 @@ pub enum Op {
     Status,
     ThinPool,
     ThinPoolResize,
+    ReleaseCow,
 }
 
 impl std::fmt::Display for Op {
@@ -96,6 +97,7 @@ impl std::fmt::Display for Op {
             Op::RemoveLeftover => "removing the leftover device",
             Op::ThinPool => "sending the recorded messages of thin pool",
             Op::ThinPoolResize => "growing the devices of thin pool",
+            Op::ReleaseCow => "releasing the removed COW snapshots of",
         })
     }
 }
@@ -177,6 +179,12 @@ pub trait Activation: Send + Sync + 'static {
         _lv: &str,
     ) -> Result<Option<u64>, ActivationError> {
         Ok(None)
+    }
+    /// After a commit that removed COW snapshots: their devices go (those of `origin`'s,
+    /// or of every origin with `None`), and an origin left without any runs its own
+    /// table again (`Activator::release_cow`). Default: nothing layered to undo.
+    fn release_cow(&self, _vg: &VgRead, _origin: Option<&str>) -> Result<(), ActivationError> {
+        Ok(())
     }
     /// Brings thin pool `pool`'s kernel metadata in step with `vg`'s: its recorded
     /// messages sent (the pool's layers made for it when they are not up, and taken
@@ -382,6 +390,30 @@ impl Activation for DmActivation {
         self.activator
             .deactivate(&on_disk(vg), lv)
             .map_err(|e| ActivationError::dm(Op::Deactivate, &vg.vg.name, Some(lv), e))
+    }
+
+    fn release_cow(&self, vg: &VgRead, origin: Option<&str>) -> Result<(), ActivationError> {
+        let name = &vg.vg.name;
+        let found = on_disk(vg);
+        let err = |lv: Option<&str>, e| ActivationError::dm(Op::ReleaseCow, name, lv, e);
+        let origins: Vec<String> = match origin {
+            Some(o) => vec![o.to_owned()],
+            // Every LV with an active `-real` layer.
+            None => self
+                .activator
+                .list_active(&found)
+                .map_err(|e| err(None, e))?
+                .into_iter()
+                .filter(|a| a.layer.as_deref() == Some("real"))
+                .filter_map(|a| a.lv)
+                .collect(),
+        };
+        for o in origins {
+            self.activator
+                .release_cow(&found, &o)
+                .map_err(|e| err(Some(&o), e))?;
+        }
+        Ok(())
     }
 
     fn active_volumes(&self, vg: &VgRead) -> Result<Vec<ActiveVolume>, ActivationError> {
@@ -763,6 +795,18 @@ impl SimActivation {
 }
 
 impl Activation for SimActivation {
+    /// The devices of snapshots gone from the metadata go; the simulation has no
+    /// layers to switch back.
+    fn release_cow(&self, vg: &VgRead, _origin: Option<&str>) -> Result<(), ActivationError> {
+        self.check()?;
+        let vg = &vg.vg;
+        self.active
+            .lock()
+            .unwrap()
+            .retain(|(v, lv), _| *v != vg.name || vg.lv(lv).is_some());
+        Ok(())
+    }
+
     fn activate(&self, vg: &VgRead, lv: &str) -> Result<ActiveVolume, ActivationError> {
         let vg = &vg.vg;
         self.check()?;

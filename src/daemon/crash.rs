@@ -37,7 +37,15 @@
 //! in one pool transaction, nothing sent), `group-sent` (the sources suspended, every
 //! `create_snap` and the transaction id sent, the sources resumed; the record not yet
 //! committed away), `group-recorded` (the record dropped, before answering); a group's
-//! deletion is one thin removal per snapshot (`thin-*`).
+//! deletion is one thin removal per snapshot (`thin-*`); and of copy-on-write
+//! snapshots of thick volumes (`src/daemon/snapshots.rs`): `cow-committed` (committed marked `lvmd.cow-pending`,
+//! its store's header zeroed, not yet active with its active origin), `cow-activated`
+//! (active with its origin, still marked), `cow-recorded` (the mark dropped, before
+//! answering), `cow-removed` (a deletion committed, its devices not yet released, the
+//! origin still layered); and of restores from them: `restore-committed` (the new
+//! volume committed marked `lvmd.copying`, nothing copied), `restore-copied` (every
+//! byte copied and flushed, still marked), `restore-recorded` (the mark dropped, before
+//! answering).
 //!
 //! `LVMD_TEST_HOLD_WIPES=<file>`: background wipes wait while that file exists, so a
 //! test can look at a wipe in progress on devices that zero too fast to catch.

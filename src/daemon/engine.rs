@@ -70,6 +70,13 @@ pub enum EngineError {
         len: Bytes,
         source: std::io::Error,
     },
+    /// Copying a COW snapshot's bytes into the volume restored from it failed.
+    #[error("cannot copy {from} onto {to}: {source}", from = from.display(), to = to.display())]
+    Copy {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
     /// No space now, while removed volumes are still being zeroed in the background.
     #[error("{source}; {wiping} more of volume group {vg} are being zeroed after removals and free up when that is done", wiping = crate::units::human_bytes(*wiping))]
     NoSpaceWhileWiping {
@@ -168,6 +175,8 @@ pub struct SnapshotInfo {
     pub read_only: bool,
     /// The group it was taken in ([`Engine::create_snapshot_group`]).
     pub group: Option<String>,
+    /// A copy-on-write snapshot's store size; `None` for a thin snapshot.
+    pub cow_size: Option<Bytes>,
 }
 
 /// Snapshots of several thin volumes of one pool taken at one instant.
@@ -184,6 +193,27 @@ pub struct SnapshotGroupInfo {
 pub struct GroupMember {
     pub name: String,
     pub source: String,
+}
+
+/// How large a copy-on-write snapshot's store is: bytes, or percent of its source's
+/// size (rounded up to extents either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CowSize {
+    Bytes(Bytes),
+    Percent(u32),
+}
+
+impl CowSize {
+    /// The store's size for a source of `source` bytes; a share is at least one byte
+    /// (one extent, once rounded).
+    pub fn for_source(self, source: Bytes) -> Bytes {
+        match self {
+            CowSize::Bytes(b) => b,
+            CowSize::Percent(p) => {
+                Bytes((u128::from(source.0) * u128::from(p) / 100).max(1) as u64)
+            }
+        }
+    }
 }
 
 /// Free space of a VG, for capacity reports.
@@ -381,11 +411,19 @@ pub trait Engine: Send + Sync + 'static {
         old: &VolumeKey,
         new: &crate::crypt::Passphrase,
     ) -> Result<Rekeyed>;
-    /// A read-only thin snapshot `name` of thin volume `source` (`docs/thin.md`).
-    /// Idempotent: a snapshot of this name of `source` is returned as it is
-    /// (`created: false`); of another source, or a volume of that name, is
-    /// `AlreadyExists`.
-    fn create_snapshot(&self, vg: &str, name: &str, source: &str) -> Result<Created<SnapshotInfo>>;
+    /// A read-only thin snapshot `name` of thin volume `source` (`docs/thin.md`), or a
+    /// copy-on-write snapshot of linear or striped volume `source` with a store of
+    /// `cow_size` (`None`: [`super::snapshots::DEFAULT_COW_SHARE`] of the source;
+    /// `docs/snapshots.md`). Idempotent: a snapshot of this name of `source` is
+    /// returned as it is (`created: false`); of another source, or a volume of that
+    /// name, is `AlreadyExists`.
+    fn create_snapshot(
+        &self,
+        vg: &str,
+        name: &str,
+        source: &str,
+        cow_size: Option<CowSize>,
+    ) -> Result<Created<SnapshotInfo>>;
     /// `Ok(false)`: there was no such LV. A volume's name is refused.
     fn delete_snapshot(&self, vg: &str, name: &str) -> Result<bool>;
     fn snapshots(&self, vg: &str) -> Result<Vec<SnapshotInfo>>;

@@ -65,6 +65,17 @@ pub fn group_of(tags: &[String]) -> Option<&str> {
     tags.iter().find_map(|t| t.strip_prefix(GROUP_PREFIX))
 }
 
+/// On a COW snapshot's store (with [`SNAPSHOT_OF_PREFIX`]): committed, not yet known
+/// to be active while its origin is. dm-snapshot copies only into active snapshots, so
+/// one left so by a crash may have missed writes to its origin: a retry of its create
+/// removes it and makes it again (it was never handed out).
+pub const COW_PENDING: &str = "lvmd.cow-pending";
+
+/// On a volume being restored from a COW snapshot (with [`FROM_PREFIX`]): committed,
+/// its copy not known complete. Never handed out; a retry of its create copies again
+/// from the start.
+pub const COPYING: &str = "lvmd.copying";
+
 /// `lvmd.from=<lv>`: a volume lvmd made from snapshot or volume `<lv>` (restore,
 /// clone); a create of the same name from another source is another request.
 pub const FROM_PREFIX: &str = "lvmd.from=";

@@ -99,7 +99,9 @@ pub fn visible_lvs(vg: &VolumeGroup) -> impl Iterator<Item = &LogicalVolume> {
 /// Whether clients see the LV as a volume: visible to lvm2, not one lvmd is wiping,
 /// not a snapshot (those are listed as such: [`super::snapshots`]).
 pub fn is_client_visible(lv: &LogicalVolume) -> bool {
+    // A COW snapshot's `snapshotN` is lvm2's internal LV (VISIBLE-flagged all the same).
     lv.is_visible()
+        && !crate::lvm::cow::is_segment_lv(lv)
         && !super::marks::is_wipe(&lv.name, &lv.tags)
         && super::marks::snapshot_of(&lv.tags).is_none()
 }

@@ -850,7 +850,17 @@ impl<M: Metadata> VolumeEngine<M> {
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
         let read = self.meta.read(vg)?;
-        self.info(&read, lv)?;
+        let info = self.info(&read, lv)?;
+        if info.tags.iter().any(|t| t == marks::COPYING) {
+            // A restore cut short: its bytes are not all there.
+            return Err(EngineError::FailedPrecondition {
+                what: "logical volume",
+                name: format!("{vg}/{lv}"),
+                why: "is being restored from a snapshot and not complete; the retry of \
+                      its CreateVolume finishes it"
+                    .into(),
+            });
+        }
         let active = self.activation.activate(&read, lv)?;
         crash::point("activated");
         if read.vg.lv(lv).is_some_and(crate::activate::raid::is_raid) {
@@ -1238,11 +1248,13 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         vg: &str,
         name: &str,
         source: &str,
+        cow_size: Option<super::engine::CowSize>,
     ) -> Result<Created<super::engine::SnapshotInfo>> {
         super::snapshots::check_names(name, source)?;
+        super::snapshots::check_cow_size(cow_size)?;
         let lock = self.locks.get(vg);
         let _g = lock.write().unwrap();
-        self.create_snapshot_locked(vg, name, source)
+        self.create_snapshot_locked(vg, name, source, cow_size)
     }
 
     fn delete_snapshot(&self, vg: &str, name: &str) -> Result<bool> {
@@ -2513,19 +2525,27 @@ mod tests {
     #[test]
     fn volumes_lvmd_cannot_remove_are_refused_before_anything_changes() {
         let (e, act, vg) = lvm2_mixed();
-        for lv in ["mirrored", "thin", "pool", "cached", "snapshot0"] {
+        for lv in ["mirrored", "thin", "pool", "cached"] {
             e.activate(&vg, lv).unwrap();
         }
+        // lvm2's internal `snapshotN` of a COW snapshot is no volume.
+        assert!(e.activate(&vg, "snapshot0").is_err());
+        assert!(!e
+            .logical_volumes(&vg)
+            .unwrap()
+            .iter()
+            .any(|l| l.name == "snapshot0" || l.name == "lin_b_snap"));
         let seqno = e.volume_group(&vg).unwrap().seqno;
         let active = act.active_in(&vg);
         // (A thin snapshot's origin is removable, its snapshot kept: lvm::thin tests.)
         for (lv, says) in [
             ("pool", "thin pool"),
             ("cached", "cache"),
-            // A snapshot's origin, its hidden COW LV: refused by what refers to them.
-            // (Names like `pool_tmeta` are refused as lvm2's reserved names.)
-            ("lin_b", "snapshot0"),
-            ("lin_b_snap", "hidden sub-volume of snapshot0"),
+            // A COW snapshot's origin while it has one; the snapshot's store, which
+            // goes only as a snapshot. (Names like `pool_tmeta` are refused as lvm2's
+            // reserved names.)
+            ("lin_b", "origin of the COW snapshots lin_b_snap"),
+            ("lin_b_snap", "COW snapshot of lin_b"),
         ] {
             let err = e.remove_logical_volume(&vg, lv).unwrap_err();
             let msg = err.to_string();

@@ -48,6 +48,9 @@ pub trait Zeroer: Send + Sync + 'static {
     fn zero(&self, device: &Path, offset: Bytes, len: Bytes) -> io::Result<()>;
     /// Flushes what was zeroed on `device` to stable storage.
     fn sync(&self, device: &Path) -> io::Result<()>;
+    /// Copies the first `len` bytes of block device `from` onto `to`, then flushes
+    /// `to` (a restore from a COW snapshot: the same devices, the same trait).
+    fn copy(&self, from: &Path, to: &Path, len: Bytes) -> io::Result<()>;
 }
 
 /// Zeroes PV block devices with `BLKZEROOUT`, image files with fallocate.
@@ -71,12 +74,28 @@ impl Zeroer for DeviceZeroer {
         // fsync of a block device flushes its write cache too.
         open_for_write(device)?.sync_all()
     }
+
+    fn copy(&self, from: &Path, to: &Path, len: Bytes) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let src = std::fs::File::open(from)?;
+        let dst = open_for_write(to)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < len.0 {
+            let n = (len.0 - at).min(buf.len() as u64) as usize;
+            src.read_exact_at(&mut buf[..n], at)?;
+            dst.write_all_at(&buf[..n], at)?;
+            at += n as u64;
+        }
+        dst.sync_all()
+    }
 }
 
 /// The simulator's zeroer: remembers every range, fails while told to.
 #[derive(Debug, Default)]
 pub struct SimZeroer {
     zeroed: Mutex<Vec<(PathBuf, Bytes, Bytes)>>,
+    copied: Mutex<Vec<(PathBuf, PathBuf, Bytes)>>,
     fail: AtomicBool,
 }
 
@@ -88,6 +107,11 @@ impl SimZeroer {
 
     pub fn clear(&self) {
         self.zeroed.lock().unwrap().clear();
+    }
+
+    /// Every (from, to, length) copied so far, in order.
+    pub fn copied(&self) -> Vec<(PathBuf, PathBuf, Bytes)> {
+        self.copied.lock().unwrap().clone()
     }
 
     /// While set, every zeroing fails with EIO.
@@ -112,6 +136,17 @@ impl Zeroer for SimZeroer {
         if self.fail.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
+        Ok(())
+    }
+
+    fn copy(&self, from: &Path, to: &Path, len: Bytes) -> io::Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.copied
+            .lock()
+            .unwrap()
+            .push((from.to_owned(), to.to_owned(), len));
         Ok(())
     }
 }
@@ -261,6 +296,12 @@ pub(crate) fn edge_ranges(read: &VgRead, lv: &LogicalVolume) -> Result<Vec<Devic
     let spans = placement::clear_on_create(&read.vg, lv, EDGE.to_sectors_floor())
         .map_err(|e| placement_err(&read.vg.name, &lv.name, e))?;
     device_ranges(read, &lv.name, &spans)
+}
+
+/// Where `spans` of `lv` (a COW store's header chunk, [`crate::lvm::cow::header_spans`])
+/// lie on `read`'s devices.
+pub(crate) fn header_ranges(read: &VgRead, lv: &str, spans: &[PvSpan]) -> Result<Vec<DeviceRange>> {
+    device_ranges(read, lv, spans)
 }
 
 fn total(ranges: &[DeviceRange]) -> Bytes {

@@ -5,6 +5,7 @@
 //!
 //! A new volume type is one more [`Edit`] (or one more [`Layout`]) and its arm here.
 
+use super::cow;
 use super::raid;
 pub use super::raid_legs::RemovedLegs;
 use super::segments::{last_linear_area, merge_adjacent, segments_from, truncate_segments};
@@ -95,6 +96,21 @@ pub enum Edit {
     /// lvm2 has no command for. Origins of another pool are refused.
     CreateThinSnapshotGroup {
         snapshots: Vec<GroupSnapshot>,
+    },
+    /// A copy-on-write snapshot `name` of linear or striped LV `origin` (`lvcreate -s -L
+    /// cow_size -c chunk_size`): its store allocated, its `snapshotN` written (see
+    /// [`super::cow`]).
+    CreateCowSnapshot {
+        name: String,
+        origin: String,
+        cow_size: Bytes,
+        chunk_size: Sectors,
+        tags: Vec<String>,
+    },
+    /// The COW snapshot whose store is `lv` (the name users gave it), with its
+    /// `snapshotN`; the origin stays.
+    RemoveCowSnapshot {
+        lv: String,
     },
     /// A thin LV nothing but its thin snapshots refers to: gone from the metadata, its
     /// `delete` recorded, its snapshots' `origin` dropped (as lvm2 does).
@@ -277,8 +293,21 @@ impl Edit {
                     tags(&snap.tags)?;
                 }
             }
+            Edit::CreateCowSnapshot {
+                name,
+                cow_size,
+                chunk_size,
+                tags: t,
+                ..
+            } => {
+                validate_lv_name_in(vg, name)?;
+                tags(t)?;
+                check_size(*cow_size)?;
+                cow::check_chunk_size(*chunk_size)?;
+            }
             Edit::RemoveLv { .. }
             | Edit::RemoveThin { .. }
+            | Edit::RemoveCowSnapshot { .. }
             | Edit::ThinMessagesSent { .. }
             | Edit::RepairRaid { .. }
             | Edit::RaidRebuildLoaded { .. }
@@ -319,7 +348,9 @@ impl Edit {
         match self {
             Edit::CreateLv(spec) => Some(&spec.name),
             Edit::CreateThinPool(spec) => Some(&spec.name),
-            Edit::CreateThin { name, .. } | Edit::CreateThinSnapshot { name, .. } => Some(name),
+            Edit::CreateThin { name, .. }
+            | Edit::CreateThinSnapshot { name, .. }
+            | Edit::CreateCowSnapshot { name, .. } => Some(name),
             Edit::ResizeLv { lv, .. }
             | Edit::ChangeLvTags { lv, .. }
             | Edit::RepairRaid { lv, .. }
@@ -330,6 +361,7 @@ impl Edit {
             Edit::RemoveLv { .. }
             | Edit::RemoveThin { .. }
             | Edit::CreateThinSnapshotGroup { .. }
+            | Edit::RemoveCowSnapshot { .. }
             | Edit::ChangeVgTags { .. }
             | Edit::Rewrite => None,
         }
@@ -417,6 +449,28 @@ pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
                 .map(|s| format!("{name}/{} -n {}", s.origin, s.name))
                 .collect();
             format!("lvcreate -s {} (one thin transaction)", each.join(", "))
+        }
+        Edit::CreateCowSnapshot {
+            name: lv,
+            origin: of,
+            cow_size,
+            chunk_size,
+            tags,
+        } => {
+            let snap = cow::CowSnapshot {
+                name: lv,
+                of,
+                cow_size: *cow_size,
+                chunk_size: *chunk_size,
+                tags,
+            };
+            cow::create(&mut new, &snap, origin)?;
+            format!("lvcreate -s {name}/{of} -n {lv} -L {}b", cow_size.0)
+        }
+        Edit::RemoveCowSnapshot { lv } => {
+            existing(vg, lv)?;
+            cow::remove(&mut new, lv)?;
+            format!("lvremove {name}/{lv}")
         }
         Edit::RemoveThin { lv } => {
             existing(vg, lv)?;
@@ -741,6 +795,18 @@ pub fn add_pvs(vg: &mut VolumeGroup, pvs: &[NewPv]) -> Result<()> {
 /// striped LV nothing else refers to. The daemon asks before it deactivates anything,
 /// so a refused removal changes nothing at all.
 pub fn check_removable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+    cow::check_not_origin(vg, lv_name, "removing")?;
+    if let Some(snap) = cow::by_cow(vg, lv_name) {
+        return Err(LvmError::LvUnsupported {
+            vg: vg.name.clone(),
+            lv: lv_name.into(),
+            why: format!(
+                "it is a COW snapshot of {}; it is removed as a snapshot \
+                 (Edit::RemoveCowSnapshot), with its {}",
+                snap.origin, snap.segment_lv
+            ),
+        });
+    }
     if raid::all_sub_lvs(vg, lv_name).is_none() {
         check_plain(vg, lv_name)?;
     }
@@ -760,6 +826,7 @@ pub fn check_thin_removable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
 /// striped LV, or a raid1 LV whose legs are all there (grown only, [`apply`] refuses
 /// shrinking one).
 pub fn check_resizable(vg: &VolumeGroup, lv_name: &str) -> Result<()> {
+    cow::check_not_origin(vg, lv_name, "resizing")?;
     let thin = vg
         .lv(lv_name)
         .is_some_and(|l| Layout::of(l) == Layout::Thin && l.segments.len() == 1);

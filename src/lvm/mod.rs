@@ -5,6 +5,7 @@
 //! it, validate everything, build the new VG in memory, then commit. Validation happens
 //! before the first write, so bad input leaves the disks exactly as they were.
 
+pub mod cow;
 pub mod edit;
 mod raid;
 mod raid_legs;

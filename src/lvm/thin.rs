@@ -200,7 +200,7 @@ fn hidden_lv(name: String, segments: Vec<Segment>, origin: &Origin) -> LogicalVo
     origin.new_lv(name, false, vec![], segments)
 }
 
-fn allocate_linear(vg: &VolumeGroup, extents: Extents) -> Result<Vec<alloc::Area>> {
+pub(super) fn allocate_linear(vg: &VolumeGroup, extents: Extents) -> Result<Vec<alloc::Area>> {
     let req = alloc::Request {
         extents,
         shape: alloc::Shape::Linear,
@@ -217,7 +217,7 @@ fn allocate_linear(vg: &VolumeGroup, extents: Extents) -> Result<Vec<alloc::Area
     }
 }
 
-fn check_new_name(vg: &VolumeGroup, name: &str) -> Result<()> {
+pub(super) fn check_new_name(vg: &VolumeGroup, name: &str) -> Result<()> {
     check_dm_name(&vg.name, name)?;
     if vg.lv(name).is_some() {
         return Err(LvmError::LvExists {
@@ -1349,6 +1349,7 @@ mod tests {
         let origin = Origin {
             host: "h".into(),
             time: 2,
+            pv_block_sizes: Default::default(),
         };
         let mut vg = vg_with_pool();
         messages_sent(&mut vg, "pool", 1).unwrap();

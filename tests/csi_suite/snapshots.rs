@@ -181,14 +181,24 @@ pub fn snapshot_rules(e: &Env) {
     c.volume_content_source = Some(from("volume", &b.volume_id));
     assert_eq!(e.create(c).unwrap().capacity_bytes, 32 * MIB);
 
-    // Thin classes only: a thick class's volume is no source, nor is a volume of
-    // another class; a thick class takes no source.
+    // A thick class's volume gets a copy-on-write snapshot, its store `cowSize` (a
+    // share or a size; anything else refused by name); a thick class takes no source
+    // (restores are thin volumes of a pool).
     let p = e
         .create(req("pvc-p", 8 * MIB, &[("deviceClass", "plain")]))
         .unwrap();
-    let s = code(create(snap_req("snap-p", &p.volume_id)));
-    assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
-    assert!(s.message().contains("thin"), "{s:?}");
+    let mut bad = snap_req("snap-p", &p.volume_id);
+    bad.parameters.insert("cowSize".into(), "150%".into());
+    let s = code(create(bad));
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    assert!(s.message().contains("150%"), "{s:?}");
+    let mut cow = snap_req("snap-p", &p.volume_id);
+    cow.parameters.insert("cowSize".into(), "50%".into());
+    let sp = create(cow.clone()).unwrap();
+    assert_eq!((sp.size_bytes, sp.ready_to_use), (8 * MIB, true));
+    assert_eq!(create(cow).unwrap(), sp);
+    delete(&sp.snapshot_id).unwrap();
+    delete(&sp.snapshot_id).unwrap();
     let mut r = req("pvc-y", 0, &[("deviceClass", "plain")]);
     r.volume_content_source = Some(from("snapshot", &s1.snapshot_id));
     let s = code(e.create(r));

@@ -12,6 +12,7 @@
 mod integrity;
 mod linear;
 mod raid;
+mod snapshot;
 mod striped;
 mod thin;
 mod thin_pool;
@@ -20,6 +21,7 @@ mod zero_error;
 pub use integrity::{Integrity, IntegrityStatus, TUNING as INTEGRITY_TUNING};
 pub use linear::Linear;
 pub use raid::{LegHealth, Raid, RaidLeg, RaidStatus, SyncAction};
+pub use snapshot::{Snapshot, SnapshotOrigin, SnapshotStatus};
 pub use striped::{StripeArea, Striped};
 pub use thin::Thin;
 pub use thin_pool::{Discards, ThinPool, ThinPoolFeatures};
@@ -282,6 +284,10 @@ targets! {
     Thin(Thin),
     /// dm-integrity under a raid image (lvm2's `--raidintegrity`).
     Integrity(Integrity),
+    /// An old-style snapshot's origin, over its `-real` layer.
+    SnapshotOrigin(SnapshotOrigin),
+    /// An old-style (copy-on-write) snapshot.
+    Snapshot(Snapshot),
 }
 
 /// One line of a table: `<start> <length> <type> <params>`, sectors on the device.
