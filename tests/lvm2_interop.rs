@@ -2308,13 +2308,21 @@ fn concurrent_creates_and_removes_share_commits_each_with_its_own_answer() {
     loops.lvm_ok(&["vgremove", "-f", &vg]);
 }
 
+/// The device of PV `pv` (a name in `vg`) as lvmd found it.
+fn found_dev(lvm: &lvmd::lvm::Lvm, vg: &str, pv: &str) -> String {
+    let found = lvm.read_vg(vg).unwrap();
+    let id = found.vg.pv(pv).unwrap().id;
+    found.devices[&id].display().to_string()
+}
+
 /// lvmd changes a mirror's number of legs (`lvconvert -m N`'s edit; lvm2 itself
 /// refuses `lvconvert -m` on an inactive LV, so the layout is compared with what it
 /// did in the VM in `lvm::raid_legs`'s tests): lvm2 lists a third leg (plain, and
 /// with its integrity layers) on the PV no other leg uses, `vgck` is clean, with the
 /// new legs' `REBUILD` flags and after they are dropped; leg 0 removed, the others are
 /// renamed 0 and 1 on their PVs; a removed leg kept as LVs of its own (the daemon's
-/// wipe LVs) is listed as linear LVs and removed; lvmd adds a leg to lvm2's mirror of
+/// wipe LVs) is listed as linear LVs and removed; down to one copy, lvm2 lists a linear
+/// LV on the first leg's PV; lvmd adds a leg to lvm2's mirror of
 /// the `mixed` fixture and removes it again, lvm2's other LVs intact.
 #[test]
 fn lvmd_adds_and_removes_mirror_legs_as_lvm2_lists_them() {
@@ -2412,6 +2420,18 @@ fn lvmd_adds_and_removes_mirror_legs_as_lvm2_lists_them() {
     }
     loops.vgck(&vg);
     assert!(lvm2_lvs(&loops, &vg).keys().all(|k| !k.contains("_2")));
+    // m down to one copy: lvm2 lists a linear LV on leg 0's PV, and nothing of its legs.
+    lvm.edit(&vg, &convert("m", 0, vec![], RemovedLegs::Dropped))
+        .unwrap();
+    loops.vgck(&vg);
+    let lvs = lvm2_lvs(&loops, &vg);
+    assert_eq!(text(&lvs["m"], "segtype"), "linear", "{:?}", lvs["m"]);
+    assert!(text(&lvs["m"], "devices").starts_with(&found_dev(&lvm, &vg, &leg1)));
+    assert!(
+        lvs.keys().all(|k| !k.starts_with("[m_")),
+        "{:?}",
+        lvs.keys()
+    );
     // lvm2's mirror: a leg added and removed again; its other LVs as they were.
     let mut loops = Loops::new(&[64]);
     let fixture_vg = attach_fixture(&mut loops, "mixed");

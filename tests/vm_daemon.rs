@@ -3717,6 +3717,16 @@ fn a_mirror_gains_a_leg_and_loses_its_old_one_with_data_intact() {
         "{lvs}"
     );
     bed.agree();
+    // Down to one copy (lvm2's -m 0): linear on leg 0's extents, the legs' devices
+    // gone, the other leg wiped; the data is still there, and lvm2 reads it.
+    let linear = bed.json(&["lv", "convert", "m", "--mirrors", "0"]);
+    assert_eq!(linear["layout"], "linear", "{linear}");
+    assert_eq!(bed.dm_devices(), BTreeSet::from([bed.dm_name("m")]));
+    assert!(bed.dm_table("m").unwrap().contains(" linear "));
+    wait_no_wipe_lv(&bed);
+    assert_eq!(pattern_blocks_on(Path::new(&third), LEGS, 4 * MIB), 0);
+    assert_pattern(&dev, LEGS, 0, 4 * MIB);
+    bed.agree();
     bed.json(&["lv", "deactivate", "m"]);
     let target = format!("{}/m", bed.vg);
     bed.lvm2(&["lvchange", "-ay", &target]);

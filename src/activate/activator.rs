@@ -398,6 +398,9 @@ impl Activator {
             });
         };
         let live = self.dm.table(&top.uuid)?;
+        // A mirror made linear (`lvconvert -m 0`): its legs' devices go once the raid
+        // device above them is gone.
+        let was_raid = !is_raid && live.iter().any(|l| l.2 == "raid");
         if !table_is(&live, &top.table) {
             let from = Sectors(live.iter().map(|l| l.0 + l.1).max().unwrap_or(0));
             let to = top.size();
@@ -419,6 +422,8 @@ impl Activator {
         }
         if let Some(renames) = renames {
             self.finish_raid_legs(found, &plan, renames)?;
+        } else if was_raid {
+            self.finish_raid_legs(found, &plan, Vec::new())?;
         }
         self.status_of(found, &top.uuid)?
             .ok_or_else(|| ActivateError::NotActive {

@@ -279,7 +279,7 @@ enum LvCommand {
         at: Where,
     },
     /// An active, in-sync mirror: give it N legs besides the first (as lvconvert -m N):
-    /// new legs rebuilt on PVs no leg uses, removed legs' extents zeroed.
+    /// new legs rebuilt on PVs no leg uses, removed legs' extents zeroed; 0: linear.
     Convert {
         name: String,
         #[arg(long)]

@@ -333,7 +333,8 @@ pub trait Engine: Send + Sync + 'static {
     /// An active, in-sync raid1 LV gets `mirrors + 1` legs (lvm2's `lvconvert -m`):
     /// new legs on PVs no leg uses (of `pvs`, PV devices, when given), rebuilt from the
     /// others; legs removed from the end (or those on `pvs`), their extents zeroed
-    /// before they go free. Already so: returned as it is.
+    /// before they go free; `mirrors` 0 leaves it linear on the leg left. Already so:
+    /// returned as it is.
     fn convert_logical_volume(
         &self,
         vg: &str,

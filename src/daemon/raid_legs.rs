@@ -383,8 +383,29 @@ mod tests {
         }
     }
 
+    /// Down to one copy (`-m 0`): a linear volume on the first leg's image extents,
+    /// the other leg and both metadata areas wiped before they go free.
+    #[test]
+    fn a_mirror_made_linear_keeps_its_first_legs_extents() {
+        let (e, _, z) = engine(false);
+        let before = e.meta.read("vg").unwrap();
+        let image0 = before.vg.lv("m_rimage_0").unwrap().segments.clone();
+        let info = e.convert_logical_volume("vg", "m", 0, &[]).unwrap();
+        assert_eq!(info.layout, Layout::Linear, "{info:?}");
+        let read = e.meta.read("vg").unwrap();
+        assert_eq!(read.vg.lv("m").unwrap().segments, image0);
+        assert!(zeroed(&z).is_empty());
+        assert_eq!(e.finish_wipes().unwrap(), 3);
+        let after = e.meta.read("vg").unwrap();
+        assert_eq!(
+            after.vg.free_extents(),
+            before.vg.free_extents() + Extents(1 + 1 + 3)
+        );
+        assert_eq!(after.vg.lvs.len(), 1);
+    }
+
     /// Refused with the reason, the VG as it was: a mirror still syncing, one not
-    /// active, no mirror at all, a device that is no PV of the VG, no leg left.
+    /// active, no mirror at all, a device that is no PV of the VG.
     #[test]
     fn conversions_lvmd_cannot_make_safely_are_refused() {
         let (e, act, _) = engine(false);
@@ -402,8 +423,6 @@ mod tests {
             matches!(&err, EngineError::InvalidArgument { value, .. } if value == "/dev/nope"),
             "{err}"
         );
-        let err = e.convert_logical_volume("vg", "m", 0, &[]).unwrap_err();
-        assert!(err.to_string().contains("-m 0"), "{err}");
         e.deactivate("vg", "m").unwrap();
         let err = e.convert_logical_volume("vg", "m", 2, &[]).unwrap_err();
         assert!(err.to_string().contains("not active"), "{err}");

@@ -9,7 +9,8 @@
 //! `_rimage_K_iorig`). Removed legs are those on the PVs asked for, else the last
 //! ones; the legs after them are renamed to close the gap (their `_rmeta_N` and
 //! `_rimage_N` only, as lvm2 shifts them: an integrity image keeps naming the layers it
-//! had).
+//! had). Down to one leg (`-m 0`), the LV becomes linear on that leg's image's extents,
+//! as lvm2 leaves it.
 
 use super::edit::Origin;
 use super::raid::{
@@ -84,22 +85,24 @@ pub(super) fn convert(
         unreachable!("legs_of found a raid1 segment")
     };
     let integrity = integrity_subs(vg, vg.lv(&legs[0].1).expect("all_sub_lvs checked")).is_some();
-    if mirrors == 0 {
+    if mirrors == 0 && integrity {
         return Err(LvmError::InvalidArgument {
             what: "mirror count",
             value: "0".into(),
             why: format!(
-                "lvmd keeps {vg_name}/{lv_name} a mirror of at least 2 legs (lvm2's \
-                 lvconvert -m 0 makes it linear)"
+                "{vg_name}/{lv_name} has integrity layers, which lvmd does not take off \
+                 (lvm2's lvconvert --raidintegrity n, then -m 0)"
             ),
         });
     }
-    Layout::Raid1 {
-        mirrors,
-        region_size: region_size.unwrap_or(crate::model::layout::DEFAULT_REGION_SIZE),
-        integrity,
+    if mirrors > 0 {
+        Layout::Raid1 {
+            mirrors,
+            region_size: region_size.unwrap_or(crate::model::layout::DEFAULT_REGION_SIZE),
+            integrity,
+        }
+        .check()?;
     }
-    .check()?;
     let want = mirrors as usize + 1;
     if want == legs.len() {
         // Already so (a retry of a conversion that was committed).
@@ -120,8 +123,33 @@ pub(super) fn convert(
         add_legs(vg, &lv, &legs, want, pvs, origin)?;
     } else {
         remove_legs(vg, &lv, &legs, want, pvs, removed)?;
+        if want == 1 {
+            to_linear(vg, lv_name, removed);
+        }
     }
     Ok(true)
+}
+
+/// lvm2's `lvconvert -m 0`: the one leg left (`_rmeta_0`, `_rimage_0`) goes, the LV
+/// taking its image's extents as its own linear segments, under its name and id; the
+/// leg's metadata sub-LV as `removed` says.
+fn to_linear(vg: &mut VolumeGroup, lv_name: &str, removed: &RemovedLegs) {
+    let (meta, image) = (meta_name(lv_name, 0), image_name(lv_name, 0));
+    let segments = vg.lv(&image).expect("the leg left").segments.clone();
+    vg.lv_mut(lv_name).expect("caller checked").segments = segments;
+    vg.lvs.retain(|l| l.name != image);
+    match removed {
+        RemovedLegs::Dropped => vg.lvs.retain(|l| l.name != meta),
+        RemovedLegs::Kept { name_prefix, tags } => {
+            let l = vg.lv_mut(&meta).expect("the leg left");
+            l.name = format!("{name_prefix}{}", l.id.compact());
+            l.status.retain(|s| s != REBUILD);
+            if !l.status.iter().any(|s| s == "VISIBLE") {
+                l.status.push("VISIBLE".into());
+            }
+            l.tags = tags.clone();
+        }
+    }
 }
 
 fn add_legs(
@@ -465,6 +493,39 @@ mod tests {
         }
     }
 
+    /// `-m 0` as lvm2's (m2 → m3): the LV linear on leg 0's extents, under its id, its
+    /// legs gone; kept, leg 0's metadata and leg 1 stay as LVs of their own.
+    #[test]
+    fn a_mirror_becomes_linear_on_its_first_leg_as_lvm2_makes_it() {
+        let (from, lvm2) = (fixture("m2"), fixture("m3"));
+        let ours = apply(
+            &from,
+            &convert("m", 0, &[], RemovedLegs::Dropped),
+            &origin(),
+        )
+        .unwrap()
+        .vg;
+        assert_same_lvs(&ours, &lvm2);
+        assert_eq!(ours.lv("m").unwrap().id, from.lv("m").unwrap().id);
+        let removed = RemovedLegs::Kept {
+            name_prefix: "wipe-".into(),
+            tags: vec!["gone".into()],
+        };
+        let kept = apply(&from, &convert("m", 0, &[], removed), &origin())
+            .unwrap()
+            .vg;
+        assert_eq!(
+            kept.lv("m").unwrap().segments,
+            lvm2.lv("m").unwrap().segments
+        );
+        for sub in ["m_rmeta_0", "m_rmeta_1", "m_rimage_1"] {
+            let was = from.lv(sub).unwrap();
+            let l = kept.lv(&format!("wipe-{}", was.id.compact())).unwrap();
+            assert_eq!(l.segments, was.segments, "{sub}");
+        }
+        assert_eq!(kept.lvs.len(), 4);
+    }
+
     /// Kept, the removed leg's linear sub-LVs stay as visible LVs named by their uuids
     /// with the tags asked for, on the extents they had; the integrity image over
     /// them goes.
@@ -496,8 +557,13 @@ mod tests {
     #[test]
     fn conversions_that_cannot_be_done_are_refused() {
         let vg = fixture("m1");
-        let e = apply(&vg, &convert("m", 0, &[], RemovedLegs::Dropped), &origin()).unwrap_err();
-        assert!(e.to_string().contains("-m 0"), "{e}");
+        let e = apply(
+            &fixture("n1"),
+            &convert("n", 0, &[], RemovedLegs::Dropped),
+            &origin(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("--raidintegrity n"), "{e}");
         let e = apply(&vg, &convert("m", 4, &[], RemovedLegs::Dropped), &origin()).unwrap_err();
         assert!(matches!(e, LvmError::Alloc { .. }), "{e}");
         let e = apply(
