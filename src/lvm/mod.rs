@@ -930,12 +930,9 @@ impl Lvm {
                     continue;
                 }
             }
-            match edit::apply(&vg, edit, &origin) {
-                Ok(edited) if edited.changed => {
-                    vg = edited.vg;
-                    descriptions.push(edited.description);
-                }
-                Ok(_) => {}
+            match edit::apply_in_place(&mut vg, edit, &origin) {
+                Ok(Some(description)) => descriptions.push(description),
+                Ok(None) => {}
                 Err(e) => *result = Err(e),
             }
         }

@@ -43,14 +43,16 @@ struct Queue {
     started: bool,
 }
 
-/// Called before each job (tests hold the writer with it).
-pub type BeforeWrite = Box<dyn Fn() + Send + Sync>;
+/// Called by the writer's thread: before each job (tests hold the writer with it), and
+/// when it has written everything queued.
+pub type Hook = Box<dyn Fn() + Send + Sync>;
 
 pub struct BackupWriter {
     dirs: BackupDirs,
     queue: Mutex<Queue>,
     changed: Condvar,
-    before_write: Option<BeforeWrite>,
+    before_write: Option<Hook>,
+    when_idle: Option<Hook>,
 }
 
 impl std::fmt::Debug for BackupWriter {
@@ -62,12 +64,17 @@ impl std::fmt::Debug for BackupWriter {
 }
 
 impl BackupWriter {
-    pub fn new(dirs: BackupDirs, before_write: Option<BeforeWrite>) -> Arc<BackupWriter> {
+    pub fn new(
+        dirs: BackupDirs,
+        before_write: Option<Hook>,
+        when_idle: Option<Hook>,
+    ) -> Arc<BackupWriter> {
         Arc::new(BackupWriter {
             dirs,
             queue: Mutex::default(),
             changed: Condvar::new(),
             before_write,
+            when_idle,
         })
     }
 
@@ -119,8 +126,16 @@ impl BackupWriter {
                 hook();
             }
             self.write(&job);
-            self.queue.lock().unwrap().busy = false;
+            drop(job);
+            let idle = {
+                let mut q = self.queue.lock().unwrap();
+                q.busy = false;
+                q.jobs.is_empty()
+            };
             self.changed.notify_all();
+            if let Some(hook) = self.when_idle.as_ref().filter(|_| idle) {
+                hook();
+            }
         }
     }
 
@@ -184,10 +199,10 @@ mod tests {
         // Held until released, so every job is queued before the first is written.
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let rx = Mutex::new(rx);
-        let hold: BeforeWrite = Box::new(move || {
+        let hold: Hook = Box::new(move || {
             let _ = rx.lock().unwrap().recv();
         });
-        let w = BackupWriter::new(dirs.clone(), Some(hold));
+        let w = BackupWriter::new(dirs.clone(), Some(hold), None);
         let v1 = fixture();
         let v2 = bump(&v1, "two");
         let v3 = bump(&v2, "three");
