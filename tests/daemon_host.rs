@@ -438,3 +438,181 @@ fn class_devices_holding_anything_are_refused_and_left_unchanged() {
     }
     loops.lvm_ok(&["vgremove", "-f", &vg]);
 }
+
+/// A config with one device class on `loops`, and its socket.
+fn one_class(loops: &Loops, vg: &str) -> (PathBuf, PathBuf) {
+    let dir = loops.dir.path();
+    let socket = dir.join("lvmd.sock");
+    let config = dir.join("lvmd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[device_classes.disks]\nvolume_group = \"{vg}\"\ndefault = true\ndevices = {}\n",
+            loops.daemon_config(&socket, &dir.join("kubelet")),
+            loops.toml_devices(),
+        ),
+    )
+    .unwrap();
+    (config, socket)
+}
+
+fn vg_seqno(loops: &Loops, vg: &str) -> u64 {
+    num(
+        &loops.report(&["vgs", vg, "-o", "vg_seqno"], "vg")[0],
+        "vg_seqno",
+    )
+}
+
+/// The VG in an lvm2 backup or archive file.
+fn backed_up(path: &Path) -> lvmd::model::VolumeGroup {
+    let text = std::fs::read_to_string(path).unwrap();
+    let doc = lvmd::format::text::parse(&text).unwrap();
+    lvmd::model::VolumeGroup::from_document(&doc).unwrap().0
+}
+
+/// lvm2's backup files are written after lvmd answers. A kill -9 between an answer
+/// and its backup leaves the backup behind the VG; the next start rewrites it before
+/// serving (the older one archived), so `vgcfgrestore` finds the VG as it is; a clean
+/// stop writes every pending backup first.
+#[test]
+fn a_backup_cut_by_a_kill_after_the_answer_is_rewritten_at_start() {
+    if !host_tests_enabled("a_backup_cut_by_a_kill_after_the_answer_is_rewritten_at_start") {
+        return;
+    }
+    let loops = Loops::new(&[64, 64]);
+    let vg = vg_name("bkup");
+    let (config, socket) = one_class(&loops, &vg);
+    let backup = loops.backup_dir().join(&vg);
+    let mut d = Daemon::start(&config, &socket);
+    d.json(&["lv", "create", "first", "8MiB"]);
+    d.stop();
+    assert_eq!(backed_up(&backup).seqno, vg_seqno(&loops, &vg));
+    assert!(backed_up(&backup).lv("first").is_some());
+
+    let hold = loops.dir.path().join("hold-backups");
+    std::fs::write(&hold, "").unwrap();
+    let d = Daemon::start_with(
+        &config,
+        &socket,
+        &[("LVMD_TEST_HOLD_BACKUPS", hold.to_str().unwrap())],
+    );
+    d.json(&["lv", "create", "second", "8MiB"]);
+    d.json(&["lv", "create", "third", "8MiB"]);
+    // Answered and on disk; the backup is still the version before.
+    let before = backed_up(&backup);
+    assert!(before.lv("second").is_none());
+    assert!(before.seqno < vg_seqno(&loops, &vg));
+    drop(d); // kill -9
+    std::fs::remove_file(&hold).unwrap();
+
+    let mut d = Daemon::start(&config, &socket);
+    let now = backed_up(&backup);
+    assert_eq!(now.seqno, vg_seqno(&loops, &vg));
+    let on_disk = loops.lvmd().read_vg(&vg).unwrap();
+    assert_eq!(&now, on_disk.vg.as_ref(), "the backup is the VG on disk");
+    // lvm2 accepts it for a restore, and lists the version it replaced as archived.
+    loops.lvm_ok(&[
+        "vgcfgrestore",
+        "--test",
+        "-f",
+        backup.to_str().unwrap(),
+        &vg,
+    ]);
+    let listed = loops.lvm_ok(&["vgcfgrestore", "--list", &vg]);
+    let archived: Vec<u64> = std::fs::read_dir(loops.archive_dir())
+        .unwrap()
+        .map(|e| backed_up(&e.unwrap().path()).seqno)
+        .collect();
+    assert!(archived.contains(&before.seqno), "{archived:?}\n{listed}");
+    d.stop();
+    loops.vgck(&vg);
+    loops.lvm_ok(&["vgremove", "-f", &vg]);
+}
+
+/// Concurrent creates go in group commits; the daemon killed in the middle of one (its
+/// first PV's header written, the second's not): after a restart every create that was
+/// answered is there, whole, and every volume on disk is one that was asked for, whole;
+/// lvm2's vgck is clean once the next commit wrote every copy.
+#[test]
+fn a_group_commit_cut_by_a_kill_leaves_every_answered_create_whole() {
+    if !host_tests_enabled("a_group_commit_cut_by_a_kill_leaves_every_answered_create_whole") {
+        return;
+    }
+    let loops = Loops::new(&[128, 128]);
+    let vg = vg_name("grpkill");
+    let (config, socket) = one_class(&loops, &vg);
+    let mut d = Daemon::start(&config, &socket);
+    d.stop();
+    // Two PVs, one area each: two headers per commit. Two creates one after the other
+    // (answered for sure), then N at once: the first of those commits alone (headers
+    // 5 and 6) while the others queue, and the group of those that queued meanwhile
+    // is the 4th commit, killed after its first header (the 7th).
+    let mut d = Daemon::start_with(&config, &socket, &[("LVMD_TEST_CRASH_AFTER", "header@7")]);
+    d.json(&["lv", "create", "before0", "8MiB"]);
+    d.json(&["lv", "create", "before1", "8MiB"]);
+    const N: usize = 12;
+    let mut answered: Vec<(String, bool)> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..N)
+            .map(|i| {
+                let socket = socket.clone();
+                s.spawn(move || {
+                    let name = format!("vol{i:02}");
+                    let out = common::daemon::ctl(&socket, &["lv", "create", &name, "8MiB"]);
+                    (name, out.status.success())
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let log = d.wait_killed();
+    assert!(log.contains("killing myself"), "{log}");
+    answered.extend(["before0", "before1"].map(|n| (n.to_owned(), true)));
+    let ok: Vec<&str> = answered
+        .iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert!(ok.len() < N + 2, "the kill stopped some: {answered:?}");
+
+    let mut d = Daemon::start(&config, &socket);
+    let listed = d.json(&["lv", "list", "--class", "disks"]);
+    let on_disk: Vec<(String, u64)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_owned(),
+                v["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for name in &ok {
+        assert!(
+            on_disk.iter().any(|(n, _)| n == name),
+            "{name} was answered but is gone: {on_disk:?}"
+        );
+    }
+    for (name, size) in &on_disk {
+        assert!(
+            answered.iter().any(|(n, _)| n == name),
+            "{name} never asked for"
+        );
+        assert_eq!(*size, 8 << 20, "{name}");
+    }
+    // The cut commit's first header landed, so its version (the highest seqno) won:
+    // creates never answered are there too, whole.
+    assert!(
+        on_disk.len() > ok.len(),
+        "answered {ok:?}, on disk {on_disk:?}"
+    );
+    // A retry of every create succeeds (idempotent for those there), and one commit
+    // rewrites both copies.
+    for (name, _) in &answered {
+        d.json(&["lv", "create", name, "8MiB"]);
+    }
+    assert_eq!(lv_rows(&loops, &vg).len(), N + 2);
+    d.stop();
+    loops.vgck(&vg);
+    loops.lvm_ok(&["vgremove", "-f", &vg]);
+}

@@ -126,7 +126,7 @@ async fn serve_engine(config: Config, engine: Arc<dyn Engine>) -> Result<(), Err
     let listener = tokio::net::UnixListener::from_std(listener)?;
     lvmd::daemon::auto_repair::spawn(engine.clone(), &config);
     lvmd::daemon::auto_grow::spawn(engine.clone(), &config);
-    let api = Api::new(engine, DeviceClasses::from_config(&config));
+    let api = Api::new(engine.clone(), DeviceClasses::from_config(&config));
     let policy = config.access_policy();
     tracing::info!(socket = %config.socket.display(), from_systemd = (source == Source::Systemd), allow = %policy, "listening");
     if let Some(why) = run::unreachable_peers(&config, &source) {
@@ -138,6 +138,8 @@ async fn serve_engine(config: Config, engine: Arc<dyn Engine>) -> Result<(), Err
     }
     let poll = Duration::from_secs(config.capacity_poll_seconds);
     let r = serve(listener, api, policy, poll, shutdown_signal()).await;
+    // Backups of the last commits, so a clean stop leaves them current.
+    engine.flush_background_writes();
     if source == Source::Bound {
         let _ = std::fs::remove_file(&config.socket);
     }

@@ -1,5 +1,6 @@
 //! Crash points for tests: `LVMD_TEST_CRASH_AFTER=<point>` makes the daemon kill itself
-//! with SIGKILL there, the first time it gets there, as a power cut or `kill -9` would.
+//! with SIGKILL there, the first time it gets there, as a power cut or `kill -9` would;
+//! `<point>@<n>`, the n-th time (a later commit, one of a group of edits).
 //! Unset (always, outside tests) nothing happens.
 //!
 //! Points inside a metadata commit (through the `Lvm` library's fault injector):
@@ -49,6 +50,9 @@
 //!
 //! `LVMD_TEST_HOLD_WIPES=<file>`: background wipes wait while that file exists, so a
 //! test can look at a wipe in progress on devices that zero too fast to catch.
+//! `LVMD_TEST_HOLD_BACKUPS=<file>`: lvm2's backup and archive files of answered commits
+//! wait while that file exists, so a test can kill the daemon between an answer and
+//! its backup (`store::backup_writer`).
 
 use crate::lvm::FaultInjector;
 use crate::store::CommitStep;
@@ -56,16 +60,29 @@ use std::sync::{Arc, OnceLock};
 
 pub const ENV: &str = "LVMD_TEST_CRASH_AFTER";
 
-fn wanted() -> Option<&'static str> {
-    static WANTED: OnceLock<Option<String>> = OnceLock::new();
+/// The point asked for, and at which arrival there to die (`<point>@<n>`: the n-th;
+/// else the first).
+fn wanted() -> Option<(&'static str, u64)> {
+    static WANTED: OnceLock<Option<(String, u64)>> = OnceLock::new();
     WANTED
-        .get_or_init(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()))
-        .as_deref()
+        .get_or_init(|| {
+            let v = std::env::var(ENV).ok().filter(|s| !s.is_empty())?;
+            Some(match v.split_once('@') {
+                Some((p, n)) => (p.to_owned(), n.parse().ok().filter(|n| *n > 0)?),
+                None => (v, 1),
+            })
+        })
+        .as_ref()
+        .map(|(p, n)| (p.as_str(), *n))
 }
 
-/// Dies here if the crash point asked for is `name`.
+/// Dies here if the crash point asked for is `name` (and this is the arrival asked for).
 pub fn point(name: &str) {
-    if wanted() == Some(name) {
+    static ARRIVALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Some((_, nth)) = wanted().filter(|(p, _)| *p == name) else {
+        return;
+    };
+    if ARRIVALS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == nth {
         tracing::error!(point = name, "{ENV}: killing myself with SIGKILL");
         // SAFETY: kill(2) on our own pid.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
@@ -75,19 +92,31 @@ pub fn point(name: &str) {
 }
 
 pub const HOLD_ENV: &str = "LVMD_TEST_HOLD_WIPES";
+pub const HOLD_BACKUPS_ENV: &str = "LVMD_TEST_HOLD_BACKUPS";
 
 /// Waits while the file [`HOLD_ENV`] names exists (tests only; unset: returns at once).
 pub fn hold_wipes() {
     static HOLD: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
-    let Some(path) = HOLD.get_or_init(|| {
-        std::env::var_os(HOLD_ENV)
+    hold(&HOLD, HOLD_ENV, "background wipes");
+}
+
+/// Waits while the file [`HOLD_BACKUPS_ENV`] names exists: lvm2's backup files of the
+/// commits answered meanwhile are not written (tests only; unset: returns at once).
+pub fn hold_backups() {
+    static HOLD: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    hold(&HOLD, HOLD_BACKUPS_ENV, "backup writes");
+}
+
+fn hold(cell: &OnceLock<Option<std::path::PathBuf>>, env: &str, what: &str) {
+    let Some(path) = cell.get_or_init(|| {
+        std::env::var_os(env)
             .filter(|s| !s.is_empty())
             .map(Into::into)
     }) else {
         return;
     };
     if path.exists() {
-        tracing::warn!(file = %path.display(), "{HOLD_ENV}: background wipes wait for the file to go");
+        tracing::warn!(file = %path.display(), "{env}: {what} wait for the file to go");
         while path.exists() {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
@@ -96,7 +125,7 @@ pub fn hold_wipes() {
 
 /// The commit hook for the library, when a commit step is asked for.
 pub fn injector() -> Option<FaultInjector> {
-    let w = wanted()?;
+    let (w, _) = wanted()?;
     if !matches!(w, "text" | "synced" | "header") {
         return None;
     }

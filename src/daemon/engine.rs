@@ -304,6 +304,9 @@ pub struct VolumeKey {
 }
 
 pub trait Engine: Send + Sync + 'static {
+    /// Waits until what the engine writes after answering is written (lvm2's backup
+    /// files, see `store::backup_writer`): at shutdown. Default: nothing is deferred.
+    fn flush_background_writes(&self) {}
     /// VGs on the devices the engine knows, by name.
     fn volume_groups(&self) -> Result<Vec<VgInfo>>;
     fn volume_group(&self, vg: &str) -> Result<VgInfo>;

@@ -360,6 +360,12 @@ impl Metadata for LvmMetadata {
         }
     }
 
+    fn flush_background_writes(&self) {
+        if let Some(w) = &self.lvm.read().unwrap().backup_writer {
+            w.flush();
+        }
+    }
+
     fn has_stale_copies(&self, vg: &str) -> Result<bool, LvmError> {
         let found = self.lvm().read_vg(vg)?;
         Ok(!found.stale.is_empty() || !found.damaged.is_empty())

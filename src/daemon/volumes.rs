@@ -64,6 +64,8 @@ pub trait Metadata: Send + Sync + 'static {
     fn has_stale_copies(&self, _vg: &str) -> std::result::Result<bool, LvmError> {
         Ok(false)
     }
+    /// Waits for what the store writes after answering (lvm2's backup files).
+    fn flush_background_writes(&self) {}
 }
 
 /// One writer per VG at a time, many readers, inside this process. (lvm2's file locks,
@@ -1153,6 +1155,10 @@ impl<M: Metadata> VolumeEngine<M> {
 }
 
 impl<M: Metadata> Engine for VolumeEngine<M> {
+    fn flush_background_writes(&self) {
+        self.meta.flush_background_writes();
+    }
+
     fn thin_pool(&self, vg: &str) -> Result<Option<super::thin::ThinPoolInfo>> {
         self.thin_pool_info(vg)
     }

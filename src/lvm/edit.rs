@@ -383,6 +383,67 @@ pub fn check_size(size: Bytes) -> Result<()> {
 /// Applies `edit` to `vg`. Everything is checked before anything changes; an error
 /// means the VG is as it was.
 pub fn apply(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
+    if changes_only_once_checked(edit) {
+        let mut new = vg.clone();
+        let description = apply_checked_in_place(&mut new, edit, origin)?;
+        return Ok(Edited {
+            vg: new,
+            description,
+            changed: true,
+        });
+    }
+    apply_to_copy(vg, edit, origin)
+}
+
+/// As [`apply`], to `vg` itself: `Some(description)` when it changed, and on `Err`
+/// `vg` is as it was. What a group commit applies its edits with, so the usual group
+/// (creates and removals of linear and striped LVs, which touch nothing before every
+/// check passed) costs one copy of the VG, not one per edit.
+pub fn apply_in_place(
+    vg: &mut VolumeGroup,
+    edit: &Edit,
+    origin: &Origin,
+) -> Result<Option<String>> {
+    if changes_only_once_checked(edit) {
+        return apply_checked_in_place(vg, edit, origin).map(Some);
+    }
+    let edited = apply_to_copy(vg, edit, origin)?;
+    if !edited.changed {
+        return Ok(None);
+    }
+    *vg = edited.vg;
+    Ok(Some(edited.description))
+}
+
+/// The edits whose every check comes before their one change to the VG.
+fn changes_only_once_checked(edit: &Edit) -> bool {
+    match edit {
+        Edit::CreateLv(spec) => !matches!(spec.layout, Layout::Raid1 { .. }),
+        Edit::RemoveLv { .. } => true,
+        _ => false,
+    }
+}
+
+fn apply_checked_in_place(vg: &mut VolumeGroup, edit: &Edit, origin: &Origin) -> Result<String> {
+    edit.check(&vg.name)?;
+    let name = vg.name.clone();
+    match edit {
+        Edit::CreateLv(spec) => {
+            create(vg, spec, origin)?;
+            Ok(format!("lvcreate {name}/{}", spec.name))
+        }
+        Edit::RemoveLv { lv } => {
+            existing(vg, lv)?;
+            check_removable(vg, lv)?;
+            let subs = raid::all_sub_lvs(vg, lv).unwrap_or_default();
+            vg.lvs.retain(|l| l.name != *lv && !subs.contains(&l.name));
+            Ok(format!("lvremove {name}/{lv}"))
+        }
+        _ => unreachable!("only edits changes_only_once_checked accepts"),
+    }
+}
+
+fn apply_to_copy(vg: &VolumeGroup, edit: &Edit, origin: &Origin) -> Result<Edited> {
     edit.check(&vg.name)?;
     let mut new = vg.clone();
     let name = &vg.name;
@@ -953,5 +1014,86 @@ fn no_shrink(
              shrink them (to {} extents)",
             current.0, target.0
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::text::parse;
+
+    fn fixture() -> VolumeGroup {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/lvm2/simple/vgcfgbackup.txt");
+        let text = std::fs::read_to_string(p).unwrap();
+        VolumeGroup::from_document(&parse(&text).unwrap())
+            .unwrap()
+            .0
+    }
+
+    fn create(name: &str, size: Bytes) -> Edit {
+        Edit::CreateLv(LvSpec {
+            name: name.into(),
+            size,
+            layout: Layout::Linear,
+            tags: vec![],
+        })
+    }
+
+    /// A group commit applies its edits to one model: each must do what `apply` does,
+    /// and one refused must leave the model as it was for the next.
+    #[test]
+    fn in_place_edits_match_apply_and_a_refused_one_changes_nothing() {
+        let origin = Origin {
+            host: "test".into(),
+            time: 1,
+        };
+        let vg = fixture();
+        let existing = vg.lvs[0].name.clone();
+        let edits = [
+            create("new1", Bytes(8 << 20)),
+            create(&existing, Bytes(8 << 20)),
+            create("huge", Bytes(1 << 50)),
+            Edit::RemoveLv {
+                lv: "absent".into(),
+            },
+            Edit::RemoveLv {
+                lv: existing.clone(),
+            },
+            Edit::ChangeVgTags {
+                add: vec!["t".into()],
+                del: vec![],
+            },
+        ];
+        let mut in_place = vg.clone();
+        let mut copied = vg.clone();
+        for edit in &edits {
+            let before = in_place.clone();
+            let a = apply_in_place(&mut in_place, edit, &origin);
+            let b = apply(&copied, edit, &origin);
+            match (a, b) {
+                (Ok(Some(d)), Ok(e)) => {
+                    assert!(e.changed);
+                    assert_eq!(d, e.description);
+                    copied = e.vg;
+                    // A new LV's uuid is random: the same on both sides for comparing.
+                    for lv in copied.lvs.iter_mut() {
+                        if let Some(l) = in_place.lv(&lv.name) {
+                            lv.id = l.id;
+                        }
+                    }
+                }
+                (Err(_), Err(_)) => {
+                    assert_eq!(in_place, before, "{edit:?} refused, yet changed it")
+                }
+                (a, b) => panic!(
+                    "{edit:?}: in place {a:?}, copied {:?}",
+                    b.map(|e| e.description)
+                ),
+            }
+            assert_eq!(in_place, copied, "{edit:?}");
+        }
+        assert!(in_place.lv("new1").is_some());
+        assert!(in_place.lv(&existing).is_none());
     }
 }

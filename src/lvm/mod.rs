@@ -27,6 +27,7 @@ use crate::format::mda::{MdaHeader, MDA_HEADER_SIZE};
 use crate::model::name::{validate_vg_name, NameError, TagError};
 use crate::model::{LogicalVolume, ModelError, TextHeader, VolumeGroup};
 use crate::store::backup::BackupDirs;
+use crate::store::backup_writer::{BackupWriter, Version};
 use crate::store::commit::{commit, CommitStep, CommitTarget};
 use crate::store::devices_file::DevicesFileLocation;
 use crate::store::lock::{LockGuard, LockMode, Locker, Resource, DEFAULT_LOCK_DIR};
@@ -170,6 +171,10 @@ pub struct Lvm {
     pub locker: Locker,
     /// `None`: keep no backup files (tests of many VGs in parallel).
     pub backup: Option<BackupDirs>,
+    /// When set, each commit's archive and backup are written by it after the commit,
+    /// off the caller's path (the daemon; see `store::backup_writer`), instead of
+    /// inside the commit into `backup`.
+    pub backup_writer: Option<Arc<BackupWriter>>,
     pub host: String,
     /// Fault injection for crash tests: called after each commit step.
     pub inject: Option<FaultInjector>,
@@ -299,6 +304,7 @@ impl Lvm {
             devices,
             locker: Locker::new(DEFAULT_LOCK_DIR),
             backup: Some(BackupDirs::default()),
+            backup_writer: None,
             host: host_name(),
             inject: None,
             lvm2_run_dir: crate::store::hints::DEFAULT_RUN_DIR.into(),
@@ -476,8 +482,10 @@ impl Lvm {
             .map(|(device, label)| CommitTarget { device, label })
             .collect();
         let mut inject = |step| self.inject.as_ref().is_none_or(|f| (f.0)(step));
-        // A new VG has no previous version to archive.
-        if let (Some(b), false) = (&self.backup, old.text.is_empty()) {
+        // A new VG has no previous version to archive. lvm2 archives before its commit;
+        // with a writer the archive follows the commit (see `store::backup_writer`).
+        let new_vg = old.text.is_empty();
+        if let (Some(b), false, None) = (&self.backup, new_vg, &self.backup_writer) {
             b.archive(&old.vg, &old.header)?;
         }
         let committed = commit(vg, &header, &targets, &mut inject)?;
@@ -489,8 +497,21 @@ impl Lvm {
                 write_label(dev, label)?;
             }
         }
-        if let Some(b) = &self.backup {
-            b.write_backup(vg, &header)?;
+        let now = Arc::new(vg.clone());
+        match (&self.backup_writer, &self.backup) {
+            (Some(w), _) => {
+                let replaced = (!new_vg).then(|| Version {
+                    vg: Arc::clone(&old.vg),
+                    header: old.header.clone(),
+                });
+                let written = Version {
+                    vg: Arc::clone(&now),
+                    header: header.clone(),
+                };
+                w.submit(replaced, written);
+            }
+            (None, Some(b)) => b.write_backup(vg, &header)?,
+            (None, None) => {}
         }
         info!(vg = %vg.name, seqno = vg.seqno, "{}", header.description);
         // Every area of every present PV now holds this text. A VG written around a
@@ -519,7 +540,7 @@ impl Lvm {
         pvs.sort_by_key(|p| p.label.pv_uuid);
         let fingerprint = (written.len() == vg.pvs.len()).then_some(Fingerprint(pvs));
         Ok(VgOnDisk {
-            vg: Arc::new(vg.clone()),
+            vg: now,
             header,
             text: committed.text,
             devices: written_paths,
@@ -846,6 +867,10 @@ impl Lvm {
                     .join(", "),
             });
         }
+        // The files of earlier commits first, so none lands after the removal.
+        if let Some(w) = &self.backup_writer {
+            w.flush();
+        }
         if let Some(b) = &self.backup {
             b.archive(&found.vg, &found.header)?;
         }
@@ -910,12 +935,9 @@ impl Lvm {
                     continue;
                 }
             }
-            match edit::apply(&vg, edit, &origin) {
-                Ok(edited) if edited.changed => {
-                    vg = edited.vg;
-                    descriptions.push(edited.description);
-                }
-                Ok(_) => {}
+            match edit::apply_in_place(&mut vg, edit, &origin) {
+                Ok(Some(description)) => descriptions.push(description),
+                Ok(None) => {}
                 Err(e) => *result = Err(e),
             }
         }

@@ -69,6 +69,24 @@ impl BackupDirs {
         replace_file(&self.backup_path(&vg.name), &backup_text(vg, header))
     }
 
+    /// The VG id and seqno the backup file of `vg_name` holds, from the opening of its
+    /// VG section (after the header lines, whose description is a command line: a few
+    /// KiB at most); `None` when there is no file or it does not open as lvm2's do.
+    pub fn backup_version(&self, vg_name: &str) -> Option<(String, u64)> {
+        const HEAD: u64 = 16 << 10;
+        let mut head = Vec::new();
+        fs::File::open(self.backup_path(vg_name))
+            .and_then(|f| f.take(HEAD).read_to_end(&mut head))
+            .ok()?;
+        let head = String::from_utf8_lossy(&head);
+        let opening = format!("\n{vg_name} {{\n\tid = \"");
+        let rest = &head[head.find(&opening)? + opening.len()..];
+        let (id, rest) = rest.split_once('"')?;
+        let digits = rest.strip_prefix("\n\tseqno = ")?;
+        let end = digits.find(|c: char| !c.is_ascii_digit())?;
+        Some((id.to_owned(), digits[..end].parse().ok()?))
+    }
+
     /// Archives the backup file itself when it holds this very version of the VG, as
     /// it does after every commit (lvmd's or lvm2's): a hard link to it as `to`, so
     /// the text (megabytes for thousands of volumes) is neither rendered nor written
@@ -76,21 +94,50 @@ impl BackupDirs {
     /// which leaves the archived file as it is. `false`: not that version, or no link
     /// possible here (another filesystem); the caller writes the archive.
     fn link_current_backup(&self, vg: &VolumeGroup, to: &Path) -> bool {
-        // The VG section opens with its id and seqno, after the header lines (whose
-        // description is a command line: a few KiB at most).
-        const HEAD: u64 = 16 << 10;
-        let from = self.backup_path(&vg.name);
-        let mut head = Vec::new();
-        let read = fs::File::open(&from).and_then(|f| f.take(HEAD).read_to_end(&mut head));
-        if read.is_err() {
-            return false;
+        let holds = self.backup_version(&vg.name) == Some((vg.id.to_string(), vg.seqno));
+        holds && fs::hard_link(self.backup_path(&vg.name), to).is_ok()
+    }
+
+    /// Brings the backup of `vg` (the VG as it is on disk) up to date when it holds an
+    /// older version or none, as lvm2 does when it reads a VG (`check_current_backup`):
+    /// the file found is archived as it is, then the backup is written. A backup of a
+    /// newer seqno is left alone (another writer is ahead of the version given).
+    /// `true`: it was rewritten.
+    pub fn refresh(&self, vg: &VolumeGroup, header: &TextHeader) -> Result<bool, StoreError> {
+        let found = self.backup_version(&vg.name);
+        let id = vg.id.to_string();
+        if matches!(&found, Some((i, seqno)) if *i == id && *seqno >= vg.seqno) {
+            return Ok(false);
         }
-        let opening = format!(
-            "\n{} {{\n\tid = \"{}\"\n\tseqno = {}\n",
-            vg.name, vg.id, vg.seqno
-        );
-        let holds = head.windows(opening.len()).any(|w| w == opening.as_bytes());
-        holds && fs::hard_link(&from, to).is_ok()
+        let from = self.backup_path(&vg.name);
+        if from.exists() {
+            if let Some(to) = self.next_archive(&vg.name)? {
+                if fs::hard_link(&from, &to).is_err() {
+                    let text = fs::read_to_string(&from).map_err(io(&from, "read"))?;
+                    replace_file(&to, &text)?;
+                }
+                self.prune_archive(&vg.name)?;
+            }
+        }
+        self.write_backup(vg, header)?;
+        Ok(true)
+    }
+
+    /// [`BackupDirs::write_backup`] unless the backup holds a newer version of the same
+    /// VG already (written later by another writer: lvm2, which also takes its own
+    /// backup after its commit). `true`: written.
+    pub fn write_backup_unless_newer(
+        &self,
+        vg: &VolumeGroup,
+        header: &TextHeader,
+    ) -> Result<bool, StoreError> {
+        if let Some((id, seqno)) = self.backup_version(&vg.name) {
+            if id == vg.id.to_string() && seqno > vg.seqno {
+                return Ok(false);
+            }
+        }
+        self.write_backup(vg, header)?;
+        Ok(true)
     }
 
     /// Removes the backup of a VG that no longer exists (lvm2 does on vgremove).
@@ -102,16 +149,9 @@ impl BackupDirs {
         }
     }
 
-    /// Keeps the version about to be replaced in the archive as `<vg>_<NNNNN>-<random>.vg`
-    /// (lvm2's naming, which `vgcfgrestore --list` parses),
-    /// numbered after the highest one there, and drops the oldest beyond
-    /// [`ARCHIVES_KEPT`].
-    pub fn archive(&self, vg: &VolumeGroup, header: &TextHeader) -> Result<(), StoreError> {
-        let Some(dir) = &self.archive else {
-            return Ok(());
-        };
-        fs::create_dir_all(dir).map_err(io(dir, "create directory"))?;
-        let prefix = format!("{}_", vg.name);
+    /// The archive files of `vg_name` by number, lowest first.
+    fn archived(&self, dir: &Path, vg_name: &str) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+        let prefix = format!("{vg_name}_");
         let mut numbered: Vec<(u64, PathBuf)> = fs::read_dir(dir)
             .map_err(io(dir, "list"))?
             .filter_map(|e| e.ok())
@@ -124,23 +164,52 @@ impl BackupDirs {
             })
             .collect();
         numbered.sort();
-        let next = numbered.last().map_or(0, |(n, _)| n + 1);
+        Ok(numbered)
+    }
+
+    /// Where the next archive of `vg_name` goes, as `<vg>_<NNNNN>-<random>.vg` (lvm2's
+    /// naming, which `vgcfgrestore --list` parses), numbered after the highest one
+    /// there; `None` when archiving is off.
+    fn next_archive(&self, vg_name: &str) -> Result<Option<PathBuf>, StoreError> {
+        let Some(dir) = &self.archive else {
+            return Ok(None);
+        };
+        fs::create_dir_all(dir).map_err(io(dir, "create directory"))?;
+        let next = self
+            .archived(dir, vg_name)?
+            .last()
+            .map_or(0, |(n, _)| n + 1);
         let mut random = [0u8; 4];
         getrandom::fill(&mut random).expect("the kernel's random source failed");
-        let path = dir.join(format!(
-            "{}_{next:05}-{}.vg",
-            vg.name,
+        Ok(Some(dir.join(format!(
+            "{vg_name}_{next:05}-{}.vg",
             u32::from_ne_bytes(random) % 1_000_000_000
-        ));
-        if !self.link_current_backup(vg, &path) {
-            replace_file(&path, &backup_text(vg, header))?;
-        }
-        numbered.push((next, path));
+        ))))
+    }
+
+    /// Drops the oldest archives of `vg_name` beyond [`ARCHIVES_KEPT`].
+    fn prune_archive(&self, vg_name: &str) -> Result<(), StoreError> {
+        let Some(dir) = &self.archive else {
+            return Ok(());
+        };
+        let numbered = self.archived(dir, vg_name)?;
         let excess = numbered.len().saturating_sub(ARCHIVES_KEPT);
         for (_, old) in numbered.into_iter().take(excess) {
             let _ = fs::remove_file(old);
         }
         Ok(())
+    }
+
+    /// Keeps the version about to be replaced in the archive (see
+    /// [`BackupDirs::next_archive`]) and drops the oldest beyond [`ARCHIVES_KEPT`].
+    pub fn archive(&self, vg: &VolumeGroup, header: &TextHeader) -> Result<(), StoreError> {
+        let Some(path) = self.next_archive(&vg.name)? else {
+            return Ok(());
+        };
+        if !self.link_current_backup(vg, &path) {
+            replace_file(&path, &backup_text(vg, header))?;
+        }
+        self.prune_archive(&vg.name)
     }
 }
 

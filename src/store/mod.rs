@@ -2,6 +2,7 @@
 //! VGs on them, committing new metadata crash-safely, lvm2's locks and backup files.
 
 pub mod backup;
+pub mod backup_writer;
 pub mod commit;
 pub mod device;
 pub mod devices_file;

@@ -171,6 +171,12 @@ impl Writer {
 
     fn string(&mut self, s: &str) {
         self.out.push('"');
+        // Nearly every string (names, uuids, tags) needs no escape: one copy.
+        if !s.contains(['"', '\\']) {
+            self.out.push_str(s);
+            self.out.push('"');
+            return;
+        }
         for c in s.chars() {
             if c == '"' || c == '\\' {
                 self.out.push('\\');
