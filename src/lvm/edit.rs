@@ -1047,6 +1047,7 @@ mod tests {
         let origin = Origin {
             host: "test".into(),
             time: 1,
+            pv_block_sizes: Default::default(),
         };
         let vg = fixture();
         let existing = vg.lvs[0].name.clone();
