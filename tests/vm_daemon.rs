@@ -3454,9 +3454,9 @@ fn dm_suspended(name: &str) -> bool {
 /// both volumes are resumed (the writer goes on); lvm2 lists the snapshots with their
 /// origins and group marks, activates them and reads the same cut; the group deleted.
 ///
-/// Then kill -9 at the snapshot steps the thin case does not kill (`snap-sent`,
-/// `snap-recorded`, `clone-sent`) and at a group's `group-committed`, the origins
-/// active, each followed by a restart: the kernel's transaction id is the metadata's,
+/// Then kill -9 at every snapshot step the thin case does not kill (`snap-sent`,
+/// `snap-recorded`, `clone-committed`, `clone-sent`, `clone-recorded`) and at each of
+/// a group's (`group-committed`, `group-sent`, `group-recorded`), the origins active, each followed by a restart: the kernel's transaction id is the metadata's,
 /// the same request again answers what was made, no origin is left suspended; at the
 /// end the pool, taken down (the daemon running), checks clean (`thin_check`) and
 /// holds exactly the thin ids of the LVs lvm2 lists (nothing leaked), and activates
@@ -3577,14 +3577,34 @@ fn a_group_snapshot_is_one_instant_and_snapshots_survive_kill_9() {
     // kill -9 at the snapshot steps the thin case does not kill, and at a group's
     // commit, the origins active; each followed by a restart.
     write_pattern(&dev_a, 7, 0, MIB);
-    let steps: [(&str, &[&str]); 4] = [
+    let steps: [(&str, &[&str]); 8] = [
         ("snap-sent", &["snapshot", "create", "s1", "--of", "a"]),
         ("snap-recorded", &["snapshot", "create", "s2", "--of", "a"]),
+        (
+            "clone-committed",
+            &["lv", "create", "c2", "0", "--from", "s2"],
+        ),
         ("clone-sent", &["lv", "create", "c", "0", "--from", "s1"]),
+        (
+            "clone-recorded",
+            &["lv", "create", "c3", "0", "--from", "a"],
+        ),
         (
             "group-committed",
             &[
                 "snapshot", "group", "create", "g2", "--of", "a", "--of", "b",
+            ],
+        ),
+        (
+            "group-sent",
+            &[
+                "snapshot", "group", "create", "g3", "--of", "a", "--of", "b",
+            ],
+        ),
+        (
+            "group-recorded",
+            &[
+                "snapshot", "group", "create", "g4", "--of", "a", "--of", "b",
             ],
         ),
     ];
@@ -3624,7 +3644,11 @@ fn a_group_snapshot_is_one_instant_and_snapshots_survive_kill_9() {
         .collect::<BTreeSet<u64>>()
         .into_iter()
         .collect();
-    assert_eq!(want.len(), 7, "a, b, s1, s2, c and g2's two");
+    assert_eq!(
+        want.len(),
+        13,
+        "a, b, s1, s2, c, c2, c3 and g2's, g3's, g4's two"
+    );
     for lv in ["a", "b", "c"] {
         bed.json(&["lv", "deactivate", lv]);
     }
