@@ -3943,8 +3943,9 @@ fn a_mirror_conversion_killed_after_its_commit_converges() {
 /// is active (switched to snapshot-origin online), holds the bytes written before it
 /// while the volume is overwritten; the restore killed after its copy (`restore-copied`)
 /// is never handed out (activation refused while marked), its retry copies again and
-/// the restored volume reads the snapshot's bytes; deleting the snapshot brings the
-/// origin back to its own table while it stays active.
+/// the restored volume reads the snapshot's bytes; the snapshot's deletion killed after
+/// its commit is finished by the restart (its devices released, the origin back on its
+/// own table while it stays active).
 #[test]
 fn a_cow_snapshot_of_an_active_volume_restores_its_bytes_through_a_kill() {
     let _serial = common::vm_case("vm_daemon");
@@ -3979,8 +3980,27 @@ fn a_cow_snapshot_of_an_active_volume_restores_its_bytes_through_a_kill() {
     let rdev = PathBuf::from(rv["device_path"].as_str().unwrap());
     assert_pattern(&rdev, 0x51, 0, 16 * MIB);
     bed.json(&["lv", "deactivate", "r"]);
-    // The snapshot goes; the origin, still active, runs its own table with its data.
-    assert_eq!(bed.json(&["snapshot", "delete", "s"])["existed"], true);
+    // The snapshot's deletion killed after its commit: the restart's reconciliation
+    // releases its devices; the origin, still active, runs its own table with its data.
+    bed.stop();
+    crash_at(&mut bed, "cow-removed", &["snapshot", "delete", "s"]);
+    let log = bed.log_text();
+    let left: Vec<String> = bed
+        .dm_devices()
+        .into_iter()
+        .filter(|d| d.contains("-s") || d.ends_with("-real"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "not released at the restart: {left:?}\n{log}"
+    );
+    assert_eq!(bed.json(&["snapshot", "delete", "s"])["existed"], false);
+    let left: Vec<String> = bed
+        .dm_devices()
+        .into_iter()
+        .filter(|d| d.contains("-s") || d.ends_with("-real"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     let table = bed.dm_table("o").expect("still active");
     assert!(table.contains(" linear "), "{table}");
     assert_pattern(&dev, 0x52, 0, 4 * MIB);

@@ -401,6 +401,19 @@ fn a_background_wipe_killed_midway_completes_after_restart() {
     s.loops.lvm_ok(&["vgremove", "-f", &s.vg]);
 }
 
+/// Every PV byte past `pe_start` gets the pattern: old bytes that nothing new may show.
+fn fill_pvs(s: &Setup) {
+    let vg = s.vg();
+    for dev in &s.loops.devs {
+        use std::io::{Seek, SeekFrom};
+        let size = std::fs::File::open(dev)
+            .and_then(|mut f| f.seek(SeekFrom::End(0)))
+            .unwrap();
+        let start = vg.pe_start(dev);
+        write_pattern(&[(dev.clone(), start, size - start)]);
+    }
+}
+
 /// A mirror with dm-integrity, killed (kill -9) at each step of its creation and its
 /// removal, on PVs full of old bytes: after each kill lvm2 lists the mirror whole (the
 /// LV and its eight sub-LVs, none left over) or not at all, `vgck` is clean and lvmd
@@ -420,14 +433,7 @@ fn an_integrity_mirror_killed_at_each_step_is_whole_and_zeroed_after_restart() {
     // The daemon makes the VG; then every PV byte past pe_start gets the pattern.
     let mut d = s.start();
     d.stop();
-    for dev in &s.loops.devs {
-        use std::io::{Seek, SeekFrom};
-        let size = std::fs::File::open(dev)
-            .and_then(|mut f| f.seek(SeekFrom::End(0)))
-            .unwrap();
-        let start = vg.pe_start(dev);
-        write_pattern(&[(dev.clone(), start, size - start)]);
-    }
+    fill_pvs(&s);
     let create = [
         "lv",
         "create",
@@ -579,14 +585,7 @@ fn a_cow_snapshot_killed_at_each_step_is_whole_and_its_header_zeroed() {
     let vg = s.vg();
     let mut d = s.start();
     d.stop();
-    for dev in &s.loops.devs {
-        use std::io::{Seek, SeekFrom};
-        let size = std::fs::File::open(dev)
-            .and_then(|mut f| f.seek(SeekFrom::End(0)))
-            .unwrap();
-        let start = vg.pe_start(dev);
-        write_pattern(&[(dev.clone(), start, size - start)]);
-    }
+    fill_pvs(&s);
     let mut d = s.start();
     d.json(&["lv", "create", "o", "32MiB"]);
     d.stop();

@@ -352,26 +352,30 @@ impl ControllerService {
                 class.device_class, class.error
             )));
         }
-        // A volume from a snapshot or another volume: a thin volume of the same pool.
+        // A volume from a snapshot or another volume: a thin volume of the same pool, or
+        // from a copy-on-write snapshot a thick volume its bytes are copied into.
         let source = match &r.volume_content_source {
             None => None,
             Some(src) => {
-                if class.thin_pool.is_none()
-                    || !matches!(p.layout, Layout::Unspecified | Layout::Thin)
-                {
+                let thick = class.thin_pool.is_none()
+                    || !matches!(p.layout, Layout::Unspecified | Layout::Thin);
+                let source = self.content_source(src, &class.device_class).await?;
+                if thick != source.cow {
                     return Err(invalid(format!(
-                        "volume_content_source: device class {} {}; lvmd-csi makes volumes from \
-                         snapshots and volumes of a thin pool only (thick snapshots are not \
-                         supported)",
+                        "volume_content_source: device class {} {}; lvmd-csi makes thin \
+                         volumes from the snapshots and volumes of a thin pool, and thick \
+                         volumes from the copy-on-write snapshots of thick volumes",
                         class.device_class,
                         if class.thin_pool.is_none() {
                             "has no thin pool"
-                        } else {
+                        } else if thick {
                             "is asked for a thick layout"
+                        } else {
+                            "is asked for a thin volume from a copy-on-write snapshot"
                         }
                     )));
                 }
-                Some(self.content_source(src, &class.device_class).await?)
+                Some(source)
             }
         };
         let (stripes, unit) = stripes_and_unit(&p, &class);
@@ -485,7 +489,13 @@ impl ControllerService {
         let mut create = create_request(&p, vref(&id), size, tags);
         if let Some(src) = &source {
             create.source = src.id.lv.clone();
-            create.layout = Layout::Thin as i32;
+            // A COW snapshot's restore keeps the layout asked for (linear when none is);
+            // the others are thin volumes of the pool.
+            if !src.cow {
+                create.layout = Layout::Thin as i32;
+            } else if p.layout == Layout::Unspecified {
+                create.layout = Layout::Linear as i32;
+            }
         }
         let lv = self
             .0

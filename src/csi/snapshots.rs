@@ -25,6 +25,9 @@ pub struct Source {
     pub id: VolumeId,
     pub size: u64,
     pub snapshot: bool,
+    /// A copy-on-write snapshot of a thick volume: restored by copying into a thick
+    /// volume (`docs/snapshots.md`), where the others make a thin volume of the pool.
+    pub cow: bool,
 }
 
 impl ControllerService {
@@ -201,12 +204,15 @@ impl ControllerService {
                 self.0.config.node_id
             )));
         }
+        let mut cow = false;
         let size = if snapshot {
-            self.lvmd_snapshots(class)
+            let found = self
+                .lvmd_snapshots(class)
                 .await?
                 .into_iter()
-                .find(|s| s.name == id.lv)
-                .map(|s| s.size_bytes)
+                .find(|s| s.name == id.lv);
+            cow = found.as_ref().is_some_and(|s| s.cow_size_bytes.is_some());
+            found.map(|s| s.size_bytes)
         } else {
             match self
                 .0
@@ -222,7 +228,12 @@ impl ControllerService {
             }
         };
         let size = size.ok_or_else(|| Status::not_found(format!("no {what} {id}")))?;
-        Ok(Source { id, size, snapshot })
+        Ok(Source {
+            id,
+            size,
+            snapshot,
+            cow,
+        })
     }
 }
 

@@ -529,6 +529,9 @@ pub struct SimActivation {
     fault: Mutex<Option<ActivateError>>,
     raid: Mutex<BTreeMap<(String, String), RaidStatus>>,
     thin: Mutex<BTreeMap<(String, String), SimPool>>,
+    /// Active COW snapshots (by VG and store name), which `release_cow` drops once the
+    /// metadata no longer has them.
+    cow: Mutex<BTreeSet<(String, String)>>,
 }
 
 /// A simulated pool's kernel metadata: what its messages did.
@@ -588,6 +591,7 @@ impl SimActivation {
             unavailable: Mutex::new(None),
             fault: Mutex::new(None),
             raid: Mutex::new(BTreeMap::new()),
+            cow: Mutex::new(BTreeSet::new()),
             thin: Mutex::new(BTreeMap::new()),
         }
     }
@@ -795,15 +799,22 @@ impl SimActivation {
 }
 
 impl Activation for SimActivation {
-    /// The devices of snapshots gone from the metadata go; the simulation has no
+    /// The devices of COW snapshots gone from the metadata go; the simulation has no
     /// layers to switch back.
     fn release_cow(&self, vg: &VgRead, _origin: Option<&str>) -> Result<(), ActivationError> {
         self.check()?;
         let vg = &vg.vg;
-        self.active
-            .lock()
-            .unwrap()
-            .retain(|(v, lv), _| *v != vg.name || vg.lv(lv).is_some());
+        let mut cow = self.cow.lock().unwrap();
+        let gone: Vec<(String, String)> = cow
+            .iter()
+            .filter(|(v, lv)| *v == vg.name && vg.lv(lv).is_none())
+            .cloned()
+            .collect();
+        let mut active = self.active.lock().unwrap();
+        for key in gone {
+            active.remove(&key);
+            cow.remove(&key);
+        }
         Ok(())
     }
 
@@ -823,6 +834,9 @@ impl Activation for SimActivation {
         let key = (vg.name.clone(), lv.to_owned());
         if let Some(a) = active.get(&key) {
             return Ok(a.clone());
+        }
+        if crate::lvm::cow::by_cow(vg, lv).is_some() {
+            self.cow.lock().unwrap().insert(key.clone());
         }
         let a = self.volume(vg, lv)?;
         active.insert(key, a.clone());

@@ -14,6 +14,9 @@
 //! - devices of LVs lvmd does not resize (thin pools, other kinds) are never reloaded:
 //!   a table that differs from their metadata is reported, not refreshed (raid1 and
 //!   thin LVs, which lvmd grows, are refreshed as plain ones are);
+//! - the devices of a COW snapshot whose deletion was committed but not finished are
+//!   removed, and an origin left with no snapshot is switched back to its own table
+//!   (`Activator::release_cow`);
 //! - a read-only loop device lvmd attached over an active LV for a read-only block
 //!   publish, that is now mounted nowhere (lvmd died between attaching and binding it,
 //!   or an unpublish could not detach it), is detached. Only lvmd's (its label),
@@ -252,6 +255,12 @@ impl<M: Metadata> VolumeEngine<M> {
             }
             Err(ActivationError::Unavailable(_)) => return,
             Err(e) => return out.push(failed("active volumes", e.to_string())),
+        }
+        // COW snapshot devices whose snapshot a deletion cut short already removed from
+        // the metadata (`cow-removed`): released, the origin back on its own table if
+        // it has no other; before the leftovers, which leave snapshot devices alone.
+        if let Err(e) = act.release_cow(&read, None) {
+            out.push(failed("COW snapshot devices", e.to_string()));
         }
         let leftovers = match act.leftovers(&read) {
             Ok(l) => l,

@@ -282,6 +282,14 @@ mod tests {
         }
     }
 
+    /// The fixture without lvm2's snapshot, removed by lvmd.
+    fn without_lin_b_snap(vg: &VolumeGroup) -> VolumeGroup {
+        let edit = Edit::RemoveCowSnapshot {
+            lv: "lin_b_snap".into(),
+        };
+        apply(vg, &edit, &at()).unwrap().vg
+    }
+
     fn create(name: &str, of: &str, cow: Bytes) -> Edit {
         Edit::CreateCowSnapshot {
             name: name.into(),
@@ -307,15 +315,7 @@ mod tests {
         );
         assert_eq!(snapshots_of(&vg, "lin_b"), vec![theirs.clone()]);
         // Removed as lvremove does: the store and its snapshotN, the origin kept.
-        let removed = apply(
-            &vg,
-            &Edit::RemoveCowSnapshot {
-                lv: "lin_b_snap".into(),
-            },
-            &at(),
-        )
-        .unwrap()
-        .vg;
+        let removed = without_lin_b_snap(&vg);
         assert!(removed.lv("lin_b_snap").is_none() && removed.lv("snapshot0").is_none());
         assert_eq!(removed.lv("lin_b"), vg.lv("lin_b"));
         assert_eq!(removed.lvs.len(), vg.lvs.len() - 2);
@@ -409,15 +409,7 @@ mod tests {
             &["lin_a", "not a COW snapshot"],
         );
         // Without its snapshot the origin is an ordinary volume again.
-        let vg = apply(
-            &vg,
-            &Edit::RemoveCowSnapshot {
-                lv: "lin_b_snap".into(),
-            },
-            &at(),
-        )
-        .unwrap()
-        .vg;
+        let vg = without_lin_b_snap(&vg);
         apply(&vg, &Edit::RemoveLv { lv: "lin_b".into() }, &at()).unwrap();
     }
 }

@@ -182,8 +182,8 @@ pub fn snapshot_rules(e: &Env) {
     assert_eq!(e.create(c).unwrap().capacity_bytes, 32 * MIB);
 
     // A thick class's volume gets a copy-on-write snapshot, its store `cowSize` (a
-    // share or a size; anything else refused by name); a thick class takes no source
-    // (restores are thin volumes of a pool).
+    // share or a size; anything else refused by name), restored into a thick volume;
+    // a thick class takes no thin source.
     let p = e
         .create(req("pvc-p", 8 * MIB, &[("deviceClass", "plain")]))
         .unwrap();
@@ -197,6 +197,14 @@ pub fn snapshot_rules(e: &Env) {
     let sp = create(cow.clone()).unwrap();
     assert_eq!((sp.size_bytes, sp.ready_to_use), (8 * MIB, true));
     assert_eq!(create(cow).unwrap(), sp);
+    // Restored into a thick volume of its class by copying, at its size.
+    let mut q = req("pvc-q", 0, &[("deviceClass", "plain")]);
+    q.volume_content_source = Some(from("snapshot", &sp.snapshot_id));
+    let qv = e.create(q.clone()).unwrap();
+    assert_eq!(qv.capacity_bytes, 8 * MIB);
+    assert_eq!(qv.content_source, q.volume_content_source);
+    assert_eq!(e.create(q).unwrap().volume_id, qv.volume_id);
+    e.delete(&qv.volume_id);
     delete(&sp.snapshot_id).unwrap();
     delete(&sp.snapshot_id).unwrap();
     let mut r = req("pvc-y", 0, &[("deviceClass", "plain")]);
