@@ -3943,7 +3943,9 @@ fn a_mirror_conversion_killed_after_its_commit_converges() {
 /// is active (switched to snapshot-origin online), holds the bytes written before it
 /// while the volume is overwritten; the restore killed after its copy (`restore-copied`)
 /// is never handed out (activation refused while marked), its retry copies again and
-/// the restored volume reads the snapshot's bytes; the snapshot's deletion killed after
+/// the restored volume reads the snapshot's bytes (so do restores killed at
+/// `restore-committed` and `restore-recorded`); a second snapshot killed at
+/// `cow-activated` is made again by its retry; the snapshot's deletion killed after
 /// its commit is finished by the restart (its devices released, the origin back on its
 /// own table while it stays active).
 #[test]
@@ -3980,6 +3982,32 @@ fn a_cow_snapshot_of_an_active_volume_restores_its_bytes_through_a_kill() {
     let rdev = PathBuf::from(rv["device_path"].as_str().unwrap());
     assert_pattern(&rdev, 0x51, 0, 16 * MIB);
     bed.json(&["lv", "deactivate", "r"]);
+    // A restore killed after its commit (nothing copied) and after its mark is dropped:
+    // the retry answers a volume holding the snapshot's bytes.
+    for (point, name) in [("restore-committed", "r2"), ("restore-recorded", "r3")] {
+        bed.stop();
+        let restore = ["lv", "create", name, "16MiB", "--linear", "--from", "s"];
+        crash_at(&mut bed, point, &restore);
+        assert_eq!(bed.json(&restore)["size"], 16 * MIB, "{point}");
+        let rv = bed.json(&["lv", "activate", name]);
+        let rdev = PathBuf::from(rv["device_path"].as_str().unwrap());
+        assert_pattern(&rdev, 0x51, 0, 16 * MIB);
+        bed.json(&["lv", "deactivate", name]);
+        bed.json(&["lv", "remove", name]);
+    }
+    // A snapshot killed once active with its origin, still marked pending: the retry
+    // makes it again, holding what the origin holds then.
+    bed.stop();
+    let snap = ["snapshot", "create", "s2", "--of", "o", "--cow-size", "50%"];
+    crash_at(&mut bed, "cow-activated", &snap);
+    assert_eq!(bed.json(&snap)["cow_size"], 8 * MIB);
+    write_pattern(&dev, 0x53, 0, MIB);
+    let s2 = PathBuf::from(format!("/dev/{}/s2", bed.vg));
+    assert_pattern(&s2, 0x52, 0, 4 * MIB);
+    assert_pattern(&s2, 0x51, 4 * MIB, 12 * MIB);
+    write_pattern(&dev, 0x52, 0, MIB);
+    bed.json(&["snapshot", "delete", "s2"]);
+    bed.vgck();
     // The snapshot's deletion killed after its commit: the restart's reconciliation
     // releases its devices; the origin, still active, runs its own table with its data.
     bed.stop();
