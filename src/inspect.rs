@@ -231,7 +231,7 @@ fn vg_report(found: &VgOnDisk) -> VgReport {
                 free_extents: pv
                     .pe_count
                     .0
-                    .saturating_sub(used.get(&pv.name).map_or(0, |e| e.0)),
+                    .saturating_sub(used.get(pv.name.as_str()).map_or(0, |e| e.0)),
             })
             .collect(),
         lvs: vg.lvs.iter().map(|lv| lv_report(vg, lv)).collect(),

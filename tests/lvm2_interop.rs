@@ -103,7 +103,7 @@ fn assert_lvm2_agrees(loops: &Loops, vg_name: &str) {
         assert_eq!(num(r, "pv_pe_count"), pv.pe_count.0);
         assert_eq!(
             num(r, "pv_pe_alloc_count"),
-            used.get(&pv.name).map_or(0, |e| e.0)
+            used.get(pv.name.as_str()).map_or(0, |e| e.0)
         );
     }
 

@@ -276,6 +276,7 @@ fn on_disk(read: &VgRead) -> VgOnDisk {
         vg: read.vg.clone(),
         header: Default::default(),
         text: String::new(),
+        lv_spans: Vec::new(),
         devices: read.devices.clone(),
         stale: Vec::new(),
         damaged: Vec::new(),

@@ -139,7 +139,7 @@ impl State {
             })
             .min()
             .unwrap_or(0);
-        let text = render_disk_text(vg, &TextHeader::default());
+        let text = render_disk_text(vg, &TextHeader::default(), None).text;
         VgRead {
             vg: std::sync::Arc::new(vg.clone()),
             devices,

@@ -64,7 +64,7 @@ pub fn vg_info(vg: &VolumeGroup, devices: &BTreeMap<Uuid, PathBuf>) -> VgInfo {
         .pvs
         .iter()
         .map(|pv| {
-            let used = used.get(&pv.name).copied().unwrap_or(Extents::ZERO);
+            let used = used.get(pv.name.as_str()).copied().unwrap_or(Extents::ZERO);
             PvInfo {
                 device: devices
                     .get(&pv.id)

@@ -445,7 +445,7 @@ impl Lvm {
     fn write_vg(
         &self,
         old: &VgOnDisk,
-        vg: &mut VolumeGroup,
+        mut vg: VolumeGroup,
         new_pvs: &[(PathBuf, Uuid)],
         description: String,
     ) -> Result<VgOnDisk> {
@@ -476,7 +476,7 @@ impl Lvm {
             devices.push((dev, label));
             written.push(pv.id);
         }
-        check_within_devices(&old.vg, vg, &written, &devices)?;
+        check_within_devices(&old.vg, &vg, &written, &devices)?;
         let targets: Vec<CommitTarget> = devices
             .iter()
             .map(|(device, label)| CommitTarget { device, label })
@@ -488,7 +488,7 @@ impl Lvm {
         if let (Some(b), false, None) = (&self.backup, new_vg, &self.backup_writer) {
             b.archive(&old.vg, &old.header)?;
         }
-        let committed = commit(vg, &header, &targets, &mut inject)?;
+        let committed = commit(&vg, &header, &targets, Some(old.as_previous()), &mut inject)?;
         // A PV says in its label that it belongs to a VG; set after the metadata is
         // there, so a crash never leaves a PV marked used with no VG to show for it.
         for (dev, label) in devices.iter_mut() {
@@ -497,7 +497,8 @@ impl Lvm {
                 write_label(dev, label)?;
             }
         }
-        let now = Arc::new(vg.clone());
+        let now = Arc::new(vg);
+        let vg = &*now;
         match (&self.backup_writer, &self.backup) {
             (Some(w), _) => {
                 let replaced = (!new_vg).then(|| Version {
@@ -542,7 +543,8 @@ impl Lvm {
         Ok(VgOnDisk {
             vg: now,
             header,
-            text: committed.text,
+            text: committed.rendered.text,
+            lv_spans: committed.rendered.lv_spans,
             devices: written_paths,
             stale: vec![],
             damaged: vec![],
@@ -777,6 +779,7 @@ impl Lvm {
             }),
             header: TextHeader::default(),
             text: String::new(),
+            lv_spans: Vec::new(),
             devices: BTreeMap::new(),
             stale: vec![],
             damaged: vec![],
@@ -784,9 +787,9 @@ impl Lvm {
             metadata_capacity: Bytes(0),
             fingerprint: None,
         };
-        self.write_vg(&empty, &mut vg, &added, format!("vgcreate {name}"))?;
+        let written = self.write_vg(&empty, vg, &added, format!("vgcreate {name}"))?;
         self.invalidate_lvm2_hints();
-        Ok(vg)
+        Ok(VolumeGroup::clone(&written.vg))
     }
 
     pub fn vg_extend(&self, name: &str, devices: &[PathBuf]) -> Result<VolumeGroup> {
@@ -795,9 +798,9 @@ impl Lvm {
         let checked = self.check_new_pvs(devices)?;
         let mut vg = VolumeGroup::clone(&locked.found.vg);
         let added = self.add_pvs(&mut vg, checked)?;
-        self.write_vg(&locked.found, &mut vg, &added, format!("vgextend {name}"))?;
+        let written = self.write_vg(&locked.found, vg, &added, format!("vgextend {name}"))?;
         self.invalidate_lvm2_hints();
-        Ok(vg)
+        Ok(VolumeGroup::clone(&written.vg))
     }
 
     /// Removes unused PVs from a VG; they stay PVs, outside any VG.
@@ -822,7 +825,7 @@ impl Lvm {
             let lvs: Vec<&str> = usage
                 .iter()
                 .filter(|u| u.pv == pv.name)
-                .map(|u| u.lv.as_str())
+                .map(|u| u.lv)
                 .collect();
             if !lvs.is_empty() {
                 return Err(LvmError::PvHasExtents {
@@ -842,12 +845,12 @@ impl Lvm {
                 why: format!("would remove every PV of {name}; remove the VG instead"),
             });
         }
-        self.write_vg(found, &mut vg, &[], format!("vgreduce {name}"))?;
+        let written = self.write_vg(found, vg, &[], format!("vgreduce {name}"))?;
         for (path, _) in &removed {
             orphan_pv(path)?;
         }
         self.invalidate_lvm2_hints();
-        Ok(vg)
+        Ok(VolumeGroup::clone(&written.vg))
     }
 
     /// Removes an empty VG; its PVs stay PVs.
@@ -870,6 +873,7 @@ impl Lvm {
         // The files of earlier commits first, so none lands after the removal.
         if let Some(w) = &self.backup_writer {
             w.flush();
+            w.forget(name);
         }
         if let Some(b) = &self.backup {
             b.archive(&found.vg, &found.header)?;
@@ -954,7 +958,7 @@ impl Lvm {
         let after = if descriptions.is_empty() {
             Arc::clone(found)
         } else {
-            let written = self.write_vg(found, &mut vg, &[], group_description(descriptions))?;
+            let written = self.write_vg(found, vg, &[], group_description(descriptions))?;
             Arc::new(written)
         };
         // Still under the lock: a reader that takes it next finds this version cached.
@@ -1131,6 +1135,7 @@ fn check_within_devices(
     devices: &[(Device, PvLabel)],
 ) -> Result<()> {
     let before = old.pv_usage();
+    let after = vg.pv_usage();
     let pvs = vg.pvs.iter().filter(|pv| written.contains(&pv.id));
     for (pv, (dev, _)) in pvs.zip(devices) {
         let data = dev
@@ -1142,7 +1147,7 @@ fn check_within_devices(
         if usable >= pv.pe_count {
             continue;
         }
-        for u in vg.pv_usage().iter().filter(|u| u.pv == pv.name) {
+        for u in after.iter().filter(|u| u.pv == pv.name) {
             let end = u.start + u.count;
             if end <= usable {
                 continue;

@@ -7,13 +7,14 @@ use crate::format::text::{Item, Section, Value};
 use crate::units::Extents;
 use std::collections::{HashMap, HashSet};
 
-/// A run of extents on one PV that an LV segment holds.
+/// A run of extents on one PV that an LV segment holds; names borrowed from the VG
+/// (this is computed on every commit, for every segment of every LV).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PvUsage {
-    pub pv: String,
+pub struct PvUsage<'a> {
+    pub pv: &'a str,
     pub start: Extents,
     pub count: Extents,
-    pub lv: String,
+    pub lv: &'a str,
     /// 1-based, as in the text.
     pub segment: usize,
     /// For segment types lvmd does not model the length is not known; the whole segment
@@ -57,18 +58,18 @@ fn pv_pairs_in<'a>(body: &'a Section, is_pv: &dyn Fn(&str) -> bool, out: &mut Ve
 
 impl VolumeGroup {
     /// Every run of PV extents held by an LV segment.
-    pub fn pv_usage(&self) -> Vec<PvUsage> {
+    pub fn pv_usage(&self) -> Vec<PvUsage<'_>> {
         let pv_names: HashSet<&str> = self.pvs.iter().map(|p| p.name.as_str()).collect();
         let is_pv = |n: &str| pv_names.contains(n);
         let mut out = Vec::new();
         for lv in &self.lvs {
             for (i, seg) in lv.segments.iter().enumerate() {
-                let mut push = |pv: &str, start: u64, count: Extents, estimated| {
+                let mut push = |pv, start: u64, count: Extents, estimated| {
                     out.push(PvUsage {
-                        pv: pv.to_owned(),
+                        pv,
                         start: Extents(start),
                         count,
-                        lv: lv.name.clone(),
+                        lv: &lv.name,
                         segment: i + 1,
                         estimated,
                     })
@@ -95,8 +96,8 @@ impl VolumeGroup {
     }
 
     /// Extents of each PV in use, by PV name.
-    pub fn used_extents(&self) -> HashMap<String, Extents> {
-        let mut used: HashMap<String, Extents> = HashMap::new();
+    pub fn used_extents(&self) -> HashMap<&str, Extents> {
+        let mut used: HashMap<&str, Extents> = HashMap::new();
         for u in self.pv_usage() {
             *used.entry(u.pv).or_default() += u.count;
         }
@@ -140,17 +141,20 @@ impl VolumeGroup {
                 );
             }
         }
-        let mut lv_names = HashSet::new();
+        // Run on every commit of VGs of thousands of LVs: paths are made only for a
+        // problem, and references are looked up in a set, not by a scan of the LVs.
+        let all_lvs: HashSet<&str> = self.lvs.iter().map(|lv| lv.name.as_str()).collect();
+        let mut lv_names = HashSet::with_capacity(self.lvs.len());
         for lv in &self.lvs {
-            let path = format!("{vg}/logical_volumes/{}", lv.name);
+            let path = || format!("{vg}/logical_volumes/{}", lv.name);
             if !lv_names.insert(lv.name.as_str()) {
-                problem(path.clone(), "LV name used twice".into());
+                problem(path(), "LV name used twice".into());
             }
             if !seen_ids.insert(lv.id) {
-                problem(path.clone(), format!("LV uuid {} used twice", lv.id));
+                problem(path(), format!("LV uuid {} used twice", lv.id));
             }
             if lv.segments.is_empty() {
-                problem(path.clone(), "no segments".into());
+                problem(path(), "no segments".into());
             }
             for (i, seg) in lv.segments.iter().enumerate() {
                 let refs: Vec<&str> = match &seg.kind {
@@ -163,9 +167,9 @@ impl VolumeGroup {
                     known => known.lv_references(),
                 };
                 for r in refs {
-                    if self.lv(r).is_none() {
+                    if !all_lvs.contains(r) {
                         problem(
-                            format!("{path}/segment{}", i + 1),
+                            format!("{}/segment{}", path(), i + 1),
                             format!("refers to {r:?}, which is neither a PV nor an LV of {vg}"),
                         );
                     }
@@ -174,10 +178,10 @@ impl VolumeGroup {
         }
 
         // Each PV extent belongs to at most one LV segment, and lies inside the PV.
-        let mut by_pv: HashMap<&str, Vec<PvUsage>> = HashMap::new();
+        let mut by_pv: HashMap<&str, Vec<&PvUsage>> = HashMap::new();
         let usage = self.pv_usage();
         for u in &usage {
-            by_pv.entry(u.pv.as_str()).or_default().push(u.clone());
+            by_pv.entry(u.pv).or_default().push(u);
         }
         for (pv_name, mut runs) in by_pv {
             let pv = self.pv(pv_name).expect("usage only names known PVs");
@@ -195,7 +199,7 @@ impl VolumeGroup {
                     );
                 }
             }
-            let exact: Vec<&PvUsage> = runs.iter().filter(|u| !u.estimated).collect();
+            let exact: Vec<&PvUsage> = runs.iter().copied().filter(|u| !u.estimated).collect();
             for w in exact.windows(2) {
                 if w[0].start + w[0].count > w[1].start {
                     problem(

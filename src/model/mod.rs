@@ -11,6 +11,7 @@ pub mod layout;
 mod lv;
 pub mod name;
 pub mod placement;
+pub mod render;
 mod vg;
 
 pub use check::{Problem, PvUsage};

@@ -214,6 +214,17 @@ impl VolumeGroup {
     /// The whole text tree. `backup_order` puts the header keys first, as lvm2's
     /// backup files do; on disk they follow the VG section.
     pub fn to_document(&self, header: &TextHeader, backup_order: bool) -> Document {
+        self.document(header, backup_order, true)
+    }
+
+    /// `with_lvs: false`: the `logical_volumes` section is there when the VG has LVs,
+    /// but empty (see [`super::render`], which writes its entries).
+    pub(super) fn document(
+        &self,
+        header: &TextHeader,
+        backup_order: bool,
+        with_lvs: bool,
+    ) -> Document {
         let mut head = Section::new();
         head.push("contents", Value::Str(CONTENTS.into()));
         head.push("version", Value::Int(1));
@@ -222,7 +233,7 @@ impl VolumeGroup {
         head.push("creation_time", Value::Int(header.creation_time));
         let vg = Item::Section {
             name: self.name.clone(),
-            body: self.to_section(),
+            body: self.to_section(with_lvs),
         };
         let mut doc = Document::new();
         if backup_order {
@@ -235,7 +246,7 @@ impl VolumeGroup {
         doc
     }
 
-    fn to_section(&self) -> Section {
+    fn to_section(&self, with_lvs: bool) -> Section {
         let mut s = Section::new();
         s.push("id", Value::Str(self.id.to_string()));
         s.push("seqno", int(self.seqno));
@@ -255,8 +266,10 @@ impl VolumeGroup {
         // lvm2 omits an empty logical_volumes section.
         if !self.lvs.is_empty() {
             let mut lvs = Section::new();
-            for lv in &self.lvs {
-                lvs.push_section(&lv.name, lv.to_section());
+            if with_lvs {
+                for lv in &self.lvs {
+                    lvs.push_section(&lv.name, lv.to_section());
+                }
             }
             s.push_section("logical_volumes", lvs);
         }

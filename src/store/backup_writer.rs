@@ -14,8 +14,9 @@
 //! version as the backup. Jobs run in commit order, on one thread.
 
 use super::backup::BackupDirs;
+use crate::model::render::Rendered;
 use crate::model::{TextHeader, VolumeGroup};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Commits whose files may wait at once; one more waits for room (it holds the models
@@ -50,6 +51,9 @@ pub type Hook = Box<dyn Fn() + Send + Sync>;
 pub struct BackupWriter {
     dirs: BackupDirs,
     queue: Mutex<Queue>,
+    /// Per VG, the last backup written as rendered and the version it holds: the next
+    /// backup copies the text of the LVs unchanged since (`model::render`).
+    last: Mutex<HashMap<String, (Arc<VolumeGroup>, Rendered)>>,
     changed: Condvar,
     before_write: Option<Hook>,
     when_idle: Option<Hook>,
@@ -72,6 +76,7 @@ impl BackupWriter {
         Arc::new(BackupWriter {
             dirs,
             queue: Mutex::default(),
+            last: Mutex::default(),
             changed: Condvar::new(),
             before_write,
             when_idle,
@@ -108,6 +113,11 @@ impl BackupWriter {
         while !q.jobs.is_empty() || q.busy {
             q = self.changed.wait(q).unwrap();
         }
+    }
+
+    /// Drops what is kept of `vg_name`'s last backup (the VG is gone).
+    pub fn forget(&self, vg_name: &str) {
+        self.last.lock().unwrap().remove(vg_name);
     }
 
     fn run(&self) {
@@ -149,15 +159,23 @@ impl BackupWriter {
                 tracing::warn!(vg, seqno = old.vg.seqno, "could not archive metadata: {e}");
             }
         }
-        if let Err(e) = self
+        let mut last = self.last.lock().unwrap();
+        let previous = last
+            .get(vg)
+            .map(|(version, rendered)| rendered.previous(version));
+        match self
             .dirs
-            .write_backup_unless_newer(&job.new.vg, &job.new.header)
+            .write_backup_unless_newer(&job.new.vg, &job.new.header, previous)
         {
-            tracing::warn!(
+            Ok(Some(rendered)) => {
+                last.insert(vg.clone(), (Arc::clone(&job.new.vg), rendered));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
                 vg,
                 seqno = job.new.vg.seqno,
                 "could not back up metadata: {e}"
-            );
+            ),
         }
     }
 }
@@ -259,7 +277,10 @@ mod tests {
         // Current: nothing to do. Newer than the version given: left alone.
         assert!(!dirs.refresh(&v2.vg, &v2.header).unwrap());
         assert!(!dirs.refresh(&v1.vg, &v1.header).unwrap());
-        assert!(!dirs.write_backup_unless_newer(&v1.vg, &v1.header).unwrap());
+        assert!(dirs
+            .write_backup_unless_newer(&v1.vg, &v1.header, None)
+            .unwrap()
+            .is_none());
         assert_eq!(
             dirs.backup_version(&v2.vg.name),
             Some((v2.vg.id.to_string(), v2.vg.seqno))

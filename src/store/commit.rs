@@ -17,7 +17,8 @@ use super::mda_io::{plan_text, read_header, write_header, write_text};
 use super::StoreError;
 use crate::format::label::PvLabel;
 use crate::format::mda::MdaHeader;
-use crate::format::text::{write_document, Layout};
+use crate::format::text::Layout;
+use crate::model::render::{render, Previous, Rendered};
 use crate::model::{TextHeader, VolumeGroup};
 
 /// A point in a commit, reported to the fault-injection hook.
@@ -37,26 +38,33 @@ pub struct CommitTarget<'a> {
     pub label: &'a PvLabel,
 }
 
-/// The metadata text exactly as it goes on disk.
-pub fn render_disk_text(vg: &VolumeGroup, header: &TextHeader) -> String {
-    write_document(&vg.to_document(header, false), Layout::Disk)
+/// The metadata text exactly as it goes on disk, reusing the text of LVs unchanged
+/// since `previous` (a rendering of the disk layout).
+pub fn render_disk_text(
+    vg: &VolumeGroup,
+    header: &TextHeader,
+    previous: Option<Previous<'_>>,
+) -> Rendered {
+    render(vg, header, Layout::Disk, false, previous)
 }
 
 /// What a commit left on disk: the text, and each target's area headers (in its
 /// label's order) as they are now, so a caller can know the VG without reading it back.
 #[derive(Debug)]
 pub struct Committed {
-    pub text: String,
+    pub rendered: Rendered,
     pub headers: Vec<Vec<MdaHeader>>,
 }
 
-/// Writes `vg` to every metadata area of every target. `inject` is called after each
-/// step; returning `false` stops the commit there (for crash tests), as if the process
-/// had died.
+/// Writes `vg` to every metadata area of every target. `previous`: the version it
+/// replaces as rendered, whose unchanged LVs' text is reused. `inject` is called after
+/// each step; returning `false` stops the commit there (for crash tests), as if the
+/// process had died.
 pub fn commit(
     vg: &VolumeGroup,
     header: &TextHeader,
     targets: &[CommitTarget],
+    previous: Option<Previous<'_>>,
     inject: &mut dyn FnMut(CommitStep) -> bool,
 ) -> Result<Committed, StoreError> {
     if let Some(p) = vg.problems().first() {
@@ -65,7 +73,8 @@ pub fn commit(
             why: format!("refusing to write inconsistent metadata: {p}"),
         });
     }
-    let text = render_disk_text(vg, header);
+    let rendered = render_disk_text(vg, header, previous);
+    let text = &rendered.text;
 
     // 1. Plan everything before the first write.
     let mut plans = Vec::new();
@@ -129,7 +138,7 @@ pub fn commit(
     // Any subset of the header writes landing leaves old-or-new, so one flush per
     // device at the end is enough.
     sync_all(targets)?;
-    Ok(Committed { text, headers })
+    Ok(Committed { rendered, headers })
 }
 
 /// Flushes every target, all at once: the order that makes a commit crash-safe is per

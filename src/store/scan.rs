@@ -52,6 +52,9 @@ pub struct VgOnDisk {
     pub header: TextHeader,
     /// The metadata text the VG was read from (the newest copy).
     pub text: String,
+    /// Where each LV's entry lies in `text`, in `vg.lvs` order, when lvmd rendered it
+    /// (see [`crate::model::render`]); empty for a text read from disk.
+    pub lv_spans: Vec<std::ops::Range<usize>>,
     /// For each PV of the VG by uuid, the device it was found on; absent ones are missing.
     pub devices: BTreeMap<Uuid, PathBuf>,
     /// Metadata copies older than `vg.seqno` (a crashed or interrupted commit, or a PV
@@ -118,6 +121,18 @@ impl Fingerprint {
 }
 
 impl VgOnDisk {
+    /// The text as a previous rendering for the next commit's (see
+    /// [`crate::model::render`]): with no spans (a text read from disk), nothing of it
+    /// is reused.
+    pub fn as_previous(&self) -> crate::model::render::Previous<'_> {
+        crate::model::render::Previous {
+            vg: &self.vg,
+            text: &self.text,
+            layout: text::Layout::Disk,
+            lv_spans: &self.lv_spans,
+        }
+    }
+
     pub fn missing_pvs(&self) -> Vec<&crate::model::PhysicalVolume> {
         self.vg
             .pvs
@@ -337,6 +352,7 @@ impl Scan {
                 vg: Arc::new(newest.vg.clone()),
                 header: newest.header.clone(),
                 text: newest.text.to_owned(),
+                lv_spans: Vec::new(),
                 devices,
                 stale,
                 damaged,

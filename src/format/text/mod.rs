@@ -9,7 +9,7 @@ mod parse;
 mod write;
 
 pub use parse::{parse, ParseError};
-pub use write::{write_document, Layout};
+pub use write::{write_document, write_document_filling, Layout, ListWriter};
 
 /// A value on the right of `=`.
 #[derive(Debug, Clone, PartialEq)]

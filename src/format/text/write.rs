@@ -60,17 +60,82 @@ pub fn write_document(doc: &Document, layout: Layout) -> String {
     let mut w = Writer {
         out: String::new(),
         layout,
+        fill: None,
     };
     w.body(doc, 0, None);
     w.out
 }
 
-struct Writer {
-    out: String,
+/// Writes `doc` as [`write_document`] does, except for the entries of the section named
+/// `list` one level down (the VG's `logical_volumes`, say): the document holds that
+/// section empty, and `fill` writes its entries through a [`ListWriter`], which can
+/// copy an entry's text from an earlier rendering. An entry of one of the VG's lists
+/// is preceded by a blank line whatever precedes it, so its text never depends on its
+/// neighbours: the same entry always gives the same bytes. `size_hint`: the text's
+/// expected length (the previous rendering's, say), to allocate once.
+pub fn write_document_filling(
+    doc: &Document,
     layout: Layout,
+    list: &str,
+    size_hint: usize,
+    fill: &mut dyn FnMut(&mut ListWriter<'_>),
+) -> String {
+    assert!(
+        VG_LISTS.contains(&list),
+        "only a VG list's entries are independent of their neighbours"
+    );
+    let mut w = Writer {
+        out: String::with_capacity(size_hint),
+        layout,
+        fill: Some((list, fill)),
+    };
+    w.body(doc, 0, None);
+    w.out
 }
 
-impl Writer {
+/// Writes the entries of a list section (see [`write_document_filling`]).
+pub struct ListWriter<'w> {
+    out: &'w mut String,
+    layout: Layout,
+    name: &'w str,
+}
+
+impl ListWriter<'_> {
+    /// Where the next entry starts in the whole text.
+    pub fn position(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Writes the entry `name { body }` as the whole-document writer would.
+    pub fn entry(&mut self, name: &str, body: &Section) {
+        let mut w = Writer {
+            out: std::mem::take(self.out),
+            layout: self.layout,
+            fill: None,
+        };
+        w.section_entry(name, body, LIST_ENTRY_DEPTH, self.name);
+        *self.out = w.out;
+    }
+
+    /// Copies an entry's text exactly as an earlier [`ListWriter::entry`] of the same
+    /// layout wrote it (from [`ListWriter::position`] before it to after it).
+    pub fn verbatim(&mut self, text: &str) {
+        self.out.push_str(text);
+    }
+}
+
+/// The entries of a VG's list sit two levels down: VG section, list, entry.
+const LIST_ENTRY_DEPTH: usize = 2;
+
+type Fill<'f> = (&'f str, &'f mut dyn FnMut(&mut ListWriter<'_>));
+
+struct Writer<'f> {
+    out: String,
+    layout: Layout,
+    fill: Option<Fill<'f>>,
+}
+
+impl Writer<'_> {
     fn indent(&mut self, depth: usize) {
         if self.layout == Layout::Backup {
             for _ in 0..depth.min(MAX_INDENT) {
@@ -90,14 +155,7 @@ impl Writer {
             }
             match item {
                 Item::Pair { key, value } => self.pair(key, value, depth),
-                Item::Section { name, body } => {
-                    self.indent(depth);
-                    self.name(name);
-                    self.out.push_str(" {\n");
-                    self.body(body, depth + 1, Some(name));
-                    self.indent(depth);
-                    self.out.push_str("}\n");
-                }
+                Item::Section { name, body } => self.section(name, body, depth),
             }
         }
         // lvm2 writes a blank line where each of the VG's LV lists would go, whether or
@@ -109,6 +167,37 @@ impl Writer {
                 }
             }
         }
+    }
+
+    fn section(&mut self, name: &str, body: &Section, depth: usize) {
+        self.indent(depth);
+        self.name(name);
+        self.out.push_str(" {\n");
+        match self.fill.take() {
+            Some((list, fill)) if depth + 1 == LIST_ENTRY_DEPTH && name == list => {
+                let mut lw = ListWriter {
+                    out: &mut self.out,
+                    layout: self.layout,
+                    name: list,
+                };
+                fill(&mut lw);
+                // One list is filled; anything else under that name is written as is.
+            }
+            other => {
+                self.fill = other;
+                self.body(body, depth + 1, Some(name));
+            }
+        }
+        self.indent(depth);
+        self.out.push_str("}\n");
+    }
+
+    /// One entry of a list section, with the blank line lvm2 puts before each.
+    fn section_entry(&mut self, name: &str, body: &Section, depth: usize, list: &str) {
+        if VG_LISTS.contains(&list) {
+            self.out.push('\n');
+        }
+        self.section(name, body, depth);
     }
 
     fn pair(&mut self, key: &str, value: &Value, depth: usize) {
