@@ -277,6 +277,7 @@ fn on_disk(read: &VgRead) -> VgOnDisk {
         header: Default::default(),
         text: String::new(),
         lv_spans: Vec::new(),
+        checked: false,
         devices: read.devices.clone(),
         stale: Vec::new(),
         damaged: Vec::new(),

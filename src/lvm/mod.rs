@@ -545,6 +545,7 @@ impl Lvm {
             header,
             text: committed.rendered.text,
             lv_spans: committed.rendered.lv_spans,
+            checked: true,
             devices: written_paths,
             stale: vec![],
             damaged: vec![],
@@ -780,6 +781,7 @@ impl Lvm {
             header: TextHeader::default(),
             text: String::new(),
             lv_spans: Vec::new(),
+            checked: false,
             devices: BTreeMap::new(),
             stale: vec![],
             damaged: vec![],
@@ -1116,6 +1118,9 @@ fn check_writable(found: &VgOnDisk, past_missing: bool) -> Result<()> {
             "PV {} ({}) is missing; writing now would lose its copy",
             pv.name, pv.id
         ));
+    }
+    if found.checked {
+        return Ok(());
     }
     if let Some(p) = vg.problems().first() {
         return refuse(format!("its metadata is inconsistent: {p}"));

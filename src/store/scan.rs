@@ -55,6 +55,9 @@ pub struct VgOnDisk {
     /// Where each LV's entry lies in `text`, in `vg.lvs` order, when lvmd rendered it
     /// (see [`crate::model::render`]); empty for a text read from disk.
     pub lv_spans: Vec<std::ops::Range<usize>>,
+    /// `vg` passed [`VolumeGroup::problems`] already: lvmd's commit checked it before
+    /// writing it, so the next change need not check it again.
+    pub checked: bool,
     /// For each PV of the VG by uuid, the device it was found on; absent ones are missing.
     pub devices: BTreeMap<Uuid, PathBuf>,
     /// Metadata copies older than `vg.seqno` (a crashed or interrupted commit, or a PV
@@ -353,6 +356,7 @@ impl Scan {
                 header: newest.header.clone(),
                 text: newest.text.to_owned(),
                 lv_spans: Vec::new(),
+                checked: false,
                 devices,
                 stale,
                 damaged,
