@@ -457,6 +457,7 @@ impl Lvm {
         // A PV flagged MISSING in the new metadata with no device: written around, as
         // lvm2 writes around it (its old copy is older, and says so by its seqno).
         let mut written = Vec::new();
+        let mut known_headers = Vec::new();
         for pv in &vg.pvs {
             if pv.is_missing() && !paths.contains_key(&pv.id) {
                 continue;
@@ -466,20 +467,36 @@ impl Lvm {
                 why: format!("PV {} ({}) is missing", pv.name, pv.id),
             })?;
             let dev = Device::open(path, Access::Write)?;
-            // The label only: the commit reads each area's header itself.
-            let Some(label) = read_label(&dev)?.filter(|l| l.pv_uuid == pv.id) else {
+            // Label and area headers as the VG's fingerprint has them, read under this
+            // same lock a moment ago; read again only without one (a new PV, a VG read
+            // in full every time).
+            let known = old.fingerprint.as_ref().and_then(|f| {
+                f.0.iter()
+                    .find(|p| p.label.pv_uuid == pv.id && p.path == *path)
+            });
+            let label = match known {
+                Some(k) => Some(k.label.clone()),
+                None => read_label(&dev)?.filter(|l| l.pv_uuid == pv.id),
+            };
+            let Some(label) = label else {
                 return Err(LvmError::VgNotWritable {
                     vg: vg.name.clone(),
                     why: format!("{} no longer carries PV {}", path.display(), pv.id),
                 });
             };
             devices.push((dev, label));
+            known_headers.push(known.map(|k| k.mdas.as_slice()));
             written.push(pv.id);
         }
         check_within_devices(&old.vg, &vg, &written, &devices)?;
         let targets: Vec<CommitTarget> = devices
             .iter()
-            .map(|(device, label)| CommitTarget { device, label })
+            .zip(&known_headers)
+            .map(|((device, label), headers)| CommitTarget {
+                device,
+                label,
+                headers: *headers,
+            })
             .collect();
         let mut inject = |step| self.inject.as_ref().is_none_or(|f| (f.0)(step));
         // A new VG has no previous version to archive. lvm2 archives before its commit;

@@ -36,6 +36,9 @@ pub enum CommitStep {
 pub struct CommitTarget<'a> {
     pub device: &'a Device,
     pub label: &'a PvLabel,
+    /// Its areas' headers as read under the same lock (the VG's fingerprint), in the
+    /// label's order; `None`: the commit reads them.
+    pub headers: Option<&'a [MdaHeader]>,
 }
 
 /// The metadata text exactly as it goes on disk, reusing the text of LVs unchanged
@@ -82,7 +85,8 @@ pub fn commit(
     for (i, t) in targets.iter().enumerate() {
         let mut after = Vec::with_capacity(t.label.metadata_areas.len());
         for (j, area) in t.label.metadata_areas.iter().enumerate() {
-            let current = match read_header(t.device, area) {
+            let known = t.headers.and_then(|h| h.get(j)).cloned();
+            let current = match known.map_or_else(|| read_header(t.device, area), Ok) {
                 Ok(h) => h,
                 // A damaged area (the VG was read from its other copies) starts over
                 // empty, as lvm2 repairs it; its old contents were unreadable anyway.

@@ -35,7 +35,22 @@ fn mda_err(dev: &Device, start: Bytes) -> impl FnOnce(MdaError) -> StoreError + 
 
 pub fn read_header(dev: &Device, area: &DiskLocn) -> Result<MdaHeader, StoreError> {
     let bytes = dev.read_at(area.offset, MDA_HEADER_SIZE)?;
-    let header = MdaHeader::parse(&bytes, area.offset).map_err(mda_err(dev, area.offset))?;
+    header_from(dev, area, &bytes)
+}
+
+/// The header of `area` from `head`, the device's bytes from offset 0 when they reach
+/// past the header (one read for the label and the first area's header, which lvm2
+/// puts at 4 KiB); read from the device otherwise.
+pub fn header_in_head(dev: &Device, area: &DiskLocn, head: &[u8]) -> Result<MdaHeader, StoreError> {
+    let end = area.offset.0 + MDA_HEADER_SIZE;
+    match head.get(area.offset.0 as usize..end as usize) {
+        Some(bytes) => header_from(dev, area, bytes),
+        None => read_header(dev, area),
+    }
+}
+
+fn header_from(dev: &Device, area: &DiskLocn, bytes: &[u8]) -> Result<MdaHeader, StoreError> {
+    let header = MdaHeader::parse(bytes, area.offset).map_err(mda_err(dev, area.offset))?;
     if header.size != area.size {
         return Err(StoreError::MdaSizeMismatch {
             path: dev.path().to_owned(),

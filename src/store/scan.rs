@@ -1,7 +1,7 @@
 //! Finding PVs on devices and assembling volume groups from their metadata copies.
 
 use super::device::{Access, Device};
-use super::mda_io::{read_header, read_mda, MdaOnDisk};
+use super::mda_io::{header_in_head, read_mda, MdaOnDisk};
 use super::StoreError;
 use crate::format::label::{PvLabel, LABEL_SCAN_BYTES};
 use crate::format::mda::MdaHeader;
@@ -103,14 +103,19 @@ impl Fingerprint {
         let mut pvs = Vec::with_capacity(devices.len());
         for (uuid, path) in devices {
             let dev = Device::open(path, Access::Read).ok()?;
-            let label = read_label(&dev).ok()??;
+            // Every read and change of a VG starts here: one read per PV for its label
+            // and its first area's header, read through to the device (O_DIRECT).
+            let head = dev
+                .read_at(Bytes(0), FINGERPRINT_HEAD.min(dev.size().0))
+                .ok()?;
+            let label = label_in(&dev, &head).ok()??;
             if label.pv_uuid != *uuid {
                 return None;
             }
             let mdas = label
                 .metadata_areas
                 .iter()
-                .map(|area| read_header(&dev, area))
+                .map(|area| header_in_head(&dev, area, &head))
                 .collect::<Result<Vec<_>, _>>()
                 .ok()?;
             pvs.push(PvHeaders {
@@ -151,11 +156,22 @@ pub fn read_pv(path: &Path) -> Result<Option<PvOnDisk>, StoreError> {
     read_pv_from(&dev)
 }
 
+/// What a fingerprint reads of each PV at once: the label's sectors and the header of
+/// a first metadata area at lvm2's 4 KiB.
+const FINGERPRINT_HEAD: u64 = 8 << 10;
+
 /// The PV label of a device; `Ok(None)`: none.
 pub fn read_label(dev: &Device) -> Result<Option<PvLabel>, StoreError> {
     let head_len = (LABEL_SCAN_BYTES as u64).min(dev.size().0);
     let head = dev.read_at(Bytes(0), head_len)?;
-    PvLabel::find(&head).map_err(|source| StoreError::Label {
+    label_in(dev, &head)
+}
+
+/// The PV label in `head`, the device's first bytes (at least its label sectors, or
+/// all of a smaller device).
+fn label_in(dev: &Device, head: &[u8]) -> Result<Option<PvLabel>, StoreError> {
+    let head = &head[..head.len().min(LABEL_SCAN_BYTES)];
+    PvLabel::find(head).map_err(|source| StoreError::Label {
         path: dev.path().to_owned(),
         source,
     })
