@@ -862,7 +862,60 @@ fn second_and_ignored_metadata_areas_are_kept_as_lvm2_keeps_them() {
     );
     let used: u64 = pvs.iter().map(|r| num(r, "pv_mda_used_count")).sum();
     assert_eq!(used, 4, "{pvs:?}");
+
+    // As the daemon changes it: through a cache, whose proof that nobody changed the
+    // VG reads each PV's label and first area's header at once and the area at the
+    // end on its own, and whose commits take those headers instead of reading them.
+    let cache = OneVg::default();
+    let (_, reused) = lvm.read_vg_cached(&vg, &cache).unwrap();
+    assert!(!reused, "nothing cached yet");
+    for name in ["b", "c"] {
+        let spec = lvmd::lvm::LvSpec {
+            name: name.into(),
+            size: Bytes(8 * MIB),
+            layout: Layout::Linear,
+            tags: vec![],
+        };
+        let (_, results) = lvm
+            .edit_group(&vg, &[lvmd::lvm::Edit::CreateLv(spec)], Some(&cache))
+            .unwrap();
+        results.into_iter().for_each(|r| r.unwrap());
+        let (found, reused) = lvm.read_vg_cached(&vg, &cache).unwrap();
+        assert!(reused, "the headers lvmd wrote prove the cached VG current");
+        assert!(found.vg.lv(name).is_some());
+    }
+    let seqno = lvm.read_vg(&vg).unwrap().vg.seqno;
+    for d in &loops.devs[..2] {
+        let pv = lvmd::store::scan::read_pv(d).unwrap().unwrap();
+        for m in &pv.mdas {
+            let text = m.text.as_deref().expect("both areas hold the VG");
+            assert!(
+                text.contains(&format!("seqno = {seqno}")),
+                "{}",
+                d.display()
+            );
+        }
+    }
+    // lvm2 changes it: the cached VG is no longer proven, and is read again.
+    loops.lvm_ok(&["lvremove", "-f", &format!("{vg}/b")]);
+    let (found, reused) = lvm.read_vg_cached(&vg, &cache).unwrap();
+    assert!(!reused);
+    assert!(found.vg.lv("b").is_none());
+    assert_lvm2_agrees(&loops, &vg);
     loops.lvm_ok(&["vgremove", "-f", &vg]);
+}
+
+/// The daemon's cache of parsed VGs, for one VG.
+#[derive(Default)]
+struct OneVg(std::sync::Mutex<Option<Arc<VgOnDisk>>>);
+
+impl lvmd::lvm::VgCache for OneVg {
+    fn get(&self, _vg: &str) -> Option<Arc<VgOnDisk>> {
+        self.0.lock().unwrap().clone()
+    }
+    fn put(&self, _vg: &str, found: &Arc<VgOnDisk>) {
+        *self.0.lock().unwrap() = Some(Arc::clone(found));
+    }
 }
 
 /// A uniquely named devices file in lvm2's `/etc/lvm/devices` (lvm2 2.03.16 takes
