@@ -190,7 +190,9 @@ pub fn scan_devices<P: AsRef<Path>>(paths: &[P]) -> Scan {
 struct Copy<'a> {
     path: &'a Path,
     text: &'a str,
-    vg: VolumeGroup,
+    /// Shared by the copies of one text (parsed once): at thousands of LVs each model
+    /// is megabytes, and a copy per area put three or four of them in memory at once.
+    vg: Arc<VolumeGroup>,
     header: TextHeader,
 }
 
@@ -216,7 +218,7 @@ impl Scan {
     /// on two devices, is listed `unwritable` with the reason: lvmd will not guess which
     /// one is right, and never writes through a clone.
     pub fn volume_groups(&self) -> Result<Vec<VgOnDisk>, StoreError> {
-        let mut parsed: BTreeMap<&str, Option<(VolumeGroup, TextHeader)>> = BTreeMap::new();
+        let mut parsed: BTreeMap<&str, Option<(Arc<VolumeGroup>, TextHeader)>> = BTreeMap::new();
         let mut copies: Vec<Copy> = Vec::new();
         // Copies that did not parse, by the PV they are on.
         let mut unparsed: Vec<(&PvOnDisk, String)> = Vec::new();
@@ -227,7 +229,7 @@ impl Scan {
                 };
                 let entry = parsed.entry(text).or_insert_with(|| {
                     match parse_copy(text, &pv.path, mda.header.start) {
-                        Ok(v) => Some(v),
+                        Ok((vg, header)) => Some((Arc::new(vg), header)),
                         Err(e) => {
                             tracing::warn!("skipping a metadata copy: {e}");
                             None
@@ -238,7 +240,7 @@ impl Scan {
                     Some((vg, header)) => copies.push(Copy {
                         path: &pv.path,
                         text,
-                        vg: vg.clone(),
+                        vg: Arc::clone(vg),
                         header: header.clone(),
                     }),
                     None => unparsed.push((
@@ -334,7 +336,7 @@ impl Scan {
                 && devices.len() == newest.vg.pvs.len();
             let fingerprint = whole.then(|| self.fingerprint_of(&devices)).flatten();
             out.push(VgOnDisk {
-                vg: Arc::new(newest.vg.clone()),
+                vg: Arc::clone(&newest.vg),
                 header: newest.header.clone(),
                 text: newest.text.to_owned(),
                 devices,
