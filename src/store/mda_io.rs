@@ -35,7 +35,13 @@ fn mda_err(dev: &Device, start: Bytes) -> impl FnOnce(MdaError) -> StoreError + 
 
 pub fn read_header(dev: &Device, area: &DiskLocn) -> Result<MdaHeader, StoreError> {
     let bytes = dev.read_at(area.offset, MDA_HEADER_SIZE)?;
-    let header = MdaHeader::parse(&bytes, area.offset).map_err(mda_err(dev, area.offset))?;
+    header_from(dev, area, &bytes)
+}
+
+/// `area`'s header from its first [`MDA_HEADER_SIZE`] bytes, read by the caller along
+/// with others (see `scan::Fingerprint::read`); checked as [`read_header`] checks it.
+pub fn header_from(dev: &Device, area: &DiskLocn, bytes: &[u8]) -> Result<MdaHeader, StoreError> {
+    let header = MdaHeader::parse(bytes, area.offset).map_err(mda_err(dev, area.offset))?;
     if header.size != area.size {
         return Err(StoreError::MdaSizeMismatch {
             path: dev.path().to_owned(),

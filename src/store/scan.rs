@@ -1,10 +1,10 @@
 //! Finding PVs on devices and assembling volume groups from their metadata copies.
 
 use super::device::{Access, Device};
-use super::mda_io::{read_header, read_mda, MdaOnDisk};
+use super::mda_io::{header_from, read_header, read_mda, MdaOnDisk};
 use super::StoreError;
 use crate::format::label::{PvLabel, LABEL_SCAN_BYTES};
-use crate::format::mda::MdaHeader;
+use crate::format::mda::{MdaHeader, MDA_HEADER_SIZE};
 use crate::format::text;
 use crate::model::{TextHeader, VolumeGroup};
 use crate::units::Bytes;
@@ -81,6 +81,10 @@ pub struct VgOnDisk {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fingerprint(pub Vec<PvHeaders>);
 
+/// What [`Fingerprint::read`] reads from the start of each PV: the label's sectors and
+/// a metadata area header at 4 KiB.
+const FINGERPRINT_HEAD_BYTES: u64 = 4096 + MDA_HEADER_SIZE;
+
 /// One PV's part of a [`Fingerprint`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PvHeaders {
@@ -93,18 +97,32 @@ pub struct PvHeaders {
 impl Fingerprint {
     /// The fingerprint of the PVs `devices` (by uuid) as they are now; `None` when one
     /// cannot be read or no longer carries its PV (so nothing can be proven).
+    ///
+    /// The label's sectors and the header of an area at 4 KiB (where pvcreate puts the
+    /// first one, lvm2's and lvmd's) come in one read: every request of the daemon
+    /// starts with this, and each O_DIRECT read is a round trip to the device.
     pub fn read(devices: &BTreeMap<Uuid, PathBuf>) -> Option<Fingerprint> {
         let mut pvs = Vec::with_capacity(devices.len());
         for (uuid, path) in devices {
             let dev = Device::open(path, Access::Read).ok()?;
-            let label = read_label(&dev).ok()??;
+            let head = dev
+                .read_at(Bytes(0), FINGERPRINT_HEAD_BYTES.min(dev.size().0))
+                .ok()?;
+            let label_bytes = &head[..LABEL_SCAN_BYTES.min(head.len())];
+            let label = PvLabel::find(label_bytes).ok()??;
             if label.pv_uuid != *uuid {
                 return None;
             }
             let mdas = label
                 .metadata_areas
                 .iter()
-                .map(|area| read_header(&dev, area))
+                .map(|area| {
+                    let at = area.offset.0 as usize;
+                    match head.get(at..at + MDA_HEADER_SIZE as usize) {
+                        Some(bytes) => header_from(&dev, area, bytes),
+                        None => read_header(&dev, area),
+                    }
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .ok()?;
             pvs.push(PvHeaders {
@@ -388,7 +406,7 @@ fn parse_copy(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::mda::MdaHeader;
+    use crate::format::mda::{MdaHeader, MDA_HEADER_SIZE};
 
     fn fixture_text() -> String {
         let p = Path::new(env!("CARGO_MANIFEST_DIR"))
