@@ -406,7 +406,7 @@ fn parse_copy(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::mda::{MdaHeader, MDA_HEADER_SIZE};
+    use crate::format::mda::MdaHeader;
 
     fn fixture_text() -> String {
         let p = Path::new(env!("CARGO_MANIFEST_DIR"))
