@@ -84,8 +84,9 @@ fn fill_to(bed: &Bed, have: &mut usize, n: usize) {
     *have = n;
 }
 
-/// `VmRSS` and `VmHWM` of a process, in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
+/// `VmRSS` and `VmHWM` of a process, and what its `VmRSS` is made of (`RssAnon`,
+/// its heaps; `RssFile`, the pages of its binary and libraries), in KiB.
+fn memory_kib(pid: u32) -> (u64, u64, u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |name: &str| {
         status
@@ -94,7 +95,12 @@ fn memory_kib(pid: u32) -> (u64, u64) {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    (
+        field("VmRSS:"),
+        field("VmHWM:"),
+        field("RssAnon:"),
+        field("RssFile:"),
+    )
 }
 
 /// Where Criterion keeps its results, found as Criterion finds it (`CRITERION_HOME`,
@@ -170,8 +176,11 @@ fn scale(c: &mut Criterion) {
             burst(c, &bed, n);
         }
 
-        let (rss, hwm) = memory_kib(bed.pid());
-        eprintln!("lvmd memory with {n} LVs: VmRSS {rss} KiB, VmHWM {hwm} KiB");
+        let (rss, hwm, anon, file) = memory_kib(bed.pid());
+        eprintln!(
+            "lvmd memory with {n} LVs: VmRSS {rss} KiB (RssAnon {anon}, RssFile {file}), \
+             VmHWM {hwm} KiB"
+        );
         std::fs::write(
             rss_dir.join(format!("{n}.json")),
             format!("{{\"lvs\": {n}, \"vm_rss_kib\": {rss}, \"vm_hwm_kib\": {hwm}}}\n"),

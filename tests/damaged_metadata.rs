@@ -6,8 +6,8 @@
 mod common;
 
 use common::{host_tests_enabled, vg_name, Loops};
-use lvmd::lvm::{Layout, LvmError};
-use lvmd::store::scan::read_pv;
+use lvmd::lvm::{Edit, Layout, LvSpec, LvmError};
+use lvmd::store::scan::{read_pv, Fingerprint};
 use lvmd::units::{Bytes, ExtentSize};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
@@ -273,4 +273,48 @@ fn the_daemons_cache_reads_around_a_damaged_copy_and_its_next_change_repairs_it(
         loops.vgck(&vg);
     }
     loops.lvm_ok(&["vgremove", "-f", &vg]);
+}
+
+/// The daemon's proof that its cached VG is current (`Fingerprint::read`: each PV's
+/// label and the header of its area at 4 KiB, in one read) is what a scan and a commit
+/// record for the same disks; another commit, or a header scribbled over, makes it
+/// differ, so the cached copy is not used.
+#[test]
+fn the_cache_check_matches_scan_and_commit_and_sees_changes() {
+    if !host_tests_enabled("the_cache_check_matches_scan_and_commit_and_sees_changes") {
+        return;
+    }
+    let loops = Loops::new(&[64, 64]);
+    let vg = vg_name("fingerprint");
+    let lvm = loops.lvmd();
+    lvm.vg_create(&vg, &loops.devs, ExtentSize::DEFAULT)
+        .unwrap();
+    let scanned = lvm.read_vg(&vg).unwrap();
+    let recorded = scanned.fingerprint.clone().expect("a whole, clean VG");
+    assert_eq!(recorded.0.len(), 2);
+    assert_eq!(
+        Fingerprint::read(&scanned.devices).as_ref(),
+        Some(&recorded)
+    );
+
+    let create = Edit::CreateLv(LvSpec {
+        name: "a".into(),
+        size: Bytes(8 * MIB),
+        layout: Layout::Linear,
+        tags: vec![],
+    });
+    let (committed, results) = lvm.edit_group(&vg, &[create], None).unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let after_commit = committed.fingerprint.clone().expect("written whole");
+    assert_ne!(after_commit, recorded, "the commit moved the area headers");
+    assert_eq!(
+        Fingerprint::read(&committed.devices).as_ref(),
+        Some(&after_commit)
+    );
+
+    scribble(&loops.devs[0], 4096, &[0xa5; 64]);
+    assert_ne!(
+        Fingerprint::read(&committed.devices).as_ref(),
+        Some(&after_commit)
+    );
 }

@@ -45,12 +45,16 @@ struct Cli {
 /// of a hundred requests on a VG of thousands of volumes, each rendering and
 /// checking megabytes of metadata, left hundreds of MiB resident (385 MiB after a
 /// burst of 100 at 5000 LVs in benches/scale, 85 MiB with two arenas, at the same
-/// speed). Two arenas: called before any other thread exists.
+/// speed). With two, a listing's or a commit's short-lived megabytes still sat free in
+/// both arenas at once: one arena left 5 to 6 MiB less resident at 5000 LVs (about 24
+/// against 30 MiB), the bursts and create + remove within the noise (glibc's
+/// per-thread caches serve the small allocations without the arena's lock). One
+/// arena: called before any other thread exists.
 fn limit_malloc_arenas() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only sets an allocator parameter; no thread runs yet.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 

@@ -265,6 +265,12 @@ impl Metadata for LvmMetadata {
         match self.lvm().read_vg_cached(vg, &self.cache) {
             Ok((found, reused)) => {
                 self.count(reused);
+                if !reused {
+                    // A full read parsed the whole text through a document tree, whose
+                    // pieces lie between the model's in malloc's heaps; at thousands of
+                    // volumes that is MiBs kept resident until the next commit's trim.
+                    super::run::release_freed_memory();
+                }
                 Ok(to_read(&found))
             }
             Err(e) => {

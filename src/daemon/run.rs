@@ -102,8 +102,9 @@ pub fn real_engine(config: &Config) -> Result<Arc<dyn Engine>, StartError> {
 /// of volumes renders and checks megabytes of text in short-lived pieces; glibc keeps
 /// the freed chunks scattered through its heaps, so the daemon's resident memory stayed
 /// at its peak (tens of MiB) between commits. Called by the backup writer once it has
-/// written everything queued: after the commits, never on a caller's path.
-fn release_freed_memory() {
+/// written everything queued (after the commits, never on a caller's path), and after
+/// a full read of a VG (`super::real`), whose parse costs far more than this.
+pub(super) fn release_freed_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only returns free memory to the kernel; safe from any thread.
     unsafe {

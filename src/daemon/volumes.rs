@@ -1217,12 +1217,13 @@ impl<M: Metadata> Engine for VolumeEngine<M> {
         let r = self.meta.read(vg)?;
         let mut devices = self.devices(&r);
         let mut pools = BTreeMap::new();
-        Ok(view::visible_lvs(&r.vg)
-            .map(|lv| {
-                let device = devices.remove(&lv.name);
-                self.lv_view(&r, lv, device, &mut pools)
-            })
-            .collect())
+        // Sized once: a filtered iterator would grow the vector of thousands step by step.
+        let mut out = Vec::with_capacity(r.vg.lvs.len());
+        for lv in view::visible_lvs(&r.vg) {
+            let device = devices.remove(&lv.name);
+            out.push(self.lv_view(&r, lv, device, &mut pools));
+        }
+        Ok(out)
     }
 
     fn logical_volume(&self, vg: &str, lv: &str) -> Result<LvInfo> {

@@ -4,7 +4,7 @@ use super::device::{Access, Device};
 use super::mda_io::{header_in_head, read_mda, MdaOnDisk};
 use super::StoreError;
 use crate::format::label::{PvLabel, LABEL_SCAN_BYTES};
-use crate::format::mda::MdaHeader;
+use crate::format::mda::{MdaHeader, MDA_HEADER_SIZE};
 use crate::format::text;
 use crate::model::{TextHeader, VolumeGroup};
 use crate::units::Bytes;
@@ -99,6 +99,10 @@ pub struct PvHeaders {
 impl Fingerprint {
     /// The fingerprint of the PVs `devices` (by uuid) as they are now; `None` when one
     /// cannot be read or no longer carries its PV (so nothing can be proven).
+    ///
+    /// The label's sectors and the header of an area at 4 KiB (where pvcreate puts the
+    /// first one, lvm2's and lvmd's) come in one read: every request of the daemon
+    /// starts with this, and each O_DIRECT read is a round trip to the device.
     pub fn read(devices: &BTreeMap<Uuid, PathBuf>) -> Option<Fingerprint> {
         let mut pvs = Vec::with_capacity(devices.len());
         for (uuid, path) in devices {
@@ -158,7 +162,7 @@ pub fn read_pv(path: &Path) -> Result<Option<PvOnDisk>, StoreError> {
 
 /// What a fingerprint reads of each PV at once: the label's sectors and the header of
 /// a first metadata area at lvm2's 4 KiB.
-const FINGERPRINT_HEAD: u64 = 8 << 10;
+const FINGERPRINT_HEAD: u64 = 4096 + MDA_HEADER_SIZE;
 
 /// The PV label of a device; `Ok(None)`: none.
 pub fn read_label(dev: &Device) -> Result<Option<PvLabel>, StoreError> {
@@ -224,7 +228,9 @@ pub fn scan_devices<P: AsRef<Path>>(paths: &[P]) -> Scan {
 struct Copy<'a> {
     path: &'a Path,
     text: &'a str,
-    vg: VolumeGroup,
+    /// Shared by the copies of one text (parsed once): at thousands of LVs each model
+    /// is megabytes, and a copy per area put three or four of them in memory at once.
+    vg: Arc<VolumeGroup>,
     header: TextHeader,
 }
 
@@ -250,7 +256,7 @@ impl Scan {
     /// on two devices, is listed `unwritable` with the reason: lvmd will not guess which
     /// one is right, and never writes through a clone.
     pub fn volume_groups(&self) -> Result<Vec<VgOnDisk>, StoreError> {
-        let mut parsed: BTreeMap<&str, Option<(VolumeGroup, TextHeader)>> = BTreeMap::new();
+        let mut parsed: BTreeMap<&str, Option<(Arc<VolumeGroup>, TextHeader)>> = BTreeMap::new();
         let mut copies: Vec<Copy> = Vec::new();
         // Copies that did not parse, by the PV they are on.
         let mut unparsed: Vec<(&PvOnDisk, String)> = Vec::new();
@@ -261,7 +267,7 @@ impl Scan {
                 };
                 let entry = parsed.entry(text).or_insert_with(|| {
                     match parse_copy(text, &pv.path, mda.header.start) {
-                        Ok(v) => Some(v),
+                        Ok((vg, header)) => Some((Arc::new(vg), header)),
                         Err(e) => {
                             tracing::warn!("skipping a metadata copy: {e}");
                             None
@@ -272,7 +278,7 @@ impl Scan {
                     Some((vg, header)) => copies.push(Copy {
                         path: &pv.path,
                         text,
-                        vg: vg.clone(),
+                        vg: Arc::clone(vg),
                         header: header.clone(),
                     }),
                     None => unparsed.push((
@@ -368,7 +374,7 @@ impl Scan {
                 && devices.len() == newest.vg.pvs.len();
             let fingerprint = whole.then(|| self.fingerprint_of(&devices)).flatten();
             out.push(VgOnDisk {
-                vg: Arc::new(newest.vg.clone()),
+                vg: Arc::clone(&newest.vg),
                 header: newest.header.clone(),
                 text: newest.text.to_owned(),
                 lv_spans: Vec::new(),
