@@ -112,18 +112,19 @@ impl<'a> Fields<'a> {
     }
     /// Everything not read so far, in order.
     pub fn rest(&self) -> Section {
-        Section {
-            items: self
-                .section
-                .items
-                .iter()
-                .filter(|item| match item {
-                    Item::Pair { key, .. } => !self.used_pairs.contains(key.as_str()),
-                    Item::Section { name, .. } => !self.used_sections.contains(name.as_str()),
-                })
-                .cloned()
-                .collect::<Vec<Item>>(),
-        }
+        let mut items: Vec<Item> = self
+            .section
+            .items
+            .iter()
+            .filter(|item| match item {
+                Item::Pair { key, .. } => !self.used_pairs.contains(key.as_str()),
+                Item::Section { name, .. } => !self.used_sections.contains(name.as_str()),
+            })
+            .cloned()
+            .collect();
+        // Kept with the model for as long as the VG is cached: no room to spare.
+        items.shrink_to_fit();
+        Section { items }
     }
 }
 

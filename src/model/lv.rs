@@ -200,7 +200,9 @@ impl LogicalVolume {
         let creation_time = f.opt_i64("creation_time")?;
         let creation_host = f.opt_str("creation_host")?;
         let segment_count = f.u64("segment_count")?;
-        let mut segments = Vec::new();
+        // Sized once (bounded: the count comes from the text): a VG keeps thousands of
+        // these for as long as it is cached.
+        let mut segments = Vec::with_capacity(segment_count.min(64) as usize);
         for n in 1..=segment_count {
             let key = format!("segment{n}");
             let body = section.section(&key).ok_or_else(|| ModelError::Invalid {
@@ -216,6 +218,7 @@ impl LogicalVolume {
             Item::Section { name, .. } => !is_segment_key(name),
             _ => true,
         });
+        extra.items.shrink_to_fit();
         if let Some((n, _)) = section
             .sections()
             .find(|(n, _)| is_segment_key(n) && segment_number(n) > Some(segment_count))
