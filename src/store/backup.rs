@@ -71,6 +71,19 @@ fn backup_rendering(
     render(vg, header, Layout::Backup, true, previous)
 }
 
+/// Writes `vg` as a backup file at `path` (the backup or an archive); returns the
+/// rendering, for the next.
+fn write_backup_file(
+    path: &Path,
+    vg: &VolumeGroup,
+    header: &TextHeader,
+    previous: Option<Previous<'_>>,
+) -> Result<Rendered, StoreError> {
+    let rendered = backup_rendering(vg, header, previous);
+    replace_file(path, &[&backup_comment(header), &rendered.text])?;
+    Ok(rendered)
+}
+
 #[cfg(test)]
 fn backup_text(vg: &VolumeGroup, header: &TextHeader) -> String {
     backup_comment(header) + &backup_rendering(vg, header, None).text
@@ -94,10 +107,7 @@ impl BackupDirs {
         header: &TextHeader,
         previous: Option<Previous<'_>>,
     ) -> Result<Rendered, StoreError> {
-        let rendered = backup_rendering(vg, header, previous);
-        let comment = backup_comment(header);
-        replace_file(&self.backup_path(&vg.name), &[&comment, &rendered.text])?;
-        Ok(rendered)
+        write_backup_file(&self.backup_path(&vg.name), vg, header, previous)
     }
 
     /// The VG id and seqno the backup file of `vg_name` holds, from the opening of its
@@ -238,8 +248,7 @@ impl BackupDirs {
             return Ok(());
         };
         if !self.link_current_backup(vg, &path) {
-            let rendered = backup_rendering(vg, header, None);
-            replace_file(&path, &[&backup_comment(header), &rendered.text])?;
+            write_backup_file(&path, vg, header, None)?;
         }
         self.prune_archive(&vg.name)
     }

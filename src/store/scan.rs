@@ -107,8 +107,6 @@ impl Fingerprint {
         let mut pvs = Vec::with_capacity(devices.len());
         for (uuid, path) in devices {
             let dev = Device::open(path, Access::Read).ok()?;
-            // Every read and change of a VG starts here: one read per PV for its label
-            // and its first area's header, read through to the device (O_DIRECT).
             let head = dev
                 .read_at(Bytes(0), FINGERPRINT_HEAD.min(dev.size().0))
                 .ok()?;

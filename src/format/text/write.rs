@@ -97,7 +97,6 @@ pub fn write_document_filling(
 pub struct ListWriter<'w> {
     out: &'w mut String,
     layout: Layout,
-    name: &'w str,
 }
 
 impl ListWriter<'_> {
@@ -113,7 +112,7 @@ impl ListWriter<'_> {
             layout: self.layout,
             fill: None,
         };
-        w.section_entry(name, body, LIST_ENTRY_DEPTH, self.name);
+        w.section_entry(name, body, LIST_ENTRY_DEPTH);
         *self.out = w.out;
     }
 
@@ -178,7 +177,6 @@ impl Writer<'_> {
                 let mut lw = ListWriter {
                     out: &mut self.out,
                     layout: self.layout,
-                    name: list,
                 };
                 fill(&mut lw);
                 // One list is filled; anything else under that name is written as is.
@@ -192,11 +190,10 @@ impl Writer<'_> {
         self.out.push_str("}\n");
     }
 
-    /// One entry of a list section, with the blank line lvm2 puts before each.
-    fn section_entry(&mut self, name: &str, body: &Section, depth: usize, list: &str) {
-        if VG_LISTS.contains(&list) {
-            self.out.push('\n');
-        }
+    /// One entry of a VG list section (the only lists [`write_document_filling`]
+    /// takes), with the blank line lvm2 puts before each.
+    fn section_entry(&mut self, name: &str, body: &Section, depth: usize) {
+        self.out.push('\n');
         self.section(name, body, depth);
     }
 
